@@ -1,0 +1,12 @@
+import type { TaskMessage } from "../../src/bus/jobs.ts";
+
+export type ExecContext = {
+  /** Aborted on cancel (reason "cancelled") or shutdown (reason "shutdown"). */
+  signal: AbortSignal;
+  attempt: number;
+  progress(message: string, percent?: number): Promise<void>;
+  log(stream: "stdout" | "stderr" | "runner", line: string): Promise<void>;
+};
+
+/** Runs one task kind; returns the result, or throws (AppError.retryable decides nak vs fail). */
+export type Executor = (task: TaskMessage, ctx: ExecContext) => Promise<unknown>;

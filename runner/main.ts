@@ -1,0 +1,34 @@
+import type { Config } from "../src/config/load.ts";
+import { ConfigError } from "../src/config/load.ts";
+import { createQueue } from "../src/main/deps.ts";
+import { onShutdownSignal } from "../src/main/signals.ts";
+import type { Logger } from "../src/shared/logger.ts";
+import { VERSION } from "../src/shared/version.ts";
+import { executors } from "./executors/index.ts";
+import { createRunner } from "./worker.ts";
+
+/** `pitcrew runner`: a standalone runner process for distributed mode. Needs NATS, not the database. */
+export async function runRunnerProcess(config: Config, log: Logger): Promise<void> {
+  if (!config.nats) {
+    throw new ConfigError("NATS_URL: required by `pitcrew runner` (in embedded mode `pitcrew serve` runs the runners itself)");
+  }
+  const queue = createQueue(config, log, `pitcrew-runner-${config.runner.id}`);
+  const runner = createRunner(
+    { queue, log: log.child({ component: "runner" }), executors },
+    {
+      id: config.runner.id,
+      pool: config.runner.pool,
+      concurrency: config.runner.concurrency,
+      heartbeatMs: config.runner.heartbeatMs,
+      ackWaitMs: config.task.ackWaitMs,
+      version: VERSION,
+      drainTimeoutMs: Math.max(100, config.shutdownTimeoutMs - 2000),
+    },
+  );
+  runner.start();
+  process.stdout.write(`  Pitcrew runner ${config.runner.id} (${VERSION}) pulling pool "${config.runner.pool}" with concurrency ${config.runner.concurrency}\n`);
+  onShutdownSignal(log, config.shutdownTimeoutMs, async () => {
+    await runner.stop();
+    await queue.close();
+  });
+}

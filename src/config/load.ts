@@ -1,0 +1,168 @@
+import { hostname } from "node:os";
+import { isAbsolute, resolve } from "node:path";
+import { z } from "zod";
+import { parseDuration } from "../shared/duration.ts";
+
+// Values that must never be echoed back in an error line.
+const SECRET_VARS = new Set(["DATABASE_URL", "NATS_URL", "NATS_TOKEN", "NATS_PASSWORD"]);
+
+const duration = (fallback: string, min = 1) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v, ctx) => {
+      const ms = parseDuration(v);
+      if (ms === undefined || ms < min) {
+        ctx.addIssue({ code: "custom", message: `expected a duration like 500ms, 30s, 5m, 2h or 7d (at least ${min} ms)` });
+        return z.NEVER;
+      }
+      return ms;
+    });
+
+const int = (fallback: number, min: number, max: number) =>
+  z
+    .string()
+    .default(String(fallback))
+    .transform((v, ctx) => {
+      const n = Number(v);
+      if (!/^\s*-?\d+\s*$/.test(v) || n < min || n > max) {
+        ctx.addIssue({ code: "custom", message: `expected a whole number from ${min} to ${max}` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === "" ? undefined : v.trim()));
+
+export const Env = z.object({
+  PORT: int(18088, 1, 65535),
+  HOST: z.string().min(1).default("0.0.0.0"),
+  PUBLIC_URL: optionalString.pipe(z.url({ message: "expected an absolute http(s) URL" }).optional()),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  DATA_DIR: z.string().min(1).default("./data"),
+  DATABASE_URL: optionalString,
+  DB_POOL_SIZE: int(10, 1, 500),
+  NATS_URL: optionalString,
+  NATS_TOKEN: optionalString,
+  NATS_USER: optionalString,
+  NATS_PASSWORD: optionalString,
+  NATS_STREAM_REPLICAS: int(1, 1, 5),
+  EVENTS_MAX_AGE: duration("7d", 60_000),
+  TASK_ACK_WAIT: duration("30s", 1000),
+  TASK_MAX_DELIVER: int(5, 1, 100),
+  RUNNER_CONCURRENCY: int(2, 1, 256),
+  RUNNER_POOL: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "expected a lowercase name ([a-z0-9_-], up to 63 chars)").default("default"),
+  RUNNER_ID: optionalString.pipe(z.string().regex(/^[A-Za-z0-9_-]{1,120}$/, "expected [A-Za-z0-9_-], up to 120 chars").optional()),
+  HEARTBEAT_INTERVAL: duration("10s", 100),
+  BODY_LIMIT: int(1_048_576, 1024, 64 * 1_048_576),
+  SHUTDOWN_TIMEOUT: duration("15s", 100),
+  OUTBOX_INTERVAL: duration("250ms", 10),
+  OUTBOX_BATCH: int(100, 1, 10_000),
+  OUTBOX_RETENTION: duration("1d", 1000),
+});
+
+export type Database =
+  | { dialect: "sqlite"; file: string }
+  | { dialect: "mysql"; url: string; poolSize: number };
+
+export type Config = {
+  port: number;
+  host: string;
+  publicUrl: string;
+  logLevel: z.infer<typeof Env>["LOG_LEVEL"];
+  dataDir: string;
+  database: Database;
+  nats?: { servers: string[]; token?: string; user?: string; password?: string; replicas: number };
+  eventsMaxAgeMs: number;
+  task: { ackWaitMs: number; maxDeliver: number };
+  runner: { concurrency: number; pool: string; id: string; heartbeatMs: number };
+  bodyLimit: number;
+  shutdownTimeoutMs: number;
+  outbox: { intervalMs: number; batch: number; retentionMs: number };
+};
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+function parseDatabase(url: string | undefined, dataDir: string, poolSize: number): Database {
+  if (!url) return { dialect: "sqlite", file: resolve(dataDir, "pitcrew.db") };
+  if (url.startsWith("mysql://")) {
+    try {
+      new URL(url);
+    } catch {
+      throw new ConfigError("DATABASE_URL: not a valid mysql:// URL");
+    }
+    return { dialect: "mysql", url, poolSize };
+  }
+  if (url.startsWith("sqlite:")) {
+    const path = url.slice("sqlite:".length).replace(/^\/\//, "");
+    if (!path) throw new ConfigError("DATABASE_URL: sqlite: needs a file path, e.g. sqlite:./data/pitcrew.db");
+    return { dialect: "sqlite", file: isAbsolute(path) ? path : resolve(path) };
+  }
+  throw new ConfigError("DATABASE_URL: expected mysql://user:pass@host:3306/db or sqlite:<file>");
+}
+
+function parseNatsServers(value: string): string[] {
+  const servers = value.split(",").map((s) => s.trim()).filter(Boolean);
+  for (const s of servers) {
+    if (!/^(nats|tls|ws|wss):\/\/[^\s]+$/.test(s) && !/^[^\s/:]+:\d+$/.test(s)) {
+      throw new ConfigError("NATS_URL: expected nats://host:4222 (comma-separated for a cluster)");
+    }
+  }
+  if (servers.length === 0) throw new ConfigError("NATS_URL: no server given");
+  return servers;
+}
+
+/** The single reader of configuration. Throws ConfigError with one line naming the variable. */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const parsed = Env.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => {
+      const name = String(issue.path[0] ?? "config");
+      const raw = env[name];
+      const got = raw !== undefined && !SECRET_VARS.has(name) ? ` (got ${JSON.stringify(raw)})` : "";
+      return `${name}: ${issue.message}${got}`;
+    });
+    throw new ConfigError(lines.join("; "));
+  }
+  const e = parsed.data;
+  if ((e.NATS_USER === undefined) !== (e.NATS_PASSWORD === undefined)) {
+    throw new ConfigError("NATS_USER/NATS_PASSWORD: set both or neither");
+  }
+  const dataDir = resolve(e.DATA_DIR);
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ""),
+    logLevel: e.LOG_LEVEL,
+    dataDir,
+    database: parseDatabase(e.DATABASE_URL, dataDir, e.DB_POOL_SIZE),
+    nats: e.NATS_URL
+      ? {
+          servers: parseNatsServers(e.NATS_URL),
+          token: e.NATS_TOKEN,
+          user: e.NATS_USER,
+          password: e.NATS_PASSWORD,
+          replicas: e.NATS_STREAM_REPLICAS,
+        }
+      : undefined,
+    eventsMaxAgeMs: e.EVENTS_MAX_AGE,
+    task: { ackWaitMs: e.TASK_ACK_WAIT, maxDeliver: e.TASK_MAX_DELIVER },
+    runner: {
+      concurrency: e.RUNNER_CONCURRENCY,
+      pool: e.RUNNER_POOL,
+      id: e.RUNNER_ID ?? `${hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 80)}-${process.pid}`,
+      heartbeatMs: e.HEARTBEAT_INTERVAL,
+    },
+    bodyLimit: e.BODY_LIMIT,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT,
+    outbox: { intervalMs: e.OUTBOX_INTERVAL, batch: e.OUTBOX_BATCH, retentionMs: e.OUTBOX_RETENTION },
+  };
+}

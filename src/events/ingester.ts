@@ -1,0 +1,94 @@
+import type { Logger } from "../shared/logger.ts";
+import type { Store } from "../store/db.ts";
+import type { TaskUpdate } from "../store/schema.ts";
+import { BusEvent, TERMINAL_EVENT_TYPES, type TaskEvent } from "../bus/jobs.ts";
+import type { Delivery, Subscription, TaskQueue } from "../bus/port.ts";
+import { errorMessage } from "../shared/errors.ts";
+import { recordHeartbeat } from "../fleet/repo.ts";
+import { getTask, updateTaskIfActive } from "../tasks/repo.ts";
+import { appendEvent } from "./repo.ts";
+
+// Consumes PITCREW_EVENTS: stores each event once (by id) and moves its task on, in one
+// transaction, and acks only after that commit. A redelivered event finds its row and changes
+// nothing. A terminal task state is never overwritten by a late or repeated event.
+
+export type IngestResult = "stored" | "duplicate" | "invalid";
+
+export function createEventIngester(deps: { store: Store; queue: TaskQueue; log: Logger; now: () => number; onTaskEvent?: (e: TaskEvent) => void }) {
+  const { store } = deps;
+  const log = deps.log.child({ component: "event-ingester" });
+
+  async function applyTaskEvent(e: TaskEvent): Promise<IngestResult> {
+    const recordedAt = deps.now();
+    return store.db.transaction().execute(async (trx) => {
+      const task = await getTask(trx, e.taskId);
+      const { id, type, taskId, runnerId, attempt, at, ...rest } = e;
+      const inserted = await appendEvent(
+        trx,
+        store.dialect,
+        {
+          id,
+          type,
+          taskId,
+          incidentId: task?.incident_id ?? null,
+          actor: `runner:${runnerId}`,
+          channel: "runner",
+          reason: e.type === "task.failed" ? e.error.slice(0, 2000) : e.type === "task.cancelled" ? e.reason : null,
+          data: { attempt, ...rest },
+          occurredAt: at,
+        },
+        recordedAt,
+      );
+      if (!inserted) return "duplicate";
+      if (!task) {
+        log.warn({ taskId, type }, "event for an unknown task stored without a task update");
+        return "stored";
+      }
+      const set: TaskUpdate = { updated_at: recordedAt, last_event_at: at, runner_id: runnerId };
+      if (e.type === "task.started") {
+        Object.assign(set, { state: "running", attempts: Math.max(task.attempts, attempt), started_at: task.started_at ?? at });
+      } else if (TERMINAL_EVENT_TYPES.has(e.type)) {
+        Object.assign(set, { finished_at: at, attempts: Math.max(task.attempts, attempt) });
+        if (e.type === "task.succeeded") Object.assign(set, { state: "succeeded", result: JSON.stringify(e.result ?? null) });
+        if (e.type === "task.failed") Object.assign(set, { state: "failed", error: e.error });
+        if (e.type === "task.cancelled") Object.assign(set, { state: "cancelled", error: e.reason });
+      }
+      const changed = await updateTaskIfActive(trx, taskId, set);
+      if (!changed && TERMINAL_EVENT_TYPES.has(e.type)) {
+        log.info({ taskId, type, state: task.state }, "task already terminal; event kept in the timeline only");
+      }
+      return "stored";
+    });
+  }
+
+  async function handle(d: Delivery): Promise<void> {
+    const parsed = BusEvent.safeParse(d.data);
+    if (!parsed.success) {
+      log.warn({ subject: d.subject, issue: parsed.error.issues[0]?.message }, "invalid event terminated");
+      d.term("invalid event");
+      return;
+    }
+    const e = parsed.data;
+    try {
+      if (e.type === "runner.heartbeat") {
+        await recordHeartbeat(store.db, store.dialect, e);
+      } else {
+        const result = await applyTaskEvent(e);
+        if (result === "stored") deps.onTaskEvent?.(e);
+      }
+    } catch (err) {
+      log.warn({ err: { message: errorMessage(err) }, subject: d.subject, attempt: d.attempt }, "event not stored; will retry");
+      d.nak(Math.min(10_000, 200 * 2 ** Math.min(d.attempt, 6)));
+      return;
+    }
+    await d.ack();
+  }
+
+  return {
+    applyTaskEvent,
+    handle,
+    start(concurrency = 8): Subscription {
+      return deps.queue.consumeEvents({ concurrency }, handle);
+    },
+  };
+}

@@ -1,0 +1,48 @@
+import type { Store } from "../store/db.ts";
+import { insertIfAbsent, type Executor } from "../store/sql.ts";
+import type { EventRow } from "../store/schema.ts";
+import { newId } from "../shared/ids.ts";
+import { redactSecrets } from "../shared/redact.ts";
+
+// The append-only timeline. Every state change of a task or incident writes one row here, with
+// who did it (actor), through what (channel) and why (reason). Rows are never updated.
+
+export type NewEvent = {
+  id?: string;
+  type: string;
+  taskId?: string | null;
+  incidentId?: string | null;
+  actor: string;
+  channel: string;
+  reason?: string | null;
+  data?: unknown;
+  occurredAt: number;
+};
+
+/** Inserts the event unless its id is already stored. Returns true when it was new. */
+export async function appendEvent(db: Executor, dialect: Store["dialect"], e: NewEvent, recordedAt: number): Promise<boolean> {
+  return insertIfAbsent(db, dialect, "events", {
+    id: e.id ?? newId("evt", e.occurredAt),
+    type: e.type,
+    task_id: e.taskId ?? null,
+    incident_id: e.incidentId ?? null,
+    actor: e.actor.slice(0, 255),
+    channel: e.channel.slice(0, 32),
+    reason: e.reason ?? null,
+    data: JSON.stringify(redactSecrets(e.data ?? {})),
+    occurred_at: e.occurredAt,
+    recorded_at: recordedAt,
+  });
+}
+
+export type EventFilter = { taskId?: string; incidentId?: string; type?: string; afterSeq?: number; limit?: number };
+
+/** Oldest first, paginated by `seq` (pass the last seq as `afterSeq`). */
+export async function listEvents(db: Executor, f: EventFilter): Promise<EventRow[]> {
+  let q = db.selectFrom("events").selectAll();
+  if (f.taskId) q = q.where("task_id", "=", f.taskId);
+  if (f.incidentId) q = q.where("incident_id", "=", f.incidentId);
+  if (f.type) q = q.where("type", "=", f.type);
+  if (f.afterSeq !== undefined) q = q.where("seq", ">", f.afterSeq);
+  return q.orderBy("seq").limit(Math.min(f.limit ?? 100, 1000)).execute();
+}

@@ -1,0 +1,48 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import type { Logger } from "../shared/logger.ts";
+import type { Store } from "../store/db.ts";
+import type { TaskQueue } from "../bus/port.ts";
+import { newId } from "../shared/ids.ts";
+import { errorHandler } from "./errors.ts";
+import type { Metrics } from "./metrics.ts";
+import { healthRoutes } from "./routes/health.ts";
+
+export type HttpDeps = {
+  log: Logger;
+  store: Store;
+  queue: TaskQueue;
+  metrics: Metrics;
+  bodyLimit: number;
+};
+
+/** Assembles the HTTP app; does not listen (tests use inject, main/serve.ts listens). */
+export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    bodyLimit: deps.bodyLimit,
+    // Requests are logged once, by the onResponse hook below, with the matched route.
+    logController: new LogController({ disableRequestLogging: true }),
+    requestIdHeader: "x-request-id",
+    genReqId: () => newId("req"),
+    // Refuse prototype-pollution keys in JSON bodies outright.
+    onProtoPoisoning: "error",
+    onConstructorPoisoning: "error",
+    return503OnClosing: true,
+    forceCloseConnections: "idle",
+  });
+
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((req, reply) =>
+    reply.status(404).send({ error: { code: "route.not_found", message: `no route for ${req.method} ${req.url.split("?")[0]}`, requestId: String(req.id) } }),
+  );
+
+  app.addHook("onResponse", async (req, reply) => {
+    const route = req.routeOptions.url ?? "unmatched";
+    deps.metrics.httpDuration.observe({ method: req.method, route, status_code: String(reply.statusCode) }, reply.elapsedTime / 1000);
+    if (reply.statusCode >= 500) req.log.warn({ method: req.method, route, status: reply.statusCode }, "request answered with an error");
+    else req.log.debug({ method: req.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, "request");
+  });
+
+  await app.register(async (scope) => healthRoutes(scope, deps));
+  return app;
+}

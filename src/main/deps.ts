@@ -1,0 +1,39 @@
+import type { Config } from "../config/load.ts";
+import { createJetStreamQueue } from "../bus/jetstream.ts";
+import { createMemoryQueue } from "../bus/memory.ts";
+import type { QueueSettings, TaskQueue } from "../bus/port.ts";
+import { createMetrics } from "../http/metrics.ts";
+import type { Deps } from "../shared/deps.ts";
+import type { Logger } from "../shared/logger.ts";
+import { openStore } from "../store/db.ts";
+import { createTaskService } from "../tasks/service.ts";
+import { createOutboxRelay, type OutboxRelay } from "../bus/outbox.ts";
+
+export function queueSettings(config: Config): Partial<QueueSettings> {
+  return { ackWaitMs: config.task.ackWaitMs, maxDeliver: config.task.maxDeliver, eventsMaxAgeMs: config.eventsMaxAgeMs };
+}
+
+export function createQueue(config: Config, log: Logger, name: string): TaskQueue {
+  if (!config.nats) return createMemoryQueue({ settings: queueSettings(config), log });
+  return createJetStreamQueue({
+    servers: config.nats.servers,
+    token: config.nats.token,
+    user: config.nats.user,
+    password: config.nats.password,
+    replicas: config.nats.replicas,
+    name,
+    settings: queueSettings(config),
+    log: log.child({ component: "nats" }),
+  });
+}
+
+/** Builds the control plane's dependencies; nothing runs until serve.ts starts the loops. */
+export function createDeps(config: Config, log: Logger): { deps: Deps; relay: OutboxRelay } {
+  const now = Date.now;
+  const store = openStore(config.database);
+  const queue = createQueue(config, log, "pitcrew-serve");
+  const relay = createOutboxRelay({ store, queue, log, now }, config.outbox);
+  // A committed task is relayed at once instead of at the next poll.
+  const tasks = createTaskService({ store, log, now, onEnqueued: () => relay.kick() });
+  return { deps: { config, log, store, queue, metrics: createMetrics(), tasks, now }, relay };
+}

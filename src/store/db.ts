@@ -1,0 +1,85 @@
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import SQLite from "better-sqlite3";
+import { Kysely, Migrator, MysqlDialect, SqliteDialect, sql, type MigrationProvider } from "kysely";
+import { createPool } from "mysql2";
+import type { Database } from "../config/load.ts";
+import { unavailable, withTimeout } from "../shared/errors.ts";
+import { migrations } from "../../migrations/index.ts";
+import type { DB } from "./schema.ts";
+
+export type Dialect = Database["dialect"];
+
+export type Store = {
+  db: Kysely<DB>;
+  dialect: Dialect;
+  /** Resolves when the database answers a trivial query within `timeoutMs`. */
+  ping(timeoutMs?: number): Promise<void>;
+  close(): Promise<void>;
+};
+
+export function openStore(database: Database): Store {
+  if (database.dialect === "sqlite") {
+    mkdirSync(dirname(database.file), { recursive: true });
+    const sqlite = new SQLite(database.file);
+    sqlite.pragma("journal_mode = WAL");
+    sqlite.pragma("synchronous = NORMAL");
+    sqlite.pragma("busy_timeout = 5000");
+    sqlite.pragma("foreign_keys = ON");
+    const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: sqlite }) });
+    return makeStore(db, "sqlite");
+  }
+  const pool = createPool({
+    uri: database.url,
+    connectionLimit: database.poolSize,
+    // Times are stored as epoch ms, but keep the session in UTC for anything that is not.
+    timezone: "Z",
+    charset: "utf8mb4",
+    connectTimeout: 5000,
+    enableKeepAlive: true,
+    // An unreachable server must fail fast (→ 503) instead of queueing requests forever.
+    queueLimit: 1000,
+  });
+  const db = new Kysely<DB>({ dialect: new MysqlDialect({ pool }) });
+  return makeStore(db, "mysql");
+}
+
+function makeStore(db: Kysely<DB>, dialect: Dialect): Store {
+  let closed = false;
+  return {
+    db,
+    dialect,
+    async ping(timeoutMs = 2000) {
+      try {
+        await withTimeout(sql`select 1`.execute(db), timeoutMs, "store");
+      } catch (err) {
+        throw unavailable("store.unavailable", `database did not answer: ${describeDbError(err)}`, err);
+      }
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await db.destroy();
+    },
+  };
+}
+
+/** A short, secret-free description of a driver error (codes, never URLs). */
+export function describeDbError(err: unknown): string {
+  const e = err as { code?: string; message?: string } | undefined;
+  if (e?.code) return e.code;
+  return (e?.message ?? String(err)).replace(/\/\/[^@\s]*@/g, "//***@").slice(0, 200);
+}
+
+const provider: MigrationProvider = { getMigrations: async () => migrations };
+
+export async function migrateToLatest(store: Store): Promise<string[]> {
+  const migrator = new Migrator({ db: store.db, provider });
+  const { error, results } = await migrator.migrateToLatest();
+  const failed = results?.find((r) => r.status === "Error");
+  if (error || failed) {
+    const name = failed?.migrationName ?? "unknown";
+    throw new Error(`migration ${name} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
+  return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
+}

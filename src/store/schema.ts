@@ -1,0 +1,203 @@
+import type { Generated, Insertable, Selectable, Updateable } from "kysely";
+
+// Times are epoch milliseconds (BIGINT) on both dialects: no timezone conversions, sortable,
+// indexable. JSON is stored as text and (de)serialised in the repos, because MySQL, MariaDB and
+// SQLite disagree on JSON column types.
+
+export type TaskState = "queued" | "running" | "succeeded" | "failed" | "cancelled";
+export const TERMINAL_TASK_STATES: readonly TaskState[] = ["succeeded", "failed", "cancelled"];
+
+export interface IncidentsTable {
+  id: string;
+  fingerprint: string;
+  dedupe_key: string | null;
+  /** = fingerprint while the incident is open, NULL once closed: a unique index makes dedupe race-free. */
+  open_key: string | null;
+  title: string;
+  state: string;
+  source: string;
+  severity: string | null;
+  namespace: string | null;
+  service: string | null;
+  labels: string;
+  annotations: string;
+  plan: string | null;
+  flap_count: number;
+  failed_fixes: number;
+  truncated_alerts: number;
+  version: number;
+  opened_at: number;
+  updated_at: number;
+  resolved_at: number | null;
+}
+
+export interface AlertsTable {
+  id: string;
+  incident_id: string | null;
+  fingerprint: string;
+  status: string;
+  alertname: string;
+  labels: string;
+  annotations: string;
+  starts_at: number;
+  ends_at: number | null;
+  generator_url: string | null;
+  receiver: string | null;
+  group_key: string | null;
+  received_at: number;
+}
+
+export interface TasksTable {
+  id: string;
+  incident_id: string | null;
+  kind: string;
+  pool: string;
+  state: TaskState;
+  payload: string;
+  result: string | null;
+  error: string | null;
+  attempts: number;
+  runner_id: string | null;
+  idempotency_key: string | null;
+  created_by: string;
+  created_at: number;
+  updated_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  last_event_at: number | null;
+}
+
+export interface EventsTable {
+  seq: Generated<number>;
+  id: string;
+  type: string;
+  task_id: string | null;
+  incident_id: string | null;
+  actor: string;
+  channel: string;
+  reason: string | null;
+  data: string;
+  occurred_at: number;
+  recorded_at: number;
+}
+
+export interface ApprovalsTable {
+  id: string;
+  incident_id: string;
+  task_id: string | null;
+  state: string;
+  risk: string;
+  action: string;
+  requested_at: number;
+  expires_at: number;
+  decided_at: number | null;
+  decided_by: string | null;
+  channel: string | null;
+  reason: string | null;
+  chat_id: string | null;
+  message_id: string | null;
+}
+
+export interface SchedulesTable {
+  id: string;
+  name: string;
+  cron: string;
+  timezone: string;
+  enabled: number;
+  overlap: string;
+  task_template: string;
+  source: string;
+  next_run_at: number | null;
+  last_run_at: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface ScheduleRunsTable {
+  id: string;
+  schedule_id: string;
+  scheduled_for: number;
+  task_id: string | null;
+  state: string;
+  created_at: number;
+}
+
+export interface RunnersTable {
+  id: string;
+  host: string;
+  version: string;
+  pool: string;
+  concurrency: number;
+  running: number;
+  running_task_ids: string;
+  totals: string;
+  started_at: number;
+  last_seen_at: number;
+}
+
+export interface WebhookDeliveriesTable {
+  id: string;
+  target: string;
+  event_type: string;
+  event_id: string;
+  payload: string;
+  state: string;
+  attempts: number;
+  next_attempt_at: number;
+  last_status: number | null;
+  last_error: string | null;
+  created_at: number;
+  delivered_at: number | null;
+}
+
+export interface ExternalClaimsTable {
+  id: string;
+  incident_id: string;
+  task_id: string | null;
+  agent: string;
+  /** = incident id while the claim is active, NULL after: one active claim per incident. */
+  active_key: string | null;
+  state: string;
+  lease_until: number;
+  result_status: string | null;
+  result: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface OutboxTable {
+  id: string;
+  /** What to publish: "task" (PITCREW_TASKS) or "event" (PITCREW_EVENTS). */
+  topic: string;
+  /** The bus de-duplication id (Nats-Msg-Id): the task id for tasks. */
+  msg_id: string;
+  payload: string;
+  attempts: number;
+  last_error: string | null;
+  available_at: number;
+  lease_owner: string | null;
+  lease_until: number | null;
+  created_at: number;
+  sent_at: number | null;
+}
+
+export interface DB {
+  incidents: IncidentsTable;
+  alerts: AlertsTable;
+  tasks: TasksTable;
+  events: EventsTable;
+  approvals: ApprovalsTable;
+  schedules: SchedulesTable;
+  schedule_runs: ScheduleRunsTable;
+  runners: RunnersTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  external_claims: ExternalClaimsTable;
+  outbox: OutboxTable;
+}
+
+export type TaskRow = Selectable<TasksTable>;
+export type NewTask = Insertable<TasksTable>;
+export type TaskUpdate = Updateable<TasksTable>;
+export type EventRow = Selectable<EventsTable>;
+export type OutboxRow = Selectable<OutboxTable>;
+export type RunnerRow = Selectable<RunnersTable>;
