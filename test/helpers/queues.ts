@@ -1,0 +1,62 @@
+import { randomBytes } from "node:crypto";
+import { createJetStreamQueue } from "../../src/bus/jetstream.ts";
+import { createMemoryQueue } from "../../src/bus/memory.ts";
+import type { QueueSettings, TaskQueue } from "../../src/bus/port.ts";
+import { silentLogger } from "../../src/shared/logger.ts";
+import { hasNats, NATS_URL } from "./services.ts";
+
+export type QueueFactory = {
+  name: "memory" | "jetstream";
+  available: boolean;
+  /** A queue on its own streams and subjects, so tests never see each other's messages. */
+  make(settings?: Partial<QueueSettings>, servers?: string[]): Promise<TaskQueue & { settings: QueueSettings }>;
+  /** Removes what make() created on the server. */
+  cleanup(q: TaskQueue & { settings: QueueSettings }): Promise<void>;
+};
+
+export function uniqueSettings(extra: Partial<QueueSettings> = {}): QueueSettings {
+  const tag = randomBytes(4).toString("hex");
+  return {
+    ackWaitMs: 2000,
+    maxDeliver: 3,
+    eventsMaxAgeMs: 3_600_000,
+    duplicateWindowMs: 120_000,
+    tasksStream: `T_${tag}_TASKS`,
+    eventsStream: `T_${tag}_EVENTS`,
+    subjectPrefix: `t${tag}`,
+    ...extra,
+  };
+}
+
+export async function queueFactories(): Promise<QueueFactory[]> {
+  const natsUp = await hasNats();
+  return [
+    {
+      name: "memory",
+      available: true,
+      async make(settings) {
+        const s = uniqueSettings(settings);
+        return Object.assign(createMemoryQueue({ settings: s, log: silentLogger }), { settings: s });
+      },
+      async cleanup() {},
+    },
+    {
+      name: "jetstream",
+      available: natsUp,
+      async make(settings, servers = [NATS_URL]) {
+        const s = uniqueSettings(settings);
+        const q = createJetStreamQueue({ servers, name: "pitcrew-test", settings: s, log: silentLogger, publishTimeoutMs: 3000 });
+        await q.ready();
+        return Object.assign(q, { settings: s });
+      },
+      async cleanup(q) {
+        const { connect } = await import("@nats-io/transport-node");
+        const { jetstreamManager } = await import("@nats-io/jetstream");
+        const nc = await connect({ servers: [NATS_URL] });
+        const jsm = await jetstreamManager(nc);
+        for (const name of [q.settings.tasksStream, q.settings.eventsStream]) await jsm.streams.delete(name).catch(() => false);
+        await nc.close();
+      },
+    },
+  ];
+}

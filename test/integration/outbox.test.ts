@@ -1,0 +1,214 @@
+import { spawn } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { createJetStreamQueue } from "../../src/bus/jetstream.ts";
+import { createMemoryQueue } from "../../src/bus/memory.ts";
+import { createOutboxRelay } from "../../src/bus/outbox.ts";
+import type { QueueSettings, TaskQueue } from "../../src/bus/port.ts";
+import { silentLogger } from "../../src/shared/logger.ts";
+import type { Store } from "../../src/store/db.ts";
+import { createTaskService } from "../../src/tasks/service.ts";
+import { requeuePendingTasks } from "../../src/tasks/requeue.ts";
+import { hasNats, NATS_URL } from "../helpers/services.ts";
+import { storeFactories, type TestStore } from "../helpers/store.ts";
+import { uniqueSettings } from "../helpers/queues.ts";
+import { startTcpProxy } from "../helpers/tcp-proxy.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+const natsUp = await hasNats();
+const stores = await storeFactories();
+
+/** Counts every delivery of every task id on a pool, acking each: the bus's view, not the rows'. */
+function countDeliveries(queue: TaskQueue, pool: string) {
+  const seen = new Map<string, number>();
+  let total = 0;
+  const sub = queue.consumeTasks(pool, { concurrency: 64 }, async (d) => {
+    const id = (d.data as { taskId: string }).taskId;
+    seen.set(id, (seen.get(id) ?? 0) + 1);
+    total += 1;
+    await d.ack();
+  });
+  return { seen, total: () => total, stop: () => sub.stop() };
+}
+
+async function createTasks(store: Store, n: number, pool: string): Promise<string[]> {
+  const tasks = createTaskService({ store, log: silentLogger, now: Date.now });
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) ids.push((await tasks.create({ kind: "noop", pool, payload: { i }, createdBy: "test", channel: "test" })).task.id);
+  return ids;
+}
+
+async function unsent(store: Store, ids: string[]): Promise<number> {
+  let n = 0;
+  for (let i = 0; i < ids.length; i += 500) {
+    const r = await store.db.selectFrom("outbox").select((eb) => eb.fn.countAll<number>().as("n")).where("msg_id", "in", ids.slice(i, i + 500)).where("sent_at", "is", null).executeTakeFirstOrThrow();
+    n += Number(r.n);
+  }
+  return n;
+}
+
+async function streamMessages(settings: QueueSettings): Promise<number> {
+  const nc = await connect({ servers: [NATS_URL] });
+  try {
+    const jsm = await jetstreamManager(nc);
+    return (await jsm.streams.info(settings.tasksStream)).state.messages;
+  } finally {
+    await nc.close();
+  }
+}
+
+async function deleteStreams(settings: QueueSettings) {
+  const nc = await connect({ servers: [NATS_URL] });
+  const jsm = await jetstreamManager(nc);
+  for (const s of [settings.tasksStream, settings.eventsStream]) await jsm.streams.delete(s).catch(() => false);
+  await nc.close();
+}
+
+for (const f of stores) {
+  describe.skipIf(!f.available)(`outbox on ${f.name}`, () => {
+    let store: TestStore;
+    beforeAll(async () => {
+      store = await f.make();
+    });
+    afterAll(async () => {
+      await store?.close();
+    });
+
+    describe.skipIf(!natsUp)("with JetStream", () => {
+      it("delivers 1,000 tasks enqueued while NATS is down exactly once after it comes back", async () => {
+        const settings = uniqueSettings({ ackWaitMs: 10_000 });
+        const proxy = await startTcpProxy({ host: new URL(NATS_URL).hostname, port: Number(new URL(NATS_URL).port || 4222) });
+        const producer = createJetStreamQueue({ servers: [proxy.url], name: "outbox-test", settings, log: silentLogger, publishTimeoutMs: 1000 });
+        const consumerQueue = createJetStreamQueue({ servers: [NATS_URL], name: "outbox-test-consumer", settings, log: silentLogger });
+        const pool = "outage";
+        try {
+          await producer.ready();
+          await consumerQueue.ready();
+          await proxy.down();
+          await waitFor(async () => !(await producer.health()).ok, 5000);
+
+          const ids = await createTasks(store, 1000, pool);
+          const relay = createOutboxRelay({ store, queue: producer, log: silentLogger }, { intervalMs: 50, batch: 200, retentionMs: 86_400_000 });
+          relay.start();
+          const counter = countDeliveries(consumerQueue, pool);
+          await new Promise((r) => setTimeout(r, 2500));
+          expect(counter.total()).toBe(0);
+          expect(await unsent(store, ids)).toBe(1000);
+
+          await proxy.up();
+          await waitFor(async () => (await unsent(store, ids)) === 0, 45_000, 200);
+          await waitFor(() => counter.seen.size === 1000, 30_000, 100);
+          // Give any duplicate time to show up before counting.
+          await new Promise((r) => setTimeout(r, 1500));
+          await relay.stop();
+          await counter.stop();
+
+          expect(counter.seen.size).toBe(1000);
+          expect(counter.total()).toBe(1000);
+          expect(ids.every((id) => counter.seen.get(id) === 1)).toBe(true);
+        } finally {
+          await producer.close();
+          await consumerQueue.close();
+          await proxy.close();
+          await deleteStreams(settings);
+        }
+      });
+
+      it("a relay killed mid-batch and restarted queues nothing twice", async () => {
+        const settings = uniqueSettings({ ackWaitMs: 10_000 });
+        const pool = "crash";
+        const queue = createJetStreamQueue({ servers: [NATS_URL], name: "outbox-crash-test", settings, log: silentLogger });
+        try {
+          await queue.ready();
+          const ids = await createTasks(store, 600, pool);
+          const database = store.database;
+          const child = spawn(process.execPath, ["--import", "tsx", "test/fixtures/relay-child.ts"], {
+            env: { ...process.env, RELAY_CHILD: JSON.stringify({ database, servers: [NATS_URL], settings, crashAfter: 250 }) },
+            stdio: ["ignore", "ignore", "pipe"],
+          });
+          let stderr = "";
+          child.stderr.on("data", (b) => (stderr += b));
+          const exit = await new Promise<{ code: number | null; signal: string | null }>((r) => child.on("exit", (code, signal) => r({ code, signal })));
+          expect(exit.signal, stderr).toBe("SIGKILL");
+
+          // The crash left rows published but not marked sent: the stream holds more than the rows say.
+          const inStream = await streamMessages(settings);
+          const markedSent = 600 - (await unsent(store, ids));
+          expect(inStream).toBeGreaterThanOrEqual(250);
+          expect(inStream).toBeGreaterThan(markedSent);
+
+          const relay = createOutboxRelay({ store, queue, log: silentLogger }, { intervalMs: 50, batch: 100, retentionMs: 86_400_000, leaseMs: 1000 });
+          relay.start();
+          await waitFor(async () => (await unsent(store, ids)) === 0, 30_000, 200);
+          await relay.stop();
+
+          const counter = countDeliveries(queue, pool);
+          await waitFor(() => counter.seen.size === 600, 20_000, 100);
+          await new Promise((r) => setTimeout(r, 1000));
+          await counter.stop();
+          expect(counter.total()).toBe(600);
+        } finally {
+          await queue.close();
+          await deleteStreams(settings);
+        }
+      });
+
+      it("two relays running at once queue each task once", async () => {
+        const settings = uniqueSettings({ ackWaitMs: 10_000 });
+        const pool = "pair";
+        const queue = createJetStreamQueue({ servers: [NATS_URL], name: "outbox-pair-test", settings, log: silentLogger });
+        try {
+          await queue.ready();
+          const ids = await createTasks(store, 500, pool);
+          let duplicates = 0;
+          const counting: TaskQueue = { ...queue, publishTask: async (p, id, b) => { const r = await queue.publishTask(p, id, b); if (r.duplicate) duplicates++; return r; } };
+          const a = createOutboxRelay({ store, queue: counting, log: silentLogger }, { intervalMs: 5, batch: 25, retentionMs: 86_400_000, owner: "relay-a" });
+          const b = createOutboxRelay({ store, queue: counting, log: silentLogger }, { intervalMs: 5, batch: 25, retentionMs: 86_400_000, owner: "relay-b" });
+          a.start();
+          b.start();
+          await waitFor(async () => (await unsent(store, ids)) === 0, 30_000, 100);
+          await Promise.all([a.stop(), b.stop()]);
+          // Leases kept the relays off each other's rows: not even the bus had to drop a repeat.
+          expect(duplicates).toBe(0);
+          expect(await streamMessages(settings)).toBe(500);
+          const counter = countDeliveries(queue, pool);
+          await waitFor(() => counter.seen.size === 500, 20_000, 100);
+          await counter.stop();
+          expect(counter.total()).toBe(500);
+        } finally {
+          await queue.close();
+          await deleteStreams(settings);
+        }
+      });
+    });
+
+    it("the in-process queue re-queues every task still pending after a restart, once", async () => {
+      const settings = uniqueSettings();
+      const pool = `restart${Date.now()}`;
+      const before = createMemoryQueue({ settings, log: silentLogger });
+      const ids = await createTasks(store, 40, pool);
+      // First life: the relay publishes everything, a runner finishes 10 tasks, then the process dies.
+      const relay = createOutboxRelay({ store, queue: before, log: silentLogger }, { intervalMs: 10, batch: 100, retentionMs: 86_400_000 });
+      await relay.runOnce();
+      const done = ids.slice(0, 10);
+      await store.db.updateTable("tasks").set({ state: "succeeded" }).where("id", "in", done).execute();
+      await before.close();
+
+      // Second life: a fresh in-process queue knows nothing; the database does.
+      const after = createMemoryQueue({ settings, log: silentLogger });
+      const requeued = await requeuePendingTasks(store, after);
+      expect(requeued).toBeGreaterThanOrEqual(30);
+      const counter = countDeliveries(after, pool);
+      await waitFor(() => counter.seen.size === 30, 5000);
+      // The relay of the second life finds nothing more to send for these tasks.
+      const relay2 = createOutboxRelay({ store, queue: after, log: silentLogger }, { intervalMs: 10, batch: 100, retentionMs: 86_400_000 });
+      await relay2.runOnce();
+      await new Promise((r) => setTimeout(r, 200));
+      await counter.stop();
+      expect([...counter.seen.keys()].sort()).toEqual(ids.slice(10).sort());
+      expect(counter.total()).toBe(30);
+      await after.close();
+    });
+  });
+}
