@@ -50,6 +50,7 @@ export const Env = z.object({
   NATS_USER: optionalString,
   NATS_PASSWORD: optionalString,
   NATS_STREAM_REPLICAS: int(1, 1, 5),
+  NATS_PREFIX: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, "expected a lowercase name ([a-z0-9_-], up to 32 chars)").default("pitcrew"),
   EVENTS_MAX_AGE: duration("7d", 60_000),
   TASK_ACK_WAIT: duration("30s", 1000),
   TASK_MAX_DELIVER: int(5, 1, 100),
@@ -75,7 +76,8 @@ export type Config = {
   logLevel: z.infer<typeof Env>["LOG_LEVEL"];
   dataDir: string;
   database: Database;
-  nats?: { servers: string[]; token?: string; user?: string; password?: string; replicas: number };
+  /** `prefix` names the subjects (`<prefix>.tasks.<pool>`) and streams (`<PREFIX>_TASKS`). */
+  nats?: { servers: string[]; token?: string; user?: string; password?: string; replicas: number; prefix: string };
   eventsMaxAgeMs: number;
   task: { ackWaitMs: number; maxDeliver: number };
   runner: { concurrency: number; pool: string; id: string; heartbeatMs: number };
@@ -151,6 +153,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
           user: e.NATS_USER,
           password: e.NATS_PASSWORD,
           replicas: e.NATS_STREAM_REPLICAS,
+          prefix: e.NATS_PREFIX,
         }
       : undefined,
     eventsMaxAgeMs: e.EVENTS_MAX_AGE,

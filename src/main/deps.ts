@@ -10,7 +10,15 @@ import { createTaskService } from "../tasks/service.ts";
 import { createOutboxRelay, type OutboxRelay } from "../bus/outbox.ts";
 
 export function queueSettings(config: Config): Partial<QueueSettings> {
-  return { ackWaitMs: config.task.ackWaitMs, maxDeliver: config.task.maxDeliver, eventsMaxAgeMs: config.eventsMaxAgeMs };
+  const prefix = config.nats?.prefix ?? "pitcrew";
+  return {
+    ackWaitMs: config.task.ackWaitMs,
+    maxDeliver: config.task.maxDeliver,
+    eventsMaxAgeMs: config.eventsMaxAgeMs,
+    subjectPrefix: prefix,
+    tasksStream: `${prefix.toUpperCase().replace(/-/g, "_")}_TASKS`,
+    eventsStream: `${prefix.toUpperCase().replace(/-/g, "_")}_EVENTS`,
+  };
 }
 
 export function createQueue(config: Config, log: Logger, name: string): TaskQueue {

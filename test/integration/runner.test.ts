@@ -1,0 +1,168 @@
+import { randomBytes } from "node:crypto";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { QueueSettings, TaskQueue } from "../../src/bus/port.ts";
+import { listEvents } from "../../src/events/repo.ts";
+import { listRunners } from "../../src/fleet/repo.ts";
+import { getTask } from "../../src/tasks/repo.ts";
+import { startControlPlane, startRunner } from "../helpers/control-plane.ts";
+import { queueFactories } from "../helpers/queues.ts";
+import { storeFactories, type TestStore } from "../helpers/store.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+const queues = await queueFactories();
+const sqlite = (await storeFactories()).find((f) => f.name === "sqlite")!;
+
+const terminal = (store: TestStore, id: string) => async () => {
+  const t = await getTask(store.db, id);
+  return t && ["succeeded", "failed", "cancelled"].includes(t.state) ? t : undefined;
+};
+
+for (const qf of queues) {
+  describe.skipIf(!qf.available)(`runner on ${qf.name}`, () => {
+    let store: TestStore;
+    let queue: TaskQueue & { settings: QueueSettings };
+    let cp: ReturnType<typeof startControlPlane>;
+    const cleanups: Array<() => Promise<void>> = [];
+    const pool = () => `p${randomBytes(3).toString("hex")}`;
+
+    beforeAll(async () => {
+      store = await sqlite.make();
+      queue = await qf.make({ ackWaitMs: 1500, maxDeliver: 3 });
+      cp = startControlPlane(store, queue);
+    });
+    afterEach(async () => {
+      while (cleanups.length) await cleanups.pop()!();
+    });
+    afterAll(async () => {
+      await cp.stop();
+      await queue.close();
+      await qf.cleanup(queue);
+      await store.close();
+    });
+
+    function runner(opts: Parameters<typeof startRunner>[1]) {
+      const r = startRunner(queue, { ackWaitMs: queue.settings.ackWaitMs, ...opts });
+      cleanups.push(() => r.stop());
+      return r;
+    }
+
+    it("runs a task to success and records its timeline and the runner's heartbeat", async () => {
+      const p = pool();
+      runner({ id: `r-${p}`, pool: p });
+      const { task } = await cp.tasks.create({ kind: "noop", pool: p, payload: { steps: 2, sleepMs: 50, result: { answer: 42 } }, createdBy: "test", channel: "test" });
+      const done = await waitFor(terminal(store, task.id), 15_000);
+      expect(done.state).toBe("succeeded");
+      expect(JSON.parse(done.result!)).toEqual({ answer: 42 });
+      expect(done.runner_id).toBe(`r-${p}`);
+      expect(done.attempts).toBe(1);
+      const types = (await listEvents(store.db, { taskId: task.id })).map((e) => e.type);
+      expect(types).toEqual(["task.created", "task.started", "task.progress", "task.progress", "task.succeeded"]);
+      const runners = await waitFor(async () => (await listRunners(store.db, Date.now(), 200)).find((r) => r.id === `r-${p}`), 5000);
+      expect(runners.pool).toBe(p);
+      expect(runners.stale).toBe(false);
+    });
+
+    it("retries a retryable failure and succeeds on the next attempt", async () => {
+      const p = pool();
+      runner({ id: `r-${p}`, pool: p });
+      const { task } = await cp.tasks.create({ kind: "noop", pool: p, payload: { fail: "retryable", failTimes: 1 }, createdBy: "test", channel: "test" });
+      const done = await waitFor(terminal(store, task.id), 15_000);
+      expect(done.state).toBe("succeeded");
+      expect(done.attempts).toBe(2);
+      const logs = (await listEvents(store.db, { taskId: task.id, type: "task.log" })).map((e) => JSON.parse(e.data).line as string);
+      expect(logs.some((l) => l.includes("attempt 1 failed, will retry"))).toBe(true);
+    });
+
+    it("fails a task that keeps failing once its deliveries are used up", async () => {
+      const p = pool();
+      runner({ id: `r-${p}`, pool: p });
+      const { task } = await cp.tasks.create({ kind: "noop", pool: p, payload: { fail: "retryable" }, createdBy: "test", channel: "test" });
+      const done = await waitFor(terminal(store, task.id), 20_000);
+      expect(done.state).toBe("failed");
+      expect(done.attempts).toBe(3);
+      expect(done.error).toMatch(/failed after 3 attempts/);
+    });
+
+    it("fails a non-retryable error at once", async () => {
+      const p = pool();
+      runner({ id: `r-${p}`, pool: p });
+      const { task } = await cp.tasks.create({ kind: "noop", pool: p, payload: { fail: "fatal" }, createdBy: "test", channel: "test" });
+      const done = await waitFor(terminal(store, task.id), 15_000);
+      expect(done.state).toBe("failed");
+      expect(done.attempts).toBe(1);
+      expect(done.error).toBe("noop task asked to fail");
+    });
+
+    it("fails a task of a kind no executor handles", async () => {
+      const p = pool();
+      runner({ id: `r-${p}`, pool: p });
+      const { task } = await cp.tasks.create({ kind: "teleport", pool: p, payload: {}, createdBy: "test", channel: "test" });
+      const done = await waitFor(terminal(store, task.id), 15_000);
+      expect(done.state).toBe("failed");
+      expect(done.error).toMatch(/no executor for task kind "teleport"/);
+    });
+
+    it("terminates a task message that fails its schema and marks the task failed", async () => {
+      const p = pool();
+      runner({ id: `r-${p}`, pool: p });
+      const { task } = await cp.tasks.create({ kind: "noop", pool: `${p}-unused`, payload: {}, createdBy: "test", channel: "test" });
+      await queue.publishTask(p, `bad-${task.id}`, { v: 99, taskId: task.id, kind: "noop" });
+      const done = await waitFor(terminal(store, task.id), 15_000);
+      expect(done.state).toBe("failed");
+      expect(done.error).toMatch(/invalid task message/);
+    });
+
+    it("marks a task failed when no consumer ever acks it (dead letter)", async () => {
+      const p = pool();
+      const { task } = await cp.tasks.create({ kind: "noop", pool: p, payload: {}, createdBy: "test", channel: "test" });
+      let deliveries = 0;
+      // A consumer that naks everything: the task's deliveries run out without a terminal event.
+      const rogue = queue.consumeTasks(p, { concurrency: 1 }, async (d) => {
+        deliveries += 1;
+        d.nak();
+      });
+      cleanups.push(() => rogue.stop());
+      const done = await waitFor(terminal(store, task.id), 20_000);
+      expect(done.state).toBe("failed");
+      expect(done.error).toMatch(/max_deliver exhausted/);
+      expect(deliveries).toBe(3);
+      const failed = await listEvents(store.db, { taskId: task.id, type: "task.failed" });
+      expect(failed).toHaveLength(1);
+      expect(failed[0]!.actor).toBe("system:queue");
+    });
+
+    it("cancels a running task within 2 seconds", async () => {
+      const p = pool();
+      runner({ id: `r-${p}`, pool: p });
+      const { task } = await cp.tasks.create({ kind: "noop", pool: p, payload: { sleepMs: 60_000 }, createdBy: "test", channel: "test" });
+      await waitFor(async () => (await getTask(store.db, task.id))?.state === "running", 10_000);
+      const asked = Date.now();
+      await queue.publishControl(task.id, "cancel");
+      const done = await waitFor(terminal(store, task.id), 5000, 20);
+      expect(done.state).toBe("cancelled");
+      expect(Date.now() - asked).toBeLessThan(2000);
+    });
+
+    it("a stopping runner hands its task back and another runner completes it", async () => {
+      const p = pool();
+      const first = startRunner(queue, { id: `r1-${p}`, pool: p, ackWaitMs: queue.settings.ackWaitMs, drainTimeoutMs: 200 });
+      const { task } = await cp.tasks.create({ kind: "noop", pool: p, payload: { sleepMs: 3000 }, createdBy: "test", channel: "test" });
+      await waitFor(async () => (await getTask(store.db, task.id))?.state === "running", 10_000);
+      await first.stop();
+      runner({ id: `r2-${p}`, pool: p });
+      const done = await waitFor(terminal(store, task.id), 20_000);
+      expect(done.state).toBe("succeeded");
+      expect(done.runner_id).toBe(`r2-${p}`);
+      // Both runners started it; only the second finished it. (The attempt number is the bus's
+      // delivery count, which NATS 2.9 does not always raise on a nak'ed redelivery.)
+      const timeline = (await listEvents(store.db, { taskId: task.id })).map((e) => `${e.type}@${e.actor}`);
+      expect(timeline).toEqual([
+        "task.created@test",
+        `task.started@runner:r1-${p}`,
+        `task.started@runner:r2-${p}`,
+        `task.progress@runner:r2-${p}`,
+        `task.succeeded@runner:r2-${p}`,
+      ]);
+    });
+  });
+}
