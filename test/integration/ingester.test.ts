@@ -1,0 +1,114 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createMemoryQueue } from "../../src/bus/memory.ts";
+import type { Delivery } from "../../src/bus/port.ts";
+import type { TaskEvent } from "../../src/bus/jobs.ts";
+import { createEventIngester } from "../../src/events/ingester.ts";
+import { listEvents } from "../../src/events/repo.ts";
+import { newId } from "../../src/shared/ids.ts";
+import { silentLogger } from "../../src/shared/logger.ts";
+import { getTask } from "../../src/tasks/repo.ts";
+import { createTaskService } from "../../src/tasks/service.ts";
+import { storeFactories, type TestStore } from "../helpers/store.ts";
+
+/** A delivery that records what the consumer did with it. */
+function fakeDelivery(data: unknown) {
+  const calls: string[] = [];
+  const d: Delivery = {
+    data,
+    subject: "pitcrew.events.x",
+    attempt: 1,
+    maxDeliver: 5,
+    ack: async () => void calls.push("ack"),
+    nak: () => void calls.push("nak"),
+    term: () => void calls.push("term"),
+    working: () => void calls.push("working"),
+  };
+  return { d, calls };
+}
+
+const factories = await storeFactories();
+
+for (const f of factories) {
+  describe.skipIf(!f.available)(`event ingester on ${f.name}`, () => {
+    let store: TestStore;
+    let ingester: ReturnType<typeof createEventIngester>;
+    let tasks: ReturnType<typeof createTaskService>;
+    const queue = createMemoryQueue({ log: silentLogger });
+
+    beforeAll(async () => {
+      store = await f.make();
+      ingester = createEventIngester({ store, queue, log: silentLogger, now: Date.now });
+      tasks = createTaskService({ store, log: silentLogger, now: Date.now });
+    });
+    afterAll(async () => {
+      await store?.close();
+      await queue.close();
+    });
+
+    const event = (taskId: string, body: Record<string, unknown>): TaskEvent =>
+      ({ id: newId("evt"), taskId, runnerId: "r-1", attempt: 1, at: Date.now(), ...body }) as TaskEvent;
+
+    it("stores a redelivered event once and acks both deliveries", async () => {
+      const { task } = await tasks.create({ kind: "noop", payload: {}, createdBy: "test", channel: "test" });
+      const e = event(task.id, { type: "task.started" });
+      const first = fakeDelivery(e);
+      const second = fakeDelivery(e);
+      await ingester.handle(first.d);
+      await ingester.handle(second.d);
+      expect(first.calls).toEqual(["ack"]);
+      expect(second.calls).toEqual(["ack"]);
+      const rows = await listEvents(store.db, { taskId: task.id, type: "task.started" });
+      expect(rows).toHaveLength(1);
+      expect((await getTask(store.db, task.id))!.state).toBe("running");
+    });
+
+    it("never overwrites a terminal task state with a late event", async () => {
+      const { task } = await tasks.create({ kind: "noop", payload: {}, createdBy: "test", channel: "test" });
+      await ingester.handle(fakeDelivery(event(task.id, { type: "task.started" })).d);
+      await ingester.handle(fakeDelivery(event(task.id, { type: "task.succeeded", result: { ok: 1 } })).d);
+      await ingester.handle(fakeDelivery(event(task.id, { type: "task.failed", error: "late" })).d);
+      await ingester.handle(fakeDelivery(event(task.id, { type: "task.started" })).d);
+      const t = (await getTask(store.db, task.id))!;
+      expect(t.state).toBe("succeeded");
+      expect(JSON.parse(t.result!)).toEqual({ ok: 1 });
+      expect(t.error).toBeNull();
+      // The timeline still shows what arrived.
+      const types = (await listEvents(store.db, { taskId: task.id })).map((r) => r.type);
+      expect(types).toEqual(["task.created", "task.started", "task.succeeded", "task.failed", "task.started"]);
+    });
+
+    it("terminates an event that fails its schema and stores nothing", async () => {
+      const id = newId("evt");
+      const bad = fakeDelivery({ id, type: "task.exploded", taskId: "tsk_x" });
+      await ingester.handle(bad.d);
+      expect(bad.calls).toEqual(["term"]);
+      expect(await store.db.selectFrom("events").select("id").where("id", "=", id).execute()).toHaveLength(0);
+    });
+
+    it("records heartbeats as the runner's fleet row", async () => {
+      const runnerId = `hb-${newId("evt")}`;
+      const hb = { type: "runner.heartbeat", id: newId("evt"), runnerId, host: "h1", version: "1.2.3", pool: "default", concurrency: 4, running: ["tsk_a"], totals: { succeeded: 3, failed: 1, cancelled: 0 }, startedAt: Date.now() - 1000, at: Date.now() };
+      const { d, calls } = fakeDelivery(hb);
+      await ingester.handle(d);
+      expect(calls).toEqual(["ack"]);
+      const row = await store.db.selectFrom("runners").selectAll().where("id", "=", runnerId).executeTakeFirstOrThrow();
+      expect(row.concurrency).toBe(4);
+      expect(row.running).toBe(1);
+      expect(JSON.parse(row.totals)).toEqual({ succeeded: 3, failed: 1, cancelled: 0 });
+    });
+  });
+}
+
+describe("event ingester with the database down", () => {
+  it("naks instead of acking, so the event comes back once the store is up", async () => {
+    const f = factories.find((x) => x.name === "sqlite")!;
+    const store = await f.make();
+    const queue = createMemoryQueue({ log: silentLogger });
+    const ingester = createEventIngester({ store, queue, log: silentLogger, now: Date.now });
+    await store.db.destroy();
+    const { d, calls } = fakeDelivery({ id: newId("evt"), type: "task.started", taskId: "tsk_gone", runnerId: "r", attempt: 1, at: Date.now() });
+    await ingester.handle(d);
+    expect(calls).toEqual(["nak"]);
+    await queue.close();
+  });
+});

@@ -1,0 +1,510 @@
+import { randomBytes } from "node:crypto";
+import { afterEach, describe, expect, it } from "vitest";
+import { Heartbeat, TaskEvent, TaskMessage } from "../../src/bus/jobs.ts";
+import type { DeadLetter, Delivery, QueueSettings, Subscription, TaskQueue } from "../../src/bus/port.ts";
+import { queueFactories } from "../helpers/queues.ts";
+import { NATS_URL } from "../helpers/services.ts";
+
+// The TaskQueue contract: every adapter must pass the same suite, against the real thing (a
+// real NATS JetStream server for the jetstream adapter). Each test has its own streams and
+// subjects (uniqueSettings), so tests never see each other's messages.
+
+type Queue = TaskQueue & { settings: QueueSettings };
+type Seen = { data: unknown; subject: string; attempt: number; maxDeliver: number; at: number };
+
+const uid = () => randomBytes(6).toString("hex");
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `fn` until it returns true; fails with `what` after `timeoutMs`. */
+async function waitFor(fn: () => boolean | Promise<boolean>, timeoutMs: number, what = "condition"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await fn()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+function task(pool: string, payload: Record<string, unknown> = {}): TaskMessage {
+  return TaskMessage.parse({
+    v: 1,
+    taskId: `tsk_${uid()}`,
+    kind: "test.echo",
+    pool,
+    incidentId: null,
+    payload,
+    createdAt: Date.now(),
+  });
+}
+
+function progress(taskId: string, message: string): TaskEvent {
+  return TaskEvent.parse({ id: `evt_${uid()}`, taskId, runnerId: "rnr-1", attempt: 1, at: Date.now(), type: "task.progress", message, percent: 50 });
+}
+
+function heartbeat(runnerId: string): Heartbeat {
+  return Heartbeat.parse({
+    type: "runner.heartbeat",
+    id: `evt_${uid()}`,
+    runnerId,
+    host: "test-host",
+    version: "0.0.0-test",
+    pool: "default",
+    concurrency: 2,
+    running: [`tsk_${uid()}`],
+    totals: { succeeded: 3, failed: 1, cancelled: 0 },
+    startedAt: Date.now() - 60_000,
+    at: Date.now(),
+  });
+}
+
+const taskId = (d: { data: unknown }) => (d.data as TaskMessage).taskId;
+
+/** Consumes a pool, records every delivery, then lets `act` settle it (ack by default). */
+function record(q: Queue, pool: string, concurrency: number, act: (d: Delivery) => Promise<void> | void = (d) => d.ack()) {
+  const seen: Seen[] = [];
+  const sub = q.consumeTasks(pool, { concurrency }, async (d) => {
+    seen.push({ data: d.data, subject: d.subject, attempt: d.attempt, maxDeliver: d.maxDeliver, at: Date.now() });
+    await act(d);
+  });
+  return { seen, sub };
+}
+
+/** Messages left in a JetStream stream, read through a connection of our own. */
+async function streamMessages(stream: string): Promise<number> {
+  const { connect } = await import("@nats-io/transport-node");
+  const { jetstreamManager } = await import("@nats-io/jetstream");
+  const nc = await connect({ servers: [NATS_URL] });
+  try {
+    const jsm = await jetstreamManager(nc);
+    return (await jsm.streams.info(stream)).state.messages;
+  } finally {
+    await nc.close();
+  }
+}
+
+const factories = await queueFactories();
+
+for (const f of factories) {
+  describe.skipIf(!f.available)(f.name, () => {
+    const opened: Queue[] = [];
+    const subs: Subscription[] = [];
+
+    async function make(settings: Partial<QueueSettings> = {}): Promise<Queue> {
+      const q = await f.make({ ackWaitMs: 1000, ...settings });
+      opened.push(q);
+      return q;
+    }
+    const keep = <T extends Subscription>(s: T): T => (subs.push(s), s);
+
+    afterEach(async () => {
+      await Promise.allSettled(subs.splice(0).map((s) => s.stop()));
+      for (const q of opened.splice(0)) {
+        await q.close().catch(() => {});
+        await f.cleanup(q);
+      }
+    });
+
+    it("delivers a published task to a consumer of its pool once, with attempt 1 and its body intact, and never again after the ack", async () => {
+      const q = await make({ ackWaitMs: 1000, maxDeliver: 3 });
+      const body = task("alpha", { nested: { list: [1, "two", null], unicode: "héllo ✓" } });
+      const { duplicate } = await q.publishTask("alpha", body.taskId, body);
+      expect(duplicate).toBe(false);
+
+      const { seen, sub } = record(q, "alpha", 1);
+      keep(sub);
+      await waitFor(() => seen.length === 1, 5000, "first delivery");
+      expect(seen[0]).toMatchObject({ data: body, subject: `${q.settings.subjectPrefix}.tasks.alpha`, attempt: 1, maxDeliver: 3 });
+
+      // Longer than the ack wait: an unacked task would be back by now.
+      await sleep(1800);
+      expect(seen).toHaveLength(1);
+    });
+
+    it("delivers a task published twice with the same message id once and reports the second publish as a duplicate", async () => {
+      const q = await make();
+      const first = task("dedup", { copy: 1 });
+      const again = { ...first, payload: { copy: 2 } };
+      expect(await q.publishTask("dedup", first.taskId, first)).toEqual({ duplicate: false });
+      expect(await q.publishTask("dedup", first.taskId, again)).toEqual({ duplicate: true });
+      // A marker published after the duplicate: once it arrives, a duplicate (queued before it) would have too.
+      const marker = task("dedup");
+      expect(await q.publishTask("dedup", marker.taskId, marker)).toEqual({ duplicate: false });
+
+      const { seen, sub } = record(q, "dedup", 1);
+      keep(sub);
+      await waitFor(() => seen.some((d) => taskId(d) === marker.taskId), 5000, "marker");
+      const copies = seen.filter((d) => taskId(d) === first.taskId);
+      expect(copies).toHaveLength(1);
+      expect(copies[0]!.data).toEqual(first);
+    });
+
+    it("redelivers a nak'ed task at once with attempt 2", async () => {
+      const q = await make({ ackWaitMs: 3000 });
+      const body = task("nak");
+      await q.publishTask("nak", body.taskId, body);
+      const { seen, sub } = record(q, "nak", 1, (d) => (d.attempt === 1 ? d.nak() : d.ack()));
+      keep(sub);
+      await waitFor(() => seen.length === 2, 5000, "redelivery");
+      expect(seen.map((d) => d.attempt)).toEqual([1, 2]);
+      expect(seen[1]!.data).toEqual(body);
+      // Well within the ack wait: it came back because of the nak, not the timeout.
+      expect(seen[1]!.at - seen[0]!.at).toBeLessThan(2000);
+      await sleep(500);
+      expect(seen).toHaveLength(2);
+    });
+
+    it("does not redeliver a task nak'ed with a delay before the delay has passed", async () => {
+      const q = await make({ ackWaitMs: 4000 });
+      const body = task("nakdelay");
+      await q.publishTask("nakdelay", body.taskId, body);
+      const delay = 1500;
+      const { seen, sub } = record(q, "nakdelay", 1, (d) => (d.attempt === 1 ? d.nak(delay) : d.ack()));
+      keep(sub);
+      await waitFor(() => seen.length === 1, 5000, "first delivery");
+      await sleep(delay - 300);
+      expect(seen).toHaveLength(1);
+      await waitFor(() => seen.length === 2, 5000, "delayed redelivery");
+      const gap = seen[1]!.at - seen[0]!.at;
+      expect(gap).toBeGreaterThanOrEqual(delay - 50);
+      expect(gap).toBeLessThan(4000);
+      expect(seen[1]).toMatchObject({ attempt: 2, data: body });
+    });
+
+    it("redelivers a task that was neither acked nor nak'ed after the ack wait", async () => {
+      const q = await make({ ackWaitMs: 1000 });
+      const body = task("abandon");
+      await q.publishTask("abandon", body.taskId, body);
+      // Attempt 1 returns without settling, as a crashed runner would.
+      const { seen, sub } = record(q, "abandon", 1, (d) => (d.attempt === 1 ? undefined : d.ack()));
+      keep(sub);
+      await waitFor(() => seen.length === 2, 6000, "redelivery after the ack wait");
+      expect(seen.map((d) => d.attempt)).toEqual([1, 2]);
+      expect(seen[1]!.data).toEqual(body);
+      expect(seen[1]!.at - seen[0]!.at).toBeGreaterThanOrEqual(900);
+    });
+
+    it("keeps a task whose handler calls working() from being redelivered for longer than the ack wait", async () => {
+      const q = await make({ ackWaitMs: 1000 });
+      const body = task("working");
+      await q.publishTask("working", body.taskId, body);
+      let done = false;
+      // Concurrency 2, so a premature redelivery would show up while attempt 1 still runs.
+      const { seen, sub } = record(q, "working", 2, async (d) => {
+        if (d.attempt > 1) return d.ack();
+        for (let i = 0; i < 10; i++) {
+          await sleep(300);
+          d.working();
+        }
+        await d.ack();
+        done = true;
+      });
+      keep(sub);
+      await waitFor(() => done, 8000, "the long handler");
+      await sleep(1500);
+      expect(seen.map((d) => d.attempt)).toEqual([1]);
+    });
+
+    it("never redelivers a term'ed task", async () => {
+      const q = await make({ ackWaitMs: 1000, maxDeliver: 5 });
+      const body = task("term");
+      await q.publishTask("term", body.taskId, body);
+      const dead: DeadLetter[] = [];
+      keep(q.onDeadLetter(async (x) => void dead.push(x)));
+      const { seen, sub } = record(q, "term", 1, (d) => d.term("bad body"));
+      keep(sub);
+      await waitFor(() => seen.length === 1, 5000, "first delivery");
+      if (q.kind === "jetstream") {
+        // A work queue drops a terminated message.
+        await waitFor(async () => (await streamMessages(q.settings.tasksStream)) === 0, 3000, "the tasks stream to be empty");
+      }
+      // Well past the ack wait: a message the bus did not take as terminated would be back.
+      await sleep(2500);
+      expect(seen).toHaveLength(1);
+      expect(dead).toEqual([]);
+    });
+
+    it("never delivers a term'ed event again", async () => {
+      const q = await make({ ackWaitMs: 1000 });
+      const got: Array<{ data: unknown; attempt: number }> = [];
+      keep(
+        q.consumeEvents({ concurrency: 1 }, async (d) => {
+          got.push({ data: d.data, attempt: d.attempt });
+          d.term("invalid event");
+        }),
+      );
+      const ev = progress(`tsk_${uid()}`, "unparseable downstream");
+      await q.publishTaskEvent(ev);
+      await waitFor(() => got.length >= 1, 5000, "the event");
+      // Events have unlimited deliveries: only a working term keeps this from coming back forever.
+      await sleep(2500);
+      expect(got).toEqual([{ data: ev, attempt: 1 }]);
+    });
+
+    it("hands a task that used every delivery to the dead-letter handler exactly once, with its body, pool and deliveries", async () => {
+      const q = await make({ ackWaitMs: 1000, maxDeliver: 2 });
+      const body = task("doomed", { why: "always fails" });
+      const dead: DeadLetter[] = [];
+      keep(q.onDeadLetter(async (x) => void dead.push(x)));
+      const { seen, sub } = record(q, "doomed", 1, (d) => d.nak());
+      keep(sub);
+      await q.publishTask("doomed", body.taskId, body);
+
+      await waitFor(() => dead.length > 0, 10_000, "dead letter");
+      expect(dead[0]).toEqual({ pool: "doomed", data: body, deliveries: 2 });
+      expect(seen.map((d) => d.attempt)).toEqual([1, 2]);
+      if (q.kind === "jetstream") {
+        // A work queue keeps an exhausted message forever unless the adapter deletes it.
+        await waitFor(async () => (await streamMessages(q.settings.tasksStream)) === 0, 5000, "the tasks stream to be empty");
+      }
+      await sleep(2000);
+      expect(dead).toHaveLength(1);
+      expect(seen).toHaveLength(2);
+    });
+
+    it("never runs more handlers at once than the consumer's concurrency, and completes every task", async () => {
+      const q = await make({ ackWaitMs: 5000 });
+      const bodies = Array.from({ length: 6 }, (_, i) => task("slow", { i }));
+      for (const b of bodies) await q.publishTask("slow", b.taskId, b);
+      let running = 0;
+      let peak = 0;
+      const completed: string[] = [];
+      keep(
+        q.consumeTasks("slow", { concurrency: 2 }, async (d) => {
+          running += 1;
+          peak = Math.max(peak, running);
+          await sleep(250);
+          running -= 1;
+          await d.ack();
+          completed.push(taskId(d));
+        }),
+      );
+      await waitFor(() => completed.length === 6, 10_000, "all six tasks");
+      expect(peak).toBe(2);
+      expect([...completed].sort()).toEqual(bodies.map((b) => b.taskId).sort());
+    });
+
+    it("shares the work of one pool between two consumers, each task going to exactly one of them", async () => {
+      const q = await make({ ackWaitMs: 5000 });
+      const handled = { a: [] as string[], b: [] as string[] };
+      const handler = (who: "a" | "b") => async (d: Delivery) => {
+        handled[who].push(taskId(d));
+        await sleep(30);
+        await d.ack();
+      };
+      keep(q.consumeTasks("shared", { concurrency: 2 }, handler("a")));
+      keep(q.consumeTasks("shared", { concurrency: 2 }, handler("b")));
+      const bodies = Array.from({ length: 20 }, (_, i) => task("shared", { i }));
+      for (const b of bodies) await q.publishTask("shared", b.taskId, b);
+
+      await waitFor(() => handled.a.length + handled.b.length >= 20, 10_000, "all twenty tasks");
+      await sleep(300);
+      const all = [...handled.a, ...handled.b];
+      expect(all).toHaveLength(20);
+      expect(new Set(all).size).toBe(20);
+      expect([...all].sort()).toEqual(bodies.map((b) => b.taskId).sort());
+      expect(handled.a.length).toBeGreaterThan(0);
+      expect(handled.b.length).toBeGreaterThan(0);
+    });
+
+    it("keeps the pool's other consumers working when one consumer is stopped twice", async () => {
+      const q = await make();
+      const first = record(q, "twice", 1);
+      const second = record(q, "twice", 1);
+      keep(second.sub);
+      await first.sub.stop();
+      await first.sub.stop();
+      const bodies = Array.from({ length: 3 }, (_, i) => task("twice", { i }));
+      for (const b of bodies) await q.publishTask("twice", b.taskId, b);
+      await waitFor(() => second.seen.length === 3, 5000, "the remaining consumer to get all three");
+      expect(first.seen).toEqual([]);
+    });
+
+    it("does not deliver a task for one pool to a consumer of another pool", async () => {
+      const q = await make();
+      const forA = task("a");
+      const forB = task("b");
+      await q.publishTask("a", forA.taskId, forA);
+      await q.publishTask("b", forB.taskId, forB);
+
+      const b = record(q, "b", 2);
+      keep(b.sub);
+      await waitFor(() => b.seen.length >= 1, 5000, "pool b's task");
+      await sleep(500);
+      expect(b.seen.map(taskId)).toEqual([forB.taskId]);
+
+      // The pool-a task was there all along, waiting for its own consumer.
+      const a = record(q, "a", 1);
+      keep(a.sub);
+      await waitFor(() => a.seen.length >= 1, 5000, "pool a's task");
+      expect(a.seen.map(taskId)).toEqual([forA.taskId]);
+      expect(a.seen[0]!.subject).toBe(`${q.settings.subjectPrefix}.tasks.a`);
+    });
+
+    it("delivers task events and heartbeats to the events consumer with their subjects and bodies", async () => {
+      const q = await make();
+      const got: Array<{ subject: string; data: unknown; attempt: number }> = [];
+      keep(
+        q.consumeEvents({ concurrency: 4 }, async (d) => {
+          got.push({ subject: d.subject, data: d.data, attempt: d.attempt });
+          await d.ack();
+        }),
+      );
+      const ev = progress(`tsk_${uid()}`, "cloning the repo");
+      const hb = heartbeat(`rnr-${uid()}`);
+      await q.publishTaskEvent(ev);
+      await q.publishHeartbeat(hb);
+
+      await waitFor(() => got.length >= 2, 5000, "event and heartbeat");
+      const p = q.settings.subjectPrefix;
+      expect(got.find((g) => g.subject === `${p}.events.${ev.taskId}`)).toMatchObject({ data: ev, attempt: 1 });
+      expect(got.find((g) => g.subject === `${p}.runners.${hb.runnerId}.heartbeat`)).toMatchObject({ data: hb, attempt: 1 });
+      await sleep(300);
+      expect(got).toHaveLength(2);
+    });
+
+    it("delivers a nak'ed event again", async () => {
+      const q = await make({ ackWaitMs: 3000 });
+      const got: Array<{ data: unknown; attempt: number }> = [];
+      keep(
+        q.consumeEvents({ concurrency: 1 }, async (d) => {
+          got.push({ data: d.data, attempt: d.attempt });
+          if (d.attempt === 1) d.nak();
+          else await d.ack();
+        }),
+      );
+      const ev = progress(`tsk_${uid()}`, "store was down");
+      await q.publishTaskEvent(ev);
+      await waitFor(() => got.length >= 2, 5000, "redelivered event");
+      expect(got).toEqual([
+        { data: ev, attempt: 1 },
+        { data: ev, attempt: 2 },
+      ]);
+    });
+
+    it("delivers a task event published twice with the same id once", async () => {
+      const q = await make();
+      const got: unknown[] = [];
+      keep(
+        q.consumeEvents({ concurrency: 1 }, async (d) => {
+          got.push(d.data);
+          await d.ack();
+        }),
+      );
+      const ev = progress(`tsk_${uid()}`, "once");
+      const marker = progress(ev.taskId, "marker");
+      await q.publishTaskEvent(ev);
+      await q.publishTaskEvent(ev);
+      await q.publishTaskEvent(marker);
+      await waitFor(() => got.some((g) => (g as TaskEvent).id === marker.id), 5000, "marker event");
+      expect(got.filter((g) => (g as TaskEvent).id === ev.id)).toHaveLength(1);
+    });
+
+    it("delivers a heartbeat published twice with the same id once", async () => {
+      const q = await make();
+      const got: unknown[] = [];
+      keep(
+        q.consumeEvents({ concurrency: 1 }, async (d) => {
+          got.push(d.data);
+          await d.ack();
+        }),
+      );
+      const hb = heartbeat(`rnr-${uid()}`);
+      const marker = heartbeat(hb.runnerId);
+      await q.publishHeartbeat(hb);
+      await q.publishHeartbeat({ ...hb, at: hb.at + 1 });
+      await q.publishHeartbeat(marker);
+      await waitFor(() => got.some((g) => (g as Heartbeat).id === marker.id), 5000, "marker heartbeat");
+      expect(got.filter((g) => (g as Heartbeat).id === hb.id)).toEqual([hb]);
+    });
+
+    it("passes a cancel published for a task to every control subscriber, and not to a stopped one", async () => {
+      const q = await make();
+      const first: Array<[string, string]> = [];
+      const second: Array<[string, string]> = [];
+      const s1 = keep(q.subscribeControl((id, action) => void first.push([id, action])));
+      keep(q.subscribeControl((id, action) => void second.push([id, action])));
+      // A round trip to the server, so both subscriptions are in place before we publish.
+      expect(await q.health()).toEqual({ ok: true });
+
+      const t1 = `tsk_${uid()}`;
+      await q.publishControl(t1, "cancel");
+      await waitFor(() => first.length === 1 && second.length === 1, 5000, "cancel on both subscribers");
+      expect(first).toEqual([[t1, "cancel"]]);
+      expect(second).toEqual([[t1, "cancel"]]);
+
+      await s1.stop();
+      const t2 = `tsk_${uid()}`;
+      await q.publishControl(t2, "cancel");
+      await waitFor(() => second.length === 2, 5000, "second cancel");
+      await sleep(100);
+      expect(second[1]).toEqual([t2, "cancel"]);
+      expect(first).toHaveLength(1);
+    });
+
+    it("reports healthy while open, unhealthy after close, and rejects publishing after close", async () => {
+      const q = await make();
+      expect(await q.health()).toEqual({ ok: true });
+      await q.close();
+      const h = await q.health();
+      expect(h.ok).toBe(false);
+      const body = task("closed");
+      await expect(q.publishTask("closed", body.taskId, body)).rejects.toThrow();
+      await expect(q.publishTaskEvent(progress(body.taskId, "late"))).rejects.toThrow();
+      await expect(q.publishHeartbeat(heartbeat("rnr-late"))).rejects.toThrow();
+      await expect(q.publishControl(body.taskId, "cancel")).rejects.toThrow();
+    });
+
+    it("waits in close() for in-flight handlers, which can still publish their terminal event and ack", async () => {
+      const q = await make({ ackWaitMs: 5000 });
+      const body = task("closing");
+      await q.publishTask("closing", body.taskId, body);
+      let started = false;
+      let outcome: string | undefined;
+      keep(
+        q.consumeTasks("closing", { concurrency: 1 }, async (d) => {
+          started = true;
+          await sleep(500);
+          try {
+            await q.publishTaskEvent(
+              TaskEvent.parse({ id: `evt_${uid()}`, taskId: taskId(d), runnerId: "rnr-1", attempt: d.attempt, at: Date.now(), type: "task.succeeded", result: null }),
+            );
+            await d.ack();
+            outcome = "acked";
+          } catch (err) {
+            outcome = `failed: ${(err as Error).message}`;
+          }
+        }),
+      );
+      await waitFor(() => started, 5000, "the handler");
+      await q.close();
+      expect(outcome).toBe("acked");
+      expect((await q.health()).ok).toBe(false);
+    });
+
+    it("waits in stop() for in-flight handlers to finish, starts no new ones, and leaves the rest queued", async () => {
+      const q = await make({ ackWaitMs: 5000 });
+      const bodies = Array.from({ length: 3 }, (_, i) => task("stopping", { i }));
+      for (const b of bodies) await q.publishTask("stopping", b.taskId, b);
+      const started: string[] = [];
+      const finished: string[] = [];
+      const sub = q.consumeTasks("stopping", { concurrency: 1 }, async (d) => {
+        started.push(taskId(d));
+        await sleep(600);
+        await d.ack();
+        finished.push(taskId(d));
+      });
+      await waitFor(() => started.length === 1, 5000, "first handler");
+      await sub.stop();
+      expect(finished).toEqual(started);
+      expect(started).toHaveLength(1);
+      await sleep(300);
+      expect(started).toHaveLength(1);
+
+      // The other two are still queued for the next consumer, promptly (not after an ack wait).
+      const next = record(q, "stopping", 2);
+      keep(next.sub);
+      await waitFor(() => next.seen.length === 2, 3000, "the remaining tasks");
+      expect([...started, ...next.seen.map(taskId)].sort()).toEqual(bodies.map((b) => b.taskId).sort());
+    });
+  });
+}
