@@ -2,9 +2,6 @@ import { parseArgs } from "node:util";
 import { ConfigError, loadConfig, type Config } from "../config/load.ts";
 import { createLogger } from "../shared/logger.ts";
 import { VERSION } from "../shared/version.ts";
-import { openStore } from "../store/db.ts";
-import { describeStartupError, migrateWithRetry, serve } from "./serve.ts";
-import { runRunnerProcess } from "../../runner/main.ts";
 
 const USAGE = `Usage: pitcrew <command>
 
@@ -43,10 +40,13 @@ async function main(argv: string[]): Promise<void> {
   }
   const log = createLogger({ level: config.logLevel, name: `pitcrew-${command}` });
 
+  // Commands load their modules on demand: a configuration error answers at once.
+  const { describeStartupError, migrateWithRetry, serve } = await import("./serve.ts");
   try {
     if (command === "serve") await serve(config, log);
-    else if (command === "runner") await runRunnerProcess(config, log);
+    else if (command === "runner") await (await import("../../runner/main.ts")).runRunnerProcess(config, log);
     else {
+      const { openStore } = await import("../store/db.ts");
       const store = openStore(config.database);
       const applied = await migrateWithRetry(store, log, 1);
       await store.close();
