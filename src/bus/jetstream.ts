@@ -204,7 +204,12 @@ export function createJetStreamQueue(opts: JetStreamOptions): TaskQueue & { read
         if (!ok) throw unavailable("queue.ack_failed", "the server did not confirm the ack");
       },
       nak: (delayMs) => m.nak(delayMs),
-      term: (reason) => m.term(reason),
+      // NATS before 2.10 ignores "+TERM <reason>" (it only matches a bare +TERM), so the message
+      // would come back after the ack wait; the reason goes to our log instead.
+      term: (reason) => {
+        if (reason) log.debug({ subject: m.subject, reason }, "message terminated");
+        m.term();
+      },
       working: () => m.working(),
     };
   }
@@ -228,7 +233,15 @@ export function createJetStreamQueue(opts: JetStreamOptions): TaskQueue & { read
           const consumer = await js!.consumers.get(stream, durable);
           const batch = await consumer.fetch({ max_messages: concurrency - inFlight, expires: 2000 });
           current = batch;
+          // stop() may have come while we were fetching: it could not stop this batch.
+          if (stopping) batch.stop();
           for await (const m of batch) {
+            // A stopped batch still yields what had already arrived; hand it back at once rather
+            // than start a handler after stop() or leave it for the ack wait.
+            if (stopping) {
+              m.nak();
+              continue;
+            }
             inFlight += 1;
             const run = (async () => {
               const d = toDelivery(m);

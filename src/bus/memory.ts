@@ -118,7 +118,9 @@ function createStream(name: string, settings: { ackWaitMs: number; maxDeliver: n
         async stop() {
           consumer.stopped = true;
           await Promise.allSettled([...consumer.active]);
-          consumers.splice(consumers.indexOf(consumer), 1);
+          // A second stop() must not remove another consumer (indexOf -1 would take the last).
+          const i = consumers.indexOf(consumer);
+          if (i >= 0) consumers.splice(i, 1);
         },
       };
     },
@@ -173,6 +175,19 @@ export function createMemoryQueue(opts: { settings?: Partial<QueueSettings>; log
 
   const clone = (body: unknown) => JSON.parse(JSON.stringify(body)) as unknown;
 
+  // close() stops every consumer and waits for its in-flight handlers, as the JetStream adapter does.
+  const subs = new Set<Subscription>();
+  function track(sub: Subscription): Subscription {
+    const tracked: Subscription = {
+      async stop() {
+        await sub.stop();
+        subs.delete(tracked);
+      },
+    };
+    subs.add(tracked);
+    return tracked;
+  }
+
   return {
     kind: "memory",
     async publishTask(pool, msgId, body) {
@@ -182,7 +197,7 @@ export function createMemoryQueue(opts: { settings?: Partial<QueueSettings>; log
       return { duplicate: false };
     },
     consumeTasks(pool, { concurrency }, handler) {
-      return taskStream(pool).consume(concurrency, handler);
+      return track(taskStream(pool).consume(concurrency, handler));
     },
     async publishTaskEvent(event: TaskEvent) {
       checkOpen();
@@ -191,10 +206,12 @@ export function createMemoryQueue(opts: { settings?: Partial<QueueSettings>; log
     },
     async publishHeartbeat(hb: Heartbeat) {
       checkOpen();
+      // Same id space as task events: JetStream de-duplicates per stream, and both share one.
+      if (isDuplicate(`event:${hb.id}`)) return;
       events.publish(`${p}.runners.${hb.runnerId}.heartbeat`, clone(hb));
     },
     consumeEvents({ concurrency }, handler) {
-      return events.consume(concurrency, handler);
+      return track(events.consume(concurrency, handler));
     },
     onDeadLetter(handler) {
       deadHandlers.add(handler);
@@ -213,6 +230,9 @@ export function createMemoryQueue(opts: { settings?: Partial<QueueSettings>; log
       return closed ? { ok: false, reason: "in-process queue closed" } : { ok: true };
     },
     async close() {
+      if (closed) return;
+      // Handlers still running may publish their terminal event before they ack: stop first.
+      await Promise.allSettled([...subs].map((x) => x.stop()));
       closed = true;
       for (const s of taskStreams.values()) s.close();
       events.close();

@@ -116,7 +116,7 @@ for (const f of factories) {
       expect(seen[0]).toMatchObject({ data: body, subject: `${q.settings.subjectPrefix}.tasks.alpha`, attempt: 1, maxDeliver: 3 });
 
       // Longer than the ack wait: an unacked task would be back by now.
-      await sleep(1800);
+      await sleep(1500);
       expect(seen).toHaveLength(1);
     });
 
@@ -149,7 +149,7 @@ for (const f of factories) {
       expect(seen[1]!.data).toEqual(body);
       // Well within the ack wait: it came back because of the nak, not the timeout.
       expect(seen[1]!.at - seen[0]!.at).toBeLessThan(2000);
-      await sleep(500);
+      await sleep(300);
       expect(seen).toHaveLength(2);
     });
 
@@ -191,7 +191,7 @@ for (const f of factories) {
       // Concurrency 2, so a premature redelivery would show up while attempt 1 still runs.
       const { seen, sub } = record(q, "working", 2, async (d) => {
         if (d.attempt > 1) return d.ack();
-        for (let i = 0; i < 10; i++) {
+        for (let i = 0; i < 7; i++) {
           await sleep(300);
           d.working();
         }
@@ -200,7 +200,7 @@ for (const f of factories) {
       });
       keep(sub);
       await waitFor(() => done, 8000, "the long handler");
-      await sleep(1500);
+      await sleep(1300);
       expect(seen.map((d) => d.attempt)).toEqual([1]);
     });
 
@@ -218,7 +218,7 @@ for (const f of factories) {
         await waitFor(async () => (await streamMessages(q.settings.tasksStream)) === 0, 3000, "the tasks stream to be empty");
       }
       // Well past the ack wait: a message the bus did not take as terminated would be back.
-      await sleep(2500);
+      await sleep(1600);
       expect(seen).toHaveLength(1);
       expect(dead).toEqual([]);
     });
@@ -236,7 +236,7 @@ for (const f of factories) {
       await q.publishTaskEvent(ev);
       await waitFor(() => got.length >= 1, 5000, "the event");
       // Events have unlimited deliveries: only a working term keeps this from coming back forever.
-      await sleep(2500);
+      await sleep(1600);
       expect(got).toEqual([{ data: ev, attempt: 1 }]);
     });
 
@@ -256,7 +256,7 @@ for (const f of factories) {
         // A work queue keeps an exhausted message forever unless the adapter deletes it.
         await waitFor(async () => (await streamMessages(q.settings.tasksStream)) === 0, 5000, "the tasks stream to be empty");
       }
-      await sleep(2000);
+      await sleep(1500);
       expect(dead).toHaveLength(1);
       expect(seen).toHaveLength(2);
     });
@@ -329,7 +329,7 @@ for (const f of factories) {
       const b = record(q, "b", 2);
       keep(b.sub);
       await waitFor(() => b.seen.length >= 1, 5000, "pool b's task");
-      await sleep(500);
+      await sleep(300);
       expect(b.seen.map(taskId)).toEqual([forB.taskId]);
 
       // The pool-a task was there all along, waiting for its own consumer.
