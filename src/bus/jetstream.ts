@@ -221,6 +221,8 @@ export function createJetStreamQueue(opts: JetStreamOptions): TaskQueue & { read
     const active = new Set<Promise<void>>();
     let slotFreed: (() => void) | undefined;
     let current: { stop(): void } | undefined;
+    // Looked up once (a consumer-info request), again only after a failure.
+    let consumer: Awaited<ReturnType<JetStreamClient["consumers"]["get"]>> | undefined;
 
     const loop = (async () => {
       while (!stopping) {
@@ -230,7 +232,7 @@ export function createJetStreamQueue(opts: JetStreamOptions): TaskQueue & { read
             await new Promise<void>((r) => (slotFreed = r));
             continue;
           }
-          const consumer = await js!.consumers.get(stream, durable);
+          consumer ??= await js!.consumers.get(stream, durable);
           const batch = await consumer.fetch({ max_messages: concurrency - inFlight, expires: 2000 });
           current = batch;
           // stop() may have come while we were fetching: it could not stop this batch.
@@ -261,6 +263,7 @@ export function createJetStreamQueue(opts: JetStreamOptions): TaskQueue & { read
           }
         } catch (err) {
           if (stopping) break;
+          consumer = undefined;
           log.debug({ err: { message: errorMessage(err) }, durable }, "pull failed; retrying");
           await sleep(500);
         }
