@@ -1,9 +1,13 @@
 import type { Store } from "../store/db.ts";
-import { upsert, type Executor } from "../store/sql.ts";
+import { insertIfAbsent, type Executor } from "../store/sql.ts";
 import type { RunnerRow } from "../store/schema.ts";
 import type { Heartbeat } from "../bus/jobs.ts";
 
-/** Records a heartbeat. An older beat arriving late never moves `last_seen_at` backwards. */
+/**
+ * Records a heartbeat. An older beat arriving late never moves `last_seen_at` backwards: the guard
+ * is in the UPDATE's WHERE clause, because the ingester handles beats concurrently and a
+ * read-then-write check lets an older beat overwrite a newer one that landed in between.
+ */
 export async function recordHeartbeat(db: Executor, dialect: Store["dialect"], hb: Heartbeat): Promise<void> {
   const row = {
     id: hb.runnerId,
@@ -17,10 +21,14 @@ export async function recordHeartbeat(db: Executor, dialect: Store["dialect"], h
     started_at: hb.startedAt,
     last_seen_at: hb.at,
   };
-  const existing = await db.selectFrom("runners").select("last_seen_at").where("id", "=", hb.runnerId).executeTakeFirst();
-  if (existing && Number(existing.last_seen_at) > hb.at) return;
   const { id: _id, ...update } = row;
-  await upsert(db, dialect, "runners", row, "id", update);
+  const updateIfNewer = async () =>
+    Number((await db.updateTable("runners").set(update).where("id", "=", hb.runnerId).where("last_seen_at", "<=", hb.at).executeTakeFirst()).numUpdatedRows);
+  // Usually the runner is known and this one statement is all. Nothing updated means the runner is
+  // new or the beat is older; if another beat inserted the row meanwhile, ours may still be newer.
+  if ((await updateIfNewer()) > 0) return;
+  if (await insertIfAbsent(db, dialect, "runners", row)) return;
+  await updateIfNewer();
 }
 
 export type RunnerView = RunnerRow & { stale: boolean; runningTaskIds: string[] };

@@ -318,7 +318,7 @@ for (const f of factories) {
 
         const pages: string[][] = [];
         let afterSeq: number | undefined;
-        for (;;) {
+        for (let guard = 0; guard < 10; guard++) {
           const page = await listEvents(store.db, { taskId: a, afterSeq, limit: 2 });
           if (page.length === 0) break;
           pages.push(page.map((e) => e.id));
@@ -403,7 +403,7 @@ for (const f of factories) {
 
         const pages: string[][] = [];
         let afterId: string | undefined;
-        for (;;) {
+        for (let guard = 0; guard < 10; guard++) {
           const page = await listTasks(store.db, { incidentId, afterId, limit: 3 });
           if (page.length === 0) break;
           pages.push(page.map((t) => t.id));
