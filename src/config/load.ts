@@ -4,7 +4,7 @@ import { z } from "zod";
 import { parseDuration } from "../shared/duration.ts";
 
 // Values that must never be echoed back in an error line.
-const SECRET_VARS = new Set(["DATABASE_URL", "NATS_URL", "NATS_TOKEN", "NATS_PASSWORD"]);
+const SECRET_VARS = new Set(["DATABASE_URL", "NATS_URL", "NATS_TOKEN", "NATS_PASSWORD", "ALERTMANAGER_TOKEN"]);
 
 const duration = (fallback: string, min = 1) =>
   z
@@ -30,6 +30,31 @@ const int = (fallback: number, min: number, max: number) =>
         return z.NEVER;
       }
       return n;
+    });
+
+const labelList = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v, ctx) => {
+      const names = v.split(",").map((x) => x.trim()).filter(Boolean);
+      if (names.length === 0 || names.some((n) => !/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(n))) {
+        ctx.addIssue({ code: "custom", message: "expected comma-separated Prometheus label names" });
+        return z.NEVER;
+      }
+      return names;
+    });
+
+const bool = (fallback: boolean) =>
+  z
+    .string()
+    .default(String(fallback))
+    .transform((v, ctx) => {
+      const t = v.trim().toLowerCase();
+      if (["1", "true", "yes", "on"].includes(t)) return true;
+      if (["0", "false", "no", "off", ""].includes(t)) return false;
+      ctx.addIssue({ code: "custom", message: "expected true or false" });
+      return z.NEVER;
     });
 
 const optionalString = z
@@ -63,6 +88,21 @@ export const Env = z.object({
   OUTBOX_INTERVAL: duration("250ms", 10),
   OUTBOX_BATCH: int(100, 1, 10_000),
   OUTBOX_RETENTION: duration("1d", 1000),
+  ALERTMANAGER_TOKEN: optionalString.pipe(z.string().min(16, "expected at least 16 characters").optional()),
+  ALERTMANAGER_AUTH: z.enum(["token", "none"], { message: 'expected "token" or "none"' }).default("token"),
+  ALERTMANAGER_USER: z.string().min(1).default("alertmanager"),
+  LABEL_NAMESPACE: labelList("namespace,exported_namespace"),
+  LABEL_SERVICE: labelList("deployment,statefulset,daemonset,pod,service,job"),
+  LABEL_SEVERITY: labelList("severity"),
+  FLAP_WINDOW: duration("30m", 1000),
+  FLAP_LIMIT: int(3, 0, 1000),
+  DRY_RUN: bool(false),
+  MAX_PRS_PER_HOUR: int(5, 0, 10_000),
+  MAX_PRS_PER_DAY: int(20, 0, 100_000),
+  MAX_FIXES_PER_NAMESPACE: int(2, 1, 1000),
+  MAX_FAILED_FIXES: int(3, 1, 1000),
+  SKILLS_DIR: z.string().min(1).default("./skills"),
+  ANALYSIS_CONCURRENCY: int(4, 1, 64),
 });
 
 export type Database =
@@ -84,6 +124,19 @@ export type Config = {
   bodyLimit: number;
   shutdownTimeoutMs: number;
   outbox: { intervalMs: number; batch: number; retentionMs: number };
+  alertmanager: { auth: "token" | "none"; token?: string; user: string };
+  labels: { namespace: string[]; service: string[]; severity: string[] };
+  guardrails: {
+    dryRun: boolean;
+    flapWindowMs: number;
+    flapLimit: number;
+    maxPrsPerHour: number;
+    maxPrsPerDay: number;
+    maxFixesPerNamespace: number;
+    maxFailedFixes: number;
+  };
+  skillsDir: string;
+  analysisConcurrency: number;
 };
 
 export class ConfigError extends Error {
@@ -167,5 +220,18 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     bodyLimit: e.BODY_LIMIT,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT,
     outbox: { intervalMs: e.OUTBOX_INTERVAL, batch: e.OUTBOX_BATCH, retentionMs: e.OUTBOX_RETENTION },
+    alertmanager: { auth: e.ALERTMANAGER_AUTH, token: e.ALERTMANAGER_TOKEN, user: e.ALERTMANAGER_USER },
+    labels: { namespace: e.LABEL_NAMESPACE, service: e.LABEL_SERVICE, severity: e.LABEL_SEVERITY },
+    guardrails: {
+      dryRun: e.DRY_RUN,
+      flapWindowMs: e.FLAP_WINDOW,
+      flapLimit: e.FLAP_LIMIT,
+      maxPrsPerHour: e.MAX_PRS_PER_HOUR,
+      maxPrsPerDay: e.MAX_PRS_PER_DAY,
+      maxFixesPerNamespace: e.MAX_FIXES_PER_NAMESPACE,
+      maxFailedFixes: e.MAX_FAILED_FIXES,
+    },
+    skillsDir: resolve(e.SKILLS_DIR),
+    analysisConcurrency: e.ANALYSIS_CONCURRENCY,
   };
 }

@@ -63,9 +63,15 @@ describe("redactSecrets", () => {
     expect(redactSecrets(null)).toBeNull();
   });
 
-  it("stops descending past 20 levels instead of overflowing the stack", () => {
+  it("stops descending past 20 levels instead of overflowing the stack, dropping what is deeper", () => {
     let deep: Record<string, unknown> = { password: "bottom" };
     for (let i = 0; i < 5000; i++) deep = { next: deep };
     expect(() => redactSecrets(deep)).not.toThrow();
+    expect(JSON.stringify(redactSecrets(deep))).not.toContain("bottom");
+  });
+
+  it("does not mistake counters and ordinary words for secrets", () => {
+    const input = { input_tokens: 120, output_tokens: 40, tokenizer: "cl100k", bypass: false, compass: "n", github_token: "ghp_x", webhookSecret: "w" };
+    expect(redactSecrets(input)).toEqual({ input_tokens: 120, output_tokens: 40, tokenizer: "cl100k", bypass: false, compass: "n", github_token: "***", webhookSecret: "***" });
   });
 });

@@ -1,7 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import SQLite from "better-sqlite3";
-import { Kysely, Migrator, MysqlDialect, SqliteDialect, sql, type MigrationProvider } from "kysely";
+import { CompiledQuery, Kysely, Migrator, MysqlDialect, SqliteDialect, sql, type MigrationProvider } from "kysely";
 import { createPool } from "mysql2";
 import type { Database } from "../config/load.ts";
 import { unavailable, withTimeout } from "../shared/errors.ts";
@@ -40,7 +40,18 @@ export function openStore(database: Database): Store {
     // An unreachable server must fail fast (→ 503) instead of queueing requests forever.
     queueLimit: 1000,
   });
-  const db = new Kysely<DB>({ dialect: new MysqlDialect({ pool }) });
+  const db = new Kysely<DB>({
+    dialect: new MysqlDialect({
+      pool,
+      // Strict mode whatever the server default: a value too long for its column is an error,
+      // never silently cut.
+      onCreateConnection: async (conn) => {
+        await conn.executeQuery(
+          CompiledQuery.raw("SET SESSION sql_mode = 'STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'"),
+        );
+      },
+    }),
+  });
   return makeStore(db, "mysql");
 }
 

@@ -25,6 +25,7 @@ export interface IncidentsTable {
   flap_count: number;
   failed_fixes: number;
   truncated_alerts: number;
+  alertname: string | null;
   version: number;
   opened_at: number;
   updated_at: number;
@@ -45,6 +46,10 @@ export interface AlertsTable {
   receiver: string | null;
   group_key: string | null;
   received_at: number;
+  /** Identifies one alert instance (fingerprint, status, startsAt): repeats update, never add. */
+  dedupe: string | null;
+  repeat_count: number;
+  last_received_at: number | null;
 }
 
 export interface TasksTable {
@@ -181,6 +186,13 @@ export interface OutboxTable {
   sent_at: number | null;
 }
 
+export interface SettingsTable {
+  key: string;
+  value: string;
+  updated_by: string;
+  updated_at: number;
+}
+
 export interface DB {
   incidents: IncidentsTable;
   alerts: AlertsTable;
@@ -193,6 +205,7 @@ export interface DB {
   webhook_deliveries: WebhookDeliveriesTable;
   external_claims: ExternalClaimsTable;
   outbox: OutboxTable;
+  settings: SettingsTable;
 }
 
 export type TaskRow = Selectable<TasksTable>;
@@ -201,3 +214,5 @@ export type TaskUpdate = Updateable<TasksTable>;
 export type EventRow = Selectable<EventsTable>;
 export type OutboxRow = Selectable<OutboxTable>;
 export type RunnerRow = Selectable<RunnersTable>;
+export type IncidentRow = Selectable<IncidentsTable>;
+export type AlertRow = Selectable<AlertsTable>;

@@ -1,7 +1,7 @@
 import type { Logger } from "../shared/logger.ts";
 import type { Store } from "../store/db.ts";
 import type { TaskRow } from "../store/schema.ts";
-import { isDuplicateKey } from "../store/sql.ts";
+import { isDuplicateKey, type Executor } from "../store/sql.ts";
 import { newId } from "../shared/ids.ts";
 import { invalid } from "../shared/errors.ts";
 import { redactSecrets } from "../shared/redact.ts";
@@ -21,6 +21,47 @@ export type NewTaskInput = {
   idempotencyKey?: string;
 };
 
+/**
+ * Writes a queued task, its outbox row and its `task.created` event with the caller's executor,
+ * so producers can make the task part of their own transaction. Returns the task id.
+ */
+export async function enqueueTask(trx: Executor, dialect: Store["dialect"], input: NewTaskInput, now: number): Promise<string> {
+  if (!/^[a-z][a-z0-9_.-]{0,63}$/.test(input.kind)) throw invalid("task.invalid_kind", "kind must be a lowercase name");
+  const pool = input.pool ?? "default";
+  const id = newId("tsk", now);
+  const message: TaskMessage = { v: 1, taskId: id, kind: input.kind, pool, incidentId: input.incidentId ?? null, payload: input.payload, createdAt: now };
+  await trx
+    .insertInto("tasks")
+    .values({
+      id,
+      incident_id: input.incidentId ?? null,
+      kind: input.kind,
+      pool,
+      state: "queued",
+      payload: JSON.stringify(input.payload),
+      result: null,
+      error: null,
+      attempts: 0,
+      runner_id: null,
+      idempotency_key: input.idempotencyKey ?? null,
+      created_by: input.createdBy.slice(0, 255),
+      created_at: now,
+      updated_at: now,
+      started_at: null,
+      finished_at: null,
+      last_event_at: null,
+    })
+    .execute();
+  await addToOutbox(trx, { topic: "task", pool, msgId: id, body: message }, now);
+  await appendEvent(
+    trx,
+    dialect,
+    { type: "task.created", taskId: id, incidentId: input.incidentId, actor: input.createdBy, channel: input.channel, data: { kind: input.kind, pool, payload: redactSecrets(input.payload) }, occurredAt: now },
+    now,
+  );
+  return id;
+}
+
 export type TaskDeps = { store: Store; log: Logger; now: () => number; onEnqueued?: () => void };
 
 export function createTaskService(deps: TaskDeps) {
@@ -33,46 +74,14 @@ export function createTaskService(deps: TaskDeps) {
      */
     async create(input: NewTaskInput): Promise<{ task: TaskRow; created: boolean }> {
       if (!/^[a-z][a-z0-9_.-]{0,63}$/.test(input.kind)) throw invalid("task.invalid_kind", "kind must be a lowercase name");
-      const pool = input.pool ?? "default";
       if (input.idempotencyKey) {
         const existing = await store.db.selectFrom("tasks").selectAll().where("idempotency_key", "=", input.idempotencyKey).executeTakeFirst();
         if (existing) return { task: existing, created: false };
       }
       const now = deps.now();
-      const id = newId("tsk", now);
-      const message: TaskMessage = { v: 1, taskId: id, kind: input.kind, pool, incidentId: input.incidentId ?? null, payload: input.payload, createdAt: now };
+      let id: string;
       try {
-        await store.db.transaction().execute(async (trx) => {
-          await trx
-            .insertInto("tasks")
-            .values({
-              id,
-              incident_id: input.incidentId ?? null,
-              kind: input.kind,
-              pool,
-              state: "queued",
-              payload: JSON.stringify(input.payload),
-              result: null,
-              error: null,
-              attempts: 0,
-              runner_id: null,
-              idempotency_key: input.idempotencyKey ?? null,
-              created_by: input.createdBy.slice(0, 255),
-              created_at: now,
-              updated_at: now,
-              started_at: null,
-              finished_at: null,
-              last_event_at: null,
-            })
-            .execute();
-          await addToOutbox(trx, { topic: "task", pool, msgId: id, body: message }, now);
-          await appendEvent(
-            trx,
-            store.dialect,
-            { type: "task.created", taskId: id, incidentId: input.incidentId, actor: input.createdBy, channel: input.channel, data: { kind: input.kind, pool, payload: redactSecrets(input.payload) }, occurredAt: now },
-            now,
-          );
-        });
+        id = await store.db.transaction().execute((trx) => enqueueTask(trx, store.dialect, input, now));
       } catch (err) {
         // Lost a race on the idempotency key: the other request's task is the answer.
         if (input.idempotencyKey && isDuplicateKey(err)) {
