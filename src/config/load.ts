@@ -103,6 +103,7 @@ export const Env = z.object({
   MAX_FAILED_FIXES: int(3, 1, 1000),
   SKILLS_DIR: z.string().min(1).default("./skills"),
   ANALYSIS_CONCURRENCY: int(4, 1, 64),
+  AUTO_APPROVE_MAX_RISK: z.enum(["read", "low", "medium", "high"], { message: "expected read, low, medium or high" }).default("read"),
 });
 
 export type Database =
@@ -134,6 +135,7 @@ export type Config = {
     maxPrsPerDay: number;
     maxFixesPerNamespace: number;
     maxFailedFixes: number;
+    autoApproveMaxRisk: "read" | "low" | "medium" | "high";
   };
   skillsDir: string;
   analysisConcurrency: number;
@@ -230,6 +232,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       maxPrsPerDay: e.MAX_PRS_PER_DAY,
       maxFixesPerNamespace: e.MAX_FIXES_PER_NAMESPACE,
       maxFailedFixes: e.MAX_FAILED_FIXES,
+      autoApproveMaxRisk: e.AUTO_APPROVE_MAX_RISK,
     },
     skillsDir: resolve(e.SKILLS_DIR),
     analysisConcurrency: e.ANALYSIS_CONCURRENCY,

@@ -7,6 +7,7 @@ import { errorMessage } from "../shared/errors.ts";
 import { recordHeartbeat } from "../fleet/repo.ts";
 import { getTask, updateTaskIfActive } from "../tasks/repo.ts";
 import { appendEvent } from "./repo.ts";
+import type { TerminalHook } from "../incidents/fix-outcome.ts";
 
 // Consumes PITCREW_EVENTS: stores each event once (by id) and moves its task on, in one
 // transaction, and acks only after that commit. A redelivered event finds its row and changes
@@ -14,7 +15,7 @@ import { appendEvent } from "./repo.ts";
 
 export type IngestResult = "stored" | "duplicate" | "invalid";
 
-export function createEventIngester(deps: { store: Store; queue: TaskQueue; log: Logger; now: () => number; onTaskEvent?: (e: TaskEvent) => void }) {
+export function createEventIngester(deps: { store: Store; queue: TaskQueue; log: Logger; now: () => number; onTaskEvent?: (e: TaskEvent) => void; onTerminal?: TerminalHook }) {
   const { store } = deps;
   const log = deps.log.child({ component: "event-ingester" });
 
@@ -54,6 +55,11 @@ export function createEventIngester(deps: { store: Store; queue: TaskQueue; log:
         if (e.type === "task.cancelled") Object.assign(set, { state: "cancelled", error: e.reason });
       }
       const changed = await updateTaskIfActive(trx, taskId, set);
+      if (changed && TERMINAL_EVENT_TYPES.has(e.type) && deps.onTerminal) {
+        const outcome = e.type === "task.succeeded" ? "succeeded" : e.type === "task.failed" ? "failed" : "cancelled";
+        const detail = e.type === "task.failed" ? e.error : e.type === "task.cancelled" ? e.reason : null;
+        await deps.onTerminal(trx, { ...task, ...set } as typeof task, outcome, detail, recordedAt);
+      }
       if (!changed && TERMINAL_EVENT_TYPES.has(e.type)) {
         log.info({ taskId, type, state: task.state }, "task already terminal; event kept in the timeline only");
       }

@@ -6,6 +6,7 @@ import { newId } from "../shared/ids.ts";
 import { errorHandler } from "./errors.ts";
 import type { Metrics } from "./metrics.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { alertmanagerRoutes, type AlertmanagerRouteDeps } from "../alerts/route.ts";
 
 export type HttpDeps = {
   log: Logger;
@@ -13,6 +14,8 @@ export type HttpDeps = {
   queue: TaskQueue;
   metrics: Metrics;
   bodyLimit: number;
+  /** The AlertManager webhook; absent in tests of the bare shell. */
+  alertmanager?: Omit<AlertmanagerRouteDeps, "metrics" | "bodyLimit">;
 };
 
 /** Assembles the HTTP app; does not listen (tests use inject, main/serve.ts listens). */
@@ -44,5 +47,9 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   });
 
   await app.register(async (scope) => healthRoutes(scope, deps));
+  if (deps.alertmanager) {
+    const am = deps.alertmanager;
+    await app.register(async (scope) => alertmanagerRoutes(scope, { ...am, metrics: deps.metrics, bodyLimit: deps.bodyLimit }));
+  }
   return app;
 }

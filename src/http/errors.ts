@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { AppError, type ErrorKind } from "../shared/errors.ts";
+import { isDbUnavailable } from "../store/errors.ts";
 
 // The one mapping from errors to HTTP answers. Callers get {error:{code,message,requestId}};
 // anything unexpected is logged in full and answered as a generic 500, without its message.
@@ -20,6 +21,7 @@ const FASTIFY_CODES: Record<string, { kind: ErrorKind; code: string; message?: s
   FST_ERR_CTP_INVALID_MEDIA_TYPE: { kind: "invalid", code: "request.unsupported_media_type", message: "unsupported content type" },
   FST_ERR_CTP_EMPTY_JSON_BODY: { kind: "invalid", code: "request.empty_body", message: "body is empty but content-type is application/json" },
   FST_ERR_CTP_INVALID_JSON_BODY: { kind: "invalid", code: "request.invalid_json", message: "body is not valid JSON" },
+  FST_ERR_CTP_INVALID_JSON_BODY_TOO_DEEP: { kind: "invalid", code: "request.too_deep", message: "JSON nesting is too deep" },
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { kind: "invalid", code: "request.invalid_content_length", message: "content-length does not match the body" },
 };
 
@@ -34,6 +36,9 @@ export function toHttpError(err: unknown, requestId: string): { status: number; 
   if (known) return { status: STATUS[known.kind], body: { error: { code: known.code, message: known.message ?? fe.message, requestId } }, log: "none" };
   if (fe instanceof SyntaxError || fe?.statusCode === 400) {
     return { status: 400, body: { error: { code: "request.invalid", message: "the request could not be parsed", requestId } }, log: "none" };
+  }
+  if (isDbUnavailable(err)) {
+    return { status: 503, body: { error: { code: "store.unavailable", message: "the database is unavailable; retry later", requestId } }, log: "warn" };
   }
   if (fe?.statusCode === 415) return { status: 415, body: { error: { code: "request.unsupported_media_type", message: "unsupported content type", requestId } }, log: "none" };
   return { status: 500, body: { error: { code: "internal", message: "internal error", requestId } }, log: "error" };

@@ -1,4 +1,8 @@
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { Store } from "../store/db.ts";
+import { countIncidentsByState } from "../incidents/repo.ts";
+import { INCIDENT_STATES } from "../incidents/lifecycle.ts";
+import { countTasksByState } from "../tasks/repo.ts";
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -17,4 +21,41 @@ export function createMetrics() {
     }),
     ready: new Gauge({ name: "pitcrew_ready", help: "1 when the last readiness check passed", registers: [registry] }),
   };
+}
+
+/** Gauges read from the database at scrape time: the store is the source of truth. */
+export function registerStoreGauges(metrics: Metrics, store: Store): void {
+  const registry = metrics.registry;
+  if (registry.getSingleMetric("pitcrew_incidents")) return;
+  new Gauge({
+    name: "pitcrew_incidents",
+    help: "Incidents by state",
+    labelNames: ["state"] as const,
+    registers: [registry],
+    async collect() {
+      const counts = await countIncidentsByState(store.db).catch(() => undefined);
+      if (!counts) return;
+      for (const s of INCIDENT_STATES) this.set({ state: s }, counts[s] ?? 0);
+    },
+  });
+  new Gauge({
+    name: "pitcrew_tasks",
+    help: "Tasks by state",
+    labelNames: ["state"] as const,
+    registers: [registry],
+    async collect() {
+      const counts = await countTasksByState(store.db).catch(() => undefined);
+      if (!counts) return;
+      for (const s of ["queued", "running", "succeeded", "failed", "cancelled"]) this.set({ state: s }, counts[s] ?? 0);
+    },
+  });
+  new Gauge({
+    name: "pitcrew_outbox_pending",
+    help: "Outbox rows not yet published to the queue",
+    registers: [registry],
+    async collect() {
+      const r = await store.db.selectFrom("outbox").select((eb) => eb.fn.countAll<number>().as("n")).where("sent_at", "is", null).executeTakeFirst().catch(() => undefined);
+      if (r) this.set(Number(r.n));
+    },
+  });
 }

@@ -7,6 +7,7 @@ import type { Deps } from "../shared/deps.ts";
 import type { Logger } from "../shared/logger.ts";
 import { openStore } from "../store/db.ts";
 import { createTaskService } from "../tasks/service.ts";
+import { incidentFixHook } from "../incidents/fix-outcome.ts";
 import { createOutboxRelay, type OutboxRelay } from "../bus/outbox.ts";
 
 export function queueSettings(config: Config): Partial<QueueSettings> {
@@ -42,6 +43,6 @@ export function createDeps(config: Config, log: Logger): { deps: Deps; relay: Ou
   const queue = createQueue(config, log, "pitcrew-serve");
   const relay = createOutboxRelay({ store, queue, log, now }, config.outbox);
   // A committed task is relayed at once instead of at the next poll.
-  const tasks = createTaskService({ store, log, now, onEnqueued: () => relay.kick() });
+  const tasks = createTaskService({ store, log, now, onEnqueued: () => relay.kick(), onTerminal: incidentFixHook(store.dialect) });
   return { deps: { config, log, store, queue, metrics: createMetrics(), tasks, now }, relay };
 }

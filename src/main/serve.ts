@@ -1,9 +1,18 @@
 import type { Config } from "../config/load.ts";
 import { createEventIngester } from "../events/ingester.ts";
 import { buildHttpApp } from "../http/app.ts";
+import { registerStoreGauges } from "../http/metrics.ts";
+import { createAlertIntake } from "../alerts/intake.ts";
+import type { AlertmanagerAuth } from "../alerts/route.ts";
+import { createAnalysisWorker } from "../incidents/analysis.ts";
+import { incidentFixHook } from "../incidents/fix-outcome.ts";
 import { errorMessage, isAppError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
+import { loadOrCreateToken } from "../shared/secrets.ts";
 import { VERSION } from "../shared/version.ts";
+import { formatProblem, loadSkills } from "../skills/load.ts";
+import { rulesPlanner } from "../skills/planner.ts";
+import type { Skill } from "../skills/schema.ts";
 import { describeDbError, migrateToLatest, type Store } from "../store/db.ts";
 import { handleDeadLetters } from "../tasks/dead-letter.ts";
 import { requeuePendingTasks } from "../tasks/requeue.ts";
@@ -11,6 +20,7 @@ import { createRunner } from "../../runner/worker.ts";
 import { executors } from "../../runner/executors/index.ts";
 import { createDeps } from "./deps.ts";
 import { onShutdownSignal } from "./signals.ts";
+import { printBanner } from "./banner.ts";
 
 /** Migrates with retries: in a fresh `docker compose up` the database may still be starting. */
 export async function migrateWithRetry(store: Store, log: Logger, attempts = 30): Promise<string[]> {
@@ -27,6 +37,25 @@ export async function migrateWithRetry(store: Store, log: Logger, attempts = 30)
   }
 }
 
+/** Loads skills/; problems are logged with file and line, and the good skills still load. */
+export function loadSkillSet(dir: string, log: Logger): Skill[] {
+  const { skills, problems } = loadSkills(dir);
+  for (const p of problems) log.error({ problem: formatProblem(p) }, "skill not loaded");
+  log.info({ skills: skills.map((s) => s.name), dir }, "skills loaded");
+  return skills;
+}
+
+export function alertmanagerAuth(config: Config, log: Logger): { auth: AlertmanagerAuth; createdTokenPath?: string } {
+  if (config.alertmanager.auth === "none") {
+    log.warn("ALERTMANAGER_AUTH=none: the AlertManager webhook accepts requests without credentials");
+    return { auth: { mode: "none" } };
+  }
+  if (config.alertmanager.token) return { auth: { mode: "token", token: config.alertmanager.token, user: config.alertmanager.user } };
+  const t = loadOrCreateToken(config.dataDir, "alertmanager");
+  if (t.created) log.info({ path: t.path }, "generated the AlertManager webhook token");
+  return { auth: { mode: "token", token: t.token, user: config.alertmanager.user }, createdTokenPath: t.created ? t.path : undefined };
+}
+
 export async function serve(config: Config, log: Logger): Promise<void> {
   const { deps, relay } = createDeps(config, log);
   const { store, queue } = deps;
@@ -40,8 +69,21 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     if (requeued > 0) log.info({ requeued }, "re-queued tasks left pending by the last run");
   }
 
-  const ingester = createEventIngester({ store, queue, log, now: deps.now }).start();
-  const deadLetters = handleDeadLetters({ queue, tasks: deps.tasks, log });
+  let skills = loadSkillSet(config.skillsDir, log);
+  const onTerminal = incidentFixHook(store.dialect);
+  const tasks = deps.tasks;
+  const ingester = createEventIngester({ store, queue, log, now: deps.now, onTerminal }).start();
+  const deadLetters = handleDeadLetters({ queue, tasks, log });
+  const analysis = createAnalysisWorker({
+    store,
+    queue,
+    log,
+    now: deps.now,
+    skills: () => skills,
+    planner: rulesPlanner,
+    guardrails: { ...config.guardrails },
+    onEnqueued: () => relay.kick(),
+  }).start(config.analysisConcurrency);
   relay.start();
 
   const runner = embedded
@@ -60,30 +102,30 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     : undefined;
   runner?.start();
 
-  const app = await buildHttpApp({ log, store, queue, metrics: deps.metrics, bodyLimit: config.bodyLimit });
+  const { auth } = alertmanagerAuth(config, log);
+  const intake = createAlertIntake({
+    store,
+    log,
+    now: deps.now,
+    skills: () => skills,
+    settings: { flapWindowMs: config.guardrails.flapWindowMs, flapLimit: config.guardrails.flapLimit, maxFailedFixes: config.guardrails.maxFailedFixes, labels: config.labels },
+    onCommitted: () => relay.kick(),
+  });
+  registerStoreGauges(deps.metrics, store);
+  const app = await buildHttpApp({ log, store, queue, metrics: deps.metrics, bodyLimit: config.bodyLimit, alertmanager: { intake, auth } });
   await app.listen({ port: config.port, host: config.host });
+  printBanner(config, { embedded, dialect: store.dialect, auth, tokenFromEnv: !!config.alertmanager.token, skills: skills.length });
 
-  const mode = embedded
-    ? `embedded (SQLite ${config.database.dialect === "sqlite" ? config.database.file : "?"}, in-process queue, ${config.runner.concurrency} in-process runners)`
-    : `distributed (${store.dialect === "mysql" ? "MySQL" : "SQLite"} store, NATS JetStream queue at ${config.nats!.servers.length} server(s))`;
-  process.stdout.write(
-    [
-      "",
-      `  Pitcrew ${VERSION} is up — ${mode}`,
-      `  Listening on ${config.host}:${config.port}   public URL ${config.publicUrl}`,
-      `  Liveness   ${config.publicUrl}/healthz`,
-      `  Readiness  ${config.publicUrl}/readyz`,
-      `  Metrics    ${config.publicUrl}/metrics`,
-      "",
-      "",
-    ].join("\n"),
-  );
+  process.on("SIGHUP", () => {
+    skills = loadSkillSet(config.skillsDir, log);
+  });
 
   onShutdownSignal(log, config.shutdownTimeoutMs, async () => {
     // Order: stop taking requests, let running work finish and report, stop the loops that
     // move data, then close connections.
     await app.close();
     await runner?.stop();
+    await analysis.stop();
     await relay.stop();
     await deadLetters.stop();
     await ingester.stop();

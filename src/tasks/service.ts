@@ -9,6 +9,7 @@ import { addToOutbox } from "../bus/outbox.ts";
 import type { TaskMessage } from "../bus/jobs.ts";
 import { appendEvent } from "../events/repo.ts";
 import { getTask, updateTaskIfActive } from "./repo.ts";
+import type { TerminalHook } from "../incidents/fix-outcome.ts";
 
 export type NewTaskInput = {
   kind: string;
@@ -62,7 +63,7 @@ export async function enqueueTask(trx: Executor, dialect: Store["dialect"], inpu
   return id;
 }
 
-export type TaskDeps = { store: Store; log: Logger; now: () => number; onEnqueued?: () => void };
+export type TaskDeps = { store: Store; log: Logger; now: () => number; onEnqueued?: () => void; onTerminal?: TerminalHook };
 
 export function createTaskService(deps: TaskDeps) {
   const { store } = deps;
@@ -102,6 +103,7 @@ export function createTaskService(deps: TaskDeps) {
         if (changed) {
           const task = await getTask(trx, taskId);
           await appendEvent(trx, store.dialect, { type: "task.failed", taskId, incidentId: task?.incident_id, actor, channel, reason, data: { error: reason }, occurredAt: now }, now);
+          if (task && deps.onTerminal) await deps.onTerminal(trx, task, "failed", reason, now);
         }
         return changed;
       });

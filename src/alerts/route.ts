@@ -1,0 +1,105 @@
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { Counter, Histogram } from "prom-client";
+import type { z } from "zod";
+import { AppError, invalid } from "../shared/errors.ts";
+import { safeEqual } from "../shared/secrets.ts";
+import type { Metrics } from "../http/metrics.ts";
+import type { AlertIntake } from "./intake.ts";
+import { parseAlertmanagerJson } from "./json.ts";
+import { AlertmanagerPayload } from "./payload.ts";
+
+export type AlertmanagerAuth = { mode: "token"; token: string; user: string } | { mode: "none" };
+
+export type AlertmanagerRouteDeps = { intake: AlertIntake; auth: AlertmanagerAuth; metrics: Metrics; bodyLimit: number };
+
+const CHALLENGE = 'Bearer realm="pitcrew", Basic realm="pitcrew"';
+
+function authorized(req: FastifyRequest, auth: AlertmanagerAuth): boolean {
+  if (auth.mode === "none") return true;
+  const header = req.headers.authorization ?? "";
+  const [scheme, value = ""] = header.split(/\s+/, 2);
+  if (/^bearer$/i.test(scheme ?? "")) return safeEqual(value, auth.token);
+  if (/^basic$/i.test(scheme ?? "")) {
+    const decoded = Buffer.from(value, "base64").toString("utf8");
+    const colon = decoded.indexOf(":");
+    if (colon < 0) return false;
+    // Both compared, always, so timing says nothing about which one was wrong.
+    const userOk = safeEqual(decoded.slice(0, colon), auth.user);
+    const passOk = safeEqual(decoded.slice(colon + 1), auth.token);
+    return userOk && passOk;
+  }
+  return false;
+}
+
+/** Turns the first schema problem into a code that names it. */
+export function describePayloadProblem(raw: unknown, error: z.ZodError): AppError {
+  const issue = error.issues[0]!;
+  const path = issue.path.map(String);
+  const where = path.length ? path.join(".") : "body";
+  let value: unknown = raw;
+  for (const p of path) value = value && typeof value === "object" ? (value as Record<string, unknown>)[p] : undefined;
+  const last = path[path.length - 1];
+  let code = "alertmanager.invalid_value";
+  if (issue.code === "invalid_type") code = value === undefined ? "alertmanager.missing_field" : "alertmanager.invalid_type";
+  else if ((last === "startsAt" || last === "endsAt") && value !== undefined) code = "alertmanager.invalid_timestamp";
+  return invalid(code, `${where}: ${value === undefined && issue.code === "invalid_type" ? "is required" : issue.message}`);
+}
+
+export async function alertmanagerRoutes(app: FastifyInstance, deps: AlertmanagerRouteDeps) {
+  const registry = deps.metrics.registry;
+  const received =
+    (registry.getSingleMetric("pitcrew_alerts_received_total") as Counter<"status"> | undefined) ??
+    new Counter({ name: "pitcrew_alerts_received_total", help: "Alerts received from AlertManager by status", labelNames: ["status"] as const, registers: [registry] });
+  const duration =
+    (registry.getSingleMetric("pitcrew_alertmanager_intake_duration_seconds") as Histogram<"outcome"> | undefined) ??
+    new Histogram({
+      name: "pitcrew_alertmanager_intake_duration_seconds",
+      help: "Time to validate and commit one AlertManager webhook, by outcome",
+      labelNames: ["outcome"] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    });
+
+  // Our own JSON parsing for this route: refuses prototype keys and deep nesting (json.ts).
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string", bodyLimit: deps.bodyLimit }, (_req, body, done) => {
+    try {
+      done(null, parseAlertmanagerJson(body as string));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
+
+  app.addHook("onRequest", async (req, reply) => {
+    if (!authorized(req, deps.auth)) {
+      reply.header("www-authenticate", CHALLENGE);
+      throw new AppError("unauthorized", "auth.invalid_credentials", "missing or invalid credentials for the AlertManager webhook");
+    }
+  });
+
+  app.post("/webhooks/alertmanager", async (req) => {
+    const started = process.hrtime.bigint();
+    let outcome = "error";
+    try {
+      const raw = req.body;
+      if (!raw || typeof raw !== "object" || Array.isArray(raw)) throw invalid("alertmanager.invalid_type", "body: expected a JSON object");
+      const version = (raw as { version?: unknown }).version;
+      if (version !== "4") throw invalid("alertmanager.unsupported_version", `version: expected "4", got ${JSON.stringify(version ?? null)}`);
+      const parsed = AlertmanagerPayload.safeParse(raw);
+      if (!parsed.success) {
+        outcome = "invalid";
+        throw describePayloadProblem(raw, parsed.error);
+      }
+      const results = await deps.intake.receive(parsed.data);
+      for (const a of parsed.data.alerts) received.inc({ status: a.status });
+      outcome = "stored";
+      const incidents = [...new Set(results.map((r) => r.incidentId).filter((id): id is string => id !== null))];
+      return { status: "accepted", alerts: results.length, incidents, outcomes: results.map((r) => ({ fingerprint: r.fingerprint, outcome: r.outcome, incidentId: r.incidentId })) };
+    } catch (err) {
+      if (outcome === "error" && err instanceof AppError && err.kind === "invalid") outcome = "invalid";
+      throw err;
+    } finally {
+      duration.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+    }
+  });
+}

@@ -1,0 +1,217 @@
+import { TaskMessage } from "../bus/jobs.ts";
+import type { Delivery, Subscription, TaskQueue } from "../bus/port.ts";
+import { appendEvent } from "../events/repo.ts";
+import { errorMessage, isAppError } from "../shared/errors.ts";
+import { formatDuration } from "../shared/duration.ts";
+import type { Logger } from "../shared/logger.ts";
+import type { Store } from "../store/db.ts";
+import type { Executor } from "../store/sql.ts";
+import type { IncidentRow } from "../store/schema.ts";
+import { getPause } from "../system/settings.ts";
+import { enqueueTask } from "../tasks/service.ts";
+import { updateTaskIfActive } from "../tasks/repo.ts";
+import { actionKind, RISK_ORDER, type Risk, type Skill } from "../skills/schema.ts";
+import type { Plan, PlanContext, Planner } from "../skills/planner.ts";
+import { getIncident } from "./repo.ts";
+import { applyTransition } from "./service.ts";
+
+export type Guardrails = {
+  dryRun: boolean;
+  maxPrsPerHour: number;
+  maxPrsPerDay: number;
+  maxFixesPerNamespace: number;
+  autoApproveMaxRisk: Risk;
+};
+
+export type AnalysisDeps = {
+  store: Store;
+  queue: TaskQueue;
+  log: Logger;
+  now: () => number;
+  skills: () => Skill[];
+  planner: Planner;
+  guardrails: Guardrails;
+  onEnqueued?: () => void;
+};
+
+export const ANALYSIS_POOL = "control";
+const FIX_STATES = ["fixing", "proposed", "approved", "verifying"];
+const ENGINE = { actor: "pitcrew:analysis", channel: "engine" } as const;
+
+export type AnalysisOutcome = "fixing" | "awaiting_approval" | "escalated" | "suppressed" | "deferred" | "skipped";
+
+export function createAnalysisWorker(deps: AnalysisDeps) {
+  const { store } = deps;
+  const log = deps.log.child({ component: "analysis" });
+
+  async function countFixTasksSince(trx: Executor, since: number): Promise<number> {
+    const r = await trx.selectFrom("tasks").select((eb) => eb.fn.countAll<number>().as("n")).where("kind", "in", ["skill", "agent"]).where("created_at", ">=", since).executeTakeFirstOrThrow();
+    return Number(r.n);
+  }
+
+  async function countFixesInNamespace(trx: Executor, namespace: string, except: string): Promise<number> {
+    const r = await trx
+      .selectFrom("incidents")
+      .select((eb) => eb.fn.countAll<number>().as("n"))
+      .where("namespace", "=", namespace)
+      .where("state", "in", FIX_STATES)
+      .where("id", "!=", except)
+      .executeTakeFirstOrThrow();
+    return Number(r.n);
+  }
+
+  async function guardrail(trx: Executor, inc: IncidentRow, name: string, reason: string, now: number, data: Record<string, unknown> = {}) {
+    await appendEvent(trx, store.dialect, { type: `guardrail.${name}`, incidentId: inc.id, ...ENGINE, reason, data, occurredAt: now }, now);
+  }
+
+  function contextOf(inc: IncidentRow): PlanContext {
+    return {
+      incident: { id: inc.id, alertname: inc.alertname ?? "", fingerprint: inc.fingerprint, namespace: inc.namespace, service: inc.service, severity: inc.severity, title: inc.title },
+      labels: JSON.parse(inc.labels) as Record<string, string>,
+      annotations: JSON.parse(inc.annotations) as Record<string, string>,
+    };
+  }
+
+  /** Runs the planner and the policy for one incident. Safe to repeat: only a `detected` incident is analysed. */
+  async function analyze(incidentId: string): Promise<AnalysisOutcome> {
+    const now = deps.now();
+    const first = await getIncident(store.db, incidentId);
+    if (!first || first.state !== "detected") return "skipped";
+
+    const pause = await getPause(store.db);
+    if (pause.paused) {
+      await store.db.transaction().execute((trx) => guardrail(trx, first, "paused", `automation is paused${pause.by ? ` by ${pause.by}` : ""}; analysis resumes on resume`, now));
+      return "deferred";
+    }
+
+    const analyzing = await store.db.transaction().execute((trx) => applyTransition(trx, store.dialect, first, "analysis.started", { ...ENGINE, reason: "analysis started" }, now));
+    const skills = deps.skills();
+    let plan: Plan | null;
+    try {
+      plan = await deps.planner.plan(contextOf(analyzing), skills);
+    } catch (err) {
+      log.error({ err: { message: errorMessage(err) }, incidentId }, "planner failed");
+      plan = null;
+    }
+
+    return store.db.transaction().execute(async (trx): Promise<AnalysisOutcome> => {
+      const t = deps.now();
+      let inc = (await getIncident(trx, incidentId))!;
+      if (inc.state !== "analyzing") return "skipped";
+      if (!plan) {
+        await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: "no skill matches this incident" }, t);
+        return "escalated";
+      }
+      const skill = skills.find((s) => s.name === plan!.skill)!;
+      const needsApproval = skill.approval !== "none" && RISK_ORDER[skill.risk] > RISK_ORDER[deps.guardrails.autoApproveMaxRisk];
+      const planRecord = { ...plan, risk: skill.risk, approval: needsApproval ? skill.approval : "none", action: actionKind(skill.action) };
+      await trx.updateTable("incidents").set({ plan: JSON.stringify(planRecord) }).where("id", "=", inc.id).execute();
+      inc = { ...inc, plan: JSON.stringify(planRecord) };
+      await appendEvent(trx, store.dialect, { type: "incident.planned", incidentId: inc.id, ...ENGINE, reason: plan.rationale, data: planRecord, occurredAt: t }, t);
+
+      if (deps.guardrails.dryRun) {
+        await guardrail(trx, inc, "dry_run", "DRY_RUN is on: the plan is recorded, nothing is changed", t, { skill: plan.skill });
+        await applyTransition(trx, store.dialect, inc, "suppress", { ...ENGINE, reason: "dry run" }, t);
+        return "suppressed";
+      }
+      const hour = await countFixTasksSince(trx, t - 3_600_000);
+      if (hour >= deps.guardrails.maxPrsPerHour) {
+        await guardrail(trx, inc, "max_prs_per_hour", `${hour} fixes in the last hour (MAX_PRS_PER_HOUR ${deps.guardrails.maxPrsPerHour})`, t, { count: hour });
+        await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: "hourly fix limit reached" }, t);
+        return "escalated";
+      }
+      const day = await countFixTasksSince(trx, t - 86_400_000);
+      if (day >= deps.guardrails.maxPrsPerDay) {
+        await guardrail(trx, inc, "max_prs_per_day", `${day} fixes in the last day (MAX_PRS_PER_DAY ${deps.guardrails.maxPrsPerDay})`, t, { count: day });
+        await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: "daily fix limit reached" }, t);
+        return "escalated";
+      }
+      if (inc.namespace) {
+        const busy = await countFixesInNamespace(trx, inc.namespace, inc.id);
+        if (busy >= deps.guardrails.maxFixesPerNamespace) {
+          await guardrail(trx, inc, "namespace_busy", `${busy} fixes already under way in ${inc.namespace} (MAX_FIXES_PER_NAMESPACE ${deps.guardrails.maxFixesPerNamespace})`, t, { count: busy, namespace: inc.namespace });
+          await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: `too many fixes under way in ${inc.namespace}` }, t);
+          return "escalated";
+        }
+      }
+      if (needsApproval && skill.approval === "before_run") {
+        const expires = t + 3_600_000;
+        await trx
+          .insertInto("approvals")
+          .values({ id: `apr_${inc.id.slice(4)}_${inc.version}`, incident_id: inc.id, task_id: null, state: "pending", risk: skill.risk, action: JSON.stringify(planRecord), requested_at: t, expires_at: expires, decided_at: null, decided_by: null, channel: null, reason: null, chat_id: null, message_id: null })
+          .execute();
+        await appendEvent(trx, store.dialect, { type: "approval.requested", incidentId: inc.id, ...ENGINE, reason: `${skill.risk}-risk skill ${skill.name} needs approval before it runs`, data: { expiresAt: expires, within: formatDuration(3_600_000) }, occurredAt: t }, t);
+        await applyTransition(trx, store.dialect, inc, "fix.proposed", { ...ENGINE, reason: "awaiting approval before running the fix" }, t);
+        return "awaiting_approval";
+      }
+      const kind = actionKind(skill.action) === "agent" ? "agent" : "skill";
+      await enqueueTask(trx, store.dialect, { kind, pool: "default", payload: { incidentId: inc.id, skill: skill.name, params: plan.params, approval: planRecord.approval }, incidentId: inc.id, createdBy: ENGINE.actor, channel: ENGINE.channel, idempotencyKey: `fix:${inc.id}:${inc.version}` }, t);
+      await applyTransition(trx, store.dialect, inc, "fix.started", { ...ENGINE, reason: `running ${skill.name}` }, t);
+      return "fixing";
+    });
+  }
+
+  async function handle(d: Delivery): Promise<void> {
+    const msg = TaskMessage.safeParse(d.data);
+    if (!msg.success || msg.data.kind !== "incident.analyze" || typeof msg.data.payload.incidentId !== "string") {
+      log.error({ subject: d.subject }, "invalid analysis job terminated");
+      d.term("invalid analysis job");
+      return;
+    }
+    const { taskId } = msg.data;
+    const incidentId = msg.data.payload.incidentId;
+    const now = deps.now();
+    await updateTaskIfActive(store.db, taskId, { state: "running", attempts: d.attempt, started_at: now, updated_at: now, runner_id: "control-plane" });
+    const keepAlive = setInterval(() => d.working(), 5000);
+    try {
+      const outcome = await analyze(incidentId);
+      await updateTaskIfActive(store.db, taskId, { state: "succeeded", result: JSON.stringify({ outcome }), finished_at: deps.now(), updated_at: deps.now() });
+      deps.onEnqueued?.();
+      await d.ack();
+    } catch (err) {
+      const retryable = isAppError(err) ? err.retryable : true;
+      if (retryable && d.attempt < d.maxDeliver) {
+        log.warn({ err: { message: errorMessage(err) }, incidentId, attempt: d.attempt }, "analysis failed; will retry");
+        d.nak(Math.min(30_000, 1000 * 2 ** (d.attempt - 1)));
+        return;
+      }
+      log.error({ err, incidentId }, "analysis failed for good");
+      await store.db
+        .transaction()
+        .execute(async (trx) => {
+          const t = deps.now();
+          await updateTaskIfActive(trx, taskId, { state: "failed", error: errorMessage(err).slice(0, 2000), finished_at: t, updated_at: t });
+          // Nobody else will pick the incident up: hand it to a human.
+          const inc = await getIncident(trx, incidentId);
+          if (inc && (inc.state === "detected" || inc.state === "analyzing")) {
+            await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: `analysis failed: ${errorMessage(err).slice(0, 500)}` }, t);
+          }
+        })
+        .catch((e) => log.error({ err: { message: errorMessage(e) }, incidentId }, "could not record the failed analysis"));
+      d.term("analysis failed");
+    } finally {
+      clearInterval(keepAlive);
+    }
+  }
+
+  return {
+    analyze,
+    handle,
+    start(concurrency: number): Subscription {
+      return deps.queue.consumeTasks(ANALYSIS_POOL, { concurrency }, handle);
+    },
+  };
+}
+
+/** After a resume: queue analysis again for every incident that waited in `detected`. */
+export async function requeueDetected(store: Store, now: number, actor: { actor: string; channel: string }): Promise<number> {
+  const rows = await store.db.selectFrom("incidents").selectAll().where("state", "=", "detected").orderBy("id").limit(1000).execute();
+  let n = 0;
+  for (const inc of rows) {
+    await store.db.transaction().execute((trx) =>
+      enqueueTask(trx, store.dialect, { kind: "incident.analyze", pool: ANALYSIS_POOL, payload: { incidentId: inc.id }, incidentId: inc.id, createdBy: actor.actor, channel: actor.channel, idempotencyKey: `analyze:${inc.id}:${inc.version}:${now}` }, now),
+    );
+    n += 1;
+  }
+  return n;
+}

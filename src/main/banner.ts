@@ -1,0 +1,41 @@
+import type { Config } from "../config/load.ts";
+import type { AlertmanagerAuth } from "../alerts/route.ts";
+import { VERSION } from "../shared/version.ts";
+
+/** What `npm start` prints: where things are, and a ready-to-paste AlertManager receiver. */
+export function printBanner(config: Config, s: { embedded: boolean; dialect: string; auth: AlertmanagerAuth; tokenFromEnv: boolean; skills: number }): void {
+  const url = config.publicUrl;
+  const mode = s.embedded
+    ? `embedded (SQLite ${config.database.dialect === "sqlite" ? config.database.file : ""}, in-process queue, ${config.runner.concurrency} in-process runners)`
+    : `distributed (${s.dialect === "mysql" ? "MySQL" : "SQLite"} store, NATS JetStream at ${config.nats!.servers.length} server(s))`;
+  const receiver =
+    s.auth.mode === "token"
+      ? [
+          "  receivers:",
+          "    - name: pitcrew",
+          "      webhook_configs:",
+          `        - url: ${url}/webhooks/alertmanager`,
+          "          send_resolved: true",
+          "          http_config:",
+          "            authorization:",
+          "              type: Bearer",
+          `              credentials: ${s.auth.token}`,
+        ]
+      : ["  receivers:", "    - name: pitcrew", "      webhook_configs:", `        - url: ${url}/webhooks/alertmanager`, "          send_resolved: true", "  (ALERTMANAGER_AUTH=none: the webhook takes requests without credentials)"];
+  process.stdout.write(
+    [
+      "",
+      `  Pitcrew ${VERSION} is up — ${mode}; ${s.skills} skills loaded`,
+      `  Listening on ${config.host}:${config.port}   public URL ${url}`,
+      `  Liveness   ${url}/healthz`,
+      `  Readiness  ${url}/readyz`,
+      `  Metrics    ${url}/metrics`,
+      "",
+      "  Point AlertManager at Pitcrew (alertmanager.yml):",
+      "",
+      ...receiver,
+      "",
+      "",
+    ].join("\n"),
+  );
+}

@@ -1,0 +1,52 @@
+import type { Skill } from "./schema.ts";
+import { rankSkills } from "./match.ts";
+import { renderValue, type TemplateData } from "./template.ts";
+import { errorMessage } from "../shared/errors.ts";
+
+export type PlanContext = {
+  incident: { id: string; alertname: string; fingerprint: string; namespace: string | null; service: string | null; severity: string | null; title: string };
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+};
+
+export type Plan = {
+  skill: string;
+  params: Record<string, unknown>;
+  rationale: string;
+  confidence: number;
+  planner: "rules" | "claude";
+  /** Why the planner fell back to rules, when it did. */
+  fallback?: string;
+};
+
+export type Planner = { plan(ctx: PlanContext, skills: Skill[]): Promise<Plan | null> };
+
+export function templateData(ctx: PlanContext): TemplateData {
+  const i = ctx.incident;
+  return {
+    labels: ctx.labels,
+    annotations: ctx.annotations,
+    incident: { id: i.id, alertname: i.alertname, fingerprint: i.fingerprint, namespace: i.namespace, service: i.service, severity: i.severity },
+  };
+}
+
+/**
+ * Deterministic: the best matching skill (priority, then specificity, then name) whose
+ * parameters can be filled from this incident. A skill whose template needs a missing label is
+ * skipped, with the reason kept in the rationale of the one chosen.
+ */
+export function planFromRules(ctx: PlanContext, skills: Skill[]): Plan | null {
+  const skipped: string[] = [];
+  for (const skill of rankSkills(skills, { alertname: ctx.incident.alertname, labels: ctx.labels })) {
+    try {
+      const params = renderValue(skill.action.with, templateData(ctx)) as Record<string, unknown>;
+      const why = `matched ${skill.match.alertname.length ? `alertname ${ctx.incident.alertname}` : "labels"}${Object.keys(skill.match.labels).length ? ` and ${Object.keys(skill.match.labels).join(", ")}` : ""} (priority ${skill.match.priority})`;
+      return { skill: skill.name, params, rationale: `${why}${skipped.length ? `; skipped ${skipped.join("; ")}` : ""}`, confidence: 1, planner: "rules" };
+    } catch (err) {
+      skipped.push(`${skill.name}: ${errorMessage(err)}`);
+    }
+  }
+  return null;
+}
+
+export const rulesPlanner: Planner = { plan: async (ctx, skills) => planFromRules(ctx, skills) };
