@@ -40,9 +40,10 @@ export function describePayloadProblem(raw: unknown, error: z.ZodError): AppErro
   for (const p of path) value = value && typeof value === "object" ? (value as Record<string, unknown>)[p] : undefined;
   const last = path[path.length - 1];
   let code = "alertmanager.invalid_value";
-  if (issue.code === "invalid_type") code = value === undefined ? "alertmanager.missing_field" : "alertmanager.invalid_type";
+  if (value === undefined) code = "alertmanager.missing_field";
+  else if (issue.code === "invalid_type") code = "alertmanager.invalid_type";
   else if ((last === "startsAt" || last === "endsAt") && value !== undefined) code = "alertmanager.invalid_timestamp";
-  return invalid(code, `${where}: ${value === undefined && issue.code === "invalid_type" ? "is required" : issue.message}`);
+  return invalid(code, `${where}: ${value === undefined ? "is required" : issue.message}`);
 }
 
 export async function alertmanagerRoutes(app: FastifyInstance, deps: AlertmanagerRouteDeps) {

@@ -1,0 +1,272 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { listEvents } from "../../src/events/repo.ts";
+import { getIncident } from "../../src/incidents/repo.ts";
+import { openStore, type Store } from "../../src/store/db.ts";
+import { fixture, fixtureText, fp, manifest, newTag, postAlerts } from "../helpers/alerts.ts";
+import { intakeApp, makeClock, TOKEN, type IntakeHarness } from "../helpers/intake-app.ts";
+import { storeFactories, type TestStore } from "../helpers/store.ts";
+import { startTcpProxy } from "../helpers/tcp-proxy.ts";
+
+const factories = await storeFactories();
+
+async function alertsOf(store: Store, fingerprint: string) {
+  return store.db.selectFrom("alerts").selectAll().where("fingerprint", "=", fingerprint).orderBy("id").execute();
+}
+
+async function incidentsOf(store: Store, fingerprint: string) {
+  const ids = (await alertsOf(store, fingerprint)).map((a) => a.incident_id).filter((x): x is string => !!x);
+  if (ids.length === 0) return [];
+  return store.db.selectFrom("incidents").selectAll().where("id", "in", [...new Set(ids)]).orderBy("id").execute();
+}
+
+async function analyzeTasks(store: Store, incidentId: string) {
+  return store.db.selectFrom("tasks").selectAll().where("incident_id", "=", incidentId).where("kind", "=", "incident.analyze").execute();
+}
+
+for (const f of factories) {
+  describe.skipIf(!f.available)(`AlertManager intake on ${f.name}`, () => {
+    let store: TestStore;
+    let h: IntakeHarness;
+
+    beforeAll(async () => {
+      store = await f.make();
+      h = await intakeApp(store);
+    });
+    afterAll(async () => {
+      await h?.close();
+      await store?.close();
+    });
+
+    it("opens an incident for a firing KubePodCrashLooping, with its alert, event and queued analysis", async () => {
+      const tag = newTag();
+      const res = await postAlerts(h.app, fixture("crashloop-firing.json", tag), TOKEN);
+      expect(res.statusCode).toBe(200);
+      const [inc] = await incidentsOf(store, fp("72f9ef95199423f0", tag));
+      expect(inc).toMatchObject({ state: "detected", source: "alertmanager", alertname: "KubePodCrashLooping", namespace: `payments-${tag}`, service: "checkout", severity: "warning" });
+      expect(inc!.title).toBe(`KubePodCrashLooping payments-${tag}/checkout: Pod is crash looping.`);
+      expect(res.json()).toMatchObject({ status: "accepted", alerts: 1, incidents: [inc!.id] });
+      const tasks = await analyzeTasks(store, inc!.id);
+      expect(tasks).toHaveLength(1);
+      const outbox = await store.db.selectFrom("outbox").select("msg_id").where("msg_id", "=", tasks[0]!.id).execute();
+      expect(outbox).toHaveLength(1);
+      expect((await listEvents(store.db, { incidentId: inc!.id })).map((e) => e.type)).toEqual(["incident.detected", "task.created"]);
+    });
+
+    it("counts a repeated notification on the same alert row and the same incident", async () => {
+      const tag = newTag();
+      await postAlerts(h.app, fixture("crashloop-firing.json", tag), TOKEN);
+      const res = await postAlerts(h.app, fixture("crashloop-repeat.json", tag), TOKEN);
+      expect(res.json().outcomes[0].outcome).toBe("repeat");
+      const alerts = await alertsOf(store, fp("72f9ef95199423f0", tag));
+      expect(alerts).toHaveLength(1);
+      expect(alerts[0]!.repeat_count).toBe(1);
+      expect(await incidentsOf(store, fp("72f9ef95199423f0", tag))).toHaveLength(1);
+    });
+
+    it("closes the incident when its alert resolves after it opened", async () => {
+      const tag = newTag();
+      h.clock.set("2026-11-20T08:15:00Z");
+      await postAlerts(h.app, fixture("crashloop-firing.json", tag), TOKEN);
+      const [opened] = await incidentsOf(store, fp("72f9ef95199423f0", tag));
+      h.clock.set("2026-11-20T09:00:00Z");
+      const res = await postAlerts(h.app, fixture("crashloop-resolved.json", tag), TOKEN);
+      expect(res.json().outcomes[0]).toMatchObject({ outcome: "resolved", incidentId: opened!.id });
+      const inc = (await getIncident(store.db, opened!.id))!;
+      expect(inc.state).toBe("resolved");
+      expect(inc.open_key).toBeNull();
+      expect(Number(inc.resolved_at)).toBe(Date.parse("2026-11-20T09:00:00Z"));
+      const resolvedEvent = (await listEvents(store.db, { incidentId: inc.id, type: "incident.resolved" }))[0]!;
+      expect(resolvedEvent.actor).toBe("alertmanager");
+      expect(JSON.parse(resolvedEvent.data)).toMatchObject({ from: "detected", event: "alert.resolved" });
+    });
+
+    it("ignores a resolve whose endsAt is before the incident opened", async () => {
+      const tag = newTag();
+      // The incident opens after the resolve's endsAt (a late, stale resolve of an earlier firing).
+      h.clock.set("2026-11-20T11:00:00Z");
+      await postAlerts(h.app, fixture("crashloop-firing.json", tag), TOKEN);
+      const [inc] = await incidentsOf(store, fp("72f9ef95199423f0", tag));
+      const res = await postAlerts(h.app, fixture("crashloop-resolved.json", tag), TOKEN);
+      expect(res.json().outcomes[0].outcome).toBe("resolve_recorded");
+      expect((await getIncident(store.db, inc!.id))!.state).toBe("detected");
+      expect(await listEvents(store.db, { incidentId: inc!.id, type: "alert.stale_resolve" })).toHaveLength(1);
+      h.clock.set("2026-11-20T08:15:00Z");
+    });
+
+    it("ignores a resolve without a fingerprint and stores nothing for it", async () => {
+      const tag = newTag();
+      const body = fixture("crashloop-resolved.json", tag);
+      delete body.alerts[0].fingerprint;
+      const res = await postAlerts(h.app, body, TOKEN);
+      expect(res.statusCode).toBe(200);
+      expect(res.json().outcomes[0].outcome).toBe("ignored");
+      expect(await store.db.selectFrom("alerts").select("id").where("labels", "like", `%payments-${tag}%`).execute()).toHaveLength(0);
+    });
+
+    it("groups three crash-looping pods of one deployment into one incident by the skill's dedupe key", async () => {
+      const tag = newTag();
+      const res = await postAlerts(h.app, fixture("grouped-multi.json", tag), TOKEN);
+      expect(res.statusCode).toBe(200);
+      const fps = manifest.good["grouped-multi.json"]!.fingerprints.map((x) => fp(x, tag));
+      const incidents = new Set((await Promise.all(fps.map((x) => incidentsOf(store, x)))).flat().map((i) => i.id));
+      expect(incidents.size).toBe(1);
+      const inc = (await getIncident(store.db, [...incidents][0]!))!;
+      expect(inc.dedupe_key).toBe(`d:crashloop-after-deploy:orders-${tag}/api`);
+      expect(await store.db.selectFrom("alerts").select("id").where("incident_id", "=", inc.id).execute()).toHaveLength(3);
+      expect(await analyzeTasks(store, inc.id)).toHaveLength(1);
+    });
+
+    it("records truncatedAlerts on the incident", async () => {
+      const tag = newTag();
+      const res = await postAlerts(h.app, fixture("truncated-group.json", tag), TOKEN);
+      const inc = (await getIncident(store.db, res.json().incidents[0]))!;
+      expect(inc.truncated_alerts).toBe(7);
+      const detected = (await listEvents(store.db, { incidentId: inc.id, type: "incident.detected" }))[0]!;
+      expect(JSON.parse(detected.data).truncatedAlerts).toBe(7);
+    });
+
+    it("keeps unicode and long annotations intact", async () => {
+      const tag = newTag();
+      const body = fixture("unicode-long.json", tag);
+      const res = await postAlerts(h.app, body, TOKEN);
+      expect(res.statusCode).toBe(200);
+      const alert = (await alertsOf(store, body.alerts[0].fingerprint))[0]!;
+      expect(JSON.parse(alert.annotations)).toEqual(body.alerts[0].annotations);
+      expect(alert.annotations).toContain("🚨");
+    });
+
+    it("handles a group mixing a firing and a resolved alert, one outcome each", async () => {
+      const tag = newTag();
+      const res = await postAlerts(h.app, fixture("mixed-status.json", tag), TOKEN);
+      expect(res.statusCode).toBe(200);
+      expect(res.json().outcomes.map((o: { outcome: string }) => o.outcome)).toEqual(["opened", "resolve_recorded"]);
+    });
+
+    it("tolerates fields that newer AlertManager versions add", async () => {
+      const res = await postAlerts(h.app, fixture("newer-fields.json", newTag()), TOKEN);
+      expect(res.statusCode).toBe(200);
+      expect(res.json().outcomes[0].outcome).toBe("opened");
+    });
+
+    it("accepts every good fixture and records each alert once", async () => {
+      for (const [file, m] of Object.entries(manifest.good)) {
+        const tag = newTag();
+        h.clock.set("2026-11-20T08:00:00Z");
+        const res = await postAlerts(h.app, fixture(file, tag), TOKEN);
+        expect(res.statusCode, `${file}: ${res.body}`).toBe(200);
+        expect(res.json().alerts, file).toBe(m.alerts);
+        for (const x of m.fingerprints) expect((await alertsOf(store, fp(x, tag))).length, `${file} ${x}`).toBeGreaterThanOrEqual(1);
+      }
+      h.clock.set("2026-11-20T08:15:00Z");
+    });
+
+    it("answers every bad fixture with 400 and its code, storing nothing", async () => {
+      for (const [file, m] of Object.entries(manifest.bad)) {
+        const tag = newTag();
+        const res = await postAlerts(h.app, fixtureText("bad", file, tag), TOKEN);
+        expect(res.statusCode, `${file}: ${res.body}`).toBe(400);
+        expect(res.json().error.code, file).toBe(m.code);
+        expect(res.body).not.toMatch(/\n\s+at /);
+        const stored = await store.db.selectFrom("alerts").select("id").where("labels", "like", `%-${tag}%`).execute();
+        expect(stored, file).toHaveLength(0);
+      }
+    });
+
+    it("refuses requests without valid credentials with 401 and a challenge", async () => {
+      const body = fixture("crashloop-firing.json", newTag());
+      const none = await postAlerts(h.app, body, undefined);
+      expect(none.statusCode).toBe(401);
+      expect(none.headers["www-authenticate"]).toContain("Bearer");
+      expect((await postAlerts(h.app, body, "wrong-token-0000000000")).statusCode).toBe(401);
+      const badUser = `Basic ${Buffer.from(`someone:${TOKEN}`).toString("base64")}`;
+      expect((await postAlerts(h.app, body, undefined, { authorization: badUser })).statusCode).toBe(401);
+      const basic = `Basic ${Buffer.from(`alertmanager:${TOKEN}`).toString("base64")}`;
+      expect((await postAlerts(h.app, body, undefined, { authorization: basic })).statusCode).toBe(200);
+    });
+
+    it("refuses a body over the limit with 413 and stores nothing", async () => {
+      const small = await intakeApp(store, { bodyLimit: 4096 });
+      try {
+        const tag = newTag();
+        const res = await postAlerts(small.app, fixture("unicode-long.json", tag), TOKEN);
+        expect(res.statusCode).toBe(413);
+        expect(res.json().error.code).toBe("request.too_large");
+        expect(await store.db.selectFrom("alerts").select("id").where("labels", "like", `%-${tag}%`).execute()).toHaveLength(0);
+      } finally {
+        await small.close();
+      }
+    });
+
+    it("counts alerts by status and intake durations in /metrics", async () => {
+      await postAlerts(h.app, fixture("crashloop-firing.json", newTag()), TOKEN);
+      const m = (await h.app.inject({ method: "GET", url: "/metrics" })).body;
+      expect(m).toMatch(/pitcrew_alerts_received_total\{status="firing"\} [1-9]/);
+      expect(m).toMatch(/pitcrew_alertmanager_intake_duration_seconds_count\{outcome="stored"\} [1-9]/);
+      expect(m).toMatch(/pitcrew_alertmanager_intake_duration_seconds_count\{outcome="invalid"\} [1-9]/);
+      expect(m).toMatch(/pitcrew_incidents\{state="detected"\} [1-9]/);
+    });
+
+    it("accepts requests without credentials only when auth is explicitly off", async () => {
+      const open = await intakeApp(store, { auth: { mode: "none" } });
+      try {
+        expect((await postAlerts(open.app, fixture("crashloop-firing.json", newTag()), undefined)).statusCode).toBe(200);
+      } finally {
+        await open.close();
+      }
+    });
+  });
+}
+
+describe("AlertManager intake with the database down", () => {
+  const sqlite = factories.find((f) => f.name === "sqlite")!;
+  it("answers 503 while SQLite is unavailable and stores the retry once", async () => {
+    const store = await sqlite.make();
+    const tag = newTag();
+    const clock = makeClock();
+    const down = openStore(store.database);
+    const h1 = await intakeApp(down, { clock });
+    await down.ping(); // Kysely only really closes a driver that has been used
+    await down.close();
+    const res = await postAlerts(h1.app, fixture("crashloop-firing.json", tag), TOKEN);
+    expect(res.statusCode).toBe(503);
+    expect(res.headers["retry-after"]).toBe("5");
+    expect(res.json().error.code).toBe("store.unavailable");
+    await h1.close();
+
+    const h2 = await intakeApp(store, { clock });
+    expect((await postAlerts(h2.app, fixture("crashloop-firing.json", tag), TOKEN)).statusCode).toBe(200);
+    expect((await postAlerts(h2.app, fixture("crashloop-firing.json", tag), TOKEN)).statusCode).toBe(200);
+    expect(await alertsOf(store, fp("72f9ef95199423f0", tag))).toHaveLength(1);
+    expect(await incidentsOf(store, fp("72f9ef95199423f0", tag))).toHaveLength(1);
+    await h2.close();
+    await store.close();
+  });
+
+  const mysql = factories.find((f) => f.name === "mysql")!;
+  it.skipIf(!mysql.available)("answers 503 while MySQL is unreachable and stores AlertManager's retry once when it is back", async () => {
+    const url = new URL(mysql.available ? (await mysql.make().then(async (s) => (await s.close(), s.database))).url ?? "" : "mysql://x");
+    const proxy = await startTcpProxy({ host: url.hostname, port: Number(url.port || 3306) });
+    const proxied = new URL(url);
+    proxied.host = `127.0.0.1:${proxy.port}`;
+    const store = openStore({ dialect: "mysql", url: proxied.toString(), poolSize: 4 });
+    const h = await intakeApp(store);
+    const tag = newTag();
+    try {
+      await proxy.down();
+      const res = await postAlerts(h.app, fixture("crashloop-firing.json", tag), TOKEN);
+      expect(res.statusCode).toBe(503);
+      expect(res.json().error.code).toBe("store.unavailable");
+      await proxy.up();
+      let retry = await postAlerts(h.app, fixture("crashloop-firing.json", tag), TOKEN);
+      // The pool may hand out a connection the outage killed once more; AlertManager retries again.
+      for (let i = 0; i < 5 && retry.statusCode === 503; i++) retry = await postAlerts(h.app, fixture("crashloop-firing.json", tag), TOKEN);
+      expect(retry.statusCode).toBe(200);
+      expect(await alertsOf(store, fp("72f9ef95199423f0", tag))).toHaveLength(1);
+      expect(await incidentsOf(store, fp("72f9ef95199423f0", tag))).toHaveLength(1);
+    } finally {
+      await h.close();
+      await store.close();
+      await proxy.close();
+    }
+  });
+});
