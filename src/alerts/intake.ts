@@ -81,9 +81,9 @@ export function createAlertIntake(deps: IntakeDeps) {
 
   /** Returns true when this alert instance was already stored (and counts the repeat). */
   async function recordRepeat(trx: Executor, a: NormalizedAlert, now: number): Promise<{ incidentId: string | null } | undefined> {
-    const seen = await trx.selectFrom("alerts").select(["id", "incident_id", "repeat_count"]).where("dedupe", "=", instanceKey(a)).executeTakeFirst();
+    const seen = await trx.selectFrom("alerts").select(["id", "incident_id"]).where("dedupe", "=", instanceKey(a)).executeTakeFirst();
     if (!seen) return undefined;
-    await trx.updateTable("alerts").set({ repeat_count: seen.repeat_count + 1, last_received_at: now }).where("id", "=", seen.id).execute();
+    await trx.updateTable("alerts").set((eb) => ({ repeat_count: eb("repeat_count", "+", 1), last_received_at: now })).where("id", "=", seen.id).execute();
     return { incidentId: seen.incident_id };
   }
 

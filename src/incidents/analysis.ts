@@ -204,8 +204,10 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
 }
 
 /** After a resume: queue analysis again for every incident that waited in `detected`. */
-export async function requeueDetected(store: Store, now: number, actor: { actor: string; channel: string }): Promise<number> {
-  const rows = await store.db.selectFrom("incidents").selectAll().where("state", "=", "detected").orderBy("id").limit(1000).execute();
+export async function requeueDetected(store: Store, now: number, actor: { actor: string; channel: string }, only: { namespace?: string } = {}): Promise<number> {
+  let q = store.db.selectFrom("incidents").selectAll().where("state", "=", "detected");
+  if (only.namespace) q = q.where("namespace", "=", only.namespace);
+  const rows = await q.orderBy("id").limit(1000).execute();
   let n = 0;
   for (const inc of rows) {
     await store.db.transaction().execute((trx) =>

@@ -6,6 +6,7 @@ import { fixture, fixtureText, fp, manifest, newTag, postAlerts } from "../helpe
 import { intakeApp, makeClock, TOKEN, type IntakeHarness } from "../helpers/intake-app.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
 import { startTcpProxy } from "../helpers/tcp-proxy.ts";
+import { MYSQL_URL } from "../helpers/services.ts";
 
 const factories = await storeFactories();
 
@@ -244,7 +245,7 @@ describe("AlertManager intake with the database down", () => {
 
   const mysql = factories.find((f) => f.name === "mysql")!;
   it.skipIf(!mysql.available)("answers 503 while MySQL is unreachable and stores AlertManager's retry once when it is back", async () => {
-    const url = new URL(mysql.available ? (await mysql.make().then(async (s) => (await s.close(), s.database))).url ?? "" : "mysql://x");
+    const url = new URL(MYSQL_URL);
     const proxy = await startTcpProxy({ host: url.hostname, port: Number(url.port || 3306) });
     const proxied = new URL(url);
     proxied.host = `127.0.0.1:${proxy.port}`;
