@@ -9,6 +9,9 @@ Commands:
   serve     run the control plane (HTTP, outbox relay, event ingester; in embedded mode also the runners)
   runner    run a runner process (distributed mode: needs NATS_URL)
   migrate   apply database migrations and exit
+  pause [reason]           stop analysing and fixing new incidents (they are still recorded)
+  resume                   resume automation and analyse the incidents that waited
+  skills validate [dir]    check skill files (default SKILLS_DIR); exits 1 on any problem
   help      show this text
 
 Configuration comes from environment variables; see the README.`;
@@ -29,7 +32,8 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
-  if (!["serve", "runner", "migrate"].includes(command)) fail(`unknown command "${command}"\n\n${USAGE}`);
+  if (!["serve", "runner", "migrate", "pause", "resume", "skills"].includes(command)) fail(`unknown command "${command}"\n\n${USAGE}`);
+  if (command === "skills" && positionals[1] !== "validate") fail(`unknown skills command "${positionals[1] ?? ""}" (try: pitcrew skills validate [dir])`);
 
   let config: Config;
   try {
@@ -41,16 +45,20 @@ async function main(argv: string[]): Promise<void> {
   const log = createLogger({ level: config.logLevel, name: `pitcrew-${command}` });
 
   // Commands load their modules on demand: a configuration error answers at once.
-  const { describeStartupError, migrateWithRetry, serve } = await import("./serve.ts");
+  const { describeStartupError, serve } = await import("./serve.ts");
   try {
     if (command === "serve") await serve(config, log);
     else if (command === "runner") await (await import("../../runner/main.ts")).runRunnerProcess(config, log);
     else {
-      const { openStore } = await import("../store/db.ts");
-      const store = openStore(config.database);
-      const applied = await migrateWithRetry(store, log, 1);
-      await store.close();
-      process.stdout.write(applied.length ? `applied: ${applied.join(", ")}\n` : "database is up to date\n");
+      const admin = await import("./admin.ts");
+      if (command === "migrate") process.stdout.write(`${await admin.migrateCommand(config, log)}\n`);
+      else if (command === "pause") process.stdout.write(`${await admin.pauseCommand(config, log, true, positionals.slice(1).join(" ") || undefined)}\n`);
+      else if (command === "resume") process.stdout.write(`${await admin.pauseCommand(config, log, false)}\n`);
+      else {
+        const r = admin.validateSkillsCommand(positionals[2] ?? config.skillsDir);
+        process.stdout.write(`${r.output}\n`);
+        if (!r.ok) process.exit(1);
+      }
     }
   } catch (err) {
     if (err instanceof ConfigError) fail(`invalid configuration: ${err.message}`);

@@ -24,7 +24,8 @@ export function loadSkills(dir: string): LoadedSkills {
     return { skills, problems: [{ file: dir, line: 0, message: "skills folder not found" }] };
   }
   for (const file of files) {
-    const shown = relative(process.cwd(), file) || file;
+    const rel = relative(process.cwd(), file);
+    const shown = rel && !rel.startsWith("..") ? rel : file;
     const text = readFileSync(file, "utf8");
     const lc = new LineCounter();
     const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
