@@ -75,12 +75,16 @@ export const Env = z.object({
   NATS_USER: optionalString,
   NATS_PASSWORD: optionalString,
   NATS_STREAM_REPLICAS: int(1, 1, 5),
-  NATS_PREFIX: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, "expected a lowercase name ([a-z0-9_-], up to 32 chars)").default("pitcrew"),
+  NATS_PREFIX: z.string().regex(/^[a-z][a-z0-9_]{0,31}$/, "expected a lowercase name ([a-z0-9_], up to 32 chars)").default("pitcrew"),
   EVENTS_MAX_AGE: duration("7d", 60_000),
   TASK_ACK_WAIT: duration("30s", 1000),
   TASK_MAX_DELIVER: int(5, 1, 100),
   RUNNER_CONCURRENCY: int(2, 1, 256),
-  RUNNER_POOL: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "expected a lowercase name ([a-z0-9_-], up to 63 chars)").default("default"),
+  RUNNER_POOL: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "expected a lowercase name ([a-z0-9_-], up to 63 chars)")
+    .refine((v) => v !== "control", 'the pool "control" carries the control plane\'s analysis jobs; choose another name')
+    .default("default"),
   RUNNER_ID: optionalString.pipe(z.string().regex(/^[A-Za-z0-9_-]{1,120}$/, "expected [A-Za-z0-9_-], up to 120 chars").optional()),
   HEARTBEAT_INTERVAL: duration("10s", 100),
   BODY_LIMIT: int(1_048_576, 1024, 64 * 1_048_576),

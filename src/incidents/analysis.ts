@@ -31,6 +31,8 @@ export type AnalysisDeps = {
   skills: () => Skill[];
   planner: Planner;
   guardrails: Guardrails;
+  /** The runner pool that fix tasks go to (RUNNER_POOL). */
+  fixPool?: string;
   onEnqueued?: () => void;
 };
 
@@ -145,7 +147,7 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
         return "awaiting_approval";
       }
       const kind = actionKind(skill.action) === "agent" ? "agent" : "skill";
-      await enqueueTask(trx, store.dialect, { kind, pool: "default", payload: { incidentId: inc.id, skill: skill.name, params: plan.params, approval: planRecord.approval }, incidentId: inc.id, createdBy: ENGINE.actor, channel: ENGINE.channel, idempotencyKey: `fix:${inc.id}:${inc.version}` }, t);
+      await enqueueTask(trx, store.dialect, { kind, pool: deps.fixPool ?? "default", payload: { incidentId: inc.id, skill: skill.name, params: plan.params, approval: planRecord.approval }, incidentId: inc.id, createdBy: ENGINE.actor, channel: ENGINE.channel, idempotencyKey: `fix:${inc.id}:${inc.version}` }, t);
       await applyTransition(trx, store.dialect, inc, "fix.started", { ...ENGINE, reason: `running ${skill.name}` }, t);
       return "fixing";
     });

@@ -17,8 +17,8 @@ export function queueSettings(config: Config): Partial<QueueSettings> {
     maxDeliver: config.task.maxDeliver,
     eventsMaxAgeMs: config.eventsMaxAgeMs,
     subjectPrefix: prefix,
-    tasksStream: `${prefix.toUpperCase().replace(/-/g, "_")}_TASKS`,
-    eventsStream: `${prefix.toUpperCase().replace(/-/g, "_")}_EVENTS`,
+    tasksStream: `${prefix.toUpperCase()}_TASKS`,
+    eventsStream: `${prefix.toUpperCase()}_EVENTS`,
   };
 }
 

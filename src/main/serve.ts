@@ -82,6 +82,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     skills: () => skills,
     planner: rulesPlanner,
     guardrails: { ...config.guardrails },
+    fixPool: config.runner.pool,
     onEnqueued: () => relay.kick(),
   }).start(config.analysisConcurrency);
   relay.start();
