@@ -10,7 +10,8 @@ import type { IncidentRow } from "../store/schema.ts";
 import { getPause } from "../system/settings.ts";
 import { enqueueTask } from "../tasks/service.ts";
 import { updateTaskIfActive } from "../tasks/repo.ts";
-import { actionKind, RISK_ORDER, type Risk, type Skill } from "../skills/schema.ts";
+import { actionKind, type Risk, type Skill } from "../skills/schema.ts";
+import { approvalFor } from "../skills/policy.ts";
 import type { Plan, PlanContext, Planner } from "../skills/planner.ts";
 import { getIncident } from "./repo.ts";
 import { applyTransition } from "./service.ts";
@@ -105,8 +106,9 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
         return "escalated";
       }
       const skill = skills.find((s) => s.name === plan!.skill)!;
-      const needsApproval = skill.approval !== "none" && RISK_ORDER[skill.risk] > RISK_ORDER[deps.guardrails.autoApproveMaxRisk];
-      const planRecord = { ...plan, risk: skill.risk, approval: needsApproval ? skill.approval : "none", action: actionKind(skill.action) };
+      const approval = approvalFor(skill, deps.guardrails.autoApproveMaxRisk);
+      const needsApproval = approval.required;
+      const planRecord = { ...plan, risk: skill.risk, approval: approval.required ? approval.when : "none", action: actionKind(skill.action) };
       await trx.updateTable("incidents").set({ plan: JSON.stringify(planRecord) }).where("id", "=", inc.id).execute();
       inc = { ...inc, plan: JSON.stringify(planRecord) };
       await appendEvent(trx, store.dialect, { type: "incident.planned", incidentId: inc.id, ...ENGINE, reason: plan.rationale, data: planRecord, occurredAt: t }, t);

@@ -12,6 +12,8 @@ Commands:
   pause [reason]           stop analysing and fixing new incidents (they are still recorded)
   resume                   resume automation and analyse the incidents that waited
   skills validate [dir]    check skill files (default SKILLS_DIR); exits 1 on any problem
+  replay <alert.json> [--json]
+                           show the incident and plan an AlertManager payload would produce; changes nothing
   help      show this text
 
 Configuration comes from environment variables; see the README.`;
@@ -22,7 +24,7 @@ function fail(message: string): never {
 }
 
 async function main(argv: string[]): Promise<void> {
-  const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, strict: false, options: { version: { type: "boolean", short: "v" }, help: { type: "boolean", short: "h" } } });
+  const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, strict: false, options: { version: { type: "boolean", short: "v" }, help: { type: "boolean", short: "h" }, json: { type: "boolean" } } });
   if (values.version) {
     process.stdout.write(`${VERSION}\n`);
     return;
@@ -32,7 +34,7 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
-  if (!["serve", "runner", "migrate", "pause", "resume", "skills"].includes(command)) fail(`unknown command "${command}"\n\n${USAGE}`);
+  if (!["serve", "runner", "migrate", "pause", "resume", "skills", "replay"].includes(command)) fail(`unknown command "${command}"\n\n${USAGE}`);
   if (command === "skills" && positionals[1] !== "validate") fail(`unknown skills command "${positionals[1] ?? ""}" (try: pitcrew skills validate [dir])`);
 
   let config: Config;
@@ -54,6 +56,13 @@ async function main(argv: string[]): Promise<void> {
       if (command === "migrate") process.stdout.write(`${await admin.migrateCommand(config, log)}\n`);
       else if (command === "pause") process.stdout.write(`${await admin.pauseCommand(config, log, true, positionals.slice(1).join(" ") || undefined)}\n`);
       else if (command === "resume") process.stdout.write(`${await admin.pauseCommand(config, log, false)}\n`);
+      else if (command === "replay") {
+        if (!positionals[1]) fail("replay needs a file: pitcrew replay <alert.json>");
+        const { replay, formatReplay } = await import("./replay.ts");
+        const { createPlanner } = await import("./planner.ts");
+        const results = await replay(positionals[1], config, createPlanner(config, log), log);
+        process.stdout.write(`${values.json ? JSON.stringify(results, null, 2) : formatReplay(results)}\n`);
+      }
       else {
         const r = admin.validateSkillsCommand(positionals[2] ?? config.skillsDir);
         process.stdout.write(`${r.output}\n`);

@@ -7,6 +7,10 @@ export type PlanContext = {
   incident: { id: string; alertname: string; fingerprint: string; namespace: string | null; service: string | null; severity: string | null; title: string };
   labels: Record<string, string>;
   annotations: Record<string, string>;
+  /** The incident's latest timeline events, oldest first (only the Claude planner reads them). */
+  recentEvents?: Array<{ type: string; reason: string | null; at: number }>;
+  /** The closest past incidents (same fingerprint or dedupe key), newest first, with what was done and how it ended. */
+  pastIncidents?: Array<{ id: string; state: string; skill: string | null; outcome: string | null; at: number }>;
 };
 
 export type Plan = {

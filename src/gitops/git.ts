@@ -1,0 +1,66 @@
+import { execFile } from "node:child_process";
+import { AppError } from "../shared/errors.ts";
+
+// The git CLI with argument arrays, never a shell: a branch or path from an alert can't inject
+// anything. No prompts (a credential prompt would hang until the timeout), stable output.
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+const MAX_BUFFER = 64 * 1024 * 1024;
+
+export type GitOptions = { timeoutMs?: number; env?: Record<string, string> };
+
+export function git(dir: string, args: string[], opts: GitOptions = {}): Promise<string> {
+  const timeout = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const env = { ...process.env, GIT_TERMINAL_PROMPT: "0", GIT_OPTIONAL_LOCKS: "0", LC_ALL: "C", ...opts.env };
+  return new Promise((resolve, reject) => {
+    execFile("git", ["-C", dir, ...args], { timeout, maxBuffer: MAX_BUFFER, env, encoding: "utf8" }, (err, stdout, stderr) => {
+      if (!err) return resolve(stdout);
+      const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: string | null; code?: number | string };
+      const what = `git ${args[0] ?? ""}`.trim();
+      if (e.killed || e.signal === "SIGTERM") {
+        return reject(new AppError("unavailable", "gitops.git_timeout", `${what} did not finish within ${timeout} ms`, { cause: err, retryable: true }));
+      }
+      const detail = (stderr || e.message).trim().split("\n").slice(-3).join(" ");
+      reject(new AppError("unavailable", "gitops.git_failed", `${what} failed: ${detail}`, { cause: err, retryable: false, details: { args, exitCode: e.code } }));
+    });
+  });
+}
+
+export type FileCommit = {
+  commit: string;
+  /** Commit time, epoch milliseconds. */
+  time: number;
+  subject: string;
+  /** The file's path (relative to `dir`) in that commit; differs from today's after a rename. */
+  path: string;
+};
+
+/** Commits that touched `path` (relative to `dir`), newest first, following renames. */
+export async function fileHistory(dir: string, path: string, opts: GitOptions & { limit?: number } = {}): Promise<FileCommit[]> {
+  const args = ["log", "--follow", "--relative", "--name-only", "--format=%x00%H%x09%ct%x09%s"];
+  if (opts.limit) args.push(`--max-count=${opts.limit}`);
+  const out = await git(dir, [...args, "--", path], opts);
+  const commits: FileCommit[] = [];
+  for (const chunk of out.split("\0").slice(1)) {
+    const [header = "", ...rest] = chunk.split("\n");
+    const [commit = "", time = "0", ...subject] = header.split("\t");
+    const names = rest.map((l) => l.trim()).filter(Boolean);
+    commits.push({ commit, time: Number(time) * 1000, subject: subject.join("\t"), path: names[names.length - 1] ?? path });
+  }
+  return commits;
+}
+
+/** The content of `path` (relative to `dir`) at `rev`, or undefined when it does not exist there. */
+export async function showFile(dir: string, rev: string, path: string, opts: GitOptions = {}): Promise<string | undefined> {
+  if (rev.startsWith("-")) throw new AppError("invalid", "gitops.bad_revision", `not a revision: ${rev}`);
+  try {
+    return await git(dir, ["show", `${rev}:./${path}`], opts);
+  } catch (err) {
+    // A failure for a commit that exists means the path is not in it (deleted, not yet added).
+    if (err instanceof AppError && err.code === "gitops.git_failed") {
+      const commitExists = await git(dir, ["rev-parse", "--verify", "--quiet", `${rev}^{commit}`], opts).then(() => true, () => false);
+      if (commitExists) return undefined;
+    }
+    throw err;
+  }
+}
