@@ -4,7 +4,7 @@ import { z } from "zod";
 import { parseDuration } from "../shared/duration.ts";
 
 // Values that must never be echoed back in an error line.
-const SECRET_VARS = new Set(["DATABASE_URL", "NATS_URL", "NATS_TOKEN", "NATS_PASSWORD", "ALERTMANAGER_TOKEN"]);
+const SECRET_VARS = new Set(["DATABASE_URL", "NATS_URL", "NATS_TOKEN", "NATS_PASSWORD", "ALERTMANAGER_TOKEN", "ANTHROPIC_API_KEY"]);
 
 const duration = (fallback: string, min = 1) =>
   z
@@ -107,6 +107,11 @@ export const Env = z.object({
   MAX_FAILED_FIXES: int(3, 1, 1000),
   SKILLS_DIR: z.string().min(1).default("./skills"),
   ANALYSIS_CONCURRENCY: int(4, 1, 64),
+  ANTHROPIC_API_KEY: optionalString,
+  ANTHROPIC_MODEL: z.string().min(1).default("claude-sonnet-4-5"),
+  ANTHROPIC_MAX_TOKENS: int(1024, 64, 32_000),
+  ANTHROPIC_TIMEOUT: duration("20s", 1000),
+  ANTHROPIC_BASE_URL: optionalString.pipe(z.url({ message: "expected an absolute http(s) URL" }).optional()),
   AUTO_APPROVE_MAX_RISK: z.enum(["read", "low", "medium", "high"], { message: "expected read, low, medium or high" }).default("read"),
 });
 
@@ -143,6 +148,8 @@ export type Config = {
   };
   skillsDir: string;
   analysisConcurrency: number;
+  /** Set when ANTHROPIC_API_KEY is: the Claude planner, with rules as its fallback. */
+  anthropic?: { apiKey: string; model: string; maxTokens: number; timeoutMs: number; baseURL?: string };
 };
 
 export class ConfigError extends Error {
@@ -240,5 +247,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     },
     skillsDir: resolve(e.SKILLS_DIR),
     analysisConcurrency: e.ANALYSIS_CONCURRENCY,
+    anthropic: e.ANTHROPIC_API_KEY
+      ? { apiKey: e.ANTHROPIC_API_KEY, model: e.ANTHROPIC_MODEL, maxTokens: e.ANTHROPIC_MAX_TOKENS, timeoutMs: e.ANTHROPIC_TIMEOUT, baseURL: e.ANTHROPIC_BASE_URL }
+      : undefined,
   };
 }

@@ -1,6 +1,7 @@
 import type { Store } from "../store/db.ts";
 import type { Executor } from "../store/sql.ts";
 import type { IncidentRow, IncidentsTable } from "../store/schema.ts";
+import type { Updateable } from "kysely";
 import { appendEvent } from "../events/repo.ts";
 import { AppError, conflict } from "../shared/errors.ts";
 import { isOpen, transition, type IncidentEvent, type IncidentState } from "./lifecycle.ts";
@@ -20,12 +21,12 @@ export async function applyTransition(
   event: IncidentEvent,
   by: Actor,
   now: number,
-  extra: Partial<IncidentsTable> = {},
+  extra: Updateable<IncidentsTable> = {},
 ): Promise<IncidentRow> {
   const from = incident.state as IncidentState;
   const r = transition(from, event);
   if (!r.ok) throw conflict("incident.illegal_transition", r.error);
-  const set: Partial<IncidentsTable> = { ...extra, state: r.to, updated_at: now, version: incident.version + 1 };
+  const set: Updateable<IncidentsTable> = { ...extra, state: r.to, updated_at: now, version: incident.version + 1 };
   if (!isOpen(r.to)) set.open_key = null;
   if (r.to === "resolved") set.resolved_at = now;
   if (isOpen(r.to) && !isOpen(from) && set.open_key === undefined) throw new Error("reopening needs an open_key");

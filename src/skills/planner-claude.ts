@@ -58,9 +58,9 @@ export function createClaudePlanner(opts: ClaudePlannerOptions): Planner {
     },
   });
 
-  async function fallBack(ctx: PlanContext, skills: Skill[], reason: string): Promise<Plan | null> {
+  async function fallBack(ctx: PlanContext, skills: Skill[], reason: string, level: "info" | "warn" = "warn"): Promise<Plan | null> {
     const why = scrub(`claude: ${reason}`);
-    log.warn({ incidentId: ctx.incident.id, reason: why }, "claude planner fell back to rules");
+    log[level]({ incidentId: ctx.incident.id, reason: why }, "claude planner fell back to rules");
     const plan = await opts.fallback.plan(ctx, skills);
     return plan ? { ...plan, fallback: why } : null;
   }
@@ -83,7 +83,7 @@ export function createClaudePlanner(opts: ClaudePlannerOptions): Planner {
         if (clash) log.warn({ incidentId, skill: s.name, param: clash }, "skill not offered to claude: parameter name is reserved");
         return !clash;
       });
-      if (candidates.length === 0) return fallBack(ctx, skills, "no candidate skill matches this incident");
+      if (candidates.length === 0) return fallBack(ctx, skills, "no candidate skill matches this incident", "info");
       const tools = candidates.map((s) => buildSkillTool(s, data));
 
       // The SDK's own timeout covers only the wait for the response headers; this one bounds the

@@ -26,6 +26,10 @@ export interface IncidentsTable {
   failed_fixes: number;
   truncated_alerts: number;
   alertname: string | null;
+  // Defaulted to 0 by the database; optional on insert.
+  llm_calls: Generated<number>;
+  llm_input_tokens: Generated<number>;
+  llm_output_tokens: Generated<number>;
   version: number;
   opened_at: number;
   updated_at: number;

@@ -145,7 +145,7 @@ export async function runDrift(params: unknown, opts: DriftOptions): Promise<Dri
 
   const app = Application.safeParse(await call("GET", appPath));
   if (!app.success) throw unavailable("argocd.bad_answer", `Argo CD answered an application without the expected fields: ${app.error.issues[0]?.message}`);
-  const details = describe(app.data);
+  const details = driftDetails(app.data);
   if (p.project && details.project && details.project !== p.project) {
     throw new AppError("forbidden", "argocd.wrong_project", `application ${p.application} belongs to project ${details.project}, not ${p.project}`);
   }
@@ -176,7 +176,7 @@ export async function runDrift(params: unknown, opts: DriftOptions): Promise<Dri
   };
 }
 
-function describe(app: Application): DriftResult["details"] {
+function driftDetails(app: Application): DriftResult["details"] {
   const source = app.spec.source ?? app.spec.sources?.[0];
   const outOfSync = (app.status?.resources ?? [])
     .filter((r) => r.status === "OutOfSync")
