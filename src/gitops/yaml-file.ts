@@ -82,6 +82,8 @@ export function setValue(d: YamlDoc, path: YamlPath, value: unknown): void {
   if (scalarValue && isScalar(node) && node.range && !String(node.type ?? "").startsWith("BLOCK") && !node.anchor && !node.tag) {
     const text = stringifyScalar(value, node.type);
     if (!text.includes("\n")) {
+      // Ranges point into the original text: a second edit of the same scalar replaces the first.
+      d.splices = d.splices.filter((sp) => sp.start !== node.range![0]);
       d.splices.push({ start: node.range[0], end: node.range[1], text });
       node.value = value;
       delete node.source;

@@ -42,7 +42,7 @@ export function parseYamlPath(path: string): PathSegment[] {
       if (!expectKey) throw bad(`expected . or [ at offset ${i}`);
       let j = i;
       while (j < path.length && path[j] !== "." && path[j] !== "[") j++;
-      if (path[j - 1] === "]") throw bad("unexpected ]");
+      if (path.slice(i, j).includes("]")) throw bad("unexpected ]");
       segs.push({ key: path.slice(i, j) });
       i = j;
       expectKey = false;

@@ -47,6 +47,7 @@ function shown(url: string): string {
 }
 
 export async function callRemoteSkill(action: HttpAction, request: RemoteRequest, opts: RemoteOptions): Promise<RemoteAnswer> {
+  if (!/^https?:$/.test(new URL(action.url).protocol)) throw invalid("remote.bad_url", "a remote skill URL must be http:// or https://");
   const target = shown(action.url);
   const timeoutMs = parseDuration(action.timeout);
   if (timeoutMs === undefined) throw invalid("remote.bad_timeout", `remote skill timeout ${action.timeout} is not a duration`);

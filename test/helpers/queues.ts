@@ -50,13 +50,21 @@ export async function queueFactories(): Promise<QueueFactory[]> {
         return Object.assign(q, { settings: s });
       },
       async cleanup(q) {
-        const { connect } = await import("@nats-io/transport-node");
-        const { jetstreamManager } = await import("@nats-io/jetstream");
-        const nc = await connect({ servers: [NATS_URL] });
-        const jsm = await jetstreamManager(nc);
-        for (const name of [q.settings.tasksStream, q.settings.eventsStream]) await jsm.streams.delete(name).catch(() => false);
-        await nc.close();
+        await deleteStreams(q.settings);
       },
     },
   ];
+}
+
+/** Removes a test's streams from the shared NATS server. */
+export async function deleteStreams(settings: Pick<QueueSettings, "tasksStream" | "eventsStream">): Promise<void> {
+  const { connect } = await import("@nats-io/transport-node");
+  const { jetstreamManager } = await import("@nats-io/jetstream");
+  const nc = await connect({ servers: [NATS_URL] });
+  try {
+    const jsm = await jetstreamManager(nc);
+    for (const name of [settings.tasksStream, settings.eventsStream]) await jsm.streams.delete(name).catch(() => false);
+  } finally {
+    await nc.close();
+  }
 }

@@ -11,6 +11,7 @@ import { silentLogger } from "../../src/shared/logger.ts";
 import { hasMysql, hasNats, MYSQL_URL, NATS_URL } from "../helpers/services.ts";
 import { freePort, spawnPitcrew } from "../helpers/process.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { deleteStreams } from "../helpers/queues.ts";
 
 const natsUp = await hasNats();
 const mysqlUp = await hasMysql();
@@ -27,12 +28,7 @@ async function get(port: number, path: string): Promise<{ status: number; body: 
   return { status: res.status, body: await res.json().catch(() => undefined) };
 }
 
-async function deleteStreams(prefix: string) {
-  const nc = await connect({ servers: [NATS_URL] });
-  const jsm = await jetstreamManager(nc);
-  for (const s of [`${prefix.toUpperCase()}_TASKS`, `${prefix.toUpperCase()}_EVENTS`]) await jsm.streams.delete(s).catch(() => false);
-  await nc.close();
-}
+const removeStreams = (prefix: string) => deleteStreams({ tasksStream: `${prefix.toUpperCase()}_TASKS`, eventsStream: `${prefix.toUpperCase()}_EVENTS` });
 
 describe("pitcrew serve (embedded defaults)", () => {
   it("serves /healthz, creates the SQLite file, and exits 0 on SIGINT", async () => {
@@ -104,7 +100,7 @@ describe.skipIf(!natsUp || !mysqlUp)("pitcrew serve (distributed)", () => {
       expect(await p.exited).toEqual({ code: 0, signal: null });
     } finally {
       p.child.kill("SIGKILL");
-      await deleteStreams(prefix);
+      await removeStreams(prefix);
     }
   });
 });
@@ -133,7 +129,7 @@ describe.skipIf(!natsUp)("pitcrew runner (process)", () => {
       p.child.kill("SIGKILL");
       await sub.stop();
       await queue.close();
-      await deleteStreams(prefix);
+      await removeStreams(prefix);
     }
   });
 });

@@ -9,7 +9,7 @@ import { AppError } from "../../src/shared/errors.ts";
 import { createLogger, silentLogger } from "../../src/shared/logger.ts";
 import { hasNats, NATS_URL } from "../helpers/services.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
-import { uniqueSettings } from "../helpers/queues.ts";
+import { deleteStreams, uniqueSettings } from "../helpers/queues.ts";
 import { startTcpProxy } from "../helpers/tcp-proxy.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -155,12 +155,7 @@ describe.skipIf(!natsUp)("HTTP readiness with NATS", () => {
       await queue.close();
       await proxy.close();
       await store.close();
-      const { connect } = await import("@nats-io/transport-node");
-      const { jetstreamManager } = await import("@nats-io/jetstream");
-      const nc = await connect({ servers: [NATS_URL] });
-      const jsm = await jetstreamManager(nc);
-      for (const s of [settings.tasksStream, settings.eventsStream]) await jsm.streams.delete(s).catch(() => false);
-      await nc.close();
+      await deleteStreams(settings);
     }
   });
 });

@@ -47,7 +47,7 @@ describe("probe (HTTP) against a real local server", () => {
       seen.push(`${req.method} ${req.url}`);
       if (req.url === "/healthz") return res.writeHead(200, { "content-type": "text/plain" }).end("status: healthy\nbuild: 42\n");
       if (req.url === "/broken") return res.writeHead(500).end("boom");
-      if (req.url === "/moved") return res.writeHead(302, { location: "http://192.0.2.1/elsewhere" }).end();
+      if (req.url === "/moved") return res.writeHead(302, { location: "/broken" }).end();
       if (req.url === "/big") {
         // 70 KiB of filler, then the word the regex looks for: beyond the 64 KiB read cap.
         return res.writeHead(200).end(`${"x".repeat(70 * 1024)}needle`);
@@ -228,6 +228,8 @@ describe("http remote skill against a real server that verifies the signature", 
     for (const path of ["/garbage", "/not-json", "/huge"]) {
       const err = await rejection(callRemoteSkill(action(path), request, { secrets }));
       expect(err).toMatchObject({ kind: "invalid", code: "remote.bad_answer" });
+      // The 1 MiB cap stops reading; it does not wait for JSON.parse to choke on a cut body.
+      if (path === "/huge") expect(err.message).toContain(`more than ${1024 * 1024} bytes`);
     }
   });
 
@@ -238,6 +240,11 @@ describe("http remote skill against a real server that verifies the signature", 
     const four = await rejection(callRemoteSkill(action("/422"), request, { secrets }));
     expect(four).toMatchObject({ kind: "invalid", code: "remote.rejected", retryable: false });
     expect(four.message).toContain("422");
+  });
+
+  it("refuses a URL that is not http(s) before sending anything", async () => {
+    const err = await rejection(callRemoteSkill({ url: "file:///etc/passwd", timeout: "1s" }, request, { secrets }));
+    expect(err).toMatchObject({ kind: "invalid", code: "remote.bad_url" });
   });
 
   it("times out with the skill's timeout", async () => {

@@ -12,7 +12,7 @@ import { createTaskService } from "../../src/tasks/service.ts";
 import { requeuePendingTasks } from "../../src/tasks/requeue.ts";
 import { hasNats, NATS_URL } from "../helpers/services.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
-import { uniqueSettings } from "../helpers/queues.ts";
+import { deleteStreams, uniqueSettings } from "../helpers/queues.ts";
 import { startTcpProxy } from "../helpers/tcp-proxy.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -58,12 +58,6 @@ async function streamMessages(settings: QueueSettings): Promise<number> {
   }
 }
 
-async function deleteStreams(settings: QueueSettings) {
-  const nc = await connect({ servers: [NATS_URL] });
-  const jsm = await jetstreamManager(nc);
-  for (const s of [settings.tasksStream, settings.eventsStream]) await jsm.streams.delete(s).catch(() => false);
-  await nc.close();
-}
 
 for (const f of stores) {
   describe.skipIf(!f.available)(`outbox on ${f.name}`, () => {

@@ -141,12 +141,12 @@ describe("Claude planner", () => {
   });
 
   it.each([
-    [{ confidence: 1.4 }, "confidence must be ≤ 1"],
-    [{ confidence: -0.1 }, "confidence must be ≥ 0"],
-    [{ rationale: "  " }, "rationale must not be empty"],
-    [{ pod: 42 }, "pod must be a string"],
-    [{ pod: undefined }, "pod is required"],
-  ])("falls back to rules when the tool input is invalid (%j)", async (change, reason) => {
+    ["confidence above 1", { confidence: 1.4 }, "confidence must be ≤ 1"],
+    ["negative confidence", { confidence: -0.1 }, "confidence must be ≥ 0"],
+    ["blank rationale", { rationale: "  " }, "rationale must not be empty"],
+    ["a number for a string parameter", { pod: 42 }, "pod must be a string"],
+    ["a missing parameter", { pod: undefined }, "pod is required"],
+  ])("falls back to rules when the tool input has %s", async (_name, change, reason) => {
     const { mock, planner, usage } = setup();
     const input = { namespace: "shop", pod: "checkout-7d9f8-abcde", rationale: "Restart it.", confidence: 0.7, ...change };
     server.use(mock.toolUse("restart-crashlooping", input));
