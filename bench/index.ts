@@ -15,6 +15,7 @@ import { createTaskService } from "../src/tasks/service.ts";
 import { createRunner } from "../runner/worker.ts";
 import { executors } from "../runner/executors/index.ts";
 import { hasMysql, hasNats, MYSQL_URL, NATS_URL } from "../test/helpers/services.ts";
+import { deleteStreams } from "../test/helpers/queues.ts";
 
 const N = Number(process.env.BENCH_TASKS ?? 2000);
 
@@ -78,12 +79,7 @@ if ((await hasMysql()) && (await hasNats())) {
   await queue.ready();
   results.push(await run("mysql", store, "jetstream", queue));
   await queue.close();
-  const { connect } = await import("@nats-io/transport-node");
-  const { jetstreamManager } = await import("@nats-io/jetstream");
-  const nc = await connect({ servers: [NATS_URL] });
-  const jsm = await jetstreamManager(nc);
-  for (const s of [settings.tasksStream, settings.eventsStream]) await jsm.streams.delete(s).catch(() => false);
-  await nc.close();
+  await deleteStreams(settings);
   await store.close();
 }
 rmSync(dir, { recursive: true, force: true });

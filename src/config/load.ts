@@ -108,7 +108,7 @@ export const Env = z.object({
   SKILLS_DIR: z.string().min(1).default("./skills"),
   ANALYSIS_CONCURRENCY: int(4, 1, 64),
   ANTHROPIC_API_KEY: optionalString,
-  ANTHROPIC_MODEL: z.string().min(1).default("claude-sonnet-4-5"),
+  ANTHROPIC_MODEL: z.string().min(1).default("claude-sonnet-5-5"),
   ANTHROPIC_MAX_TOKENS: int(1024, 64, 32_000),
   ANTHROPIC_TIMEOUT: duration("20s", 1000),
   ANTHROPIC_BASE_URL: optionalString.pipe(z.url({ message: "expected an absolute http(s) URL" }).optional()),

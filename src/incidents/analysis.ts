@@ -11,7 +11,9 @@ import { getPause } from "../system/settings.ts";
 import { enqueueTask } from "../tasks/service.ts";
 import { updateTaskIfActive } from "../tasks/repo.ts";
 import { actionKind, type Risk, type Skill } from "../skills/schema.ts";
-import { approvalFor } from "../skills/policy.ts";
+import { approvalFor, pinParams } from "../skills/policy.ts";
+import { templateData } from "../skills/planner.ts";
+import { renderValue } from "../skills/template.ts";
 import type { Plan, PlanContext, Planner } from "../skills/planner.ts";
 import { getIncident } from "./repo.ts";
 import { applyTransition } from "./service.ts";
@@ -75,6 +77,24 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
     };
   }
 
+  /** The incident with its recent timeline and the closest past incidents, for the planner. */
+  async function historyOf(inc: IncidentRow): Promise<PlanContext> {
+    const events = await store.db.selectFrom("events").select(["type", "reason", "occurred_at"]).where("incident_id", "=", inc.id).orderBy("seq", "desc").limit(20).execute();
+    const past = await store.db
+      .selectFrom("incidents")
+      .select(["id", "state", "plan", "updated_at"])
+      .where("id", "!=", inc.id)
+      .where((eb) => (inc.dedupe_key ? eb.or([eb("fingerprint", "=", inc.fingerprint), eb("dedupe_key", "=", inc.dedupe_key)]) : eb("fingerprint", "=", inc.fingerprint)))
+      .orderBy("id", "desc")
+      .limit(5)
+      .execute();
+    return {
+      ...contextOf(inc),
+      recentEvents: events.reverse().map((e) => ({ type: e.type, reason: e.reason, at: Number(e.occurred_at) })),
+      pastIncidents: past.map((p) => ({ id: p.id, state: p.state, skill: p.plan ? ((JSON.parse(p.plan) as { skill?: string }).skill ?? null) : null, outcome: p.state, at: Number(p.updated_at) })),
+    };
+  }
+
   /** Runs the planner and the policy for one incident. Safe to repeat: only a `detected` incident is analysed. */
   async function analyze(incidentId: string): Promise<AnalysisOutcome> {
     const now = deps.now();
@@ -91,7 +111,7 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
     const skills = deps.skills();
     let plan: Plan | null;
     try {
-      plan = await deps.planner.plan(contextOf(analyzing), skills);
+      plan = await deps.planner.plan(await historyOf(analyzing), skills);
     } catch (err) {
       log.error({ err: { message: errorMessage(err) }, incidentId }, "planner failed");
       plan = null;
@@ -108,6 +128,18 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
       const skill = skills.find((s) => s.name === plan!.skill)!;
       const approval = approvalFor(skill, deps.guardrails.autoApproveMaxRisk);
       const needsApproval = approval.required;
+      if (plan.planner !== "rules") {
+        // A model chooses the skill; the author's literal values, and for unattended skills every
+        // value, come from the skill and the alert, not from the model.
+        let rendered: Record<string, unknown> | undefined;
+        try {
+          rendered = renderValue(skill.action.with, templateData(contextOf(inc))) as Record<string, unknown>;
+        } catch {
+          rendered = undefined;
+        }
+        const { params, pinned } = pinParams(skill, plan.params, rendered, needsApproval);
+        plan = { ...plan, params, rationale: pinned.length ? `${plan.rationale} [pinned by policy: ${pinned.join(", ")}]` : plan.rationale };
+      }
       const planRecord = { ...plan, risk: skill.risk, approval: approval.required ? approval.when : "none", action: actionKind(skill.action) };
       await trx.updateTable("incidents").set({ plan: JSON.stringify(planRecord) }).where("id", "=", inc.id).execute();
       inc = { ...inc, plan: JSON.stringify(planRecord) };

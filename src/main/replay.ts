@@ -8,7 +8,10 @@ import { openKeyFor } from "../alerts/intake.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { loadSkills } from "../skills/load.ts";
-import { approvalFor } from "../skills/policy.ts";
+import { approvalFor, pinParams } from "../skills/policy.ts";
+import { renderValue } from "../skills/template.ts";
+import type { Skill } from "../skills/schema.ts";
+import type { NormalizedAlert } from "../alerts/normalize.ts";
 import type { Planner } from "../skills/planner.ts";
 
 export type ReplayResult = {
@@ -54,6 +57,10 @@ export async function replay(file: string, config: Config, planner: Planner, log
     }
     const skill = skills.find((s) => s.name === plan.skill)!;
     const approval = approvalFor(skill, config.guardrails.autoApproveMaxRisk);
+    if (plan.planner !== "rules") {
+      const rendered = planFromRulesFor(skill, n);
+      plan.params = pinParams(skill, plan.params, rendered, approval.required).params;
+    }
     results.push({ ...base, plan: { ...plan, risk: skill.risk, approval: approval.required ? approval.when : "none" } });
   }
   return results;
@@ -77,4 +84,16 @@ export function formatReplay(results: ReplayResult[]): string {
 
 export function replayError(err: unknown): string {
   return errorMessage(err);
+}
+
+function planFromRulesFor(skill: Skill, n: NormalizedAlert): Record<string, unknown> | undefined {
+  try {
+    return renderValue(skill.action.with, {
+      labels: n.labels,
+      annotations: n.annotations,
+      incident: { id: "inc_replay", alertname: n.alertname, fingerprint: n.fingerprint, namespace: n.namespace, service: n.service, severity: n.severity },
+    }) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
 }

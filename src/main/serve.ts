@@ -11,7 +11,7 @@ import type { Logger } from "../shared/logger.ts";
 import { loadOrCreateToken } from "../shared/secrets.ts";
 import { VERSION } from "../shared/version.ts";
 import { formatProblem, loadSkills } from "../skills/load.ts";
-import { rulesPlanner } from "../skills/planner.ts";
+import { createPlanner } from "./planner.ts";
 import type { Skill } from "../skills/schema.ts";
 import { describeDbError, migrateToLatest, type Store } from "../store/db.ts";
 import { handleDeadLetters } from "../tasks/dead-letter.ts";
@@ -80,7 +80,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     log,
     now: deps.now,
     skills: () => skills,
-    planner: rulesPlanner,
+    planner: createPlanner(config, log, store),
     guardrails: { ...config.guardrails },
     fixPool: config.runner.pool,
     onEnqueued: () => relay.kick(),

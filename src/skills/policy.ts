@@ -11,3 +11,28 @@ export function approvalFor(skill: Skill, autoApproveMaxRisk: Risk): ApprovalDec
   if (RISK_ORDER[skill.risk] <= RISK_ORDER[autoApproveMaxRisk]) return { required: false };
   return { required: true, when: skill.approval, why: `${skill.risk} risk is above AUTO_APPROVE_MAX_RISK (${autoApproveMaxRisk})` };
 }
+
+const TEMPLATED = /\{\{/;
+
+/**
+ * Limits what a model may choose. Values the skill author wrote literally (caps, factors, modes)
+ * are always the author's; when the skill would run with no human approval, every parameter is
+ * the one rendered from the alert's own labels. Returns the params to use and the overrides made.
+ */
+export function pinParams(
+  skill: Skill,
+  proposed: Record<string, unknown>,
+  rendered: Record<string, unknown> | undefined,
+  approvalRequired: boolean,
+): { params: Record<string, unknown>; pinned: string[] } {
+  const params = { ...proposed };
+  const pinned: string[] = [];
+  for (const [key, authored] of Object.entries(skill.action.with)) {
+    const literal = !(typeof authored === "string" && TEMPLATED.test(authored)) && !JSON.stringify(authored ?? null).includes("{{");
+    const fixed = literal ? authored : !approvalRequired ? rendered?.[key] : undefined;
+    if (fixed === undefined) continue;
+    if (JSON.stringify(params[key]) !== JSON.stringify(fixed)) pinned.push(key);
+    params[key] = fixed;
+  }
+  return { params, pinned };
+}
