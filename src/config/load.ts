@@ -4,7 +4,7 @@ import { z } from "zod";
 import { parseDuration } from "../shared/duration.ts";
 
 // Values that must never be echoed back in an error line.
-const SECRET_VARS = new Set(["DATABASE_URL", "NATS_URL", "NATS_TOKEN", "NATS_PASSWORD", "ALERTMANAGER_TOKEN", "ANTHROPIC_API_KEY"]);
+const SECRET_VARS = new Set(["DATABASE_URL", "NATS_URL", "NATS_TOKEN", "NATS_PASSWORD", "ALERTMANAGER_TOKEN", "ANTHROPIC_API_KEY", "ARGOCD_TOKEN"]);
 
 const duration = (fallback: string, min = 1) =>
   z
@@ -112,6 +112,9 @@ export const Env = z.object({
   ANTHROPIC_MAX_TOKENS: int(1024, 64, 32_000),
   ANTHROPIC_TIMEOUT: duration("20s", 1000),
   ANTHROPIC_BASE_URL: optionalString.pipe(z.url({ message: "expected an absolute http(s) URL" }).optional()),
+  ARGOCD_URL: optionalString.pipe(z.url({ message: "expected an absolute http(s) URL" }).optional()),
+  ARGOCD_TOKEN: optionalString,
+  ARGOCD_TIMEOUT: duration("10s", 100),
   AUTO_APPROVE_MAX_RISK: z.enum(["read", "low", "medium", "high"], { message: "expected read, low, medium or high" }).default("read"),
 });
 
@@ -150,6 +153,8 @@ export type Config = {
   analysisConcurrency: number;
   /** Set when ANTHROPIC_API_KEY is: the Claude planner, with rules as its fallback. */
   anthropic?: { apiKey: string; model: string; maxTokens: number; timeoutMs: number; baseURL?: string };
+  /** Set when ARGOCD_URL and ARGOCD_TOKEN are: the drift skill's Argo CD API. */
+  argocd?: { baseUrl: string; token: string; timeoutMs: number };
 };
 
 export class ConfigError extends Error {
@@ -201,6 +206,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     throw new ConfigError(lines.join("; "));
   }
   const e = parsed.data;
+  if ((e.ARGOCD_URL === undefined) !== (e.ARGOCD_TOKEN === undefined)) {
+    throw new ConfigError("ARGOCD_URL/ARGOCD_TOKEN: set both or neither");
+  }
   if ((e.NATS_USER === undefined) !== (e.NATS_PASSWORD === undefined)) {
     throw new ConfigError("NATS_USER/NATS_PASSWORD: set both or neither");
   }
@@ -250,5 +258,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     anthropic: e.ANTHROPIC_API_KEY
       ? { apiKey: e.ANTHROPIC_API_KEY, model: e.ANTHROPIC_MODEL, maxTokens: e.ANTHROPIC_MAX_TOKENS, timeoutMs: e.ANTHROPIC_TIMEOUT, baseURL: e.ANTHROPIC_BASE_URL }
       : undefined,
+    argocd: e.ARGOCD_URL && e.ARGOCD_TOKEN ? { baseUrl: e.ARGOCD_URL, token: e.ARGOCD_TOKEN, timeoutMs: e.ARGOCD_TIMEOUT } : undefined,
   };
 }

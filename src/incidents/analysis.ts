@@ -12,6 +12,7 @@ import { enqueueTask } from "../tasks/service.ts";
 import { updateTaskIfActive } from "../tasks/repo.ts";
 import { actionKind, type Risk, type Skill } from "../skills/schema.ts";
 import { approvalFor, pinParams } from "../skills/policy.ts";
+import { inlineError, isInline, runInline, type InlineDeps, type InlineOutcome } from "../skills/inline.ts";
 import { templateData } from "../skills/planner.ts";
 import { renderValue } from "../skills/template.ts";
 import type { Plan, PlanContext, Planner } from "../skills/planner.ts";
@@ -36,6 +37,8 @@ export type AnalysisDeps = {
   guardrails: Guardrails;
   /** The runner pool that fix tasks go to (RUNNER_POOL). */
   fixPool?: string;
+  /** What inline skills (probe, drift, http) need. */
+  inline?: InlineDeps;
   onEnqueued?: () => void;
 };
 
@@ -43,7 +46,7 @@ export const ANALYSIS_POOL = "control";
 const FIX_STATES = ["fixing", "proposed", "approved", "verifying"];
 const ENGINE = { actor: "pitcrew:analysis", channel: "engine" } as const;
 
-export type AnalysisOutcome = "fixing" | "awaiting_approval" | "escalated" | "suppressed" | "deferred" | "skipped";
+export type AnalysisOutcome = "fixing" | "verifying" | "awaiting_approval" | "escalated" | "suppressed" | "deferred" | "skipped";
 
 export function createAnalysisWorker(deps: AnalysisDeps) {
   const { store } = deps;
@@ -117,7 +120,8 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
       plan = null;
     }
 
-    return store.db.transaction().execute(async (trx): Promise<AnalysisOutcome> => {
+    let inlineRun: { skill: Skill; params: Record<string, unknown> } | undefined;
+    const outcome = await store.db.transaction().execute(async (trx): Promise<AnalysisOutcome> => {
       const t = deps.now();
       let inc = (await getIncident(trx, incidentId))!;
       if (inc.state !== "analyzing") return "skipped";
@@ -180,10 +184,57 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
         await applyTransition(trx, store.dialect, inc, "fix.proposed", { ...ENGINE, reason: "awaiting approval before running the fix" }, t);
         return "awaiting_approval";
       }
-      const kind = actionKind(skill.action) === "agent" ? "agent" : "skill";
-      await enqueueTask(trx, store.dialect, { kind, pool: deps.fixPool ?? "default", payload: { incidentId: inc.id, skill: skill.name, params: plan.params, approval: planRecord.approval }, incidentId: inc.id, createdBy: ENGINE.actor, channel: ENGINE.channel, idempotencyKey: `fix:${inc.id}:${inc.version}` }, t);
+      if (isInline(skill)) {
+        await applyTransition(trx, store.dialect, inc, "fix.started", { ...ENGINE, reason: `running ${skill.name} inline` }, t);
+        inlineRun = { skill, params: plan.params };
+        return "fixing";
+      }
+      await queueFix(trx, inc, skill, plan.params, planRecord.approval, t);
       await applyTransition(trx, store.dialect, inc, "fix.started", { ...ENGINE, reason: `running ${skill.name}` }, t);
       return "fixing";
+    });
+    if (outcome !== "fixing" || !inlineRun) return outcome;
+    return finishInline(incidentId, inlineRun.skill, inlineRun.params, skills);
+  }
+
+  async function queueFix(trx: Executor, inc: IncidentRow, skill: Skill, params: Record<string, unknown>, approval: string, t: number) {
+    const kind = actionKind(skill.action) === "agent" ? "agent" : "skill";
+    await enqueueTask(trx, store.dialect, { kind, pool: deps.fixPool ?? "default", payload: { incidentId: inc.id, skill: skill.name, params, approval }, incidentId: inc.id, createdBy: ENGINE.actor, channel: ENGINE.channel, idempotencyKey: `fix:${inc.id}:${inc.version}:${skill.name}` }, t);
+  }
+
+  /** Runs an inline skill outside any transaction, then records what it found. */
+  async function finishInline(incidentId: string, skill: Skill, params: Record<string, unknown>, skills: Skill[]): Promise<AnalysisOutcome> {
+    const inc0 = (await getIncident(store.db, incidentId))!;
+    let result: InlineOutcome;
+    try {
+      result = await runInline(skill, params, { id: inc0.id, title: inc0.title, alertname: inc0.alertname, namespace: inc0.namespace, service: inc0.service, severity: inc0.severity, labels: JSON.parse(inc0.labels) }, deps.inline ?? { secrets: () => undefined });
+    } catch (err) {
+      result = { kind: "escalate", summary: `${skill.name} failed: ${inlineError(err)}`, details: { code: isAppError(err) ? err.code : "error" } };
+    }
+    return store.db.transaction().execute(async (trx): Promise<AnalysisOutcome> => {
+      const t = deps.now();
+      const inc = (await getIncident(trx, incidentId))!;
+      await appendEvent(trx, store.dialect, { type: "skill.result", incidentId, ...ENGINE, reason: result.summary, data: { skill: skill.name, kind: result.kind, ...("details" in result ? { details: result.details } : {}) }, occurredAt: t }, t);
+      if (inc.state !== "fixing") return "skipped";
+      if (result.kind === "applied") {
+        await applyTransition(trx, store.dialect, inc, "verify.started", { ...ENGINE, reason: result.summary }, t);
+        return "verifying";
+      }
+      if (result.kind === "delegate") {
+        const target = skills.find((x) => x.name === result.skill);
+        if (target && !isInline(target)) {
+          const approval = approvalFor(target, deps.guardrails.autoApproveMaxRisk);
+          if (!approval.required) {
+            const pinned = pinParams(target, result.params, undefined, false).params;
+            await queueFix(trx, inc, target, pinned, "none", t);
+            return "fixing";
+          }
+        }
+        await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: `remote skill proposed ${result.skill}, which cannot run unattended here` }, t);
+        return "escalated";
+      }
+      await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: result.summary }, t);
+      return "escalated";
     });
   }
 

@@ -83,6 +83,8 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     planner: createPlanner(config, log, store),
     guardrails: { ...config.guardrails },
     fixPool: config.runner.pool,
+    // Remote skills name the env var that holds their signing secret.
+    inline: { argocd: config.argocd, secrets: (name) => process.env[name] },
     onEnqueued: () => relay.kick(),
   }).start(config.analysisConcurrency);
   relay.start();

@@ -1,0 +1,106 @@
+import { createServer, type Server } from "node:http";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createAnalysisWorker } from "../../src/incidents/analysis.ts";
+import { getIncident } from "../../src/incidents/repo.ts";
+import { listEvents } from "../../src/events/repo.ts";
+import { silentLogger } from "../../src/shared/logger.ts";
+import { Skill } from "../../src/skills/schema.ts";
+import { rulesPlanner } from "../../src/skills/planner.ts";
+import { verify } from "../../src/webhooks/sign.ts";
+import { fixture, newTag, postAlerts } from "../helpers/alerts.ts";
+import { intakeApp, TOKEN, type IntakeHarness } from "../helpers/intake-app.ts";
+import { storeFactories, type TestStore } from "../helpers/store.ts";
+
+const sqlite = (await storeFactories()).find((f) => f.name === "sqlite")!;
+const SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+describe("inline skills in the analysis worker", () => {
+  let store: TestStore;
+  let h: IntakeHarness;
+  let server: Server;
+  let port = 0;
+  let healthy = true;
+  let remoteAnswer: unknown = { type: "result", ok: true, summary: "cache flushed" };
+  let lastSignatureOk = false;
+
+  beforeAll(async () => {
+    store = await sqlite.make();
+    h = await intakeApp(store);
+    server = createServer((req, res) => {
+      let body = "";
+      req.on("data", (c) => (body += c));
+      req.on("end", () => {
+        if (req.url === "/healthz") {
+          res.writeHead(healthy ? 200 : 503).end(healthy ? "ok" : "down");
+          return;
+        }
+        lastSignatureOk = verify(req.headers as Record<string, string>, body, SECRET).ok;
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(remoteAnswer));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    port = (server.address() as { port: number }).port;
+  });
+  afterAll(async () => {
+    server.close();
+    await h.close();
+    await store.close();
+  });
+
+  function worker(skills: Skill[]) {
+    return createAnalysisWorker({
+      store,
+      queue: h.queue,
+      log: silentLogger,
+      now: () => h.clock.now,
+      skills: () => skills,
+      planner: rulesPlanner,
+      guardrails: { dryRun: false, maxPrsPerHour: 1000, maxPrsPerDay: 10_000, maxFixesPerNamespace: 10, autoApproveMaxRisk: "read" },
+      inline: { secrets: (name) => (name === "REMOTE_SKILL_SECRET" ? SECRET : undefined) },
+    });
+  }
+
+  const probeSkill = () =>
+    Skill.parse({
+      name: "target-down-probe",
+      description: "probe",
+      match: { alertname: ["TargetDown"] },
+      risk: "read",
+      approval: "none",
+      action: { builtin: "probe", with: { url: `http://127.0.0.1:${port}/healthz`, timeout: "2s" } },
+    });
+
+  it("runs a read-only probe inline and waits for the alert to clear when the target answers", async () => {
+    healthy = true;
+    const id = (await postAlerts(h.app, fixture("target-down.json", newTag()), TOKEN)).json().incidents[0];
+    expect(await worker([probeSkill()]).analyze(id)).toBe("verifying");
+    expect((await getIncident(store.db, id))!.state).toBe("verifying");
+    const result = (await listEvents(store.db, { incidentId: id, type: "skill.result" }))[0]!;
+    expect(JSON.parse(result.data)).toMatchObject({ skill: "target-down-probe", kind: "applied", details: { status: 200 } });
+    expect(await store.db.selectFrom("tasks").select("id").where("incident_id", "=", id).where("kind", "=", "skill").execute()).toHaveLength(0);
+  });
+
+  it("escalates with the probe's evidence when the target is down", async () => {
+    healthy = false;
+    const id = (await postAlerts(h.app, fixture("target-down.json", newTag()), TOKEN)).json().incidents[0];
+    expect(await worker([probeSkill()]).analyze(id)).toBe("escalated");
+    const esc = (await listEvents(store.db, { incidentId: id, type: "incident.escalated" }))[0]!;
+    expect(esc.reason).toMatch(/^probe failed: .*503/);
+  });
+
+  it("calls a remote skill with a signed request and records its result", async () => {
+    remoteAnswer = { type: "result", ok: true, summary: "cache flushed" };
+    const remote = Skill.parse({
+      name: "remote-flush",
+      description: "remote",
+      match: { alertname: ["TargetDown"] },
+      risk: "read",
+      approval: "none",
+      action: { http: { url: `http://127.0.0.1:${port}/skill`, secret_env: "REMOTE_SKILL_SECRET", timeout: "2s" }, with: { service: "{{labels.service}}" } },
+    });
+    const id = (await postAlerts(h.app, fixture("target-down.json", newTag()), TOKEN)).json().incidents[0];
+    expect(await worker([remote]).analyze(id)).toBe("verifying");
+    expect(lastSignatureOk).toBe(true);
+    expect((await listEvents(store.db, { incidentId: id, type: "skill.result" }))[0]!.reason).toBe("cache flushed");
+  });
+});
