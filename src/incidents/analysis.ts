@@ -14,7 +14,7 @@ import { actionKind, type Risk, type Skill } from "../skills/schema.ts";
 import { approvalFor, pinParams } from "../skills/policy.ts";
 import { inlineError, isInline, runInline, type InlineDeps, type InlineOutcome } from "../skills/inline.ts";
 import { templateData } from "../skills/planner.ts";
-import { renderValue } from "../skills/template.ts";
+import { renderTemplate, renderValue } from "../skills/template.ts";
 import type { Plan, PlanContext, Planner } from "../skills/planner.ts";
 import { getIncident } from "./repo.ts";
 import { applyTransition } from "./service.ts";
@@ -197,9 +197,36 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
     return finishInline(incidentId, inlineRun.skill, inlineRun.params, skills);
   }
 
+  /**
+   * Queues the fix with everything the runner needs, rendered now: the runner reads no skills
+   * folder and runs exactly the plan that was decided (and, later, approved).
+   */
   async function queueFix(trx: Executor, inc: IncidentRow, skill: Skill, params: Record<string, unknown>, approval: string, t: number) {
     const kind = actionKind(skill.action) === "agent" ? "agent" : "skill";
-    await enqueueTask(trx, store.dialect, { kind, pool: deps.fixPool ?? "default", payload: { incidentId: inc.id, skill: skill.name, params, approval }, incidentId: inc.id, createdBy: ENGINE.actor, channel: ENGINE.channel, idempotencyKey: `fix:${inc.id}:${inc.version}:${skill.name}` }, t);
+    const data = templateData(contextOf(inc));
+    const a = skill.action;
+    const action =
+      "builtin" in a
+        ? { builtin: a.builtin }
+        : "patch" in a
+          ? { patch: renderValue(a.patch, data) }
+          : "agent" in a
+            ? { agent: { ...a.agent, prompt: renderTemplate(a.agent.prompt, data) } }
+            : { http: a.http };
+    await enqueueTask(
+      trx,
+      store.dialect,
+      {
+        kind,
+        pool: deps.fixPool ?? "default",
+        payload: { incidentId: inc.id, skill: skill.name, title: inc.title, params, approval, action, rationale: inc.plan ? (JSON.parse(inc.plan) as { rationale?: string }).rationale ?? null : null },
+        incidentId: inc.id,
+        createdBy: ENGINE.actor,
+        channel: ENGINE.channel,
+        idempotencyKey: `fix:${inc.id}:${inc.version}:${skill.name}`,
+      },
+      t,
+    );
   }
 
   /** Runs an inline skill outside any transaction, then records what it found. */

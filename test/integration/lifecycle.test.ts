@@ -132,7 +132,14 @@ for (const f of factories) {
       expect(inc.state).toBe("fixing");
       expect(JSON.parse(inc.plan!)).toMatchObject({ skill: "crashloop-after-deploy", planner: "rules", risk: "medium", approval: "before_merge" });
       const [fix] = await tasksOf(store, id, "skill");
-      expect(JSON.parse(fix!.payload)).toEqual({ incidentId: id, skill: "crashloop-after-deploy", params: { namespace: `payments-${tag}`, pod: "checkout-7d9f8b6c5-x2x9k" }, approval: "before_merge" });
+      expect(JSON.parse(fix!.payload)).toMatchObject({
+        incidentId: id,
+        skill: "crashloop-after-deploy",
+        params: { namespace: `payments-${tag}`, pod: "checkout-7d9f8b6c5-x2x9k" },
+        approval: "before_merge",
+        action: { builtin: "rollback" },
+        rationale: expect.stringMatching(/^matched alertname KubePodCrashLooping/),
+      });
       expect(await types(store, id)).toEqual(["incident.detected", "task.created", "incident.analyzing", "incident.planned", "task.created", "incident.fixing"]);
       // Analysing again changes nothing.
       expect(await h.analysis.analyze(id)).toBe("skipped");
