@@ -109,6 +109,7 @@ export function createRunner(deps: { queue: TaskQueue; log: Logger; executors: R
         attempt: d.attempt,
         progress: (message, percent) => emit(task, d.attempt, { type: "task.progress", message, percent }).then(() => d.working()),
         log: (stream, line) => emit(task, d.attempt, { type: "task.log", stream, line: line.slice(0, 16_000) }),
+        prOpened: (pr) => emit(task, d.attempt, { type: "task.pr_opened", url: pr.url, branch: pr.branch, number: pr.number }, 3),
       });
       if (controller.signal.aborted) throw controller.signal.reason;
       await finish({ type: "task.succeeded", result: result ?? null });

@@ -6,6 +6,8 @@ export type ExecContext = {
   attempt: number;
   progress(message: string, percent?: number): Promise<void>;
   log(stream: "stdout" | "stderr" | "runner", line: string): Promise<void>;
+  /** Reports a pull request the task opened (or found open for its branch). */
+  prOpened?(pr: { url: string; branch: string; number: number }): Promise<void>;
 };
 
 /** Runs one task kind; returns the result, or throws (AppError.retryable decides nak vs fail). */

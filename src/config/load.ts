@@ -4,7 +4,7 @@ import { z } from "zod";
 import { parseDuration } from "../shared/duration.ts";
 
 // Values that must never be echoed back in an error line.
-const SECRET_VARS = new Set(["DATABASE_URL", "NATS_URL", "NATS_TOKEN", "NATS_PASSWORD", "ALERTMANAGER_TOKEN", "ANTHROPIC_API_KEY", "ARGOCD_TOKEN"]);
+const SECRET_VARS = new Set(["DATABASE_URL", "NATS_URL", "NATS_TOKEN", "NATS_PASSWORD", "ALERTMANAGER_TOKEN", "ANTHROPIC_API_KEY", "ARGOCD_TOKEN", "GITHUB_TOKEN", "GITHUB_APP_PRIVATE_KEY"]);
 
 const duration = (fallback: string, min = 1) =>
   z
@@ -115,6 +115,20 @@ export const Env = z.object({
   ARGOCD_URL: optionalString.pipe(z.url({ message: "expected an absolute http(s) URL" }).optional()),
   ARGOCD_TOKEN: optionalString,
   ARGOCD_TIMEOUT: duration("10s", 100),
+  GITOPS_PROVIDER: z.enum(["local", "github"], { message: 'expected "local" or "github"' }).default("local"),
+  GITOPS_REPO: optionalString,
+  GITOPS_BASE_BRANCH: z.string().regex(/^[A-Za-z0-9._/-]{1,200}$/, "expected a branch name").default("main"),
+  GITHUB_TOKEN: optionalString,
+  GITHUB_APP_ID: optionalString,
+  GITHUB_APP_PRIVATE_KEY: optionalString,
+  GITHUB_APP_INSTALLATION_ID: optionalString,
+  GITHUB_API_URL: optionalString.pipe(z.url({ message: "expected an absolute http(s) URL" }).optional()),
+  GIT_AUTHOR_NAME: z.string().min(1).default("Pitcrew"),
+  GIT_AUTHOR_EMAIL: z.string().min(3).default("pitcrew@localhost"),
+  AGENT_COMMANDS: optionalString,
+  AGENT_DEFAULT: z.string().min(1).default("claude-code"),
+  AGENT_ALLOW_ENV: labelList("ANTHROPIC_API_KEY"),
+  AGENT_TIMEOUT: duration("30m", 1000),
   AUTO_APPROVE_MAX_RISK: z.enum(["read", "low", "medium", "high"], { message: "expected read, low, medium or high" }).default("read"),
 });
 
@@ -155,6 +169,19 @@ export type Config = {
   anthropic?: { apiKey: string; model: string; maxTokens: number; timeoutMs: number; baseURL?: string };
   /** Set when ARGOCD_URL and ARGOCD_TOKEN are: the drift skill's Argo CD API. */
   argocd?: { baseUrl: string; token: string; timeoutMs: number };
+  gitops:
+    | { provider: "local"; repoPath: string; baseBranch: string; author: { name: string; email: string } }
+    | {
+        provider: "github";
+        owner: string;
+        repo: string;
+        baseBranch: string;
+        author: { name: string; email: string };
+        apiUrl?: string;
+        token?: string;
+        app?: { appId: string; privateKey: string; installationId: string };
+      };
+  agents: { commands: Record<string, string[]>; defaultAgent: string; allowEnv: string[]; timeoutMs: number };
 };
 
 export class ConfigError extends Error {
@@ -191,6 +218,52 @@ function parseNatsServers(value: string): string[] {
   }
   if (servers.length === 0) throw new ConfigError("NATS_URL: no server given");
   return servers;
+}
+
+// Argument templates: each element is one argv entry; {{prompt}}, {{model}}, {{workdir}} are
+// replaced as whole values, never through a shell.
+export const DEFAULT_AGENT_COMMANDS: Record<string, string[]> = {
+  "claude-code": ["claude", "-p", "{{prompt}}", "--model", "{{model}}", "--permission-mode", "acceptEdits"],
+  opencode: ["opencode", "run", "--model", "{{model}}", "{{prompt}}"],
+  codex: ["codex", "exec", "--model", "{{model}}", "--full-auto", "{{prompt}}"],
+};
+
+function parseAgentCommands(value: string | undefined): Record<string, string[]> {
+  if (!value) return DEFAULT_AGENT_COMMANDS;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw new ConfigError('AGENT_COMMANDS: expected JSON like {"my-agent": ["my-cli", "--prompt", "{{prompt}}"]}');
+  }
+  const r = z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/), z.array(z.string()).min(1)).safeParse(parsed);
+  if (!r.success) throw new ConfigError("AGENT_COMMANDS: expected an object of name → non-empty array of strings");
+  return { ...DEFAULT_AGENT_COMMANDS, ...r.data };
+}
+
+function parseGitops(e: z.infer<typeof Env>, dataDir: string): Config["gitops"] {
+  const author = { name: e.GIT_AUTHOR_NAME, email: e.GIT_AUTHOR_EMAIL };
+  if (e.GITOPS_PROVIDER === "local") {
+    const repoPath = e.GITOPS_REPO ? resolve(e.GITOPS_REPO) : resolve(dataDir, "gitops.git");
+    return { provider: "local", repoPath, baseBranch: e.GITOPS_BASE_BRANCH, author };
+  }
+  const m = /^([A-Za-z0-9_.-]+)\/([A-Za-z0-9_.-]+)$/.exec(e.GITOPS_REPO ?? "");
+  if (!m) throw new ConfigError("GITOPS_REPO: with GITOPS_PROVIDER=github, expected owner/repo");
+  const app = e.GITHUB_APP_ID || e.GITHUB_APP_PRIVATE_KEY || e.GITHUB_APP_INSTALLATION_ID;
+  if (app && !(e.GITHUB_APP_ID && e.GITHUB_APP_PRIVATE_KEY && e.GITHUB_APP_INSTALLATION_ID)) {
+    throw new ConfigError("GITHUB_APP_ID/GITHUB_APP_PRIVATE_KEY/GITHUB_APP_INSTALLATION_ID: set all three for GitHub App authentication");
+  }
+  if (!app && !e.GITHUB_TOKEN) throw new ConfigError("GITHUB_TOKEN: required with GITOPS_PROVIDER=github (or a GitHub App: GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY, GITHUB_APP_INSTALLATION_ID)");
+  return {
+    provider: "github",
+    owner: m[1]!,
+    repo: m[2]!,
+    baseBranch: e.GITOPS_BASE_BRANCH,
+    author,
+    apiUrl: e.GITHUB_API_URL,
+    token: e.GITHUB_TOKEN,
+    app: app ? { appId: e.GITHUB_APP_ID!, privateKey: e.GITHUB_APP_PRIVATE_KEY!.replace(/\\n/g, "\n"), installationId: e.GITHUB_APP_INSTALLATION_ID! } : undefined,
+  };
 }
 
 /** The single reader of configuration. Throws ConfigError with one line naming the variable. */
@@ -258,6 +331,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     anthropic: e.ANTHROPIC_API_KEY
       ? { apiKey: e.ANTHROPIC_API_KEY, model: e.ANTHROPIC_MODEL, maxTokens: e.ANTHROPIC_MAX_TOKENS, timeoutMs: e.ANTHROPIC_TIMEOUT, baseURL: e.ANTHROPIC_BASE_URL }
       : undefined,
+    gitops: parseGitops(e, dataDir),
+    agents: { commands: parseAgentCommands(e.AGENT_COMMANDS), defaultAgent: e.AGENT_DEFAULT, allowEnv: e.AGENT_ALLOW_ENV, timeoutMs: e.AGENT_TIMEOUT },
     argocd: e.ARGOCD_URL && e.ARGOCD_TOKEN ? { baseUrl: e.ARGOCD_URL, token: e.ARGOCD_TOKEN, timeoutMs: e.ARGOCD_TIMEOUT } : undefined,
   };
 }

@@ -1,0 +1,114 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { z } from "zod";
+import { git } from "../../src/gitops/git.ts";
+import type { GitHost } from "../../src/gitops/port.ts";
+import { AppError, invalid, isAppError } from "../../src/shared/errors.ts";
+import { repoBuiltins } from "../../src/skills/builtins/index.ts";
+import { applyPatch, type PatchEdit } from "../../src/skills/patch.ts";
+import type { Executor } from "./types.ts";
+
+// The `skill` task kind: a GitOps builtin or declarative patch applied to a fresh clone, on a
+// deterministic branch, pushed with a lease, and proposed as a pull request — found before it is
+// created, so a redelivered task reuses its branch and its PR.
+
+const SkillPayload = z.object({
+  incidentId: z.string().min(1),
+  skill: z.string().min(1),
+  title: z.string().optional(),
+  params: z.record(z.string(), z.unknown()),
+  approval: z.string().optional(),
+  rationale: z.string().nullable().optional(),
+  action: z.union([
+    z.object({ builtin: z.enum(["rollback", "scale", "restart", "quota"]) }),
+    z.object({ patch: z.array(z.object({ file: z.string(), path: z.string(), set: z.unknown().optional(), multiply: z.number().optional(), append: z.unknown().optional(), max: z.union([z.number(), z.string()]).optional() })) }),
+  ]),
+});
+
+export type SkillExecutorOptions = {
+  host: GitHost;
+  baseBranch: string;
+  author: { name: string; email: string };
+  /** Links shown in the PR body (the control plane's public URL). */
+  publicUrl?: string;
+  workspaceBase?: string;
+  now?: () => number;
+};
+
+export function branchFor(incidentId: string, skill: string): string {
+  return `pitcrew/${incidentId}-${skill}`.toLowerCase();
+}
+
+export function prBody(p: z.infer<typeof SkillPayload>, summary: string, files: string[], publicUrl?: string): string {
+  return [
+    `Pitcrew proposes this change for incident \`${p.incidentId}\`${p.title ? `: **${p.title}**` : ""}.`,
+    "",
+    `**Plan:** skill \`${p.skill}\` with ${"builtin" in p.action ? `builtin \`${p.action.builtin}\`` : "a declarative patch"}.`,
+    `**What changed:** ${summary}`,
+    `**Why:** ${p.rationale ?? "selected by the rules planner"}`,
+    "",
+    "Files:",
+    ...files.map((f) => `- \`${f}\``),
+    "",
+    `Parameters: \`${JSON.stringify(p.params)}\``,
+    p.approval && p.approval !== "none" ? `\nThis change needs approval (${p.approval.replace("_", " ")}) before it is merged.` : "",
+    publicUrl ? `\nIncident timeline: ${publicUrl}/incidents/${p.incidentId}` : "",
+  ].join("\n");
+}
+
+export function createSkillExecutor(opts: SkillExecutorOptions): Executor {
+  const now = opts.now ?? Date.now;
+  return async (task, ctx) => {
+    const parsed = SkillPayload.safeParse(task.payload);
+    if (!parsed.success) throw invalid("skill.invalid_payload", parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
+    const p = parsed.data;
+    const branch = branchFor(p.incidentId, p.skill);
+    const env = { ...(await opts.host.auth()).env, GIT_TERMINAL_PROMPT: "0" };
+    const dir = await mkdtemp(join(opts.workspaceBase ?? tmpdir(), "pitcrew-skill-"));
+    const onAbort = () => {};
+    ctx.signal.addEventListener("abort", onAbort);
+    try {
+      await ctx.progress(`cloning ${opts.host.cloneUrl()}`, 5);
+      await git(dir, ["clone", "--quiet", "--branch", opts.baseBranch, "--", opts.host.cloneUrl(), "repo"], { env, timeoutMs: 300_000 });
+      const repo = join(dir, "repo");
+      await git(repo, ["checkout", "--quiet", "-B", branch]);
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+
+      await ctx.progress(`applying ${p.skill}`, 30);
+      let change;
+      try {
+        change = "builtin" in p.action ? await repoBuiltins[p.action.builtin](repo, p.params, { now }) : await applyPatch(repo, p.action.patch as PatchEdit[]);
+      } catch (err) {
+        // A skill that does not fit the repository will not fit it on the next delivery either.
+        if (isAppError(err) && !err.retryable) throw new AppError(err.kind, err.code, err.message, { retryable: false });
+        throw err;
+      }
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+
+      await git(repo, ["add", "--all", "--", ...change.files]);
+      const authorEnv = { ...env, GIT_AUTHOR_NAME: opts.author.name, GIT_AUTHOR_EMAIL: opts.author.email, GIT_COMMITTER_NAME: opts.author.name, GIT_COMMITTER_EMAIL: opts.author.email };
+      await git(repo, ["commit", "--quiet", "-m", `pitcrew: ${p.skill} for ${p.incidentId}`, "-m", change.summary], { env: authorEnv });
+
+      // Lease on what the remote branch is now (nothing, or an earlier attempt's commit): a
+      // concurrent writer makes the push fail instead of being overwritten.
+      const remote = (await git(repo, ["ls-remote", "origin", `refs/heads/${branch}`], { env })).split(/\s+/)[0] ?? "";
+      await ctx.progress(`pushing ${branch}`, 70);
+      await git(repo, ["push", "--quiet", `--force-with-lease=refs/heads/${branch}:${remote}`, "origin", `HEAD:refs/heads/${branch}`], { env, timeoutMs: 300_000 });
+
+      const existing = await opts.host.findOpenPullRequest(branch);
+      const pr =
+        existing ??
+        (await opts.host.createPullRequest({ branch, base: opts.baseBranch, title: `[pitcrew] ${p.skill}: ${p.title ?? p.incidentId}`.slice(0, 250), body: prBody(p, change.summary, change.files, opts.publicUrl) }));
+      await ctx.prOpened?.({ url: pr.url, branch, number: pr.number });
+      await ctx.progress(existing ? `updated pull request #${pr.number}` : `opened pull request #${pr.number}`, 100);
+      return { changed: true, summary: change.summary, files: change.files, details: change.details, pr: { number: pr.number, url: pr.url, branch, reused: !!existing } };
+    } catch (err) {
+      if (isAppError(err) && err.code === "gitops.no_change") return { changed: false, summary: err.message };
+      throw err;
+    } finally {
+      ctx.signal.removeEventListener("abort", onAbort);
+      await rm(dir, { recursive: true, force: true });
+    }
+  };
+}
