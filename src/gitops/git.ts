@@ -64,3 +64,38 @@ export async function showFile(dir: string, rev: string, path: string, opts: Git
     throw err;
   }
 }
+
+export type GitResult = { exitCode: number; stdout: string; stderr: string };
+
+/**
+ * Runs git and resolves with its exit status instead of rejecting on a non-zero one, for commands
+ * whose status is an answer (`merge-tree --write-tree` exits 1 on conflicts). `input` goes to
+ * stdin. Rejects only when git times out or cannot start.
+ */
+export function gitResult(dir: string, args: string[], opts: GitOptions & { input?: string } = {}): Promise<GitResult> {
+  const timeout = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const env = { ...process.env, GIT_TERMINAL_PROMPT: "0", GIT_OPTIONAL_LOCKS: "0", LC_ALL: "C", ...opts.env };
+  const what = `git ${args[0] ?? ""}`.trim();
+  return new Promise((resolve, reject) => {
+    const child = execFile("git", ["-C", dir, ...args], { timeout, maxBuffer: MAX_BUFFER, env, encoding: "utf8" }, (err, stdout, stderr) => {
+      if (!err) return resolve({ exitCode: 0, stdout, stderr });
+      const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: string | null; code?: number | string };
+      if (e.killed || e.signal === "SIGTERM") {
+        return reject(new AppError("unavailable", "gitops.git_timeout", `${what} did not finish within ${timeout} ms`, { cause: err, retryable: true }));
+      }
+      if (typeof e.code === "number") return resolve({ exitCode: e.code, stdout, stderr });
+      reject(new AppError("unavailable", "gitops.git_failed", `${what} failed: ${e.message}`, { cause: err, retryable: false, details: { args } }));
+    });
+    // git may exit before reading all of stdin (a failed transaction); its exit status reports that.
+    child.stdin?.on("error", () => {});
+    child.stdin?.end(opts.input ?? "");
+  });
+}
+
+/** Like `git`, with `input` written to the command's stdin (`hash-object --stdin`, `update-ref --stdin`). */
+export async function gitInput(dir: string, args: string[], input: string, opts: GitOptions = {}): Promise<string> {
+  const r = await gitResult(dir, args, { ...opts, input });
+  if (r.exitCode === 0) return r.stdout;
+  const detail = r.stderr.trim().split("\n").slice(-3).join(" ");
+  throw new AppError("unavailable", "gitops.git_failed", `git ${args[0] ?? ""} failed: ${detail}`, { retryable: false, details: { args, exitCode: r.exitCode } });
+}

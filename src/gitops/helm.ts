@@ -64,7 +64,7 @@ export function helmInstances(files: Map<string, YamlFile>): Instance[] {
       const namespace = namespaceKey(f) ?? (env === undefined && base ? namespaceKey(base) : undefined);
       instances.push({
         source: "helm",
-        kind: "HelmRelease",
+        kind: "HelmValues",
         names: [...names],
         ...(namespace ? { namespace } : {}),
         ...(env ? { envHint: env } : {}),

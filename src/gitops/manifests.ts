@@ -21,7 +21,7 @@ export type Layer = { type: "kustomization" | "patch" | "resource" | "values"; f
 
 export type Instance = {
   source: "manifest" | "kustomize" | "helm";
-  /** Kubernetes kind, or "HelmRelease" for values files. */
+  /** Kubernetes kind, or "HelmValues" for values files (not Flux's HelmRelease kind). */
   kind: string;
   /** The object's name as deployed; a Helm release has several plausible ones. */
   names: string[];
@@ -179,11 +179,11 @@ function best(matches: Match[]): Match[] {
 export type WorkloadQuery = { namespace: string; name?: string; pod?: string };
 
 export function findWorkload(repo: Pick<Repo, "files">, q: WorkloadQuery): Match {
-  const kinds = new Set<string>([...WORKLOAD_KINDS, "HelmRelease"]);
+  const kinds = new Set<string>(WORKLOAD_KINDS);
   const wanted = q.name ?? q.pod ?? "";
   let matches: Match[] = [];
   for (const inst of listInstances(repo)) {
-    if (!kinds.has(inst.kind)) continue;
+    if (inst.source !== "helm" && !kinds.has(inst.kind)) continue;
     const strength = namespaceStrength(inst, q.namespace);
     if (strength === undefined) continue;
     const name = inst.names.find((n) => (q.name !== undefined ? n === q.name : podBelongsTo(wanted, n, inst.kind)));

@@ -77,6 +77,12 @@ describe("scaleQuantity", () => {
     expect(scale("8Gi", 1.5, "memory", 10 * 2 ** 30)?.value).toBe("10Gi");
   });
 
+  it("writes a cap in the unit of the quantity it was derived from", () => {
+    expect(scaleQuantity("7813m", 1.25, { key: "cpu", cap: 8, capLike: "4" })?.value).toBe("8");
+    expect(scaleQuantity("16000Mi", 1.25, { key: "memory", cap: 16 * 2 ** 30, capLike: "8Gi" })?.value).toBe("16Gi");
+    expect(scaleQuantity("7813m", 1.25, { key: "cpu", cap: 8 })?.value).toBe("8000m");
+  });
+
   it("never lowers a value that is already at or above the cap", () => {
     expect(scale("8", 1.5, "cpu", 8)).toEqual({ value: "8", changed: false, capped: true });
     expect(scale("12", 1.5, "cpu", 8)).toEqual({ value: "12", changed: false, capped: true });

@@ -74,9 +74,10 @@ export type Scaled = { value: string | number; changed: boolean; capped: boolean
 
 /**
  * `current` × `factor`, rounded up, and never above `cap` (base units; a cap is rounded down).
- * A value already at or above the cap is left as it is: this never lowers anything.
+ * A value already at or above the cap is left as it is: this never lowers anything. `capLike`
+ * is a quantity whose unit the cap is written in (default: the current value's).
  */
-export function scaleQuantity(current: unknown, factor: number, opts: { mode?: QuantityMode; key?: string; cap?: number } = {}): Scaled | undefined {
+export function scaleQuantity(current: unknown, factor: number, opts: { mode?: QuantityMode; key?: string; cap?: number; capLike?: unknown } = {}): Scaled | undefined {
   const q = parseQuantity(current);
   if (!q || !(factor > 0)) return undefined;
   const mode = opts.mode ?? quantityMode(opts.key ?? "", current);
@@ -88,7 +89,9 @@ export function scaleQuantity(current: unknown, factor: number, opts: { mode?: Q
   let value = formatQuantity(clean(q.base * factor), like, mode, "up");
   let capped = false;
   if (cap !== undefined && parseQuantity(value)!.base > cap) {
-    value = formatQuantity(cap, like, mode, "down");
+    // A cap derived from a baseline reads best in the baseline's unit: 16Gi, not 16384Mi.
+    const capStyle = parseQuantity(opts.capLike);
+    value = formatQuantity(cap, capStyle ? { suffix: capStyle.suffix, numeric: typeof opts.capLike === "number" } : like, mode, "down");
     capped = true;
   }
   const after = parseQuantity(value)!.base;

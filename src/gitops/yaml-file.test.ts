@@ -48,21 +48,29 @@ describe("YAML file edits", () => {
     expect(getValue(f.docs[0]!, ["tag"])).toBe(1.1);
   });
 
-  it("re-stringifies only the document whose structure changed, in the file's sequence style", () => {
+  it("adds new keys as lines under the deepest existing map", () => {
     const f = parseYamlFile("m.yaml", multi);
     setValue(f.docs[1]!, ["spec", "template", "metadata", "annotations", "pitcrew.dev/restartedAt"], "2025-01-02T03:04:05.000Z");
+    expect(renderYamlFile(f)).toBe(multi.replace('# pinned\n', '# pinned\n    metadata:\n      annotations:\n        pitcrew.dev/restartedAt: "2025-01-02T03:04:05.000Z"\n'));
+  });
+
+  it("re-stringifies only the document whose structure changed when lines can't be added, in the file's list style", () => {
+    const f = parseYamlFile("m.yaml", multi);
+    setValue(f.docs[1]!, ["spec", "template", "spec", "containers", 0, "ports"], [8080]);
+    setValue(f.docs[0]!, ["metadata", "labels"], { app: "x" });
     const out = renderYamlFile(f);
     const [first, second, third] = out.split(/^---$/m);
-    const [o1, o2, o3] = multi.split(/^---$/m);
-    expect(first).toBe(o1);
+    const [, o2, o3] = multi.split(/^---$/m);
+    expect(first).toBe("# header comment\napiVersion: v1\nkind: ConfigMap # aligned comment\nmetadata: {name: cfg, labels: {app: x}}\n");
+    expect(second).toBe(o2!.replace('"registry/api:v2"   # pinned', '"registry/api:v2"   # pinned\n        ports:\n        - 8080'));
     expect(third).toBe(o3);
-    expect(second).not.toBe(o2);
-    expect(second).toContain("# the app");
-    expect(second).toContain("# keep odd");
-    expect(second).toContain("# pinned");
-    expect(second).toContain("\n      - name: api\n");
-    expect(second).toContain('pitcrew.dev/restartedAt: "2025-01-02T03:04:05.000Z"');
-    expect(parse(second!).spec.template.metadata.annotations).toEqual({ "pitcrew.dev/restartedAt": "2025-01-02T03:04:05.000Z" });
+  });
+
+  it("keeps an aligned comment's column when a value gets longer or shorter", () => {
+    const f = parseYamlFile("a.yaml", "a: 1     # one\nb: 22 # two\n");
+    setValue(f.docs[0]!, ["a"], 1000);
+    setValue(f.docs[0]!, ["b"], 3);
+    expect(renderYamlFile(f)).toBe("a: 1000  # one\nb: 3 # two\n");
   });
 
   it("creates a map under an empty key", () => {

@@ -25,7 +25,7 @@ export const PatchOp = z
     set: z.unknown().optional(),
     multiply: z.number().positive().optional(),
     append: z.unknown().optional(),
-    max: z.number().optional(),
+    max: z.union([z.number(), z.string()]).optional(),
   })
   .refine((op) => [op.set, op.multiply, op.append].filter((v) => v !== undefined).length === 1, "exactly one of set, multiply, append");
 

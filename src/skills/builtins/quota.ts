@@ -64,7 +64,7 @@ export const quota: RepoBuiltin = async (workdir, params) => {
     baselines.set(layer, stored);
     const baseline = parseQuantity(stored[key]) ? stored[key] : current;
     const base = parseQuantity(baseline);
-    const scaled = base ? scaleQuantity(current, p.factor, { mode: quantityMode(key, current), cap: base.base * p.max_factor }) : undefined;
+    const scaled = base ? scaleQuantity(current, p.factor, { mode: quantityMode(key, current), cap: base.base * p.max_factor, capLike: baseline }) : undefined;
     if (!scaled) {
       skipped.push(`${key}: ${JSON.stringify(current)} is not a quantity`);
       continue;

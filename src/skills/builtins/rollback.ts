@@ -153,7 +153,7 @@ export const rollback: RepoBuiltin = async (workdir, params) => {
       "gitops.no_previous_version",
       history.length === 0
         ? `${target.file.path} has no git history: no previous image to roll back to`
-        : `${target.where}: every one of the ${history.length} commits of ${target.file.path} has ${target.label(current)}; no previous image to roll back to`,
+        : `${target.where}: none of the ${history.length} commits of ${target.file.path} has an image other than ${target.label(current)}; no previous image to roll back to`,
     );
   }
 
