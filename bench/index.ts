@@ -13,7 +13,9 @@ import { silentLogger } from "../src/shared/logger.ts";
 import { migrateToLatest, openStore, type Store } from "../src/store/db.ts";
 import { createTaskService } from "../src/tasks/service.ts";
 import { createRunner } from "../runner/worker.ts";
-import { executors } from "../runner/executors/index.ts";
+import { noopExecutor } from "../runner/executors/noop.ts";
+
+const executors = { noop: noopExecutor };
 import { hasMysql, hasNats, MYSQL_URL, NATS_URL } from "../test/helpers/services.ts";
 import { deleteStreams } from "../test/helpers/queues.ts";
 

@@ -4,7 +4,8 @@ import { createQueue } from "../src/main/deps.ts";
 import { onShutdownSignal } from "../src/main/signals.ts";
 import type { Logger } from "../src/shared/logger.ts";
 import { VERSION } from "../src/shared/version.ts";
-import { executors } from "./executors/index.ts";
+import { buildExecutors } from "./executors/index.ts";
+import { createGitHost } from "../src/main/gitops.ts";
 import { createRunner } from "./worker.ts";
 
 /** `pitcrew runner`: a standalone runner process for distributed mode. Needs NATS, not the database. */
@@ -14,7 +15,7 @@ export async function runRunnerProcess(config: Config, log: Logger): Promise<voi
   }
   const queue = createQueue(config, log, `pitcrew-runner-${config.runner.id}`);
   const runner = createRunner(
-    { queue, log: log.child({ component: "runner" }), executors },
+    { queue, log: log.child({ component: "runner" }), executors: buildExecutors(config, { host: await createGitHost(config, log) }) },
     {
       id: config.runner.id,
       pool: config.runner.pool,

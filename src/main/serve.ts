@@ -17,7 +17,8 @@ import { describeDbError, migrateToLatest, type Store } from "../store/db.ts";
 import { handleDeadLetters } from "../tasks/dead-letter.ts";
 import { requeuePendingTasks } from "../tasks/requeue.ts";
 import { createRunner } from "../../runner/worker.ts";
-import { executors } from "../../runner/executors/index.ts";
+import { buildExecutors } from "../../runner/executors/index.ts";
+import { createGitHost } from "./gitops.ts";
 import { createDeps } from "./deps.ts";
 import { onShutdownSignal } from "./signals.ts";
 import { printBanner } from "./banner.ts";
@@ -91,7 +92,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
 
   const runner = embedded
     ? createRunner(
-        { queue, log: log.child({ component: "runner" }), executors },
+        { queue, log: log.child({ component: "runner" }), executors: buildExecutors(config, { host: await createGitHost(config, log) }) },
         {
           id: `embedded-${config.runner.id}`,
           pool: config.runner.pool,

@@ -6,7 +6,9 @@ import type { Store } from "../../src/store/db.ts";
 import { handleDeadLetters } from "../../src/tasks/dead-letter.ts";
 import { createTaskService } from "../../src/tasks/service.ts";
 import { createRunner, type RunnerOptions } from "../../runner/worker.ts";
-import { executors } from "../../runner/executors/index.ts";
+import { noopExecutor } from "../../runner/executors/noop.ts";
+
+const executors = { noop: noopExecutor };
 
 /** The control plane's background loops (relay, ingester, dead letters) on a given store and queue. */
 export function startControlPlane(store: Store, queue: TaskQueue) {

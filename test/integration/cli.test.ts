@@ -115,7 +115,7 @@ describe.skipIf(!natsUp)("pitcrew runner (process)", () => {
       events.push(d.data);
       await d.ack();
     });
-    const p = spawnPitcrew(["runner"], { NATS_URL, NATS_PREFIX: prefix, RUNNER_ID: "cli-runner", RUNNER_POOL: "jobs", HEARTBEAT_INTERVAL: "500ms" });
+    const p = spawnPitcrew(["runner"], { NATS_URL, NATS_PREFIX: prefix, RUNNER_ID: "cli-runner", RUNNER_POOL: "jobs", HEARTBEAT_INTERVAL: "500ms", DATA_DIR: tempDir() });
     try {
       await queue.ready();
       await queue.publishTask("jobs", "tsk_cli1", { v: 1, taskId: "tsk_cli1", kind: "noop", pool: "jobs", incidentId: null, payload: { result: { done: true } }, createdAt: Date.now() });

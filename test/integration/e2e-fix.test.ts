@@ -1,0 +1,119 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createOutboxRelay } from "../../src/bus/outbox.ts";
+import { createEventIngester } from "../../src/events/ingester.ts";
+import { listEvents } from "../../src/events/repo.ts";
+import { createAnalysisWorker } from "../../src/incidents/analysis.ts";
+import { incidentFixHook } from "../../src/incidents/fix-outcome.ts";
+import { getIncident } from "../../src/incidents/repo.ts";
+import { createLocalGitHost } from "../../src/gitops/local.ts";
+import { silentLogger } from "../../src/shared/logger.ts";
+import { rulesPlanner } from "../../src/skills/planner.ts";
+import { createRunner } from "../../runner/worker.ts";
+import { createSkillExecutor } from "../../runner/executors/skill.ts";
+import { fixture, newTag, postAlerts } from "../helpers/alerts.ts";
+import { intakeApp, skills, TOKEN, type IntakeHarness } from "../helpers/intake-app.ts";
+import { storeFactories, type TestStore } from "../helpers/store.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+const sqlite = (await storeFactories()).find((f) => f.name === "sqlite")!;
+const run = (cwd: string, ...args: string[]) => execFileSync("git", args, { cwd, encoding: "utf8", env: { ...process.env, GIT_AUTHOR_NAME: "dev", GIT_AUTHOR_EMAIL: "dev@x", GIT_COMMITTER_NAME: "dev", GIT_COMMITTER_EMAIL: "dev@x" } });
+
+const deployment = (ns: string, tag: string) => `# Checkout service — owned by the payments team
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: checkout
+  namespace: ${ns}
+spec:
+  replicas: 3 # keep at least three
+  template:
+    spec:
+      containers:
+        - name: checkout
+          image: registry.example.com/checkout:${tag} # bumped by CI
+`;
+
+describe("from alert to pull request (embedded)", () => {
+  let store: TestStore;
+  let h: IntakeHarness;
+  let dir: string;
+  let bare: string;
+  const tag = newTag();
+  const ns = `payments-${tag}`;
+  const stops: Array<() => Promise<void>> = [];
+
+  beforeAll(async () => {
+    store = await sqlite.make();
+    h = await intakeApp(store);
+    dir = mkdtempSync(join(tmpdir(), "pitcrew-e2e-"));
+    bare = join(dir, "gitops.git");
+    run(dir, "init", "--quiet", "--bare", "--initial-branch", "main", bare);
+    const work = join(dir, "work");
+    run(dir, "clone", "--quiet", bare, work);
+    mkdirSync(join(work, "apps", ns), { recursive: true });
+    for (const v of ["v1.4.0", "v1.5.0"]) {
+      writeFileSync(join(work, "apps", ns, "deployment.yaml"), deployment(ns, v));
+      run(work, "add", ".");
+      run(work, "commit", "--quiet", "-m", `checkout ${v}`);
+    }
+    run(work, "push", "--quiet", "origin", "HEAD:main");
+
+    const host = createLocalGitHost({ repoPath: bare });
+    const onTerminal = incidentFixHook(store.dialect);
+    const relay = createOutboxRelay({ store, queue: h.queue, log: silentLogger }, { intervalMs: 20, batch: 100, retentionMs: 86_400_000 });
+    const ingesting = createEventIngester({ store, queue: h.queue, log: silentLogger, now: Date.now, onTerminal }).start(4);
+    const analysis = createAnalysisWorker({
+      store,
+      queue: h.queue,
+      log: silentLogger,
+      now: Date.now,
+      skills: () => skills,
+      planner: rulesPlanner,
+      guardrails: { dryRun: false, maxPrsPerHour: 100, maxPrsPerDay: 100, maxFixesPerNamespace: 5, autoApproveMaxRisk: "read" },
+      onEnqueued: () => relay.kick(),
+    }).start(2);
+    const runner = createRunner(
+      { queue: h.queue, log: silentLogger, executors: { skill: createSkillExecutor({ host, baseBranch: "main", author: { name: "Pitcrew", email: "pitcrew@example.com" }, workspaceBase: dir }) } },
+      { id: "e2e-runner", pool: "default", concurrency: 2, heartbeatMs: 60_000, ackWaitMs: 30_000, version: "test", drainTimeoutMs: 1000 },
+    );
+    runner.start();
+    relay.start();
+    stops.push(() => runner.stop(), () => analysis.stop(), () => relay.stop(), () => ingesting.stop());
+  });
+
+  afterAll(async () => {
+    for (const s of stops) await s();
+    await h.close();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("rolls the crash-looping Deployment back in a pull request and waits for approval", async () => {
+    h.clock.set(new Date().toISOString());
+    const id = (await postAlerts(h.app, fixture("crashloop-firing.json", tag), TOKEN)).json().incidents[0];
+    const inc = await waitFor(async () => {
+      const i = await getIncident(store.db, id);
+      return i && ["proposed", "failed", "escalated"].includes(i.state) ? i : undefined;
+    }, 30_000, 100);
+    expect(inc.state, JSON.stringify(await listEvents(store.db, { incidentId: id }))).toBe("proposed");
+
+    const branch = `pitcrew/${id}-crashloop-after-deploy`.toLowerCase();
+    const changed = run(dir, "--git-dir", bare, "show", `${branch}:apps/${ns}/deployment.yaml`);
+    expect(changed).toBe(deployment(ns, "v1.4.0"));
+    expect(run(dir, "--git-dir", bare, "log", "-1", "--format=%an <%ae>", branch).trim()).toBe("Pitcrew <pitcrew@example.com>");
+
+    const pr = await createLocalGitHost({ repoPath: bare }).findOpenPullRequest(branch);
+    expect(pr).toMatchObject({ state: "open", base: "main", branch });
+    const types = (await listEvents(store.db, { incidentId: id, limit: 1000 })).map((e) => e.type);
+    expect(types).toEqual(expect.arrayContaining(["incident.planned", "task.started", "task.pr_opened", "task.succeeded", "approval.requested", "incident.proposed"]));
+    const approvals = await store.db.selectFrom("approvals").selectAll().where("incident_id", "=", id).execute();
+    expect(approvals).toHaveLength(1);
+    expect(approvals[0]!.state).toBe("pending");
+    // The runner's scratch workspace is gone.
+    expect(readdirSync(dir).filter((d) => d.startsWith("pitcrew-skill-"))).toEqual([]);
+  });
+});
