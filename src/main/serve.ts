@@ -20,6 +20,7 @@ import { createRunner } from "../../runner/worker.ts";
 import { buildExecutors } from "../../runner/executors/index.ts";
 import { createGitHost } from "./gitops.ts";
 import { createDeps } from "./deps.ts";
+import { createFleetMonitor } from "../fleet/monitor.ts";
 import { onShutdownSignal } from "./signals.ts";
 import { printBanner } from "./banner.ts";
 
@@ -89,6 +90,8 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     onEnqueued: () => relay.kick(),
   }).start(config.analysisConcurrency);
   relay.start();
+  const fleet = createFleetMonitor({ store, log, now: deps.now, heartbeatMs: config.runner.heartbeatMs });
+  fleet.start();
 
   const runner = embedded
     ? createRunner(
@@ -130,6 +133,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     await app.close();
     await runner?.stop();
     await analysis.stop();
+    fleet.stop();
     await relay.stop();
     await deadLetters.stop();
     await ingester.stop();

@@ -112,3 +112,22 @@ describe("event ingester with the database down", () => {
     await queue.close();
   });
 });
+
+describe("fleet monitor", () => {
+  it("flags a running task whose runner stopped beating, once", async () => {
+    const { createFleetMonitor } = await import("../../src/fleet/monitor.ts");
+    const store = await factories.find((x) => x.name === "sqlite")!.make();
+    const tasks = createTaskService({ store, log: silentLogger, now: Date.now });
+    const { task } = await tasks.create({ kind: "noop", payload: {}, createdBy: "test", channel: "test" });
+    const now = Date.now();
+    await store.db.insertInto("runners").values({ id: "ghost", host: "h", version: "1", pool: "default", concurrency: 1, running: 1, running_task_ids: JSON.stringify([task.id]), totals: "{}", started_at: now - 60_000, last_seen_at: now - 30_000 }).execute();
+    await store.db.updateTable("tasks").set({ state: "running", runner_id: "ghost" }).where("id", "=", task.id).execute();
+    const monitor = createFleetMonitor({ store, log: silentLogger, now: () => now, heartbeatMs: 10_000 });
+    expect(await monitor.tick()).toBe(1);
+    expect(await monitor.tick()).toBe(0);
+    const lost = await listEvents(store.db, { taskId: task.id, type: "task.runner_lost" });
+    expect(lost).toHaveLength(1);
+    expect(lost[0]!.reason).toMatch(/^runner ghost unseen since/);
+    await store.close();
+  });
+});

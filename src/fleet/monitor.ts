@@ -1,0 +1,52 @@
+import { createHash } from "node:crypto";
+import type { Logger } from "../shared/logger.ts";
+import type { Store } from "../store/db.ts";
+import { appendEvent } from "../events/repo.ts";
+import { errorMessage } from "../shared/errors.ts";
+
+/**
+ * Watches the fleet: a runner unseen for two heartbeat intervals is stale, and every task still
+ * `running` on it is flagged with a `task.runner_lost` event (once per task and runner). The task
+ * itself is left alone: the bus redelivers it after its ack deadline.
+ */
+export function createFleetMonitor(deps: { store: Store; log: Logger; now: () => number; heartbeatMs: number }) {
+  const { store } = deps;
+  const log = deps.log.child({ component: "fleet-monitor" });
+  let timer: NodeJS.Timeout | undefined;
+
+  async function tick(): Promise<number> {
+    const now = deps.now();
+    const stale = await store.db.selectFrom("runners").select(["id", "last_seen_at"]).where("last_seen_at", "<", now - 2 * deps.heartbeatMs).execute();
+    if (stale.length === 0) return 0;
+    const byId = new Map(stale.map((r) => [r.id, Number(r.last_seen_at)]));
+    const orphaned = await store.db.selectFrom("tasks").select(["id", "incident_id", "runner_id"]).where("state", "=", "running").where("runner_id", "in", [...byId.keys()]).execute();
+    let flagged = 0;
+    for (const t of orphaned) {
+      const lastSeen = byId.get(t.runner_id!)!;
+      // Deterministic id: every replica and every tick writes the same event, stored once.
+      const id = `evt_lost_${createHash("sha256").update(`${t.id}|${t.runner_id}|${lastSeen}`).digest("hex").slice(0, 28)}`;
+      const inserted = await appendEvent(
+        store.db,
+        store.dialect,
+        { id, type: "task.runner_lost", taskId: t.id, incidentId: t.incident_id, actor: "system:fleet", channel: "fleet", reason: `runner ${t.runner_id} unseen since ${new Date(lastSeen).toISOString()}; the task will be redelivered after its ack deadline`, data: { runnerId: t.runner_id, lastSeenAt: lastSeen }, occurredAt: now },
+        now,
+      );
+      if (inserted) {
+        flagged += 1;
+        log.warn({ taskId: t.id, runnerId: t.runner_id }, "task's runner vanished");
+      }
+    }
+    return flagged;
+  }
+
+  return {
+    tick,
+    start() {
+      timer = setInterval(() => tick().catch((err) => log.warn({ err: { message: errorMessage(err) } }, "fleet check failed")), deps.heartbeatMs);
+      timer.unref();
+    },
+    stop() {
+      clearInterval(timer);
+    },
+  };
+}
