@@ -253,6 +253,8 @@ function parseGitops(e: z.infer<typeof Env>, dataDir: string): Config["gitops"] 
   if (app && !(e.GITHUB_APP_ID && e.GITHUB_APP_PRIVATE_KEY && e.GITHUB_APP_INSTALLATION_ID)) {
     throw new ConfigError("GITHUB_APP_ID/GITHUB_APP_PRIVATE_KEY/GITHUB_APP_INSTALLATION_ID: set all three for GitHub App authentication");
   }
+  if (e.GITHUB_APP_INSTALLATION_ID && !/^\d+$/.test(e.GITHUB_APP_INSTALLATION_ID)) throw new ConfigError("GITHUB_APP_INSTALLATION_ID: expected a number");
+  if (e.GITHUB_APP_ID && !/^\d+$/.test(e.GITHUB_APP_ID)) throw new ConfigError("GITHUB_APP_ID: expected a number");
   if (!app && !e.GITHUB_TOKEN) throw new ConfigError("GITHUB_TOKEN: required with GITOPS_PROVIDER=github (or a GitHub App: GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY, GITHUB_APP_INSTALLATION_ID)");
   return {
     provider: "github",
