@@ -15,7 +15,7 @@ export async function runRunnerProcess(config: Config, log: Logger): Promise<voi
   }
   const queue = createQueue(config, log, `pitcrew-runner-${config.runner.id}`);
   const runner = createRunner(
-    { queue, log: log.child({ component: "runner" }), executors: buildExecutors(config, { host: await createGitHost(config, log) }) },
+    { queue, log: log.child({ component: "runner" }), executors: await buildExecutors(config, { host: await createGitHost(config, log), env: process.env }) },
     {
       id: config.runner.id,
       pool: config.runner.pool,

@@ -5,7 +5,7 @@ import { z } from "zod";
 import { git } from "../../src/gitops/git.ts";
 import type { GitHost } from "../../src/gitops/port.ts";
 import { AppError, invalid, isAppError } from "../../src/shared/errors.ts";
-import { repoBuiltins } from "../../src/skills/builtins/index.ts";
+import { repoBuiltins, type RepoChange } from "../../src/skills/builtins/index.ts";
 import { applyPatch, type PatchEdit } from "../../src/skills/patch.ts";
 import type { Executor } from "./types.ts";
 
@@ -57,58 +57,77 @@ export function prBody(p: z.infer<typeof SkillPayload>, summary: string, files: 
   ].join("\n");
 }
 
+export type ProposeInput = {
+  incidentId: string;
+  skill: string;
+  title: string;
+  body: (change: RepoChange) => string;
+  commitMessage: string;
+};
+
+/**
+ * Clone, deterministic branch, change, commit, push with a lease, find-or-create the pull request.
+ * The workspace is always removed. Shared by the skill and agent task kinds.
+ */
+export async function proposeChange(
+  opts: SkillExecutorOptions,
+  input: ProposeInput,
+  ctx: Parameters<Executor>[1],
+  modify: (repoDir: string) => Promise<RepoChange>,
+): Promise<{ changed: false; summary: string } | { changed: true; summary: string; files: string[]; details: Record<string, unknown>; pr: { number: number; url: string; branch: string; reused: boolean } }> {
+  const branch = branchFor(input.incidentId, input.skill);
+  const env = { ...(await opts.host.auth()).env, GIT_TERMINAL_PROMPT: "0" };
+  const dir = await mkdtemp(join(opts.workspaceBase ?? tmpdir(), "pitcrew-skill-"));
+  try {
+    await ctx.progress(`cloning ${opts.host.cloneUrl()}`, 5);
+    await git(dir, ["clone", "--quiet", "--branch", opts.baseBranch, "--", opts.host.cloneUrl(), "repo"], { env, timeoutMs: 300_000 });
+    const repo = join(dir, "repo");
+    await git(repo, ["checkout", "--quiet", "-B", branch]);
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+
+    await ctx.progress(`applying ${input.skill}`, 30);
+    let change: RepoChange;
+    try {
+      change = await modify(repo);
+    } catch (err) {
+      if (isAppError(err) && err.code === "gitops.no_change") return { changed: false, summary: err.message };
+      // A skill that does not fit the repository will not fit it on the next delivery either.
+      if (isAppError(err) && !err.retryable) throw new AppError(err.kind, err.code, err.message, { retryable: false });
+      throw err;
+    }
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+
+    await git(repo, ["add", "--all", "--", ...change.files]);
+    const authorEnv = { ...env, GIT_AUTHOR_NAME: opts.author.name, GIT_AUTHOR_EMAIL: opts.author.email, GIT_COMMITTER_NAME: opts.author.name, GIT_COMMITTER_EMAIL: opts.author.email };
+    await git(repo, ["commit", "--quiet", "--no-verify", "-m", input.commitMessage, "-m", change.summary], { env: authorEnv });
+
+    // Lease on what the remote branch is now (nothing, or an earlier attempt's commit): a
+    // concurrent writer makes the push fail instead of being overwritten.
+    const remote = (await git(repo, ["ls-remote", "origin", `refs/heads/${branch}`], { env })).split(/\s+/)[0] ?? "";
+    await ctx.progress(`pushing ${branch}`, 70);
+    await git(repo, ["push", "--quiet", "--no-verify", `--force-with-lease=refs/heads/${branch}:${remote}`, "origin", `HEAD:refs/heads/${branch}`], { env, timeoutMs: 300_000 });
+
+    const existing = await opts.host.findOpenPullRequest(branch);
+    const pr = existing ?? (await opts.host.createPullRequest({ branch, base: opts.baseBranch, title: input.title.slice(0, 250), body: input.body(change) }));
+    await ctx.prOpened?.({ url: pr.url, branch, number: pr.number });
+    await ctx.progress(existing ? `updated pull request #${pr.number}` : `opened pull request #${pr.number}`, 100);
+    return { changed: true, summary: change.summary, files: change.files, details: change.details, pr: { number: pr.number, url: pr.url, branch, reused: !!existing } };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 export function createSkillExecutor(opts: SkillExecutorOptions): Executor {
   const now = opts.now ?? Date.now;
   return async (task, ctx) => {
     const parsed = SkillPayload.safeParse(task.payload);
     if (!parsed.success) throw invalid("skill.invalid_payload", parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
     const p = parsed.data;
-    const branch = branchFor(p.incidentId, p.skill);
-    const env = { ...(await opts.host.auth()).env, GIT_TERMINAL_PROMPT: "0" };
-    const dir = await mkdtemp(join(opts.workspaceBase ?? tmpdir(), "pitcrew-skill-"));
-    const onAbort = () => {};
-    ctx.signal.addEventListener("abort", onAbort);
-    try {
-      await ctx.progress(`cloning ${opts.host.cloneUrl()}`, 5);
-      await git(dir, ["clone", "--quiet", "--branch", opts.baseBranch, "--", opts.host.cloneUrl(), "repo"], { env, timeoutMs: 300_000 });
-      const repo = join(dir, "repo");
-      await git(repo, ["checkout", "--quiet", "-B", branch]);
-      if (ctx.signal.aborted) throw ctx.signal.reason;
-
-      await ctx.progress(`applying ${p.skill}`, 30);
-      let change;
-      try {
-        change = "builtin" in p.action ? await repoBuiltins[p.action.builtin](repo, p.params, { now }) : await applyPatch(repo, p.action.patch as PatchEdit[]);
-      } catch (err) {
-        // A skill that does not fit the repository will not fit it on the next delivery either.
-        if (isAppError(err) && !err.retryable) throw new AppError(err.kind, err.code, err.message, { retryable: false });
-        throw err;
-      }
-      if (ctx.signal.aborted) throw ctx.signal.reason;
-
-      await git(repo, ["add", "--all", "--", ...change.files]);
-      const authorEnv = { ...env, GIT_AUTHOR_NAME: opts.author.name, GIT_AUTHOR_EMAIL: opts.author.email, GIT_COMMITTER_NAME: opts.author.name, GIT_COMMITTER_EMAIL: opts.author.email };
-      await git(repo, ["commit", "--quiet", "-m", `pitcrew: ${p.skill} for ${p.incidentId}`, "-m", change.summary], { env: authorEnv });
-
-      // Lease on what the remote branch is now (nothing, or an earlier attempt's commit): a
-      // concurrent writer makes the push fail instead of being overwritten.
-      const remote = (await git(repo, ["ls-remote", "origin", `refs/heads/${branch}`], { env })).split(/\s+/)[0] ?? "";
-      await ctx.progress(`pushing ${branch}`, 70);
-      await git(repo, ["push", "--quiet", `--force-with-lease=refs/heads/${branch}:${remote}`, "origin", `HEAD:refs/heads/${branch}`], { env, timeoutMs: 300_000 });
-
-      const existing = await opts.host.findOpenPullRequest(branch);
-      const pr =
-        existing ??
-        (await opts.host.createPullRequest({ branch, base: opts.baseBranch, title: `[pitcrew] ${p.skill}: ${p.title ?? p.incidentId}`.slice(0, 250), body: prBody(p, change.summary, change.files, opts.publicUrl) }));
-      await ctx.prOpened?.({ url: pr.url, branch, number: pr.number });
-      await ctx.progress(existing ? `updated pull request #${pr.number}` : `opened pull request #${pr.number}`, 100);
-      return { changed: true, summary: change.summary, files: change.files, details: change.details, pr: { number: pr.number, url: pr.url, branch, reused: !!existing } };
-    } catch (err) {
-      if (isAppError(err) && err.code === "gitops.no_change") return { changed: false, summary: err.message };
-      throw err;
-    } finally {
-      ctx.signal.removeEventListener("abort", onAbort);
-      await rm(dir, { recursive: true, force: true });
-    }
+    return proposeChange(
+      opts,
+      { incidentId: p.incidentId, skill: p.skill, title: `[pitcrew] ${p.skill}: ${p.title ?? p.incidentId}`, commitMessage: `pitcrew: ${p.skill} for ${p.incidentId}`, body: (c) => prBody(p, c.summary, c.files, opts.publicUrl) },
+      ctx,
+      (repo) => ("builtin" in p.action ? repoBuiltins[p.action.builtin](repo, p.params, { now }) : applyPatch(repo, p.action.patch as PatchEdit[])),
+    );
   };
 }

@@ -2,7 +2,7 @@ import { TaskMessage } from "../bus/jobs.ts";
 import type { Delivery, Subscription, TaskQueue } from "../bus/port.ts";
 import { appendEvent } from "../events/repo.ts";
 import { errorMessage, isAppError } from "../shared/errors.ts";
-import { formatDuration } from "../shared/duration.ts";
+import { formatDuration, parseDuration } from "../shared/duration.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { Store } from "../store/db.ts";
 import type { Executor } from "../store/sql.ts";
@@ -219,7 +219,19 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
       {
         kind,
         pool: deps.fixPool ?? "default",
-        payload: { incidentId: inc.id, skill: skill.name, title: inc.title, params, approval, action, rationale: inc.plan ? (JSON.parse(inc.plan) as { rationale?: string }).rationale ?? null : null },
+        payload: {
+          incidentId: inc.id,
+          skill: skill.name,
+          title: inc.title,
+          params,
+          approval,
+          action,
+          rationale: inc.plan ? ((JSON.parse(inc.plan) as { rationale?: string }).rationale ?? null) : null,
+          // What the agent executor reads for agent skills.
+          ...("agent" in action && action.agent
+            ? { prompt: action.agent.prompt, agent: action.agent.command, timeoutMs: parseDuration(action.agent.timeout) }
+            : {}),
+        },
         incidentId: inc.id,
         createdBy: ENGINE.actor,
         channel: ENGINE.channel,

@@ -95,7 +95,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
 
   const runner = embedded
     ? createRunner(
-        { queue, log: log.child({ component: "runner" }), executors: buildExecutors(config, { host: await createGitHost(config, log) }) },
+        { queue, log: log.child({ component: "runner" }), executors: await buildExecutors(config, { host: await createGitHost(config, log), env: process.env }) },
         {
           id: `embedded-${config.runner.id}`,
           pool: config.runner.pool,
