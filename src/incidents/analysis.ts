@@ -259,6 +259,21 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
         await applyTransition(trx, store.dialect, inc, "verify.started", { ...ENGINE, reason: result.summary }, t);
         return "verifying";
       }
+      const next = result.kind === "escalate" && skill.on_failure ? skills.find((x) => x.name === skill.on_failure) : undefined;
+      if (next && !isInline(next)) {
+        // e.g. a red probe hands over to a restart: planned, policed and queued like any fix.
+        let params: Record<string, unknown>;
+        try {
+          params = renderValue(next.action.with, templateData(contextOf(inc))) as Record<string, unknown>;
+        } catch (err) {
+          await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: `${result.summary}; ${next.name} cannot run: ${inlineError(err)}` }, t);
+          return "escalated";
+        }
+        const approval = approvalFor(next, deps.guardrails.autoApproveMaxRisk);
+        await appendEvent(trx, store.dialect, { type: "incident.planned", incidentId, ...ENGINE, reason: `${skill.name} reported failure; following with ${next.name}`, data: { skill: next.name, params, planner: "rules", risk: next.risk, approval: approval.required ? approval.when : "none" }, occurredAt: t }, t);
+        await queueFix(trx, inc, next, params, approval.required ? approval.when : "none", t);
+        return "fixing";
+      }
       if (result.kind === "delegate") {
         const target = skills.find((x) => x.name === result.skill);
         if (target && !isInline(target)) {

@@ -30,7 +30,7 @@ export function templateData(ctx: PlanContext): TemplateData {
   return {
     labels: ctx.labels,
     annotations: ctx.annotations,
-    incident: { id: i.id, alertname: i.alertname, fingerprint: i.fingerprint, namespace: i.namespace, service: i.service, severity: i.severity },
+    incident: { id: i.id, alertname: i.alertname, fingerprint: i.fingerprint, namespace: i.namespace, service: i.service, severity: i.severity, title: i.title },
   };
 }
 

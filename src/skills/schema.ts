@@ -56,6 +56,8 @@ export const Skill = z
     approval: z.enum(["none", "before_run", "before_merge"]).default("before_merge"),
     action: Action,
     verify: z.object({ alert_resolves_within: duration.optional() }).strict().default({}),
+    /** When this skill reports failure (a red probe, a failed remote result), plan this skill next. */
+    on_failure: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/).optional(),
   })
   .strict();
 export type Skill = z.infer<typeof Skill>;

@@ -40,7 +40,7 @@ export type IntakeHarness = {
 
 export async function intakeApp(
   store: Store,
-  opts: { settings?: Partial<IntakeSettings>; guardrails?: Partial<Guardrails>; auth?: AlertmanagerAuth; bodyLimit?: number; clock?: Clock } = {},
+  opts: { settings?: Partial<IntakeSettings>; guardrails?: Partial<Guardrails>; auth?: AlertmanagerAuth; bodyLimit?: number; clock?: Clock; skills?: typeof skills } = {},
 ): Promise<IntakeHarness> {
   const clock = opts.clock ?? makeClock();
   const now = () => clock.now;
@@ -57,7 +57,7 @@ export async function intakeApp(
     queue,
     log: silentLogger,
     now,
-    skills: () => skills,
+    skills: () => opts.skills ?? skills,
     planner: rulesPlanner,
     guardrails: { dryRun: false, maxPrsPerHour: 1000, maxPrsPerDay: 10_000, maxFixesPerNamespace: 10, autoApproveMaxRisk: "read", ...opts.guardrails },
   });

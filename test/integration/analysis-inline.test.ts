@@ -88,6 +88,26 @@ describe("inline skills in the analysis worker", () => {
     expect(esc.reason).toMatch(/^probe failed: .*503/);
   });
 
+  it("follows a failed probe with the skill it names in on_failure, queued as a fix", async () => {
+    healthy = false;
+    const restart = Skill.parse({
+      name: "target-down-restart",
+      description: "restart",
+      match: { alertname: ["TargetDown"], priority: -10 },
+      risk: "low",
+      approval: "before_merge",
+      action: { builtin: "restart", with: { namespace: "{{labels.namespace}}", deployment: "{{labels.service}}" } },
+    });
+    const probe = Skill.parse({ ...probeSkill(), on_failure: "target-down-restart" });
+    const tag = newTag();
+    const id = (await postAlerts(h.app, fixture("target-down.json", tag), TOKEN)).json().incidents[0];
+    expect(await worker([probe, restart]).analyze(id)).toBe("fixing");
+    expect((await getIncident(store.db, id))!.state).toBe("fixing");
+    const fix = await store.db.selectFrom("tasks").selectAll().where("incident_id", "=", id).where("kind", "=", "skill").execute();
+    expect(fix).toHaveLength(1);
+    expect(JSON.parse(fix[0]!.payload)).toMatchObject({ skill: "target-down-restart", params: { namespace: `payments-${tag}`, deployment: "payments-api" }, approval: "before_merge", action: { builtin: "restart" } });
+  });
+
   it("calls a remote skill with a signed request and records its result", async () => {
     remoteAnswer = { type: "result", ok: true, summary: "cache flushed" };
     const remote = Skill.parse({

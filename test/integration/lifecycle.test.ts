@@ -8,7 +8,7 @@ import { openStore, type Store } from "../../src/store/db.ts";
 import { setPause } from "../../src/system/settings.ts";
 import { createTaskService } from "../../src/tasks/service.ts";
 import { fixture, fp, newTag, postAlerts } from "../helpers/alerts.ts";
-import { intakeApp, makeClock, TOKEN, type IntakeHarness } from "../helpers/intake-app.ts";
+import { intakeApp, makeClock, skills, TOKEN, type IntakeHarness } from "../helpers/intake-app.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
 
 const factories = await storeFactories();
@@ -223,13 +223,27 @@ for (const f of factories) {
       expect(await h.analysis.analyze(id)).toBe("fixing");
     });
 
-    it("escalates an incident no skill matches", async () => {
+    it("hands an alert no specific skill handles to the coding agent, with approval before merge", async () => {
       const body = fixture("crashloop-firing.json", newTag());
       body.alerts[0].labels.alertname = "NobodyHandlesThis";
       const id = await open(body);
-      expect(await h.analysis.analyze(id)).toBe("escalated");
-      const ev = (await listEvents(store.db, { incidentId: id, type: "incident.escalated" }))[0]!;
-      expect(ev.reason).toBe("no skill matches this incident");
+      expect(await h.analysis.analyze(id)).toBe("fixing");
+      const [fix] = await tasksOf(store, id, "agent");
+      expect(JSON.parse(fix!.payload)).toMatchObject({ skill: "investigate-with-agent", approval: "before_merge", prompt: expect.stringContaining("NobodyHandlesThis") });
+    });
+
+    it("escalates an incident no skill matches", async () => {
+      const narrow = await intakeApp(store, { clock: h.clock, skills: skills.filter((s) => s.name !== "investigate-with-agent") });
+      try {
+        const body = fixture("crashloop-firing.json", newTag());
+        body.alerts[0].labels.alertname = "NobodyHandlesThis";
+        const id = (await postAlerts(narrow.app, body, TOKEN)).json().incidents[0];
+        expect(await narrow.analysis.analyze(id)).toBe("escalated");
+        const ev = (await listEvents(store.db, { incidentId: id, type: "incident.escalated" }))[0]!;
+        expect(ev.reason).toBe("no skill matches this incident");
+      } finally {
+        await narrow.close();
+      }
     });
 
     it("asks for approval before running a skill above the auto-approve risk, and cancels it when the alert resolves by itself", async () => {

@@ -21,12 +21,12 @@ const EXPECTED: Record<string, Array<string | null>> = {
   "flap-3-firing.json": ["restart-not-ready"],
   "grouped-multi.json": ["crashloop-after-deploy", "crashloop-after-deploy", "crashloop-after-deploy"],
   "mixed-status.json": ["replicas-mismatch-scale", null],
-  "newer-fields.json": [null],
+  "newer-fields.json": ["investigate-with-agent"],
   "quota-exceeded.json": ["quota-exceeded-raise"],
   "replicas-mismatch.json": ["replicas-mismatch-scale"],
   "target-down.json": ["target-down-probe"],
   "truncated-group.json": ["restart-not-ready", "restart-not-ready"],
-  "unicode-long.json": [null],
+  "unicode-long.json": ["investigate-with-agent"],
 };
 
 describe("pitcrew replay", () => {
