@@ -1,0 +1,60 @@
+import type { z } from "zod";
+import type { Config } from "../config/load.ts";
+import type { TaskQueue } from "../bus/port.ts";
+import type { Logger } from "../shared/logger.ts";
+import type { Store } from "../store/db.ts";
+import type { TaskService } from "../tasks/service.ts";
+import type { Skill } from "../skills/schema.ts";
+import type { SkillProblem } from "../skills/load.ts";
+import type { GitHost } from "../gitops/port.ts";
+import type { AnalysisOutcome } from "../incidents/analysis.ts";
+
+// The contract between the MCP server (server.ts) and its tools (tools/<verb-noun>.ts): one file
+// per tool, each a `defineTool(...)` with zod input and output shapes (every field described), the
+// scope it needs, and a handler that returns a short text summary plus structured data.
+
+export type Scope = "read" | "write" | "approve" | "admin";
+
+/** Who is calling: a configured or generated token, or an OIDC JWT. `admin` implies every scope. */
+export type Principal = { subject: string; scopes: ReadonlySet<Scope>; via: "token" | "jwt" };
+
+export type McpDeps = {
+  config: Config;
+  log: Logger;
+  store: Store;
+  queue: TaskQueue;
+  tasks: TaskService;
+  now: () => number;
+  skills: () => Skill[];
+  reloadSkills: () => { skills: Skill[]; problems: SkillProblem[] };
+  /** Runs analysis for an incident now (the analysis worker's analyze()). */
+  analyze: (incidentId: string) => Promise<AnalysisOutcome>;
+  /** The pull-request host, for approving merges; absent when none is configured. */
+  gitHost?: GitHost;
+  /** Wakes the outbox relay after a commit that queued work. */
+  kick: () => void;
+};
+
+export type ToolContext = { principal: Principal; deps: McpDeps };
+
+export type ToolResult<O> = { summary: string; data: O };
+
+export type ToolDef<I extends z.ZodRawShape = z.ZodRawShape, O extends z.ZodRawShape = z.ZodRawShape> = {
+  name: string;
+  title: string;
+  description: string;
+  scope: Scope;
+  input: I;
+  output: O;
+  /** MCP tool annotations: readOnlyHint, destructiveHint, idempotentHint. */
+  annotations?: { readOnlyHint?: boolean; destructiveHint?: boolean; idempotentHint?: boolean };
+  handler: (args: z.infer<z.ZodObject<I>>, ctx: ToolContext) => Promise<ToolResult<z.infer<z.ZodObject<O>>>>;
+};
+
+export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(def: ToolDef<I, O>): ToolDef<I, O> {
+  return def;
+}
+
+export function hasScope(p: Principal, scope: Scope): boolean {
+  return p.scopes.has("admin") || p.scopes.has(scope);
+}
