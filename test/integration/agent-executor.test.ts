@@ -10,6 +10,7 @@ import { withWorkspace } from "../../runner/workspace.ts";
 import type { TaskMessage } from "../../src/bus/jobs.ts";
 import { AppError } from "../../src/shared/errors.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { rejection } from "../helpers/assert.ts";
 
 // Real processes standing in for coding CLIs (node and sh scripts written here), a real bare git
 // repository to clone, real process groups to kill. Nothing is mocked.
@@ -96,14 +97,6 @@ function isDead(pid: number): boolean {
   }
 }
 
-async function rejection(p: Promise<unknown>): Promise<AppError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AppError);
-  return err as AppError;
-}
 
 // A CLI that hangs: it sleeps forever and leaves a grandchild that ignores SIGTERM, so only
 // killing the whole process group with SIGKILL ends everything.

@@ -1,4 +1,3 @@
-import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { FastifyInstance } from "fastify";
 import { createJetStreamQueue } from "../../src/bus/jetstream.ts";
@@ -6,26 +5,17 @@ import { createMemoryQueue } from "../../src/bus/memory.ts";
 import { buildHttpApp } from "../../src/http/app.ts";
 import { createMetrics } from "../../src/http/metrics.ts";
 import { AppError } from "../../src/shared/errors.ts";
-import { createLogger, silentLogger } from "../../src/shared/logger.ts";
+import { silentLogger } from "../../src/shared/logger.ts";
 import { hasNats, NATS_URL } from "../helpers/services.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
 import { deleteStreams, uniqueSettings } from "../helpers/queues.ts";
 import { startTcpProxy } from "../helpers/tcp-proxy.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { captureLogger } from "../helpers/assert.ts";
 
 const natsUp = await hasNats();
 const sqlite = (await storeFactories()).find((f) => f.name === "sqlite")!;
 
-function captureLogger() {
-  const lines: string[] = [];
-  const destination = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(String(chunk));
-      cb();
-    },
-  });
-  return { log: createLogger({ level: "info", destination }), lines };
-}
 
 describe("HTTP shell (embedded)", () => {
   let store: TestStore;

@@ -6,8 +6,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { runDrift } from "../../src/skills/builtins/drift.ts";
 import { runProbe } from "../../src/skills/builtins/probe.ts";
 import { callRemoteSkill, type HttpAction } from "../../src/skills/remote.ts";
-import { AppError } from "../../src/shared/errors.ts";
 import { verify } from "../../src/webhooks/sign.ts";
+import { rejection } from "../helpers/assert.ts";
 
 type Handler = (req: IncomingMessage, body: string, res: ServerResponse) => void;
 
@@ -30,14 +30,6 @@ async function startHttp(handler: Handler): Promise<{ url: string; server: Serve
   };
 }
 
-async function rejection(p: Promise<unknown>): Promise<AppError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AppError);
-  return err as AppError;
-}
 
 describe("probe (HTTP) against a real local server", () => {
   let srv: Awaited<ReturnType<typeof startHttp>>;

@@ -1,11 +1,10 @@
-import { Writable } from "node:stream";
 import { setupServer } from "msw/node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { createLogger } from "../../src/shared/logger.ts";
 import { createClaudePlanner, type ClaudeUsage } from "../../src/skills/planner-claude.ts";
 import { rulesPlanner, type PlanContext } from "../../src/skills/planner.ts";
 import { Skill } from "../../src/skills/schema.ts";
 import { createAnthropicMock, promptText, type AnthropicMock } from "../msw/anthropic.ts";
+import { captureLogger } from "../helpers/assert.ts";
 
 const API_KEY = "sk-ant-api03-test-Zq8vLx2Rk9Pw4Nc7Hd1Fy6Tb3Mj5Gs0";
 const MODEL = "claude-sonnet-5-5";
@@ -59,16 +58,6 @@ function crashloop(): PlanContext {
   };
 }
 
-function captureLogger() {
-  const lines: string[] = [];
-  const destination = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(String(chunk));
-      cb();
-    },
-  });
-  return { log: createLogger({ level: "debug", destination }), lines };
-}
 
 const server = setupServer();
 beforeAll(() => server.listen({ onUnhandledRequest: "error" }));
