@@ -28,7 +28,7 @@ COPY skills/ ./skills/
 COPY schedules/ ./schedules/
 COPY webhooks/ ./webhooks/
 # The code stays root-owned and read-only for the app; only the data directory is writable.
-RUN mkdir -p /app/data && chown node:node /app/data
+RUN mkdir -p /app/data /srv/gitops && chown node:node /app/data /srv/gitops
 USER node
 EXPOSE 18088
 # The slim image has no curl: ask node itself. Liveness only (/healthz never touches dependencies).

@@ -39,7 +39,13 @@ async function initBareRepository(path: string, branch: string, author: { name: 
     await git(work, ["add", "README.md"]);
     const env = { GIT_AUTHOR_NAME: author.name, GIT_AUTHOR_EMAIL: author.email, GIT_COMMITTER_NAME: author.name, GIT_COMMITTER_EMAIL: author.email };
     await git(work, ["commit", "--quiet", "-m", "Initial commit"], { env });
-    await git(work, ["push", "--quiet", path, `HEAD:refs/heads/${branch}`]);
+    try {
+      await git(work, ["push", "--quiet", path, `HEAD:refs/heads/${branch}`]);
+    } catch (err) {
+      // Another process (a second runner sharing the volume) created it first: use theirs.
+      const exists = await git(tmpdir(), ["--git-dir", path, "rev-parse", "--verify", "--quiet", `refs/heads/${branch}`]).then(() => true, () => false);
+      if (!exists) throw err;
+    }
   } finally {
     await rm(work, { recursive: true, force: true });
   }
