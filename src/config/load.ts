@@ -1,66 +1,15 @@
 import { hostname } from "node:os";
-import { isAbsolute, resolve } from "node:path";
+import { resolve } from "node:path";
 import { z } from "zod";
-import { parseDuration } from "../shared/duration.ts";
+import { ConfigError } from "./error.ts";
+import { bool, duration, int, labelList, optionalString } from "./fields.ts";
+import { parseAgentCommands, parseDatabase, parseGitops, parseMcpTokens, parseNatsServers, parseOidc, parseOrigins, type McpToken } from "./parse.ts";
+
+export { ConfigError } from "./error.ts";
+export { DEFAULT_AGENT_COMMANDS, MCP_SCOPES, type McpToken } from "./parse.ts";
 
 // Values that must never be echoed back in an error line.
-const SECRET_VARS = new Set(["DATABASE_URL", "NATS_URL", "NATS_TOKEN", "NATS_PASSWORD", "ALERTMANAGER_TOKEN", "ANTHROPIC_API_KEY", "ARGOCD_TOKEN", "GITHUB_TOKEN", "GITHUB_APP_PRIVATE_KEY"]);
-
-const duration = (fallback: string, min = 1) =>
-  z
-    .string()
-    .default(fallback)
-    .transform((v, ctx) => {
-      const ms = parseDuration(v);
-      if (ms === undefined || ms < min) {
-        ctx.addIssue({ code: "custom", message: `expected a duration like 500ms, 30s, 5m, 2h or 7d (at least ${min} ms)` });
-        return z.NEVER;
-      }
-      return ms;
-    });
-
-const int = (fallback: number, min: number, max: number) =>
-  z
-    .string()
-    .default(String(fallback))
-    .transform((v, ctx) => {
-      const n = Number(v);
-      if (!/^\s*-?\d+\s*$/.test(v) || n < min || n > max) {
-        ctx.addIssue({ code: "custom", message: `expected a whole number from ${min} to ${max}` });
-        return z.NEVER;
-      }
-      return n;
-    });
-
-const labelList = (fallback: string) =>
-  z
-    .string()
-    .default(fallback)
-    .transform((v, ctx) => {
-      const names = v.split(",").map((x) => x.trim()).filter(Boolean);
-      if (names.length === 0 || names.some((n) => !/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(n))) {
-        ctx.addIssue({ code: "custom", message: "expected comma-separated Prometheus label names" });
-        return z.NEVER;
-      }
-      return names;
-    });
-
-const bool = (fallback: boolean) =>
-  z
-    .string()
-    .default(String(fallback))
-    .transform((v, ctx) => {
-      const t = v.trim().toLowerCase();
-      if (["1", "true", "yes", "on"].includes(t)) return true;
-      if (["0", "false", "no", "off", ""].includes(t)) return false;
-      ctx.addIssue({ code: "custom", message: "expected true or false" });
-      return z.NEVER;
-    });
-
-const optionalString = z
-  .string()
-  .optional()
-  .transform((v) => (v === undefined || v.trim() === "" ? undefined : v.trim()));
+const SECRET_VARS = new Set(["DATABASE_URL", "NATS_URL", "NATS_TOKEN", "NATS_PASSWORD", "ALERTMANAGER_TOKEN", "ANTHROPIC_API_KEY", "ARGOCD_TOKEN", "GITHUB_TOKEN", "GITHUB_APP_PRIVATE_KEY", "MCP_TOKENS"]);
 
 export const Env = z.object({
   PORT: int(18088, 1, 65535),
@@ -130,6 +79,12 @@ export const Env = z.object({
   AGENT_ALLOW_ENV: labelList("ANTHROPIC_API_KEY"),
   AGENT_TIMEOUT: duration("30m", 1000),
   AUTO_APPROVE_MAX_RISK: z.enum(["read", "low", "medium", "high"], { message: "expected read, low, medium or high" }).default("read"),
+  MCP_TOKENS: optionalString,
+  MCP_OIDC_ISSUER: optionalString.pipe(z.url({ message: "expected an absolute http(s) URL" }).optional()),
+  MCP_OIDC_AUDIENCE: optionalString,
+  MCP_OIDC_JWKS_URL: optionalString.pipe(z.url({ message: "expected an absolute http(s) URL" }).optional()),
+  MCP_OIDC_SCOPE_CLAIM: z.string().min(1).default("scope"),
+  MCP_ALLOWED_ORIGINS: optionalString,
 });
 
 export type Database =
@@ -182,91 +137,17 @@ export type Config = {
         app?: { appId: string; privateKey: string; installationId: string };
       };
   agents: { commands: Record<string, string[]>; defaultAgent: string; allowEnv: string[]; timeoutMs: number };
-};
-
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "ConfigError";
-  }
-}
-
-function parseDatabase(url: string | undefined, dataDir: string, poolSize: number): Database {
-  if (!url) return { dialect: "sqlite", file: resolve(dataDir, "pitcrew.db") };
-  if (url.startsWith("mysql://")) {
-    try {
-      new URL(url);
-    } catch {
-      throw new ConfigError("DATABASE_URL: not a valid mysql:// URL");
-    }
-    return { dialect: "mysql", url, poolSize };
-  }
-  if (url.startsWith("sqlite:")) {
-    const path = url.slice("sqlite:".length).replace(/^\/\//, "");
-    if (!path) throw new ConfigError("DATABASE_URL: sqlite: needs a file path, e.g. sqlite:./data/pitcrew.db");
-    return { dialect: "sqlite", file: isAbsolute(path) ? path : resolve(path) };
-  }
-  throw new ConfigError("DATABASE_URL: expected mysql://user:pass@host:3306/db or sqlite:<file>");
-}
-
-function parseNatsServers(value: string): string[] {
-  const servers = value.split(",").map((s) => s.trim()).filter(Boolean);
-  for (const s of servers) {
-    if (!/^(nats|tls|ws|wss):\/\/[^\s]+$/.test(s) && !/^[^\s/:]+:\d+$/.test(s)) {
-      throw new ConfigError("NATS_URL: expected nats://host:4222 (comma-separated for a cluster)");
-    }
-  }
-  if (servers.length === 0) throw new ConfigError("NATS_URL: no server given");
-  return servers;
-}
-
-// Argument templates: each element is one argv entry; {{prompt}}, {{model}}, {{workdir}} are
-// replaced as whole values, never through a shell.
-export const DEFAULT_AGENT_COMMANDS: Record<string, string[]> = {
-  "claude-code": ["claude", "-p", "{{prompt}}", "--model", "{{model}}", "--permission-mode", "acceptEdits"],
-  opencode: ["opencode", "run", "--model", "{{model}}", "{{prompt}}"],
-  codex: ["codex", "exec", "--model", "{{model}}", "--full-auto", "{{prompt}}"],
-};
-
-function parseAgentCommands(value: string | undefined): Record<string, string[]> {
-  if (!value) return DEFAULT_AGENT_COMMANDS;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch {
-    throw new ConfigError('AGENT_COMMANDS: expected JSON like {"my-agent": ["my-cli", "--prompt", "{{prompt}}"]}');
-  }
-  const r = z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/), z.array(z.string()).min(1)).safeParse(parsed);
-  if (!r.success) throw new ConfigError("AGENT_COMMANDS: expected an object of name → non-empty array of strings");
-  return { ...DEFAULT_AGENT_COMMANDS, ...r.data };
-}
-
-function parseGitops(e: z.infer<typeof Env>, dataDir: string): Config["gitops"] {
-  const author = { name: e.GIT_AUTHOR_NAME, email: e.GIT_AUTHOR_EMAIL };
-  if (e.GITOPS_PROVIDER === "local") {
-    const repoPath = e.GITOPS_REPO ? resolve(e.GITOPS_REPO) : resolve(dataDir, "gitops.git");
-    return { provider: "local", repoPath, baseBranch: e.GITOPS_BASE_BRANCH, author };
-  }
-  const m = /^([A-Za-z0-9_.-]+)\/([A-Za-z0-9_.-]+)$/.exec(e.GITOPS_REPO ?? "");
-  if (!m) throw new ConfigError("GITOPS_REPO: with GITOPS_PROVIDER=github, expected owner/repo");
-  const app = e.GITHUB_APP_ID || e.GITHUB_APP_PRIVATE_KEY || e.GITHUB_APP_INSTALLATION_ID;
-  if (app && !(e.GITHUB_APP_ID && e.GITHUB_APP_PRIVATE_KEY && e.GITHUB_APP_INSTALLATION_ID)) {
-    throw new ConfigError("GITHUB_APP_ID/GITHUB_APP_PRIVATE_KEY/GITHUB_APP_INSTALLATION_ID: set all three for GitHub App authentication");
-  }
-  if (e.GITHUB_APP_INSTALLATION_ID && !/^\d+$/.test(e.GITHUB_APP_INSTALLATION_ID)) throw new ConfigError("GITHUB_APP_INSTALLATION_ID: expected a number");
-  if (e.GITHUB_APP_ID && !/^\d+$/.test(e.GITHUB_APP_ID)) throw new ConfigError("GITHUB_APP_ID: expected a number");
-  if (!app && !e.GITHUB_TOKEN) throw new ConfigError("GITHUB_TOKEN: required with GITOPS_PROVIDER=github (or a GitHub App: GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY, GITHUB_APP_INSTALLATION_ID)");
-  return {
-    provider: "github",
-    owner: m[1]!,
-    repo: m[2]!,
-    baseBranch: e.GITOPS_BASE_BRANCH,
-    author,
-    apiUrl: e.GITHUB_API_URL,
-    token: e.GITHUB_TOKEN,
-    app: app ? { appId: e.GITHUB_APP_ID!, privateKey: e.GITHUB_APP_PRIVATE_KEY!.replace(/\\n/g, "\n"), installationId: e.GITHUB_APP_INSTALLATION_ID! } : undefined,
+  mcp: {
+    /** From MCP_TOKENS; empty means one admin token is generated in `<dataDir>/secrets/mcp.token`. */
+    tokens: McpToken[];
+    /** Set when MCP_OIDC_ISSUER is: JWTs from that issuer are accepted. */
+    oidc?: { issuer: string; audience: string; jwksUrl?: string; scopeClaim: string };
+    /** Origins (`scheme://host[:port]`) whose browser requests /mcp accepts. */
+    allowedOrigins: string[];
   };
-}
+};
+
+
 
 /** The single reader of configuration. Throws ConfigError with one line naming the variable. */
 export function loadConfig(env: Record<string, string | undefined>): Config {
@@ -336,5 +217,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     gitops: parseGitops(e, dataDir),
     agents: { commands: parseAgentCommands(e.AGENT_COMMANDS), defaultAgent: e.AGENT_DEFAULT, allowEnv: e.AGENT_ALLOW_ENV, timeoutMs: e.AGENT_TIMEOUT },
     argocd: e.ARGOCD_URL && e.ARGOCD_TOKEN ? { baseUrl: e.ARGOCD_URL, token: e.ARGOCD_TOKEN, timeoutMs: e.ARGOCD_TIMEOUT } : undefined,
+    mcp: { tokens: parseMcpTokens(e.MCP_TOKENS), oidc: parseOidc(e), allowedOrigins: parseOrigins(e.MCP_ALLOWED_ORIGINS) },
   };
 }

@@ -7,6 +7,7 @@ import { errorHandler } from "./errors.ts";
 import type { Metrics } from "./metrics.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { alertmanagerRoutes, type AlertmanagerRouteDeps } from "../alerts/route.ts";
+import { mcpRoutes, type McpRouteDeps } from "../mcp/route.ts";
 
 export type HttpDeps = {
   log: Logger;
@@ -16,6 +17,8 @@ export type HttpDeps = {
   bodyLimit: number;
   /** The AlertManager webhook; absent in tests of the bare shell. */
   alertmanager?: Omit<AlertmanagerRouteDeps, "metrics" | "bodyLimit">;
+  /** The MCP endpoint (POST /mcp); absent in tests of the bare shell. */
+  mcp?: McpRouteDeps;
 };
 
 /** Assembles the HTTP app; does not listen (tests use inject, main/serve.ts listens). */
@@ -50,6 +53,10 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   if (deps.alertmanager) {
     const am = deps.alertmanager;
     await app.register(async (scope) => alertmanagerRoutes(scope, { ...am, metrics: deps.metrics, bodyLimit: deps.bodyLimit }));
+  }
+  if (deps.mcp) {
+    const mcp = deps.mcp;
+    await app.register(async (scope) => mcpRoutes(scope, mcp));
   }
   return app;
 }

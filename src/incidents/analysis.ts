@@ -72,13 +72,7 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
     await appendEvent(trx, store.dialect, { type: `guardrail.${name}`, incidentId: inc.id, ...ENGINE, reason, data, occurredAt: now }, now);
   }
 
-  function contextOf(inc: IncidentRow): PlanContext {
-    return {
-      incident: { id: inc.id, alertname: inc.alertname ?? "", fingerprint: inc.fingerprint, namespace: inc.namespace, service: inc.service, severity: inc.severity, title: inc.title },
-      labels: JSON.parse(inc.labels) as Record<string, string>,
-      annotations: JSON.parse(inc.annotations) as Record<string, string>,
-    };
-  }
+  const contextOf = incidentContext;
 
   /** The incident with its recent timeline and the closest past incidents, for the planner. */
   async function historyOf(inc: IncidentRow): Promise<PlanContext> {
@@ -197,48 +191,8 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
     return finishInline(incidentId, inlineRun.skill, inlineRun.params, skills);
   }
 
-  /**
-   * Queues the fix with everything the runner needs, rendered now: the runner reads no skills
-   * folder and runs exactly the plan that was decided (and, later, approved).
-   */
   async function queueFix(trx: Executor, inc: IncidentRow, skill: Skill, params: Record<string, unknown>, approval: string, t: number) {
-    const kind = actionKind(skill.action) === "agent" ? "agent" : "skill";
-    const data = templateData(contextOf(inc));
-    const a = skill.action;
-    const action =
-      "builtin" in a
-        ? { builtin: a.builtin }
-        : "patch" in a
-          ? { patch: renderValue(a.patch, data) }
-          : "agent" in a
-            ? { agent: { ...a.agent, prompt: renderTemplate(a.agent.prompt, data) } }
-            : { http: a.http };
-    await enqueueTask(
-      trx,
-      store.dialect,
-      {
-        kind,
-        pool: deps.fixPool ?? "default",
-        payload: {
-          incidentId: inc.id,
-          skill: skill.name,
-          title: inc.title,
-          params,
-          approval,
-          action,
-          rationale: inc.plan ? ((JSON.parse(inc.plan) as { rationale?: string }).rationale ?? null) : null,
-          // What the agent executor reads for agent skills.
-          ...("agent" in action && action.agent
-            ? { prompt: action.agent.prompt, agent: action.agent.command, timeoutMs: parseDuration(action.agent.timeout) }
-            : {}),
-        },
-        incidentId: inc.id,
-        createdBy: ENGINE.actor,
-        channel: ENGINE.channel,
-        idempotencyKey: `fix:${inc.id}:${inc.version}:${skill.name}`,
-      },
-      t,
-    );
+    await queueFixTask(trx, store.dialect, inc, skill, params, approval, t, { pool: deps.fixPool ?? "default", ...ENGINE });
   }
 
   /** Runs an inline skill outside any transaction, then records what it found. */
@@ -342,6 +296,68 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
       return deps.queue.consumeTasks(ANALYSIS_POOL, { concurrency }, handle);
     },
   };
+}
+
+/** What the planner and the templates know about an incident. */
+export function incidentContext(inc: IncidentRow): PlanContext {
+  return {
+    incident: { id: inc.id, alertname: inc.alertname ?? "", fingerprint: inc.fingerprint, namespace: inc.namespace, service: inc.service, severity: inc.severity, title: inc.title },
+    labels: JSON.parse(inc.labels) as Record<string, string>,
+    annotations: JSON.parse(inc.annotations) as Record<string, string>,
+  };
+}
+
+/**
+ * Queues the fix with everything the runner needs, rendered now: the runner reads no skills
+ * folder and runs exactly the plan that was decided (and, later, approved). Returns the task id.
+ */
+export async function queueFixTask(
+  trx: Executor,
+  dialect: Store["dialect"],
+  inc: IncidentRow,
+  skill: Skill,
+  params: Record<string, unknown>,
+  approval: string,
+  t: number,
+  by: { pool: string; actor: string; channel: string },
+): Promise<string> {
+  const kind = actionKind(skill.action) === "agent" ? "agent" : "skill";
+  const data = templateData(incidentContext(inc));
+  const a = skill.action;
+  const action =
+    "builtin" in a
+      ? { builtin: a.builtin }
+      : "patch" in a
+        ? { patch: renderValue(a.patch, data) }
+        : "agent" in a
+          ? { agent: { ...a.agent, prompt: renderTemplate(a.agent.prompt, data) } }
+          : { http: a.http };
+  return enqueueTask(
+    trx,
+    dialect,
+    {
+      kind,
+      pool: by.pool,
+      payload: {
+        incidentId: inc.id,
+        skill: skill.name,
+        title: inc.title,
+        params,
+        approval,
+        action,
+        rationale: inc.plan ? ((JSON.parse(inc.plan) as { rationale?: string }).rationale ?? null) : null,
+        // What the agent executor reads for agent skills.
+        ...("agent" in action && action.agent
+          ? { prompt: action.agent.prompt, agent: action.agent.command, timeoutMs: parseDuration(action.agent.timeout) }
+          : {}),
+      },
+      incidentId: inc.id,
+      createdBy: by.actor,
+      channel: by.channel,
+      idempotencyKey: `fix:${inc.id}:${inc.version}:${skill.name}`,
+    },
+    t,
+  );
 }
 
 /** After a resume: queue analysis again for every incident that waited in `detected`. */

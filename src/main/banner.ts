@@ -3,7 +3,10 @@ import type { AlertmanagerAuth } from "../alerts/route.ts";
 import { VERSION } from "../shared/version.ts";
 
 /** What `npm start` prints: where things are, and a ready-to-paste AlertManager receiver. */
-export function printBanner(config: Config, s: { embedded: boolean; dialect: string; auth: AlertmanagerAuth; tokenFromEnv: boolean; skills: number }): void {
+export function printBanner(
+  config: Config,
+  s: { embedded: boolean; dialect: string; auth: AlertmanagerAuth; tokenFromEnv: boolean; skills: number; mcp?: { token: string; path: string; created: boolean } },
+): void {
   const url = config.publicUrl;
   const mode = s.embedded
     ? `embedded (SQLite ${config.database.dialect === "sqlite" ? config.database.file : ""}, in-process queue, ${config.runner.concurrency} in-process runners)`
@@ -22,6 +25,13 @@ export function printBanner(config: Config, s: { embedded: boolean; dialect: str
           `              credentials: ${s.auth.token}`,
         ]
       : ["  receivers:", "    - name: pitcrew", "      webhook_configs:", `        - url: ${url}/webhooks/alertmanager`, "          send_resolved: true", "  (ALERTMANAGER_AUTH=none: the webhook takes requests without credentials)"];
+  // The generated token is shown once, when it is created; later starts point at the file.
+  const mcpAuth = s.mcp
+    ? s.mcp.created
+      ? [`  MCP admin token (shown once; kept in ${s.mcp.path}, \`pitcrew token\` shows it again):`, "", `    ${s.mcp.token}`, ""]
+      : [`  MCP admin token in ${s.mcp.path} (\`pitcrew token\` shows it)`]
+    : [`  MCP tokens from MCP_TOKENS (${config.mcp.tokens.map((t) => t.name).join(", ")})`];
+  if (config.mcp.oidc) mcpAuth.push(`  MCP also accepts JWTs from ${config.mcp.oidc.issuer} (audience ${config.mcp.oidc.audience})`);
   process.stdout.write(
     [
       "",
@@ -30,6 +40,8 @@ export function printBanner(config: Config, s: { embedded: boolean; dialect: str
       `  Liveness   ${url}/healthz`,
       `  Readiness  ${url}/readyz`,
       `  Metrics    ${url}/metrics`,
+      `  MCP        ${url}/mcp   (Streamable HTTP; Authorization: Bearer <token>)`,
+      ...mcpAuth,
       "",
       "  Point AlertManager at Pitcrew (alertmanager.yml):",
       "",

@@ -14,6 +14,7 @@ Commands:
   skills validate [dir]    check skill files (default SKILLS_DIR); exits 1 on any problem
   replay <alert.json> [--json]
                            show the incident and plan an AlertManager payload would produce; changes nothing
+  token [--rotate]         show the generated MCP token, or replace it (the old one works until the next restart)
   help      show this text
 
 Configuration comes from environment variables; see the README.`;
@@ -24,7 +25,7 @@ function fail(message: string): never {
 }
 
 async function main(argv: string[]): Promise<void> {
-  const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, strict: false, options: { version: { type: "boolean", short: "v" }, help: { type: "boolean", short: "h" }, json: { type: "boolean" } } });
+  const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, strict: false, options: { version: { type: "boolean", short: "v" }, help: { type: "boolean", short: "h" }, json: { type: "boolean" }, rotate: { type: "boolean" } } });
   if (values.version) {
     process.stdout.write(`${VERSION}\n`);
     return;
@@ -34,7 +35,7 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
-  if (!["serve", "runner", "migrate", "pause", "resume", "skills", "replay"].includes(command)) fail(`unknown command "${command}"\n\n${USAGE}`);
+  if (!["serve", "runner", "migrate", "pause", "resume", "skills", "replay", "token"].includes(command)) fail(`unknown command "${command}"\n\n${USAGE}`);
   if (command === "skills" && positionals[1] !== "validate") fail(`unknown skills command "${positionals[1] ?? ""}" (try: pitcrew skills validate [dir])`);
 
   let config: Config;
@@ -45,6 +46,11 @@ async function main(argv: string[]): Promise<void> {
     throw err;
   }
   const log = createLogger({ level: config.logLevel, name: `pitcrew-${command}` });
+
+  if (command === "token") {
+    process.stdout.write(`${(await import("./token.ts")).tokenCommand(config, values.rotate === true)}\n`);
+    return;
+  }
 
   // Commands load their modules on demand: a configuration error answers at once.
   const { describeStartupError, serve } = await import("./serve.ts");

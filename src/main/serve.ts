@@ -10,7 +10,7 @@ import { errorMessage, isAppError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { loadOrCreateToken } from "../shared/secrets.ts";
 import { VERSION } from "../shared/version.ts";
-import { formatProblem, loadSkills } from "../skills/load.ts";
+import { formatProblem, loadSkills, type LoadedSkills } from "../skills/load.ts";
 import { createPlanner } from "./planner.ts";
 import type { Skill } from "../skills/schema.ts";
 import { describeDbError, migrateToLatest, type Store } from "../store/db.ts";
@@ -23,6 +23,10 @@ import { createDeps } from "./deps.ts";
 import { createFleetMonitor } from "../fleet/monitor.ts";
 import { onShutdownSignal } from "./signals.ts";
 import { printBanner } from "./banner.ts";
+import { createMcpAuth, mcpTokens } from "../mcp/auth.ts";
+import type { McpDeps } from "../mcp/tool.ts";
+import type { InlineDeps } from "../skills/inline.ts";
+import type { GitHost } from "../gitops/port.ts";
 
 /** Migrates with retries: in a fresh `docker compose up` the database may still be starting. */
 export async function migrateWithRetry(store: Store, log: Logger, attempts = 30): Promise<string[]> {
@@ -41,10 +45,14 @@ export async function migrateWithRetry(store: Store, log: Logger, attempts = 30)
 
 /** Loads skills/; problems are logged with file and line, and the good skills still load. */
 export function loadSkillSet(dir: string, log: Logger): Skill[] {
-  const { skills, problems } = loadSkills(dir);
-  for (const p of problems) log.error({ problem: formatProblem(p) }, "skill not loaded");
-  log.info({ skills: skills.map((s) => s.name), dir }, "skills loaded");
-  return skills;
+  return loadSkillSetWithProblems(dir, log).skills;
+}
+
+export function loadSkillSetWithProblems(dir: string, log: Logger): LoadedSkills {
+  const loaded = loadSkills(dir);
+  for (const p of loaded.problems) log.error({ problem: formatProblem(p) }, "skill not loaded");
+  log.info({ skills: loaded.skills.map((s) => s.name), dir }, "skills loaded");
+  return loaded;
 }
 
 export function alertmanagerAuth(config: Config, log: Logger): { auth: AlertmanagerAuth; createdTokenPath?: string } {
@@ -76,7 +84,9 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   const tasks = deps.tasks;
   const ingester = createEventIngester({ store, queue, log, now: deps.now, onTerminal }).start();
   const deadLetters = handleDeadLetters({ queue, tasks, log });
-  const analysis = createAnalysisWorker({
+  // Remote skills name the env var that holds their signing secret.
+  const inline: InlineDeps = { argocd: config.argocd, secrets: (name) => process.env[name] };
+  const analysisWorker = createAnalysisWorker({
     store,
     queue,
     log,
@@ -85,17 +95,18 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     planner: createPlanner(config, log, store),
     guardrails: { ...config.guardrails },
     fixPool: config.runner.pool,
-    // Remote skills name the env var that holds their signing secret.
-    inline: { argocd: config.argocd, secrets: (name) => process.env[name] },
+    inline,
     onEnqueued: () => relay.kick(),
-  }).start(config.analysisConcurrency);
+  });
+  const analysis = analysisWorker.start(config.analysisConcurrency);
   relay.start();
   const fleet = createFleetMonitor({ store, log, now: deps.now, heartbeatMs: config.runner.heartbeatMs });
   fleet.start();
 
+  const gitHost = await openGitHost(config, log, embedded);
   const runner = embedded
     ? createRunner(
-        { queue, log: log.child({ component: "runner" }), executors: await buildExecutors(config, { host: await createGitHost(config, log), env: process.env }) },
+        { queue, log: log.child({ component: "runner" }), executors: await buildExecutors(config, { host: gitHost!, env: process.env }) },
         {
           id: `embedded-${config.runner.id}`,
           pool: config.runner.pool,
@@ -118,13 +129,36 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     settings: { flapWindowMs: config.guardrails.flapWindowMs, flapLimit: config.guardrails.flapLimit, maxFailedFixes: config.guardrails.maxFailedFixes, labels: config.labels },
     onCommitted: () => relay.kick(),
   });
+  const reloadSkills = () => {
+    const loaded = loadSkillSetWithProblems(config.skillsDir, log);
+    skills = loaded.skills;
+    return loaded;
+  };
+  const mcpDeps: McpDeps = {
+    config,
+    log,
+    store,
+    queue,
+    tasks,
+    now: deps.now,
+    skills: () => skills,
+    reloadSkills,
+    analyze: (incidentId) => analysisWorker.analyze(incidentId),
+    gitHost,
+    inline,
+    kick: () => relay.kick(),
+  };
+  const mcpToken = mcpTokens(config);
+  if (mcpToken.generated?.created) log.info({ path: mcpToken.generated.path }, "generated the MCP admin token");
+  const mcpAuth = createMcpAuth({ tokens: mcpToken.tokens, oidc: config.mcp.oidc, log });
+
   registerStoreGauges(deps.metrics, store);
-  const app = await buildHttpApp({ log, store, queue, metrics: deps.metrics, bodyLimit: config.bodyLimit, alertmanager: { intake, auth } });
+  const app = await buildHttpApp({ log, store, queue, metrics: deps.metrics, bodyLimit: config.bodyLimit, alertmanager: { intake, auth }, mcp: { deps: mcpDeps, auth: mcpAuth } });
   await app.listen({ port: config.port, host: config.host });
-  printBanner(config, { embedded, dialect: store.dialect, auth, tokenFromEnv: !!config.alertmanager.token, skills: skills.length });
+  printBanner(config, { embedded, dialect: store.dialect, auth, tokenFromEnv: !!config.alertmanager.token, skills: skills.length, mcp: mcpToken.generated });
 
   process.on("SIGHUP", () => {
-    skills = loadSkillSet(config.skillsDir, log);
+    reloadSkills();
   });
 
   onShutdownSignal(log, config.shutdownTimeoutMs, async () => {
@@ -140,6 +174,20 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     await queue.close();
     await store.close();
   });
+}
+
+/**
+ * The pull-request host: the embedded runner needs it; in distributed mode only MCP approvals of
+ * merges use it, so a host that cannot be set up there is logged and left out.
+ */
+async function openGitHost(config: Config, log: Logger, required: boolean): Promise<GitHost | undefined> {
+  if (required) return createGitHost(config, log);
+  try {
+    return await createGitHost(config, log);
+  } catch (err) {
+    log.warn({ error: errorMessage(err) }, "GitOps host not available: merge approvals over MCP are disabled");
+    return undefined;
+  }
 }
 
 export function describeStartupError(err: unknown): string {

@@ -8,6 +8,7 @@ import type { Skill } from "../skills/schema.ts";
 import type { SkillProblem } from "../skills/load.ts";
 import type { GitHost } from "../gitops/port.ts";
 import type { AnalysisOutcome } from "../incidents/analysis.ts";
+import type { InlineDeps } from "../skills/inline.ts";
 
 // The contract between the MCP server (server.ts) and its tools (tools/<verb-noun>.ts): one file
 // per tool, each a `defineTool(...)` with zod input and output shapes (every field described), the
@@ -31,6 +32,8 @@ export type McpDeps = {
   analyze: (incidentId: string) => Promise<AnalysisOutcome>;
   /** The pull-request host, for approving merges; absent when none is configured. */
   gitHost?: GitHost;
+  /** What inline skills (probe, drift, http) need; without it they run with Argo CD from config and no secrets. */
+  inline?: InlineDeps;
   /** Wakes the outbox relay after a commit that queued work. */
   kick: () => void;
 };
@@ -48,7 +51,9 @@ export type ToolDef<I extends z.ZodRawShape = z.ZodRawShape, O extends z.ZodRawS
   output: O;
   /** MCP tool annotations: readOnlyHint, destructiveHint, idempotentHint. */
   annotations?: { readOnlyHint?: boolean; destructiveHint?: boolean; idempotentHint?: boolean };
-  handler: (args: z.infer<z.ZodObject<I>>, ctx: ToolContext) => Promise<ToolResult<z.infer<z.ZodObject<O>>>>;
+  // A method, not a property: its parameters are then checked bivariantly, so every
+  // `defineTool(...)` fits in a plain `ToolDef[]` (the server validates args against `input`).
+  handler(args: z.infer<z.ZodObject<I>>, ctx: ToolContext): Promise<ToolResult<z.infer<z.ZodObject<O>>>>;
 };
 
 export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(def: ToolDef<I, O>): ToolDef<I, O> {

@@ -1,0 +1,35 @@
+import { z } from "zod";
+import { defineTool } from "../tool.ts";
+import { invalid } from "../../shared/errors.ts";
+import { decisionsFor } from "../decisions.ts";
+import { ApprovalView, approvalView, IncidentView, incidentView, mcpActor } from "../views.ts";
+
+export const approveAction = defineTool({
+  name: "approve_action",
+  title: "Approve an action",
+  description:
+    "Approves a pending, unexpired approval, by id or as the incident's pending one. A before_run approval runs the planned fix (queued to a runner, or inline); a before_merge approval merges the pull request and watches the alert. A decision already made answers who made it.",
+  scope: "approve",
+  input: {
+    approval_id: z.string().max(80).optional().describe("Approval id (apr_…); or give incident_id."),
+    incident_id: z.string().max(40).optional().describe("Approve this incident's pending approval."),
+    reason: z.string().max(1000).optional().describe("Why, recorded with the decision."),
+  },
+  output: {
+    approval: ApprovalView.describe("The approval, now approved."),
+    incident: IncidentView.describe("The incident afterwards."),
+    task_id: z.string().nullable().describe("The fix task queued by a before_run approval."),
+    merged: z.object({ number: z.number().int().describe("Pull request number."), sha: z.string().describe("Merge commit.") }).nullable().describe("The merge made by a before_merge approval."),
+    inline_result: z.string().nullable().describe("What an inline skill reported, when the approved skill ran inline."),
+  },
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false },
+  async handler(args, { principal, deps }) {
+    if (!args.approval_id && !args.incident_id) throw invalid("approval.ref_required", "give approval_id or incident_id");
+    const r = await decisionsFor(deps).approve({ approvalId: args.approval_id, incidentId: args.incident_id }, { subject: principal.subject, ...mcpActor(principal) }, args.reason ?? null);
+    const what = r.merged ? `merged pull request #${r.merged.number}` : r.taskId ? `queued fix task ${r.taskId}` : r.inline ? `ran inline: ${r.inline.summary}` : "approved";
+    return {
+      summary: `approved ${r.approval.id}: ${what}; incident ${r.incident.id} is ${r.incident.state}`,
+      data: { approval: approvalView(r.approval), incident: incidentView(r.incident), task_id: r.taskId, merged: r.merged, inline_result: r.inline?.summary ?? null },
+    };
+  },
+});

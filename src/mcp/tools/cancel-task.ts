@@ -1,0 +1,49 @@
+import { z } from "zod";
+import { defineTool } from "../tool.ts";
+import { conflict, errorMessage, notFound } from "../../shared/errors.ts";
+import { appendEvent } from "../../events/repo.ts";
+import { getTask } from "../../tasks/repo.ts";
+import { cancelQueuedTask } from "../task-actions.ts";
+import { mcpActor, TaskView, taskView } from "../views.ts";
+
+export const cancelTask = defineTool({
+  name: "cancel_task",
+  title: "Cancel a task",
+  description:
+    "Cancels a task. A queued task is cancelled at once. A running task is asked to stop: its runner aborts it and reports task.cancelled (watch get_task). A finished task cannot be cancelled.",
+  scope: "write",
+  input: {
+    task_id: z.string().min(1).max(40).describe("Task id (tsk_…)."),
+    reason: z.string().max(1000).optional().describe("Why, recorded in the timeline."),
+  },
+  output: {
+    task: TaskView.describe("The task after the request."),
+    outcome: z.enum(["cancelled", "cancel_requested"]).describe("cancelled: it was queued and is now cancelled; cancel_requested: it is running and its runner was told to stop."),
+  },
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false },
+  async handler(args, { principal, deps }) {
+    const { store, queue, log } = deps;
+    const by = mcpActor(principal);
+    const reason = args.reason ?? `cancelled by ${principal.subject}`;
+    const now = deps.now();
+    const task = await getTask(store.db, args.task_id);
+    if (!task) throw notFound("task.not_found", `task ${args.task_id} does not exist`);
+    if (task.state === "queued") {
+      const done = await store.db.transaction().execute((trx) => cancelQueuedTask(trx, store.dialect, task, by, reason, now));
+      if (done) {
+        // The message may already be on the bus: a runner that picks it up aborts before starting.
+        await queue.publishControl(task.id, "cancel").catch((err) => log.warn({ err: { message: errorMessage(err) }, taskId: task.id }, "cancel notice not published"));
+        const after = (await getTask(store.db, task.id))!;
+        return { summary: `task ${task.id} cancelled`, data: { task: taskView(after), outcome: "cancelled" as const } };
+      }
+    }
+    const current = (await getTask(store.db, task.id))!;
+    if (current.state !== "running" && current.state !== "queued") throw conflict("task.finished", `task ${task.id} is already ${current.state}`);
+    await queue.publishControl(task.id, "cancel");
+    await appendEvent(store.db, store.dialect, { type: "task.cancel_requested", taskId: task.id, incidentId: current.incident_id, ...by, reason, occurredAt: now }, now);
+    return {
+      summary: `asked the runner${current.runner_id ? ` ${current.runner_id}` : ""} to stop task ${task.id}; it reports task.cancelled when it has`,
+      data: { task: taskView(current), outcome: "cancel_requested" as const },
+    };
+  },
+});

@@ -1,0 +1,28 @@
+import { z } from "zod";
+import { defineTool } from "../tool.ts";
+import { INCIDENT_STATES } from "../../incidents/lifecycle.ts";
+import { listIncidents as queryIncidents } from "../../incidents/repo.ts";
+import { cursorIn, IncidentView, incidentView, limitIn, nextCursorOut } from "../views.ts";
+
+export const listIncidents = defineTool({
+  name: "list_incidents",
+  title: "List incidents",
+  description: "Lists incidents, newest first, optionally by state or namespace. Paginated: pass next_cursor back as cursor.",
+  scope: "read",
+  input: {
+    state: z.enum(INCIDENT_STATES).optional().describe("Only incidents in this state."),
+    namespace: z.string().max(255).optional().describe("Only incidents in this namespace."),
+    cursor: cursorIn,
+    limit: limitIn(200, 50),
+  },
+  output: {
+    incidents: z.array(IncidentView).describe("Incidents, newest first."),
+    next_cursor: nextCursorOut,
+  },
+  annotations: { readOnlyHint: true },
+  async handler(args, { deps }) {
+    const rows = await queryIncidents(deps.store.db, { state: args.state, namespace: args.namespace, afterId: args.cursor, limit: args.limit });
+    const next = rows.length === args.limit ? rows[rows.length - 1]!.id : null;
+    return { summary: `${rows.length} incident(s)${next ? "; more with next_cursor" : ""}`, data: { incidents: rows.map(incidentView), next_cursor: next } };
+  },
+});

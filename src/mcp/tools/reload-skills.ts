@@ -1,0 +1,24 @@
+import { z } from "zod";
+import { defineTool } from "../tool.ts";
+import { formatProblem } from "../../skills/load.ts";
+
+export const reloadSkills = defineTool({
+  name: "reload_skills",
+  title: "Reload skills",
+  description: "Reads the skills folder again. Bad files are reported (file:line: message) and skipped; the others load.",
+  scope: "admin",
+  input: {},
+  output: {
+    loaded: z.array(z.string()).describe("Names of the skills now loaded."),
+    problems: z.array(z.string()).describe("Problems found, as file:line: message."),
+  },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true },
+  async handler(_args, { deps }) {
+    const { skills, problems } = deps.reloadSkills();
+    const loaded = skills.map((s) => s.name);
+    return {
+      summary: `${loaded.length} skill(s) loaded${problems.length ? `; ${problems.length} problem(s): ${problems.map(formatProblem).join("; ")}` : ""}`,
+      data: { loaded, problems: problems.map(formatProblem) },
+    };
+  },
+});

@@ -1,0 +1,63 @@
+import { z } from "zod";
+import { defineTool } from "../tool.ts";
+import { invalid } from "../../shared/errors.ts";
+import { parseDuration } from "../../shared/duration.ts";
+import { mcpActor, TaskView, taskView } from "../views.ts";
+
+export const submitTask = defineTool({
+  name: "submit_task",
+  title: "Submit a task",
+  description:
+    "Queues a task for a runner. kind `prompt` runs a coding agent with a prompt (optionally in a cloned repository); kind `noop` does nothing but report progress (for checking the fleet). With an idempotency_key that was used before, returns that task instead of queueing another.",
+  scope: "write",
+  input: {
+    kind: z.enum(["prompt", "noop"]).describe("prompt: a free-form coding task for an agent; noop: a test task."),
+    prompt: z.string().min(1).max(100_000).optional().describe("The agent's instructions (required for kind prompt)."),
+    repo_url: z.string().min(1).max(2000).optional().describe("Repository to clone and work in (prompt only)."),
+    ref: z.string().max(255).optional().describe("Branch or tag to clone (prompt only)."),
+    agent: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/).max(64).optional().describe("Agent command name, e.g. claude-code, opencode, codex (prompt only; default AGENT_DEFAULT)."),
+    model: z.string().max(200).optional().describe("Model name passed to the agent (prompt only)."),
+    timeout: z.string().max(20).optional().describe('How long the agent may run, e.g. "30m" (prompt only; capped by AGENT_TIMEOUT).'),
+    steps: z.number().int().min(1).max(100).optional().describe("Progress steps to report (noop only)."),
+    sleep_ms: z.number().int().min(0).max(600_000).optional().describe("How long the task takes in total, in milliseconds (noop only)."),
+    pool: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/).optional().describe("Runner pool (default: RUNNER_POOL)."),
+    idempotency_key: z.string().min(1).max(200).optional().describe("Same key → same task: a retried call does not queue the work twice."),
+  },
+  output: {
+    task: TaskView.describe("The task (new, or the existing one for a repeated idempotency key)."),
+    created: z.boolean().describe("False when the idempotency key matched an existing task."),
+  },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false },
+  async handler(args, { principal, deps }) {
+    let payload: Record<string, unknown>;
+    if (args.kind === "prompt") {
+      if (!args.prompt) throw invalid("task.prompt_required", "kind prompt needs a prompt");
+      let timeoutMs: number | undefined;
+      if (args.timeout !== undefined) {
+        timeoutMs = parseDuration(args.timeout);
+        if (timeoutMs === undefined || timeoutMs < 1) throw invalid("task.bad_timeout", `timeout: expected a duration like 30s, 15m, 2h (got ${JSON.stringify(args.timeout)})`);
+      }
+      const agent = args.agent ?? deps.config.agents.defaultAgent;
+      const known = Object.keys(deps.config.agents.commands);
+      if (!known.includes(agent)) throw invalid("task.unknown_agent", `agent ${JSON.stringify(agent)} is not configured (known: ${known.join(", ")})`);
+      payload = { prompt: args.prompt, repoUrl: args.repo_url, ref: args.ref, agent, model: args.model, timeoutMs };
+    } else {
+      const stray = (["prompt", "repo_url", "ref", "agent", "model", "timeout"] as const).filter((k) => args[k] !== undefined);
+      if (stray.length) throw invalid("task.bad_field", `kind noop does not take ${stray.join(", ")}`);
+      payload = { steps: args.steps, sleepMs: args.sleep_ms };
+    }
+    // Absent options stay absent (JSON drops undefined), so the runner applies its defaults.
+    payload = JSON.parse(JSON.stringify(payload)) as Record<string, unknown>;
+    const by = mcpActor(principal);
+    const { task, created } = await deps.tasks.create({
+      kind: args.kind,
+      pool: args.pool ?? deps.config.runner.pool,
+      payload,
+      createdBy: by.actor,
+      channel: by.channel,
+      idempotencyKey: args.idempotency_key,
+    });
+    if (created) deps.kick();
+    return { summary: created ? `queued ${task.kind} task ${task.id}` : `task ${task.id} already exists for this idempotency key (${task.state})`, data: { task: taskView(task), created } };
+  },
+});

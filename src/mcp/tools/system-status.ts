@@ -1,0 +1,54 @@
+import { z } from "zod";
+import { defineTool } from "../tool.ts";
+import { errorMessage } from "../../shared/errors.ts";
+import { VERSION } from "../../shared/version.ts";
+import { getPause } from "../../system/settings.ts";
+
+const Check = z.object({
+  ok: z.boolean().describe("Whether the dependency answered."),
+  detail: z.string().describe('"ok", or what went wrong.'),
+});
+
+export const systemStatus = defineTool({
+  name: "system_status",
+  title: "System status",
+  description: "Shows the version, the mode (embedded or distributed), whether the store and the queue answer, and whether automation is paused.",
+  scope: "read",
+  input: {},
+  output: {
+    version: z.string().describe("Pitcrew version."),
+    mode: z.enum(["embedded", "distributed"]).describe("embedded: in-process queue and runners; distributed: NATS JetStream and separate runners."),
+    store: Check.extend({ dialect: z.enum(["sqlite", "mysql"]).describe("The database kind.") }).describe("The database."),
+    queue: Check.extend({ kind: z.enum(["memory", "jetstream"]).describe("The queue adapter.") }).describe("The task queue."),
+    paused: z
+      .object({
+        paused: z.boolean().describe("Whether automation is paused (incidents are recorded but not analysed or fixed)."),
+        by: z.string().nullable().describe("Who paused or resumed last."),
+        at: z.number().nullable().describe("When, in ms since the epoch."),
+        reason: z.string().nullable().describe("The reason given."),
+      })
+      .nullable()
+      .describe("The pause switch; null when the store did not answer."),
+  },
+  annotations: { readOnlyHint: true, idempotentHint: true },
+  async handler(_args, { deps }) {
+    const [store, queue] = await Promise.allSettled([deps.store.ping(1500), deps.queue.health()]);
+    const storeCheck = store.status === "fulfilled" ? { ok: true, detail: "ok" } : { ok: false, detail: errorMessage(store.reason) };
+    const queueCheck =
+      queue.status === "rejected" ? { ok: false, detail: errorMessage(queue.reason) } : queue.value.ok ? { ok: true, detail: "ok" } : { ok: false, detail: queue.value.reason };
+    const paused = storeCheck.ok ? await getPause(deps.store.db).catch(() => null) : null;
+    const mode: "embedded" | "distributed" = deps.queue.kind === "memory" ? "embedded" : "distributed";
+    const health = storeCheck.ok && queueCheck.ok ? "healthy" : `degraded (${[!storeCheck.ok && `store: ${storeCheck.detail}`, !queueCheck.ok && `queue: ${queueCheck.detail}`].filter(Boolean).join("; ")})`;
+    const pauseText = paused === null ? "pause state unknown" : paused.paused ? `automation PAUSED${paused.reason ? ` (${paused.reason})` : ""}` : "automation running";
+    return {
+      summary: `Pitcrew ${VERSION}, ${mode}: ${health}; ${pauseText}`,
+      data: {
+        version: VERSION,
+        mode,
+        store: { ...storeCheck, dialect: deps.store.dialect },
+        queue: { ...queueCheck, kind: deps.queue.kind },
+        paused,
+      },
+    };
+  },
+});

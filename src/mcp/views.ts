@@ -1,0 +1,203 @@
+import { z } from "zod";
+import type { Selectable } from "kysely";
+import type { ApprovalsTable, EventRow, IncidentRow, TaskRow } from "../store/schema.ts";
+import type { RunnerView } from "../fleet/repo.ts";
+import type { Principal } from "./tool.ts";
+
+// What the MCP tools show of store rows: snake_case, ISO timestamps, JSON columns parsed. Shared by
+// the tools so a task (or incident, event, approval) looks the same whichever tool returns it.
+
+export const iso = (ms: number | null | undefined): string | null => (ms === null || ms === undefined ? null : new Date(Number(ms)).toISOString());
+const isoOf = (ms: number): string => new Date(Number(ms)).toISOString();
+
+function parseJson(text: string | null): unknown {
+  if (text === null) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** Who a change made through MCP is recorded as. */
+export const mcpActor = (p: Principal) => ({ actor: `mcp:${p.subject}`, channel: "mcp" }) as const;
+
+export const cursorIn = z.string().max(100).optional().describe("Opaque cursor from a previous call's next_cursor; omit for the first page.");
+export const limitIn = (max: number, dflt: number) => z.number().int().min(1).max(max).default(dflt).describe(`Page size (1–${max}, default ${dflt}).`);
+export const nextCursorOut = z.string().nullable().describe("Pass as `cursor` to get the next page; null when this was the last page.");
+
+export const TaskView = z.object({
+  id: z.string().describe("Task id (tsk_…)."),
+  kind: z.string().describe("Task kind, e.g. prompt, noop, skill, agent, incident.analyze."),
+  pool: z.string().describe("Runner pool the task was queued to."),
+  state: z.enum(["queued", "running", "succeeded", "failed", "cancelled"]).describe("Task state."),
+  incident_id: z.string().nullable().describe("Incident the task belongs to, if any."),
+  payload: z.unknown().describe("The task's input."),
+  result: z.unknown().describe("The runner's result once succeeded, else null."),
+  error: z.string().nullable().describe("Why it failed or was cancelled."),
+  attempts: z.number().int().describe("Deliveries so far."),
+  runner_id: z.string().nullable().describe("Runner that last reported on the task."),
+  created_by: z.string().describe("Who created the task."),
+  created_at: z.string().describe("ISO time the task was created."),
+  updated_at: z.string().describe("ISO time of the last change."),
+  started_at: z.string().nullable().describe("ISO time a runner started it."),
+  finished_at: z.string().nullable().describe("ISO time it reached a terminal state."),
+  last_event_at: z.string().nullable().describe("ISO time of the runner's last event."),
+});
+export type TaskView = z.infer<typeof TaskView>;
+
+export function taskView(t: TaskRow): TaskView {
+  return {
+    id: t.id,
+    kind: t.kind,
+    pool: t.pool,
+    state: t.state,
+    incident_id: t.incident_id,
+    payload: parseJson(t.payload),
+    result: parseJson(t.result),
+    error: t.error,
+    attempts: Number(t.attempts),
+    runner_id: t.runner_id,
+    created_by: t.created_by,
+    created_at: isoOf(t.created_at),
+    updated_at: isoOf(t.updated_at),
+    started_at: iso(t.started_at),
+    finished_at: iso(t.finished_at),
+    last_event_at: iso(t.last_event_at),
+  };
+}
+
+export const EventView = z.object({
+  seq: z.number().int().describe("Position in the timeline (increasing)."),
+  id: z.string().describe("Event id."),
+  type: z.string().describe("Event type, e.g. task.progress, incident.approved, approval.requested."),
+  task_id: z.string().nullable().describe("Task the event is about."),
+  incident_id: z.string().nullable().describe("Incident the event is about."),
+  actor: z.string().describe("Who caused it (mcp:<subject>, runner:<id>, pitcrew:analysis, …)."),
+  channel: z.string().describe("Through what: mcp, runner, engine, alertmanager, telegram, …"),
+  reason: z.string().nullable().describe("Why, in words."),
+  data: z.unknown().describe("Event details."),
+  occurred_at: z.string().describe("ISO time it happened."),
+});
+export type EventView = z.infer<typeof EventView>;
+
+export function eventView(e: EventRow): EventView {
+  return {
+    seq: Number(e.seq),
+    id: e.id,
+    type: e.type,
+    task_id: e.task_id,
+    incident_id: e.incident_id,
+    actor: e.actor,
+    channel: e.channel,
+    reason: e.reason,
+    data: parseJson(e.data),
+    occurred_at: isoOf(e.occurred_at),
+  };
+}
+
+export const IncidentView = z.object({
+  id: z.string().describe("Incident id (inc_…)."),
+  title: z.string().describe("Short title."),
+  state: z.string().describe("Lifecycle state: detected, analyzing, fixing, proposed, approved, verifying, resolved, rejected, failed, escalated, suppressed."),
+  source: z.string().describe("Where it came from: alertmanager or mcp."),
+  severity: z.string().nullable().describe("Severity label."),
+  namespace: z.string().nullable().describe("Kubernetes namespace."),
+  service: z.string().nullable().describe("Service name."),
+  alertname: z.string().nullable().describe("Alert name, for alert-driven incidents."),
+  fingerprint: z.string().describe("Alert fingerprint (or the manual incident's own key)."),
+  labels: z.record(z.string(), z.string()).describe("Labels."),
+  plan: z.unknown().describe("The recorded plan (skill, params, risk, approval), or null."),
+  flap_count: z.number().int().describe("Times it re-fired soon after resolving."),
+  failed_fixes: z.number().int().describe("Fixes that failed."),
+  opened_at: z.string().describe("ISO time it opened."),
+  updated_at: z.string().describe("ISO time of the last change."),
+  resolved_at: z.string().nullable().describe("ISO time it resolved."),
+});
+export type IncidentView = z.infer<typeof IncidentView>;
+
+export function incidentView(i: IncidentRow): IncidentView {
+  return {
+    id: i.id,
+    title: i.title,
+    state: i.state,
+    source: i.source,
+    severity: i.severity,
+    namespace: i.namespace,
+    service: i.service,
+    alertname: i.alertname,
+    fingerprint: i.fingerprint,
+    labels: (parseJson(i.labels) ?? {}) as Record<string, string>,
+    plan: parseJson(i.plan),
+    flap_count: Number(i.flap_count),
+    failed_fixes: Number(i.failed_fixes),
+    opened_at: isoOf(i.opened_at),
+    updated_at: isoOf(i.updated_at),
+    resolved_at: iso(i.resolved_at),
+  };
+}
+
+export type ApprovalRow = Selectable<ApprovalsTable>;
+
+export const ApprovalView = z.object({
+  id: z.string().describe("Approval id (apr_…)."),
+  incident_id: z.string().describe("Incident the approval belongs to."),
+  task_id: z.string().nullable().describe("Fix task that opened the pull request (before_merge); null for before_run."),
+  kind: z.enum(["before_run", "before_merge"]).describe("before_run: run the planned fix; before_merge: merge its pull request."),
+  state: z.string().describe("pending, approved, rejected or cancelled."),
+  risk: z.string().describe("Risk of the action."),
+  action: z.unknown().describe("What is approved: the plan (before_run) or the pull request (before_merge)."),
+  requested_at: z.string().describe("ISO time it was requested."),
+  expires_at: z.string().describe("ISO time after which it can no longer be decided."),
+  decided_at: z.string().nullable().describe("ISO time of the decision."),
+  decided_by: z.string().nullable().describe("Who decided."),
+  channel: z.string().nullable().describe("Through what it was decided (mcp, telegram, …)."),
+  reason: z.string().nullable().describe("The decider's reason."),
+});
+export type ApprovalView = z.infer<typeof ApprovalView>;
+
+export function approvalView(a: ApprovalRow): ApprovalView {
+  const action = parseJson(a.action) as { merge?: unknown } | null;
+  return {
+    id: a.id,
+    incident_id: a.incident_id,
+    task_id: a.task_id,
+    kind: action && typeof action === "object" && "merge" in action ? "before_merge" : "before_run",
+    state: a.state,
+    risk: a.risk,
+    action,
+    requested_at: isoOf(a.requested_at),
+    expires_at: isoOf(a.expires_at),
+    decided_at: iso(a.decided_at),
+    decided_by: a.decided_by,
+    channel: a.channel,
+    reason: a.reason,
+  };
+}
+
+export const RunnerOut = z.object({
+  id: z.string().describe("Runner id."),
+  host: z.string().describe("Host name."),
+  version: z.string().describe("Runner version."),
+  pool: z.string().describe("Pool it consumes."),
+  concurrency: z.number().int().describe("Tasks it runs at once."),
+  running_task_ids: z.array(z.string()).describe("Tasks it reported running in its last heartbeat."),
+  stale: z.boolean().describe("True when unseen for more than two heartbeat intervals."),
+  started_at: z.string().describe("ISO time it started."),
+  last_seen_at: z.string().describe("ISO time of its last heartbeat."),
+});
+export type RunnerOut = z.infer<typeof RunnerOut>;
+
+export function runnerView(r: RunnerView): RunnerOut {
+  return {
+    id: r.id,
+    host: r.host,
+    version: r.version,
+    pool: r.pool,
+    concurrency: Number(r.concurrency),
+    running_task_ids: r.runningTaskIds,
+    stale: r.stale,
+    started_at: isoOf(r.started_at),
+    last_seen_at: isoOf(r.last_seen_at),
+  };
+}
