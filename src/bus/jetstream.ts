@@ -1,3 +1,6 @@
+// The JetStream adapter of the TaskQueue port. Over 400 lines on purpose: connection state
+// (connected, streams ensured, consumers ensured) is shared by every method through one closure,
+// and splitting it would pass that state around instead of keeping it in one place.
 import { connect, type NatsConnection, type Subscription as NatsSub } from "@nats-io/transport-node";
 import {
   AckPolicy,
