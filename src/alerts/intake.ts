@@ -8,7 +8,7 @@ import { appendEvent } from "../events/repo.ts";
 import { isAppError } from "../shared/errors.ts";
 import { newId } from "../shared/ids.ts";
 import { applyTransition } from "../incidents/service.ts";
-import { countFailedIncidents, findOpenByKey, findOpenWithFingerprint, findRecentlyResolved, getIncident, latestStatusByFingerprint } from "../incidents/repo.ts";
+import { countFailedIncidents, findOpenByKey, findOpenWithFingerprint, findRecentlyResolved, getIncident, latestStatusByFingerprint, newIncidentRow } from "../incidents/repo.ts";
 import { enqueueTask } from "../tasks/service.ts";
 import { rankSkills } from "../skills/match.ts";
 import { renderTemplate } from "../skills/template.ts";
@@ -137,32 +137,24 @@ export function createAlertIntake(deps: IntakeDeps) {
       }
 
       const id = newId("inc", now);
-      const row: IncidentRow = {
-        id,
-        fingerprint: a.fingerprint,
-        dedupe_key: key.startsWith("d:") ? key : null,
-        open_key: key,
-        title: a.title,
-        state: "detected",
-        source: "alertmanager",
-        severity: a.severity,
-        namespace: a.namespace,
-        service: a.service,
-        labels: JSON.stringify(a.labels),
-        annotations: JSON.stringify(a.annotations),
-        plan: null,
-        flap_count: 0,
-        failed_fixes: 0,
-        truncated_alerts: payload.truncatedAlerts,
-        alertname: a.alertname,
-        llm_calls: 0,
-        llm_input_tokens: 0,
-        llm_output_tokens: 0,
-        version: 0,
-        opened_at: now,
-        updated_at: now,
-        resolved_at: null,
-      };
+      const row = newIncidentRow(
+        {
+          id,
+          fingerprint: a.fingerprint,
+          dedupe_key: key.startsWith("d:") ? key : null,
+          open_key: key,
+          title: a.title,
+          source: "alertmanager",
+          severity: a.severity,
+          namespace: a.namespace,
+          service: a.service,
+          alertname: a.alertname,
+          labels: a.labels,
+          annotations: a.annotations,
+          truncatedAlerts: payload.truncatedAlerts,
+        },
+        now,
+      );
       await trx.insertInto("incidents").values(row).execute();
       await insertAlert(trx, a, id, payload, now);
       await appendEvent(

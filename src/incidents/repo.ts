@@ -67,3 +67,31 @@ export async function countIncidentsByState(db: Executor): Promise<Record<string
   const rows = await db.selectFrom("incidents").select(["state", (eb) => eb.fn.countAll<number>().as("n")]).groupBy("state").execute();
   return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
 }
+
+export type NewIncident = Pick<IncidentRow, "id" | "fingerprint" | "dedupe_key" | "open_key" | "title" | "source" | "severity" | "namespace" | "service" | "alertname"> & {
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  truncatedAlerts?: number;
+};
+
+/** A freshly detected incident row, every counter at zero. */
+export function newIncidentRow(n: NewIncident, now: number): IncidentRow {
+  const { labels, annotations, truncatedAlerts, ...fields } = n;
+  return {
+    ...fields,
+    state: "detected",
+    labels: JSON.stringify(labels),
+    annotations: JSON.stringify(annotations),
+    plan: null,
+    flap_count: 0,
+    failed_fixes: 0,
+    truncated_alerts: truncatedAlerts ?? 0,
+    llm_calls: 0,
+    llm_input_tokens: 0,
+    llm_output_tokens: 0,
+    version: 0,
+    opened_at: now,
+    updated_at: now,
+    resolved_at: null,
+  };
+}

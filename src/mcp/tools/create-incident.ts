@@ -4,7 +4,7 @@ import { appendEvent } from "../../events/repo.ts";
 import { ANALYSIS_POOL } from "../../incidents/analysis.ts";
 import { enqueueTask } from "../../tasks/service.ts";
 import { newId } from "../../shared/ids.ts";
-import type { IncidentRow } from "../../store/schema.ts";
+import { newIncidentRow } from "../../incidents/repo.ts";
 import { IncidentView, incidentView, mcpActor } from "../views.ts";
 
 export const createIncident = defineTool({
@@ -36,32 +36,23 @@ export const createIncident = defineTool({
     if (args.alertname && !labels.alertname) labels.alertname = args.alertname;
     // A manual incident has no alert fingerprint; its own key keeps it out of alert dedupe.
     const key = `m:${id}`;
-    const row: IncidentRow = {
-      id,
-      fingerprint: key,
-      dedupe_key: null,
-      open_key: key,
-      title: args.title,
-      state: "detected",
-      source: "mcp",
-      severity: args.severity ?? null,
-      namespace: args.namespace ?? null,
-      service: args.service ?? null,
-      labels: JSON.stringify(labels),
-      annotations: JSON.stringify({ summary: args.title }),
-      plan: null,
-      flap_count: 0,
-      failed_fixes: 0,
-      truncated_alerts: 0,
-      alertname: args.alertname ?? null,
-      llm_calls: 0,
-      llm_input_tokens: 0,
-      llm_output_tokens: 0,
-      version: 0,
-      opened_at: now,
-      updated_at: now,
-      resolved_at: null,
-    };
+    const row = newIncidentRow(
+      {
+        id,
+        fingerprint: key,
+        dedupe_key: null,
+        open_key: key,
+        title: args.title,
+        source: "mcp",
+        severity: args.severity ?? null,
+        namespace: args.namespace ?? null,
+        service: args.service ?? null,
+        alertname: args.alertname ?? null,
+        labels,
+        annotations: { summary: args.title },
+      },
+      now,
+    );
     const taskId = await store.db.transaction().execute(async (trx) => {
       await trx.insertInto("incidents").values(row).execute();
       await appendEvent(trx, store.dialect, { type: "incident.detected", incidentId: id, ...by, reason: args.title, data: { source: "mcp", labels }, occurredAt: now }, now);
