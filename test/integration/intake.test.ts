@@ -149,14 +149,49 @@ for (const f of factories) {
       expect(res.json().outcomes[0].outcome).toBe("opened");
     });
 
-    it("accepts every good fixture and records each alert once", async () => {
+    // fixture (posted alone, fresh ids) → the outcome of each of its alerts.
+    const OUTCOMES: Record<string, string[]> = {
+      "argocd-outofsync.json": ["opened"],
+      "cpu-throttling.json": ["opened"],
+      "crashloop-firing.json": ["opened"],
+      "crashloop-repeat.json": ["opened"],
+      "crashloop-resolved.json": ["resolve_recorded"],
+      "flap-1-firing.json": ["opened"],
+      "flap-2-resolved.json": ["resolve_recorded"],
+      "flap-3-firing.json": ["opened"],
+      "grouped-multi.json": ["opened", "joined", "joined"],
+      "mixed-status.json": ["opened", "resolve_recorded"],
+      "newer-fields.json": ["opened"],
+      "quota-exceeded.json": ["opened"],
+      "replicas-mismatch.json": ["opened"],
+      "target-down.json": ["opened"],
+      "truncated-group.json": ["opened", "joined"],
+      "unicode-long.json": ["opened"],
+    };
+
+    it("gives every good fixture its expected outcomes, incidents, states and events", async () => {
+      expect(Object.keys(OUTCOMES).sort()).toEqual(Object.keys(manifest.good).sort());
       for (const [file, m] of Object.entries(manifest.good)) {
         const tag = newTag();
         h.clock.set("2026-11-20T08:00:00Z");
         const res = await postAlerts(h.app, fixture(file, tag), TOKEN);
         expect(res.statusCode, `${file}: ${res.body}`).toBe(200);
-        expect(res.json().alerts, file).toBe(m.alerts);
-        for (const x of m.fingerprints) expect((await alertsOf(store, fp(x, tag))).length, `${file} ${x}`).toBeGreaterThanOrEqual(1);
+        const outcomes = res.json().outcomes as Array<{ outcome: string; incidentId: string | null }>;
+        expect(outcomes.map((o) => o.outcome), file).toEqual(OUTCOMES[file]);
+        for (const x of m.fingerprints) expect((await alertsOf(store, fp(x, tag))).length, `${file} ${x}`).toBe(1);
+        // Each opened incident: detected, its detection event, one analysis job through the outbox.
+        for (const o of outcomes.filter((x) => x.outcome === "opened")) {
+          const inc = (await getIncident(store.db, o.incidentId!))!;
+          expect(inc.state, file).toBe("detected");
+          expect(inc.truncated_alerts, file).toBe(m.truncatedAlerts);
+          const joins = outcomes.filter((x) => x.outcome === "joined").length;
+          expect((await listEvents(store.db, { incidentId: inc.id })).map((e) => e.type), file).toEqual(["incident.detected", "task.created", ...Array(joins).fill("alert.joined")]);
+          const [job] = await analyzeTasks(store, inc.id);
+          expect(await store.db.selectFrom("outbox").select("id").where("msg_id", "=", job!.id).execute(), file).toHaveLength(1);
+        }
+        // Joined alerts sit on the incident their group opened.
+        const opened = outcomes.find((o) => o.outcome === "opened")?.incidentId;
+        for (const o of outcomes.filter((x) => x.outcome === "joined")) expect(o.incidentId, file).toBe(opened);
       }
       h.clock.set("2026-11-20T08:15:00Z");
     });
