@@ -21,6 +21,7 @@ import { buildExecutors } from "../../runner/executors/index.ts";
 import { createGitHost } from "./gitops.ts";
 import { createDeps } from "./deps.ts";
 import { createFleetMonitor } from "../fleet/monitor.ts";
+import { createVerifier } from "../incidents/verifier.ts";
 import { onShutdownSignal } from "./signals.ts";
 import { printBanner } from "./banner.ts";
 import { createMcpAuth, mcpTokens } from "../mcp/auth.ts";
@@ -102,6 +103,8 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   relay.start();
   const fleet = createFleetMonitor({ store, log, now: deps.now, heartbeatMs: config.runner.heartbeatMs });
   fleet.start();
+  const verifier = createVerifier({ store, log, now: deps.now, skills: () => skills });
+  verifier.start();
 
   const gitHost = await openGitHost(config, log, embedded);
   const runner = embedded
@@ -168,6 +171,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     await runner?.stop();
     await analysis.stop();
     fleet.stop();
+    verifier.stop();
     await relay.stop();
     await deadLetters.stop();
     await ingester.stop();

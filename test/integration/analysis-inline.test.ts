@@ -80,6 +80,39 @@ describe("inline skills in the analysis worker", () => {
     expect(await store.db.selectFrom("tasks").select("id").where("incident_id", "=", id).where("kind", "=", "skill").execute()).toHaveLength(0);
   });
 
+  it("escalates an incident whose fix did not resolve the alert within the skill's window, and closes one that did", async () => {
+    healthy = true;
+    const { createVerifier } = await import("../../src/incidents/verifier.ts");
+    const skill = Skill.parse({ ...probeSkill(), verify: { alert_resolves_within: "10m" } });
+    const tagA = newTag();
+    const a = (await postAlerts(h.app, fixture("target-down.json", tagA), TOKEN)).json().incidents[0];
+    expect(await worker([skill]).analyze(a)).toBe("verifying");
+    const verifier = createVerifier({ store, log: silentLogger, now: () => h.clock.now, skills: () => [skill] });
+    await verifier.tick();
+    h.clock.advance(9 * 60_000);
+    await verifier.tick();
+    expect((await getIncident(store.db, a))!.state).toBe("verifying");
+    h.clock.advance(2 * 60_000);
+    expect(await verifier.tick()).toBeGreaterThanOrEqual(1);
+    expect((await getIncident(store.db, a))!.state).toBe("escalated");
+    expect((await listEvents(store.db, { incidentId: a, type: "incident.escalated" }))[0]!.reason).toBe("the alert still fires 10m after the fix");
+
+    // A second incident whose alert resolves in time is closed by the intake, not escalated.
+    const tagB = newTag();
+    const body = fixture("target-down.json", tagB);
+    const b = (await postAlerts(h.app, body, TOKEN)).json().incidents[0];
+    expect(await worker([skill]).analyze(b)).toBe("verifying");
+    h.clock.advance(60_000);
+    body.status = "resolved";
+    body.alerts[0].status = "resolved";
+    body.alerts[0].endsAt = new Date(h.clock.now).toISOString();
+    await postAlerts(h.app, body, TOKEN);
+    expect((await getIncident(store.db, b))!.state).toBe("resolved");
+    h.clock.advance(20 * 60_000);
+    await verifier.tick();
+    expect((await getIncident(store.db, b))!.state).toBe("resolved");
+  });
+
   it("escalates with the probe's evidence when the target is down", async () => {
     healthy = false;
     const id = (await postAlerts(h.app, fixture("target-down.json", newTag()), TOKEN)).json().incidents[0];
