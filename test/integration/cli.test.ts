@@ -8,7 +8,8 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { createJetStreamQueue } from "../../src/bus/jetstream.ts";
 import type { TaskEvent } from "../../src/bus/jobs.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
-import { hasMysql, hasNats, MYSQL_URL, NATS_URL } from "../helpers/services.ts";
+import { hasMysql, hasNats, NATS_URL } from "../helpers/services.ts";
+import { privateMysqlUrl } from "../helpers/store.ts";
 import { freePort, spawnPitcrew } from "../helpers/process.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { deleteStreams } from "../helpers/queues.ts";
@@ -84,7 +85,9 @@ describe.skipIf(!natsUp || !mysqlUp)("pitcrew serve (distributed)", () => {
   it("serves with /readyz 200 on MySQL and NATS, having created both streams", async () => {
     const prefix = `t${randomBytes(4).toString("hex")}`;
     const port = await freePort();
-    const p = spawnPitcrew(["serve"], { PORT: String(port), DATABASE_URL: MYSQL_URL, NATS_URL, NATS_PREFIX: prefix });
+    // Its own database: the server's outbox relay would otherwise publish other tests' rows.
+    const db = await privateMysqlUrl();
+    const p = spawnPitcrew(["serve"], { PORT: String(port), DATABASE_URL: db.url, NATS_URL, NATS_PREFIX: prefix, DATA_DIR: tempDir() });
     try {
       await waitFor(async () => (await get(port, "/readyz")).status === 200, 30_000, 200);
       const nc = await connect({ servers: [NATS_URL] });
@@ -101,6 +104,7 @@ describe.skipIf(!natsUp || !mysqlUp)("pitcrew serve (distributed)", () => {
     } finally {
       p.child.kill("SIGKILL");
       await removeStreams(prefix);
+      await db.drop();
     }
   });
 });
