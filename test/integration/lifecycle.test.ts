@@ -267,5 +267,21 @@ for (const f of factories) {
       expect(await types(store, id)).toContain("approval.cancelled");
       h.clock.set("2026-11-20T08:15:00Z");
     });
+
+    it("expires an approval nobody decided and escalates its incident", async () => {
+      const { createVerifier } = await import("../../src/incidents/verifier.ts");
+      h.clock.set("2026-11-22T09:20:00Z");
+      const id = await open(fixture("argocd-outofsync.json", newTag()));
+      expect(await h.analysis.analyze(id)).toBe("awaiting_approval");
+      const verifier = createVerifier({ store, log: silentLogger, now: () => h.clock.now, skills: () => skills });
+      await verifier.expireApprovals();
+      expect((await store.db.selectFrom("approvals").select("state").where("incident_id", "=", id).executeTakeFirstOrThrow()).state).toBe("pending");
+      h.clock.advance(61 * 60_000);
+      expect(await verifier.expireApprovals()).toBeGreaterThanOrEqual(1);
+      expect((await store.db.selectFrom("approvals").select("state").where("incident_id", "=", id).executeTakeFirstOrThrow()).state).toBe("expired");
+      expect((await getIncident(store.db, id))!.state).toBe("escalated");
+      expect(await types(store, id)).toEqual(expect.arrayContaining(["approval.expired", "incident.escalated"]));
+      h.clock.set("2026-11-20T08:15:00Z");
+    });
   });
 }
