@@ -74,7 +74,7 @@ export async function proposeChange(
   input: ProposeInput,
   ctx: Parameters<Executor>[1],
   modify: (repoDir: string) => Promise<RepoChange>,
-): Promise<{ changed: false; summary: string } | { changed: true; summary: string; files: string[]; details: Record<string, unknown>; pr: { number: number; url: string; branch: string; reused: boolean } }> {
+): Promise<{ changed: false; summary: string } | { changed: true; summary: string; files: string[]; details: Record<string, unknown>; pr: { number: number; url: string; branch: string; sha: string; reused: boolean } }> {
   const branch = branchFor(input.incidentId, input.skill);
   const env = { ...(await opts.host.auth()).env, GIT_TERMINAL_PROMPT: "0" };
   const dir = await mkdtemp(join(opts.workspaceBase ?? tmpdir(), "pitcrew-skill-"));
@@ -107,11 +107,12 @@ export async function proposeChange(
     await ctx.progress(`pushing ${branch}`, 70);
     await git(repo, ["push", "--quiet", "--no-verify", `--force-with-lease=refs/heads/${branch}:${remote}`, "origin", `HEAD:refs/heads/${branch}`], { env, timeoutMs: 300_000 });
 
+    const sha = (await git(repo, ["rev-parse", "HEAD"])).trim();
     const existing = await opts.host.findOpenPullRequest(branch);
     const pr = existing ?? (await opts.host.createPullRequest({ branch, base: opts.baseBranch, title: input.title.slice(0, 250), body: input.body(change) }));
     await ctx.prOpened?.({ url: pr.url, branch, number: pr.number });
     await ctx.progress(existing ? `updated pull request #${pr.number}` : `opened pull request #${pr.number}`, 100);
-    return { changed: true, summary: change.summary, files: change.files, details: change.details, pr: { number: pr.number, url: pr.url, branch, reused: !!existing } };
+    return { changed: true, summary: change.summary, files: change.files, details: change.details, pr: { number: pr.number, url: pr.url, branch, sha, reused: !!existing } };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

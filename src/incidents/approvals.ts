@@ -44,7 +44,7 @@ export type DecisionResult = {
 };
 
 type PlanAction = { skill?: string; params?: Record<string, unknown>; approval?: string };
-type MergeAction = { merge: { number: number; url?: string; branch?: string } };
+type MergeAction = { merge: { number: number; url?: string; branch?: string; sha?: string } };
 
 const parseAction = (a: ApprovalRow): PlanAction | MergeAction => JSON.parse(a.action) as PlanAction | MergeAction;
 const isMerge = (a: PlanAction | MergeAction): a is MergeAction => "merge" in a && typeof (a as MergeAction).merge?.number === "number";
@@ -124,7 +124,8 @@ export function createApprovalDecisions(deps: DecisionDeps) {
     const inc0 = await getIncident(store.db, a.incident_id);
     if (!inc0 || inc0.state !== "proposed") throw conflict("incident.not_proposed", `incident ${a.incident_id} is ${inc0?.state ?? "gone"}, not waiting for approval`);
     // Merge first: a failed merge (conflict, head moved) leaves the approval pending to retry.
-    const merged = await deps.gitHost.mergePullRequest(action.merge.number, { method: "merge" });
+    // Pinned to the commit the runner proposed: anything pushed since was not what was approved.
+    const merged = await deps.gitHost.mergePullRequest(action.merge.number, { method: "merge", sha: action.merge.sha });
     if (!merged.merged) throw new AppError("conflict", "gitops.not_merged", `pull request #${action.merge.number} was not merged`);
     const now = deps.now();
     const result = await store.db.transaction().execute(async (trx) => {

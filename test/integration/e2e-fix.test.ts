@@ -10,6 +10,7 @@ import { createAnalysisWorker } from "../../src/incidents/analysis.ts";
 import { incidentFixHook } from "../../src/incidents/fix-outcome.ts";
 import { getIncident } from "../../src/incidents/repo.ts";
 import { createLocalGitHost } from "../../src/gitops/local.ts";
+import { createApprovalDecisions } from "../../src/incidents/approvals.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import { rulesPlanner } from "../../src/skills/planner.ts";
 import { createRunner } from "../../runner/worker.ts";
@@ -115,5 +116,20 @@ describe("from alert to pull request (embedded)", () => {
     expect(approvals[0]!.state).toBe("pending");
     // The runner's scratch workspace is gone.
     expect(readdirSync(dir).filter((d) => d.startsWith("pitcrew-skill-"))).toEqual([]);
+
+    // The approval pins the commit the runner proposed: a push after it makes the merge refuse.
+    const action = JSON.parse(approvals[0]!.action) as { merge: { sha: string } };
+    expect(action.merge.sha).toBe(run(dir, "--git-dir", bare, "rev-parse", branch).trim());
+    const other = join(dir, "other");
+    run(dir, "clone", "--quiet", "--branch", branch, bare, other);
+    writeFileSync(join(other, "EXTRA.md"), "not reviewed\n");
+    run(other, "add", ".");
+    run(other, "commit", "--quiet", "-m", "sneaky");
+    run(other, "push", "--quiet", "origin", `HEAD:${branch}`);
+    const decisions = createApprovalDecisions({ store, log: silentLogger, now: Date.now, skills: () => skills, gitHost: createLocalGitHost({ repoPath: bare }), fixPool: "default" });
+    const by = { subject: "alice", actor: "mcp:alice", channel: "mcp" };
+    await expect(decisions.approve({ incidentId: id }, by, null)).rejects.toMatchObject({ code: "gitops.head_moved" });
+    expect((await store.db.selectFrom("approvals").select("state").where("incident_id", "=", id).executeTakeFirstOrThrow()).state).toBe("pending");
+    expect(run(dir, "--git-dir", bare, "log", "-1", "--format=%s", "main").trim()).toBe("checkout v1.5.0");
   });
 });
