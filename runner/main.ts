@@ -6,7 +6,7 @@ import type { Logger } from "../src/shared/logger.ts";
 import { VERSION } from "../src/shared/version.ts";
 import { buildExecutors } from "./executors/index.ts";
 import { createGitHost } from "../src/main/gitops.ts";
-import { createRunner } from "./worker.ts";
+import { createRunner, runnerOptions } from "./worker.ts";
 
 /** `pitcrew runner`: a standalone runner process for distributed mode. Needs NATS, not the database. */
 export async function runRunnerProcess(config: Config, log: Logger): Promise<void> {
@@ -16,15 +16,7 @@ export async function runRunnerProcess(config: Config, log: Logger): Promise<voi
   const queue = createQueue(config, log, `pitcrew-runner-${config.runner.id}`);
   const runner = createRunner(
     { queue, log: log.child({ component: "runner" }), executors: await buildExecutors(config, { host: await createGitHost(config, log), env: process.env }) },
-    {
-      id: config.runner.id,
-      pool: config.runner.pool,
-      concurrency: config.runner.concurrency,
-      heartbeatMs: config.runner.heartbeatMs,
-      ackWaitMs: config.task.ackWaitMs,
-      version: VERSION,
-      drainTimeoutMs: Math.max(100, config.shutdownTimeoutMs - 2000),
-    },
+    runnerOptions(config, config.runner.id, VERSION),
   );
   runner.start();
   process.stdout.write(`  Pitcrew runner ${config.runner.id} (${VERSION}) pulling pool "${config.runner.pool}" with concurrency ${config.runner.concurrency}\n`);

@@ -189,3 +189,21 @@ export function createRunner(deps: { queue: TaskQueue; log: Logger; executors: R
 }
 
 export type Runner = ReturnType<typeof createRunner>;
+
+/** The runner's options from configuration; `id` differs for the in-process runner. */
+export function runnerOptions(
+  config: { runner: { pool: string; concurrency: number; heartbeatMs: number }; task: { ackWaitMs: number }; shutdownTimeoutMs: number },
+  id: string,
+  version: string,
+): RunnerOptions {
+  return {
+    id,
+    pool: config.runner.pool,
+    concurrency: config.runner.concurrency,
+    heartbeatMs: config.runner.heartbeatMs,
+    ackWaitMs: config.task.ackWaitMs,
+    version,
+    // Leave the last two seconds of the shutdown budget for closing connections.
+    drainTimeoutMs: Math.max(100, config.shutdownTimeoutMs - 2000),
+  };
+}

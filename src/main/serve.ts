@@ -16,7 +16,7 @@ import type { Skill } from "../skills/schema.ts";
 import { describeDbError, migrateToLatest, type Store } from "../store/db.ts";
 import { handleDeadLetters } from "../tasks/dead-letter.ts";
 import { requeuePendingTasks } from "../tasks/requeue.ts";
-import { createRunner } from "../../runner/worker.ts";
+import { createRunner, runnerOptions } from "../../runner/worker.ts";
 import { buildExecutors } from "../../runner/executors/index.ts";
 import { createGitHost } from "./gitops.ts";
 import { createDeps } from "./deps.ts";
@@ -110,15 +110,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   const runner = embedded
     ? createRunner(
         { queue, log: log.child({ component: "runner" }), executors: await buildExecutors(config, { host: gitHost!, env: process.env }) },
-        {
-          id: `embedded-${config.runner.id}`,
-          pool: config.runner.pool,
-          concurrency: config.runner.concurrency,
-          heartbeatMs: config.runner.heartbeatMs,
-          ackWaitMs: config.task.ackWaitMs,
-          version: VERSION,
-          drainTimeoutMs: Math.max(100, config.shutdownTimeoutMs - 2000),
-        },
+        runnerOptions(config, `embedded-${config.runner.id}`, VERSION),
       )
     : undefined;
   runner?.start();
