@@ -1,5 +1,9 @@
 # syntax=docker/dockerfile:1
-# Pitcrew control plane (`pitcrew serve`). Build: docker build -t pitcrew .
+# Pitcrew: one image definition, two targets.
+#   control plane: docker build -t pitcrew .                     (the default, last stage)
+#   runner:        docker build --target runner -t pitcrew-runner .
+# Both run git: runners clone and push GitOps repositories, the control plane merges approved
+# pull requests and, in embedded mode, runs the runners itself.
 
 # --- dependencies ------------------------------------------------------------------------------
 FROM node:22-bookworm-slim AS deps
@@ -14,8 +18,12 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund \
  && npm cache clean --force
 
-# --- runtime -----------------------------------------------------------------------------------
-FROM node:22-bookworm-slim
+# --- shared runtime ----------------------------------------------------------------------------
+FROM node:22-bookworm-slim AS runtime
+# git and the CA bundle, to clone, push and merge over HTTPS.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
@@ -27,12 +35,20 @@ COPY migrations/ ./migrations/
 COPY skills/ ./skills/
 COPY schedules/ ./schedules/
 COPY webhooks/ ./webhooks/
-# The code stays root-owned and read-only for the app; only the data directory is writable.
+# The code stays root-owned and read-only for the app; only the data directories are writable.
 RUN mkdir -p /app/data /srv/gitops && chown node:node /app/data /srv/gitops
 USER node
+ENTRYPOINT ["node", "bin/pitcrew.mjs"]
+
+# --- runner: needs NATS_URL, never the database, serves no HTTP --------------------------------
+FROM runtime AS runner
+# No HEALTHCHECK: a runner has no HTTP server; it reports liveness by heartbeats on NATS.
+CMD ["runner"]
+
+# --- control plane (default) -------------------------------------------------------------------
+FROM runtime AS serve
 EXPOSE 18088
 # The slim image has no curl: ask node itself. Liveness only (/healthz never touches dependencies).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 18088) + '/healthz', { signal: AbortSignal.timeout(4000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-ENTRYPOINT ["node", "bin/pitcrew.mjs"]
 CMD ["serve"]
