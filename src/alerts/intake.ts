@@ -8,7 +8,7 @@ import { appendEvent } from "../events/repo.ts";
 import { isAppError } from "../shared/errors.ts";
 import { newId } from "../shared/ids.ts";
 import { applyTransition } from "../incidents/service.ts";
-import { countFailedIncidents, findOpenByKey, findOpenWithFingerprint, findRecentlyResolved, getIncident, latestStatusByFingerprint, newIncidentRow } from "../incidents/repo.ts";
+import { countFailedIncidents, findOpenByKey, findOpenWithFingerprint, findRecentlyResolved, latestStatusByFingerprint, newIncidentRow } from "../incidents/repo.ts";
 import { enqueueTask } from "../tasks/service.ts";
 import { rankSkills } from "../skills/match.ts";
 import { renderTemplate } from "../skills/template.ts";
@@ -236,7 +236,6 @@ export function createAlertIntake(deps: IntakeDeps) {
       deps.onCommitted?.();
       return outcomes;
     },
-    getIncident: (id: string) => getIncident(store.db, id),
   };
 }
 

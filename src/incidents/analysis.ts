@@ -11,9 +11,9 @@ import { getPause } from "../system/settings.ts";
 import { enqueueTask } from "../tasks/service.ts";
 import { updateTaskIfActive } from "../tasks/repo.ts";
 import { actionKind, type Risk, type Skill } from "../skills/schema.ts";
-import { approvalFor, pinParams } from "../skills/policy.ts";
+import { applyPolicy, approvalFor, pinParams } from "../skills/policy.ts";
 import { inlineError, isInline, runInline, type InlineDeps, type InlineOutcome } from "../skills/inline.ts";
-import { templateData } from "../skills/planner.ts";
+import { renderParams, templateData } from "../skills/planner.ts";
 import { renderTemplate, renderValue } from "../skills/template.ts";
 import type { Plan, PlanContext, Planner } from "../skills/planner.ts";
 import { getIncident } from "./repo.ts";
@@ -74,6 +74,28 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
 
   const contextOf = incidentContext;
 
+  /**
+   * The rate and namespace guardrails every new fix passes: when one stops it, its event is
+   * written and the incident escalated, and the answer is true.
+   */
+  async function limitsStop(trx: Executor, inc: IncidentRow, t: number): Promise<boolean> {
+    const g = deps.guardrails;
+    const hour = await countFixTasksSince(trx, t - 3_600_000);
+    if (hour >= g.maxPrsPerHour) return stop(trx, inc, t, "max_prs_per_hour", `${hour} fixes in the last hour (MAX_PRS_PER_HOUR ${g.maxPrsPerHour})`, "hourly fix limit reached", { count: hour });
+    const day = await countFixTasksSince(trx, t - 86_400_000);
+    if (day >= g.maxPrsPerDay) return stop(trx, inc, t, "max_prs_per_day", `${day} fixes in the last day (MAX_PRS_PER_DAY ${g.maxPrsPerDay})`, "daily fix limit reached", { count: day });
+    if (!inc.namespace) return false;
+    const busy = await countFixesInNamespace(trx, inc.namespace, inc.id);
+    if (busy < g.maxFixesPerNamespace) return false;
+    return stop(trx, inc, t, "namespace_busy", `${busy} fixes already under way in ${inc.namespace} (MAX_FIXES_PER_NAMESPACE ${g.maxFixesPerNamespace})`, `too many fixes under way in ${inc.namespace}`, { count: busy, namespace: inc.namespace });
+  }
+
+  async function stop(trx: Executor, inc: IncidentRow, t: number, name: string, why: string, reason: string, data: Record<string, unknown>): Promise<true> {
+    await guardrail(trx, inc, name, why, t, data);
+    await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason }, t);
+    return true;
+  }
+
   /** The incident with its recent timeline and the closest past incidents, for the planner. */
   async function historyOf(inc: IncidentRow): Promise<PlanContext> {
     const events = await store.db.selectFrom("events").select(["type", "reason", "occurred_at"]).where("incident_id", "=", inc.id).orderBy("seq", "desc").limit(20).execute();
@@ -124,20 +146,12 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
         return "escalated";
       }
       const skill = skills.find((s) => s.name === plan!.skill)!;
-      const approval = approvalFor(skill, deps.guardrails.autoApproveMaxRisk);
+      // A model chooses the skill; the author's literal values, and for unattended skills every
+      // value, come from the skill and the alert, not from the model.
+      const policed = applyPolicy(plan, skill, contextOf(inc), deps.guardrails.autoApproveMaxRisk);
+      const approval = policed.approval;
+      plan = policed.plan;
       const needsApproval = approval.required;
-      if (plan.planner !== "rules") {
-        // A model chooses the skill; the author's literal values, and for unattended skills every
-        // value, come from the skill and the alert, not from the model.
-        let rendered: Record<string, unknown> | undefined;
-        try {
-          rendered = renderValue(skill.action.with, templateData(contextOf(inc))) as Record<string, unknown>;
-        } catch {
-          rendered = undefined;
-        }
-        const { params, pinned } = pinParams(skill, plan.params, rendered, needsApproval);
-        plan = { ...plan, params, rationale: pinned.length ? `${plan.rationale} [pinned by policy: ${pinned.join(", ")}]` : plan.rationale };
-      }
       const planRecord = { ...plan, risk: skill.risk, approval: approval.required ? approval.when : "none", action: actionKind(skill.action) };
       await trx.updateTable("incidents").set({ plan: JSON.stringify(planRecord) }).where("id", "=", inc.id).execute();
       inc = { ...inc, plan: JSON.stringify(planRecord) };
@@ -148,26 +162,7 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
         await applyTransition(trx, store.dialect, inc, "suppress", { ...ENGINE, reason: "dry run" }, t);
         return "suppressed";
       }
-      const hour = await countFixTasksSince(trx, t - 3_600_000);
-      if (hour >= deps.guardrails.maxPrsPerHour) {
-        await guardrail(trx, inc, "max_prs_per_hour", `${hour} fixes in the last hour (MAX_PRS_PER_HOUR ${deps.guardrails.maxPrsPerHour})`, t, { count: hour });
-        await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: "hourly fix limit reached" }, t);
-        return "escalated";
-      }
-      const day = await countFixTasksSince(trx, t - 86_400_000);
-      if (day >= deps.guardrails.maxPrsPerDay) {
-        await guardrail(trx, inc, "max_prs_per_day", `${day} fixes in the last day (MAX_PRS_PER_DAY ${deps.guardrails.maxPrsPerDay})`, t, { count: day });
-        await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: "daily fix limit reached" }, t);
-        return "escalated";
-      }
-      if (inc.namespace) {
-        const busy = await countFixesInNamespace(trx, inc.namespace, inc.id);
-        if (busy >= deps.guardrails.maxFixesPerNamespace) {
-          await guardrail(trx, inc, "namespace_busy", `${busy} fixes already under way in ${inc.namespace} (MAX_FIXES_PER_NAMESPACE ${deps.guardrails.maxFixesPerNamespace})`, t, { count: busy, namespace: inc.namespace });
-          await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: `too many fixes under way in ${inc.namespace}` }, t);
-          return "escalated";
-        }
-      }
+      if (await limitsStop(trx, inc, t)) return "escalated";
       if (needsApproval && skill.approval === "before_run") {
         const expires = t + 3_600_000;
         await trx
@@ -218,13 +213,20 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
         // e.g. a red probe hands over to a restart: planned, policed and queued like any fix.
         let params: Record<string, unknown>;
         try {
-          params = renderValue(next.action.with, templateData(contextOf(inc))) as Record<string, unknown>;
+          params = renderParams(next, contextOf(inc));
         } catch (err) {
           await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: `${result.summary}; ${next.name} cannot run: ${inlineError(err)}` }, t);
           return "escalated";
         }
         const approval = approvalFor(next, deps.guardrails.autoApproveMaxRisk);
         await appendEvent(trx, store.dialect, { type: "incident.planned", incidentId, ...ENGINE, reason: `${skill.name} reported failure; following with ${next.name}`, data: { skill: next.name, params, planner: "rules", risk: next.risk, approval: approval.required ? approval.when : "none" }, occurredAt: t }, t);
+        // The follow-up is a new fix: the same limits apply, and one that must be approved
+        // before it runs goes to a person (a before-merge approval still waits on its PR).
+        if (await limitsStop(trx, inc, t)) return "escalated";
+        if (approval.required && approval.when === "before_run") {
+          await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: `${result.summary}; ${next.name} needs approval before it runs` }, t);
+          return "escalated";
+        }
         await queueFix(trx, inc, next, params, approval.required ? approval.when : "none", t);
         return "fixing";
       }
@@ -234,6 +236,7 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
           const approval = approvalFor(target, deps.guardrails.autoApproveMaxRisk);
           if (!approval.required) {
             const pinned = pinParams(target, result.params, undefined, false).params;
+            if (await limitsStop(trx, inc, t)) return "escalated";
             await queueFix(trx, inc, target, pinned, "none", t);
             return "fixing";
           }
@@ -256,7 +259,11 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
     const { taskId } = msg.data;
     const incidentId = msg.data.payload.incidentId;
     const now = deps.now();
-    await updateTaskIfActive(store.db, taskId, { state: "running", attempts: d.attempt, started_at: now, updated_at: now, runner_id: "control-plane" });
+    if (!(await updateTaskIfActive(store.db, taskId, { state: "running", attempts: d.attempt, started_at: now, updated_at: now, runner_id: "control-plane" }))) {
+      // Cancelled (or already done) while it waited on the bus: nothing to analyse.
+      await d.ack();
+      return;
+    }
     const keepAlive = setInterval(() => d.working(), 5000);
     try {
       const outcome = await analyze(incidentId);

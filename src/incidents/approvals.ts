@@ -65,11 +65,15 @@ export async function findApproval(db: Executor, ref: { approvalId?: string; inc
 }
 
 function assertDecidable(a: ApprovalRow, now: number): void {
+  assertPending(a);
+  if (Number(a.expires_at) <= now) throw conflict("approval.expired", `approval ${a.id} expired at ${new Date(Number(a.expires_at)).toISOString()}`);
+}
+
+function assertPending(a: ApprovalRow): void {
   if (a.state !== "pending") {
     const when = a.decided_at ? ` at ${new Date(Number(a.decided_at)).toISOString()}` : "";
     throw conflict("approval.already_decided", `approval ${a.id} is already ${a.state}: already decided by ${a.decided_by ?? "unknown"}${a.channel ? ` via ${a.channel}` : ""}${when}`);
   }
-  if (Number(a.expires_at) <= now) throw conflict("approval.expired", `approval ${a.id} expired at ${new Date(Number(a.expires_at)).toISOString()}`);
 }
 
 /** Marks the approval decided unless someone else decided it first (the guard is in the WHERE). */
@@ -130,7 +134,9 @@ export function createApprovalDecisions(deps: DecisionDeps) {
     const now = deps.now();
     const result = await store.db.transaction().execute(async (trx) => {
       const cur = (await trx.selectFrom("approvals").selectAll().where("id", "=", a.id).executeTakeFirstOrThrow()) as ApprovalRow;
-      assertDecidable(cur, now);
+      // The merge has happened: only a decision made meanwhile stops us, not the deadline
+      // passing during the merge call.
+      assertPending(cur);
       const approval = await markDecided(trx, store.dialect, cur, "approved", by, reason, now);
       await appendEvent(trx, store.dialect, { type: "pr.merged", incidentId: a.incident_id, taskId: a.task_id, actor: by.actor, channel: by.channel, reason: `pull request #${action.merge.number} merged`, data: { pr: action.merge, sha: merged.sha }, occurredAt: now }, now);
       let inc = (await getIncident(trx, a.incident_id))!;

@@ -70,7 +70,3 @@ export function transition(state: IncidentState, event: IncidentEvent): Transiti
 export function allowedEvents(state: IncidentState): IncidentEvent[] {
   return (Object.keys(TABLE) as IncidentEvent[]).filter((e) => TABLE[e].from.includes(state));
 }
-
-export function isIncidentState(s: string): s is IncidentState {
-  return (INCIDENT_STATES as readonly string[]).includes(s);
-}

@@ -5,14 +5,10 @@ import { normalizeAlert } from "../alerts/normalize.ts";
 import { AlertmanagerPayload } from "../alerts/payload.ts";
 import { describePayloadProblem } from "../alerts/route.ts";
 import { openKeyFor } from "../alerts/intake.ts";
-import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { loadSkills } from "../skills/load.ts";
-import { approvalFor, pinParams } from "../skills/policy.ts";
-import { renderValue } from "../skills/template.ts";
-import type { Skill } from "../skills/schema.ts";
-import type { NormalizedAlert } from "../alerts/normalize.ts";
-import type { Planner } from "../skills/planner.ts";
+import { applyPolicy } from "../skills/policy.ts";
+import type { PlanContext, Planner } from "../skills/planner.ts";
 
 export type ReplayResult = {
   alert: { alertname: string; status: string; fingerprint: string };
@@ -43,24 +39,18 @@ export async function replay(file: string, config: Config, planner: Planner, log
       results.push({ ...base, plan: null, note: "a resolved alert closes its open incident; nothing is planned" });
       continue;
     }
-    const plan = await planner.plan(
-      {
-        incident: { id: "inc_replay", alertname: n.alertname, fingerprint: n.fingerprint, namespace: n.namespace, service: n.service, severity: n.severity, title: n.title },
-        labels: n.labels,
-        annotations: n.annotations,
-      },
-      skills,
-    );
-    if (!plan) {
+    const ctx: PlanContext = {
+      incident: { id: "inc_replay", alertname: n.alertname, fingerprint: n.fingerprint, namespace: n.namespace, service: n.service, severity: n.severity, title: n.title },
+      labels: n.labels,
+      annotations: n.annotations,
+    };
+    const chosen = await planner.plan(ctx, skills);
+    if (!chosen) {
       results.push({ ...base, plan: null, note: "no skill matches: the incident would be escalated" });
       continue;
     }
-    const skill = skills.find((s) => s.name === plan.skill)!;
-    const approval = approvalFor(skill, config.guardrails.autoApproveMaxRisk);
-    if (plan.planner !== "rules") {
-      const rendered = planFromRulesFor(skill, n);
-      plan.params = pinParams(skill, plan.params, rendered, approval.required).params;
-    }
+    const skill = skills.find((s) => s.name === chosen.skill)!;
+    const { plan, approval } = applyPolicy(chosen, skill, ctx, config.guardrails.autoApproveMaxRisk);
     results.push({ ...base, plan: { ...plan, risk: skill.risk, approval: approval.required ? approval.when : "none" } });
   }
   return results;
@@ -80,20 +70,4 @@ export function formatReplay(results: ReplayResult[]): string {
     } else out.push(`  plan: none — ${r.note}`);
   }
   return out.join("\n");
-}
-
-export function replayError(err: unknown): string {
-  return errorMessage(err);
-}
-
-function planFromRulesFor(skill: Skill, n: NormalizedAlert): Record<string, unknown> | undefined {
-  try {
-    return renderValue(skill.action.with, {
-      labels: n.labels,
-      annotations: n.annotations,
-      incident: { id: "inc_replay", alertname: n.alertname, fingerprint: n.fingerprint, namespace: n.namespace, service: n.service, severity: n.severity },
-    }) as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
 }

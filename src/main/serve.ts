@@ -45,26 +45,22 @@ export async function migrateWithRetry(store: Store, log: Logger, attempts = 30)
 }
 
 /** Loads skills/; problems are logged with file and line, and the good skills still load. */
-export function loadSkillSet(dir: string, log: Logger): Skill[] {
-  return loadSkillSetWithProblems(dir, log).skills;
-}
-
-export function loadSkillSetWithProblems(dir: string, log: Logger): LoadedSkills {
+export function loadSkillSet(dir: string, log: Logger): LoadedSkills {
   const loaded = loadSkills(dir);
   for (const p of loaded.problems) log.error({ problem: formatProblem(p) }, "skill not loaded");
   log.info({ skills: loaded.skills.map((s) => s.name), dir }, "skills loaded");
   return loaded;
 }
 
-export function alertmanagerAuth(config: Config, log: Logger): { auth: AlertmanagerAuth; createdTokenPath?: string } {
+export function alertmanagerAuth(config: Config, log: Logger): AlertmanagerAuth {
   if (config.alertmanager.auth === "none") {
     log.warn("ALERTMANAGER_AUTH=none: the AlertManager webhook accepts requests without credentials");
-    return { auth: { mode: "none" } };
+    return { mode: "none" };
   }
-  if (config.alertmanager.token) return { auth: { mode: "token", token: config.alertmanager.token, user: config.alertmanager.user } };
+  if (config.alertmanager.token) return { mode: "token", token: config.alertmanager.token, user: config.alertmanager.user };
   const t = loadOrCreateToken(config.dataDir, "alertmanager");
   if (t.created) log.info({ path: t.path }, "generated the AlertManager webhook token");
-  return { auth: { mode: "token", token: t.token, user: config.alertmanager.user }, createdTokenPath: t.created ? t.path : undefined };
+  return { mode: "token", token: t.token, user: config.alertmanager.user };
 }
 
 export async function serve(config: Config, log: Logger): Promise<void> {
@@ -80,7 +76,14 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     if (requeued > 0) log.info({ requeued }, "re-queued tasks left pending by the last run");
   }
 
-  let skills = loadSkillSet(config.skillsDir, log);
+  let skills: Skill[] = [];
+  // Start-up, SIGHUP and the MCP reload_skills tool all go through here.
+  const reloadSkills = () => {
+    const loaded = loadSkillSet(config.skillsDir, log);
+    skills = loaded.skills;
+    return loaded;
+  };
+  reloadSkills();
   const onTerminal = incidentFixHook(store.dialect);
   const tasks = deps.tasks;
   const ingester = createEventIngester({ store, queue, log, now: deps.now, onTerminal }).start();
@@ -115,7 +118,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     : undefined;
   runner?.start();
 
-  const { auth } = alertmanagerAuth(config, log);
+  const auth = alertmanagerAuth(config, log);
   const intake = createAlertIntake({
     store,
     log,
@@ -124,11 +127,6 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     settings: { flapWindowMs: config.guardrails.flapWindowMs, flapLimit: config.guardrails.flapLimit, maxFailedFixes: config.guardrails.maxFailedFixes, labels: config.labels },
     onCommitted: () => relay.kick(),
   });
-  const reloadSkills = () => {
-    const loaded = loadSkillSetWithProblems(config.skillsDir, log);
-    skills = loaded.skills;
-    return loaded;
-  };
   const mcpDeps: McpDeps = {
     config,
     log,

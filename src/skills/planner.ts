@@ -34,6 +34,11 @@ export function templateData(ctx: PlanContext): TemplateData {
   };
 }
 
+/** A skill's `with:` parameters rendered for this incident; throws when a template has no value. */
+export function renderParams(skill: Skill, ctx: PlanContext): Record<string, unknown> {
+  return renderValue(skill.action.with, templateData(ctx)) as Record<string, unknown>;
+}
+
 /**
  * Deterministic: the best matching skill (priority, then specificity, then name) whose
  * parameters can be filled from this incident. A skill whose template needs a missing label is
@@ -43,7 +48,7 @@ export function planFromRules(ctx: PlanContext, skills: Skill[]): Plan | null {
   const skipped: string[] = [];
   for (const skill of rankSkills(skills, { alertname: ctx.incident.alertname, labels: ctx.labels })) {
     try {
-      const params = renderValue(skill.action.with, templateData(ctx)) as Record<string, unknown>;
+      const params = renderParams(skill, ctx);
       const why = `matched ${skill.match.alertname.length ? `alertname ${ctx.incident.alertname}` : "labels"}${Object.keys(skill.match.labels).length ? ` and ${Object.keys(skill.match.labels).join(", ")}` : ""} (priority ${skill.match.priority})`;
       return { skill: skill.name, params, rationale: `${why}${skipped.length ? `; skipped ${skipped.join("; ")}` : ""}`, confidence: 1, planner: "rules" };
     } catch (err) {

@@ -1,4 +1,5 @@
 import { RISK_ORDER, type Risk, type Skill } from "./schema.ts";
+import { renderParams, type Plan, type PlanContext } from "./planner.ts";
 
 export type ApprovalDecision = { required: false } | { required: true; when: "before_run" | "before_merge"; why: string };
 
@@ -35,4 +36,21 @@ export function pinParams(
     params[key] = fixed;
   }
   return { params, pinned };
+}
+
+/**
+ * The policy applied to a plan: the approval it needs and, when a model chose it, its params
+ * pinned by pinParams against the values rendered from the alert.
+ */
+export function applyPolicy(plan: Plan, skill: Skill, ctx: PlanContext, autoApproveMaxRisk: Risk): { plan: Plan; approval: ApprovalDecision } {
+  const approval = approvalFor(skill, autoApproveMaxRisk);
+  if (plan.planner === "rules") return { plan, approval };
+  let rendered: Record<string, unknown> | undefined;
+  try {
+    rendered = renderParams(skill, ctx);
+  } catch {
+    rendered = undefined;
+  }
+  const { params, pinned } = pinParams(skill, plan.params, rendered, approval.required);
+  return { plan: { ...plan, params, rationale: pinned.length ? `${plan.rationale} [pinned by policy: ${pinned.join(", ")}]` : plan.rationale }, approval };
 }

@@ -34,7 +34,3 @@ export async function updateTaskIfActive(db: Executor, id: string, set: TaskUpda
     .executeTakeFirst();
   return Number(res.numUpdatedRows) > 0;
 }
-
-export function isTerminal(state: string): boolean {
-  return (TERMINAL_TASK_STATES as readonly string[]).includes(state);
-}

@@ -141,6 +141,23 @@ describe("inline skills in the analysis worker", () => {
     expect(JSON.parse(fix[0]!.payload)).toMatchObject({ skill: "target-down-restart", params: { namespace: `payments-${tag}`, deployment: "payments-api" }, approval: "before_merge", action: { builtin: "restart" } });
   });
 
+  it("does not run an on_failure follow-up that must be approved before it runs; a person gets the incident", async () => {
+    healthy = false;
+    const restart = Skill.parse({
+      name: "target-down-restart",
+      description: "restart",
+      match: { alertname: ["TargetDown"], priority: -10 },
+      risk: "medium",
+      approval: "before_run",
+      action: { builtin: "restart", with: { namespace: "{{labels.namespace}}", deployment: "{{labels.service}}" } },
+    });
+    const probe = Skill.parse({ ...probeSkill(), on_failure: "target-down-restart" });
+    const id = (await postAlerts(h.app, fixture("target-down.json", newTag()), TOKEN)).json().incidents[0];
+    expect(await worker([probe, restart]).analyze(id)).toBe("escalated");
+    expect(await store.db.selectFrom("tasks").select("id").where("incident_id", "=", id).where("kind", "=", "skill").execute()).toHaveLength(0);
+    expect((await listEvents(store.db, { incidentId: id, type: "incident.escalated" }))[0]!.reason).toMatch(/target-down-restart needs approval before it runs$/);
+  });
+
   it("calls a remote skill with a signed request and records its result", async () => {
     remoteAnswer = { type: "result", ok: true, summary: "cache flushed" };
     const remote = Skill.parse({

@@ -232,6 +232,28 @@ for (const f of factories) {
       expect(JSON.parse(fix!.payload)).toMatchObject({ skill: "investigate-with-agent", approval: "before_merge", prompt: expect.stringContaining("NobodyHandlesThis") });
     });
 
+    it("does not analyse an incident whose analysis job was cancelled while it waited on the bus", async () => {
+      const id = await open(fixture("crashloop-firing.json", newTag()));
+      const [job] = await tasksOf(store, id, "incident.analyze");
+      await store.db.updateTable("tasks").set({ state: "cancelled" }).where("id", "=", job!.id).execute();
+      // The message the relay had already published, as it was queued.
+      await h.queue.publishTask("control", job!.id, { v: 1, taskId: job!.id, kind: "incident.analyze", pool: "control", incidentId: id, payload: JSON.parse(job!.payload), createdAt: Number(job!.created_at) });
+      let settled = "";
+      const handled = new Promise<void>((resolve) => {
+        const sub = h.queue.consumeTasks("control", { concurrency: 1 }, async (d) => {
+          const ack = d.ack.bind(d);
+          d.ack = async () => void ((settled = "ack"), await ack());
+          await h.analysis.handle(d);
+          resolve();
+          void sub.stop();
+        });
+      });
+      await handled;
+      expect(settled).toBe("ack");
+      expect((await getIncident(store.db, id))!.state).toBe("detected");
+      expect((await tasksOf(store, id, "incident.analyze"))[0]!.state).toBe("cancelled");
+    });
+
     it("escalates an incident no skill matches", async () => {
       const narrow = await intakeApp(store, { clock: h.clock, skills: skills.filter((s) => s.name !== "investigate-with-agent") });
       try {

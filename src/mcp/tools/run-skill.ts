@@ -8,8 +8,7 @@ import { isOpen, type IncidentState } from "../../incidents/lifecycle.ts";
 import { actionKind } from "../../skills/schema.ts";
 import { approvalFor } from "../../skills/policy.ts";
 import { inlineError, isInline, runInline, type InlineOutcome } from "../../skills/inline.ts";
-import { templateData } from "../../skills/planner.ts";
-import { renderValue } from "../../skills/template.ts";
+import { renderParams } from "../../skills/planner.ts";
 import { isDuplicateKey } from "../../store/sql.ts";
 import { mcpActor } from "../views.ts";
 
@@ -49,7 +48,7 @@ export const runSkill = defineTool({
     if (!inc) throw notFound("incident.not_found", `incident ${args.incident_id} does not exist`);
     let params: Record<string, unknown>;
     try {
-      params = renderValue(skill.action.with, templateData(incidentContext(inc))) as Record<string, unknown>;
+      params = renderParams(skill, incidentContext(inc));
     } catch (err) {
       throw invalid("skill.render_failed", `${skill.name} cannot run for ${inc.id}: ${errorMessage(err)}`);
     }
