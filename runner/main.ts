@@ -1,6 +1,6 @@
 import type { Config } from "../src/config/load.ts";
 import { ConfigError } from "../src/config/load.ts";
-import { createQueue } from "../src/main/deps.ts";
+import { createQueue } from "../src/bus/create.ts";
 import { onShutdownSignal } from "../src/main/signals.ts";
 import type { Logger } from "../src/shared/logger.ts";
 import { VERSION } from "../src/shared/version.ts";

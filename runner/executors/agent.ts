@@ -54,7 +54,7 @@ export type AgentExecutorOptions = {
   /** Bound on each captured output tail. Default 64 KiB. */
   maxOutputBytes?: number;
   /** Environment for git (credentials: GIT_ASKPASS, GIT_CONFIG_COUNT/KEY/VALUE, GIT_SSH_COMMAND…). */
-  gitEnv?: Record<string, string>;
+  gitEnv?: Record<string, string> | (() => Promise<Record<string, string>>);
   defaultTimeoutMs?: number;
   /** Upper bound on a task's own timeoutMs. */
   maxTimeoutMs?: number;
@@ -75,8 +75,6 @@ export type AgentRun = {
   repoDir: string;
   cloned: boolean;
   changedFiles: string[];
-  /** The environment git ran with for the clone, credentials included. */
-  gitEnv: Record<string, string>;
 };
 
 export type AgentResult = { exitCode: 0; agent: string; changedFiles: string[]; outputTail: string; truncated: boolean; after?: unknown };
@@ -89,8 +87,6 @@ export function createAgentExecutor(opts: AgentExecutorOptions): { agent: Execut
   const maxTimeoutMs = opts.maxTimeoutMs ?? 2 * 60 * 60_000;
   const cloneTimeoutMs = opts.cloneTimeoutMs ?? 5 * 60_000;
   const maxLogLines = opts.maxLogLines ?? 2000;
-  const gitEnv = opts.gitEnv ?? {};
-  const secrets = secretValues(opts.env, opts.allowEnv, gitEnv);
 
   async function run(task: TaskMessage, ctx: ExecContext, payload: AgentTaskPayload | PromptTaskPayload, taskEnv: Record<string, string>): Promise<AgentResult> {
     const agent = payload.agent ?? opts.defaultAgent;
@@ -100,6 +96,9 @@ export function createAgentExecutor(opts: AgentExecutorOptions): { agent: Execut
     const timeoutMs = Math.min(payload.timeoutMs ?? defaultTimeoutMs, maxTimeoutMs);
     const progress = (message: string) => ctx.progress(message).catch(() => {});
     if (ctx.signal.aborted) throw cancelled();
+    // Asked per run: a GitHub App installation token expires, and the mask must know the current one.
+    const gitEnv = typeof opts.gitEnv === "function" ? await opts.gitEnv() : (opts.gitEnv ?? {});
+    const secrets = secretValues(opts.env, opts.allowEnv, gitEnv);
 
     return withWorkspace(`pitcrew-${task.kind}-${task.taskId}-`, async (ws) => {
       const repoDir = join(ws, "repo");
@@ -109,7 +108,7 @@ export function createAgentExecutor(opts: AgentExecutorOptions): { agent: Execut
       const cloneEnv = { ...base, ...gitEnv };
       if (payload.repoUrl) {
         await progress(payload.ref ? `cloning the repository at ${payload.ref}` : "cloning the repository");
-        await clone(payload.repoUrl, payload.ref, ws, repoDir, cloneEnv, ctx.signal);
+        await clone(payload.repoUrl, payload.ref, ws, repoDir, cloneEnv, ctx.signal, secrets);
       } else await mkdir(repoDir);
 
       const argv = renderCommand(template, { prompt: payload.prompt, model: payload.model, workdir: repoDir });
@@ -136,7 +135,7 @@ export function createAgentExecutor(opts: AgentExecutorOptions): { agent: Execut
       // With the env of the agent itself: git may run programs configured in the clone it controlled.
       const changedFiles = payload.repoUrl ? await changedPaths(repoDir, base, ctx.signal) : [];
       const after = opts.afterRun
-        ? await opts.afterRun({ task, ctx, agent, payload, repoDir, cloned: payload.repoUrl !== undefined, changedFiles, gitEnv: cloneEnv })
+        ? await opts.afterRun({ task, ctx, agent, payload, repoDir, cloned: payload.repoUrl !== undefined, changedFiles })
         : undefined;
       await progress(`${agent} finished; ${changedFiles.length} file(s) changed`);
       const outputTail = scrub(lastLines(res.stdoutTail, 200, 8000), secrets);
@@ -144,7 +143,7 @@ export function createAgentExecutor(opts: AgentExecutorOptions): { agent: Execut
     }, { base: opts.workspaceBase });
   }
 
-  async function clone(url: string, ref: string | undefined, cwd: string, dir: string, env: Record<string, string>, signal: AbortSignal): Promise<void> {
+  async function clone(url: string, ref: string | undefined, cwd: string, dir: string, env: Record<string, string>, signal: AbortSignal, secrets: string[]): Promise<void> {
     const command = ["git", "clone", "--depth", "1", ...(ref ? ["--branch", ref] : []), "--", url, dir];
     let res;
     try {

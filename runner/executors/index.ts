@@ -19,7 +19,7 @@ export async function buildExecutors(config: Config, deps: { host?: GitHost; env
     allowEnv: config.agents.allowEnv,
     env: deps.env,
     defaultTimeoutMs: config.agents.timeoutMs,
-    gitEnv: (await deps.host.auth()).env,
+    gitEnv: async () => (await deps.host!.auth()).env,
     afterRun: agentPullRequest(proposal),
   });
   const withRepo = (inner: Executor): Executor => (task, ctx) =>

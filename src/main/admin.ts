@@ -1,11 +1,10 @@
 import { hostname, userInfo } from "node:os";
 import type { Config } from "../config/load.ts";
 import type { Logger } from "../shared/logger.ts";
-import { openStore } from "../store/db.ts";
+import { migrateWithRetry, openStore } from "../store/db.ts";
 import { setPause, getPause } from "../system/settings.ts";
 import { requeueDetected } from "../incidents/analysis.ts";
 import { formatProblem, loadSkills } from "../skills/load.ts";
-import { migrateWithRetry } from "./serve.ts";
 
 // One-off operator commands that act on the shared database, so they work the same against an
 // embedded SQLite file or the MySQL behind a fleet of control planes.

@@ -2,6 +2,8 @@ import { parseArgs } from "node:util";
 import { ConfigError, loadConfig, type Config } from "../config/load.ts";
 import { createLogger } from "../shared/logger.ts";
 import { VERSION } from "../shared/version.ts";
+import { errorMessage, isAppError } from "../shared/errors.ts";
+import { describeDbError } from "../store/db.ts";
 
 const USAGE = `Usage: pitcrew <command>
 
@@ -53,9 +55,8 @@ async function main(argv: string[]): Promise<void> {
   }
 
   // Commands load their modules on demand: a configuration error answers at once.
-  const { describeStartupError, serve } = await import("./serve.ts");
   try {
-    if (command === "serve") await serve(config, log);
+    if (command === "serve") await (await import("./serve.ts")).serve(config, log);
     else if (command === "runner") await (await import("../../runner/main.ts")).runRunnerProcess(config, log);
     else {
       const admin = await import("./admin.ts");
@@ -80,6 +81,13 @@ async function main(argv: string[]): Promise<void> {
     log.debug({ err }, "startup failed");
     fail(`cannot ${command}: ${describeStartupError(err)}`);
   }
+}
+
+/** One line for a failed start: an AppError's message, a port clash, or the driver's code. */
+function describeStartupError(err: unknown): string {
+  if (isAppError(err)) return err.message;
+  if ((err as { code?: string }).code === "EADDRINUSE") return `port already in use (${errorMessage(err)})`;
+  return describeDbError(err) || errorMessage(err);
 }
 
 await main(process.argv.slice(2));

@@ -1,7 +1,5 @@
 import type { Config } from "../config/load.ts";
-import { createJetStreamQueue } from "../bus/jetstream.ts";
-import { createMemoryQueue } from "../bus/memory.ts";
-import type { QueueSettings, TaskQueue } from "../bus/port.ts";
+import { createQueue } from "../bus/create.ts";
 import { createMetrics } from "../http/metrics.ts";
 import type { Deps } from "../shared/deps.ts";
 import type { Logger } from "../shared/logger.ts";
@@ -9,32 +7,6 @@ import { openStore } from "../store/db.ts";
 import { createTaskService } from "../tasks/service.ts";
 import { incidentFixHook } from "../incidents/fix-outcome.ts";
 import { createOutboxRelay, type OutboxRelay } from "../bus/outbox.ts";
-
-export function queueSettings(config: Config): Partial<QueueSettings> {
-  const prefix = config.nats?.prefix ?? "pitcrew";
-  return {
-    ackWaitMs: config.task.ackWaitMs,
-    maxDeliver: config.task.maxDeliver,
-    eventsMaxAgeMs: config.eventsMaxAgeMs,
-    subjectPrefix: prefix,
-    tasksStream: `${prefix.toUpperCase()}_TASKS`,
-    eventsStream: `${prefix.toUpperCase()}_EVENTS`,
-  };
-}
-
-export function createQueue(config: Config, log: Logger, name: string): TaskQueue {
-  if (!config.nats) return createMemoryQueue({ settings: queueSettings(config), log });
-  return createJetStreamQueue({
-    servers: config.nats.servers,
-    token: config.nats.token,
-    user: config.nats.user,
-    password: config.nats.password,
-    replicas: config.nats.replicas,
-    name,
-    settings: queueSettings(config),
-    log: log.child({ component: "nats" }),
-  });
-}
 
 /** Builds the control plane's dependencies; nothing runs until serve.ts starts the loops. */
 export function createDeps(config: Config, log: Logger): { deps: Deps; relay: OutboxRelay } {

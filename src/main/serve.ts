@@ -6,14 +6,14 @@ import { createAlertIntake } from "../alerts/intake.ts";
 import type { AlertmanagerAuth } from "../alerts/route.ts";
 import { createAnalysisWorker } from "../incidents/analysis.ts";
 import { incidentFixHook } from "../incidents/fix-outcome.ts";
-import { errorMessage, isAppError } from "../shared/errors.ts";
+import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { loadOrCreateToken } from "../shared/secrets.ts";
 import { VERSION } from "../shared/version.ts";
 import { formatProblem, loadSkills, type LoadedSkills } from "../skills/load.ts";
 import { createPlanner } from "./planner.ts";
 import type { Skill } from "../skills/schema.ts";
-import { describeDbError, migrateToLatest, type Store } from "../store/db.ts";
+import { migrateWithRetry } from "../store/db.ts";
 import { handleDeadLetters } from "../tasks/dead-letter.ts";
 import { requeuePendingTasks } from "../tasks/requeue.ts";
 import { createRunner, runnerOptions } from "../../runner/worker.ts";
@@ -28,21 +28,6 @@ import { createMcpAuth, mcpTokens } from "../mcp/auth.ts";
 import type { McpDeps } from "../mcp/tool.ts";
 import type { InlineDeps } from "../skills/inline.ts";
 import type { GitHost } from "../gitops/port.ts";
-
-/** Migrates with retries: in a fresh `docker compose up` the database may still be starting. */
-export async function migrateWithRetry(store: Store, log: Logger, attempts = 30): Promise<string[]> {
-  for (let i = 1; ; i++) {
-    try {
-      return await migrateToLatest(store);
-    } catch (err) {
-      const code = (err as { code?: string }).code ?? (err as { cause?: { code?: string } }).cause?.code;
-      const transient = code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "ETIMEDOUT" || code === "PROTOCOL_CONNECTION_LOST";
-      if (!transient || i >= attempts) throw err;
-      log.warn({ attempt: i, error: describeDbError(err) }, "database not reachable yet; retrying");
-      await new Promise((r) => setTimeout(r, 2000));
-    }
-  }
-}
 
 /** Loads skills/; problems are logged with file and line, and the good skills still load. */
 export function loadSkillSet(dir: string, log: Logger): LoadedSkills {
@@ -182,11 +167,4 @@ async function openGitHost(config: Config, log: Logger, required: boolean): Prom
     log.warn({ error: errorMessage(err) }, "GitOps host not available: merge approvals over MCP are disabled");
     return undefined;
   }
-}
-
-export function describeStartupError(err: unknown): string {
-  if (isAppError(err)) return err.message;
-  const code = (err as { code?: string }).code;
-  if (code === "EADDRINUSE") return `port already in use (${errorMessage(err)})`;
-  return describeDbError(err) || errorMessage(err);
 }

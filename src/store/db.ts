@@ -7,6 +7,8 @@ import type { Database } from "../config/load.ts";
 import { unavailable, withTimeout } from "../shared/errors.ts";
 import { migrations } from "../../migrations/index.ts";
 import type { DB } from "./schema.ts";
+import { isDbUnavailable } from "./errors.ts";
+import type { Logger } from "../shared/logger.ts";
 
 export type Dialect = Database["dialect"];
 
@@ -93,4 +95,20 @@ export async function migrateToLatest(store: Store): Promise<string[]> {
     throw new Error(`migration ${name} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   }
   return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
+}
+
+/**
+ * Migrates, waiting for a MySQL server that is still starting (a fresh `docker compose up`):
+ * retries only while the server cannot be reached. SQLite errors are final at once.
+ */
+export async function migrateWithRetry(store: Store, log: Logger, attempts = 30): Promise<string[]> {
+  for (let i = 1; ; i++) {
+    try {
+      return await migrateToLatest(store);
+    } catch (err) {
+      if (store.dialect !== "mysql" || !isDbUnavailable(err) || i >= attempts) throw err;
+      log.warn({ attempt: i, error: describeDbError(err) }, "database not reachable yet; retrying");
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
 }
