@@ -267,6 +267,11 @@ export function createJetStreamQueue(opts: JetStreamOptions): TaskQueue & { read
         } catch (err) {
           if (stopping) break;
           consumer = undefined;
+          // The consumer (or its stream) was deleted under us: ensure both again, not only on reconnect.
+          if (isNotFound(err)) {
+            ensuredConsumers.delete(`${stream}/${durable}`);
+            streamsError ??= errorMessage(err);
+          }
           log.debug({ err: { message: errorMessage(err) }, durable }, "pull failed; retrying");
           await sleep(500);
         }

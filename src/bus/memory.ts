@@ -166,9 +166,12 @@ export function createMemoryQueue(opts: { settings?: Partial<QueueSettings>; log
 
   function isDuplicate(msgId: string): boolean {
     const now = Date.now();
-    if (seen.size > 10_000) for (const [id, exp] of seen) if (exp < now) seen.delete(id);
-    const exp = seen.get(msgId);
-    if (exp !== undefined && exp >= now) return true;
+    // Entries are kept in expiry order (re-inserted on set), so pruning stops at the first live one.
+    for (const [id, exp] of seen) {
+      if (exp >= now) break;
+      seen.delete(id);
+    }
+    if (seen.has(msgId)) return true;
     seen.set(msgId, now + settings.duplicateWindowMs);
     return false;
   }

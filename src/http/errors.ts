@@ -18,7 +18,6 @@ export const STATUS: Record<ErrorKind, number> = {
 // fastify's own errors for bad requests, named in our codes.
 const FASTIFY_CODES: Record<string, { kind: ErrorKind; code: string; message?: string }> = {
   FST_ERR_CTP_BODY_TOO_LARGE: { kind: "too_large", code: "request.too_large", message: "request body is larger than the limit" },
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: { kind: "invalid", code: "request.unsupported_media_type", message: "unsupported content type" },
   FST_ERR_CTP_EMPTY_JSON_BODY: { kind: "invalid", code: "request.empty_body", message: "body is empty but content-type is application/json" },
   FST_ERR_CTP_INVALID_JSON_BODY: { kind: "invalid", code: "request.invalid_json", message: "body is not valid JSON" },
   FST_ERR_CTP_INVALID_JSON_BODY_TOO_DEEP: { kind: "invalid", code: "request.too_deep", message: "JSON nesting is too deep" },

@@ -68,3 +68,16 @@ export async function deleteStreams(settings: Pick<QueueSettings, "tasksStream" 
     await nc.close();
   }
 }
+
+/** Messages left in a JetStream stream, read through a connection of our own. */
+export async function streamMessages(stream: string): Promise<number> {
+  const { connect } = await import("@nats-io/transport-node");
+  const { jetstreamManager } = await import("@nats-io/jetstream");
+  const nc = await connect({ servers: [NATS_URL] });
+  try {
+    const jsm = await jetstreamManager(nc);
+    return (await jsm.streams.info(stream)).state.messages;
+  } finally {
+    await nc.close();
+  }
+}

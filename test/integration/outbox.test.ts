@@ -12,7 +12,7 @@ import { createTaskService } from "../../src/tasks/service.ts";
 import { requeuePendingTasks } from "../../src/tasks/requeue.ts";
 import { hasNats, NATS_URL } from "../helpers/services.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
-import { deleteStreams, uniqueSettings } from "../helpers/queues.ts";
+import { deleteStreams, streamMessages, uniqueSettings } from "../helpers/queues.ts";
 import { startTcpProxy } from "../helpers/tcp-proxy.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -48,15 +48,6 @@ async function unsent(store: Store, ids: string[]): Promise<number> {
   return n;
 }
 
-async function streamMessages(settings: QueueSettings): Promise<number> {
-  const nc = await connect({ servers: [NATS_URL] });
-  try {
-    const jsm = await jetstreamManager(nc);
-    return (await jsm.streams.info(settings.tasksStream)).state.messages;
-  } finally {
-    await nc.close();
-  }
-}
 
 
 for (const f of stores) {
@@ -128,7 +119,7 @@ for (const f of stores) {
           expect(exit.signal, stderr).toBe("SIGKILL");
 
           // The crash left rows published but not marked sent: the stream holds more than the rows say.
-          const inStream = await streamMessages(settings);
+          const inStream = await streamMessages(settings.tasksStream);
           const markedSent = 600 - (await unsent(store, ids));
           expect(inStream).toBeGreaterThanOrEqual(250);
           expect(inStream).toBeGreaterThan(markedSent);
@@ -166,7 +157,7 @@ for (const f of stores) {
           await Promise.all([a.stop(), b.stop()]);
           // Leases kept the relays off each other's rows: not even the bus had to drop a repeat.
           expect(duplicates).toBe(0);
-          expect(await streamMessages(settings)).toBe(500);
+          expect(await streamMessages(settings.tasksStream)).toBe(500);
           const counter = countDeliveries(queue, pool);
           await waitFor(() => counter.seen.size === 500, 20_000, 100);
           await counter.stop();

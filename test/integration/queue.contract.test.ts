@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import { Heartbeat, TaskEvent, TaskMessage } from "../../src/bus/jobs.ts";
 import type { DeadLetter, Delivery, QueueSettings, Subscription, TaskQueue } from "../../src/bus/port.ts";
-import { queueFactories } from "../helpers/queues.ts";
+import { queueFactories, streamMessages } from "../helpers/queues.ts";
 import { NATS_URL } from "../helpers/services.ts";
 
 // The TaskQueue contract: every adapter must pass the same suite, against the real thing (a
@@ -69,18 +69,6 @@ function record(q: Queue, pool: string, concurrency: number, act: (d: Delivery) 
   return { seen, sub };
 }
 
-/** Messages left in a JetStream stream, read through a connection of our own. */
-async function streamMessages(stream: string): Promise<number> {
-  const { connect } = await import("@nats-io/transport-node");
-  const { jetstreamManager } = await import("@nats-io/jetstream");
-  const nc = await connect({ servers: [NATS_URL] });
-  try {
-    const jsm = await jetstreamManager(nc);
-    return (await jsm.streams.info(stream)).state.messages;
-  } finally {
-    await nc.close();
-  }
-}
 
 const factories = await queueFactories();
 
@@ -508,3 +496,27 @@ for (const f of factories) {
     });
   });
 }
+
+describe.skipIf(!factories.find((f) => f.name === "jetstream")!.available)("jetstream recovery", () => {
+  it("keeps consuming after its durable consumer is deleted under it, without a reconnect", async () => {
+    const f = factories.find((x) => x.name === "jetstream")!;
+    const q = await f.make({ ackWaitMs: 1000 });
+    const pool = `p${uid()}`;
+    const { seen, sub } = record(q, pool, 1);
+    try {
+      await q.publishTask(pool, "first", task(pool));
+      await waitFor(() => seen.length === 1, 5000, "the first delivery");
+      const { connect } = await import("@nats-io/transport-node");
+      const { jetstreamManager } = await import("@nats-io/jetstream");
+      const nc = await connect({ servers: [NATS_URL] });
+      await (await jetstreamManager(nc)).consumers.delete(q.settings.tasksStream, `runners-${pool}`);
+      await nc.close();
+      await q.publishTask(pool, "second", task(pool));
+      await waitFor(() => seen.length === 2, 10_000, "a delivery after the consumer was recreated");
+    } finally {
+      await sub.stop();
+      await q.close();
+      await f.cleanup(q);
+    }
+  });
+});
