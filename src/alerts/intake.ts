@@ -7,9 +7,9 @@ import { isDuplicateKey } from "../store/sql.ts";
 import { appendEvent } from "../events/repo.ts";
 import { isAppError } from "../shared/errors.ts";
 import { newId } from "../shared/ids.ts";
-import { applyTransition } from "../incidents/service.ts";
+import { applyTransition, closeAsResolved } from "../incidents/service.ts";
 import { countFailedIncidents, findOpenByKey, findOpenWithFingerprint, findRecentlyResolved, latestStatusByFingerprint, newIncidentRow } from "../incidents/repo.ts";
-import { enqueueTask } from "../tasks/service.ts";
+import { queueAnalysis } from "../incidents/analysis.ts";
 import { rankSkills } from "../skills/match.ts";
 import { renderTemplate } from "../skills/template.ts";
 import type { Skill } from "../skills/schema.ts";
@@ -87,22 +87,8 @@ export function createAlertIntake(deps: IntakeDeps) {
     return { incidentId: seen.incident_id };
   }
 
-  async function queueAnalysis(trx: Executor, incident: IncidentRow, now: number) {
-    await enqueueTask(
-      trx,
-      store.dialect,
-      {
-        kind: "incident.analyze",
-        pool: "control",
-        payload: { incidentId: incident.id },
-        incidentId: incident.id,
-        createdBy: SYSTEM.actor,
-        channel: SYSTEM.channel,
-        idempotencyKey: `analyze:${incident.id}:${incident.version}`,
-      },
-      now,
-    );
-  }
+  const queueAnalysisOf = (trx: Executor, incident: IncidentRow, now: number) => queueAnalysis(trx, store.dialect, incident, SYSTEM, now);
+
 
   async function firing(a: NormalizedAlert, payload: AlertmanagerPayload, now: number): Promise<AlertOutcome> {
     const { key, skill } = openKeyFor(a, deps.skills());
@@ -131,7 +117,7 @@ export function createAlertIntake(deps: IntakeDeps) {
           await appendEvent(trx, store.dialect, { type: "guardrail.flap_limit", incidentId: inc.id, ...SYSTEM, reason: `flapped ${flaps} times, over FLAP_LIMIT ${settings.flapLimit}`, data: { flaps, limit: settings.flapLimit }, occurredAt: now }, now);
           inc = await applyTransition(trx, store.dialect, inc, "escalate", { ...SYSTEM, reason: `flapping: ${flaps} re-fires within ${formatDuration(settings.flapWindowMs)}` }, now);
         } else {
-          await queueAnalysis(trx, inc, now);
+          await queueAnalysisOf(trx, inc, now);
         }
         return { outcome: "reopened", incidentId: inc.id, fingerprint: a.fingerprint };
       }
@@ -168,7 +154,7 @@ export function createAlertIntake(deps: IntakeDeps) {
         await appendEvent(trx, store.dialect, { type: "guardrail.failed_fixes", incidentId: id, ...SYSTEM, reason: `${failed} earlier fixes for this fingerprint failed (MAX_FAILED_FIXES ${settings.maxFailedFixes})`, data: { failed, limit: settings.maxFailedFixes }, occurredAt: now }, now);
         await applyTransition(trx, store.dialect, row, "escalate", { ...SYSTEM, reason: `fixes failed ${failed} times for this alert` }, now);
       } else {
-        await queueAnalysis(trx, row, now);
+        await queueAnalysisOf(trx, row, now);
       }
       return { outcome: "opened", incidentId: id, fingerprint: a.fingerprint };
     });
@@ -199,13 +185,7 @@ export function createAlertIntake(deps: IntakeDeps) {
         await appendEvent(trx, store.dialect, { type: "alert.resolved", incidentId: inc.id, ...SYSTEM, reason: "one of the incident's alerts resolved; others still fire", data: { fingerprint: a.fingerprint }, occurredAt: now }, now);
         return { outcome: "resolve_recorded", incidentId: inc.id, fingerprint: a.fingerprint };
       }
-      const wasProposed = inc.state === "proposed";
-      await applyTransition(trx, store.dialect, inc, "alert.resolved", { ...SYSTEM, reason: "AlertManager reports the alert resolved", data: { fingerprint: a.fingerprint, endsAt: a.endsAt } }, now);
-      // A pending approval is moot once the alert has resolved by itself.
-      const cancelled = await trx.updateTable("approvals").set({ state: "cancelled", decided_at: now, decided_by: SYSTEM.actor, channel: SYSTEM.channel, reason: "alert resolved by itself" }).where("incident_id", "=", inc.id).where("state", "=", "pending").executeTakeFirst();
-      if (wasProposed || Number(cancelled.numUpdatedRows) > 0) {
-        await appendEvent(trx, store.dialect, { type: "approval.cancelled", incidentId: inc.id, ...SYSTEM, reason: "alert resolved by itself", data: { approvals: Number(cancelled.numUpdatedRows) }, occurredAt: now }, now);
-      }
+      await closeAsResolved(trx, store.dialect, inc, "alert.resolved", { ...SYSTEM, reason: "alert resolved by itself", data: { fingerprint: a.fingerprint, endsAt: a.endsAt } }, now);
       return { outcome: "resolved", incidentId: inc.id, fingerprint: a.fingerprint };
     });
   }

@@ -368,15 +368,29 @@ export async function queueFixTask(
 }
 
 /** After a resume: queue analysis again for every incident that waited in `detected`. */
+/**
+ * Queues an incident's analysis job through the outbox, in the caller's transaction. One job per
+ * incident version; `round` tells apart a deliberate re-analysis of the same version (a resume).
+ */
+export function queueAnalysis(
+  trx: Executor,
+  dialect: Store["dialect"],
+  incident: Pick<IncidentRow, "id" | "version">,
+  by: { actor: string; channel: string },
+  now: number,
+  round?: string | number,
+): Promise<string> {
+  const key = `analyze:${incident.id}:${incident.version}${round === undefined ? "" : `:${round}`}`;
+  return enqueueTask(trx, dialect, { kind: "incident.analyze", pool: ANALYSIS_POOL, payload: { incidentId: incident.id }, incidentId: incident.id, createdBy: by.actor, channel: by.channel, idempotencyKey: key }, now);
+}
+
 export async function requeueDetected(store: Store, now: number, actor: { actor: string; channel: string }, only: { namespace?: string } = {}): Promise<number> {
   let q = store.db.selectFrom("incidents").selectAll().where("state", "=", "detected");
   if (only.namespace) q = q.where("namespace", "=", only.namespace);
   const rows = await q.orderBy("id").limit(1000).execute();
   let n = 0;
   for (const inc of rows) {
-    await store.db.transaction().execute((trx) =>
-      enqueueTask(trx, store.dialect, { kind: "incident.analyze", pool: ANALYSIS_POOL, payload: { incidentId: inc.id }, incidentId: inc.id, createdBy: actor.actor, channel: actor.channel, idempotencyKey: `analyze:${inc.id}:${inc.version}:${now}` }, now),
-    );
+    await store.db.transaction().execute((trx) => queueAnalysis(trx, store.dialect, inc, actor, now, now));
     n += 1;
   }
   return n;

@@ -42,3 +42,31 @@ export async function applyTransition(
   );
   return { ...incident, ...set } as IncidentRow;
 }
+
+/**
+ * Closes an incident as resolved (AlertManager's resolve or a person's) and cancels its pending
+ * approvals, which are moot once the incident is closed. Returns the incident and how many
+ * approvals were cancelled.
+ */
+export async function closeAsResolved(
+  trx: Executor,
+  dialect: Store["dialect"],
+  incident: IncidentRow,
+  event: "alert.resolved" | "resolve",
+  by: Actor & { reason: string },
+  now: number,
+): Promise<{ incident: IncidentRow; cancelled: number }> {
+  const wasProposed = incident.state === "proposed";
+  const closed = await applyTransition(trx, dialect, incident, event, by, now);
+  const res = await trx
+    .updateTable("approvals")
+    .set({ state: "cancelled", decided_at: now, decided_by: by.actor, channel: by.channel, reason: by.reason })
+    .where("incident_id", "=", incident.id)
+    .where("state", "=", "pending")
+    .executeTakeFirst();
+  const cancelled = Number(res.numUpdatedRows);
+  if (wasProposed || cancelled > 0) {
+    await appendEvent(trx, dialect, { type: "approval.cancelled", incidentId: incident.id, actor: by.actor, channel: by.channel, reason: by.reason, data: { approvals: cancelled }, occurredAt: now }, now);
+  }
+  return { incident: closed, cancelled };
+}

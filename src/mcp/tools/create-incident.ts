@@ -1,8 +1,7 @@
 import { z } from "zod";
 import { defineTool } from "../tool.ts";
 import { appendEvent } from "../../events/repo.ts";
-import { ANALYSIS_POOL } from "../../incidents/analysis.ts";
-import { enqueueTask } from "../../tasks/service.ts";
+import { queueAnalysis } from "../../incidents/analysis.ts";
 import { newId } from "../../shared/ids.ts";
 import { newIncidentRow } from "../../incidents/repo.ts";
 import { IncidentView, incidentView, mcpActor } from "../views.ts";
@@ -57,12 +56,7 @@ export const createIncident = defineTool({
       await trx.insertInto("incidents").values(row).execute();
       await appendEvent(trx, store.dialect, { type: "incident.detected", incidentId: id, ...by, reason: args.title, data: { source: "mcp", labels }, occurredAt: now }, now);
       // The same job the alert intake queues (kind, pool, idempotency key).
-      return enqueueTask(
-        trx,
-        store.dialect,
-        { kind: "incident.analyze", pool: ANALYSIS_POOL, payload: { incidentId: id }, incidentId: id, createdBy: by.actor, channel: by.channel, idempotencyKey: `analyze:${id}:${row.version}` },
-        now,
-      );
+      return queueAnalysis(trx, store.dialect, row, by, now);
     });
     deps.kick();
     return { summary: `opened ${id} "${args.title}"; analysis queued (${taskId})`, data: { incident: incidentView(row), analysis_task_id: taskId } };
