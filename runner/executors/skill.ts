@@ -1,5 +1,3 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
 import { git } from "../../src/gitops/git.ts";
@@ -8,6 +6,7 @@ import { AppError, invalid, isAppError } from "../../src/shared/errors.ts";
 import { repoBuiltins, type RepoChange } from "../../src/skills/builtins/index.ts";
 import { applyPatch, type PatchEdit } from "../../src/skills/patch.ts";
 import type { Executor } from "./types.ts";
+import { withWorkspace } from "../workspace.ts";
 
 // The `skill` task kind: a GitOps builtin or declarative patch applied to a fresh clone, on a
 // deterministic branch, pushed with a lease, and proposed as a pull request — found before it is
@@ -77,8 +76,7 @@ export async function proposeChange(
 ): Promise<{ changed: false; summary: string } | { changed: true; summary: string; files: string[]; details: Record<string, unknown>; pr: { number: number; url: string; branch: string; sha: string; reused: boolean } }> {
   const branch = branchFor(input.incidentId, input.skill);
   const env = { ...(await opts.host.auth()).env, GIT_TERMINAL_PROMPT: "0" };
-  const dir = await mkdtemp(join(opts.workspaceBase ?? tmpdir(), "pitcrew-skill-"));
-  try {
+  return withWorkspace("pitcrew-skill-", async (dir) => {
     await ctx.progress(`cloning ${opts.host.cloneUrl()}`, 5);
     await git(dir, ["clone", "--quiet", "--branch", opts.baseBranch, "--", opts.host.cloneUrl(), "repo"], { env, timeoutMs: 300_000 });
     const repo = join(dir, "repo");
@@ -90,7 +88,7 @@ export async function proposeChange(
     try {
       change = await modify(repo);
     } catch (err) {
-      if (isAppError(err) && err.code === "gitops.no_change") return { changed: false, summary: err.message };
+      if (isAppError(err) && err.code === "gitops.no_change") return { changed: false as const, summary: err.message };
       // A skill that does not fit the repository will not fit it on the next delivery either.
       if (isAppError(err) && !err.retryable) throw new AppError(err.kind, err.code, err.message, { retryable: false });
       throw err;
@@ -113,9 +111,7 @@ export async function proposeChange(
     await ctx.prOpened?.({ url: pr.url, branch, number: pr.number });
     await ctx.progress(existing ? `updated pull request #${pr.number}` : `opened pull request #${pr.number}`, 100);
     return { changed: true, summary: change.summary, files: change.files, details: change.details, pr: { number: pr.number, url: pr.url, branch, sha, reused: !!existing } };
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  }, { base: opts.workspaceBase });
 }
 
 export function createSkillExecutor(opts: SkillExecutorOptions): Executor {
