@@ -22,7 +22,9 @@ import { AppError } from "../../src/shared/errors.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import { loadOrCreateToken } from "../../src/shared/secrets.ts";
 import { VERSION } from "../../src/shared/version.ts";
-import { setPause } from "../../src/system/settings.ts";
+import { getPause, setPause } from "../../src/system/settings.ts";
+import { loadSkills } from "../../src/skills/load.ts";
+import { waitFor } from "../helpers/wait.ts";
 import { createTaskService } from "../../src/tasks/service.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
 import { spawnPitcrew } from "../helpers/process.ts";
@@ -36,6 +38,7 @@ const tempDir = () => {
 };
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
+const SKILLS = loadSkills("skills").skills;
 const ADMIN = "admin-token-0123456789abcdef";
 const READER = "reader-token-0123456789abcdef";
 const WRITER = "writer-token-0123456789abcdef";
@@ -79,8 +82,8 @@ function testDeps(config: Config, store: TestStore, queue: ReturnType<typeof cre
     queue,
     tasks: createTaskService({ store, log: silentLogger, now }),
     now,
-    skills: () => [],
-    reloadSkills: () => ({ skills: [], problems: [] }),
+    skills: () => SKILLS,
+    reloadSkills: () => ({ skills: SKILLS, problems: [] }),
     analyze: async () => "skipped",
     kick: () => {},
   };
@@ -187,19 +190,21 @@ describe("MCP over Streamable HTTP", () => {
       expect(inc).toMatchObject({ state: "detected", source: "mcp", namespace: "shop" });
       expect(await store.db.selectFrom("tasks").select("id").where("incident_id", "=", incidentId).where("kind", "=", "incident.analyze").execute()).toHaveLength(1);
       // skills, fleet
-      expect((await client.callTool({ name: "list_skills", arguments: {} })).isError).toBeFalsy();
+      const listed = await client.callTool({ name: "list_skills", arguments: {} });
+      expect((listed.structuredContent as { skills: Array<{ name: string }> }).skills.map((x) => x.name).sort()).toEqual(SKILLS.map((x) => x.name).sort());
       const fleet = await client.callTool({ name: "fleet_status", arguments: {} });
-      expect((fleet.structuredContent as { tasks_by_state: Record<string, number> }).tasks_by_state.queued).toBeGreaterThanOrEqual(1);
+      // The noop task and the incident's analysis job.
+      expect((fleet.structuredContent as { tasks_by_state: Record<string, number> }).tasks_by_state.queued).toBe(2);
       // system
       await client.callTool({ name: "pause_automation", arguments: { reason: "drill" } });
       const row = await store.db.selectFrom("settings").select("value").where("key", "=", "automation.paused").executeTakeFirstOrThrow();
       expect(JSON.parse(row.value)).toEqual({ paused: true, reason: "drill" });
       await client.callTool({ name: "resume_automation", arguments: {} });
+      expect((await getPause(store.db)).paused).toBe(false);
       // The queued task reached the queue through the outbox.
       const { createOutboxRelay } = await import("../../src/bus/outbox.ts");
       await createOutboxRelay({ store, queue, log: silentLogger }, { intervalMs: 10, batch: 100, retentionMs: 86_400_000 }).runOnce();
-      await new Promise((r) => setTimeout(r, 100));
-      expect(published).toContain(taskId);
+      await waitFor(() => published.includes(taskId), 5000);
     } finally {
       await sub.stop();
     }
