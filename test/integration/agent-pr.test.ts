@@ -3,27 +3,20 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { gitSync, makeBareRepo } from "../helpers/git.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import { createLocalGitHost } from "../../src/gitops/local.ts";
 import type { TaskMessage } from "../../src/bus/jobs.ts";
 import { buildExecutors } from "../../runner/executors/index.ts";
 
-const git = (cwd: string, ...args: string[]) =>
-  execFileSync("git", args, { cwd, encoding: "utf8", env: { ...process.env, GIT_AUTHOR_NAME: "dev", GIT_AUTHOR_EMAIL: "dev@x", GIT_COMMITTER_NAME: "dev", GIT_COMMITTER_EMAIL: "dev@x" } });
+const git = gitSync;
 
 describe("agent task to pull request", () => {
   const dir = mkdtempSync(join(tmpdir(), "pitcrew-agentpr-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it("runs a real executable as the coding agent and opens a PR with its change, through a fresh clone", async () => {
-    const bare = join(dir, "gitops.git");
-    git(dir, "init", "--quiet", "--bare", "--initial-branch", "main", bare);
-    const work = join(dir, "work");
-    git(dir, "clone", "--quiet", bare, work);
-    writeFileSync(join(work, "values.yaml"), "replicaCount: 2\n");
-    git(work, "add", ".");
-    git(work, "commit", "--quiet", "-m", "init");
-    git(work, "push", "--quiet", "origin", "HEAD:main");
+    const bare = makeBareRepo(dir, [{ message: "init", files: { "values.yaml": "replicaCount: 2\n" } }]);
 
     // The stand-in for a coding CLI: edits a file, adds one, and plants a hook that must never run.
     const script = join(dir, "fake-agent.sh");

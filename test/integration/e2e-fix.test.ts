@@ -1,8 +1,8 @@
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync, readdirSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { gitSync, makeBareRepo } from "../helpers/git.ts";
 import { createOutboxRelay } from "../../src/bus/outbox.ts";
 import { createEventIngester } from "../../src/events/ingester.ts";
 import { listEvents } from "../../src/events/repo.ts";
@@ -21,7 +21,7 @@ import { storeFactories, type TestStore } from "../helpers/store.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const sqlite = (await storeFactories()).find((f) => f.name === "sqlite")!;
-const run = (cwd: string, ...args: string[]) => execFileSync("git", args, { cwd, encoding: "utf8", env: { ...process.env, GIT_AUTHOR_NAME: "dev", GIT_AUTHOR_EMAIL: "dev@x", GIT_COMMITTER_NAME: "dev", GIT_COMMITTER_EMAIL: "dev@x" } });
+const run = gitSync;
 
 const deployment = (ns: string, tag: string) => `# Checkout service — owned by the payments team
 apiVersion: apps/v1
@@ -51,17 +51,10 @@ describe("from alert to pull request (embedded)", () => {
     store = await sqlite.make();
     h = await intakeApp(store);
     dir = mkdtempSync(join(tmpdir(), "pitcrew-e2e-"));
-    bare = join(dir, "gitops.git");
-    run(dir, "init", "--quiet", "--bare", "--initial-branch", "main", bare);
-    const work = join(dir, "work");
-    run(dir, "clone", "--quiet", bare, work);
-    mkdirSync(join(work, "apps", ns), { recursive: true });
-    for (const v of ["v1.4.0", "v1.5.0"]) {
-      writeFileSync(join(work, "apps", ns, "deployment.yaml"), deployment(ns, v));
-      run(work, "add", ".");
-      run(work, "commit", "--quiet", "-m", `checkout ${v}`);
-    }
-    run(work, "push", "--quiet", "origin", "HEAD:main");
+    bare = makeBareRepo(
+      dir,
+      ["v1.4.0", "v1.5.0"].map((v) => ({ message: `checkout ${v}`, files: { [`apps/${ns}/deployment.yaml`]: deployment(ns, v) } })),
+    );
 
     const host = createLocalGitHost({ repoPath: bare });
     const onTerminal = incidentFixHook(store.dialect);

@@ -1,9 +1,9 @@
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { gitSync, makeBareRepo } from "../helpers/git.ts";
 import { createJetStreamQueue } from "../../src/bus/jetstream.ts";
 import { createOutboxRelay } from "../../src/bus/outbox.ts";
 import { createEventIngester } from "../../src/events/ingester.ts";
@@ -18,8 +18,7 @@ import { waitFor } from "../helpers/wait.ts";
 
 const natsUp = await hasNats();
 const sqlite = (await storeFactories()).find((f) => f.name === "sqlite")!;
-const git = (cwd: string, ...args: string[]) =>
-  execFileSync("git", args, { cwd, encoding: "utf8", env: { ...process.env, GIT_AUTHOR_NAME: "dev", GIT_AUTHOR_EMAIL: "dev@x", GIT_COMMITTER_NAME: "dev", GIT_COMMITTER_EMAIL: "dev@x" } });
+const git = gitSync;
 
 describe.skipIf(!natsUp)("runner fleet on JetStream", () => {
   const dir = mkdtempSync(join(tmpdir(), "pitcrew-fleet-"));
@@ -27,15 +26,12 @@ describe.skipIf(!natsUp)("runner fleet on JetStream", () => {
 
   it("completes 50 fix tasks exactly once across 3 runner processes when one is SIGKILLed mid-task, one PR per branch", async () => {
     // A GitOps repository with one Deployment, shared by the runners as a local bare repository.
-    const bare = join(dir, "gitops.git");
-    git(dir, "init", "--quiet", "--bare", "--initial-branch", "main", bare);
-    const work = join(dir, "work");
-    git(dir, "clone", "--quiet", bare, work);
-    mkdirSync(join(work, "apps"), { recursive: true });
-    writeFileSync(join(work, "apps", "web.yaml"), "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: prod\nspec:\n  replicas: 2\n  template:\n    metadata:\n      annotations: {}\n    spec:\n      containers:\n        - name: web\n          image: web:1\n");
-    git(work, "add", ".");
-    git(work, "commit", "--quiet", "-m", "web");
-    git(work, "push", "--quiet", "origin", "HEAD:main");
+    const bare = makeBareRepo(dir, [
+      {
+        message: "web",
+        files: { "apps/web.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: prod\nspec:\n  replicas: 2\n  template:\n    metadata:\n      annotations: {}\n    spec:\n      containers:\n        - name: web\n          image: web:1\n" },
+      },
+    ]);
 
     const prefix = `t${randomBytes(4).toString("hex")}`;
     const settings = { subjectPrefix: prefix, tasksStream: `${prefix.toUpperCase()}_TASKS`, eventsStream: `${prefix.toUpperCase()}_EVENTS`, ackWaitMs: 3000, maxDeliver: 5 };
