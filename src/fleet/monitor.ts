@@ -16,13 +16,17 @@ export function createFleetMonitor(deps: { store: Store; log: Logger; now: () =>
 
   async function tick(): Promise<number> {
     const now = deps.now();
-    const stale = await store.db.selectFrom("runners").select(["id", "last_seen_at"]).where("last_seen_at", "<", now - 2 * deps.heartbeatMs).execute();
-    if (stale.length === 0) return 0;
-    const byId = new Map(stale.map((r) => [r.id, Number(r.last_seen_at)]));
-    const orphaned = await store.db.selectFrom("tasks").select(["id", "incident_id", "runner_id"]).where("state", "=", "running").where("runner_id", "in", [...byId.keys()]).execute();
+    // Only running tasks whose runner went quiet: the runners table keeps every runner ever seen.
+    const orphaned = await store.db
+      .selectFrom("tasks")
+      .innerJoin("runners", "runners.id", "tasks.runner_id")
+      .select(["tasks.id", "tasks.incident_id", "tasks.runner_id", "runners.last_seen_at"])
+      .where("tasks.state", "=", "running")
+      .where("runners.last_seen_at", "<", now - 2 * deps.heartbeatMs)
+      .execute();
     let flagged = 0;
     for (const t of orphaned) {
-      const lastSeen = byId.get(t.runner_id!)!;
+      const lastSeen = Number(t.last_seen_at);
       // Deterministic id: every replica and every tick writes the same event, stored once.
       const id = `evt_lost_${createHash("sha256").update(`${t.id}|${t.runner_id}|${lastSeen}`).digest("hex").slice(0, 28)}`;
       const inserted = await appendEvent(
