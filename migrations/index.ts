@@ -2,6 +2,10 @@ import type { Migration } from "kysely";
 import * as m0001 from "./0001_init.ts";
 import * as m0002 from "./0002_intake.ts";
 import * as m0003 from "./0003_llm_usage.ts";
+import * as m0004 from "./0004_intake.ts";
+import * as m0005 from "./0005_approvals.ts";
+import * as m0006 from "./0006_lifecycle.ts";
+import * as m0007 from "./0007_tasks.ts";
 
 // Listed explicitly (not read from the folder) so the set is the same under tsx, a bundle or a
 // Docker image, whatever the working directory.
@@ -9,4 +13,8 @@ export const migrations: Record<string, Migration> = {
   "0001_init": m0001,
   "0002_intake": m0002,
   "0003_llm_usage": m0003,
+  "0004_intake": m0004,
+  "0005_approvals": m0005,
+  "0006_lifecycle": m0006,
+  "0007_tasks": m0007,
 };

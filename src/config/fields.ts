@@ -59,3 +59,18 @@ export const optionalString = z
   .optional()
   .transform((v) => (v === undefined || v.trim() === "" ? undefined : v.trim()));
 
+
+/** A regular expression, compiled; an empty value matches nothing. */
+export const regex = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v, ctx) => {
+      if (v.trim() === "") return /(?!)/;
+      try {
+        return new RegExp(v);
+      } catch {
+        ctx.addIssue({ code: "custom", message: "expected a regular expression" });
+        return z.NEVER;
+      }
+    });

@@ -2,7 +2,7 @@ import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./error.ts";
-import { bool, duration, int, labelList, optionalString } from "./fields.ts";
+import { bool, duration, int, labelList, optionalString, regex } from "./fields.ts";
 import { parseAgentCommands, parseDatabase, parseGitops, parseMcpTokens, parseNatsServers, parseOidc, parseOrigins, type McpToken } from "./parse.ts";
 
 export { ConfigError } from "./error.ts";
@@ -37,6 +37,7 @@ export const Env = z.object({
   RUNNER_ID: optionalString.pipe(z.string().regex(/^[A-Za-z0-9_-]{1,120}$/, "expected [A-Za-z0-9_-], up to 120 chars").optional()),
   HEARTBEAT_INTERVAL: duration("10s", 100),
   BODY_LIMIT: int(1_048_576, 1024, 64 * 1_048_576),
+  REQUEST_TIMEOUT: duration("60s", 1000),
   SHUTDOWN_TIMEOUT: duration("15s", 100),
   OUTBOX_INTERVAL: duration("250ms", 10),
   OUTBOX_BATCH: int(100, 1, 10_000),
@@ -44,8 +45,11 @@ export const Env = z.object({
   ALERTMANAGER_TOKEN: optionalString.pipe(z.string().min(16, "expected at least 16 characters").optional()),
   ALERTMANAGER_AUTH: z.enum(["token", "none"], { message: 'expected "token" or "none"' }).default("token"),
   ALERTMANAGER_USER: z.string().min(1).default("alertmanager"),
+  ALERTMANAGER_BODY_LIMIT: int(32 * 1_048_576, 1024, 1024 * 1_048_576),
+  ALERTMANAGER_MAX_ALERTS: int(50_000, 1, 1_000_000),
   LABEL_NAMESPACE: labelList("namespace,exported_namespace"),
-  LABEL_SERVICE: labelList("deployment,statefulset,daemonset,pod,service,job"),
+  LABEL_SERVICE: labelList("deployment,statefulset,daemonset,horizontalpodautoscaler,job_name,pod,service,job"),
+  LABEL_SERVICE_IGNORE: regex("^(kube-state-metrics|kubelet|cadvisor|node-exporter|blackbox-exporter|prometheus|alertmanager|.*-exporter)$"),
   LABEL_SEVERITY: labelList("severity"),
   FLAP_WINDOW: duration("30m", 1000),
   FLAP_LIMIT: int(3, 0, 1000),
@@ -54,7 +58,11 @@ export const Env = z.object({
   MAX_PRS_PER_DAY: int(20, 0, 100_000),
   MAX_FIXES_PER_NAMESPACE: int(2, 1, 1000),
   MAX_FAILED_FIXES: int(3, 1, 1000),
+  STUCK_AFTER: duration("10m", 1000),
+  SWEEP_INTERVAL: duration("30s", 100),
+  SWEEP_MAX_RETRIES: int(3, 0, 100),
   SKILLS_DIR: z.string().min(1).default("./skills"),
+  SKILLS_SYNC_INTERVAL: duration("5s", 100),
   ANALYSIS_CONCURRENCY: int(4, 1, 64),
   ANTHROPIC_API_KEY: optionalString,
   ANTHROPIC_MODEL: z.string().min(1).default("claude-sonnet-5-5"),
@@ -72,12 +80,16 @@ export const Env = z.object({
   GITHUB_APP_PRIVATE_KEY: optionalString,
   GITHUB_APP_INSTALLATION_ID: optionalString,
   GITHUB_API_URL: optionalString.pipe(z.url({ message: "expected an absolute http(s) URL" }).optional()),
+  GITOPS_DELETE_MERGED_BRANCHES: bool(true),
+  ALLOWED_REPOS: optionalString,
   GIT_AUTHOR_NAME: z.string().min(1).default("Pitcrew"),
   GIT_AUTHOR_EMAIL: z.string().min(3).default("pitcrew@localhost"),
   AGENT_COMMANDS: optionalString,
   AGENT_DEFAULT: z.string().min(1).default("claude-code"),
   AGENT_ALLOW_ENV: labelList("ANTHROPIC_API_KEY"),
   AGENT_TIMEOUT: duration("30m", 1000),
+  AGENT_UID: optionalString.pipe(z.string().regex(/^\d{1,10}$/, "expected a numeric user id").optional()),
+  AGENT_GID: optionalString.pipe(z.string().regex(/^\d{1,10}$/, "expected a numeric group id").optional()),
   AUTO_APPROVE_MAX_RISK: z.enum(["read", "low", "medium", "high"], { message: "expected read, low, medium or high" }).default("read"),
   MCP_TOKENS: optionalString,
   MCP_OIDC_ISSUER: optionalString.pipe(z.url({ message: "expected an absolute http(s) URL" }).optional()),
@@ -104,10 +116,14 @@ export type Config = {
   task: { ackWaitMs: number; maxDeliver: number };
   runner: { concurrency: number; pool: string; id: string; heartbeatMs: number };
   bodyLimit: number;
+  /** Time allowed to receive a whole request (headers and body); a slower one gets 408. */
+  requestTimeoutMs: number;
   shutdownTimeoutMs: number;
   outbox: { intervalMs: number; batch: number; retentionMs: number };
-  alertmanager: { auth: "token" | "none"; token?: string; user: string };
-  labels: { namespace: string[]; service: string[]; severity: string[] };
+  /** `bodyLimit` and `maxAlerts` apply to the webhook route only (AlertManager sends whole groups). */
+  alertmanager: { auth: "token" | "none"; token?: string; user: string; bodyLimit: number; maxAlerts: number };
+  /** `serviceIgnore`: values of the service labels that name a scraping exporter, never the workload. */
+  labels: { namespace: string[]; service: string[]; severity: string[]; serviceIgnore: RegExp };
   guardrails: {
     dryRun: boolean;
     flapWindowMs: number;
@@ -118,25 +134,33 @@ export type Config = {
     maxFailedFixes: number;
     autoApproveMaxRisk: "read" | "low" | "medium" | "high";
   };
+  /** The sweeper: incidents whose work stopped being in flight for `stuckAfterMs` are re-queued, up to `maxRetries` times. */
+  sweep: { stuckAfterMs: number; intervalMs: number; maxRetries: number };
   skillsDir: string;
+  /** How often a control plane checks the shared skill set's version. */
+  skillsSyncIntervalMs: number;
   analysisConcurrency: number;
   /** Set when ANTHROPIC_API_KEY is: the Claude planner, with rules as its fallback. */
   anthropic?: { apiKey: string; model: string; maxTokens: number; timeoutMs: number; baseURL?: string };
   /** Set when ARGOCD_URL and ARGOCD_TOKEN are: the drift skill's Argo CD API. */
   argocd?: { baseUrl: string; token: string; timeoutMs: number };
   gitops:
-    | { provider: "local"; repoPath: string; baseBranch: string; author: { name: string; email: string } }
+    | { provider: "local"; repoPath: string; baseBranch: string; author: { name: string; email: string }; deleteMergedBranches: boolean }
     | {
         provider: "github";
         owner: string;
         repo: string;
         baseBranch: string;
         author: { name: string; email: string };
+        deleteMergedBranches: boolean;
         apiUrl?: string;
         token?: string;
         app?: { appId: string; privateKey: string; installationId: string };
       };
-  agents: { commands: Record<string, string[]>; defaultAgent: string; allowEnv: string[]; timeoutMs: number };
+  /** `uid`/`gid`: the identity agent processes run as (a runner started as root drops to it). */
+  agents: { commands: Record<string, string[]>; defaultAgent: string; allowEnv: string[]; timeoutMs: number; uid?: number; gid?: number };
+  /** Repositories a task may name (ALLOWED_REPOS); empty means only the configured GitOps repository. */
+  allowedRepos: string[];
   mcp: {
     /** From MCP_TOKENS; empty means one admin token is generated in `<dataDir>/secrets/mcp.token`. */
     tokens: McpToken[];
@@ -195,10 +219,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       heartbeatMs: e.HEARTBEAT_INTERVAL,
     },
     bodyLimit: e.BODY_LIMIT,
+    requestTimeoutMs: e.REQUEST_TIMEOUT,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT,
     outbox: { intervalMs: e.OUTBOX_INTERVAL, batch: e.OUTBOX_BATCH, retentionMs: e.OUTBOX_RETENTION },
-    alertmanager: { auth: e.ALERTMANAGER_AUTH, token: e.ALERTMANAGER_TOKEN, user: e.ALERTMANAGER_USER },
-    labels: { namespace: e.LABEL_NAMESPACE, service: e.LABEL_SERVICE, severity: e.LABEL_SEVERITY },
+    alertmanager: { auth: e.ALERTMANAGER_AUTH, token: e.ALERTMANAGER_TOKEN, user: e.ALERTMANAGER_USER, bodyLimit: e.ALERTMANAGER_BODY_LIMIT, maxAlerts: e.ALERTMANAGER_MAX_ALERTS },
+    labels: { namespace: e.LABEL_NAMESPACE, service: e.LABEL_SERVICE, severity: e.LABEL_SEVERITY, serviceIgnore: e.LABEL_SERVICE_IGNORE },
     guardrails: {
       dryRun: e.DRY_RUN,
       flapWindowMs: e.FLAP_WINDOW,
@@ -209,13 +234,23 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       maxFailedFixes: e.MAX_FAILED_FIXES,
       autoApproveMaxRisk: e.AUTO_APPROVE_MAX_RISK,
     },
+    sweep: { stuckAfterMs: e.STUCK_AFTER, intervalMs: e.SWEEP_INTERVAL, maxRetries: e.SWEEP_MAX_RETRIES },
     skillsDir: resolve(e.SKILLS_DIR),
+    skillsSyncIntervalMs: e.SKILLS_SYNC_INTERVAL,
     analysisConcurrency: e.ANALYSIS_CONCURRENCY,
     anthropic: e.ANTHROPIC_API_KEY
       ? { apiKey: e.ANTHROPIC_API_KEY, model: e.ANTHROPIC_MODEL, maxTokens: e.ANTHROPIC_MAX_TOKENS, timeoutMs: e.ANTHROPIC_TIMEOUT, baseURL: e.ANTHROPIC_BASE_URL }
       : undefined,
     gitops: parseGitops(e, dataDir),
-    agents: { commands: parseAgentCommands(e.AGENT_COMMANDS), defaultAgent: e.AGENT_DEFAULT, allowEnv: e.AGENT_ALLOW_ENV, timeoutMs: e.AGENT_TIMEOUT },
+    agents: {
+      commands: parseAgentCommands(e.AGENT_COMMANDS),
+      defaultAgent: e.AGENT_DEFAULT,
+      allowEnv: e.AGENT_ALLOW_ENV,
+      timeoutMs: e.AGENT_TIMEOUT,
+      uid: e.AGENT_UID === undefined ? undefined : Number(e.AGENT_UID),
+      gid: e.AGENT_GID === undefined ? undefined : Number(e.AGENT_GID),
+    },
+    allowedRepos: (e.ALLOWED_REPOS ?? "").split(",").map((r) => r.trim()).filter(Boolean),
     argocd: e.ARGOCD_URL && e.ARGOCD_TOKEN ? { baseUrl: e.ARGOCD_URL, token: e.ARGOCD_TOKEN, timeoutMs: e.ARGOCD_TIMEOUT } : undefined,
     mcp: { tokens: parseMcpTokens(e.MCP_TOKENS), oidc: parseOidc(e), allowedOrigins: parseOrigins(e.MCP_ALLOWED_ORIGINS) },
   };

@@ -62,7 +62,7 @@ export function parseGitops(e: z.infer<typeof Env>, dataDir: string): Config["gi
   const author = { name: e.GIT_AUTHOR_NAME, email: e.GIT_AUTHOR_EMAIL };
   if (e.GITOPS_PROVIDER === "local") {
     const repoPath = e.GITOPS_REPO ? resolve(e.GITOPS_REPO) : resolve(dataDir, "gitops.git");
-    return { provider: "local", repoPath, baseBranch: e.GITOPS_BASE_BRANCH, author };
+    return { provider: "local", repoPath, baseBranch: e.GITOPS_BASE_BRANCH, author, deleteMergedBranches: e.GITOPS_DELETE_MERGED_BRANCHES };
   }
   const m = /^([A-Za-z0-9_.-]+)\/([A-Za-z0-9_.-]+)$/.exec(e.GITOPS_REPO ?? "");
   if (!m) throw new ConfigError("GITOPS_REPO: with GITOPS_PROVIDER=github, expected owner/repo");
@@ -79,6 +79,7 @@ export function parseGitops(e: z.infer<typeof Env>, dataDir: string): Config["gi
     repo: m[2]!,
     baseBranch: e.GITOPS_BASE_BRANCH,
     author,
+    deleteMergedBranches: e.GITOPS_DELETE_MERGED_BRANCHES,
     apiUrl: e.GITHUB_API_URL,
     token: e.GITHUB_TOKEN,
     app: app ? { appId: e.GITHUB_APP_ID!, privateKey: e.GITHUB_APP_PRIVATE_KEY!.replace(/\\n/g, "\n"), installationId: e.GITHUB_APP_INSTALLATION_ID! } : undefined,
