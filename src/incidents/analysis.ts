@@ -1,7 +1,6 @@
-import { TaskMessage } from "../bus/jobs.ts";
-import type { Delivery, Subscription, TaskQueue } from "../bus/port.ts";
+import type { TaskQueue } from "../bus/port.ts";
 import { appendEvent } from "../events/repo.ts";
-import { errorMessage, isAppError } from "../shared/errors.ts";
+import { errorMessage, invalid, isAppError } from "../shared/errors.ts";
 import { formatDuration, parseDuration } from "../shared/duration.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { Store } from "../store/db.ts";
@@ -9,7 +8,7 @@ import type { Executor } from "../store/sql.ts";
 import type { IncidentRow } from "../store/schema.ts";
 import { getPause } from "../system/settings.ts";
 import { enqueueTask } from "../tasks/service.ts";
-import { updateTaskIfActive } from "../tasks/repo.ts";
+import { CONTROL_POOL, createControlJobs, type ControlJob } from "../tasks/control-jobs.ts";
 import { actionKind, type Risk, type Skill } from "../skills/schema.ts";
 import { applyPolicy, approvalFor, pinParams } from "../skills/policy.ts";
 import { inlineError, isInline, runInline, type InlineDeps, type InlineOutcome } from "../skills/inline.ts";
@@ -42,7 +41,7 @@ export type AnalysisDeps = {
   onEnqueued?: () => void;
 };
 
-export const ANALYSIS_POOL = "control";
+export const ANALYSIS_POOL = CONTROL_POOL;
 const FIX_STATES = ["fixing", "proposed", "approved", "verifying"];
 const ENGINE = { actor: "pitcrew:analysis", channel: "engine" } as const;
 
@@ -249,59 +248,27 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
     });
   }
 
-  async function handle(d: Delivery): Promise<void> {
-    const msg = TaskMessage.safeParse(d.data);
-    if (!msg.success || msg.data.kind !== "incident.analyze" || typeof msg.data.payload.incidentId !== "string") {
-      log.error({ subject: d.subject }, "invalid analysis job terminated");
-      d.term("invalid analysis job");
-      return;
-    }
-    const { taskId } = msg.data;
-    const incidentId = msg.data.payload.incidentId;
-    const now = deps.now();
-    if (!(await updateTaskIfActive(store.db, taskId, { state: "running", attempts: d.attempt, started_at: now, updated_at: now, runner_id: "control-plane" }))) {
-      // Cancelled (or already done) while it waited on the bus: nothing to analyse.
-      await d.ack();
-      return;
-    }
-    const keepAlive = setInterval(() => d.working(), 5000);
-    try {
-      const outcome = await analyze(incidentId);
-      await updateTaskIfActive(store.db, taskId, { state: "succeeded", result: JSON.stringify({ outcome }), finished_at: deps.now(), updated_at: deps.now() });
-      deps.onEnqueued?.();
-      await d.ack();
-    } catch (err) {
-      const retryable = isAppError(err) ? err.retryable : true;
-      if (retryable && d.attempt < d.maxDeliver) {
-        log.warn({ err: { message: errorMessage(err) }, incidentId, attempt: d.attempt }, "analysis failed; will retry");
-        d.nak(Math.min(30_000, 1000 * 2 ** (d.attempt - 1)));
-        return;
+  /** The `incident.analyze` control job: analyse; when it fails for good, hand the incident to a human. */
+  const job: ControlJob = {
+    async run(payload) {
+      if (typeof payload.incidentId !== "string") throw invalid("analysis.bad_job", "analysis job without an incidentId");
+      return { outcome: await analyze(payload.incidentId) };
+    },
+    async onGiveUp(trx, payload, err, _job, t) {
+      const inc = typeof payload.incidentId === "string" ? await getIncident(trx, payload.incidentId) : undefined;
+      if (inc && (inc.state === "detected" || inc.state === "analyzing")) {
+        await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: `analysis failed: ${errorMessage(err).slice(0, 500)}` }, t);
       }
-      log.error({ err, incidentId }, "analysis failed for good");
-      await store.db
-        .transaction()
-        .execute(async (trx) => {
-          const t = deps.now();
-          await updateTaskIfActive(trx, taskId, { state: "failed", error: errorMessage(err).slice(0, 2000), finished_at: t, updated_at: t });
-          // Nobody else will pick the incident up: hand it to a human.
-          const inc = await getIncident(trx, incidentId);
-          if (inc && (inc.state === "detected" || inc.state === "analyzing")) {
-            await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: `analysis failed: ${errorMessage(err).slice(0, 500)}` }, t);
-          }
-        })
-        .catch((e) => log.error({ err: { message: errorMessage(e) }, incidentId }, "could not record the failed analysis"));
-      d.term("analysis failed");
-    } finally {
-      clearInterval(keepAlive);
-    }
-  }
+    },
+  };
+  const jobs = createControlJobs({ store, queue: deps.queue, log, now: deps.now, onDone: deps.onEnqueued }, { "incident.analyze": job });
 
   return {
     analyze,
-    handle,
-    start(concurrency: number): Subscription {
-      return deps.queue.consumeTasks(ANALYSIS_POOL, { concurrency }, handle);
-    },
+    job,
+    /** Handles a delivery of the control pool (analysis jobs only; serve.ts dispatches every kind). */
+    handle: jobs.handle,
+    start: jobs.start,
   };
 }
 

@@ -16,6 +16,7 @@ import type { Skill } from "../skills/schema.ts";
 import { migrateWithRetry } from "../store/db.ts";
 import { handleDeadLetters } from "../tasks/dead-letter.ts";
 import { requeuePendingTasks } from "../tasks/requeue.ts";
+import { createControlJobs } from "../tasks/control-jobs.ts";
 import { createRunner, runnerOptions } from "../../runner/worker.ts";
 import { buildExecutors } from "../../runner/executors/index.ts";
 import { createGitHost } from "./gitops.ts";
@@ -87,7 +88,14 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     inline,
     onEnqueued: () => relay.kick(),
   });
-  const analysis = analysisWorker.start(config.analysisConcurrency);
+  // One consumer of the control pool runs every kind of control-plane job.
+  const controlJobs = createControlJobs(
+    { store, queue, log, now: deps.now, onDone: () => relay.kick() },
+    {
+      "incident.analyze": analysisWorker.job,
+    },
+  );
+  const analysis = controlJobs.start(config.analysisConcurrency);
   relay.start();
   const fleet = createFleetMonitor({ store, log, now: deps.now, heartbeatMs: config.runner.heartbeatMs });
   fleet.start();
