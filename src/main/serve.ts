@@ -10,9 +10,8 @@ import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { loadOrCreateToken } from "../shared/secrets.ts";
 import { VERSION } from "../shared/version.ts";
-import { formatProblem, loadSkills, type LoadedSkills } from "../skills/load.ts";
 import { createPlanner } from "./planner.ts";
-import type { Skill } from "../skills/schema.ts";
+import { createSkillSync } from "../skills/sync.ts";
 import { migrateWithRetry } from "../store/db.ts";
 import { handleDeadLetters } from "../tasks/dead-letter.ts";
 import { requeuePendingTasks } from "../tasks/requeue.ts";
@@ -29,14 +28,6 @@ import { createMcpAuth, mcpTokens } from "../mcp/auth.ts";
 import type { McpDeps } from "../mcp/tool.ts";
 import type { InlineDeps } from "../skills/inline.ts";
 import type { GitHost } from "../gitops/port.ts";
-
-/** Loads skills/; problems are logged with file and line, and the good skills still load. */
-export function loadSkillSet(dir: string, log: Logger): LoadedSkills {
-  const loaded = loadSkills(dir);
-  for (const p of loaded.problems) log.error({ problem: formatProblem(p) }, "skill not loaded");
-  log.info({ skills: loaded.skills.map((s) => s.name), dir }, "skills loaded");
-  return loaded;
-}
 
 export function alertmanagerAuth(config: Config, log: Logger): AlertmanagerAuth {
   if (config.alertmanager.auth === "none") {
@@ -62,14 +53,14 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     if (requeued > 0) log.info({ requeued }, "re-queued tasks left pending by the last run");
   }
 
-  let skills: Skill[] = [];
-  // Start-up, SIGHUP and the MCP reload_skills tool all go through here.
-  const reloadSkills = () => {
-    const loaded = loadSkillSet(config.skillsDir, log);
-    skills = loaded.skills;
-    return loaded;
-  };
-  reloadSkills();
+  // Every replica uses the skill set published in the database. Start-up, SIGHUP and the MCP
+  // reload_skills tool read the folder and publish it; the others follow within
+  // SKILLS_SYNC_INTERVAL, and before each AlertManager payload.
+  const skillSync = createSkillSync({ store, log, now: deps.now, dir: config.skillsDir });
+  const reloadSkills = (by: { actor: string; channel: string } = { actor: `control-plane:${config.runner.id}`, channel: "system" }) => skillSync.publish(by);
+  await reloadSkills();
+  skillSync.start(config.skillsSyncIntervalMs);
+  const skills = skillSync.skills;
   const onTerminal = incidentFixHook(store.dialect);
   const tasks = deps.tasks;
   const ingester = createEventIngester({ store, queue, log, now: deps.now, onTerminal }).start();
@@ -81,7 +72,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     queue,
     log,
     now: deps.now,
-    skills: () => skills,
+    skills,
     planner: createPlanner(config, log, store),
     guardrails: { ...config.guardrails },
     fixPool: config.runner.pool,
@@ -99,7 +90,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   relay.start();
   const fleet = createFleetMonitor({ store, log, now: deps.now, heartbeatMs: config.runner.heartbeatMs });
   fleet.start();
-  const verifier = createVerifier({ store, log, now: deps.now, skills: () => skills });
+  const verifier = createVerifier({ store, log, now: deps.now, skills });
   verifier.start();
 
   const gitHost = await openGitHost(config, log, embedded);
@@ -116,7 +107,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     store,
     log,
     now: deps.now,
-    skills: () => skills,
+    skills,
     settings: { flapWindowMs: config.guardrails.flapWindowMs, flapLimit: config.guardrails.flapLimit, maxFailedFixes: config.guardrails.maxFailedFixes, labels: config.labels },
     onCommitted: () => relay.kick(),
   });
@@ -127,7 +118,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     queue,
     tasks,
     now: deps.now,
-    skills: () => skills,
+    skills,
     reloadSkills,
     analyze: (incidentId) => analysisWorker.analyze(incidentId),
     gitHost,
@@ -139,12 +130,13 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   const mcpAuth = createMcpAuth({ tokens: mcpToken.tokens, oidc: config.mcp.oidc, log });
 
   registerStoreGauges(deps.metrics, store);
-  const app = await buildHttpApp({ log, store, queue, metrics: deps.metrics, bodyLimit: config.bodyLimit, alertmanager: { intake, auth }, mcp: { deps: mcpDeps, auth: mcpAuth } });
+  const app = await buildHttpApp({ log, store, queue, metrics: deps.metrics, bodyLimit: config.bodyLimit, alertmanager: { intake: { ...intake, receive: async (payload) => (await skillSync.refresh().catch(() => false), intake.receive(payload)) }, auth }, mcp: { deps: mcpDeps, auth: mcpAuth } });
   await app.listen({ port: config.port, host: config.host });
-  printBanner(config, { embedded, dialect: store.dialect, auth, tokenFromEnv: !!config.alertmanager.token, skills: skills.length, mcp: mcpToken.generated });
+  printBanner(config, { embedded, dialect: store.dialect, auth, tokenFromEnv: !!config.alertmanager.token, skills: skills().length, mcp: mcpToken.generated });
 
   process.on("SIGHUP", () => {
-    reloadSkills();
+    // A folder or file that cannot be read is reported; the skills in use stay.
+    reloadSkills({ actor: "signal:SIGHUP", channel: "system" }).catch((err) => log.error({ err: { message: errorMessage(err) } }, "skills not reloaded"));
   });
 
   onShutdownSignal(log, config.shutdownTimeoutMs, async () => {

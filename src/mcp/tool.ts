@@ -27,7 +27,8 @@ export type McpDeps = {
   tasks: TaskService;
   now: () => number;
   skills: () => Skill[];
-  reloadSkills: () => { skills: Skill[]; problems: SkillProblem[] };
+  /** Reads the skills folder and publishes the set to every control plane. */
+  reloadSkills: (by: { actor: string; channel: string }) => Promise<{ skills: Skill[]; problems: SkillProblem[]; published: boolean }>;
   /** Runs analysis for an incident now (the analysis worker's analyze()). */
   analyze: (incidentId: string) => Promise<AnalysisOutcome>;
   /** The pull-request host, for approving merges; absent when none is configured. */

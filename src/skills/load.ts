@@ -4,7 +4,8 @@ import { LineCounter, parseDocument } from "yaml";
 import { Skill } from "./schema.ts";
 
 export type SkillProblem = { file: string; line: number; message: string };
-export type LoadedSkills = { skills: Skill[]; problems: SkillProblem[] };
+/** `unreadableFolder`: the folder itself could not be listed, so `skills` says nothing about it. */
+export type LoadedSkills = { skills: Skill[]; problems: SkillProblem[]; unreadableFolder?: boolean };
 
 /**
  * Loads every *.yaml / *.yml in `dir`. A bad file is reported with its path, line and message and
@@ -13,20 +14,27 @@ export type LoadedSkills = { skills: Skill[]; problems: SkillProblem[] };
 export function loadSkills(dir: string): LoadedSkills {
   const skills: Skill[] = [];
   const problems: SkillProblem[] = [];
-  let files: string[];
+  let names: string[];
   try {
-    files = readdirSync(dir)
-      .filter((f) => /\.ya?ml$/.test(f))
-      .sort()
-      .map((f) => join(dir, f))
-      .filter((f) => statSync(f).isFile());
-  } catch {
-    return { skills, problems: [{ file: dir, line: 0, message: "skills folder not found" }] };
+    names = readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return { skills, problems: [{ file: dir, line: 0, message: code === "ENOENT" ? "skills folder not found" : `skills folder cannot be read (${code ?? "error"})` }], unreadableFolder: true };
   }
-  for (const file of files) {
+  for (const name of names) {
+    const file = join(dir, name);
     const rel = relative(process.cwd(), file);
     const shown = rel && !rel.startsWith("..") ? rel : file;
-    const text = readFileSync(file, "utf8");
+    // One file that cannot be read (a dangling link, no permission, removed meanwhile) is a problem
+    // of that file only: the others still load.
+    let text: string;
+    try {
+      if (!statSync(file).isFile()) continue;
+      text = readFileSync(file, "utf8");
+    } catch (err) {
+      problems.push({ file: shown, line: 0, message: `cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"})` });
+      continue;
+    }
     const lc = new LineCounter();
     const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
     if (doc.errors.length > 0) {

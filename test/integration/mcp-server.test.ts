@@ -83,7 +83,7 @@ function testDeps(config: Config, store: TestStore, queue: ReturnType<typeof cre
     tasks: createTaskService({ store, log: silentLogger, now }),
     now,
     skills: () => SKILLS,
-    reloadSkills: () => ({ skills: SKILLS, problems: [] }),
+    reloadSkills: async () => ({ skills: SKILLS, problems: [], published: false }),
     analyze: async () => "skipped",
     kick: () => {},
   };

@@ -151,9 +151,9 @@ describe("MCP tools", () => {
       tasks,
       now,
       skills: () => skills,
-      reloadSkills: () => {
+      reloadSkills: async () => {
         reloads++;
-        return { skills, problems: [{ file: "skills/broken.yaml", line: 3, message: "risk: invalid option" }] };
+        return { skills, problems: [{ file: "skills/broken.yaml", line: 3, message: "risk: invalid option" }], published: true };
       },
       analyze: (id) => analysis.analyze(id),
       gitHost,
