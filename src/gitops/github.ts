@@ -3,7 +3,7 @@ import { createAppAuth } from "@octokit/auth-app";
 import { Octokit } from "@octokit/rest";
 import { AppError, conflict, invalid } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
-import type { GitHost, PullRequest } from "./port.ts";
+import { formatTrailers, type GitHost, type PullRequest } from "./port.ts";
 
 // Pull requests on GitHub (or GitHub Enterprise Server) through octokit, authenticated with a token
 // or as a GitHub App installation. Git itself authenticates through runner/askpass.sh, which prints
@@ -161,9 +161,11 @@ export function createGitHubHost(opts: GitHubHostOptions): GitHost {
 
     getPullRequest: async (n) => toPull(await getRaw(n)),
 
-    async mergePullRequest(n, { method, sha }) {
+    async mergePullRequest(n, { method, sha, trailers }) {
+      // GitHub keeps its own title; the message (the commit body) carries the trailers.
+      const message = trailers && Object.keys(trailers).length > 0 ? { commit_message: formatTrailers(trailers) } : {};
       try {
-        const { data } = await octokit.rest.pulls.merge({ owner, repo, pull_number: n, merge_method: method, ...(sha ? { sha } : {}) });
+        const { data } = await octokit.rest.pulls.merge({ owner, repo, pull_number: n, merge_method: method, ...(sha ? { sha } : {}), ...message });
         return { merged: data.merged, sha: data.sha };
       } catch (err) {
         const status = (err as { status?: number }).status;
@@ -181,6 +183,20 @@ export function createGitHubHost(opts: GitHubHostOptions): GitHost {
       // The comment first: it explains the close that follows it in the timeline.
       if (comment) await call(`comment on pull request #${n}`, () => octokit.rest.issues.createComment({ owner, repo, issue_number: n, body: comment }), "gitops.pull_not_found");
       await call(`close pull request #${n}`, () => octokit.rest.pulls.update({ owner, repo, pull_number: n, state: "closed" }), "gitops.pull_not_found");
+    },
+
+    async deleteBranch(branch) {
+      // Each segment encoded, the slashes kept: `git/refs/heads/pitcrew/inc-1-scale`, as documented.
+      const path = branch.split("/").map(encodeURIComponent).join("/");
+      try {
+        await octokit.request(`DELETE /repos/{owner}/{repo}/git/refs/heads/${path}`, { owner, repo });
+        return true;
+      } catch (err) {
+        // 422 "Reference does not exist" (or 404): already gone, which is what we wanted.
+        const status = (err as { status?: number }).status;
+        if (status === 422 || status === 404) return false;
+        throw toAppError(err, `delete branch ${branch}`);
+      }
     },
   };
 }

@@ -3,7 +3,7 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { AppError, conflict, invalid, notFound, unavailable } from "../shared/errors.ts";
 import { git, gitInput, gitResult } from "./git.ts";
-import type { CreatePullRequest, GitHost, MergeOptions, PullRequest, PullRequestState } from "./port.ts";
+import { formatTrailers, type CreatePullRequest, type GitHost, type MergeOptions, type PullRequest, type PullRequestState } from "./port.ts";
 
 // Pull requests on a bare repository: a PR is a head branch plus a record. Records are stored in
 // git itself, not in a side file: `refs/pitcrew/pulls/<n>` points at a JSON blob, and
@@ -113,7 +113,7 @@ export function createLocalGitHost(opts: LocalGitHostOptions): GitHost {
     return out.split("\n").reduce((max, n) => Math.max(max, Number(n) || 0), 0) + 1;
   }
 
-  async function mergeCommit(r: PullRecord, baseSha: string, headSha: string, method: MergeOptions["method"]): Promise<string> {
+  async function mergeCommit(r: PullRecord, baseSha: string, headSha: string, { method, trailers }: MergeOptions): Promise<string> {
     const out = await gitResult(repo, ["merge-tree", "--write-tree", "--no-messages", "--name-only", baseSha, headSha]);
     // Status 1 is "merged with conflicts": stdout is the tree, then the conflicted paths.
     if (out.exitCode === 1) {
@@ -122,7 +122,8 @@ export function createLocalGitHost(opts: LocalGitHostOptions): GitHost {
     }
     if (out.exitCode !== 0) throw new AppError("unavailable", "gitops.git_failed", `git merge-tree failed: ${out.stderr.trim()}`, { retryable: false });
     const tree = out.stdout.split("\n")[0]!.trim();
-    const message = method === "squash" ? `${r.title} (#${r.number})\n\n${r.body}` : `Merge pull request #${r.number} from ${r.branch}\n\n${r.title}`;
+    let message = method === "squash" ? `${r.title} (#${r.number})\n\n${r.body}` : `Merge pull request #${r.number} from ${r.branch}\n\n${r.title}`;
+    if (trailers && Object.keys(trailers).length > 0) message = `${message.trimEnd()}\n\n${formatTrailers(trailers)}`;
     const parents = method === "squash" ? ["-p", baseSha] : ["-p", baseSha, "-p", headSha];
     return (await git(repo, ["commit-tree", tree, ...parents, "-m", message], { env: identity })).trim();
   }
@@ -169,7 +170,7 @@ export function createLocalGitHost(opts: LocalGitHostOptions): GitHost {
         }
         const baseSha = await readRef(`refs/heads/${record.base}`);
         if (!baseSha) throw conflict("gitops.branch_not_found", `base branch ${record.base} no longer exists`);
-        const sha = await mergeCommit(record, baseSha, headSha, mergeOpts.method);
+        const sha = await mergeCommit(record, baseSha, headSha, mergeOpts);
         const next = await writeRecord({ ...record, state: "merged", headSha, mergeSha: sha, updatedAt: now().toISOString() });
         const open = await readRef(openRef(record.branch));
         const ok = await transaction([
@@ -195,6 +196,16 @@ export function createLocalGitHost(opts: LocalGitHostOptions): GitHost {
         const open = record.state === "open" ? await readRef(openRef(record.branch)) : undefined;
         const ok = await transaction([`update ${PULLS}${number} ${next} ${oid}`, ...(open ? [`delete ${openRef(record.branch)} ${open}`] : [])]);
         return ok ? true : undefined;
+      });
+    },
+
+    async deleteBranch(branch) {
+      await assertBranch(branch, "branch");
+      return retrying(`delete branch ${branch}`, async () => {
+        const oid = await readRef(`refs/heads/${branch}`);
+        if (!oid) return false;
+        // Compare-and-swap: a push that moved the branch meanwhile makes us look again.
+        return (await transaction([`delete refs/heads/${branch} ${oid}`])) ? true : undefined;
       });
     },
   };

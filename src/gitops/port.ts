@@ -6,6 +6,7 @@
 //   gitops.merge_conflict (conflict)  the head does not merge cleanly into the base
 //   gitops.head_moved     (conflict)  merge was given a `sha` and the head is no longer there
 //   gitops.pull_not_found (not_found)
+//   gitops.pull_not_open  (conflict)  merge of a pull request closed without a merge
 
 export type PullRequestState = "open" | "closed" | "merged";
 
@@ -26,7 +27,19 @@ export type MergeOptions = {
   method: "merge" | "squash";
   /** Merge only if the head is still at this commit (what was reviewed or approved). */
   sha?: string;
+  /**
+   * Git trailers for the merge commit (`Approved-by`, `Pitcrew-Incident`), written as the last
+   * paragraph of its message so history walks can read them with `git interpret-trailers`.
+   */
+  trailers?: Record<string, string>;
 };
+
+/** `Key: value` lines, one per trailer; newlines in values are flattened so a value cannot add a trailer. */
+export function formatTrailers(trailers: Record<string, string>): string {
+  return Object.entries(trailers)
+    .map(([k, v]) => `${k}: ${v.replace(/\s+/g, " ").trim()}`)
+    .join("\n");
+}
 
 export interface GitHost {
   kind: "github" | "local";
@@ -45,4 +58,6 @@ export interface GitHost {
   /** Merging an already merged pull request answers `{ merged: true }` with its merge commit. */
   mergePullRequest(number: number, opts: MergeOptions): Promise<{ merged: boolean; sha: string }>;
   closePullRequest(number: number, comment?: string): Promise<void>;
+  /** Deletes a branch; resolves to false when it was already gone (deleting twice is fine). */
+  deleteBranch(branch: string): Promise<boolean>;
 }

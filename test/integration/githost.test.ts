@@ -77,7 +77,7 @@ async function makeRepo(): Promise<Repo> {
 
 // --- the contract, against both adapters --------------------------------------------------------
 
-type Harness = { host: GitHost; other?: GitHost; push(branch: string): Promise<string> };
+type Harness = { host: GitHost; other?: GitHost; push(branch: string): Promise<string>; branchSha(branch: string): Promise<string | undefined> };
 
 async function localHarness(): Promise<Harness> {
   const repo = await makeRepo();
@@ -86,6 +86,7 @@ async function localHarness(): Promise<Harness> {
     host: createLocalGitHost({ repoPath: repo.bare }),
     other: createLocalGitHost({ repoPath: repo.bare }),
     push: (branch) => repo.commit(branch, { [`notes/${branch}-${++n}.txt`]: `change ${n}\n` }),
+    branchSha: async (branch) => (await git(repo.bare, ["for-each-ref", "--format=%(objectname)", `refs/heads/${branch}`])).trim() || undefined,
   };
 }
 
@@ -93,7 +94,7 @@ async function githubHarness(): Promise<Harness> {
   const token = `ghp_${randomBytes(18).toString("hex")}`;
   const mock = createGitHubMock({ owner: "acme", repo: "gitops", token });
   server.use(...mock.handlers);
-  return { host: createGitHubHost({ owner: "acme", repo: "gitops", token }), push: async (branch) => mock.pushBranch(branch) };
+  return { host: createGitHubHost({ owner: "acme", repo: "gitops", token }), push: async (branch) => mock.pushBranch(branch), branchSha: async (branch) => mock.branchSha(branch) };
 }
 
 for (const make of [localHarness, githubHarness]) {
@@ -176,6 +177,32 @@ for (const make of [localHarness, githubHarness]) {
       expect(await host.findOpenPullRequest(branch)).toMatchObject({ number: next.number, state: "open" });
     });
 
+    it("deletes the branch of a closed pull request; deleting it again, or a branch that never existed, answers false", async () => {
+      const { host, push, branchSha } = await make();
+      const branch = `pitcrew/inc-${uid()}-restart`;
+      await push(branch);
+      const pr = await host.createPullRequest({ branch, base: "main", title: "Restart", body: "" });
+      await host.closePullRequest(pr.number, "The incident resolved without this change.");
+      expect(await host.deleteBranch(branch)).toBe(true);
+      expect(await branchSha(branch)).toBeUndefined();
+      expect(await host.deleteBranch(branch)).toBe(false);
+      expect(await host.deleteBranch(`pitcrew/inc-${uid()}-never`)).toBe(false);
+      expect(await branchSha("main")).toBeDefined();
+      expect((await host.getPullRequest(pr.number)).state).toBe("closed");
+    });
+
+    it("deletes a merged pull request's branch and the pull request stays merged", async () => {
+      const { host, push, branchSha } = await make();
+      const branch = `pitcrew/inc-${uid()}-scale`;
+      const head = await push(branch);
+      const pr = await host.createPullRequest({ branch, base: "main", title: "Scale", body: "" });
+      const merged = await host.mergePullRequest(pr.number, { method: "merge", sha: head, trailers: { "Approved-by": "alice", "Pitcrew-Incident": "inc_1" } });
+      expect(await host.deleteBranch(branch)).toBe(true);
+      expect(await branchSha(branch)).toBeUndefined();
+      expect(await host.getPullRequest(pr.number)).toMatchObject({ state: "merged", headSha: head });
+      expect(await host.mergePullRequest(pr.number, { method: "merge" })).toEqual(merged);
+    });
+
     it("reports an unknown pull request number as gitops.pull_not_found", async () => {
       const { host } = await make();
       const err = await appError(host.getPullRequest(987_654));
@@ -210,6 +237,17 @@ describe("local GitHost on a bare repository", () => {
     expect(await git(clone, ["show", "HEAD:README.md"])).toBe("ops repo\n");
     // The pull request records stay in the bare repository.
     expect(await git(clone, ["for-each-ref", "refs/pitcrew/"])).toBe("");
+  });
+
+  it("writes the merge options' trailers as the last paragraph of the merge commit, where git reads them", async () => {
+    const repo = await makeRepo();
+    const host = createLocalGitHost({ repoPath: repo.bare });
+    const head = await repo.commit("pitcrew/inc-3-scale", { "deploy.yaml": "replicas: 3\nimage: api:1.0\n" });
+    const pr = await host.createPullRequest({ branch: "pitcrew/inc-3-scale", base: "main", title: "Scale api to 3", body: "" });
+    const { sha } = await host.mergePullRequest(pr.number, { method: "merge", sha: head, trailers: { "Approved-by": "alice\nPitcrew-Incident: forged", "Pitcrew-Incident": "inc_3" } });
+    const trailers = await git(repo.bare, ["log", "-1", "--format=%(trailers:only,unfold)", sha]);
+    expect(trailers.trim().split("\n")).toEqual(["Approved-by: alice Pitcrew-Incident: forged", "Pitcrew-Incident: inc_3"]);
+    expect(await git(repo.bare, ["log", "-1", "--format=%s", sha])).toBe("Merge pull request #1 from pitcrew/inc-3-scale\n");
   });
 
   it("squash-merges as one single-parent commit with the change", async () => {
@@ -379,6 +417,29 @@ describe("GitHub GitHost (msw)", () => {
     const put = mock.requests.find((r) => r.method === "PUT");
     expect(put).toMatchObject({ path: `/repos/acme/gitops/pulls/${pr.number}/merge`, status: 405, body: { merge_method: "squash", sha: head } });
     expect(mock.pull(pr.number)?.state).toBe("open");
+  });
+
+  it("sends the trailers as the merge commit's message and deletes a branch at git/refs/heads/<branch>", async () => {
+    const { mock, token } = setup();
+    const head = mock.pushBranch("pitcrew/inc-11-quota");
+    const host = createGitHubHost({ owner, repo, token });
+    const pr = await host.createPullRequest({ branch: "pitcrew/inc-11-quota", base: "main", title: "Raise quota", body: "" });
+    await host.mergePullRequest(pr.number, { method: "merge", sha: head, trailers: { "Approved-by": "policy", "Pitcrew-Incident": "inc_11" } });
+    expect(mock.pull(pr.number)?.mergeMessage).toEqual({ title: null, message: "Approved-by: policy\nPitcrew-Incident: inc_11" });
+    expect(await host.deleteBranch("pitcrew/inc-11-quota")).toBe(true);
+    expect(await host.deleteBranch("pitcrew/inc-11-quota")).toBe(false);
+    const deletes = mock.requests.filter((r) => r.method === "DELETE");
+    expect(deletes.map((r) => `${r.path} ${r.status} ${r.authorization}`)).toEqual([
+      `/repos/acme/gitops/git/refs/heads/pitcrew/inc-11-quota 204 token ${token}`,
+      `/repos/acme/gitops/git/refs/heads/pitcrew/inc-11-quota 422 token ${token}`,
+    ]);
+  });
+
+  it("maps a failed branch deletion other than 'already gone' to an AppError", async () => {
+    const { token } = setup();
+    server.use(http.delete("https://api.github.com/repos/acme/gitops/git/refs/*", () => HttpResponse.json({ message: "Server Error" }, { status: 502 })));
+    const err = await appError(createGitHubHost({ owner, repo, token }).deleteBranch("pitcrew/inc-12-x"));
+    expect([err.kind, err.code, err.retryable]).toEqual(["unavailable", "github.unavailable", true]);
   });
 
   it("posts the close comment and closes the pull request", async () => {

@@ -35,6 +35,8 @@ type MockPull = {
   headSha: string;
   baseSha: string;
   mergeSha: string | null;
+  /** The merge commit's message as asked for (`commit_title`, `commit_message`). */
+  mergeMessage: { title: string | null; message: string | null } | null;
   createdAt: string;
   updatedAt: string;
   closedAt: string | null;
@@ -110,7 +112,7 @@ export function createGitHubMock(opts: GitHubMockOptions) {
     const p: MockPull = {
       number: nextNumber++, id: randomInt(1e9, 2e9), head: input.branch, base: input.base ?? defaultBranch, title: input.title ?? input.branch, body: input.body ?? null,
       state: "open", merged: false, mergeable: true, headSha: branches.get(input.branch) ?? sha(), baseSha: branches.get(input.base ?? defaultBranch) ?? sha(),
-      mergeSha: null, createdAt: at, updatedAt: at, closedAt: null, mergedAt: null,
+      mergeSha: null, mergeMessage: null, createdAt: at, updatedAt: at, closedAt: null, mergedAt: null,
     };
     pulls.push(p);
     return p.number;
@@ -193,7 +195,8 @@ export function createGitHubMock(opts: GitHubMockOptions) {
       if (p.state !== "open" || !p.mergeable) return githubError(405, "Pull Request is not mergeable", doc);
       if (body.sha !== undefined && body.sha !== headOf(p)) return githubError(409, "Head branch was modified. Review and try the merge again.", doc);
       const at = now();
-      Object.assign(p, { headSha: headOf(p), state: "closed", merged: true, mergeSha: sha(), mergedAt: at, closedAt: at, updatedAt: at });
+      const mergeMessage = { title: typeof body.commit_title === "string" ? body.commit_title : null, message: typeof body.commit_message === "string" ? body.commit_message : null };
+      Object.assign(p, { headSha: headOf(p), state: "closed", merged: true, mergeSha: sha(), mergeMessage, mergedAt: at, closedAt: at, updatedAt: at });
       branches.set(p.base, p.mergeSha!);
       return json({ sha: p.mergeSha, merged: true, message: "Pull Request successfully merged" });
     })),
@@ -218,6 +221,20 @@ export function createGitHubMock(opts: GitHubMockOptions) {
       const id = randomInt(1e9, 2e9);
       const at = now();
       return json({ id, node_id: `IC_kwDO${alnum(10)}`, url: `${repoApi}/issues/comments/${id}`, html_url: `${web}/pull/${p.number}#issuecomment-${id}`, issue_url: `${repoApi}/issues/${p.number}`, body: body.body, user, created_at: at, updated_at: at, author_association: "MEMBER" }, 201);
+    })),
+
+    // Delete a reference: `git/refs/heads/<branch>`, slashes in the branch as they are. 204 with no
+    // body; 422 "Reference does not exist" when it is gone. GitHub closes the open pull requests
+    // whose head branch was deleted.
+    http.delete(`${api}/repos/:owner/:repo/git/refs/*`, route(({ request }) => {
+      const doc = "/git/refs#delete-a-reference";
+      const ref = decodeURIComponent(new URL(request.url).pathname.replace(/^.*?\/git\/refs\//, ""));
+      const branch = ref.startsWith("heads/") ? ref.slice("heads/".length) : undefined;
+      if (!branch || !branches.has(branch)) return githubError(422, "Reference does not exist", doc);
+      const at = now();
+      for (const p of pulls) if (p.state === "open" && p.head === branch) Object.assign(p, { headSha: headOf(p), state: "closed", closedAt: at, updatedAt: at });
+      branches.delete(branch);
+      return new HttpResponse(null, { status: 204, headers: headers() });
     })),
 
     http.post(`${api}/app/installations/:id/access_tokens`, route(({ request, params }) => {
