@@ -26,6 +26,7 @@ export type IncidentEvent =
   | "fix.proposed" // a change awaits approval (e.g. a PR is open)
   | "approval.granted"
   | "approval.rejected"
+  | "approval.released" // an approved merge failed: the approval waits for a decision again
   | "verify.started" // the fix is applied (merged or run); watch the alert
   | "verify.passed"
   | "verify.failed"
@@ -44,6 +45,7 @@ const TABLE: Record<IncidentEvent, { from: readonly IncidentState[]; to: Inciden
   "fix.proposed": { from: ["analyzing", "fixing"], to: "proposed" },
   "approval.granted": { from: ["proposed"], to: "approved" },
   "approval.rejected": { from: ["proposed"], to: "rejected" },
+  "approval.released": { from: ["approved"], to: "proposed" },
   "verify.started": { from: ["fixing", "approved"], to: "verifying" },
   "verify.passed": { from: ["verifying"], to: "resolved" },
   "verify.failed": { from: ["verifying"], to: "escalated" },
