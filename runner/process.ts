@@ -24,6 +24,9 @@ export type RunCommandOptions = {
   maxLineChars?: number;
   /** Time between SIGTERM and SIGKILL of the process group. Default 1000 ms. */
   killGraceMs?: number;
+  /** Run as this user and group (the caller must be root); supplementary groups are dropped. */
+  uid?: number;
+  gid?: number;
 };
 
 export type RunResult = {
@@ -65,7 +68,8 @@ export async function runCommand(opts: RunCommandOptions): Promise<RunResult> {
 
   if (opts.signal?.aborted) return { exitCode: null, signal: null, timedOut: false, cancelled: true, stdoutTail: "", stderrTail: "", truncated: false };
 
-  const child = spawn(file, args, { cwd: opts.cwd, env: opts.env, detached: true, shell: false, stdio: ["ignore", "pipe", "pipe"] });
+  const identity = opts.uid === undefined ? {} : { uid: opts.uid, gid: opts.gid ?? opts.uid };
+  const child = spawn(file, args, { cwd: opts.cwd, env: opts.env, detached: true, shell: false, stdio: ["ignore", "pipe", "pipe"], ...identity });
   const started = await new Promise<Error | undefined>((resolve) => {
     child.once("spawn", () => resolve(undefined));
     child.once("error", resolve);

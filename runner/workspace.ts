@@ -1,4 +1,4 @@
-import { chmod, mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
+import { chmod, lchown, mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AppError } from "../src/shared/errors.ts";
@@ -44,6 +44,20 @@ async function makeWritable(dir: string): Promise<void> {
   await chmod(dir, 0o700).catch(() => {});
   const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
   for (const e of entries) if (e.isDirectory()) await makeWritable(join(dir, e.name));
+}
+
+/**
+ * Hands a directory tree to another user (a coding agent's): `dir` and everything below it, without
+ * following symbolic links. The runner (root) keeps full access; the runner's own files elsewhere
+ * stay out of that user's reach.
+ */
+export async function giveTo(dir: string, uid: number, gid: number): Promise<void> {
+  await lchown(dir, uid, gid);
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) await giveTo(path, uid, gid);
+    else await lchown(path, uid, gid);
+  }
 }
 
 const safePrefix = (prefix: string) => prefix.replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 80);

@@ -64,7 +64,8 @@ export function buildAgentEnv(a: {
 
 // Shorter values ("true", "1", "en") are too common in ordinary output to be masked usefully.
 const MIN_SECRET_CHARS = 8;
-const NOT_SECRET = new Set(["PATH", "LANG", "HOME", "TMPDIR", "GIT_ASKPASS"]);
+// Names whose values are settings, not secrets (the askpass helper's pinned URL and git's config).
+const NOT_SECRET = new Set(["PATH", "LANG", "HOME", "TMPDIR", "GIT_ASKPASS", "PITCREW_GIT_URL", "PITCREW_GIT_USERNAME", "GIT_CONFIG_KEY_0", "GIT_CONFIG_KEY_1", "GIT_CONFIG_KEY_2"]);
 
 /** Values that must not appear in events or errors: allowed variables and git's environment. */
 export function secretValues(runnerEnv: Record<string, string | undefined>, allowEnv: string[], gitEnv: Record<string, string>): string[] {

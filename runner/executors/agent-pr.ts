@@ -1,5 +1,6 @@
 import { copyFile, lstat, mkdir, rm } from "node:fs/promises";
 import { dirname, join, normalize, sep } from "node:path";
+import { repoKey } from "../../src/gitops/repo-url.ts";
 import { invalid } from "../../src/shared/errors.ts";
 import type { AgentRun } from "./agent.ts";
 import { proposeChange, type SkillExecutorOptions } from "./skill.ts";
@@ -12,7 +13,12 @@ import { proposeChange, type SkillExecutorOptions } from "./skill.ts";
 export function agentPullRequest(opts: SkillExecutorOptions) {
   return async (run: AgentRun): Promise<unknown> => {
     if (!run.cloned || run.changedFiles.length === 0) return { changed: false, summary: "the agent changed no files" };
-    const p = run.payload as { incidentId?: string; skill?: string; prompt: string };
+    const p = run.payload as { incidentId?: string; skill?: string; prompt: string; repoUrl?: string };
+    // Files of another repository (a prompt task may name one from ALLOWED_REPOS) never become a
+    // change of the GitOps repository.
+    if (!p.repoUrl || repoKey(p.repoUrl) !== repoKey(opts.host.cloneUrl())) {
+      return { changed: false, summary: `the agent worked in ${p.repoUrl ?? "an empty folder"}, not the GitOps repository: no pull request` };
+    }
     const id = p.incidentId ?? run.task.taskId;
     const skill = p.skill ?? `agent-${run.agent}`;
     return proposeChange(

@@ -3,9 +3,10 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import type { TaskMessage } from "../../src/bus/jobs.ts";
+import { assertRepoAllowed, repoKey } from "../../src/gitops/repo-url.ts";
 import { AppError, errorMessage, invalid } from "../../src/shared/errors.ts";
 import { runCommand, type OutputStream } from "../process.ts";
-import { withWorkspace } from "../workspace.ts";
+import { giveTo, withWorkspace } from "../workspace.ts";
 import { buildAgentEnv, checkCommandTemplates, checkRepoUrl, DEFAULT_PATH, lastLines, parsePorcelainZ, renderCommand, scrub, secretValues } from "./agent-command.ts";
 import type { ExecContext, Executor } from "./types.ts";
 
@@ -53,8 +54,16 @@ export type AgentExecutorOptions = {
   workspaceBase?: string;
   /** Bound on each captured output tail. Default 64 KiB. */
   maxOutputBytes?: number;
-  /** Environment for git (credentials: GIT_ASKPASS, GIT_CONFIG_COUNT/KEY/VALUE, GIT_SSH_COMMAND…). */
-  gitEnv?: Record<string, string> | (() => Promise<Record<string, string>>);
+  /** Repositories a task may clone (URLs or paths, compared by repoKey). Unset: any. */
+  allowedRepos?: string[];
+  /**
+   * Git credentials (askpass helper and secret, from GitHost.auth()), given to the clone of
+   * `repoUrl` only: a clone of any other repository runs without credentials and credential helpers.
+   */
+  credentials?: { repoUrl: string; env: () => Promise<Record<string, string>> };
+  /** The user (and group; default: the same number) agent processes run as. Needs a root runner. */
+  uid?: number;
+  gid?: number;
   defaultTimeoutMs?: number;
   /** Upper bound on a task's own timeoutMs. */
   maxTimeoutMs?: number;
@@ -92,13 +101,18 @@ export function createAgentExecutor(opts: AgentExecutorOptions): { agent: Execut
     const agent = payload.agent ?? opts.defaultAgent;
     const template = opts.commands[agent];
     if (!template) throw invalid("agent.unknown_agent", `no command configured for agent "${agent}" (known: ${Object.keys(opts.commands).join(", ")})`);
-    if (payload.repoUrl) checkRepoUrl(payload.repoUrl);
+    if (payload.repoUrl) {
+      checkRepoUrl(payload.repoUrl);
+      if (opts.allowedRepos) assertRepoAllowed(payload.repoUrl, opts.allowedRepos);
+    }
     const timeoutMs = Math.min(payload.timeoutMs ?? defaultTimeoutMs, maxTimeoutMs);
     const progress = (message: string) => ctx.progress(message).catch(() => {});
     if (ctx.signal.aborted) throw cancelled();
     // Asked per run: a GitHub App installation token expires, and the mask must know the current one.
-    const gitEnv = typeof opts.gitEnv === "function" ? await opts.gitEnv() : (opts.gitEnv ?? {});
+    const withCredentials = !!payload.repoUrl && !!opts.credentials && repoKey(payload.repoUrl) === repoKey(opts.credentials.repoUrl);
+    const gitEnv = withCredentials ? await opts.credentials!.env() : NO_CREDENTIALS;
     const secrets = secretValues(opts.env, opts.allowEnv, gitEnv);
+    const identity = opts.uid === undefined ? undefined : { uid: opts.uid, gid: opts.gid ?? opts.uid };
 
     return withWorkspace(`pitcrew-${task.kind}-${task.taskId}-`, async (ws) => {
       const repoDir = join(ws, "repo");
@@ -110,6 +124,8 @@ export function createAgentExecutor(opts: AgentExecutorOptions): { agent: Execut
         await progress(payload.ref ? `cloning the repository at ${payload.ref}` : "cloning the repository");
         await clone(payload.repoUrl, payload.ref, ws, repoDir, cloneEnv, ctx.signal, secrets);
       } else await mkdir(repoDir);
+      // The clone was made with the runner's credentials; from here on the workspace is the agent's.
+      if (identity) await giveTo(ws, identity.uid, identity.gid);
 
       const argv = renderCommand(template, { prompt: payload.prompt, model: payload.model, workdir: repoDir });
       const env = buildAgentEnv({ runnerEnv: opts.env, allowEnv: opts.allowEnv, home: ws, tmpDir, task: taskEnv });
@@ -117,9 +133,10 @@ export function createAgentExecutor(opts: AgentExecutorOptions): { agent: Execut
       const logs = forwardLines(ctx, secrets, maxLogLines);
       let res;
       try {
-        res = await runCommand({ command: argv, cwd: repoDir, env, timeoutMs, signal: ctx.signal, maxOutputBytes, onLine: logs.line, killGraceMs: opts.killGraceMs });
+        res = await runCommand({ command: argv, cwd: repoDir, env, timeoutMs, signal: ctx.signal, maxOutputBytes, onLine: logs.line, killGraceMs: opts.killGraceMs, ...identity });
       } catch (err) {
-        throw new AppError("unavailable", "agent.not_startable", `${agent}: could not start ${argv[0]}: ${errorMessage(err)}`, { retryable: false, cause: err });
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") throw notInstalled(agent, argv[0]!, env.PATH!);
+        throw new AppError("invalid", "agent.not_startable", `${agent}: could not start ${argv[0]}: ${errorMessage(err)}`, { retryable: false, cause: err });
       } finally {
         await logs.close(ctx.signal.aborted ? 0 : 5000);
       }
@@ -133,7 +150,7 @@ export function createAgentExecutor(opts: AgentExecutorOptions): { agent: Execut
         throw new AppError("unavailable", "agent.failed", `${agent} ${how}${stderr ? `: ${stderr}` : ""}`, { retryable: false, details: { exitCode: res.exitCode } });
       }
       // With the env of the agent itself: git may run programs configured in the clone it controlled.
-      const changedFiles = payload.repoUrl ? await changedPaths(repoDir, base, ctx.signal) : [];
+      const changedFiles = payload.repoUrl ? await changedPaths(repoDir, base, ctx.signal, identity) : [];
       const after = opts.afterRun
         ? await opts.afterRun({ task, ctx, agent, payload, repoDir, cloned: payload.repoUrl !== undefined, changedFiles })
         : undefined;
@@ -182,6 +199,26 @@ function parsePayload<S extends z.ZodType>(schema: S, payload: unknown): z.infer
   return parsed.data;
 }
 
+// A clone of a repository other than the GitOps one: no askpass helper, no credential helpers, so
+// a server asking for credentials gets none and the clone fails.
+const NO_CREDENTIALS: Record<string, string> = {
+  GIT_CONFIG_COUNT: "2",
+  GIT_CONFIG_KEY_0: "credential.helper",
+  GIT_CONFIG_VALUE_0: "",
+  GIT_CONFIG_KEY_1: "core.askPass",
+  GIT_CONFIG_VALUE_1: "",
+};
+
+/** The agent's CLI is not on this runner: a distinct code, so the incident can say what to install. */
+function notInstalled(agent: string, program: string, path: string): AppError {
+  return new AppError(
+    "not_found",
+    "agent.not_installed",
+    `agent "${agent}": ${program} is not installed on this runner (not found on PATH ${path}); install it, or set AGENT_COMMANDS to a command that exists, e.g. AGENT_COMMANDS='{"${agent}": ["/usr/local/bin/my-cli", "{{prompt}}"]}'`,
+    { retryable: false, details: { agent, program } },
+  );
+}
+
 // The worker tells cancel from shutdown by the signal's reason; this error only ends the run.
 const cancelled = () => new AppError("unavailable", "agent.cancelled", "the agent run was cancelled", { retryable: true });
 
@@ -211,10 +248,12 @@ function forwardLines(ctx: ExecContext, secrets: string[], max: number) {
 }
 
 /** Paths changed or added in the clone, from `git status`. */
-function changedPaths(dir: string, env: Record<string, string>, signal: AbortSignal): Promise<string[]> {
+function changedPaths(dir: string, env: Record<string, string>, signal: AbortSignal, identity?: { uid: number; gid: number }): Promise<string[]> {
   const args = ["-c", "core.fsmonitor=false", "status", "--porcelain", "-z", "--untracked-files=all"];
   return new Promise((resolve, reject) => {
-    execFile("git", args, { cwd: dir, env: { ...env, GIT_OPTIONAL_LOCKS: "0" }, signal, timeout: 60_000, maxBuffer: 32 * 1024 * 1024, encoding: "utf8" }, (err, stdout, stderr) => {
+    // As the agent's user when there is one: the clone is the agent's, and so is whatever it configured there.
+    const options = { cwd: dir, env: { ...env, GIT_OPTIONAL_LOCKS: "0" }, signal, timeout: 60_000, maxBuffer: 32 * 1024 * 1024, encoding: "utf8" as const, ...identity };
+    execFile("git", args, options, (err, stdout, stderr) => {
       if (signal.aborted) return reject(cancelled());
       if (err) return reject(new AppError("unavailable", "agent.git_status_failed", `git status failed: ${lastLines(stderr || err.message, 3, 1000)}`, { retryable: false }));
       resolve(parsePorcelainZ(stdout));

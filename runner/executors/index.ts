@@ -1,5 +1,6 @@
 import type { Config } from "../../src/config/load.ts";
 import type { GitHost } from "../../src/gitops/port.ts";
+import { allowedRepoUrls } from "../../src/gitops/repo-url.ts";
 import { noopExecutor } from "./noop.ts";
 import { createSkillExecutor } from "./skill.ts";
 import type { Executor } from "./types.ts";
@@ -10,20 +11,25 @@ import { agentPullRequest } from "./agent-pr.ts";
 export async function buildExecutors(config: Config, deps: { host?: GitHost; env: Record<string, string | undefined> }): Promise<Record<string, Executor>> {
   const executors: Record<string, Executor> = { noop: noopExecutor };
   if (!deps.host) return executors;
-  const proposal = { host: deps.host, baseBranch: config.gitops.baseBranch, author: config.gitops.author, publicUrl: config.publicUrl };
+  const host = deps.host;
+  const proposal = { host, baseBranch: config.gitops.baseBranch, author: config.gitops.author, publicUrl: config.publicUrl };
   executors.skill = createSkillExecutor(proposal);
   // Agents clone the GitOps repository read-only; their change reaches git through a fresh clone.
+  // Tasks may name only allowed repositories, and only the GitOps repository's clone gets credentials.
   const { agent, prompt } = createAgentExecutor({
     commands: config.agents.commands,
     defaultAgent: config.agents.defaultAgent,
     allowEnv: config.agents.allowEnv,
     env: deps.env,
     defaultTimeoutMs: config.agents.timeoutMs,
-    gitEnv: async () => (await deps.host!.auth()).env,
+    allowedRepos: [host.cloneUrl(), ...allowedRepoUrls(config)],
+    credentials: { repoUrl: host.cloneUrl(), env: async () => (await host.auth()).env },
+    uid: config.agents.uid,
+    gid: config.agents.gid,
     afterRun: agentPullRequest(proposal),
   });
   const withRepo = (inner: Executor): Executor => (task, ctx) =>
-    inner({ ...task, payload: { repoUrl: deps.host!.cloneUrl(), ref: config.gitops.baseBranch, ...task.payload } }, ctx);
+    inner({ ...task, payload: { repoUrl: host.cloneUrl(), ref: config.gitops.baseBranch, ...task.payload } }, ctx);
   executors.agent = withRepo(agent);
   executors.prompt = prompt;
   return executors;

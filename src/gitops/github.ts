@@ -121,9 +121,11 @@ export function createGitHubHost(opts: GitHubHostOptions): GitHost {
     return mine ? toPull(mine) : null;
   }
 
+  const cloneUrl = () => `${webOrigin(baseUrl)}/${owner}/${repo}.git`;
+
   return {
     kind: "github",
-    cloneUrl: () => `${webOrigin(baseUrl)}/${owner}/${repo}.git`,
+    cloneUrl,
 
     async auth() {
       // A token strategy ignores the argument; an App answers with a cached or fresh installation token.
@@ -132,13 +134,18 @@ export function createGitHubHost(opts: GitHubHostOptions): GitHost {
       return {
         env: {
           GIT_ASKPASS: ASKPASS_PATH,
+          // The helper answers only when git asks for exactly this URL (scheme, host and path).
+          PITCREW_GIT_URL: cloneUrl(),
           PITCREW_GIT_USERNAME: "x-access-token",
           PITCREW_GIT_PASSWORD: token,
           GIT_TERMINAL_PROMPT: "0",
-          // An empty credential.helper clears configured helpers, so none of them stores the token.
-          GIT_CONFIG_COUNT: "1",
+          // An empty credential.helper clears configured helpers, so none of them stores the token;
+          // useHttpPath puts the repository's path in git's prompt, for the helper to check.
+          GIT_CONFIG_COUNT: "2",
           GIT_CONFIG_KEY_0: "credential.helper",
           GIT_CONFIG_VALUE_0: "",
+          GIT_CONFIG_KEY_1: "credential.useHttpPath",
+          GIT_CONFIG_VALUE_1: "true",
         },
       };
     },

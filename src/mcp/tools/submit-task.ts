@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { defineTool } from "../tool.ts";
 import { invalid } from "../../shared/errors.ts";
+import { allowedRepoUrls, assertRepoAllowed } from "../../gitops/repo-url.ts";
 import { parseDuration } from "../../shared/duration.ts";
 import { mcpActor, TaskView, taskView } from "../views.ts";
 
@@ -13,7 +14,12 @@ export const submitTask = defineTool({
   input: {
     kind: z.enum(["prompt", "noop"]).describe("prompt: a free-form coding task for an agent; noop: a test task."),
     prompt: z.string().min(1).max(100_000).optional().describe("The agent's instructions (required for kind prompt)."),
-    repo_url: z.string().min(1).max(2000).optional().describe("Repository to clone and work in (prompt only)."),
+    repo_url: z
+      .string()
+      .min(1)
+      .max(2000)
+      .optional()
+      .describe("Repository to clone and work in (prompt only): the GitOps repository or one listed in ALLOWED_REPOS."),
     ref: z.string().max(255).optional().describe("Branch or tag to clone (prompt only)."),
     agent: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/).max(64).optional().describe("Agent command name, e.g. claude-code, opencode, codex (prompt only; default AGENT_DEFAULT)."),
     model: z.string().max(200).optional().describe("Model name passed to the agent (prompt only)."),
@@ -40,6 +46,7 @@ export const submitTask = defineTool({
       const agent = args.agent ?? deps.config.agents.defaultAgent;
       const known = Object.keys(deps.config.agents.commands);
       if (!known.includes(agent)) throw invalid("task.unknown_agent", `agent ${JSON.stringify(agent)} is not configured (known: ${known.join(", ")})`);
+      if (args.repo_url !== undefined) assertRepoAllowed(args.repo_url, allowedRepoUrls(deps.config));
       payload = { prompt: args.prompt, repoUrl: args.repo_url, ref: args.ref, agent, model: args.model, timeoutMs };
     } else {
       const stray = (["prompt", "repo_url", "ref", "agent", "model", "timeout"] as const).filter((k) => args[k] !== undefined);
