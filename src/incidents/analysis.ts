@@ -1,30 +1,25 @@
 import type { TaskQueue } from "../bus/port.ts";
 import { appendEvent } from "../events/repo.ts";
 import { errorMessage, invalid, isAppError } from "../shared/errors.ts";
-import { formatDuration, parseDuration } from "../shared/duration.ts";
+import { formatDuration } from "../shared/duration.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { Store } from "../store/db.ts";
-import type { Executor } from "../store/sql.ts";
+import { isDbUnavailable, isRetryableDbError } from "../store/errors.ts";
 import type { IncidentRow } from "../store/schema.ts";
 import { getPause } from "../system/settings.ts";
-import { enqueueTask } from "../tasks/service.ts";
-import { CONTROL_POOL, createControlJobs, type ControlJob } from "../tasks/control-jobs.ts";
-import { actionKind, type Risk, type Skill } from "../skills/schema.ts";
-import { applyPolicy, approvalFor, pinParams } from "../skills/policy.ts";
+import { createControlJobs, type ControlJob } from "../tasks/control-jobs.ts";
+import { actionKind, type Skill } from "../skills/schema.ts";
+import { applyPolicy } from "../skills/policy.ts";
 import { inlineError, isInline, runInline, type InlineDeps, type InlineOutcome } from "../skills/inline.ts";
-import { renderParams, templateData } from "../skills/planner.ts";
-import { renderTemplate, renderValue } from "../skills/template.ts";
 import type { Plan, PlanContext, Planner } from "../skills/planner.ts";
+import { applyInlineResult, parsePlanRecord, setPlan, type InlineRun } from "./follow-up.ts";
+import { guardrailEvent, limitsStop, lockFixBudget, type Guardrails } from "./guardrails.ts";
+import { incidentContext, queueFixTask } from "./queueing.ts";
 import { getIncident } from "./repo.ts";
 import { applyTransition } from "./service.ts";
 
-export type Guardrails = {
-  dryRun: boolean;
-  maxPrsPerHour: number;
-  maxPrsPerDay: number;
-  maxFixesPerNamespace: number;
-  autoApproveMaxRisk: Risk;
-};
+export type { Guardrails } from "./guardrails.ts";
+export { ANALYSIS_POOL, incidentContext, queueAnalysis, queueFixTask, requeueDetected } from "./queueing.ts";
 
 export type AnalysisDeps = {
   store: Store;
@@ -41,59 +36,21 @@ export type AnalysisDeps = {
   onEnqueued?: () => void;
 };
 
-export const ANALYSIS_POOL = CONTROL_POOL;
-const FIX_STATES = ["fixing", "proposed", "approved", "verifying"];
 const ENGINE = { actor: "pitcrew:analysis", channel: "engine" } as const;
 
 export type AnalysisOutcome = "fixing" | "verifying" | "awaiting_approval" | "escalated" | "suppressed" | "deferred" | "skipped";
+/** What an analysis job did; stored as the job's result. */
+export type AnalysisResult = { outcome: AnalysisOutcome; resumed?: true; inline?: { skill: string; kind: InlineOutcome["kind"]; summary: string } };
+
+/** An error worth another delivery of the job: a store that is away or busy, a dependency that said "later". */
+function isRetryable(err: unknown): boolean {
+  return isAppError(err) ? err.retryable : isDbUnavailable(err) || isRetryableDbError(err);
+}
 
 export function createAnalysisWorker(deps: AnalysisDeps) {
   const { store } = deps;
   const log = deps.log.child({ component: "analysis" });
-
-  async function countFixTasksSince(trx: Executor, since: number): Promise<number> {
-    const r = await trx.selectFrom("tasks").select((eb) => eb.fn.countAll<number>().as("n")).where("kind", "in", ["skill", "agent"]).where("created_at", ">=", since).executeTakeFirstOrThrow();
-    return Number(r.n);
-  }
-
-  async function countFixesInNamespace(trx: Executor, namespace: string, except: string): Promise<number> {
-    const r = await trx
-      .selectFrom("incidents")
-      .select((eb) => eb.fn.countAll<number>().as("n"))
-      .where("namespace", "=", namespace)
-      .where("state", "in", FIX_STATES)
-      .where("id", "!=", except)
-      .executeTakeFirstOrThrow();
-    return Number(r.n);
-  }
-
-  async function guardrail(trx: Executor, inc: IncidentRow, name: string, reason: string, now: number, data: Record<string, unknown> = {}) {
-    await appendEvent(trx, store.dialect, { type: `guardrail.${name}`, incidentId: inc.id, ...ENGINE, reason, data, occurredAt: now }, now);
-  }
-
-  const contextOf = incidentContext;
-
-  /**
-   * The rate and namespace guardrails every new fix passes: when one stops it, its event is
-   * written and the incident escalated, and the answer is true.
-   */
-  async function limitsStop(trx: Executor, inc: IncidentRow, t: number): Promise<boolean> {
-    const g = deps.guardrails;
-    const hour = await countFixTasksSince(trx, t - 3_600_000);
-    if (hour >= g.maxPrsPerHour) return stop(trx, inc, t, "max_prs_per_hour", `${hour} fixes in the last hour (MAX_PRS_PER_HOUR ${g.maxPrsPerHour})`, "hourly fix limit reached", { count: hour });
-    const day = await countFixTasksSince(trx, t - 86_400_000);
-    if (day >= g.maxPrsPerDay) return stop(trx, inc, t, "max_prs_per_day", `${day} fixes in the last day (MAX_PRS_PER_DAY ${g.maxPrsPerDay})`, "daily fix limit reached", { count: day });
-    if (!inc.namespace) return false;
-    const busy = await countFixesInNamespace(trx, inc.namespace, inc.id);
-    if (busy < g.maxFixesPerNamespace) return false;
-    return stop(trx, inc, t, "namespace_busy", `${busy} fixes already under way in ${inc.namespace} (MAX_FIXES_PER_NAMESPACE ${g.maxFixesPerNamespace})`, `too many fixes under way in ${inc.namespace}`, { count: busy, namespace: inc.namespace });
-  }
-
-  async function stop(trx: Executor, inc: IncidentRow, t: number, name: string, why: string, reason: string, data: Record<string, unknown>): Promise<true> {
-    await guardrail(trx, inc, name, why, t, data);
-    await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason }, t);
-    return true;
-  }
+  const followUps = { dialect: store.dialect, guardrails: deps.guardrails, fixPool: deps.fixPool ?? "default" };
 
   /** The incident with its recent timeline and the closest past incidents, for the planner. */
   async function historyOf(inc: IncidentRow): Promise<PlanContext> {
@@ -107,62 +64,80 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
       .limit(5)
       .execute();
     return {
-      ...contextOf(inc),
+      ...incidentContext(inc),
       recentEvents: events.reverse().map((e) => ({ type: e.type, reason: e.reason, at: Number(e.occurred_at) })),
-      pastIncidents: past.map((p) => ({ id: p.id, state: p.state, skill: p.plan ? ((JSON.parse(p.plan) as { skill?: string }).skill ?? null) : null, outcome: p.state, at: Number(p.updated_at) })),
+      pastIncidents: past.map((p) => ({ id: p.id, state: p.state, skill: parsePlanRecord(p.plan)?.skill ?? null, outcome: p.state, at: Number(p.updated_at) })),
     };
   }
 
-  /** Runs the planner and the policy for one incident. Safe to repeat: only a `detected` incident is analysed. */
-  async function analyze(incidentId: string): Promise<AnalysisOutcome> {
-    const now = deps.now();
+  /**
+   * Plans and applies the policy for one incident, or resumes the work an earlier attempt left:
+   * a `detected` incident is analysed, one still `analyzing` (the earlier attempt failed or was
+   * cut off) is planned again, and one `fixing` with an inline plan whose result was never
+   * recorded runs that skill again. Anything else is skipped. A duplicate run changes nothing:
+   * every outcome is applied only to the incident version it started from.
+   */
+  async function run(incidentId: string): Promise<AnalysisResult> {
     const first = await getIncident(store.db, incidentId);
-    if (!first || first.state !== "detected") return "skipped";
+    if (!first || !["detected", "analyzing", "fixing"].includes(first.state)) return { outcome: "skipped" };
+    const inlinePlan = first.state === "fixing" ? parsePlanRecord(first.plan) : null;
+    if (first.state === "fixing" && !inlinePlan?.inline) return { outcome: "skipped" };
 
+    const now = deps.now();
     const pause = await getPause(store.db);
     if (pause.paused) {
-      await store.db.transaction().execute((trx) => guardrail(trx, first, "paused", `automation is paused${pause.by ? ` by ${pause.by}` : ""}; analysis resumes on resume`, now));
-      return "deferred";
+      await store.db.transaction().execute((trx) => guardrailEvent(trx, store.dialect, first, "paused", `automation is paused${pause.by ? ` by ${pause.by}` : ""}; analysis resumes on resume`, now));
+      return { outcome: "deferred" };
     }
+    if (first.state === "fixing") return resumeInline(first, inlinePlan!);
 
-    const analyzing = await store.db.transaction().execute((trx) => applyTransition(trx, store.dialect, first, "analysis.started", { ...ENGINE, reason: "analysis started" }, now));
+    const analyzing =
+      first.state === "detected"
+        ? await store.db.transaction().execute((trx) => applyTransition(trx, store.dialect, first, "analysis.started", { ...ENGINE, reason: "analysis started" }, now))
+        : first;
+    if (first.state === "analyzing") await resumed(first, "analysis resumed: an earlier attempt did not finish", now);
     const skills = deps.skills();
+    // A store error here is not "no skill matches": it throws, and the job is delivered again.
+    const history = await historyOf(analyzing);
     let plan: Plan | null;
+    let failure: string | undefined;
     try {
-      plan = await deps.planner.plan(await historyOf(analyzing), skills);
+      plan = await deps.planner.plan(history, skills);
     } catch (err) {
+      if (isRetryable(err)) throw err;
       log.error({ err: { message: errorMessage(err) }, incidentId }, "planner failed");
       plan = null;
+      failure = `planner failed: ${errorMessage(err).slice(0, 500)}`;
     }
 
-    let inlineRun: { skill: Skill; params: Record<string, unknown> } | undefined;
+    let inlineRun: (InlineRun & { version: number }) | undefined;
     const outcome = await store.db.transaction().execute(async (trx): Promise<AnalysisOutcome> => {
       const t = deps.now();
-      let inc = (await getIncident(trx, incidentId))!;
-      if (inc.state !== "analyzing") return "skipped";
-      if (!plan) {
-        await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: "no skill matches this incident" }, t);
+      await lockFixBudget(trx, store.dialect, t);
+      let inc = await getIncident(trx, incidentId);
+      if (!inc || inc.state !== "analyzing" || inc.version !== analyzing.version) return "skipped";
+      const skill = plan ? skills.find((s) => s.name === plan!.skill) : undefined;
+      if (!plan || !skill) {
+        const reason = failure ?? (plan ? `the planner chose ${plan.skill}, which is not loaded` : "no skill matches this incident");
+        await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason }, t);
         return "escalated";
       }
-      const skill = skills.find((s) => s.name === plan!.skill)!;
       // A model chooses the skill; the author's literal values, and for unattended skills every
       // value, come from the skill and the alert, not from the model.
-      const policed = applyPolicy(plan, skill, contextOf(inc), deps.guardrails.autoApproveMaxRisk);
+      const policed = applyPolicy(plan, skill, incidentContext(inc), deps.guardrails.autoApproveMaxRisk);
       const approval = policed.approval;
       plan = policed.plan;
-      const needsApproval = approval.required;
-      const planRecord = { ...plan, risk: skill.risk, approval: approval.required ? approval.when : "none", action: actionKind(skill.action) };
-      await trx.updateTable("incidents").set({ plan: JSON.stringify(planRecord) }).where("id", "=", inc.id).execute();
-      inc = { ...inc, plan: JSON.stringify(planRecord) };
-      await appendEvent(trx, store.dialect, { type: "incident.planned", incidentId: inc.id, ...ENGINE, reason: plan.rationale, data: planRecord, occurredAt: t }, t);
+      const when = approval.required ? approval.when : "none";
+      const planRecord = { ...plan, risk: skill.risk, approval: when, action: actionKind(skill.action), inline: isInline(skill) };
+      inc = await setPlan(trx, store.dialect, inc, planRecord, t);
 
       if (deps.guardrails.dryRun) {
-        await guardrail(trx, inc, "dry_run", "DRY_RUN is on: the plan is recorded, nothing is changed", t, { skill: plan.skill });
+        await guardrailEvent(trx, store.dialect, inc, "dry_run", "DRY_RUN is on: the plan is recorded, nothing is changed", t, { skill: plan.skill });
         await applyTransition(trx, store.dialect, inc, "suppress", { ...ENGINE, reason: "dry run" }, t);
         return "suppressed";
       }
-      if (await limitsStop(trx, inc, t)) return "escalated";
-      if (needsApproval && skill.approval === "before_run") {
+      if (await limitsStop(trx, store.dialect, deps.guardrails, inc, t)) return "escalated";
+      if (approval.required && skill.approval === "before_run") {
         const expires = t + 3_600_000;
         await trx
           .insertInto("approvals")
@@ -173,192 +148,95 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
         return "awaiting_approval";
       }
       if (isInline(skill)) {
-        await applyTransition(trx, store.dialect, inc, "fix.started", { ...ENGINE, reason: `running ${skill.name} inline` }, t);
-        inlineRun = { skill, params: plan.params };
+        const fixing = await applyTransition(trx, store.dialect, inc, "fix.started", { ...ENGINE, reason: `running ${skill.name} inline` }, t);
+        inlineRun = { skill, params: plan.params, version: fixing.version };
         return "fixing";
       }
-      await queueFix(trx, inc, skill, plan.params, planRecord.approval, t);
+      await queueFixTask(trx, store.dialect, inc, skill, plan.params, when, t, { pool: followUps.fixPool, ...ENGINE });
       await applyTransition(trx, store.dialect, inc, "fix.started", { ...ENGINE, reason: `running ${skill.name}` }, t);
       return "fixing";
     });
-    if (outcome !== "fixing" || !inlineRun) return outcome;
-    return finishInline(incidentId, inlineRun.skill, inlineRun.params, skills);
+    const result: AnalysisResult = { outcome, ...(first.state === "analyzing" ? { resumed: true as const } : {}) };
+    if (outcome !== "fixing" || !inlineRun) return result;
+    return { ...result, ...(await finishInline(incidentId, inlineRun.version, inlineRun, skills)) };
   }
 
-  async function queueFix(trx: Executor, inc: IncidentRow, skill: Skill, params: Record<string, unknown>, approval: string, t: number) {
-    await queueFixTask(trx, store.dialect, inc, skill, params, approval, t, { pool: deps.fixPool ?? "default", ...ENGINE });
+  async function resumed(inc: IncidentRow, reason: string, now: number) {
+    await appendEvent(store.db, store.dialect, { type: "incident.resumed", incidentId: inc.id, ...ENGINE, reason, data: { state: inc.state, requeues: inc.requeues }, occurredAt: now }, now);
   }
 
-  /** Runs an inline skill outside any transaction, then records what it found. */
-  async function finishInline(incidentId: string, skill: Skill, params: Record<string, unknown>, skills: Skill[]): Promise<AnalysisOutcome> {
+  /** An inline skill whose run never recorded its result (probe, drift and http skills are safe to repeat). */
+  async function resumeInline(inc: IncidentRow, plan: NonNullable<ReturnType<typeof parsePlanRecord>>): Promise<AnalysisResult> {
+    const now = deps.now();
+    const skills = deps.skills();
+    const skill = skills.find((s) => s.name === plan.skill);
+    if (!skill || !isInline(skill)) {
+      const outcome = await store.db.transaction().execute(async (trx): Promise<AnalysisOutcome> => {
+        const cur = await getIncident(trx, inc.id);
+        if (!cur || cur.state !== "fixing" || cur.version !== inc.version) return "skipped";
+        await applyTransition(trx, store.dialect, cur, "escalate", { ...ENGINE, reason: `the inline run of ${plan.skill ?? "its skill"} did not finish, and that skill is no longer loaded as an inline skill` }, now);
+        return "escalated";
+      });
+      return { outcome, resumed: true };
+    }
+    await resumed(inc, `running ${skill.name} again: an earlier run did not record its result`, now);
+    return { resumed: true, ...(await finishInline(inc.id, inc.version, { skill, params: plan.params ?? {} }, skills)) };
+  }
+
+  /**
+   * Runs an inline skill outside any transaction, then records what it found and moves the
+   * incident on, if it is still the `fixing` version the run started from.
+   */
+  async function finishInline(incidentId: string, version: number, run: InlineRun, skills: Skill[]): Promise<Omit<AnalysisResult, "resumed">> {
     const inc0 = (await getIncident(store.db, incidentId))!;
     let result: InlineOutcome;
     try {
-      result = await runInline(skill, params, { id: inc0.id, title: inc0.title, alertname: inc0.alertname, namespace: inc0.namespace, service: inc0.service, severity: inc0.severity, labels: JSON.parse(inc0.labels) }, deps.inline ?? { secrets: () => undefined });
+      result = await runInline(run.skill, run.params, { id: inc0.id, title: inc0.title, alertname: inc0.alertname, namespace: inc0.namespace, service: inc0.service, severity: inc0.severity, labels: JSON.parse(inc0.labels) }, deps.inline ?? { secrets: () => undefined });
     } catch (err) {
-      result = { kind: "escalate", summary: `${skill.name} failed: ${inlineError(err)}`, details: { code: isAppError(err) ? err.code : "error" } };
+      result = { kind: "escalate", summary: `${run.skill.name} failed: ${inlineError(err)}`, details: { code: isAppError(err) ? err.code : "error" } };
     }
-    return store.db.transaction().execute(async (trx): Promise<AnalysisOutcome> => {
+    const outcome = await store.db.transaction().execute(async (trx): Promise<AnalysisOutcome> => {
       const t = deps.now();
-      const inc = (await getIncident(trx, incidentId))!;
-      await appendEvent(trx, store.dialect, { type: "skill.result", incidentId, ...ENGINE, reason: result.summary, data: { skill: skill.name, kind: result.kind, ...("details" in result ? { details: result.details } : {}) }, occurredAt: t }, t);
-      if (inc.state !== "fixing") return "skipped";
-      if (result.kind === "applied") {
-        await applyTransition(trx, store.dialect, inc, "verify.started", { ...ENGINE, reason: result.summary }, t);
-        return "verifying";
-      }
-      const next = result.kind === "escalate" && skill.on_failure ? skills.find((x) => x.name === skill.on_failure) : undefined;
-      if (next && !isInline(next)) {
-        // e.g. a red probe hands over to a restart: planned, policed and queued like any fix.
-        let params: Record<string, unknown>;
-        try {
-          params = renderParams(next, contextOf(inc));
-        } catch (err) {
-          await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: `${result.summary}; ${next.name} cannot run: ${inlineError(err)}` }, t);
-          return "escalated";
-        }
-        const approval = approvalFor(next, deps.guardrails.autoApproveMaxRisk);
-        await appendEvent(trx, store.dialect, { type: "incident.planned", incidentId, ...ENGINE, reason: `${skill.name} reported failure; following with ${next.name}`, data: { skill: next.name, params, planner: "rules", risk: next.risk, approval: approval.required ? approval.when : "none" }, occurredAt: t }, t);
-        // The follow-up is a new fix: the same limits apply, and one that must be approved
-        // before it runs goes to a person (a before-merge approval still waits on its PR).
-        if (await limitsStop(trx, inc, t)) return "escalated";
-        if (approval.required && approval.when === "before_run") {
-          await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: `${result.summary}; ${next.name} needs approval before it runs` }, t);
-          return "escalated";
-        }
-        await queueFix(trx, inc, next, params, approval.required ? approval.when : "none", t);
-        return "fixing";
-      }
-      if (result.kind === "delegate") {
-        const target = skills.find((x) => x.name === result.skill);
-        if (target && !isInline(target)) {
-          const approval = approvalFor(target, deps.guardrails.autoApproveMaxRisk);
-          if (!approval.required) {
-            const pinned = pinParams(target, result.params, undefined, false).params;
-            if (await limitsStop(trx, inc, t)) return "escalated";
-            await queueFix(trx, inc, target, pinned, "none", t);
-            return "fixing";
-          }
-        }
-        await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: `remote skill proposed ${result.skill}, which cannot run unattended here` }, t);
-        return "escalated";
-      }
-      await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: result.summary }, t);
-      return "escalated";
+      await lockFixBudget(trx, store.dialect, t);
+      const inc = await getIncident(trx, incidentId);
+      // What the skill really found, whatever happens next.
+      await appendEvent(
+        trx,
+        store.dialect,
+        { type: "skill.result", incidentId, ...ENGINE, reason: result.summary, data: { skill: run.skill.name, kind: result.kind, params: run.params, ...("details" in result ? { details: result.details } : {}) }, occurredAt: t },
+        t,
+      );
+      if (!inc || inc.state !== "fixing" || inc.version !== version) return "skipped";
+      return applyInlineResult(trx, followUps, inc, run, result, skills, t);
     });
+    return { outcome, inline: { skill: run.skill.name, kind: result.kind, summary: result.summary } };
   }
 
-  /** The `incident.analyze` control job: analyse; when it fails for good, hand the incident to a human. */
+  /** The `incident.analyze` control job: analyse or resume; when it fails for good, hand the incident to a human. */
   const job: ControlJob = {
     async run(payload) {
       if (typeof payload.incidentId !== "string") throw invalid("analysis.bad_job", "analysis job without an incidentId");
-      return { outcome: await analyze(payload.incidentId) };
+      return run(payload.incidentId);
     },
     async onGiveUp(trx, payload, err, _job, t) {
       const inc = typeof payload.incidentId === "string" ? await getIncident(trx, payload.incidentId) : undefined;
-      if (inc && (inc.state === "detected" || inc.state === "analyzing")) {
-        await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: `analysis failed: ${errorMessage(err).slice(0, 500)}` }, t);
+      if (!inc) return;
+      const why = errorMessage(err).slice(0, 500);
+      if (inc.state === "detected" || inc.state === "analyzing") {
+        await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: `analysis failed: ${why}` }, t);
+      } else if (inc.state === "fixing" && parsePlanRecord(inc.plan)?.inline) {
+        await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: `${parsePlanRecord(inc.plan)?.skill ?? "the inline skill"} failed: ${why}` }, t);
       }
     },
   };
   const jobs = createControlJobs({ store, queue: deps.queue, log, now: deps.now, onDone: deps.onEnqueued }, { "incident.analyze": job });
 
   return {
-    analyze,
+    /** Analyses (or resumes) one incident now; the answer says where it went. */
+    analyze: async (incidentId: string): Promise<AnalysisOutcome> => (await run(incidentId)).outcome,
     job,
     /** Handles a delivery of the control pool (analysis jobs only; serve.ts dispatches every kind). */
     handle: jobs.handle,
     start: jobs.start,
   };
-}
-
-/** What the planner and the templates know about an incident. */
-export function incidentContext(inc: IncidentRow): PlanContext {
-  return {
-    incident: { id: inc.id, alertname: inc.alertname ?? "", fingerprint: inc.fingerprint, namespace: inc.namespace, service: inc.service, severity: inc.severity, title: inc.title },
-    labels: JSON.parse(inc.labels) as Record<string, string>,
-    annotations: JSON.parse(inc.annotations) as Record<string, string>,
-  };
-}
-
-/**
- * Queues the fix with everything the runner needs, rendered now: the runner reads no skills
- * folder and runs exactly the plan that was decided (and, later, approved). Returns the task id.
- */
-export async function queueFixTask(
-  trx: Executor,
-  dialect: Store["dialect"],
-  inc: IncidentRow,
-  skill: Skill,
-  params: Record<string, unknown>,
-  approval: string,
-  t: number,
-  by: { pool: string; actor: string; channel: string },
-): Promise<string> {
-  const kind = actionKind(skill.action) === "agent" ? "agent" : "skill";
-  const data = templateData(incidentContext(inc));
-  const a = skill.action;
-  const action =
-    "builtin" in a
-      ? { builtin: a.builtin }
-      : "patch" in a
-        ? { patch: renderValue(a.patch, data) }
-        : "agent" in a
-          ? { agent: { ...a.agent, prompt: renderTemplate(a.agent.prompt, data) } }
-          : { http: a.http };
-  return enqueueTask(
-    trx,
-    dialect,
-    {
-      kind,
-      pool: by.pool,
-      payload: {
-        incidentId: inc.id,
-        skill: skill.name,
-        title: inc.title,
-        params,
-        approval,
-        action,
-        rationale: inc.plan ? ((JSON.parse(inc.plan) as { rationale?: string }).rationale ?? null) : null,
-        // What the agent executor reads for agent skills.
-        ...("agent" in action && action.agent
-          ? { prompt: action.agent.prompt, agent: action.agent.command, timeoutMs: parseDuration(action.agent.timeout) }
-          : {}),
-      },
-      incidentId: inc.id,
-      createdBy: by.actor,
-      channel: by.channel,
-      idempotencyKey: `fix:${inc.id}:${inc.version}:${skill.name}`,
-    },
-    t,
-  );
-}
-
-/** After a resume: queue analysis again for every incident that waited in `detected`. */
-/**
- * Queues an incident's analysis job through the outbox, in the caller's transaction. One job per
- * incident version; `round` tells apart a deliberate re-analysis of the same version (a resume).
- */
-export function queueAnalysis(
-  trx: Executor,
-  dialect: Store["dialect"],
-  incident: Pick<IncidentRow, "id" | "version">,
-  by: { actor: string; channel: string },
-  now: number,
-  round?: string | number,
-): Promise<string> {
-  const key = `analyze:${incident.id}:${incident.version}${round === undefined ? "" : `:${round}`}`;
-  return enqueueTask(trx, dialect, { kind: "incident.analyze", pool: ANALYSIS_POOL, payload: { incidentId: incident.id }, incidentId: incident.id, createdBy: by.actor, channel: by.channel, idempotencyKey: key }, now);
-}
-
-export async function requeueDetected(store: Store, now: number, actor: { actor: string; channel: string }, only: { namespace?: string } = {}): Promise<number> {
-  let q = store.db.selectFrom("incidents").selectAll().where("state", "=", "detected");
-  if (only.namespace) q = q.where("namespace", "=", only.namespace);
-  const rows = await q.orderBy("id").limit(1000).execute();
-  let n = 0;
-  for (const inc of rows) {
-    await store.db.transaction().execute((trx) => queueAnalysis(trx, store.dialect, inc, actor, now, now));
-    n += 1;
-  }
-  return n;
 }

@@ -93,5 +93,7 @@ export function newIncidentRow(n: NewIncident, now: number): IncidentRow {
     opened_at: now,
     updated_at: now,
     resolved_at: null,
+    state_since: now,
+    requeues: 0,
   };
 }

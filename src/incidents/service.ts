@@ -26,7 +26,8 @@ export async function applyTransition(
   const from = incident.state as IncidentState;
   const r = transition(from, event);
   if (!r.ok) throw conflict("incident.illegal_transition", r.error);
-  const set: Updateable<IncidentsTable> = { ...extra, state: r.to, updated_at: now, version: incident.version + 1 };
+  // Every state starts its own deadline (the sweeper's STUCK_AFTER) and its own retry count.
+  const set: Updateable<IncidentsTable> = { state_since: now, requeues: 0, ...extra, state: r.to, updated_at: now, version: incident.version + 1 };
   if (!isOpen(r.to)) set.open_key = null;
   if (r.to === "resolved") set.resolved_at = now;
   if (isOpen(r.to) && !isOpen(from) && set.open_key === undefined) throw new Error("reopening needs an open_key");

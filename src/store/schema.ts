@@ -34,6 +34,10 @@ export interface IncidentsTable {
   opened_at: number;
   updated_at: number;
   resolved_at: number | null;
+  /** When the incident entered its state, or its work was last queued again: the deadline is this + STUCK_AFTER. */
+  state_since: Generated<number>;
+  /** How many times the sweeper queued the work of the current state again. */
+  requeues: Generated<number>;
 }
 
 export interface AlertsTable {
