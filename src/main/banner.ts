@@ -2,10 +2,20 @@ import type { Config } from "../config/load.ts";
 import type { AlertmanagerAuth } from "../alerts/route.ts";
 import { VERSION } from "../shared/version.ts";
 
+/** Where the AlertManager token came from: configured (ALERTMANAGER_TOKEN) or a generated file. */
+export type AlertmanagerTokenSource = { from: "env" } | { from: "file"; path: string; created: boolean };
+
 /** What `npm start` prints: where things are, and a ready-to-paste AlertManager receiver. */
 export function printBanner(
   config: Config,
-  s: { embedded: boolean; dialect: string; auth: AlertmanagerAuth; tokenFromEnv: boolean; skills: number; mcp?: { token: string; path: string; created: boolean } },
+  s: {
+    embedded: boolean;
+    dialect: string;
+    auth: AlertmanagerAuth;
+    tokenSource?: AlertmanagerTokenSource;
+    skills: number;
+    mcp?: { token: string; path: string; created: boolean };
+  },
 ): void {
   const url = config.publicUrl;
   const mode = s.embedded
@@ -22,7 +32,7 @@ export function printBanner(
           "          http_config:",
           "            authorization:",
           "              type: Bearer",
-          `              credentials: ${s.auth.token}`,
+          ...credentialLines(s.auth.token, s.tokenSource),
         ]
       : ["  receivers:", "    - name: pitcrew", "      webhook_configs:", `        - url: ${url}/webhooks/alertmanager`, "          send_resolved: true", "  (ALERTMANAGER_AUTH=none: the webhook takes requests without credentials)"];
   // The generated token is shown once, when it is created; later starts point at the file.
@@ -50,4 +60,16 @@ export function printBanner(
       "",
     ].join("\n"),
   );
+}
+
+/**
+ * The receiver's credential: a generated token is shown once, when it is created; after that, and
+ * always for a configured ALERTMANAGER_TOKEN, the snippet points at a file instead of the secret.
+ */
+function credentialLines(token: string, source: AlertmanagerTokenSource | undefined): string[] {
+  if (source?.from === "file" && source.created) {
+    return [`              credentials: ${token}`, `  (the token is shown once; it is kept in ${source.path}, mode 0600)`];
+  }
+  const what = source?.from === "file" ? `a copy of ${source.path}` : "the value of ALERTMANAGER_TOKEN";
+  return ["              credentials_file: /etc/alertmanager/secrets/pitcrew-token", `  (credentials_file: ${what})`];
 }

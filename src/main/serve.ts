@@ -23,21 +23,23 @@ import { createDeps } from "./deps.ts";
 import { createFleetMonitor } from "../fleet/monitor.ts";
 import { createVerifier } from "../incidents/verifier.ts";
 import { onShutdownSignal } from "./signals.ts";
-import { printBanner } from "./banner.ts";
+import { printBanner, type AlertmanagerTokenSource } from "./banner.ts";
 import { createMcpAuth, mcpTokens } from "../mcp/auth.ts";
 import type { McpDeps } from "../mcp/tool.ts";
 import type { InlineDeps } from "../skills/inline.ts";
 import type { GitHost } from "../gitops/port.ts";
 
-export function alertmanagerAuth(config: Config, log: Logger): AlertmanagerAuth {
+/** The webhook's credentials, and where the token came from (the banner shows a generated one once). */
+export function alertmanagerAuth(config: Config, log: Logger): { auth: AlertmanagerAuth; tokenSource?: AlertmanagerTokenSource } {
   if (config.alertmanager.auth === "none") {
     log.warn("ALERTMANAGER_AUTH=none: the AlertManager webhook accepts requests without credentials");
-    return { mode: "none" };
+    return { auth: { mode: "none" } };
   }
-  if (config.alertmanager.token) return { mode: "token", token: config.alertmanager.token, user: config.alertmanager.user };
+  const user = config.alertmanager.user;
+  if (config.alertmanager.token) return { auth: { mode: "token", token: config.alertmanager.token, user }, tokenSource: { from: "env" } };
   const t = loadOrCreateToken(config.dataDir, "alertmanager");
   if (t.created) log.info({ path: t.path }, "generated the AlertManager webhook token");
-  return { mode: "token", token: t.token, user: config.alertmanager.user };
+  return { auth: { mode: "token", token: t.token, user }, tokenSource: { from: "file", path: t.path, created: t.created } };
 }
 
 export async function serve(config: Config, log: Logger): Promise<void> {
@@ -102,7 +104,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     : undefined;
   runner?.start();
 
-  const auth = alertmanagerAuth(config, log);
+  const { auth, tokenSource } = alertmanagerAuth(config, log);
   const intake = createAlertIntake({
     store,
     log,
@@ -132,7 +134,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   registerStoreGauges(deps.metrics, store);
   const app = await buildHttpApp({ log, store, queue, metrics: deps.metrics, bodyLimit: config.bodyLimit, alertmanager: { intake: { ...intake, receive: async (payload) => (await skillSync.refresh().catch(() => false), intake.receive(payload)) }, auth }, mcp: { deps: mcpDeps, auth: mcpAuth } });
   await app.listen({ port: config.port, host: config.host });
-  printBanner(config, { embedded, dialect: store.dialect, auth, tokenFromEnv: !!config.alertmanager.token, skills: skills().length, mcp: mcpToken.generated });
+  printBanner(config, { embedded, dialect: store.dialect, auth, tokenSource, skills: skills().length, mcp: mcpToken.generated });
 
   process.on("SIGHUP", () => {
     // A folder or file that cannot be read is reported; the skills in use stay.

@@ -22,7 +22,9 @@ import { silentLogger } from "../../src/shared/logger.ts";
 import { createTaskService } from "../../src/tasks/service.ts";
 import { rejection } from "../helpers/assert.ts";
 import { makeBareRepo } from "../helpers/git.ts";
+import { freePort, spawnPitcrew } from "../helpers/process.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 // The GitOps credential goes to the GitOps repository and nowhere else. Real git clones against
 // real local HTTP and HTTPS servers that answer 401 with a Basic challenge and record every
@@ -241,5 +243,41 @@ describe("submit_task allow-list", () => {
       expect(await submit(url), url).toMatchObject({ isError: false });
     }
     expect(await taskCount()).toBe(5);
+  });
+});
+
+describe("AlertManager token in the start-up banner", () => {
+  /** Starts `pitcrew serve`, waits for its banner, stops it; returns everything it printed. */
+  async function startOnce(env: Record<string, string>): Promise<string> {
+    const p = spawnPitcrew(["serve"], { PORT: String(await freePort()), LOG_LEVEL: "info", ...env });
+    try {
+      // The receiver snippet ends with a note on where its credential is.
+      await waitFor(() => /\(the token is shown once|\(credentials_file:/.test(p.stdout()), 30_000, 100);
+      p.child.kill("SIGTERM");
+      await p.exited;
+      return p.stdout() + p.stderr();
+    } finally {
+      p.child.kill("SIGKILL");
+    }
+  }
+
+  it("shows a generated token once, at creation, and never again", async () => {
+    const dataDir = mkdtempSync(join(root, "banner-"));
+    const first = await startOnce({ DATA_DIR: dataDir });
+    const token = readFileSync(join(dataDir, "secrets", "alertmanager.token"), "utf8").trim();
+    expect(first).toContain(`credentials: ${token}`);
+
+    const second = await startOnce({ DATA_DIR: dataDir });
+    expect(second).not.toContain(token);
+    expect(second).toContain("credentials_file: /etc/alertmanager/secrets/pitcrew-token");
+    expect(second).toContain(join(dataDir, "secrets", "alertmanager.token"));
+  });
+
+  it("never prints a configured ALERTMANAGER_TOKEN", async () => {
+    const secret = "configured-am-token-2f7c9a41d3e8";
+    const out = await startOnce({ DATA_DIR: mkdtempSync(join(root, "banner-")), ALERTMANAGER_TOKEN: secret });
+    expect(out).toContain("credentials_file: /etc/alertmanager/secrets/pitcrew-token");
+    expect(out).toContain("ALERTMANAGER_TOKEN");
+    expect(out).not.toContain(secret);
   });
 });
