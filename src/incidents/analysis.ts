@@ -12,7 +12,7 @@ import { actionKind, type Skill } from "../skills/schema.ts";
 import { applyPolicy } from "../skills/policy.ts";
 import { inlineError, isInline, runInline, type InlineDeps, type InlineOutcome } from "../skills/inline.ts";
 import type { Plan, PlanContext, Planner } from "../skills/planner.ts";
-import { applyInlineResult, parsePlanRecord, setPlan, type InlineRun } from "./follow-up.ts";
+import { applyInlineResult, inlinePlanOf, parsePlanRecord, setPlan, type InlineRun } from "./follow-up.ts";
 import { guardrailEvent, limitsStop, lockFixBudget, type Guardrails } from "./guardrails.ts";
 import { incidentContext, queueFixTask } from "./queueing.ts";
 import { getIncident } from "./repo.ts";
@@ -80,8 +80,8 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
   async function run(incidentId: string): Promise<AnalysisResult> {
     const first = await getIncident(store.db, incidentId);
     if (!first || !["detected", "analyzing", "fixing"].includes(first.state)) return { outcome: "skipped" };
-    const inlinePlan = first.state === "fixing" ? parsePlanRecord(first.plan) : null;
-    if (first.state === "fixing" && !inlinePlan?.inline) return { outcome: "skipped" };
+    const inlinePlan = first.state === "fixing" ? inlinePlanOf(first.plan, deps.skills()) : null;
+    if (first.state === "fixing" && !inlinePlan) return { outcome: "skipped" };
 
     const now = deps.now();
     const pause = await getPause(store.db);
@@ -224,7 +224,7 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
       const why = errorMessage(err).slice(0, 500);
       if (inc.state === "detected" || inc.state === "analyzing") {
         await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: `analysis failed: ${why}` }, t);
-      } else if (inc.state === "fixing" && parsePlanRecord(inc.plan)?.inline) {
+      } else if (inc.state === "fixing" && inlinePlanOf(inc.plan, deps.skills())) {
         await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: `${parsePlanRecord(inc.plan)?.skill ?? "the inline skill"} failed: ${why}` }, t);
       }
     },

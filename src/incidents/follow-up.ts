@@ -46,6 +46,18 @@ export function parsePlanRecord(plan: string | null): Partial<PlanRecord> | null
   }
 }
 
+/**
+ * The incident's plan when it is an inline skill (older plan records, without the `inline` flag,
+ * are judged by the skill of that name).
+ */
+export function inlinePlanOf(plan: string | null, skills: Skill[]): Partial<PlanRecord> | null {
+  const p = parsePlanRecord(plan);
+  if (!p) return null;
+  if (p.inline !== undefined) return p.inline ? p : null;
+  const skill = skills.find((s) => s.name === p.skill);
+  return skill && isInline(skill) ? p : null;
+}
+
 /** Replaces the incident's plan; the caller's transaction also records why (`incident.planned`). */
 export async function setPlan(trx: Executor, dialect: Store["dialect"], inc: IncidentRow, plan: PlanRecord, t: number): Promise<IncidentRow> {
   const text = JSON.stringify(plan);
