@@ -1,8 +1,11 @@
 import type { Store } from "../store/db.ts";
 import type { Executor } from "../store/sql.ts";
-import type { TaskRow } from "../store/schema.ts";
+import type { IncidentRow, TaskRow } from "../store/schema.ts";
+import { RISK_ORDER, type Risk } from "../skills/schema.ts";
+import { POLICY, type Decider, type PullRef } from "../approvals/repo.ts";
+import { approveMergeAtOnce, requestMergeApproval, type ProposedPull } from "../approvals/requests.ts";
+import { queuePullRequestClose } from "../approvals/pull-requests.ts";
 import { getIncident } from "./repo.ts";
-import { appendEvent } from "../events/repo.ts";
 import { applyTransition } from "./service.ts";
 import type { IncidentState } from "./lifecycle.ts";
 
@@ -13,34 +16,91 @@ export type TerminalHook = (trx: Executor, task: TaskRow, outcome: TaskOutcome, 
 
 const FIX_KINDS = new Set(["skill", "agent"]);
 const ACTIVE: IncidentState[] = ["analyzing", "fixing", "proposed", "approved", "verifying"];
+/** Failures of the runner's set-up, not of the fix: a person must install or configure something. */
+const AGENT_SETUP = new Set(["agent.not_installed", "agent.not_startable"]);
 
-/** A fix task finished: move its incident on (applied → verifying, failed → failed, cancelled → escalated). */
-export function incidentFixHook(dialect: Store["dialect"]): TerminalHook {
+type FixPayload = { approval?: string; skill?: string; risk?: string; agent?: string };
+type FixResult = { changed?: boolean; summary?: string; pr?: PullRef & { url: string; branch: string } };
+
+/**
+ * A fix task finished: move its incident on. A pull request is merged through the approvals
+ * domain: it waits for a person (before_merge), or is approved at once — by policy, or by whoever
+ * approved the plan before it ran — and takes the same merge path. A fix applied without a pull
+ * request is verified; a failure closes the incident (`failed`, its pull request closed) unless the
+ * runner could not start the agent at all, which a person must fix (escalated, with a hint).
+ */
+export function incidentFixHook(dialect: Store["dialect"], opts: { autoApproveMaxRisk?: Risk } = {}): TerminalHook {
   return async (trx, task, outcome, detail, now) => {
     if (!task.incident_id || !FIX_KINDS.has(task.kind)) return;
     const inc = await getIncident(trx, task.incident_id);
     if (!inc || !ACTIVE.includes(inc.state as IncidentState)) return;
     const by = { actor: `task:${task.id}`, channel: "runner" };
-    if (outcome === "succeeded" && (inc.state === "fixing" || inc.state === "approved")) {
-      const result = task.result ? (JSON.parse(task.result) as { changed?: boolean; summary?: string; pr?: { number: number; url: string; branch: string } }) : {};
-      const payload = JSON.parse(task.payload) as { approval?: string };
-      if (result.pr && payload.approval === "before_merge" && inc.state === "fixing") {
-        // The change waits as a pull request until a person approves the merge.
-        const expires = now + 24 * 3_600_000;
-        await trx
-          .insertInto("approvals")
-          .values({ id: `apr_${task.id.slice(4)}`, incident_id: inc.id, task_id: task.id, state: "pending", risk: "unknown", action: JSON.stringify({ merge: result.pr, summary: result.summary ?? null }), requested_at: now, expires_at: expires, decided_at: null, decided_by: null, channel: null, reason: null, chat_id: null, message_id: null })
-          .execute();
-        await appendEvent(trx, dialect, { type: "approval.requested", incidentId: inc.id, taskId: task.id, ...by, reason: `merge of pull request #${result.pr.number} needs approval`, data: { pr: result.pr, expiresAt: expires }, occurredAt: now }, now);
-        await applyTransition(trx, dialect, inc, "fix.proposed", { ...by, reason: `pull request #${result.pr.number} opened: ${result.pr.url}`, data: { taskId: task.id, pr: result.pr } }, now);
+    const payload = JSON.parse(task.payload) as FixPayload;
+    if (outcome === "succeeded") {
+      if (inc.state !== "fixing") return;
+      const result = task.result ? (JSON.parse(task.result) as FixResult) : {};
+      if (result.pr) {
+        const p: ProposedPull = { incident: inc, task, pr: result.pr, risk: riskOf(payload, inc), skill: payload.skill ?? null, summary: result.summary ?? null };
+        if (payload.approval === "before_merge") await requestMergeApproval(trx, dialect, p, by, now);
+        else {
+          const { approver, reason } = await decidedAlready(trx, inc, payload, p.risk, opts.autoApproveMaxRisk);
+          await approveMergeAtOnce(trx, dialect, p, approver, reason, by, now);
+        }
         return;
       }
-      const reason = result.changed === false ? `nothing to change: ${result.summary ?? ""}`.trim() : result.pr ? `fix applied in pull request #${result.pr.number}; waiting for the alert to resolve` : "fix applied; waiting for the alert to resolve";
-      await applyTransition(trx, dialect, inc, "verify.started", { ...by, reason, data: { taskId: task.id, pr: result.pr ?? null } }, now);
+      const reason = result.changed === false ? `nothing to change: ${result.summary ?? ""}`.trim() : "fix applied; waiting for the alert to resolve";
+      await applyTransition(trx, dialect, inc, "verify.started", { ...by, reason, data: { taskId: task.id } }, now);
     } else if (outcome === "failed") {
-      await applyTransition(trx, dialect, inc, "fix.failed", { ...by, reason: detail ?? "fix failed", data: { taskId: task.id } }, now, { failed_fixes: inc.failed_fixes + 1 });
+      const code = await failureCode(trx, task.id);
+      if (code && AGENT_SETUP.has(code)) {
+        const agent = payload.agent ?? "the coding agent's CLI";
+        const hint = `install ${agent} on the runners, or set AGENT_COMMANDS to a command they have`;
+        await applyTransition(trx, dialect, inc, "escalate", { ...by, reason: `${detail ?? code}; ${hint}`, data: { taskId: task.id, code, hint } }, now);
+        return;
+      }
+      await applyTransition(trx, dialect, inc, "fix.failed", { ...by, reason: detail ?? "fix failed", data: { taskId: task.id, ...(code ? { code } : {}) } }, now, { failed_fixes: inc.failed_fixes + 1 });
+      await queuePullRequestClose(trx, dialect, inc.id, `the fix failed${detail ? `: ${detail.slice(0, 300)}` : ""}`, by, now);
     } else if (outcome === "cancelled") {
       await applyTransition(trx, dialect, inc, "escalate", { ...by, reason: `fix cancelled${detail ? `: ${detail}` : ""}`, data: { taskId: task.id } }, now);
     }
   };
+}
+
+/** The plan's risk: from the task, or from the incident's plan for the same skill. */
+function riskOf(payload: FixPayload, inc: IncidentRow): string {
+  if (payload.risk) return payload.risk;
+  const plan = inc.plan ? (JSON.parse(inc.plan) as { skill?: string; risk?: string }) : {};
+  return (plan.skill === payload.skill || !payload.skill) && plan.risk ? plan.risk : "unknown";
+}
+
+/** Who approved a pull request nobody is asked about: the person who approved the plan before it ran, or the policy. */
+async function decidedAlready(trx: Executor, inc: IncidentRow, payload: FixPayload, risk: string, max: Risk | undefined): Promise<{ approver: Decider; reason: string }> {
+  if (payload.approval === "before_run") {
+    const run = await trx
+      .selectFrom("approvals")
+      .select(["id", "decided_by", "channel"])
+      .where("incident_id", "=", inc.id)
+      .where("state", "=", "approved")
+      .where("pr_number", "is", null)
+      .orderBy("decided_at", "desc")
+      .limit(1)
+      .executeTakeFirst();
+    if (run?.decided_by && run.channel) {
+      return { approver: { subject: run.decided_by, actor: `${run.channel}:${run.decided_by}`, channel: run.channel }, reason: `approved before it ran (${run.id}) by ${run.decided_by} via ${run.channel}` };
+    }
+  }
+  const skill = payload.skill ?? "the skill";
+  const within = max && risk in RISK_ORDER && RISK_ORDER[risk as Risk] <= RISK_ORDER[max];
+  const reason = within
+    ? `approved by policy: ${risk}-risk skill ${skill} is at or below AUTO_APPROVE_MAX_RISK (${max})`
+    : `approved by policy: ${skill} (${risk} risk) needs no approval under AUTO_APPROVE_MAX_RISK${max ? ` (${max})` : ""} and its approval setting`;
+  return { approver: POLICY, reason };
+}
+
+/** The runner's error code of the task's failure, from its `task.failed` event (stored just before). */
+async function failureCode(trx: Executor, taskId: string): Promise<string | null> {
+  const e = await trx.selectFrom("events").select("data").where("task_id", "=", taskId).where("type", "=", "task.failed").orderBy("seq", "desc").limit(1).executeTakeFirst();
+  if (!e) return null;
+  const code = (JSON.parse(e.data) as { code?: unknown }).code;
+  return typeof code === "string" ? code : null;
 }

@@ -5,6 +5,8 @@ import type { Updateable } from "kysely";
 import { appendEvent } from "../events/repo.ts";
 import { AppError, conflict } from "../shared/errors.ts";
 import { isOpen, transition, type IncidentEvent, type IncidentState } from "./lifecycle.ts";
+import { approverOf, cancelOpenApprovals, mergeActionOf } from "../approvals/repo.ts";
+import { queuePullRequestClose } from "../approvals/pull-requests.ts";
 
 export type Actor = { actor: string; channel: string; reason?: string; data?: Record<string, unknown> };
 
@@ -45,9 +47,12 @@ export async function applyTransition(
 }
 
 /**
- * Closes an incident as resolved (AlertManager's resolve or a person's) and cancels its pending
- * approvals, which are moot once the incident is closed. Returns the incident and how many
- * approvals were cancelled.
+ * Closes an incident as resolved (AlertManager's resolve or a person's). What it leaves undecided
+ * is cancelled: pending approvals, and approved merges whose merge has not started (the resolve
+ * wins; once the merge call went out, the merge wins and is named in the reason). Its pull requests
+ * not merged are closed and their branches deleted (`pr.close` jobs, queued here). An alert that
+ * resolves after a merged fix says which fix, pull request and approver, not "resolved by itself".
+ * Returns the incident, how many approvals were cancelled and the close jobs queued.
  */
 export async function closeAsResolved(
   trx: Executor,
@@ -56,18 +61,43 @@ export async function closeAsResolved(
   event: "alert.resolved" | "resolve",
   by: Actor & { reason: string },
   now: number,
-): Promise<{ incident: IncidentRow; cancelled: number }> {
+): Promise<{ incident: IncidentRow; cancelled: number; closing: string[] }> {
   const wasProposed = incident.state === "proposed";
-  const closed = await applyTransition(trx, dialect, incident, event, by, now);
-  const res = await trx
-    .updateTable("approvals")
-    .set({ state: "cancelled", decided_at: now, decided_by: by.actor, channel: by.channel, reason: by.reason })
-    .where("incident_id", "=", incident.id)
-    .where("state", "=", "pending")
-    .executeTakeFirst();
-  const cancelled = Number(res.numUpdatedRows);
+  const cancelled = (await cancelOpenApprovals(trx, incident.id, by, now)).length;
+  const fix = event === "alert.resolved" ? await fixBehind(trx, incident.id) : null;
+  const closed = await applyTransition(trx, dialect, incident, event, fix ? { ...by, reason: fix.reason, data: { ...by.data, fix: fix.data } } : by, now);
   if (wasProposed || cancelled > 0) {
     await appendEvent(trx, dialect, { type: "approval.cancelled", incidentId: incident.id, actor: by.actor, channel: by.channel, reason: by.reason, data: { approvals: cancelled }, occurredAt: now }, now);
   }
-  return { incident: closed, cancelled };
+  const why = event === "resolve" ? `incident resolved by ${by.actor}: ${by.reason}` : "the alert resolved without this change";
+  const closing = await queuePullRequestClose(trx, dialect, incident.id, why, by, now);
+  return { incident: closed, cancelled, closing };
+}
+
+/** The merged (or being merged) fix of the incident's current occurrence, described for its resolve. */
+async function fixBehind(trx: Executor, incidentId: string): Promise<{ reason: string; data: Record<string, unknown> } | null> {
+  const a = await trx
+    .selectFrom("approvals")
+    .selectAll()
+    .where("incident_id", "=", incidentId)
+    .where("state", "=", "approved")
+    .where("pr_number", "is not", null)
+    .where((eb) => eb.or([eb("merged_at", "is not", null), eb("merge_started_at", "is not", null)]))
+    .orderBy("decided_at", "desc")
+    .limit(1)
+    .executeTakeFirst();
+  if (!a) return null;
+  // A reopened incident (a flap) starts over: an earlier occurrence's fix is not this one's.
+  const opened = await trx.selectFrom("events").select("occurred_at").where("incident_id", "=", incidentId).where("type", "=", "incident.detected").orderBy("seq", "desc").limit(1).executeTakeFirst();
+  if (opened && Number(a.decided_at) < Number(opened.occurred_at)) return null;
+  let skill = mergeActionOf(a)?.skill ?? null;
+  if (!skill && a.task_id) {
+    const task = await trx.selectFrom("tasks").select("payload").where("id", "=", a.task_id).executeTakeFirst();
+    skill = task ? ((JSON.parse(task.payload) as { skill?: string }).skill ?? null) : null;
+  }
+  const what = `${skill ?? "the fix"} in pull request #${a.pr_number}`;
+  const who = approverOf(a);
+  const data = { approvalId: a.id, skill, pr: a.pr_number, sha: a.merge_sha, approvedBy: who };
+  if (a.merged_at !== null) return { reason: `alert resolved after the fix: ${what} (merged ${(a.merge_sha ?? "").slice(0, 7)}), approved by ${who}`, data };
+  return { reason: `alert resolved while the fix ${what}, approved by ${who}, was being merged`, data };
 }

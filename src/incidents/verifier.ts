@@ -5,7 +5,7 @@ import { formatDuration, parseDuration } from "../shared/duration.ts";
 import type { Skill } from "../skills/schema.ts";
 import { getIncident } from "./repo.ts";
 import { applyTransition } from "./service.ts";
-import { appendEvent } from "../events/repo.ts";
+import { expireDueApprovals } from "../approvals/service.ts";
 
 const DEFAULT_WINDOW_MS = 15 * 60_000;
 
@@ -54,23 +54,8 @@ export function createVerifier(deps: { store: Store; log: Logger; now: () => num
     return escalated;
   }
 
-  /** Pending approvals past their deadline expire; their incident goes to a human. */
-  async function expireApprovals(): Promise<number> {
-    const now = deps.now();
-    const due = await store.db.selectFrom("approvals").select(["id", "incident_id"]).where("state", "=", "pending").where("expires_at", "<", now).limit(500).execute();
-    let n = 0;
-    for (const a of due) {
-      await store.db.transaction().execute(async (trx) => {
-        const res = await trx.updateTable("approvals").set({ state: "expired", decided_at: now, decided_by: "pitcrew:verifier", channel: "engine", reason: "no decision before the deadline" }).where("id", "=", a.id).where("state", "=", "pending").executeTakeFirst();
-        if (Number(res.numUpdatedRows) === 0) return;
-        n += 1;
-        await appendEvent(trx, store.dialect, { type: "approval.expired", incidentId: a.incident_id, actor: "pitcrew:verifier", channel: "engine", reason: "no decision before the deadline", data: { approvalId: a.id }, occurredAt: now }, now);
-        const inc = await getIncident(trx, a.incident_id);
-        if (inc?.state === "proposed") await applyTransition(trx, store.dialect, inc, "escalate", { actor: "pitcrew:verifier", channel: "engine", reason: "the approval expired without a decision" }, now);
-      });
-    }
-    return n;
-  }
+  /** Pending approvals past their deadline expire: their incident goes to a human, their pull request is closed. */
+  const expireApprovals = (): Promise<number> => expireDueApprovals(store, deps.now());
 
   return {
     tick,

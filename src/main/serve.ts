@@ -22,6 +22,7 @@ import { createGitHost } from "./gitops.ts";
 import { createDeps } from "./deps.ts";
 import { createFleetMonitor } from "../fleet/monitor.ts";
 import { createVerifier } from "../incidents/verifier.ts";
+import { createSweeper } from "../incidents/sweeper.ts";
 import { onShutdownSignal } from "./signals.ts";
 import { printBanner, type AlertmanagerTokenSource } from "./banner.ts";
 import { createMcpAuth, mcpTokens } from "../mcp/auth.ts";
@@ -76,7 +77,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     now: deps.now,
     skills,
     planner: createPlanner(config, log, store),
-    guardrails: { ...config.guardrails },
+    guardrails: { ...config.guardrails, stuckAfterMs: config.sweep.stuckAfterMs },
     fixPool: config.runner.pool,
     inline,
     onEnqueued: () => relay.kick(),
@@ -94,6 +95,9 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   fleet.start();
   const verifier = createVerifier({ store, log, now: deps.now, skills });
   verifier.start();
+  // Incidents stranded in a transient state get their work queued again, or a person.
+  const sweeper = createSweeper({ store, log, now: deps.now, skills, settings: config.sweep, onTerminal, onQueued: () => relay.kick() });
+  sweeper.start();
 
   const gitHost = await openGitHost(config, log, embedded);
   const runner = embedded
@@ -149,6 +153,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     await analysis.stop();
     fleet.stop();
     verifier.stop();
+    await sweeper.stop();
     await relay.stop();
     await deadLetters.stop();
     await ingester.stop();

@@ -1,16 +1,21 @@
-import { createApprovalDecisions } from "../incidents/approvals.ts";
+import { createApprovalService, type ApprovalService } from "../approvals/service.ts";
 import type { McpDeps } from "./tool.ts";
 
-/** The approval decisions, wired from the MCP deps. */
-export function decisionsFor(deps: McpDeps) {
-  return createApprovalDecisions({
-    store: deps.store,
-    log: deps.log,
-    now: deps.now,
-    skills: deps.skills,
-    gitHost: deps.gitHost,
-    fixPool: deps.config.runner.pool,
-    inline: deps.inline ?? { argocd: deps.config.argocd, secrets: () => undefined },
-    onEnqueued: deps.kick,
-  });
+/** The approvals service of the MCP deps: the control plane's own, or one wired from the deps. */
+export function approvalsFor(deps: McpDeps): ApprovalService {
+  return (
+    deps.approvals ??
+    createApprovalService({
+      store: deps.store,
+      log: deps.log,
+      now: deps.now,
+      skills: deps.skills,
+      gitHost: deps.gitHost,
+      fixPool: deps.config.runner.pool,
+      inline: deps.inline ?? { argocd: deps.config.argocd, secrets: () => undefined },
+      deleteMergedBranches: deps.config.gitops.deleteMergedBranches,
+      sweep: deps.config.sweep,
+      onEnqueued: deps.kick,
+    })
+  );
 }

@@ -9,6 +9,7 @@ import type { SkillProblem } from "../skills/load.ts";
 import type { GitHost } from "../gitops/port.ts";
 import type { AnalysisOutcome } from "../incidents/analysis.ts";
 import type { InlineDeps } from "../skills/inline.ts";
+import type { ApprovalService } from "../approvals/service.ts";
 
 // The contract between the MCP server (server.ts) and its tools (tools/<verb-noun>.ts): one file
 // per tool, each a `defineTool(...)` with zod input and output shapes (every field described), the
@@ -35,6 +36,8 @@ export type McpDeps = {
   gitHost?: GitHost;
   /** What inline skills (probe, drift, http) need; without it they run with Argo CD from config and no secrets. */
   inline?: InlineDeps;
+  /** The approvals service (the same one whose merge and pull-request jobs the control plane runs); built from these deps when absent. */
+  approvals?: ApprovalService;
   /** Wakes the outbox relay after a commit that queued work. */
   kick: () => void;
 };

@@ -109,6 +109,18 @@ export interface ApprovalsTable {
   reason: string | null;
   chat_id: string | null;
   message_id: string | null;
+  /** A merge approval's pull request, and the head it was proposed at (the merge is pinned to it). */
+  pr_number: number | null;
+  pr_branch: string | null;
+  head_sha: string | null;
+  /** When its merge job was last queued (the claim, or a recovery); null until approved. */
+  merge_queued_at: number | null;
+  /** The first merge call under the current claim: from then on a resolve no longer revokes it. */
+  merge_started_at: number | null;
+  /** Times a stuck merge was queued again. */
+  merge_requeues: Generated<number>;
+  merge_sha: string | null;
+  merged_at: number | null;
 }
 
 export interface SchedulesTable {

@@ -1,14 +1,14 @@
 import { z } from "zod";
 import { defineTool } from "../tool.ts";
 import { invalid } from "../../shared/errors.ts";
-import { decisionsFor } from "../decisions.ts";
+import { approvalsFor } from "../decisions.ts";
 import { ApprovalView, approvalView, IncidentView, incidentView, mcpActor } from "../views.ts";
 
 export const rejectAction = defineTool({
   name: "reject_action",
   title: "Reject an action",
   description:
-    "Rejects a pending, unexpired approval, by id or as the incident's pending one: the incident becomes rejected and a proposed pull request is closed. A decision already made answers who made it.",
+    "Rejects a pending, unexpired approval, by id or as the incident's pending one: the incident becomes rejected, and a proposed pull request is closed with a comment saying why and its branch deleted. A decision already made answers who made it.",
   scope: "approve",
   input: {
     approval_id: z.string().max(80).optional().describe("Approval id (apr_…); or give incident_id."),
@@ -22,7 +22,7 @@ export const rejectAction = defineTool({
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false },
   async handler(args, { principal, deps }) {
     if (!args.approval_id && !args.incident_id) throw invalid("approval.ref_required", "give approval_id or incident_id");
-    const r = await decisionsFor(deps).reject({ approvalId: args.approval_id, incidentId: args.incident_id }, { subject: principal.subject, ...mcpActor(principal) }, args.reason ?? null);
+    const r = await approvalsFor(deps).reject({ approvalId: args.approval_id, incidentId: args.incident_id }, { subject: principal.subject, ...mcpActor(principal) }, args.reason ?? null);
     return { summary: `rejected ${r.approval.id}; incident ${r.incident.id} is ${r.incident.state}`, data: { approval: approvalView(r.approval), incident: incidentView(r.incident) } };
   },
 });
