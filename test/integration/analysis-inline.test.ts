@@ -139,6 +139,45 @@ describe("inline skills in the analysis worker", () => {
     const fix = await store.db.selectFrom("tasks").selectAll().where("incident_id", "=", id).where("kind", "=", "skill").execute();
     expect(fix).toHaveLength(1);
     expect(JSON.parse(fix[0]!.payload)).toMatchObject({ skill: "target-down-restart", params: { namespace: `payments-${tag}`, deployment: "payments-api" }, approval: "before_merge", action: { builtin: "restart" } });
+
+    // The follow-up is now the incident's plan, with its own rationale from what the probe found.
+    const plan = JSON.parse((await getIncident(store.db, id))!.plan!);
+    const url = `http://127.0.0.1:${port}/healthz`;
+    expect(plan).toMatchObject({ skill: "target-down-restart", params: { namespace: `payments-${tag}`, deployment: "payments-api" }, planner: "rules", risk: "low", approval: "before_merge", after: "target-down-probe" });
+    expect(plan.rationale).toMatch(new RegExp(`^probe of ${url.replace(/[.]/g, "\\.")} failed: HTTP 503 in \\d+ ms; following with target-down-restart$`));
+    expect(JSON.parse(fix[0]!.payload).rationale).toBe(plan.rationale);
+    const planned = await listEvents(store.db, { incidentId: id, type: "incident.planned" });
+    expect(planned.map((e) => JSON.parse(e.data).skill)).toEqual(["target-down-probe", "target-down-restart"]);
+    expect(planned[1]!.reason).toBe(plan.rationale);
+    // The probe's result says what it really found.
+    const [result] = await listEvents(store.db, { incidentId: id, type: "skill.result" });
+    expect(result!.reason).toMatch(new RegExp(`^probe failed: GET ${url.replace(/[.]/g, "\\.")} → 503 in \\d+ ms`));
+    expect(JSON.parse(result!.data)).toMatchObject({ skill: "target-down-probe", kind: "escalate", params: { url }, details: { status: 503, latencyMs: expect.any(Number) } });
+  });
+
+  it("a follow-up that cannot reach its target says what the probe saw: the connection error", async () => {
+    const restart = Skill.parse({
+      name: "target-down-restart",
+      description: "restart",
+      match: { alertname: ["TargetDown"], priority: -10 },
+      risk: "low",
+      approval: "before_merge",
+      action: { builtin: "restart", with: { namespace: "{{labels.namespace}}", deployment: "{{labels.service}}" } },
+    });
+    const closed = await new Promise<number>((resolve) => {
+      const s = createServer();
+      s.listen(0, "127.0.0.1", () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => resolve(p));
+      });
+    });
+    const probe = Skill.parse({ ...probeSkill(), action: { builtin: "probe", with: { url: `http://127.0.0.1:${closed}/healthz`, timeout: "2s" } }, on_failure: "target-down-restart" });
+    const id = (await postAlerts(h.app, fixture("target-down.json", newTag()), TOKEN)).json().incidents[0];
+    expect(await worker([probe, restart]).analyze(id)).toBe("fixing");
+    const plan = JSON.parse((await getIncident(store.db, id))!.plan!);
+    expect(plan.rationale).toMatch(new RegExp(`^probe of http://127\\.0\\.0\\.1:${closed}/healthz failed: ECONNREFUSED in \\d+ ms; following with target-down-restart$`));
+    const [result] = await listEvents(store.db, { incidentId: id, type: "skill.result" });
+    expect(JSON.parse(result!.data)).toMatchObject({ kind: "escalate", details: { error: "ECONNREFUSED" } });
   });
 
   it("does not run an on_failure follow-up that must be approved before it runs; a person gets the incident", async () => {
