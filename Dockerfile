@@ -42,6 +42,15 @@ ENTRYPOINT ["node", "bin/pitcrew.mjs"]
 
 # --- runner: needs NATS_URL, never the database, serves no HTTP --------------------------------
 FROM runtime AS runner
+# A user of its own for coding agents (uid/gid 10001, no home, no shell, owns nothing here), so an
+# agent cannot read the runner's secrets (/proc/<runner>/environ, the GitHub App key). Starting
+# processes as another user needs root: to use it, run this container as root with
+# AGENT_UID=10001 AGENT_GID=10001 (README: Isolating coding agents). Install agent CLIs in an
+# image built on this one.
+USER root
+RUN groupadd --system --gid 10001 agent \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin agent
+USER node
 # No HEALTHCHECK: a runner has no HTTP server; it reports liveness by heartbeats on NATS.
 CMD ["runner"]
 

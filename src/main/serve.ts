@@ -17,7 +17,8 @@ import { handleDeadLetters } from "../tasks/dead-letter.ts";
 import { requeuePendingTasks } from "../tasks/requeue.ts";
 import { createControlJobs } from "../tasks/control-jobs.ts";
 import { createRunner, runnerOptions } from "../../runner/worker.ts";
-import { buildExecutors } from "../../runner/executors/index.ts";
+import { buildExecutors, checkAgentIdentity } from "../../runner/executors/index.ts";
+import { missingAgentClis, warnMissingAgentClis } from "../skills/agent-clis.ts";
 import { createGitHost } from "./gitops.ts";
 import { createDeps } from "./deps.ts";
 import { createFleetMonitor } from "../fleet/monitor.ts";
@@ -99,6 +100,11 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   const sweeper = createSweeper({ store, log, now: deps.now, skills, settings: config.sweep, onTerminal, onQueued: () => relay.kick() });
   sweeper.start();
 
+  if (embedded) {
+    // The in-process runners start coding agents: as whom, and whether the skills' CLIs are there.
+    checkAgentIdentity(config.agents, process.getuid?.(), log);
+    warnMissingAgentClis(missingAgentClis(skills(), config.agents, process.env.PATH ?? ""), log);
+  }
   const gitHost = await openGitHost(config, log, embedded);
   const runner = embedded
     ? createRunner(

@@ -279,6 +279,34 @@ console.log("done");
     expect(existsSync(join(s.dump, "ran"))).toBe(false);
     expect(readdirSync(s.base)).toEqual([]);
   });
+
+  it("fails a CLI that is not installed with agent.not_installed, naming the program and how to configure AGENT_COMMANDS", async () => {
+    const s = sandbox();
+    const ex = executor(s.base, { ghost: ["ghost-cli-not-installed", "{{prompt}}"] });
+
+    const err = await rejection(ex.prompt(task("prompt", { prompt: "x", agent: "ghost" }), context().ctx));
+
+    expect(err).toMatchObject({ code: "agent.not_installed", retryable: false, details: { agent: "ghost", program: "ghost-cli-not-installed" } });
+    expect(err.message).toContain('agent "ghost": ghost-cli-not-installed is not installed on this runner');
+    expect(err.message).toContain("AGENT_COMMANDS");
+    expect(readdirSync(s.base)).toEqual([]);
+  });
+
+  // Only root can start processes as another user.
+  it.skipIf(process.getuid?.() !== 0)("runs the CLI as the configured user, in a workspace and clone handed to that user", async () => {
+    const s = sandbox();
+    chmodSync(root, 0o755);
+    chmodSync(s.dir, 0o755);
+    const origin = bareRepo(s.dir);
+    const cli = s.script("whoami", `#!/bin/sh\nid -u > "$HOME/uid" && cp "$HOME/uid" uid.txt && echo "uid $(id -u) gid $(id -g) tmp $(stat -c %u "$TMPDIR")"\n`);
+    const { ctx, logs } = context();
+
+    const result = (await executor(s.base, { whoami: [cli] }, { uid: 65534, gid: 65534 }).prompt(task("prompt", { prompt: "x", agent: "whoami", repoUrl: origin }), ctx)) as AgentResult;
+
+    expect(logs.map((l) => l.line)).toContain("uid 65534 gid 65534 tmp 65534");
+    expect(result.changedFiles).toEqual(["uid.txt"]);
+    expect(readdirSync(s.base)).toEqual([]);
+  });
 });
 
 describe("runCommand", () => {

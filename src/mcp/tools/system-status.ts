@@ -3,6 +3,7 @@ import { defineTool } from "../tool.ts";
 import { errorMessage } from "../../shared/errors.ts";
 import { VERSION } from "../../shared/version.ts";
 import { getPause } from "../../system/settings.ts";
+import { missingAgentClis } from "../../skills/agent-clis.ts";
 
 const Check = z.object({
   ok: z.boolean().describe("Whether the dependency answered."),
@@ -12,7 +13,8 @@ const Check = z.object({
 export const systemStatus = defineTool({
   name: "system_status",
   title: "System status",
-  description: "Shows the version, the mode (embedded or distributed), whether the store and the queue answer, and whether automation is paused.",
+  description:
+    "Shows the version, the mode (embedded or distributed), whether the store and the queue answer, whether automation is paused, and which agent CLIs the loaded skills need but are not installed.",
   scope: "read",
   input: {},
   output: {
@@ -29,6 +31,19 @@ export const systemStatus = defineTool({
       })
       .nullable()
       .describe("The pause switch; null when the store did not answer."),
+    missing_agent_clis: z
+      .array(
+        z.object({
+          agent: z.string().describe("The agent name (a skill's agent.command, or AGENT_DEFAULT)."),
+          program: z.string().nullable().describe("The program its AGENT_COMMANDS template starts; null when AGENT_COMMANDS has no such agent."),
+          skills: z.array(z.string()).describe("The loaded skills that use it."),
+          hint: z.string().describe("How to fix it."),
+        }),
+      )
+      .optional()
+      .describe(
+        "Present when loaded skills need agent CLIs that are not on this process's PATH (the in-process runners'). Standalone runners check their own PATH at start and log what is missing.",
+      ),
   },
   annotations: { readOnlyHint: true, idempotentHint: true },
   async handler(_args, { deps }) {
@@ -39,15 +54,18 @@ export const systemStatus = defineTool({
     const paused = storeCheck.ok ? await getPause(deps.store.db).catch(() => null) : null;
     const mode: "embedded" | "distributed" = deps.queue.kind === "memory" ? "embedded" : "distributed";
     const health = storeCheck.ok && queueCheck.ok ? "healthy" : `degraded (${[!storeCheck.ok && `store: ${storeCheck.detail}`, !queueCheck.ok && `queue: ${queueCheck.detail}`].filter(Boolean).join("; ")})`;
+    // The PATH the in-process runners start agents with: this process's own.
+    const missing = missingAgentClis(deps.skills(), deps.config.agents, process.env.PATH ?? "");
     const pauseText = paused === null ? "pause state unknown" : paused.paused ? `automation PAUSED${paused.reason ? ` (${paused.reason})` : ""}` : "automation running";
     return {
-      summary: `Pitcrew ${VERSION}, ${mode}: ${health}; ${pauseText}`,
+      summary: `Pitcrew ${VERSION}, ${mode}: ${health}; ${pauseText}${missing.length ? `; agent CLI not installed: ${missing.map((m) => `${m.program ?? m.agent} (${m.skills.join(", ")})`).join("; ")}` : ""}`,
       data: {
         version: VERSION,
         mode,
         store: { ...storeCheck, dialect: deps.store.dialect },
         queue: { ...queueCheck, kind: deps.queue.kind },
         paused,
+        ...(missing.length ? { missing_agent_clis: missing.map((m) => ({ agent: m.agent, program: m.program ?? null, skills: m.skills, hint: m.hint })) } : {}),
       },
     };
   },
