@@ -106,6 +106,8 @@ export async function proposeChange(
     await git(repo, ["push", "--quiet", "--no-verify", `--force-with-lease=refs/heads/${branch}:${remote}`, "origin", `HEAD:refs/heads/${branch}`], { env, timeoutMs: 300_000 });
 
     const sha = (await git(repo, ["rev-parse", "HEAD"])).trim();
+    // A cancel that landed while we worked (even one this runner never heard) stops us before the PR.
+    await ctx.assertNotCancelled?.();
     const existing = await opts.host.findOpenPullRequest(branch);
     const pr = existing ?? (await opts.host.createPullRequest({ branch, base: opts.baseBranch, title: input.title.slice(0, 250), body: input.body(change) }));
     await ctx.prOpened?.({ url: pr.url, branch, number: pr.number });

@@ -16,10 +16,12 @@ import {
   type JsMsg,
   type StreamConfig,
 } from "@nats-io/jetstream";
+import { Kvm, type KV } from "@nats-io/kv";
+import { backoffMs } from "../shared/backoff.ts";
 import type { Logger } from "../shared/logger.ts";
 import { errorMessage, unavailable, withTimeout } from "../shared/errors.ts";
 import type { Heartbeat, TaskEvent } from "./jobs.ts";
-import { defaultQueueSettings, type DeadLetter, type Delivery, type Handler, type QueueSettings, type Subscription, type TaskQueue } from "./port.ts";
+import { defaultQueueSettings, type DeadLetter, type Delivery, type Handler, type QueueSettings, type Subscription, type TaskMark, type TaskQueue } from "./port.ts";
 
 export type JetStreamOptions = {
   servers: string[];
@@ -36,6 +38,10 @@ export type JetStreamOptions = {
 };
 
 const nanos = (ms: number) => ms * 1_000_000;
+
+/** The KV bucket of task markers, named after the tasks stream (`PITCREW_TASKS_MARKS`). */
+export const marksBucketName = (tasksStream: string) => `${tasksStream}_MARKS`;
+
 const enc = new TextEncoder();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -52,6 +58,9 @@ export function createJetStreamQueue(opts: JetStreamOptions): TaskQueue & { read
   let js: JetStreamClient | undefined;
   let jsm: JetStreamManager | undefined;
   const ensuredConsumers = new Map<string, Promise<void>>();
+  const marksBucket = marksBucketName(s.tasksStream);
+  let marks: KV | undefined;
+  let ensuring: Promise<void> | undefined;
 
   // Connect in the background and keep trying: the control plane serves /healthz (and reports
   // not-ready) while NATS is away, instead of refusing to start.
@@ -117,8 +126,13 @@ export function createJetStreamQueue(opts: JetStreamOptions): TaskQueue & { read
     ];
   }
 
-  /** Creates the streams, or updates them when their mutable settings differ. Idempotent. */
-  async function ensureStreams(): Promise<void> {
+  /** Creates the streams, or updates them when their mutable settings differ. Idempotent; one run at a time. */
+  function ensureStreams(): Promise<void> {
+    ensuring ??= ensureStreamsNow().finally(() => (ensuring = undefined));
+    return ensuring;
+  }
+
+  async function ensureStreamsNow(): Promise<void> {
     const m = jsm!;
     try {
       for (const cfg of streamConfigs()) {
@@ -153,11 +167,48 @@ export function createJetStreamQueue(opts: JetStreamOptions): TaskQueue & { read
           log.info({ stream: cfg.name }, "stream updated");
         }
       }
+      await ensureMarks();
       streamsError = undefined;
     } catch (err) {
       streamsError = errorMessage(err);
       log.error({ err: { message: streamsError } }, "could not ensure jetstream streams");
       throw err;
+    }
+  }
+
+  /**
+   * The markers bucket: one value per task, kept `eventsMaxAgeMs` after its last write (well past
+   * the time a task's message can still be delivered), replicated like the streams. Kvm.create opens
+   * an existing bucket as it is, so a changed age or replica count is applied here, as for streams.
+   * Reads go to the stream leader (no direct get): a missing bucket then answers "not found" at once
+   * instead of a timeout, and a read never sees a replica that lags behind a marker just written.
+   */
+  async function ensureMarks(): Promise<void> {
+    const replicas = opts.replicas ?? 1;
+    const kv = await new Kvm(js!).create(marksBucket, { history: 1, ttl: s.eventsMaxAgeMs, replicas, allow_direct: false });
+    const stream = `KV_${marksBucket}`;
+    const c = (await jsm!.streams.info(stream)).config;
+    if (c.max_age !== nanos(s.eventsMaxAgeMs) || c.num_replicas !== replicas) {
+      await jsm!.streams.update(stream, { ...c, max_age: nanos(s.eventsMaxAgeMs), num_replicas: replicas });
+      log.info({ bucket: marksBucket }, "markers bucket updated");
+    }
+    marks = kv;
+  }
+
+  /** Runs a marker operation; a bucket deleted under us is ensured again once (a put then finds no stream to answer). */
+  async function withMarks<T>(what: string, op: (kv: KV) => Promise<T>): Promise<T> {
+    await ready();
+    try {
+      if (!marks || streamsError) await ensureStreams();
+      try {
+        return await withTimeout(op(marks!), publishTimeoutMs, "nats");
+      } catch (err) {
+        if (!isNotFound(err) && !/no responders|jetstream is not enabled/i.test(errorMessage(err))) throw err;
+        await ensureStreams();
+        return await withTimeout(op(marks!), publishTimeoutMs, "nats");
+      }
+    } catch (err) {
+      throw unavailable("queue.marker_failed", `${what} failed: ${errorMessage(err)}`, err);
     }
   }
 
@@ -254,7 +305,7 @@ export function createJetStreamQueue(opts: JetStreamOptions): TaskQueue & { read
                 await handler(d);
               } catch (err) {
                 log.warn({ err: { message: errorMessage(err) }, subject: m.subject }, "handler failed; redelivering");
-                m.nak(Math.min(30_000, 500 * 2 ** Math.min(d.attempt, 6)));
+                m.nak(backoffMs(d.attempt, { baseMs: 1000, maxMs: 30_000 }));
               } finally {
                 inFlight -= 1;
                 slotFreed?.();
@@ -402,6 +453,29 @@ export function createJetStreamQueue(opts: JetStreamOptions): TaskQueue & { read
       };
       subs.add(result);
       return result;
+    },
+    markTask(taskId, mark) {
+      return withMarks(`marking task ${taskId} ${mark}`, async (kv) => {
+        if (mark === "done") {
+          await kv.put(taskId, mark);
+          return;
+        }
+        // create() writes only where no value is: a task already marked done stays done.
+        try {
+          await kv.create(taskId, mark);
+        } catch (err) {
+          const existing = await kv.get(taskId);
+          if (existing?.operation !== "PUT") throw err;
+        }
+      });
+    },
+    taskMark(taskId) {
+      return withMarks(`reading the marker of task ${taskId}`, async (kv) => {
+        const e = await kv.get(taskId);
+        if (!e || e.operation !== "PUT") return null;
+        const v = e.string();
+        return v === "cancelled" || v === "done" ? (v as TaskMark) : null;
+      });
     },
     async health() {
       if (closed) return { ok: false, reason: "nats: closed" };

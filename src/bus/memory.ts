@@ -2,7 +2,7 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "../shared/logger.ts";
 import { unavailable } from "../shared/errors.ts";
 import type { Heartbeat, TaskEvent } from "./jobs.ts";
-import { defaultQueueSettings, type DeadLetter, type Delivery, type Handler, type QueueSettings, type Subscription, type TaskQueue } from "./port.ts";
+import { defaultQueueSettings, type DeadLetter, type Delivery, type Handler, type QueueSettings, type Subscription, type TaskMark, type TaskQueue } from "./port.ts";
 
 // The in-process adapter for embedded mode: the same delivery semantics as the JetStream
 // adapter (explicit ack, ack deadline extended by working(), nak with delay, term, bounded
@@ -140,6 +140,8 @@ export function createMemoryQueue(opts: { settings?: Partial<QueueSettings>; log
   const control = new EventEmitter();
   const deadHandlers = new Set<(d: DeadLetter) => Promise<void>>();
   const taskStreams = new Map<string, Stream>();
+  // Task markers, kept in expiry order (a write re-inserts), like the KV bucket's max age.
+  const marks = new Map<string, { mark: TaskMark; expiresAt: number }>();
   let closed = false;
 
   const onDeadTask = (pool: string) => (entry: Entry) => {
@@ -174,6 +176,15 @@ export function createMemoryQueue(opts: { settings?: Partial<QueueSettings>; log
     if (seen.has(msgId)) return true;
     seen.set(msgId, now + settings.duplicateWindowMs);
     return false;
+  }
+
+  function liveMark(taskId: string): TaskMark | null {
+    const now = Date.now();
+    for (const [id, m] of marks) {
+      if (m.expiresAt > now) break;
+      marks.delete(id);
+    }
+    return marks.get(taskId)?.mark ?? null;
   }
 
   const clone = (body: unknown) => JSON.parse(JSON.stringify(body)) as unknown;
@@ -228,6 +239,16 @@ export function createMemoryQueue(opts: { settings?: Partial<QueueSettings>; log
       const listener = (taskId: string, action: string) => handler(taskId, action);
       control.on("control", listener);
       return { stop: async () => void control.off("control", listener) };
+    },
+    async markTask(taskId, mark) {
+      checkOpen();
+      if (mark === "cancelled" && liveMark(taskId) === "done") return;
+      marks.delete(taskId);
+      marks.set(taskId, { mark, expiresAt: Date.now() + settings.eventsMaxAgeMs });
+    },
+    async taskMark(taskId) {
+      checkOpen();
+      return liveMark(taskId);
     },
     async health() {
       return closed ? { ok: false, reason: "in-process queue closed" } : { ok: true };

@@ -6,25 +6,31 @@ import type { Logger } from "../shared/logger.ts";
 import type { Store } from "../store/db.ts";
 import type { Executor } from "../store/sql.ts";
 import type { OutboxRow } from "../store/schema.ts";
-import type { TaskQueue } from "./port.ts";
+import { backoffMs } from "../shared/backoff.ts";
+import type { TaskMark, TaskQueue } from "./port.ts";
 
 // Producers never publish directly. They add an outbox row in the same transaction as the rows
 // that make the work real; the relay publishes committed rows with Nats-Msg-Id = msg_id and marks
 // them sent. Rows are leased before publishing, so two relays do not take the same rows; a relay
 // killed between publish and mark leaves the row to be published again, and the bus drops the
 // repeat by its id. Either way each message is queued once.
+//
+// Topics: "task" queues a task message on its pool. "control" sets a task's marker on the bus
+// (markTask) and, for a cancel, then tells listening runners at once (publishControl): the marker
+// is what a runner that was not listening reads before it starts the task. Both are safe to repeat.
 
-export type OutboxMessage = { topic: "task"; pool: string; msgId: string; body: unknown };
+export type OutboxMessage = { topic: "task"; pool: string; msgId: string; body: unknown } | { topic: "control"; taskId: string; mark: TaskMark };
 
 export async function addToOutbox(db: Executor, msg: OutboxMessage, now: number): Promise<string> {
   const id = newId("obx", now);
+  const [msgId, payload] = msg.topic === "task" ? [msg.msgId, { pool: msg.pool, body: msg.body }] : [`${msg.taskId}.${msg.mark}`, { taskId: msg.taskId, mark: msg.mark }];
   await db
     .insertInto("outbox")
     .values({
       id,
       topic: msg.topic,
-      msg_id: msg.msgId,
-      payload: JSON.stringify({ pool: msg.pool, body: msg.body }),
+      msg_id: msgId,
+      payload: JSON.stringify(payload),
       attempts: 0,
       last_error: null,
       available_at: now,
@@ -57,8 +63,6 @@ export type OutboxRelay = {
   /** Asks for a batch now instead of at the next interval. */
   kick(): void;
 };
-
-const backoffMs = (attempts: number) => Math.min(5000, 250 * 2 ** Math.max(0, attempts - 1));
 
 export function createOutboxRelay(deps: { store: Store; queue: TaskQueue; log: Logger; now?: () => number }, opts: OutboxRelayOptions): OutboxRelay {
   const { store, queue } = deps;
@@ -107,8 +111,14 @@ export function createOutboxRelay(deps: { store: Store; queue: TaskQueue; log: L
   }
 
   async function publishRow(row: OutboxRow): Promise<void> {
-    const { pool, body } = JSON.parse(row.payload) as { pool: string; body: unknown };
+    if (row.topic === "control") {
+      const { taskId, mark } = JSON.parse(row.payload) as { taskId: string; mark: TaskMark };
+      await queue.markTask(taskId, mark);
+      if (mark === "cancelled") await queue.publishControl(taskId, "cancel");
+      return;
+    }
     if (row.topic !== "task") throw new Error(`unknown outbox topic ${row.topic}`);
+    const { pool, body } = JSON.parse(row.payload) as { pool: string; body: unknown };
     await queue.publishTask(pool, row.msg_id, body);
   }
 
@@ -136,7 +146,7 @@ export function createOutboxRelay(deps: { store: Store; queue: TaskQueue; log: L
       const attempts = f.row.attempts + 1;
       await db
         .updateTable("outbox")
-        .set({ attempts, last_error: f.error.slice(0, 2000), available_at: t + backoffMs(attempts), lease_owner: null, lease_until: null })
+        .set({ attempts, last_error: f.error.slice(0, 2000), available_at: t + backoffMs(attempts, { baseMs: 250, maxMs: 5000 }), lease_owner: null, lease_until: null })
         .where("id", "=", f.row.id)
         .where("lease_owner", "=", owner)
         .execute();

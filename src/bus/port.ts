@@ -28,6 +28,17 @@ export type Subscription = {
 /** A task message the bus gave up on: every delivery was used without an ack. */
 export type DeadLetter = { pool: string; data: unknown; deliveries: number };
 
+/**
+ * What the bus remembers about a task's outcome, for runners (which have no database): `cancelled`
+ * (a runner must not start it, and must not open its pull request) or `done` (its terminal event is
+ * stored; a redelivery is acked without running it again). `done` is final: a later cancel marker
+ * never replaces it.
+ */
+export type TaskMark = "cancelled" | "done";
+
+/** A runner's delay before retrying a failed attempt (nak); the reconciler's delivery budget counts it. */
+export const taskRetryBackoff = { baseMs: 1000, maxMs: 60_000 };
+
 export type QueueHealth = { ok: true } | { ok: false; reason: string };
 
 export type QueueSettings = {
@@ -68,8 +79,16 @@ export interface TaskQueue {
   publishHeartbeat(heartbeat: Heartbeat): Promise<void>;
   consumeEvents(opts: { concurrency: number }, handler: Handler): Subscription;
   onDeadLetter(handler: (dead: DeadLetter) => Promise<void>): Subscription;
+  /** Core-NATS notice to the runners listening now; for a durable cancel, also set the marker. */
   publishControl(taskId: string, action: "cancel"): Promise<void>;
   subscribeControl(handler: (taskId: string, action: string) => void): Subscription;
+  /**
+   * Sets a task's marker; kept for `eventsMaxAgeMs` after the last write. Setting `cancelled` on a
+   * task marked `done` leaves `done`.
+   */
+  markTask(taskId: string, mark: TaskMark): Promise<void>;
+  /** The task's marker, or null when none is set (or it expired). */
+  taskMark(taskId: string): Promise<TaskMark | null>;
   health(): Promise<QueueHealth>;
   close(): Promise<void>;
 }

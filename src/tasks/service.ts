@@ -95,18 +95,24 @@ export function createTaskService(deps: TaskDeps) {
       return { task: (await getTask(store.db, id))!, created: true };
     },
 
-    /** Marks a task failed for a reason outside any runner (dead letter, vanished runner). */
+    /**
+     * Marks a task failed for a reason outside any runner (dead letter, vanished runner). The bus
+     * marks it `done` too, so a runner that still gets its message acks it without running it.
+     */
     async fail(taskId: string, reason: string, actor: string, channel: string): Promise<boolean> {
       const now = deps.now();
-      return store.db.transaction().execute(async (trx) => {
+      const changed = await store.db.transaction().execute(async (trx) => {
         const changed = await updateTaskIfActive(trx, taskId, { state: "failed", error: reason, finished_at: now, updated_at: now });
         if (changed) {
+          await addToOutbox(trx, { topic: "control", taskId, mark: "done" }, now);
           const task = await getTask(trx, taskId);
           await appendEvent(trx, store.dialect, { type: "task.failed", taskId, incidentId: task?.incident_id, actor, channel, reason, data: { error: reason }, occurredAt: now }, now);
           if (task && deps.onTerminal) await deps.onTerminal(trx, task, "failed", reason, now);
         }
         return changed;
       });
+      if (changed) deps.onEnqueued?.();
+      return changed;
     },
   };
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { createJetStreamQueue } from "../../src/bus/jetstream.ts";
+import { createJetStreamQueue, marksBucketName } from "../../src/bus/jetstream.ts";
 import { createMemoryQueue } from "../../src/bus/memory.ts";
 import type { QueueSettings, TaskQueue } from "../../src/bus/port.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
@@ -56,14 +56,14 @@ export async function queueFactories(): Promise<QueueFactory[]> {
   ];
 }
 
-/** Removes a test's streams from the shared NATS server. */
+/** Removes a test's streams (and its task-markers bucket) from the shared NATS server. */
 export async function deleteStreams(settings: Pick<QueueSettings, "tasksStream" | "eventsStream">): Promise<void> {
   const { connect } = await import("@nats-io/transport-node");
   const { jetstreamManager } = await import("@nats-io/jetstream");
   const nc = await connect({ servers: [NATS_URL] });
   try {
     const jsm = await jetstreamManager(nc);
-    for (const name of [settings.tasksStream, settings.eventsStream]) await jsm.streams.delete(name).catch(() => false);
+    for (const name of [settings.tasksStream, settings.eventsStream, `KV_${marksBucketName(settings.tasksStream)}`]) await jsm.streams.delete(name).catch(() => false);
   } finally {
     await nc.close();
   }

@@ -10,6 +10,8 @@ import { silentLogger } from "../../src/shared/logger.ts";
 import type { Store } from "../../src/store/db.ts";
 import { createTaskService } from "../../src/tasks/service.ts";
 import { requeuePendingTasks } from "../../src/tasks/requeue.ts";
+import { getTask } from "../../src/tasks/repo.ts";
+import { cancelQueuedTask } from "../../src/mcp/task-actions.ts";
 import { hasNats, NATS_URL } from "../helpers/services.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
 import { deleteStreams, streamMessages, uniqueSettings } from "../helpers/queues.ts";
@@ -96,6 +98,47 @@ for (const f of stores) {
         } finally {
           await producer.close();
           await consumerQueue.close();
+          await proxy.close();
+          await deleteStreams(settings);
+        }
+      });
+
+      it("sets the cancel marker of a task cancelled while NATS was away once it is back, and sends the cancel notice", async () => {
+        const settings = uniqueSettings();
+        const proxy = await startTcpProxy({ host: new URL(NATS_URL).hostname, port: Number(new URL(NATS_URL).port || 4222) });
+        const producer = createJetStreamQueue({ servers: [proxy.url], name: "outbox-cancel-test", settings, log: silentLogger, publishTimeoutMs: 1000 });
+        // A runner's view of the bus, on its own connection.
+        const runnerSide = createJetStreamQueue({ servers: [NATS_URL], name: "outbox-cancel-runner", settings, log: silentLogger });
+        const notices: string[] = [];
+        const sub = runnerSide.subscribeControl((taskId, action) => void notices.push(`${taskId}:${action}`));
+        const relay = createOutboxRelay({ store, queue: producer, log: silentLogger }, { intervalMs: 50, batch: 100, retentionMs: 86_400_000 });
+        try {
+          await producer.ready();
+          await runnerSide.ready();
+          const [id] = await createTasks(store, 1, `cancel${Date.now()}`);
+          await relay.runOnce();
+          await proxy.down();
+          await waitFor(async () => !(await producer.health()).ok, 5000);
+
+          const task = (await getTask(store.db, id!))!;
+          const now = Date.now();
+          const cancelled = await store.db.transaction().execute((trx) => cancelQueuedTask(trx, store.dialect, task, { actor: "test", channel: "test" }, "not needed", now));
+          expect(cancelled).toBe(true);
+          // The bus is away: the relay fails, the row waits.
+          expect(await relay.runOnce()).toBe(0);
+          const [row] = await store.db.selectFrom("outbox").selectAll().where("msg_id", "=", `${id}.cancelled`).execute();
+          expect(row).toMatchObject({ topic: "control", sent_at: null, attempts: 1 });
+          expect(await runnerSide.taskMark(id!)).toBeNull();
+
+          await proxy.up();
+          relay.start();
+          await waitFor(async () => (await runnerSide.taskMark(id!)) === "cancelled", 20_000, 100);
+          await waitFor(() => notices.includes(`${id}:cancel`), 5000);
+        } finally {
+          await relay.stop();
+          await sub.stop();
+          await producer.close();
+          await runnerSide.close();
           await proxy.close();
           await deleteStreams(settings);
         }

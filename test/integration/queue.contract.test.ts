@@ -429,6 +429,43 @@ for (const f of factories) {
       expect(first).toHaveLength(1);
     });
 
+    it("remembers a task's marker, lets done replace cancelled but never the reverse, and answers null for a task never marked", async () => {
+      const q = await make();
+      const [cancelledFirst, doneFirst, never] = [`tsk_${uid()}`, `tsk_${uid()}`, `tsk_${uid()}`];
+      expect(await q.taskMark(cancelledFirst)).toBeNull();
+      await q.markTask(cancelledFirst, "cancelled");
+      await q.markTask(cancelledFirst, "cancelled");
+      expect(await q.taskMark(cancelledFirst)).toBe("cancelled");
+      // A cancelled task's runner stores task.cancelled, then marks it done.
+      await q.markTask(cancelledFirst, "done");
+      expect(await q.taskMark(cancelledFirst)).toBe("done");
+      // A cancel that arrives after the task finished must not make a redelivery report it cancelled.
+      await q.markTask(doneFirst, "done");
+      await q.markTask(doneFirst, "cancelled");
+      expect(await q.taskMark(doneFirst)).toBe("done");
+      expect(await q.taskMark(never)).toBeNull();
+      if (q.kind === "jetstream") {
+        // Markers live on the bus: another process (a runner) connected to it reads them.
+        const other = await f.make(q.settings);
+        try {
+          expect(await other.taskMark(cancelledFirst)).toBe("done");
+          expect(await other.taskMark(never)).toBeNull();
+        } finally {
+          await other.close();
+        }
+      }
+    });
+
+    it("forgets a marker once eventsMaxAgeMs has passed since it was set", async () => {
+      const q = await make({ eventsMaxAgeMs: 1500, duplicateWindowMs: 1000 });
+      const id = `tsk_${uid()}`;
+      await q.markTask(id, "cancelled");
+      expect(await q.taskMark(id)).toBe("cancelled");
+      const set = Date.now();
+      await waitFor(async () => (await q.taskMark(id)) === null, 8000, "the marker to expire");
+      expect(Date.now() - set).toBeGreaterThanOrEqual(1000);
+    });
+
     it("reports healthy while open, unhealthy after close, and rejects publishing after close", async () => {
       const q = await make();
       expect(await q.health()).toEqual({ ok: true });
@@ -440,6 +477,8 @@ for (const f of factories) {
       await expect(q.publishTaskEvent(progress(body.taskId, "late"))).rejects.toThrow();
       await expect(q.publishHeartbeat(heartbeat("rnr-late"))).rejects.toThrow();
       await expect(q.publishControl(body.taskId, "cancel")).rejects.toThrow();
+      await expect(q.markTask(body.taskId, "done")).rejects.toThrow();
+      await expect(q.taskMark(body.taskId)).rejects.toThrow();
     });
 
     it("waits in close() for in-flight handlers, which can still publish their terminal event and ack", async () => {
@@ -498,6 +537,28 @@ for (const f of factories) {
 }
 
 describe.skipIf(!factories.find((f) => f.name === "jetstream")!.available)("jetstream recovery", () => {
+  it("creates the markers bucket again when it was deleted under it, and keeps marking", async () => {
+    const f = factories.find((x) => x.name === "jetstream")!;
+    const q = await f.make();
+    try {
+      const before = `tsk_${uid()}`;
+      await q.markTask(before, "done");
+      const { connect } = await import("@nats-io/transport-node");
+      const { jetstreamManager } = await import("@nats-io/jetstream");
+      const nc = await connect({ servers: [NATS_URL] });
+      await (await jetstreamManager(nc)).streams.delete(`KV_${q.settings.tasksStream}_MARKS`);
+      await nc.close();
+      const after = `tsk_${uid()}`;
+      await q.markTask(after, "cancelled");
+      expect(await q.taskMark(after)).toBe("cancelled");
+      // What the deleted bucket held is gone with it.
+      expect(await q.taskMark(before)).toBeNull();
+    } finally {
+      await q.close();
+      await f.cleanup(q);
+    }
+  });
+
   it("keeps consuming after its durable consumer is deleted under it, without a reconnect", async () => {
     const f = factories.find((x) => x.name === "jetstream")!;
     const q = await f.make({ ackWaitMs: 1000 });

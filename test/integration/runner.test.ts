@@ -1,10 +1,20 @@
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { QueueSettings, TaskQueue } from "../../src/bus/port.ts";
+import type { Delivery, QueueSettings, TaskQueue } from "../../src/bus/port.ts";
 import { listEvents } from "../../src/events/repo.ts";
 import { listRunners } from "../../src/fleet/repo.ts";
+import { createLocalGitHost } from "../../src/gitops/local.ts";
+import { cancelTask } from "../../src/mcp/tools/cancel-task.ts";
+import type { McpDeps } from "../../src/mcp/tool.ts";
+import { unavailable } from "../../src/shared/errors.ts";
 import { getTask } from "../../src/tasks/repo.ts";
+import { branchFor, createSkillExecutor } from "../../runner/executors/skill.ts";
+import type { Executor } from "../../runner/executors/types.ts";
 import { startControlPlane, startRunner } from "../helpers/control-plane.ts";
+import { gitSync, makeBareRepo } from "../helpers/git.ts";
 import { queueFactories } from "../helpers/queues.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -40,10 +50,26 @@ for (const qf of queues) {
       await store.close();
     });
 
-    function runner(opts: Parameters<typeof startRunner>[1]) {
-      const r = startRunner(queue, { ackWaitMs: queue.settings.ackWaitMs, ...opts });
+    function runner(opts: Parameters<typeof startRunner>[1], on: TaskQueue = queue) {
+      const r = startRunner(on, { ackWaitMs: queue.settings.ackWaitMs, ...opts });
       cleanups.push(() => r.stop());
       return r;
+    }
+
+    /** The MCP cancel_task tool, called as an MCP client would (it uses the store, the clock and the relay). */
+    async function cancelViaMcp(taskId: string) {
+      const deps = { store, now: Date.now, kick: () => cp.relay.kick() } as Pick<McpDeps, "store" | "now" | "kick"> as McpDeps;
+      return cancelTask.handler({ task_id: taskId, reason: "not needed" }, { principal: { subject: "alice", scopes: new Set(["write"]), via: "token" }, deps });
+    }
+
+    /** An executor that only counts its runs. */
+    function counting() {
+      const runs: string[] = [];
+      const executor: Executor = async (task) => {
+        runs.push(task.taskId);
+        return { ok: true };
+      };
+      return { runs, executor };
     }
 
     it("runs a task to success and records its timeline and the runner's heartbeat", async () => {
@@ -141,6 +167,103 @@ for (const qf of queues) {
       const done = await waitFor(terminal(store, task.id), 5000, 20);
       expect(done.state).toBe("cancelled");
       expect(Date.now() - asked).toBeLessThan(2000);
+    });
+
+    it("a task cancelled before any runner was running is reported cancelled by the runner that gets it, never run", async () => {
+      const p = pool();
+      const { task } = await cp.tasks.create({ kind: "count", pool: p, payload: {}, createdBy: "test", channel: "test" });
+      // On the bus already, with nobody listening for the cancel notice.
+      await waitFor(async () => (await store.db.selectFrom("outbox").select("sent_at").where("msg_id", "=", task.id).executeTakeFirst())?.sent_at, 10_000);
+      const r = await cancelViaMcp(task.id);
+      expect(r.data.outcome).toBe("cancelled");
+      await waitFor(async () => (await queue.taskMark(task.id)) === "cancelled", 10_000);
+
+      const { runs, executor } = counting();
+      runner({ id: `r-${p}`, pool: p, executors: { count: executor } });
+      const reported = await waitFor(async () => (await listEvents(store.db, { taskId: task.id, type: "task.cancelled" })).find((e) => e.actor === `runner:r-${p}`), 15_000);
+      expect(reported.reason).toBe("cancelled before a runner started it");
+      expect(runs).toEqual([]);
+      expect((await getTask(store.db, task.id))!.state).toBe("cancelled");
+      expect(await queue.taskMark(task.id)).toBe("done");
+    });
+
+    it("a redelivery after an ack that failed once the success was stored acks without running the task again", async () => {
+      const p = pool();
+      let failedOnce = false;
+      const deliveries: number[] = [];
+      const settled: number[] = [];
+      // The first ack does not reach the bus (a NATS hiccup): the message comes back after the ack wait.
+      const flaky: TaskQueue = {
+        ...queue,
+        consumeTasks: (pool, opts, handler) =>
+          queue.consumeTasks(pool, opts, async (d) => {
+            deliveries.push(d.attempt);
+            const wrapped: Delivery = failedOnce
+              ? d
+              : {
+                  ...d,
+                  ack: async () => {
+                    failedOnce = true;
+                    throw unavailable("queue.ack_failed", "the server did not confirm the ack");
+                  },
+                };
+            await handler(wrapped);
+            settled.push(d.attempt);
+          }),
+      };
+      const { runs, executor } = counting();
+      runner({ id: `r-${p}`, pool: p, executors: { count: executor } }, flaky);
+      const { task } = await cp.tasks.create({ kind: "count", pool: p, payload: {}, createdBy: "test", channel: "test" });
+      await waitFor(() => settled.length >= 2, 20_000);
+      expect(failedOnce).toBe(true);
+      expect(runs).toEqual([task.id]);
+      const done = (await waitFor(terminal(store, task.id), 5000))!;
+      expect(done.state).toBe("succeeded");
+      const types = (await listEvents(store.db, { taskId: task.id })).map((e) => e.type);
+      expect(types.filter((t) => t === "task.started")).toHaveLength(1);
+      expect(types.filter((t) => t === "task.succeeded")).toHaveLength(1);
+    });
+
+    it("a cancel that lands while a skill task works, unheard by its runner, stops it before it opens a pull request", async () => {
+      const dir = mkdtempSync(join(tmpdir(), "pitcrew-cancel-pr-"));
+      cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+      const bare = makeBareRepo(dir, [{ message: "web", files: { "apps/web.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: prod\nspec:\n  replicas: 2\n  template:\n    metadata:\n      annotations: {}\n    spec:\n      containers:\n        - name: web\n          image: web:1\n" } }]);
+      const host = createLocalGitHost({ repoPath: bare });
+      const skill = createSkillExecutor({ host, baseBranch: "main", author: { name: "Pitcrew", email: "pitcrew@localhost" }, workspaceBase: dir });
+      const p = pool();
+      const incidentId = `inc_cancel${p}`;
+      let cancelled: Promise<unknown> | undefined;
+      let taskId = "";
+      // The runner hears no cancel notice (it was not subscribed when it went out); the cancel is
+      // made while the branch is being pushed, after the executor's last look at its abort signal.
+      const deaf: TaskQueue = {
+        ...queue,
+        subscribeControl: () => ({ stop: async () => {} }),
+        publishTaskEvent: async (e) => {
+          await queue.publishTaskEvent(e);
+          if (e.type === "task.progress" && e.message.startsWith("pushing")) {
+            cancelled ??= cancelViaMcp(taskId).then(() => waitFor(async () => (await queue.taskMark(taskId)) === "cancelled", 10_000));
+            await cancelled;
+          }
+        },
+      };
+      runner({ id: `r-${p}`, pool: p, executors: { skill } }, deaf);
+      const { task } = await cp.tasks.create({
+        kind: "skill",
+        pool: p,
+        payload: { incidentId, skill: "restart", params: { namespace: "prod", deployment: "web" }, approval: "none", action: { builtin: "restart" } },
+        createdBy: "test",
+        channel: "test",
+      });
+      taskId = task.id;
+      // The runner's own outcome (the row may already say cancelled, if the cancel found it queued).
+      const outcome = await waitFor(async () => (await listEvents(store.db, { taskId: task.id })).find((e) => e.actor === `runner:r-${p}` && ["task.succeeded", "task.failed", "task.cancelled"].includes(e.type)), 30_000);
+      expect(cancelled).toBeDefined();
+      expect(outcome.type).toBe("task.cancelled");
+      expect((await getTask(store.db, task.id))!.state).toBe("cancelled");
+      expect(await host.findOpenPullRequest(branchFor(incidentId, "restart"))).toBeNull();
+      expect(gitSync(dir, "--git-dir", bare, "for-each-ref", "refs/pitcrew/pulls/").trim()).toBe("");
+      expect((await listEvents(store.db, { taskId: task.id, type: "task.pr_opened" }))).toEqual([]);
     });
 
     it("a stopping runner hands its task back and another runner completes it", async () => {

@@ -1,9 +1,8 @@
 import { z } from "zod";
 import { defineTool } from "../tool.ts";
-import { conflict, errorMessage, notFound } from "../../shared/errors.ts";
-import { appendEvent } from "../../events/repo.ts";
+import { conflict, notFound } from "../../shared/errors.ts";
 import { getTask } from "../../tasks/repo.ts";
-import { cancelQueuedTask } from "../task-actions.ts";
+import { cancelQueuedTask, requestTaskCancel } from "../task-actions.ts";
 import { mcpActor, TaskView, taskView } from "../views.ts";
 
 export const cancelTask = defineTool({
@@ -22,7 +21,7 @@ export const cancelTask = defineTool({
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false },
   async handler(args, { principal, deps }) {
-    const { store, queue, log } = deps;
+    const { store } = deps;
     const by = mcpActor(principal);
     const reason = args.reason ?? `cancelled by ${principal.subject}`;
     const now = deps.now();
@@ -31,16 +30,16 @@ export const cancelTask = defineTool({
     if (task.state === "queued") {
       const done = await store.db.transaction().execute((trx) => cancelQueuedTask(trx, store.dialect, task, by, reason, now));
       if (done) {
-        // The message may already be on the bus: a runner that picks it up aborts before starting.
-        await queue.publishControl(task.id, "cancel").catch((err) => log.warn({ err: { message: errorMessage(err) }, taskId: task.id }, "cancel notice not published"));
+        // The relay sets the task's cancel marker: a runner that gets the message reports it cancelled without running it.
+        deps.kick();
         const after = (await getTask(store.db, task.id))!;
         return { summary: `task ${task.id} cancelled`, data: { task: taskView(after), outcome: "cancelled" as const } };
       }
     }
     const current = (await getTask(store.db, task.id))!;
     if (current.state !== "running" && current.state !== "queued") throw conflict("task.finished", `task ${task.id} is already ${current.state}`);
-    await queue.publishControl(task.id, "cancel");
-    await appendEvent(store.db, store.dialect, { type: "task.cancel_requested", taskId: task.id, incidentId: current.incident_id, ...by, reason, occurredAt: now }, now);
+    await store.db.transaction().execute((trx) => requestTaskCancel(trx, store.dialect, current, by, reason, now));
+    deps.kick();
     return {
       summary: `asked the runner${current.runner_id ? ` ${current.runner_id}` : ""} to stop task ${task.id}; it reports task.cancelled when it has`,
       data: { task: taskView(current), outcome: "cancel_requested" as const },
