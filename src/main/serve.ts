@@ -14,6 +14,7 @@ import { createPlanner } from "./planner.ts";
 import { createSkillSync } from "../skills/sync.ts";
 import { migrateWithRetry } from "../store/db.ts";
 import { handleDeadLetters } from "../tasks/dead-letter.ts";
+import { createTaskReconciler } from "../tasks/reconciler.ts";
 import { requeuePendingTasks } from "../tasks/requeue.ts";
 import { createControlJobs } from "../tasks/control-jobs.ts";
 import { createRunner, runnerOptions } from "../../runner/worker.ts";
@@ -94,6 +95,12 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   relay.start();
   const fleet = createFleetMonitor({ store, log, now: deps.now, heartbeatMs: config.runner.heartbeatMs });
   fleet.start();
+  // Dead letters whose advisory nobody saw, and tasks whose runner vanished for good.
+  const reconciler = createTaskReconciler(
+    { store, tasks, log, now: deps.now, busHealthy: async () => (await queue.health()).ok },
+    { ackWaitMs: config.task.ackWaitMs, maxDeliver: config.task.maxDeliver, heartbeatMs: config.runner.heartbeatMs, intervalMs: config.sweep.intervalMs },
+  );
+  reconciler.start();
   const verifier = createVerifier({ store, log, now: deps.now, skills });
   verifier.start();
   // Incidents stranded in a transient state get their work queued again, or a person.
@@ -158,6 +165,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     await runner?.stop();
     await analysis.stop();
     fleet.stop();
+    await reconciler.stop();
     verifier.stop();
     await sweeper.stop();
     await relay.stop();
