@@ -10,6 +10,7 @@ import { createLocalGitHost } from "../../src/gitops/local.ts";
 import { cancelTask } from "../../src/mcp/tools/cancel-task.ts";
 import type { McpDeps } from "../../src/mcp/tool.ts";
 import { unavailable } from "../../src/shared/errors.ts";
+import { silentLogger } from "../../src/shared/logger.ts";
 import { getTask } from "../../src/tasks/repo.ts";
 import { branchFor, createSkillExecutor } from "../../runner/executors/skill.ts";
 import type { Executor } from "../../runner/executors/types.ts";
@@ -56,9 +57,9 @@ for (const qf of queues) {
       return r;
     }
 
-    /** The MCP cancel_task tool, called as an MCP client would (it uses the store, the clock and the relay). */
+    /** The MCP cancel_task tool, called as an MCP client would, with what it needs of the control plane. */
     async function cancelViaMcp(taskId: string) {
-      const deps = { store, now: Date.now, kick: () => cp.relay.kick() } as Pick<McpDeps, "store" | "now" | "kick"> as McpDeps;
+      const deps = { store, queue, log: silentLogger, now: Date.now, kick: () => cp.relay.kick() } as Pick<McpDeps, "store" | "queue" | "log" | "now" | "kick"> as McpDeps;
       return cancelTask.handler({ task_id: taskId, reason: "not needed" }, { principal: { subject: "alice", scopes: new Set(["write"]), via: "token" }, deps });
     }
 
