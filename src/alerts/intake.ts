@@ -1,24 +1,32 @@
-import { createHash } from "node:crypto";
 import type { Logger } from "../shared/logger.ts";
 import type { Store } from "../store/db.ts";
 import type { Executor } from "../store/sql.ts";
 import type { IncidentRow } from "../store/schema.ts";
 import { isDuplicateKey } from "../store/sql.ts";
 import { appendEvent } from "../events/repo.ts";
-import { isAppError } from "../shared/errors.ts";
+import { AppError, isAppError } from "../shared/errors.ts";
 import { newId } from "../shared/ids.ts";
 import { applyTransition, closeAsResolved } from "../incidents/service.ts";
-import { countFailedIncidents, findOpenByKey, findOpenWithFingerprint, findRecentlyResolved, latestStatusByFingerprint, newIncidentRow } from "../incidents/repo.ts";
+import { findOpenWithFingerprint, getIncident, newIncidentRow } from "../incidents/repo.ts";
 import { queueAnalysis } from "../incidents/analysis.ts";
 import { rankSkills } from "../skills/match.ts";
 import { renderTemplate } from "../skills/template.ts";
 import type { Skill } from "../skills/schema.ts";
 import { formatDuration } from "../shared/duration.ts";
-import { normalizeAlert, type LabelMapping, type NormalizedAlert } from "./normalize.ts";
+import { fitText, normalizePayload, type LabelMapping, type NormalizedAlert, type NormalizedPayload } from "./normalize.ts";
 import type { AlertmanagerPayload } from "./payload.ts";
 import { isRetryableDbError } from "../store/errors.ts";
+import { createPayloadWriter, instanceKey, type PayloadWriter } from "./writer.ts";
+import { loadPayloadState, type PayloadState } from "./payload-state.ts";
 
-export type IntakeSettings = { flapWindowMs: number; flapLimit: number; maxFailedFixes: number; labels: LabelMapping };
+export type IntakeSettings = {
+  flapWindowMs: number;
+  flapLimit: number;
+  maxFailedFixes: number;
+  labels: LabelMapping;
+  /** Alerts taken from one payload (ALERTMANAGER_MAX_ALERTS); the rest count as truncated. */
+  maxAlerts?: number;
+};
 
 export type AlertOutcome =
   | { outcome: "opened" | "joined" | "reopened" | "repeat" | "resolved" | "resolve_recorded"; incidentId: string | null; fingerprint: string }
@@ -27,6 +35,7 @@ export type AlertOutcome =
 export type IntakeDeps = { store: Store; log: Logger; now: () => number; skills: () => Skill[]; settings: IntakeSettings; onCommitted?: () => void };
 
 const SYSTEM = { actor: "alertmanager", channel: "alertmanager" } as const;
+const DEFAULT_MAX_ALERTS = 50_000;
 
 /** The key an open incident is found by: the matching skill's dedupe key, else the fingerprint. */
 export function openKeyFor(a: NormalizedAlert, skills: Skill[]): { key: string; skill?: string } {
@@ -38,7 +47,7 @@ export function openKeyFor(a: NormalizedAlert, skills: Skill[]): { key: string; 
         annotations: a.annotations,
         incident: { namespace: a.namespace, service: a.service, severity: a.severity, alertname: a.alertname, fingerprint: a.fingerprint },
       });
-      return { key: `d:${skill.name}:${rendered}`.slice(0, 255), skill: skill.name };
+      return { key: fitText(`d:${skill.name}:${rendered}`, 255), skill: skill.name };
     } catch {
       // A label the key needs is missing on this alert: fall back to the fingerprint.
     }
@@ -46,148 +55,200 @@ export function openKeyFor(a: NormalizedAlert, skills: Skill[]): { key: string; 
   return { key: `f:${a.fingerprint}` };
 }
 
-/** One alert instance: the same alert repeated by AlertManager, or a retried POST, has one row. */
-function instanceKey(a: NormalizedAlert): string {
-  return createHash("sha256").update(`${a.fingerprint}|${a.status}|${a.startsAt}|${a.endsAt ?? ""}`).digest("hex").slice(0, 40);
-}
+const truncatedData = (a: NormalizedAlert) => (a.truncated.length > 0 ? { truncated: a.truncated } : {});
 
 export function createAlertIntake(deps: IntakeDeps) {
   const { store, settings } = deps;
   const log = deps.log.child({ component: "alert-intake" });
 
-  async function insertAlert(trx: Executor, a: NormalizedAlert, incidentId: string | null, payload: AlertmanagerPayload, now: number) {
-    await trx
-      .insertInto("alerts")
-      .values({
-        id: newId("alr", now),
-        incident_id: incidentId,
-        fingerprint: a.fingerprint,
-        status: a.status,
-        alertname: a.alertname,
-        labels: JSON.stringify(a.labels),
-        annotations: JSON.stringify(a.annotations),
-        starts_at: a.startsAt,
-        ends_at: a.endsAt,
-        generator_url: a.generatorURL,
-        receiver: payload.receiver,
-        group_key: payload.groupKey,
-        received_at: now,
-        dedupe: instanceKey(a),
-        repeat_count: 0,
-        last_received_at: now,
-      })
-      .execute();
-  }
+  /** Alerts that joined an incident in this payload: one timeline event per incident, not per alert. */
+  type Joins = { fingerprints: string[]; count: number; truncated: string[] };
+  type Payload = { trx: Executor; p: NormalizedPayload; w: PayloadWriter; state: PayloadState; touched: Set<string>; joins: Map<string, Joins>; now: number };
 
-  /** Returns true when this alert instance was already stored (and counts the repeat). */
-  async function recordRepeat(trx: Executor, a: NormalizedAlert, now: number): Promise<{ incidentId: string | null } | undefined> {
-    const seen = await trx.selectFrom("alerts").select(["id", "incident_id"]).where("dedupe", "=", instanceKey(a)).executeTakeFirst();
-    if (!seen) return undefined;
-    await trx.updateTable("alerts").set((eb) => ({ repeat_count: eb("repeat_count", "+", 1), last_received_at: now })).where("id", "=", seen.id).execute();
-    return { incidentId: seen.incident_id };
-  }
-
-  const queueAnalysisOf = (trx: Executor, incident: IncidentRow, now: number) => queueAnalysis(trx, store.dialect, incident, SYSTEM, now);
-
-
-  async function firing(a: NormalizedAlert, payload: AlertmanagerPayload, now: number): Promise<AlertOutcome> {
-    const { key, skill } = openKeyFor(a, deps.skills());
-    return store.db.transaction().execute(async (trx) => {
-      const repeat = await recordRepeat(trx, a, now);
-      if (repeat) return { outcome: "repeat", incidentId: repeat.incidentId, fingerprint: a.fingerprint };
-
-      const open = await findOpenByKey(trx, key);
-      if (open) {
-        await insertAlert(trx, a, open.id, payload, now);
-        await trx.updateTable("incidents").set({ updated_at: now, truncated_alerts: Math.max(open.truncated_alerts, payload.truncatedAlerts) }).where("id", "=", open.id).execute();
-        await appendEvent(trx, store.dialect, { type: "alert.joined", incidentId: open.id, ...SYSTEM, data: { fingerprint: a.fingerprint, alertname: a.alertname, startsAt: a.startsAt } , occurredAt: now }, now);
-        return { outcome: "joined", incidentId: open.id, fingerprint: a.fingerprint };
-      }
-
-      const recent = await findRecentlyResolved(trx, a.fingerprint, now - settings.flapWindowMs);
-      if (recent) {
-        const flaps = recent.flap_count + 1;
-        let inc = await applyTransition(trx, store.dialect, recent, "reopen", { ...SYSTEM, reason: `re-fired within ${formatDuration(settings.flapWindowMs)} of resolving (flap ${flaps})`, data: { fingerprint: a.fingerprint, flaps } }, now, {
-          open_key: key,
-          flap_count: flaps,
-          resolved_at: null,
-        });
-        await insertAlert(trx, a, inc.id, payload, now);
-        if (flaps > settings.flapLimit) {
-          await appendEvent(trx, store.dialect, { type: "guardrail.flap_limit", incidentId: inc.id, ...SYSTEM, reason: `flapped ${flaps} times, over FLAP_LIMIT ${settings.flapLimit}`, data: { flaps, limit: settings.flapLimit }, occurredAt: now }, now);
-          inc = await applyTransition(trx, store.dialect, inc, "escalate", { ...SYSTEM, reason: `flapping: ${flaps} re-fires within ${formatDuration(settings.flapWindowMs)}` }, now);
-        } else {
-          await queueAnalysisOf(trx, inc, now);
-        }
-        return { outcome: "reopened", incidentId: inc.id, fingerprint: a.fingerprint };
-      }
-
-      const id = newId("inc", now);
-      const row = newIncidentRow(
-        {
-          id,
-          fingerprint: a.fingerprint,
-          dedupe_key: key.startsWith("d:") ? key : null,
-          open_key: key,
-          title: a.title,
-          source: "alertmanager",
-          severity: a.severity,
-          namespace: a.namespace,
-          service: a.service,
-          alertname: a.alertname,
-          labels: a.labels,
-          annotations: a.annotations,
-          truncatedAlerts: payload.truncatedAlerts,
-        },
-        now,
-      );
-      await trx.insertInto("incidents").values(row).execute();
-      await insertAlert(trx, a, id, payload, now);
-      await appendEvent(
-        trx,
-        store.dialect,
-        { type: "incident.detected", incidentId: id, ...SYSTEM, reason: a.title, data: { fingerprint: a.fingerprint, alertname: a.alertname, dedupeKey: row.dedupe_key, skill: skill ?? null, truncatedAlerts: payload.truncatedAlerts }, occurredAt: now },
-        now,
-      );
-      const failed = await countFailedIncidents(trx, a.fingerprint);
-      if (failed >= settings.maxFailedFixes) {
-        await appendEvent(trx, store.dialect, { type: "guardrail.failed_fixes", incidentId: id, ...SYSTEM, reason: `${failed} earlier fixes for this fingerprint failed (MAX_FAILED_FIXES ${settings.maxFailedFixes})`, data: { failed, limit: settings.maxFailedFixes }, occurredAt: now }, now);
-        await applyTransition(trx, store.dialect, row, "escalate", { ...SYSTEM, reason: `fixes failed ${failed} times for this alert` }, now);
-      } else {
-        await queueAnalysisOf(trx, row, now);
-      }
-      return { outcome: "opened", incidentId: id, fingerprint: a.fingerprint };
-    });
-  }
-
-  async function resolved(a: NormalizedAlert, payload: AlertmanagerPayload, now: number): Promise<AlertOutcome> {
-    if (!a.fingerprintGiven) {
-      log.warn({ alertname: a.alertname }, "resolved alert without a fingerprint ignored");
-      return { outcome: "ignored", incidentId: null, fingerprint: a.fingerprint, why: "resolved alert without a fingerprint" };
+  async function recordJoins(c: Payload, only?: string): Promise<void> {
+    for (const [incidentId, j] of c.joins) {
+      if (only !== undefined && incidentId !== only) continue;
+      c.joins.delete(incidentId);
+      const data = { alerts: j.count, fingerprints: j.fingerprints, ...(j.count > j.fingerprints.length ? { more: j.count - j.fingerprints.length } : {}), ...(j.truncated.length ? { truncated: j.truncated } : {}) };
+      const reason = j.count === 1 ? "an alert joined" : `${j.count} alerts joined`;
+      await appendEvent(c.trx, store.dialect, { type: "alert.joined", incidentId, ...SYSTEM, reason, data, occurredAt: c.now }, c.now);
     }
-    return store.db.transaction().execute(async (trx) => {
-      const repeat = await recordRepeat(trx, a, now);
-      if (repeat) return { outcome: "repeat", incidentId: repeat.incidentId, fingerprint: a.fingerprint };
-      // A fingerprint lives in one open incident (its open key says which); the oldest wins if a
-      // change of skills ever split it.
-      const inc = (await findOpenWithFingerprint(trx, a.fingerprint))[0];
-      await insertAlert(trx, a, inc?.id ?? null, payload, now);
-      if (!inc) {
-        log.info({ fingerprint: a.fingerprint, alertname: a.alertname }, "resolve for no open incident recorded");
-        return { outcome: "resolve_recorded", incidentId: null, fingerprint: a.fingerprint };
-      }
-      if (a.endsAt === null || a.endsAt <= inc.opened_at) {
-        await appendEvent(trx, store.dialect, { type: "alert.stale_resolve", incidentId: inc.id, ...SYSTEM, reason: "the resolve ends before the incident opened", data: { fingerprint: a.fingerprint, endsAt: a.endsAt }, occurredAt: now }, now);
-        return { outcome: "resolve_recorded", incidentId: inc.id, fingerprint: a.fingerprint };
-      }
-      const statuses = await latestStatusByFingerprint(trx, inc.id);
-      if ([...statuses.values()].some((st) => st !== "resolved")) {
-        await appendEvent(trx, store.dialect, { type: "alert.resolved", incidentId: inc.id, ...SYSTEM, reason: "one of the incident's alerts resolved; others still fire", data: { fingerprint: a.fingerprint }, occurredAt: now }, now);
-        return { outcome: "resolve_recorded", incidentId: inc.id, fingerprint: a.fingerprint };
-      }
-      await closeAsResolved(trx, store.dialect, inc, "alert.resolved", { ...SYSTEM, reason: "alert resolved by itself", data: { fingerprint: a.fingerprint, endsAt: a.endsAt } }, now);
-      return { outcome: "resolved", incidentId: inc.id, fingerprint: a.fingerprint };
+  }
+
+  /** One payload, in one transaction: every alert of it is stored, or none is. */
+  async function storePayload(trx: Executor, p: NormalizedPayload, skills: Skill[], now: number): Promise<AlertOutcome[]> {
+    const w = createPayloadWriter(trx, p, now);
+    const keys = p.alerts.map(instanceKey);
+    const openKeys = p.alerts.map((a) => (a.status === "firing" ? openKeyFor(a, skills) : undefined));
+    await w.prefetch(keys);
+    const state = await loadPayloadState(trx, {
+      openKeys: openKeys.filter((k) => k !== undefined).map((k) => k.key),
+      firing: p.alerts.filter((a) => a.status === "firing").map((a) => a.fingerprint),
+      resolved: p.alerts.filter((a) => a.status === "resolved").map((a) => a.fingerprint),
+      flapSince: now - settings.flapWindowMs,
     });
+    // Incidents this payload already touched (updated_at, truncated_alerts): one UPDATE each.
+    const c: Payload = { trx, p, w, state, touched: new Set(), joins: new Map(), now };
+    const outcomes: AlertOutcome[] = [];
+    for (let i = 0; i < p.alerts.length; i++) {
+      const a = p.alerts[i]!;
+      if (a.status === "resolved" && !a.fingerprintGiven) {
+        outcomes.push({ outcome: "ignored", incidentId: null, fingerprint: a.fingerprint, why: "resolved alert without a fingerprint" });
+        continue;
+      }
+      const repeat = w.repeat(keys[i]!);
+      if (repeat) {
+        outcomes.push({ outcome: "repeat", incidentId: repeat.incidentId, fingerprint: a.fingerprint });
+        continue;
+      }
+      outcomes.push(a.status === "firing" ? await firing(c, a, keys[i]!, openKeys[i]!) : await resolved(c, a, keys[i]!));
+    }
+    await recordJoins(c);
+    await w.finish();
+    return outcomes;
+  }
+
+  function addAlert(c: Payload, a: NormalizedAlert, instance: string, incidentId: string | null) {
+    c.w.addAlert(a, instance, incidentId);
+    c.state.noteAlert(a, incidentId);
+  }
+
+  async function firing(c: Payload, a: NormalizedAlert, instance: string, { key, skill }: { key: string; skill?: string }): Promise<AlertOutcome> {
+    const { trx, p, now, state } = c;
+    const open = state.openByKey(key);
+    if (open) {
+      if (!c.touched.has(open.id)) {
+        // Joins only an incident that is still open: a resolve committed meanwhile makes this
+        // payload start over, and its alerts then open or reopen as they should.
+        const res = await trx
+          .updateTable("incidents")
+          .set({ updated_at: now, truncated_alerts: Math.max(open.truncated_alerts, p.truncatedAlerts) })
+          .where("id", "=", open.id)
+          .where("open_key", "=", key)
+          .executeTakeFirst();
+        if (Number(res.numUpdatedRows) === 0) throw new AppError("conflict", "incident.concurrent_update", `incident ${open.id} closed meanwhile`, { retryable: true });
+        c.touched.add(open.id);
+      }
+      addAlert(c, a, instance, open.id);
+      const j = c.joins.get(open.id) ?? { fingerprints: [], count: 0, truncated: [] };
+      c.joins.set(open.id, j);
+      j.count++;
+      if (j.fingerprints.length < 100) j.fingerprints.push(a.fingerprint);
+      if (a.truncated.length > 0 && j.truncated.length < 20) j.truncated.push(`${a.fingerprint}: ${a.truncated.join(", ")}`);
+      return { outcome: "joined", incidentId: open.id, fingerprint: a.fingerprint };
+    }
+
+    const recent = state.recentlyResolved(a.fingerprint);
+    if (recent) {
+      const flaps = recent.flap_count + 1;
+      await c.w.flushIncidents();
+      let inc = await applyTransition(trx, store.dialect, recent, "reopen", { ...SYSTEM, reason: `re-fired within ${formatDuration(settings.flapWindowMs)} of resolving (flap ${flaps})`, data: { fingerprint: a.fingerprint, flaps } }, now, {
+        open_key: key,
+        flap_count: flaps,
+        resolved_at: null,
+      });
+      state.put(inc);
+      addAlert(c, a, instance, inc.id);
+      if (flaps > settings.flapLimit) {
+        await appendEvent(trx, store.dialect, { type: "guardrail.flap_limit", incidentId: inc.id, ...SYSTEM, reason: `flapped ${flaps} times, over FLAP_LIMIT ${settings.flapLimit}`, data: { flaps, limit: settings.flapLimit }, occurredAt: now }, now);
+        inc = state.put(await applyTransition(trx, store.dialect, inc, "escalate", { ...SYSTEM, reason: `flapping: ${flaps} re-fires within ${formatDuration(settings.flapWindowMs)}` }, now));
+      } else {
+        await queueAnalysis(trx, store.dialect, inc, SYSTEM, now);
+      }
+      c.touched.add(inc.id);
+      return { outcome: "reopened", incidentId: inc.id, fingerprint: a.fingerprint };
+    }
+
+    const id = newId("inc", now);
+    const row = newIncidentRow(
+      {
+        id,
+        fingerprint: a.fingerprint,
+        dedupe_key: key.startsWith("d:") ? key : null,
+        open_key: key,
+        title: a.title,
+        source: "alertmanager",
+        severity: a.severity,
+        namespace: a.namespace,
+        service: a.service,
+        alertname: a.alertname,
+        labels: a.labels,
+        annotations: a.annotations,
+        truncatedAlerts: p.truncatedAlerts,
+      },
+      now,
+    );
+    c.w.addIncident(row);
+    state.put(row);
+    c.touched.add(id);
+    addAlert(c, a, instance, id);
+    await appendEvent(
+      trx,
+      store.dialect,
+      { type: "incident.detected", incidentId: id, ...SYSTEM, reason: a.title, data: { fingerprint: a.fingerprint, alertname: a.alertname, dedupeKey: row.dedupe_key, skill: skill ?? null, truncatedAlerts: p.truncatedAlerts, ...truncatedData(a) }, occurredAt: now },
+      now,
+    );
+    const failed = state.failedFixes(a.fingerprint);
+    if (failed >= settings.maxFailedFixes) {
+      await c.w.flushIncidents();
+      await appendEvent(trx, store.dialect, { type: "guardrail.failed_fixes", incidentId: id, ...SYSTEM, reason: `${failed} earlier fixes for this fingerprint failed (MAX_FAILED_FIXES ${settings.maxFailedFixes})`, data: { failed, limit: settings.maxFailedFixes }, occurredAt: now }, now);
+      state.put(await applyTransition(trx, store.dialect, row, "escalate", { ...SYSTEM, reason: `fixes failed ${failed} times for this alert` }, now));
+    } else {
+      await queueAnalysis(trx, store.dialect, row, SYSTEM, now);
+    }
+    return { outcome: "opened", incidentId: id, fingerprint: a.fingerprint };
+  }
+
+  /** The incident a resolve belongs to: the one holding its occurrence, else the open one with its fingerprint. */
+  async function incidentOfResolve(c: Payload, a: NormalizedAlert): Promise<IncidentRow | undefined> {
+    const ownerId = c.state.owner(a.fingerprint, a.startsAt);
+    if (ownerId) return c.state.get(ownerId) ?? c.state.put((await getIncident(c.trx, ownerId))!);
+    const open = c.state.openWithFingerprint(a.fingerprint);
+    if (open !== undefined) return open ?? undefined;
+    // The open incident we knew of closed in this payload: ask the database for another.
+    await c.w.flush();
+    const found = (await findOpenWithFingerprint(c.trx, a.fingerprint))[0];
+    return found ? (c.state.get(found.id) ?? c.state.put(found)) : undefined;
+  }
+
+  /**
+   * A resolve belongs to the occurrence it names: same fingerprint and startsAt, both on
+   * AlertManager's clock (Pitcrew's own clock says nothing about when an alert started). Only a
+   * resolve of an older occurrence than the one the incident holds is stale.
+   */
+  async function resolved(c: Payload, a: NormalizedAlert, instance: string): Promise<AlertOutcome> {
+    const { trx, now } = c;
+    const inc = await incidentOfResolve(c, a);
+    if (!inc) {
+      addAlert(c, a, instance, null);
+      log.info({ fingerprint: a.fingerprint, alertname: a.alertname }, "resolve for no incident recorded");
+      return { outcome: "resolve_recorded", incidentId: null, fingerprint: a.fingerprint };
+    }
+    const occurrences = await c.state.occurrences(inc.id);
+    addAlert(c, a, instance, inc.id);
+    const data = { fingerprint: a.fingerprint, startsAt: a.startsAt, endsAt: a.endsAt };
+    if (inc.open_key === null) {
+      // Closed without it (rejected, failed, suppressed, resolved by a person): the timeline
+      // still learns that the alert stopped firing.
+      await appendEvent(trx, store.dialect, { type: "alert.resolved", incidentId: inc.id, ...SYSTEM, reason: `the alert resolved after the incident closed as ${inc.state}`, data, occurredAt: now }, now);
+      return { outcome: "resolve_recorded", incidentId: inc.id, fingerprint: a.fingerprint };
+    }
+    const latest = occurrences.get(a.fingerprint)?.fired ?? -Infinity;
+    if (a.startsAt < latest) {
+      const reason = `the resolve is for an older occurrence (started ${new Date(a.startsAt).toISOString()}) than the one that fires (started ${new Date(latest).toISOString()})`;
+      await appendEvent(trx, store.dialect, { type: "alert.stale_resolve", incidentId: inc.id, ...SYSTEM, reason, data: { ...data, firingStartsAt: latest }, occurredAt: now }, now);
+      return { outcome: "resolve_recorded", incidentId: inc.id, fingerprint: a.fingerprint };
+    }
+    const stillFiring = [...occurrences].filter(([, o]) => o.fired > o.ended).length;
+    if (stillFiring > 0) {
+      await appendEvent(trx, store.dialect, { type: "alert.resolved", incidentId: inc.id, ...SYSTEM, reason: "one of the incident's alerts resolved; others still fire", data, occurredAt: now }, now);
+      return { outcome: "resolve_recorded", incidentId: inc.id, fingerprint: a.fingerprint };
+    }
+    await c.w.flushIncidents();
+    await recordJoins(c, inc.id);
+    const { incident } = await closeAsResolved(trx, store.dialect, inc, "alert.resolved", { ...SYSTEM, reason: "alert resolved by itself", data }, now);
+    c.state.put(incident);
+    return { outcome: "resolved", incidentId: inc.id, fingerprint: a.fingerprint };
   }
 
   /** Concurrent intakes race on unique keys (open_key, alert instance); the loser starts over. */
@@ -204,15 +265,17 @@ export function createAlertIntake(deps: IntakeDeps) {
   }
 
   return {
-    /** Stores a validated payload; resolves only after every alert in it is committed. */
+    /**
+     * Stores a validated payload in one transaction and resolves only after it committed: a
+     * payload that fails half way stores nothing, and AlertManager's retry stores it whole.
+     */
     async receive(payload: AlertmanagerPayload): Promise<AlertOutcome[]> {
-      const outcomes: AlertOutcome[] = [];
-      for (const raw of payload.alerts) {
-        const a = normalizeAlert(raw, settings.labels);
-        const now = deps.now();
-        outcomes.push(await withRetry(() => (a.status === "firing" ? firing(a, payload, now) : resolved(a, payload, now))));
-      }
-      if (payload.truncatedAlerts > 0) log.warn({ groupKey: payload.groupKey, truncatedAlerts: payload.truncatedAlerts }, "alert group was truncated by AlertManager");
+      const p = normalizePayload(payload, settings.labels, settings.maxAlerts ?? DEFAULT_MAX_ALERTS);
+      const skills = deps.skills();
+      const outcomes = await withRetry(() => store.db.transaction().execute((trx) => storePayload(trx, p, skills, deps.now())));
+      if (p.truncatedAlerts > 0) log.warn({ groupKey: p.groupKey, truncatedAlerts: p.truncatedAlerts, received: payload.alerts.length }, "alert group was truncated");
+      const cut = p.alerts.filter((a) => a.truncated.length > 0);
+      if (cut.length > 0) log.warn({ groupKey: p.groupKey, alerts: cut.length, example: cut[0]!.truncated.slice(0, 5) }, "alert values truncated to fit");
       deps.onCommitted?.();
       return outcomes;
     },

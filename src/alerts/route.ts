@@ -10,6 +10,7 @@ import { AlertmanagerPayload } from "./payload.ts";
 
 export type AlertmanagerAuth = { mode: "token"; token: string; user: string } | { mode: "none" };
 
+/** `bodyLimit`: this route's own limit (AlertManager sends a whole group in one body). */
 export type AlertmanagerRouteDeps = { intake: AlertIntake; auth: AlertmanagerAuth; metrics: Metrics; bodyLimit: number };
 
 const CHALLENGE = 'Bearer realm="pitcrew", Basic realm="pitcrew"';
@@ -29,6 +30,12 @@ function authorized(req: FastifyRequest, auth: AlertmanagerAuth): boolean {
     return userOk && passOk;
   }
   return false;
+}
+
+/** JSON is UTF-8 (RFC 8259); a body declared in another charset would be stored altered. */
+function checkCharset(contentType: string | undefined): void {
+  const m = /;\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(contentType ?? "");
+  if (m && !/^utf-?8$/i.test(m[1]!)) throw invalid("request.unsupported_charset", `charset ${m[1]} is not supported: send UTF-8`);
 }
 
 /** Turns the first schema problem into a code that names it. */
@@ -61,11 +68,12 @@ export async function alertmanagerRoutes(app: FastifyInstance, deps: Alertmanage
       registers: [registry],
     });
 
-  // Our own JSON parsing for this route: refuses prototype keys and deep nesting (json.ts).
+  // Our own JSON parsing for this route: strict UTF-8, no lone surrogates, bounded nesting (json.ts).
   app.removeContentTypeParser("application/json");
-  app.addContentTypeParser("application/json", { parseAs: "string", bodyLimit: deps.bodyLimit }, (_req, body, done) => {
+  app.addContentTypeParser("application/json", { parseAs: "buffer", bodyLimit: deps.bodyLimit }, (req, body, done) => {
     try {
-      done(null, parseAlertmanagerJson(body as string));
+      checkCharset(req.headers["content-type"]);
+      done(null, parseAlertmanagerJson(body as Buffer));
     } catch (err) {
       done(err as Error, undefined);
     }

@@ -15,17 +15,26 @@ export type HttpDeps = {
   queue: TaskQueue;
   metrics: Metrics;
   bodyLimit: number;
-  /** The AlertManager webhook; absent in tests of the bare shell. */
-  alertmanager?: Omit<AlertmanagerRouteDeps, "metrics" | "bodyLimit">;
+  /** Time to receive a whole request (REQUEST_TIMEOUT); a slower client gets 408. 0: no limit. */
+  requestTimeoutMs?: number;
+  /** The AlertManager webhook (with its own body limit); absent in tests of the bare shell. */
+  alertmanager?: Omit<AlertmanagerRouteDeps, "metrics">;
   /** The MCP endpoint (POST /mcp); absent in tests of the bare shell. */
   mcp?: McpRouteDeps;
 };
 
 /** Assembles the HTTP app; does not listen (tests use inject, main/serve.ts listens). */
 export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
+  const requestTimeout = deps.requestTimeoutMs ?? 0;
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     bodyLimit: deps.bodyLimit,
+    // A body trickled in slowly is cut off with 408, token or not (fastify's default is no limit).
+    // Node checks the deadline every connectionsCheckingInterval, 30 s by default: too coarse.
+    requestTimeout,
+    ...(requestTimeout > 0
+      ? { http: { requestTimeout, headersTimeout: Math.min(60_000, requestTimeout), connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(requestTimeout / 4))) } }
+      : {}),
     // Requests are logged once, by the onResponse hook below, with the matched route.
     logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: "x-request-id",
@@ -52,7 +61,7 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   await app.register(async (scope) => healthRoutes(scope, deps));
   if (deps.alertmanager) {
     const am = deps.alertmanager;
-    await app.register(async (scope) => alertmanagerRoutes(scope, { ...am, metrics: deps.metrics, bodyLimit: deps.bodyLimit }));
+    await app.register(async (scope) => alertmanagerRoutes(scope, { ...am, metrics: deps.metrics }));
   }
   if (deps.mcp) {
     const mcp = deps.mcp;

@@ -127,7 +127,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     log,
     now: deps.now,
     skills,
-    settings: { flapWindowMs: config.guardrails.flapWindowMs, flapLimit: config.guardrails.flapLimit, maxFailedFixes: config.guardrails.maxFailedFixes, labels: config.labels },
+    settings: { flapWindowMs: config.guardrails.flapWindowMs, flapLimit: config.guardrails.flapLimit, maxFailedFixes: config.guardrails.maxFailedFixes, labels: config.labels, maxAlerts: config.alertmanager.maxAlerts },
     onCommitted: () => relay.kick(),
   });
   const mcpDeps: McpDeps = {
@@ -149,7 +149,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   const mcpAuth = createMcpAuth({ tokens: mcpToken.tokens, oidc: config.mcp.oidc, log });
 
   registerStoreGauges(deps.metrics, store);
-  const app = await buildHttpApp({ log, store, queue, metrics: deps.metrics, bodyLimit: config.bodyLimit, alertmanager: { intake: { ...intake, receive: async (payload) => (await skillSync.refresh().catch(() => false), intake.receive(payload)) }, auth }, mcp: { deps: mcpDeps, auth: mcpAuth } });
+  const app = await buildHttpApp({ log, store, queue, metrics: deps.metrics, bodyLimit: config.bodyLimit, requestTimeoutMs: config.requestTimeoutMs, alertmanager: { bodyLimit: config.alertmanager.bodyLimit, intake: { ...intake, receive: async (payload) => (await skillSync.refresh().catch(() => false), intake.receive(payload)) }, auth }, mcp: { deps: mcpDeps, auth: mcpAuth } });
   await app.listen({ port: config.port, host: config.host });
   printBanner(config, { embedded, dialect: store.dialect, auth, tokenSource, skills: skills().length, mcp: mcpToken.generated });
 

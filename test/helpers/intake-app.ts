@@ -40,7 +40,16 @@ export type IntakeHarness = {
 
 export async function intakeApp(
   store: Store,
-  opts: { settings?: Partial<IntakeSettings>; guardrails?: Partial<Guardrails>; auth?: AlertmanagerAuth; bodyLimit?: number; clock?: Clock; skills?: typeof skills } = {},
+  opts: {
+    settings?: Partial<IntakeSettings>;
+    guardrails?: Partial<Guardrails>;
+    auth?: AlertmanagerAuth;
+    /** The webhook route's body limit (ALERTMANAGER_BODY_LIMIT); 32 MiB by default, as in production. */
+    bodyLimit?: number;
+    requestTimeoutMs?: number;
+    clock?: Clock;
+    skills?: typeof skills;
+  } = {},
 ): Promise<IntakeHarness> {
   const clock = opts.clock ?? makeClock();
   const now = () => clock.now;
@@ -68,8 +77,9 @@ export async function intakeApp(
     store,
     queue,
     metrics,
-    bodyLimit: opts.bodyLimit ?? 1_048_576,
-    alertmanager: { intake, auth: opts.auth ?? { mode: "token", token: TOKEN, user: "alertmanager" } },
+    bodyLimit: 1_048_576,
+    requestTimeoutMs: opts.requestTimeoutMs,
+    alertmanager: { intake, auth: opts.auth ?? { mode: "token", token: TOKEN, user: "alertmanager" }, bodyLimit: opts.bodyLimit ?? 32 * 1_048_576 },
   });
   await app.ready();
   return {
