@@ -6,6 +6,9 @@ import { parse, parseAllDocuments } from "yaml";
 import { git } from "../../src/gitops/git.ts";
 import { repoBuiltins } from "../../src/skills/builtins/index.ts";
 import { applyPatch } from "../../src/skills/patch.ts";
+import { loadSkills } from "../../src/skills/load.ts";
+import { renderParams } from "../../src/skills/planner.ts";
+import { fixture } from "../helpers/alerts.ts";
 
 // Each builtin on a GitOps repository made here with the real git CLI: plain manifests with
 // several documents per file, a kustomize base with two overlays, Helm values (a release folder
@@ -516,6 +519,21 @@ describe("quota", () => {
     expect(docs(text)[1].spec.hard).toEqual({ "count/configmaps": 55, "services.loadbalancers": "2" });
     expect(text).toContain("count/configmaps: 55 # plenty");
     expect(slices(text)[0]).toBe(slices(FILES[q]!)[0]);
+  });
+
+  it("raises only the resource a KubeQuotaExceeded alert names with the shipped skill, and says so in the change summary", async () => {
+    const dir = await makeRepo();
+    const skill = loadSkills(join(import.meta.dirname, "..", "..", "skills")).skills.find((s) => s.name === "quota-exceeded-raise")!;
+    const alert = fixture("quota-exceeded.json", "q").alerts[0];
+    // The fixture's alert, pointed at this repository's quota.
+    const labels = { ...alert.labels, namespace: "shop", resourcequota: "compute" };
+    const ctxOf = { incident: { id: "inc_q", alertname: labels.alertname, fingerprint: alert.fingerprint, namespace: "shop", service: null, severity: "warning", title: "quota" }, labels, annotations: alert.annotations };
+    const params = renderParams(skill, ctxOf);
+    expect(params).toMatchObject({ namespace: "shop", resourcequota: "compute", resource: "requests.cpu" });
+    const change = await quota(dir, params, ctx);
+    const [compute] = docs(await read(dir, q));
+    expect(compute.spec.hard).toEqual({ "requests.cpu": "5", "limits.memory": "8Gi", pods: "10", "requests.storage": "100Gi" });
+    expect(change.summary).toBe(`quota shop/compute: requests.cpu 4 → 5 in ${q}; only requests.cpu, the resource the alert names, was raised (limits.memory, pods, requests.storage unchanged)`);
   });
 
   it("asks which quota when a namespace has several, and reports a missing one", async () => {

@@ -85,9 +85,11 @@ export const quota: RepoBuiltin = async (workdir, params) => {
     if (getValue(layer.doc, ["metadata", "annotations", BASELINE_ANNOTATION]) !== json) setValue(layer.doc, ["metadata", "annotations", BASELINE_ANNOTATION], json);
   }
   const files = await repo.save();
+  const untouched = p.resource === undefined ? [] : keys.filter((k) => k !== p.resource);
+  const only = p.resource === undefined ? "" : `; only ${p.resource}, the resource the alert names, was raised${untouched.length ? ` (${untouched.join(", ")} unchanged)` : ""}`;
   return {
     files,
-    summary: `quota ${p.namespace}/${match.name}: ${entries.map((e) => `${e.key} ${e.from} → ${e.to}${e.capped ? " (capped)" : ""}`).join(", ")} in ${[...new Set(entries.map((e) => e.file))].join(", ")}`,
+    summary: `quota ${p.namespace}/${match.name}: ${entries.map((e) => `${e.key} ${e.from} → ${e.to}${e.capped ? " (capped)" : ""}`).join(", ")} in ${[...new Set(entries.map((e) => e.file))].join(", ")}${only}`,
     details: { namespace: p.namespace, resourcequota: match.name, factor: p.factor, maxFactor: p.max_factor, entries, ...(skipped.length ? { skipped } : {}) },
   };
 };
