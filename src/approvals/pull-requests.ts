@@ -34,8 +34,12 @@ type KnownPull = { number: number; branch: string | null; sha: string | null };
  * its merge approvals that were not merged (and whose merge is not in flight), and those its fix
  * tasks opened (`task.pr_opened`) without an approval.
  */
-async function pullsToClose(trx: Executor, incidentId: string): Promise<KnownPull[]> {
-  const approvals = await trx.selectFrom("approvals").select(["pr_number", "pr_branch", "head_sha", "state", "merge_started_at", "merged_at"]).where("incident_id", "=", incidentId).where("pr_number", "is not", null).execute();
+async function pullsToClose(trx: Executor, dialect: Store["dialect"], incidentId: string): Promise<KnownPull[]> {
+  let q = trx.selectFrom("approvals").select(["pr_number", "pr_branch", "head_sha", "state", "merge_started_at", "merged_at"]).where("incident_id", "=", incidentId).where("pr_number", "is not", null);
+  // A locking read on MySQL: the rows as they are now, not as the transaction's snapshot had
+  // them, so a merge that started meanwhile is seen (SQLite has one writer at a time anyway).
+  if (dialect === "mysql") q = q.forUpdate();
+  const approvals = await q.execute();
   const keep = new Set<number>();
   const pulls = new Map<number, KnownPull>();
   for (const a of approvals) {
@@ -56,10 +60,10 @@ async function pullsToClose(trx: Executor, incidentId: string): Promise<KnownPul
 /** Queues the close of each pull request the incident leaves behind, once per pull request. Returns the job ids. */
 export async function queuePullRequestClose(trx: Executor, dialect: Store["dialect"], incidentId: string, why: string, by: { actor: string; channel: string }, now: number): Promise<string[]> {
   const ids: string[] = [];
-  for (const pr of await pullsToClose(trx, incidentId)) {
+  for (const pr of await pullsToClose(trx, dialect, incidentId)) {
     const key = `pr.close:${incidentId}:${pr.number}`;
     if (await trx.selectFrom("tasks").select("id").where("idempotency_key", "=", key).executeTakeFirst()) continue;
-    const payload: PrCloseJob = { number: pr.number, branch: pr.branch, incidentId, why, sha: pr.sha };
+    const payload: PrCloseJob = { number: pr.number, branch: pr.branch, incidentId, why, sha: pr.sha, merged: false };
     ids.push(await enqueueControlJob(trx, dialect, { kind: PR_CLOSE, payload, incidentId, key }, by, now));
   }
   return ids;

@@ -168,8 +168,8 @@ describe("from alert to pull request (embedded)", () => {
     expect(git("show", `main:apps/shop-${shopTag}/cart.yaml`)).toContain("replicas: 3");
     expect((await states(id)).slice(-4)).toEqual(["fixing", "proposed", "approved", "verifying"]);
     expect(git("log", "-1", "--format=%(trailers:only,unfold)", "main").trim().split("\n")).toEqual(["Approved-by: policy", `Pitcrew-Incident: ${id}`]);
-    await waitFor(() => !branchExists(data.pr.branch), 10_000);
-    expect((await events(id)).find((e) => e.type === "pr.branch_deleted")).toBeDefined();
+    await waitFor(async () => (await events(id)).find((e) => e.type === "pr.branch_deleted"), 10_000);
+    expect(branchExists(data.pr.branch)).toBe(false);
 
     await resolve(body, "2026-11-20T10:30:00Z");
     const resolved = (await events(id)).filter((e) => e.type === "incident.resolved").at(-1)!;
@@ -193,7 +193,8 @@ describe("from alert to pull request (embedded)", () => {
     expect(merged).toHaveLength(1);
     expect(merged[0]).toMatchObject({ actor: "mcp:alice", channel: "mcp" });
     expect((await states(id)).slice(-3)).toEqual(["proposed", "approved", "verifying"]);
-    await waitFor(() => !branchExists(pending.pr_branch!), 10_000);
+    await waitFor(async () => (await events(id)).find((e) => e.type === "pr.branch_deleted"), 10_000);
+    expect(branchExists(pending.pr_branch!)).toBe(false);
     // The merge job queued with the claim ran after the inline merge and found it done.
     await waitFor(async () => (await store.db.selectFrom("tasks").select("state").where("incident_id", "=", id).where("kind", "=", "approval.merge").executeTakeFirst())?.state === "succeeded");
     expect((await events(id)).filter((e) => e.type === "pr.merged")).toHaveLength(1);
@@ -247,11 +248,13 @@ describe("from alert to pull request (embedded)", () => {
     expect((await getIncident(store.db, id))!.state).toBe("resolved");
     expect((await store.db.selectFrom("approvals").select("state").where("id", "=", approval.id).executeTakeFirstOrThrow()).state).toBe("cancelled");
 
-    await waitFor(() => !branchExists(approval.pr_branch!), 10_000);
+    // The pr.close job queued with the resolve: its event is written once the branch is gone.
+    const closed = await waitFor(async () => (await events(id)).find((e) => e.type === "pr.closed"), 10_000);
+    expect(closed.reason).toContain(`pull request #${approval.pr_number}: closed`);
+    expect(branchExists(approval.pr_branch!)).toBe(false);
     const pr = pullRecord(approval.pr_number!);
     expect(pr.state).toBe("closed");
     expect(pr.comments.map((c) => c.body)).toEqual([`Closed by Pitcrew: the alert resolved without this change (incident ${id}).`]);
-    expect((await events(id)).find((e) => e.type === "pr.closed")).toMatchObject({ reason: expect.stringContaining(`pull request #${approval.pr_number}: closed`) });
     expect(git("rev-parse", "main").trim()).toBe(mainBefore);
   });
 });
