@@ -5,7 +5,7 @@ import { backoffMs } from "../src/shared/backoff.ts";
 import { isAppError, errorMessage } from "../src/shared/errors.ts";
 import { newId } from "../src/shared/ids.ts";
 import type { Logger } from "../src/shared/logger.ts";
-import type { Executor } from "./executors/types.ts";
+import type { ExecContext, Executor } from "./executors/types.ts";
 
 export type RunnerOptions = {
   id: string;
@@ -157,19 +157,18 @@ export function createRunner(deps: { queue: TaskQueue; log: Logger; executors: R
       }
       return;
     }
-    const ctx = {
+    const ctx: ExecContext = {
       signal: controller.signal,
       attempt: d.attempt,
-      progress: (message: string, percent?: number) => emit(task, d.attempt, { type: "task.progress", message, percent }).then(() => d.working()),
-      log: (stream: "stdout" | "stderr" | "runner", line: string) => emit(task, d.attempt, { type: "task.log", stream, line: line.slice(0, 16_000) }),
-      prOpened: (pr: { url: string; branch: string; number: number }) =>
-        emit(task, d.attempt, { type: "task.pr_opened", url: pr.url, branch: pr.branch, number: pr.number }, 3),
+      progress: (message, percent) => emit(task, d.attempt, { type: "task.progress", message, percent }).then(() => d.working()),
+      log: (stream, line) => emit(task, d.attempt, { type: "task.log", stream, line: line.slice(0, 16_000) }),
+      prOpened: (pr) => emit(task, d.attempt, { type: "task.pr_opened", url: pr.url, branch: pr.branch, number: pr.number }, 3),
       // Asked before an irreversible step (opening a pull request): the notice may have been missed,
       // or the task ended elsewhere meanwhile (failed by the control plane, finished by a duplicate delivery).
       assertNotCancelled: async () => {
         if (!controller.signal.aborted) {
-          const now = await queue.taskMark(task.taskId);
-          if (now) controller.abort(now === "cancelled" ? "cancelled" : "ended elsewhere");
+          const mark = await queue.taskMark(task.taskId);
+          if (mark) controller.abort(mark === "cancelled" ? "cancelled" : "ended elsewhere");
         }
         if (controller.signal.aborted) throw controller.signal.reason;
       },
