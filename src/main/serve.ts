@@ -17,6 +17,7 @@ import { handleDeadLetters } from "../tasks/dead-letter.ts";
 import { createTaskReconciler } from "../tasks/reconciler.ts";
 import { requeuePendingTasks } from "../tasks/requeue.ts";
 import { createControlJobs } from "../tasks/control-jobs.ts";
+import { createApprovalService } from "../approvals/service.ts";
 import { createRunner, runnerOptions } from "../../runner/worker.ts";
 import { buildExecutors, checkAgentIdentity } from "../../runner/executors/index.ts";
 import { missingAgentClis, warnMissingAgentClis } from "../skills/agent-clis.ts";
@@ -66,7 +67,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   await reloadSkills();
   skillSync.start(config.skillsSyncIntervalMs);
   const skills = skillSync.skills;
-  const onTerminal = incidentFixHook(store.dialect);
+  const onTerminal = incidentFixHook(store.dialect, { autoApproveMaxRisk: config.guardrails.autoApproveMaxRisk });
   const tasks = deps.tasks;
   const ingester = createEventIngester({ store, queue, log, now: deps.now, onTerminal }).start();
   const deadLetters = handleDeadLetters({ queue, tasks, log });
@@ -84,11 +85,31 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     inline,
     onEnqueued: () => relay.kick(),
   });
+  if (embedded) {
+    // The in-process runners start coding agents: as whom, and whether the skills' CLIs are there.
+    checkAgentIdentity(config.agents, process.getuid?.(), log);
+    warnMissingAgentClis(missingAgentClis(skills(), config.agents, process.env.PATH ?? ""), log);
+  }
+  const gitHost = await openGitHost(config, log, embedded);
+  // Deciding, merging and cleaning up pull requests: one service for MCP, its jobs and the sweeper.
+  const approvals = createApprovalService({
+    store,
+    log,
+    now: deps.now,
+    skills,
+    gitHost,
+    fixPool: config.runner.pool,
+    inline,
+    deleteMergedBranches: config.gitops.deleteMergedBranches,
+    sweep: config.sweep,
+    onEnqueued: () => relay.kick(),
+  });
   // One consumer of the control pool runs every kind of control-plane job.
   const controlJobs = createControlJobs(
     { store, queue, log, now: deps.now, onDone: () => relay.kick() },
     {
       "incident.analyze": analysisWorker.job,
+      ...approvals.jobs,
     },
   );
   const analysis = controlJobs.start(config.analysisConcurrency);
@@ -104,15 +125,24 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   const verifier = createVerifier({ store, log, now: deps.now, skills });
   verifier.start();
   // Incidents stranded in a transient state get their work queued again, or a person.
-  const sweeper = createSweeper({ store, log, now: deps.now, skills, settings: config.sweep, onTerminal, onQueued: () => relay.kick() });
+  const sweeper = createSweeper({
+    store,
+    log,
+    now: deps.now,
+    skills,
+    settings: config.sweep,
+    onTerminal,
+    onQueued: () => relay.kick(),
+    // Approved merges that never finished: queued again, then given up and escalated.
+    extra: [
+      async (now) => {
+        const r = await approvals.recoverStuckMerges(now);
+        return r.requeued + r.gaveUp;
+      },
+    ],
+  });
   sweeper.start();
 
-  if (embedded) {
-    // The in-process runners start coding agents: as whom, and whether the skills' CLIs are there.
-    checkAgentIdentity(config.agents, process.getuid?.(), log);
-    warnMissingAgentClis(missingAgentClis(skills(), config.agents, process.env.PATH ?? ""), log);
-  }
-  const gitHost = await openGitHost(config, log, embedded);
   const runner = embedded
     ? createRunner(
         { queue, log: log.child({ component: "runner" }), executors: await buildExecutors(config, { host: gitHost!, env: process.env }) },
@@ -142,6 +172,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     analyze: (incidentId) => analysisWorker.analyze(incidentId),
     gitHost,
     inline,
+    approvals,
     kick: () => relay.kick(),
   };
   const mcpToken = mcpTokens(config);
@@ -177,15 +208,16 @@ export async function serve(config: Config, log: Logger): Promise<void> {
 }
 
 /**
- * The pull-request host: the embedded runner needs it; in distributed mode only MCP approvals of
- * merges use it, so a host that cannot be set up there is logged and left out.
+ * The pull-request host: the embedded runner needs it; in distributed mode the control plane uses
+ * it to merge approved pull requests and close abandoned ones, so a host that cannot be set up
+ * there is logged and left out (those jobs then fail with gitops.not_configured).
  */
 async function openGitHost(config: Config, log: Logger, required: boolean): Promise<GitHost | undefined> {
   if (required) return createGitHost(config, log);
   try {
     return await createGitHost(config, log);
   } catch (err) {
-    log.warn({ error: errorMessage(err) }, "GitOps host not available: merge approvals over MCP are disabled");
+    log.warn({ error: errorMessage(err) }, "GitOps host not available: approved pull requests cannot be merged nor abandoned ones closed");
     return undefined;
   }
 }
