@@ -1,10 +1,11 @@
 import { join } from "node:path";
 import { z } from "zod";
-import { git } from "../../src/gitops/git.ts";
+import { git, trailerBlock } from "../../src/gitops/git.ts";
 import type { GitHost } from "../../src/gitops/port.ts";
 import { AppError, invalid, isAppError } from "../../src/shared/errors.ts";
 import { repoBuiltins, type RepoChange } from "../../src/skills/builtins/index.ts";
 import { applyPatch, type PatchEdit } from "../../src/skills/patch.ts";
+import { changeTrailers, INCIDENT_TRAILER } from "../../src/skills/builtins/rollback.ts";
 import type { Executor } from "./types.ts";
 import { withWorkspace } from "../workspace.ts";
 
@@ -97,7 +98,9 @@ export async function proposeChange(
 
     await git(repo, ["add", "--all", "--", ...change.files]);
     const authorEnv = { ...env, GIT_AUTHOR_NAME: opts.author.name, GIT_AUTHOR_EMAIL: opts.author.email, GIT_COMMITTER_NAME: opts.author.name, GIT_COMMITTER_EMAIL: opts.author.email };
-    await git(repo, ["commit", "--quiet", "--no-verify", "-m", input.commitMessage, "-m", change.summary], { env: authorEnv });
+    // Trailers are the git record later history walks read (a rollback never returns to a version one left).
+    const trailers = trailerBlock([[INCIDENT_TRAILER, input.incidentId], ...changeTrailers(change.details)]);
+    await git(repo, ["commit", "--quiet", "--no-verify", "-m", input.commitMessage, "-m", change.summary, "-m", trailers], { env: authorEnv });
 
     // Lease on what the remote branch is now (nothing, or an earlier attempt's commit): a
     // concurrent writer makes the push fail instead of being overwritten.

@@ -33,21 +33,47 @@ export type FileCommit = {
   subject: string;
   /** The file's path (relative to `dir`) in that commit; differs from today's after a rename. */
   path: string;
+  /** The commit message's trailers (`Pitcrew-Incident: inc_1`), in order, keys as written. */
+  trailers: Array<{ key: string; value: string }>;
 };
 
-/** Commits that touched `path` (relative to `dir`), newest first, following renames. */
+/**
+ * Commits that touched `path` (relative to `dir`), newest first, following renames. Topological
+ * order: a commit always comes before its parents, even when their times are equal or skewed (a
+ * branch commit merged later, commits made in the same second).
+ */
 export async function fileHistory(dir: string, path: string, opts: GitOptions & { limit?: number } = {}): Promise<FileCommit[]> {
-  const args = ["log", "--follow", "--relative", "--name-only", "--format=%x00%H%x09%ct%x09%s"];
+  // Fields are split by 0x1e and trailers by 0x1f: neither appears in a subject or a trailer line.
+  const format = "--format=%x00%H%x1e%ct%x1e%(trailers:only=true,unfold=true,separator=%x1f)%x1e%s";
+  const args = ["log", "--follow", "--topo-order", "--relative", "--name-only", format];
   if (opts.limit) args.push(`--max-count=${opts.limit}`);
   const out = await git(dir, [...args, "--", path], opts);
   const commits: FileCommit[] = [];
   for (const chunk of out.split("\0").slice(1)) {
     const [header = "", ...rest] = chunk.split("\n");
-    const [commit = "", time = "0", ...subject] = header.split("\t");
+    const [commit = "", time = "0", trailers = "", ...subject] = header.split("\x1e");
     const names = rest.map((l) => l.trim()).filter(Boolean);
-    commits.push({ commit, time: Number(time) * 1000, subject: subject.join("\t"), path: names[names.length - 1] ?? path });
+    commits.push({ commit, time: Number(time) * 1000, subject: subject.join("\x1e"), path: names[names.length - 1] ?? path, trailers: parseTrailers(trailers) });
   }
   return commits;
+}
+
+/** `Key: value` lines separated by 0x1f, as `%(trailers:only,unfold,separator=%x1f)` prints them. */
+function parseTrailers(text: string): Array<{ key: string; value: string }> {
+  const trailers: Array<{ key: string; value: string }> = [];
+  for (const line of text.split("\x1f")) {
+    const colon = line.indexOf(":");
+    if (colon > 0) trailers.push({ key: line.slice(0, colon).trim(), value: line.slice(colon + 1).trim() });
+  }
+  return trailers;
+}
+
+/**
+ * A trailer block for a commit message (`Key: value` lines): values are made single-line, so a
+ * value taken from a manifest or a payload cannot add trailers of its own.
+ */
+export function trailerBlock(trailers: Array<[key: string, value: string]>): string {
+  return trailers.map(([k, v]) => `${k}: ${v.replace(/[\r\n]+/g, " ").trim()}`).join("\n");
 }
 
 /** The content of `path` (relative to `dir`) at `rev`, or undefined when it does not exist there. */

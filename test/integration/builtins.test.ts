@@ -303,6 +303,47 @@ describe("rollback", () => {
     expect(text).toContain("image: registry.example.com/shop/checkout:v2  # bumped by CI");
   });
 
+  it("never proposes a version a Pitcrew-Rolled-Back-From trailer names, even where the history alone looks like a forward move", async () => {
+    const dir = await makeRepo();
+    const f = "apps/shop/checkout.yaml";
+    await commit(dir, "v3", await replaceIn(dir, f, "checkout:v1", "checkout:v3"));
+    // A rollback to a version this file never had (v2): only its trailer says v3 was left.
+    await commit(dir, "pitcrew: crashloop-after-deploy for inc_a\n\nPitcrew-Incident: inc_a\nPitcrew-Rolled-Back-From: v3", await replaceIn(dir, f, "checkout:v3", "checkout:v2"));
+    await commit(dir, "v3 again", await replaceIn(dir, f, "checkout:v2", "checkout:v3"));
+    await commit(dir, "v4", await replaceIn(dir, f, "checkout:v3", "checkout:v4"));
+
+    const change = await rollback(dir, { namespace: "shop", deployment: "checkout", container: "checkout" }, ctx);
+
+    expect(change.details).toMatchObject({ from: "v4", to: "v2", rolledBackFrom: "v4", skipped: [{ version: "v3", how: "rollback" }] });
+    expect(await read(dir, f)).toContain("checkout:v2");
+  });
+
+  it("still proposes an older version after the newer one was reverted and deployed again", async () => {
+    const dir = await makeRepo();
+    const f = "apps/shop/checkout.yaml";
+    await commit(dir, "v2", await replaceIn(dir, f, "checkout:v1", "checkout:v2"));
+    await commit(dir, "Revert v2", await replaceIn(dir, f, "checkout:v2", "checkout:v1"));
+    await commit(dir, "v2, fixed config", await replaceIn(dir, f, "checkout:v1", "checkout:v2"));
+
+    const change = await rollback(dir, { namespace: "shop", deployment: "checkout", container: "checkout" }, ctx);
+
+    expect(change.details).toMatchObject({ from: "v2", to: "v1" });
+  });
+
+  it("fails with gitops.no_safe_version when every earlier version was reverted, saying which and by what", async () => {
+    const dir = await makeRepo();
+    const f = "apps/shop/checkout.yaml";
+    await commit(dir, "v2", await replaceIn(dir, f, "checkout:v1", "checkout:v2"));
+    const revert = await commit(dir, "Revert v2", await replaceIn(dir, f, "checkout:v2", "checkout:v1"));
+
+    await expect(rollback(dir, { namespace: "shop", deployment: "checkout", container: "checkout" }, ctx)).rejects.toMatchObject({
+      code: "gitops.no_safe_version",
+      retryable: false,
+      message: expect.stringContaining(`v2 (reverted by ${revert.slice(0, 7)} "Revert v2")`),
+    });
+    await expectUntouched(dir, [f]);
+  });
+
   it("edits the overlay's kustomize images entry, from that file's history, and leaves the base and other overlay alone", async () => {
     const dir = await makeRepo();
     const k = "kustomize/overlays/prod/kustomization.yaml";

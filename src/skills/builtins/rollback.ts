@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { notFound } from "../../shared/errors.ts";
+import { AppError, notFound } from "../../shared/errors.ts";
 import { fileHistory, showFile, type FileCommit } from "../../gitops/git.ts";
 import { imageVersion, parseImage } from "../../gitops/image.ts";
 import { loadRepo, workloadDocs, type Match } from "../../gitops/manifests.ts";
@@ -12,6 +12,15 @@ import { CONTAINERS, chooseContainer, containerIndex, locate } from "./workload.
 // Put a workload's image back to the previous version in git history. The version lives in one
 // place: an overlay's kustomize `images:` entry, a container `image:` in a patch or the base
 // manifest, or `image.tag` in Helm values; that file's own history says what came before.
+//
+// A version something already moved away from is never proposed again: one that a rollback left
+// (Pitcrew's commits say so in a `Pitcrew-Rolled-Back-From:` trailer) or that a person reverted
+// (a commit that put back a version older than it). Without such a version the rollback fails
+// with gitops.no_safe_version, saying which versions were excluded and why.
+
+/** Trailers of Pitcrew's commits; `ROLLED_BACK_FROM` names the version a rollback moved away from. */
+export const INCIDENT_TRAILER = "Pitcrew-Incident";
+export const ROLLED_BACK_FROM = "Pitcrew-Rolled-Back-From";
 
 const Params = z
   .object({ ...workloadParams, container: ContainerName.optional() })
@@ -131,6 +140,58 @@ function findTarget(match: Match, wanted: string | undefined): { target: Target;
   throw notFound("gitops.image_not_found", `container ${container} of ${match.name} has no image`);
 }
 
+/** A version that history moved away from, and the commit that did. */
+type Excluded = { label: string; key: string; commit: FileCommit; how: "rollback" | "revert"; incident?: string };
+
+/** The file's version at each commit of its history (newest first); undefined where the target is absent. */
+async function versionsOf(workdir: string, target: Target, history: FileCommit[]): Promise<Array<Version | undefined>> {
+  const versions: Array<Version | undefined> = [];
+  for (const commit of history) {
+    const text = await showFile(workdir, commit.commit, commit.path);
+    versions.push(text === undefined ? undefined : target.read(parseYamlFile(commit.path, text)));
+  }
+  return versions;
+}
+
+/**
+ * Versions that a commit moved away from: with a `Pitcrew-Rolled-Back-From` trailer naming the
+ * version it replaced, or by going back to an older version (a revert, by anyone). A version's age
+ * is when it first appeared, except that one a rollback brought in is older than the version it
+ * replaced. Deploying a newer version again, even one that was reverted once, moves away from
+ * nothing.
+ */
+export function excludedVersions(history: FileCommit[], versions: Array<Version | undefined>, label: (v: Version) => string): Map<string, Excluded> {
+  const excluded = new Map<string, Excluded>();
+  /** Version → its age: lower is older. */
+  const age = new Map<string, number>();
+  let next = 0;
+  for (let i = history.length - 1; i >= 0; i--) {
+    const cur = versions[i];
+    const before = versions[i + 1];
+    const commit = history[i]!;
+    if (cur && before && key(cur) !== key(before)) {
+      const from = label(before);
+      const rolledBack = commit.trailers.some((t) => t.key.toLowerCase() === ROLLED_BACK_FROM.toLowerCase() && t.value === from);
+      if (rolledBack && !age.has(key(cur))) age.set(key(cur), age.get(key(before))! - 0.5);
+      const older = age.get(key(cur)) !== undefined && age.get(key(cur))! < age.get(key(before))!;
+      const how = rolledBack ? "rollback" : older ? "revert" : undefined;
+      if (how && !excluded.has(key(before))) {
+        const incident = commit.trailers.find((t) => t.key.toLowerCase() === INCIDENT_TRAILER.toLowerCase())?.value;
+        excluded.set(key(before), { label: from, key: key(before), commit, how, ...(incident ? { incident } : {}) });
+      }
+    }
+    if (cur && !age.has(key(cur))) age.set(key(cur), next++);
+  }
+  return excluded;
+}
+
+const key = (v: Version) => JSON.stringify(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)));
+
+function why(e: Excluded): string {
+  const by = `${e.commit.commit.slice(0, 7)} "${e.commit.subject}"`;
+  return e.how === "rollback" ? `${e.label} (rolled back by ${by}${e.incident ? ` for ${e.incident}` : ""})` : `${e.label} (reverted by ${by})`;
+}
+
 export const rollback: RepoBuiltin = async (workdir, params) => {
   const p = parseParams("rollback", Params, params);
   const repo = await loadRepo(workdir);
@@ -138,15 +199,29 @@ export const rollback: RepoBuiltin = async (workdir, params) => {
   const { target, container } = findTarget(match, p.container);
   const current = target.read(target.file)!;
 
-  let previous: { version: Version; commit: FileCommit } | undefined;
   const history = await fileHistory(workdir, target.file.path, { limit: HISTORY_LIMIT });
-  for (const commit of history) {
-    const text = await showFile(workdir, commit.commit, commit.path);
-    const version = text === undefined ? undefined : target.read(parseYamlFile(commit.path, text));
-    if (version && JSON.stringify(version) !== JSON.stringify(current)) {
-      previous = { version, commit };
-      break;
+  const versions = await versionsOf(workdir, target, history);
+  const excluded = excludedVersions(history, versions, target.label);
+  let previous: { version: Version; commit: FileCommit } | undefined;
+  const skipped = new Map<string, Excluded>();
+  for (const [i, version] of versions.entries()) {
+    if (!version || key(version) === key(current)) continue;
+    const bad = excluded.get(key(version));
+    if (bad) {
+      skipped.set(bad.key, bad);
+      continue;
     }
+    previous = { version, commit: history[i]! };
+    break;
+  }
+  if (!previous && skipped.size > 0) {
+    const list = [...skipped.values()].map(why).join("; ");
+    throw new AppError(
+      "not_found",
+      "gitops.no_safe_version",
+      `${target.where}: no safe version to roll back to from ${target.label(current)}: every earlier version in git history was moved away from before: ${list}`,
+      { retryable: false, details: { current: target.label(current), excluded: [...skipped.values()].map((e) => ({ version: e.label, how: e.how, commit: e.commit.commit, incident: e.incident })) } },
+    );
   }
   if (!previous) {
     throw notFound(
@@ -162,9 +237,10 @@ export const rollback: RepoBuiltin = async (workdir, params) => {
   const from = target.label(current);
   const to = target.label(previous.version);
   const image = current.image ? { fromImage: current.image, toImage: previous.version.image } : {};
+  const skipping = skipped.size ? `; skipped ${[...skipped.values()].map(why).join("; ")}` : "";
   return {
     files,
-    summary: `rollback ${p.namespace}/${match.name}: ${container} ${from} → ${to} in ${target.file.path} (as of ${previous.commit.commit.slice(0, 7)} ${previous.commit.subject})`.trim(),
+    summary: `rollback ${p.namespace}/${match.name}: ${container} ${from} → ${to} in ${target.file.path} (as of ${previous.commit.commit.slice(0, 7)} ${previous.commit.subject}${skipping})`.trim(),
     details: {
       namespace: p.namespace,
       workload: match.name,
@@ -178,6 +254,14 @@ export const rollback: RepoBuiltin = async (workdir, params) => {
       ...image,
       commit: previous.commit.commit,
       committedAt: new Date(previous.commit.time).toISOString(),
+      ...(skipped.size ? { skipped: [...skipped.values()].map((e) => ({ version: e.label, how: e.how, commit: e.commit.commit })) } : {}),
+      // The runner writes it as the commit's Pitcrew-Rolled-Back-From trailer.
+      rolledBackFrom: from,
     },
   };
 };
+
+/** The trailers of the commit that proposes a change: the rollback's own, when it is one. */
+export function changeTrailers(details: Record<string, unknown>): Array<[string, string]> {
+  return typeof details.rolledBackFrom === "string" ? [[ROLLED_BACK_FROM, details.rolledBackFrom]] : [];
+}
