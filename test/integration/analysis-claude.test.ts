@@ -1,6 +1,7 @@
 import { setupServer } from "msw/node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config/load.ts";
+import { listEvents } from "../../src/events/repo.ts";
 import { createAnalysisWorker } from "../../src/incidents/analysis.ts";
 import { getIncident } from "../../src/incidents/repo.ts";
 import { createPlanner } from "../../src/main/planner.ts";
@@ -72,7 +73,8 @@ for (const f of factories) {
       const tag = newTag();
       const id = await open("target-down.json", tag);
       await worker.analyze(id);
-      const plan = JSON.parse((await getIncident(store.db, id))!.plan!);
+      // Claude's plan (the probe then fails here and its follow-up becomes the incident's plan).
+      const plan = JSON.parse((await listEvents(store.db, { incidentId: id, type: "incident.planned" }))[0]!.data);
       expect(plan.planner).toBe("claude");
       expect(plan.params).toEqual({ url: `http://payments-api.payments-${tag}.svc:80/healthz`, timeout: "5s" });
     });
