@@ -60,7 +60,15 @@ export function createMerger(deps: MergeDeps) {
     const waiting = inc?.state === "approved";
     const reason = `merge of pull request #${a.pr_number} failed: ${message}`;
     if (!(await releaseClaim(trx, a.id, waiting ? "pending" : "cancelled", reason, now))) return false;
-    await appendEvent(trx, store.dialect, { type: "approval.merge_failed", incidentId: a.incident_id, taskId: a.task_id, ...by, reason, data: { approvalId: a.id, code, pr: { number: a.pr_number, branch: a.pr_branch }, approvedBy: approverOf(a) }, occurredAt: now }, now);
+    await appendEvent(trx, store.dialect, {
+      type: "approval.merge_failed",
+      incidentId: a.incident_id,
+      taskId: a.task_id,
+      ...by,
+      reason,
+      data: { approvalId: a.id, code, pr: { number: a.pr_number, branch: a.pr_branch }, approvedBy: approverOf(a) },
+      occurredAt: now,
+    }, now);
     if (waiting && inc) {
       await applyTransition(trx, store.dialect, inc, "approval.released", { ...by, reason: `${reason}; the approval waits for a decision again`, data: { approvalId: a.id, code } }, now);
     } else if (inc && !isOpen(inc.state as IncidentState)) {
@@ -75,7 +83,15 @@ export function createMerger(deps: MergeDeps) {
       const now = deps.now();
       if (!(await markMerged(trx, a.id, sha, now))) return;
       const approvedBy = approverOf(a);
-      await appendEvent(trx, store.dialect, { type: "pr.merged", incidentId: a.incident_id, taskId: a.task_id, ...by, reason: `pull request #${pr.number} merged as ${short(sha)}, approved by ${approvedBy}`, data: { approvalId: a.id, pr, sha, approvedBy, decidedBy: a.decided_by, channel: a.channel }, occurredAt: now }, now);
+      await appendEvent(trx, store.dialect, {
+        type: "pr.merged",
+        incidentId: a.incident_id,
+        taskId: a.task_id,
+        ...by,
+        reason: `pull request #${pr.number} merged as ${short(sha)}, approved by ${approvedBy}`,
+        data: { approvalId: a.id, pr, sha, approvedBy, decidedBy: a.decided_by, channel: a.channel },
+        occurredAt: now,
+      }, now);
       const inc = await getIncident(trx, a.incident_id);
       if (inc?.state === "approved") {
         await applyTransition(trx, store.dialect, inc, "verify.started", { ...by, reason: `pull request #${pr.number} merged (${short(sha)}); waiting for the alert to resolve`, data: { pr, sha, approvalId: a.id } }, now);
@@ -110,7 +126,8 @@ export function createMerger(deps: MergeDeps) {
       return { status: "skipped", reason: `approval ${a.id} is ${cur.state}, not claimed for a merge` };
     }
     try {
-      const r = await deps.gitHost.mergePullRequest(a.pr_number, { method: "merge", sha: a.head_sha ?? undefined, trailers: { "Approved-by": a.channel === "policy" ? "policy" : (a.decided_by ?? "unknown"), "Pitcrew-Incident": a.incident_id } });
+      const trailers = { "Approved-by": a.channel === "policy" ? "policy" : (a.decided_by ?? "unknown"), "Pitcrew-Incident": a.incident_id };
+      const r = await deps.gitHost.mergePullRequest(a.pr_number, { method: "merge", sha: a.head_sha ?? undefined, trailers });
       if (!r.merged) throw conflict("gitops.not_merged", `pull request #${a.pr_number} was not merged`);
       await recordMerged(a, r.sha, by);
       return { status: "merged", number: a.pr_number, sha: r.sha };
@@ -164,7 +181,15 @@ export function createMerger(deps: MergeDeps) {
           const why = `the merge did not complete after ${Number(a.merge_requeues) + 1} attempt(s); merge or close pull request #${a.pr_number} by hand`;
           const inc = await getIncident(trx, a.incident_id);
           if (!(await releaseClaim(trx, a.id, "cancelled", why, now))) return;
-          await appendEvent(trx, store.dialect, { type: "approval.merge_failed", incidentId: a.incident_id, taskId: a.task_id, ...ENGINE, reason: why, data: { approvalId: a.id, code: "approval.merge_stuck", pr: { number: a.pr_number, branch: a.pr_branch }, approvedBy: approverOf(a) }, occurredAt: now }, now);
+          await appendEvent(trx, store.dialect, {
+            type: "approval.merge_failed",
+            incidentId: a.incident_id,
+            taskId: a.task_id,
+            ...ENGINE,
+            reason: why,
+            data: { approvalId: a.id, code: "approval.merge_stuck", pr: { number: a.pr_number, branch: a.pr_branch }, approvedBy: approverOf(a) },
+            occurredAt: now,
+          }, now);
           if (inc?.state === "approved") await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: why, data: { approvalId: a.id } }, now);
           gaveUp += 1;
           return;
@@ -179,7 +204,14 @@ export function createMerger(deps: MergeDeps) {
           .executeTakeFirst();
         if (Number(res.numUpdatedRows) === 0) return;
         await queueMerge(trx, store.dialect, a, ENGINE, now);
-        await appendEvent(trx, store.dialect, { type: "approval.merge_requeued", incidentId: a.incident_id, ...ENGINE, reason: `merge of pull request #${a.pr_number} not done ${Math.round((now - Number(a.merge_queued_at)) / 1000)} s after it was queued; queued again`, data: { approvalId: a.id, attempt: Number(a.merge_requeues) + 2 }, occurredAt: now }, now);
+        await appendEvent(trx, store.dialect, {
+          type: "approval.merge_requeued",
+          incidentId: a.incident_id,
+          ...ENGINE,
+          reason: `merge of pull request #${a.pr_number} not done ${Math.round((now - Number(a.merge_queued_at)) / 1000)} s after it was queued; queued again`,
+          data: { approvalId: a.id, attempt: Number(a.merge_requeues) + 2 },
+          occurredAt: now,
+        }, now);
         requeued += 1;
       });
     }

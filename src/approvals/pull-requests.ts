@@ -122,7 +122,15 @@ export function createPullRequestCleanup(deps: { store: Store; log: Logger; now:
     const t = deps.now();
     const type = job.merged ? "pr.branch_deleted" : "pr.closed";
     const reason = job.merged ? `${note}` : `pull request #${job.number}: ${note}: ${job.why}`;
-    await appendEvent(store.db, store.dialect, { id: `evt_${taskId.replace(/^tsk_/, "")}`, type, incidentId: job.incidentId, ...ENGINE, reason, data: { pr: { number: job.number, branch: pr?.branch ?? job.branch, url: pr?.url ?? null }, closed, branchDeleted, why: job.why }, occurredAt: t }, t);
+    await appendEvent(store.db, store.dialect, {
+      id: `evt_${taskId.replace(/^tsk_/, "")}`,
+      type,
+      incidentId: job.incidentId,
+      ...ENGINE,
+      reason,
+      data: { pr: { number: job.number, branch: pr?.branch ?? job.branch, url: pr?.url ?? null }, closed, branchDeleted, why: job.why },
+      occurredAt: t,
+    }, t);
     return { number: job.number, closed, branchDeleted, note };
   }
 
@@ -130,7 +138,15 @@ export function createPullRequestCleanup(deps: { store: Store; log: Logger; now:
     run: (payload, ctx) => close(payload, ctx.taskId),
     async onGiveUp(trx, payload, err, ctx, now) {
       const p = payload as Partial<PrCloseJob>;
-      await appendEvent(trx, store.dialect, { id: `evt_${ctx.taskId.replace(/^tsk_/, "")}`, type: "pr.close_failed", incidentId: ctx.incidentId, ...ENGINE, reason: `could not close pull request #${String(p.number)}: ${errorMessage(err).slice(0, 500)}`, data: { pr: { number: p.number, branch: p.branch ?? null } }, occurredAt: now }, now);
+      await appendEvent(trx, store.dialect, {
+        id: `evt_${ctx.taskId.replace(/^tsk_/, "")}`,
+        type: "pr.close_failed",
+        incidentId: ctx.incidentId,
+        ...ENGINE,
+        reason: `could not close pull request #${String(p.number)}: ${errorMessage(err).slice(0, 500)}`,
+        data: { pr: { number: p.number, branch: p.branch ?? null } },
+        occurredAt: now,
+      }, now);
     },
   };
 

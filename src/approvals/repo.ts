@@ -85,7 +85,16 @@ export async function decide(
     assertDecidable((await getApproval(trx, a.id))!, now);
     throw conflict("approval.already_decided", `approval ${a.id} was decided meanwhile`);
   }
-  await appendEvent(trx, dialect, { type: `approval.${state}`, incidentId: a.incident_id, taskId: a.task_id, actor: by.actor, channel: by.channel, reason, data: { approvalId: a.id }, occurredAt: now }, now);
+  await appendEvent(trx, dialect, {
+    type: `approval.${state}`,
+    incidentId: a.incident_id,
+    taskId: a.task_id,
+    actor: by.actor,
+    channel: by.channel,
+    reason,
+    data: { approvalId: a.id },
+    occurredAt: now,
+  }, now);
   return { ...a, ...set };
 }
 
@@ -117,7 +126,9 @@ export async function cancelOpenApprovals(trx: Executor, incidentId: string, by:
  * transaction's snapshot, so this read and the caller's later ones see the row as it is now.
  */
 export async function markMergeStarted(trx: Executor, id: string, now: number): Promise<boolean> {
-  const res = await trx.updateTable("approvals").set({ merge_started_at: now }).where("id", "=", id).where("state", "=", "approved").where("merged_at", "is", null).where("merge_started_at", "is", null).executeTakeFirst();
+  const res = await trx.updateTable("approvals").set({
+    merge_started_at: now,
+  }).where("id", "=", id).where("state", "=", "approved").where("merged_at", "is", null).where("merge_started_at", "is", null).executeTakeFirst();
   if (Number(res.numUpdatedRows) > 0) return true;
   // A retry of a merge this claim already started is still ours to finish.
   const a = await getApproval(trx, id);
@@ -126,7 +137,10 @@ export async function markMergeStarted(trx: Executor, id: string, now: number): 
 
 /** Records the merge once; false when it was already recorded (the inline merge and its job race). */
 export async function markMerged(trx: Executor, id: string, sha: string, now: number): Promise<boolean> {
-  const res = await trx.updateTable("approvals").set({ merged_at: now, merge_sha: sha.slice(0, 64) }).where("id", "=", id).where("merged_at", "is", null).executeTakeFirst();
+  const res = await trx.updateTable("approvals").set({
+    merged_at: now,
+    merge_sha: sha.slice(0, 64),
+  }).where("id", "=", id).where("merged_at", "is", null).executeTakeFirst();
   return Number(res.numUpdatedRows) > 0;
 }
 

@@ -37,9 +37,38 @@ export async function requestRunApproval(
   const expires = now + RUN_APPROVAL_TTL_MS;
   await trx
     .insertInto("approvals")
-    .values({ id, incident_id: inc.id, task_id: null, state: "pending", risk: plan.risk, action: JSON.stringify(plan), requested_at: now, expires_at: expires, decided_at: null, decided_by: null, channel: null, reason: null, chat_id: null, message_id: null, pr_number: null, pr_branch: null, head_sha: null, merge_queued_at: null, merge_started_at: null, merge_sha: null, merged_at: null })
+    .values({
+      id,
+      incident_id: inc.id,
+      task_id: null,
+      state: "pending",
+      risk: plan.risk,
+      action: JSON.stringify(plan),
+      requested_at: now,
+      expires_at: expires,
+      decided_at: null,
+      decided_by: null,
+      channel: null,
+      reason: null,
+      chat_id: null,
+      message_id: null,
+      pr_number: null,
+      pr_branch: null,
+      head_sha: null,
+      merge_queued_at: null,
+      merge_started_at: null,
+      merge_sha: null,
+      merged_at: null,
+    })
     .execute();
-  await appendEvent(trx, dialect, { type: "approval.requested", incidentId: inc.id, ...by, reason: `${plan.risk}-risk skill ${plan.skill} needs approval before it runs`, data: { approvalId: id, expiresAt: expires, within: formatDuration(RUN_APPROVAL_TTL_MS) }, occurredAt: now }, now);
+  await appendEvent(trx, dialect, {
+    type: "approval.requested",
+    incidentId: inc.id,
+    ...by,
+    reason: `${plan.risk}-risk skill ${plan.skill} needs approval before it runs`,
+    data: { approvalId: id, expiresAt: expires, within: formatDuration(RUN_APPROVAL_TTL_MS) },
+    occurredAt: now,
+  }, now);
   await applyTransition(trx, dialect, inc, "fix.proposed", { ...by, reason: "awaiting approval before running the fix" }, now);
   return id;
 }
@@ -70,7 +99,15 @@ function mergeApprovalRow(p: ProposedPull, now: number) {
 export async function requestMergeApproval(trx: Executor, dialect: Store["dialect"], p: ProposedPull, by: { actor: string; channel: string }, now: number): Promise<string> {
   const row = { ...mergeApprovalRow(p, now), state: "pending", decided_at: null, decided_by: null, channel: null, reason: null, merge_queued_at: null };
   await trx.insertInto("approvals").values(row).execute();
-  await appendEvent(trx, dialect, { type: "approval.requested", incidentId: p.incident.id, taskId: p.task.id, ...by, reason: `merge of pull request #${p.pr.number} needs approval`, data: { approvalId: row.id, pr: p.pr, risk: p.risk, expiresAt: row.expires_at }, occurredAt: now }, now);
+  await appendEvent(trx, dialect, {
+    type: "approval.requested",
+    incidentId: p.incident.id,
+    taskId: p.task.id,
+    ...by,
+    reason: `merge of pull request #${p.pr.number} needs approval`,
+    data: { approvalId: row.id, pr: p.pr, risk: p.risk, expiresAt: row.expires_at },
+    occurredAt: now,
+  }, now);
   await applyTransition(trx, dialect, p.incident, "fix.proposed", { ...by, reason: `pull request #${p.pr.number} opened: ${p.pr.url ?? p.pr.branch ?? ""}`.trim(), data: { taskId: p.task.id, pr: p.pr } }, now);
   return row.id;
 }
@@ -91,7 +128,16 @@ export async function approveMergeAtOnce(
 ): Promise<string> {
   const row = { ...mergeApprovalRow(p, now), state: "approved", decided_at: now, decided_by: approver.subject.slice(0, 255), channel: approver.channel.slice(0, 32), reason, merge_queued_at: now };
   await trx.insertInto("approvals").values(row).execute();
-  await appendEvent(trx, dialect, { type: "approval.approved", incidentId: p.incident.id, taskId: p.task.id, actor: approver.actor, channel: approver.channel, reason, data: { approvalId: row.id, pr: p.pr, risk: p.risk }, occurredAt: now }, now);
+  await appendEvent(trx, dialect, {
+    type: "approval.approved",
+    incidentId: p.incident.id,
+    taskId: p.task.id,
+    actor: approver.actor,
+    channel: approver.channel,
+    reason,
+    data: { approvalId: row.id, pr: p.pr, risk: p.risk },
+    occurredAt: now,
+  }, now);
   const proposed = await applyTransition(trx, dialect, p.incident, "fix.proposed", { ...by, reason: `pull request #${p.pr.number} opened: ${p.pr.url ?? p.pr.branch ?? ""}`.trim(), data: { taskId: p.task.id, pr: p.pr } }, now);
   await applyTransition(trx, dialect, proposed, "approval.granted", { actor: approver.actor, channel: approver.channel, reason, data: { approvalId: row.id } }, now);
   await queueMerge(trx, dialect, row, approver, now);

@@ -117,14 +117,30 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
   async function runInlineFix(inc: IncidentRow, skill: Skill, params: Record<string, unknown>, by: Decider): Promise<InlineOutcome> {
     let outcome: InlineOutcome;
     try {
-      outcome = await runInline(skill, params, { id: inc.id, title: inc.title, alertname: inc.alertname, namespace: inc.namespace, service: inc.service, severity: inc.severity, labels: JSON.parse(inc.labels) }, deps.inline ?? { secrets: () => undefined });
+      outcome = await runInline(skill, params, {
+        id: inc.id,
+        title: inc.title,
+        alertname: inc.alertname,
+        namespace: inc.namespace,
+        service: inc.service,
+        severity: inc.severity,
+        labels: JSON.parse(inc.labels),
+      }, deps.inline ?? { secrets: () => undefined });
     } catch (err) {
       outcome = { kind: "escalate", summary: `${skill.name} failed: ${inlineError(err)}`, details: { code: isAppError(err) ? err.code : "error" } };
     }
     await store.db.transaction().execute(async (trx) => {
       const t = deps.now();
       const cur = (await getIncident(trx, inc.id))!;
-      await appendEvent(trx, store.dialect, { type: "skill.result", incidentId: inc.id, actor: by.actor, channel: by.channel, reason: outcome.summary, data: { skill: skill.name, kind: outcome.kind }, occurredAt: t }, t);
+      await appendEvent(trx, store.dialect, {
+        type: "skill.result",
+        incidentId: inc.id,
+        actor: by.actor,
+        channel: by.channel,
+        reason: outcome.summary,
+        data: { skill: skill.name, kind: outcome.kind },
+        occurredAt: t,
+      }, t);
       if (cur.state !== "fixing") return;
       if (outcome.kind === "applied") await applyTransition(trx, store.dialect, cur, "verify.started", { actor: by.actor, channel: by.channel, reason: outcome.summary }, t);
       // A delegation or a failure needs a person: the approval covered this skill only.
@@ -184,10 +200,23 @@ export async function expireDueApprovals(store: Store, now: number): Promise<num
   for (const a of due) {
     await store.db.transaction().execute(async (trx) => {
       const why = "no decision before the deadline";
-      const res = await trx.updateTable("approvals").set({ state: "expired", decided_at: now, decided_by: EXPIRY.actor, channel: EXPIRY.channel, reason: why }).where("id", "=", a.id).where("state", "=", "pending").executeTakeFirst();
+      const res = await trx.updateTable("approvals").set({
+        state: "expired",
+        decided_at: now,
+        decided_by: EXPIRY.actor,
+        channel: EXPIRY.channel,
+        reason: why,
+      }).where("id", "=", a.id).where("state", "=", "pending").executeTakeFirst();
       if (Number(res.numUpdatedRows) === 0) return;
       n += 1;
-      await appendEvent(trx, store.dialect, { type: "approval.expired", incidentId: a.incident_id, ...EXPIRY, reason: why, data: { approvalId: a.id }, occurredAt: now }, now);
+      await appendEvent(trx, store.dialect, {
+        type: "approval.expired",
+        incidentId: a.incident_id,
+        ...EXPIRY,
+        reason: why,
+        data: { approvalId: a.id },
+        occurredAt: now,
+      }, now);
       const inc = await getIncident(trx, a.incident_id);
       if (inc?.state === "proposed") await applyTransition(trx, store.dialect, inc, "escalate", { ...EXPIRY, reason: "the approval expired without a decision" }, now);
       await queuePullRequestClose(trx, store.dialect, a.incident_id, "its approval expired without a decision", EXPIRY, now);
