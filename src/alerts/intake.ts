@@ -65,13 +65,20 @@ export function createAlertIntake(deps: IntakeDeps) {
   type Joins = { fingerprints: string[]; count: number; truncated: string[] };
   type Payload = { trx: Executor; p: NormalizedPayload; w: PayloadWriter; state: PayloadState; touched: Set<string>; joins: Map<string, Joins>; now: number };
 
+  const timeline = (c: Payload, incidentId: string, type: string, reason: string, data: Record<string, unknown>) =>
+    appendEvent(c.trx, store.dialect, { type, incidentId, ...SYSTEM, reason, data, occurredAt: c.now }, c.now);
+
   async function recordJoins(c: Payload, only?: string): Promise<void> {
     for (const [incidentId, j] of c.joins) {
       if (only !== undefined && incidentId !== only) continue;
       c.joins.delete(incidentId);
-      const data = { alerts: j.count, fingerprints: j.fingerprints, ...(j.count > j.fingerprints.length ? { more: j.count - j.fingerprints.length } : {}), ...(j.truncated.length ? { truncated: j.truncated } : {}) };
-      const reason = j.count === 1 ? "an alert joined" : `${j.count} alerts joined`;
-      await appendEvent(c.trx, store.dialect, { type: "alert.joined", incidentId, ...SYSTEM, reason, data, occurredAt: c.now }, c.now);
+      const data = {
+        alerts: j.count,
+        fingerprints: j.fingerprints,
+        ...(j.count > j.fingerprints.length ? { more: j.count - j.fingerprints.length } : {}),
+        ...(j.truncated.length ? { truncated: j.truncated } : {}),
+      };
+      await timeline(c, incidentId, "alert.joined", j.count === 1 ? "an alert joined" : `${j.count} alerts joined`, data);
     }
   }
 
@@ -224,25 +231,27 @@ export function createAlertIntake(deps: IntakeDeps) {
       log.info({ fingerprint: a.fingerprint, alertname: a.alertname }, "resolve for no incident recorded");
       return { outcome: "resolve_recorded", incidentId: null, fingerprint: a.fingerprint };
     }
-    const occurrences = await c.state.occurrences(inc.id);
     addAlert(c, a, instance, inc.id);
+    const recorded = { outcome: "resolve_recorded", incidentId: inc.id, fingerprint: a.fingerprint } as const;
     const data = { fingerprint: a.fingerprint, startsAt: a.startsAt, endsAt: a.endsAt };
     if (inc.open_key === null) {
       // Closed without it (rejected, failed, suppressed, resolved by a person): the timeline
       // still learns that the alert stopped firing.
-      await appendEvent(trx, store.dialect, { type: "alert.resolved", incidentId: inc.id, ...SYSTEM, reason: `the alert resolved after the incident closed as ${inc.state}`, data, occurredAt: now }, now);
-      return { outcome: "resolve_recorded", incidentId: inc.id, fingerprint: a.fingerprint };
+      await timeline(c, inc.id, "alert.resolved", `the alert resolved after the incident closed as ${inc.state}`, data);
+      return recorded;
     }
-    const latest = occurrences.get(a.fingerprint)?.fired ?? -Infinity;
+    // Every fingerprint of the incident, with this payload's rows (this resolve included).
+    const occurrences = await c.state.occurrences(inc.id);
+    const latest = occurrences.get(a.fingerprint)!.fired;
     if (a.startsAt < latest) {
-      const reason = `the resolve is for an older occurrence (started ${new Date(a.startsAt).toISOString()}) than the one that fires (started ${new Date(latest).toISOString()})`;
-      await appendEvent(trx, store.dialect, { type: "alert.stale_resolve", incidentId: inc.id, ...SYSTEM, reason, data: { ...data, firingStartsAt: latest }, occurredAt: now }, now);
-      return { outcome: "resolve_recorded", incidentId: inc.id, fingerprint: a.fingerprint };
+      const when = (t: number) => new Date(t).toISOString();
+      const reason = `the resolve is for an older occurrence (started ${when(a.startsAt)}) than the one that fires (started ${when(latest)})`;
+      await timeline(c, inc.id, "alert.stale_resolve", reason, { ...data, firingStartsAt: latest });
+      return recorded;
     }
-    const stillFiring = [...occurrences].filter(([, o]) => o.fired > o.ended).length;
-    if (stillFiring > 0) {
-      await appendEvent(trx, store.dialect, { type: "alert.resolved", incidentId: inc.id, ...SYSTEM, reason: "one of the incident's alerts resolved; others still fire", data, occurredAt: now }, now);
-      return { outcome: "resolve_recorded", incidentId: inc.id, fingerprint: a.fingerprint };
+    if ([...occurrences.values()].some((o) => o.fired > o.ended)) {
+      await timeline(c, inc.id, "alert.resolved", "one of the incident's alerts resolved; others still fire", data);
+      return recorded;
     }
     await c.w.flushIncidents();
     await recordJoins(c, inc.id);
