@@ -77,7 +77,11 @@ ${receivers.join("\n")}
   }, 60_000);
 
   afterAll(async () => {
-    am?.kill("SIGTERM");
+    if (am && am.exitCode === null) {
+      const exited = new Promise((resolve) => am!.once("exit", resolve));
+      am.kill("SIGTERM");
+      await exited;
+    }
     for (const s of sides) {
       await s.h.close();
       await s.store.close();
