@@ -1,13 +1,13 @@
 import type { TaskQueue } from "../bus/port.ts";
 import { appendEvent } from "../events/repo.ts";
 import { errorMessage, invalid, isAppError } from "../shared/errors.ts";
-import { formatDuration } from "../shared/duration.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { Store } from "../store/db.ts";
 import { isDbUnavailable, isRetryableDbError } from "../store/errors.ts";
 import type { IncidentRow } from "../store/schema.ts";
 import { getPause } from "../system/settings.ts";
 import { createControlJobs, type ControlJob } from "../tasks/control-jobs.ts";
+import { requestRunApproval } from "../approvals/requests.ts";
 import { actionKind, type Skill } from "../skills/schema.ts";
 import { applyPolicy } from "../skills/policy.ts";
 import { inlineError, isInline, runInline, type InlineDeps, type InlineOutcome } from "../skills/inline.ts";
@@ -86,7 +86,8 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
     const now = deps.now();
     const pause = await getPause(store.db);
     if (pause.paused) {
-      await store.db.transaction().execute((trx) => guardrailEvent(trx, store.dialect, first, "paused", `automation is paused${pause.by ? ` by ${pause.by}` : ""}; analysis resumes on resume`, now));
+      const why = `automation is paused${pause.by ? ` by ${pause.by}` : ""}; analysis resumes on resume`;
+      await store.db.transaction().execute((trx) => guardrailEvent(trx, store.dialect, first, "paused", why, now));
       return { outcome: "deferred" };
     }
     if (first.state === "fixing") return resumeInline(first, inlinePlan!);
@@ -138,13 +139,7 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
       }
       if (await limitsStop(trx, store.dialect, deps.guardrails, inc, t)) return "escalated";
       if (approval.required && skill.approval === "before_run") {
-        const expires = t + 3_600_000;
-        await trx
-          .insertInto("approvals")
-          .values({ id: `apr_${inc.id.slice(4)}_${inc.version}`, incident_id: inc.id, task_id: null, state: "pending", risk: skill.risk, action: JSON.stringify(planRecord), requested_at: t, expires_at: expires, decided_at: null, decided_by: null, channel: null, reason: null, chat_id: null, message_id: null })
-          .execute();
-        await appendEvent(trx, store.dialect, { type: "approval.requested", incidentId: inc.id, ...ENGINE, reason: `${skill.risk}-risk skill ${skill.name} needs approval before it runs`, data: { expiresAt: expires, within: formatDuration(3_600_000) }, occurredAt: t }, t);
-        await applyTransition(trx, store.dialect, inc, "fix.proposed", { ...ENGINE, reason: "awaiting approval before running the fix" }, t);
+        await requestRunApproval(trx, store.dialect, inc, planRecord, ENGINE, t);
         return "awaiting_approval";
       }
       if (isInline(skill)) {
@@ -174,7 +169,8 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
       const outcome = await store.db.transaction().execute(async (trx): Promise<AnalysisOutcome> => {
         const cur = await getIncident(trx, inc.id);
         if (!cur || cur.state !== "fixing" || cur.version !== inc.version) return "skipped";
-        await applyTransition(trx, store.dialect, cur, "escalate", { ...ENGINE, reason: `the inline run of ${plan.skill ?? "its skill"} did not finish, and that skill is no longer loaded as an inline skill` }, now);
+        const reason = `the inline run of ${plan.skill ?? "its skill"} did not finish, and that skill is no longer loaded as an inline skill`;
+        await applyTransition(trx, store.dialect, cur, "escalate", { ...ENGINE, reason }, now);
         return "escalated";
       });
       return { outcome, resumed: true };
@@ -191,7 +187,8 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
     const inc0 = (await getIncident(store.db, incidentId))!;
     let result: InlineOutcome;
     try {
-      result = await runInline(run.skill, run.params, { id: inc0.id, title: inc0.title, alertname: inc0.alertname, namespace: inc0.namespace, service: inc0.service, severity: inc0.severity, labels: JSON.parse(inc0.labels) }, deps.inline ?? { secrets: () => undefined });
+      const about = { id: inc0.id, title: inc0.title, alertname: inc0.alertname, namespace: inc0.namespace, service: inc0.service, severity: inc0.severity, labels: JSON.parse(inc0.labels) };
+      result = await runInline(run.skill, run.params, about, deps.inline ?? { secrets: () => undefined });
     } catch (err) {
       result = { kind: "escalate", summary: `${run.skill.name} failed: ${inlineError(err)}`, details: { code: isAppError(err) ? err.code : "error" } };
     }
@@ -200,12 +197,8 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
       await lockFixBudget(trx, store.dialect, t);
       const inc = await getIncident(trx, incidentId);
       // What the skill really found, whatever happens next.
-      await appendEvent(
-        trx,
-        store.dialect,
-        { type: "skill.result", incidentId, ...ENGINE, reason: result.summary, data: { skill: run.skill.name, kind: result.kind, params: run.params, ...("details" in result ? { details: result.details } : {}) }, occurredAt: t },
-        t,
-      );
+      const data = { skill: run.skill.name, kind: result.kind, params: run.params, ...("details" in result ? { details: result.details } : {}) };
+      await appendEvent(trx, store.dialect, { type: "skill.result", incidentId, ...ENGINE, reason: result.summary, data, occurredAt: t }, t);
       if (!inc || inc.state !== "fixing" || inc.version !== version) return "skipped";
       return applyInlineResult(trx, followUps, inc, run, result, skills, t);
     });

@@ -114,7 +114,8 @@ export async function applyInlineResult(
     const approval = approvalFor(next, deps.guardrails.autoApproveMaxRisk);
     const when = approval.required ? approval.when : "none";
     const rationale = followUpRationale(run, result, next);
-    inc = await setPlan(trx, dialect, inc, { skill: next.name, params, rationale, confidence: 1, planner: "rules", risk: next.risk, approval: when, action: actionKind(next.action), inline: false, after: skill.name }, t);
+    const plan = { skill: next.name, params, rationale, confidence: 1, planner: "rules", risk: next.risk, approval: when, action: actionKind(next.action), inline: false, after: skill.name };
+    inc = await setPlan(trx, dialect, inc, plan, t);
     if (await limitsStop(trx, dialect, deps.guardrails, inc, t)) return "escalated";
     if (approval.required && approval.when === "before_run") {
       await applyTransition(trx, dialect, inc, "escalate", { ...ENGINE, reason: `${result.summary}; ${next.name} needs approval before it runs` }, t);
@@ -128,7 +129,8 @@ export async function applyInlineResult(
     if (target && !isInline(target) && !approvalFor(target, deps.guardrails.autoApproveMaxRisk).required) {
       const params = pinParams(target, result.params, undefined, false).params;
       const rationale = `remote skill ${skill.name} proposed ${target.name}: ${result.summary}`;
-      inc = await setPlan(trx, dialect, inc, { skill: target.name, params, rationale, confidence: 1, planner: "remote", risk: target.risk, approval: "none", action: actionKind(target.action), inline: false, after: skill.name }, t);
+      const plan = { skill: target.name, params, rationale, confidence: 1, planner: "remote", risk: target.risk, approval: "none", action: actionKind(target.action), inline: false, after: skill.name };
+      inc = await setPlan(trx, dialect, inc, plan, t);
       if (await limitsStop(trx, dialect, deps.guardrails, inc, t)) return "escalated";
       await queueFixTask(trx, dialect, inc, target, params, "none", t, { pool: deps.fixPool, ...ENGINE });
       return "fixing";

@@ -59,7 +59,15 @@ export async function countPullRequests(trx: Executor, since: number): Promise<n
     .where("tasks.kind", "in", FIX_KINDS)
     .where("tasks.state", "in", ["queued", "running"])
     .where(({ not, exists, selectFrom }) =>
-      not(exists(selectFrom("events").select("events.seq").whereRef("events.task_id", "=", "tasks.id").where("events.type", "=", "task.pr_opened").where("events.recorded_at", ">=", since))),
+      not(
+        exists(
+          selectFrom("events")
+            .select("events.seq")
+            .whereRef("events.task_id", "=", "tasks.id")
+            .where("events.type", "=", "task.pr_opened")
+            .where("events.recorded_at", ">=", since),
+        ),
+      ),
     )
     .executeTakeFirstOrThrow();
   return Number(opened.n) + Number(pending.n);
@@ -109,11 +117,13 @@ export async function limitsStop(trx: Executor, dialect: Store["dialect"], g: Gu
   };
   const hour = await countPullRequests(trx, t - 3_600_000);
   if (hour >= g.maxPrsPerHour) {
-    return stop("max_prs_per_hour", `${hour} pull requests opened or under way in the last hour (MAX_PRS_PER_HOUR ${g.maxPrsPerHour})`, "hourly pull request limit reached", { count: hour });
+    const why = `${hour} pull requests opened or under way in the last hour (MAX_PRS_PER_HOUR ${g.maxPrsPerHour})`;
+    return stop("max_prs_per_hour", why, "hourly pull request limit reached", { count: hour });
   }
   const day = await countPullRequests(trx, t - 86_400_000);
   if (day >= g.maxPrsPerDay) {
-    return stop("max_prs_per_day", `${day} pull requests opened or under way in the last day (MAX_PRS_PER_DAY ${g.maxPrsPerDay})`, "daily pull request limit reached", { count: day });
+    const why = `${day} pull requests opened or under way in the last day (MAX_PRS_PER_DAY ${g.maxPrsPerDay})`;
+    return stop("max_prs_per_day", why, "daily pull request limit reached", { count: day });
   }
   if (!inc.namespace) return false;
   const busy = await countFixesInNamespace(trx, inc.namespace, inc.id, t, g.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS);

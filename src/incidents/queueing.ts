@@ -89,7 +89,8 @@ export function queueAnalysis(
   round?: string | number,
 ): Promise<string> {
   const key = `analyze:${incident.id}:${incident.version}${round === undefined ? "" : `:${round}`}`;
-  return enqueueTask(trx, dialect, { kind: "incident.analyze", pool: ANALYSIS_POOL, payload: { incidentId: incident.id }, incidentId: incident.id, createdBy: by.actor, channel: by.channel, idempotencyKey: key }, now);
+  const job = { kind: "incident.analyze", pool: ANALYSIS_POOL, payload: { incidentId: incident.id }, incidentId: incident.id, createdBy: by.actor, channel: by.channel, idempotencyKey: key };
+  return enqueueTask(trx, dialect, job, now);
 }
 
 /** After a resume: queue analysis again for every incident that waited in `detected`. */

@@ -158,7 +158,9 @@ export function createSweeper(deps: SweeperDeps) {
         await deps.onTerminal(trx, task, task.state as TaskOutcome, task.error, now);
         const after = await getIncident(trx, inc.id);
         if (!after || after.version === inc.version) return undefined;
-        await appendEvent(trx, store.dialect, { type: "incident.recovered", incidentId: inc.id, taskId: task.id, ...SWEEPER, reason: `fix task ${task.id} ended ${task.state} but its outcome was never applied; applied now`, data: { task: task.id, outcome: task.state, state: after.state }, occurredAt: now }, now);
+        const reason = `fix task ${task.id} ended ${task.state} but its outcome was never applied; applied now`;
+        const data = { task: task.id, outcome: task.state, state: after.state };
+        await appendEvent(trx, store.dialect, { type: "incident.recovered", incidentId: inc.id, taskId: task.id, ...SWEEPER, reason, data, occurredAt: now }, now);
         return "applied";
       });
       if (applied) return applied;
