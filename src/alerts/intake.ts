@@ -61,26 +61,41 @@ export function createAlertIntake(deps: IntakeDeps) {
   const { store, settings } = deps;
   const log = deps.log.child({ component: "alert-intake" });
 
-  /** Alerts that joined an incident in this payload: one timeline event per incident, not per alert. */
-  type Joins = { fingerprints: string[]; count: number; truncated: string[] };
-  type Payload = { trx: Executor; p: NormalizedPayload; w: PayloadWriter; state: PayloadState; touched: Set<string>; joins: Map<string, Joins>; now: number };
+  /**
+   * Alerts of this payload that joined an incident, or resolved while others of the incident
+   * still fire: one timeline event per incident that counts them, not one per alert.
+   */
+  type Tally = Map<string, { fingerprints: string[]; count: number; truncated: string[] }>;
+  type Payload = { trx: Executor; p: NormalizedPayload; w: PayloadWriter; state: PayloadState; touched: Set<string>; joins: Tally; partial: Tally; now: number };
 
   const timeline = (c: Payload, incidentId: string, type: string, reason: string, data: Record<string, unknown>) =>
     appendEvent(c.trx, store.dialect, { type, incidentId, ...SYSTEM, reason, data, occurredAt: c.now }, c.now);
 
-  async function recordJoins(c: Payload, only?: string): Promise<void> {
-    for (const [incidentId, j] of c.joins) {
+  function note(t: Tally, incidentId: string, a: NormalizedAlert): void {
+    const e = t.get(incidentId) ?? { fingerprints: [], count: 0, truncated: [] };
+    t.set(incidentId, e);
+    e.count++;
+    if (e.fingerprints.length < 100) e.fingerprints.push(a.fingerprint);
+    if (a.truncated.length > 0 && e.truncated.length < 20) e.truncated.push(`${a.fingerprint}: ${a.truncated.join(", ")}`);
+  }
+
+  async function record(c: Payload, t: Tally, type: string, reason: (n: number) => string, only?: string): Promise<void> {
+    for (const [incidentId, e] of t) {
       if (only !== undefined && incidentId !== only) continue;
-      c.joins.delete(incidentId);
+      t.delete(incidentId);
       const data = {
-        alerts: j.count,
-        fingerprints: j.fingerprints,
-        ...(j.count > j.fingerprints.length ? { more: j.count - j.fingerprints.length } : {}),
-        ...(j.truncated.length ? { truncated: j.truncated } : {}),
+        alerts: e.count,
+        fingerprints: e.fingerprints,
+        ...(e.count > e.fingerprints.length ? { more: e.count - e.fingerprints.length } : {}),
+        ...(e.truncated.length ? { truncated: e.truncated } : {}),
       };
-      await timeline(c, incidentId, "alert.joined", j.count === 1 ? "an alert joined" : `${j.count} alerts joined`, data);
+      await timeline(c, incidentId, type, reason(e.count), data);
     }
   }
+
+  const recordJoins = (c: Payload, only?: string) => record(c, c.joins, "alert.joined", (n) => (n === 1 ? "an alert joined" : `${n} alerts joined`), only);
+  const recordPartialResolves = (c: Payload, only?: string) =>
+    record(c, c.partial, "alert.resolved", (n) => `${n === 1 ? "one" : n} of the incident's alerts resolved; others still fire`, only);
 
   /** One payload, in one transaction: every alert of it is stored, or none is. */
   async function storePayload(trx: Executor, p: NormalizedPayload, skills: Skill[], now: number): Promise<AlertOutcome[]> {
@@ -95,7 +110,7 @@ export function createAlertIntake(deps: IntakeDeps) {
       flapSince: now - settings.flapWindowMs,
     });
     // Incidents this payload already touched (updated_at, truncated_alerts): one UPDATE each.
-    const c: Payload = { trx, p, w, state, touched: new Set(), joins: new Map(), now };
+    const c: Payload = { trx, p, w, state, touched: new Set(), joins: new Map(), partial: new Map(), now };
     const outcomes: AlertOutcome[] = [];
     for (let i = 0; i < p.alerts.length; i++) {
       const a = p.alerts[i]!;
@@ -111,6 +126,7 @@ export function createAlertIntake(deps: IntakeDeps) {
       outcomes.push(a.status === "firing" ? await firing(c, a, keys[i]!, openKeys[i]!) : await resolved(c, a, keys[i]!));
     }
     await recordJoins(c);
+    await recordPartialResolves(c);
     await w.finish();
     return outcomes;
   }
@@ -137,11 +153,7 @@ export function createAlertIntake(deps: IntakeDeps) {
         c.touched.add(open.id);
       }
       addAlert(c, a, instance, open.id);
-      const j = c.joins.get(open.id) ?? { fingerprints: [], count: 0, truncated: [] };
-      c.joins.set(open.id, j);
-      j.count++;
-      if (j.fingerprints.length < 100) j.fingerprints.push(a.fingerprint);
-      if (a.truncated.length > 0 && j.truncated.length < 20) j.truncated.push(`${a.fingerprint}: ${a.truncated.join(", ")}`);
+      note(c.joins, open.id, a);
       return { outcome: "joined", incidentId: open.id, fingerprint: a.fingerprint };
     }
 
@@ -242,19 +254,20 @@ export function createAlertIntake(deps: IntakeDeps) {
     }
     // Every fingerprint of the incident, with this payload's rows (this resolve included).
     const occurrences = await c.state.occurrences(inc.id);
-    const latest = occurrences.get(a.fingerprint)!.fired;
+    const latest = occurrences.byFp.get(a.fingerprint)!.fired;
     if (a.startsAt < latest) {
       const when = (t: number) => new Date(t).toISOString();
       const reason = `the resolve is for an older occurrence (started ${when(a.startsAt)}) than the one that fires (started ${when(latest)})`;
       await timeline(c, inc.id, "alert.stale_resolve", reason, { ...data, firingStartsAt: latest });
       return recorded;
     }
-    if ([...occurrences.values()].some((o) => o.fired > o.ended)) {
-      await timeline(c, inc.id, "alert.resolved", "one of the incident's alerts resolved; others still fire", data);
+    if (occurrences.firing > 0) {
+      note(c.partial, inc.id, a);
       return recorded;
     }
     await c.w.flushIncidents();
     await recordJoins(c, inc.id);
+    await recordPartialResolves(c, inc.id);
     const { incident } = await closeAsResolved(trx, store.dialect, inc, "alert.resolved", { ...SYSTEM, reason: "alert resolved by itself", data }, now);
     c.state.put(incident);
     return { outcome: "resolved", incidentId: inc.id, fingerprint: a.fingerprint };

@@ -9,14 +9,18 @@ import type { NormalizedAlert } from "./normalize.ts";
 
 /** The newest firing and the newest resolved startsAt of one fingerprint in one incident. */
 export type Occurrence = { fired: number; ended: number };
+/** An incident's fingerprints, and how many of them still fire (newest occurrence not resolved). */
+export type IncidentOccurrences = { byFp: Map<string, Occurrence>; firing: number };
 
 const occKey = (fingerprint: string, startsAt: number) => `${fingerprint}|${startsAt}`;
 
-function mergeOccurrence(byFp: Map<string, Occurrence>, fingerprint: string, status: string, startsAt: number): void {
-  const o = byFp.get(fingerprint) ?? { fired: -Infinity, ended: -Infinity };
+function mergeOccurrence(io: IncidentOccurrences, fingerprint: string, status: string, startsAt: number): void {
+  const o = io.byFp.get(fingerprint) ?? { fired: -Infinity, ended: -Infinity };
+  const was = o.fired > o.ended;
   if (status === "firing") o.fired = Math.max(o.fired, startsAt);
   else o.ended = Math.max(o.ended, startsAt);
-  byFp.set(fingerprint, o);
+  io.byFp.set(fingerprint, o);
+  io.firing += Number(o.fired > o.ended) - Number(was);
 }
 
 export type PayloadLookups = { openKeys: string[]; firing: string[]; resolved: string[]; flapSince: number };
@@ -27,7 +31,7 @@ export async function loadPayloadState(trx: Executor, want: PayloadLookups) {
   const recentByFp = new Map<string, string>();
   const owners = new Map<string, string>();
   const openByFp = new Map<string, string>();
-  const occurrences = new Map<string, Map<string, Occurrence>>();
+  const occurrences = new Map<string, IncidentOccurrences>();
   const loaded = new Set<string>();
   const failed = new Map<string, number>();
 
@@ -111,10 +115,10 @@ export async function loadPayloadState(trx: Executor, want: PayloadLookups) {
     for (const r of rows) mergeOccurrence(occurrencesOf(r.incident_id!), r.fingerprint, r.status, Number(r.starts));
   }
 
-  function occurrencesOf(incidentId: string): Map<string, Occurrence> {
-    const byFp = occurrences.get(incidentId) ?? new Map<string, Occurrence>();
-    occurrences.set(incidentId, byFp);
-    return byFp;
+  function occurrencesOf(incidentId: string): IncidentOccurrences {
+    const io = occurrences.get(incidentId) ?? { byFp: new Map<string, Occurrence>(), firing: 0 };
+    occurrences.set(incidentId, io);
+    return io;
   }
 
   const isOpenRow = (id: string | undefined) => (id ? incidents.get(id) : undefined)?.open_key != null;
@@ -159,8 +163,8 @@ export async function loadPayloadState(trx: Executor, want: PayloadLookups) {
      * rows (read once per incident) merged with this payload's. Max is idempotent, so a row both
      * flushed and noted counts once.
      */
-    async occurrences(incidentId: string): Promise<Map<string, Occurrence>> {
-      const byFp = occurrencesOf(incidentId);
+    async occurrences(incidentId: string): Promise<IncidentOccurrences> {
+      const io = occurrencesOf(incidentId);
       if (!loaded.has(incidentId)) {
         loaded.add(incidentId);
         const rows = await trx
@@ -169,9 +173,9 @@ export async function loadPayloadState(trx: Executor, want: PayloadLookups) {
           .where("incident_id", "=", incidentId)
           .groupBy(["fingerprint", "status"])
           .execute();
-        for (const r of rows) mergeOccurrence(byFp, r.fingerprint, r.status, Number(r.starts));
+        for (const r of rows) mergeOccurrence(io, r.fingerprint, r.status, Number(r.starts));
       }
-      return byFp;
+      return io;
     },
   };
 }

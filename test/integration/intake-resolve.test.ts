@@ -93,11 +93,14 @@ for (const f of factories) {
       const tag = newTag();
       const body = fixture("grouped-multi.json", tag);
       const id = (await postAlerts(h.app, body, TOKEN)).json().incidents[0];
-      const resolveOne = (i: number) => ({ ...body, status: "resolved", alerts: [{ ...body.alerts[i], status: "resolved", endsAt: "2026-11-20T10:00:00Z" }] });
-      expect((await postAlerts(h.app, resolveOne(0), TOKEN)).json().outcomes[0].outcome).toBe("resolve_recorded");
-      expect((await postAlerts(h.app, resolveOne(2), TOKEN)).json().outcomes[0].outcome).toBe("resolve_recorded");
+      const resolves = (...i: number[]) => ({ ...body, status: "resolved", alerts: i.map((n) => ({ ...body.alerts[n], status: "resolved", endsAt: "2026-11-20T10:00:00Z" })) });
+      const two = await postAlerts(h.app, resolves(0, 2), TOKEN);
+      expect(two.json().outcomes.map((o: { outcome: string }) => o.outcome)).toEqual(["resolve_recorded", "resolve_recorded"]);
       expect((await getIncident(store.db, id))!.state).toBe("detected");
-      expect((await postAlerts(h.app, resolveOne(1), TOKEN)).json().outcomes[0]).toMatchObject({ outcome: "resolved", incidentId: id });
+      // One timeline event for the two resolves of one payload.
+      const partial = await listEvents(store.db, { incidentId: id, type: "alert.resolved" });
+      expect(partial.map((e) => [e.reason, JSON.parse(e.data).alerts])).toEqual([["2 of the incident's alerts resolved; others still fire", 2]]);
+      expect((await postAlerts(h.app, resolves(1), TOKEN)).json().outcomes[0]).toMatchObject({ outcome: "resolved", incidentId: id });
     });
 
     const closings: Record<string, IncidentEvent[]> = {
