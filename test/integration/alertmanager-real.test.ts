@@ -40,7 +40,8 @@ describe.skipIf(!available)("a real AlertManager posting to Pitcrew", () => {
 
   beforeAll(async () => {
     for (const f of factories) {
-      const store = await f.make();
+      // A private MySQL database: each run stores thousands of alerts.
+      const store = await f.make({ own: true });
       const h = await intakeApp(store, { clock: wallClock });
       await h.app.listen({ port: 0, host: "127.0.0.1" });
       sides.push({ name: f.name, store, h, port: (h.app.server.address() as { port: number }).port, namespace: `am-${f.name}-${tag}` });

@@ -59,7 +59,8 @@ for (const f of factories) {
     let h: IntakeHarness;
 
     beforeAll(async () => {
-      store = await f.make();
+      // A private MySQL database: these groups add tens of thousands of rows.
+      store = await f.make({ own: true });
       h = await intakeApp(store);
     });
     afterAll(async () => {

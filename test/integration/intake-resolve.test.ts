@@ -36,7 +36,7 @@ for (const f of factories) {
     let h: IntakeHarness;
 
     beforeAll(async () => {
-      store = await f.make();
+      store = await f.make({ own: true });
       h = await intakeApp(store);
     });
     afterAll(async () => {
