@@ -16,8 +16,16 @@ export type TerminalHook = (trx: Executor, task: TaskRow, outcome: TaskOutcome, 
 
 const FIX_KINDS = new Set(["skill", "agent"]);
 const ACTIVE: IncidentState[] = ["analyzing", "fixing", "proposed", "approved", "verifying"];
-/** Failures of the runner's set-up, not of the fix: a person must install or configure something. */
-const AGENT_SETUP = new Set(["agent.not_installed", "agent.not_startable"]);
+/**
+ * Failures a person must resolve, not failed fixes: the runner could not start the agent (install
+ * or configure something), or the repository has no safe version to roll back to. The incident is
+ * escalated with the reason and a hint, and the fingerprint's failed-fix count stays as it was.
+ */
+const NEEDS_PERSON: Record<string, (p: FixPayload) => string> = {
+  "agent.not_installed": (p) => `install ${p.agent ?? "the coding agent's CLI"} on the runners, or set AGENT_COMMANDS to a command they have`,
+  "agent.not_startable": (p) => `install ${p.agent ?? "the coding agent's CLI"} on the runners, or set AGENT_COMMANDS to a command they have`,
+  "gitops.no_safe_version": () => "roll forward with a fixed image, or choose the version to deploy by hand",
+};
 
 type FixPayload = { approval?: string; skill?: string; risk?: string; agent?: string };
 type FixResult = { changed?: boolean; summary?: string; pr?: PullRef & { url: string; branch: string } };
@@ -26,8 +34,8 @@ type FixResult = { changed?: boolean; summary?: string; pr?: PullRef & { url: st
  * A fix task finished: move its incident on. A pull request is merged through the approvals
  * domain: it waits for a person (before_merge), or is approved at once — by policy, or by whoever
  * approved the plan before it ran — and takes the same merge path. A fix applied without a pull
- * request is verified; a failure closes the incident (`failed`, its pull request closed) unless the
- * runner could not start the agent at all, which a person must fix (escalated, with a hint).
+ * request is verified; a failure closes the incident (`failed`, its pull request closed) unless a
+ * person must act first (NEEDS_PERSON: escalated, with a hint).
  */
 export function incidentFixHook(dialect: Store["dialect"], opts: { autoApproveMaxRisk?: Risk } = {}): TerminalHook {
   return async (trx, task, outcome, detail, now) => {
@@ -52,9 +60,9 @@ export function incidentFixHook(dialect: Store["dialect"], opts: { autoApproveMa
       await applyTransition(trx, dialect, inc, "verify.started", { ...by, reason, data: { taskId: task.id } }, now);
     } else if (outcome === "failed") {
       const code = await failureCode(trx, task.id);
-      if (code && AGENT_SETUP.has(code)) {
-        const agent = payload.agent ?? "the coding agent's CLI";
-        const hint = `install ${agent} on the runners, or set AGENT_COMMANDS to a command they have`;
+      const needsPerson = code ? NEEDS_PERSON[code] : undefined;
+      if (code && needsPerson) {
+        const hint = needsPerson(payload);
         await applyTransition(trx, dialect, inc, "escalate", { ...by, reason: `${detail ?? code}; ${hint}`, data: { taskId: task.id, code, hint } }, now);
         return;
       }

@@ -85,10 +85,11 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     inline,
     onEnqueued: () => relay.kick(),
   });
+  // The in-process runners start coding agents: as whom, and whether the skills' CLIs are there.
+  const agentClis = embedded ? () => missingAgentClis(skills(), config.agents, process.env.PATH ?? "") : undefined;
   if (embedded) {
-    // The in-process runners start coding agents: as whom, and whether the skills' CLIs are there.
     checkAgentIdentity(config.agents, process.getuid?.(), log);
-    warnMissingAgentClis(missingAgentClis(skills(), config.agents, process.env.PATH ?? ""), log);
+    warnMissingAgentClis(agentClis!(), log);
   }
   const gitHost = await openGitHost(config, log, embedded);
   // Deciding, merging and cleaning up pull requests: one service for MCP, its jobs and the sweeper.
@@ -173,6 +174,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     gitHost,
     inline,
     approvals,
+    missingAgentClis: agentClis,
     kick: () => relay.kick(),
   };
   const mcpToken = mcpTokens(config);

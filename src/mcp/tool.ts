@@ -9,6 +9,7 @@ import type { SkillProblem } from "../skills/load.ts";
 import type { GitHost } from "../gitops/port.ts";
 import type { AnalysisOutcome } from "../incidents/analysis.ts";
 import type { InlineDeps } from "../skills/inline.ts";
+import type { MissingAgentCli } from "../skills/agent-clis.ts";
 import type { ApprovalService } from "../approvals/service.ts";
 
 // The contract between the MCP server (server.ts) and its tools (tools/<verb-noun>.ts): one file
@@ -38,6 +39,8 @@ export type McpDeps = {
   inline?: InlineDeps;
   /** The approvals service (the same one whose merge and pull-request jobs the control plane runs); built from these deps when absent. */
   approvals?: ApprovalService;
+  /** Agent CLIs the loaded skills need that the in-process runners cannot find (embedded mode only). */
+  missingAgentClis?: () => MissingAgentCli[];
   /** Wakes the outbox relay after a commit that queued work. */
   kick: () => void;
 };

@@ -15,6 +15,7 @@ import { createMcpServer } from "../../src/mcp/server.ts";
 import type { McpDeps } from "../../src/mcp/tool.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import { loadOrCreateToken } from "../../src/shared/secrets.ts";
+import { missingAgentClis } from "../../src/skills/agent-clis.ts";
 import { Skill } from "../../src/skills/schema.ts";
 import { makeBareRepo } from "../helpers/git.ts";
 import { spawnPitcrew } from "../helpers/process.ts";
@@ -169,7 +170,8 @@ describe("system_status and agent CLIs", () => {
       Skill.parse({ name, description: "d", match: { alertname: ["X"] }, risk: "high", action: { agent: { prompt: "p", ...(command ? { command } : {}) }, with: {} } });
     const skills = [agentSkill("ghost-fix", "ghost"), agentSkill("default-fix"), agentSkill("unknown-fix", "nobody-configured-this")];
     const config = loadConfig({ DATA_DIR: join(root, "status"), AGENT_COMMANDS: JSON.stringify({ ghost: ["ghost-cli-not-installed"], present: ["sh"] }), AGENT_DEFAULT: "present" });
-    const deps = { config, log: silentLogger, store, queue, now: Date.now, skills: () => skills } as unknown as McpDeps;
+    // What serve gives the tools in embedded mode: the in-process runners' view of their PATH.
+    const deps = { config, log: silentLogger, store, queue, now: Date.now, skills: () => skills, missingAgentClis: () => missingAgentClis(skills, config.agents, process.env.PATH ?? "") } as unknown as McpDeps;
     const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
     await createMcpServer(deps, { subject: "reader", scopes: new Set(["read"]), via: "token" }).connect(serverSide);
     const client = new Client({ name: "isolation-test", version: "1.0.0" });

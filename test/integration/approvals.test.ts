@@ -350,6 +350,15 @@ for (const f of factories) {
       });
     }
 
+    it("escalates a rollback with no safe previous version, with the runner's reason, instead of failing it", async () => {
+      const { id, taskId } = await fixing(MERGE);
+      const why = "images[name=checkout] in apps/kustomization.yaml: no safe version to roll back to (v1.4.2 was rolled back from in 1a2b3c4)";
+      await ingester.applyTaskEvent({ type: "task.failed", id: newId("evt"), taskId, runnerId: "r1", attempt: 1, at: clock.now, error: why, code: "gitops.no_safe_version" });
+      expect((await getIncident(store.db, id))!).toMatchObject({ state: "escalated", failed_fixes: 0 });
+      const [esc] = await eventsOf(id, "incident.escalated");
+      expect(esc!.reason).toBe(`${why}; roll forward with a fixed image, or choose the version to deploy by hand`);
+    });
+
     it("a fix that fails after opening a pull request fails the incident and closes the pull request", async () => {
       const { id, taskId } = await fixing(MERGE);
       const branch = `pitcrew/${id.toLowerCase()}-fail`;

@@ -116,7 +116,7 @@ describe("MCP tools", () => {
       Skill.parse({ name: "rollback-app", description: "Roll the app back", match: { alertname: ["AppBroken"] }, risk: "read", approval: "none", action: { builtin: "rollback", with: { deployment: "{{labels.deployment}}" } } }),
     ];
 
-    const config = loadConfig({ DATA_DIR: root, HEARTBEAT_INTERVAL: "1s", RUNNER_POOL: "default" });
+    const config = loadConfig({ DATA_DIR: root, HEARTBEAT_INTERVAL: "1s", RUNNER_POOL: "default", ALLOWED_REPOS: "https://example.com/r.git" });
     const now = () => clock.now;
     const onTerminal = incidentFixHook(store.dialect);
     relay = createOutboxRelay({ store, queue, log: silentLogger, now }, { intervalMs: 20, batch: 100, retentionMs: 86_400_000 });

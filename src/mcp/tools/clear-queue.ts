@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { defineTool } from "../tool.ts";
-import { errorMessage, invalid } from "../../shared/errors.ts";
+import { invalid } from "../../shared/errors.ts";
 import { cancelQueuedTask } from "../task-actions.ts";
 import { mcpActor } from "../views.ts";
 
@@ -34,8 +34,9 @@ export const clearQueue = defineTool({
       }
       return done;
     });
-    // Messages already on the bus: runners abort them before starting.
-    for (const id of ids) await deps.queue.publishControl(id, "cancel").catch((err) => deps.log.warn({ err: { message: errorMessage(err) }, taskId: id }, "cancel notice not published"));
+    // Each cancel queued its marker and notice through the outbox: runners that get a message
+    // already on the bus see the marker and never start it.
+    if (ids.length > 0) deps.kick();
     return { summary: `cancelled ${ids.length} queued task(s)`, data: { cancelled: ids.length, task_ids: ids } };
   },
 });

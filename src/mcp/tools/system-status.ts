@@ -3,7 +3,6 @@ import { defineTool } from "../tool.ts";
 import { errorMessage } from "../../shared/errors.ts";
 import { VERSION } from "../../shared/version.ts";
 import { getPause } from "../../system/settings.ts";
-import { missingAgentClis } from "../../skills/agent-clis.ts";
 
 const Check = z.object({
   ok: z.boolean().describe("Whether the dependency answered."),
@@ -42,7 +41,7 @@ export const systemStatus = defineTool({
       )
       .optional()
       .describe(
-        "Present when loaded skills need agent CLIs that are not on this process's PATH (the in-process runners'). Standalone runners check their own PATH at start and log what is missing.",
+        "Present when loaded skills need agent CLIs that the in-process runners (embedded mode) cannot find on their PATH. Standalone runners check their own PATH at start and log what is missing.",
       ),
   },
   annotations: { readOnlyHint: true, idempotentHint: true },
@@ -54,8 +53,7 @@ export const systemStatus = defineTool({
     const paused = storeCheck.ok ? await getPause(deps.store.db).catch(() => null) : null;
     const mode: "embedded" | "distributed" = deps.queue.kind === "memory" ? "embedded" : "distributed";
     const health = storeCheck.ok && queueCheck.ok ? "healthy" : `degraded (${[!storeCheck.ok && `store: ${storeCheck.detail}`, !queueCheck.ok && `queue: ${queueCheck.detail}`].filter(Boolean).join("; ")})`;
-    // The PATH the in-process runners start agents with: this process's own.
-    const missing = missingAgentClis(deps.skills(), deps.config.agents, process.env.PATH ?? "");
+    const missing = deps.missingAgentClis?.() ?? [];
     const pauseText = paused === null ? "pause state unknown" : paused.paused ? `automation PAUSED${paused.reason ? ` (${paused.reason})` : ""}` : "automation running";
     return {
       summary: `Pitcrew ${VERSION}, ${mode}: ${health}; ${pauseText}${missing.length ? `; agent CLI not installed: ${missing.map((m) => `${m.program ?? m.agent} (${m.skills.join(", ")})`).join("; ")}` : ""}`,
