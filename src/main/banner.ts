@@ -29,12 +29,13 @@ export function printBanner(
           "      webhook_configs:",
           `        - url: ${url}/webhooks/alertmanager`,
           "          send_resolved: true",
+          `          max_alerts: ${config.alertmanager.maxAlerts}`,
           "          http_config:",
           "            authorization:",
           "              type: Bearer",
           ...credentialLines(s.auth.token, s.tokenSource),
         ]
-      : ["  receivers:", "    - name: pitcrew", "      webhook_configs:", `        - url: ${url}/webhooks/alertmanager`, "          send_resolved: true", "  (ALERTMANAGER_AUTH=none: the webhook takes requests without credentials)"];
+      : ["  receivers:", "    - name: pitcrew", "      webhook_configs:", `        - url: ${url}/webhooks/alertmanager`, "          send_resolved: true", `          max_alerts: ${config.alertmanager.maxAlerts}`, "  (ALERTMANAGER_AUTH=none: the webhook takes requests without credentials)"];
   // The generated token is shown once, when it is created; later starts point at the file.
   const mcpAuth = s.mcp
     ? s.mcp.created
