@@ -110,8 +110,10 @@ export function createMerger(deps: MergeDeps) {
     if (a.merged_at !== null) return { status: "merged", number: a.pr_number, sha: a.merge_sha ?? "" };
     // From here on, a resolve no longer revokes the decision; an incident closed before it did.
     const claimed = await store.db.transaction().execute(async (trx) => {
-      if (!(await markMergeStarted(trx, a.id, deps.now()))) return false;
-      const inc = await getIncident(trx, a.incident_id);
+      const started = await markMergeStarted(trx, a.id, deps.now());
+      if (!started) return false;
+      // A resumed merge may already have reached the host: it is finished whatever the incident did since.
+      const inc = started === "started" ? await getIncident(trx, a.incident_id) : undefined;
       if (inc && !isOpen(inc.state as IncidentState)) {
         await releaseClaim(trx, a.id, "cancelled", `the incident is ${inc.state}`, deps.now());
         await queuePullRequestClose(trx, store.dialect, inc.id, `the incident is ${inc.state}`, ENGINE, deps.now());

@@ -125,14 +125,14 @@ export async function cancelOpenApprovals(trx: Executor, incidentId: string, by:
  * Call it first in its transaction: on MySQL the row lock is taken before InnoDB fixes the
  * transaction's snapshot, so this read and the caller's later ones see the row as it is now.
  */
-export async function markMergeStarted(trx: Executor, id: string, now: number): Promise<boolean> {
+export async function markMergeStarted(trx: Executor, id: string, now: number): Promise<"started" | "resumed" | false> {
   const res = await trx.updateTable("approvals").set({
     merge_started_at: now,
   }).where("id", "=", id).where("state", "=", "approved").where("merged_at", "is", null).where("merge_started_at", "is", null).executeTakeFirst();
-  if (Number(res.numUpdatedRows) > 0) return true;
-  // A retry of a merge this claim already started is still ours to finish.
+  if (Number(res.numUpdatedRows) > 0) return "started";
+  // A retry of a merge this claim already started is still ours to finish (its call may have gone out).
   const a = await getApproval(trx, id);
-  return !!a && a.state === "approved" && a.merged_at === null && a.merge_started_at !== null;
+  return !!a && a.state === "approved" && a.merged_at === null && a.merge_started_at !== null ? "resumed" : false;
 }
 
 /** Records the merge once; false when it was already recorded (the inline merge and its job race). */

@@ -199,6 +199,23 @@ for (const f of factories) {
       expect((await getIncident(store.db, p.id))!.state).toBe("resolved");
     });
 
+    it("a merge whose process died mid-call is finished by its retry, even when the incident resolved meanwhile", async () => {
+      // The first attempt reaches the host, which merges, but the process dies before recording it.
+      const dying: GitHost = { ...host, mergePullRequest: async (n, o) => (await host.mergePullRequest(n, o), Promise.reject(new Error("process killed"))) };
+      const p = await proposed(MERGE);
+      const svc = service(dying);
+      await svc.approve({ incidentId: p.id }, alice, null, { mergeNow: false });
+      const id = (await approvalOf(p.id)).id;
+      await expect(svc.merge(id, alice)).rejects.toThrow("process killed");
+      expect(onMain(p.path)).toBe(true);
+      await store.db.transaction().execute(async (trx) => closeAsResolved(trx, store.dialect, (await getIncident(trx, p.id))!, "alert.resolved", { ...SYSTEM, reason: "alert resolved by itself" }, clock.now));
+      // The retry records the merge the host already made instead of cancelling the claim.
+      expect(await service().merge(id, alice)).toMatchObject({ status: "merged" });
+      expect(await approvalOf(p.id)).toMatchObject({ state: "approved", merged_at: expect.anything() });
+      expect(await eventsOf(p.id, "pr.merged")).toHaveLength(1);
+      expect(await eventsOf(p.id, "approval.merge_failed")).toHaveLength(0);
+    });
+
     it("a resolve racing the merge has one winner: merged and recorded, or cancelled and not merged — never both", async () => {
       const svc = service();
       for (let round = 0; round < 4; round++) {
