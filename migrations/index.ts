@@ -6,6 +6,9 @@ import * as m0004 from "./0004_intake.ts";
 import * as m0005 from "./0005_approvals.ts";
 import * as m0006 from "./0006_lifecycle.ts";
 import * as m0007 from "./0007_tasks.ts";
+import * as m0008 from "./0008_notices.ts";
+import * as m0009 from "./0009_approval_binding.ts";
+import * as m0010 from "./0010_telegram.ts";
 
 // Listed explicitly (not read from the folder) so the set is the same under tsx, a bundle or a
 // Docker image, whatever the working directory.
@@ -17,4 +20,7 @@ export const migrations: Record<string, Migration> = {
   "0005_approvals": m0005,
   "0006_lifecycle": m0006,
   "0007_tasks": m0007,
+  "0008_notices": m0008,
+  "0009_approval_binding": m0009,
+  "0010_telegram": m0010,
 };

@@ -67,4 +67,29 @@ describe("loadConfig", () => {
   it("requires NATS user and password together", () => {
     expect(errorOf({ NATS_URL: "nats://n:4222", NATS_USER: "u" })).toMatch(/NATS_USER\/NATS_PASSWORD/);
   });
+
+  it("configures Telegram: routes, approvers, polling over http and a webhook over https", () => {
+    const token = "123456:ABCdefGHIjklMNOpqrSTUvwxYZ012345";
+    const c = load({ TELEGRAM_BOT_TOKEN: token, TELEGRAM_CHAT_ID: "-1001", TELEGRAM_ROUTES: "namespace=payments:-100123, severity=critical:@oncall_team", TELEGRAM_APPROVER_IDS: "42, 7" });
+    expect(c.telegram).toEqual({
+      token,
+      defaultChat: "-1001",
+      routes: [{ label: "namespace", value: "payments", chat: "-100123" }, { label: "severity", value: "critical", chat: "@oncall_team" }],
+      approverIds: [42, 7],
+      webhookSecret: undefined,
+      apiRoot: "https://api.telegram.org",
+      mode: "polling",
+    });
+    expect(c.notify.minSeverity).toBe("warning");
+    expect(load({}).telegram).toBeUndefined();
+    expect(load({ TELEGRAM_BOT_TOKEN: token, TELEGRAM_CHAT_ID: "-1", PUBLIC_URL: "https://p.example.com", TELEGRAM_WEBHOOK_SECRET: "s".repeat(16) }).telegram?.mode).toBe("webhook");
+    expect(errorOf({ TELEGRAM_BOT_TOKEN: token, TELEGRAM_CHAT_ID: "-1", PUBLIC_URL: "https://p.example.com" })).toMatch(/^TELEGRAM_WEBHOOK_SECRET: required/);
+    expect(errorOf({ TELEGRAM_BOT_TOKEN: token })).toMatch(/^TELEGRAM_CHAT_ID: required/);
+    expect(errorOf({ TELEGRAM_CHAT_ID: "-1" })).toMatch(/^TELEGRAM_BOT_TOKEN: required when TELEGRAM_CHAT_ID/);
+    expect(errorOf({ TELEGRAM_BOT_TOKEN: token, TELEGRAM_CHAT_ID: "-1", TELEGRAM_ROUTES: "payments" })).toMatch(/^TELEGRAM_ROUTES: /);
+    expect(errorOf({ TELEGRAM_BOT_TOKEN: token, TELEGRAM_CHAT_ID: "-1", TELEGRAM_APPROVER_IDS: "@alice" })).toMatch(/^TELEGRAM_APPROVER_IDS: /);
+    const bad = errorOf({ TELEGRAM_BOT_TOKEN: "123:short-secret-value" });
+    expect(bad).toMatch(/^TELEGRAM_BOT_TOKEN: /);
+    expect(bad).not.toContain("short-secret-value");
+  });
 });

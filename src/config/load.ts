@@ -3,13 +3,13 @@ import { resolve } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./error.ts";
 import { bool, duration, int, labelList, optionalString, regex } from "./fields.ts";
-import { parseAgentCommands, parseDatabase, parseGitops, parseMcpTokens, parseNatsServers, parseOidc, parseOrigins, type McpToken } from "./parse.ts";
+import { parseAgentCommands, parseDatabase, parseGitops, parseMcpTokens, parseNatsServers, parseOidc, parseOrigins, parseTelegram, type McpToken, type TelegramRoute } from "./parse.ts";
 
 export { ConfigError } from "./error.ts";
-export { DEFAULT_AGENT_COMMANDS, MCP_SCOPES, type McpToken } from "./parse.ts";
+export { DEFAULT_AGENT_COMMANDS, MCP_SCOPES, type McpToken, type TelegramRoute } from "./parse.ts";
 
 // Values that must never be echoed back in an error line.
-const SECRET_VARS = new Set(["DATABASE_URL", "NATS_URL", "NATS_TOKEN", "NATS_PASSWORD", "ALERTMANAGER_TOKEN", "ANTHROPIC_API_KEY", "ARGOCD_TOKEN", "GITHUB_TOKEN", "GITHUB_APP_PRIVATE_KEY", "MCP_TOKENS"]);
+const SECRET_VARS = new Set(["DATABASE_URL", "NATS_URL", "NATS_TOKEN", "NATS_PASSWORD", "ALERTMANAGER_TOKEN", "ANTHROPIC_API_KEY", "ARGOCD_TOKEN", "GITHUB_TOKEN", "GITHUB_APP_PRIVATE_KEY", "MCP_TOKENS", "TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET"]);
 
 export const Env = z.object({
   PORT: int(18088, 1, 65535),
@@ -97,6 +97,13 @@ export const Env = z.object({
   MCP_OIDC_JWKS_URL: optionalString.pipe(z.url({ message: "expected an absolute http(s) URL" }).optional()),
   MCP_OIDC_SCOPE_CLAIM: z.string().min(1).default("scope"),
   MCP_ALLOWED_ORIGINS: optionalString,
+  TELEGRAM_BOT_TOKEN: optionalString.pipe(z.string().regex(/^\d{1,20}:[A-Za-z0-9_-]{20,}$/, "expected a bot token like 123456:ABC-DEF… (from @BotFather)").optional()),
+  TELEGRAM_CHAT_ID: optionalString.pipe(z.string().regex(/^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$/, "expected a numeric chat id (e.g. -1001234567890) or @channelname").optional()),
+  TELEGRAM_ROUTES: optionalString,
+  TELEGRAM_APPROVER_IDS: optionalString,
+  TELEGRAM_WEBHOOK_SECRET: optionalString.pipe(z.string().regex(/^[A-Za-z0-9_-]{16,256}$/, "expected 16 to 256 characters of A-Z, a-z, 0-9, _ and -").optional()),
+  TELEGRAM_API_ROOT: optionalString.pipe(z.url({ message: "expected an absolute http(s) URL" }).optional()),
+  NOTIFY_MIN_SEVERITY: z.enum(["info", "warning", "critical"], { message: "expected info, warning or critical" }).default("warning"),
 });
 
 export type Database =
@@ -169,6 +176,21 @@ export type Config = {
     /** Origins (`scheme://host[:port]`) whose browser requests /mcp accepts. */
     allowedOrigins: string[];
   };
+  /**
+   * Set when TELEGRAM_BOT_TOKEN is. `mode`: a webhook when PUBLIC_URL is https, else long polling.
+   * `routes`: the first route whose label has that value sends an incident to its chat, else `defaultChat`.
+   */
+  telegram?: {
+    token: string;
+    defaultChat: string;
+    routes: TelegramRoute[];
+    approverIds: number[];
+    webhookSecret?: string;
+    apiRoot: string;
+    mode: "webhook" | "polling";
+  };
+  /** Which incidents' openings are announced (approvals, merges, resolves and escalations always are). */
+  notify: { minSeverity: "info" | "warning" | "critical" };
 };
 
 
@@ -193,10 +215,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     throw new ConfigError("NATS_USER/NATS_PASSWORD: set both or neither");
   }
   const dataDir = resolve(e.DATA_DIR);
+  const publicUrl = (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, "");
   return {
     port: e.PORT,
     host: e.HOST,
-    publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ""),
+    publicUrl,
     logLevel: e.LOG_LEVEL,
     dataDir,
     database: parseDatabase(e.DATABASE_URL, dataDir, e.DB_POOL_SIZE),
@@ -253,5 +276,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     allowedRepos: (e.ALLOWED_REPOS ?? "").split(",").map((r) => r.trim()).filter(Boolean),
     argocd: e.ARGOCD_URL && e.ARGOCD_TOKEN ? { baseUrl: e.ARGOCD_URL, token: e.ARGOCD_TOKEN, timeoutMs: e.ARGOCD_TIMEOUT } : undefined,
     mcp: { tokens: parseMcpTokens(e.MCP_TOKENS), oidc: parseOidc(e), allowedOrigins: parseOrigins(e.MCP_ALLOWED_ORIGINS) },
+    telegram: parseTelegram(e, publicUrl),
+    notify: { minSeverity: e.NOTIFY_MIN_SEVERITY },
   };
 }

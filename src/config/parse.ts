@@ -152,3 +152,48 @@ export function parseOidc(e: z.infer<typeof Env>): Config["mcp"]["oidc"] {
   return { issuer: e.MCP_OIDC_ISSUER, audience: e.MCP_OIDC_AUDIENCE, jwksUrl: e.MCP_OIDC_JWKS_URL, scopeClaim: e.MCP_OIDC_SCOPE_CLAIM };
 }
 
+
+export type TelegramRoute = { label: string; value: string; chat: string };
+
+const CHAT = /^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$/;
+
+/** TELEGRAM_*: all of it, or none when there is no bot token. */
+export function parseTelegram(e: z.infer<typeof Env>, publicUrl: string): Config["telegram"] {
+  if (!e.TELEGRAM_BOT_TOKEN) {
+    const stray = (["TELEGRAM_CHAT_ID", "TELEGRAM_ROUTES", "TELEGRAM_APPROVER_IDS", "TELEGRAM_WEBHOOK_SECRET"] as const).find((k) => e[k] !== undefined);
+    if (stray) throw new ConfigError(`TELEGRAM_BOT_TOKEN: required when ${stray} is set`);
+    return undefined;
+  }
+  if (!e.TELEGRAM_CHAT_ID) throw new ConfigError("TELEGRAM_CHAT_ID: required with TELEGRAM_BOT_TOKEN (the chat that gets notices and approval requests)");
+  const routes = (e.TELEGRAM_ROUTES ?? "")
+    .split(",")
+    .map((r) => r.trim())
+    .filter(Boolean)
+    .map((r) => {
+      // label=value:chat — the chat is the part after the last colon (values may contain colons).
+      const m = /^([a-zA-Z_][a-zA-Z0-9_]*)=(.+):([^:]+)$/.exec(r);
+      if (!m || !CHAT.test(m[3]!)) throw new ConfigError(`TELEGRAM_ROUTES: "${r}" is not label=value:chat, e.g. namespace=payments:-1001234567890`);
+      return { label: m[1]!, value: m[2]!, chat: m[3]! };
+    });
+  const approverIds = (e.TELEGRAM_APPROVER_IDS ?? "")
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean)
+    .map((x) => {
+      if (!/^\d{1,20}$/.test(x)) throw new ConfigError(`TELEGRAM_APPROVER_IDS: "${x}" is not a numeric Telegram user id`);
+      return Number(x);
+    });
+  const mode = publicUrl.startsWith("https://") ? "webhook" : "polling";
+  if (mode === "webhook" && !e.TELEGRAM_WEBHOOK_SECRET) {
+    throw new ConfigError("TELEGRAM_WEBHOOK_SECRET: required when PUBLIC_URL is https (Telegram then calls the webhook, which checks this secret)");
+  }
+  return {
+    token: e.TELEGRAM_BOT_TOKEN,
+    defaultChat: e.TELEGRAM_CHAT_ID,
+    routes,
+    approverIds,
+    webhookSecret: e.TELEGRAM_WEBHOOK_SECRET,
+    apiRoot: (e.TELEGRAM_API_ROOT ?? "https://api.telegram.org").replace(/\/+$/, ""),
+    mode,
+  };
+}
