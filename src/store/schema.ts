@@ -213,6 +213,23 @@ export interface SettingsTable {
   updated_at: number;
 }
 
+/** A Reject press's ForceReply prompt: the reply to (chat_id, message_id) from user_id rejects approval_id. */
+export interface TelegramPromptsTable {
+  chat_id: string;
+  message_id: number;
+  approval_id: string;
+  user_id: number;
+  created_at: number;
+  expires_at: number;
+}
+
+/** Telegram updates already handled, per bot (the token's numeric prefix). */
+export interface TelegramUpdatesTable {
+  bot_id: string;
+  update_id: number;
+  processed_at: number;
+}
+
 export interface DB {
   incidents: IncidentsTable;
   alerts: AlertsTable;
@@ -226,6 +243,8 @@ export interface DB {
   external_claims: ExternalClaimsTable;
   outbox: OutboxTable;
   settings: SettingsTable;
+  telegram_prompts: TelegramPromptsTable;
+  telegram_updates: TelegramUpdatesTable;
 }
 
 export type TaskRow = Selectable<TasksTable>;
