@@ -17,6 +17,8 @@ Commands:
   replay <alert.json> [--json]
                            show the incident and plan an AlertManager payload would produce; changes nothing
   token [--rotate]         show the generated MCP token, or replace it (the old one works until the next restart)
+  demo [--keep]            the whole loop on this machine in a temporary folder: alert, plan, pull request,
+                           approval, merge, resolve (no network; with TELEGRAM_* set, approve with a button)
   help      show this text
 
 Configuration comes from environment variables; see the README.`;
@@ -27,7 +29,7 @@ function fail(message: string): never {
 }
 
 async function main(argv: string[]): Promise<void> {
-  const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, strict: false, options: { version: { type: "boolean", short: "v" }, help: { type: "boolean", short: "h" }, json: { type: "boolean" }, rotate: { type: "boolean" } } });
+  const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, strict: false, options: { version: { type: "boolean", short: "v" }, help: { type: "boolean", short: "h" }, json: { type: "boolean" }, rotate: { type: "boolean" }, keep: { type: "boolean" } } });
   if (values.version) {
     process.stdout.write(`${VERSION}\n`);
     return;
@@ -35,6 +37,16 @@ async function main(argv: string[]): Promise<void> {
   const command = positionals[0] ?? "help";
   if (values.help || command === "help") {
     process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (command === "demo") {
+    // The demo configures its own control plane (a temporary folder); only TELEGRAM_* pass through.
+    const { runDemo } = await import("./demo.ts");
+    try {
+      await runDemo({ env: process.env, out: (line) => process.stdout.write(`${line}\n`), keep: values.keep === true });
+    } catch (err) {
+      fail(`demo failed: ${errorMessage(err)}`);
+    }
     return;
   }
   if (!["serve", "runner", "migrate", "pause", "resume", "skills", "replay", "token"].includes(command)) fail(`unknown command "${command}"\n\n${USAGE}`);
