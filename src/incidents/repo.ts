@@ -95,5 +95,7 @@ export function newIncidentRow(n: NewIncident, now: number): IncidentRow {
     resolved_at: null,
     state_since: now,
     requeues: 0,
+    time_to_resolve_ms: null,
+    ttr_observed_at: null,
   };
 }

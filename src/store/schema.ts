@@ -38,6 +38,10 @@ export interface IncidentsTable {
   state_since: Generated<number>;
   /** How many times the sweeper queued the work of the current state again. */
   requeues: Generated<number>;
+  /** From the occurrence's opening to its last resolve; null while open. */
+  time_to_resolve_ms: Generated<number | null>;
+  /** When the time-to-resolve histogram counted that resolve (once, by one replica). */
+  ttr_observed_at: Generated<number | null>;
 }
 
 export interface AlertsTable {
@@ -121,6 +125,9 @@ export interface ApprovalsTable {
   merge_requeues: Generated<number>;
   merge_sha: string | null;
   merged_at: number | null;
+  /** The change approved: JSON `{files:[{path,added,removed}],added,removed}`, and a short unified diff. */
+  diff_summary: Generated<string | null>;
+  diff_excerpt: Generated<string | null>;
 }
 
 export interface SchedulesTable {
