@@ -3,7 +3,7 @@ import { createAppAuth } from "@octokit/auth-app";
 import { Octokit } from "@octokit/rest";
 import { AppError, conflict, invalid } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
-import { formatTrailers, type GitHost, type PullRequest } from "./port.ts";
+import { diffExcerpt, formatTrailers, summarizeDiff, type GitHost, type PullRequest } from "./port.ts";
 
 // Pull requests on GitHub (or GitHub Enterprise Server) through octokit, authenticated with a token
 // or as a GitHub App installation. Git itself authenticates through runner/askpass.sh, which prints
@@ -168,9 +168,10 @@ export function createGitHubHost(opts: GitHubHostOptions): GitHost {
 
     getPullRequest: async (n) => toPull(await getRaw(n)),
 
-    async mergePullRequest(n, { method, sha, trailers }) {
-      // GitHub keeps its own title; the message (the commit body) carries the trailers.
-      const message = trailers && Object.keys(trailers).length > 0 ? { commit_message: formatTrailers(trailers) } : {};
+    async mergePullRequest(n, { method, sha, trailers, body }) {
+      // GitHub keeps its own title; the message (the commit body) carries who and why, then the trailers.
+      const paragraphs = [body?.trim(), trailers && Object.keys(trailers).length > 0 ? formatTrailers(trailers) : undefined].filter(Boolean);
+      const message = paragraphs.length > 0 ? { commit_message: paragraphs.join("\n\n") } : {};
       try {
         const { data } = await octokit.rest.pulls.merge({ owner, repo, pull_number: n, merge_method: method, ...(sha ? { sha } : {}), ...message });
         return { merged: data.merged, sha: data.sha };
@@ -190,6 +191,24 @@ export function createGitHubHost(opts: GitHubHostOptions): GitHost {
       // The comment first: it explains the close that follows it in the timeline.
       if (comment) await call(`comment on pull request #${n}`, () => octokit.rest.issues.createComment({ owner, repo, issue_number: n, body: comment }), "gitops.pull_not_found");
       await call(`close pull request #${n}`, () => octokit.rest.pulls.update({ owner, repo, pull_number: n, state: "closed" }), "gitops.pull_not_found");
+    },
+
+    async pullRequestDiff(n) {
+      const pr = await getRaw(n);
+      // Paginated (100 a page; GitHub lists up to 3,000 files). A binary file has no patch.
+      const files = await call(
+        `list files of pull request #${n}`,
+        () => octokit.paginate(octokit.rest.pulls.listFiles, { owner, repo, pull_number: n, per_page: 100 }),
+        "gitops.pull_not_found",
+      );
+      const patch = files
+        .map((f) => [`diff --git a/${f.previous_filename ?? f.filename} b/${f.filename}`, ...(f.patch ? [`--- a/${f.previous_filename ?? f.filename}`, `+++ b/${f.filename}`, f.patch] : [])].join("\n"))
+        .join("\n");
+      return {
+        headSha: pr.head.sha,
+        summary: summarizeDiff(files.map((f) => ({ path: f.filename, added: f.additions, removed: f.deletions }))),
+        excerpt: diffExcerpt(patch),
+      };
     },
 
     async deleteBranch(branch) {

@@ -3,7 +3,7 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { AppError, conflict, invalid, notFound, unavailable } from "../shared/errors.ts";
 import { git, gitInput, gitResult } from "./git.ts";
-import { formatTrailers, type CreatePullRequest, type GitHost, type MergeOptions, type PullRequest, type PullRequestState } from "./port.ts";
+import { diffExcerpt, formatTrailers, summarizeDiff, type CreatePullRequest, type DiffFile, type GitHost, type MergeOptions, type PullDiff, type PullRequest, type PullRequestState } from "./port.ts";
 
 // Pull requests on a bare repository: a PR is a head branch plus a record. Records are stored in
 // git itself, not in a side file: `refs/pitcrew/pulls/<n>` points at a JSON blob, and
@@ -43,6 +43,25 @@ export type LocalGitHostOptions = {
 };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The change from `from` to `to` in a repository (bare or not): `git diff --numstat` for the
+ * summary and the unified diff's start for the excerpt. `from...to` diffs against their merge
+ * base, as a pull request shows its change. Used by the runner on its clone, and below.
+ */
+export async function gitDiff(dir: string, range: string, opts: { env?: Record<string, string> } = {}): Promise<Omit<PullDiff, "headSha">> {
+  if (range.startsWith("-")) throw invalid("gitops.bad_revision", `not a revision range: ${range}`);
+  const numstat = await git(dir, ["diff", "--numstat", "--no-renames", "-z", range, "--"], opts);
+  const files: DiffFile[] = [];
+  // -z: "added\tremoved\tpath\0" per file; "-\t-\t" for a binary file.
+  for (const entry of numstat.split("\0")) {
+    const m = /^(-|\d+)\t(-|\d+)\t([\s\S]+)$/.exec(entry);
+    if (m) files.push({ path: m[3]!, added: m[1] === "-" ? 0 : Number(m[1]), removed: m[2] === "-" ? 0 : Number(m[2]) });
+  }
+  const patch = await git(dir, ["diff", "--no-renames", "--no-color", "--no-ext-diff", range, "--"], opts);
+  return { summary: summarizeDiff(files), excerpt: diffExcerpt(patch) };
+}
+
 const openRef = (branch: string) => OPEN + createHash("sha1").update(branch).digest("hex");
 
 export function createLocalGitHost(opts: LocalGitHostOptions): GitHost {
@@ -113,7 +132,7 @@ export function createLocalGitHost(opts: LocalGitHostOptions): GitHost {
     return out.split("\n").reduce((max, n) => Math.max(max, Number(n) || 0), 0) + 1;
   }
 
-  async function mergeCommit(r: PullRecord, baseSha: string, headSha: string, { method, trailers }: MergeOptions): Promise<string> {
+  async function mergeCommit(r: PullRecord, baseSha: string, headSha: string, { method, trailers, body }: MergeOptions): Promise<string> {
     const out = await gitResult(repo, ["merge-tree", "--write-tree", "--no-messages", "--name-only", baseSha, headSha]);
     // Status 1 is "merged with conflicts": stdout is the tree, then the conflicted paths.
     if (out.exitCode === 1) {
@@ -123,6 +142,7 @@ export function createLocalGitHost(opts: LocalGitHostOptions): GitHost {
     if (out.exitCode !== 0) throw new AppError("unavailable", "gitops.git_failed", `git merge-tree failed: ${out.stderr.trim()}`, { retryable: false });
     const tree = out.stdout.split("\n")[0]!.trim();
     let message = method === "squash" ? `${r.title} (#${r.number})\n\n${r.body}` : `Merge pull request #${r.number} from ${r.branch}\n\n${r.title}`;
+    if (body?.trim()) message = `${message.trimEnd()}\n\n${body.trim()}`;
     if (trailers && Object.keys(trailers).length > 0) message = `${message.trimEnd()}\n\n${formatTrailers(trailers)}`;
     const parents = method === "squash" ? ["-p", baseSha] : ["-p", baseSha, "-p", headSha];
     return (await git(repo, ["commit-tree", tree, ...parents, "-m", message], { env: identity })).trim();
@@ -197,6 +217,14 @@ export function createLocalGitHost(opts: LocalGitHostOptions): GitHost {
         const ok = await transaction([`update ${PULLS}${number} ${next} ${oid}`, ...(open ? [`delete ${openRef(record.branch)} ${open}`] : [])]);
         return ok ? true : undefined;
       });
+    },
+
+    async pullRequestDiff(number) {
+      const { record } = await load(number);
+      const pr = await toPull(record);
+      // Merged: against the base as it was (the merge's first parent); else against the base now.
+      const from = record.state === "merged" && record.mergeSha ? `${record.mergeSha}^1` : (await readRef(`refs/heads/${record.base}`)) ?? record.headSha;
+      return { headSha: pr.headSha, ...(await gitDiff(repo, `${from}...${pr.headSha}`)) };
     },
 
     async deleteBranch(branch) {

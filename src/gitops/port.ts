@@ -32,6 +32,8 @@ export type MergeOptions = {
    * paragraph of its message so history walks can read them with `git interpret-trailers`.
    */
   trailers?: Record<string, string>;
+  /** Paragraphs of the merge commit's message between its title and the trailers (who, why). */
+  body?: string;
 };
 
 /** `Key: value` lines, one per trailer; newlines in values are flattened so a value cannot add a trailer. */
@@ -39,6 +41,51 @@ export function formatTrailers(trailers: Record<string, string>): string {
   return Object.entries(trailers)
     .map(([k, v]) => `${k}: ${v.replace(/\s+/g, " ").trim()}`)
     .join("\n");
+}
+
+/** One file of a change: lines added and removed (0 and 0 for a binary file). */
+export type DiffFile = { path: string; added: number; removed: number };
+/**
+ * What a change touches: its files (sorted by path, at most DIFF_MAX_FILES of them; `more` counts
+ * the rest) and the lines added and removed in all of them. Stored on approvals as JSON.
+ */
+export type DiffSummary = { files: DiffFile[]; added: number; removed: number; more?: number };
+/** A pull request's change at its current head: the summary and the start of its unified diff. */
+export type PullDiff = { headSha: string; summary: DiffSummary; excerpt: string };
+
+export const DIFF_MAX_FILES = 100;
+export const DIFF_EXCERPT_MAX = 3000;
+
+/** The summary of a change's files: totals over all of them, the list sorted and bounded. */
+export function summarizeDiff(files: DiffFile[]): DiffSummary {
+  const sorted = [...files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const summary: DiffSummary = {
+    files: sorted.slice(0, DIFF_MAX_FILES),
+    added: files.reduce((n, f) => n + f.added, 0),
+    removed: files.reduce((n, f) => n + f.removed, 0),
+  };
+  if (sorted.length > DIFF_MAX_FILES) summary.more = sorted.length - DIFF_MAX_FILES;
+  return summary;
+}
+
+/**
+ * The start of a unified diff, at most `max` characters, cut at the end of a line; a cut excerpt
+ * ends with a line saying how many lines were left out.
+ */
+export function diffExcerpt(diff: string, max = DIFF_EXCERPT_MAX): string {
+  const text = diff.replace(/\n+$/, "");
+  if (text.length <= max) return text;
+  const lines = text.split("\n");
+  const kept: string[] = [];
+  let size = 0;
+  const note = (left: number) => `… ${left} more line${left === 1 ? "" : "s"}`;
+  for (const line of lines) {
+    // Room for this line, its newline and the note that may follow it.
+    if (size + line.length + 1 + note(lines.length).length > max) break;
+    kept.push(line);
+    size += line.length + 1;
+  }
+  return [...kept, note(lines.length - kept.length)].join("\n");
 }
 
 export interface GitHost {
@@ -60,4 +107,9 @@ export interface GitHost {
   closePullRequest(number: number, comment?: string): Promise<void>;
   /** Deletes a branch; resolves to false when it was already gone (deleting twice is fine). */
   deleteBranch(branch: string): Promise<boolean>;
+  /**
+   * The change a pull request proposes at its current head (against where it branched from the
+   * base): what an approval is bound to, read again when the head moved since the request.
+   */
+  pullRequestDiff(number: number): Promise<PullDiff>;
 }

@@ -94,7 +94,13 @@ async function githubHarness(): Promise<Harness> {
   const token = `ghp_${randomBytes(18).toString("hex")}`;
   const mock = createGitHubMock({ owner: "acme", repo: "gitops", token });
   server.use(...mock.handlers);
-  return { host: createGitHubHost({ owner: "acme", repo: "gitops", token }), push: async (branch) => mock.pushBranch(branch), branchSha: async (branch) => mock.branchSha(branch) };
+  let n = 0;
+  // The same change the local harness pushes: one new one-line file per push.
+  const push = async (branch: string) => {
+    const i = ++n;
+    return mock.pushBranch(branch, undefined, [{ filename: `notes/${branch}-${i}.txt`, additions: 1, deletions: 0, status: "added", patch: `@@ -0,0 +1 @@\n+change ${i}` }]);
+  };
+  return { host: createGitHubHost({ owner: "acme", repo: "gitops", token }), push, branchSha: async (branch) => mock.branchSha(branch) };
 }
 
 for (const make of [localHarness, githubHarness]) {
@@ -203,6 +209,27 @@ for (const make of [localHarness, githubHarness]) {
       expect(await host.mergePullRequest(pr.number, { method: "merge" })).toEqual(merged);
     });
 
+    it("summarizes a pull request's change at its current head: files with lines added and removed, and the diff's start", async () => {
+      const { host, push } = await make();
+      const branch = `pitcrew/inc-${uid()}-scale`;
+      await push(branch);
+      const pr = await host.createPullRequest({ branch, base: "main", title: "Scale", body: "" });
+      const first = await host.pullRequestDiff(pr.number);
+      expect(first.headSha).toBe(pr.headSha);
+      expect(first.summary).toEqual({ files: [{ path: expect.stringMatching(/^notes\/.*-\d+\.txt$/), added: 1, removed: 0 }], added: 1, removed: 0 });
+      expect(first.excerpt).toContain(`+++ b/${first.summary.files[0]!.path}`);
+      expect(first.excerpt).toMatch(/^\+change \d+$/m);
+      // The head moves: the diff follows it.
+      const moved = await push(branch);
+      const second = await host.pullRequestDiff(pr.number);
+      expect(second.headSha).toBe(moved);
+      expect(second.summary).toMatchObject({ added: 2, removed: 0 });
+      expect(second.summary.files).toHaveLength(2);
+      // Merged: the change it brought, not an empty diff against the base that now contains it.
+      await host.mergePullRequest(pr.number, { method: "merge", sha: moved });
+      expect((await host.pullRequestDiff(pr.number)).summary).toEqual(second.summary);
+    });
+
     it("reports an unknown pull request number as gitops.pull_not_found", async () => {
       const { host } = await make();
       const err = await appError(host.getPullRequest(987_654));
@@ -248,6 +275,44 @@ describe("local GitHost on a bare repository", () => {
     const trailers = await git(repo.bare, ["log", "-1", "--format=%(trailers:only,unfold)", sha]);
     expect(trailers.trim().split("\n")).toEqual(["Approved-by: alice Pitcrew-Incident: forged", "Pitcrew-Incident: inc_3"]);
     expect(await git(repo.bare, ["log", "-1", "--format=%s", sha])).toBe("Merge pull request #1 from pitcrew/inc-3-scale\n");
+  });
+
+  it("puts the merge options' body (who approved, through what, why) between the title and the trailers", async () => {
+    const repo = await makeRepo();
+    const host = createLocalGitHost({ repoPath: repo.bare });
+    const head = await repo.commit("pitcrew/inc-4-scale", { "deploy.yaml": "replicas: 5\nimage: api:1.0\n" });
+    const pr = await host.createPullRequest({ branch: "pitcrew/inc-4-scale", base: "main", title: "Scale api to 5", body: "" });
+    const body = "Incident inc_4: api saturated\nApproved by alice via telegram: peak traffic\nApproved-by: mallory";
+    const { sha } = await host.mergePullRequest(pr.number, { method: "merge", sha: head, body, trailers: { "Approved-by": "alice", "Approved-via": "telegram", "Pitcrew-Incident": "inc_4" } });
+    expect(await git(repo.bare, ["log", "-1", "--format=%B", sha])).toBe(
+      `Merge pull request #1 from pitcrew/inc-4-scale\n\nScale api to 5\n\n${body}\n\nApproved-by: alice\nApproved-via: telegram\nPitcrew-Incident: inc_4\n\n`,
+    );
+    // Only the last paragraph is read as trailers: a line of the reason cannot pose as one.
+    expect((await git(repo.bare, ["log", "-1", "--format=%(trailers:only,unfold)", sha])).trim().split("\n")).toEqual(["Approved-by: alice", "Approved-via: telegram", "Pitcrew-Incident: inc_4"]);
+  });
+
+  it("summarizes binary files and a change of many lines, cutting the excerpt at a line", async () => {
+    const repo = await makeRepo();
+    const host = createLocalGitHost({ repoPath: repo.bare });
+    const big = Array.from({ length: 400 }, (_, i) => `line ${i}: ${"x".repeat(20)}`).join("\n") + "\n";
+    await repo.commit("pitcrew/inc-5-patch", { "big.txt": big, "logo.png": "\u0000PNG\u0000binary", "deploy.yaml": "replicas: 2\nimage: api:1.1\n" });
+    const pr = await host.createPullRequest({ branch: "pitcrew/inc-5-patch", base: "main", title: "Patch", body: "" });
+    const d = await host.pullRequestDiff(pr.number);
+    expect(d.summary).toEqual({
+      files: [
+        { path: "big.txt", added: 400, removed: 0 },
+        { path: "deploy.yaml", added: 1, removed: 1 },
+        { path: "logo.png", added: 0, removed: 0 },
+      ],
+      added: 401,
+      removed: 1,
+    });
+    expect(d.excerpt.length).toBeLessThanOrEqual(3000);
+    const lines = d.excerpt.split("\n");
+    expect(lines[0]).toBe("diff --git a/big.txt b/big.txt");
+    expect(lines[lines.length - 1]).toMatch(/^… \d+ more lines$/);
+    // Every kept line is a whole line of the diff.
+    for (const l of lines.slice(6, -1)) expect(l).toMatch(/^\+line \d+: x{20}$/);
   });
 
   it("squash-merges as one single-parent commit with the change", async () => {
@@ -397,6 +462,23 @@ describe("GitHub GitHost (msw)", () => {
     ]);
   });
 
+  it("reads every page of a pull request's files and joins their patches into the excerpt", async () => {
+    const { mock, token } = setup();
+    const files = Array.from({ length: 130 }, (_, i) => ({ filename: `apps/app-${String(i).padStart(3, "0")}.yaml`, additions: 2, deletions: 1, patch: `@@ -1 +1,2 @@\n-replicas: 1\n+replicas: 2\n+# app ${i}` }));
+    mock.pushBranch("pitcrew/inc-12-scale", undefined, [...files, { filename: "logo.png", additions: 0, deletions: 0, status: "added" }]);
+    const host = createGitHubHost({ owner, repo, token });
+    const pr = await host.createPullRequest({ branch: "pitcrew/inc-12-scale", base: "main", title: "Scale all", body: "" });
+    const d = await host.pullRequestDiff(pr.number);
+    expect(d.headSha).toBe(mock.branchSha("pitcrew/inc-12-scale"));
+    expect(d.summary).toMatchObject({ added: 260, removed: 130, more: 31 });
+    expect(d.summary.files).toHaveLength(100);
+    expect(d.summary.files[0]).toEqual({ path: "apps/app-000.yaml", added: 2, removed: 1 });
+    const pages = mock.requests.filter((r) => r.path === `/repos/acme/gitops/pulls/${pr.number}/files`);
+    expect(pages.map((r) => [r.query.page ?? "1", r.query.per_page, r.status])).toEqual([["1", "100", 200], ["2", "100", 200]]);
+    expect(d.excerpt.startsWith("diff --git a/apps/app-000.yaml b/apps/app-000.yaml\n--- a/apps/app-000.yaml\n+++ b/apps/app-000.yaml\n@@ -1 +1,2 @@\n-replicas: 1\n+replicas: 2\n+# app 0\n")).toBe(true);
+    expect(d.excerpt.length).toBeLessThanOrEqual(3000);
+  });
+
   it("maps other 422s (no commits between the branches) to github.invalid with GitHub's reason", async () => {
     const { mock, token } = setup();
     mock.pushBranch("same", mock.branchSha("main"));
@@ -426,6 +508,10 @@ describe("GitHub GitHost (msw)", () => {
     const pr = await host.createPullRequest({ branch: "pitcrew/inc-11-quota", base: "main", title: "Raise quota", body: "" });
     await host.mergePullRequest(pr.number, { method: "merge", sha: head, trailers: { "Approved-by": "policy", "Pitcrew-Incident": "inc_11" } });
     expect(mock.pull(pr.number)?.mergeMessage).toEqual({ title: null, message: "Approved-by: policy\nPitcrew-Incident: inc_11" });
+    const head2 = mock.pushBranch("pitcrew/inc-11-scale");
+    const pr2 = await host.createPullRequest({ branch: "pitcrew/inc-11-scale", base: "main", title: "Scale", body: "" });
+    await host.mergePullRequest(pr2.number, { method: "merge", sha: head2, body: "Approved by alice via mcp: peak", trailers: { "Approved-by": "alice", "Approved-via": "mcp" } });
+    expect(mock.pull(pr2.number)?.mergeMessage).toEqual({ title: null, message: "Approved by alice via mcp: peak\n\nApproved-by: alice\nApproved-via: mcp" });
     expect(await host.deleteBranch("pitcrew/inc-11-quota")).toBe(true);
     expect(await host.deleteBranch("pitcrew/inc-11-quota")).toBe(false);
     const deletes = mock.requests.filter((r) => r.method === "DELETE");

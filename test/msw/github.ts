@@ -19,6 +19,9 @@ export type GitHubMockOptions = {
   defaultBranch?: string;
 };
 
+/** A file of a branch's change, as GitHub lists a pull request's files. */
+export type MockFile = { filename: string; additions: number; deletions: number; patch?: string; status?: "added" | "modified" | "removed" };
+
 export type RecordedRequest = { method: string; path: string; query: Record<string, string>; authorization: string | null; body: unknown; status: number };
 
 type MockPull = {
@@ -41,6 +44,8 @@ type MockPull = {
   updatedAt: string;
   closedAt: string | null;
   mergedAt: string | null;
+  /** The files of a merged or closed pull request, frozen then; an open one shows its branch's. */
+  files: MockFile[] | null;
 };
 
 export const sha = () => randomBytes(20).toString("hex");
@@ -73,6 +78,9 @@ export function createGitHubMock(opts: GitHubMockOptions) {
   const appKey = opts.app ? (typeof opts.app.publicKey === "string" ? createPublicKey(opts.app.publicKey) : opts.app.publicKey) : undefined;
 
   const branches = new Map<string, string>([[defaultBranch, sha()]]);
+  /** The change each branch carries against the default branch, file by file. */
+  const branchFiles = new Map<string, MockFile[]>();
+  const filesOf = (p: MockPull) => p.files ?? branchFiles.get(p.head) ?? [];
   const pulls: MockPull[] = [];
   const comments: Array<{ issue: number; body: string }> = [];
   const issuedTokens: string[] = [];
@@ -100,7 +108,7 @@ export function createGitHubMock(opts: GitHubMockOptions) {
       ...item, merged: p.merged, mergeable: open ? p.mergeable : null, rebaseable: open ? p.mergeable : null,
       mergeable_state: open ? (p.mergeable ? "clean" : "dirty") : "unknown", merged_by: p.merged ? user : null,
       comments: comments.filter((c) => c.issue === p.number).length, review_comments: 0, maintainer_can_modify: false,
-      commits: 1, additions: 3, deletions: 1, changed_files: 1,
+      commits: 1, additions: filesOf(p).reduce((n, f) => n + f.additions, 0), deletions: filesOf(p).reduce((n, f) => n + f.deletions, 0), changed_files: filesOf(p).length,
     };
   }
 
@@ -112,7 +120,7 @@ export function createGitHubMock(opts: GitHubMockOptions) {
     const p: MockPull = {
       number: nextNumber++, id: randomInt(1e9, 2e9), head: input.branch, base: input.base ?? defaultBranch, title: input.title ?? input.branch, body: input.body ?? null,
       state: "open", merged: false, mergeable: true, headSha: branches.get(input.branch) ?? sha(), baseSha: branches.get(input.base ?? defaultBranch) ?? sha(),
-      mergeSha: null, mergeMessage: null, createdAt: at, updatedAt: at, closedAt: null, mergedAt: null,
+      mergeSha: null, mergeMessage: null, createdAt: at, updatedAt: at, closedAt: null, mergedAt: null, files: null,
     };
     pulls.push(p);
     return p.number;
@@ -184,6 +192,30 @@ export function createGitHubMock(opts: GitHubMockOptions) {
       return p ? json(pullJson(p, true)) : notFound("/pulls/pulls#get-a-pull-request");
     })),
 
+    // List pull request files: paginated with a Link header (per_page up to 100, default 30).
+    http.get(`${api}/repos/:owner/:repo/pulls/:number/files`, route(({ request, params }) => {
+      const p = findPull(params);
+      if (!p) return notFound("/pulls/pulls#list-pull-requests-files");
+      const url = new URL(request.url);
+      const perPage = Math.min(Number(url.searchParams.get("per_page") ?? 30), 100);
+      const page = Number(url.searchParams.get("page") ?? 1);
+      const all = filesOf(p);
+      const items = all.slice((page - 1) * perPage, page * perPage).map((f) => ({
+        sha: sha(), filename: f.filename, status: f.status ?? "modified", additions: f.additions, deletions: f.deletions, changes: f.additions + f.deletions,
+        blob_url: `${web}/blob/${headOf(p)}/${f.filename}`, raw_url: `${web}/raw/${headOf(p)}/${f.filename}`,
+        contents_url: `${repoApi}/contents/${f.filename}?ref=${headOf(p)}`, ...(f.patch !== undefined ? { patch: f.patch } : {}),
+      }));
+      const last = Math.max(1, Math.ceil(all.length / perPage));
+      const link = (n: number) => {
+        const u = new URL(url);
+        u.searchParams.set("page", String(n));
+        u.searchParams.set("per_page", String(perPage));
+        return `<${u.href}>`;
+      };
+      const links = page < last ? [`${link(page + 1)}; rel="next"`, `${link(last)}; rel="last"`] : [];
+      return HttpResponse.json(items, { headers: { ...headers(), ...(links.length ? { link: links.join(", ") } : {}) } });
+    })),
+
     http.put(`${api}/repos/:owner/:repo/pulls/:number/merge`, route(({ params, body }) => {
       const doc = "/pulls/pulls#merge-a-pull-request";
       const p = findPull(params);
@@ -196,7 +228,7 @@ export function createGitHubMock(opts: GitHubMockOptions) {
       if (body.sha !== undefined && body.sha !== headOf(p)) return githubError(409, "Head branch was modified. Review and try the merge again.", doc);
       const at = now();
       const mergeMessage = { title: typeof body.commit_title === "string" ? body.commit_title : null, message: typeof body.commit_message === "string" ? body.commit_message : null };
-      Object.assign(p, { headSha: headOf(p), state: "closed", merged: true, mergeSha: sha(), mergeMessage, mergedAt: at, closedAt: at, updatedAt: at });
+      Object.assign(p, { headSha: headOf(p), files: filesOf(p), state: "closed", merged: true, mergeSha: sha(), mergeMessage, mergedAt: at, closedAt: at, updatedAt: at });
       branches.set(p.base, p.mergeSha!);
       return json({ sha: p.mergeSha, merged: true, message: "Pull Request successfully merged" });
     })),
@@ -205,8 +237,8 @@ export function createGitHubMock(opts: GitHubMockOptions) {
       const p = findPull(params);
       if (!p) return notFound("/pulls/pulls#update-a-pull-request");
       const at = now();
-      if (body.state === "closed" && p.state === "open") Object.assign(p, { headSha: headOf(p), state: "closed", closedAt: at });
-      if (body.state === "open" && p.state === "closed" && !p.merged) Object.assign(p, { state: "open", closedAt: null });
+      if (body.state === "closed" && p.state === "open") Object.assign(p, { headSha: headOf(p), files: filesOf(p), state: "closed", closedAt: at });
+      if (body.state === "open" && p.state === "closed" && !p.merged) Object.assign(p, { state: "open", closedAt: null, files: null });
       if (typeof body.title === "string") p.title = body.title;
       if (typeof body.body === "string") p.body = body.body;
       p.updatedAt = at;
@@ -232,7 +264,7 @@ export function createGitHubMock(opts: GitHubMockOptions) {
       const branch = ref.startsWith("heads/") ? ref.slice("heads/".length) : undefined;
       if (!branch || !branches.has(branch)) return githubError(422, "Reference does not exist", doc);
       const at = now();
-      for (const p of pulls) if (p.state === "open" && p.head === branch) Object.assign(p, { headSha: headOf(p), state: "closed", closedAt: at, updatedAt: at });
+      for (const p of pulls) if (p.state === "open" && p.head === branch) Object.assign(p, { headSha: headOf(p), files: filesOf(p), state: "closed", closedAt: at, updatedAt: at });
       branches.delete(branch);
       return new HttpResponse(null, { status: 204, headers: headers() });
     })),
@@ -255,9 +287,19 @@ export function createGitHubMock(opts: GitHubMockOptions) {
     requests,
     comments,
     issuedTokens,
-    /** A push: creates or moves `branch` to `to` (a fresh sha by default); returns the new head. */
-    pushBranch(branch: string, to = sha()): string {
+    /**
+     * A push: creates or moves `branch` to `to` (a fresh sha by default); returns the new head.
+     * `files` join the change the branch carries (a file pushed again replaces its entry).
+     */
+    pushBranch(branch: string, to = sha(), files: MockFile[] = []): string {
       branches.set(branch, to);
+      const mine = branchFiles.get(branch) ?? [];
+      for (const f of files) {
+        const i = mine.findIndex((x) => x.filename === f.filename);
+        if (i >= 0) mine[i] = f;
+        else mine.push(f);
+      }
+      branchFiles.set(branch, mine);
       return to;
     },
     branchSha: (branch: string) => branches.get(branch),
