@@ -12,8 +12,11 @@ import { conflict, invalid, notFound } from "../shared/errors.ts";
 export type ApprovalRow = Selectable<ApprovalsTable>;
 export type NewApproval = Insertable<ApprovalsTable>;
 
-/** Who decides: the subject recorded on the approval, the actor on events, and the channel. */
-export type Decider = { subject: string; actor: string; channel: string };
+/**
+ * Who decides: the subject recorded on the approval, the actor on events, and the channel; `data`
+ * (e.g. a Telegram user's id and username) is added to the decision's event.
+ */
+export type Decider = { subject: string; actor: string; channel: string; data?: Record<string, unknown> };
 
 export type PullRef = { number: number; url?: string; branch?: string; sha?: string };
 /** What a before_run approval approves: the recorded plan. */
@@ -92,7 +95,7 @@ export async function decide(
     actor: by.actor,
     channel: by.channel,
     reason,
-    data: { approvalId: a.id },
+    data: { ...by.data, approvalId: a.id },
     occurredAt: now,
   }, now);
   return { ...a, ...set };
