@@ -8,6 +8,7 @@ import type { Metrics } from "./metrics.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { alertmanagerRoutes, type AlertmanagerRouteDeps } from "../alerts/route.ts";
 import { mcpRoutes, type McpRouteDeps } from "../mcp/route.ts";
+import { telegramWebhookRoutes, type TelegramWebhookDeps } from "../approvals/telegram-webhook.ts";
 
 export type HttpDeps = {
   log: Logger;
@@ -21,6 +22,8 @@ export type HttpDeps = {
   alertmanager?: Omit<AlertmanagerRouteDeps, "metrics">;
   /** The MCP endpoint (POST /mcp); absent in tests of the bare shell. */
   mcp?: McpRouteDeps;
+  /** The Telegram webhook (POST /webhooks/telegram); only in webhook mode, where it has a secret. */
+  telegram?: TelegramWebhookDeps;
 };
 
 /** Assembles the HTTP app; does not listen (tests use inject, main/serve.ts listens). */
@@ -66,6 +69,10 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   if (deps.mcp) {
     const mcp = deps.mcp;
     await app.register(async (scope) => mcpRoutes(scope, mcp));
+  }
+  if (deps.telegram) {
+    const telegram = deps.telegram;
+    await app.register(async (scope) => telegramWebhookRoutes(scope, telegram));
   }
   return app;
 }
