@@ -302,5 +302,82 @@ for (const f of factories) {
       const confirm = tg.messages(CHAT).at(-1)!;
       expect(confirm.text).toBe(`Rejected ${p.approval.id} by @alice (tg:4242): wrong fix: the <limit> is the problem`);
     });
+
+    describe("commands", () => {
+      /** Sends a command as `from` in `chat`; returns the bot's replies to it (as users see them). */
+      async function command(text: string, from: typeof ALICE = ALICE, chat = CHAT): Promise<string[]> {
+        const before = tg.calls.length;
+        const u = tg.textMessage({ from, chat, text });
+        expect((await post(u)).statusCode).toBe(200);
+        return sentSince(before).map((c) => tg.message(String(c.body.chat_id), (c.result as { message_id: number }).message_id)!.text);
+      }
+
+      it("/help answers anyone, anywhere, with their user id and the chat id", async () => {
+        const [text] = await command("/help", MALLORY, OTHER_CHAT);
+        expect(text).toContain("/approve <id>");
+        expect(text).toContain(`Your Telegram user id: 6666 (not in TELEGRAM_APPROVER_IDS). This chat's id: ${OTHER_CHAT} (not a configured chat).`);
+        expect((await command("/start", ALICE))[0]).toContain("Your Telegram user id: 4242 (an approver).");
+      });
+
+      it("stays quiet in chats it was not configured for, and refuses non-approvers (auditing decisions)", async () => {
+        const p = await proposed();
+        expect(await command("/status", ALICE, OTHER_CHAT)).toEqual([]);
+        expect(await command(`/approve ${p.approval.id}`, ALICE, OTHER_CHAT)).toEqual([]);
+        expect(await command("/status", MALLORY)).toEqual(["Refused: you are not an approver. Your Telegram user id is 6666; an admin can add it to TELEGRAM_APPROVER_IDS."]);
+        await command(`/approve ${p.approval.id}`, MALLORY);
+        expect((await approvalOf(p.id)).state).toBe("pending");
+        expect((await refusals(p.approval.id)).map((e) => [e.actor, e.reason])).toEqual([["telegram:6666", "@mallory (tg:6666) is not an approver (TELEGRAM_APPROVER_IDS)"]]);
+      });
+
+      it("/status reports health, the pause switch, open incidents and pending approvals", async () => {
+        const p = await proposed();
+        const [text] = await command("/status");
+        expect(text).toMatch(/^Pitcrew \S+, embedded\ndatabase: ok · queue: ok\nautomation running\nopen incidents: \d+ \(.*\d+ proposed.*\)\npending approvals: \d+$/);
+        const pending = Number(/pending approvals: (\d+)/.exec(text!)![1]);
+        await command(`/reject ${p.approval.id}`);
+        expect(Number(/pending approvals: (\d+)/.exec((await command("/status@pitcrew_test_bot"))[0]!)![1])).toBe(pending - 1);
+        expect(await command("/status@some_other_bot")).toEqual([]);
+      });
+
+      it("/incidents lists the open ones and /incident shows one with its plan, approval and latest steps", async () => {
+        const p = await proposed();
+        const [list] = await command("/incidents");
+        expect(list).toContain(`${p.id} proposed · warning · cart lags <`);
+        const [one] = await command(`/incident ${p.id}`);
+        expect(one).toContain(`Incident ${p.id} — proposed`);
+        expect(one).toContain("Plan: replicas-mismatch-scale (medium risk)");
+        expect(one).toContain(`Approval ${p.approval.id} (medium risk): pending`);
+        expect(one).toContain("incident.proposed: pull request #");
+        expect(await command("/incident inc_NOPE")).toEqual(["No incident inc_NOPE."]);
+      });
+
+      it("/approve <incident> merges its pending approval as the person who asked", async () => {
+        const p = await proposed();
+        expect(await command(`/approve ${p.id}`, BOB)).toEqual([`Approved by @bob (tg:4343): merging pull request #${p.number}.`]);
+        expect(await approvalOf(p.id)).toMatchObject({ state: "approved", decided_by: "@bob (tg:4343)", channel: "telegram" });
+        expect(onMain(p.path)).toBe(true);
+        const [again] = await command(`/approve ${p.approval.id}`, ALICE);
+        expect(again).toMatch(/^Refused: approval \S+ is already approved: already decided by @bob \(tg:4343\) via telegram at /);
+        expect(await command("/approve nonsense")).toEqual(["Usage: /approve <approval or incident id>"]);
+      });
+
+      it("/reject <approval> [reason] rejects with the reason and closes the pull request", async () => {
+        const p = await proposed();
+        expect(await command(`/reject ${p.approval.id} not during the freeze`)).toEqual([`Rejected ${p.approval.id} by @alice (tg:4242): not during the freeze`]);
+        expect(await approvalOf(p.id)).toMatchObject({ state: "rejected", decided_by: "@alice (tg:4242)", reason: "not during the freeze" });
+        expect((await host.getPullRequest(p.number))!.state).toBe("closed");
+      });
+
+      it("/pause and /resume flip the pause switch, recorded as the person", async () => {
+        expect(await command("/pause deploy freeze")).toEqual(["Automation paused: incidents are recorded but not analysed or fixed until /resume."]);
+        const paused = await store.db.selectFrom("events").selectAll().where("type", "=", "system.paused").orderBy("seq", "desc").executeTakeFirstOrThrow();
+        expect(paused).toMatchObject({ actor: "telegram:4242", channel: "telegram", reason: "deploy freeze" });
+        expect((await command("/status"))[0]).toContain("automation PAUSED by telegram:4242: deploy freeze");
+        expect((await command("/resume", BOB))[0]).toMatch(/^Automation resumed; analysis queued again for \d+ waiting incident\(s\)\.$/);
+        expect((await command("/status"))[0]).toContain("automation running");
+        const resumed = await store.db.selectFrom("events").selectAll().where("type", "=", "system.resumed").orderBy("seq", "desc").executeTakeFirstOrThrow();
+        expect(resumed.actor).toBe("telegram:4343");
+      });
+    });
   });
 }
