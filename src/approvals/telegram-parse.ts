@@ -34,7 +34,8 @@ const APPROVAL_ID = /^apr_[0-9A-Za-z_]{1,36}$/;
 
 /** The button formats the approval message renders: `v1:<a|r|d|b>:<approval id>`. */
 export function buttonData(verb: ButtonVerb, approvalId: string): string {
-  return `v1:${verb[0]}:${approvalId}`;
+  const letter = Object.entries(VERBS).find(([, v]) => v === verb)![0];
+  return `v1:${letter}:${approvalId}`;
 }
 
 /**
