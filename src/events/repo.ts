@@ -3,6 +3,7 @@ import { insertIfAbsent, type Executor } from "../store/sql.ts";
 import type { EventRow } from "../store/schema.ts";
 import { newId } from "../shared/ids.ts";
 import { redactSecrets } from "../shared/redact.ts";
+import { requestNotices } from "../notify/requests.ts";
 
 // The append-only timeline. Every state change of a task or incident writes one row here, with
 // who did it (actor), through what (channel) and why (reason). Rows are never updated.
@@ -19,9 +20,13 @@ export type NewEvent = {
   occurredAt: number;
 };
 
-/** Inserts the event unless its id is already stored. Returns true when it was new. */
+/**
+ * Inserts the event unless its id is already stored. Returns true when it was new. A new event that
+ * changes what people were told (an incident's card, an approval's message) also asks, in the same
+ * transaction, for that notice to be delivered (notify/requests.ts).
+ */
 export async function appendEvent(db: Executor, dialect: Store["dialect"], e: NewEvent, recordedAt: number): Promise<boolean> {
-  return insertIfAbsent(db, dialect, "events", {
+  const inserted = await insertIfAbsent(db, dialect, "events", {
     id: e.id ?? newId("evt", e.occurredAt),
     type: e.type,
     task_id: e.taskId ?? null,
@@ -33,6 +38,8 @@ export async function appendEvent(db: Executor, dialect: Store["dialect"], e: Ne
     occurred_at: e.occurredAt,
     recorded_at: recordedAt,
   });
+  if (inserted) await requestNotices(db, dialect, e, recordedAt);
+  return inserted;
 }
 
 export type EventFilter = { taskId?: string; incidentId?: string; type?: string; afterSeq?: number; limit?: number };

@@ -220,6 +220,41 @@ export interface SettingsTable {
   updated_at: number;
 }
 
+/**
+ * A durable delivery to an outside service (a Telegram notice or approval message): pending until
+ * sent, with attempts and backoff, then `sent`, `skipped` (nothing to say) or `dead`. `pending_key`
+ * is set (and unique) while pending, so changes coalesce into one row; `requests` counts them.
+ */
+export interface DeliveriesTable {
+  id: string;
+  channel: string;
+  kind: string;
+  /** What it is about: an incident id (incident card), an approval id (approval message). */
+  ref: string;
+  /** Where it went (a chat id); empty while the sender routes it when it sends. */
+  target: string;
+  payload: string | null;
+  pending_key: string | null;
+  state: string;
+  priority: Generated<number>;
+  requests: Generated<number>;
+  attempts: Generated<number>;
+  next_attempt_at: number;
+  last_error: string | null;
+  created_at: number;
+  updated_at: number;
+  sent_at: number | null;
+}
+
+/** The Telegram message that is an incident's card, edited as the incident moves. */
+export interface NoticeMessagesTable {
+  incident_id: string;
+  chat_id: string;
+  message_id: string;
+  created_at: number;
+  updated_at: number;
+}
+
 /** A Reject press's ForceReply prompt: the reply to (chat_id, message_id) from user_id rejects approval_id. */
 export interface TelegramPromptsTable {
   chat_id: string;
@@ -250,6 +285,8 @@ export interface DB {
   external_claims: ExternalClaimsTable;
   outbox: OutboxTable;
   settings: SettingsTable;
+  deliveries: DeliveriesTable;
+  notice_messages: NoticeMessagesTable;
   telegram_prompts: TelegramPromptsTable;
   telegram_updates: TelegramUpdatesTable;
 }

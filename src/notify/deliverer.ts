@@ -1,0 +1,234 @@
+import { appendEvent } from "../events/repo.ts";
+import { backoffMs } from "../shared/backoff.ts";
+import { errorMessage } from "../shared/errors.ts";
+import type { Logger } from "../shared/logger.ts";
+import type { Store } from "../store/db.ts";
+import { holdLease, releaseLease } from "./lease.ts";
+import { dropUnsendable, dueDeliveries, finishDelivery, nextDueAt, postponeDeliveries, pruneDeliveries, type DeliveryRow } from "./repo.ts";
+import { onDeliveryRequested } from "./requests.ts";
+
+// The deliverer: one loop, on whichever replica holds the lease, sends due delivery rows through
+// the sender of their channel and records the outcome. Nothing waits on it: the change that asked
+// for a delivery committed long before, so an outside service being down only delays messages.
+// A failed send is retried with backoff (and the channel pauses, so an outage costs one probe per
+// backoff step rather than one failed call per row), then the row is `dead` with an event. A row
+// whose incident changed while it was being sent stays pending and is sent again, rendered anew.
+
+/** What a sender did with a row. */
+export type DeliveryOutcome =
+  | { status: "sent"; target: string }
+  /** Nothing to send (below the severity threshold, decided before it was ever shown…). */
+  | { status: "skipped"; why: string }
+  /** Not now (a rate limit, a 429's retry_after): no attempt is counted. `target`: where it goes. */
+  | { status: "wait"; until: number; why: string; target?: string }
+  /** Failed in a way that may pass; `channelDown` pauses the channel's other rows too. */
+  | { status: "retry"; error: string; channelDown?: boolean }
+  | { status: "dead"; error: string; incidentId?: string };
+
+export type Sender = {
+  deliver(row: DeliveryRow, now: number): Promise<DeliveryOutcome>;
+  /** 0 when a message to `target` may go now, else when it may (rate limits); lets waiting rows wait without work. */
+  readyAt?(target: string, now: number): number;
+};
+
+export type DelivererSettings = {
+  leaseMs: number;
+  pollMs: number;
+  batch: number;
+  maxAttempts: number;
+  backoff: { baseMs: number; maxMs: number };
+  keepDoneMs: number;
+  keepDeadMs: number;
+  pruneEveryMs: number;
+};
+
+export const DELIVERER_DEFAULTS: DelivererSettings = {
+  leaseMs: 30_000,
+  pollMs: 2000,
+  batch: 50,
+  // With the backoff below, about 3 hours of failures before a message is given up.
+  maxAttempts: 25,
+  backoff: { baseMs: 2000, maxMs: 600_000 },
+  keepDoneMs: 7 * 86_400_000,
+  keepDeadMs: 30 * 86_400_000,
+  pruneEveryMs: 600_000,
+};
+
+export type DelivererDeps = {
+  store: Store;
+  log: Logger;
+  now: () => number;
+  /** This replica, as the lease names it. */
+  owner: string;
+  /** By channel; rows of a channel without a sender are dropped (its service is not configured). */
+  senders: Record<string, Sender>;
+  settings?: Partial<DelivererSettings>;
+};
+
+export type RunResult = { leader: boolean; sent: number; retried: number; dead: number; waiting: number; skipped: number; dropped: number; nextAt: number | null; more: boolean };
+
+export const DELIVERER_LEASE = "notify.deliverer";
+const ACTOR = { actor: "pitcrew:notify", channel: "engine" };
+
+export function createDeliverer(deps: DelivererDeps) {
+  const { store } = deps;
+  const s: DelivererSettings = { ...DELIVERER_DEFAULTS, ...deps.settings };
+  const log = deps.log.child({ component: "notify" });
+  const channels = Object.keys(deps.senders);
+  const paused = new Map<string, { until: number; failures: number }>();
+  let lastPrune = Number.NEGATIVE_INFINITY;
+
+  async function record(row: DeliveryRow, out: DeliveryOutcome, r: RunResult): Promise<void> {
+    const now = deps.now();
+    switch (out.status) {
+      case "sent":
+      case "skipped": {
+        paused.delete(row.channel);
+        r[out.status === "sent" ? "sent" : "skipped"] += 1;
+        const closed = await finishDelivery(store.db, row, out.status, now, out.status === "sent" ? { target: out.target } : { error: out.why });
+        // Changed while it was being sent: send again, rendered from the new state.
+        if (!closed) await postponeDeliveries(store.db, [row.id], now, now);
+        return;
+      }
+      case "wait":
+        r.waiting += 1;
+        await postponeDeliveries(store.db, [row.id], out.until, now, { target: out.target });
+        return;
+      case "retry": {
+        const attempts = Number(row.attempts) + 1;
+        if (out.channelDown) {
+          const p = paused.get(row.channel);
+          const failures = (p?.failures ?? 0) + 1;
+          paused.set(row.channel, { until: now + backoffMs(failures, s.backoff), failures });
+        }
+        if (attempts < s.maxAttempts) {
+          r.retried += 1;
+          log.warn({ deliveryId: row.id, channel: row.channel, kind: row.kind, attempts, error: out.error }, "delivery failed; will retry");
+          await postponeDeliveries(store.db, [row.id], now + backoffMs(attempts, s.backoff), now, { attempts, error: out.error });
+          return;
+        }
+        return giveUp(row, `gave up after ${attempts} attempts: ${out.error}`, undefined, r, attempts);
+      }
+      case "dead":
+        return giveUp(row, out.error, out.incidentId, r, Number(row.attempts) + 1);
+    }
+  }
+
+  async function giveUp(row: DeliveryRow, error: string, incidentId: string | undefined, r: RunResult, attempts: number): Promise<void> {
+    r.dead += 1;
+    log.error({ deliveryId: row.id, channel: row.channel, kind: row.kind, ref: row.ref, error }, "delivery given up");
+    await store.db.transaction().execute(async (trx) => {
+      const now = deps.now();
+      if (!(await finishDelivery(trx, row, "dead", now, { error, attempts }))) return;
+      await appendEvent(trx, store.dialect, {
+        type: "notice.dead",
+        incidentId: incidentId ?? (row.kind.startsWith("incident.") ? row.ref : null),
+        ...ACTOR,
+        reason: `${row.channel} ${row.kind} not delivered: ${error}`.slice(0, 1000),
+        data: { deliveryId: row.id, channel: row.channel, kind: row.kind, ref: row.ref, attempts },
+        occurredAt: now,
+      }, now);
+    });
+  }
+
+  /** One pass: hold the lease, send what is due, record the outcomes. */
+  async function runOnce(): Promise<RunResult> {
+    const r: RunResult = { leader: false, sent: 0, retried: 0, dead: 0, waiting: 0, skipped: 0, dropped: 0, nextAt: null, more: false };
+    const now = deps.now();
+    r.leader = await holdLease(store.db, store.dialect, DELIVERER_LEASE, deps.owner, now, s.leaseMs);
+    // Not the sender: check back in time to take over from one that stopped renewing.
+    if (!r.leader) return { ...r, nextAt: now + s.leaseMs / 2 };
+    r.dropped = await dropUnsendable(store.db, channels);
+    if (now - lastPrune >= s.pruneEveryMs) {
+      lastPrune = now;
+      await pruneDeliveries(store.db, now, { doneMs: s.keepDoneMs, deadMs: s.keepDeadMs });
+    }
+    const down = () => [...paused].filter(([, p]) => p.until > deps.now()).map(([c]) => c);
+    const rows = await dueDeliveries(store.db, now, s.batch, down());
+    // Rows already routed to a target that has no free slot wait for it, in one update per slot time.
+    const held = new Map<number, string[]>();
+    for (const row of rows) {
+      if (down().includes(row.channel)) continue;
+      const sender = deps.senders[row.channel]!;
+      const readyAt = row.target && sender.readyAt ? sender.readyAt(row.target, deps.now()) : 0;
+      if (readyAt > 0) {
+        held.set(readyAt, [...(held.get(readyAt) ?? []), row.id]);
+        r.waiting += 1;
+        continue;
+      }
+      let out: DeliveryOutcome;
+      try {
+        out = await sender.deliver(row, deps.now());
+      } catch (err) {
+        // Our side failed (the database, a bug): retry like an outage of the service would.
+        out = { status: "retry", error: errorMessage(err).slice(0, 500) };
+      }
+      await record(row, out, r);
+    }
+    for (const [at, ids] of held) await postponeDeliveries(store.db, ids, at, deps.now());
+    const skip = down();
+    const next = await nextDueAt(store.db, skip);
+    const resume = skip.map((c) => paused.get(c)!.until);
+    const candidates = [...(next === null ? [] : [next]), ...resume];
+    r.nextAt = candidates.length ? Math.min(...candidates) : null;
+    r.more = rows.length === s.batch;
+    return r;
+  }
+
+  let stopped = true;
+  let loop: Promise<void> | undefined;
+  let wake: (() => void) | undefined;
+  let kickTimer: NodeJS.Timeout | undefined;
+  let unsubscribe: (() => void) | undefined;
+
+  /** Runs the loop soon: the request may still be in a transaction that commits in a moment. */
+  function kick(): void {
+    if (stopped || kickTimer) return;
+    kickTimer = setTimeout(() => {
+      kickTimer = undefined;
+      wake?.();
+    }, 50);
+  }
+
+  async function run(): Promise<void> {
+    while (!stopped) {
+      let wait = s.pollMs;
+      try {
+        const r = await runOnce();
+        if (r.more) wait = 0;
+        else if (r.nextAt !== null) wait = Math.min(s.pollMs, Math.max(0, r.nextAt - deps.now()));
+      } catch (err) {
+        log.warn({ err: { message: errorMessage(err) } }, "delivery pass failed");
+      }
+      if (stopped) break;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.max(wait, 10));
+        wake = () => (clearTimeout(t), resolve());
+      });
+      wake = undefined;
+    }
+  }
+
+  return {
+    runOnce,
+    kick,
+    start() {
+      if (!stopped) return;
+      stopped = false;
+      unsubscribe = onDeliveryRequested(kick);
+      loop = run();
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      unsubscribe?.();
+      clearTimeout(kickTimer);
+      kickTimer = undefined;
+      wake?.();
+      await loop;
+      await releaseLease(store.db, DELIVERER_LEASE, deps.owner).catch(() => undefined);
+    },
+  };
+}
+
+export type Deliverer = ReturnType<typeof createDeliverer>;
