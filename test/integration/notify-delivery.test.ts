@@ -165,6 +165,62 @@ for (const f of factories) {
       expect(row).toMatchObject({ state: "sent", attempts: 0, target: GROUP });
     });
 
+    it("coalesces a burst of changes into one message, and sends again when the incident changed while its message was in flight", async () => {
+      fake();
+      const d = deliverer();
+      const id = await open();
+      // Opened, then escalated (a card change) and analysed again (not one): two requests, one pending row.
+      for (const step of ["analysis.started", "escalate", "analysis.started"] as const) await move(id, step, `step ${step}`);
+      expect(await store.db.selectFrom("deliveries").select(["state", "requests"]).where("ref", "=", id).execute()).toEqual([{ state: "pending", requests: 2 }]);
+      // While Telegram is answering the first send, the incident escalates (a commit of its own).
+      mock.onRequest(async (call) => {
+        mock.onRequest(null);
+        if (call.method === "sendMessage") await move(id, "escalate", "the analysis found nothing to do");
+      });
+      await drain(d);
+      const [card] = cardsOf(id);
+      expect(mock.succeeded("sendMessage")).toHaveLength(1);
+      expect(mock.succeeded("editMessageText")).toHaveLength(1);
+      expect(mock.message(GROUP, (card!.result as { message_id: number }).message_id)!.text).toContain("Escalated to a person — the analysis found nothing to do");
+      expect(await pending()).toBe(0);
+    });
+
+    it("gives a notice up when Telegram refuses it for good, with a notice.dead event, and the incident moves on", async () => {
+      fake();
+      const d = deliverer();
+      mock.fail({ errorCode: 400, description: "Bad Request: chat not found" });
+      const id = await open();
+      await drain(d);
+      expect(mock.calls.map((c) => c.status)).toEqual([400]);
+      const row = await store.db.selectFrom("deliveries").selectAll().where("ref", "=", id).executeTakeFirstOrThrow();
+      expect(row).toMatchObject({ state: "dead", pending_key: null, last_error: "400 Bad Request: chat not found" });
+      const dead = await store.db.selectFrom("events").selectAll().where("incident_id", "=", id).where("type", "=", "notice.dead").execute();
+      expect(dead).toHaveLength(1);
+      expect(dead[0]!.reason).toBe("telegram incident.card not delivered: 400 Bad Request: chat not found");
+      // The next change asks again, in a new row.
+      mock.fail(null);
+      await move(id, "escalate", "nobody could be told");
+      await drain(d);
+      expect(cardsOf(id)).toHaveLength(1);
+    });
+
+    it("sends a new card when the old one was deleted from the chat", async () => {
+      fake();
+      const d = deliverer();
+      const id = await open();
+      await drain(d);
+      const first = cardsOf(id)[0]!.result as { message_id: number };
+      mock.failNext(1, { errorCode: 400, description: "Bad Request: message to edit not found" });
+      await move(id, "escalate", "no skill matches");
+      await drain(d);
+      const cards = cardsOf(id);
+      expect(cards).toHaveLength(2);
+      const second = cards[1]!.result as { message_id: number };
+      expect(second.message_id).not.toBe(first.message_id);
+      expect(await store.db.selectFrom("notice_messages").select("message_id").where("incident_id", "=", id).executeTakeFirstOrThrow()).toEqual({ message_id: String(second.message_id) });
+      expect(mock.message(GROUP, second.message_id)!.text).toContain("Escalated to a person");
+    });
+
     it("sends a storm of 200 incidents to one group within 20 messages a minute and one a second", async () => {
       fake();
       const d = deliverer();

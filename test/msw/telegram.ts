@@ -126,6 +126,7 @@ export function createTelegramMock(opts: TelegramMockOptions) {
   let down: TelegramFailure | null = null;
   const queued: TelegramFailure[] = [];
   let webhook: { url: string; secret_token?: string; allowed_updates?: string[] } | null = null;
+  let beforeAnswer: ((call: TelegramCall) => unknown) | null = null;
 
   const chatOf = (id: string) => {
     let c = chats.get(id);
@@ -264,6 +265,7 @@ export function createTelegramMock(opts: TelegramMockOptions) {
     }
     const call: TelegramCall = { method: m?.[2] ?? url.pathname, body, at: now(), status: 0, ok: false };
     calls.push(call);
+    await beforeAnswer?.(call);
     const failure = queued.shift() ?? down;
     let answer: Answer;
     if (failure) {
@@ -310,6 +312,10 @@ export function createTelegramMock(opts: TelegramMockOptions) {
       for (let i = 0; i < n; i++) queued.push(f);
     },
     webhook: () => webhook,
+    /** Runs (and awaits) `fn` for each request before it is answered: to change things while a call is in flight. */
+    onRequest(fn: ((call: TelegramCall) => unknown) | null) {
+      beforeAnswer = fn;
+    },
     /** Queues an update for getUpdates; returns it with its update_id. */
     enqueueUpdate(update: Record<string, unknown>) {
       const u = { update_id: nextUpdateId++, ...update };
