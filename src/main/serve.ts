@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { Config } from "../config/load.ts";
 import { createEventIngester } from "../events/ingester.ts";
 import { buildHttpApp } from "../http/app.ts";
@@ -24,6 +25,7 @@ import { missingAgentClis, warnMissingAgentClis } from "../skills/agent-clis.ts"
 import { createGitHost } from "./gitops.ts";
 import { createDeps } from "./deps.ts";
 import { createFleetMonitor } from "../fleet/monitor.ts";
+import { createNotices } from "../notify/service.ts";
 import { createVerifier } from "../incidents/verifier.ts";
 import { createSweeper } from "../incidents/sweeper.ts";
 import { onShutdownSignal } from "./signals.ts";
@@ -117,6 +119,10 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   relay.start();
   const fleet = createFleetMonitor({ store, log, now: deps.now, heartbeatMs: config.runner.heartbeatMs });
   fleet.start();
+  // Telegram notices and approval messages: durable rows, sent by one replica at a time (dropped
+  // when TELEGRAM_BOT_TOKEN is unset).
+  const notices = createNotices(config, { store, log, now: deps.now, owner: `${config.runner.id}-${randomBytes(4).toString("hex")}` });
+  notices.start();
   // Dead letters whose advisory nobody saw, and tasks whose runner vanished for good.
   const reconciler = createTaskReconciler(
     { store, tasks, log, now: deps.now, busHealthy: async () => (await queue.health()).ok },
@@ -201,6 +207,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     await reconciler.stop();
     verifier.stop();
     await sweeper.stop();
+    await notices.stop();
     await relay.stop();
     await deadLetters.stop();
     await ingester.stop();
