@@ -110,20 +110,23 @@ for (const f of factories) {
     }
 
     /** Planned and fixing: the plan recorded, a fix task queued. */
-    async function fixing(id: string) {
+    async function fixing(id: string, plan: typeof MERGE = MERGE) {
       return store.db.transaction().execute(async (trx) => {
         const by = { actor: "pitcrew:analysis", channel: "engine" };
         const inc = (await getIncident(trx, id))!;
-        await trx.updateTable("incidents").set({ plan: JSON.stringify({ ...MERGE, params: {}, rationale: "2 of 3 replicas ready for 10 minutes", confidence: 0.9, planner: "rules" }) }).where("id", "=", id).execute();
+        await trx.updateTable("incidents").set({ plan: JSON.stringify({ ...plan, params: {}, rationale: "2 of 3 replicas ready for 10 minutes", confidence: 0.9, planner: "rules" }) }).where("id", "=", id).execute();
         let cur = await applyTransition(trx, store.dialect, inc, "analysis.started", by, clock.now);
         cur = await applyTransition(trx, store.dialect, cur, "fix.started", by, clock.now);
-        return enqueueTask(trx, store.dialect, { kind: "skill", pool: "default", payload: { incidentId: id, skill: MERGE.skill, approval: MERGE.approval, params: {} }, incidentId: id, createdBy: "test", channel: "test" }, clock.now);
+        return enqueueTask(trx, store.dialect, { kind: "skill", pool: "default", payload: { incidentId: id, skill: plan.skill, approval: plan.approval, params: {} }, incidentId: id, createdBy: "test", channel: "test" }, clock.now);
       });
     }
 
-    /** The runner's work: a branch, its pull request, and task.succeeded naming it. */
-    async function propose(id: string) {
-      const taskId = await fixing(id);
+    /**
+     * The runner's work: a branch, its pull request, and task.succeeded naming it (with the diff
+     * summary and excerpt when `diff`). `conflict`: main gets the same file with other content.
+     */
+    async function propose(id: string, opts: { plan?: typeof MERGE; diff?: boolean; conflict?: boolean } = {}) {
+      const taskId = await fixing(id, opts.plan);
       const branch = `pitcrew/${id.toLowerCase()}-${MERGE.skill}`;
       const work = join(dir, `work-${id}`);
       gitSync(dir, "clone", "--quiet", bare, work);
@@ -135,7 +138,15 @@ for (const f of factories) {
       gitSync(work, "push", "--quiet", "origin", `HEAD:refs/heads/${branch}`);
       const sha = gitSync(work, "rev-parse", "HEAD").trim();
       const pr = await host.createPullRequest({ branch, base: "main", title: `Scale cart (${id})`, body: "" });
-      await ingester.applyTaskEvent({ type: "task.succeeded", id: newId("evt"), taskId, runnerId: "r1", attempt: 1, at: clock.now, result: { changed: true, summary: "scale cart to 3 replicas", pr: { number: pr.number, url: pr.url, branch, sha } } });
+      if (opts.conflict) {
+        gitSync(work, "checkout", "--quiet", "-b", `other-${id}`, "origin/main");
+        writeFileSync(join(work, `apps/${id}.yaml`), `replicas: 5 # someone else\n`);
+        gitSync(work, "add", ".");
+        gitSync(work, "commit", "--quiet", "-m", "someone else's change");
+        gitSync(work, "push", "--quiet", "origin", "HEAD:main");
+      }
+      const diff = opts.diff ? { diffSummary: { files: [{ path: `apps/${id}.yaml`, added: 1, removed: 0 }], added: 1, removed: 0 }, diffExcerpt: `+++ b/apps/${id}.yaml\n+replicas: 3 # <b>&</b>\n` } : {};
+      await ingester.applyTaskEvent({ type: "task.succeeded", id: newId("evt"), taskId, runnerId: "r1", attempt: 1, at: clock.now, result: { changed: true, summary: "scale cart to 3 replicas", pr: { number: pr.number, url: pr.url, branch, sha }, ...diff } });
       const approval = await store.db.selectFrom("approvals").selectAll().where("incident_id", "=", id).executeTakeFirstOrThrow();
       return { number: pr.number, approval };
     }
@@ -191,6 +202,51 @@ for (const f of factories) {
       expect(mock.succeeded("sendMessage")).toHaveLength(2);
       expect(final.edits).toBeGreaterThanOrEqual(4);
       expect(mock.calls.filter((c) => !c.ok)).toEqual([]);
+    });
+
+    it("shows the change an approval is bound to: files, lines and an excerpt of the diff, escaped", async () => {
+      fake();
+      const d = deliverer();
+      const id = await open();
+      const { approval } = await propose(id, { diff: true });
+      await drain(d);
+      const [msg] = inChat(DEFAULT_CHAT, approval.id);
+      expect(msg!.text).toContain(`Change: 1 file, +1 −0`);
+      expect(msg!.text).toContain(`apps/${id}.yaml +1 −0`);
+      expect(msg!.text).toContain("+replicas: 3 # <b>&</b>");
+      expect(msg!.raw).toContain("<pre>");
+    });
+
+    it("offers Rebuild on the approval message after the merge failed on a conflict", async () => {
+      fake();
+      const d = deliverer();
+      const svc = approvals();
+      const id = await open();
+      const { approval } = await propose(id, { conflict: true });
+      await drain(d);
+      await expect(svc.approve({ approvalId: approval.id }, alice, null)).rejects.toMatchObject({ code: "gitops.merge_conflict" });
+      await drain(d);
+      const [msg] = inChat(DEFAULT_CHAT, approval.id);
+      expect(msg!.text).toContain("Merge failed at");
+      expect(msg!.text).toContain("rebuild it on the current base");
+      expect(buttonsOf(msg!)).toEqual([`v1:a:${approval.id}`, `v1:r:${approval.id}`, `v1:d:${approval.id}`, `v1:b:${approval.id}`]);
+      expect(inChat(DEFAULT_CHAT, id).find((m) => m.message_id !== msg!.message_id)!.text).toContain("merge failed");
+    });
+
+    it("sends no approval message for a fix the policy approved; the card tells the story", async () => {
+      fake();
+      const d = deliverer();
+      const svc = approvals();
+      const id = await open();
+      const { approval } = await propose(id, { plan: { skill: "replicas-mismatch-scale", risk: "low", approval: "none" } });
+      expect(approval.state).toBe("approved");
+      expect((await svc.merge(approval.id)).status).toBe("merged");
+      await drain(d);
+      expect(inChat(DEFAULT_CHAT, approval.id)).toHaveLength(0);
+      const [card] = inChat(DEFAULT_CHAT, id);
+      expect(card!.text).toContain("Fix applied: waiting for the alert to resolve");
+      expect(card!.text).toContain("approved by policy");
+      expect(await store.db.selectFrom("deliveries").select("state").where("ref", "=", approval.id).execute()).toEqual([{ state: "skipped" }]);
     });
 
     it("edits the approval message when it expires, and the card says the incident went to a person", async () => {
