@@ -14,6 +14,8 @@ import { getIncident, newIncidentRow } from "../../src/incidents/repo.ts";
 import { applyTransition, closeAsResolved } from "../../src/incidents/service.ts";
 import { createApprovalService, expireDueApprovals } from "../../src/approvals/service.ts";
 import { createNotices } from "../../src/notify/service.ts";
+import { createTelegramChannel } from "../../src/approvals/telegram.ts";
+import { Telegram } from "telegraf";
 import { newId } from "../../src/shared/ids.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import { enqueueTask } from "../../src/tasks/service.ts";
@@ -247,6 +249,33 @@ for (const f of factories) {
       expect(card!.text).toContain("Fix applied: waiting for the alert to resolve");
       expect(card!.text).toContain("approved by policy");
       expect(await store.db.selectFrom("deliveries").select("state").where("ref", "=", approval.id).execute()).toEqual([{ state: "skipped" }]);
+    });
+
+    it("an approver's button press merges once and edits the approval message: who, when, no buttons", async () => {
+      fake();
+      const d = deliverer();
+      const svc = approvals();
+      const cfg = config();
+      const channel = createTelegramChannel({
+        store,
+        log: silentLogger,
+        now: () => clock.now,
+        telegram: { ...cfg.telegram, approverIds: [4242] },
+        api: new Telegram(TOKEN, { apiRoot: TELEGRAM_API_ROOT }),
+        approvals: svc,
+        queue,
+        kick: () => undefined,
+      });
+      const id = await open();
+      const { approval } = await propose(id);
+      await drain(d);
+      const [msg] = inChat(DEFAULT_CHAT, approval.id);
+      await channel.handleUpdate(mock.callbackQuery({ from: { id: 4242, username: "alice" }, chat: DEFAULT_CHAT, messageId: msg!.message_id, data: buttonsOf(msg!)[0]! }));
+      await drain(d);
+      const edited = mock.message(DEFAULT_CHAT, msg!.message_id)!;
+      expect(edited.text).toMatch(/Approved by @alice \(tg:4242\) via telegram at 2026-11-20 \d\d:\d\d UTC · merged [0-9a-f]{12}/);
+      expect(buttonsOf(edited)).toEqual([]);
+      expect(await store.db.selectFrom("events").select("id").where("incident_id", "=", id).where("type", "=", "pr.merged").execute()).toHaveLength(1);
     });
 
     it("edits the approval message when it expires, and the card says the incident went to a person", async () => {
