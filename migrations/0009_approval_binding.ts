@@ -20,6 +20,8 @@ export async function up(db: Kysely<any>): Promise<void> {
   if (!has("incidents", "ttr_observed_at")) await db.schema.alterTable("incidents").addColumn("ttr_observed_at", "bigint").execute();
   // The metrics' scan for resolves not yet observed: `ttr_observed_at IS NULL AND time_to_resolve_ms IS NOT NULL`.
   await createIndex(db, isMysql, "incidents_ttr_unobserved_idx", "incidents", ["ttr_observed_at", "time_to_resolve_ms"]);
+  // list_approvals: one state, newest first, paged by id.
+  await createIndex(db, isMysql, "approvals_state_id_idx", "approvals", ["state", "id"]);
 }
 
 async function createIndex(db: Kysely<any>, isMysql: boolean, name: string, table: string, columns: string[]) {
@@ -34,6 +36,7 @@ async function createIndex(db: Kysely<any>, isMysql: boolean, name: string, tabl
 
 export async function down(db: Kysely<any>): Promise<void> {
   const isMysql = db.getExecutor().adapter instanceof MysqlAdapter;
+  await (isMysql ? db.schema.dropIndex("approvals_state_id_idx").on("approvals") : db.schema.dropIndex("approvals_state_id_idx")).execute();
   await (isMysql ? db.schema.dropIndex("incidents_ttr_unobserved_idx").on("incidents") : db.schema.dropIndex("incidents_ttr_unobserved_idx")).execute();
   await db.schema.alterTable("incidents").dropColumn("ttr_observed_at").execute();
   await db.schema.alterTable("incidents").dropColumn("time_to_resolve_ms").execute();

@@ -2,7 +2,7 @@ import { ConfigError, type Config } from "../../src/config/load.ts";
 import type { GitHost } from "../../src/gitops/port.ts";
 import { allowedRepoUrls } from "../../src/gitops/repo-url.ts";
 import { noopExecutor } from "./noop.ts";
-import { createSkillExecutor } from "./skill.ts";
+import { branchSuffixFor, createSkillExecutor } from "./skill.ts";
 import type { Executor } from "./types.ts";
 import { createAgentExecutor } from "./agent.ts";
 import { agentPullRequest } from "./agent-pr.ts";
@@ -27,7 +27,8 @@ export async function buildExecutors(config: Config, deps: { host?: GitHost; env
     credentials: { repoUrl: host.cloneUrl(), env: async () => (await host.auth()).env },
     uid: config.agents.uid,
     gid: config.agents.gid,
-    afterRun: agentPullRequest(proposal),
+    // A rebuild's pull request goes on its own branch, as for skill tasks (the raw payload says which).
+    afterRun: (run) => agentPullRequest({ ...proposal, branchSuffix: branchSuffixFor(run.task.payload) })(run),
   });
   const withRepo = (inner: Executor): Executor => (task, ctx) =>
     inner({ ...task, payload: { repoUrl: host.cloneUrl(), ref: config.gitops.baseBranch, ...task.payload } }, ctx);

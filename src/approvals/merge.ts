@@ -11,6 +11,7 @@ import { isOpen, type IncidentState } from "../incidents/lifecycle.ts";
 import { approverOf, getApproval, markMerged, markMergeStarted, mergeActionOf, releaseClaim, type ApprovalRow } from "./repo.ts";
 import { queueMergedBranchDelete, queuePullRequestClose } from "./pull-requests.ts";
 import { queueMerge, type MergeJob } from "./requests.ts";
+import { checkHead } from "./binding.ts";
 
 // Decide, then act (DESIGN §6): the decision was claimed first (approval `approved`, incident
 // `approved`, this job queued in the same transaction); here the pull request is merged, pinned to
@@ -20,11 +21,16 @@ import { queueMerge, type MergeJob } from "./requests.ts";
 // incident `proposed`, and `approval.merge_failed` says why. A host error that may pass (GitHub
 // 5xx, network) is thrown, so the job retries with its backoff; when the retries run out the claim
 // is released the same way. Merging again is safe: the host answers "already merged" with its sha.
+// A head that moved also supersedes the released approval with a new request for the new head.
+//
+// The merge commit is the git record of the decision: its body names the incident, who approved,
+// through what and why; its trailers (`Approved-by`, `Approved-via`, `Pitcrew-Incident`) are what
+// history walks read.
 
 export type MergeOutcome =
   | { status: "merged"; number: number; sha: string }
   | { status: "skipped"; reason: string }
-  | { status: "failed"; number: number; error: AppError };
+  | { status: "failed"; number: number; error: AppError; newApprovalId?: string | null };
 
 export type MergeDeps = {
   store: Store;
@@ -128,8 +134,7 @@ export function createMerger(deps: MergeDeps) {
       return { status: "skipped", reason: `approval ${a.id} is ${cur.state}, not claimed for a merge` };
     }
     try {
-      const trailers = { "Approved-by": a.channel === "policy" ? "policy" : (a.decided_by ?? "unknown"), "Pitcrew-Incident": a.incident_id };
-      const r = await deps.gitHost.mergePullRequest(a.pr_number, { method: "merge", sha: a.head_sha ?? undefined, trailers });
+      const r = await deps.gitHost.mergePullRequest(a.pr_number, { method: "merge", sha: a.head_sha ?? undefined, ...(await mergeMessage(a)) });
       if (!r.merged) throw conflict("gitops.not_merged", `pull request #${a.pr_number} was not merged`);
       await recordMerged(a, r.sha, by);
       return { status: "merged", number: a.pr_number, sha: r.sha };
@@ -139,8 +144,33 @@ export function createMerger(deps: MergeDeps) {
       await store.db.transaction().execute((trx) => release(trx, a, error.code, error.message, by, deps.now()));
       deps.onEnqueued?.();
       log.warn({ approvalId, incidentId: a.incident_id, code: error.code }, "merge failed; claim released");
-      return { status: "failed", number: a.pr_number, error };
+      return { status: "failed", number: a.pr_number, error, ...(error.code === "gitops.head_moved" ? { newApprovalId: await rebind(a.id) } : {}) };
     }
+  }
+
+  /** After a merge refused for a moved head: the approval (pending again) is superseded by one for the new head. */
+  async function rebind(approvalId: string): Promise<string | null> {
+    try {
+      const cur = await getApproval(store.db, approvalId);
+      const head = cur ? await checkHead(deps, cur) : { moved: false as const };
+      return head.moved ? head.newApprovalId : null;
+    } catch (err) {
+      log.warn({ err: { message: errorMessage(err) }, approvalId }, "could not request a new approval for the moved pull request");
+      return null;
+    }
+  }
+
+  /** The merge commit's body and trailers: the incident, who approved it, through what, and why. */
+  async function mergeMessage(a: ApprovalRow): Promise<{ body: string; trailers: Record<string, string> }> {
+    const inc = await getIncident(store.db, a.incident_id);
+    const policy = a.channel === "policy";
+    const who = policy ? "policy" : (a.decided_by ?? "unknown");
+    const via = policy ? "policy" : (a.channel ?? "unknown");
+    const reason = (a.reason ?? "").trim().slice(0, 1000);
+    // The policy's reason already says "approved by policy: …".
+    const decision = policy ? (reason ? reason[0]!.toUpperCase() + reason.slice(1) : "Approved by policy") : `Approved by ${who} via ${via}${reason ? `: ${reason}` : ""}`;
+    const body = [`Incident ${a.incident_id}${inc ? `: ${inc.title.slice(0, 200)}` : ""}`, decision].join("\n");
+    return { body, trailers: { "Approved-by": who, "Approved-via": via, "Pitcrew-Incident": a.incident_id } };
   }
 
   /** The `approval.merge` control job. */

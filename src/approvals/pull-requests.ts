@@ -43,6 +43,8 @@ async function pullsToClose(trx: Executor, dialect: Store["dialect"], incidentId
   const keep = new Set<number>();
   const pulls = new Map<number, KnownPull>();
   for (const a of approvals) {
+    // A superseded approval's pull request lives on under the approval that replaced it (its new head).
+    if (a.state === "superseded") continue;
     const n = Number(a.pr_number);
     const inFlight = a.state === "approved" && a.merge_started_at !== null;
     if (a.merged_at !== null || inFlight) keep.add(n);

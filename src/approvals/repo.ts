@@ -2,6 +2,7 @@ import type { Insertable, Selectable } from "kysely";
 import type { Store } from "../store/db.ts";
 import type { Executor } from "../store/sql.ts";
 import type { ApprovalsTable } from "../store/schema.ts";
+import type { DiffSummary } from "../gitops/port.ts";
 import { appendEvent } from "../events/repo.ts";
 import { conflict, invalid, notFound } from "../shared/errors.ts";
 
@@ -25,6 +26,24 @@ export type PlanAction = { skill?: string; params?: Record<string, unknown>; app
 export type MergeAction = { merge: PullRef; skill?: string | null; summary?: string | null };
 
 export const POLICY: Decider = { subject: "policy", actor: "pitcrew:policy", channel: "policy" };
+
+/** The change a merge approval is bound to: its diff summary and the start of its unified diff. */
+export type ChangeDiff = { summary: DiffSummary; excerpt: string };
+
+/** The approvals columns that store a change's diff (null when it is not known). */
+export function diffColumns(d: ChangeDiff | null | undefined): { diff_summary: string | null; diff_excerpt: string | null } {
+  return { diff_summary: d ? JSON.stringify(d.summary) : null, diff_excerpt: d ? d.excerpt : null };
+}
+
+/** The stored diff summary, or null when there is none (or it cannot be read). */
+export function diffSummaryOf(a: Pick<ApprovalRow, "diff_summary">): DiffSummary | null {
+  if (!a.diff_summary) return null;
+  try {
+    return JSON.parse(a.diff_summary) as DiffSummary;
+  } catch {
+    return null;
+  }
+}
 
 export function parseAction(a: Pick<ApprovalRow, "action">): PlanAction | MergeAction {
   return JSON.parse(a.action) as PlanAction | MergeAction;
@@ -57,6 +76,26 @@ export async function findApproval(db: Executor, ref: { approvalId?: string; inc
   const pick = rows.find((r) => r.state === "pending") ?? rows[0];
   if (!pick) throw notFound("approval.not_found", `incident ${ref.incidentId} has no approval`);
   return pick;
+}
+
+export type ApprovalFilter = {
+  /** One state; `pending` lists only those that can still be decided (not past their expiry at `now`). */
+  state?: string;
+  incidentId?: string;
+  /** Cursor: the last id of the previous page. */
+  afterId?: string;
+  limit?: number;
+  now?: number;
+};
+
+/** Approvals, newest first by id, for lists that page by cursor. */
+export async function listApprovals(db: Executor, f: ApprovalFilter = {}): Promise<ApprovalRow[]> {
+  let q = db.selectFrom("approvals").selectAll();
+  if (f.state) q = q.where("state", "=", f.state);
+  if (f.state === "pending" && f.now !== undefined) q = q.where("expires_at", ">", f.now);
+  if (f.incidentId) q = q.where("incident_id", "=", f.incidentId);
+  if (f.afterId) q = q.where("id", "<", f.afterId);
+  return q.orderBy("id", "desc").limit(Math.min(f.limit ?? 50, 500)).execute();
 }
 
 export function assertDecidable(a: ApprovalRow, now: number): void {

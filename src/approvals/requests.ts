@@ -5,7 +5,7 @@ import { appendEvent } from "../events/repo.ts";
 import { formatDuration } from "../shared/duration.ts";
 import { enqueueControlJob } from "../tasks/control-jobs.ts";
 import { applyTransition } from "../incidents/service.ts";
-import type { Decider, PullRef } from "./repo.ts";
+import { diffColumns, type ChangeDiff, type Decider, type PullRef } from "./repo.ts";
 
 // Creating approvals, inside the transaction of their cause: a plan that must be approved before it
 // runs (analysis), a pull request that must be approved before it merges, and a pull request the
@@ -73,7 +73,16 @@ export async function requestRunApproval(
   return id;
 }
 
-export type ProposedPull = { incident: IncidentRow; task: TaskRow; pr: PullRef; risk: string; skill: string | null; summary: string | null };
+export type ProposedPull = {
+  incident: IncidentRow;
+  task: TaskRow;
+  pr: PullRef;
+  risk: string;
+  skill: string | null;
+  summary: string | null;
+  /** The change at `pr.sha`, as the runner measured it: shown to the approver, bound to the approval. */
+  diff?: ChangeDiff | null;
+};
 
 function mergeApprovalRow(p: ProposedPull, now: number) {
   return {
@@ -92,11 +101,22 @@ function mergeApprovalRow(p: ProposedPull, now: number) {
     merge_started_at: null,
     merge_sha: null,
     merged_at: null,
+    ...diffColumns(p.diff),
   };
 }
 
-/** The pull request waits for a person: a pending merge approval, the incident `proposed`. */
-export async function requestMergeApproval(trx: Executor, dialect: Store["dialect"], p: ProposedPull, by: { actor: string; channel: string }, now: number): Promise<string> {
+/**
+ * The pull request waits for a person: a pending merge approval, the incident `proposed` (by
+ * `fix.proposed`, or `revert.proposed` for the revert of an unverified fix).
+ */
+export async function requestMergeApproval(
+  trx: Executor,
+  dialect: Store["dialect"],
+  p: ProposedPull,
+  by: { actor: string; channel: string },
+  now: number,
+  event: "fix.proposed" | "revert.proposed" = "fix.proposed",
+): Promise<string> {
   const row = { ...mergeApprovalRow(p, now), state: "pending", decided_at: null, decided_by: null, channel: null, reason: null, merge_queued_at: null };
   await trx.insertInto("approvals").values(row).execute();
   await appendEvent(trx, dialect, {
@@ -105,10 +125,10 @@ export async function requestMergeApproval(trx: Executor, dialect: Store["dialec
     taskId: p.task.id,
     ...by,
     reason: `merge of pull request #${p.pr.number} needs approval`,
-    data: { approvalId: row.id, pr: p.pr, risk: p.risk, expiresAt: row.expires_at },
+    data: { approvalId: row.id, pr: p.pr, risk: p.risk, expiresAt: row.expires_at, diff: p.diff?.summary ?? null },
     occurredAt: now,
   }, now);
-  await applyTransition(trx, dialect, p.incident, "fix.proposed", { ...by, reason: `pull request #${p.pr.number} opened: ${p.pr.url ?? p.pr.branch ?? ""}`.trim(), data: { taskId: p.task.id, pr: p.pr } }, now);
+  await applyTransition(trx, dialect, p.incident, event, { ...by, reason: `pull request #${p.pr.number} opened: ${p.pr.url ?? p.pr.branch ?? ""}`.trim(), data: { taskId: p.task.id, pr: p.pr } }, now);
   return row.id;
 }
 
@@ -135,7 +155,7 @@ export async function approveMergeAtOnce(
     actor: approver.actor,
     channel: approver.channel,
     reason,
-    data: { approvalId: row.id, pr: p.pr, risk: p.risk },
+    data: { approvalId: row.id, pr: p.pr, risk: p.risk, diff: p.diff?.summary ?? null },
     occurredAt: now,
   }, now);
   const proposed = await applyTransition(trx, dialect, p.incident, "fix.proposed", { ...by, reason: `pull request #${p.pr.number} opened: ${p.pr.url ?? p.pr.branch ?? ""}`.trim(), data: { taskId: p.task.id, pr: p.pr } }, now);

@@ -14,6 +14,8 @@ import { assertDecidable, decide, findApproval, getApproval, parseAction, type A
 import { createMerger, type MergeDeps } from "./merge.ts";
 import { createPullRequestCleanup, PR_CLOSE, queuePullRequestClose } from "./pull-requests.ts";
 import { MERGE_JOB, queueMerge } from "./requests.ts";
+import { checkHead, headMovedError } from "./binding.ts";
+import { createRebuild, type RebuildResult } from "./rebuild.ts";
 
 // One approvals domain (DESIGN §6): deciding (MCP today; Telegram and the console are channels over
 // this same service), expiring, merging and cleaning up pull requests. Creating approvals happens
@@ -49,11 +51,17 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
   const log = deps.log.child({ component: "approvals" });
   const merger = createMerger(deps);
   const prs = createPullRequestCleanup(deps);
+  const rebuilder = createRebuild({ ...deps, closeNow: prs.closeNow });
 
   async function approve(ref: Ref, by: Decider, reason: string | null, opts: { mergeNow?: boolean } = {}): Promise<DecisionResult> {
     const first = await findApproval(store.db, ref);
     assertDecidable(first, deps.now());
-    if (first.pr_number !== null) return approveMerge(first, by, reason, opts.mergeNow ?? true);
+    if (first.pr_number !== null) {
+      // Bound to the exact change: a pull request that moved since the request is not approved.
+      const head = await checkHead(deps, first);
+      if (head.moved) throw headMovedError(first, head);
+      return approveMerge(first, by, reason, opts.mergeNow ?? true);
+    }
     return approveRun(first, parseAction(first) as PlanAction, by, reason);
   }
 
@@ -80,7 +88,8 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       return { ...result, ...(await reload(a)), mergePending: `the merge will be retried: ${errorMessage(err)}` };
     }
     if (out.status === "failed") {
-      throw new AppError(out.error.kind, out.error.code, `${out.error.message}; the merge was not made and approval ${a.id} is pending again`, { details: out.error.details });
+      const then = out.newApprovalId ? `a new approval (${out.newApprovalId}) was requested for the pull request's new head` : `approval ${a.id} is pending again`;
+      throw new AppError(out.error.kind, out.error.code, `${out.error.message}; the merge was not made and ${then}`, { details: { ...out.error.details, newApprovalId: out.newApprovalId ?? null } });
     }
     const merged = out.status === "merged" ? { number: out.number, sha: out.sha } : null;
     return { ...result, ...(await reload(a)), merged, mergePending: merged ? null : out.status === "skipped" ? out.reason : null };
@@ -173,6 +182,11 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
   return {
     approve,
     reject,
+    /**
+     * Re-runs the fix of a pull request whose merge failed (a conflict, or the pull request moved)
+     * on the current base, as a new pull request that needs a new approval; the old one is closed.
+     */
+    rebuild: (ref: Ref, by: Decider, reason: string | null): Promise<RebuildResult> => rebuilder.rebuild(ref, by, reason),
     /** Expires pending approvals past their deadline (expireDueApprovals). */
     expireDue: async () => {
       const n = await expireDueApprovals(store, deps.now());

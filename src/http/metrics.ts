@@ -20,6 +20,14 @@ export function createMetrics() {
       registers: [registry],
     }),
     ready: new Gauge({ name: "pitcrew_ready", help: "1 when the last readiness check passed", registers: [registry] }),
+    // Observed once per resolve, by the replica whose verifier claims it (incidents.ttr_observed_at):
+    // summed over replicas, the count is the number of resolves.
+    timeToResolve: new Histogram({
+      name: "pitcrew_incident_time_to_resolve_seconds",
+      help: "Time from an incident's opening (or reopening) to its resolve",
+      buckets: [30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14_400, 43_200, 86_400, 259_200],
+      registers: [registry],
+    }),
   };
 }
 

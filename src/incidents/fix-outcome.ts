@@ -5,6 +5,8 @@ import { RISK_ORDER, type Risk } from "../skills/schema.ts";
 import { POLICY, type Decider, type PullRef } from "../approvals/repo.ts";
 import { approveMergeAtOnce, requestMergeApproval, type ProposedPull } from "../approvals/requests.ts";
 import { queuePullRequestClose } from "../approvals/pull-requests.ts";
+import { diffOfResult } from "../approvals/binding.ts";
+import { appendEvent } from "../events/repo.ts";
 import { getIncident } from "./repo.ts";
 import { applyTransition } from "./service.ts";
 import type { IncidentState } from "./lifecycle.ts";
@@ -27,8 +29,8 @@ const NEEDS_PERSON: Record<string, (p: FixPayload) => string> = {
   "gitops.no_safe_version": () => "roll forward with a fixed image, or choose the version to deploy by hand",
 };
 
-type FixPayload = { approval?: string; skill?: string; risk?: string; agent?: string };
-type FixResult = { changed?: boolean; summary?: string; pr?: PullRef & { url: string; branch: string } };
+type FixPayload = { approval?: string; skill?: string; risk?: string; agent?: string; action?: { revert?: { sha?: string; number?: number } } };
+type FixResult = { changed?: boolean; summary?: string; pr?: PullRef & { url: string; branch: string }; diffSummary?: unknown; diffExcerpt?: unknown };
 
 /**
  * A fix task finished: move its incident on. A pull request is merged through the approvals
@@ -41,14 +43,15 @@ export function incidentFixHook(dialect: Store["dialect"], opts: { autoApproveMa
   return async (trx, task, outcome, detail, now) => {
     if (!task.incident_id || !FIX_KINDS.has(task.kind)) return;
     const inc = await getIncident(trx, task.incident_id);
-    if (!inc || !ACTIVE.includes(inc.state as IncidentState)) return;
-    const by = { actor: `task:${task.id}`, channel: "runner" };
     const payload = JSON.parse(task.payload) as FixPayload;
+    const by = { actor: `task:${task.id}`, channel: "runner" };
+    if (inc && payload.action?.revert) return revertOutcome(trx, dialect, inc, task, payload, outcome, detail, by, now);
+    if (!inc || !ACTIVE.includes(inc.state as IncidentState)) return;
     if (outcome === "succeeded") {
       if (inc.state !== "fixing") return;
       const result = task.result ? (JSON.parse(task.result) as FixResult) : {};
       if (result.pr) {
-        const p: ProposedPull = { incident: inc, task, pr: result.pr, risk: riskOf(payload, inc), skill: payload.skill ?? null, summary: result.summary ?? null };
+        const p: ProposedPull = { incident: inc, task, pr: result.pr, risk: riskOf(payload, inc), skill: payload.skill ?? null, summary: result.summary ?? null, diff: diffOfResult(result) };
         if (payload.approval === "before_merge") await requestMergeApproval(trx, dialect, p, by, now);
         else {
           const { approver, reason } = await decidedAlready(trx, inc, payload, p.risk, opts.autoApproveMaxRisk);
@@ -72,6 +75,37 @@ export function incidentFixHook(dialect: Store["dialect"], opts: { autoApproveMa
       await applyTransition(trx, dialect, inc, "escalate", { ...by, reason: `fix cancelled${detail ? `: ${detail}` : ""}`, data: { taskId: task.id } }, now);
     }
   };
+}
+
+/**
+ * The revert of an unverified fix (queued by the verifier while the incident escalated): its pull
+ * request asks for approval as any other (`revert.proposed`); a revert that failed or found
+ * nothing to undo is a timeline event, and the incident stays with the person it went to.
+ */
+async function revertOutcome(
+  trx: Executor,
+  dialect: Store["dialect"],
+  inc: IncidentRow,
+  task: TaskRow,
+  payload: FixPayload,
+  outcome: TaskOutcome,
+  detail: string | null,
+  by: { actor: string; channel: string },
+  now: number,
+): Promise<void> {
+  if (inc.state !== "escalated") return;
+  const of = `pull request #${payload.action?.revert?.number ?? "?"}`;
+  const result = task.result ? (JSON.parse(task.result) as FixResult) : {};
+  if (outcome === "succeeded" && result.pr) {
+    const p: ProposedPull = { incident: inc, task, pr: result.pr, risk: riskOf(payload, inc), skill: "revert", summary: result.summary ?? null, diff: diffOfResult(result) };
+    await requestMergeApproval(trx, dialect, p, by, now, "revert.proposed");
+    return;
+  }
+  const [type, reason] =
+    outcome === "succeeded"
+      ? ["revert.not_needed", `nothing to revert for ${of}: ${result.summary ?? "no change"}`]
+      : ["revert.failed", `the revert of ${of} ${outcome === "cancelled" ? "was cancelled" : "failed"}${detail ? `: ${detail.slice(0, 500)}` : ""}; revert it by hand if it must go`];
+  await appendEvent(trx, dialect, { type, incidentId: inc.id, taskId: task.id, ...by, reason, data: { pr: payload.action?.revert ?? null }, occurredAt: now }, now);
 }
 
 /** The plan's risk: from the task, or from the incident's plan for the same skill. */

@@ -27,6 +27,8 @@ export type IncidentEvent =
   | "approval.granted"
   | "approval.rejected"
   | "approval.released" // an approved merge failed: the approval waits for a decision again
+  | "rebuild" // a person asked to re-run the fix on the current base (after a merge conflict)
+  | "revert.proposed" // the revert of an unverified fix awaits approval
   | "verify.started" // the fix is applied (merged or run); watch the alert
   | "verify.passed"
   | "verify.failed"
@@ -46,6 +48,10 @@ const TABLE: Record<IncidentEvent, { from: readonly IncidentState[]; to: Inciden
   "approval.granted": { from: ["proposed"], to: "approved" },
   "approval.rejected": { from: ["proposed"], to: "rejected" },
   "approval.released": { from: ["approved"], to: "proposed" },
+  // A merge that failed leaves the incident `proposed` (claim released) or `escalated` (given up).
+  rebuild: { from: ["proposed", "escalated"], to: "fixing" },
+  // The fix did not resolve the alert: escalated, and Pitcrew's revert of it asks for approval.
+  "revert.proposed": { from: ["escalated"], to: "proposed" },
   "verify.started": { from: ["fixing", "approved"], to: "verifying" },
   "verify.passed": { from: ["verifying"], to: "resolved" },
   "verify.failed": { from: ["verifying"], to: "escalated" },

@@ -24,7 +24,8 @@ export function incidentContext(inc: IncidentRow): PlanContext {
 
 /**
  * Queues the fix with everything the runner needs, rendered now: the runner reads no skills
- * folder and runs exactly the plan that was decided (and, later, approved). Returns the task id.
+ * folder and runs exactly the plan that was decided (and, later, approved). `extra` adds payload
+ * fields the runner reads (a rebuild's `rebuild: n`). Returns the task id.
  */
 export async function queueFixTask(
   trx: Executor,
@@ -35,6 +36,7 @@ export async function queueFixTask(
   approval: string,
   t: number,
   by: { pool: string; actor: string; channel: string },
+  extra: Record<string, unknown> = {},
 ): Promise<string> {
   const kind = actionKind(skill.action) === "agent" ? "agent" : "skill";
   const data = templateData(incidentContext(inc));
@@ -54,6 +56,7 @@ export async function queueFixTask(
       kind,
       pool: by.pool,
       payload: {
+        ...extra,
         incidentId: inc.id,
         skill: skill.name,
         title: inc.title,

@@ -18,7 +18,7 @@ import type { ApprovalService } from "../approvals/service.ts";
 
 export type Scope = "read" | "write" | "approve" | "admin";
 
-/** Who is calling: a configured or generated token, or an OIDC JWT. `admin` implies every scope. */
+/** Who is calling: a configured or generated token, or an OIDC JWT. `admin` implies every scope; `approve` implies `read` (an approver must see what they decide). */
 export type Principal = { subject: string; scopes: ReadonlySet<Scope>; via: "token" | "jwt" };
 
 export type McpDeps = {
@@ -68,5 +68,5 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(def
 }
 
 export function hasScope(p: Principal, scope: Scope): boolean {
-  return p.scopes.has("admin") || p.scopes.has(scope);
+  return p.scopes.has("admin") || p.scopes.has(scope) || (scope === "read" && p.scopes.has("approve"));
 }

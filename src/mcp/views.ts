@@ -3,6 +3,7 @@ import type { Selectable } from "kysely";
 import type { ApprovalsTable, EventRow, IncidentRow, TaskRow } from "../store/schema.ts";
 import type { RunnerView } from "../fleet/repo.ts";
 import type { Principal } from "./tool.ts";
+import { diffSummaryOf, mergeActionOf } from "../approvals/repo.ts";
 
 // What the MCP tools show of store rows: snake_case, ISO timestamps, JSON columns parsed. Shared by
 // the tools so a task (or incident, event, approval) looks the same whichever tool returns it.
@@ -144,7 +145,7 @@ export const ApprovalView = z.object({
   incident_id: z.string().describe("Incident the approval belongs to."),
   task_id: z.string().nullable().describe("Fix task that opened the pull request (before_merge); null for before_run."),
   kind: z.enum(["before_run", "before_merge"]).describe("before_run: run the planned fix; before_merge: merge its pull request."),
-  state: z.string().describe("pending, approved, rejected or cancelled."),
+  state: z.string().describe("pending, approved, rejected, cancelled, expired or superseded (the pull request moved; a newer approval replaced it)."),
   risk: z.string().describe("Risk of the action."),
   action: z.unknown().describe("What is approved: the plan (before_run) or the pull request (before_merge)."),
   requested_at: z.string().describe("ISO time it was requested."),
@@ -153,6 +154,23 @@ export const ApprovalView = z.object({
   decided_by: z.string().nullable().describe("Who decided."),
   channel: z.string().nullable().describe("Through what it was decided (mcp, telegram, …)."),
   reason: z.string().nullable().describe("The decider's reason."),
+  pr: z
+    .object({ number: z.number().int().describe("Pull request number."), url: z.string().nullable().describe("Its web address."), branch: z.string().nullable().describe("Its head branch.") })
+    .nullable()
+    .describe("The pull request a before_merge approval merges; null for before_run."),
+  head_sha: z.string().nullable().describe("The pull request head the approval was requested for; a decision refuses a pull request that moved since."),
+  diff_summary: z
+    .object({
+      files: z.array(z.object({ path: z.string().describe("File path."), added: z.number().int().describe("Lines added."), removed: z.number().int().describe("Lines removed.") })).describe("Files changed (up to 100)."),
+      added: z.number().int().describe("Lines added in all files."),
+      removed: z.number().int().describe("Lines removed in all files."),
+      more: z.number().int().optional().describe("Files changed beyond those listed."),
+    })
+    .nullable()
+    .describe("What the pull request changes, as approved; null when not known."),
+  diff_excerpt: z.string().nullable().describe("The start of the unified diff (up to about 3,000 characters)."),
+  merge_sha: z.string().nullable().describe("The merge commit, once merged."),
+  merged_at: z.string().nullable().describe("ISO time it was merged."),
 });
 export type ApprovalView = z.infer<typeof ApprovalView>;
 
@@ -172,6 +190,12 @@ export function approvalView(a: ApprovalRow): ApprovalView {
     decided_by: a.decided_by,
     channel: a.channel,
     reason: a.reason,
+    pr: a.pr_number === null ? null : { number: Number(a.pr_number), url: mergeActionOf(a)?.merge.url ?? null, branch: a.pr_branch },
+    head_sha: a.head_sha,
+    diff_summary: diffSummaryOf(a),
+    diff_excerpt: a.diff_excerpt ?? null,
+    merge_sha: a.merge_sha,
+    merged_at: iso(a.merged_at),
   };
 }
 

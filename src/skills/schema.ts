@@ -55,11 +55,29 @@ export const Skill = z
     risk: Risk,
     approval: z.enum(["none", "before_run", "before_merge"]).default("before_merge"),
     action: Action,
-    verify: z.object({ alert_resolves_within: duration.optional() }).strict().default({}),
+    verify: z
+      .object({
+        alert_resolves_within: duration.optional(),
+        /**
+         * What happens when the alert still fires after the window: `escalate` (to a person; the
+         * default), or `revert` — escalate, and also open a pull request reverting Pitcrew's merged
+         * change (approved like any other), so an unverified change is not left in place silently.
+         */
+        on_failure: z.enum(["escalate", "revert"]).optional(),
+      })
+      .strict()
+      .default({}),
     /** When this skill reports failure (a red probe, a failed remote result), plan this skill next. */
     on_failure: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/).optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((s, ctx) => {
+    // Only a change merged through a pull request can be reverted.
+    const inline = "http" in s.action || ("builtin" in s.action && (s.action.builtin === "probe" || s.action.builtin === "drift"));
+    if (s.verify.on_failure === "revert" && inline) {
+      ctx.addIssue({ code: "custom", path: ["verify", "on_failure"], message: "revert needs a skill whose change is a pull request (a GitOps builtin, patch or agent), not an inline one" });
+    }
+  });
 export type Skill = z.infer<typeof Skill>;
 
 export function actionKind(a: Action): "builtin" | "patch" | "http" | "agent" {

@@ -313,7 +313,7 @@ for (const f of factories) {
       expect(await eventsOf(p.id, "pr.merged")).toHaveLength(1);
       await store.db.transaction().execute(async (trx) => closeAsResolved(trx, store.dialect, (await getIncident(trx, p.id))!, "alert.resolved", { ...SYSTEM, reason: "alert resolved by itself" }, clock.now));
       const [resolved] = await eventsOf(p.id, "incident.resolved");
-      expect(resolved!.reason).toBe(`alert resolved after the fix: replicas-mismatch-scale in pull request #${p.number} (merged ${r.merged!.sha.slice(0, 7)}), approved by alice via mcp`);
+      expect(resolved!.reason).toBe(`alert resolved 0s after pull request #${p.number} (replicas-mismatch-scale, merged ${r.merged!.sha.slice(0, 7)}), approved by alice via mcp`);
       expect(JSON.parse(resolved!.data)).toMatchObject({ fix: { skill: "replicas-mismatch-scale", pr: p.number, sha: r.merged!.sha, approvedBy: "alice via mcp" } });
       // A merged pull request is not closed; only its branch goes.
       expect((await jobsOf(p.id, "pr.close")).map((t) => JSON.parse(t.payload).merged)).toEqual([true]);

@@ -167,13 +167,13 @@ describe("from alert to pull request (embedded)", () => {
     expect(data).toMatchObject({ sha: git("rev-parse", "main").trim(), approvedBy: "policy" });
     expect(git("show", `main:apps/shop-${shopTag}/cart.yaml`)).toContain("replicas: 3");
     expect((await states(id)).slice(-4)).toEqual(["fixing", "proposed", "approved", "verifying"]);
-    expect(git("log", "-1", "--format=%(trailers:only,unfold)", "main").trim().split("\n")).toEqual(["Approved-by: policy", `Pitcrew-Incident: ${id}`]);
+    expect(git("log", "-1", "--format=%(trailers:only,unfold)", "main").trim().split("\n")).toEqual(["Approved-by: policy", "Approved-via: policy", `Pitcrew-Incident: ${id}`]);
     await waitFor(async () => (await events(id)).find((e) => e.type === "pr.branch_deleted"), 10_000);
     expect(branchExists(data.pr.branch)).toBe(false);
 
     await resolve(body, "2026-11-20T10:30:00Z");
     const resolved = (await events(id)).filter((e) => e.type === "incident.resolved").at(-1)!;
-    expect(resolved.reason).toBe(`alert resolved after the fix: replicas-mismatch-scale in pull request #${data.pr.number} (merged ${data.sha.slice(0, 7)}), approved by policy`);
+    expect(resolved.reason).toMatch(new RegExp(`^alert resolved \\w+ after pull request #${data.pr.number} \\(replicas-mismatch-scale, merged ${data.sha.slice(0, 7)}\\), approved by policy$`));
   });
 
   it("a person's approval merges at the proposed commit with their trailer, and the resolve names the fix, the pull request and the approver", async () => {
@@ -188,7 +188,7 @@ describe("from alert to pull request (embedded)", () => {
     expect(r.merged).toMatchObject({ number: pending.pr_number, sha: git("rev-parse", "main").trim() });
     expect(r.incident.state).toBe("verifying");
     expect(git("show", `main:apps/payments-${crashTags[0]}/deployment.yaml`)).toBe(deployment(`payments-${crashTags[0]}`, "v1.4.0"));
-    expect(git("log", "-1", "--format=%(trailers:only,unfold)", "main").trim().split("\n")).toEqual(["Approved-by: alice", `Pitcrew-Incident: ${id}`]);
+    expect(git("log", "-1", "--format=%(trailers:only,unfold)", "main").trim().split("\n")).toEqual(["Approved-by: alice", "Approved-via: mcp", `Pitcrew-Incident: ${id}`]);
     const merged = (await events(id)).filter((e) => e.type === "pr.merged");
     expect(merged).toHaveLength(1);
     expect(merged[0]).toMatchObject({ actor: "mcp:alice", channel: "mcp" });
@@ -204,10 +204,10 @@ describe("from alert to pull request (embedded)", () => {
     expect((await postAlerts(h.app, resolvedBody, TOKEN)).statusCode).toBe(200);
     expect((await getIncident(store.db, id))!.state).toBe("resolved");
     const resolved = (await events(id)).filter((e) => e.type === "incident.resolved").at(-1)!;
-    expect(resolved.reason).toBe(`alert resolved after the fix: crashloop-after-deploy in pull request #${pending.pr_number} (merged ${r.merged!.sha.slice(0, 7)}), approved by alice via mcp`);
+    expect(resolved.reason).toMatch(new RegExp(`^alert resolved \\w+ after pull request #${pending.pr_number} \\(crashloop-after-deploy, merged ${r.merged!.sha.slice(0, 7)}\\), approved by alice via mcp$`));
   });
 
-  it("refuses to merge a branch that moved since it was proposed: the claim is released and approval.merge_failed says why", async () => {
+  it("refuses to approve a branch that moved since it was proposed: approval.head_moved, the approval superseded by a new one for the new head, nothing merged", async () => {
     const id = await open(fixture("crashloop-firing.json", crashTags[1]!));
     await settle(id, ["proposed"]);
     const branch = `pitcrew/${id}-crashloop-after-deploy`.toLowerCase();
@@ -228,12 +228,15 @@ describe("from alert to pull request (embedded)", () => {
     run(other, "push", "--quiet", "origin", `HEAD:${branch}`);
     const mainBefore = git("rev-parse", "main").trim();
 
-    await expect(approvals.approve({ incidentId: id }, alice, null)).rejects.toMatchObject({ code: "gitops.head_moved" });
-    expect(await store.db.selectFrom("approvals").selectAll().where("id", "=", approval.id).executeTakeFirstOrThrow()).toMatchObject({ state: "pending", decided_by: null, merged_at: null });
+    await expect(approvals.approve({ incidentId: id }, alice, null)).rejects.toMatchObject({ code: "approval.head_moved" });
+    expect(await store.db.selectFrom("approvals").selectAll().where("id", "=", approval.id).executeTakeFirstOrThrow()).toMatchObject({ state: "superseded", merged_at: null });
+    const next = await store.db.selectFrom("approvals").selectAll().where("incident_id", "=", id).where("state", "=", "pending").executeTakeFirstOrThrow();
+    expect(next).toMatchObject({ pr_number: approval.pr_number, head_sha: git("rev-parse", branch).trim() });
+    // The new approval shows the change as it is now, the unreviewed file included.
+    expect((JSON.parse(next.diff_summary!) as { files: Array<{ path: string }> }).files.map((f) => f.path)).toEqual(["EXTRA.md", `apps/payments-${crashTags[1]}/deployment.yaml`]);
     expect((await getIncident(store.db, id))!.state).toBe("proposed");
-    expect((await states(id)).slice(-2)).toEqual(["approved", "proposed"]);
-    const failed = (await events(id)).find((e) => e.type === "approval.merge_failed")!;
-    expect(JSON.parse(failed.data)).toMatchObject({ code: "gitops.head_moved", approvalId: approval.id });
+    expect((await states(id)).at(-1)).toBe("proposed");
+    expect((await events(id)).map((e) => e.type)).not.toContain("approval.approved");
     expect(git("rev-parse", "main").trim()).toBe(mainBefore);
   });
 

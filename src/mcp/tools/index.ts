@@ -15,6 +15,8 @@ import { createIncident } from "./create-incident.ts";
 import { analyzeIncident } from "./analyze-incident.ts";
 import { approveAction } from "./approve-action.ts";
 import { rejectAction } from "./reject-action.ts";
+import { listApprovals } from "./list-approvals.ts";
+import { rebuildFix } from "./rebuild-fix.ts";
 import { escalateIncident } from "./escalate-incident.ts";
 import { resolveIncident } from "./resolve-incident.ts";
 import { addIncidentNote } from "./add-incident-note.ts";
@@ -32,7 +34,7 @@ export const allTools: ToolDef[] = [
   systemStatus,
   submitTask, getTask, listTasks, cancelTask, retryTask, clearQueue,
   listEvents, getTaskProgress, getLatestEvent,
-  listIncidents, getIncident, createIncident, analyzeIncident, approveAction, rejectAction, escalateIncident, resolveIncident, addIncidentNote,
+  listIncidents, getIncident, createIncident, analyzeIncident, listApprovals, approveAction, rejectAction, rebuildFix, escalateIncident, resolveIncident, addIncidentNote,
   listSkills, getSkill, runSkill, reloadSkills,
   fleetStatus, listRunners,
   pauseAutomation, resumeAutomation,
