@@ -129,7 +129,16 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     { ackWaitMs: config.task.ackWaitMs, maxDeliver: config.task.maxDeliver, heartbeatMs: config.runner.heartbeatMs, intervalMs: config.sweep.intervalMs },
   );
   reconciler.start();
-  const verifier = createVerifier({ store, log, now: deps.now, skills });
+  // Verification windows (and reverts with verify.on_failure: revert), and the time-to-resolve histogram.
+  const verifier = createVerifier({
+    store,
+    log,
+    now: deps.now,
+    skills,
+    fixPool: config.runner.pool,
+    observeResolved: (seconds) => deps.metrics.timeToResolve.observe(seconds),
+    onEnqueued: () => relay.kick(),
+  });
   verifier.start();
   // Incidents stranded in a transient state get their work queued again, or a person.
   const sweeper = createSweeper({
