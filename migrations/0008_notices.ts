@@ -58,7 +58,9 @@ export async function up(db: Kysely<any>): Promise<void> {
 
 async function createIndex(db: Kysely<any>, name: string, table: string, columns: string[], unique = false) {
   if (db.getExecutor().adapter instanceof MysqlAdapter) {
-    const found = await sql<{ n: number }>`select count(*) as n from information_schema.statistics where table_schema = database() and table_name = ${table} and index_name = ${name}`.execute(db);
+    const found = await sql<{ n: number }>`
+      select count(*) as n from information_schema.statistics
+      where table_schema = database() and table_name = ${table} and index_name = ${name}`.execute(db);
     if (Number(found.rows[0]?.n ?? 0) > 0) return;
     let b = db.schema.createIndex(name).on(table).columns(columns);
     if (unique) b = b.unique();

@@ -82,7 +82,9 @@ export function renderApprovalMessage(a: ApprovalView, now: number): ApprovalMes
   if (a.diffSummary) {
     const d = a.diffSummary;
     p.push(`Change: ${d.files.length} file${d.files.length === 1 ? "" : "s"}, +${Number(d.added)} −${Number(d.removed)}\n`);
-    for (const f of d.files.slice(0, MAX_FILES)) p.push("• ", { text: f.path, max: 150, min: 20, open: "<code>", close: "</code>" }, ` +${Number(f.added)} −${Number(f.removed)}\n`);
+    for (const f of d.files.slice(0, MAX_FILES)) {
+      p.push("• ", { text: f.path, max: 150, min: 20, open: "<code>", close: "</code>" }, ` +${Number(f.added)} −${Number(f.removed)}\n`);
+    }
     if (d.files.length > MAX_FILES) p.push(`• and ${d.files.length - MAX_FILES} more\n`);
   }
   if (a.diffExcerpt) p.push({ text: a.diffExcerpt, max: 1500, min: 0, open: "<pre>", close: "</pre>\n" });

@@ -115,7 +115,19 @@ describe("approval message", () => {
   it("shows the plan, risk, change and pull request, with Approve / Reject / Details buttons", () => {
     const m = renderApprovalMessage(approval(), now);
     const text = accepted(m.text);
-    for (const s of ["Approval needed", "risk medium", "crashloop-after-deploy", "Claude, confidence 82%", "image changed 4 minutes", "1 file, +1 −1", "apps/shop/checkout.yaml +1 −1", "image: shop/checkout:1.4.2", "Pull request: #7", "Expires 2026-11-21 08:15 UTC (in 23h59m)"]) {
+    const shown = [
+      "Approval needed",
+      "risk medium",
+      "crashloop-after-deploy",
+      "Claude, confidence 82%",
+      "image changed 4 minutes",
+      "1 file, +1 −1",
+      "apps/shop/checkout.yaml +1 −1",
+      "image: shop/checkout:1.4.2",
+      "Pull request: #7",
+      "Expires 2026-11-21 08:15 UTC (in 23h59m)",
+    ];
+    for (const s of shown) {
       expect(text).toContain(s);
     }
     expect(m.text).toContain('<a href="https://github.com/acme/gitops/pull/7">#7</a>');
@@ -130,7 +142,13 @@ describe("approval message", () => {
 
   it("keeps a huge hostile diff and rationale inside the limit, escaped", () => {
     const m = renderApprovalMessage(
-      approval({ diffExcerpt: "+ <b>&amp;</b> </pre>\n".repeat(5000), diffSummary: { files: Array.from({ length: 40 }, (_, i) => ({ path: `<x>/${i}&.yaml`, added: 1, removed: 0 })), added: 40, removed: 0 } }, { plan: { skill: "s", rationale: "<".repeat(10_000) } }),
+      approval(
+        {
+          diffExcerpt: "+ <b>&amp;</b> </pre>\n".repeat(5000),
+          diffSummary: { files: Array.from({ length: 40 }, (_, i) => ({ path: `<x>/${i}&.yaml`, added: 1, removed: 0 })), added: 40, removed: 0 },
+        },
+        { plan: { skill: "s", rationale: "<".repeat(10_000) } },
+      ),
       now,
     );
     const text = accepted(m.text);

@@ -29,7 +29,13 @@ export async function nextDueAt(db: Executor, skipChannels: string[] = []): Prom
  * arrived since it was read (`requests` unchanged): otherwise what was sent may be stale, and the
  * row stays pending to be rendered again. Returns whether it closed.
  */
-export async function finishDelivery(db: Executor, row: DeliveryRow, state: "sent" | "skipped" | "dead", now: number, opts: { target?: string; error?: string; attempts?: number } = {}): Promise<boolean> {
+export async function finishDelivery(
+  db: Executor,
+  row: DeliveryRow,
+  state: "sent" | "skipped" | "dead",
+  now: number,
+  opts: { target?: string; error?: string; attempts?: number } = {},
+): Promise<boolean> {
   let q = db
     .updateTable("deliveries")
     .set({
@@ -89,7 +95,8 @@ export async function getCardMessage(db: Executor, incidentId: string): Promise<
 }
 
 export async function saveCardMessage(db: Executor, dialect: Dialect, incidentId: string, m: SentMessage, now: number): Promise<void> {
-  await upsert(db, dialect, "notice_messages", { incident_id: incidentId, chat_id: m.chatId, message_id: m.messageId, created_at: now, updated_at: now }, "incident_id", { chat_id: m.chatId, message_id: m.messageId, updated_at: now });
+  const row = { incident_id: incidentId, chat_id: m.chatId, message_id: m.messageId, created_at: now, updated_at: now };
+  await upsert(db, dialect, "notice_messages", row, "incident_id", { chat_id: m.chatId, message_id: m.messageId, updated_at: now });
 }
 
 export async function forgetCardMessage(db: Executor, incidentId: string): Promise<void> {

@@ -104,6 +104,12 @@ async function approvalsOf(db: Executor, e: NoticeEvent): Promise<string[]> {
   if (Array.isArray(data.approvalIds)) return data.approvalIds.filter((x): x is string => typeof x === "string");
   if (e.type !== "approval.cancelled") return [];
   // A closing incident cancels its open approvals in the same statement time as this event.
-  const rows = await db.selectFrom("approvals").select("id").where("incident_id", "=", e.incidentId!).where("state", "=", "cancelled").where("decided_at", "=", e.occurredAt).execute();
+  const rows = await db
+    .selectFrom("approvals")
+    .select("id")
+    .where("incident_id", "=", e.incidentId!)
+    .where("state", "=", "cancelled")
+    .where("decided_at", "=", e.occurredAt)
+    .execute();
   return rows.map((r) => r.id);
 }

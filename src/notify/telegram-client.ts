@@ -43,6 +43,8 @@ export type TelegramClient = {
   edit(chat: string, messageId: string, html: string, keyboard: InlineKeyboard | null): Promise<TelegramResult<void>>;
 };
 
+const FORMAT = { parse_mode: "HTML" as const, link_preview_options: { is_disabled: true } };
+
 export function createTelegramClient(opts: { token: string; apiRoot: string; timeoutMs?: number }): TelegramClient {
   const api = new Telegram(opts.token, { apiRoot: opts.apiRoot });
   const timeoutMs = opts.timeoutMs ?? 10_000;
@@ -61,21 +63,15 @@ export function createTelegramClient(opts: { token: string; apiRoot: string; tim
   return {
     send: (chat, html, keyboard) =>
       call(async () => {
-        const m = await api.callApi(
-          "sendMessage",
-          { chat_id: chatId(chat), text: html, parse_mode: "HTML", link_preview_options: { is_disabled: true }, ...(keyboard?.length ? { reply_markup: { inline_keyboard: keyboard } } : {}) },
-          signal(),
-        );
+        const markup = keyboard?.length ? { reply_markup: { inline_keyboard: keyboard } } : {};
+        const m = await api.callApi("sendMessage", { chat_id: chatId(chat), text: html, ...FORMAT, ...markup }, signal());
         return { messageId: String(m.message_id) };
       }),
     edit: (chat, messageId, html, keyboard) =>
       call(async () => {
         // An empty keyboard removes the buttons; cards have none to begin with.
-        await api.callApi(
-          "editMessageText",
-          { chat_id: chatId(chat), message_id: Number(messageId), text: html, parse_mode: "HTML", link_preview_options: { is_disabled: true }, ...(keyboard ? { reply_markup: { inline_keyboard: keyboard } } : {}) },
-          signal(),
-        );
+        const markup = keyboard ? { reply_markup: { inline_keyboard: keyboard } } : {};
+        await api.callApi("editMessageText", { chat_id: chatId(chat), message_id: Number(messageId), text: html, ...FORMAT, ...markup }, signal());
       }),
   };
 }

@@ -100,7 +100,9 @@ export async function loadIncidentView(db: Executor, incidentId: string): Promis
     .orderBy("seq", "desc")
     .limit(TIMELINE_LIMIT)
     .execute();
-  const timeline = rows.reverse().map((e) => ({ type: e.type, at: Number(e.occurred_at), actor: e.actor, channel: e.channel, reason: e.reason, data: parseJson<Record<string, unknown>>(e.data, {}) }));
+  const timeline = rows
+    .reverse()
+    .map((e) => ({ type: e.type, at: Number(e.occurred_at), actor: e.actor, channel: e.channel, reason: e.reason, data: parseJson<Record<string, unknown>>(e.data, {}) }));
   return incidentView(inc, timeline);
 }
 

@@ -80,7 +80,21 @@ for (const f of factories) {
       const id = newId("inc", now);
       const title = `checkout crash-loops ${key}`;
       await store.db.transaction().execute(async (trx) => {
-        await trx.insertInto("incidents").values(newIncidentRow({ id, fingerprint: key, dedupe_key: null, open_key: key, title, source: "alertmanager", severity, namespace: labels.namespace ?? "shop", service: "checkout", alertname: "KubePodCrashLooping", labels: { alertname: "KubePodCrashLooping", severity, ...labels }, annotations: {} }, now)).execute();
+        const row = newIncidentRow({
+          id,
+          fingerprint: key,
+          dedupe_key: null,
+          open_key: key,
+          title,
+          source: "alertmanager",
+          severity,
+          namespace: labels.namespace ?? "shop",
+          service: "checkout",
+          alertname: "KubePodCrashLooping",
+          labels: { alertname: "KubePodCrashLooping", severity, ...labels },
+          annotations: {},
+        }, now);
+        await trx.insertInto("incidents").values(row).execute();
         await appendEvent(trx, store.dialect, { type: "incident.detected", incidentId: id, actor: "alertmanager", channel: "alertmanager", reason: title, occurredAt: now }, now);
       });
       return id;

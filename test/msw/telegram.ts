@@ -251,7 +251,8 @@ export function createTelegramMock(opts: TelegramMockOptions) {
     if ("network" in f) return "network";
     if ("retryAfter" in f) return error(429, `Too Many Requests: retry after ${f.retryAfter}`, { retry_after: f.retryAfter });
     if ("errorCode" in f) return error(f.errorCode, f.description, f.parameters);
-    return { status: f.status, body: f.status === 502 ? "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.18.0</center>\r\n</body>\r\n</html>\r\n" : "Internal Server Error" };
+    const nginx502 = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.18.0</center>\r\n</body>\r\n</html>\r\n";
+    return { status: f.status, body: f.status === 502 ? nginx502 : "Internal Server Error" };
   }
 
   const handler = http.all(`${root}/*`, async ({ request }) => {
