@@ -31,7 +31,10 @@ export type TelegramPollerDeps = {
   leaseMs?: number;
   /** getUpdates' long-poll timeout in seconds. */
   pollTimeoutSec?: number;
-  /** Pause after an empty answer (0 in production: the long poll itself waits). */
+  /**
+   * Pause after an empty answer. Telegram's long poll already waited `pollTimeoutSec`; this keeps
+   * a server that answers at once (a misconfigured API root) from spinning the loop.
+   */
   idleMs?: number;
   /** Retry delays after a failed poll (backoffMs); a 429 waits its retry_after instead. */
   retry?: { baseMs: number; maxMs: number };
@@ -46,6 +49,7 @@ export function createTelegramPoller(deps: TelegramPollerDeps) {
   const leaseMs = deps.leaseMs ?? 60_000;
   const timeout = deps.pollTimeoutSec ?? 25;
   const retry = deps.retry ?? { baseMs: 1000, maxMs: 60_000 };
+  const idleMs = deps.idleMs ?? 250;
   let running = false;
   let holding = false;
   let abort = new AbortController();
@@ -129,7 +133,7 @@ export function createTelegramPoller(deps: TelegramPollerDeps) {
         const n = await pollOnce();
         failures = 0;
         if (n === -1) await sleep(Math.max(50, Math.floor(leaseMs / 3)));
-        else if (n === 0 && deps.idleMs) await sleep(deps.idleMs);
+        else if (n === 0) await sleep(idleMs);
       } catch (err) {
         if (!running) break;
         failures += 1;

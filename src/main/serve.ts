@@ -19,6 +19,7 @@ import { createTaskReconciler } from "../tasks/reconciler.ts";
 import { requeuePendingTasks } from "../tasks/requeue.ts";
 import { createControlJobs } from "../tasks/control-jobs.ts";
 import { createApprovalService } from "../approvals/service.ts";
+import { createTelegramRuntime } from "../approvals/telegram-start.ts";
 import { createRunner, runnerOptions } from "../../runner/worker.ts";
 import { buildExecutors, checkAgentIdentity } from "../../runner/executors/index.ts";
 import { missingAgentClis, warnMissingAgentClis } from "../skills/agent-clis.ts";
@@ -196,9 +197,12 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   if (mcpToken.generated?.created) log.info({ path: mcpToken.generated.path }, "generated the MCP admin token");
   const mcpAuth = createMcpAuth({ tokens: mcpToken.tokens, oidc: config.mcp.oidc, log });
 
+  // Telegram approvals (buttons, commands): a webhook when PUBLIC_URL is https, else long polling.
+  const telegram = createTelegramRuntime({ config, store, log, now: deps.now, approvals, queue, kick: () => relay.kick() });
   registerStoreGauges(deps.metrics, store);
-  const app = await buildHttpApp({ log, store, queue, metrics: deps.metrics, bodyLimit: config.bodyLimit, requestTimeoutMs: config.requestTimeoutMs, alertmanager: { bodyLimit: config.alertmanager.bodyLimit, intake: { ...intake, receive: async (payload) => (await skillSync.refresh().catch(() => false), intake.receive(payload)) }, auth }, mcp: { deps: mcpDeps, auth: mcpAuth } });
+  const app = await buildHttpApp({ log, store, queue, metrics: deps.metrics, bodyLimit: config.bodyLimit, requestTimeoutMs: config.requestTimeoutMs, alertmanager: { bodyLimit: config.alertmanager.bodyLimit, intake: { ...intake, receive: async (payload) => (await skillSync.refresh().catch(() => false), intake.receive(payload)) }, auth }, mcp: { deps: mcpDeps, auth: mcpAuth }, telegram: telegram?.http });
   await app.listen({ port: config.port, host: config.host });
+  telegram?.start();
   printBanner(config, { embedded, dialect: store.dialect, auth, tokenSource, skills: skills().length, mcp: mcpToken.generated });
 
   process.on("SIGHUP", () => {
@@ -210,6 +214,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     // Order: stop taking requests, let running work finish and report, stop the loops that
     // move data, then close connections.
     await app.close();
+    await telegram?.stop();
     await runner?.stop();
     await analysis.stop();
     fleet.stop();

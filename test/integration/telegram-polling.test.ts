@@ -6,6 +6,10 @@ import { createApprovalService } from "../../src/approvals/service.ts";
 import { createTelegramChannel } from "../../src/approvals/telegram.ts";
 import { createTelegramPoller, type TelegramPoller } from "../../src/approvals/telegram-polling.ts";
 import { registerTelegramWebhook } from "../../src/approvals/telegram-webhook.ts";
+import { createTelegramRuntime } from "../../src/approvals/telegram-start.ts";
+import { loadConfig } from "../../src/config/load.ts";
+import { buildHttpApp } from "../../src/http/app.ts";
+import { createMetrics } from "../../src/http/metrics.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -139,6 +143,37 @@ for (const f of factories) {
       expect(tg.calls.slice(before).map((c) => [c.method, c.status])).toEqual([["setWebhook", 502], ["setWebhook", 502], ["setWebhook", 200]]);
       expect(tg.webhook()).toEqual({ url: "https://pitcrew.example.com/webhooks/telegram", secret_token: "webhook-secret-abcdef0123", allowed_updates: ["callback_query", "message"] });
       await api.deleteWebhook();
+    });
+
+    it("runs from the configuration: a webhook at PUBLIC_URL over https, else long polling, through a self-hosted API root", async () => {
+      const root = "https://tg.internal.example.com/botapi";
+      // Another bot (its update ids start where the first bot's did).
+      const token = "555555555:AAH-self-hosted-bot-api-for-pitcrew";
+      const self = createTelegramMock({ token, apiRoot: root, now: () => clock.now });
+      server.use(...self.handlers);
+      const env = { TELEGRAM_BOT_TOKEN: token, TELEGRAM_CHAT_ID: CHAT, TELEGRAM_APPROVER_IDS: String(ALICE.id), TELEGRAM_API_ROOT: root };
+      const approvals = createApprovalService({ store, log: silentLogger, now: () => clock.now, skills: () => [], fixPool: "default", deleteMergedBranches: true, sweep: { stuckAfterMs: 600_000, maxRetries: 2 } });
+      const runtime = (extra: Record<string, string>) => createTelegramRuntime({ config: loadConfig({ ...env, ...extra }), store, log: silentLogger, now: () => clock.now, approvals, queue, kick: () => {} })!;
+
+      const hook = runtime({ PUBLIC_URL: "https://pitcrew.example.com", TELEGRAM_WEBHOOK_SECRET: "webhook-secret-abcdef0123" });
+      hook.start();
+      await waitFor(() => self.webhook());
+      await hook.stop();
+      expect(self.webhook()).toEqual({ url: "https://pitcrew.example.com/webhooks/telegram", secret_token: "webhook-secret-abcdef0123", allowed_updates: ["callback_query", "message"] });
+      const app = await buildHttpApp({ log: silentLogger, store, queue, metrics: createMetrics(), bodyLimit: 1_048_576, telegram: hook.http });
+      const res = await app.inject({ method: "POST", url: "/webhooks/telegram", headers: { "x-telegram-bot-api-secret-token": "webhook-secret-abcdef0123" }, payload: self.textMessage({ from: ALICE, chat: CHAT, text: "/pause p-hook" }) });
+      await app.close();
+      expect(res.json()).toEqual({ ok: true, outcome: "handled" });
+      expect(await pausedWith("p-hook")).toBe(1);
+
+      const poll = runtime({ PUBLIC_URL: "http://pitcrew.internal:8080" });
+      expect(poll.http).toBeUndefined();
+      self.enqueueUpdate(self.textMessage({ from: ALICE, chat: CHAT, text: "/pause p-poll" }));
+      poll.start();
+      await waitFor(async () => (await pausedWith("p-poll")) === 1);
+      await poll.stop();
+      expect(self.webhook()).toBeNull();
+      expect(self.calls.filter((c) => c.method === "getUpdates").length).toBeGreaterThan(0);
     });
   });
 }
