@@ -30,7 +30,7 @@ export function createTelegramRuntime(deps: {
   store: Store;
   log: Logger;
   now: () => number;
-  approvals: Pick<ApprovalService, "approve" | "reject" | "merge">;
+  approvals: Pick<ApprovalService, "approve" | "reject" | "merge" | "rebuild">;
   queue: Pick<TaskQueue, "kind" | "health">;
   kick: () => void;
   api?: Telegram;

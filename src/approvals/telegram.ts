@@ -38,7 +38,7 @@ export type TelegramChannelDeps = {
   now: () => number;
   telegram: Pick<NonNullable<Config["telegram"]>, "token" | "defaultChat" | "routes" | "approverIds">;
   api: Telegram;
-  approvals: Pick<ApprovalService, "approve" | "reject" | "merge">;
+  approvals: Pick<ApprovalService, "approve" | "reject" | "merge" | "rebuild">;
   queue: Pick<TaskQueue, "kind" | "health">;
   /** Wakes the outbox relay after work was queued (resume). */
   kick: () => void;
@@ -49,7 +49,6 @@ export const PROMPT_TTL_MS = 15 * 60_000;
 const UPDATES_KEPT_MS = 2 * 24 * 3_600_000;
 
 export type Attempt = { updateId: number; user: TelegramUser; chatId: number | null; data?: string | null; approvalId: string | null };
-type Rebuild = (ref: { approvalId: string }, by: ReturnType<typeof deciderOf>) => Promise<unknown>;
 
 export function createTelegramChannel(deps: TelegramChannelDeps) {
   const { store, api } = deps;
@@ -187,11 +186,9 @@ export function createTelegramChannel(deps: TelegramChannelDeps) {
         await say(chatId, await detailsText(store.db, a), q.message?.message_id);
         return answer(q, "Details sent below.");
       case "rebuild": {
-        const rebuild = (deps.approvals as { rebuild?: Rebuild }).rebuild;
-        if (!rebuild) return answer(q, "Rebuild is not available in this version of Pitcrew.", true);
         try {
-          await rebuild({ approvalId: a.id }, deciderOf(q.from, chatId));
-          return answer(q, "Rebuilding: the fix runs again on the current base; a new pull request and approval follow.");
+          const r = await deps.approvals.rebuild({ approvalId: a.id }, deciderOf(q.from, chatId), null);
+          return answer(q, `Rebuilding (fix task ${r.taskId}): the fix runs again on the current base; a new pull request and approval follow.`);
         } catch (err) {
           if (!isAppError(err)) throw err;
           await refuse(at, err.message, a);

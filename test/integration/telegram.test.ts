@@ -15,6 +15,7 @@ import { incidentFixHook } from "../../src/incidents/fix-outcome.ts";
 import { getIncident, newIncidentRow } from "../../src/incidents/repo.ts";
 import { applyTransition } from "../../src/incidents/service.ts";
 import { createApprovalService } from "../../src/approvals/service.ts";
+import { loadSkills } from "../../src/skills/load.ts";
 import { createTelegramChannel } from "../../src/approvals/telegram.ts";
 import { buildHttpApp } from "../../src/http/app.ts";
 import { createMetrics } from "../../src/http/metrics.ts";
@@ -44,6 +45,7 @@ const clock = { now: Date.now() };
 const tg = createTelegramMock({ token: TOKEN, now: () => clock.now });
 const server = setupServer(...tg.handlers);
 const MERGE = { skill: "replicas-mismatch-scale", risk: "medium", approval: "before_merge" };
+const SKILLS = loadSkills(new URL("../../skills", import.meta.url).pathname).skills;
 
 beforeAll(() => server.listen({ onUnhandledRequest: "error" }));
 afterAll(() => server.close());
@@ -117,7 +119,7 @@ for (const f of factories) {
       bare = makeBareRepo(dir, [{ message: "initial", files: { "apps/cart.yaml": "replicas: 2\n" } }]);
       host = createLocalGitHost({ repoPath: bare });
       ingester = createEventIngester({ store, queue, log: silentLogger, now: () => clock.now, onTerminal: incidentFixHook(store.dialect, { autoApproveMaxRisk: "low" }) });
-      svc = createApprovalService({ store, log: silentLogger, now: () => clock.now, skills: () => [], gitHost: host, fixPool: "default", deleteMergedBranches: true, sweep: { stuckAfterMs: 600_000, maxRetries: 2 } });
+      svc = createApprovalService({ store, log: silentLogger, now: () => clock.now, skills: () => SKILLS, gitHost: host, fixPool: "default", deleteMergedBranches: true, sweep: { stuckAfterMs: 600_000, maxRetries: 2 } });
       channel = createTelegramChannel({
         store,
         log: silentLogger,
@@ -301,6 +303,34 @@ for (const f of factories) {
       expect(await store.db.selectFrom("telegram_prompts").select("message_id").where("approval_id", "=", p.approval.id).execute()).toHaveLength(0);
       const confirm = tg.messages(CHAT).at(-1)!;
       expect(confirm.text).toBe(`Rejected ${p.approval.id} by @alice (tg:4242): wrong fix: the <limit> is the problem`);
+    });
+
+    it("rebuilds on Rebuild after a merge conflict: the old pull request closed, the fix queued again", async () => {
+      const p = await proposed();
+      // Someone else writes the same file on main: the pull request no longer merges.
+      const work = join(dir, `conflict-${p.id}`);
+      gitSync(dir, "clone", "--quiet", bare, work);
+      mkdirSync(join(work, "apps"), { recursive: true });
+      writeFileSync(join(work, p.path), "replicas: 9 # by hand\n");
+      gitSync(work, "add", ".");
+      gitSync(work, "commit", "--quiet", "-m", "by hand");
+      gitSync(work, "push", "--quiet", "origin", "HEAD:main");
+      await post(press(p, ALICE, `v1:a:${p.approval.id}`));
+      expect(await approvalOf(p.id)).toMatchObject({ state: "pending", merged_at: null });
+      expect((await eventsOf(p.id, "approval.merge_failed")).map((e) => JSON.parse(e.data).code)).toEqual(["gitops.merge_conflict"]);
+
+      const stranger = press(p, MALLORY, `v1:b:${p.approval.id}`);
+      await post(stranger);
+      expect(answerTo(stranger)?.body.text).toBe("Refused: @mallory (tg:6666) is not an approver (TELEGRAM_APPROVER_IDS)");
+      expect((await getIncident(store.db, p.id))!.state).toBe("proposed");
+
+      const u = press(p, BOB, `v1:b:${p.approval.id}`);
+      await post(u);
+      const fix = await store.db.selectFrom("tasks").selectAll().where("incident_id", "=", p.id).where("kind", "=", "skill").where("id", "!=", p.taskId).executeTakeFirstOrThrow();
+      expect(answerTo(u)?.body.text).toBe(`Rebuilding (fix task ${fix.id}): the fix runs again on the current base; a new pull request and approval follow.`);
+      expect((await store.db.selectFrom("approvals").selectAll().where("id", "=", p.approval.id).executeTakeFirstOrThrow())).toMatchObject({ state: "cancelled", decided_by: "@bob (tg:4343)", channel: "telegram" });
+      expect((await getIncident(store.db, p.id))!.state).toBe("fixing");
+      expect((await host.getPullRequest(p.number))!.state).toBe("closed");
     });
 
     describe("commands", () => {
