@@ -9,7 +9,7 @@ import { createMemoryQueue } from "../../src/bus/memory.ts";
 import type { TaskMessage } from "../../src/bus/jobs.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import { createEventIngester } from "../../src/events/ingester.ts";
-import { listEvents } from "../../src/events/repo.ts";
+import { appendEvent, listEvents } from "../../src/events/repo.ts";
 import { createLocalGitHost } from "../../src/gitops/local.ts";
 import type { GitHost } from "../../src/gitops/port.ts";
 import { incidentFixHook } from "../../src/incidents/fix-outcome.ts";
@@ -142,6 +142,7 @@ export async function fixHarness(store: TestStore, skills: Skill[]) {
       const plan = JSON.stringify({ skill: skill.name, params: {}, risk: skill.risk, approval: skill.approval, rationale: "test" });
       return store.db.transaction().execute(async (trx) => {
         await trx.insertInto("incidents").values({ ...row, plan }).execute();
+        await appendEvent(trx, store.dialect, { type: "incident.detected", incidentId: row.id, actor: "alertmanager", channel: "alertmanager", reason: "AppSlow fired", data: {}, occurredAt: t }, t);
         const by = { actor: "pitcrew:analysis", channel: "engine" };
         let inc = await applyTransition(trx, store.dialect, { ...row, plan }, "analysis.started", by, t);
         const taskId = await queueFixTask(trx, store.dialect, inc, skill, {}, skill.approval, t, { pool: "default", ...by });
