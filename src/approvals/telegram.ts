@@ -50,6 +50,12 @@ const UPDATES_KEPT_MS = 2 * 24 * 3_600_000;
 
 export type Attempt = { updateId: number; user: TelegramUser; chatId: number | null; data?: string | null; approvalId: string | null };
 
+/** A Bot API error that retrying will not fix: a 4xx other than 429 (telegraf's TelegramError). */
+function refusedByTelegram(err: unknown): boolean {
+  const e = err as { code?: unknown; response?: { ok?: unknown } };
+  return typeof e?.code === "number" && e.code >= 400 && e.code < 500 && e.code !== 429 && e.response?.ok === false;
+}
+
 export function createTelegramChannel(deps: TelegramChannelDeps) {
   const { store, api } = deps;
   const log = deps.log.child({ component: "telegram" });
@@ -250,9 +256,16 @@ export function createTelegramChannel(deps: TelegramChannelDeps) {
     const seen = await store.db.selectFrom("telegram_updates").select("update_id").where("bot_id", "=", botId).where("update_id", "=", u.update_id).executeTakeFirst();
     if (seen) return "duplicate";
     let outcome: "handled" | "ignored" = "handled";
-    if (u.callback_query) await onPress(u.update_id, u.callback_query);
-    else if (u.message) await onMessage(u.update_id, u.message);
-    else outcome = "ignored";
+    try {
+      if (u.callback_query) await onPress(u.update_id, u.callback_query);
+      else if (u.message) await onMessage(u.update_id, u.message);
+      else outcome = "ignored";
+    } catch (err) {
+      // Telegram refused one of our answers for good (bot removed from the chat, a message it
+      // will not take): retrying this update would only block the ones after it.
+      if (!refusedByTelegram(err)) throw err;
+      log.warn({ updateId: u.update_id, err: { message: errorMessage(err) } }, "Telegram refused an answer to an update; update skipped");
+    }
     const now = deps.now();
     await insertIfAbsent(store.db, store.dialect, "telegram_updates", { bot_id: botId, update_id: u.update_id, processed_at: now });
     if (++handled % 200 === 1) {

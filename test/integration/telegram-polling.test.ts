@@ -1,3 +1,4 @@
+import { http, HttpResponse } from "msw";
 import { setupServer } from "msw/node";
 import { Telegram } from "telegraf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -132,6 +133,21 @@ for (const f of factories) {
       expect(await b.poller.pollOnce()).toBe(1);
       expect(await pausedWith("p-five")).toBe(1);
       expect(await pausedWith("p-four")).toBe(1);
+    });
+
+    it("skips an update whose answer Telegram refuses for good, so the updates after it still arrive", async () => {
+      const a = replica("cp-g");
+      clock.now += LEASE_MS + 1;
+      // The bot was removed from the chat /help came from: its answer gets a 403.
+      server.use(
+        http.post(`${TELEGRAM_API_ROOT}/bot${TOKEN}/sendMessage`, () => HttpResponse.json({ ok: false, error_code: 403, description: "Forbidden: bot was kicked from the group chat" }, { status: 403 }), { once: true }),
+      );
+      const refused = tg.enqueueUpdate(tg.textMessage({ from: ALICE, chat: "-1003333333333", text: "/help" }));
+      pause("p-after");
+      expect(await a.poller.pollOnce()).toBe(2);
+      expect(await pausedWith("p-after")).toBe(1);
+      expect(await savedOffset()).toBeGreaterThan(refused.update_id + 1);
+      expect(await store.db.selectFrom("telegram_updates").select("update_id").where("update_id", "=", refused.update_id).execute()).toHaveLength(1);
     });
 
     it("registers the webhook with its secret and the update kinds it reads, retrying while Telegram fails", async () => {
