@@ -50,10 +50,13 @@ const UPDATES_KEPT_MS = 2 * 24 * 3_600_000;
 
 export type Attempt = { updateId: number; user: TelegramUser; chatId: number | null; data?: string | null; approvalId: string | null };
 
-/** A Bot API error that retrying will not fix: a 4xx other than 429 (telegraf's TelegramError). */
+/**
+ * A Bot API error that retrying will not fix (telegraf's TelegramError): a 4xx other than 429, and
+ * other than 401/404, which mean a token or API root that is wrong until someone fixes it.
+ */
 function refusedByTelegram(err: unknown): boolean {
   const e = err as { code?: unknown; response?: { ok?: unknown } };
-  return typeof e?.code === "number" && e.code >= 400 && e.code < 500 && e.code !== 429 && e.response?.ok === false;
+  return typeof e?.code === "number" && e.code >= 400 && e.code < 500 && ![401, 404, 429].includes(e.code) && e.response?.ok === false;
 }
 
 export function createTelegramChannel(deps: TelegramChannelDeps) {
