@@ -7,7 +7,7 @@ import { OPEN_STATES } from "../incidents/lifecycle.ts";
 import { findApproval, type ApprovalRow } from "./repo.ts";
 import { incidentText, openIncidentsText } from "./telegram-views.ts";
 import { approvalRef, escapeHtml as e, personOf, type Command, type TelegramChat, type TelegramMessage, type TelegramUser } from "./telegram-parse.ts";
-import type { Attempt, TelegramChannelDeps } from "./telegram.ts";
+import type { Admission, Attempt, TelegramChannelDeps } from "./telegram.ts";
 
 // The chat commands. Each one adapts: it reads its arguments, calls the domain (the approvals
 // service, the pause switch, the repos) and answers with a plain message. Only approvers in
@@ -16,7 +16,7 @@ import type { Attempt, TelegramChannelDeps } from "./telegram.ts";
 
 export type CommandContext = TelegramChannelDeps & {
   say(chatId: number, html: string, replyTo?: number): Promise<unknown>;
-  admit(at: Attempt, chat: TelegramChat | undefined, needPending: boolean): Promise<{ ok: true; approval: ApprovalRow } | { ok: false; why: string }>;
+  admit(at: Attempt, chat: TelegramChat | undefined, needPending: boolean): Promise<Admission>;
   approveAs(at: Attempt, approval: ApprovalRow, told: (text: string) => Promise<void>): Promise<string | null>;
   rejectAs(at: Attempt, approval: ApprovalRow, reason: string | null): Promise<string | null>;
   refuse(at: Attempt, why: string, approval?: ApprovalRow): Promise<void>;
@@ -46,14 +46,21 @@ export function createTelegramCommands(ctx: CommandContext) {
     const [db, queue] = await Promise.allSettled([store.ping(1500), ctx.queue.health()]);
     const dbText = db.status === "fulfilled" ? "ok" : `DOWN (${errorMessage(db.reason)})`;
     const queueText = queue.status === "rejected" ? `DOWN (${errorMessage(queue.reason)})` : queue.value.ok ? "ok" : `DOWN (${queue.value.reason})`;
-    const lines = [`<b>Pitcrew ${e(VERSION)}</b>, ${ctx.queue.kind === "memory" ? "embedded" : "distributed"}`, `database: ${e(dbText)} · queue: ${e(queueText)}`];
+    const mode = ctx.queue.kind === "memory" ? "embedded" : "distributed";
+    const lines = [`<b>Pitcrew ${e(VERSION)}</b>, ${mode}`, `database: ${e(dbText)} · queue: ${e(queueText)}`];
     if (db.status === "fulfilled") {
       const pause = await getPause(store.db);
-      lines.push(pause.paused ? `automation <b>PAUSED</b> by ${e(pause.by ?? "?")}${pause.reason ? `: ${e(pause.reason.slice(0, 300))}` : ""}` : "automation running");
+      const why = pause.reason ? `: ${e(pause.reason.slice(0, 300))}` : "";
+      lines.push(pause.paused ? `automation <b>PAUSED</b> by ${e(pause.by ?? "?")}${why}` : "automation running");
       const byState = await countIncidentsByState(store.db);
       const open = OPEN_STATES.map((s) => [s, byState[s] ?? 0] as const).filter(([, n]) => n > 0);
       lines.push(`open incidents: ${open.reduce((n, [, c]) => n + c, 0)}${open.length ? ` (${open.map(([s, n]) => `${n} ${s}`).join(", ")})` : ""}`);
-      const pending = await store.db.selectFrom("approvals").select((eb) => eb.fn.countAll<number>().as("n")).where("state", "=", "pending").where("expires_at", ">", ctx.now()).executeTakeFirst();
+      const pending = await store.db
+        .selectFrom("approvals")
+        .select((eb) => eb.fn.countAll<number>().as("n"))
+        .where("state", "=", "pending")
+        .where("expires_at", ">", ctx.now())
+        .executeTakeFirst();
       lines.push(`pending approvals: ${Number(pending?.n ?? 0)}`);
     }
     return lines.join("\n");
@@ -63,7 +70,8 @@ export function createTelegramCommands(ctx: CommandContext) {
   async function decide(updateId: number, m: TelegramMessage, verb: "approve" | "reject", args: string): Promise<void> {
     const [id = "", ...rest] = args.split(/\s+/);
     const ref = approvalRef(id);
-    if (!ref) return void (await ctx.say(m.chat.id, `Usage: <code>/${verb} &lt;approval or incident id&gt;${verb === "reject" ? " [reason]" : ""}</code>`, m.message_id));
+    const usage = `Usage: <code>/${verb} &lt;approval or incident id&gt;${verb === "reject" ? " [reason]" : ""}</code>`;
+    if (!ref) return void (await ctx.say(m.chat.id, usage, m.message_id));
     const from = m.from!;
     const a = await findApproval(store.db, ref).catch(() => undefined);
     const at: Attempt = { updateId, user: from, chatId: m.chat.id, data: `/${verb} ${id}`, approvalId: a?.id ?? ("approvalId" in ref ? ref.approvalId : null) };
@@ -80,7 +88,8 @@ export function createTelegramCommands(ctx: CommandContext) {
     }
     const reason = rest.join(" ").trim().slice(0, 1000) || null;
     const refused = await ctx.rejectAs(at, a, reason);
-    await ctx.say(m.chat.id, refused ? `Refused: ${e(refused)}` : `Rejected <code>${e(a.id)}</code> by ${e(personOf(from))}${reason ? `: ${e(reason)}` : ""}`, m.message_id);
+    const done = `Rejected <code>${e(a.id)}</code> by ${e(personOf(from))}${reason ? `: ${e(reason)}` : ""}`;
+    await ctx.say(m.chat.id, refused ? `Refused: ${e(refused)}` : done, m.message_id);
   }
 
   async function pause(m: TelegramMessage, paused: boolean, args: string): Promise<string> {
@@ -99,7 +108,9 @@ export function createTelegramCommands(ctx: CommandContext) {
     const from = m.from!;
     const reply = (html: string) => ctx.say(m.chat.id, html, m.message_id);
     if (cmd.name === "help" || cmd.name === "start") {
-      const who = `Your Telegram user id: <code>${from.id}</code>${ctx.isApprover(from) ? " (an approver)" : " (not in TELEGRAM_APPROVER_IDS)"}. This chat's id: <code>${m.chat.id}</code>${ctx.chatAllowed(m.chat) ? "" : " (not a configured chat)"}.`;
+      const role = ctx.isApprover(from) ? " (an approver)" : " (not in TELEGRAM_APPROVER_IDS)";
+      const where = ctx.chatAllowed(m.chat) ? "" : " (not a configured chat)";
+      const who = `Your Telegram user id: <code>${from.id}</code>${role}. This chat's id: <code>${m.chat.id}</code>${where}.`;
       return void (await reply(`${HELP}\n\n${who}`));
     }
     // Elsewhere the bot stays quiet: it only works in the chats it was configured for.
@@ -107,10 +118,12 @@ export function createTelegramCommands(ctx: CommandContext) {
     if (!ctx.isApprover(from)) {
       if (cmd.name === "approve" || cmd.name === "reject") {
         const ref = approvalRef(cmd.args.split(/\s+/)[0] ?? "");
-        const at: Attempt = { updateId, user: from, chatId: m.chat.id, data: `/${cmd.name} ${cmd.args}`, approvalId: ref && "approvalId" in ref ? ref.approvalId : null };
+        const approvalId = ref && "approvalId" in ref ? ref.approvalId : null;
+        const at: Attempt = { updateId, user: from, chatId: m.chat.id, data: `/${cmd.name} ${cmd.args}`, approvalId };
         await ctx.refuse(at, `${personOf(from)} is not an approver (TELEGRAM_APPROVER_IDS)`);
       }
-      return void (await reply(`Refused: you are not an approver. Your Telegram user id is <code>${from.id}</code>; an admin can add it to TELEGRAM_APPROVER_IDS.`));
+      const id = `<code>${from.id}</code>`;
+      return void (await reply(`Refused: you are not an approver. Your Telegram user id is ${id}; an admin can add it to TELEGRAM_APPROVER_IDS.`));
     }
     switch (cmd.name) {
       case "status":

@@ -88,7 +88,8 @@ export function createTelegramPoller(deps: TelegramPollerDeps) {
   async function saveOffset(offset: number): Promise<void> {
     const now = deps.now();
     const value = JSON.stringify({ offset });
-    await upsert(store.db, store.dialect, "settings", { key: OFFSET, value, updated_by: deps.owner, updated_at: now }, "key", { value, updated_by: deps.owner, updated_at: now });
+    const set = { value, updated_by: deps.owner, updated_at: now };
+    await upsert(store.db, store.dialect, "settings", { key: OFFSET, ...set }, "key", set);
   }
 
   /** One round: the lease, then one getUpdates and its updates. Returns how many were handled. */

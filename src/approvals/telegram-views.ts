@@ -32,14 +32,16 @@ function incidentLines(inc: IncidentRow): string[] {
   const plan = json<PlanShape>(inc.plan);
   if (plan?.skill) {
     const conf = typeof plan.confidence === "number" ? `, confidence ${Math.round(plan.confidence * 100)}%` : "";
-    lines.push(`<b>Plan</b>: ${ec(plan.skill, 100)}${plan.risk ? ` (${ec(plan.risk, 16)} risk)` : ""}${plan.planner ? `, by ${ec(plan.planner, 20)}` : ""}${conf}`);
+    const risk = plan.risk ? ` (${ec(plan.risk, 16)} risk)` : "";
+    lines.push(`<b>Plan</b>: ${ec(plan.skill, 100)}${risk}${plan.planner ? `, by ${ec(plan.planner, 20)}` : ""}${conf}`);
     if (plan.rationale) lines.push(`<i>${ec(plan.rationale, 600)}</i>`);
   }
   return lines;
 }
 
 function approvalLine(a: ApprovalRow): string {
-  const state = a.state === "pending" ? `pending, expires ${iso(a.expires_at)}` : `${e(a.state)}${a.decided_by ? ` by ${ec(a.decided_by, 120)}` : ""}${a.decided_at ? ` at ${iso(a.decided_at)}` : ""}`;
+  const decided = `${e(a.state)}${a.decided_by ? ` by ${ec(a.decided_by, 120)}` : ""}${a.decided_at ? ` at ${iso(a.decided_at)}` : ""}`;
+  const state = a.state === "pending" ? `pending, expires ${iso(a.expires_at)}` : decided;
   return `<b>Approval</b> <code>${e(a.id)}</code> (${e(a.risk)} risk): ${state}${a.reason ? ` — ${ec(a.reason, 300)}` : ""}`;
 }
 
@@ -49,7 +51,9 @@ function changeLines(a: ApprovalRow): string[] {
   const merge = mergeActionOf(a);
   if (merge) {
     const pr = merge.merge;
-    lines.push(`<b>Pull request</b> #${pr.number}${pr.url ? ` ${ec(pr.url, 300)}` : ""}${pr.branch ? ` (<code>${ec(pr.branch, 120)}</code>${a.head_sha ? ` at ${e(a.head_sha.slice(0, 7))}` : ""})` : ""}`);
+    const at = a.head_sha ? ` at ${e(a.head_sha.slice(0, 7))}` : "";
+    const branch = pr.branch ? ` (<code>${ec(pr.branch, 120)}</code>${at})` : "";
+    lines.push(`<b>Pull request</b> #${pr.number}${pr.url ? ` ${ec(pr.url, 300)}` : ""}${branch}`);
     if (merge.summary) lines.push(ec(merge.summary, 400));
   }
   // Stored with the approval when the runner reported them (diff_summary, diff_excerpt).
@@ -81,9 +85,16 @@ export async function incidentText(db: Executor, id: string): Promise<string | n
   const inc = await getIncident(db, id);
   if (!inc) return null;
   const a = await db.selectFrom("approvals").selectAll().where("incident_id", "=", id).orderBy("requested_at", "desc").orderBy("id", "desc").executeTakeFirst();
-  const events = await db.selectFrom("events").select(["type", "reason", "occurred_at"]).where("incident_id", "=", id).orderBy("seq", "desc").limit(6).execute();
+  const events = await db
+    .selectFrom("events")
+    .select(["type", "reason", "occurred_at"])
+    .where("incident_id", "=", id)
+    .orderBy("seq", "desc")
+    .limit(6)
+    .execute();
   const timeline = events.reverse().map((ev) => `• ${iso(ev.occurred_at)} ${e(ev.type)}${ev.reason ? `: ${ec(ev.reason, 160)}` : ""}`);
-  return withExcerpt([...incidentLines(inc), ...(a ? [approvalLine(a), ...changeLines(a)] : []), ...(timeline.length ? ["<b>Latest</b>", ...timeline] : [])], a);
+  const approval = a ? [approvalLine(a), ...changeLines(a)] : [];
+  return withExcerpt([...incidentLines(inc), ...approval, ...(timeline.length ? ["<b>Latest</b>", ...timeline] : [])], a);
 }
 
 /** /incidents: the open ones, newest first. */

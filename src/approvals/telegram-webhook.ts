@@ -33,7 +33,15 @@ export async function telegramWebhookRoutes(app: FastifyInstance, deps: Telegram
  * retrying in the background until Telegram accepts it; every replica does it at start (it is
  * idempotent). Returns a stop function.
  */
-export function registerTelegramWebhook(deps: { api: Telegram; log: Logger; url: string; secret: string; retry?: { baseMs: number; maxMs: number } }): { done: Promise<boolean>; stop: () => void } {
+export type WebhookRegistration = { done: Promise<boolean>; stop: () => void };
+
+export function registerTelegramWebhook(deps: {
+  api: Telegram;
+  log: Logger;
+  url: string;
+  secret: string;
+  retry?: { baseMs: number; maxMs: number };
+}): WebhookRegistration {
   const log = deps.log.child({ component: "telegram" });
   const retry = deps.retry ?? { baseMs: 2000, maxMs: 300_000 };
   let stopped = false;

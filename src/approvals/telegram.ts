@@ -48,6 +48,7 @@ export type TelegramChannelDeps = {
 export const PROMPT_TTL_MS = 15 * 60_000;
 const UPDATES_KEPT_MS = 2 * 24 * 3_600_000;
 
+export type Admission = { ok: true; approval: ApprovalRow } | { ok: false; why: string };
 export type Attempt = { updateId: number; user: TelegramUser; chatId: number | null; data?: string | null; approvalId: string | null };
 
 /**
@@ -83,7 +84,9 @@ export function createTelegramChannel(deps: TelegramChannelDeps) {
 
   /** The presser's answer; a query that expired meanwhile is not worth failing the update for. */
   async function answer(q: TelegramCallbackQuery, text: string, alert = false) {
-    await api.answerCbQuery(q.id, text.slice(0, 200), { show_alert: alert }).catch((err) => log.warn({ err: { message: errorMessage(err) } }, "answerCallbackQuery failed"));
+    await api
+      .answerCbQuery(q.id, text.slice(0, 200), { show_alert: alert })
+      .catch((err) => log.warn({ err: { message: errorMessage(err) } }, "answerCallbackQuery failed"));
   }
 
   /** The audit record of a refused attempt; one per update, however often Telegram sends it. */
@@ -97,7 +100,14 @@ export function createTelegramChannel(deps: TelegramChannelDeps) {
       actor: `telegram:${at.user.id}`,
       channel: "telegram",
       reason: why.slice(0, 1000),
-      data: { approvalId: at.approvalId, userId: at.user.id, username: at.user.username ?? null, chatId: at.chatId, callbackData: at.data?.slice(0, 128) ?? null, updateId: at.updateId },
+      data: {
+        approvalId: at.approvalId,
+        userId: at.user.id,
+        username: at.user.username ?? null,
+        chatId: at.chatId,
+        callbackData: at.data?.slice(0, 128) ?? null,
+        updateId: at.updateId,
+      },
       occurredAt: now,
     }, now);
     log.info({ userId: at.user.id, approvalId: at.approvalId, why }, "telegram attempt refused");
@@ -107,7 +117,7 @@ export function createTelegramChannel(deps: TelegramChannelDeps) {
    * Checks a person's attempt to decide: the chat, the approver list, the approval. Returns the
    * approval, or the refusal text after auditing it.
    */
-  async function admit(at: Attempt, chat: TelegramChat | undefined, needPending: boolean): Promise<{ ok: true; approval: ApprovalRow } | { ok: false; why: string }> {
+  async function admit(at: Attempt, chat: TelegramChat | undefined, needPending: boolean): Promise<Admission> {
     const a = at.approvalId ? await getApproval(store.db, at.approvalId) : undefined;
     // The refusal is filed under the approval's incident when there is one, whoever tried.
     const no = async (why: string) => (await refuse(at, why, a), { ok: false as const, why });
@@ -141,7 +151,9 @@ export function createTelegramChannel(deps: TelegramChannelDeps) {
     }
     if (approval.pr_number !== null) {
       await told(`Approved by ${personOf(at.user)}: merging pull request #${approval.pr_number}.`);
-      await deps.approvals.merge(approval.id, by).catch((err) => log.warn({ err: { message: errorMessage(err) }, approvalId: approval.id }, "merge after approval failed; its job retries"));
+      await deps.approvals
+        .merge(approval.id, by)
+        .catch((err) => log.warn({ err: { message: errorMessage(err) }, approvalId: approval.id }, "merge after approval failed; its job retries"));
     } else {
       const what = r.taskId ? `fix task ${r.taskId} queued` : r.inline ? `ran inline: ${r.inline.summary}` : `incident is ${r.incident.state}`;
       await told(`Approved by ${personOf(at.user)}: ${what}.`);
@@ -180,14 +192,24 @@ export function createTelegramChannel(deps: TelegramChannelDeps) {
         return;
       }
       case "reject": {
-        const mention = q.from.username ? `@${escapeHtml(q.from.username)}` : `<a href="tg://user?id=${q.from.id}">${escapeHtml(q.from.first_name ?? "you")}</a>`;
+        // ForceReply with `selective` shows the reply field only to the users the text mentions.
+        const mention = q.from.username
+          ? `@${escapeHtml(q.from.username)}`
+          : `<a href="tg://user?id=${q.from.id}">${escapeHtml(q.from.first_name ?? "you")}</a>`;
         const sent = await say(chatId, `${mention}, reply to this message with the reason to reject <code>${escapeHtml(a.id)}</code>.`, q.message?.message_id, {
           reply_markup: { force_reply: true, selective: true, input_field_placeholder: "Reason for rejecting" },
         });
         const now = deps.now();
         await store.db
           .insertInto("telegram_prompts")
-          .values({ chat_id: String(chatId), message_id: sent.message_id, approval_id: a.id, user_id: q.from.id, created_at: now, expires_at: Math.min(now + PROMPT_TTL_MS, Number(a.expires_at)) })
+          .values({
+            chat_id: String(chatId),
+            message_id: sent.message_id,
+            approval_id: a.id,
+            user_id: q.from.id,
+            created_at: now,
+            expires_at: Math.min(now + PROMPT_TTL_MS, Number(a.expires_at)),
+          })
           .execute();
         return answer(q, "Reply to my message with the reason to reject.");
       }
@@ -213,14 +235,16 @@ export function createTelegramChannel(deps: TelegramChannelDeps) {
     const at: Attempt = { updateId, user: from, chatId: m.chat.id, approvalId: prompt.approval_id };
     if (from.id !== Number(prompt.user_id)) return void (await say(m.chat.id, "This prompt is for the approver who pressed Reject.", m.message_id));
     if (Number(prompt.expires_at) <= deps.now()) {
-      return void (await say(m.chat.id, `This prompt expired. Press Reject again, or send <code>/reject ${escapeHtml(prompt.approval_id)} reason</code>.`, m.message_id));
+      const again = `<code>/reject ${escapeHtml(prompt.approval_id)} reason</code>`;
+      return void (await say(m.chat.id, `This prompt expired. Press Reject again, or send ${again}.`, m.message_id));
     }
     const reason = (m.text ?? "").trim();
     if (!reason) return void (await say(m.chat.id, "Reply with the reason as text.", m.message_id));
     const adm = await admit(at, m.chat, true);
     const refused = adm.ok ? await rejectAs(at, adm.approval, reason.slice(0, 1000)) : adm.why;
     await store.db.deleteFrom("telegram_prompts").where("chat_id", "=", String(m.chat.id)).where("message_id", "=", m.reply_to_message!.message_id).execute();
-    await say(m.chat.id, refused ? `Refused: ${escapeHtml(refused)}` : `Rejected <code>${escapeHtml(prompt.approval_id)}</code> by ${escapeHtml(personOf(from))}: ${escapeHtml(reason)}`, m.message_id);
+    const done = `Rejected <code>${escapeHtml(prompt.approval_id)}</code> by ${escapeHtml(personOf(from))}: ${escapeHtml(reason)}`;
+    await say(m.chat.id, refused ? `Refused: ${escapeHtml(refused)}` : done, m.message_id);
   }
 
   const commands = createTelegramCommands({ ...deps, say, admit, approveAs, rejectAs, refuse, chatAllowed, isApprover });
@@ -256,7 +280,12 @@ export function createTelegramChannel(deps: TelegramChannelDeps) {
     const parsed = TelegramUpdate.safeParse(raw);
     if (!parsed.success) throw invalid("telegram.bad_update", `not a Telegram update: ${parsed.error.issues[0]?.message ?? "invalid"}`);
     const u = parsed.data;
-    const seen = await store.db.selectFrom("telegram_updates").select("update_id").where("bot_id", "=", botId).where("update_id", "=", u.update_id).executeTakeFirst();
+    const seen = await store.db
+      .selectFrom("telegram_updates")
+      .select("update_id")
+      .where("bot_id", "=", botId)
+      .where("update_id", "=", u.update_id)
+      .executeTakeFirst();
     if (seen) return "duplicate";
     let outcome: "handled" | "ignored" = "handled";
     try {
