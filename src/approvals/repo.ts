@@ -99,6 +99,7 @@ export async function listApprovals(db: Executor, f: ApprovalFilter = {}): Promi
 }
 
 export function assertDecidable(a: ApprovalRow, now: number): void {
+  if (a.state === "superseded") throw conflict("approval.already_decided", `approval ${a.id} is already superseded: ${a.reason ?? "its pull request moved"}`);
   if (a.state !== "pending") {
     const when = a.decided_at ? ` at ${new Date(Number(a.decided_at)).toISOString()}` : "";
     throw conflict("approval.already_decided", `approval ${a.id} is already ${a.state}: already decided by ${a.decided_by ?? "unknown"}${a.channel ? ` via ${a.channel}` : ""}${when}`);
