@@ -36,7 +36,7 @@ describe("deciderOf", () => {
 
 describe("escapeHtml and fitMessage", () => {
   it("escapes the characters Telegram's HTML mode reserves", () => {
-    expect(escapeHtml(`<b>a & "b"</b>`)).toBe(`&lt;b&gt;a &amp; "b"&lt;/b&gt;`);
+    expect(escapeHtml(`<b>a & "b"</b>`)).toBe(`&lt;b&gt;a &amp; &quot;b&quot;&lt;/b&gt;`);
   });
 
   it("cuts to the limit without splitting an entity", () => {
@@ -45,6 +45,20 @@ describe("escapeHtml and fitMessage", () => {
     expect(cut.length).toBeLessThanOrEqual(14);
     expect(cut).toMatch(/^a{10}(&amp;)?…$/);
     expect(fitMessage("short")).toBe("short");
+  });
+
+  it("never cuts inside a tag and closes the tags a cut left open", () => {
+    const html = `<b>Incidents</b>\n<code>${"x".repeat(50)}</code> <a href="https://e/x">${"y".repeat(50)}</a>`;
+    for (const max of [20, 40, 60, 80, 100]) {
+      const cut = fitMessage(html, max);
+      expect(cut.length).toBeLessThanOrEqual(max);
+      const tags = [...cut.matchAll(/<(\/?)([a-z]+)[^>]*>/g)].map((m) => `${m[1]}${m[2]}`);
+      // Balanced: every opened tag is closed, in order.
+      const stack: string[] = [];
+      for (const t of tags) (t.startsWith("/") ? expect(stack.pop()).toBe(t.slice(1)) : stack.push(t));
+      expect(stack).toEqual([]);
+      expect(cut).not.toMatch(/<[^>]*$/);
+    }
   });
 });
 

@@ -73,18 +73,42 @@ export function deciderOf(u: TelegramUser, chatId: number | null): Decider & { d
   return { subject: personOf(u), actor: `telegram:${u.id}`, channel: "telegram", data: { telegram: { userId: u.id, username: u.username ?? null, chatId } } };
 }
 
-/** Text for parse_mode HTML: the three characters Telegram requires escaped. */
-export function escapeHtml(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-}
+export { escapeHtml } from "../notify/format.ts";
 
-/** Cuts `html` (already escaped) to fit Telegram's 4,096 characters, never inside an entity. */
+const TAG = /<(\/?)([a-z]+)[^>]*>/g;
+
+/**
+ * Cuts `html` (already escaped, our own tags only) to fit Telegram's 4,096 characters: never inside
+ * an entity or a tag, and every tag the cut left open is closed, so Telegram can still parse it.
+ */
 export function fitMessage(html: string, max = 4096): string {
   if (html.length <= max) return html;
-  let cut = html.slice(0, max - 2);
+  for (let room = max - 1; room > 0; room -= 8) {
+    const cut = cutBetween(html, room);
+    const closing = closersOf(cut);
+    if (cut.length + 1 + closing.length <= max) return `${cut}…${closing}`;
+  }
+  return "…";
+}
+
+/** At most `room` characters of `html`, ending between entities and tags. */
+function cutBetween(html: string, room: number): string {
+  let cut = html.slice(0, room);
   const amp = cut.lastIndexOf("&");
   if (amp > cut.lastIndexOf(";")) cut = cut.slice(0, amp);
-  return `${cut}…`;
+  const lt = cut.lastIndexOf("<");
+  if (lt > cut.lastIndexOf(">")) cut = cut.slice(0, lt);
+  return cut;
+}
+
+/** The closing tags for the tags left open in `html`, innermost first. */
+function closersOf(html: string): string {
+  const open: string[] = [];
+  for (const m of html.matchAll(TAG)) {
+    if (!m[1]) open.push(m[2]!);
+    else if (open.lastIndexOf(m[2]!) >= 0) open.splice(open.lastIndexOf(m[2]!), 1);
+  }
+  return open.reverse().map((t) => `</${t}>`).join("");
 }
 
 /** `apr_…` is an approval, `inc_…` an incident (its pending approval). */

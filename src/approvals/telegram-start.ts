@@ -1,4 +1,5 @@
-import { Telegram } from "telegraf";
+import type { Telegram } from "telegraf";
+import { createTelegramApi } from "../notify/telegram-client.ts";
 import type { Config } from "../config/load.ts";
 import type { Store } from "../store/db.ts";
 import type { Logger } from "../shared/logger.ts";
@@ -11,11 +12,6 @@ import { registerTelegramWebhook, TELEGRAM_WEBHOOK_PATH, type TelegramWebhookDep
 // The Telegram channel as the control plane runs it: the Bot API client (telegraf's `Telegram`,
 // pointed at TELEGRAM_API_ROOT), the channel, and its transport — the webhook route plus
 // setWebhook when PUBLIC_URL is https, else the leased long-poller.
-
-/** telegraf resolves method URLs relative to the root: a root with a path needs its trailing slash. */
-export function createTelegramApi(telegram: Pick<NonNullable<Config["telegram"]>, "token" | "apiRoot">): Telegram {
-  return new Telegram(telegram.token, { apiRoot: `${telegram.apiRoot.replace(/\/+$/, "")}/` });
-}
 
 export type TelegramChannelRuntime = {
   /** For buildHttpApp: the webhook route, in webhook mode. */

@@ -45,8 +45,16 @@ export type TelegramClient = {
 
 const FORMAT = { parse_mode: "HTML" as const, link_preview_options: { is_disabled: true } };
 
+/**
+ * telegraf's Bot API client for TELEGRAM_API_ROOT. telegraf resolves method URLs relative to the
+ * root, so a root with a path (a self-hosted Bot API server behind a prefix) needs its trailing slash.
+ */
+export function createTelegramApi(opts: { token: string; apiRoot: string }): Telegram {
+  return new Telegram(opts.token, { apiRoot: `${opts.apiRoot.replace(/\/+$/, "")}/` });
+}
+
 export function createTelegramClient(opts: { token: string; apiRoot: string; timeoutMs?: number }): TelegramClient {
-  const api = new Telegram(opts.token, { apiRoot: opts.apiRoot });
+  const api = createTelegramApi(opts);
   const timeoutMs = opts.timeoutMs ?? 10_000;
   // telegraf's own timeout is minutes long; a hung call must not hold the sender (and its lease).
   const signal = () => ({ signal: AbortSignal.timeout(timeoutMs) as never });
