@@ -135,7 +135,7 @@ export async function decide(
     actor: by.actor,
     channel: by.channel,
     reason,
-    data: { ...by.data, approvalId: a.id },
+    data: { ...by.data, approvalId: a.id, decidedBy: set.decided_by },
     occurredAt: now,
   }, now);
   return { ...a, ...set };
