@@ -5,7 +5,7 @@ import type { Logger } from "../shared/logger.ts";
 import { appendEvent } from "../events/repo.ts";
 import { AppError, errorMessage } from "../shared/errors.ts";
 import { newId } from "../shared/ids.ts";
-import { diffColumns, getApproval, mergeActionOf, type ApprovalRow, type ChangeDiff } from "./repo.ts";
+import { getApproval, mergeActionOf, newApprovalRow, type ApprovalRow, type ChangeDiff } from "./repo.ts";
 import { MERGE_APPROVAL_TTL_MS } from "./requests.ts";
 
 // An approval is bound to the exact change: the pull request's head sha and its diff, stored when
@@ -46,30 +46,21 @@ export async function supersedeForNewHead(trx: Executor, dialect: Store["dialect
   const expires = now + MERGE_APPROVAL_TTL_MS;
   await trx
     .insertInto("approvals")
-    .values({
-      id,
-      incident_id: old.incident_id,
-      task_id: old.task_id,
-      state: "pending",
-      risk: old.risk,
-      action: JSON.stringify({ ...(action ?? {}), merge: pr }),
-      requested_at: now,
-      expires_at: expires,
-      decided_at: null,
-      decided_by: null,
-      channel: null,
-      reason: null,
-      chat_id: null,
-      message_id: null,
-      pr_number: n,
-      pr_branch: old.pr_branch,
-      head_sha: head.headSha.slice(0, 64),
-      merge_queued_at: null,
-      merge_started_at: null,
-      merge_sha: null,
-      merged_at: null,
-      ...diffColumns(head),
-    })
+    .values(
+      newApprovalRow({
+        id,
+        incident_id: old.incident_id,
+        task_id: old.task_id,
+        risk: old.risk,
+        action: JSON.stringify({ ...(action ?? {}), merge: pr }),
+        requested_at: now,
+        expires_at: expires,
+        pr_number: n,
+        pr_branch: old.pr_branch,
+        head_sha: head.headSha.slice(0, 64),
+        diff: head,
+      }),
+    )
     .execute();
   await appendEvent(trx, dialect, {
     type: "approval.superseded",

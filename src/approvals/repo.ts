@@ -35,6 +35,36 @@ export function diffColumns(d: ChangeDiff | null | undefined): { diff_summary: s
   return { diff_summary: d ? JSON.stringify(d.summary) : null, diff_excerpt: d ? d.excerpt : null };
 }
 
+/**
+ * A new approval row: pending and undecided, no chat message, no pull request and no merge, unless
+ * `fields` says otherwise. The one constructor every request (run, merge, re-request) goes through.
+ */
+export function newApprovalRow(
+  fields: Pick<NewApproval, "id" | "incident_id" | "risk" | "action" | "requested_at" | "expires_at"> & Partial<NewApproval> & { diff?: ChangeDiff | null },
+): NewApproval {
+  const { diff, ...rest } = fields;
+  return {
+    task_id: null,
+    state: "pending",
+    decided_at: null,
+    decided_by: null,
+    channel: null,
+    reason: null,
+    chat_id: null,
+    message_id: null,
+    pr_number: null,
+    pr_branch: null,
+    head_sha: null,
+    merge_queued_at: null,
+    merge_started_at: null,
+    merge_sha: null,
+    merged_at: null,
+    ...diffColumns(diff),
+    ...rest,
+    risk: rest.risk.slice(0, 16),
+  };
+}
+
 /** The stored diff summary, or null when there is none (or it cannot be read). */
 export function diffSummaryOf(a: Pick<ApprovalRow, "diff_summary">): DiffSummary | null {
   if (!a.diff_summary) return null;

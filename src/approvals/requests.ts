@@ -5,7 +5,7 @@ import { appendEvent } from "../events/repo.ts";
 import { formatDuration } from "../shared/duration.ts";
 import { enqueueControlJob } from "../tasks/control-jobs.ts";
 import { applyTransition } from "../incidents/service.ts";
-import { diffColumns, type ChangeDiff, type Decider, type PullRef } from "./repo.ts";
+import { newApprovalRow, type ChangeDiff, type Decider, type NewApproval, type PullRef } from "./repo.ts";
 
 // Creating approvals, inside the transaction of their cause: a plan that must be approved before it
 // runs (analysis), a pull request that must be approved before it merges, and a pull request the
@@ -35,32 +35,7 @@ export async function requestRunApproval(
 ): Promise<string> {
   const id = `apr_${inc.id.slice(4)}_${inc.version}`;
   const expires = now + RUN_APPROVAL_TTL_MS;
-  await trx
-    .insertInto("approvals")
-    .values({
-      id,
-      incident_id: inc.id,
-      task_id: null,
-      state: "pending",
-      risk: plan.risk,
-      action: JSON.stringify(plan),
-      requested_at: now,
-      expires_at: expires,
-      decided_at: null,
-      decided_by: null,
-      channel: null,
-      reason: null,
-      chat_id: null,
-      message_id: null,
-      pr_number: null,
-      pr_branch: null,
-      head_sha: null,
-      merge_queued_at: null,
-      merge_started_at: null,
-      merge_sha: null,
-      merged_at: null,
-    })
-    .execute();
+  await trx.insertInto("approvals").values(newApprovalRow({ id, incident_id: inc.id, risk: plan.risk, action: JSON.stringify(plan), requested_at: now, expires_at: expires })).execute();
   await appendEvent(trx, dialect, {
     type: "approval.requested",
     incidentId: inc.id,
@@ -84,25 +59,21 @@ export type ProposedPull = {
   diff?: ChangeDiff | null;
 };
 
-function mergeApprovalRow(p: ProposedPull, now: number) {
-  return {
+function mergeApprovalRow(p: ProposedPull, now: number, decided: Partial<NewApproval> = {}): NewApproval {
+  return newApprovalRow({
     id: `apr_${p.task.id.slice(4)}`,
     incident_id: p.incident.id,
     task_id: p.task.id,
-    risk: p.risk.slice(0, 16),
+    risk: p.risk,
     action: JSON.stringify({ merge: p.pr, skill: p.skill, summary: p.summary }),
     requested_at: now,
     expires_at: now + MERGE_APPROVAL_TTL_MS,
-    chat_id: null,
-    message_id: null,
     pr_number: p.pr.number,
     pr_branch: p.pr.branch?.slice(0, 255) ?? null,
     head_sha: p.pr.sha?.slice(0, 64) ?? null,
-    merge_started_at: null,
-    merge_sha: null,
-    merged_at: null,
-    ...diffColumns(p.diff),
-  };
+    diff: p.diff,
+    ...decided,
+  });
 }
 
 /**
@@ -117,7 +88,7 @@ export async function requestMergeApproval(
   now: number,
   event: "fix.proposed" | "revert.proposed" = "fix.proposed",
 ): Promise<string> {
-  const row = { ...mergeApprovalRow(p, now), state: "pending", decided_at: null, decided_by: null, channel: null, reason: null, merge_queued_at: null };
+  const row = mergeApprovalRow(p, now);
   await trx.insertInto("approvals").values(row).execute();
   await appendEvent(trx, dialect, {
     type: "approval.requested",
@@ -146,7 +117,7 @@ export async function approveMergeAtOnce(
   by: { actor: string; channel: string },
   now: number,
 ): Promise<string> {
-  const row = { ...mergeApprovalRow(p, now), state: "approved", decided_at: now, decided_by: approver.subject.slice(0, 255), channel: approver.channel.slice(0, 32), reason, merge_queued_at: now };
+  const row = mergeApprovalRow(p, now, { state: "approved", decided_at: now, decided_by: approver.subject.slice(0, 255), channel: approver.channel.slice(0, 32), reason, merge_queued_at: now });
   await trx.insertInto("approvals").values(row).execute();
   await appendEvent(trx, dialect, {
     type: "approval.approved",
