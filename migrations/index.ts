@@ -9,6 +9,8 @@ import * as m0007 from "./0007_tasks.ts";
 import * as m0008 from "./0008_notices.ts";
 import * as m0009 from "./0009_approval_binding.ts";
 import * as m0010 from "./0010_telegram.ts";
+import * as m0011 from "./0011_console.ts";
+import * as m0012 from "./0012_webhooks.ts";
 
 // Listed explicitly (not read from the folder) so the set is the same under tsx, a bundle or a
 // Docker image, whatever the working directory.
@@ -23,4 +25,6 @@ export const migrations: Record<string, Migration> = {
   "0008_notices": m0008,
   "0009_approval_binding": m0009,
   "0010_telegram": m0010,
+  "0011_console": m0011,
+  "0012_webhooks": m0012,
 };

@@ -3,13 +3,13 @@ import { resolve } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./error.ts";
 import { bool, duration, int, labelList, optionalString, regex } from "./fields.ts";
-import { parseAgentCommands, parseDatabase, parseGitops, parseMcpTokens, parseNatsServers, parseOidc, parseOrigins, parseTelegram, type McpToken, type TelegramRoute } from "./parse.ts";
+import { parseAgentCommands, parseDatabase, parseGitops, parseMcpTokens, parseNatsServers, parseOidc, parseConsoleOidc, parseOrigins, parseTelegram, type McpToken, type TelegramRoute } from "./parse.ts";
 
 export { ConfigError } from "./error.ts";
 export { DEFAULT_AGENT_COMMANDS, MCP_SCOPES, type McpToken, type TelegramRoute } from "./parse.ts";
 
 // Values that must never be echoed back in an error line.
-const SECRET_VARS = new Set(["DATABASE_URL", "NATS_URL", "NATS_TOKEN", "NATS_PASSWORD", "ALERTMANAGER_TOKEN", "ANTHROPIC_API_KEY", "ARGOCD_TOKEN", "GITHUB_TOKEN", "GITHUB_APP_PRIVATE_KEY", "MCP_TOKENS", "TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET"]);
+const SECRET_VARS = new Set(["DATABASE_URL", "NATS_URL", "NATS_TOKEN", "NATS_PASSWORD", "ALERTMANAGER_TOKEN", "ANTHROPIC_API_KEY", "ARGOCD_TOKEN", "GITHUB_TOKEN", "GITHUB_APP_PRIVATE_KEY", "MCP_TOKENS", "TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "CONSOLE_OIDC_CLIENT_SECRET"]);
 
 export const Env = z.object({
   PORT: int(18088, 1, 65535),
@@ -103,6 +103,13 @@ export const Env = z.object({
   TELEGRAM_APPROVER_IDS: optionalString,
   TELEGRAM_WEBHOOK_SECRET: optionalString.pipe(z.string().regex(/^[A-Za-z0-9_-]{16,256}$/, "expected 16 to 256 characters of A-Z, a-z, 0-9, _ and -").optional()),
   TELEGRAM_API_ROOT: optionalString.pipe(z.url({ message: "expected an absolute http(s) URL" }).optional()),
+  CONSOLE_SESSION_TTL: duration("12h", 60_000),
+  CONSOLE_OIDC_CLIENT_ID: optionalString,
+  CONSOLE_OIDC_CLIENT_SECRET: optionalString,
+  WEBHOOKS_DIR: z.string().min(1).default("./webhooks"),
+  WEBHOOK_ALLOW_PRIVATE: bool(false),
+  WEBHOOK_TIMEOUT: duration("10s", 100),
+  WEBHOOK_LEASE_TTL: duration("30m", 1000),
   NOTIFY_MIN_SEVERITY: z.enum(["info", "warning", "critical"], { message: "expected info, warning or critical" }).default("warning"),
 });
 
@@ -191,6 +198,10 @@ export type Config = {
   };
   /** Which incidents' openings are announced (approvals, merges, resolves and escalations always are). */
   notify: { minSeverity: "info" | "warning" | "critical" };
+  /** The web console: session lifetime, and sign-in through MCP_OIDC_ISSUER when a client id is set. */
+  console: { sessionTtlMs: number; oidc?: { clientId: string; clientSecret?: string } };
+  /** Signed webhooks to external agents. */
+  webhooks: { dir: string; allowPrivate: boolean; timeoutMs: number; leaseTtlMs: number };
 };
 
 
@@ -278,5 +289,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     mcp: { tokens: parseMcpTokens(e.MCP_TOKENS), oidc: parseOidc(e), allowedOrigins: parseOrigins(e.MCP_ALLOWED_ORIGINS) },
     telegram: parseTelegram(e, publicUrl),
     notify: { minSeverity: e.NOTIFY_MIN_SEVERITY },
+    console: { sessionTtlMs: e.CONSOLE_SESSION_TTL, oidc: parseConsoleOidc(e) },
+    webhooks: { dir: resolve(e.WEBHOOKS_DIR), allowPrivate: e.WEBHOOK_ALLOW_PRIVATE, timeoutMs: e.WEBHOOK_TIMEOUT, leaseTtlMs: e.WEBHOOK_LEASE_TTL },
   };
 }

@@ -197,3 +197,13 @@ export function parseTelegram(e: z.infer<typeof Env>, publicUrl: string): Config
     mode,
   };
 }
+
+/** Console sign-in through the OIDC issuer MCP already trusts (authorization code + PKCE). */
+export function parseConsoleOidc(e: z.infer<typeof Env>): Config["console"]["oidc"] {
+  if (!e.CONSOLE_OIDC_CLIENT_ID) {
+    if (e.CONSOLE_OIDC_CLIENT_SECRET) throw new ConfigError("CONSOLE_OIDC_CLIENT_ID: required when CONSOLE_OIDC_CLIENT_SECRET is set");
+    return undefined;
+  }
+  if (!e.MCP_OIDC_ISSUER) throw new ConfigError("MCP_OIDC_ISSUER: required with CONSOLE_OIDC_CLIENT_ID (the console signs in through that issuer)");
+  return { clientId: e.CONSOLE_OIDC_CLIENT_ID, clientSecret: e.CONSOLE_OIDC_CLIENT_SECRET };
+}
