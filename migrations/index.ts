@@ -11,6 +11,8 @@ import * as m0009 from "./0009_approval_binding.ts";
 import * as m0010 from "./0010_telegram.ts";
 import * as m0011 from "./0011_console.ts";
 import * as m0012 from "./0012_webhooks.ts";
+import * as m0013 from "./0013_claims.ts";
+import * as m0014 from "./0014_schedules.ts";
 
 // Listed explicitly (not read from the folder) so the set is the same under tsx, a bundle or a
 // Docker image, whatever the working directory.
@@ -27,4 +29,6 @@ export const migrations: Record<string, Migration> = {
   "0010_telegram": m0010,
   "0011_console": m0011,
   "0012_webhooks": m0012,
+  "0013_claims": m0013,
+  "0014_schedules": m0014,
 };
