@@ -9,10 +9,10 @@ const EXPECTED: Record<IncidentState, Partial<Record<IncidentEvent, IncidentStat
   proposed: { "approval.granted": "approved", "approval.rejected": "rejected", rebuild: "fixing", "fix.failed": "failed", escalate: "escalated", "alert.resolved": "resolved", resolve: "resolved" },
   approved: { "approval.released": "proposed", "fix.started": "fixing", "verify.started": "verifying", "fix.failed": "failed", escalate: "escalated", "alert.resolved": "resolved", resolve: "resolved" },
   verifying: { "verify.passed": "resolved", "verify.failed": "escalated", "fix.failed": "failed", escalate: "escalated", "alert.resolved": "resolved", resolve: "resolved" },
-  escalated: { "analysis.started": "analyzing", rebuild: "fixing", "revert.proposed": "proposed", "alert.resolved": "resolved", resolve: "resolved" },
+  escalated: { "analysis.started": "analyzing", rebuild: "fixing", "revert.proposed": "proposed", "agent.proposed": "proposed", "alert.resolved": "resolved", resolve: "resolved" },
   resolved: { reopen: "detected" },
   rejected: { reopen: "detected", resolve: "resolved" },
-  failed: { reopen: "detected", resolve: "resolved" },
+  failed: { reopen: "detected", resolve: "resolved", "agent.proposed": "proposed" },
   suppressed: { reopen: "detected", resolve: "resolved" },
 };
 
@@ -25,6 +25,7 @@ const EVENTS: IncidentEvent[] = [
   "approval.released",
   "rebuild",
   "revert.proposed",
+  "agent.proposed",
   "verify.started",
   "verify.passed",
   "verify.failed",

@@ -29,6 +29,7 @@ export type IncidentEvent =
   | "approval.released" // an approved merge failed: the approval waits for a decision again
   | "rebuild" // a person asked to re-run the fix on the current base (after a merge conflict)
   | "revert.proposed" // the revert of an unverified fix awaits approval
+  | "agent.proposed" // an external agent's pull request awaits approval
   | "verify.started" // the fix is applied (merged or run); watch the alert
   | "verify.passed"
   | "verify.failed"
@@ -52,6 +53,9 @@ const TABLE: Record<IncidentEvent, { from: readonly IncidentState[]; to: Inciden
   rebuild: { from: ["proposed", "escalated"], to: "fixing" },
   // The fix did not resolve the alert: escalated, and Pitcrew's revert of it asks for approval.
   "revert.proposed": { from: ["escalated"], to: "proposed" },
+  // An external agent took the incident over (escalated, or closed by a failed fix) and opened a
+  // pull request: it waits for approval like Pitcrew's own.
+  "agent.proposed": { from: ["escalated", "failed"], to: "proposed" },
   "verify.started": { from: ["fixing", "approved"], to: "verifying" },
   "verify.passed": { from: ["verifying"], to: "resolved" },
   "verify.failed": { from: ["verifying"], to: "escalated" },
