@@ -1,7 +1,97 @@
-import type { Kysely } from "kysely";
+import { MysqlAdapter, sql, type CreateTableBuilder, type Kysely } from "kysely";
 
-// (filled in by the change that needs it)
+// Signed webhooks to external agents (DESIGN §7).
+//
+// A webhook delivery is a `deliveries` row of channel `webhook` (the durable mechanism of the
+// Telegram notices): `kind` is the webhook event, `ref` the timeline event it reports, `target`
+// the target's name, `payload` the body as it was snapshotted when the event happened. New
+// columns: `incident_id` (which incident a delivery is about, for listing and for the callbacks),
+// `token_hash` (hex sha256 of the per-delivery bearer token the body carries; the token itself is
+// never stored) and `last_status` (the HTTP status of the last attempt).
+//
+// `webhook_targets`: targets registered through MCP (`spec` holds them), and the state of any
+// target, file or MCP, that answered 410 Gone (`disabled_at` for the URL in `disabled_url`).
+// `webhook_keys`: the Ed25519 keys of JWS-signed deliveries, generated once so every replica signs
+// with the same key; `active_key` is 'active' on the one key in use (unique), NULL once retired.
+// Retired public keys stay published at /.well-known/jwks.json for a while.
+//
+// Safe to run again: databases that recorded this migration while it was an empty placeholder get
+// it applied by hand (`up` skips what exists).
 
-export async function up(_db: Kysely<any>): Promise<void> {}
+export async function up(db: Kysely<any>): Promise<void> {
+  const isMysql = db.getExecutor().adapter instanceof MysqlAdapter;
+  const text = isMysql ? sql`mediumtext` : sql`text`;
+  const table = (name: string): CreateTableBuilder<string, never> => {
+    const b = db.schema.createTable(name).ifNotExists();
+    return isMysql ? b.modifyEnd(sql`engine=InnoDB default charset=utf8mb4 collate=utf8mb4_bin`) : b;
+  };
 
-export async function down(_db: Kysely<any>): Promise<void> {}
+  await addColumn(db, "deliveries", "incident_id", "varchar(40)");
+  await addColumn(db, "deliveries", "token_hash", "varchar(64)");
+  await addColumn(db, "deliveries", "last_status", "integer");
+  await createIndex(db, "deliveries_incident_idx", "deliveries", ["incident_id", "id"]);
+  await createIndex(db, "deliveries_channel_idx", "deliveries", ["channel", "id"]);
+
+  await table("webhook_targets")
+    .addColumn("name", "varchar(64)", (c) => c.primaryKey())
+    .addColumn("source", "varchar(8)", (c) => c.notNull())
+    .addColumn("spec", text)
+    .addColumn("disabled_at", "bigint")
+    .addColumn("disabled_url", "varchar(2048)")
+    .addColumn("disabled_reason", "varchar(1000)")
+    .addColumn("created_by", "varchar(255)", (c) => c.notNull())
+    .addColumn("created_at", "bigint", (c) => c.notNull())
+    .addColumn("updated_at", "bigint", (c) => c.notNull())
+    .execute();
+
+  await table("webhook_keys")
+    .addColumn("kid", "varchar(64)", (c) => c.primaryKey())
+    .addColumn("alg", "varchar(16)", (c) => c.notNull())
+    .addColumn("public_jwk", text, (c) => c.notNull())
+    .addColumn("private_jwk", text, (c) => c.notNull())
+    .addColumn("active_key", "varchar(16)")
+    .addColumn("created_at", "bigint", (c) => c.notNull())
+    .addColumn("retired_at", "bigint")
+    .execute();
+  await createIndex(db, "webhook_keys_active_uq", "webhook_keys", ["active_key"], true);
+}
+
+async function addColumn(db: Kysely<any>, table: string, column: string, type: "varchar(40)" | "varchar(64)" | "integer"): Promise<void> {
+  if (db.getExecutor().adapter instanceof MysqlAdapter) {
+    const found = await sql<{ n: number }>`
+      select count(*) as n from information_schema.columns
+      where table_schema = database() and table_name = ${table} and column_name = ${column}`.execute(db);
+    if (Number(found.rows[0]?.n ?? 0) > 0) return;
+  } else {
+    const cols = await sql<{ name: string }>`select name from pragma_table_info(${table})`.execute(db);
+    if (cols.rows.some((c) => c.name === column)) return;
+  }
+  await db.schema.alterTable(table).addColumn(column, type).execute();
+}
+
+async function createIndex(db: Kysely<any>, name: string, table: string, columns: string[], unique = false) {
+  if (db.getExecutor().adapter instanceof MysqlAdapter) {
+    const found = await sql<{ n: number }>`
+      select count(*) as n from information_schema.statistics
+      where table_schema = database() and table_name = ${table} and index_name = ${name}`.execute(db);
+    if (Number(found.rows[0]?.n ?? 0) > 0) return;
+    let b = db.schema.createIndex(name).on(table).columns(columns);
+    if (unique) b = b.unique();
+    await b.execute();
+  } else {
+    let b = db.schema.createIndex(name).ifNotExists().on(table).columns(columns);
+    if (unique) b = b.unique();
+    await b.execute();
+  }
+}
+
+export async function down(db: Kysely<any>): Promise<void> {
+  await db.schema.dropTable("webhook_keys").ifExists().execute();
+  await db.schema.dropTable("webhook_targets").ifExists().execute();
+  const isMysql = db.getExecutor().adapter instanceof MysqlAdapter;
+  for (const name of ["deliveries_channel_idx", "deliveries_incident_idx"]) {
+    const b = db.schema.dropIndex(name).ifExists();
+    await (isMysql ? b.on("deliveries") : b).execute();
+  }
+  for (const c of ["last_status", "token_hash", "incident_id"]) await db.schema.alterTable("deliveries").dropColumn(c).execute();
+}

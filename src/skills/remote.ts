@@ -3,7 +3,7 @@ import { z } from "zod";
 import { parseDuration } from "../shared/duration.ts";
 import { AppError, errorMessage, invalid, unavailable } from "../shared/errors.ts";
 import { readBodyCapped } from "../shared/read-body.ts";
-import { signatureHeaders } from "../webhooks/sign.ts";
+import { parseSecrets, signHeaders } from "../webhooks/sign.ts";
 import type { Action } from "./schema.ts";
 
 // The `http` remote skill: POST `{incident, skill, params}` to the skill's URL, signed with the
@@ -57,9 +57,10 @@ export async function callRemoteSkill(action: HttpAction, request: RemoteRequest
   const timestamp = Math.floor((opts.now?.() ?? new Date()).getTime() / 1000);
   let signed: Record<string, string> = { "webhook-id": id, "webhook-timestamp": String(timestamp) };
   if (action.secret_env) {
-    const secret = opts.secrets(action.secret_env);
-    if (!secret) throw invalid("remote.secret_missing", `the secret ${action.secret_env} for ${target} is not set`);
-    signed = signatureHeaders({ id, timestamp, body }, secret);
+    // One secret, or two separated by a space while it is rotated: one signature per secret.
+    const secrets = parseSecrets(opts.secrets(action.secret_env));
+    if (secrets.length === 0) throw invalid("remote.secret_missing", `the secret ${action.secret_env} for ${target} is not set`);
+    signed = signHeaders(id, timestamp, body, secrets);
   }
 
   let res: Response;

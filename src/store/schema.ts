@@ -244,6 +244,36 @@ export interface DeliveriesTable {
   created_at: number;
   updated_at: number;
   sent_at: number | null;
+  /** Webhook deliveries: the incident the delivery is about. */
+  incident_id: string | null;
+  /** Webhook deliveries: hex sha256 of the bearer token the body carries (the token is never stored). */
+  token_hash: string | null;
+  /** Webhook deliveries: the HTTP status of the last attempt. */
+  last_status: number | null;
+}
+
+/** Webhook targets registered through MCP (`spec`), and any target a 410 Gone disabled (for `disabled_url`). */
+export interface WebhookTargetsTable {
+  name: string;
+  source: string;
+  spec: string | null;
+  disabled_at: number | null;
+  disabled_url: string | null;
+  disabled_reason: string | null;
+  created_by: string;
+  created_at: number;
+  updated_at: number;
+}
+
+/** Ed25519 keys of JWS-signed webhooks; `active_key` = 'active' on the key in use, NULL once retired. */
+export interface WebhookKeysTable {
+  kid: string;
+  alg: string;
+  public_jwk: string;
+  private_jwk: string;
+  active_key: string | null;
+  created_at: number;
+  retired_at: number | null;
 }
 
 /** The Telegram message that is an incident's card, edited as the incident moves. */
@@ -286,6 +316,8 @@ export interface DB {
   outbox: OutboxTable;
   settings: SettingsTable;
   deliveries: DeliveriesTable;
+  webhook_targets: WebhookTargetsTable;
+  webhook_keys: WebhookKeysTable;
   notice_messages: NoticeMessagesTable;
   telegram_prompts: TelegramPromptsTable;
   telegram_updates: TelegramUpdatesTable;

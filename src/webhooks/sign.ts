@@ -1,52 +1,66 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { timingSafeEqual } from "node:crypto";
+import { Webhook } from "standardwebhooks";
 import { invalid } from "../shared/errors.ts";
 
-// Standard Webhooks (https://www.standardwebhooks.com): the signed content is
-// `${webhook-id}.${webhook-timestamp}.${body}`, HMAC-SHA256, base64, sent as `v1,<sig>`; several
-// space-separated signatures may be sent (key rotation) and any one of them passing is enough.
-// Replay protection beyond the timestamp window is the caller's job: `verify` returns the id.
+// Standard Webhooks (https://www.standardwebhooks.com) through its reference package: the signed
+// content is `${webhook-id}.${webhook-timestamp}.${body}`, HMAC-SHA256 with the base64-decoded
+// `whsec_` key, sent as `v1,<base64>`. Rotation: while two secrets are active a request carries one
+// signature per secret, space-separated, and a receiver holding either one accepts it; a verifier
+// accepts a signature made with any of its secrets. Replay protection beyond the timestamp window
+// is the caller's job: a successful verification returns the id.
 
 const PREFIX = "whsec_";
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2,3})?$/;
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
-export type SignInput = { id: string; timestamp: number; body: string | Uint8Array };
-
-export type VerifyFailure = "missing_headers" | "bad_timestamp" | "too_old" | "too_new" | "no_signature_matched";
+export type VerifyFailure = "missing_headers" | "bad_timestamp" | "too_old" | "too_new" | "no_secret" | "no_signature_matched";
 export type VerifyResult = { ok: true; id: string; timestamp: number } | { ok: false; reason: VerifyFailure };
-
 export type HeaderSource = Headers | Record<string, string | string[] | undefined>;
+export type SignedHeaders = Record<"webhook-id" | "webhook-timestamp" | "webhook-signature", string>;
 
-/** `whsec_<base64>` → the decoded bytes; anything else is used as raw UTF-8 bytes. */
-export function secretKey(secret: string): Buffer {
+/**
+ * The signer of one secret. `whsec_<base64>` is the Standard Webhooks form; a value without the
+ * prefix is used as raw UTF-8 bytes (what remote skills accepted before).
+ */
+function signer(secret: string): Webhook {
   if (secret.startsWith(PREFIX)) {
     const b64 = secret.slice(PREFIX.length);
+    if (b64.length === 0) throw invalid("webhook.bad_secret", "the webhook secret is empty");
     if (!BASE64.test(b64)) throw invalid("webhook.bad_secret", "a whsec_ secret must be followed by base64");
-    const key = Buffer.from(b64, "base64");
-    if (key.length === 0) throw invalid("webhook.bad_secret", "the webhook secret is empty");
-    return key;
+    return new Webhook(secret);
   }
   if (secret.length === 0) throw invalid("webhook.bad_secret", "the webhook secret is empty");
-  return Buffer.from(secret, "utf8");
+  return new Webhook(Buffer.from(secret, "utf8"), { format: "raw" });
 }
 
-function digest(input: SignInput, key: Buffer): string {
-  return createHmac("sha256", key)
-    .update(`${input.id}.${input.timestamp}.`)
-    .update(input.body)
-    .digest("base64");
+/**
+ * The secrets an env var holds: one, or several separated by spaces (newest first) while a secret
+ * is being rotated. Throws `webhook.bad_secret` for a malformed one.
+ */
+export function parseSecrets(value: string | undefined): string[] {
+  const secrets = (value ?? "").split(/\s+/).filter(Boolean);
+  for (const s of secrets) signer(s);
+  return secrets;
 }
 
-export function sign(input: SignInput, secret: string): string {
-  if (!Number.isSafeInteger(input.timestamp) || input.timestamp < 0) throw invalid("webhook.bad_timestamp", "the timestamp must be whole seconds");
-  return `v1,${digest(input, secretKey(secret))}`;
+const body = (b: string | Uint8Array): string => (typeof b === "string" ? b : Buffer.from(b).toString("utf8"));
+
+/** `v1,<base64>` for one secret. */
+export function signOne(id: string, timestampSeconds: number, payload: string | Uint8Array, secret: string): string {
+  if (!Number.isSafeInteger(timestampSeconds) || timestampSeconds < 0) throw invalid("webhook.bad_timestamp", "the timestamp must be whole seconds");
+  return signer(secret).sign(id, new Date(timestampSeconds * 1000), body(payload));
 }
 
-/** The three headers of a signed request. */
-export function signatureHeaders(input: SignInput, secret: string): Record<"webhook-id" | "webhook-timestamp" | "webhook-signature", string> {
-  return { "webhook-id": input.id, "webhook-timestamp": String(input.timestamp), "webhook-signature": sign(input, secret) };
+/** The three headers of a signed request, with one signature per active secret. */
+export function signHeaders(id: string, timestampSeconds: number, payload: string | Uint8Array, secrets: readonly string[]): SignedHeaders {
+  if (secrets.length === 0) throw invalid("webhook.no_secret", "no secret to sign with");
+  return {
+    "webhook-id": id,
+    "webhook-timestamp": String(timestampSeconds),
+    "webhook-signature": secrets.map((s) => signOne(id, timestampSeconds, payload, s)).join(" "),
+  };
 }
 
-function header(headers: HeaderSource, name: string): string | undefined {
+export function header(headers: HeaderSource, name: string): string | undefined {
   if (headers instanceof Headers) return headers.get(name) ?? undefined;
   for (const [k, v] of Object.entries(headers)) {
     if (k.toLowerCase() !== name) continue;
@@ -56,14 +70,14 @@ function header(headers: HeaderSource, name: string): string | undefined {
 }
 
 /**
- * Checks a request signed with `secret`. `body` must be the raw body as received (re-serialising
- * parsed JSON changes the bytes). The timestamp must lie within `toleranceSeconds` of `now`, in the
- * past or in the future.
+ * Checks a request signed with any of `secrets`. `payload` must be the raw body as received
+ * (re-serialising parsed JSON changes the bytes). The timestamp must lie within `toleranceSeconds`
+ * (default 300) of `now`, in the past or in the future.
  */
-export function verify(
+export function verifyHeaders(
   headers: HeaderSource,
-  body: string | Uint8Array,
-  secret: string,
+  payload: string | Uint8Array,
+  secrets: readonly string[],
   opts: { toleranceSeconds?: number; now?: Date | number } = {},
 ): VerifyResult {
   const id = header(headers, "webhook-id");
@@ -77,14 +91,21 @@ export function verify(
   const now = Math.floor(nowMs / 1000);
   if (now - timestamp > tolerance) return { ok: false, reason: "too_old" };
   if (timestamp - now > tolerance) return { ok: false, reason: "too_new" };
+  if (secrets.length === 0) return { ok: false, reason: "no_secret" };
 
-  const expected = Buffer.from(digest({ id, timestamp, body }, secretKey(secret)));
-  for (const entry of signatures.split(" ")) {
-    const comma = entry.indexOf(",");
-    if (comma === -1 || entry.slice(0, comma) !== "v1") continue;
-    const given = Buffer.from(entry.slice(comma + 1));
-    // The length of an HMAC-SHA256 in base64 is public (44); only the content is compared in constant time.
-    if (given.length === expected.length && timingSafeEqual(given, expected)) return { ok: true, id, timestamp };
+  const given = signatures
+    .split(" ")
+    .filter((e) => e.startsWith("v1,"))
+    .map((e) => Buffer.from(e));
+  for (const secret of secrets) {
+    const expected = Buffer.from(signOne(id, timestamp, payload, secret));
+    // The length of `v1,` + an HMAC-SHA256 in base64 is public; only the content is compared in constant time.
+    if (given.some((g) => g.length === expected.length && timingSafeEqual(g, expected))) return { ok: true, id, timestamp };
   }
   return { ok: false, reason: "no_signature_matched" };
+}
+
+/** One secret (remote-skill tests and callers that hold a single secret). */
+export function verify(headers: HeaderSource, payload: string | Uint8Array, secret: string, opts: { toleranceSeconds?: number; now?: Date | number } = {}): VerifyResult {
+  return verifyHeaders(headers, payload, [secret], opts);
 }
