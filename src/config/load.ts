@@ -106,6 +106,7 @@ export const Env = z.object({
   CONSOLE_SESSION_TTL: duration("12h", 60_000),
   CONSOLE_OIDC_CLIENT_ID: optionalString,
   CONSOLE_OIDC_CLIENT_SECRET: optionalString,
+  SCHEDULES_DIR: z.string().min(1).default("./schedules"),
   WEBHOOKS_DIR: z.string().min(1).default("./webhooks"),
   WEBHOOK_ALLOW_PRIVATE: bool(false),
   WEBHOOK_TIMEOUT: duration("10s", 100),
@@ -200,6 +201,8 @@ export type Config = {
   notify: { minSeverity: "info" | "warning" | "critical" };
   /** The web console: session lifetime, and sign-in through MCP_OIDC_ISSUER when a client id is set. */
   console: { sessionTtlMs: number; oidc?: { clientId: string; clientSecret?: string } };
+  /** Folder of schedule files (`*.yaml`). */
+  schedulesDir: string;
   /** Signed webhooks to external agents. */
   webhooks: { dir: string; allowPrivate: boolean; timeoutMs: number; leaseTtlMs: number };
 };
@@ -290,6 +293,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     telegram: parseTelegram(e, publicUrl),
     notify: { minSeverity: e.NOTIFY_MIN_SEVERITY },
     console: { sessionTtlMs: e.CONSOLE_SESSION_TTL, oidc: parseConsoleOidc(e) },
+    schedulesDir: resolve(e.SCHEDULES_DIR),
     webhooks: { dir: resolve(e.WEBHOOKS_DIR), allowPrivate: e.WEBHOOK_ALLOW_PRIVATE, timeoutMs: e.WEBHOOK_TIMEOUT, leaseTtlMs: e.WEBHOOK_LEASE_TTL },
   };
 }

@@ -1,8 +1,6 @@
 import { z } from "zod";
 import { defineTool } from "../tool.ts";
-import { invalid } from "../../shared/errors.ts";
-import { allowedRepoUrls, assertRepoAllowed } from "../../gitops/repo-url.ts";
-import { parseDuration } from "../../shared/duration.ts";
+import { buildTaskRequest } from "../../tasks/request.ts";
 import { mcpActor, TaskView, taskView } from "../views.ts";
 
 export const submitTask = defineTool({
@@ -35,35 +33,10 @@ export const submitTask = defineTool({
   },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false },
   async handler(args, { principal, deps }) {
-    let payload: Record<string, unknown>;
-    if (args.kind === "prompt") {
-      if (!args.prompt) throw invalid("task.prompt_required", "kind prompt needs a prompt");
-      let timeoutMs: number | undefined;
-      if (args.timeout !== undefined) {
-        timeoutMs = parseDuration(args.timeout);
-        if (timeoutMs === undefined || timeoutMs < 1) throw invalid("task.bad_timeout", `timeout: expected a duration like 30s, 15m, 2h (got ${JSON.stringify(args.timeout)})`);
-      }
-      const agent = args.agent ?? deps.config.agents.defaultAgent;
-      const known = Object.keys(deps.config.agents.commands);
-      if (!known.includes(agent)) throw invalid("task.unknown_agent", `agent ${JSON.stringify(agent)} is not configured (known: ${known.join(", ")})`);
-      if (args.repo_url !== undefined) assertRepoAllowed(args.repo_url, allowedRepoUrls(deps.config));
-      payload = { prompt: args.prompt, repoUrl: args.repo_url, ref: args.ref, agent, model: args.model, timeoutMs };
-    } else {
-      const stray = (["prompt", "repo_url", "ref", "agent", "model", "timeout"] as const).filter((k) => args[k] !== undefined);
-      if (stray.length) throw invalid("task.bad_field", `kind noop does not take ${stray.join(", ")}`);
-      payload = { steps: args.steps, sleepMs: args.sleep_ms };
-    }
-    // Absent options stay absent (JSON drops undefined), so the runner applies its defaults.
-    payload = JSON.parse(JSON.stringify(payload)) as Record<string, unknown>;
+    const { idempotency_key, ...request } = args;
+    const { kind, pool, payload } = buildTaskRequest(request, deps.config);
     const by = mcpActor(principal);
-    const { task, created } = await deps.tasks.create({
-      kind: args.kind,
-      pool: args.pool ?? deps.config.runner.pool,
-      payload,
-      createdBy: by.actor,
-      channel: by.channel,
-      idempotencyKey: args.idempotency_key,
-    });
+    const { task, created } = await deps.tasks.create({ kind, pool, payload, createdBy: by.actor, channel: by.channel, idempotencyKey: idempotency_key });
     if (created) deps.kick();
     return { summary: created ? `queued ${task.kind} task ${task.id}` : `task ${task.id} already exists for this idempotency key (${task.state})`, data: { task: taskView(task), created } };
   },
