@@ -1,8 +1,10 @@
+import type { Updateable } from "kysely";
 import type { Store } from "../store/db.ts";
 import type { Executor } from "../store/sql.ts";
-import type { IncidentRow, TaskRow } from "../store/schema.ts";
+import type { IncidentRow, IncidentsTable, TaskRow } from "../store/schema.ts";
 import { appendEvent } from "../events/repo.ts";
 import { formatDuration } from "../shared/duration.ts";
+import { newId } from "../shared/ids.ts";
 import { enqueueControlJob } from "../tasks/control-jobs.ts";
 import { applyTransition } from "../incidents/service.ts";
 import { newApprovalRow, type ChangeDiff, type Decider, type NewApproval, type PullRef } from "./repo.ts";
@@ -50,7 +52,8 @@ export async function requestRunApproval(
 
 export type ProposedPull = {
   incident: IncidentRow;
-  task: TaskRow;
+  /** The fix task that opened it; null for an external agent's pull request. */
+  task: TaskRow | null;
   pr: PullRef;
   risk: string;
   skill: string | null;
@@ -61,9 +64,9 @@ export type ProposedPull = {
 
 function mergeApprovalRow(p: ProposedPull, now: number, decided: Partial<NewApproval> = {}): NewApproval {
   return newApprovalRow({
-    id: `apr_${p.task.id.slice(4)}`,
+    id: p.task ? `apr_${p.task.id.slice(4)}` : newId("apr", now),
     incident_id: p.incident.id,
-    task_id: p.task.id,
+    task_id: p.task?.id ?? null,
     risk: p.risk,
     action: JSON.stringify({ merge: p.pr, skill: p.skill, summary: p.summary }),
     requested_at: now,
@@ -78,7 +81,8 @@ function mergeApprovalRow(p: ProposedPull, now: number, decided: Partial<NewAppr
 
 /**
  * The pull request waits for a person: a pending merge approval, the incident `proposed` (by
- * `fix.proposed`, or `revert.proposed` for the revert of an unverified fix).
+ * `fix.proposed`, `revert.proposed` for the revert of an unverified fix, or `agent.proposed` for an
+ * external agent's pull request; `extra` is written with the transition).
  */
 export async function requestMergeApproval(
   trx: Executor,
@@ -86,20 +90,21 @@ export async function requestMergeApproval(
   p: ProposedPull,
   by: { actor: string; channel: string },
   now: number,
-  event: "fix.proposed" | "revert.proposed" = "fix.proposed",
+  event: "fix.proposed" | "revert.proposed" | "agent.proposed" = "fix.proposed",
+  extra: Updateable<IncidentsTable> = {},
 ): Promise<string> {
   const row = mergeApprovalRow(p, now);
   await trx.insertInto("approvals").values(row).execute();
   await appendEvent(trx, dialect, {
     type: "approval.requested",
     incidentId: p.incident.id,
-    taskId: p.task.id,
+    taskId: p.task?.id ?? null,
     ...by,
     reason: `merge of pull request #${p.pr.number} needs approval`,
     data: { approvalId: row.id, pr: p.pr, risk: p.risk, expiresAt: row.expires_at, diff: p.diff?.summary ?? null },
     occurredAt: now,
   }, now);
-  await applyTransition(trx, dialect, p.incident, event, { ...by, reason: `pull request #${p.pr.number} opened: ${p.pr.url ?? p.pr.branch ?? ""}`.trim(), data: { taskId: p.task.id, pr: p.pr } }, now);
+  await applyTransition(trx, dialect, p.incident, event, { ...by, reason: `pull request #${p.pr.number} opened: ${p.pr.url ?? p.pr.branch ?? ""}`.trim(), data: { taskId: p.task?.id ?? null, pr: p.pr } }, now, extra);
   return row.id;
 }
 
@@ -122,14 +127,14 @@ export async function approveMergeAtOnce(
   await appendEvent(trx, dialect, {
     type: "approval.approved",
     incidentId: p.incident.id,
-    taskId: p.task.id,
+    taskId: p.task?.id ?? null,
     actor: approver.actor,
     channel: approver.channel,
     reason,
     data: { approvalId: row.id, pr: p.pr, risk: p.risk, diff: p.diff?.summary ?? null },
     occurredAt: now,
   }, now);
-  const proposed = await applyTransition(trx, dialect, p.incident, "fix.proposed", { ...by, reason: `pull request #${p.pr.number} opened: ${p.pr.url ?? p.pr.branch ?? ""}`.trim(), data: { taskId: p.task.id, pr: p.pr } }, now);
+  const proposed = await applyTransition(trx, dialect, p.incident, "fix.proposed", { ...by, reason: `pull request #${p.pr.number} opened: ${p.pr.url ?? p.pr.branch ?? ""}`.trim(), data: { taskId: p.task?.id ?? null, pr: p.pr } }, now);
   await applyTransition(trx, dialect, proposed, "approval.granted", { actor: approver.actor, channel: approver.channel, reason, data: { approvalId: row.id } }, now);
   await queueMerge(trx, dialect, row, approver, now);
   return row.id;
