@@ -1,7 +1,60 @@
-import type { Kysely } from "kysely";
+import { MysqlAdapter, sql, type CreateTableBuilder, type Kysely } from "kysely";
 
-// (filled in by the change that needs it)
+// The web console. `console_sessions`: one row per signed-in browser, keyed by the sha256 of the
+// cookie's random value (the value itself is never stored), with who it is (subject, scopes, how
+// they signed in), the CSRF secret of its forms, and its expiry; signing out deletes the row, and
+// every replica reads the same rows. `console_logins`: an OIDC sign-in under way, keyed by the
+// sha256 of its `state`, holding the nonce and PKCE verifier until the issuer sends the browser
+// back (used once, deleted then or when it expires).
+//
+// Safe to run again: databases that recorded this migration while it was an empty placeholder get
+// it applied by hand (`up` skips what exists).
 
-export async function up(_db: Kysely<any>): Promise<void> {}
+export async function up(db: Kysely<any>): Promise<void> {
+  const isMysql = db.getExecutor().adapter instanceof MysqlAdapter;
+  const table = (name: string): CreateTableBuilder<string, never> => {
+    const b = db.schema.createTable(name).ifNotExists();
+    return isMysql ? b.modifyEnd(sql`engine=InnoDB default charset=utf8mb4 collate=utf8mb4_bin`) : b;
+  };
 
-export async function down(_db: Kysely<any>): Promise<void> {}
+  await table("console_sessions")
+    .addColumn("id", "varchar(64)", (c) => c.primaryKey())
+    .addColumn("subject", "varchar(255)", (c) => c.notNull())
+    .addColumn("scopes", "varchar(64)", (c) => c.notNull())
+    .addColumn("method", "varchar(16)", (c) => c.notNull())
+    .addColumn("via", "varchar(255)", (c) => c.notNull())
+    .addColumn("credential", "varchar(64)")
+    .addColumn("csrf", "varchar(64)", (c) => c.notNull())
+    .addColumn("created_at", "bigint", (c) => c.notNull())
+    .addColumn("last_seen_at", "bigint", (c) => c.notNull())
+    .addColumn("expires_at", "bigint", (c) => c.notNull())
+    .execute();
+  await createIndex(db, isMysql, "console_sessions_expires_idx", "console_sessions", "expires_at");
+
+  await table("console_logins")
+    .addColumn("id", "varchar(64)", (c) => c.primaryKey())
+    .addColumn("nonce", "varchar(64)", (c) => c.notNull())
+    .addColumn("verifier", "varchar(128)", (c) => c.notNull())
+    .addColumn("browser", "varchar(64)", (c) => c.notNull())
+    .addColumn("next", "varchar(1000)", (c) => c.notNull())
+    .addColumn("created_at", "bigint", (c) => c.notNull())
+    .addColumn("expires_at", "bigint", (c) => c.notNull())
+    .execute();
+  await createIndex(db, isMysql, "console_logins_expires_idx", "console_logins", "expires_at");
+}
+
+// MySQL 8 has no CREATE INDEX IF NOT EXISTS: look the index up first.
+async function createIndex(db: Kysely<any>, isMysql: boolean, name: string, table: string, column: string) {
+  if (isMysql) {
+    const found = await sql<{ n: number }>`
+      select count(*) as n from information_schema.statistics
+      where table_schema = database() and table_name = ${table} and index_name = ${name}`.execute(db);
+    if (Number(found.rows[0]?.n ?? 0) > 0) return;
+    await db.schema.createIndex(name).on(table).column(column).execute();
+  } else await db.schema.createIndex(name).ifNotExists().on(table).column(column).execute();
+}
+
+export async function down(db: Kysely<any>): Promise<void> {
+  await db.schema.dropTable("console_logins").ifExists().execute();
+  await db.schema.dropTable("console_sessions").ifExists().execute();
+}

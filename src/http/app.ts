@@ -9,6 +9,7 @@ import { healthRoutes } from "./routes/health.ts";
 import { alertmanagerRoutes, type AlertmanagerRouteDeps } from "../alerts/route.ts";
 import { mcpRoutes, type McpRouteDeps } from "../mcp/route.ts";
 import { telegramWebhookRoutes, type TelegramWebhookDeps } from "../approvals/telegram-webhook.ts";
+import { registerConsole, type ConsoleDeps } from "../console/routes.ts";
 
 export type HttpDeps = {
   log: Logger;
@@ -24,6 +25,8 @@ export type HttpDeps = {
   mcp?: McpRouteDeps;
   /** The Telegram webhook (POST /webhooks/telegram); only in webhook mode, where it has a secret. */
   telegram?: TelegramWebhookDeps;
+  /** The web console (pages, sign-in, /live); absent in tests of the bare shell. */
+  console?: ConsoleDeps;
 };
 
 /** Assembles the HTTP app; does not listen (tests use inject, main/serve.ts listens). */
@@ -73,6 +76,11 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   if (deps.telegram) {
     const telegram = deps.telegram;
     await app.register(async (scope) => telegramWebhookRoutes(scope, telegram));
+  }
+  if (deps.console) {
+    const consoleDeps = deps.console;
+    // Its own scope: the form parser, security headers and HTML error pages stay inside it.
+    await app.register(async (scope) => registerConsole(scope, consoleDeps));
   }
   return app;
 }

@@ -200,7 +200,9 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   // Telegram approvals (buttons, commands): a webhook when PUBLIC_URL is https, else long polling.
   const telegram = createTelegramRuntime({ config, store, log, now: deps.now, approvals, queue, kick: () => relay.kick() });
   registerStoreGauges(deps.metrics, store);
-  const app = await buildHttpApp({ log, store, queue, metrics: deps.metrics, bodyLimit: config.bodyLimit, requestTimeoutMs: config.requestTimeoutMs, alertmanager: { bodyLimit: config.alertmanager.bodyLimit, intake: { ...intake, receive: async (payload) => (await skillSync.refresh().catch(() => false), intake.receive(payload)) }, auth }, mcp: { deps: mcpDeps, auth: mcpAuth }, telegram: telegram?.http });
+  // The web console: the same deps, tokens and JWT checks as /mcp.
+  const consoleDeps = { deps: mcpDeps, mcpAuth, tokens: mcpToken.tokens, agentPath: embedded ? (process.env.PATH ?? "") : undefined };
+  const app = await buildHttpApp({ log, store, queue, metrics: deps.metrics, bodyLimit: config.bodyLimit, requestTimeoutMs: config.requestTimeoutMs, alertmanager: { bodyLimit: config.alertmanager.bodyLimit, intake: { ...intake, receive: async (payload) => (await skillSync.refresh().catch(() => false), intake.receive(payload)) }, auth }, mcp: { deps: mcpDeps, auth: mcpAuth }, telegram: telegram?.http, console: consoleDeps });
   await app.listen({ port: config.port, host: config.host });
   telegram?.start();
   printBanner(config, { embedded, dialect: store.dialect, auth, tokenSource, skills: skills().length, mcp: mcpToken.generated });

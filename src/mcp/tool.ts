@@ -67,6 +67,6 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(def
   return def;
 }
 
-export function hasScope(p: Principal, scope: Scope): boolean {
+export function hasScope(p: Pick<Principal, "scopes">, scope: Scope): boolean {
   return p.scopes.has("admin") || p.scopes.has(scope) || (scope === "read" && p.scopes.has("approve"));
 }

@@ -302,6 +302,32 @@ export interface TelegramUpdatesTable {
   processed_at: number;
 }
 
+/** A web console sign-in: `id` is the sha256 of the cookie's value; `credential` the sha256 of the token it signed in with. */
+export interface ConsoleSessionsTable {
+  id: string;
+  subject: string;
+  /** Space-separated scopes. */
+  scopes: string;
+  method: "token" | "oidc";
+  via: string;
+  credential: string | null;
+  csrf: string;
+  created_at: number;
+  last_seen_at: number;
+  expires_at: number;
+}
+
+/** An OIDC sign-in under way: `id` is the sha256 of its state; `browser` the sha256 of the cookie that binds it to one browser. */
+export interface ConsoleLoginsTable {
+  id: string;
+  nonce: string;
+  verifier: string;
+  browser: string;
+  next: string;
+  created_at: number;
+  expires_at: number;
+}
+
 export interface DB {
   incidents: IncidentsTable;
   alerts: AlertsTable;
@@ -321,6 +347,8 @@ export interface DB {
   notice_messages: NoticeMessagesTable;
   telegram_prompts: TelegramPromptsTable;
   telegram_updates: TelegramUpdatesTable;
+  console_sessions: ConsoleSessionsTable;
+  console_logins: ConsoleLoginsTable;
 }
 
 export type TaskRow = Selectable<TasksTable>;

@@ -1,0 +1,115 @@
+// Pitcrew console: live regions (see src/console/live.ts). Pages work without this script; it only
+// refreshes the parts marked data-live when the server says something they show has changed.
+(function () {
+  "use strict";
+  var body = document.body;
+  var stream = body.getAttribute("data-live-stream");
+  var state = new WeakMap();
+
+  function regions() {
+    return Array.prototype.slice.call(document.querySelectorAll("[data-live]"));
+  }
+
+  function fetchRegion(el) {
+    var s = state.get(el) || {};
+    state.set(el, s);
+    // Someone is typing or choosing inside it: refresh when they leave it.
+    if (el.contains(document.activeElement) && document.activeElement !== body) {
+      s.dirty = true;
+      if (!s.waiting) {
+        s.waiting = true;
+        el.addEventListener("focusout", function onOut() {
+          setTimeout(function () {
+            if (el.contains(document.activeElement)) return;
+            el.removeEventListener("focusout", onOut);
+            s.waiting = false;
+            if (s.dirty) schedule(el);
+          }, 0);
+        });
+      }
+      return;
+    }
+    if (s.busy) {
+      s.dirty = true;
+      return;
+    }
+    s.busy = true;
+    s.dirty = false;
+    fetch(el.getAttribute("data-live"), { headers: { "X-Pitcrew-Fragment": "1", Accept: "text/html" }, credentials: "same-origin", cache: "no-store" })
+      .then(function (res) {
+        // Signed out meanwhile: the whole page goes to the sign-in form.
+        if (res.status === 401 || res.redirected) {
+          window.location.reload();
+          return null;
+        }
+        return res.ok ? res.text() : null;
+      })
+      .then(function (text) {
+        if (text !== null && text !== undefined) {
+          el.innerHTML = text;
+          el.setAttribute("data-live-updated", String(Date.now()));
+        }
+      })
+      .catch(function () {})
+      .then(function () {
+        s.busy = false;
+        if (s.dirty) schedule(el);
+      });
+  }
+
+  // Bursts of events become one fetch per region.
+  function schedule(el) {
+    var s = state.get(el) || {};
+    state.set(el, s);
+    if (s.timer) return;
+    s.timer = setTimeout(function () {
+      s.timer = null;
+      fetchRegion(el);
+    }, 150);
+  }
+
+  function listensTo(el, topics) {
+    if (topics.indexOf("*") >= 0) return true;
+    var on = (el.getAttribute("data-live-on") || "").split(/\s+/);
+    for (var i = 0; i < on.length; i++) if (on[i] && topics.indexOf(on[i]) >= 0) return true;
+    return false;
+  }
+
+  regions().forEach(function (el) {
+    var every = Number(el.getAttribute("data-live-every"));
+    if (every > 0) setInterval(function () {
+      if (!document.hidden) schedule(el);
+    }, every * 1000);
+  });
+
+  if (stream && window.EventSource) {
+    var source = new EventSource(stream);
+    // On every (re)connect: whatever happened while not listening is fetched again.
+    source.addEventListener("hello", function () {
+      body.setAttribute("data-live-connected", "true");
+      regions().forEach(schedule);
+    });
+    source.addEventListener("change", function (ev) {
+      var msg;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch (e) {
+        return;
+      }
+      var topics = Array.isArray(msg.topics) ? msg.topics : ["*"];
+      regions().forEach(function (el) {
+        if (listensTo(el, topics)) schedule(el);
+      });
+    });
+    source.addEventListener("error", function () {
+      body.setAttribute("data-live-connected", "false");
+    });
+  }
+
+  // Forms that ask before they act (data-confirm="…").
+  document.addEventListener("submit", function (ev) {
+    var form = ev.target;
+    var question = form && form.getAttribute && form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) ev.preventDefault();
+  });
+})();
