@@ -9,6 +9,7 @@ import { healthRoutes } from "./routes/health.ts";
 import { alertmanagerRoutes, type AlertmanagerRouteDeps } from "../alerts/route.ts";
 import { mcpRoutes, type McpRouteDeps } from "../mcp/route.ts";
 import { telegramWebhookRoutes, type TelegramWebhookDeps } from "../approvals/telegram-webhook.ts";
+import { callbackRoutes, type CallbackRouteDeps } from "../webhooks/callbacks.ts";
 import { registerConsole, type ConsoleDeps } from "../console/routes.ts";
 
 export type HttpDeps = {
@@ -25,6 +26,8 @@ export type HttpDeps = {
   mcp?: McpRouteDeps;
   /** The Telegram webhook (POST /webhooks/telegram); only in webhook mode, where it has a secret. */
   telegram?: TelegramWebhookDeps;
+  /** External agents' claim and result callbacks (POST /api/v1/incidents/:id/claims|results). */
+  callbacks?: CallbackRouteDeps;
   /** The web console (pages, sign-in, /live); absent in tests of the bare shell. */
   console?: ConsoleDeps;
 };
@@ -76,6 +79,11 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   if (deps.telegram) {
     const telegram = deps.telegram;
     await app.register(async (scope) => telegramWebhookRoutes(scope, telegram));
+  }
+  if (deps.callbacks) {
+    const callbacks = deps.callbacks;
+    // Its own scope: the JSON parser that keeps the raw body for signatures stays inside it.
+    await app.register(async (scope) => callbackRoutes(scope, callbacks));
   }
   if (deps.console) {
     const consoleDeps = deps.console;
