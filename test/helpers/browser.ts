@@ -5,6 +5,7 @@ import { join, resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { createMemoryQueue } from "../../src/bus/memory.ts";
+import type { TaskQueue } from "../../src/bus/port.ts";
 import { loadConfig, type Config } from "../../src/config/load.ts";
 import { buildHttpApp } from "../../src/http/app.ts";
 import { createMetrics } from "../../src/http/metrics.ts";
@@ -39,6 +40,8 @@ export type ConsoleApp = {
   app: FastifyInstance;
   config: Config;
   store: TestStore;
+  /** The in-process queue of the deps (for a runner and control-plane loops in the test). */
+  queue: TaskQueue;
   deps: McpDeps;
   tokens: typeof TOKENS;
   close(): Promise<void>;
@@ -117,6 +120,7 @@ export async function startConsoleApp(opts: ConsoleAppOptions = {}): Promise<Con
     app,
     config,
     store,
+    queue,
     deps,
     tokens: TOKENS,
     async close() {

@@ -9,7 +9,8 @@ import { exportJWK, generateKeyPair, SignJWT } from "jose";
  * body), the redirect URI, and the PKCE verifier against the S256 challenge. ID tokens are signed
  * with jose (RS256) and carry the nonce; access tokens are JWTs for `accessAudience` when set.
  */
-export type OidcUser = { sub: string; email?: string; scope?: string | string[] };
+/** `scopeIn: "access"` puts the scope claim in the access token only (default: both tokens). */
+export type OidcUser = { sub: string; email?: string; scope?: string | string[]; scopeIn?: "both" | "access" };
 
 export type OidcProviderOptions = {
   clientId: string;
@@ -113,7 +114,7 @@ export async function startOidcProvider(opts: OidcProviderOptions) {
       const verifier = form.get("code_verifier") ?? "";
       if (createHash("sha256").update(verifier).digest("base64url") !== g.challenge) return refuse("PKCE verifier does not match the challenge");
       const profile = { sub: g.user.sub, ...(g.user.email ? { email: g.user.email } : {}) };
-      const idToken = await sign({ ...profile, nonce: g.nonce, ...(g.user.scope !== undefined ? { [claim]: g.user.scope } : {}) }, g.clientId);
+      const idToken = await sign({ ...profile, nonce: g.nonce, ...(g.user.scope !== undefined && g.user.scopeIn !== "access" ? { [claim]: g.user.scope } : {}) }, g.clientId);
       const accessToken = opts.accessAudience ? await sign({ sub: g.user.sub, [claim]: g.user.scope ?? "" }, opts.accessAudience) : randomBytes(16).toString("hex");
       return json(200, { token_type: "Bearer", id_token: idToken, access_token: accessToken, expires_in: 300 });
     }
