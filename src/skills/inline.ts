@@ -1,5 +1,5 @@
 import { AppError, errorMessage } from "../shared/errors.ts";
-import { runDrift } from "./builtins/drift.ts";
+import { runDrift, runDriftReport } from "./builtins/drift.ts";
 import { runProbe } from "./builtins/probe.ts";
 import { callRemoteSkill } from "./remote.ts";
 import type { Skill } from "./schema.ts";
@@ -36,6 +36,12 @@ export async function runInline(skill: Skill, params: Record<string, unknown>, i
   }
   if ("builtin" in a && a.builtin === "drift") {
     if (!deps.argocd) throw new AppError("invalid", "argocd.not_configured", "the drift skill needs ARGOCD_URL and ARGOCD_TOKEN");
+    if (params.mode === "report") {
+      // Read-only: drifted applications are evidence for a person, never changed here.
+      const report = await runDriftReport(params, { ...deps.argocd, fetch: deps.fetch });
+      const details = { total: report.total, drifted: report.drifted };
+      return report.drifted.length ? { kind: "escalate", summary: report.summary, details } : { kind: "applied", summary: report.summary, details };
+    }
     const r = await runDrift(params, { ...deps.argocd, fetch: deps.fetch });
     if (r.outcome === "pr_needed") return { kind: "escalate", summary: `${r.summary}; codifying the live change needs a pull request`, details: r.details };
     return { kind: "applied", summary: r.summary, details: r.details };

@@ -138,11 +138,17 @@ export interface SchedulesTable {
   enabled: number;
   overlap: string;
   task_template: string;
+  /** `file` (SCHEDULES_DIR; pruned by a sync) or `mcp` (never pruned by a file sync). */
   source: string;
   next_run_at: number | null;
   last_run_at: number | null;
   created_at: number;
   updated_at: number;
+  catch_up: Generated<string>;
+  jitter_ms: Generated<number>;
+  description: string | null;
+  /** Where it came from: the file's path, or `mcp:<who>`. */
+  origin: Generated<string>;
 }
 
 export interface ScheduleRunsTable {
@@ -150,8 +156,13 @@ export interface ScheduleRunsTable {
   schedule_id: string;
   scheduled_for: number;
   task_id: string | null;
+  /** fired (its task queued), skipped (overlap, or missed runs not caught up), failed (could not be queued). */
   state: string;
   created_at: number;
+  reason: string | null;
+  /** For a catch-up run: how many runs were missed while no control plane fired them. */
+  missed: Generated<number>;
+  fired_at: number | null;
 }
 
 export interface RunnersTable {

@@ -3,11 +3,13 @@ import { createServer as createTcpServer, type AddressInfo } from "node:net";
 import { delay, http, HttpResponse } from "msw";
 import { setupServer } from "msw/node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { runDrift } from "../../src/skills/builtins/drift.ts";
+import { runDrift, runDriftReport } from "../../src/skills/builtins/drift.ts";
 import { runProbe } from "../../src/skills/builtins/probe.ts";
 import { callRemoteSkill, type HttpAction } from "../../src/skills/remote.ts";
 import { verify } from "../../src/webhooks/sign.ts";
 import { rejection } from "../helpers/assert.ts";
+import { runInline } from "../../src/skills/inline.ts";
+import { Skill } from "../../src/skills/schema.ts";
 
 type Handler = (req: IncomingMessage, body: string, res: ServerResponse) => void;
 
@@ -432,6 +434,26 @@ describe("drift against the Argo CD API (msw)", () => {
     expect(getCalls.length).toBe(before);
     // The configured server named explicitly is fine.
     expect((await runDrift({ application: "checkout-synced", server: `${BASE}/` }, opts)).outcome).toBe("already_synced");
+  });
+
+  it("reports, read-only, every application that drifted from git (mode report) and runs inline as a check", async () => {
+    const seen: Array<{ auth: string | null; project: string | null }> = [];
+    mock.use(
+      http.get(`${BASE}/api/v1/applications`, ({ request }) => {
+        seen.push({ auth: request.headers.get("authorization"), project: new URL(request.url).searchParams.get("project") });
+        return HttpResponse.json({ metadata: { resourceVersion: "9" }, items: Object.values(apps) });
+      }),
+      http.post(`${BASE}/api/v1/applications/:name/sync`, () => HttpResponse.json({ message: "a report must not sync" }, { status: 500 })),
+    );
+    const r = await runDriftReport({ mode: "report", project: "payments" }, opts);
+    expect(r.total).toBe(4);
+    expect(r.drifted.map((d) => `${d.application}:${d.syncStatus}:${d.outOfSync}`)).toEqual(["checkout-drifted:OutOfSync:2", "checkout-head:OutOfSync:0", "checkout-unknown:Unknown:0"]);
+    expect(r.summary).toBe("3 of 4 application(s) drifted from git: checkout-drifted (OutOfSync, 2 resource(s)), checkout-head (OutOfSync), checkout-unknown (Unknown)");
+    expect(seen).toEqual([{ auth: `Bearer ${TOKEN}`, project: "payments" }]);
+    const skill = Skill.parse({ name: "drift-report", description: "d", match: {}, risk: "read", approval: "none", action: { builtin: "drift", with: { mode: "report" } } });
+    const outcome = await runInline(skill, { mode: "report" }, {}, { argocd: opts, secrets: () => undefined });
+    expect(outcome).toMatchObject({ kind: "escalate", summary: r.summary, details: { total: 4 } });
+    await expect(runDriftReport({ mode: "report", application: "x" }, opts)).rejects.toMatchObject({ code: "drift.invalid_params" });
   });
 
   it("rejects an application name that is not a Kubernetes name", async () => {

@@ -103,15 +103,12 @@ function chooseServer(server: string | undefined, opts: DriftOptions): string {
   return hit;
 }
 
-export async function runDrift(params: unknown, opts: DriftOptions): Promise<DriftResult> {
-  const p = parseDriftParams(params);
-  const base = chooseServer(p.server, opts);
+/** GET/POST against Argo CD with the token, a timeout, no redirects and a bounded answer. */
+function argoClient(base: string, opts: DriftOptions, project: string | undefined, application: string) {
   const f = opts.fetch ?? fetch;
-  const appPath = `api/v1/applications/${encodeURIComponent(p.application)}`;
-
-  const call = async (method: "GET" | "POST", path: string, body?: unknown): Promise<unknown> => {
+  return async (method: "GET" | "POST", path: string, body?: unknown): Promise<unknown> => {
     const url = new URL(path, base.endsWith("/") ? base : `${base}/`);
-    if (method === "GET" && p.project) url.searchParams.set("project", p.project);
+    if (method === "GET" && project) url.searchParams.set("project", project);
     const what = `Argo CD ${method} /${path}`;
     let res: Response;
     try {
@@ -140,8 +137,15 @@ export async function runDrift(params: unknown, opts: DriftOptions): Promise<Dri
         throw unavailable("argocd.bad_answer", `${what}: answer is not JSON`);
       }
     }
-    throw statusError(res.status, what, argoMessage(text), p.application);
+    throw statusError(res.status, what, argoMessage(text), application);
   };
+}
+
+export async function runDrift(params: unknown, opts: DriftOptions): Promise<DriftResult> {
+  const p = parseDriftParams(params);
+  const base = chooseServer(p.server, opts);
+  const appPath = `api/v1/applications/${encodeURIComponent(p.application)}`;
+  const call = argoClient(base, opts, p.project, p.application);
 
   const app = Application.safeParse(await call("GET", appPath));
   if (!app.success) throw unavailable("argocd.bad_answer", `Argo CD answered an application without the expected fields: ${app.error.issues[0]?.message}`);
@@ -174,6 +178,40 @@ export async function runDrift(params: unknown, opts: DriftOptions): Promise<Dri
     summary: `${p.application}: ${drifted}; sync to ${syncRevision ?? "the target revisions"} started`,
     details: { ...details, ...(syncRevision !== undefined && { syncRevision }) },
   };
+}
+
+export const DriftReportParams = z
+  .object({
+    mode: z.literal("report"),
+    server: z.url({ protocol: /^https?$/ }).optional(),
+    project: z.string().regex(K8S_NAME, "an Argo CD project name").optional(),
+  })
+  .strict();
+
+export type DriftReport = {
+  summary: string;
+  /** Applications that are not Synced (OutOfSync, or Unknown when Argo CD cannot compare). */
+  drifted: Array<Pick<DriftResult["details"], "application" | "project" | "syncStatus" | "health"> & { outOfSync: number }>;
+  total: number;
+};
+
+/** Read-only: every application (of `project`, when given) and which ones drifted from git. Changes nothing. */
+export async function runDriftReport(params: unknown, opts: DriftOptions): Promise<DriftReport> {
+  const parsed = DriftReportParams.safeParse(params);
+  if (!parsed.success) throw invalid("drift.invalid_params", `drift report: ${parsed.error.issues.map((i) => `${i.path.join(".") || "params"}: ${i.message}`).join("; ")}`);
+  const p = parsed.data;
+  const call = argoClient(chooseServer(p.server, opts), opts, p.project, "(all)");
+  const list = z.object({ items: z.array(Application).nullable().optional() }).loose().safeParse(await call("GET", "api/v1/applications"));
+  if (!list.success) throw unavailable("argocd.bad_answer", `Argo CD answered an application list without the expected fields: ${list.error.issues[0]?.message}`);
+  const apps = (list.data.items ?? []).map(driftDetails);
+  const drifted = apps
+    .filter((a) => a.syncStatus !== "Synced")
+    .map((a) => ({ application: a.application, ...(a.project && { project: a.project }), syncStatus: a.syncStatus, ...(a.health && { health: a.health }), outOfSync: a.outOfSync.length }));
+  const names = drifted.slice(0, 10).map((d) => `${d.application} (${d.syncStatus}${d.outOfSync ? `, ${d.outOfSync} resource(s)` : ""})`).join(", ");
+  const summary = drifted.length
+    ? `${drifted.length} of ${apps.length} application(s) drifted from git: ${names}${drifted.length > 10 ? ", …" : ""}`
+    : `all ${apps.length} application(s) Synced`;
+  return { summary, drifted, total: apps.length };
 }
 
 function driftDetails(app: Application): DriftResult["details"] {
