@@ -15,6 +15,9 @@ import { tasksPages } from "./tasks.ts";
 import { fleetPages } from "./fleet.ts";
 import { skillsPages } from "./skills.ts";
 import { statusPages } from "./status.ts";
+import { incidentsPages } from "./incidents.ts";
+import { incidentPages } from "./incident.ts";
+import { approvalsPages } from "./approvals.ts";
 
 // The web console, on the control plane's port: registerConsole(app, deps) from http/app.ts. Its
 // routes live in their own fastify scope, with the only form parser of the app
@@ -39,7 +42,7 @@ export type ConsoleContext = { deps: McpDeps; auth: ConsoleAuth; hub: LiveHub; m
 
 export type ConsolePages = (app: FastifyInstance, ctx: ConsoleContext) => void;
 
-const PAGES: ConsolePages[] = [tasksPages, fleetPages, skillsPages, statusPages];
+const PAGES: ConsolePages[] = [incidentsPages, incidentPages, approvalsPages, tasksPages, fleetPages, skillsPages, statusPages];
 
 const FORM_LIMIT = 64 * 1024;
 
