@@ -45,6 +45,8 @@ ${csrfField(p)}
   return html`${state}${dry}${control}`;
 }
 
+const lasting = (ms: number) => (ms % 3_600_000 === 0 ? `${ms / 3_600_000} h` : `${Math.round(ms / 60_000)} min`);
+
 function describeGitops(g: Config["gitops"]): Html {
   return g.provider === "local"
     ? html`local repository <code>${g.repoPath}</code>, branch <code>${g.baseBranch}</code>`
@@ -97,7 +99,7 @@ ${liveRegion({ src: "/status/automation", on: [topics.system], id: "automation" 
 <dt>Pull requests</dt><dd>at most ${g.maxPrsPerHour} per hour, ${g.maxPrsPerDay} per day; ${g.maxFixesPerNamespace} concurrent fix(es) per namespace</dd>
 <dt>Planner</dt><dd>${c.anthropic ? html`Claude (<code>${c.anthropic.model}</code>), rules as fallback` : "rules (no ANTHROPIC_API_KEY)"}</dd>
 <dt>Approvals</dt><dd>console, MCP${c.telegram ? `, Telegram (${c.telegram.mode})` : ""}</dd>
-<dt>Console sign-in</dt><dd>tokens${c.console.oidc ? html`, SSO through <code>${c.mcp.oidc?.issuer ?? ""}</code>` : null}; sessions last ${Math.round(c.console.sessionTtlMs / 60_000)} min</dd>
+<dt>Console sign-in</dt><dd>tokens${c.console.oidc ? html`, SSO through <code>${c.mcp.oidc?.issuer ?? ""}</code>` : null}; sessions last ${lasting(c.console.sessionTtlMs)}</dd>
 <dt>Public URL</dt><dd><code>${c.publicUrl}</code></dd>
 </dl>
 <h3>Agent CLIs</h3>

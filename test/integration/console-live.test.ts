@@ -4,7 +4,7 @@ import { silentLogger } from "../../src/shared/logger.ts";
 import { newId } from "../../src/shared/ids.ts";
 import { createLiveHub, type LiveMessage } from "../../src/console/live.ts";
 import type { Executor } from "../../runner/executors/types.ts";
-import { launchBrowser, newPage, signIn, startConsoleApp, TOKENS, type ConsoleApp } from "../helpers/browser.ts";
+import { launchBrowser, newPage, screenshot, signIn, startConsoleApp, TOKENS, type ConsoleApp } from "../helpers/browser.ts";
 import { startControlPlane, startRunner } from "../helpers/control-plane.ts";
 import { storeFactories } from "../helpers/store.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -65,6 +65,7 @@ describe("a task page in the browser", () => {
     expect(await page.locator("pre.json").textContent()).toContain("<script>alert(1)</script>");
     // Still the same document: the region was replaced, the page never reloaded.
     expect(await page.evaluate(() => (window as unknown as { loadedOnce?: number }).loadedOnce)).toBe(1);
+    await screenshot(page, "task");
     await context.close();
   });
 
