@@ -49,8 +49,8 @@ describe("a task page in the browser", () => {
     cp.relay.kick();
 
     await page.goto(`${app.url}/tasks/${task.id}`);
-    await page.evaluate(() => ((window as unknown as { loadedOnce: number }).loadedOnce = 1));
-    await waitFor(() => page.evaluate(() => document.body.getAttribute("data-live-connected") === "true"));
+    await page.evaluate("window.loadedOnce = 1");
+    await page.locator('body[data-live-connected="true"]').waitFor();
 
     await expect.poll(() => page.locator("#task-progress").textContent(), { timeout: 15_000 }).toContain("cloning <b>gitops</b> repository");
     expect(await page.locator("#task-progress progress").getAttribute("value")).toBe("40");
@@ -64,7 +64,7 @@ describe("a task page in the browser", () => {
     // The payload's markup is text too.
     expect(await page.locator("pre.json").textContent()).toContain("<script>alert(1)</script>");
     // Still the same document: the region was replaced, the page never reloaded.
-    expect(await page.evaluate(() => (window as unknown as { loadedOnce?: number }).loadedOnce)).toBe(1);
+    expect(await page.evaluate("window.loadedOnce")).toBe(1);
     await screenshot(page, "task");
     await context.close();
   });
@@ -72,7 +72,7 @@ describe("a task page in the browser", () => {
   it("adds a new task to the Tasks list while it is open", async () => {
     const { page, context } = await newPage(browser);
     await signIn(page, app, TOKENS.reader, "/tasks");
-    await waitFor(() => page.evaluate(() => document.body.getAttribute("data-live-connected") === "true"));
+    await page.locator('body[data-live-connected="true"]').waitFor();
     const { task } = await app.deps.tasks.create({ kind: "noop", payload: {}, createdBy: "test", channel: "test" });
     await expect.poll(() => page.locator(`a[href="/tasks/${task.id}"]`).count(), { timeout: 10_000 }).toBe(1);
     await context.close();

@@ -143,16 +143,14 @@ describe("console pages as a browser loads them", () => {
     const { page, context } = await newPage(browser);
     await signIn(page, app, TOKENS.admin, "/status");
     await page.keyboard.press("Tab");
-    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe("Skip to content");
+    expect(await page.evaluate("document.activeElement.textContent")).toBe("Skip to content");
     await page.keyboard.press("Enter");
-    expect(await page.evaluate(() => document.activeElement?.id)).toBe("main");
+    expect(await page.evaluate("document.activeElement.id")).toBe("main");
     for (const path of [...pages, "/login"]) {
       await page.goto(`${app.url}${path}`);
-      const unlabelled = await page.evaluate(() =>
-        Array.from(document.querySelectorAll("input:not([type=hidden]), select, textarea"))
-          .filter((el) => (el as HTMLInputElement).labels?.length === 0 && !el.getAttribute("aria-label"))
-          .map((el) => el.outerHTML),
-      );
+      // (A string: the test's own TypeScript has no DOM types.)
+      const unlabelled = await page.evaluate(`Array.from(document.querySelectorAll("input:not([type=hidden]), select, textarea"))
+        .filter((el) => el.labels.length === 0 && !el.getAttribute("aria-label")).map((el) => el.outerHTML)`);
       expect(unlabelled, path).toEqual([]);
     }
     await page.goto(`${app.url}/fleet`);
@@ -165,7 +163,7 @@ describe("console pages as a browser loads them", () => {
     await signIn(page, app, TOKENS.admin, "/status");
     for (const path of pages) {
       await page.goto(`${app.url}${path}`);
-      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      const overflow = (await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")) as number;
       expect(overflow, path).toBeLessThanOrEqual(0);
     }
     await page.goto(`${app.url}/status`);
