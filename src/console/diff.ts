@@ -73,7 +73,7 @@ export function parseUnifiedDiff(text: string): ParsedDiff {
       } else if (line.startsWith("Binary files ")) {
         file.binary = true;
         file.meta.push(line);
-      } else if (line.trim()) file.meta.push(line);
+      } else if (line.trim() && !line.startsWith("index ")) file.meta.push(line);
       continue;
     }
     if (line.startsWith("+")) {
@@ -118,7 +118,7 @@ function renderFile(f: DiffFileBlock, i: number): Html {
   // One line per element, joined by newlines inside the <pre>: the line breaks are the text's own.
   const body = f.lines.map((l, n) => (n === 0 ? renderLine(l) : html`\n${renderLine(l)}`));
   return html`<section class="diff-file" aria-labelledby="${id}">
-<h4 id="${id}"><code>${f.path || "(unnamed file)"}</code>${f.oldPath ? html` <span class="diff-rename">(from <code>${f.oldPath}</code>)</span>` : ""} <span class="diff-counts">${what}</span></h4>
+<h3 id="${id}"><code>${f.path || "(unnamed file)"}</code>${f.oldPath ? html` <span class="diff-rename">(from <code>${f.oldPath}</code>)</span>` : ""} <span class="diff-counts">${what}</span></h3>
 ${f.meta.length ? html`<p class="diff-meta">${f.meta.join("; ")}</p>` : ""}
 ${f.lines.length ? html`<pre class="diff" tabindex="0" aria-label="${`Changes to ${f.path}`}"><code>${body}</code></pre>` : ""}
 </section>`;

@@ -192,10 +192,9 @@ function eventData(e: EventRow): Html {
 export function renderTimeline(t: Timeline, now: number): Html {
   if (t.events.length === 0) return html`<p class="muted empty">No events.</p>`;
   const older = t.total > t.events.length ? html`<p>Showing the last ${t.events.length} of ${t.total} events.</p>` : "";
-  const item = (e: EventRow) => html`<li class="event">
-<p><span class="log-time">${when(Number(e.occurred_at))}</span> <strong class="log-type">${e.type}</strong> by <span class="actor">${e.actor}</span> via <span class="channel">${e.channel}</span>${e.reason ? html`: <span class="reason">${cut(e.reason, 2000)}</span>` : ""} <small class="muted">(${since(Number(e.occurred_at), now)})</small></p>
-${eventData(e)}
-</li>`;
+  // One line per event, no whitespace between the parts: the log style keeps whitespace as it is.
+  const item = (e: EventRow) =>
+    html`<li class="event"><span class="log-time">${when(Number(e.occurred_at))}</span> <strong class="log-type">${e.type}</strong> by <span class="actor">${e.actor}</span> via <span class="channel">${e.channel}</span>${e.reason ? html`: <span class="reason">${cut(e.reason, 2000)}</span>` : ""} <small class="muted">(${since(Number(e.occurred_at), now)})</small>${eventData(e)}</li>`;
   return html`${older}<ol class="timeline log">${t.events.map(item)}</ol>`;
 }
 

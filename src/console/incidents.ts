@@ -175,7 +175,7 @@ export function renderIncidentRows(page: IncidentListPage, f: IncidentListQuery,
 </tr>`;
   return html`<div class="table-wrap"><table class="incidents">
 <caption class="visually-hidden">Incidents, newest first</caption>
-<thead><tr><th scope="col">Incident</th><th scope="col">State</th><th scope="col">Severity</th><th scope="col">Namespace / service</th><th scope="col">Age</th><th scope="col">Skill</th><th scope="col">Pull request</th></tr></thead>
+<thead><tr><th scope="col">Incident</th><th scope="col">State</th><th scope="col">Severity</th><th scope="col">Namespace / service</th><th scope="col">Age</th><th scope="col">Skill</th><th scope="col"><abbr title="Pull request">PR</abbr></th></tr></thead>
 <tbody>${page.items.map(row)}</tbody>
 </table></div>
 <nav class="pager" aria-label="Pages">${f.cursor ? html`<a href="${listHref(f, { cursor: undefined })}">Newest</a>` : ""}${page.nextCursor ? html` <a href="${listHref(f, { cursor: page.nextCursor })}" rel="next">Older incidents</a>` : ""}</nav>`;
