@@ -18,6 +18,9 @@ import { handleDeadLetters } from "../tasks/dead-letter.ts";
 import { createTaskReconciler } from "../tasks/reconciler.ts";
 import { requeuePendingTasks } from "../tasks/requeue.ts";
 import { createControlJobs } from "../tasks/control-jobs.ts";
+import { createScheduleService } from "../schedules/service.ts";
+import { createScheduler, SCHEDULE_SKILL_JOB } from "../schedules/scheduler.ts";
+import { createScheduleSkillJob } from "../schedules/skill-job.ts";
 import { createApprovalService } from "../approvals/service.ts";
 import { createTelegramRuntime } from "../approvals/telegram-start.ts";
 import { createRunner, runnerOptions } from "../../runner/worker.ts";
@@ -27,6 +30,9 @@ import { createGitHost } from "./gitops.ts";
 import { createDeps } from "./deps.ts";
 import { createFleetMonitor } from "../fleet/monitor.ts";
 import { createNotices } from "../notify/service.ts";
+import { createWebhooks } from "../webhooks/service.ts";
+import { WEBHOOK } from "../webhooks/repo.ts";
+import { createClaims } from "../webhooks/claims.ts";
 import { createVerifier } from "../incidents/verifier.ts";
 import { createSweeper } from "../incidents/sweeper.ts";
 import { onShutdownSignal } from "./signals.ts";
@@ -108,12 +114,17 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     sweep: config.sweep,
     onEnqueued: () => relay.kick(),
   });
+  // Schedules: files synced at start; the scheduler fires each run once whichever replicas run.
+  const schedules = createScheduleService({ store, log, now: deps.now, dir: config.schedulesDir });
+  await schedules.sync({ actor: `control-plane:${config.runner.id}`, channel: "system" });
+  const scheduler = createScheduler({ store, log, now: deps.now, skills, config, onQueued: () => relay.kick() });
   // One consumer of the control pool runs every kind of control-plane job.
   const controlJobs = createControlJobs(
     { store, queue, log, now: deps.now, onDone: () => relay.kick() },
     {
       "incident.analyze": analysisWorker.job,
       ...approvals.jobs,
+      [SCHEDULE_SKILL_JOB]: createScheduleSkillJob({ store, now: deps.now, skills, inline }),
     },
   );
   const analysis = controlJobs.start(config.analysisConcurrency);
@@ -122,7 +133,12 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   fleet.start();
   // Telegram notices and approval messages: durable rows, sent by one replica at a time (dropped
   // when TELEGRAM_BOT_TOKEN is unset).
-  const notices = createNotices(config, { store, log, now: deps.now, owner: `${config.runner.id}-${randomBytes(4).toString("hex")}` });
+  // Signed webhooks to external agents: targets from WEBHOOKS_DIR and MCP, sent by the same deliverer.
+  const webhooks = createWebhooks(config, { store, log, now: deps.now, env: (name) => process.env[name] });
+  await webhooks.registry.reload();
+  // External agents' claims and results, the callbacks of those webhooks.
+  const agentClaims = createClaims({ store, log, now: deps.now, leaseTtlMs: config.webhooks.leaseTtlMs, gitHost, onEnqueued: () => relay.kick() });
+  const notices = createNotices(config, { store, log, now: deps.now, owner: `${config.runner.id}-${randomBytes(4).toString("hex")}` }, { [WEBHOOK]: webhooks.sender });
   notices.start();
   // Dead letters whose advisory nobody saw, and tasks whose runner vanished for good.
   const reconciler = createTaskReconciler(
@@ -156,9 +172,12 @@ export async function serve(config: Config, log: Logger): Promise<void> {
         const r = await approvals.recoverStuckMerges(now);
         return r.requeued + r.gaveUp;
       },
+      // Agents' leases that ran out without a result.
+      (now) => agentClaims.expireLeases(now),
     ],
   });
   sweeper.start();
+  scheduler.start();
 
   const runner = embedded
     ? createRunner(
@@ -191,6 +210,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     inline,
     approvals,
     missingAgentClis: agentClis,
+    schedules: { service: schedules, scheduler },
     kick: () => relay.kick(),
   };
   const mcpToken = mcpTokens(config);
@@ -202,7 +222,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   registerStoreGauges(deps.metrics, store);
   // The web console: the same deps, tokens and JWT checks as /mcp.
   const consoleDeps = { deps: mcpDeps, mcpAuth, tokens: mcpToken.tokens, agentPath: embedded ? (process.env.PATH ?? "") : undefined };
-  const app = await buildHttpApp({ log, store, queue, metrics: deps.metrics, bodyLimit: config.bodyLimit, requestTimeoutMs: config.requestTimeoutMs, alertmanager: { bodyLimit: config.alertmanager.bodyLimit, intake: { ...intake, receive: async (payload) => (await skillSync.refresh().catch(() => false), intake.receive(payload)) }, auth }, mcp: { deps: mcpDeps, auth: mcpAuth }, telegram: telegram?.http, console: consoleDeps });
+  const app = await buildHttpApp({ log, store, queue, metrics: deps.metrics, bodyLimit: config.bodyLimit, requestTimeoutMs: config.requestTimeoutMs, alertmanager: { bodyLimit: config.alertmanager.bodyLimit, intake: { ...intake, receive: async (payload) => (await skillSync.refresh().catch(() => false), intake.receive(payload)) }, auth }, mcp: { deps: mcpDeps, auth: mcpAuth }, telegram: telegram?.http, jwks: { store, now: deps.now }, callbacks: { store, now: deps.now, claims: agentClaims, targets: webhooks.registry, leaseTtlMs: config.webhooks.leaseTtlMs }, console: consoleDeps });
   await app.listen({ port: config.port, host: config.host });
   telegram?.start();
   printBanner(config, { embedded, dialect: store.dialect, auth, tokenSource, skills: skills().length, mcp: mcpToken.generated });
@@ -210,6 +230,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   process.on("SIGHUP", () => {
     // A folder or file that cannot be read is reported; the skills in use stay.
     reloadSkills({ actor: "signal:SIGHUP", channel: "system" }).catch((err) => log.error({ err: { message: errorMessage(err) } }, "skills not reloaded"));
+    webhooks.registry.reload().catch((err) => log.error({ err: { message: errorMessage(err) } }, "webhook targets not reloaded"));
   });
 
   onShutdownSignal(log, config.shutdownTimeoutMs, async () => {
@@ -223,6 +244,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     await reconciler.stop();
     verifier.stop();
     await sweeper.stop();
+    await scheduler.stop();
     await notices.stop();
     await relay.stop();
     await deadLetters.stop();

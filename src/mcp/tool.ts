@@ -9,6 +9,8 @@ import type { SkillProblem } from "../skills/load.ts";
 import type { GitHost } from "../gitops/port.ts";
 import type { AnalysisOutcome } from "../incidents/analysis.ts";
 import type { InlineDeps } from "../skills/inline.ts";
+import type { ScheduleService } from "../schedules/service.ts";
+import type { Scheduler } from "../schedules/scheduler.ts";
 import type { MissingAgentCli } from "../skills/agent-clis.ts";
 import type { ApprovalService } from "../approvals/service.ts";
 
@@ -41,6 +43,8 @@ export type McpDeps = {
   approvals?: ApprovalService;
   /** Agent CLIs the loaded skills need that the in-process runners cannot find (embedded mode only). */
   missingAgentClis?: () => MissingAgentCli[];
+  /** Schedules: files and MCP schedules, and the scheduler (run now). */
+  schedules?: { service: ScheduleService; scheduler: Pick<Scheduler, "runNow"> };
   /** Wakes the outbox relay after a commit that queued work. */
   kick: () => void;
 };

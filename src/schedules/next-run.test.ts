@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { checkCron, jitterFor, nextRunAt, runsBetween } from "./next-run.ts";
+import { checkCron, jitterFor, lastRunAtOrBefore, nextRunAt, runsBetween } from "./next-run.ts";
 
 const at = (iso: string) => Date.parse(iso);
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -67,6 +67,12 @@ describe("runsBetween and jitterFor", () => {
     expect(runsBetween("0 * * * *", "UTC", at("2026-01-01T00:30:00Z"), at("2026-01-01T05:10:00Z"))).toEqual({ count: 5, last: at("2026-01-01T05:00:00Z"), capped: false });
     expect(runsBetween("0 * * * *", "UTC", at("2026-01-01T00:30:00Z"), at("2026-01-01T00:59:00Z"))).toEqual({ count: 0, last: null, capped: false });
     expect(runsBetween("* * * * * *", "UTC", at("2026-01-01T00:00:00Z"), at("2026-01-02T00:00:00Z"), 100)).toMatchObject({ count: 100, capped: true });
+  });
+
+  it("finds the last run before an instant quickly, whatever the frequency", () => {
+    expect(iso(lastRunAtOrBefore("* * * * * *", "UTC", at("2026-01-08T00:00:00.500Z"), at("2026-01-01T00:00:00Z")))).toBe("2026-01-08T00:00:00.000Z");
+    expect(iso(lastRunAtOrBefore("0 3 * * *", "Europe/Berlin", at("2026-03-30T12:00:00Z"), at("2026-01-01T00:00:00Z")))).toBe("2026-03-30T01:00:00.000Z");
+    expect(lastRunAtOrBefore("0 3 * * *", "UTC", at("2026-01-01T02:00:00Z"), at("2026-01-01T00:00:00Z"))).toBeNull();
   });
 
   it("spreads runs by a delay below the jitter, the same on every replica", () => {

@@ -55,6 +55,25 @@ export function runsBetween(expr: string, timezone: string, after: number, until
 }
 
 /**
+ * The last fire time at or before `at`, or null when there is none since `notBefore`. Searches
+ * windows that grow tenfold back from `at`, so it is quick for any frequency (an every-second
+ * schedule missed for a week is not walked second by second).
+ */
+export function lastRunAtOrBefore(expr: string, timezone: string, at: number, notBefore: number): number | null {
+  const c = cron(expr, timezone);
+  for (let w = 1000; ; w *= 10) {
+    const from = Math.max(notBefore, at - w);
+    let next = c.nextRun(new Date(from - 1));
+    if (next && next.getTime() <= at) {
+      let last = next.getTime();
+      while ((next = c.nextRun(next)) && next.getTime() <= at) last = next.getTime();
+      return last;
+    }
+    if (from <= notBefore) return null;
+  }
+}
+
+/**
  * A deterministic delay in [0, jitterMs) for one run, the same on every replica (a hash of the
  * schedule and the run's time), so runs spread out without any replica firing early.
  */

@@ -10,7 +10,7 @@ import type { Skill } from "../skills/schema.ts";
 import { enqueueControlJob } from "../tasks/control-jobs.ts";
 import { buildTaskRequest } from "../tasks/request.ts";
 import { enqueueTask } from "../tasks/service.ts";
-import { jitterFor, nextRunAt, runsBetween } from "./next-run.ts";
+import { jitterFor, lastRunAtOrBefore, nextRunAt, runsBetween } from "./next-run.ts";
 import { getScheduleByName, templateOfRow, type ScheduleRow } from "./repo.ts";
 
 // Firing schedules exactly once, whichever control planes run: every replica looks for schedules
@@ -25,6 +25,8 @@ export const SCHEDULE_SKILL_JOB = "schedule.skill";
 
 /** A run whose time passed less than this ago is on time; older ones were missed. */
 const GRACE_MS = 60_000;
+/** Missed runs are counted up to this many (computing each run time costs about half a millisecond). */
+const MISSED_CAP = 1000;
 
 export type SchedulerDeps = {
   store: Store;
@@ -109,8 +111,9 @@ export function createScheduler(deps: SchedulerDeps) {
   async function fireDue(s: ScheduleRow, now: number): Promise<RunOutcome | undefined> {
     const nominal = Number(s.next_run_at);
     if (now < nominal + jitterFor(s.name, nominal, Number(s.jitter_ms))) return undefined;
-    const due = runsBetween(s.cron, s.timezone, nominal - 1, now, 100_000);
-    const latest = due.last ?? nominal;
+    // How many runs were due (counted up to MISSED_CAP) and the latest of them.
+    const due = runsBetween(s.cron, s.timezone, nominal - 1, now, MISSED_CAP);
+    const latest = (due.capped ? lastRunAtOrBefore(s.cron, s.timezone, now, nominal) : due.last) ?? nominal;
     const onTime = now - latest <= GRACE_MS;
     const missed = onTime ? due.count - 1 : due.count;
     const next = nextRunAt(s.cron, s.timezone, Math.max(now, latest));

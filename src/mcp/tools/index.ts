@@ -28,6 +28,19 @@ import { fleetStatus } from "./fleet-status.ts";
 import { listRunners } from "./list-runners.ts";
 import { pauseAutomation } from "./pause-automation.ts";
 import { resumeAutomation } from "./resume-automation.ts";
+import { listWebhooks } from "./list-webhooks.ts";
+import { registerWebhook } from "./register-webhook.ts";
+import { deleteWebhook } from "./delete-webhook.ts";
+import { listDeliveries } from "./list-deliveries.ts";
+import { redeliver } from "./redeliver.ts";
+import { rotateWebhookKey } from "./rotate-webhook-key.ts";
+import { listSchedules } from "./list-schedules.ts";
+import { getSchedule } from "./get-schedule.ts";
+import { createSchedule } from "./create-schedule.ts";
+import { updateSchedule } from "./update-schedule.ts";
+import { deleteSchedule } from "./delete-schedule.ts";
+import { runSchedule } from "./run-schedule.ts";
+import { syncSchedules } from "./sync-schedules.ts";
 
 // Every tool the MCP server offers; one file per tool.
 export const allTools: ToolDef[] = [
@@ -38,4 +51,6 @@ export const allTools: ToolDef[] = [
   listSkills, getSkill, runSkill, reloadSkills,
   fleetStatus, listRunners,
   pauseAutomation, resumeAutomation,
+  listWebhooks, registerWebhook, deleteWebhook, listDeliveries, redeliver, rotateWebhookKey,
+  listSchedules, getSchedule, createSchedule, updateSchedule, deleteSchedule, runSchedule, syncSchedules,
 ];

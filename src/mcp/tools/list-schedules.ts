@@ -1,0 +1,20 @@
+import { z } from "zod";
+import { defineTool } from "../tool.ts";
+import { cursorIn, limitIn, nextCursorOut } from "../views.ts";
+import { schedulesOf, ScheduleView, scheduleView } from "../schedule-views.ts";
+
+export const listSchedules = defineTool({
+  name: "list_schedules",
+  title: "List schedules",
+  description: "Lists schedules by name: their cron, time zone, what a run does, where they came from (file or MCP) and the next run. Paginated: pass next_cursor back as cursor.",
+  scope: "read",
+  input: { cursor: cursorIn, limit: limitIn(200, 50) },
+  output: { schedules: z.array(ScheduleView).describe("Schedules, by name."), next_cursor: nextCursorOut },
+  annotations: { readOnlyHint: true },
+  async handler(args, { deps }) {
+    const all = (await schedulesOf(deps).service.list()).filter((s) => args.cursor === undefined || s.name > args.cursor);
+    const page = all.slice(0, args.limit);
+    const next = all.length > args.limit ? page[page.length - 1]!.name : null;
+    return { summary: `${page.length} schedule(s)${next ? "; more with next_cursor" : ""}`, data: { schedules: page.map(scheduleView), next_cursor: next } };
+  },
+});
