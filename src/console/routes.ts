@@ -34,6 +34,8 @@ export type ConsoleDeps = {
   tokens: McpToken[];
   /** How often /live looks for new events (ms); 500 by default. */
   liveIntervalMs?: number;
+  /** How often /live sends a keep-alive comment (ms); 15 s by default. */
+  liveHeartbeatMs?: number;
   /** The PATH the in-process runners search for agent CLIs (embedded mode), for the Status page. */
   agentPath?: string;
 };
@@ -85,6 +87,6 @@ export async function registerConsole(app: FastifyInstance, c: ConsoleDeps): Pro
   app.get("/", async (_req, reply) => reply.redirect("/incidents", 303));
   loginRoutes(app, ctx);
   oidcRoutes(app, ctx);
-  liveRoutes(app, { auth, hub });
+  liveRoutes(app, { auth, hub, heartbeatMs: c.liveHeartbeatMs });
   for (const register of PAGES) register(app, ctx);
 }

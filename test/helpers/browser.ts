@@ -55,6 +55,7 @@ export type ConsoleAppOptions = {
   /** Replaces parts of the MCP deps (gitHost, approvals, analyze, skills, now…). */
   deps?: Partial<McpDeps>;
   liveIntervalMs?: number;
+  liveHeartbeatMs?: number;
 };
 
 export async function freePort(): Promise<number> {
@@ -112,7 +113,7 @@ export async function startConsoleApp(opts: ConsoleAppOptions = {}): Promise<Con
     metrics: createMetrics(),
     bodyLimit: 1_048_576,
     mcp: { deps, auth: mcpAuth },
-    console: { deps, mcpAuth, tokens, liveIntervalMs: opts.liveIntervalMs ?? 100, agentPath: "" },
+    console: { deps, mcpAuth, tokens, liveIntervalMs: opts.liveIntervalMs ?? 100, liveHeartbeatMs: opts.liveHeartbeatMs, agentPath: "" },
   });
   await app.listen({ port, host: "127.0.0.1" });
   return {

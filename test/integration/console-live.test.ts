@@ -112,8 +112,8 @@ describe("the /live poller", () => {
 });
 
 describe("the /live stream", () => {
-  it("needs a signed-in reader, sends a hello, and ends when the server closes", async () => {
-    const app = await startConsoleApp();
+  it("needs a signed-in reader, sends a hello and keep-alive comments, and ends when the server closes", async () => {
+    const app = await startConsoleApp({ liveHeartbeatMs: 200 });
     const anonymous = await fetch(`${app.url}/live`, { headers: { accept: "text/event-stream" } });
     expect(anonymous.status).toBe(401);
     await anonymous.body?.cancel();
@@ -125,6 +125,8 @@ describe("the /live stream", () => {
     const reader = res.body!.getReader();
     const first = new TextDecoder().decode((await reader.read()).value);
     expect(first).toContain("event: hello");
+    let more = "";
+    while (!more.includes(": ping")) more += new TextDecoder().decode((await reader.read()).value);
 
     const started = Date.now();
     await app.close();
