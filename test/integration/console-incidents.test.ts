@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { appendEvent } from "../../src/events/repo.ts";
 import { newIncidentRow } from "../../src/incidents/repo.ts";
+import { applyTransition } from "../../src/incidents/service.ts";
+import { requestRunApproval } from "../../src/approvals/requests.ts";
 import { newId } from "../../src/shared/ids.ts";
 import { unavailable } from "../../src/shared/errors.ts";
 import type { GitHost } from "../../src/gitops/port.ts";
@@ -170,6 +172,26 @@ for (const f of factories) {
       expect((await h.incident(p.id)).state).toBe("rejected");
       const after = await get(`/incidents/${p.id}`, { ...HTML, cookie: s.cookie });
       expect(after.body).toContain("wrong app: &lt;b&gt;checkout&lt;/b&gt; is the slow one");
+    });
+
+    it("approves a plan before it runs: the fix task is queued and the decision names the person via the console", async () => {
+      const t = h.clock.now;
+      const app_ = uid();
+      const row = newIncidentRow({ id: newId("inc", t), fingerprint: app_, dedupe_key: null, open_key: app_, title: `${app_} needs a restart`, source: "alertmanager", severity: "warning", namespace: "shop", service: app_, alertname: "AppSlow", labels: { app: app_ }, annotations: {} }, t);
+      const by = { actor: "pitcrew:analysis", channel: "engine" };
+      const approvalId = await store.db.transaction().execute(async (trx) => {
+        await trx.insertInto("incidents").values(row).execute();
+        const inc = await applyTransition(trx, store.dialect, row, "analysis.started", by, t);
+        return requestRunApproval(trx, store.dialect, inc, { skill: skill.name, params: {}, risk: "medium", approval: "before_run" }, by, t);
+      });
+      const s = await session(TOKENS.approver, row.id);
+      expect((await get(`/incidents/${row.id}`, { ...HTML, cookie: s.cookie })).body).toContain("Approve and run");
+      const r = await post(`/approvals/${approvalId}/approve`, s, { _csrf: s.csrf });
+      expect(r.statusCode, r.body).toBe(303);
+      expect((await h.approvalsOf(row.id))[0]).toMatchObject({ state: "approved", decided_by: "oncall", channel: "console", reason: null });
+      expect((await h.incident(row.id)).state).toBe("fixing");
+      const tasks = await store.db.selectFrom("tasks").select(["state", "created_by"]).where("incident_id", "=", row.id).execute();
+      expect(tasks).toEqual([{ state: "queued", created_by: "console:oncall" }]);
     });
 
     it("shows no buttons to a user without the approve scope and refuses their forged POST, changing nothing", async () => {
