@@ -7,6 +7,8 @@ import { newId } from "../../src/shared/ids.ts";
 import { sha256, SESSION_COOKIE } from "../../src/console/sessions.ts";
 import { launchBrowser, newPage, signIn, startConsoleApp, TOKENS, type ConsoleApp } from "../helpers/browser.ts";
 import { newTag } from "../helpers/alerts.ts";
+import { storeFactories } from "../helpers/store.ts";
+import { up } from "../../migrations/0011_console.ts";
 
 // Signing in and out of the web console, bearer requests, CSRF and same-site checks, scopes, and
 // pause/resume from the Status page — in Debian's Chromium against a real Pitcrew app.
@@ -201,5 +203,42 @@ describe("scopes on the Status page", () => {
     const analysis = await app.store.db.selectFrom("tasks").selectAll().where("incident_id", "=", waiting.id).execute();
     expect(analysis.map((t) => [t.kind, t.created_by])).toEqual([["incident.analyze", "console:ops"]]);
     await context.close();
+  });
+});
+
+describe("sessions on MySQL", () => {
+  it("signs in and out with sessions in MySQL rows, and the console migration runs twice safely", async () => {
+    const mysql = (await storeFactories()).find((f) => f.name === "mysql")!;
+    if (!mysql.available) return;
+    const store = await mysql.make({ own: true });
+    const other = await startConsoleApp({ store });
+    try {
+      await up(store.db as never);
+      const login = await fetch(`${other.url}/login`, {
+        method: "POST",
+        redirect: "manual",
+        headers: { "content-type": "application/x-www-form-urlencoded", origin: other.url },
+        body: new URLSearchParams({ token: TOKENS.approver, next: "/fleet" }),
+      });
+      expect(login.status).toBe(303);
+      expect(login.headers.get("location")).toBe("/fleet");
+      const value = new RegExp(`${SESSION_COOKIE}=([^;]+)`).exec(login.headers.get("set-cookie") ?? "")![1]!;
+      const row = await store.db.selectFrom("console_sessions").selectAll().where("id", "=", sha256(value)).executeTakeFirstOrThrow();
+      expect(row).toMatchObject({ subject: "oncall", scopes: "approve", method: "token" });
+
+      const page = await fetch(`${other.url}/fleet`, { headers: { accept: "text/html", cookie: `${SESSION_COOKIE}=${value}` } });
+      expect(page.status).toBe(200);
+      const logout = await fetch(`${other.url}/logout`, {
+        method: "POST",
+        redirect: "manual",
+        headers: { "content-type": "application/x-www-form-urlencoded", origin: other.url, cookie: `${SESSION_COOKIE}=${value}` },
+        body: new URLSearchParams({ _csrf: row.csrf }),
+      });
+      expect(logout.status).toBe(303);
+      expect(await store.db.selectFrom("console_sessions").selectAll().where("id", "=", sha256(value)).execute()).toEqual([]);
+    } finally {
+      await other.close();
+      await store.close();
+    }
   });
 });
