@@ -117,7 +117,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   // Schedules: files synced at start; the scheduler fires each run once whichever replicas run.
   const schedules = createScheduleService({ store, log, now: deps.now, dir: config.schedulesDir });
   await schedules.sync({ actor: `control-plane:${config.runner.id}`, channel: "system" });
-  const scheduler = createScheduler({ store, log, now: deps.now, skills, config, onQueued: () => relay.kick() });
+  const scheduler = createScheduler({ store, log, now: deps.now, skills, config, inline, onQueued: () => relay.kick() });
   // One consumer of the control pool runs every kind of control-plane job.
   const controlJobs = createControlJobs(
     { store, queue, log, now: deps.now, onDone: () => relay.kick() },

@@ -5,7 +5,7 @@ import { newId } from "../shared/ids.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { Store } from "../store/db.ts";
 import { insertIfAbsent, type Executor } from "../store/sql.ts";
-import { isInline } from "../skills/inline.ts";
+import { inlineUnavailable, isInline, type InlineDeps } from "../skills/inline.ts";
 import type { Skill } from "../skills/schema.ts";
 import { enqueueControlJob } from "../tasks/control-jobs.ts";
 import { buildTaskRequest } from "../tasks/request.ts";
@@ -34,12 +34,17 @@ export type SchedulerDeps = {
   now: () => number;
   skills: () => Skill[];
   config: Pick<Config, "agents" | "runner" | "gitops" | "allowedRepos">;
+  /** What inline skills need here: a skill that cannot run with it (Argo CD not configured) is skipped, not failed. */
+  inline?: Pick<InlineDeps, "argocd">;
   /** Wakes the outbox relay after a run queued work. */
   onQueued?: () => void;
   tickMs?: number;
 };
 
 export type RunOutcome = { state: "fired" | "skipped" | "failed"; scheduledFor: number; taskId: string | null; reason: string | null; missed: number };
+
+/** A run that is not worth firing here (not a failure): recorded as skipped with the reason. */
+class SkipRun extends Error {}
 
 const SCHEDULER = (name: string) => ({ actor: `schedule:${name}`, channel: "schedule" });
 
@@ -74,6 +79,8 @@ export function createScheduler(deps: SchedulerDeps) {
     const skill = deps.skills().find((k) => k.name === t.skill);
     if (!skill) throw invalid("schedule.skill_not_found", `skill ${t.skill} is not loaded`);
     if (!isInline(skill)) throw invalid("schedule.skill_not_inline", `skill ${t.skill} changes the GitOps repository for an incident; a schedule can run inline skills (probe, drift, http) or a task`);
+    const unavailable = inlineUnavailable(skill, deps.inline ?? {});
+    if (unavailable) throw new SkipRun(`skill ${t.skill} cannot run here: ${unavailable}`);
     return enqueueControlJob(trx, store.dialect, { kind: SCHEDULE_SKILL_JOB, payload: { schedule: s.name, skill: t.skill, params: t.params }, key }, by, now);
   }
 
@@ -92,8 +99,9 @@ export function createScheduler(deps: SchedulerDeps) {
         const why = opts.catchUp ? `catch-up: one run for ${missed} missed while no control plane was running` : missed ? `${missed} earlier run(s) missed` : null;
         out = { state: "fired", scheduledFor, taskId: await queueWork(trx, s, scheduledFor, now), reason: why, missed };
       } catch (err) {
-        if (!isAppError(err)) throw err;
-        out = { state: "failed", scheduledFor, taskId: null, reason: `${err.message} (${err.code})`, missed };
+        if (err instanceof SkipRun) out = { state: "skipped", scheduledFor, taskId: null, reason: err.message, missed };
+        else if (isAppError(err)) out = { state: "failed", scheduledFor, taskId: null, reason: `${err.message} (${err.code})`, missed };
+        else throw err;
       }
     }
     await trx.updateTable("schedule_runs").set({ state: out.state, task_id: out.taskId, reason: out.reason, fired_at: out.state === "fired" ? now : null }).where("id", "=", id).execute();

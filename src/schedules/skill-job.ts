@@ -17,7 +17,9 @@ export function createScheduleSkillJob(deps: { store: Store; now: () => number; 
       const { schedule, skill: name, params } = payload as { schedule?: string; skill?: string; params?: Record<string, unknown> };
       const skill = deps.skills().find((s) => s.name === name);
       if (!skill || !isInline(skill)) throw invalid("schedule.skill_not_found", `skill ${String(name)} is not loaded as an inline skill`);
-      const outcome = await runInline(skill, params ?? {}, { schedule, skill: name }, deps.inline);
+      // The skill's own literal parameters are the defaults; the schedule's params add to them.
+      const literal = Object.fromEntries(Object.entries(skill.action.with).filter(([, v]) => !JSON.stringify(v ?? null).includes("{{")));
+      const outcome = await runInline(skill, { ...literal, ...params }, { schedule, skill: name }, deps.inline);
       const now = deps.now();
       const ok = outcome.kind === "applied";
       await appendEvent(

@@ -26,6 +26,13 @@ export function isInline(skill: Skill): boolean {
   return ("builtin" in a && (a.builtin === "probe" || a.builtin === "drift")) || "http" in a;
 }
 
+/** Why an inline skill cannot run with this configuration (it would only fail), or null. */
+export function inlineUnavailable(skill: Skill, deps: Pick<InlineDeps, "argocd">): string | null {
+  const a = skill.action;
+  if ("builtin" in a && a.builtin === "drift" && !deps.argocd) return "Argo CD is not configured (ARGOCD_URL and ARGOCD_TOKEN)";
+  return null;
+}
+
 export async function runInline(skill: Skill, params: Record<string, unknown>, incident: Record<string, unknown>, deps: InlineDeps): Promise<InlineOutcome> {
   const a = skill.action;
   if ("builtin" in a && a.builtin === "probe") {

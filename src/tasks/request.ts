@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { Config } from "../config/load.ts";
-import { allowedRepoUrls, assertRepoAllowed } from "../gitops/repo-url.ts";
+import { allowedRepoUrls, assertRepoAllowed, gitopsRepoUrl } from "../gitops/repo-url.ts";
 import { parseDuration } from "../shared/duration.ts";
 import { invalid } from "../shared/errors.ts";
 
@@ -11,7 +11,7 @@ export const TaskRequest = z
   .object({
     kind: z.enum(["prompt", "noop"]),
     prompt: z.string().min(1).max(100_000).optional(),
-    /** The GitOps repository or one listed in ALLOWED_REPOS. */
+    /** The GitOps repository (or `gitops` for it) or one listed in ALLOWED_REPOS. */
     repo_url: z.string().min(1).max(2000).optional(),
     ref: z.string().max(255).optional(),
     agent: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/).max(64).optional(),
@@ -37,8 +37,9 @@ export function buildTaskRequest(r: TaskRequest, config: Pick<Config, "agents" |
     const agent = r.agent ?? config.agents.defaultAgent;
     const known = Object.keys(config.agents.commands);
     if (!known.includes(agent)) throw invalid("task.unknown_agent", `agent ${JSON.stringify(agent)} is not configured (known: ${known.join(", ")})`);
-    if (r.repo_url !== undefined) assertRepoAllowed(r.repo_url, allowedRepoUrls(config));
-    payload = { prompt: r.prompt, repoUrl: r.repo_url, ref: r.ref, agent, model: r.model, timeoutMs };
+    const repoUrl = r.repo_url === "gitops" ? gitopsRepoUrl(config.gitops) : r.repo_url;
+    if (repoUrl !== undefined) assertRepoAllowed(repoUrl, allowedRepoUrls(config));
+    payload = { prompt: r.prompt, repoUrl, ref: r.ref, agent, model: r.model, timeoutMs };
   } else {
     const stray = (["prompt", "repo_url", "ref", "agent", "model", "timeout"] as const).filter((k) => r[k] !== undefined);
     if (stray.length) throw invalid("task.bad_field", `kind noop does not take ${stray.join(", ")}`);

@@ -19,6 +19,11 @@ import { openStore, type Store } from "../../src/store/db.ts";
 import { createControlJobs } from "../../src/tasks/control-jobs.ts";
 import { createTaskService } from "../../src/tasks/service.ts";
 import { makeClock } from "../helpers/intake-app.ts";
+import { loadYamlFolder } from "../../src/shared/yaml-folder.ts";
+import { ScheduleSpec } from "../../src/schedules/schema.ts";
+import { loadSkills } from "../../src/skills/load.ts";
+import { isInline } from "../../src/skills/inline.ts";
+import { buildTaskRequest } from "../../src/tasks/request.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -46,6 +51,21 @@ async function runsOf(store: Store, name: string) {
     .execute();
 }
 const iso = (ms: number | string) => new Date(Number(ms)).toISOString();
+
+describe("the shipped schedules", () => {
+  it("load without problems: a nightly drift report of every Argo CD application and a weekly dependency audit, disabled", () => {
+    const loaded = loadYamlFolder("schedules", ScheduleSpec, { what: "schedule", nameOf: (s) => s.name });
+    expect(loaded.problems).toEqual([]);
+    const byName = Object.fromEntries(loaded.items.map((i) => [i.item.name, i.item]));
+    expect(Object.keys(byName).sort()).toEqual(["nightly-drift-check", "weekly-dependency-audit"]);
+    expect(byName["nightly-drift-check"]).toMatchObject({ enabled: true, skill: "argocd-drift-report", catch_up: "once" });
+    const skill = loadSkills("skills").skills.find((s) => s.name === "argocd-drift-report")!;
+    expect(isInline(skill)).toBe(true);
+    expect(byName["weekly-dependency-audit"]).toMatchObject({ enabled: false, task: { kind: "prompt", repo_url: "gitops" } });
+    // `gitops` names the configured GitOps repository, which a task may always use.
+    expect(buildTaskRequest(byName["weekly-dependency-audit"]!.task!, config).payload).toMatchObject({ repoUrl: config.gitops.provider === "local" ? config.gitops.repoPath : expect.any(String), agent: "claude-code", timeoutMs: 45 * 60_000 });
+  });
+});
 
 for (const f of factories) {
   describe.skipIf(!f.available)(`schedules on ${f.name}`, () => {
@@ -209,6 +229,19 @@ for (const f of factories) {
         await queue.close();
         target.close();
       }
+    });
+
+    it("records a drift report as skipped, not failed, where Argo CD is not configured", async () => {
+      const clock = makeClock("2026-11-20T16:00:00Z");
+      const skills = loadSkills("skills").skills;
+      const svc = createScheduleService({ store, log: silentLogger, now: () => clock.now, dir: tempDir() });
+      await svc.create({ name: "drift-unconfigured", cron: "0 * * * *", skill: "argocd-drift-report", params: { mode: "report" } }, SYSTEM);
+      const scheduler = createScheduler({ store, log: silentLogger, now: () => clock.now, skills: () => skills, config, inline: {} });
+      clock.set("2026-11-20T17:00:01Z");
+      await scheduler.tick();
+      expect((await runsOf(store, "drift-unconfigured")).map((r) => [r.state, r.reason, r.task_id])).toEqual([
+        ["skipped", "skill argocd-drift-report cannot run here: Argo CD is not configured (ARGOCD_URL and ARGOCD_TOKEN)", null],
+      ]);
     });
 
     it("is managed through the MCP tools: create, list, get with runs, update, run now, sync, delete", async () => {

@@ -17,7 +17,7 @@ export const submitTask = defineTool({
       .min(1)
       .max(2000)
       .optional()
-      .describe("Repository to clone and work in (prompt only): the GitOps repository or one listed in ALLOWED_REPOS."),
+      .describe("Repository to clone and work in (prompt only): the GitOps repository (`gitops` names it) or one listed in ALLOWED_REPOS."),
     ref: z.string().max(255).optional().describe("Branch or tag to clone (prompt only)."),
     agent: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/).max(64).optional().describe("Agent command name, e.g. claude-code, opencode, codex (prompt only; default AGENT_DEFAULT)."),
     model: z.string().max(200).optional().describe("Model name passed to the agent (prompt only)."),
