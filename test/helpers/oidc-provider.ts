@@ -9,8 +9,11 @@ import { exportJWK, generateKeyPair, SignJWT } from "jose";
  * body), the redirect URI, and the PKCE verifier against the S256 challenge. ID tokens are signed
  * with jose (RS256) and carry the nonce; access tokens are JWTs for `accessAudience` when set.
  */
-/** `scopeIn: "access"` puts the scope claim in the access token only (default: both tokens). */
-export type OidcUser = { sub: string; email?: string; scope?: string | string[]; scopeIn?: "both" | "access" };
+/**
+ * `scopeIn: "access"` puts the scope claim in the access token only (default: both tokens);
+ * `nonce` replaces the nonce the ID token carries (a token minted for another sign-in).
+ */
+export type OidcUser = { sub: string; email?: string; scope?: string | string[]; scopeIn?: "both" | "access"; nonce?: string };
 
 export type OidcProviderOptions = {
   clientId: string;
@@ -114,7 +117,7 @@ export async function startOidcProvider(opts: OidcProviderOptions) {
       const verifier = form.get("code_verifier") ?? "";
       if (createHash("sha256").update(verifier).digest("base64url") !== g.challenge) return refuse("PKCE verifier does not match the challenge");
       const profile = { sub: g.user.sub, ...(g.user.email ? { email: g.user.email } : {}) };
-      const idToken = await sign({ ...profile, nonce: g.nonce, ...(g.user.scope !== undefined && g.user.scopeIn !== "access" ? { [claim]: g.user.scope } : {}) }, g.clientId);
+      const idToken = await sign({ ...profile, nonce: g.user.nonce ?? g.nonce, ...(g.user.scope !== undefined && g.user.scopeIn !== "access" ? { [claim]: g.user.scope } : {}) }, g.clientId);
       const accessToken = opts.accessAudience ? await sign({ sub: g.user.sub, [claim]: g.user.scope ?? "" }, opts.accessAudience) : randomBytes(16).toString("hex");
       return json(200, { token_type: "Bearer", id_token: idToken, access_token: accessToken, expires_in: 300 });
     }

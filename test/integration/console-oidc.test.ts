@@ -123,4 +123,13 @@ describe("sign-in with SSO", () => {
     expect(provider.refusals).toContain("PKCE verifier does not match the challenge");
     expect(res.headers.get("set-cookie") ?? "").not.toContain(`${SESSION_COOKIE}=`);
   });
+
+  it("refuses an ID token whose nonce belongs to another sign-in", async () => {
+    provider.setUser({ sub: "u-500", email: "dave@example.com", scope: "admin", nonce: "a-nonce-from-elsewhere" });
+    const { callback: url, cookie } = await startSignIn();
+    const res = await callback(url, cookie);
+    expect(res.status).toBe(403);
+    expect(await res.text()).toContain("does not belong to this sign-in");
+    expect(res.headers.get("set-cookie") ?? "").not.toContain(`${SESSION_COOKIE}=`);
+  });
 });
