@@ -4,6 +4,7 @@ import type { EventRow } from "../store/schema.ts";
 import { newId } from "../shared/ids.ts";
 import { redactSecrets } from "../shared/redact.ts";
 import { requestNotices } from "../notify/requests.ts";
+import { requestWebhooks } from "../webhooks/requests.ts";
 
 // The append-only timeline. Every state change of a task or incident writes one row here, with
 // who did it (actor), through what (channel) and why (reason). Rows are never updated.
@@ -23,11 +24,13 @@ export type NewEvent = {
 /**
  * Inserts the event unless its id is already stored. Returns true when it was new. A new event that
  * changes what people were told (an incident's card, an approval's message) also asks, in the same
- * transaction, for that notice to be delivered (notify/requests.ts).
+ * transaction, for that notice to be delivered (notify/requests.ts); one that external agents
+ * subscribe to asks for its webhooks (webhooks/requests.ts).
  */
 export async function appendEvent(db: Executor, dialect: Store["dialect"], e: NewEvent, recordedAt: number): Promise<boolean> {
+  const id = e.id ?? newId("evt", e.occurredAt);
   const inserted = await insertIfAbsent(db, dialect, "events", {
-    id: e.id ?? newId("evt", e.occurredAt),
+    id,
     type: e.type,
     task_id: e.taskId ?? null,
     incident_id: e.incidentId ?? null,
@@ -38,7 +41,10 @@ export async function appendEvent(db: Executor, dialect: Store["dialect"], e: Ne
     occurred_at: e.occurredAt,
     recorded_at: recordedAt,
   });
-  if (inserted) await requestNotices(db, dialect, e, recordedAt);
+  if (inserted) {
+    await requestNotices(db, dialect, e, recordedAt);
+    await requestWebhooks(db, dialect, { id, type: e.type, incidentId: e.incidentId }, recordedAt);
+  }
   return inserted;
 }
 

@@ -9,6 +9,7 @@ import { healthRoutes } from "./routes/health.ts";
 import { alertmanagerRoutes, type AlertmanagerRouteDeps } from "../alerts/route.ts";
 import { mcpRoutes, type McpRouteDeps } from "../mcp/route.ts";
 import { telegramWebhookRoutes, type TelegramWebhookDeps } from "../approvals/telegram-webhook.ts";
+import { jwksRoutes, type JwksRouteDeps } from "../webhooks/jwks-route.ts";
 import { callbackRoutes, type CallbackRouteDeps } from "../webhooks/callbacks.ts";
 import { registerConsole, type ConsoleDeps } from "../console/routes.ts";
 
@@ -26,6 +27,8 @@ export type HttpDeps = {
   mcp?: McpRouteDeps;
   /** The Telegram webhook (POST /webhooks/telegram); only in webhook mode, where it has a secret. */
   telegram?: TelegramWebhookDeps;
+  /** GET /.well-known/jwks.json, the public keys of JWS-signed webhooks. */
+  jwks?: JwksRouteDeps;
   /** External agents' claim and result callbacks (POST /api/v1/incidents/:id/claims|results). */
   callbacks?: CallbackRouteDeps;
   /** The web console (pages, sign-in, /live); absent in tests of the bare shell. */
@@ -79,6 +82,10 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   if (deps.telegram) {
     const telegram = deps.telegram;
     await app.register(async (scope) => telegramWebhookRoutes(scope, telegram));
+  }
+  if (deps.jwks) {
+    const jwks = deps.jwks;
+    await app.register(async (scope) => jwksRoutes(scope, jwks));
   }
   if (deps.callbacks) {
     const callbacks = deps.callbacks;

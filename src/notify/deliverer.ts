@@ -4,7 +4,7 @@ import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { Store } from "../store/db.ts";
 import { holdLease, releaseLease } from "./lease.ts";
-import { dropUnsendable, dueDeliveries, finishDelivery, nextDueAt, postponeDeliveries, pruneDeliveries, type DeliveryRow } from "./repo.ts";
+import { claimAttempt, dropUnsendable, dueDeliveries, finishDelivery, nextDueAt, postponeDeliveries, pruneDeliveries, type DeliveryRow } from "./repo.ts";
 import { onDeliveryRequested } from "./requests.ts";
 
 // The deliverer: one loop, on whichever replica holds the lease, sends due delivery rows through
@@ -13,22 +13,34 @@ import { onDeliveryRequested } from "./requests.ts";
 // A failed send is retried with backoff (and the channel pauses, so an outage costs one probe per
 // backoff step rather than one failed call per row), then the row is `dead` with an event. A row
 // whose incident changed while it was being sent stays pending and is sent again, rendered anew.
+//
+// A sender with an attempt schedule (webhooks) has each attempt claimed before it is sent: one
+// conditional update counts the attempt and moves the row's next attempt past the time a send can
+// take, so exactly one replica makes each attempt even if the lease changed hands meanwhile (the
+// lease is renewed between rows too); after the last attempt of the schedule the row is dead.
 
 /** What a sender did with a row. */
 export type DeliveryOutcome =
-  | { status: "sent"; target: string }
+  | { status: "sent"; target: string; httpStatus?: number }
   /** Nothing to send (below the severity threshold, decided before it was ever shown…). */
   | { status: "skipped"; why: string }
   /** Not now (a rate limit, a 429's retry_after): no attempt is counted. `target`: where it goes. */
   | { status: "wait"; until: number; why: string; target?: string }
   /** Failed in a way that may pass; `channelDown` pauses the channel's other rows too. */
-  | { status: "retry"; error: string; channelDown?: boolean }
-  | { status: "dead"; error: string; incidentId?: string };
+  | { status: "retry"; error: string; channelDown?: boolean; httpStatus?: number }
+  | { status: "dead"; error: string; incidentId?: string; httpStatus?: number };
 
 export type Sender = {
   deliver(row: DeliveryRow, now: number): Promise<DeliveryOutcome>;
   /** 0 when a message to `target` may go now, else when it may (rate limits); lets waiting rows wait without work. */
   readyAt?(target: string, now: number): number;
+  /**
+   * A fixed schedule instead of the deliverer's backoff: the wait after each failed attempt, then
+   * dead. Each attempt is claimed before it is sent and may take up to `claimMs`.
+   */
+  attempts?: { delaysMs: number[]; claimMs: number };
+  /** The timeline event of a row given up (default notice.dead). */
+  deadEvent?: string;
 };
 
 export type DelivererSettings = {
@@ -85,7 +97,7 @@ export function createDeliverer(deps: DelivererDeps) {
       case "skipped": {
         paused.delete(row.channel);
         r[out.status === "sent" ? "sent" : "skipped"] += 1;
-        const closed = await finishDelivery(store.db, row, out.status, now, out.status === "sent" ? { target: out.target } : { error: out.why });
+        const closed = await finishDelivery(store.db, row, out.status, now, out.status === "sent" ? { target: out.target, lastStatus: out.httpStatus } : { error: out.why });
         // Changed while it was being sent: send again, rendered from the new state.
         if (!closed) await postponeDeliveries(store.db, [row.id], now, now);
         return;
@@ -95,6 +107,16 @@ export function createDeliverer(deps: DelivererDeps) {
         await postponeDeliveries(store.db, [row.id], out.until, now, { target: out.target });
         return;
       case "retry": {
+        const schedule = deps.senders[row.channel]?.attempts;
+        if (schedule) {
+          // Claimed: `row.attempts` already counts this attempt.
+          const n = Number(row.attempts);
+          if (n > schedule.delaysMs.length) return giveUp(row, `gave up after ${n} attempts: ${out.error}`, undefined, r, n, out.httpStatus);
+          r.retried += 1;
+          log.warn({ deliveryId: row.id, channel: row.channel, kind: row.kind, attempts: n, error: out.error }, "delivery failed; will retry");
+          await postponeDeliveries(store.db, [row.id], now + schedule.delaysMs[n - 1]!, now, { error: out.error, lastStatus: out.httpStatus });
+          return;
+        }
         const attempts = Number(row.attempts) + 1;
         if (out.channelDown) {
           const p = paused.get(row.channel);
@@ -110,22 +132,22 @@ export function createDeliverer(deps: DelivererDeps) {
         return giveUp(row, `gave up after ${attempts} attempts: ${out.error}`, undefined, r, attempts);
       }
       case "dead":
-        return giveUp(row, out.error, out.incidentId, r, Number(row.attempts) + 1);
+        return giveUp(row, out.error, out.incidentId, r, deps.senders[row.channel]?.attempts ? Number(row.attempts) : Number(row.attempts) + 1, out.httpStatus);
     }
   }
 
-  async function giveUp(row: DeliveryRow, error: string, incidentId: string | undefined, r: RunResult, attempts: number): Promise<void> {
+  async function giveUp(row: DeliveryRow, error: string, incidentId: string | undefined, r: RunResult, attempts: number, lastStatus?: number): Promise<void> {
     r.dead += 1;
     log.error({ deliveryId: row.id, channel: row.channel, kind: row.kind, ref: row.ref, error }, "delivery given up");
     await store.db.transaction().execute(async (trx) => {
       const now = deps.now();
-      if (!(await finishDelivery(trx, row, "dead", now, { error, attempts }))) return;
+      if (!(await finishDelivery(trx, row, "dead", now, { error, attempts, lastStatus }))) return;
       await appendEvent(trx, store.dialect, {
-        type: "notice.dead",
-        incidentId: incidentId ?? (row.kind.startsWith("incident.") ? row.ref : null),
+        type: deps.senders[row.channel]?.deadEvent ?? "notice.dead",
+        incidentId: incidentId ?? row.incident_id ?? (row.kind.startsWith("incident.") ? row.ref : null),
         ...ACTOR,
         reason: `${row.channel} ${row.kind} not delivered: ${error}`.slice(0, 1000),
-        data: { deliveryId: row.id, channel: row.channel, kind: row.kind, ref: row.ref, attempts },
+        data: { deliveryId: row.id, channel: row.channel, kind: row.kind, ref: row.ref, target: row.target, attempts, ...(lastStatus !== undefined && { status: lastStatus }) },
         occurredAt: now,
       }, now);
     });
@@ -147,14 +169,30 @@ export function createDeliverer(deps: DelivererDeps) {
     const rows = await dueDeliveries(store.db, now, s.batch, down());
     // Rows already routed to a target that has no free slot wait for it, in one update per slot time.
     const held = new Map<number, string[]>();
-    for (const row of rows) {
+    let renewedAt = now;
+    for (let row of rows) {
       if (down().includes(row.channel)) continue;
+      // A long pass keeps the lease; one that lost it stops (another replica sends from here).
+      if (deps.now() - renewedAt > s.leaseMs / 4) {
+        renewedAt = deps.now();
+        if (!(await holdLease(store.db, store.dialect, DELIVERER_LEASE, deps.owner, renewedAt, s.leaseMs))) break;
+      }
       const sender = deps.senders[row.channel]!;
       const readyAt = row.target && sender.readyAt ? sender.readyAt(row.target, deps.now()) : 0;
       if (readyAt > 0) {
         held.set(readyAt, [...(held.get(readyAt) ?? []), row.id]);
         r.waiting += 1;
         continue;
+      }
+      if (sender.attempts) {
+        // Every attempt of the schedule was made; the last one never reported back (its replica stopped).
+        if (Number(row.attempts) > sender.attempts.delaysMs.length) {
+          await giveUp(row, `gave up after ${Number(row.attempts)} attempts; the last one was interrupted${row.last_error ? ` (before it: ${row.last_error})` : ""}`, undefined, r, Number(row.attempts));
+          continue;
+        }
+        const claimed = await claimAttempt(store.db, row, deps.now(), sender.attempts);
+        if (!claimed) continue;
+        row = claimed;
       }
       let out: DeliveryOutcome;
       try {

@@ -106,6 +106,11 @@ function timelineText(e: TimelineEntry, all: TimelineEntry[]): string | null {
       return `fix failed${r}`;
     case "incident.suppressed":
       return `suppressed${r}`;
+    // External agents: the reason names the agent, its target and what it did.
+    case "agent.claimed":
+    case "agent.result":
+    case "agent.lease_expired":
+      return e.reason;
     default:
       return null;
   }

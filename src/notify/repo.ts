@@ -34,7 +34,7 @@ export async function finishDelivery(
   row: DeliveryRow,
   state: "sent" | "skipped" | "dead",
   now: number,
-  opts: { target?: string; error?: string; attempts?: number } = {},
+  opts: { target?: string; error?: string; attempts?: number; lastStatus?: number } = {},
 ): Promise<boolean> {
   let q = db
     .updateTable("deliveries")
@@ -46,6 +46,7 @@ export async function finishDelivery(
       ...(opts.target !== undefined ? { target: opts.target.slice(0, 255) } : {}),
       ...(opts.error !== undefined ? { last_error: opts.error.slice(0, 1000) } : {}),
       ...(opts.attempts !== undefined ? { attempts: opts.attempts } : {}),
+      ...(opts.lastStatus !== undefined ? { last_status: opts.lastStatus } : {}),
     })
     .where("id", "=", row.id)
     .where("state", "=", "pending");
@@ -57,7 +58,13 @@ export async function finishDelivery(
  * Leaves rows pending until `at` (a rate limit, a backoff, or at once when they changed meanwhile);
  * `target` records where they go once the sender has routed them.
  */
-export async function postponeDeliveries(db: Executor, ids: string[], at: number, now: number, opts: { attempts?: number; error?: string; target?: string } = {}): Promise<void> {
+export async function postponeDeliveries(
+  db: Executor,
+  ids: string[],
+  at: number,
+  now: number,
+  opts: { attempts?: number; error?: string; target?: string; lastStatus?: number } = {},
+): Promise<void> {
   if (ids.length === 0) return;
   await db
     .updateTable("deliveries")
@@ -67,10 +74,31 @@ export async function postponeDeliveries(db: Executor, ids: string[], at: number
       ...(opts.attempts !== undefined ? { attempts: opts.attempts } : {}),
       ...(opts.error !== undefined ? { last_error: opts.error.slice(0, 1000) } : {}),
       ...(opts.target !== undefined ? { target: opts.target.slice(0, 255) } : {}),
+      ...(opts.lastStatus !== undefined ? { last_status: opts.lastStatus } : {}),
     })
     .where("id", "in", ids)
     .where("state", "=", "pending")
     .execute();
+}
+
+/**
+ * Claims the next attempt of a row on a fixed schedule: counts it and moves the row's next attempt
+ * to when a retry would be due (at least `claimMs` away, longer than a send can take), in one
+ * conditional update, so a second replica that read the same row claims nothing. Returns the row
+ * as claimed, or undefined when someone else did (or it is no longer due).
+ */
+export async function claimAttempt(db: Executor, row: DeliveryRow, now: number, schedule: { delaysMs: number[]; claimMs: number }): Promise<DeliveryRow | undefined> {
+  const attempts = Number(row.attempts) + 1;
+  const next = now + Math.max(schedule.delaysMs[attempts - 1] ?? 0, schedule.claimMs);
+  const res = await db
+    .updateTable("deliveries")
+    .set({ attempts, next_attempt_at: next, updated_at: now })
+    .where("id", "=", row.id)
+    .where("state", "=", "pending")
+    .where("attempts", "=", Number(row.attempts))
+    .where("next_attempt_at", "<=", now)
+    .executeTakeFirst();
+  return Number(res.numUpdatedRows) > 0 ? { ...row, attempts, next_attempt_at: next, updated_at: now } : undefined;
 }
 
 /** Drops pending rows of channels nobody sends (Telegram not configured): they must not pile up, nor go out later. */

@@ -27,6 +27,9 @@ const CARD_EVENTS = new Set([
   "incident.suppressed",
   "pr.merged",
   "approval.merge_failed",
+  "agent.claimed",
+  "agent.result",
+  "agent.lease_expired",
 ]);
 
 /** Events that change what an approval's message says (they name the approval in data.approvalId). */
@@ -45,6 +48,7 @@ const APPROVAL_PRIORITY = 10;
 const CARD_PRIORITY = 0;
 
 const nextId = monotonicFactory();
+export const newDeliveryId = (now: number): string => `dlv_${nextId(now)}`;
 const listeners = new Set<() => void>();
 
 /** Called (synchronously, maybe before the requesting transaction commits) after each request. */
@@ -53,14 +57,31 @@ export function onDeliveryRequested(listener: () => void): () => void {
   return () => listeners.delete(listener);
 }
 
-export type DeliveryRequest = { channel: string; kind: string; ref: string; target?: string; priority?: number; payload?: string | null };
+/** Wakes the deliverer (a change that made rows due without requesting them, e.g. a redelivery). */
+export function kickDeliverer(): void {
+  for (const l of listeners) l();
+}
+
+export type DeliveryRequest = {
+  channel: string;
+  kind: string;
+  ref: string;
+  target?: string;
+  priority?: number;
+  payload?: string | null;
+  /** Webhook deliveries: the incident, and the hash of the bearer token the body carries. */
+  incidentId?: string | null;
+  tokenHash?: string | null;
+  /** The row's id (default: a new one). */
+  id?: string;
+};
 
 export const pendingKey = (d: Pick<DeliveryRequest, "channel" | "kind" | "ref" | "target">) => `${d.channel}|${d.kind}|${d.target ?? ""}|${d.ref}`.slice(0, 255);
 
 /** Asks for a delivery; one pending row per (channel, kind, target, ref), however often asked. */
 export async function requestDelivery(db: Executor, dialect: Dialect, d: DeliveryRequest, now: number): Promise<void> {
   const row = {
-    id: `dlv_${nextId(now)}`,
+    id: d.id ?? newDeliveryId(now),
     channel: d.channel,
     kind: d.kind,
     ref: d.ref,
@@ -76,6 +97,9 @@ export async function requestDelivery(db: Executor, dialect: Dialect, d: Deliver
     created_at: now,
     updated_at: now,
     sent_at: null,
+    incident_id: d.incidentId ?? null,
+    token_hash: d.tokenHash ?? null,
+    last_status: null,
   };
   const bump = { requests: sql<number>`requests + 1`, updated_at: now };
   const q = db.insertInto("deliveries").values(row);

@@ -7,14 +7,15 @@ import { TELEGRAM } from "./requests.ts";
 import { createTelegramClient } from "./telegram-client.ts";
 import { createTelegramSender } from "./telegram-sender.ts";
 
-// Notices as the control plane runs them: the deliverer with a Telegram sender when
-// TELEGRAM_BOT_TOKEN is set. Without it the deliverer still runs, and drops the notices the
-// database keeps asking for, so they neither pile up nor go out stale once Telegram is configured.
+// Durable deliveries as the control plane runs them: the deliverer with a Telegram sender when
+// TELEGRAM_BOT_TOKEN is set, and the senders of other channels (signed webhooks) it is given.
+// Without Telegram the deliverer still runs, and drops the notices the database keeps asking for,
+// so they neither pile up nor go out stale once Telegram is configured.
 
 export type NoticeDeps = { store: Store; log: Logger; now: () => number; owner: string; settings?: Partial<DelivererSettings> };
 
-export function createNotices(config: Pick<Config, "telegram" | "notify">, deps: NoticeDeps) {
-  const senders: Record<string, Sender> = {};
+export function createNotices(config: Pick<Config, "telegram" | "notify">, deps: NoticeDeps, others: Record<string, Sender> = {}) {
+  const senders: Record<string, Sender> = { ...others };
   if (config.telegram) {
     senders[TELEGRAM] = createTelegramSender({
       store: deps.store,

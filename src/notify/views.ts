@@ -21,6 +21,9 @@ export const NOTICE_EVENT_TYPES = [
   "approval.superseded",
   "approval.merge_failed",
   "pr.merged",
+  "agent.claimed",
+  "agent.result",
+  "agent.lease_expired",
 ] as const;
 
 export type TimelineEntry = { type: string; at: number; actor: string; channel: string; reason: string | null; data: Record<string, unknown> };

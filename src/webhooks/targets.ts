@@ -101,7 +101,10 @@ export async function loadTargetRows(db: Executor, env: (name: string) => string
   return { targets, bad };
 }
 
-export type RegistryDeps = { db: Executor; dir: string; env: (name: string) => string | undefined; log: Logger };
+export type RegistryDeps = { db: Executor; dir: string; env: (name: string) => string | undefined; log: Logger; now: () => number };
+
+/** How often refresh() also reads the folder again (files change by GitOps, without a signal). */
+const FILES_TTL_MS = 30_000;
 export type ReloadResult = { targets: WebhookTarget[]; problems: TargetProblem[] };
 
 /**
@@ -113,10 +116,22 @@ export function createWebhookRegistry(deps: RegistryDeps) {
   let files: WebhookTarget[] = [];
   let registered: WebhookTarget[] = [];
   let problems: TargetProblem[] = [];
+  let filesReadAt = Number.NEGATIVE_INFINITY;
 
   const all = (): WebhookTarget[] => [...files, ...registered.filter((r) => !files.some((f) => f.name === r.name))];
 
-  async function refresh(): Promise<void> {
+  function readFiles(): void {
+    const loaded = loadTargetFiles(deps.dir, deps.env);
+    // Reported when they change, not on every read.
+    const before = problems.map(formatProblem).join("\n");
+    files = loaded.targets;
+    problems = loaded.problems;
+    filesReadAt = deps.now();
+    if (problems.map(formatProblem).join("\n") !== before) for (const p of problems) deps.log.warn({ problem: formatProblem(p) }, "webhook target file skipped");
+  }
+
+  async function refresh(opts: { files?: boolean } = {}): Promise<void> {
+    if (opts.files || deps.now() - filesReadAt >= FILES_TTL_MS) readFiles();
     const { targets, bad } = await loadTargetRows(deps.db, deps.env);
     if (bad.length) deps.log.warn({ targets: bad }, "webhook targets in the database that no longer parse were skipped");
     registered = targets;
@@ -129,10 +144,7 @@ export function createWebhookRegistry(deps: RegistryDeps) {
     problems: () => problems.map(formatProblem),
     /** Reads the folder and the database again. */
     async reload(): Promise<ReloadResult> {
-      const loaded = loadTargetFiles(deps.dir, deps.env);
-      files = loaded.targets;
-      problems = loaded.problems;
-      for (const p of problems) deps.log.warn({ problem: formatProblem(p) }, "webhook target file skipped");
+      readFiles();
       try {
         await refresh();
       } catch (err) {
@@ -140,7 +152,7 @@ export function createWebhookRegistry(deps: RegistryDeps) {
       }
       return { targets: all(), problems };
     },
-    /** Reads the MCP-registered targets again (cheap; the sender calls it before it fans an event out). */
+    /** Reads the MCP-registered targets again, and the folder when it was last read 30 s ago (the sender calls it before each fan-out). */
     refresh,
   };
 }
