@@ -16,6 +16,13 @@ export type TaskOutcome = "succeeded" | "failed" | "cancelled";
 /** Called (in the same transaction) when a task reaches a terminal state. */
 export type TerminalHook = (trx: Executor, task: TaskRow, outcome: TaskOutcome, detail: string | null, now: number) => Promise<void>;
 
+/** One hook that runs each of `hooks` in turn (fix outcomes, scheduled runs, …). */
+export function composeHooks(...hooks: TerminalHook[]): TerminalHook {
+  return async (trx, task, outcome, detail, now) => {
+    for (const h of hooks) await h(trx, task, outcome, detail, now);
+  };
+}
+
 const FIX_KINDS = new Set(["skill", "agent"]);
 const ACTIVE: IncidentState[] = ["analyzing", "fixing", "proposed", "approved", "verifying"];
 /**

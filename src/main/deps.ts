@@ -5,16 +5,19 @@ import type { Deps } from "../shared/deps.ts";
 import type { Logger } from "../shared/logger.ts";
 import { openStore } from "../store/db.ts";
 import { createTaskService } from "../tasks/service.ts";
-import { incidentFixHook } from "../incidents/fix-outcome.ts";
+import { composeHooks, incidentFixHook, type TerminalHook } from "../incidents/fix-outcome.ts";
+import { scheduleRunHook } from "../schedules/run-outcome.ts";
 import { createOutboxRelay, type OutboxRelay } from "../bus/outbox.ts";
 
 /** Builds the control plane's dependencies; nothing runs until serve.ts starts the loops. */
-export function createDeps(config: Config, log: Logger): { deps: Deps; relay: OutboxRelay } {
+export function createDeps(config: Config, log: Logger): { deps: Deps; relay: OutboxRelay; onTerminal: TerminalHook } {
   const now = Date.now;
   const store = openStore(config.database);
   const queue = createQueue(config, log, "pitcrew-serve");
   const relay = createOutboxRelay({ store, queue, log, now }, config.outbox);
   // A committed task is relayed at once instead of at the next poll.
-  const tasks = createTaskService({ store, log, now, onEnqueued: () => relay.kick(), onTerminal: incidentFixHook(store.dialect) });
-  return { deps: { config, log, store, queue, metrics: createMetrics(), tasks, now }, relay };
+  // What a task reaching its end moves on: its incident (a fix), its schedule (a scheduled run).
+  const onTerminal = composeHooks(incidentFixHook(store.dialect, { autoApproveMaxRisk: config.guardrails.autoApproveMaxRisk }), scheduleRunHook(store.dialect));
+  const tasks = createTaskService({ store, log, now, onEnqueued: () => relay.kick(), onTerminal });
+  return { deps: { config, log, store, queue, metrics: createMetrics(), tasks, now }, relay, onTerminal };
 }

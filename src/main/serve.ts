@@ -56,7 +56,7 @@ export function alertmanagerAuth(config: Config, log: Logger): { auth: Alertmana
 }
 
 export async function serve(config: Config, log: Logger): Promise<void> {
-  const { deps, relay } = createDeps(config, log);
+  const { deps, relay, onTerminal } = createDeps(config, log);
   const { store, queue } = deps;
   const embedded = queue.kind === "memory";
 
@@ -76,7 +76,6 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   await reloadSkills();
   skillSync.start(config.skillsSyncIntervalMs);
   const skills = skillSync.skills;
-  const onTerminal = incidentFixHook(store.dialect, { autoApproveMaxRisk: config.guardrails.autoApproveMaxRisk });
   const tasks = deps.tasks;
   const ingester = createEventIngester({ store, queue, log, now: deps.now, onTerminal }).start();
   const deadLetters = handleDeadLetters({ queue, tasks, log });

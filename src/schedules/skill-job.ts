@@ -1,5 +1,6 @@
 import { appendEvent } from "../events/repo.ts";
-import { AppError, invalid } from "../shared/errors.ts";
+import { AppError, errorMessage, invalid } from "../shared/errors.ts";
+import { recordRunFailed } from "./run-outcome.ts";
 import type { Store } from "../store/db.ts";
 import { isInline, runInline, type InlineDeps } from "../skills/inline.ts";
 import type { Skill } from "../skills/schema.ts";
@@ -38,6 +39,9 @@ export function createScheduleSkillJob(deps: { store: Store; now: () => number; 
       );
       if (!ok) throw new AppError("conflict", "schedule.skill_reported", outcome.summary, { retryable: false });
       return { kind: outcome.kind, summary: outcome.summary, details: outcome.details };
+    },
+    async onGiveUp(trx, payload, err, job, now) {
+      await recordRunFailed(trx, store.dialect, job.taskId, String((payload as { schedule?: unknown }).schedule), errorMessage(err), now);
     },
   };
 }
