@@ -56,12 +56,18 @@ export async function decideFromConsole(
   const row = await deps.db.selectFrom("approvals").select("incident_id").where("id", "=", approvalId).executeTakeFirst();
   if (!row) return { ok: false, status: 404, incidentId: null, message: `Approval ${approvalId} does not exist.` };
   const reason = reasonIn ? reasonIn : null;
-  if (decision === "reject" && !reason) return { ok: false, status: 400, incidentId: row.incident_id, message: "Say why you reject: the reason is recorded on the timeline and on the closed pull request." };
+  if (decision === "reject" && !reason) {
+    return { ok: false, status: 400, incidentId: row.incident_id, message: "Say why you reject: the reason is recorded on the timeline and on the closed pull request." };
+  }
   const by = consoleDecider(subject);
   try {
     if (decision === "approve") {
       const r = await deps.approvals.approve({ approvalId }, by, reason);
-      const done = r.merged ? `approved; pull request #${r.merged.number} merged as ${r.merged.sha.slice(0, 12)}` : r.taskId ? `approved; fix task ${r.taskId} queued` : `approved${r.mergePending ? `; ${r.mergePending}` : ""}`;
+      const done = r.merged
+        ? `approved; pull request #${r.merged.number} merged as ${r.merged.sha.slice(0, 12)}`
+        : r.taskId
+          ? `approved; fix task ${r.taskId} queued`
+          : `approved${r.mergePending ? `; ${r.mergePending}` : ""}`;
       return { ok: true, incidentId: row.incident_id, message: done };
     }
     await deps.approvals.reject({ approvalId }, by, reason);
@@ -104,12 +110,20 @@ function decisionForms(a: ApprovalRow, v: Viewer): Html {
 
 function renderApproval(a: ApprovalRow, now: number, v: Viewer): Html {
   const decided = a.decided_at !== null
-    ? html`<p class="decision">${a.state} by <span class="decided-by">${a.decided_by ?? "unknown"}</span>${a.channel ? html` via <span class="channel">${a.channel}</span>` : ""} ${since(Number(a.decided_at), now)}${a.reason ? html`: <q class="reason">${a.reason}</q>` : ""}</p>`
+    ? html`<p class="decision">${a.state} by <span class="decided-by">${a.decided_by ?? "unknown"}</span>${
+        a.channel ? html` via <span class="channel">${a.channel}</span>` : ""} ${since(Number(a.decided_at), now)}${
+        a.reason ? html`: <q class="reason">${a.reason}</q>` : ""}</p>`
     : "";
-  const merged = a.merged_at !== null ? html`<p>Merged ${since(Number(a.merged_at), now)}${a.merge_sha ? html` as <code>${a.merge_sha.slice(0, 12)}</code>` : ""}.</p>` : "";
+  const mergeSha = a.merge_sha ? html` as <code>${a.merge_sha.slice(0, 12)}</code>` : "";
+  const merged = a.merged_at !== null ? html`<p>Merged ${since(Number(a.merged_at), now)}${mergeSha}.</p>` : "";
   const open = isDecidable(a, now);
-  const expiry = open ? html`<p>Expires in ${expiresIn(Number(a.expires_at), now)} (${when(Number(a.expires_at))}).</p>` : a.state === "pending" ? html`<p>Expired, not decided.</p>` : "";
-  const forms = open && v.canDecide ? decisionForms(a, v) : open ? html`<p class="hint">You can see this approval but not decide it: deciding needs the <code>approve</code> scope.</p>` : "";
+  const expiry = open
+    ? html`<p>Expires in ${expiresIn(Number(a.expires_at), now)} (${when(Number(a.expires_at))}).</p>`
+    : a.state === "pending"
+      ? html`<p>Expired, not decided.</p>`
+      : "";
+  const notAllowed = html`<p class="hint">You can see this approval but not decide it: deciding needs the <code>approve</code> scope.</p>`;
+  const forms = open ? (v.canDecide ? decisionForms(a, v) : notAllowed) : "";
   return html`<article class="card approval" id="${`approval-${a.id}`}" aria-label="${`Approval ${a.id}`}">
 <h3>${stateBadge(a.state)} ${whatItApproves(a)} <small class="muted">${a.id}</small></h3>
 <p>Risk ${a.risk}; requested ${since(Number(a.requested_at), now)}.</p>
@@ -119,7 +133,11 @@ ${expiry}${decided}${merged}${forms}
 
 /** The incident page's approvals, newest first, with a refused decision's message on top. */
 export function renderApprovalSection(approvals: ApprovalRow[], now: number, v: Viewer, notice?: Notice): Html {
-  const msg = notice ? html`<p class="${notice.kind === "error" ? "error" : "notice"}" role="${notice.kind === "error" ? "alert" : "status"}">${notice.text}</p>` : "";
+  const msg = !notice
+    ? ""
+    : notice.kind === "error"
+      ? html`<p class="error" role="alert">${notice.text}</p>`
+      : html`<p class="notice" role="status">${notice.text}</p>`;
   if (approvals.length === 0) return html`${msg}<p class="muted empty">No approval was requested.</p>`;
   return html`${msg}${approvals.map((a) => renderApproval(a, now, v))}`;
 }
@@ -127,23 +145,34 @@ export function renderApprovalSection(approvals: ApprovalRow[], now: number, v: 
 export type PendingApproval = ApprovalView & { incident_title: string | null };
 
 /** Pending, unexpired approvals, newest first (list_approvals' query and view), with their incident's title. */
-export async function listPendingApprovals(db: Executor, now: number, cursor: string | undefined, limit = 50): Promise<{ items: PendingApproval[]; nextCursor: string | null }> {
+export async function listPendingApprovals(
+  db: Executor,
+  now: number,
+  cursor: string | undefined,
+  limit = 50,
+): Promise<{ items: PendingApproval[]; nextCursor: string | null }> {
   const rows = await listApprovals(db, { state: "pending", now, afterId: cursor, limit });
   const ids = [...new Set(rows.map((r) => r.incident_id))];
   const titles = ids.length ? await db.selectFrom("incidents").select(["id", "title"]).where("id", "in", ids).execute() : [];
   const title = new Map(titles.map((t) => [t.id, t.title]));
-  return { items: rows.map((r) => ({ ...approvalView(r), incident_title: title.get(r.incident_id) ?? null })), nextCursor: rows.length === limit ? rows[rows.length - 1]!.id : null };
+  return {
+    items: rows.map((r) => ({ ...approvalView(r), incident_title: title.get(r.incident_id) ?? null })),
+    nextCursor: rows.length === limit ? rows[rows.length - 1]!.id : null,
+  };
 }
 
 /** The approvals list: what waits for a decision, until when, and what it changes. */
 export function renderPendingApprovals(page: { items: PendingApproval[]; nextCursor: string | null }, now: number, cursor: string | undefined): Html {
-  const pager = html`<nav class="pager" aria-label="Pages">${cursor ? html`<a href="/approvals">Newest</a>` : ""}${page.nextCursor ? html` <a href="${`/approvals?cursor=${encodeURIComponent(page.nextCursor)}`}" rel="next">Older approvals</a>` : ""}</nav>`;
+  const older = page.nextCursor ? html` <a href="${`/approvals?cursor=${encodeURIComponent(page.nextCursor)}`}" rel="next">Older approvals</a>` : "";
+  const pager = html`<nav class="pager" aria-label="Pages">${cursor ? html`<a href="/approvals">Newest</a>` : ""}${older}</nav>`;
   if (page.items.length === 0) return html`<p class="muted empty">No approval is waiting for a decision.</p>${pager}`;
   const item = (a: PendingApproval) => {
     const skill = (a.action as { skill?: string } | null)?.skill;
+    const what = a.pr ? html`Merge pull request ${prLink({ number: a.pr.number, url: a.pr.url })}` : html`Run ${skill ?? "the planned fix"}`;
     return html`<li class="card approval">
 <h2><a href="${`/incidents/${encodeURIComponent(a.incident_id)}#approvals`}">${a.incident_title ?? a.incident_id}</a></h2>
-<p>${a.pr ? html`Merge pull request ${prLink({ number: a.pr.number, url: a.pr.url })}` : html`Run ${skill ?? "the planned fix"}`}; risk ${a.risk}; requested ${since(Date.parse(a.requested_at), now)}; <strong>expires in ${expiresIn(Date.parse(a.expires_at), now)}</strong> (${when(Date.parse(a.expires_at))}).</p>
+<p>${what}; risk ${a.risk}; requested ${since(Date.parse(a.requested_at), now)};
+<strong>expires in ${expiresIn(Date.parse(a.expires_at), now)}</strong> (${when(Date.parse(a.expires_at))}).</p>
 ${a.diff_summary ? renderDiffSummary(a.diff_summary) : ""}
 <p><a href="${`/incidents/${encodeURIComponent(a.incident_id)}#approvals`}">Review the change and decide</a> <small class="muted">${a.id}</small></p>
 </li>`;

@@ -114,11 +114,12 @@ function renderLine(l: DiffLine): Html {
 
 function renderFile(f: DiffFileBlock, i: number): Html {
   const id = `diff-file-${i}`;
+  const renamed = f.oldPath ? html` <span class="diff-rename">(from <code>${f.oldPath}</code>)</span>` : "";
   const what = f.binary ? "binary file" : `${count(f.added, "line", "lines")} added, ${count(f.removed, "line", "lines")} removed`;
   // One line per element, joined by newlines inside the <pre>: the line breaks are the text's own.
   const body = f.lines.map((l, n) => (n === 0 ? renderLine(l) : html`\n${renderLine(l)}`));
   return html`<section class="diff-file" aria-labelledby="${id}">
-<h3 id="${id}"><code>${f.path || "(unnamed file)"}</code>${f.oldPath ? html` <span class="diff-rename">(from <code>${f.oldPath}</code>)</span>` : ""} <span class="diff-counts">${what}</span></h3>
+<h3 id="${id}"><code>${f.path || "(unnamed file)"}</code>${renamed} <span class="diff-counts">${what}</span></h3>
 ${f.meta.length ? html`<p class="diff-meta">${f.meta.join("; ")}</p>` : ""}
 ${f.lines.length ? html`<pre class="diff" tabindex="0" aria-label="${`Changes to ${f.path}`}"><code>${body}</code></pre>` : ""}
 </section>`;
@@ -134,9 +135,10 @@ export function renderDiff(text: string): Html {
 /** The files a change touches, with lines added and removed: a table, readable when the diff is cut. */
 export function renderDiffSummary(s: DiffSummary): Html {
   return html`<table class="diff-summary">
-<caption>${count(s.files.length + (s.more ?? 0), "file", "files")} changed, ${count(s.added, "line", "lines")} added, ${count(s.removed, "line", "lines")} removed</caption>
+<caption>${count(s.files.length + (s.more ?? 0), "file", "files")} changed, ${count(s.added, "line", "lines")} added, ${
+    count(s.removed, "line", "lines")} removed</caption>
 <thead><tr><th scope="col">File</th><th scope="col">Added</th><th scope="col">Removed</th></tr></thead>
-<tbody>${s.files.map((f) => html`<tr><td><code>${f.path}</code></td><td class="num diff-add-count">+${f.added}</td><td class="num diff-del-count">−${f.removed}</td></tr>`)}</tbody>
+<tbody>${s.files.map((f) => html`<tr><td><code>${f.path}</code></td><td class="num">+${f.added}</td><td class="num">−${f.removed}</td></tr>`)}</tbody>
 ${s.more ? html`<tfoot><tr><td colspan="3">and ${count(s.more, "more file", "more files")}</td></tr></tfoot>` : ""}
 </table>`;
 }

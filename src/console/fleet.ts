@@ -11,13 +11,16 @@ import type { ConsoleContext } from "./routes.ts";
 // capacity, the tasks it runs, when it was last seen, and whether it is stale (unseen for two
 // heartbeat intervals). Heartbeats are not events, so the table refreshes every few seconds.
 
+const running = (ids: string[]): Html | null =>
+  ids.length ? html`<ul class="plain">${ids.map((id) => html`<li><a href="/tasks/${id}"><code>${id}</code></a></li>`)}</ul>` : null;
+
 function table(runners: RunnerOut[], now: number): Html {
   const stale = runners.filter((r) => r.stale).length;
   const summary = html`<p id="fleet-summary">${runners.length} runner(s)${stale ? html`, <strong>${stale} stale</strong>` : null}.</p>`;
   if (runners.length === 0) return html`${summary}<p class="muted">No runner has sent a heartbeat yet.</p>`;
   return html`${summary}<div class="table-wrap"><table>
 <caption class="visually-hidden">Runners</caption>
-<thead><tr><th scope="col">Runner</th><th scope="col">Status</th><th scope="col">Pool</th><th scope="col">Host</th><th scope="col">Version</th><th scope="col">Running</th><th scope="col">Last seen</th><th scope="col">Started</th></tr></thead>
+<thead><tr>${["Runner", "Status", "Pool", "Host", "Version", "Running", "Last seen", "Started"].map((h) => html`<th scope="col">${h}</th>`)}</tr></thead>
 <tbody>${runners.map(
     (r) => html`<tr class="${r.stale ? "stale" : ""}">
 <td><code>${r.id}</code></td>
@@ -25,7 +28,7 @@ function table(runners: RunnerOut[], now: number): Html {
 <td>${r.pool}</td>
 <td>${r.host}</td>
 <td>${r.version}</td>
-<td>${r.running_task_ids.length}/${r.concurrency}${r.running_task_ids.length ? html`<ul class="plain">${r.running_task_ids.map((id) => html`<li><a href="/tasks/${id}"><code>${id}</code></a></li>`)}</ul>` : null}</td>
+<td>${r.running_task_ids.length}/${r.concurrency}${running(r.running_task_ids)}</td>
 <td>${ago(Date.parse(r.last_seen_at), now)}<br>${when(Date.parse(r.last_seen_at))}</td>
 <td>${when(Date.parse(r.started_at))}</td>
 </tr>`,

@@ -27,7 +27,16 @@ export const TIMELINE_SHOWN = 500;
 const VALUE_SHOWN = 4000;
 const DIFF_TIMEOUT_MS = 5000;
 
-export type Plan = { skill?: string; params?: unknown; rationale?: string; confidence?: number; planner?: string; fallback?: string; risk?: string; approval?: string };
+export type Plan = {
+  skill?: string;
+  params?: unknown;
+  rationale?: string;
+  confidence?: number;
+  planner?: string;
+  fallback?: string;
+  risk?: string;
+  approval?: string;
+};
 
 export type Change = {
   pr: { number: number; url: string | null; branch: string | null; status: string };
@@ -77,14 +86,27 @@ export async function loadTimeline(db: Executor, incidentId: string): Promise<Ti
 async function loadChange(db: Executor, gitHost: GitHost | undefined, incidentId: string, approvals: ApprovalRow[]): Promise<Change | null> {
   const a = approvals.find((x) => x.pr_number !== null);
   let pr: Change["pr"] | null = null;
-  if (a) pr = { number: Number(a.pr_number), url: mergeActionOf(a)?.merge.url ?? null, branch: a.pr_branch, status: prStatus({ state: a.state, merged_at: a.merged_at === null ? null : Number(a.merged_at) }) };
+  if (a) {
+    const status = prStatus({ state: a.state, merged_at: a.merged_at === null ? null : Number(a.merged_at) });
+    pr = { number: Number(a.pr_number), url: mergeActionOf(a)?.merge.url ?? null, branch: a.pr_branch, status };
+  }
   else {
-    const e = await db.selectFrom("events").select("data").where("incident_id", "=", incidentId).where("type", "=", "task.pr_opened").orderBy("seq", "desc").limit(1).executeTakeFirst();
+    const e = await db
+      .selectFrom("events")
+      .select("data")
+      .where("incident_id", "=", incidentId)
+      .where("type", "=", "task.pr_opened")
+      .orderBy("seq", "desc")
+      .limit(1)
+      .executeTakeFirst();
     const d = parseObject<{ number?: unknown; url?: unknown; branch?: unknown }>(e?.data ?? null);
-    if (d && typeof d.number === "number") pr = { number: d.number, url: typeof d.url === "string" ? d.url : null, branch: typeof d.branch === "string" ? d.branch : null, status: "opened" };
+    const str = (v: unknown) => (typeof v === "string" ? v : null);
+    if (d && typeof d.number === "number") pr = { number: d.number, url: str(d.url), branch: str(d.branch), status: "opened" };
   }
   if (!pr) return null;
-  const stored = a && (a.diff_summary || a.diff_excerpt) ? { source: "stored" as const, headSha: a.head_sha, summary: diffSummaryOf(a), excerpt: a.diff_excerpt ?? null } : null;
+  const stored = a && (a.diff_summary || a.diff_excerpt)
+    ? { source: "stored" as const, headSha: a.head_sha, summary: diffSummaryOf(a), excerpt: a.diff_excerpt ?? null }
+    : null;
   let diff: Change["diff"] = stored;
   let hostError: string | null = null;
   if (gitHost) {
@@ -97,12 +119,17 @@ async function loadChange(db: Executor, gitHost: GitHost | undefined, incidentId
     }
   }
   const pending = a && a.state === "pending" ? a : undefined;
-  const movedFrom = pending?.head_sha && diff?.source === "host" && diff.headSha && diff.headSha !== pending.head_sha && pr.status !== "merged" ? pending.head_sha : null;
+  const moved = !!pending?.head_sha && diff?.source === "host" && !!diff.headSha && diff.headSha !== pending.head_sha;
+  const movedFrom = moved && pr.status !== "merged" ? pending!.head_sha : null;
   return { pr, diff, hostError, movedFrom };
 }
 
 /** Everything the page shows; `withChange: false` skips the pull request and its diff (a call to the host). */
-export async function loadIncidentPage(deps: { db: Executor; gitHost?: GitHost }, id: string, opts: { withChange?: boolean } = {}): Promise<IncidentPage | undefined> {
+export async function loadIncidentPage(
+  deps: { db: Executor; gitHost?: GitHost },
+  id: string,
+  opts: { withChange?: boolean } = {},
+): Promise<IncidentPage | undefined> {
   const { db } = deps;
   const incident = await db.selectFrom("incidents").selectAll().where("id", "=", id).executeTakeFirst();
   if (!incident) return undefined;
@@ -125,7 +152,8 @@ export async function loadIncidentPage(deps: { db: Executor; gitHost?: GitHost }
   };
 }
 
-const cut = (v: string, max = VALUE_SHOWN): Html => (v.length > max ? html`${v.slice(0, max)}<span class="muted"> … (${v.length - max} more characters)</span>` : html`${v}`);
+const cut = (v: string, max = VALUE_SHOWN): Html =>
+  v.length > max ? html`${v.slice(0, max)}<span class="muted"> … (${v.length - max} more characters)</span>` : html`${v}`;
 
 /** Labels or annotations as a description list; values cut to a readable length. */
 export function renderPairs(pairs: Record<string, string>, label: string): Html {
@@ -140,9 +168,13 @@ export function renderAlerts(p: Pick<IncidentPage, "alerts" | "alertCount">, now
     const labels = parseObject<Record<string, string>>(a.labels) ?? {};
     const annotations = parseObject<Record<string, string>>(a.annotations) ?? {};
     const link = a.generator_url ? html` ${outsideLink(a.generator_url, "source")}` : "";
+    const ended = a.ends_at !== null ? html`, ended ${since(Number(a.ends_at), now)}` : "";
+    const repeats = Number(a.repeat_count) > 0 ? html`, repeated ${Number(a.repeat_count)}×` : "";
     return html`<li class="alert alert-${a.status === "resolved" ? "resolved" : "firing"}">
-<p><strong>${a.alertname}</strong> ${stateBadge(a.status)} since ${since(Number(a.starts_at), now)}${a.ends_at !== null ? html`, ended ${since(Number(a.ends_at), now)}` : ""}${Number(a.repeat_count) > 0 ? html`, repeated ${Number(a.repeat_count)}×` : ""}${link}</p>
-<details><summary>Labels and annotations of this alert</summary>${renderPairs(labels, "alert labels")}${renderPairs(annotations, "alert annotations")}<p class="hint">fingerprint <code>${a.fingerprint}</code></p></details>
+<p><strong>${a.alertname}</strong> ${stateBadge(a.status)} since ${since(Number(a.starts_at), now)}${ended}${repeats}${link}</p>
+<details><summary>Labels and annotations of this alert</summary>
+${renderPairs(labels, "alert labels")}${renderPairs(annotations, "alert annotations")}<p class="hint">fingerprint <code>${a.fingerprint}</code></p>
+</details>
 </li>`;
   };
   const more = p.alertCount > p.alerts.length ? html`<p>Showing the first ${p.alerts.length} of ${p.alertCount} alerts.</p>` : "";
@@ -152,12 +184,14 @@ export function renderAlerts(p: Pick<IncidentPage, "alerts" | "alertCount">, now
 function renderPlan(p: IncidentPage): Html {
   const i = p.incident;
   const llm = Number(i.llm_calls) > 0
-    ? html`<p class="llm">Planner cost: ${Number(i.llm_calls)} model call${Number(i.llm_calls) === 1 ? "" : "s"}, ${Number(i.llm_input_tokens)} input and ${Number(i.llm_output_tokens)} output tokens.</p>`
+    ? html`<p class="llm">Planner cost: ${Number(i.llm_calls)} model call${Number(i.llm_calls) === 1 ? "" : "s"}, ${Number(i.llm_input_tokens)} input and ${
+        Number(i.llm_output_tokens)} output tokens.</p>`
     : "";
   const plan = p.plan;
   if (!plan) return html`<p class="muted empty">No plan yet.</p>${llm}`;
   const conf = typeof plan.confidence === "number" ? `${Math.round(plan.confidence * 100)}%` : "—";
-  const params = plan.params && typeof plan.params === "object" && Object.keys(plan.params).length > 0 ? html`<dt>Parameters</dt><dd><pre>${cut(JSON.stringify(plan.params, null, 2))}</pre></dd>` : "";
+  const hasParams = !!plan.params && typeof plan.params === "object" && Object.keys(plan.params).length > 0;
+  const params = hasParams ? html`<dt>Parameters</dt><dd><pre>${cut(JSON.stringify(plan.params, null, 2))}</pre></dd>` : "";
   return html`<dl class="facts plan">
 <dt>Skill</dt><dd>${plan.skill ?? "—"}</dd>
 <dt>Planner</dt><dd>${plan.planner ?? "—"}${plan.fallback ? html` (fell back: ${plan.fallback})` : ""}</dd>
@@ -172,11 +206,19 @@ ${params}
 export function renderChange(c: Change | null): Html {
   if (!c) return html`<p class="muted empty">No pull request.</p>`;
   const { pr, diff } = c;
-  const from = diff?.source === "stored" ? html`<p class="hint">The diff as it was when its approval was requested${c.hostError ? html` (the pull-request host could not be read: ${c.hostError})` : ""}.</p>` : c.hostError ? html`<p class="hint" role="status">The pull-request host could not be read: ${c.hostError}</p>` : "";
+  const unread = c.hostError ? html` (the pull-request host could not be read: ${c.hostError})` : "";
+  const from = diff?.source === "stored"
+    ? html`<p class="hint">The diff as it was when its approval was requested${unread}.</p>`
+    : c.hostError
+      ? html`<p class="hint" role="status">The pull-request host could not be read: ${c.hostError}</p>`
+      : "";
   const moved = c.movedFrom
-    ? html`<p class="error" role="alert">The pull request moved since its approval was requested (from ${c.movedFrom.slice(0, 12)} to ${diff?.headSha?.slice(0, 12) ?? "?"}): a decision on that approval will be refused.</p>`
+    ? html`<p class="error" role="alert">The pull request moved since its approval was requested (from ${c.movedFrom.slice(0, 12)} to ${
+        diff?.headSha?.slice(0, 12) ?? "?"}): a decision on that approval will be refused.</p>`
     : "";
-  return html`<p>Pull request ${prLink(pr)} <span class="pr-status">${pr.status}</span>${pr.branch ? html` from branch <code>${pr.branch}</code>` : ""}${diff?.headSha ? html` at <code>${diff.headSha.slice(0, 12)}</code>` : ""}</p>
+  const branch = pr.branch ? html` from branch <code>${pr.branch}</code>` : "";
+  const head = diff?.headSha ? html` at <code>${diff.headSha.slice(0, 12)}</code>` : "";
+  return html`<p>Pull request ${prLink(pr)} <span class="pr-status">${pr.status}</span>${branch}${head}</p>
 ${moved}${from}
 ${diff?.summary ? renderDiffSummary(diff.summary) : ""}
 ${diff?.excerpt ? renderDiff(diff.excerpt) : diff ? "" : html`<p class="muted empty">The diff is not known.</p>`}`;
@@ -194,7 +236,12 @@ export function renderTimeline(t: Timeline, now: number): Html {
   const older = t.total > t.events.length ? html`<p>Showing the last ${t.events.length} of ${t.total} events.</p>` : "";
   // One line per event, no whitespace between the parts: the log style keeps whitespace as it is.
   const item = (e: EventRow) =>
-    html`<li class="event"><span class="log-time">${when(Number(e.occurred_at))}</span> <strong class="log-type">${e.type}</strong> by <span class="actor">${e.actor}</span> via <span class="channel">${e.channel}</span>${e.reason ? html`: <span class="reason">${cut(e.reason, 2000)}</span>` : ""} <small class="muted">(${since(Number(e.occurred_at), now)})</small>${eventData(e)}</li>`;
+    html`<li class="event">${[
+      html`<span class="log-time">${when(Number(e.occurred_at))}</span> <strong class="log-type">${e.type}</strong>`,
+      html` by <span class="actor">${e.actor}</span> via <span class="channel">${e.channel}</span>`,
+      e.reason ? html`: <span class="reason">${cut(e.reason, 2000)}</span>` : "",
+      html` <small class="muted">(${since(Number(e.occurred_at), now)})</small>${eventData(e)}`,
+    ]}</li>`;
   return html`${older}<ol class="timeline log">${t.events.map(item)}</ol>`;
 }
 
@@ -266,7 +313,8 @@ export function incidentPages(app: FastifyInstance, ctx: ConsoleContext): void {
     if (!page) throw notFound("incident.not_found", `incident ${id} does not exist`);
     return page;
   };
-  const send = (reply: FastifyReply, s: Shown) => sendPage(reply, { title: s.page.incident.title, current: "incidents", principal: s.principal, live: true, body: renderPage(s) });
+  const send = (reply: FastifyReply, s: Shown) =>
+    sendPage(reply, { title: s.page.incident.title, current: "incidents", principal: s.principal, live: true, body: renderPage(s) });
 
   app.get<{ Params: { id: string } }>("/incidents/:id", async (req, reply) => {
     const principal = await auth.require(req, reply, "read");
@@ -303,6 +351,7 @@ export function incidentPages(app: FastifyInstance, ctx: ConsoleContext): void {
       return reply.status(out.status).send({ error: { code: `approval.${decision}_refused`, message: out.message, requestId: String(req.id) } });
     }
     const page = await load(out.incidentId);
-    return send(reply.status(out.status), { page, principal, now: deps.now(), notice: { kind: "error", text: `Not ${decision === "approve" ? "approved" : "rejected"}: ${out.message}` } });
+    const notice: Notice = { kind: "error", text: `Not ${decision === "approve" ? "approved" : "rejected"}: ${out.message}` };
+    return send(reply.status(out.status), { page, principal, now: deps.now(), notice });
   });
 }

@@ -100,12 +100,19 @@ export async function listIncidentPage(db: Executor, f: IncidentListQuery, limit
       .execute();
     for (const a of approvals) {
       if (prs.has(a.incident_id)) continue;
-      prs.set(a.incident_id, { number: Number(a.pr_number), url: mergeActionOf(a)?.merge.url ?? null, status: prStatus({ state: a.state, merged_at: a.merged_at === null ? null : Number(a.merged_at) }) });
+      const status = prStatus({ state: a.state, merged_at: a.merged_at === null ? null : Number(a.merged_at) });
+      prs.set(a.incident_id, { number: Number(a.pr_number), url: mergeActionOf(a)?.merge.url ?? null, status });
     }
     // A pull request a fix opened without an approval (none needed, or not requested yet).
     const missing = ids.filter((id) => !prs.has(id));
     if (missing.length > 0) {
-      const opened = await db.selectFrom("events").select(["incident_id", "data"]).where("incident_id", "in", missing).where("type", "=", "task.pr_opened").orderBy("seq", "desc").execute();
+      const opened = await db
+        .selectFrom("events")
+        .select(["incident_id", "data"])
+        .where("incident_id", "in", missing)
+        .where("type", "=", "task.pr_opened")
+        .orderBy("seq", "desc")
+        .execute();
       for (const e of opened) {
         if (!e.incident_id || prs.has(e.incident_id)) continue;
         const d = JSON.parse(e.data) as { number?: unknown; url?: unknown };
@@ -150,7 +157,9 @@ export function listHref(f: IncidentListQuery, over: Partial<IncidentListQuery> 
 export function renderFilters(f: IncidentListQuery): Html {
   const states = ["open", ...INCIDENT_STATES];
   return html`<form class="filters" method="get" action="/incidents" role="search" aria-label="Filter incidents">
-<label>State <select name="state"><option value="">any</option>${states.map((s) => html`<option value="${s}"${f.state === s ? html` selected` : ""}>${s}</option>`)}</select></label>
+<label>State <select name="state"><option value="">any</option>
+${states.map((s) => html`<option value="${s}"${f.state === s ? html` selected` : ""}>${s}</option>`)}
+</select></label>
 <label>Severity <input name="severity" value="${f.severity ?? ""}" maxlength="64" autocomplete="off"></label>
 <label>Namespace <input name="namespace" value="${f.namespace ?? ""}" maxlength="255" autocomplete="off"></label>
 <label>Text <input type="search" name="q" value="${f.q ?? ""}" maxlength="200" placeholder="title, id, alert, service"></label>
@@ -161,8 +170,16 @@ export function renderFilters(f: IncidentListQuery): Html {
 /** The table and its pager: the region that live updates fetch again. */
 export function renderIncidentRows(page: IncidentListPage, f: IncidentListQuery, now: number): Html {
   const filtered = !!(f.state || f.severity || f.namespace || f.q);
+  const newest = f.cursor ? html`<a href="${listHref(f, { cursor: undefined })}">Newest</a>` : "";
+  const older = page.nextCursor ? html` <a href="${listHref(f, { cursor: page.nextCursor })}" rel="next">Older incidents</a>` : "";
+  const pager = html`<nav class="pager" aria-label="Pages">${newest}${older}</nav>`;
   if (page.items.length === 0) {
-    return html`<p class="muted empty">${f.cursor ? "No older incidents." : filtered ? "No incident matches these filters." : "No incidents yet. Alerts from AlertManager and incidents created over MCP appear here."}</p>${f.cursor ? html`<nav class="pager" aria-label="Pages"><a href="${listHref(f, { cursor: undefined })}">Newest</a></nav>` : ""}`;
+    const why = f.cursor
+      ? "No older incidents."
+      : filtered
+        ? "No incident matches these filters."
+        : "No incidents yet. Alerts from AlertManager and incidents created over MCP appear here.";
+    return html`<p class="muted empty">${why}</p>${f.cursor ? pager : ""}`;
   }
   const row = (i: IncidentListItem) => html`<tr>
 <th scope="row"><a href="${`/incidents/${encodeURIComponent(i.id)}`}">${i.title}</a><br><small class="muted">${i.id}</small></th>
@@ -175,10 +192,13 @@ export function renderIncidentRows(page: IncidentListPage, f: IncidentListQuery,
 </tr>`;
   return html`<div class="table-wrap"><table class="incidents">
 <caption class="visually-hidden">Incidents, newest first</caption>
-<thead><tr><th scope="col">Incident</th><th scope="col">State</th><th scope="col">Severity</th><th scope="col">Namespace / service</th><th scope="col">Age</th><th scope="col">Skill</th><th scope="col"><abbr title="Pull request">PR</abbr></th></tr></thead>
+<thead><tr>
+<th scope="col">Incident</th><th scope="col">State</th><th scope="col">Severity</th><th scope="col">Namespace / service</th>
+<th scope="col">Age</th><th scope="col">Skill</th><th scope="col"><abbr title="Pull request">PR</abbr></th>
+</tr></thead>
 <tbody>${page.items.map(row)}</tbody>
 </table></div>
-<nav class="pager" aria-label="Pages">${f.cursor ? html`<a href="${listHref(f, { cursor: undefined })}">Newest</a>` : ""}${page.nextCursor ? html` <a href="${listHref(f, { cursor: page.nextCursor })}" rel="next">Older incidents</a>` : ""}</nav>`;
+${pager}`;
 }
 
 /** GET /incidents (and `/`): the list, its filters, and its rows as a live region. */

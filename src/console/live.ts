@@ -39,7 +39,9 @@ export type LiveRegion = { src: string; on: readonly string[]; every?: number; t
 
 export function liveRegion(r: LiveRegion, body: Html): Html {
   const tag = r.tag ?? "div";
-  const attrs = html` data-live="${r.src}" data-live-on="${r.on.join(" ")}"${r.every ? html` data-live-every="${r.every}"` : null}${r.id ? html` id="${r.id}"` : null}${r.class ? html` class="${r.class}"` : null}`;
+  const attrs = html` data-live="${r.src}" data-live-on="${r.on.join(" ")}"${r.every ? html` data-live-every="${r.every}"` : null}${
+    r.id ? html` id="${r.id}"` : null
+  }${r.class ? html` class="${r.class}"` : null}`;
   // aria-live only on block regions: screen readers announce what changed.
   const polite = tag === "tbody" ? null : html` aria-live="polite"`;
   return html`<${rawTag(tag)}${attrs}${polite}>${body}</${rawTag(tag)}>`;

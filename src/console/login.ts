@@ -43,8 +43,11 @@ ${error ? html`<p class="error" role="alert" id="signin-error">${error}</p>` : n
 <form method="post" action="/login">
 <input type="hidden" name="next" value="${next}">
 <label for="token">Access token</label>
-<input id="token" name="token" type="password" autocomplete="current-password" required spellcheck="false"${error ? html` aria-describedby="signin-error"` : null}>
-<p class="hint">A token from <code>MCP_TOKENS</code>, or the generated admin token in <code>data/secrets/mcp.token</code>. What you may do follows its scopes.</p>
+<input id="token" name="token" type="password" autocomplete="current-password" required spellcheck="false"${
+      error ? html` aria-describedby="signin-error"` : null
+    }>
+<p class="hint">A token from <code>MCP_TOKENS</code>, or the generated admin token in <code>data/secrets/mcp.token</code>.
+What you may do follows its scopes.</p>
 <button type="submit">Sign in</button>
 </form>
 ${sso ? html`<p class="or">or</p><p><a class="button" href="/auth/login?next=${encodeURIComponent(next)}">Sign in with SSO</a></p>` : null}
@@ -74,7 +77,8 @@ ${sso ? html`<p class="or">or</p><p><a class="button" href="/auth/login?next=${e
       return refuse(401, "That token is not recognised.");
     }
     failures.clear(ip);
-    await ctx.auth.signIn(reply, { subject: r.principal.subject, scopes: r.principal.scopes, method: "token", via: r.principal.subject, credential: sha256(token) });
+    const name = r.principal.subject;
+    await ctx.auth.signIn(reply, { subject: name, scopes: r.principal.scopes, method: "token", via: name, credential: sha256(token) });
     return reply.redirect(next, 303);
   });
 

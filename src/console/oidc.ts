@@ -105,7 +105,8 @@ export function oidcRoutes(app: FastifyInstance, ctx: ConsoleContext): void {
       throw invalid("console.oidc_state", "this sign-in has expired or was started in another browser; sign in again");
     }
     if (typeof q.error === "string") {
-      throw new AppError("forbidden", "console.oidc_refused", `the identity provider refused the sign-in: ${q.error}${typeof q.error_description === "string" ? ` (${q.error_description})` : ""}`);
+      const why = typeof q.error_description === "string" ? ` (${q.error_description})` : "";
+      throw new AppError("forbidden", "console.oidc_refused", `the identity provider refused the sign-in: ${q.error}${why}`);
     }
     if (typeof q.code !== "string" || q.code === "") throw invalid("console.oidc_code", "the identity provider sent no authorization code");
     const { doc, keys } = await discover();
@@ -120,7 +121,8 @@ export function oidcRoutes(app: FastifyInstance, ctx: ConsoleContext): void {
     const subject = [claims.email, claims.preferred_username, sub].find((v): v is string => typeof v === "string" && v !== "")!;
     if (scopes.size === 0) {
       log.info({ subject }, "SSO sign-in without any Pitcrew scope refused");
-      throw new AppError("forbidden", "console.no_scope", `${subject} has no Pitcrew scope (the "${issuer.scopeClaim}" claim names none of read, write, approve, admin)`);
+      const why = `the "${issuer.scopeClaim}" claim names none of read, write, approve, admin`;
+      throw new AppError("forbidden", "console.no_scope", `${subject} has no Pitcrew scope (${why})`);
     }
     await ctx.auth.signIn(reply, { subject, scopes, method: "oidc", via: `oidc:${sub}` });
     return continueTo(reply, safeNext(row.next));
@@ -146,7 +148,8 @@ export function oidcRoutes(app: FastifyInstance, ctx: ConsoleContext): void {
     const json = (await res.json().catch(() => ({}))) as { id_token?: unknown; access_token?: unknown; error?: unknown };
     if (!res.ok || typeof json.id_token !== "string") {
       log.warn({ status: res.status, error: typeof json.error === "string" ? json.error : undefined }, "OIDC code exchange refused");
-      throw new AppError("forbidden", "console.oidc_exchange", `the identity provider did not accept the sign-in${typeof json.error === "string" ? ` (${json.error})` : ""}; sign in again`);
+      const why = typeof json.error === "string" ? ` (${json.error})` : "";
+      throw new AppError("forbidden", "console.oidc_exchange", `the identity provider did not accept the sign-in${why}; sign in again`);
     }
     return { id_token: json.id_token, access_token: json.access_token };
   }
@@ -154,9 +157,12 @@ export function oidcRoutes(app: FastifyInstance, ctx: ConsoleContext): void {
   async function verifyIdToken(keys: JWTVerifyGetKey, idToken: string, nonce: string): Promise<JWTPayload> {
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(idToken, keys, { issuer: issuer!.issuer, audience: client!.clientId, clockTolerance: 30, requiredClaims: ["exp", "sub"] }));
+      const expected = { issuer: issuer!.issuer, audience: client!.clientId, clockTolerance: 30, requiredClaims: ["exp", "sub"] };
+      ({ payload } = await jwtVerify(idToken, keys, expected));
     } catch (err) {
-      if (err instanceof joseErrors.JWKSTimeout || !(err instanceof joseErrors.JOSEError)) throw unavailable("console.oidc_unavailable", "the identity provider's keys could not be fetched", err);
+      if (err instanceof joseErrors.JWKSTimeout || !(err instanceof joseErrors.JOSEError)) {
+        throw unavailable("console.oidc_unavailable", "the identity provider's keys could not be fetched", err);
+      }
       log.warn({ error: errorMessage(err) }, "ID token refused");
       throw new AppError("forbidden", "console.oidc_id_token", "the identity provider's ID token was not accepted; sign in again");
     }
@@ -174,6 +180,7 @@ export function oidcRoutes(app: FastifyInstance, ctx: ConsoleContext): void {
  */
 function continueTo(reply: FastifyReply, next: string) {
   return reply.header("content-type", "text/html; charset=utf-8").send(
-    html`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=${next}"><title>Signed in · Pitcrew</title></head><body><p>Signed in. <a href="${next}">Continue</a></p></body></html>`.text,
+    html`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=${next}">
+<title>Signed in · Pitcrew</title></head><body><p>Signed in. <a href="${next}">Continue</a></p></body></html>`.text,
   );
 }

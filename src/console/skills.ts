@@ -22,7 +22,13 @@ export function skillsPages(app: FastifyInstance, ctx: ConsoleContext): void {
 
   /** The latest incidents planned with each skill (from the `incident.planned` events). */
   async function lastRuns(): Promise<Map<string, Run[]>> {
-    const planned = await db().selectFrom("events").select(["incident_id", "data", "occurred_at"]).where("type", "=", "incident.planned").orderBy("seq", "desc").limit(PLANS_SCANNED).execute();
+    const planned = await db()
+      .selectFrom("events")
+      .select(["incident_id", "data", "occurred_at"])
+      .where("type", "=", "incident.planned")
+      .orderBy("seq", "desc")
+      .limit(PLANS_SCANNED)
+      .execute();
     const bySkill = new Map<string, { incidentId: string; at: number }[]>();
     const seen = new Set<string>();
     for (const e of planned) {
@@ -54,7 +60,9 @@ export function skillsPages(app: FastifyInstance, ctx: ConsoleContext): void {
 
   function runsOf(runs: Run[] | undefined): Html {
     if (!runs?.length) return html`<span class="muted">none yet</span>`;
-    return html`<ul class="plain">${runs.map((r) => html`<li><a href="/incidents/${r.incidentId}" title="${r.title}"><code>${r.incidentId}</code></a> ${stateBadge(r.state)} ${when(r.at)}</li>`)}</ul>`;
+    const item = (r: Run) =>
+      html`<li><a href="/incidents/${r.incidentId}" title="${r.title}"><code>${r.incidentId}</code></a> ${stateBadge(r.state)} ${when(r.at)}</li>`;
+    return html`<ul class="plain">${runs.map(item)}</ul>`;
   }
 
   function list(skills: Skill[], runs: Map<string, Run[]>): Html {
@@ -67,11 +75,17 @@ export function skillsPages(app: FastifyInstance, ctx: ConsoleContext): void {
 <h2>${s.name}</h2>
 <p>${s.description}</p>
 <dl class="facts">
-<dt>Matches</dt><dd>${s.match.alertname.length ? s.match.alertname.map((n, i) => html`${i ? ", " : ""}<code>${n}</code>`) : html`<span class="muted">any alert name</span>`}${
+<dt>Matches</dt><dd>${
+        s.match.alertname.length ? s.match.alertname.map((n, i) => html`${i ? ", " : ""}<code>${n}</code>`) : html`<span class="muted">any alert name</span>`
+      }${
         labels.length ? html`<br>labels ${labels.map(([k, v], i) => html`${i ? ", " : ""}<code>${k}=~${v}</code>`)}` : null
       }${s.match.priority ? html`<br>priority ${s.match.priority}` : null}</dd>
 <dt>Risk</dt><dd><span class="risk risk-${s.risk}">${s.risk}</span></dd>
-<dt>Approval</dt><dd>${a.required ? html`${a.when} <span class="muted">(${a.why})</span>` : html`none needed <span class="muted">(${s.approval === "none" ? "the skill asks for none" : `risk within AUTO_APPROVE_MAX_RISK=${max}`})</span>`}</dd>
+<dt>Approval</dt><dd>${
+        a.required
+          ? html`${a.when} <span class="muted">(${a.why})</span>`
+          : html`none needed <span class="muted">(${s.approval === "none" ? "the skill asks for none" : `risk within AUTO_APPROVE_MAX_RISK=${max}`})</span>`
+      }</dd>
 <dt>Acts by</dt><dd>${actionKind(s.action)}${isInline(s) ? " (inline, in the control plane)" : " (a runner task)"}</dd>
 <dt>Last runs</dt><dd>${runsOf(runs.get(s.name))}</dd>
 </dl>
@@ -84,7 +98,8 @@ export function skillsPages(app: FastifyInstance, ctx: ConsoleContext): void {
     if (!p) return reply;
     const skills = ctx.deps.skills();
     const body = html`<h1>Skills</h1>
-<p class="muted">${skills.length} skill(s) loaded. Policy: approval is needed above <code>AUTO_APPROVE_MAX_RISK=${ctx.deps.config.guardrails.autoApproveMaxRisk}</code>.</p>
+<p class="muted">${skills.length} skill(s) loaded.
+Policy: approval is needed above <code>AUTO_APPROVE_MAX_RISK=${ctx.deps.config.guardrails.autoApproveMaxRisk}</code>.</p>
 ${liveRegion({ src: "/skills/list", on: [topics.system], every: 30 }, list(skills, await lastRuns()))}`;
     return sendPage(reply, { title: "Skills", current: "skills", principal: p, body, live: true });
   });

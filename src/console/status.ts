@@ -21,7 +21,8 @@ import type { ConsoleContext } from "./routes.ts";
 
 type StatusData = Awaited<ReturnType<typeof systemStatus.handler>>["data"];
 
-const ok = (good: boolean, detail: string) => (good ? html`<span class="state state-live">ok</span>` : html`<span class="state state-failed">down</span> ${detail}`);
+const ok = (good: boolean, detail: string) =>
+  good ? html`<span class="state state-live">ok</span>` : html`<span class="state state-failed">down</span> ${detail}`;
 
 function automation(s: StatusData, config: Config, p: ConsolePrincipal): Html {
   const paused = s.paused;
@@ -30,9 +31,15 @@ function automation(s: StatusData, config: Config, p: ConsolePrincipal): Html {
     paused === null
       ? html`<p>Pause state unknown (the database did not answer).</p>`
       : paused.paused
-        ? html`<p id="automation-state"><span class="state state-paused">paused</span> by ${paused.by ?? "?"} ${when(paused.at)}${paused.reason ? html` — ${paused.reason}` : null}. Alerts are recorded; nothing is analysed or fixed.</p>`
-        : html`<p id="automation-state"><span class="state state-live">running</span>${paused.by ? html` (last changed by ${paused.by} ${when(paused.at)})` : null}</p>`;
-  const dry = config.guardrails.dryRun ? html`<p><span class="state state-paused">dry run</span> <code>DRY_RUN=true</code>: plans are made and reported, nothing is changed.</p>` : null;
+        ? html`<p id="automation-state"><span class="state state-paused">paused</span> by ${paused.by ?? "?"} ${when(paused.at)}${
+            paused.reason ? html` — ${paused.reason}` : null
+          }. Alerts are recorded; nothing is analysed or fixed.</p>`
+        : html`<p id="automation-state"><span class="state state-live">running</span>${
+            paused.by ? html` (last changed by ${paused.by} ${when(paused.at)})` : null
+          }</p>`;
+  const dry = config.guardrails.dryRun
+    ? html`<p><span class="state state-paused">dry run</span> <code>DRY_RUN=true</code>: plans are made and reported, nothing is changed.</p>`
+    : null;
   const control =
     admin && paused !== null
       ? html`<form method="post" action="${paused.paused ? "/status/resume" : "/status/pause"}" class="stack" id="pause-form">
@@ -64,15 +71,19 @@ export function statusPages(app: FastifyInstance, ctx: ConsoleContext): void {
     const rows = entries.map(([name, cmd]) => {
       const program = cmd[0] ?? "";
       const found = embedded ? findProgram(program, ctx.agentPath ?? "") : undefined;
-      return html`<tr><td>${name}${name === deps.config.agents.defaultAgent ? html` <span class="muted">(default)</span>` : null}</td><td><code>${program}</code></td><td>${
-        embedded ? (found ? html`<span class="state state-live">found</span> <code>${found}</code>` : html`<span class="state state-failed">not found</span>`) : html`<span class="muted">checked by each runner at start</span>`
-      }</td></tr>`;
+      const where = !embedded
+        ? html`<span class="muted">checked by each runner at start</span>`
+        : found
+          ? html`<span class="state state-live">found</span> <code>${found}</code>`
+          : html`<span class="state state-failed">not found</span>`;
+      const dflt = name === deps.config.agents.defaultAgent ? html` <span class="muted">(default)</span>` : null;
+      return html`<tr><td>${name}${dflt}</td><td><code>${program}</code></td><td>${where}</td></tr>`;
     });
     const missing = s.missing_agent_clis ?? [];
     return html`<div class="table-wrap"><table><caption class="visually-hidden">Agent CLIs</caption>
 <thead><tr><th scope="col">Agent</th><th scope="col">Program</th><th scope="col">${embedded ? "On this control plane" : "Installed"}</th></tr></thead>
 <tbody>${rows}</tbody></table></div>
-${missing.length ? html`<ul class="warnings">${missing.map((m) => html`<li role="alert">${m.program ?? m.agent}, needed by ${m.skills.join(", ")}: ${m.hint}</li>`)}</ul>` : null}`;
+${missing.length ? html`<ul class="warnings">${missing.map((m) => html`<li>${m.program ?? m.agent}, needed by ${m.skills.join(", ")}: ${m.hint}</li>`)}</ul>` : null}`;
   }
 
   app.get("/status", async (req, reply) => {
@@ -99,7 +110,9 @@ ${liveRegion({ src: "/status/automation", on: [topics.system], id: "automation" 
 <dt>Pull requests</dt><dd>at most ${g.maxPrsPerHour} per hour, ${g.maxPrsPerDay} per day; ${g.maxFixesPerNamespace} concurrent fix(es) per namespace</dd>
 <dt>Planner</dt><dd>${c.anthropic ? html`Claude (<code>${c.anthropic.model}</code>), rules as fallback` : "rules (no ANTHROPIC_API_KEY)"}</dd>
 <dt>Approvals</dt><dd>console, MCP${c.telegram ? `, Telegram (${c.telegram.mode})` : ""}</dd>
-<dt>Console sign-in</dt><dd>tokens${c.console.oidc ? html`, SSO through <code>${c.mcp.oidc?.issuer ?? ""}</code>` : null}; sessions last ${lasting(c.console.sessionTtlMs)}</dd>
+<dt>Console sign-in</dt><dd>tokens${
+      c.console.oidc ? html`, SSO through <code>${c.mcp.oidc?.issuer ?? ""}</code>` : null
+    }; sessions last ${lasting(c.console.sessionTtlMs)}</dd>
 <dt>Public URL</dt><dd><code>${c.publicUrl}</code></dd>
 </dl>
 <h3>Agent CLIs</h3>

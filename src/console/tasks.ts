@@ -56,15 +56,19 @@ export function tasksPages(app: FastifyInstance, ctx: ConsoleContext): void {
     const body = html`<h1>Tasks</h1>
 <form method="get" action="/tasks" class="filters">
 <label for="state">State</label>
-<select id="state" name="state"><option value="">any</option>${STATES.map((s) => html`<option value="${s}"${s === q.state ? html` selected` : null}>${s}</option>`)}</select>
+<select id="state" name="state"><option value="">any</option>${STATES.map(
+      (s) => html`<option value="${s}"${s === q.state ? html` selected` : null}>${s}</option>`,
+    )}</select>
 <button type="submit">Filter</button>
 </form>
 <div class="table-wrap"><table>
 <caption class="visually-hidden">Tasks, newest first</caption>
-<thead><tr><th scope="col">Task</th><th scope="col">Kind</th><th scope="col">State</th><th scope="col">Runner</th><th scope="col">Incident</th><th scope="col">Attempts</th><th scope="col">Created</th></tr></thead>
+<thead><tr>${["Task", "Kind", "State", "Runner", "Incident", "Attempts", "Created"].map((h) => html`<th scope="col">${h}</th>`)}</tr></thead>
 ${liveRegion({ tag: "tbody", src: withQuery("/tasks/rows", { state: q.state, cursor: q.cursor }), on: [topics.tasks] }, rows(tasks))}
 </table></div>
-<nav class="pager" aria-label="Pages">${q.cursor ? html`<a href="${withQuery("/tasks", { state: q.state })}">Newest</a>` : null}${next ? html`<a href="${withQuery("/tasks", { state: q.state, cursor: next })}" rel="next">Older</a>` : null}</nav>`;
+<nav class="pager" aria-label="Pages">${
+      q.cursor ? html`<a href="${withQuery("/tasks", { state: q.state })}">Newest</a>` : null
+    }${next ? html`<a href="${withQuery("/tasks", { state: q.state, cursor: next })}" rel="next">Older</a>` : null}</nav>`;
     return sendPage(reply, { title: "Tasks", current: "tasks", principal: p, body, live: true });
   });
 
@@ -122,7 +126,9 @@ ${t.error ? html`<dt>Error</dt><dd class="error">${t.error}</dd>` : null}
 <h2>Progress</h2>
 ${
   progress
-    ? html`<p id="task-progress">${percent !== null ? html`<progress max="100" value="${percent}" aria-label="Progress">${percent}%</progress> <span>${percent}%</span> ` : null}<span>${typeof pd.message === "string" ? pd.message : ""}</span></p>`
+    ? html`<p id="task-progress">${
+        percent !== null ? html`<progress max="100" value="${percent}" aria-label="Progress">${percent}%</progress> <span>${percent}%</span> ` : null
+      }<span>${typeof pd.message === "string" ? pd.message : ""}</span></p>`
     : html`<p id="task-progress" class="muted">No progress reported yet.</p>`
 }
 <h2>Log</h2>
@@ -134,9 +140,10 @@ function logLine(e: EventRow): Html {
   let text: Html;
   if (e.type === "task.log") text = html`<span class="stream">${String(d.stream ?? "")}</span> ${String(d.line ?? "")}`;
   else if (e.type === "task.progress") text = html`${String(d.message ?? "")}${typeof d.percent === "number" ? ` (${d.percent}%)` : ""}`;
-  else if (e.type === "task.pr_opened") text = html`pull request ${outsideLink(typeof d.url === "string" ? d.url : null, typeof d.url === "string" ? d.url : "")}`;
+  else if (e.type === "task.pr_opened") text = html`pull request ${outsideLink(typeof d.url === "string" ? d.url : null, String(d.url ?? ""))}`;
   else text = html`${e.reason ?? ""}`;
-  return html`<li><span class="log-time">${when(Number(e.occurred_at))}</span> <span class="log-type">${e.type}</span> <span class="log-text">${text}</span></li>`;
+  const time = html`<span class="log-time">${when(Number(e.occurred_at))}</span>`;
+  return html`<li>${time} <span class="log-type">${e.type}</span> <span class="log-text">${text}</span></li>`;
 }
 
 function parse(text: string): unknown {
