@@ -42,7 +42,7 @@ export async function appendEvent(db: Executor, dialect: Store["dialect"], e: Ne
     recorded_at: recordedAt,
   });
   if (inserted) {
-    await requestNotices(db, dialect, e, recordedAt);
+    await requestNotices(db, dialect, { ...e, id }, recordedAt);
     await requestWebhooks(db, dialect, { id, type: e.type, incidentId: e.incidentId }, recordedAt);
   }
   return inserted;

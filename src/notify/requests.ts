@@ -13,6 +13,8 @@ import type { Executor } from "../store/sql.ts";
 export const TELEGRAM = "telegram";
 export const INCIDENT_CARD = "incident.card";
 export const APPROVAL_MESSAGE = "approval.message";
+/** A scheduled run that failed: one message about it (ref: the event), sent to the default chat. */
+export const SCHEDULE_FAILED = "schedule.run_failed";
 
 /** Events that change what an incident's card says. */
 const CARD_EVENTS = new Set([
@@ -108,10 +110,17 @@ export async function requestDelivery(db: Executor, dialect: Dialect, d: Deliver
   for (const l of listeners) l();
 }
 
-export type NoticeEvent = { type: string; incidentId?: string | null; data?: unknown; occurredAt: number };
+export type NoticeEvent = { id?: string; type: string; incidentId?: string | null; data?: unknown; occurredAt: number };
 
-/** The deliveries an event asks for: the incident's card, and the messages of the approvals it changes. */
+/**
+ * The deliveries an event asks for: the incident's card, the messages of the approvals it changes,
+ * and a message of its own for a scheduled run that failed.
+ */
 export async function requestNotices(db: Executor, dialect: Dialect, e: NoticeEvent, now: number): Promise<void> {
+  if (e.type === SCHEDULE_FAILED && e.id) {
+    await requestDelivery(db, dialect, { channel: TELEGRAM, kind: SCHEDULE_FAILED, ref: e.id, priority: CARD_PRIORITY }, now);
+    return;
+  }
   if (!e.incidentId) return;
   const card = CARD_EVENTS.has(e.type);
   if (!card && !APPROVAL_EVENTS.has(e.type)) return;

@@ -5,7 +5,8 @@ import type { DeliveryOutcome, Sender } from "./deliverer.ts";
 import { renderIncidentCard, shouldAnnounce, type Severity } from "./incident-card.ts";
 import type { RateLimiter } from "./rate-limit.ts";
 import { forgetCardMessage, getCardMessage, saveApprovalMessage, saveCardMessage, type DeliveryRow, type SentMessage } from "./repo.ts";
-import { APPROVAL_MESSAGE, INCIDENT_CARD } from "./requests.ts";
+import { APPROVAL_MESSAGE, INCIDENT_CARD, SCHEDULE_FAILED } from "./requests.ts";
+import { renderScheduleFailure } from "./schedule-message.ts";
 import { chatFor } from "./routing.ts";
 import type { InlineKeyboard, TelegramClient } from "./telegram-client.ts";
 import { loadApprovalView, loadIncidentView } from "./views.ts";
@@ -28,7 +29,7 @@ type Post = {
   existing: SentMessage | undefined;
   text: string;
   keyboard: InlineKeyboard | null;
-  incidentId: string;
+  incidentId?: string;
   save(m: SentMessage | null): Promise<void>;
 };
 
@@ -61,7 +62,7 @@ export function createTelegramSender(deps: TelegramSenderDeps): Sender {
       return { status: "wait", until, why: `Telegram asked to wait: ${error.description}`, target: p.chat };
     }
     if (error.kind === "unavailable") return { status: "retry", error: error.description, channelDown: true };
-    return { status: "dead", error: error.description, incidentId: p.incidentId };
+    return { status: "dead", error: error.description, ...(p.incidentId && { incidentId: p.incidentId }) };
   }
 
   async function card(incidentId: string, now: number): Promise<DeliveryOutcome> {
@@ -102,11 +103,22 @@ export function createTelegramSender(deps: TelegramSenderDeps): Sender {
     );
   }
 
+  /** A scheduled run that failed (ref: its schedule.run_failed event): one message to the default chat. */
+  async function scheduleFailed(eventId: string, now: number): Promise<DeliveryOutcome> {
+    const e = await store.db.selectFrom("events").select(["task_id", "reason", "data", "occurred_at"]).where("id", "=", eventId).executeTakeFirst();
+    if (!e) return { status: "skipped", why: "the event no longer exists" };
+    const data = JSON.parse(e.data ?? "{}") as { schedule?: unknown };
+    const task = e.task_id ? await store.db.selectFrom("tasks").select("kind").where("id", "=", e.task_id).executeTakeFirst() : undefined;
+    const text = renderScheduleFailure({ schedule: String(data.schedule ?? "?"), taskId: e.task_id, kind: task?.kind ?? null, reason: e.reason, at: Number(e.occurred_at) });
+    return post({ chat: deps.telegram.defaultChat, existing: undefined, text, keyboard: null, save: async () => undefined }, now);
+  }
+
   return {
     readyAt: (chat, now) => limiter.nextAllowed(chat, now),
     async deliver(row: DeliveryRow, now: number): Promise<DeliveryOutcome> {
       if (row.kind === INCIDENT_CARD) return card(row.ref, now);
       if (row.kind === APPROVAL_MESSAGE) return approval(row.ref, now);
+      if (row.kind === SCHEDULE_FAILED) return scheduleFailed(row.ref, now);
       return { status: "dead", error: `no Telegram message of kind ${row.kind}` };
     },
   };

@@ -16,11 +16,13 @@ export type WebhookBody = {
   type: string;
   timestamp: string;
   event: { id: string; type: string; actor: string; channel: string; reason: string | null; occurred_at: string; data: Record<string, unknown> };
-  incident: Record<string, unknown> & { id: string; namespace: string | null; url: string };
+  /** Null only for a scheduled run that failed (task.failed of a schedule's task). */
+  incident: (Record<string, unknown> & { id: string; namespace: string | null; url: string }) | null;
   plan: Record<string, unknown> | null;
   diagnosis: { summary: string | null; alerts: Array<Record<string, unknown>>; timeline: Array<Record<string, unknown>> };
   approval?: Record<string, unknown>;
   task?: Record<string, unknown>;
+  schedule?: { name: string };
   delivery?: DeliveryBlock;
 };
 
@@ -41,7 +43,8 @@ function json(text: string | null | undefined): Record<string, unknown> {
 /** The body of `event` (a webhook event name) for the timeline event `eventId`; undefined when the event or its incident is gone. */
 export async function buildWebhookBody(db: Executor, eventId: string, event: string, publicUrl: string): Promise<WebhookBody | undefined> {
   const e = await db.selectFrom("events").selectAll().where("id", "=", eventId).executeTakeFirst();
-  if (!e?.incident_id) return undefined;
+  if (!e) return undefined;
+  if (!e.incident_id) return e.type === "schedule.run_failed" ? scheduleRunBody(db, e, event) : undefined;
   const inc = await loadIncidentView(db, e.incident_id);
   if (!inc) return undefined;
   const alerts = await db
@@ -93,10 +96,33 @@ export async function buildWebhookBody(db: Executor, eventId: string, event: str
     }
   }
   if (e.type === "task.failed" && e.task_id) {
-    const t = await db.selectFrom("tasks").select(["id", "kind", "pool", "state", "error", "attempts"]).where("id", "=", e.task_id).executeTakeFirst();
-    if (t) body.task = { id: t.id, kind: t.kind, pool: t.pool, state: t.state, error: t.error, attempts: Number(t.attempts) };
+    const task = await taskBlock(db, e.task_id);
+    if (task) body.task = task;
   }
   return body;
+}
+
+async function taskBlock(db: Executor, taskId: string): Promise<Record<string, unknown> | undefined> {
+  const t = await db.selectFrom("tasks").select(["id", "kind", "pool", "state", "error", "attempts", "created_by"]).where("id", "=", taskId).executeTakeFirst();
+  return t && { id: t.id, kind: t.kind, pool: t.pool, state: t.state, error: t.error, attempts: Number(t.attempts), created_by: t.created_by };
+}
+
+type EventRowish = { id: string; type: string; actor: string; channel: string; reason: string | null; occurred_at: number | string; data: string | null; task_id: string | null };
+
+/** A scheduled run that failed: the schedule, its task and why; no incident, no callbacks. */
+async function scheduleRunBody(db: Executor, e: EventRowish, event: string): Promise<WebhookBody> {
+  const data = json(e.data);
+  const task = e.task_id ? await taskBlock(db, e.task_id) : undefined;
+  return {
+    type: event,
+    timestamp: iso(Number(e.occurred_at))!,
+    event: { id: e.id, type: e.type, actor: e.actor, channel: e.channel, reason: e.reason, occurred_at: iso(Number(e.occurred_at))!, data },
+    incident: null,
+    plan: null,
+    diagnosis: { summary: e.reason, alerts: [], timeline: [] },
+    ...(task && { task }),
+    schedule: { name: String(data.schedule ?? "") },
+  };
 }
 
 export function deliveryBlock(publicUrl: string, incidentId: string, deliveryId: string, target: string, leaseTtlMs: number): DeliveryBlock {
@@ -107,6 +133,7 @@ export function deliveryBlock(publicUrl: string, incidentId: string, deliveryId:
 /** The body as sent: the stored snapshot with the delivery's token put in (the token is never stored). */
 export function bodyWithToken(payload: string, token: string): string {
   const body = JSON.parse(payload) as WebhookBody;
-  body.delivery = { ...body.delivery!, token };
+  // A body without a delivery block (no incident to claim) carries no token either.
+  if (body.delivery) body.delivery = { ...body.delivery, token };
   return JSON.stringify(body);
 }

@@ -17,15 +17,20 @@ const EVENTS: Record<string, WebhookEvent> = {
   "incident.resolved": "incident.resolved",
   "approval.requested": "approval.requested",
   "task.failed": "task.failed",
+  // A scheduled run that failed: its task has no incident (its task.failed event asks for nothing).
+  "schedule.run_failed": "task.failed",
 };
 
 export const webhookEventOf = (timelineType: string): WebhookEvent | undefined => (Object.hasOwn(EVENTS, timelineType) ? EVENTS[timelineType] : undefined);
 
 export type WebhookEventRequest = { id: string; type: string; incidentId?: string | null };
 
-/** Webhooks are about incidents (their callbacks claim one): an event without an incident asks for none. */
+/**
+ * Webhooks are about incidents (their callbacks claim one): an event without an incident asks for
+ * none, except a scheduled run that failed (sent without a delivery block: there is nothing to claim).
+ */
 export async function requestWebhooks(db: Executor, dialect: Dialect, e: WebhookEventRequest, now: number): Promise<void> {
   const event = webhookEventOf(e.type);
-  if (!event || !e.incidentId) return;
+  if (!event || (!e.incidentId && e.type !== "schedule.run_failed")) return;
   await requestDelivery(db, dialect, { channel: WEBHOOK, kind: FANOUT, ref: e.id, incidentId: e.incidentId, payload: JSON.stringify({ event }) }, now);
 }

@@ -42,7 +42,7 @@ export function createWebhookSender(deps: WebhookSenderDeps): Sender {
     if (!body) return { status: "skipped", why: "the event or its incident no longer exists" };
     await deps.registry.refresh();
     const disabled = await disabledTargets(store.db);
-    const targets = deps.registry.list().filter((t) => subscribes(t, event, body.incident.namespace) && disabled.get(t.name)?.url !== t.url);
+    const targets = deps.registry.list().filter((t) => subscribes(t, event, body.incident?.namespace ?? null) && disabled.get(t.name)?.url !== t.url);
     if (targets.length === 0) return { status: "skipped", why: `no target subscribes to ${event}` };
     // Idempotent: a fan-out interrupted after some inserts is done again without doubling them.
     const done = new Set((await store.db.selectFrom("deliveries").select("target").where("channel", "=", row.channel).where("ref", "=", row.ref).where("kind", "=", event).execute()).map((r) => r.target));
@@ -51,8 +51,9 @@ export function createWebhookSender(deps: WebhookSenderDeps): Sender {
     const rows: DeliveryRequest[] = [];
     for (const t of targets.filter((x) => !done.has(x.name))) {
       const id = newDeliveryId(now);
-      const payload = JSON.stringify({ ...body, delivery: deliveryBlock(deps.publicUrl, body.incident.id, id, t.name, deps.leaseTtlMs) });
-      rows.push({ id, channel: row.channel, kind: event, ref: row.ref, target: t.name, incidentId: body.incident.id, payload, tokenHash: hashToken(await deps.tokens.token(id)) });
+      const incidentId = body.incident?.id ?? null;
+      const payload = JSON.stringify(incidentId ? { ...body, delivery: deliveryBlock(deps.publicUrl, incidentId, id, t.name, deps.leaseTtlMs) } : body);
+      rows.push({ id, channel: row.channel, kind: event, ref: row.ref, target: t.name, incidentId, payload, tokenHash: hashToken(await deps.tokens.token(id)) });
     }
     await store.db.transaction().execute(async (trx) => {
       for (const r of rows) await requestDelivery(trx, store.dialect, r, now);

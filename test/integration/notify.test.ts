@@ -18,7 +18,8 @@ import { createTelegramChannel } from "../../src/approvals/telegram.ts";
 import { Telegram } from "telegraf";
 import { newId } from "../../src/shared/ids.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
-import { enqueueTask } from "../../src/tasks/service.ts";
+import { createTaskService, enqueueTask } from "../../src/tasks/service.ts";
+import { scheduleRunHook } from "../../src/schedules/run-outcome.ts";
 import { createTelegramMock, TELEGRAM_API_ROOT, type StoredMessage } from "../msw/telegram.ts";
 import { gitSync, makeBareRepo } from "../helpers/git.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
@@ -378,6 +379,26 @@ for (const f of factories) {
       expect(card!.text).toContain("evil=<script>alert(1)</script>");
       expect(card!.text).toContain("amp=&amp;&lt;");
       expect(card!.text).toContain("<i>&<i>&");
+    });
+
+    it("tells the default chat once when a scheduled run fails: the schedule, its task and why, escaped", async () => {
+      fake();
+      const d = deliverer();
+      const tasks = createTaskService({ store, log: silentLogger, now: () => clock.now, onTerminal: scheduleRunHook(store.dialect) });
+      const { task } = await tasks.create({ kind: "agent", payload: { prompt: "audit" }, createdBy: "schedule:weekly-audit", channel: "schedule" });
+      const other = await tasks.create({ kind: "agent", payload: { prompt: "audit" }, createdBy: "mcp:ops", channel: "mcp" });
+      expect(await tasks.fail(task.id, "the agent exited 2: <no lockfile> & no audit", "runner:r1", "runner")).toBe(true);
+      // A task that no schedule made says nothing when it fails.
+      expect(await tasks.fail(other.task.id, "exited 1", "runner:r1", "runner")).toBe(true);
+      await drain(d);
+      const sent = inChat(DEFAULT_CHAT, "Scheduled run failed");
+      expect(sent).toHaveLength(1);
+      expect(sent[0]!.text).toContain("weekly-audit");
+      expect(sent[0]!.text).toContain(task.id);
+      expect(sent[0]!.text).toContain("the agent exited 2: <no lockfile> & no audit");
+      expect(mock.calls.filter((c) => c.method === "sendMessage")).toHaveLength(1);
+      const events = await store.db.selectFrom("events").select(["type", "actor"]).where("task_id", "=", task.id).where("type", "=", "schedule.run_failed").execute();
+      expect(events).toEqual([{ type: "schedule.run_failed", actor: "schedule:weekly-audit" }]);
     });
 
     it("without Telegram configured, drops the notices instead of keeping them to send later", async () => {

@@ -13,6 +13,8 @@ import { FANOUT, getWebhookDelivery, WEBHOOK } from "../../src/webhooks/repo.ts"
 import { createWebhooks, listTargets, redeliver, rotateSigningKey } from "../../src/webhooks/service.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { createTaskService } from "../../src/tasks/service.ts";
+import { scheduleRunHook } from "../../src/schedules/run-outcome.ts";
 import { moveIncident, openIncident, startReceiver, targetDir, type Receiver } from "../helpers/webhook-receiver.ts";
 
 // Signed webhooks end to end: events on the timeline become deliveries, sent by the deliverer to a
@@ -280,6 +282,23 @@ for (const f of factories) {
       expect(reqs).toHaveLength(1);
       expect(reqs[0]!.headers["webhook-id"]).toBe(pending!.id);
       expect(new Webhook(env.RESTART_SECRET).verify(reqs[0]!.body, reqs[0]!.headers as Record<string, string>)).toMatchObject({ delivery: { id: pending!.id } });
+    });
+
+    it("sends a scheduled run that failed as task.failed, with the schedule and its task and no delivery block", async () => {
+      const s = secret();
+      const path = `/sched-${uid()}`;
+      controlPlane({ "ops.yaml": target("ops", path, "events: [task.failed]\n"), "ns.yaml": target("ns", `${path}-ns`, "events: [task.failed]\nnamespaces: [shop]\n") }, { OPS_SECRET: s, NS_SECRET: s });
+      const tasks = createTaskService({ store, log: silentLogger, now: Date.now, onTerminal: scheduleRunHook(store.dialect) });
+      const { task } = await tasks.create({ kind: "agent", payload: { prompt: "audit" }, createdBy: "schedule:weekly-audit", channel: "schedule" });
+      await tasks.fail(task.id, "the agent exited 2", "runner:r1", "runner");
+      await waitFor(() => rx.at(path).length === 1, 10_000);
+      const body = new Webhook(s).verify(rx.at(path)[0]!.body, rx.at(path)[0]!.headers as Record<string, string>) as Record<string, any>;
+      expect(body).toMatchObject({ type: "task.failed", incident: null, schedule: { name: "weekly-audit" }, task: { id: task.id, state: "failed", created_by: "schedule:weekly-audit" } });
+      expect(body.event).toMatchObject({ type: "schedule.run_failed", reason: "the agent exited 2" });
+      expect(body.delivery).toBeUndefined();
+      // A namespace filter matches incidents only; the runner's own task.failed (no incident) asks for nothing.
+      expect(rx.at(`${path}-ns`)).toHaveLength(0);
+      expect(await deliveriesTo("ops")).toHaveLength(1);
     });
 
     it("two replicas on one database make each attempt once", async () => {
