@@ -4,6 +4,11 @@ import type { FastifyInstance } from "fastify";
 import { createRemoteJWKSet, flattenedVerify } from "jose";
 import { Webhook } from "standardwebhooks";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { createMcpServer } from "../../src/mcp/server.ts";
+import type { McpDeps, Scope } from "../../src/mcp/tool.ts";
 import { buildHttpApp } from "../../src/http/app.ts";
 import { createMetrics } from "../../src/http/metrics.ts";
 import { createMemoryQueue } from "../../src/bus/memory.ts";
@@ -299,6 +304,57 @@ for (const f of factories) {
       // A namespace filter matches incidents only; the runner's own task.failed (no incident) asks for nothing.
       expect(rx.at(`${path}-ns`)).toHaveLength(0);
       expect(await deliveriesTo("ops")).toHaveLength(1);
+    });
+
+    it("is managed through MCP: register, list, deliveries, redeliver, delete, rotate the JWS key; file targets stay", async () => {
+      const path = `/mcp-${uid()}`;
+      const env: Record<string, string> = { FILED_SECRET: secret(), AGENTS_SECRET: secret() };
+      const cp = controlPlane({ "filed.yaml": target("filed", `${path}-filed`, "events: [incident.resolved]\n") }, env);
+      const deps = { config: { webhooks: { dir: cp.dir } }, log: silentLogger, store, now: Date.now, inline: { secrets: (n: string) => env[n] } } as unknown as McpDeps;
+      const client = async (scopes: Scope[]) => {
+        const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+        await createMcpServer(deps, { subject: "alice", scopes: new Set(scopes), via: "token" }).connect(serverSide);
+        const c = new Client({ name: "webhooks-test", version: "1" });
+        await c.connect(clientSide);
+        return async (name: string, args: Record<string, unknown>) => {
+          const r = (await c.callTool({ name, arguments: args })) as CallToolResult;
+          if (r.isError) throw new Error(String((r.content[0] as { text?: string }).text));
+          return r.structuredContent as any;
+        };
+      };
+      const admin = await client(["admin"]);
+      const reader = await client(["read"]);
+
+      const made = await admin("register_webhook", { name: "agents", url: rx.url(path), secret_env: "AGENTS_SECRET", events: ["incident.created"] });
+      expect(made).toMatchObject({ replaced: false, target: { name: "agents", source: "mcp" } });
+      await expect(reader("register_webhook", { name: "x", url: rx.url(path), secret_env: "AGENTS_SECRET", events: ["*"] })).rejects.toThrow(/admin/);
+      await expect(admin("register_webhook", { name: "filed", url: rx.url(path), secret_env: "AGENTS_SECRET", events: ["*"] })).rejects.toThrow(/file/);
+      await expect(admin("register_webhook", { name: "bad", url: "ftp://x", secret_env: "AGENTS_SECRET", events: ["*"] })).rejects.toThrow(/url/);
+      const listed = await reader("list_webhooks", {});
+      expect(listed.targets.map((t: { name: string }) => t.name)).toEqual(["filed", "agents"]);
+
+      // A registered target is used by the running control plane at its next fan-out.
+      rx.answer(() => ({ status: 500 }));
+      const id = await openIncident(store);
+      await waitFor(async () => (await deliveriesTo("agents"))[0]?.state === "dead", 10_000);
+      const page = await reader("list_deliveries", { target: "agents", state: "dead" });
+      expect(page.deliveries).toEqual([expect.objectContaining({ target: "agents", incident_id: id, state: "dead", attempts: 6, last_status: 500 })]);
+      rx.answer(() => ({ status: 200 }));
+      await expect(reader("redeliver_webhook", { delivery_id: page.deliveries[0].id })).rejects.toThrow(/write/);
+      const again = await admin("redeliver_webhook", { delivery_id: page.deliveries[0].id });
+      expect(again).toMatchObject({ previous_state: "dead", enabled_target: false });
+      await waitFor(async () => (await deliveriesTo("agents"))[0]?.state === "sent", 10_000);
+      await expect(admin("redeliver_webhook", { delivery_id: "dlv_nope" })).rejects.toThrow(/not_found|no webhook delivery/);
+
+      await expect(admin("delete_webhook", { name: "filed" })).rejects.toThrow(/file/);
+      await admin("delete_webhook", { name: "agents" });
+      expect((await reader("list_webhooks", {})).targets.map((t: { name: string }) => t.name)).toEqual(["filed"]);
+      await expect(admin("delete_webhook", { name: "agents" })).rejects.toThrow(/no target named agents/);
+
+      const before = (await (await fetch(`${publicUrl}/.well-known/jwks.json`)).json()) as { keys: Array<{ kid: string }> };
+      const rotated = await admin("rotate_webhook_key", {});
+      const after = (await (await fetch(`${publicUrl}/.well-known/jwks.json`)).json()) as { keys: Array<{ kid: string }> };
+      expect(after.keys.map((k) => k.kid)).toEqual(expect.arrayContaining([...before.keys.map((k) => k.kid), rotated.kid]));
     });
 
     it("two replicas on one database make each attempt once", async () => {

@@ -8,7 +8,7 @@ export const listDeliveries = defineTool({
   name: "list_deliveries",
   title: "List webhook deliveries",
   description:
-    "Lists signed webhook deliveries, newest first, with their state (pending, sent, dead), attempts, the last HTTP status and error. Filter by target, incident or state; send one again with redeliver. Paginated: pass next_cursor back as cursor.",
+    "Lists signed webhook deliveries, newest first, with their state (pending, sent, dead), attempts, the last HTTP status and error. Filter by target, incident or state; send one again with redeliver_webhook. Paginated: pass next_cursor back as cursor.",
   scope: "read",
   input: {
     target: z.string().max(64).optional().describe("Only deliveries to this target."),

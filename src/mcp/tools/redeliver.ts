@@ -3,7 +3,7 @@ import { defineTool } from "../tool.ts";
 import { redeliver as redeliverDelivery } from "../../webhooks/service.ts";
 
 export const redeliver = defineTool({
-  name: "redeliver",
+  name: "redeliver_webhook",
   title: "Send a webhook delivery again",
   description:
     "Sends a webhook delivery again — the same body and webhook-id, so a receiver that already handled it can tell — with its attempts counted from zero. Enables its target if a 410 Gone had disabled it.",
