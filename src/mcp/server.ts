@@ -1,14 +1,24 @@
+import { z } from "zod";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { CallToolRequestSchema, ListToolsRequestSchema, type CallToolResult, type Tool } from "@modelcontextprotocol/sdk/types.js";
 import { AppError } from "../shared/errors.ts";
 import { VERSION } from "../shared/version.ts";
 import { isDbUnavailable } from "../store/errors.ts";
 import { hasScope, type McpDeps, type Principal, type ToolContext, type ToolDef } from "./tool.ts";
+import { inputSchemaOf, invalidParams, parseToolArgs } from "./tool-args.ts";
 import { allTools } from "./tools/index.ts";
 
-// The MCP boundary's one error mapping: a missing scope and an AppError come back as a tool
-// result with `isError: true` and a message the model can act on; anything else is logged in
-// full and answered as "internal error", without its message.
+// The MCP boundary's one error mapping. Protocol errors are JSON-RPC errors -32602 with the
+// Pitcrew code in `data["pitcrew/error"]`: an unknown tool (`tool.unknown`), a tool outside the
+// caller's scopes (`auth.missing_scope`: tools/list does not show it either) and arguments that do
+// not fit the tool's input schema (`request.invalid_params`, unknown arguments included). What a
+// tool refuses (an AppError) is a result with `isError: true`, its message ending in the code, and
+// the code in `_meta["pitcrew/error"]`; anything else is logged in full and answered as
+// "internal error", without its message.
+//
+// The tools/list and tools/call handlers are Pitcrew's own (not McpServer.registerTool), so that
+// validation is ours and the `tools` capability does not claim `listChanged`: a stateless server
+// never sends notifications/tools/list_changed.
 
 const INSTRUCTIONS =
   "Pitcrew is a self-hosted incident agent: it receives alerts, opens incidents, plans fixes from skills and " +
@@ -19,14 +29,16 @@ function errorResult(text: string, meta?: Record<string, unknown>): CallToolResu
   return { isError: true, content: [{ type: "text", text }], ...(meta ? { _meta: meta } : {}) };
 }
 
+/** Runs a tool whose arguments are already parsed; every failure becomes an `isError` result. */
 export async function callTool(tool: ToolDef, args: unknown, ctx: ToolContext): Promise<CallToolResult> {
   const { principal, deps } = ctx;
-  if (!hasScope(principal, tool.scope)) {
-    const has = [...principal.scopes].sort().join(", ") || "no scopes";
-    return errorResult(`this tool needs the '${tool.scope}' scope; your token has: ${has}`, { "pitcrew/error": { code: "auth.missing_scope", scope: tool.scope } });
-  }
   try {
     const { summary, data } = await tool.handler(args as never, ctx);
+    const checked = outputSchemaOf(tool).safeParse(data);
+    if (!checked.success) {
+      deps.log.error({ tool: tool.name, issues: checked.error.issues.slice(0, 5) }, "tool result does not match its output schema");
+      return errorResult("internal error (internal)", { "pitcrew/error": { code: "internal", kind: "internal", retryable: false } });
+    }
     return { content: [{ type: "text", text: summary }], structuredContent: data as Record<string, unknown> };
   } catch (err) {
     if (err instanceof AppError) {
@@ -37,30 +49,61 @@ export async function callTool(tool: ToolDef, args: unknown, ctx: ToolContext): 
       return errorResult("the database is unavailable; retry later (store.unavailable)", { "pitcrew/error": { code: "store.unavailable", kind: "unavailable", retryable: true } });
     }
     deps.log.error({ err, tool: tool.name, subject: principal.subject }, "tool call failed");
-    return errorResult("internal error", { "pitcrew/error": { code: "internal", kind: "internal", retryable: false } });
+    return errorResult("internal error (internal)", { "pitcrew/error": { code: "internal", kind: "internal", retryable: false } });
   }
+}
+
+const outputs = new WeakMap<ToolDef, z.ZodObject>();
+function outputSchemaOf(tool: ToolDef): z.ZodObject {
+  let s = outputs.get(tool);
+  if (!s) outputs.set(tool, (s = z.object(tool.output)));
+  return s;
+}
+
+const listings = new WeakMap<ToolDef, Tool>();
+/** The tools/list entry of a tool (JSON Schema draft-07, as the SDK would write it), built once. */
+export function describeTool(tool: ToolDef): Tool {
+  let t = listings.get(tool);
+  if (!t) {
+    const { $schema: _in, ...inputSchema } = z.toJSONSchema(inputSchemaOf(tool.input), { target: "draft-7", io: "input" });
+    const { $schema: _out, ...outputSchema } = z.toJSONSchema(outputSchemaOf(tool), { target: "draft-7", io: "output" });
+    t = {
+      name: tool.name,
+      title: tool.title,
+      description: `${tool.description} (scope: ${tool.scope})`,
+      inputSchema: inputSchema as Tool["inputSchema"],
+      outputSchema: outputSchema as Tool["outputSchema"],
+      annotations: { title: tool.title, ...tool.annotations },
+    };
+    listings.set(tool, t);
+  }
+  return t;
+}
+
+/** tools/list and tools/call for this principal: it sees and calls only the tools its scopes allow. */
+export function registerTools(server: McpServer, deps: McpDeps, principal: Principal, tools: ToolDef[]): void {
+  const visible = tools.filter((t) => hasScope(principal, t.scope));
+  const byName = new Map(tools.map((t) => [t.name, t]));
+  server.server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: visible.map(describeTool) }));
+  server.server.setRequestHandler(CallToolRequestSchema, async (request) => {
+    const name = request.params.name;
+    const tool = byName.get(name);
+    if (!tool) throw invalidParams("tool.unknown", `unknown tool: ${JSON.stringify(name).slice(0, 100)}; tools/list shows the tools this token can call`);
+    if (!hasScope(principal, tool.scope)) {
+      const has = [...principal.scopes].sort().join(", ") || "no scopes";
+      throw invalidParams("auth.missing_scope", `tool ${name} needs the '${tool.scope}' scope; this token has: ${has}`, { scope: tool.scope });
+    }
+    const args = parseToolArgs(name, tool.input, request.params.arguments);
+    const started = performance.now();
+    const result = await callTool(tool, args, { principal, deps });
+    deps.log.debug({ tool: name, subject: principal.subject, via: principal.via, isError: !!result.isError, ms: Math.round(performance.now() - started) }, "tool called");
+    return result;
+  });
 }
 
 /** One server per request (stateless transport): the principal is fixed for its lifetime. */
 export function createMcpServer(deps: McpDeps, principal: Principal, tools: ToolDef[] = allTools): McpServer {
   const server = new McpServer({ name: "pitcrew", title: "Pitcrew", version: VERSION }, { capabilities: { tools: {} }, instructions: INSTRUCTIONS });
-  for (const tool of tools) {
-    server.registerTool(
-      tool.name,
-      {
-        title: tool.title,
-        description: `${tool.description} (scope: ${tool.scope})`,
-        inputSchema: tool.input,
-        outputSchema: tool.output,
-        annotations: { title: tool.title, ...tool.annotations },
-      },
-      async (args: unknown) => {
-        const started = performance.now();
-        const result = await callTool(tool, args, { principal, deps });
-        deps.log.debug({ tool: tool.name, subject: principal.subject, via: principal.via, isError: !!result.isError, ms: Math.round(performance.now() - started) }, "tool called");
-        return result;
-      },
-    );
-  }
+  registerTools(server, deps, principal, tools);
   return server;
 }

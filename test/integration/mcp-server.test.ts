@@ -150,7 +150,7 @@ describe("MCP over Streamable HTTP", () => {
   });
 
   it("lists every tool with input and output schemas, and a description on every input field", async () => {
-    const client = await connect(READER);
+    const client = await connect(ADMIN);
     const { tools } = await client.listTools();
     expect(tools.map((t) => t.name).sort()).toEqual(allTools.map((t) => t.name).sort());
     expect(tools.map((t) => t.name)).toContain("system_status");
@@ -237,7 +237,7 @@ describe("MCP over Streamable HTTP", () => {
   it("refuses a request without a token with 401 and a Bearer challenge", async () => {
     const res = await post({});
     expect(res.status).toBe(401);
-    expect(res.headers.get("www-authenticate")).toBe('Bearer realm="pitcrew", error="invalid_token"');
+    expect(res.headers.get("www-authenticate")).toBe('Bearer resource_metadata="http://localhost:18088/.well-known/oauth-protected-resource/mcp"');
     expect(res.body.error).toMatchObject({ code: "auth.invalid_token", message: "missing bearer token" });
     await expect(connect("")).rejects.toThrow();
   });
@@ -250,12 +250,13 @@ describe("MCP over Streamable HTTP", () => {
     await expect(connect("not-a-token-at-all-but-long-enough")).rejects.toThrow();
   });
 
-  it("answers a tool call with an error naming the scope the token lacks", async () => {
+  it("answers a tool call outside the token's scopes with a JSON-RPC error naming the scope it lacks", async () => {
     const client = await connect(WRITER);
-    const r = await client.callTool({ name: "system_status", arguments: {} });
-    expect(r.isError).toBe(true);
-    expect(text(r)).toBe("this tool needs the 'read' scope; your token has: write");
-    expect(r.structuredContent).toBeUndefined();
+    await expect(client.callTool({ name: "system_status", arguments: {} })).rejects.toMatchObject({
+      code: -32602,
+      message: expect.stringContaining("tool system_status needs the 'read' scope; this token has: write"),
+      data: { "pitcrew/error": { code: "auth.missing_scope", scope: "read" } },
+    });
   });
 
   it("accepts a JWT from the configured issuer, found through its discovery document", async () => {
@@ -290,11 +291,10 @@ describe("MCP over Streamable HTTP", () => {
     expect(res.status).toBe(401);
   });
 
-  it("answers a JWT without the scope with a tool error naming the scope", async () => {
+  it("answers a JWT without the scope with an error naming the scope, and lists no tools to it", async () => {
     const client = await connect(await issuer.sign({ scope: "openid profile" }));
-    const r = await client.callTool({ name: "system_status", arguments: {} });
-    expect(r.isError).toBe(true);
-    expect(text(r)).toBe("this tool needs the 'read' scope; your token has: no scopes");
+    await expect(client.callTool({ name: "system_status", arguments: {} })).rejects.toMatchObject({ code: -32602, message: expect.stringContaining("this token has: no scopes") });
+    expect((await client.listTools()).tools).toEqual([]);
   });
 
   it("refuses a cross-origin browser request with 403, and lets an allowed origin through", async () => {
@@ -330,6 +330,7 @@ describe("MCP tool error mapping", () => {
       scope: "read",
       input: { id: z.string().describe("An id.") },
       output: { ok: z.boolean().describe("Never returned.") },
+      annotations: { readOnlyHint: true, openWorldHint: false },
       async handler(args) {
         throw new AppError("not_found", "thing.not_found", `thing ${args.id} does not exist`);
       },
@@ -341,6 +342,7 @@ describe("MCP tool error mapping", () => {
       scope: "read",
       input: {},
       output: { ok: z.boolean().describe("Never returned.") },
+      annotations: { readOnlyHint: true, openWorldHint: false },
       async handler() {
         throw new Error("secret internals: password=hunter2");
       },
@@ -363,7 +365,7 @@ describe("MCP tool error mapping", () => {
 
       const unexpected = await client.callTool({ name: "fail_unexpected", arguments: {} });
       expect(unexpected.isError).toBe(true);
-      expect(text(unexpected)).toBe("internal error");
+      expect(text(unexpected)).toBe("internal error (internal)");
       expect(JSON.stringify(unexpected)).not.toContain("hunter2");
     } finally {
       await client.close();

@@ -274,9 +274,8 @@ describe("MCP tools", () => {
       for (const id of queued) expect((await eventsOf({ taskId: id })).filter((e) => e.type === "task.cancelled" && e.actor === "mcp:alice")).toHaveLength(1);
     });
 
-    it("answers an error naming the scope when the token lacks it", async () => {
-      const r = await call("clear_queue", { confirm: true }, asWriter);
-      expect(r).toMatchObject({ isError: true, text: expect.stringContaining("'admin' scope") });
+    it("answers a JSON-RPC error naming the scope when the token lacks it", async () => {
+      await expect(call("clear_queue", { confirm: true }, asWriter)).rejects.toMatchObject({ code: -32602, message: expect.stringContaining("'admin' scope"), data: { "pitcrew/error": { code: "auth.missing_scope", scope: "admin" } } });
     });
   });
 
@@ -428,7 +427,7 @@ describe("MCP tools", () => {
 
     it("needs the approve scope", async () => {
       const { id } = await analysedIncident("AppDown");
-      expect(await call("approve_action", { incident_id: id }, asWriter)).toMatchObject({ isError: true, text: expect.stringContaining("'approve' scope") });
+      await expect(call("approve_action", { incident_id: id }, asWriter)).rejects.toMatchObject({ code: -32602, data: { "pitcrew/error": { code: "auth.missing_scope", scope: "approve" } } });
     });
 
     /** An incident whose fix opened a real pull request on the bare repository and awaits its merge. */

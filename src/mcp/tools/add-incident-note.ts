@@ -19,7 +19,7 @@ export const addIncidentNote = defineTool({
     incident_id: z.string().describe("The incident."),
     actor: z.string().describe("Who the note is recorded as."),
   },
-  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
   async handler(args, { principal, deps }) {
     const { store } = deps;
     const inc = await getIncident(store.db, args.incident_id);

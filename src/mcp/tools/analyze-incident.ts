@@ -24,7 +24,7 @@ export const analyzeIncident = defineTool({
     outcome: z.enum(["fixing", "verifying", "awaiting_approval", "escalated", "suppressed", "deferred", "skipped"]).describe("What analysis did."),
     incident: IncidentView.describe("The incident afterwards, with its plan."),
   },
-  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
   async handler(args, { deps }) {
     const before = await getIncident(deps.store.db, args.incident_id);
     if (!before) throw notFound("incident.not_found", `incident ${args.incident_id} does not exist`);

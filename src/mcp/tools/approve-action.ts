@@ -23,7 +23,7 @@ export const approveAction = defineTool({
     merge_pending: z.string().nullable().describe("Why an approved merge is not done yet (it is retried in the background), or null."),
     inline_result: z.string().nullable().describe("What an inline skill reported, when the approved skill ran inline."),
   },
-  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false },
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
   async handler(args, { principal, deps }) {
     if (!args.approval_id && !args.incident_id) throw invalid("approval.ref_required", "give approval_id or incident_id");
     const r = await approvalsFor(deps).approve({ approvalId: args.approval_id, incidentId: args.incident_id }, { subject: principal.subject, ...mcpActor(principal) }, args.reason ?? null);

@@ -19,7 +19,7 @@ export const cancelTask = defineTool({
     task: TaskView.describe("The task after the request."),
     outcome: z.enum(["cancelled", "cancel_requested"]).describe("cancelled: it was queued and is now cancelled; cancel_requested: it is running and its runner was told to stop."),
   },
-  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false },
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
   async handler(args, { principal, deps }) {
     const { store } = deps;
     const by = mcpActor(principal);

@@ -18,7 +18,7 @@ export const clearQueue = defineTool({
     cancelled: z.number().int().describe("How many queued tasks were cancelled."),
     task_ids: z.array(z.string()).describe("The cancelled tasks."),
   },
-  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true },
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
   async handler(args, { principal, deps }) {
     if (args.confirm !== true) throw invalid("queue.confirm_required", "clear_queue cancels every queued task; call it again with confirm: true");
     const { store } = deps;

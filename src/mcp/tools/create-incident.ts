@@ -24,7 +24,7 @@ export const createIncident = defineTool({
     incident: IncidentView.describe("The new incident."),
     analysis_task_id: z.string().describe("The queued analysis task."),
   },
-  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
   async handler(args, { principal, deps }) {
     const { store } = deps;
     const by = mcpActor(principal);

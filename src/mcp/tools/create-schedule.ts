@@ -10,7 +10,7 @@ export const createSchedule = defineTool({
   scope: "write",
   input: { name: z.string().min(1).max(63).describe("Unique name: lowercase letters, digits and dashes."), ...ScheduleFields },
   output: { schedule: ScheduleView.describe("The new schedule.") },
-  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
   async handler(args, { principal, deps }) {
     const row = await schedulesOf(deps).service.create(JSON.parse(JSON.stringify(args)), mcpActor(principal));
     return { summary: `schedule ${row.name} created; next run ${row.next_run_at ? new Date(Number(row.next_run_at)).toISOString() : "none (disabled)"}`, data: { schedule: scheduleView(row) } };

@@ -10,7 +10,7 @@ export const deleteSchedule = defineTool({
   scope: "write",
   input: { name: z.string().min(1).max(63).describe("Schedule name.") },
   output: { schedule: ScheduleView.describe("The schedule that was deleted.") },
-  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false },
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
   async handler(args, { principal, deps }) {
     const row = await schedulesOf(deps).service.remove(args.name, mcpActor(principal));
     return { summary: `schedule ${row.name} deleted`, data: { schedule: scheduleView(row) } };

@@ -10,7 +10,7 @@ export const deleteWebhook = defineTool({
   scope: "admin",
   input: { name: z.string().min(1).max(64).describe("Target name.") },
   output: { deleted: z.string().describe("The name of the deleted target.") },
-  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false },
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
   async handler(args, { deps }) {
     await deleteTarget(webhookAdmin(deps), args.name);
     return { summary: `deleted webhook target ${args.name}`, data: { deleted: args.name } };

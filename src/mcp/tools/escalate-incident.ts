@@ -15,7 +15,7 @@ export const escalateIncident = defineTool({
     reason: z.string().min(1).max(1000).describe("Why, recorded in the timeline."),
   },
   output: { incident: IncidentView.describe("The incident afterwards.") },
-  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
   async handler(args, { principal, deps }) {
     const { store } = deps;
     const now = deps.now();

@@ -30,7 +30,7 @@ export const fleetStatus = defineTool({
       )
       .describe("Running tasks (at most 100), newest first."),
   },
-  annotations: { readOnlyHint: true },
+  annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(_args, { deps }) {
     const db = deps.store.db;
     const counts = await countTasksByState(db);

@@ -31,7 +31,7 @@ export const getIncident = defineTool({
     allowed_events: z.array(z.string()).describe("Lifecycle events its current state accepts."),
     events: z.array(EventView).describe("Its last 50 events, oldest first."),
   },
-  annotations: { readOnlyHint: true },
+  annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, { deps }) {
     const db = deps.store.db;
     const inc = await loadIncident(db, args.incident_id);

@@ -22,7 +22,7 @@ export const getLatestEvent = defineTool({
     stale: z.boolean().describe("True when the task is running and its last event is older than 3 × the heartbeat interval."),
     stale_after_seconds: z.number().describe("The staleness threshold used."),
   },
-  annotations: { readOnlyHint: true },
+  annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, { deps }) {
     if (!args.task_id === !args.incident_id) throw invalid("events.scope_required", "give exactly one of task_id or incident_id");
     const db = deps.store.db;

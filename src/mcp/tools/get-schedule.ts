@@ -9,7 +9,7 @@ export const getSchedule = defineTool({
   scope: "read",
   input: { name: z.string().min(1).max(63).describe("Schedule name."), runs: z.number().int().min(1).max(200).default(20).describe("How many recent runs (default 20).") },
   output: { schedule: ScheduleView.describe("The schedule."), runs: z.array(RunView).describe("Recent runs, newest first.") },
-  annotations: { readOnlyHint: true },
+  annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, { deps }) {
     const { service } = schedulesOf(deps);
     const s = await service.get(args.name);

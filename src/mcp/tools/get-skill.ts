@@ -16,7 +16,7 @@ export const getSkill = defineTool({
     approval_why: z.string().nullable().describe("Why approval is required."),
     inline: z.boolean().describe("True when it runs in the control plane, not on a runner."),
   },
-  annotations: { readOnlyHint: true },
+  annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, { deps }) {
     const skill = deps.skills().find((s) => s.name === args.name);
     if (!skill) throw notFound("skill.not_found", `no skill named ${JSON.stringify(args.name)} is loaded`);

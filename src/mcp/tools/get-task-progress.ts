@@ -20,7 +20,7 @@ export const getTaskProgress = defineTool({
     started_at: z.string().nullable().describe("ISO time it started."),
     finished_at: z.string().nullable().describe("ISO time it finished."),
   },
-  annotations: { readOnlyHint: true },
+  annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, { deps }) {
     const db = deps.store.db;
     const task = await getTask(db, args.task_id);

@@ -11,7 +11,7 @@ export const getTask = defineTool({
   scope: "read",
   input: { task_id: z.string().min(1).max(40).describe("Task id (tsk_…).") },
   output: { task: TaskView.describe("The task.") },
-  annotations: { readOnlyHint: true },
+  annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, { deps }) {
     const task = await loadTask(deps.store.db, args.task_id);
     if (!task) throw notFound("task.not_found", `task ${args.task_id} does not exist`);

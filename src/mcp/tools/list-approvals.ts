@@ -21,7 +21,7 @@ export const listApprovals = defineTool({
     approvals: z.array(ApprovalView).describe("Approvals, newest first."),
     next_cursor: nextCursorOut,
   },
-  annotations: { readOnlyHint: true },
+  annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, { deps }) {
     const rows = await queryApprovals(deps.store.db, {
       state: args.state === "all" ? undefined : args.state,

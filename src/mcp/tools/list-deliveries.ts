@@ -21,7 +21,7 @@ export const listDeliveries = defineTool({
     deliveries: z.array(DeliveryView).describe("Deliveries, newest first."),
     next_cursor: nextCursorOut,
   },
-  annotations: { readOnlyHint: true },
+  annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, { deps }) {
     const rows = await listWebhookDeliveries(deps.store.db, { target: args.target, incidentId: args.incident_id, state: args.state, beforeId: args.cursor, limit: args.limit });
     const next = rows.length === args.limit ? rows[rows.length - 1]!.id : null;

@@ -20,7 +20,7 @@ export const listEvents = defineTool({
     events: z.array(EventView).describe("Events, oldest first."),
     next_cursor: nextCursorOut,
   },
-  annotations: { readOnlyHint: true },
+  annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, { deps }) {
     if (!args.task_id && !args.incident_id) throw invalid("events.scope_required", "give task_id or incident_id");
     let afterSeq: number | undefined;

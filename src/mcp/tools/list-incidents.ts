@@ -19,7 +19,7 @@ export const listIncidents = defineTool({
     incidents: z.array(IncidentView).describe("Incidents, newest first."),
     next_cursor: nextCursorOut,
   },
-  annotations: { readOnlyHint: true },
+  annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, { deps }) {
     const rows = await queryIncidents(deps.store.db, { state: args.state, namespace: args.namespace, afterId: args.cursor, limit: args.limit });
     const next = rows.length === args.limit ? rows[rows.length - 1]!.id : null;

@@ -12,7 +12,7 @@ export const listRunners = defineTool({
     include_stale: z.boolean().default(true).describe("Include runners that have gone quiet."),
   },
   output: { runners: z.array(RunnerOut).describe("Runners, by id.") },
-  annotations: { readOnlyHint: true },
+  annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, { deps }) {
     const all = (await queryRunners(deps.store.db, deps.now(), deps.config.runner.heartbeatMs)).map(runnerView);
     const runners = args.include_stale ? all : all.filter((r) => !r.stale);

@@ -10,7 +10,7 @@ export const listSchedules = defineTool({
   scope: "read",
   input: { cursor: cursorIn, limit: limitIn(200, 50) },
   output: { schedules: z.array(ScheduleView).describe("Schedules, by name."), next_cursor: nextCursorOut },
-  annotations: { readOnlyHint: true },
+  annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, { deps }) {
     const all = (await schedulesOf(deps).service.list()).filter((s) => args.cursor === undefined || s.name > args.cursor);
     const page = all.slice(0, args.limit);

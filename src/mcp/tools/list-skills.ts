@@ -27,7 +27,7 @@ export const listSkills = defineTool({
       )
       .describe("Skills, by name."),
   },
-  annotations: { readOnlyHint: true },
+  annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(_args, { deps }) {
     const max = deps.config.guardrails.autoApproveMaxRisk;
     const skills = [...deps.skills()].sort((a, b) => a.name.localeCompare(b.name)).map((s) => ({

@@ -18,7 +18,7 @@ export const listTasks = defineTool({
     tasks: z.array(TaskView).describe("Tasks, newest first."),
     next_cursor: nextCursorOut,
   },
-  annotations: { readOnlyHint: true },
+  annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, { deps }) {
     const rows = await queryTasks(deps.store.db, { state: args.state, incidentId: args.incident_id, afterId: args.cursor, limit: args.limit });
     const next = rows.length === args.limit ? rows[rows.length - 1]!.id : null;

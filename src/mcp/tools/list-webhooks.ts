@@ -14,7 +14,7 @@ export const listWebhooks = defineTool({
     targets: z.array(WebhookTargetView).describe("Targets, file targets first."),
     problems: z.array(z.string()).describe("Target files that did not load, as file:line: message."),
   },
-  annotations: { readOnlyHint: true },
+  annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(_args, { deps }) {
     const { targets, problems } = await listTargets(webhookAdmin(deps));
     const off = targets.filter((t) => t.disabled).length;

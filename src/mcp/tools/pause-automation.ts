@@ -14,7 +14,7 @@ export const pauseAutomation = defineTool({
     was_paused: z.boolean().describe("Whether automation was already paused."),
     by: z.string().describe("Who paused it."),
   },
-  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   async handler(args, { principal, deps }) {
     const before = await getPause(deps.store.db);
     const by = mcpActor(principal);

@@ -22,7 +22,7 @@ export const rebuildFix = defineTool({
     rebuild: z.number().int().describe("Which rebuild of this incident it is; its branch ends in -rebuild-<n>."),
     closing_pull_requests: z.number().int().describe("Pull requests being closed because the rebuild replaces them."),
   },
-  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false },
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
   async handler(args, { principal, deps }) {
     if (!args.approval_id && !args.incident_id) throw invalid("approval.ref_required", "give approval_id or incident_id");
     const r = await approvalsFor(deps).rebuild({ approvalId: args.approval_id, incidentId: args.incident_id }, { subject: principal.subject, ...mcpActor(principal) }, args.reason ?? null);

@@ -14,7 +14,7 @@ export const redeliver = defineTool({
     previous_state: z.string().describe("Its state before: sent, dead or pending."),
     enabled_target: z.boolean().describe("Whether its target had been disabled by a 410 and is enabled again."),
   },
-  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   async handler(args, { deps }) {
     const r = await redeliverDelivery({ store: deps.store, now: deps.now }, args.delivery_id);
     return {

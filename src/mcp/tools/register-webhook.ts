@@ -24,7 +24,7 @@ export const registerWebhook = defineTool({
     target: WebhookTargetView.describe("The target as registered."),
     replaced: z.boolean().describe("Whether a target of that name was replaced."),
   },
-  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true },
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
   async handler(args, { principal, deps }) {
     const r = await registerTarget(webhookAdmin(deps), args, mcpActor(principal).actor);
     const warn = r.target.secretEnv && !r.secretSet ? `; note: ${r.target.secretEnv} is not set on this control plane` : "";

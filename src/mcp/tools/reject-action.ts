@@ -19,7 +19,7 @@ export const rejectAction = defineTool({
     approval: ApprovalView.describe("The approval, now rejected."),
     incident: IncidentView.describe("The incident afterwards."),
   },
-  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false },
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
   async handler(args, { principal, deps }) {
     if (!args.approval_id && !args.incident_id) throw invalid("approval.ref_required", "give approval_id or incident_id");
     const r = await approvalsFor(deps).reject({ approvalId: args.approval_id, incidentId: args.incident_id }, { subject: principal.subject, ...mcpActor(principal) }, args.reason ?? null);

@@ -13,7 +13,7 @@ export const reloadSkills = defineTool({
     loaded: z.array(z.string()).describe("Names of the skills now loaded."),
     problems: z.array(z.string()).describe("Problems found, as file:line: message."),
   },
-  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   async handler(_args, { principal, deps }) {
     const { skills, problems } = await deps.reloadSkills(mcpActor(principal));
     const loaded = skills.map((s) => s.name);

@@ -20,7 +20,7 @@ export const resolveIncident = defineTool({
     cancelled_approvals: z.number().int().describe("Pending approvals cancelled."),
     closing_pull_requests: z.number().int().describe("Pull requests being closed (their branches deleted) because the incident closed without them."),
   },
-  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false },
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
   async handler(args, { principal, deps }) {
     const { store } = deps;
     const by = mcpActor(principal);

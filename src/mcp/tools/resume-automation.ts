@@ -15,7 +15,7 @@ export const resumeAutomation = defineTool({
     was_paused: z.boolean().describe("Whether automation was paused."),
     requeued: z.number().int().describe("Detected incidents whose analysis was queued again."),
   },
-  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
   async handler(args, { principal, deps }) {
     const before = await getPause(deps.store.db);
     const by = mcpActor(principal);

@@ -14,7 +14,7 @@ export const retryTask = defineTool({
     task: TaskView.describe("The new task."),
     retry_of: z.string().describe("The task it retries."),
   },
-  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   async handler(args, { principal, deps }) {
     const old = await getTask(deps.store.db, args.task_id);
     if (!old) throw notFound("task.not_found", `task ${args.task_id} does not exist`);

@@ -13,7 +13,7 @@ export const rotateWebhookKey = defineTool({
     kid: z.string().describe("The new key's id (its JWK thumbprint)."),
     retired: z.string().nullable().describe("The retired key's id; null when there was none."),
   },
-  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
   async handler(_args, { deps }) {
     const r = await rotateSigningKey({ store: deps.store, now: deps.now });
     return { summary: `webhook signing key ${r.kid} in use${r.retired ? `; ${r.retired} retired` : ""}`, data: r };

@@ -14,7 +14,7 @@ export const runSchedule = defineTool({
     task_id: z.string().nullable().describe("The run's task, when it fired."),
     reason: z.string().nullable().describe("Why it was skipped or failed."),
   },
-  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   async handler(args, { principal, deps }) {
     const r = await schedulesOf(deps).scheduler.runNow(args.name, mcpActor(principal));
     return { summary: `${args.name}: ${r.state}${r.taskId ? ` (task ${r.taskId})` : ""}${r.reason ? `: ${r.reason}` : ""}`, data: { state: r.state, task_id: r.taskId, reason: r.reason } };

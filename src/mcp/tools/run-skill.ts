@@ -39,7 +39,7 @@ export const runSkill = defineTool({
       .nullable()
       .describe("The inline skill's outcome (not a dry run)."),
   },
-  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false },
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
   async handler(args, { principal, deps }) {
     const { store } = deps;
     const skill = deps.skills().find((s) => s.name === args.skill);

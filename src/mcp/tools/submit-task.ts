@@ -31,7 +31,7 @@ export const submitTask = defineTool({
     task: TaskView.describe("The task (new, or the existing one for a repeated idempotency key)."),
     created: z.boolean().describe("False when the idempotency key matched an existing task."),
   },
-  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   async handler(args, { principal, deps }) {
     const { idempotency_key, ...request } = args;
     const { kind, pool, payload } = buildTaskRequest(request, deps.config);

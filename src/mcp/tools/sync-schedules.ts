@@ -17,7 +17,7 @@ export const syncSchedules = defineTool({
     pruned: z.array(z.string()).describe("Schedules deleted because their file is gone."),
     problems: z.array(z.string()).describe("Problems, as file:line: message."),
   },
-  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true },
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
   async handler(args, { principal, deps }) {
     const r = await schedulesOf(deps).service.sync(mcpActor(principal), { prune: args.prune });
     const summary = `schedules synced: ${r.created.length} created, ${r.updated.length} updated, ${r.unchanged.length} unchanged, ${r.pruned.length} pruned${r.problems.length ? `; ${r.problems.length} problem(s)` : ""}`;

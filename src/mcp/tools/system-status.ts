@@ -44,7 +44,7 @@ export const systemStatus = defineTool({
         "Present when loaded skills need agent CLIs that the in-process runners (embedded mode) cannot find on their PATH. Standalone runners check their own PATH at start and log what is missing.",
       ),
   },
-  annotations: { readOnlyHint: true, idempotentHint: true },
+  annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(_args, { deps }) {
     const [store, queue] = await Promise.allSettled([deps.store.ping(1500), deps.queue.health()]);
     const storeCheck = store.status === "fulfilled" ? { ok: true, detail: "ok" } : { ok: false, detail: errorMessage(store.reason) };

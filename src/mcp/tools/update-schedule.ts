@@ -10,7 +10,7 @@ export const updateSchedule = defineTool({
   scope: "write",
   input: { name: z.string().min(1).max(63).describe("Schedule name."), ...ScheduleFields, cron: ScheduleFields.cron.optional() },
   output: { schedule: ScheduleView.describe("The schedule afterwards.") },
-  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   async handler(args, { principal, deps }) {
     const { name, ...changes } = JSON.parse(JSON.stringify(args)) as { name: string } & Record<string, unknown>;
     const row = await schedulesOf(deps).service.update(name, changes, mcpActor(principal));
