@@ -17,6 +17,18 @@ import type { ApprovalService } from "../approvals/service.ts";
 // The contract between the MCP server (server.ts) and its tools (tools/<verb-noun>.ts): one file
 // per tool, each a `defineTool(...)` with zod input and output shapes (every field described), the
 // scope it needs, and a handler that returns a short text summary plus structured data.
+//
+// One vocabulary across tools:
+// - An object's own id is `id` in its view (`incident.id`); a reference to another object is
+//   `<kind>_id` (`incident_id`, `task_id`, `approval_id`, `delivery_id`), the same in inputs and
+//   outputs. Named things (skills, schedules, webhook targets) go by `name`, referenced by kind
+//   (`skill`, `target`).
+// - Times in outputs are ISO 8601 strings (`…_at`); durations say their unit (`jitter_ms`).
+// - An unknown id is `<kind>.not_found`; a cursor that is not a `next_cursor` is `<kind>.bad_cursor`.
+// - Inputs are strict: an argument a tool does not declare is refused (-32602), as is one that does
+//   not fit; what a tool refuses after that is an `isError` result ending in its Pitcrew code.
+// - Nullable output fields are `T | null` (JSON Schema `type: [T, "null"]` or `anyOf` with null);
+//   objects whose shape is known are spelled out.
 
 export type Scope = "read" | "write" | "approve" | "admin";
 
@@ -60,10 +72,15 @@ export type ToolDef<I extends z.ZodRawShape = z.ZodRawShape, O extends z.ZodRawS
   scope: Scope;
   input: I;
   output: O;
-  /** MCP tool annotations: readOnlyHint, destructiveHint, idempotentHint. */
-  annotations?: { readOnlyHint?: boolean; destructiveHint?: boolean; idempotentHint?: boolean };
+  /**
+   * MCP tool annotations, as true as we can make them: readOnlyHint (changes nothing),
+   * destructiveHint (may cancel, delete or close something), idempotentHint (a repeat with the same
+   * arguments changes nothing more), openWorldHint (reaches systems outside Pitcrew's store: a git
+   * host, a runner's agent, a probed URL, a webhook receiver).
+   */
+  annotations: { readOnlyHint: boolean; destructiveHint?: boolean; idempotentHint?: boolean; openWorldHint: boolean };
   // A method, not a property: its parameters are then checked bivariantly, so every
-  // `defineTool(...)` fits in a plain `ToolDef[]` (the server validates args against `input`).
+  // `defineTool(...)` fits in a plain `ToolDef[]` (the server validates args against `input`, strictly).
   handler(args: z.infer<z.ZodObject<I>>, ctx: ToolContext): Promise<ToolResult<z.infer<z.ZodObject<O>>>>;
 };
 
