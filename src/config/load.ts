@@ -179,8 +179,11 @@ export type Config = {
   mcp: {
     /** From MCP_TOKENS; empty means one admin token is generated in `<dataDir>/secrets/mcp.token`. */
     tokens: McpToken[];
-    /** Set when MCP_OIDC_ISSUER is: JWTs from that issuer are accepted. */
-    oidc?: { issuer: string; audience: string; jwksUrl?: string; scopeClaim: string };
+    /**
+     * Set when MCP_OIDC_ISSUER is: JWTs from that issuer are accepted when their `aud` names
+     * `resource` (`<PUBLIC_URL>/mcp`) or `audience` (MCP_OIDC_AUDIENCE, else the resource).
+     */
+    oidc?: { issuer: string; audience: string; resource: string; jwksUrl?: string; scopeClaim: string };
     /** Origins (`scheme://host[:port]`) whose browser requests /mcp accepts. */
     allowedOrigins: string[];
   };
@@ -289,7 +292,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     },
     allowedRepos: (e.ALLOWED_REPOS ?? "").split(",").map((r) => r.trim()).filter(Boolean),
     argocd: e.ARGOCD_URL && e.ARGOCD_TOKEN ? { baseUrl: e.ARGOCD_URL, token: e.ARGOCD_TOKEN, timeoutMs: e.ARGOCD_TIMEOUT } : undefined,
-    mcp: { tokens: parseMcpTokens(e.MCP_TOKENS), oidc: parseOidc(e), allowedOrigins: parseOrigins(e.MCP_ALLOWED_ORIGINS) },
+    mcp: { tokens: parseMcpTokens(e.MCP_TOKENS), oidc: parseOidc(e, publicUrl), allowedOrigins: parseOrigins(e.MCP_ALLOWED_ORIGINS) },
     telegram: parseTelegram(e, publicUrl),
     notify: { minSeverity: e.NOTIFY_MIN_SEVERITY },
     console: { sessionTtlMs: e.CONSOLE_SESSION_TTL, oidc: parseConsoleOidc(e) },

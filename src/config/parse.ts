@@ -143,13 +143,15 @@ export function parseOrigins(value: string | undefined): string[] {
     });
 }
 
-export function parseOidc(e: z.infer<typeof Env>): Config["mcp"]["oidc"] {
+export function parseOidc(e: z.infer<typeof Env>, publicUrl: string): Config["mcp"]["oidc"] {
   if (!e.MCP_OIDC_ISSUER) {
     if (e.MCP_OIDC_AUDIENCE || e.MCP_OIDC_JWKS_URL) throw new ConfigError("MCP_OIDC_ISSUER: required when MCP_OIDC_AUDIENCE or MCP_OIDC_JWKS_URL is set");
     return undefined;
   }
-  if (!e.MCP_OIDC_AUDIENCE) throw new ConfigError("MCP_OIDC_AUDIENCE: required with MCP_OIDC_ISSUER (the audience JWTs must be issued for)");
-  return { issuer: e.MCP_OIDC_ISSUER, audience: e.MCP_OIDC_AUDIENCE, jwksUrl: e.MCP_OIDC_JWKS_URL, scopeClaim: e.MCP_OIDC_SCOPE_CLAIM };
+  // RFC 8707: a token issued for this resource (its /mcp URL) is always for us; MCP_OIDC_AUDIENCE
+  // names another audience accepted as well (identity providers that cannot issue per resource).
+  const resource = `${publicUrl}/mcp`;
+  return { issuer: e.MCP_OIDC_ISSUER, audience: e.MCP_OIDC_AUDIENCE ?? resource, resource, jwksUrl: e.MCP_OIDC_JWKS_URL, scopeClaim: e.MCP_OIDC_SCOPE_CLAIM };
 }
 
 

@@ -6,9 +6,13 @@ import { loadOrCreateToken, safeEqual } from "../shared/secrets.ts";
 import type { Principal, Scope } from "./tool.ts";
 
 // Who may call /mcp: the static tokens (configured, or the one generated admin token), and, when an
-// OIDC issuer is configured, JWTs it signed for our audience.
+// OIDC issuer is configured, JWTs it signed for this resource (or the configured audience).
 
-export type AuthResult = { ok: true; principal: Principal } | { ok: false; reason: string };
+/**
+ * `error` is the RFC 6750 code for the challenge: absent when no credentials came (the client
+ * should go and get some), `invalid_token` when a bearer token did and was refused.
+ */
+export type AuthResult = { ok: true; principal: Principal } | { ok: false; reason: string; error?: "invalid_token" | "invalid_request" };
 
 export type McpAuth = {
   /** Resolves the Authorization header; throws `unavailable` when the issuer's keys cannot be fetched. */
@@ -99,14 +103,16 @@ export function createMcpAuth(opts: McpAuthOptions): McpAuth {
     try {
       ({ payload } = await jwtVerify(token, await jwks(), {
         issuer: oidc!.issuer,
-        audience: oidc!.audience,
+        audience: [...new Set([oidc!.resource, oidc!.audience])],
         clockTolerance: 30,
         requiredClaims: ["exp"],
       }));
     } catch (err) {
-      if (err instanceof joseErrors.JWTExpired) return { ok: false, reason: "the token has expired" };
-      if (err instanceof joseErrors.JWTClaimValidationFailed) return { ok: false, reason: `the token's "${err.claim}" claim is not accepted` };
-      if (err instanceof joseErrors.JOSEError && !(err instanceof joseErrors.JWKSTimeout)) return { ok: false, reason: "the token's signature or format is not accepted" };
+      if (err instanceof joseErrors.JWTExpired) return { ok: false, reason: "the token has expired", error: "invalid_token" };
+      if (err instanceof joseErrors.JWTClaimValidationFailed) return { ok: false, reason: `the token's "${err.claim}" claim is not accepted`, error: "invalid_token" };
+      if (err instanceof joseErrors.JOSEError && !(err instanceof joseErrors.JWKSTimeout)) {
+        return { ok: false, reason: "the token's signature or format is not accepted", error: "invalid_token" };
+      }
       if (isAppError(err)) throw err;
       log.warn({ err }, "could not fetch the OIDC issuer's keys");
       throw unavailable("mcp.oidc_unavailable", "the OIDC issuer's keys could not be fetched; retry later", err);
@@ -118,11 +124,11 @@ export function createMcpAuth(opts: McpAuthOptions): McpAuth {
   return {
     async authenticate(authorization) {
       const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization ?? "");
-      if (!m) return { ok: false, reason: authorization ? "expected Authorization: Bearer <token>" : "missing bearer token" };
+      if (!m) return authorization ? { ok: false, reason: "expected Authorization: Bearer <token>", error: "invalid_request" } : { ok: false, reason: "missing bearer token" };
       const given = m[1]!;
       if (oidc && JWT_SHAPE.test(given)) return verifyJwt(given);
       const t = matchStatic(given);
-      if (!t) return { ok: false, reason: "the token is not recognised" };
+      if (!t) return { ok: false, reason: "the token is not recognised", error: "invalid_token" };
       return { ok: true, principal: { subject: t.name, scopes: new Set(t.scopes), via: "token" } };
     },
   };
