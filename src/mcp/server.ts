@@ -7,6 +7,9 @@ import { isDbUnavailable } from "../store/errors.ts";
 import { hasScope, type McpDeps, type Principal, type ToolContext, type ToolDef } from "./tool.ts";
 import { inputSchemaOf, invalidParams, parseToolArgs } from "./tool-args.ts";
 import { allTools } from "./tools/index.ts";
+import { enableLogging } from "./logging.ts";
+import { registerPrompts } from "./prompts.ts";
+import { registerResources } from "./resources.ts";
 
 // The MCP boundary's one error mapping. Protocol errors are JSON-RPC errors -32602 with the
 // Pitcrew code in `data["pitcrew/error"]`: an unknown tool (`tool.unknown`), a tool outside the
@@ -105,5 +108,8 @@ export function registerTools(server: McpServer, deps: McpDeps, principal: Princ
 export function createMcpServer(deps: McpDeps, principal: Principal, tools: ToolDef[] = allTools): McpServer {
   const server = new McpServer({ name: "pitcrew", title: "Pitcrew", version: VERSION }, { capabilities: { tools: {} }, instructions: INSTRUCTIONS });
   registerTools(server, deps, principal, tools);
+  registerResources(server, deps, principal);
+  registerPrompts(server, deps, principal);
+  enableLogging(server);
   return server;
 }
