@@ -15,7 +15,13 @@ export const ScheduleView = z.object({
   overlap: z.enum(["skip", "allow"]).describe("skip: no run while the previous run's task is active."),
   catch_up: z.enum(["skip", "once"]).describe("Runs missed while no control plane ran: skipped, or one run for all."),
   jitter_ms: z.number().describe("Per-run delay bound, in ms."),
-  run: z.record(z.string(), z.unknown()).describe("What a run does: {task: {...submit_task fields}} or {skill, params}."),
+  run: z
+    .object({
+      task: z.record(z.string(), z.unknown()).optional().describe("The task a run queues: submit_task's fields."),
+      skill: z.string().optional().describe("Or the inline skill a run runs."),
+      params: z.record(z.string(), z.unknown()).optional().describe("That skill's parameters."),
+    })
+    .describe("What a run does: {task: {...submit_task fields}} or {skill, params}."),
   source: z.enum(["file", "mcp"]).describe("file: from SCHEDULES_DIR (a sync may update or prune it); mcp: made through MCP."),
   origin: z.string().describe("Its file, or who made it."),
   next_run_at: z.string().nullable().describe("ISO time of the next run (null when disabled)."),
@@ -44,7 +50,7 @@ export function scheduleView(r: ScheduleRow): z.infer<typeof ScheduleView> {
     overlap: spec.overlap,
     catch_up: spec.catch_up,
     jitter_ms: Number(r.jitter_ms),
-    run: spec.task ? { task: spec.task } : { skill: spec.skill, params: spec.params ?? {} },
+    run: spec.task ? { task: spec.task as Record<string, unknown> } : { skill: spec.skill, params: spec.params ?? {} },
     source: r.source as "file" | "mcp",
     origin: r.origin,
     next_run_at: iso(r.next_run_at),

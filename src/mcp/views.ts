@@ -4,6 +4,7 @@ import type { ApprovalsTable, EventRow, IncidentRow, TaskRow } from "../store/sc
 import type { RunnerView } from "../fleet/repo.ts";
 import type { Principal } from "./tool.ts";
 import { diffSummaryOf, mergeActionOf } from "../approvals/repo.ts";
+import { AppError, invalid, notFound } from "../shared/errors.ts";
 
 // What the MCP tools show of store rows: snake_case, ISO timestamps, JSON columns parsed. Shared by
 // the tools so a task (or incident, event, approval) looks the same whichever tool returns it.
@@ -20,12 +21,73 @@ function parseJson(text: string | null): unknown {
   }
 }
 
+/** Runs `fn`; a not-found it throws is answered with `code` (`<kind>.not_found`, the one code per kind the tools use). */
+export async function notFoundAs<T>(code: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof AppError && err.kind === "not_found" && err.code !== code) throw notFound(code, err.message);
+    throw err;
+  }
+}
+
 /** Who a change made through MCP is recorded as. */
 export const mcpActor = (p: Principal) => ({ actor: `mcp:${p.subject}`, channel: "mcp" }) as const;
 
 export const cursorIn = z.string().max(100).optional().describe("Opaque cursor from a previous call's next_cursor; omit for the first page.");
+
+/** A time-ordered id (`tsk_01J…`: a prefix and a ULID), as the id-paginated lists hand out. */
+const idPattern = (prefix: string) => new RegExp(`^${prefix}_[0-9A-HJKMNP-TV-Z]{26}$`);
+
+/**
+ * The cursor of an id-paginated list, or `<kind>.bad_cursor` when it is not a next_cursor this
+ * list hands out: a stray value would otherwise silently skip or repeat a page.
+ */
+export function cursorOf(kind: string, cursor: string | undefined, pattern: RegExp | string): string | undefined {
+  if (cursor === undefined) return undefined;
+  const re = typeof pattern === "string" ? idPattern(pattern) : pattern;
+  if (!re.test(cursor)) throw invalid(`${kind}.bad_cursor`, "cursor: expected the next_cursor of an earlier call of this tool");
+  return cursor;
+}
 export const limitIn = (max: number, dflt: number) => z.number().int().min(1).max(max).default(dflt).describe(`Page size (1–${max}, default ${dflt}).`);
 export const nextCursorOut = z.string().nullable().describe("Pass as `cursor` to get the next page; null when this was the last page.");
+
+/** A JSON column that holds an object; anything else (never written today) is wrapped, not passed through. */
+function objectOf(v: unknown): Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : v === null || v === undefined ? {} : { value: v };
+}
+
+/** The plan an incident records (src/incidents/follow-up.ts PlanRecord); older records may lack fields. */
+export const PlanView = z.looseObject({
+  skill: z.string().describe("The skill chosen."),
+  params: z.record(z.string(), z.unknown()).describe("Its parameters, rendered for the incident."),
+  rationale: z.string().optional().describe("Why this skill."),
+  confidence: z.number().optional().describe("The planner's confidence (0–1)."),
+  planner: z.string().optional().describe("rules or claude."),
+  risk: z.string().optional().describe("The skill's risk."),
+  approval: z.string().optional().describe("The approval it asks for: none, before_run or before_merge."),
+  action: z.string().optional().describe("How it acts: builtin, patch, http or agent."),
+  inline: z.boolean().optional().describe("True when it runs in the control plane."),
+  fallback: z.string().optional().describe("Why the planner fell back to rules."),
+  after: z.string().optional().describe("The inline skill whose result this plan follows."),
+});
+
+function planOf(v: unknown): z.infer<typeof PlanView> | null {
+  if (v === null || typeof v !== "object" || Array.isArray(v)) return null;
+  const p = v as Record<string, unknown>;
+  return { ...p, skill: typeof p.skill === "string" ? p.skill : "", params: objectOf(p.params) };
+}
+
+/** What an approval approves: a plan (before_run), or a pull request to merge (before_merge). */
+const ApprovalAction = z.looseObject({
+  skill: z.string().nullable().optional().describe("The skill of the plan (or of the fix that opened the pull request)."),
+  params: z.record(z.string(), z.unknown()).optional().describe("The plan's parameters (before_run)."),
+  summary: z.string().nullable().optional().describe("What the fix did (before_merge)."),
+  merge: z
+    .looseObject({ number: z.number().int().describe("Pull request number."), url: z.string().nullable().optional().describe("Its web address."), branch: z.string().nullable().optional().describe("Its head branch.") })
+    .optional()
+    .describe("The pull request to merge (before_merge)."),
+});
 
 export const TaskView = z.object({
   id: z.string().describe("Task id (tsk_…)."),
@@ -33,8 +95,8 @@ export const TaskView = z.object({
   pool: z.string().describe("Runner pool the task was queued to."),
   state: z.enum(["queued", "running", "succeeded", "failed", "cancelled"]).describe("Task state."),
   incident_id: z.string().nullable().describe("Incident the task belongs to, if any."),
-  payload: z.unknown().describe("The task's input."),
-  result: z.unknown().describe("The runner's result once succeeded, else null."),
+  payload: z.record(z.string(), z.unknown()).describe("The task's input (its fields depend on the kind)."),
+  result: z.unknown().describe("The runner's result once succeeded (any JSON value its kind reports), else null."),
   error: z.string().nullable().describe("Why it failed or was cancelled."),
   attempts: z.number().int().describe("Deliveries so far."),
   runner_id: z.string().nullable().describe("Runner that last reported on the task."),
@@ -54,7 +116,7 @@ export function taskView(t: TaskRow): TaskView {
     pool: t.pool,
     state: t.state,
     incident_id: t.incident_id,
-    payload: parseJson(t.payload),
+    payload: objectOf(parseJson(t.payload)),
     result: parseJson(t.result),
     error: t.error,
     attempts: Number(t.attempts),
@@ -77,7 +139,7 @@ export const EventView = z.object({
   actor: z.string().describe("Who caused it (mcp:<subject>, runner:<id>, pitcrew:analysis, …)."),
   channel: z.string().describe("Through what: mcp, runner, engine, alertmanager, telegram, …"),
   reason: z.string().nullable().describe("Why, in words."),
-  data: z.unknown().describe("Event details."),
+  data: z.record(z.string(), z.unknown()).describe("Event details (their fields depend on the type)."),
   occurred_at: z.string().describe("ISO time it happened."),
 });
 export type EventView = z.infer<typeof EventView>;
@@ -92,7 +154,7 @@ export function eventView(e: EventRow): EventView {
     actor: e.actor,
     channel: e.channel,
     reason: e.reason,
-    data: parseJson(e.data),
+    data: objectOf(parseJson(e.data)),
     occurred_at: isoOf(e.occurred_at),
   };
 }
@@ -108,7 +170,7 @@ export const IncidentView = z.object({
   alertname: z.string().nullable().describe("Alert name, for alert-driven incidents."),
   fingerprint: z.string().describe("Alert fingerprint (or the manual incident's own key)."),
   labels: z.record(z.string(), z.string()).describe("Labels."),
-  plan: z.unknown().describe("The recorded plan (skill, params, risk, approval), or null."),
+  plan: PlanView.nullable().describe("The recorded plan, or null before one is made."),
   flap_count: z.number().int().describe("Times it re-fired soon after resolving."),
   failed_fixes: z.number().int().describe("Fixes that failed."),
   opened_at: z.string().describe("ISO time it opened."),
@@ -129,7 +191,7 @@ export function incidentView(i: IncidentRow): IncidentView {
     alertname: i.alertname,
     fingerprint: i.fingerprint,
     labels: (parseJson(i.labels) ?? {}) as Record<string, string>,
-    plan: parseJson(i.plan),
+    plan: planOf(parseJson(i.plan)),
     flap_count: Number(i.flap_count),
     failed_fixes: Number(i.failed_fixes),
     opened_at: isoOf(i.opened_at),
@@ -147,7 +209,7 @@ export const ApprovalView = z.object({
   kind: z.enum(["before_run", "before_merge"]).describe("before_run: run the planned fix; before_merge: merge its pull request."),
   state: z.string().describe("pending, approved, rejected, cancelled, expired or superseded (the pull request moved; a newer approval replaced it)."),
   risk: z.string().describe("Risk of the action."),
-  action: z.unknown().describe("What is approved: the plan (before_run) or the pull request (before_merge)."),
+  action: ApprovalAction.describe("What is approved: the plan (before_run) or the pull request (before_merge)."),
   requested_at: z.string().describe("ISO time it was requested."),
   expires_at: z.string().describe("ISO time after which it can no longer be decided."),
   decided_at: z.string().nullable().describe("ISO time of the decision."),
@@ -183,7 +245,7 @@ export function approvalView(a: ApprovalRow): ApprovalView {
     kind: action && typeof action === "object" && "merge" in action ? "before_merge" : "before_run",
     state: a.state,
     risk: a.risk,
-    action,
+    action: objectOf(action) as ApprovalView["action"],
     requested_at: isoOf(a.requested_at),
     expires_at: isoOf(a.expires_at),
     decided_at: iso(a.decided_at),

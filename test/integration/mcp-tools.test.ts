@@ -243,10 +243,15 @@ describe("MCP tools", () => {
       expect((await eventsOf({ taskId: id })).map((e) => e.type)).toContain("task.cancel_requested");
     });
 
-    it("refuses to cancel a finished task", async () => {
+    it("answers a second cancel of a cancelled task as a success without a second event, and refuses to cancel a finished task", async () => {
       const { task } = await ok("submit_task", { kind: "noop" });
       await ok("cancel_task", { task_id: task.id });
-      expect(await call("cancel_task", { task_id: task.id })).toMatchObject({ isError: true, text: expect.stringContaining("already cancelled") });
+      expect(await call("cancel_task", { task_id: task.id })).toMatchObject({ isError: false, text: expect.stringContaining("already cancelled"), data: { outcome: "cancelled", task: { state: "cancelled" } } });
+      expect((await eventsOf({ taskId: task.id })).filter((e) => e.type === "task.cancelled")).toHaveLength(1);
+      const done = await runningTask();
+      await queue.publishTaskEvent({ type: "task.succeeded", id: newId("evt"), taskId: done, runnerId: "runner-a", attempt: 1, at: clock.now, result: { ok: true } });
+      await waitFor(async () => (await getTask(store.db, done))?.state === "succeeded");
+      expect(await call("cancel_task", { task_id: done })).toMatchObject({ isError: true, text: expect.stringMatching(/already succeeded.*\(task\.finished\)$/) });
     });
 
     it("retries a cancelled task as a new task with retry_of, and refuses to retry a queued one", async () => {

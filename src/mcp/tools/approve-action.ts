@@ -1,7 +1,6 @@
 import { z } from "zod";
 import { defineTool } from "../tool.ts";
-import { invalid } from "../../shared/errors.ts";
-import { approvalsFor } from "../decisions.ts";
+import { approvalRef, approvalsFor } from "../decisions.ts";
 import { ApprovalView, approvalView, IncidentView, incidentView, mcpActor } from "../views.ts";
 
 export const approveAction = defineTool({
@@ -25,8 +24,7 @@ export const approveAction = defineTool({
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
   async handler(args, { principal, deps }) {
-    if (!args.approval_id && !args.incident_id) throw invalid("approval.ref_required", "give approval_id or incident_id");
-    const r = await approvalsFor(deps).approve({ approvalId: args.approval_id, incidentId: args.incident_id }, { subject: principal.subject, ...mcpActor(principal) }, args.reason ?? null);
+    const r = await approvalsFor(deps).approve(await approvalRef(deps, args), { subject: principal.subject, ...mcpActor(principal) }, args.reason ?? null);
     const what = r.merged ? `merged pull request #${r.merged.number}` : r.mergePending ? `merge not done yet: ${r.mergePending}` : r.taskId ? `queued fix task ${r.taskId}` : r.inline ? `ran inline: ${r.inline.summary}` : "approved";
     return {
       summary: `approved ${r.approval.id}: ${what}; incident ${r.incident.id} is ${r.incident.state}`,

@@ -9,7 +9,7 @@ export const cancelTask = defineTool({
   name: "cancel_task",
   title: "Cancel a task",
   description:
-    "Cancels a task. A queued task is cancelled at once. A running task is asked to stop: its runner aborts it and reports task.cancelled (watch get_task). A finished task cannot be cancelled.",
+    "Cancels a task. A queued task is cancelled at once. A running task is asked to stop: its runner aborts it and reports task.cancelled (watch get_task). Cancelling a cancelled task again succeeds and changes nothing; a task that succeeded or failed cannot be cancelled.",
   scope: "write",
   input: {
     task_id: z.string().min(1).max(40).describe("Task id (tsk_…)."),
@@ -17,7 +17,7 @@ export const cancelTask = defineTool({
   },
   output: {
     task: TaskView.describe("The task after the request."),
-    outcome: z.enum(["cancelled", "cancel_requested"]).describe("cancelled: it was queued and is now cancelled; cancel_requested: it is running and its runner was told to stop."),
+    outcome: z.enum(["cancelled", "cancel_requested"]).describe("cancelled: it is cancelled (now, or it already was); cancel_requested: it is running and its runner was told to stop."),
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
   async handler(args, { principal, deps }) {
@@ -37,7 +37,9 @@ export const cancelTask = defineTool({
       }
     }
     const current = (await getTask(store.db, task.id))!;
-    if (current.state !== "running" && current.state !== "queued") throw conflict("task.finished", `task ${task.id} is already ${current.state}`);
+    // A repeat (a retried call, or two callers) gets the same answer, without a second event.
+    if (current.state === "cancelled") return { summary: `task ${task.id} was already cancelled`, data: { task: taskView(current), outcome: "cancelled" as const } };
+    if (current.state !== "running" && current.state !== "queued") throw conflict("task.finished", `task ${task.id} already ${current.state}; only a queued or running task can be cancelled`);
     await store.db.transaction().execute((trx) => requestTaskCancel(trx, store.dialect, current, by, reason, now));
     deps.kick();
     return {

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { defineTool } from "../tool.ts";
 import { deleteTarget } from "../../webhooks/service.ts";
+import { notFoundAs } from "../views.ts";
 import { webhookAdmin } from "./webhook-views.ts";
 
 export const deleteWebhook = defineTool({
@@ -12,7 +13,7 @@ export const deleteWebhook = defineTool({
   output: { deleted: z.string().describe("The name of the deleted target.") },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
   async handler(args, { deps }) {
-    await deleteTarget(webhookAdmin(deps), args.name);
+    await notFoundAs("webhook.not_found", () => deleteTarget(webhookAdmin(deps), args.name));
     return { summary: `deleted webhook target ${args.name}`, data: { deleted: args.name } };
   },
 });

@@ -24,7 +24,7 @@ export const getLatestEvent = defineTool({
   },
   annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, { deps }) {
-    if (!args.task_id === !args.incident_id) throw invalid("events.scope_required", "give exactly one of task_id or incident_id");
+    if (!args.task_id === !args.incident_id) throw invalid("event.scope_required", "give exactly one of task_id or incident_id");
     const db = deps.store.db;
     let state: string;
     if (args.task_id) {

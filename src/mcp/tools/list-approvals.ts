@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { defineTool } from "../tool.ts";
 import { listApprovals as queryApprovals } from "../../approvals/repo.ts";
-import { ApprovalView, approvalView, cursorIn, limitIn, nextCursorOut } from "../views.ts";
+import { ApprovalView, approvalView, cursorIn, cursorOf, limitIn, nextCursorOut } from "../views.ts";
 
 const STATES = ["pending", "approved", "rejected", "cancelled", "expired", "superseded"] as const;
 
@@ -26,7 +26,7 @@ export const listApprovals = defineTool({
     const rows = await queryApprovals(deps.store.db, {
       state: args.state === "all" ? undefined : args.state,
       incidentId: args.incident_id,
-      afterId: args.cursor,
+      afterId: cursorOf("approval", args.cursor, "apr"),
       limit: args.limit,
       now: deps.now(),
     });

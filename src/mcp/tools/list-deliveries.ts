@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { defineTool } from "../tool.ts";
 import { listWebhookDeliveries } from "../../webhooks/repo.ts";
-import { cursorIn, limitIn, nextCursorOut } from "../views.ts";
+import { cursorIn, cursorOf, limitIn, nextCursorOut } from "../views.ts";
 import { DeliveryView, deliveryView } from "./webhook-views.ts";
 
 export const listDeliveries = defineTool({
@@ -23,7 +23,7 @@ export const listDeliveries = defineTool({
   },
   annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, { deps }) {
-    const rows = await listWebhookDeliveries(deps.store.db, { target: args.target, incidentId: args.incident_id, state: args.state, beforeId: args.cursor, limit: args.limit });
+    const rows = await listWebhookDeliveries(deps.store.db, { target: args.target, incidentId: args.incident_id, state: args.state, beforeId: cursorOf("delivery", args.cursor, "dlv"), limit: args.limit });
     const next = rows.length === args.limit ? rows[rows.length - 1]!.id : null;
     const dead = rows.filter((r) => r.state === "dead").length;
     return {

@@ -22,11 +22,11 @@ export const listEvents = defineTool({
   },
   annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, { deps }) {
-    if (!args.task_id && !args.incident_id) throw invalid("events.scope_required", "give task_id or incident_id");
+    if (!args.task_id && !args.incident_id) throw invalid("event.scope_required", "give task_id or incident_id");
     let afterSeq: number | undefined;
     if (args.cursor !== undefined) {
       afterSeq = Number(args.cursor);
-      if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) throw invalid("events.bad_cursor", "cursor: expected the next_cursor of an earlier call");
+      if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) throw invalid("event.bad_cursor", "cursor: expected the next_cursor of an earlier call of this tool");
     }
     const rows = await queryEvents(deps.store.db, { taskId: args.task_id, incidentId: args.incident_id, type: args.type, afterSeq, limit: args.limit });
     // To poll for newer events after the last page, pass the seq of the last event seen as cursor.

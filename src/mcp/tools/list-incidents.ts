@@ -2,7 +2,7 @@ import { z } from "zod";
 import { defineTool } from "../tool.ts";
 import { INCIDENT_STATES } from "../../incidents/lifecycle.ts";
 import { listIncidents as queryIncidents } from "../../incidents/repo.ts";
-import { cursorIn, IncidentView, incidentView, limitIn, nextCursorOut } from "../views.ts";
+import { cursorIn, cursorOf, IncidentView, incidentView, limitIn, nextCursorOut } from "../views.ts";
 
 export const listIncidents = defineTool({
   name: "list_incidents",
@@ -21,7 +21,7 @@ export const listIncidents = defineTool({
   },
   annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, { deps }) {
-    const rows = await queryIncidents(deps.store.db, { state: args.state, namespace: args.namespace, afterId: args.cursor, limit: args.limit });
+    const rows = await queryIncidents(deps.store.db, { state: args.state, namespace: args.namespace, afterId: cursorOf("incident", args.cursor, "inc"), limit: args.limit });
     const next = rows.length === args.limit ? rows[rows.length - 1]!.id : null;
     return { summary: `${rows.length} incident(s)${next ? "; more with next_cursor" : ""}`, data: { incidents: rows.map(incidentView), next_cursor: next } };
   },

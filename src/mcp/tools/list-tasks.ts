@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { defineTool } from "../tool.ts";
 import { listTasks as queryTasks } from "../../tasks/repo.ts";
-import { cursorIn, limitIn, nextCursorOut, TaskView, taskView } from "../views.ts";
+import { cursorIn, cursorOf, limitIn, nextCursorOut, TaskView, taskView } from "../views.ts";
 
 export const listTasks = defineTool({
   name: "list_tasks",
@@ -20,7 +20,7 @@ export const listTasks = defineTool({
   },
   annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, { deps }) {
-    const rows = await queryTasks(deps.store.db, { state: args.state, incidentId: args.incident_id, afterId: args.cursor, limit: args.limit });
+    const rows = await queryTasks(deps.store.db, { state: args.state, incidentId: args.incident_id, afterId: cursorOf("task", args.cursor, "tsk"), limit: args.limit });
     const next = rows.length === args.limit ? rows[rows.length - 1]!.id : null;
     return { summary: `${rows.length} task(s)${args.state ? ` ${args.state}` : ""}${next ? "; more with next_cursor" : ""}`, data: { tasks: rows.map(taskView), next_cursor: next } };
   },

@@ -1,7 +1,6 @@
 import { z } from "zod";
 import { defineTool } from "../tool.ts";
-import { invalid } from "../../shared/errors.ts";
-import { approvalsFor } from "../decisions.ts";
+import { approvalRef, approvalsFor } from "../decisions.ts";
 import { ApprovalView, approvalView, IncidentView, incidentView, mcpActor } from "../views.ts";
 
 export const rebuildFix = defineTool({
@@ -24,8 +23,7 @@ export const rebuildFix = defineTool({
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
   async handler(args, { principal, deps }) {
-    if (!args.approval_id && !args.incident_id) throw invalid("approval.ref_required", "give approval_id or incident_id");
-    const r = await approvalsFor(deps).rebuild({ approvalId: args.approval_id, incidentId: args.incident_id }, { subject: principal.subject, ...mcpActor(principal) }, args.reason ?? null);
+    const r = await approvalsFor(deps).rebuild(await approvalRef(deps, args), { subject: principal.subject, ...mcpActor(principal) }, args.reason ?? null);
     return {
       summary: `rebuilding incident ${r.incident.id} on the current base (rebuild ${r.rebuild}, task ${r.taskId}); approval ${r.approval.id} is ${r.approval.state}`,
       data: { approval: approvalView(r.approval), incident: incidentView(r.incident), task_id: r.taskId, rebuild: r.rebuild, closing_pull_requests: r.closing.length },

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { defineTool } from "../tool.ts";
 import { redeliver as redeliverDelivery } from "../../webhooks/service.ts";
+import { notFoundAs } from "../views.ts";
 
 export const redeliver = defineTool({
   name: "redeliver_webhook",
@@ -16,7 +17,7 @@ export const redeliver = defineTool({
   },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   async handler(args, { deps }) {
-    const r = await redeliverDelivery({ store: deps.store, now: deps.now }, args.delivery_id);
+    const r = await notFoundAs("delivery.not_found", () => redeliverDelivery({ store: deps.store, now: deps.now }, args.delivery_id));
     return {
       summary: `delivery ${args.delivery_id} (was ${r.previousState}) queued again${r.enabledTarget ? "; its target is enabled again" : ""}`,
       data: { delivery_id: args.delivery_id, previous_state: r.previousState, enabled_target: r.enabledTarget },

@@ -1,7 +1,6 @@
 import { z } from "zod";
 import { defineTool } from "../tool.ts";
-import { invalid } from "../../shared/errors.ts";
-import { approvalsFor } from "../decisions.ts";
+import { approvalRef, approvalsFor } from "../decisions.ts";
 import { ApprovalView, approvalView, IncidentView, incidentView, mcpActor } from "../views.ts";
 
 export const rejectAction = defineTool({
@@ -21,8 +20,7 @@ export const rejectAction = defineTool({
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
   async handler(args, { principal, deps }) {
-    if (!args.approval_id && !args.incident_id) throw invalid("approval.ref_required", "give approval_id or incident_id");
-    const r = await approvalsFor(deps).reject({ approvalId: args.approval_id, incidentId: args.incident_id }, { subject: principal.subject, ...mcpActor(principal) }, args.reason ?? null);
+    const r = await approvalsFor(deps).reject(await approvalRef(deps, args), { subject: principal.subject, ...mcpActor(principal) }, args.reason ?? null);
     return { summary: `rejected ${r.approval.id}; incident ${r.incident.id} is ${r.incident.state}`, data: { approval: approvalView(r.approval), incident: incidentView(r.incident) } };
   },
 });

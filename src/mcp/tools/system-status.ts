@@ -25,7 +25,7 @@ export const systemStatus = defineTool({
       .object({
         paused: z.boolean().describe("Whether automation is paused (incidents are recorded but not analysed or fixed)."),
         by: z.string().nullable().describe("Who paused or resumed last."),
-        at: z.number().nullable().describe("When, in ms since the epoch."),
+        at: z.string().nullable().describe("ISO time of that change."),
         reason: z.string().nullable().describe("The reason given."),
       })
       .nullable()
@@ -50,7 +50,8 @@ export const systemStatus = defineTool({
     const storeCheck = store.status === "fulfilled" ? { ok: true, detail: "ok" } : { ok: false, detail: errorMessage(store.reason) };
     const queueCheck =
       queue.status === "rejected" ? { ok: false, detail: errorMessage(queue.reason) } : queue.value.ok ? { ok: true, detail: "ok" } : { ok: false, detail: queue.value.reason };
-    const paused = storeCheck.ok ? await getPause(deps.store.db).catch(() => null) : null;
+    const pause = storeCheck.ok ? await getPause(deps.store.db).catch(() => null) : null;
+    const paused = pause && { ...pause, at: pause.at === null ? null : new Date(pause.at).toISOString() };
     const mode: "embedded" | "distributed" = deps.queue.kind === "memory" ? "embedded" : "distributed";
     const health = storeCheck.ok && queueCheck.ok ? "healthy" : `degraded (${[!storeCheck.ok && `store: ${storeCheck.detail}`, !queueCheck.ok && `queue: ${queueCheck.detail}`].filter(Boolean).join("; ")})`;
     const missing = deps.missingAgentClis?.() ?? [];
