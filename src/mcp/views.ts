@@ -31,6 +31,16 @@ export async function notFoundAs<T>(code: string, fn: () => Promise<T>): Promise
   }
 }
 
+/** JSON with object keys sorted: two values that mean the same compare equal. */
+function canonical(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(canonical);
+  if (v !== null && typeof v === "object") return Object.fromEntries(Object.keys(v).sort().map((k) => [k, canonical((v as Record<string, unknown>)[k])]));
+  return v;
+}
+
+/** Whether two JSON values are the same, whatever the order of their keys (an idempotent repeat's check). */
+export const sameJson = (a: unknown, b: unknown): boolean => JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
+
 /** Who a change made through MCP is recorded as. */
 export const mcpActor = (p: Principal) => ({ actor: `mcp:${p.subject}`, channel: "mcp" }) as const;
 

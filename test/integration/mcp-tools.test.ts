@@ -202,8 +202,9 @@ describe("MCP tools", () => {
       expect(created).toMatchObject({ type: "task.created", actor: "mcp:alice", channel: "mcp" });
       expect(first.task.created_at).toBe(new Date(clock.now).toISOString());
 
-      const again = await ok("submit_task", { kind: "prompt", prompt: "something else", idempotency_key: key });
+      const again = await ok("submit_task", { kind: "prompt", prompt: "fix the flaky test", repo_url: "https://example.com/r.git", ref: "main", model: "sonnet", timeout: "5m", idempotency_key: key });
       expect(again).toMatchObject({ created: false, task: { id: row.id } });
+      expect(await call("submit_task", { kind: "prompt", prompt: "something else", idempotency_key: key })).toMatchObject({ isError: true, text: expect.stringMatching(/\(task\.idempotency_conflict\)$/) });
       expect((await store.db.selectFrom("tasks").select("id").where("idempotency_key", "=", key).execute()).length).toBe(1);
     });
 

@@ -1,13 +1,14 @@
 import { z } from "zod";
 import { defineTool } from "../tool.ts";
 import { buildTaskRequest } from "../../tasks/request.ts";
-import { mcpActor, TaskView, taskView } from "../views.ts";
+import { conflict } from "../../shared/errors.ts";
+import { mcpActor, sameJson, TaskView, taskView } from "../views.ts";
 
 export const submitTask = defineTool({
   name: "submit_task",
   title: "Submit a task",
   description:
-    "Queues a task for a runner. kind `prompt` runs a coding agent with a prompt (optionally in a cloned repository); kind `noop` does nothing but report progress (for checking the fleet). With an idempotency_key that was used before, returns that task instead of queueing another.",
+    "Queues a task for a runner. kind `prompt` runs a coding agent with a prompt (optionally in a cloned repository); kind `noop` does nothing but report progress (for checking the fleet). With an idempotency_key that was used before for the same request, returns that task instead of queueing another; the same key with a different request is refused.",
   scope: "write",
   input: {
     kind: z.enum(["prompt", "noop"]).describe("prompt: a free-form coding task for an agent; noop: a test task."),
@@ -38,6 +39,9 @@ export const submitTask = defineTool({
     const by = mcpActor(principal);
     const { task, created } = await deps.tasks.create({ kind, pool, payload, createdBy: by.actor, channel: by.channel, idempotencyKey: idempotency_key });
     if (created) deps.kick();
+    else if (task.kind !== kind || task.pool !== pool || !sameJson(JSON.parse(task.payload), payload)) {
+      throw conflict("task.idempotency_conflict", `idempotency_key was used for task ${task.id} with a different request; use a new key for a new task`);
+    }
     return { summary: created ? `queued ${task.kind} task ${task.id}` : `task ${task.id} already exists for this idempotency key (${task.state})`, data: { task: taskView(task), created } };
   },
 });
