@@ -1,0 +1,130 @@
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { createServer, request, type Server } from "node:http";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { isScalar, isSeq, parseDocument } from "yaml";
+
+// Runs the official MCP conformance suite's server scenarios against a URL and judges the results
+// against expected-failures.yaml. The suite and the Node 22 it needs live in this folder's own
+// node_modules (`npm ci --prefix test/conformance`), not the project's: a `node` package among the
+// project's dependencies would put Node 22 first on the PATH of every npm script.
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+export const NODE22 = join(HERE, "node_modules", "node", "bin", "node");
+export const SUITE_CLI = join(HERE, "node_modules", "@modelcontextprotocol", "conformance", "dist", "index.js");
+export const EXPECTED_FAILURES = join(HERE, "expected-failures.yaml");
+
+export type CheckStatus = "SUCCESS" | "FAILURE" | "WARNING" | "SKIPPED" | "INFO";
+export type Check = { id: string; status: CheckStatus; description: string; errorMessage?: string };
+export type ScenarioResult = { scenario: string; checks: Check[] };
+
+/** Why the suite cannot run here, or undefined when it can. */
+export function suiteMissing(): string | undefined {
+  if (!existsSync(SUITE_CLI)) return `the conformance suite is not installed at ${SUITE_CLI}: run npm ci --prefix test/conformance`;
+  if (!existsSync(NODE22)) return `no Node 22 binary at ${NODE22}: run npm ci --prefix test/conformance`;
+  const version = execFileSync(NODE22, ["--version"], { encoding: "utf8" }).trim();
+  if (Number(/^v(\d+)\./.exec(version)?.[1] ?? 0) < 22) return `${NODE22} is ${version}; the conformance suite needs Node 22 or later`;
+  return undefined;
+}
+
+export function suiteVersion(): string {
+  return (JSON.parse(readFileSync(join(dirname(dirname(SUITE_CLI)), "package.json"), "utf8")) as { version: string }).version;
+}
+
+/**
+ * The suite has no way to send credentials to the server under test, so it talks to this reverse
+ * proxy, which adds `Authorization: Bearer <token>` to every request and passes everything else
+ * (Host and Origin included) through unchanged.
+ */
+export async function startTokenProxy(target: { host: string; port: number }, token: string) {
+  const server: Server = createServer((req, res) => {
+    const upstream = request({ host: target.host, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, authorization: `Bearer ${token}` } }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.rawHeaders);
+      answer.pipe(res);
+    });
+    upstream.on("error", (err) => {
+      if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain" });
+      res.end(`proxy: ${err.message}`);
+    });
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  return {
+    origin: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+const RESULT_DIR = /^server-(.+)-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z$/;
+
+/**
+ * Runs the suite's active server scenarios against `url` with the Node 22 binary; the results are
+ * read from the `checks.json` it writes per scenario under `outDir`. A scenario it announced but
+ * wrote nothing for (the suite itself failed to run it) is a failure with the suite's output.
+ */
+export async function runSuite(url: string, outDir: string, timeoutMs: number): Promise<{ exitCode: number | null; output: string; results: ScenarioResult[] }> {
+  const child = spawn(NODE22, [SUITE_CLI, "server", "--url", url, "--output-dir", outDir], {
+    cwd: outDir,
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", NO_COLOR: "1" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout.on("data", (b) => (output += b));
+  child.stderr.on("data", (b) => (output += b));
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  const exitCode = await new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  clearTimeout(timer);
+  output = output.replace(/\x1b\[[0-9;]*m/g, "");
+
+  const written = new Map<string, Check[]>();
+  for (const dir of readdirSync(outDir)) {
+    const m = RESULT_DIR.exec(dir);
+    if (m) written.set(m[1]!, JSON.parse(readFileSync(join(outDir, dir, "checks.json"), "utf8")) as Check[]);
+  }
+  const announced = [...output.matchAll(/^=== Running scenario: (\S+) ===$/gm)].map((m) => m[1]!);
+  const results = announced.map((scenario) => ({
+    scenario,
+    checks: written.get(scenario) ?? [{ id: scenario, status: "FAILURE" as const, description: "the suite wrote no results", errorMessage: output.slice(-2000) }],
+  }));
+  return { exitCode, output, results };
+}
+
+export type ExpectedFailures = {
+  /** Scenarios that need the suite's own fixtures, with the reason. */
+  fixtures: Map<string, string>;
+  /** Known Pitcrew defects tolerated for now (section `known-defects`), with the issue. */
+  knownDefects: Map<string, string>;
+  /** Entries without a reason. */
+  unexplained: string[];
+};
+
+export function loadExpectedFailures(file = EXPECTED_FAILURES): ExpectedFailures {
+  const doc = parseDocument(readFileSync(file, "utf8"));
+  const out: ExpectedFailures = { fixtures: new Map(), knownDefects: new Map(), unexplained: [] };
+  for (const [key, into] of [["server", out.fixtures], ["known-defects", out.knownDefects]] as const) {
+    const seq = doc.get(key);
+    if (seq === undefined) continue;
+    if (!isSeq(seq)) throw new Error(`${file}: ${key} must be a list of scenario ids`);
+    for (const item of seq.items) {
+      if (!isScalar(item)) throw new Error(`${file}: ${key} must be a list of scenario ids`);
+      const reason = item.comment?.trim();
+      if (reason) into.set(String(item.value), reason);
+      else out.unexplained.push(String(item.value));
+    }
+  }
+  return out;
+}
+
+export const failed = (r: ScenarioResult) => r.checks.some((c) => c.status === "FAILURE");
+
+/** One line per failing check of a scenario, as the suite words it. */
+export function describeFailure(r: ScenarioResult): string {
+  const lines = r.checks.filter((c) => c.status === "FAILURE").map((c) => `    [${c.id}] ${c.errorMessage ?? c.description}`);
+  return `  ${r.scenario}\n${lines.join("\n")}`;
+}
