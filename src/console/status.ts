@@ -31,11 +31,11 @@ function automation(s: StatusData, config: Config, p: ConsolePrincipal): Html {
     paused === null
       ? html`<p>Pause state unknown (the database did not answer).</p>`
       : paused.paused
-        ? html`<p id="automation-state"><span class="state state-paused">paused</span> by ${paused.by ?? "?"} ${when(paused.at)}${
+        ? html`<p id="automation-state"><span class="state state-paused">paused</span> by ${paused.by ?? "?"} ${when(paused.at === null ? null : Date.parse(paused.at))}${
             paused.reason ? html` — ${paused.reason}` : null
           }. Alerts are recorded; nothing is analysed or fixed.</p>`
         : html`<p id="automation-state"><span class="state state-live">running</span>${
-            paused.by ? html` (last changed by ${paused.by} ${when(paused.at)})` : null
+            paused.by ? html` (last changed by ${paused.by} ${when(paused.at === null ? null : Date.parse(paused.at))})` : null
           }</p>`;
   const dry = config.guardrails.dryRun
     ? html`<p><span class="state state-paused">dry run</span> <code>DRY_RUN=true</code>: plans are made and reported, nothing is changed.</p>`
