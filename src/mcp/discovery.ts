@@ -59,5 +59,10 @@ export async function discoveryRoutes(app: FastifyInstance, config: Pick<Config,
       reply.header("cache-control", "public, max-age=300");
       return doc;
     });
+    // Browser clients send MCP-Protocol-Version with this GET too, which needs a preflight.
+    app.options(path, async (_req, reply) => {
+      reply.headers({ "access-control-allow-origin": "*", "access-control-allow-methods": "GET", "access-control-allow-headers": "mcp-protocol-version", "access-control-max-age": "600" });
+      return reply.status(204).send();
+    });
   }
 }

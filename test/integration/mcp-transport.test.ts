@@ -169,6 +169,16 @@ describe("MCP transport and auth over HTTP", () => {
       }
     });
 
+    it("answers the preflight of a page reading the metadata with MCP-Protocol-Version", async () => {
+      const res = await fetch(`${main.url}/.well-known/oauth-protected-resource/mcp`, {
+        method: "OPTIONS",
+        headers: { origin: EVIL, "access-control-request-method": "GET", "access-control-request-headers": "mcp-protocol-version" },
+      });
+      expect(res.status).toBe(204);
+      expect(res.headers.get("access-control-allow-origin")).toBe("*");
+      expect(res.headers.get("access-control-allow-headers")).toBe("mcp-protocol-version");
+    });
+
     it("names no authorization server when no OIDC issuer is configured", async () => {
       const doc = (await (await fetch(`${plain.url}/.well-known/oauth-protected-resource/mcp`)).json()) as Record<string, unknown>;
       expect(doc.resource).toBe("https://plain.example/mcp");
