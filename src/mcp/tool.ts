@@ -13,6 +13,7 @@ import type { ScheduleService } from "../schedules/service.ts";
 import type { Scheduler } from "../schedules/scheduler.ts";
 import type { MissingAgentCli } from "../skills/agent-clis.ts";
 import type { ApprovalService } from "../approvals/service.ts";
+import type { ToolNotifier } from "./logging.ts";
 
 // The contract between the MCP server (server.ts) and its tools (tools/<verb-noun>.ts): one file
 // per tool, each a `defineTool(...)` with zod input and output shapes (every field described), the
@@ -61,7 +62,8 @@ export type McpDeps = {
   kick: () => void;
 };
 
-export type ToolContext = { principal: Principal; deps: McpDeps };
+/** `notify`: progress and log messages to the caller while the tool runs (see logging.ts); absent outside MCP. */
+export type ToolContext = { principal: Principal; deps: McpDeps; notify?: ToolNotifier };
 
 export type ToolResult<O> = { summary: string; data: O };
 
