@@ -57,3 +57,15 @@ export function toolNotifier(server: McpServer, extra: Extra, logger: string): T
     },
   };
 }
+
+/**
+ * Whether a POST /mcp body should be answered with an event stream rather than one JSON body: a
+ * single request that carries a progress token, so its progress (and log messages) can reach the
+ * caller before the answer. Every other request keeps the JSON answer clients rely on.
+ */
+export function wantsEventStream(body: unknown): boolean {
+  if (!body || typeof body !== "object" || Array.isArray(body)) return false;
+  const m = body as { id?: unknown; method?: unknown; params?: { _meta?: { progressToken?: unknown } } };
+  const token = m.params?._meta?.progressToken;
+  return m.id !== undefined && typeof m.method === "string" && (typeof token === "string" || typeof token === "number");
+}

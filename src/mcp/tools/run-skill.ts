@@ -40,7 +40,7 @@ export const runSkill = defineTool({
       .describe("The inline skill's outcome (not a dry run)."),
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
-  async handler(args, { principal, deps }) {
+  async handler(args, { principal, deps, notify }) {
     const { store } = deps;
     const skill = deps.skills().find((s) => s.name === args.skill);
     if (!skill) throw notFound("skill.not_found", `no skill named ${JSON.stringify(args.skill)} is loaded`);
@@ -75,14 +75,30 @@ export const runSkill = defineTool({
     const by = mcpActor(principal);
 
     if (isInline(skill)) {
+      // Progress in three steps (running, finished, recorded), with a beat every second while the
+      // skill waits on its target, so a client can show it and keep its request timeout alive.
+      const about = { skill: skill.name, incident_id: inc.id };
+      await notify?.progress(1, 3, `running ${skill.name} for ${inc.id}`);
+      await notify?.log("debug", { message: `running ${skill.name}`, ...about, params });
+      const started = performance.now();
+      let beats = 0;
+      const beat = setInterval(() => {
+        beats++;
+        void notify?.progress(1 + beats / (beats + 1), 3, `running ${skill.name}: ${Math.round((performance.now() - started) / 1000)} s`);
+      }, 1000);
       let outcome: InlineOutcome;
       try {
         outcome = await runInline(skill, params, { id: inc.id, title: inc.title, alertname: inc.alertname, namespace: inc.namespace, service: inc.service, severity: inc.severity, labels: JSON.parse(inc.labels) }, deps.inline ?? { argocd: deps.config.argocd, secrets: () => undefined });
       } catch (err) {
         outcome = { kind: "escalate", summary: `${skill.name} failed: ${inlineError(err)}`, details: { code: isAppError(err) ? err.code : "error" } };
+      } finally {
+        clearInterval(beat);
       }
+      await notify?.progress(2, 3, `${skill.name}: ${outcome.kind}`);
+      await notify?.log(outcome.kind === "escalate" ? "warning" : "info", { message: `${skill.name}: ${outcome.kind}`, ...about, kind: outcome.kind, summary: outcome.summary, ms: Math.round(performance.now() - started) });
       const now = deps.now();
       await appendEvent(store.db, store.dialect, { type: "skill.result", incidentId: inc.id, ...by, reason: outcome.summary, data: { skill: skill.name, kind: outcome.kind, params, ...("details" in outcome ? { details: outcome.details } : {}) }, occurredAt: now }, now);
+      await notify?.progress(3, 3, "result recorded");
       return { summary: `${skill.name}: ${outcome.kind} — ${outcome.summary}`, data: { ...base, dry_run: false, task_id: null, result: { kind: outcome.kind, summary: outcome.summary } } };
     }
 
