@@ -7,7 +7,7 @@ import { isDbUnavailable } from "../store/errors.ts";
 import { hasScope, type McpDeps, type Principal, type ToolContext, type ToolDef } from "./tool.ts";
 import { inputSchemaOf, invalidParams, parseToolArgs } from "./tool-args.ts";
 import { allTools } from "./tools/index.ts";
-import { enableLogging } from "./logging.ts";
+import { enableLogging, toolNotifier } from "./logging.ts";
 import { registerPrompts } from "./prompts.ts";
 import { registerResources } from "./resources.ts";
 
@@ -88,7 +88,7 @@ export function registerTools(server: McpServer, deps: McpDeps, principal: Princ
   const visible = tools.filter((t) => hasScope(principal, t.scope));
   const byName = new Map(tools.map((t) => [t.name, t]));
   server.server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: visible.map(describeTool) }));
-  server.server.setRequestHandler(CallToolRequestSchema, async (request) => {
+  server.server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
     const name = request.params.name;
     const tool = byName.get(name);
     if (!tool) throw invalidParams("tool.unknown", `unknown tool: ${JSON.stringify(name).slice(0, 100)}; tools/list shows the tools this token can call`);
@@ -98,7 +98,7 @@ export function registerTools(server: McpServer, deps: McpDeps, principal: Princ
     }
     const args = parseToolArgs(name, tool.input, request.params.arguments);
     const started = performance.now();
-    const result = await callTool(tool, args, { principal, deps });
+    const result = await callTool(tool, args, { principal, deps, notify: toolNotifier(server, extra, name) });
     deps.log.debug({ tool: name, subject: principal.subject, via: principal.via, isError: !!result.isError, ms: Math.round(performance.now() - started) }, "tool called");
     return result;
   });
