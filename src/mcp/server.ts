@@ -87,6 +87,7 @@ export function describeTool(tool: ToolDef): Tool {
 export function registerTools(server: McpServer, deps: McpDeps, principal: Principal, tools: ToolDef[]): void {
   const visible = tools.filter((t) => hasScope(principal, t.scope));
   const byName = new Map(tools.map((t) => [t.name, t]));
+  server.server.registerCapabilities({ tools: {} });
   server.server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: visible.map(describeTool) }));
   server.server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
     const name = request.params.name;
@@ -106,7 +107,8 @@ export function registerTools(server: McpServer, deps: McpDeps, principal: Princ
 
 /** One server per request (stateless transport): the principal is fixed for its lifetime. */
 export function createMcpServer(deps: McpDeps, principal: Principal, tools: ToolDef[] = allTools): McpServer {
-  const server = new McpServer({ name: "pitcrew", title: "Pitcrew", version: VERSION }, { capabilities: { tools: {} }, instructions: INSTRUCTIONS });
+  // No `capabilities.tools` here: McpServer would install its own tool handlers and claim listChanged.
+  const server = new McpServer({ name: "pitcrew", title: "Pitcrew", version: VERSION }, { instructions: INSTRUCTIONS });
   registerTools(server, deps, principal, tools);
   registerResources(server, deps, principal);
   registerPrompts(server, deps, principal);
