@@ -2,10 +2,11 @@ import { html, type Html } from "./html.ts";
 
 // Small pieces of markup the pages share: times, states, JSON, outside links.
 
-/** A time as `<time>`: UTC, to the second, the ISO value for machines. */
-export function when(ms: number | null | undefined): Html {
-  if (ms === null || ms === undefined) return html`<span class="muted">—</span>`;
-  const iso = new Date(Number(ms)).toISOString();
+/** A time (ms since the epoch, or an ISO string as MCP views give) as `<time>`: UTC, to the second, the ISO value for machines. */
+export function when(t: number | string | null | undefined): Html {
+  const d = t === null || t === undefined ? null : new Date(typeof t === "string" && !/^\d+$/.test(t) ? t : Number(t));
+  if (!d || Number.isNaN(d.getTime())) return html`<span class="muted">—</span>`;
+  const iso = d.toISOString();
   return html`<time datetime="${iso}">${iso.slice(0, 19).replace("T", " ")}Z</time>`;
 }
 
