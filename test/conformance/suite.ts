@@ -37,7 +37,7 @@ export function suiteVersion(): string {
  * proxy, which adds `Authorization: Bearer <token>` to every request and passes everything else
  * (Host and Origin included) through unchanged.
  */
-export async function startTokenProxy(target: { host: string; port: number }, token: string) {
+export async function startTokenProxy(target: { host: string; port: number }, token: string, port = 0) {
   const server: Server = createServer((req, res) => {
     const upstream = request({ host: target.host, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, authorization: `Bearer ${token}` } }, (answer) => {
       res.writeHead(answer.statusCode ?? 502, answer.rawHeaders);
@@ -49,10 +49,9 @@ export async function startTokenProxy(target: { host: string; port: number }, to
     });
     req.pipe(upstream);
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
   return {
-    origin: `http://127.0.0.1:${port}`,
+    origin: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
@@ -122,6 +121,25 @@ export function loadExpectedFailures(file = EXPECTED_FAILURES): ExpectedFailures
 }
 
 export const failed = (r: ScenarioResult) => r.checks.some((c) => c.status === "FAILURE");
+
+export type Verdict = {
+  /** Failing scenarios that are not listed. */
+  unexpected: ScenarioResult[];
+  /** Listed scenarios that pass. */
+  stale: string[];
+  /** Listed scenarios the suite did not run. */
+  unknown: string[];
+};
+
+export function judge(results: ScenarioResult[], expected: ExpectedFailures): Verdict {
+  const listed = new Set([...expected.fixtures.keys(), ...expected.knownDefects.keys()]);
+  const ran = new Set(results.map((r) => r.scenario));
+  return {
+    unexpected: results.filter((r) => failed(r) && !listed.has(r.scenario)),
+    stale: results.filter((r) => !failed(r) && listed.has(r.scenario)).map((r) => r.scenario),
+    unknown: [...listed].filter((s) => !ran.has(s)),
+  };
+}
 
 /** One line per failing check of a scenario, as the suite words it. */
 export function describeFailure(r: ScenarioResult): string {
