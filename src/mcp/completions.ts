@@ -19,7 +19,14 @@ export async function completeIncidentIds(db: Executor, typed: string, limit = C
   else prefix = `inc_${t.toUpperCase()}`;
   if (!/^inc_[0-9A-Z]{0,26}$/.test(prefix)) return [];
   // A range, not LIKE: `_` is a LIKE wildcard, and ids are ASCII, where `~` sorts after them all.
-  const rows = await db.selectFrom("incidents").select("id").where("id", ">=", prefix).where("id", "<", `${prefix}~`).orderBy("id", "desc").limit(limit).execute();
+  const rows = await db
+    .selectFrom("incidents")
+    .select("id")
+    .where("id", ">=", prefix)
+    .where("id", "<", `${prefix}~`)
+    .orderBy("id", "desc")
+    .limit(limit)
+    .execute();
   return rows.map((r) => r.id);
 }
 

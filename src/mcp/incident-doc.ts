@@ -21,11 +21,22 @@ export type IncidentDoc = {
 export async function loadIncidentDoc(db: Executor, id: string): Promise<IncidentDoc | undefined> {
   const inc = await getIncident(db, id);
   if (!inc) return undefined;
-  const approvals = await db.selectFrom("approvals").selectAll().where("incident_id", "=", inc.id).orderBy("requested_at", "desc").orderBy("id", "desc").execute();
+  const approvals = await db
+    .selectFrom("approvals")
+    .selectAll()
+    .where("incident_id", "=", inc.id)
+    .orderBy("requested_at", "desc")
+    .orderBy("id", "desc")
+    .execute();
   const events = (await db.selectFrom("events").selectAll().where("incident_id", "=", inc.id).orderBy("seq", "desc").limit(TIMELINE_LIMIT).execute()).reverse();
   let earlier = 0;
   if (events.length === TIMELINE_LIMIT) {
-    const row = await db.selectFrom("events").select((eb) => eb.fn.countAll<number>().as("n")).where("incident_id", "=", inc.id).where("seq", "<", events[0]!.seq).executeTakeFirst();
+    const row = await db
+      .selectFrom("events")
+      .select((eb) => eb.fn.countAll<number>().as("n"))
+      .where("incident_id", "=", inc.id)
+      .where("seq", "<", events[0]!.seq)
+      .executeTakeFirst();
     earlier = Number(row?.n ?? 0);
   }
   return {

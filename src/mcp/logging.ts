@@ -48,7 +48,8 @@ export function toolNotifier(server: McpServer, extra: Extra, logger: string): T
       // The specification wants progress to increase with every notification.
       if (token === undefined || done <= last) return;
       last = done;
-      await send({ method: "notifications/progress", params: { progressToken: token, progress: done, ...(total !== undefined && { total }), ...(message !== undefined && { message }) } });
+      const params = { progressToken: token, progress: done, ...(total !== undefined && { total }), ...(message !== undefined && { message }) };
+      await send({ method: "notifications/progress", params });
     },
     async log(level, data) {
       const state = levels.get(server);

@@ -64,10 +64,11 @@ export function registerPrompts(server: McpServer, deps: McpDeps, principal: Pri
       requireScope(principal, "read", what);
       const doc = await loadIncidentDoc(db, id);
       if (!doc) throw notFound("incident.not_found", `incident ${JSON.stringify(id)} does not exist`);
+      const resource = { uri: incidentUri(doc.incident.id), mimeType: "text/markdown", text: incidentMarkdown(doc) };
       return {
         description: `${what} for ${doc.incident.id}: ${doc.incident.title}`.slice(0, 300),
         messages: [
-          { role: "user", content: { type: "resource", resource: { uri: incidentUri(doc.incident.id), mimeType: "text/markdown", text: incidentMarkdown(doc) } } },
+          { role: "user", content: { type: "resource", resource } },
           { role: "user", content: { type: "text", text: instructions({ resolved: doc.incident.state === "resolved" }) } },
         ],
       };

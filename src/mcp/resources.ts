@@ -79,14 +79,19 @@ export function registerResources(server: McpServer, deps: McpDeps, principal: P
     }),
     {
       title: "Incident",
-      description: `An incident with its labels, annotations, approvals and timeline (its last events, oldest first): text/markdown to read, application/json with the fields of get_incident. Lists the ${LISTED_INCIDENTS} most recent.`,
+      description:
+        "An incident with its labels, annotations, approvals and timeline (its last events, oldest first): " +
+        `text/markdown to read, application/json with the fields of get_incident. Lists the ${LISTED_INCIDENTS} most recent.`,
       mimeType: "text/markdown",
     },
     (uri, vars) =>
       guard("reading an incident", async () => {
         const id = variable(vars, "id");
         const doc = await loadIncidentDoc(db, id);
-        if (!doc) throw new RpcError(RESOURCE_NOT_FOUND, `incident ${JSON.stringify(id.slice(0, 60))} does not exist (incident.not_found)`, { code: "incident.not_found" }, { uri: uri.href });
+        if (!doc) {
+          const what = `incident ${JSON.stringify(id.slice(0, 60))} does not exist (incident.not_found)`;
+          throw new RpcError(RESOURCE_NOT_FOUND, what, { code: "incident.not_found" }, { uri: uri.href });
+        }
         return {
           contents: [
             { uri: uri.href, mimeType: "text/markdown", text: incidentMarkdown(doc) },
@@ -113,7 +118,10 @@ export function registerResources(server: McpServer, deps: McpDeps, principal: P
       guard("reading a skill", async () => {
         const name = variable(vars, "name");
         const skill = deps.skills().find((s) => s.name === name);
-        if (!skill) throw new RpcError(RESOURCE_NOT_FOUND, `no skill named ${JSON.stringify(name.slice(0, 63))} is loaded (skill.not_found)`, { code: "skill.not_found" }, { uri: uri.href });
+        if (!skill) {
+          const what = `no skill named ${JSON.stringify(name.slice(0, 63))} is loaded (skill.not_found)`;
+          throw new RpcError(RESOURCE_NOT_FOUND, what, { code: "skill.not_found" }, { uri: uri.href });
+        }
         return { contents: [{ uri: uri.href, mimeType: "text/yaml", text: skillYaml(skill, deps.config.skillsDir) }] };
       }),
   );

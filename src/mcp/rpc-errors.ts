@@ -43,11 +43,13 @@ export async function rpcBoundary<T>(log: Logger, what: string, fn: () => Promis
   } catch (err) {
     if (err instanceof RpcError) throw err;
     if (isAppError(err)) {
-      throw new RpcError(err.kind === "not_found" ? notFoundCode : ErrorCode.InvalidParams, `${err.message} (${err.code})`, { code: err.code, kind: err.kind, retryable: err.retryable });
+      const code = err.kind === "not_found" ? notFoundCode : ErrorCode.InvalidParams;
+      throw new RpcError(code, `${err.message} (${err.code})`, { code: err.code, kind: err.kind, retryable: err.retryable });
     }
     if (isDbUnavailable(err)) {
       log.warn({ what }, "MCP request failed: database unavailable");
-      throw new RpcError(ErrorCode.InternalError, "the database is unavailable; retry later (store.unavailable)", { code: "store.unavailable", kind: "unavailable", retryable: true });
+      const pitcrew = { code: "store.unavailable", kind: "unavailable", retryable: true };
+      throw new RpcError(ErrorCode.InternalError, "the database is unavailable; retry later (store.unavailable)", pitcrew);
     }
     log.error({ err, what }, "MCP request failed");
     throw new RpcError(ErrorCode.InternalError, "internal error", { code: "internal", kind: "internal", retryable: false });

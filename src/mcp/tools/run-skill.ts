@@ -95,7 +95,8 @@ export const runSkill = defineTool({
         clearInterval(beat);
       }
       await notify?.progress(2, 3, `${skill.name}: ${outcome.kind}`);
-      await notify?.log(outcome.kind === "escalate" ? "warning" : "info", { message: `${skill.name}: ${outcome.kind}`, ...about, kind: outcome.kind, summary: outcome.summary, ms: Math.round(performance.now() - started) });
+      const ms = Math.round(performance.now() - started);
+      await notify?.log(outcome.kind === "escalate" ? "warning" : "info", { message: `${skill.name}: ${outcome.kind}`, ...about, kind: outcome.kind, summary: outcome.summary, ms });
       const now = deps.now();
       await appendEvent(store.db, store.dialect, { type: "skill.result", incidentId: inc.id, ...by, reason: outcome.summary, data: { skill: skill.name, kind: outcome.kind, params, ...("details" in outcome ? { details: outcome.details } : {}) }, occurredAt: now }, now);
       await notify?.progress(3, 3, "result recorded");
