@@ -21,6 +21,9 @@ export default defineConfig({
           environment: "node",
           testTimeout: 60_000,
           hookTimeout: 60_000,
+          // expect.poll waits for an outcome (a page updated live, a row written): 1 s, the default,
+          // is too short on a loaded 2-core machine; a poll still ends as soon as it passes.
+          expect: { poll: { timeout: 15_000, interval: 50 } },
         },
       },
     ],
