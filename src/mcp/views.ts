@@ -94,7 +94,11 @@ const ApprovalAction = z.looseObject({
   params: z.record(z.string(), z.unknown()).optional().describe("The plan's parameters (before_run)."),
   summary: z.string().nullable().optional().describe("What the fix did (before_merge)."),
   merge: z
-    .looseObject({ number: z.number().int().describe("Pull request number."), url: z.string().nullable().optional().describe("Its web address."), branch: z.string().nullable().optional().describe("Its head branch.") })
+    .looseObject({
+      number: z.number().int().describe("Pull request number."),
+      url: z.string().nullable().optional().describe("Its web address."),
+      branch: z.string().nullable().optional().describe("Its head branch."),
+    })
     .optional()
     .describe("The pull request to merge (before_merge)."),
 });

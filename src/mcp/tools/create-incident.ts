@@ -31,7 +31,14 @@ const fieldsOf = (r: Pick<IncidentRow, "title" | "namespace" | "service" | "seve
 });
 
 async function firstAnalysis(db: Executor, incidentId: string): Promise<string | null> {
-  const t = await db.selectFrom("tasks").select("id").where("incident_id", "=", incidentId).where("kind", "=", "incident.analyze").orderBy("id").limit(1).executeTakeFirst();
+  const t = await db
+    .selectFrom("tasks")
+    .select("id")
+    .where("incident_id", "=", incidentId)
+    .where("kind", "=", "incident.analyze")
+    .orderBy("id")
+    .limit(1)
+    .executeTakeFirst();
   return t?.id ?? null;
 }
 
@@ -90,12 +97,24 @@ export const createIncident = defineTool({
 
     const existing = async () => {
       if (args.idempotency_key === undefined) return null;
-      const first = await store.db.selectFrom("incidents").selectAll().where("fingerprint", "=", key).where("source", "=", "mcp").orderBy("opened_at").orderBy("id").limit(1).executeTakeFirst();
+      const first = await store.db
+        .selectFrom("incidents")
+        .selectAll()
+        .where("fingerprint", "=", key)
+        .where("source", "=", "mcp")
+        .orderBy("opened_at")
+        .orderBy("id")
+        .limit(1)
+        .executeTakeFirst();
       if (!first) return null;
       if (!sameJson(fieldsOf(first), fieldsOf(row))) {
-        throw conflict("incident.idempotency_conflict", `idempotency_key was used for incident ${first.id} with different fields; use a new key for a new incident`);
+        const why = `idempotency_key was used for incident ${first.id} with different fields; use a new key for a new incident`;
+        throw conflict("incident.idempotency_conflict", why);
       }
-      return { summary: `${first.id} was opened with this idempotency key before (${first.state})`, data: { incident: incidentView(first), analysis_task_id: await firstAnalysis(store.db, first.id), created: false } };
+      return {
+        summary: `${first.id} was opened with this idempotency key before (${first.state})`,
+        data: { incident: incidentView(first), analysis_task_id: await firstAnalysis(store.db, first.id), created: false },
+      };
     };
 
     const before = await existing();
