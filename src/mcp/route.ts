@@ -5,6 +5,7 @@ import { AppError } from "../shared/errors.ts";
 import type { McpAuth } from "./auth.ts";
 import { allowedOrigins, corsHeaders, preflightHeaders } from "./cors.ts";
 import { bearerChallenge, discoveryRoutes } from "./discovery.ts";
+import { wantsEventStream } from "./logging.ts";
 import { createMcpServer } from "./server.ts";
 import type { McpDeps, Principal } from "./tool.ts";
 
@@ -80,7 +81,9 @@ export async function mcpRoutes(app: FastifyInstance, r: McpRouteDeps) {
     if (invalid) return rpcError(reply, -32600, invalid);
 
     const server = createMcpServer(r.deps, principal);
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+    // One JSON answer per request, except a request that asked for progress (a progressToken): it
+    // is answered as a short event stream, so its progress and log messages reach the caller.
+    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: !wantsEventStream(req.body) });
     reply.raw.on("close", () => {
       void transport.close().catch(() => {});
       void server.close().catch(() => {});

@@ -364,6 +364,34 @@ describe("MCP progress and log messages (in memory)", () => {
     await client.close();
   });
 
+  it("over HTTP, a call with a progress token is answered as an event stream carrying its progress; others stay JSON", async () => {
+    const auth = createMcpAuth({ tokens: [{ name: "alice", token: ADMIN, scopes: ["admin"] }], log: silentLogger });
+    const app = await buildHttpApp({ log: silentLogger, store, queue: createMemoryQueue({ log: silentLogger }), metrics: createMetrics(), bodyLimit: 1_048_576, mcp: { deps, auth } });
+    await app.listen({ port: 0, host: "127.0.0.1" });
+    const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/mcp`;
+    const client = new Client({ name: "pitcrew-test", version: "1.0.0" });
+    try {
+      await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${ADMIN}` } } }));
+      const id = await incident(client);
+      const progress: Progress[] = [];
+      const call = client.callTool({ name: "run_skill", arguments: { skill: "probe-slow", incident_id: id, dry_run: false } }, undefined, { onprogress: (p) => void progress.push(p) });
+      await waitFor(() => held.length === 1 && progress.length > 0);
+      held.shift()!();
+      expect((await call).isError).toBeFalsy();
+      expect(progress.at(-1)).toMatchObject({ progress: 3, total: 3 });
+      // Without a progress token the answer is one JSON body.
+      const res = await fetch(url, {
+        method: "POST",
+        headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json", accept: "application/json, text/event-stream" },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }),
+      });
+      expect(res.headers.get("content-type")).toMatch(/^application\/json/);
+    } finally {
+      await client.close();
+      await app.close();
+    }
+  });
+
   it("sends no progress to a call without a progress token", async () => {
     const client = await connect();
     const errors: Error[] = [];
