@@ -5,6 +5,7 @@ import { AppError } from "../shared/errors.ts";
 import { VERSION } from "../shared/version.ts";
 import { isDbUnavailable } from "../store/errors.ts";
 import { hasScope, type McpDeps, type Principal, type ToolContext, type ToolDef } from "./tool.ts";
+import { portableSchema } from "./json-schema.ts";
 import { inputSchemaOf, invalidParams, parseToolArgs } from "./tool-args.ts";
 import { allTools } from "./tools/index.ts";
 import { enableLogging, toolNotifier } from "./logging.ts";
@@ -64,7 +65,7 @@ function outputSchemaOf(tool: ToolDef): z.ZodObject {
 }
 
 const listings = new WeakMap<ToolDef, Tool>();
-/** The tools/list entry of a tool (JSON Schema draft-07, as the SDK would write it), built once. */
+/** The tools/list entry of a tool (JSON Schema draft-07 in its portable form, json-schema.ts), built once. */
 export function describeTool(tool: ToolDef): Tool {
   let t = listings.get(tool);
   if (!t) {
@@ -74,8 +75,8 @@ export function describeTool(tool: ToolDef): Tool {
       name: tool.name,
       title: tool.title,
       description: `${tool.description} (scope: ${tool.scope})`,
-      inputSchema: inputSchema as Tool["inputSchema"],
-      outputSchema: outputSchema as Tool["outputSchema"],
+      inputSchema: portableSchema(inputSchema) as Tool["inputSchema"],
+      outputSchema: portableSchema(outputSchema) as Tool["outputSchema"],
       annotations: { title: tool.title, ...tool.annotations },
     };
     listings.set(tool, t);
