@@ -3,6 +3,7 @@ import { defineTool } from "../tool.ts";
 import { notFound } from "../../shared/errors.ts";
 import { approvalFor } from "../../skills/policy.ts";
 import { isInline } from "../../skills/inline.ts";
+import { Skill } from "../../skills/schema.ts";
 
 export const getSkill = defineTool({
   name: "get_skill",
@@ -11,7 +12,7 @@ export const getSkill = defineTool({
   scope: "read",
   input: { name: z.string().min(1).max(63).describe("Skill name.") },
   output: {
-    skill: z.record(z.string(), z.unknown()).describe("The parsed skill, as in its YAML with defaults applied."),
+    skill: Skill.describe("The parsed skill, as in its YAML with defaults applied."),
     approval_required: z.boolean().describe("Whether the policy (AUTO_APPROVE_MAX_RISK) requires approval."),
     approval_why: z.string().nullable().describe("Why approval is required."),
     inline: z.boolean().describe("True when it runs in the control plane, not on a runner."),
