@@ -1,12 +1,16 @@
 import { z } from "zod";
-import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
+import { ErrorCode } from "@modelcontextprotocol/sdk/types.js";
+import { RpcError } from "./rpc-errors.ts";
 
 // A tool's arguments are checked here, not by the SDK: a refusal is a JSON-RPC error -32602 with
 // a message a person can act on ("limit: must be at most 200"), and its Pitcrew code in the data.
 
-/** A JSON-RPC "invalid params" error carrying its Pitcrew code (as tool results carry theirs in `_meta`). */
-export function invalidParams(code: string, message: string, extra: Record<string, unknown> = {}): McpError {
-  return new McpError(ErrorCode.InvalidParams, message, { "pitcrew/error": { code, ...extra } });
+/**
+ * A JSON-RPC "invalid params" error carrying its Pitcrew code (as tool results carry theirs in
+ * `_meta`), its message sent as written (McpError would prefix it with "MCP error -32602:").
+ */
+export function invalidParams(code: string, message: string, extra: Record<string, unknown> = {}): RpcError {
+  return new RpcError(ErrorCode.InvalidParams, message, { code, ...extra });
 }
 
 const cache = new WeakMap<z.ZodRawShape, z.ZodObject>();

@@ -68,7 +68,7 @@ for (const f of factories) {
       // `approve` grants `read`: the approver can look around, but not write.
       expect((await approver("get_incident", { incident_id: p.id })).isError).toBe(false);
       expect((await approver("list_incidents", { state: "proposed" })).isError).toBe(false);
-      expect(await approver("submit_task", { kind: "noop", payload: {} })).toMatchObject({ isError: true, text: expect.stringContaining("'write' scope") });
+      await expect(approver("submit_task", { kind: "noop", payload: {} })).rejects.toThrow(/needs the 'write' scope/);
 
       const r = await approver("approve_action", { approval_id: p.approval.id, reason: "diff is the one-line bump" });
       expect(r.isError, r.text).toBe(false);

@@ -171,7 +171,7 @@ describe("MCP protocol", () => {
     expect(raw.body.result).toBeUndefined();
     expect(raw.body.error).toEqual({
       code: -32602,
-      message: "MCP error -32602: invalid arguments for list_tasks: limit: must be at most 200",
+      message: "invalid arguments for list_tasks: limit: must be at most 200",
       data: { "pitcrew/error": { code: "request.invalid_params", issues: [{ path: "limit", message: "must be at most 200" }] } },
     });
   });

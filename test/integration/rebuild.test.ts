@@ -98,7 +98,7 @@ for (const f of factories) {
       expect(h.pullRecord(p.approval.pr_number!).state).toBe("open");
       // And it needs the approve scope.
       const reader = await h.mcp("rita", ["read"]);
-      expect(await reader("rebuild_fix", { approval_id: p.approval.id })).toMatchObject({ isError: true, text: expect.stringContaining("'approve' scope") });
+      await expect(reader("rebuild_fix", { approval_id: p.approval.id })).rejects.toThrow(/needs the 'approve' scope/);
     });
   });
 }
