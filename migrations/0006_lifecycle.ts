@@ -1,4 +1,5 @@
 import { MysqlAdapter, sql, type Kysely } from "kysely";
+import { createIndexIfMissing } from "./helpers.ts";
 
 // No incident stays in a transient state: `state_since` is when it entered its state (or when the
 // sweeper last queued its work again), so its deadline is state_since + STUCK_AFTER; `requeues`
@@ -20,20 +21,10 @@ export async function up(db: Kysely<any>): Promise<void> {
     await db.updateTable("incidents").set({ state_since: sql`updated_at` }).execute();
   }
   if (!has("requeues")) await db.schema.alterTable("incidents").addColumn("requeues", "integer", (c) => c.notNull().defaultTo(0)).execute();
-  await createIndex(db, "incidents_state_since_idx", "incidents", ["state", "state_since"]);
-  await createIndex(db, "events_type_recorded_idx", "events", ["type", "recorded_at"]);
+  await createIndexIfMissing(db, "incidents_state_since_idx", "incidents", ["state", "state_since"]);
+  await createIndexIfMissing(db, "events_type_recorded_idx", "events", ["type", "recorded_at"]);
   const row = await db.selectFrom("settings").select("key").where("key", "=", FIX_BUDGET_KEY).executeTakeFirst();
   if (!row) await db.insertInto("settings").values({ key: FIX_BUDGET_KEY, value: "{}", updated_by: "pitcrew:migration", updated_at: Date.now() }).execute();
-}
-
-async function createIndex(db: Kysely<any>, name: string, table: string, columns: string[]) {
-  if (db.getExecutor().adapter instanceof MysqlAdapter) {
-    const found = await sql<{ n: number }>`select count(*) as n from information_schema.statistics where table_schema = database() and table_name = ${table} and index_name = ${name}`.execute(db);
-    if (Number(found.rows[0]?.n ?? 0) > 0) return;
-    await db.schema.createIndex(name).on(table).columns(columns).execute();
-  } else {
-    await db.schema.createIndex(name).ifNotExists().on(table).columns(columns).execute();
-  }
 }
 
 export async function down(db: Kysely<any>): Promise<void> {

@@ -1,4 +1,5 @@
 import { MysqlAdapter, sql, type Kysely } from "kysely";
+import { createIndexIfMissing } from "./helpers.ts";
 
 // Durable deliveries (DESIGN §6): a message for an outside service (a Telegram notice or approval
 // message today, a signed webhook later) is a `deliveries` row, requested in the transaction of
@@ -40,9 +41,9 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn("sent_at", "bigint")
     .modifyEnd(end)
     .execute();
-  await createIndex(db, "deliveries_pending_uq", "deliveries", ["pending_key"], true);
-  await createIndex(db, "deliveries_due_idx", "deliveries", ["state", "next_attempt_at"]);
-  await createIndex(db, "deliveries_prune_idx", "deliveries", ["state", "updated_at"]);
+  await createIndexIfMissing(db, "deliveries_pending_uq", "deliveries", ["pending_key"], { unique: true });
+  await createIndexIfMissing(db, "deliveries_due_idx", "deliveries", ["state", "next_attempt_at"]);
+  await createIndexIfMissing(db, "deliveries_prune_idx", "deliveries", ["state", "updated_at"]);
 
   await db.schema
     .createTable("notice_messages")
@@ -54,22 +55,6 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn("updated_at", "bigint", (c) => c.notNull())
     .modifyEnd(end)
     .execute();
-}
-
-async function createIndex(db: Kysely<any>, name: string, table: string, columns: string[], unique = false) {
-  if (db.getExecutor().adapter instanceof MysqlAdapter) {
-    const found = await sql<{ n: number }>`
-      select count(*) as n from information_schema.statistics
-      where table_schema = database() and table_name = ${table} and index_name = ${name}`.execute(db);
-    if (Number(found.rows[0]?.n ?? 0) > 0) return;
-    let b = db.schema.createIndex(name).on(table).columns(columns);
-    if (unique) b = b.unique();
-    await b.execute();
-  } else {
-    let b = db.schema.createIndex(name).ifNotExists().on(table).columns(columns);
-    if (unique) b = b.unique();
-    await b.execute();
-  }
 }
 
 export async function down(db: Kysely<any>): Promise<void> {

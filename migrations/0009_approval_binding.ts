@@ -1,4 +1,5 @@
 import { MysqlAdapter, sql, type Kysely } from "kysely";
+import { createIndexIfMissing } from "./helpers.ts";
 
 // An approval is bound to the exact change: besides the head sha (0005), the diff it was asked for
 // — `diff_summary` (JSON `{files:[{path,added,removed}],added,removed}`) and `diff_excerpt` (a
@@ -19,19 +20,9 @@ export async function up(db: Kysely<any>): Promise<void> {
   if (!has("incidents", "time_to_resolve_ms")) await db.schema.alterTable("incidents").addColumn("time_to_resolve_ms", "bigint").execute();
   if (!has("incidents", "ttr_observed_at")) await db.schema.alterTable("incidents").addColumn("ttr_observed_at", "bigint").execute();
   // The metrics' scan for resolves not yet observed: `ttr_observed_at IS NULL AND time_to_resolve_ms IS NOT NULL`.
-  await createIndex(db, isMysql, "incidents_ttr_unobserved_idx", "incidents", ["ttr_observed_at", "time_to_resolve_ms"]);
+  await createIndexIfMissing(db, "incidents_ttr_unobserved_idx", "incidents", ["ttr_observed_at", "time_to_resolve_ms"]);
   // list_approvals: one state, newest first, paged by id.
-  await createIndex(db, isMysql, "approvals_state_id_idx", "approvals", ["state", "id"]);
-}
-
-async function createIndex(db: Kysely<any>, isMysql: boolean, name: string, table: string, columns: string[]) {
-  if (isMysql) {
-    const found = await sql<{ n: number }>`select count(*) as n from information_schema.statistics where table_schema = database() and table_name = ${table} and index_name = ${name}`.execute(db);
-    if (Number(found.rows[0]?.n ?? 0) > 0) return;
-    await db.schema.createIndex(name).on(table).columns(columns).execute();
-  } else {
-    await db.schema.createIndex(name).ifNotExists().on(table).columns(columns).execute();
-  }
+  await createIndexIfMissing(db, "approvals_state_id_idx", "approvals", ["state", "id"]);
 }
 
 export async function down(db: Kysely<any>): Promise<void> {

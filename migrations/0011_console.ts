@@ -1,4 +1,5 @@
 import { MysqlAdapter, sql, type CreateTableBuilder, type Kysely } from "kysely";
+import { createIndexIfMissing } from "./helpers.ts";
 
 // The web console. `console_sessions`: one row per signed-in browser, keyed by the sha256 of the
 // cookie's random value (the value itself is never stored), with who it is (subject, scopes, how
@@ -29,7 +30,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn("last_seen_at", "bigint", (c) => c.notNull())
     .addColumn("expires_at", "bigint", (c) => c.notNull())
     .execute();
-  await createIndex(db, isMysql, "console_sessions_expires_idx", "console_sessions", "expires_at");
+  await createIndexIfMissing(db, "console_sessions_expires_idx", "console_sessions", ["expires_at"]);
 
   await table("console_logins")
     .addColumn("id", "varchar(64)", (c) => c.primaryKey())
@@ -40,18 +41,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn("created_at", "bigint", (c) => c.notNull())
     .addColumn("expires_at", "bigint", (c) => c.notNull())
     .execute();
-  await createIndex(db, isMysql, "console_logins_expires_idx", "console_logins", "expires_at");
-}
-
-// MySQL 8 has no CREATE INDEX IF NOT EXISTS: look the index up first.
-async function createIndex(db: Kysely<any>, isMysql: boolean, name: string, table: string, column: string) {
-  if (isMysql) {
-    const found = await sql<{ n: number }>`
-      select count(*) as n from information_schema.statistics
-      where table_schema = database() and table_name = ${table} and index_name = ${name}`.execute(db);
-    if (Number(found.rows[0]?.n ?? 0) > 0) return;
-    await db.schema.createIndex(name).on(table).column(column).execute();
-  } else await db.schema.createIndex(name).ifNotExists().on(table).column(column).execute();
+  await createIndexIfMissing(db, "console_logins_expires_idx", "console_logins", ["expires_at"]);
 }
 
 export async function down(db: Kysely<any>): Promise<void> {

@@ -1,4 +1,5 @@
 import { MysqlAdapter, sql, type CreateTableBuilder, type Kysely } from "kysely";
+import { columnsOf, createIndexIfMissing } from "./helpers.ts";
 
 // Signed webhooks to external agents (DESIGN §7).
 //
@@ -26,11 +27,12 @@ export async function up(db: Kysely<any>): Promise<void> {
     return isMysql ? b.modifyEnd(sql`engine=InnoDB default charset=utf8mb4 collate=utf8mb4_bin`) : b;
   };
 
-  await addColumn(db, "deliveries", "incident_id", "varchar(40)");
-  await addColumn(db, "deliveries", "token_hash", "varchar(64)");
-  await addColumn(db, "deliveries", "last_status", "integer");
-  await createIndex(db, "deliveries_incident_idx", "deliveries", ["incident_id", "id"]);
-  await createIndex(db, "deliveries_channel_idx", "deliveries", ["channel", "id"]);
+  const have = await columnsOf(db, "deliveries");
+  if (!have.has("incident_id")) await db.schema.alterTable("deliveries").addColumn("incident_id", "varchar(40)").execute();
+  if (!have.has("token_hash")) await db.schema.alterTable("deliveries").addColumn("token_hash", "varchar(64)").execute();
+  if (!have.has("last_status")) await db.schema.alterTable("deliveries").addColumn("last_status", "integer").execute();
+  await createIndexIfMissing(db, "deliveries_incident_idx", "deliveries", ["incident_id", "id"]);
+  await createIndexIfMissing(db, "deliveries_channel_idx", "deliveries", ["channel", "id"]);
 
   await table("webhook_targets")
     .addColumn("name", "varchar(64)", (c) => c.primaryKey())
@@ -53,36 +55,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn("created_at", "bigint", (c) => c.notNull())
     .addColumn("retired_at", "bigint")
     .execute();
-  await createIndex(db, "webhook_keys_active_uq", "webhook_keys", ["active_key"], true);
-}
-
-async function addColumn(db: Kysely<any>, table: string, column: string, type: "varchar(40)" | "varchar(64)" | "integer"): Promise<void> {
-  if (db.getExecutor().adapter instanceof MysqlAdapter) {
-    const found = await sql<{ n: number }>`
-      select count(*) as n from information_schema.columns
-      where table_schema = database() and table_name = ${table} and column_name = ${column}`.execute(db);
-    if (Number(found.rows[0]?.n ?? 0) > 0) return;
-  } else {
-    const cols = await sql<{ name: string }>`select name from pragma_table_info(${table})`.execute(db);
-    if (cols.rows.some((c) => c.name === column)) return;
-  }
-  await db.schema.alterTable(table).addColumn(column, type).execute();
-}
-
-async function createIndex(db: Kysely<any>, name: string, table: string, columns: string[], unique = false) {
-  if (db.getExecutor().adapter instanceof MysqlAdapter) {
-    const found = await sql<{ n: number }>`
-      select count(*) as n from information_schema.statistics
-      where table_schema = database() and table_name = ${table} and index_name = ${name}`.execute(db);
-    if (Number(found.rows[0]?.n ?? 0) > 0) return;
-    let b = db.schema.createIndex(name).on(table).columns(columns);
-    if (unique) b = b.unique();
-    await b.execute();
-  } else {
-    let b = db.schema.createIndex(name).ifNotExists().on(table).columns(columns);
-    if (unique) b = b.unique();
-    await b.execute();
-  }
+  await createIndexIfMissing(db, "webhook_keys_active_uq", "webhook_keys", ["active_key"], { unique: true });
 }
 
 export async function down(db: Kysely<any>): Promise<void> {

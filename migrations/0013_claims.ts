@@ -1,4 +1,5 @@
 import { MysqlAdapter, sql, type CreateTableBuilder, type Kysely } from "kysely";
+import { columnsOf } from "./helpers.ts";
 
 // Callbacks from external agents. `external_claims` (since 0001) learns which delivery invited the
 // agent and which target it answers for. `agent_results`: every result an agent reported, unique
@@ -15,8 +16,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     return isMysql ? b.modifyEnd(sql`engine=InnoDB default charset=utf8mb4 collate=utf8mb4_bin`) : b;
   };
 
-  const claims = (await db.introspection.getTables()).find((t) => t.name === "external_claims");
-  const has = new Set(claims?.columns.map((c) => c.name));
+  const has = await columnsOf(db, "external_claims");
   if (!has.has("delivery_id")) await db.schema.alterTable("external_claims").addColumn("delivery_id", "varchar(40)").execute();
   if (!has.has("target")) await db.schema.alterTable("external_claims").addColumn("target", "varchar(128)").execute();
 

@@ -1,22 +1,15 @@
 import { MysqlAdapter, sql, type Kysely } from "kysely";
+import { columnsOf, createIndexIfMissing } from "./helpers.ts";
 
 // Schedules (DESIGN §8): what the file or MCP caller said beyond the first migration's columns —
 // catch-up policy, jitter, a description, and where the schedule came from (its file, or the MCP
 // caller) — and, per run, why it was skipped and how many runs a catch-up stood for. Safe to run
 // twice: each column is added only when missing.
 
-async function columns(db: Kysely<any>, table: string): Promise<Set<string>> {
-  const isMysql = db.getExecutor().adapter instanceof MysqlAdapter;
-  const rows = isMysql
-    ? await sql<{ name: string }>`select column_name as name from information_schema.columns where table_schema = database() and table_name = ${table}`.execute(db)
-    : await sql<{ name: string }>`select name from pragma_table_info(${table})`.execute(db);
-  return new Set(rows.rows.map((r) => r.name.toLowerCase()));
-}
-
 export async function up(db: Kysely<any>): Promise<void> {
   const isMysql = db.getExecutor().adapter instanceof MysqlAdapter;
   const text = isMysql ? sql`mediumtext` : sql`text`;
-  const have = await columns(db, "schedules");
+  const have = await columnsOf(db, "schedules");
   const add = async (name: string, build: (t: ReturnType<Kysely<any>["schema"]["alterTable"]>) => { execute(): Promise<void> }) => {
     if (!have.has(name)) await build(db.schema.alterTable("schedules")).execute();
   };
@@ -24,15 +17,12 @@ export async function up(db: Kysely<any>): Promise<void> {
   await add("jitter_ms", (t) => t.addColumn("jitter_ms", "bigint", (c) => c.notNull().defaultTo(0)));
   await add("description", (t) => t.addColumn("description", text));
   await add("origin", (t) => t.addColumn("origin", "varchar(512)", (c) => c.notNull().defaultTo("")));
-  const runs = await columns(db, "schedule_runs");
+  const runs = await columnsOf(db, "schedule_runs");
   if (!runs.has("reason")) await db.schema.alterTable("schedule_runs").addColumn("reason", text).execute();
   if (!runs.has("missed")) await db.schema.alterTable("schedule_runs").addColumn("missed", "integer", (c) => c.notNull().defaultTo(0)).execute();
   if (!runs.has("fired_at")) await db.schema.alterTable("schedule_runs").addColumn("fired_at", "bigint").execute();
   // Recent runs of a schedule, newest first.
-  const idx = isMysql
-    ? await sql<{ n: number }>`select count(*) as n from information_schema.statistics where table_schema = database() and table_name = 'schedule_runs' and index_name = 'schedule_runs_recent_idx'`.execute(db)
-    : await sql<{ n: number }>`select count(*) as n from sqlite_master where type = 'index' and name = 'schedule_runs_recent_idx'`.execute(db);
-  if (Number(idx.rows[0]?.n ?? 0) === 0) await db.schema.createIndex("schedule_runs_recent_idx").on("schedule_runs").columns(["schedule_id", "scheduled_for"]).execute();
+  await createIndexIfMissing(db, "schedule_runs_recent_idx", "schedule_runs", ["schedule_id", "scheduled_for"]);
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
