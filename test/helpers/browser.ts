@@ -13,8 +13,8 @@ import { createMcpAuth, mcpTokens } from "../../src/mcp/auth.ts";
 import type { McpDeps } from "../../src/mcp/tool.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import { loadSkills } from "../../src/skills/load.ts";
-import { createTaskService } from "../../src/tasks/service.ts";
 import { storeFactories, type TestStore } from "./store.ts";
+import { mcpTestDeps } from "./mcp.ts";
 
 // Browser tests of the web console: a real Pitcrew HTTP app on a loopback port, and Debian's
 // Chromium driven by playwright-core (never a downloaded browser).
@@ -91,19 +91,7 @@ export async function startConsoleApp(opts: ConsoleAppOptions = {}): Promise<Con
   const queue = createMemoryQueue({ log: silentLogger });
   const now = opts.deps?.now ?? Date.now;
   const skills = loadSkills("skills").skills;
-  const deps: McpDeps = {
-    config,
-    log: silentLogger,
-    store,
-    queue,
-    tasks: createTaskService({ store, log: silentLogger, now }),
-    now,
-    skills: () => skills,
-    reloadSkills: async () => ({ skills, problems: [], published: false }),
-    analyze: async () => "skipped",
-    kick: () => {},
-    ...opts.deps,
-  };
+  const deps = mcpTestDeps({ config, store, queue, skills, now }, opts.deps);
   const tokens = mcpTokens(config).tokens;
   const mcpAuth = createMcpAuth({ tokens, oidc: config.mcp.oidc, log: silentLogger });
   const app = await buildHttpApp({

@@ -12,14 +12,14 @@ import { loadConfig } from "../../src/config/load.ts";
 import { buildHttpApp } from "../../src/http/app.ts";
 import { createMetrics } from "../../src/http/metrics.ts";
 import { createMcpAuth, mcpTokens } from "../../src/mcp/auth.ts";
-import { hasScope, type McpDeps, type Scope } from "../../src/mcp/tool.ts";
+import { hasScope, type Scope } from "../../src/mcp/tool.ts";
 import { allTools } from "../../src/mcp/tools/index.ts";
 import { createScheduler } from "../../src/schedules/scheduler.ts";
 import { createScheduleService } from "../../src/schedules/service.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import { Skill } from "../../src/skills/schema.ts";
-import { createTaskService } from "../../src/tasks/service.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
+import { mcpTestDeps } from "../helpers/mcp.ts";
 
 // The MCP protocol as a client sees it, through the real SDK Client over the real HTTP endpoint:
 // which tools a token sees, protocol errors versus tool errors, capabilities, one semantics across
@@ -102,19 +102,7 @@ describe("MCP protocol", () => {
     const now = Date.now;
     const service = createScheduleService({ store, log: silentLogger, now, dir: join(dir, "schedules") });
     const scheduler = createScheduler({ store, log: silentLogger, now, skills: () => SKILLS, config });
-    const deps: McpDeps = {
-      config,
-      log: silentLogger,
-      store,
-      queue,
-      tasks: createTaskService({ store, log: silentLogger, now }),
-      now,
-      skills: () => SKILLS,
-      reloadSkills: async () => ({ skills: SKILLS, problems: [], published: false }),
-      analyze: async () => "skipped",
-      schedules: { service, scheduler },
-      kick: () => {},
-    };
+    const deps = mcpTestDeps({ config, store, queue, skills: SKILLS, now }, { schedules: { service, scheduler } });
     const auth = createMcpAuth({ tokens: mcpTokens(config).tokens, log: silentLogger });
     app = await buildHttpApp({ log: silentLogger, store, queue, metrics: createMetrics(), bodyLimit: 1_048_576, mcp: { deps, auth } });
     await app.listen({ port: 0, host: "127.0.0.1" });

@@ -20,9 +20,9 @@ import type { McpDeps, Principal } from "../../src/mcp/tool.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import { loadSkills } from "../../src/skills/load.ts";
 import { Skill } from "../../src/skills/schema.ts";
-import { createTaskService } from "../../src/tasks/service.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { mcpTestDeps } from "../helpers/mcp.ts";
 
 // Resources, prompts, completions, progress and logging through a real SDK client: over the HTTP
 // endpoint (on SQLite and MariaDB) and, for the notifications a JSON answer cannot carry, over an
@@ -47,19 +47,7 @@ const MARKUP = 'Checkout <img src=x onerror="alert(1)"> [click](http://evil.exam
 const FOLDER_SKILLS = loadSkills("skills").skills;
 
 function testDeps(config: Config, store: TestStore, skills: Skill[]): McpDeps {
-  const now = Date.now;
-  return {
-    config,
-    log: silentLogger,
-    store,
-    queue: createMemoryQueue({ log: silentLogger }),
-    tasks: createTaskService({ store, log: silentLogger, now }),
-    now,
-    skills: () => skills,
-    reloadSkills: async () => ({ skills, problems: [], published: false }),
-    analyze: async () => "skipped",
-    kick: () => {},
-  };
+  return mcpTestDeps({ config, store, skills });
 }
 
 const structured = <T>(r: unknown) => (r as CallToolResult).structuredContent as T;

@@ -25,9 +25,9 @@ import { VERSION } from "../../src/shared/version.ts";
 import { getPause, setPause } from "../../src/system/settings.ts";
 import { loadSkills } from "../../src/skills/load.ts";
 import { waitFor } from "../helpers/wait.ts";
-import { createTaskService } from "../../src/tasks/service.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
 import { spawnPitcrew } from "../helpers/process.ts";
+import { mcpTestDeps } from "../helpers/mcp.ts";
 
 const sqlite = (await storeFactories()).find((f) => f.name === "sqlite")!;
 const dirs: string[] = [];
@@ -74,19 +74,7 @@ async function startIssuer() {
 }
 
 function testDeps(config: Config, store: TestStore, queue: ReturnType<typeof createMemoryQueue>): McpDeps {
-  const now = Date.now;
-  return {
-    config,
-    log: silentLogger,
-    store,
-    queue,
-    tasks: createTaskService({ store, log: silentLogger, now }),
-    now,
-    skills: () => SKILLS,
-    reloadSkills: async () => ({ skills: SKILLS, problems: [], published: false }),
-    analyze: async () => "skipped",
-    kick: () => {},
-  };
+  return mcpTestDeps({ config, store, queue, skills: SKILLS });
 }
 
 const text = (r: unknown) => ((r as CallToolResult).content[0] as { text: string }).text;
