@@ -57,7 +57,7 @@ export async function buildWebhookBody(db: Executor, eventId: string, event: str
   const body: WebhookBody = {
     type: event,
     timestamp: iso(Number(e.occurred_at))!,
-    event: { id: e.id, type: e.type, actor: e.actor, channel: e.channel, reason: e.reason, occurred_at: iso(Number(e.occurred_at))!, data: json(e.data) },
+    event: eventBlock(e),
     incident: {
       id: inc.id,
       title: inc.title,
@@ -109,19 +109,29 @@ async function taskBlock(db: Executor, taskId: string): Promise<Record<string, u
 
 type EventRowish = { id: string; type: string; actor: string; channel: string; reason: string | null; occurred_at: number | string; data: string | null; task_id: string | null };
 
+const eventBlock = (e: EventRowish): WebhookBody["event"] => ({
+  id: e.id,
+  type: e.type,
+  actor: e.actor,
+  channel: e.channel,
+  reason: e.reason,
+  occurred_at: iso(Number(e.occurred_at))!,
+  data: json(e.data),
+});
+
 /** A scheduled run that failed: the schedule, its task and why; no incident, no callbacks. */
 async function scheduleRunBody(db: Executor, e: EventRowish, event: string): Promise<WebhookBody> {
-  const data = json(e.data);
   const task = e.task_id ? await taskBlock(db, e.task_id) : undefined;
+  const block = eventBlock(e);
   return {
     type: event,
-    timestamp: iso(Number(e.occurred_at))!,
-    event: { id: e.id, type: e.type, actor: e.actor, channel: e.channel, reason: e.reason, occurred_at: iso(Number(e.occurred_at))!, data },
+    timestamp: block.occurred_at,
+    event: block,
     incident: null,
     plan: null,
     diagnosis: { summary: e.reason, alerts: [], timeline: [] },
     ...(task && { task }),
-    schedule: { name: String(data.schedule ?? "") },
+    schedule: { name: String(block.data.schedule ?? "") },
   };
 }
 

@@ -38,12 +38,16 @@ export function createWebhookSender(deps: WebhookSenderDeps): Sender {
 
   async function fanOut(row: DeliveryRow, now: number): Promise<DeliveryOutcome> {
     const event = (JSON.parse(row.payload ?? "{}") as { event?: string }).event ?? "";
+    await deps.registry.refresh();
+    // Most installs have no target for most events: find that out before reading the body's parts.
+    const candidates = deps.registry.list().filter((t) => t.events.includes(event) || t.events.includes("*"));
+    const skipped = { status: "skipped", why: `no target subscribes to ${event}` } as const;
+    if (candidates.length === 0) return skipped;
     const body = await buildWebhookBody(store.db, row.ref, event, deps.publicUrl);
     if (!body) return { status: "skipped", why: "the event or its incident no longer exists" };
-    await deps.registry.refresh();
     const disabled = await disabledTargets(store.db);
-    const targets = deps.registry.list().filter((t) => subscribes(t, event, body.incident?.namespace ?? null) && disabled.get(t.name)?.url !== t.url);
-    if (targets.length === 0) return { status: "skipped", why: `no target subscribes to ${event}` };
+    const targets = candidates.filter((t) => subscribes(t, event, body.incident?.namespace ?? null) && disabled.get(t.name)?.url !== t.url);
+    if (targets.length === 0) return skipped;
     // Idempotent: a fan-out interrupted after some inserts is done again without doubling them.
     const done = new Set((await store.db.selectFrom("deliveries").select("target").where("channel", "=", row.channel).where("ref", "=", row.ref).where("kind", "=", event).execute()).map((r) => r.target));
     // Rows are built before the transaction: the token key may be read (or made) on first use, and
