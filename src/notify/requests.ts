@@ -107,7 +107,7 @@ export async function requestDelivery(db: Executor, dialect: Dialect, d: Deliver
   const q = db.insertInto("deliveries").values(row);
   if (dialect === "mysql") await q.onDuplicateKeyUpdate(bump).execute();
   else await q.onConflict((oc) => oc.column("pending_key").doUpdateSet(bump)).execute();
-  for (const l of listeners) l();
+  kickDeliverer();
 }
 
 export type NoticeEvent = { id?: string; type: string; incidentId?: string | null; data?: unknown; occurredAt: number };
