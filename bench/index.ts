@@ -32,22 +32,45 @@ async function run(storeName: string, store: Store, queueName: string, queue: Ta
 
   let t0 = performance.now();
   const ids: string[] = [];
-  for (let i = 0; i < N; i++) ids.push((await tasks.create({ kind: "noop", pool, payload: { i }, createdBy: "bench", channel: "bench" })).task.id);
+  for (let i = 0; i < N; i++)
+    ids.push(
+      (await tasks.create({ kind: "noop", pool, payload: { i }, createdBy: "bench", channel: "bench" })).task.id,
+    );
   const enqueueMs = performance.now() - t0;
 
-  const relay = createOutboxRelay({ store, queue, log: silentLogger }, { intervalMs: 5, batch: 500, retentionMs: 86_400_000 });
+  const relay = createOutboxRelay(
+    { store, queue, log: silentLogger },
+    { intervalMs: 5, batch: 500, retentionMs: 86_400_000 },
+  );
   t0 = performance.now();
   while ((await relay.runOnce()) > 0);
   const relayMs = performance.now() - t0;
 
   const ingester = createEventIngester({ store, queue, log: silentLogger, now: Date.now }).start(16);
-  const runner = createRunner({ queue, log: silentLogger, executors }, { id: `bench-${pool}`, pool, concurrency: 32, heartbeatMs: 60_000, ackWaitMs: 30_000, version: "bench", drainTimeoutMs: 1000 });
+  const runner = createRunner(
+    { queue, log: silentLogger, executors },
+    {
+      id: `bench-${pool}`,
+      pool,
+      concurrency: 32,
+      heartbeatMs: 60_000,
+      ackWaitMs: 30_000,
+      version: "bench",
+      drainTimeoutMs: 1000,
+    },
+  );
   t0 = performance.now();
   runner.start();
   const first = ids[0]!;
   const last = ids[ids.length - 1]!;
   await waitUntil(async () => {
-    const r = await store.db.selectFrom("tasks").select((eb) => eb.fn.countAll<number>().as("n")).where("id", ">=", first).where("id", "<=", last).where("state", "=", "succeeded").executeTakeFirstOrThrow();
+    const r = await store.db
+      .selectFrom("tasks")
+      .select((eb) => eb.fn.countAll<number>().as("n"))
+      .where("id", ">=", first)
+      .where("id", "<=", last)
+      .where("state", "=", "succeeded")
+      .executeTakeFirstOrThrow();
     return Number(r.n) >= N;
   });
   const executeMs = performance.now() - t0;
@@ -76,7 +99,11 @@ const dir = mkdtempSync(join(tmpdir(), "pitcrew-bench-"));
 if ((await hasMysql()) && (await hasNats())) {
   const store = openStore({ dialect: "mysql", url: MYSQL_URL, poolSize: 20 });
   const prefix = `bench${randomBytes(3).toString("hex")}`;
-  const settings = { subjectPrefix: prefix, tasksStream: `${prefix.toUpperCase()}_TASKS`, eventsStream: `${prefix.toUpperCase()}_EVENTS` };
+  const settings = {
+    subjectPrefix: prefix,
+    tasksStream: `${prefix.toUpperCase()}_TASKS`,
+    eventsStream: `${prefix.toUpperCase()}_EVENTS`,
+  };
   const queue = createJetStreamQueue({ servers: [NATS_URL], name: "bench", settings, log: silentLogger });
   await queue.ready();
   results.push(await run("mysql", store, "jetstream", queue));

@@ -8,7 +8,10 @@ export async function up(db: Kysely<any>): Promise<void> {
   const isMysql = db.getExecutor().adapter instanceof MysqlAdapter;
 
   await db.schema.alterTable("alerts").addColumn("dedupe", "varchar(64)").execute();
-  await db.schema.alterTable("alerts").addColumn("repeat_count", "integer", (c) => c.notNull().defaultTo(0)).execute();
+  await db.schema
+    .alterTable("alerts")
+    .addColumn("repeat_count", "integer", (c) => c.notNull().defaultTo(0))
+    .execute();
   await db.schema.alterTable("alerts").addColumn("last_received_at", "bigint").execute();
   await db.schema.createIndex("alerts_dedupe_uq").on("alerts").column("dedupe").unique().execute();
 
@@ -30,7 +33,8 @@ export async function up(db: Kysely<any>): Promise<void> {
 
 export async function down(db: Kysely<any>): Promise<void> {
   const isMysql = db.getExecutor().adapter instanceof MysqlAdapter;
-  const dropIndex = (name: string, table: string) => (isMysql ? db.schema.dropIndex(name).on(table) : db.schema.dropIndex(name)).execute();
+  const dropIndex = (name: string, table: string) =>
+    (isMysql ? db.schema.dropIndex(name).on(table) : db.schema.dropIndex(name)).execute();
   await dropIndex("tasks_kind_created_idx", "tasks");
   await db.schema.dropTable("settings").ifExists().execute();
   await dropIndex("incidents_alertname_idx", "incidents");

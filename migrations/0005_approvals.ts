@@ -18,12 +18,23 @@ const COLUMNS: Array<[string, "integer" | "bigint" | "varchar(64)" | "varchar(25
 
 export async function up(db: Kysely<any>): Promise<void> {
   for (const [name, type] of COLUMNS) await db.schema.alterTable("approvals").addColumn(name, type).execute();
-  await db.schema.alterTable("approvals").addColumn("merge_requeues", "integer", (c) => c.notNull().defaultTo(0)).execute();
-  await db.schema.createIndex("approvals_merge_queued_idx").on("approvals").columns(["state", "merge_queued_at"]).execute();
+  await db.schema
+    .alterTable("approvals")
+    .addColumn("merge_requeues", "integer", (c) => c.notNull().defaultTo(0))
+    .execute();
+  await db.schema
+    .createIndex("approvals_merge_queued_idx")
+    .on("approvals")
+    .columns(["state", "merge_queued_at"])
+    .execute();
 
   // Merge approvals written before: their pull request came from the action; an approved one was
   // merged before it was marked approved.
-  const rows = (await db.selectFrom("approvals").select(["id", "state", "action", "decided_at"]).where("action", "like", '%"merge"%').execute()) as Array<{ id: string; state: string; action: string; decided_at: number | null }>;
+  const rows = (await db
+    .selectFrom("approvals")
+    .select(["id", "state", "action", "decided_at"])
+    .where("action", "like", '%"merge"%')
+    .execute()) as Array<{ id: string; state: string; action: string; decided_at: number | null }>;
   for (const r of rows) {
     let pr: { number?: unknown; branch?: unknown; sha?: unknown } | undefined;
     try {
@@ -47,7 +58,10 @@ export async function up(db: Kysely<any>): Promise<void> {
 
 export async function down(db: Kysely<any>): Promise<void> {
   const isMysql = db.getExecutor().adapter instanceof MysqlAdapter;
-  await (isMysql ? db.schema.dropIndex("approvals_merge_queued_idx").on("approvals") : db.schema.dropIndex("approvals_merge_queued_idx")).execute();
+  await (isMysql
+    ? db.schema.dropIndex("approvals_merge_queued_idx").on("approvals")
+    : db.schema.dropIndex("approvals_merge_queued_idx")
+  ).execute();
   await db.schema.alterTable("approvals").dropColumn("merge_requeues").execute();
   for (const [name] of [...COLUMNS].reverse()) await db.schema.alterTable("approvals").dropColumn(name).execute();
 }

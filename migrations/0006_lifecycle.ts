@@ -17,19 +17,31 @@ export async function up(db: Kysely<any>): Promise<void> {
   const incidents = (await db.introspection.getTables()).find((t) => t.name === "incidents");
   const has = (c: string) => !!incidents?.columns.some((col) => col.name === c);
   if (!has("state_since")) {
-    await db.schema.alterTable("incidents").addColumn("state_since", "bigint", (c) => c.notNull().defaultTo(0)).execute();
+    await db.schema
+      .alterTable("incidents")
+      .addColumn("state_since", "bigint", (c) => c.notNull().defaultTo(0))
+      .execute();
     await db.updateTable("incidents").set({ state_since: sql`updated_at` }).execute();
   }
-  if (!has("requeues")) await db.schema.alterTable("incidents").addColumn("requeues", "integer", (c) => c.notNull().defaultTo(0)).execute();
+  if (!has("requeues"))
+    await db.schema
+      .alterTable("incidents")
+      .addColumn("requeues", "integer", (c) => c.notNull().defaultTo(0))
+      .execute();
   await createIndexIfMissing(db, "incidents_state_since_idx", "incidents", ["state", "state_since"]);
   await createIndexIfMissing(db, "events_type_recorded_idx", "events", ["type", "recorded_at"]);
   const row = await db.selectFrom("settings").select("key").where("key", "=", FIX_BUDGET_KEY).executeTakeFirst();
-  if (!row) await db.insertInto("settings").values({ key: FIX_BUDGET_KEY, value: "{}", updated_by: "pitcrew:migration", updated_at: Date.now() }).execute();
+  if (!row)
+    await db
+      .insertInto("settings")
+      .values({ key: FIX_BUDGET_KEY, value: "{}", updated_by: "pitcrew:migration", updated_at: Date.now() })
+      .execute();
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
   const isMysql = db.getExecutor().adapter instanceof MysqlAdapter;
-  const dropIndex = (name: string, table: string) => (isMysql ? db.schema.dropIndex(name).on(table) : db.schema.dropIndex(name)).execute();
+  const dropIndex = (name: string, table: string) =>
+    (isMysql ? db.schema.dropIndex(name).on(table) : db.schema.dropIndex(name)).execute();
   await db.deleteFrom("settings").where("key", "=", FIX_BUDGET_KEY).execute();
   await dropIndex("events_type_recorded_idx", "events");
   await dropIndex("incidents_state_since_idx", "incidents");

@@ -9,5 +9,8 @@ export async function up(db: Kysely<any>): Promise<void> {
 
 export async function down(db: Kysely<any>): Promise<void> {
   const isMysql = db.getExecutor().adapter instanceof MysqlAdapter;
-  await (isMysql ? db.schema.dropIndex("outbox_msg_idx").on("outbox") : db.schema.dropIndex("outbox_msg_idx")).execute();
+  await (isMysql
+    ? db.schema.dropIndex("outbox_msg_idx").on("outbox")
+    : db.schema.dropIndex("outbox_msg_idx")
+  ).execute();
 }

@@ -28,8 +28,10 @@ export async function up(db: Kysely<any>): Promise<void> {
   };
 
   const have = await columnsOf(db, "deliveries");
-  if (!have.has("incident_id")) await db.schema.alterTable("deliveries").addColumn("incident_id", "varchar(40)").execute();
-  if (!have.has("token_hash")) await db.schema.alterTable("deliveries").addColumn("token_hash", "varchar(64)").execute();
+  if (!have.has("incident_id"))
+    await db.schema.alterTable("deliveries").addColumn("incident_id", "varchar(40)").execute();
+  if (!have.has("token_hash"))
+    await db.schema.alterTable("deliveries").addColumn("token_hash", "varchar(64)").execute();
   if (!have.has("last_status")) await db.schema.alterTable("deliveries").addColumn("last_status", "integer").execute();
   await createIndexIfMissing(db, "deliveries_incident_idx", "deliveries", ["incident_id", "id"]);
   await createIndexIfMissing(db, "deliveries_channel_idx", "deliveries", ["channel", "id"]);
@@ -66,5 +68,6 @@ export async function down(db: Kysely<any>): Promise<void> {
     const b = db.schema.dropIndex(name).ifExists();
     await (isMysql ? b.on("deliveries") : b).execute();
   }
-  for (const c of ["last_status", "token_hash", "incident_id"]) await db.schema.alterTable("deliveries").dropColumn(c).execute();
+  for (const c of ["last_status", "token_hash", "incident_id"])
+    await db.schema.alterTable("deliveries").dropColumn(c).execute();
 }

@@ -17,7 +17,8 @@ export async function up(db: Kysely<any>): Promise<void> {
   };
 
   const has = await columnsOf(db, "external_claims");
-  if (!has.has("delivery_id")) await db.schema.alterTable("external_claims").addColumn("delivery_id", "varchar(40)").execute();
+  if (!has.has("delivery_id"))
+    await db.schema.alterTable("external_claims").addColumn("delivery_id", "varchar(40)").execute();
   if (!has.has("target")) await db.schema.alterTable("external_claims").addColumn("target", "varchar(128)").execute();
 
   await table("agent_results")

@@ -8,7 +8,13 @@ import { MysqlAdapter, sql, type Kysely } from "kysely";
 export const isMysql = (db: Kysely<any>): boolean => db.getExecutor().adapter instanceof MysqlAdapter;
 
 /** Creates the index unless one of that name exists on the table. */
-export async function createIndexIfMissing(db: Kysely<any>, name: string, table: string, columns: string[], opts: { unique?: boolean } = {}): Promise<void> {
+export async function createIndexIfMissing(
+  db: Kysely<any>,
+  name: string,
+  table: string,
+  columns: string[],
+  opts: { unique?: boolean } = {},
+): Promise<void> {
   if (isMysql(db)) {
     const found = await sql<{ n: number }>`
       select count(*) as n from information_schema.statistics
@@ -25,7 +31,11 @@ export async function createIndexIfMissing(db: Kysely<any>, name: string, table:
 /** The table's column names, lower-cased. */
 export async function columnsOf(db: Kysely<any>, table: string): Promise<Set<string>> {
   const rows = isMysql(db)
-    ? await sql<{ name: string }>`select column_name as name from information_schema.columns where table_schema = database() and table_name = ${table}`.execute(db)
+    ? await sql<{
+        name: string;
+      }>`select column_name as name from information_schema.columns where table_schema = database() and table_name = ${table}`.execute(
+        db,
+      )
     : await sql<{ name: string }>`select name from pragma_table_info(${table})`.execute(db);
   return new Set(rows.rows.map((r) => r.name.toLowerCase()));
 }

@@ -13,18 +13,29 @@ import { createRunner, runnerOptions } from "./worker.ts";
 /** `pitcrew runner`: a standalone runner process for distributed mode. Needs NATS, not the database. */
 export async function runRunnerProcess(config: Config, log: Logger): Promise<void> {
   if (!config.nats) {
-    throw new ConfigError("NATS_URL: required by `pitcrew runner` (in embedded mode `pitcrew serve` runs the runners itself)");
+    throw new ConfigError(
+      "NATS_URL: required by `pitcrew runner` (in embedded mode `pitcrew serve` runs the runners itself)",
+    );
   }
   checkAgentIdentity(config.agents, process.getuid?.(), log);
   // The skills this runner can see (its SKILLS_DIR; the image ships them) against its own PATH.
-  warnMissingAgentClis(missingAgentClis(loadSkills(config.skillsDir).skills, config.agents, process.env.PATH ?? ""), log);
+  warnMissingAgentClis(
+    missingAgentClis(loadSkills(config.skillsDir).skills, config.agents, process.env.PATH ?? ""),
+    log,
+  );
   const queue = createQueue(config, log, `pitcrew-runner-${config.runner.id}`);
   const runner = createRunner(
-    { queue, log: log.child({ component: "runner" }), executors: await buildExecutors(config, { host: await createGitHost(config, log), env: process.env }) },
+    {
+      queue,
+      log: log.child({ component: "runner" }),
+      executors: await buildExecutors(config, { host: await createGitHost(config, log), env: process.env }),
+    },
     runnerOptions(config, config.runner.id, VERSION),
   );
   runner.start();
-  process.stdout.write(`  Pitcrew runner ${config.runner.id} (${VERSION}) pulling pool "${config.runner.pool}" with concurrency ${config.runner.concurrency}\n`);
+  process.stdout.write(
+    `  Pitcrew runner ${config.runner.id} (${VERSION}) pulling pool "${config.runner.pool}" with concurrency ${config.runner.concurrency}\n`,
+  );
   onShutdownSignal(log, config.shutdownTimeoutMs, async () => {
     await runner.stop();
     await queue.close();

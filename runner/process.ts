@@ -66,10 +66,26 @@ export async function runCommand(opts: RunCommandOptions): Promise<RunResult> {
   const outLines = new LineSplitter(maxLine, emit("stdout"));
   const errLines = new LineSplitter(maxLine, emit("stderr"));
 
-  if (opts.signal?.aborted) return { exitCode: null, signal: null, timedOut: false, cancelled: true, stdoutTail: "", stderrTail: "", truncated: false };
+  if (opts.signal?.aborted)
+    return {
+      exitCode: null,
+      signal: null,
+      timedOut: false,
+      cancelled: true,
+      stdoutTail: "",
+      stderrTail: "",
+      truncated: false,
+    };
 
   const identity = opts.uid === undefined ? {} : { uid: opts.uid, gid: opts.gid ?? opts.uid };
-  const child = spawn(file, args, { cwd: opts.cwd, env: opts.env, detached: true, shell: false, stdio: ["ignore", "pipe", "pipe"], ...identity });
+  const child = spawn(file, args, {
+    cwd: opts.cwd,
+    env: opts.env,
+    detached: true,
+    shell: false,
+    stdio: ["ignore", "pipe", "pipe"],
+    ...identity,
+  });
   const started = await new Promise<Error | undefined>((resolve) => {
     child.once("spawn", () => resolve(undefined));
     child.once("error", resolve);

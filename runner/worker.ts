@@ -21,7 +21,11 @@ export type RunnerOptions = {
 type Running = { controller: AbortController; taskId: string };
 
 // Distributive Omit, so each event variant keeps its own fields.
-type EventBody = TaskEvent extends infer E ? (E extends TaskEvent ? Omit<E, "id" | "taskId" | "runnerId" | "attempt" | "at"> : never) : never;
+type EventBody = TaskEvent extends infer E
+  ? E extends TaskEvent
+    ? Omit<E, "id" | "taskId" | "runnerId" | "attempt" | "at">
+    : never
+  : never;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -36,7 +40,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * that did not reach the bus) and the message is only acked. After storing a terminal event the
  * runner marks the task `done`, then acks.
  */
-export function createRunner(deps: { queue: TaskQueue; log: Logger; executors: Record<string, Executor>; now?: () => number }, opts: RunnerOptions) {
+export function createRunner(
+  deps: { queue: TaskQueue; log: Logger; executors: Record<string, Executor>; now?: () => number },
+  opts: RunnerOptions,
+) {
   const { queue } = deps;
   const now = deps.now ?? Date.now;
   const log = deps.log.child({ runnerId: opts.id });
@@ -49,7 +56,14 @@ export function createRunner(deps: { queue: TaskQueue; log: Logger; executors: R
   let stopping = false;
 
   async function emit(task: TaskMessage, attempt: number, body: EventBody, retries = 0): Promise<void> {
-    const event = { ...body, id: newId("evt"), taskId: task.taskId, runnerId: opts.id, attempt, at: now() } as TaskEvent;
+    const event = {
+      ...body,
+      id: newId("evt"),
+      taskId: task.taskId,
+      runnerId: opts.id,
+      attempt,
+      at: now(),
+    } as TaskEvent;
     for (let i = 0; ; i++) {
       try {
         await queue.publishTaskEvent(event);
@@ -84,8 +98,18 @@ export function createRunner(deps: { queue: TaskQueue; log: Logger; executors: R
       const why = `invalid task message: ${parsed.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; ")}`;
       log.error({ subject: d.subject, why }, "task message terminated");
       if (typeof taskId === "string" && taskId.length > 0 && taskId.length <= 40) {
-        const stub = { v: 1, taskId, kind: "unknown", pool: opts.pool, incidentId: null, payload: {}, createdAt: now() } as TaskMessage;
-        await emit(stub, d.attempt, { type: "task.failed", error: why, code: "task.invalid_message" }, 3).catch(() => {});
+        const stub = {
+          v: 1,
+          taskId,
+          kind: "unknown",
+          pool: opts.pool,
+          incidentId: null,
+          payload: {},
+          createdAt: now(),
+        } as TaskMessage;
+        await emit(stub, d.attempt, { type: "task.failed", error: why, code: "task.invalid_message" }, 3).catch(
+          () => {},
+        );
       }
       d.term(why);
       return;
@@ -118,7 +142,11 @@ export function createRunner(deps: { queue: TaskQueue; log: Logger; executors: R
       return false;
     }
     await markDone(task.taskId, tlog);
-    await d.ack().catch((err) => tlog.warn({ err: { message: errorMessage(err) } }, "ack not confirmed; a redelivery will find the task done"));
+    await d
+      .ack()
+      .catch((err) =>
+        tlog.warn({ err: { message: errorMessage(err) } }, "ack not confirmed; a redelivery will find the task done"),
+      );
     return true;
   }
 
@@ -160,9 +188,11 @@ export function createRunner(deps: { queue: TaskQueue; log: Logger; executors: R
     const ctx: ExecContext = {
       signal: controller.signal,
       attempt: d.attempt,
-      progress: (message, percent) => emit(task, d.attempt, { type: "task.progress", message, percent }).then(() => d.working()),
+      progress: (message, percent) =>
+        emit(task, d.attempt, { type: "task.progress", message, percent }).then(() => d.working()),
       log: (stream, line) => emit(task, d.attempt, { type: "task.log", stream, line: line.slice(0, 16_000) }),
-      prOpened: (pr) => emit(task, d.attempt, { type: "task.pr_opened", url: pr.url, branch: pr.branch, number: pr.number }, 3),
+      prOpened: (pr) =>
+        emit(task, d.attempt, { type: "task.pr_opened", url: pr.url, branch: pr.branch, number: pr.number }, 3),
       // Asked before an irreversible step (opening a pull request): the notice may have been missed,
       // or the task ended elsewhere meanwhile (failed by the control plane, finished by a duplicate delivery).
       assertNotCancelled: async () => {
@@ -177,7 +207,11 @@ export function createRunner(deps: { queue: TaskQueue; log: Logger; executors: R
     try {
       const executor = deps.executors[task.kind];
       if (!executor) {
-        outcome = { type: "task.failed", error: `no executor for task kind "${task.kind}" on this runner`, code: "task.unknown_kind" };
+        outcome = {
+          type: "task.failed",
+          error: `no executor for task kind "${task.kind}" on this runner`,
+          code: "task.unknown_kind",
+        };
       } else {
         if (controller.signal.aborted) throw controller.signal.reason;
         await emit(task, d.attempt, { type: "task.started" }, 3);
@@ -203,7 +237,11 @@ export function createRunner(deps: { queue: TaskQueue; log: Logger; executors: R
         const retryable = isAppError(err) ? err.retryable : true;
         const message = errorMessage(err);
         if (retryable && d.attempt < d.maxDeliver) {
-          await emit(task, d.attempt, { type: "task.log", stream: "runner", line: `attempt ${d.attempt} failed, will retry: ${message}` }).catch(() => {});
+          await emit(task, d.attempt, {
+            type: "task.log",
+            stream: "runner",
+            line: `attempt ${d.attempt} failed, will retry: ${message}`,
+          }).catch(() => {});
           d.nak(backoffMs(d.attempt, taskRetryBackoff));
           tlog.warn({ error: message }, "task attempt failed; retrying");
           return;
@@ -227,7 +265,8 @@ export function createRunner(deps: { queue: TaskQueue; log: Logger; executors: R
         if (action === "cancel") running.get(taskId)?.controller.abort("cancelled");
       });
       tasksSub = queue.consumeTasks(opts.pool, { concurrency: opts.concurrency }, handle);
-      const tick = () => heartbeat().catch((err) => log.warn({ err: { message: errorMessage(err) } }, "heartbeat not published"));
+      const tick = () =>
+        heartbeat().catch((err) => log.warn({ err: { message: errorMessage(err) } }, "heartbeat not published"));
       void tick();
       beat = setInterval(tick, opts.heartbeatMs);
       log.info({ pool: opts.pool, concurrency: opts.concurrency }, "runner started");
@@ -255,7 +294,11 @@ export type Runner = ReturnType<typeof createRunner>;
 
 /** The runner's options from configuration; `id` differs for the in-process runner. */
 export function runnerOptions(
-  config: { runner: { pool: string; concurrency: number; heartbeatMs: number }; task: { ackWaitMs: number }; shutdownTimeoutMs: number },
+  config: {
+    runner: { pool: string; concurrency: number; heartbeatMs: number };
+    task: { ackWaitMs: number };
+    shutdownTimeoutMs: number;
+  },
   id: string,
   version: string,
 ): RunnerOptions {

@@ -8,7 +8,11 @@ import { AppError } from "../src/shared/errors.ts";
  * `fn` returns, throws or was cancelled. Callers must make sure nothing still writes into it when
  * `fn` settles (runCommand resolves only once the process group is gone).
  */
-export async function withWorkspace<T>(prefix: string, fn: (dir: string) => Promise<T>, opts: { base?: string } = {}): Promise<T> {
+export async function withWorkspace<T>(
+  prefix: string,
+  fn: (dir: string) => Promise<T>,
+  opts: { base?: string } = {},
+): Promise<T> {
   const base = opts.base ?? tmpdir();
   await mkdir(base, { recursive: true });
   const dir = await mkdtemp(join(base, safePrefix(prefix)));
@@ -23,7 +27,12 @@ export async function withWorkspace<T>(prefix: string, fn: (dir: string) => Prom
   try {
     await removeDir(dir);
   } catch (err) {
-    throw new AppError("unavailable", "workspace.cleanup_failed", `workspace ${dir} could not be removed: ${(err as Error).message}`, { cause: err, retryable: false });
+    throw new AppError(
+      "unavailable",
+      "workspace.cleanup_failed",
+      `workspace ${dir} could not be removed: ${(err as Error).message}`,
+      { cause: err, retryable: false },
+    );
   }
   return result;
 }

@@ -69,12 +69,19 @@ async function handle(event) {
   const d = event.delivery;
   if (!HANDLED.has(event.type) || !d?.claim_url || !d.token) return;
   const claim = await call(d.claim_url, d.token, { agent_id: AGENT_ID, delivery_id: d.id });
-  if (claim.status === 409) return log("another agent holds the incident", { incident: event.incident.id, error: claim.body.error?.message });
-  if (claim.status !== 200 && claim.status !== 201) return log("claim refused", { incident: event.incident.id, status: claim.status, error: claim.body.error });
+  if (claim.status === 409)
+    return log("another agent holds the incident", { incident: event.incident.id, error: claim.body.error?.message });
+  if (claim.status !== 200 && claim.status !== 201)
+    return log("claim refused", { incident: event.incident.id, status: claim.status, error: claim.body.error });
   const lease = claim.body.lease_id;
   log("claimed", { incident: event.incident.id, lease, until: claim.body.expires_at });
   // Idempotency keys make a retried result safe: Pitcrew answers a repeat with the first answer.
-  await call(d.result_url, d.token, { lease_id: lease, idempotency_key: `${d.id}:accepted`, status: "accepted", summary: "working on it" });
+  await call(d.result_url, d.token, {
+    lease_id: lease,
+    idempotency_key: `${d.id}:accepted`,
+    status: "accepted",
+    summary: "working on it",
+  });
   let outcome;
   try {
     outcome = await work(event);
@@ -82,7 +89,12 @@ async function handle(event) {
     outcome = { status: "failed", summary: `the agent failed: ${err?.message ?? err}` };
   }
   const result = await call(d.result_url, d.token, { lease_id: lease, idempotency_key: `${d.id}:result`, ...outcome });
-  log("reported", { incident: event.incident.id, status: outcome.status, answer: result.status, incident_state: result.body.incident_state });
+  log("reported", {
+    incident: event.incident.id,
+    status: outcome.status,
+    answer: result.status,
+    incident_state: result.body.incident_state,
+  });
 }
 
 // Pitcrew sends a delivery again (same webhook-id) when it got no 2xx: do the work once.

@@ -1,12 +1,29 @@
 import { describe, expect, it } from "vitest";
-import { buildAgentEnv, checkCommandTemplates, checkRepoUrl, lastLines, parsePorcelainZ, renderCommand, scrub, secretValues } from "./agent-command.ts";
+import {
+  buildAgentEnv,
+  checkCommandTemplates,
+  checkRepoUrl,
+  lastLines,
+  parsePorcelainZ,
+  renderCommand,
+  scrub,
+  secretValues,
+} from "./agent-command.ts";
 
 describe("renderCommand", () => {
   const claude = ["claude", "-p", "{{prompt}}", "--model", "{{model}}", "--cwd", "{{workdir}}"];
 
   it("substitutes whole-argument placeholders and nothing else", () => {
     const prompt = "fix {{model}} $(rm -rf /)";
-    expect(renderCommand(claude, { prompt, model: "opus", workdir: "/w/repo" })).toEqual(["claude", "-p", prompt, "--model", "opus", "--cwd", "/w/repo"]);
+    expect(renderCommand(claude, { prompt, model: "opus", workdir: "/w/repo" })).toEqual([
+      "claude",
+      "-p",
+      prompt,
+      "--model",
+      "opus",
+      "--cwd",
+      "/w/repo",
+    ]);
   });
 
   it("drops {{model}} and its flag when the task names no model", () => {
@@ -34,16 +51,29 @@ describe("buildAgentEnv", () => {
       tmpDir: "/ws/tmp",
       task: { PITCREW_TASK_ID: "tsk_1" },
     });
-    expect(env).toEqual({ PATH: "/bin", LANG: "en_US.UTF-8", HOME: "/ws", TMPDIR: "/ws/tmp", API_KEY: "k", PITCREW_TASK_ID: "tsk_1" });
+    expect(env).toEqual({
+      PATH: "/bin",
+      LANG: "en_US.UTF-8",
+      HOME: "/ws",
+      TMPDIR: "/ws/tmp",
+      API_KEY: "k",
+      PITCREW_TASK_ID: "tsk_1",
+    });
   });
 });
 
 describe("scrub and secretValues", () => {
   it("masks allowed and git values long enough to be secrets, longest first", () => {
-    const secrets = secretValues({ TOKEN: "abcdefgh", PREFIXED: "abcdefgh-longer", SHORT: "true", PATH: "/usr/bin:/bin" }, ["TOKEN", "PREFIXED", "SHORT", "PATH"], {
-      GIT_CONFIG_VALUE_0: "Authorization: Bearer zzzzzzzz",
-    });
-    expect(scrub("a abcdefgh-longer b abcdefgh c true /usr/bin:/bin Authorization: Bearer zzzzzzzz", secrets)).toBe("a *** b *** c true /usr/bin:/bin ***");
+    const secrets = secretValues(
+      { TOKEN: "abcdefgh", PREFIXED: "abcdefgh-longer", SHORT: "true", PATH: "/usr/bin:/bin" },
+      ["TOKEN", "PREFIXED", "SHORT", "PATH"],
+      {
+        GIT_CONFIG_VALUE_0: "Authorization: Bearer zzzzzzzz",
+      },
+    );
+    expect(scrub("a abcdefgh-longer b abcdefgh c true /usr/bin:/bin Authorization: Bearer zzzzzzzz", secrets)).toBe(
+      "a *** b *** c true /usr/bin:/bin ***",
+    );
   });
 });
 
@@ -63,13 +93,24 @@ describe("parsePorcelainZ", () => {
 
 describe("checkRepoUrl", () => {
   it("accepts https, ssh, scp-style, file URLs and absolute paths", () => {
-    for (const url of ["https://github.com/acme/gitops.git", "ssh://git@github.com/acme/gitops.git", "git@github.com:acme/gitops.git", "file:///srv/git/r.git", "/srv/git/r.git"]) {
+    for (const url of [
+      "https://github.com/acme/gitops.git",
+      "ssh://git@github.com/acme/gitops.git",
+      "git@github.com:acme/gitops.git",
+      "file:///srv/git/r.git",
+      "/srv/git/r.git",
+    ]) {
       expect(() => checkRepoUrl(url), url).not.toThrow();
     }
   });
 
   it("rejects credentials in the URL without repeating them", () => {
-    for (const url of ["https://x-access-token:ghp_secret1@github.com/a/b.git", "https://ghp_secret1@github.com/a/b.git", "ssh://git:ghp_secret1@host/r.git", "user:ghp_secret1@host:r.git"]) {
+    for (const url of [
+      "https://x-access-token:ghp_secret1@github.com/a/b.git",
+      "https://ghp_secret1@github.com/a/b.git",
+      "ssh://git:ghp_secret1@host/r.git",
+      "user:ghp_secret1@host:r.git",
+    ]) {
       expect(() => checkRepoUrl(url), url).toThrow(expect.objectContaining({ code: "agent.credentials_in_url" }));
       try {
         checkRepoUrl(url);
@@ -80,7 +121,13 @@ describe("checkRepoUrl", () => {
   });
 
   it("rejects option-like arguments, remote helpers, other schemes and relative paths", () => {
-    for (const url of ["--upload-pack=touch /tmp/x", "ext::sh -c touch% /tmp/pwned", "ftp://host/r.git", "../other", "repo with space"]) {
+    for (const url of [
+      "--upload-pack=touch /tmp/x",
+      "ext::sh -c touch% /tmp/pwned",
+      "ftp://host/r.git",
+      "../other",
+      "repo with space",
+    ]) {
       expect(() => checkRepoUrl(url), url).toThrow(expect.objectContaining({ code: "agent.bad_repo_url" }));
     }
   });

@@ -11,7 +11,8 @@ const PLACEHOLDERS = new Set(["{{prompt}}", "{{model}}", "{{workdir}}"]);
 /** Throws when a template is empty, starts with a placeholder, or has a placeholder inside an argument. */
 export function checkCommandTemplates(commands: Record<string, string[]>): void {
   for (const [name, template] of Object.entries(commands)) {
-    const bad = (why: string) => new AppError("invalid", "agent.bad_command_template", `agent command "${name}": ${why}`);
+    const bad = (why: string) =>
+      new AppError("invalid", "agent.bad_command_template", `agent command "${name}": ${why}`);
     if (!Array.isArray(template) || template.length === 0) throw bad("must be a non-empty argv array");
     if (PLACEHOLDERS.has(template[0]!)) throw bad("the program must not be a placeholder");
     for (const arg of template) {
@@ -59,19 +60,43 @@ export function buildAgentEnv(a: {
     const value = a.runnerEnv[name];
     if (value !== undefined) env[name] = value;
   }
-  return { ...env, PATH: a.runnerEnv.PATH ?? DEFAULT_PATH, LANG: a.runnerEnv.LANG ?? "C.UTF-8", HOME: a.home, TMPDIR: a.tmpDir, ...a.task };
+  return {
+    ...env,
+    PATH: a.runnerEnv.PATH ?? DEFAULT_PATH,
+    LANG: a.runnerEnv.LANG ?? "C.UTF-8",
+    HOME: a.home,
+    TMPDIR: a.tmpDir,
+    ...a.task,
+  };
 }
 
 // Shorter values ("true", "1", "en") are too common in ordinary output to be masked usefully.
 const MIN_SECRET_CHARS = 8;
 // Names whose values are settings, not secrets (the askpass helper's pinned URL and git's config).
-const NOT_SECRET = new Set(["PATH", "LANG", "HOME", "TMPDIR", "GIT_ASKPASS", "PITCREW_GIT_URL", "PITCREW_GIT_USERNAME", "GIT_CONFIG_KEY_0", "GIT_CONFIG_KEY_1", "GIT_CONFIG_KEY_2"]);
+const NOT_SECRET = new Set([
+  "PATH",
+  "LANG",
+  "HOME",
+  "TMPDIR",
+  "GIT_ASKPASS",
+  "PITCREW_GIT_URL",
+  "PITCREW_GIT_USERNAME",
+  "GIT_CONFIG_KEY_0",
+  "GIT_CONFIG_KEY_1",
+  "GIT_CONFIG_KEY_2",
+]);
 
 /** Values that must not appear in events or errors: allowed variables and git's environment. */
-export function secretValues(runnerEnv: Record<string, string | undefined>, allowEnv: string[], gitEnv: Record<string, string>): string[] {
+export function secretValues(
+  runnerEnv: Record<string, string | undefined>,
+  allowEnv: string[],
+  gitEnv: Record<string, string>,
+): string[] {
   const values = [
     ...allowEnv.filter((n) => !NOT_SECRET.has(n)).map((n) => runnerEnv[n]),
-    ...Object.entries(gitEnv).filter(([n]) => !NOT_SECRET.has(n)).map(([, v]) => v),
+    ...Object.entries(gitEnv)
+      .filter(([n]) => !NOT_SECRET.has(n))
+      .map(([, v]) => v),
   ];
   const long = values.filter((v): v is string => typeof v === "string" && v.length >= MIN_SECRET_CHARS);
   return [...new Set(long)].sort((x, y) => y.length - x.length);
@@ -114,6 +139,7 @@ const ALLOWED_SCHEMES = new Set(["https", "http", "ssh", "git", "file"]);
 export function checkRepoUrl(url: string): void {
   const shown = maskUrl(url);
   const bad = (why: string) => invalid("agent.bad_repo_url", `repository URL ${shown}: ${why}`);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
   if (url.startsWith("-") || /[\s\0-\x1f\x7f]/.test(url)) throw bad("not a URL");
   const scheme = SCHEME.exec(url)?.[1]?.toLowerCase();
   if (scheme !== undefined) {
@@ -125,7 +151,10 @@ export function checkRepoUrl(url: string): void {
       throw bad("not a URL");
     }
     if (u.password || ((scheme === "https" || scheme === "http") && u.username)) {
-      throw invalid("agent.credentials_in_url", "repository URLs must not carry credentials; configure them in the runner's git environment");
+      throw invalid(
+        "agent.credentials_in_url",
+        "repository URLs must not carry credentials; configure them in the runner's git environment",
+      );
     }
     return;
   }
@@ -134,7 +163,11 @@ export function checkRepoUrl(url: string): void {
   const scp = /^(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+:(.+)$/.exec(url);
   if (!scp) throw bad("not an absolute path or a URL");
   // `user:secret@host:path` parses as host "user" with the secret in the path.
-  if (/^[^/]*@/.test(scp[1]!)) throw invalid("agent.credentials_in_url", "repository URLs must not carry credentials; configure them in the runner's git environment");
+  if (/^[^/]*@/.test(scp[1]!))
+    throw invalid(
+      "agent.credentials_in_url",
+      "repository URLs must not carry credentials; configure them in the runner's git environment",
+    );
 }
 
 /** The URL as it may be shown: any userinfo masked. */

@@ -17,7 +17,10 @@ export function agentPullRequest(opts: SkillExecutorOptions) {
     // Files of another repository (a prompt task may name one from ALLOWED_REPOS) never become a
     // change of the GitOps repository.
     if (!p.repoUrl || repoKey(p.repoUrl) !== repoKey(opts.host.cloneUrl())) {
-      return { changed: false, summary: `the agent worked in ${p.repoUrl ?? "an empty folder"}, not the GitOps repository: no pull request` };
+      return {
+        changed: false,
+        summary: `the agent worked in ${p.repoUrl ?? "an empty folder"}, not the GitOps repository: no pull request`,
+      };
     }
     const id = p.incidentId ?? run.task.taskId;
     const skill = p.skill ?? `agent-${run.agent}`;
@@ -34,7 +37,10 @@ export function agentPullRequest(opts: SkillExecutorOptions) {
             "",
             "**Prompt:**",
             "",
-            ...p.prompt.slice(0, 4000).split("\n").map((l) => `> ${l}`),
+            ...p.prompt
+              .slice(0, 4000)
+              .split("\n")
+              .map((l) => `> ${l}`),
             "",
             "Files:",
             ...c.files.map((f) => `- \`${f}\``),
@@ -45,7 +51,8 @@ export function agentPullRequest(opts: SkillExecutorOptions) {
         const files: string[] = [];
         for (const f of run.changedFiles) {
           const rel = normalize(f);
-          if (rel.startsWith("..") || rel.startsWith(sep) || rel === ".git" || rel.startsWith(`.git${sep}`)) throw invalid("agent.bad_path", `the agent changed a path outside the repository: ${f}`);
+          if (rel.startsWith("..") || rel.startsWith(sep) || rel === ".git" || rel.startsWith(`.git${sep}`))
+            throw invalid("agent.bad_path", `the agent changed a path outside the repository: ${f}`);
           const src = join(run.repoDir, rel);
           const dst = join(fresh, rel);
           const st = await lstat(src).catch(() => undefined);

@@ -7,7 +7,17 @@ import { assertRepoAllowed, repoKey } from "../../src/gitops/repo-url.ts";
 import { AppError, errorMessage, invalid } from "../../src/shared/errors.ts";
 import { runCommand, type OutputStream } from "../process.ts";
 import { giveTo, withWorkspace } from "../workspace.ts";
-import { buildAgentEnv, checkCommandTemplates, checkRepoUrl, DEFAULT_PATH, lastLines, parsePorcelainZ, renderCommand, scrub, secretValues } from "./agent-command.ts";
+import {
+  buildAgentEnv,
+  checkCommandTemplates,
+  checkRepoUrl,
+  DEFAULT_PATH,
+  lastLines,
+  parsePorcelainZ,
+  renderCommand,
+  scrub,
+  secretValues,
+} from "./agent-command.ts";
 import type { ExecContext, Executor } from "./types.ts";
 
 // The `agent` (a skill's coding step) and `prompt` (a free-form coding task from MCP) task kinds:
@@ -24,17 +34,29 @@ const common = {
     .refine((p) => Buffer.byteLength(p) <= MAX_PROMPT_BYTES, `longer than ${MAX_PROMPT_BYTES} bytes`)
     .refine((p) => !p.includes("\0"), "contains a NUL character"),
   // Passed as an argument of the CLI: nothing that could read as an option.
-  model: z.string().max(200).regex(/^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$/).optional(),
+  model: z
+    .string()
+    .max(200)
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$/)
+    .optional(),
   timeoutMs: z.number().int().min(1).max(86_400_000).optional(),
   repoUrl: z.string().min(1).max(2000).optional(),
   /** A branch or tag (cloned with `--branch`). */
-  ref: z.string().max(255).regex(/^[A-Za-z0-9_][A-Za-z0-9._/+-]*$/).refine((r) => !r.includes(".."), "not a ref").optional(),
+  ref: z
+    .string()
+    .max(255)
+    .regex(/^[A-Za-z0-9_][A-Za-z0-9._/+-]*$/)
+    .refine((r) => !r.includes(".."), "not a ref")
+    .optional(),
 };
 
 export const AgentTaskPayload = z.object({
   incidentId: z.string().min(1).max(40),
   skill: z.string().min(1).max(128),
-  params: z.record(z.string(), z.unknown()).default({}).refine((p) => JSON.stringify(p).length <= 32_000, "larger than 32000 characters"),
+  params: z
+    .record(z.string(), z.unknown())
+    .default({})
+    .refine((p) => JSON.stringify(p).length <= 32_000, "larger than 32000 characters"),
   ...common,
   agent: z.string().min(1).max(64).optional(),
 });
@@ -86,21 +108,38 @@ export type AgentRun = {
   changedFiles: string[];
 };
 
-export type AgentResult = { exitCode: 0; agent: string; changedFiles: string[]; outputTail: string; truncated: boolean; after?: unknown };
+export type AgentResult = {
+  exitCode: 0;
+  agent: string;
+  changedFiles: string[];
+  outputTail: string;
+  truncated: boolean;
+  after?: unknown;
+};
 
 export function createAgentExecutor(opts: AgentExecutorOptions): { agent: Executor; prompt: Executor } {
   checkCommandTemplates(opts.commands);
-  if (!opts.commands[opts.defaultAgent]) throw invalid("agent.bad_command_template", `default agent "${opts.defaultAgent}" has no command`);
+  if (!opts.commands[opts.defaultAgent])
+    throw invalid("agent.bad_command_template", `default agent "${opts.defaultAgent}" has no command`);
   const maxOutputBytes = opts.maxOutputBytes ?? 64 * 1024;
   const defaultTimeoutMs = opts.defaultTimeoutMs ?? 30 * 60_000;
   const maxTimeoutMs = opts.maxTimeoutMs ?? 2 * 60 * 60_000;
   const cloneTimeoutMs = opts.cloneTimeoutMs ?? 5 * 60_000;
   const maxLogLines = opts.maxLogLines ?? 2000;
 
-  async function run(task: TaskMessage, ctx: ExecContext, payload: AgentTaskPayload | PromptTaskPayload, taskEnv: Record<string, string>): Promise<AgentResult> {
+  async function run(
+    task: TaskMessage,
+    ctx: ExecContext,
+    payload: AgentTaskPayload | PromptTaskPayload,
+    taskEnv: Record<string, string>,
+  ): Promise<AgentResult> {
     const agent = payload.agent ?? opts.defaultAgent;
     const template = opts.commands[agent];
-    if (!template) throw invalid("agent.unknown_agent", `no command configured for agent "${agent}" (known: ${Object.keys(opts.commands).join(", ")})`);
+    if (!template)
+      throw invalid(
+        "agent.unknown_agent",
+        `no command configured for agent "${agent}" (known: ${Object.keys(opts.commands).join(", ")})`,
+      );
     if (payload.repoUrl) {
       checkRepoUrl(payload.repoUrl);
       if (opts.allowedRepos) assertRepoAllowed(payload.repoUrl, opts.allowedRepos);
@@ -109,70 +148,145 @@ export function createAgentExecutor(opts: AgentExecutorOptions): { agent: Execut
     const progress = (message: string) => ctx.progress(message).catch(() => {});
     if (ctx.signal.aborted) throw cancelled();
     // Asked per run: a GitHub App installation token expires, and the mask must know the current one.
-    const withCredentials = !!payload.repoUrl && !!opts.credentials && repoKey(payload.repoUrl) === repoKey(opts.credentials.repoUrl);
+    const withCredentials =
+      !!payload.repoUrl && !!opts.credentials && repoKey(payload.repoUrl) === repoKey(opts.credentials.repoUrl);
     const gitEnv = withCredentials ? await opts.credentials!.env() : NO_CREDENTIALS;
     const secrets = secretValues(opts.env, opts.allowEnv, gitEnv);
     const identity = opts.uid === undefined ? undefined : { uid: opts.uid, gid: opts.gid ?? opts.uid };
 
-    return withWorkspace(`pitcrew-${task.kind}-${task.taskId}-`, async (ws) => {
-      const repoDir = join(ws, "repo");
-      const tmpDir = join(ws, "tmp");
-      await mkdir(tmpDir);
-      const base = { PATH: opts.env.PATH ?? DEFAULT_PATH, LANG: opts.env.LANG ?? "C.UTF-8", HOME: ws, GIT_TERMINAL_PROMPT: "0" };
-      const cloneEnv = { ...base, ...gitEnv };
-      if (payload.repoUrl) {
-        await progress(payload.ref ? `cloning the repository at ${payload.ref}` : "cloning the repository");
-        await clone(payload.repoUrl, payload.ref, ws, repoDir, cloneEnv, ctx.signal, secrets);
-      } else await mkdir(repoDir);
-      // The clone was made with the runner's credentials; from here on the workspace is the agent's.
-      if (identity) await giveTo(ws, identity.uid, identity.gid);
+    return withWorkspace(
+      `pitcrew-${task.kind}-${task.taskId}-`,
+      async (ws) => {
+        const repoDir = join(ws, "repo");
+        const tmpDir = join(ws, "tmp");
+        await mkdir(tmpDir);
+        const base = {
+          PATH: opts.env.PATH ?? DEFAULT_PATH,
+          LANG: opts.env.LANG ?? "C.UTF-8",
+          HOME: ws,
+          GIT_TERMINAL_PROMPT: "0",
+        };
+        const cloneEnv = { ...base, ...gitEnv };
+        if (payload.repoUrl) {
+          await progress(payload.ref ? `cloning the repository at ${payload.ref}` : "cloning the repository");
+          await clone(payload.repoUrl, payload.ref, ws, repoDir, cloneEnv, ctx.signal, secrets);
+        } else await mkdir(repoDir);
+        // The clone was made with the runner's credentials; from here on the workspace is the agent's.
+        if (identity) await giveTo(ws, identity.uid, identity.gid);
 
-      const argv = renderCommand(template, { prompt: payload.prompt, model: payload.model, workdir: repoDir });
-      const env = buildAgentEnv({ runnerEnv: opts.env, allowEnv: opts.allowEnv, home: ws, tmpDir, task: taskEnv });
-      await progress(`running ${agent}`);
-      const logs = forwardLines(ctx, secrets, maxLogLines);
-      let res;
-      try {
-        res = await runCommand({ command: argv, cwd: repoDir, env, timeoutMs, signal: ctx.signal, maxOutputBytes, onLine: logs.line, killGraceMs: opts.killGraceMs, ...identity });
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") throw notInstalled(agent, argv[0]!, env.PATH!);
-        throw new AppError("invalid", "agent.not_startable", `${agent}: could not start ${argv[0]}: ${errorMessage(err)}`, { retryable: false, cause: err });
-      } finally {
-        await logs.close(ctx.signal.aborted ? 0 : 5000);
-      }
-      if (res.cancelled) throw cancelled();
-      if (res.timedOut) {
-        throw new AppError("unavailable", "agent.timeout", `${agent} did not finish within ${timeoutMs} ms and was killed`, { retryable: false });
-      }
-      if (res.exitCode !== 0) {
-        const how = res.exitCode === null ? `was killed by ${res.signal}` : `exited with code ${res.exitCode}`;
-        const stderr = scrub(lastLines(res.stderrTail, 20, 4000), secrets);
-        throw new AppError("unavailable", "agent.failed", `${agent} ${how}${stderr ? `: ${stderr}` : ""}`, { retryable: false, details: { exitCode: res.exitCode } });
-      }
-      // With the env of the agent itself: git may run programs configured in the clone it controlled.
-      const changedFiles = payload.repoUrl ? await changedPaths(repoDir, base, ctx.signal, identity) : [];
-      const after = opts.afterRun
-        ? await opts.afterRun({ task, ctx, agent, payload, repoDir, cloned: payload.repoUrl !== undefined, changedFiles })
-        : undefined;
-      await progress(`${agent} finished; ${changedFiles.length} file(s) changed`);
-      const outputTail = scrub(lastLines(res.stdoutTail, 200, 8000), secrets);
-      return { exitCode: 0, agent, changedFiles, outputTail, truncated: res.truncated, ...(after === undefined ? {} : { after }) };
-    }, { base: opts.workspaceBase });
+        const argv = renderCommand(template, { prompt: payload.prompt, model: payload.model, workdir: repoDir });
+        const env = buildAgentEnv({ runnerEnv: opts.env, allowEnv: opts.allowEnv, home: ws, tmpDir, task: taskEnv });
+        await progress(`running ${agent}`);
+        const logs = forwardLines(ctx, secrets, maxLogLines);
+        let res;
+        try {
+          res = await runCommand({
+            command: argv,
+            cwd: repoDir,
+            env,
+            timeoutMs,
+            signal: ctx.signal,
+            maxOutputBytes,
+            onLine: logs.line,
+            killGraceMs: opts.killGraceMs,
+            ...identity,
+          });
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === "ENOENT") throw notInstalled(agent, argv[0]!, env.PATH!);
+          throw new AppError(
+            "invalid",
+            "agent.not_startable",
+            `${agent}: could not start ${argv[0]}: ${errorMessage(err)}`,
+            { retryable: false, cause: err },
+          );
+        } finally {
+          await logs.close(ctx.signal.aborted ? 0 : 5000);
+        }
+        if (res.cancelled) throw cancelled();
+        if (res.timedOut) {
+          throw new AppError(
+            "unavailable",
+            "agent.timeout",
+            `${agent} did not finish within ${timeoutMs} ms and was killed`,
+            { retryable: false },
+          );
+        }
+        if (res.exitCode !== 0) {
+          const how = res.exitCode === null ? `was killed by ${res.signal}` : `exited with code ${res.exitCode}`;
+          const stderr = scrub(lastLines(res.stderrTail, 20, 4000), secrets);
+          throw new AppError("unavailable", "agent.failed", `${agent} ${how}${stderr ? `: ${stderr}` : ""}`, {
+            retryable: false,
+            details: { exitCode: res.exitCode },
+          });
+        }
+        // With the env of the agent itself: git may run programs configured in the clone it controlled.
+        const changedFiles = payload.repoUrl ? await changedPaths(repoDir, base, ctx.signal, identity) : [];
+        const after = opts.afterRun
+          ? await opts.afterRun({
+              task,
+              ctx,
+              agent,
+              payload,
+              repoDir,
+              cloned: payload.repoUrl !== undefined,
+              changedFiles,
+            })
+          : undefined;
+        await progress(`${agent} finished; ${changedFiles.length} file(s) changed`);
+        const outputTail = scrub(lastLines(res.stdoutTail, 200, 8000), secrets);
+        return {
+          exitCode: 0,
+          agent,
+          changedFiles,
+          outputTail,
+          truncated: res.truncated,
+          ...(after === undefined ? {} : { after }),
+        };
+      },
+      { base: opts.workspaceBase },
+    );
   }
 
-  async function clone(url: string, ref: string | undefined, cwd: string, dir: string, env: Record<string, string>, signal: AbortSignal, secrets: string[]): Promise<void> {
+  async function clone(
+    url: string,
+    ref: string | undefined,
+    cwd: string,
+    dir: string,
+    env: Record<string, string>,
+    signal: AbortSignal,
+    secrets: string[],
+  ): Promise<void> {
     const command = ["git", "clone", "--depth", "1", ...(ref ? ["--branch", ref] : []), "--", url, dir];
     let res;
     try {
-      res = await runCommand({ command, cwd, env, timeoutMs: cloneTimeoutMs, signal, maxOutputBytes: 16 * 1024, killGraceMs: opts.killGraceMs });
+      res = await runCommand({
+        command,
+        cwd,
+        env,
+        timeoutMs: cloneTimeoutMs,
+        signal,
+        maxOutputBytes: 16 * 1024,
+        killGraceMs: opts.killGraceMs,
+      });
     } catch (err) {
-      throw new AppError("unavailable", "agent.clone_failed", `could not run git: ${errorMessage(err)}`, { retryable: false, cause: err });
+      throw new AppError("unavailable", "agent.clone_failed", `could not run git: ${errorMessage(err)}`, {
+        retryable: false,
+        cause: err,
+      });
     }
     if (res.cancelled) throw cancelled();
-    if (res.timedOut) throw new AppError("unavailable", "agent.clone_timeout", `git clone did not finish within ${cloneTimeoutMs} ms`, { retryable: true });
+    if (res.timedOut)
+      throw new AppError("unavailable", "agent.clone_timeout", `git clone did not finish within ${cloneTimeoutMs} ms`, {
+        retryable: true,
+      });
     if (res.exitCode !== 0) {
       // Retryable: most clone failures are the network or the Git host; the attempts are bounded.
-      throw new AppError("unavailable", "agent.clone_failed", `git clone failed: ${scrub(lastLines(res.stderrTail, 3, 1000), secrets)}`, { retryable: true });
+      throw new AppError(
+        "unavailable",
+        "agent.clone_failed",
+        `git clone failed: ${scrub(lastLines(res.stderrTail, 3, 1000), secrets)}`,
+        { retryable: true },
+      );
     }
   }
 
@@ -195,7 +309,11 @@ export function createAgentExecutor(opts: AgentExecutorOptions): { agent: Execut
 
 function parsePayload<S extends z.ZodType>(schema: S, payload: unknown): z.infer<S> {
   const parsed = schema.safeParse(payload);
-  if (!parsed.success) throw invalid("agent.invalid_payload", parsed.error.issues.map((i) => `${i.path.join(".") || "payload"}: ${i.message}`).join("; "));
+  if (!parsed.success)
+    throw invalid(
+      "agent.invalid_payload",
+      parsed.error.issues.map((i) => `${i.path.join(".") || "payload"}: ${i.message}`).join("; "),
+    );
   return parsed.data;
 }
 
@@ -220,7 +338,8 @@ function notInstalled(agent: string, program: string, path: string): AppError {
 }
 
 // The worker tells cancel from shutdown by the signal's reason; this error only ends the run.
-const cancelled = () => new AppError("unavailable", "agent.cancelled", "the agent run was cancelled", { retryable: true });
+const cancelled = () =>
+  new AppError("unavailable", "agent.cancelled", "the agent run was cancelled", { retryable: true });
 
 /** Streams lines as task.log events in order, scrubbed, at most `max` of them per run. */
 function forwardLines(ctx: ExecContext, secrets: string[], max: number) {
@@ -248,14 +367,35 @@ function forwardLines(ctx: ExecContext, secrets: string[], max: number) {
 }
 
 /** Paths changed or added in the clone, from `git status`. */
-function changedPaths(dir: string, env: Record<string, string>, signal: AbortSignal, identity?: { uid: number; gid: number }): Promise<string[]> {
+function changedPaths(
+  dir: string,
+  env: Record<string, string>,
+  signal: AbortSignal,
+  identity?: { uid: number; gid: number },
+): Promise<string[]> {
   const args = ["-c", "core.fsmonitor=false", "status", "--porcelain", "-z", "--untracked-files=all"];
   return new Promise((resolve, reject) => {
     // As the agent's user when there is one: the clone is the agent's, and so is whatever it configured there.
-    const options = { cwd: dir, env: { ...env, GIT_OPTIONAL_LOCKS: "0" }, signal, timeout: 60_000, maxBuffer: 32 * 1024 * 1024, encoding: "utf8" as const, ...identity };
+    const options = {
+      cwd: dir,
+      env: { ...env, GIT_OPTIONAL_LOCKS: "0" },
+      signal,
+      timeout: 60_000,
+      maxBuffer: 32 * 1024 * 1024,
+      encoding: "utf8" as const,
+      ...identity,
+    };
     execFile("git", args, options, (err, stdout, stderr) => {
       if (signal.aborted) return reject(cancelled());
-      if (err) return reject(new AppError("unavailable", "agent.git_status_failed", `git status failed: ${lastLines(stderr || err.message, 3, 1000)}`, { retryable: false }));
+      if (err)
+        return reject(
+          new AppError(
+            "unavailable",
+            "agent.git_status_failed",
+            `git status failed: ${lastLines(stderr || err.message, 3, 1000)}`,
+            { retryable: false },
+          ),
+        );
       resolve(parsePorcelainZ(stdout));
     });
   });

@@ -9,11 +9,19 @@ import { agentPullRequest } from "./agent-pr.ts";
 import type { Logger } from "../../src/shared/logger.ts";
 
 /** The executors of one runner, by task kind. Without a GitOps host only `noop` runs. */
-export async function buildExecutors(config: Config, deps: { host?: GitHost; env: Record<string, string | undefined> }): Promise<Record<string, Executor>> {
+export async function buildExecutors(
+  config: Config,
+  deps: { host?: GitHost; env: Record<string, string | undefined> },
+): Promise<Record<string, Executor>> {
   const executors: Record<string, Executor> = { noop: noopExecutor };
   if (!deps.host) return executors;
   const host = deps.host;
-  const proposal = { host, baseBranch: config.gitops.baseBranch, author: config.gitops.author, publicUrl: config.publicUrl };
+  const proposal = {
+    host,
+    baseBranch: config.gitops.baseBranch,
+    author: config.gitops.author,
+    publicUrl: config.publicUrl,
+  };
   executors.skill = createSkillExecutor(proposal);
   // Agents clone the GitOps repository read-only; their change reaches git through a fresh clone.
   // Tasks may name only allowed repositories, and only the GitOps repository's clone gets credentials.
@@ -30,8 +38,10 @@ export async function buildExecutors(config: Config, deps: { host?: GitHost; env
     // A rebuild's pull request goes on its own branch, as for skill tasks (the raw payload says which).
     afterRun: (run) => agentPullRequest({ ...proposal, branchSuffix: branchSuffixFor(run.task.payload) })(run),
   });
-  const withRepo = (inner: Executor): Executor => (task, ctx) =>
-    inner({ ...task, payload: { repoUrl: host.cloneUrl(), ref: config.gitops.baseBranch, ...task.payload } }, ctx);
+  const withRepo =
+    (inner: Executor): Executor =>
+    (task, ctx) =>
+      inner({ ...task, payload: { repoUrl: host.cloneUrl(), ref: config.gitops.baseBranch, ...task.payload } }, ctx);
   executors.agent = withRepo(agent);
   executors.prompt = prompt;
   return executors;
@@ -53,8 +63,11 @@ export function checkAgentIdentity(agents: Config["agents"], runnerUid: number |
     }
     return;
   }
-  if (agents.uid === 0 || agents.gid === 0) throw new ConfigError("AGENT_UID/AGENT_GID: 0 is root; choose an unprivileged user and group for coding agents");
+  if (agents.uid === 0 || agents.gid === 0)
+    throw new ConfigError("AGENT_UID/AGENT_GID: 0 is root; choose an unprivileged user and group for coding agents");
   if (runnerUid !== undefined && runnerUid !== 0) {
-    throw new ConfigError(`AGENT_UID: the runner runs as uid ${runnerUid}, not root, so it cannot start agents as uid ${agents.uid}; run the runner as root, or unset AGENT_UID and isolate agents in their own container (README, Isolating coding agents)`);
+    throw new ConfigError(
+      `AGENT_UID: the runner runs as uid ${runnerUid}, not root, so it cannot start agents as uid ${agents.uid}; run the runner as root, or unset AGENT_UID and isolate agents in their own container (README, Isolating coding agents)`,
+    );
   }
 }

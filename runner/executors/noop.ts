@@ -16,7 +16,11 @@ const NoopPayload = z.object({
 
 export const noopExecutor: Executor = async (task, ctx) => {
   const parsed = NoopPayload.safeParse(task.payload);
-  if (!parsed.success) throw invalid("noop.invalid_payload", parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
+  if (!parsed.success)
+    throw invalid(
+      "noop.invalid_payload",
+      parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "),
+    );
   const p = parsed.data;
   for (let i = 1; i <= p.steps; i++) {
     await sleep(p.sleepMs / p.steps, ctx.signal);
@@ -24,7 +28,9 @@ export const noopExecutor: Executor = async (task, ctx) => {
   }
   if (p.fail === "fatal") throw new AppError("invalid", "noop.failed", "noop task asked to fail", { retryable: false });
   if (p.fail === "retryable" && ctx.attempt <= p.failTimes) {
-    throw new AppError("unavailable", "noop.failed", `noop task asked to fail attempt ${ctx.attempt}`, { retryable: true });
+    throw new AppError("unavailable", "noop.failed", `noop task asked to fail attempt ${ctx.attempt}`, {
+      retryable: true,
+    });
   }
   return p.result ?? { ok: true, attempt: ctx.attempt };
 };

@@ -28,8 +28,25 @@ const SkillPayload = z.object({
   rationale: z.string().nullable().optional(),
   action: z.union([
     z.object({ builtin: z.enum(["rollback", "scale", "restart", "quota"]) }),
-    z.object({ patch: z.array(z.object({ file: z.string(), path: z.string(), set: z.unknown().optional(), multiply: z.number().optional(), append: z.unknown().optional(), max: z.union([z.number(), z.string()]).optional() })) }),
-    z.object({ revert: z.object({ sha: z.string().regex(/^[0-9a-f]{7,64}$/), number: z.number().int().positive(), why: z.string().max(2000).optional() }) }),
+    z.object({
+      patch: z.array(
+        z.object({
+          file: z.string(),
+          path: z.string(),
+          set: z.unknown().optional(),
+          multiply: z.number().optional(),
+          append: z.unknown().optional(),
+          max: z.union([z.number(), z.string()]).optional(),
+        }),
+      ),
+    }),
+    z.object({
+      revert: z.object({
+        sha: z.string().regex(/^[0-9a-f]{7,64}$/),
+        number: z.number().int().positive(),
+        why: z.string().max(2000).optional(),
+      }),
+    }),
   ]),
   rebuild: z.number().int().positive().optional(),
 });
@@ -79,12 +96,19 @@ export function prBody(p: z.infer<typeof SkillPayload>, summary: string, files: 
     ...files.map((f) => `- \`${f}\``),
     "",
     `Parameters: \`${JSON.stringify(p.params)}\``,
-    p.approval && p.approval !== "none" ? `\nThis change needs approval (${p.approval.replace("_", " ")}) before it is merged.` : "",
+    p.approval && p.approval !== "none"
+      ? `\nThis change needs approval (${p.approval.replace("_", " ")}) before it is merged.`
+      : "",
     publicUrl ? `\nIncident timeline: ${publicUrl}/incidents/${p.incidentId}` : "",
   ].join("\n");
 }
 
-function revertBody(p: z.infer<typeof SkillPayload>, revert: { sha: string; number: number; why?: string }, summary: string, publicUrl?: string): string {
+function revertBody(
+  p: z.infer<typeof SkillPayload>,
+  revert: { sha: string; number: number; why?: string },
+  summary: string,
+  publicUrl?: string,
+): string {
   return [
     `Pitcrew reverts its own change for incident \`${p.incidentId}\`${p.title ? `: **${p.title}**` : ""}: pull request #${revert.number} (merged as ${revert.sha.slice(0, 7)}).`,
     "",
@@ -103,15 +127,28 @@ function revertBody(p: z.infer<typeof SkillPayload>, revert: { sha: string; numb
  */
 async function stageRevert(repo: string, revert: { sha: string; number: number }): Promise<RepoChange> {
   const onBase = await gitResult(repo, ["merge-base", "--is-ancestor", revert.sha, "HEAD"]);
-  if (onBase.exitCode !== 0) throw notFound("gitops.revert_not_found", `commit ${revert.sha} of pull request #${revert.number} is not on the base branch; nothing to revert`);
+  if (onBase.exitCode !== 0)
+    throw notFound(
+      "gitops.revert_not_found",
+      `commit ${revert.sha} of pull request #${revert.number} is not on the base branch; nothing to revert`,
+    );
   const parents = (await git(repo, ["rev-list", "--parents", "-n", "1", revert.sha])).trim().split(" ").length - 1;
   const r = await gitResult(repo, ["revert", "--no-commit", ...(parents > 1 ? ["-m", "1"] : []), revert.sha]);
   if (r.exitCode !== 0) {
     const detail = (r.stderr || r.stdout).trim().split("\n").slice(-3).join(" ");
-    throw conflict("gitops.revert_conflict", `reverting ${revert.sha.slice(0, 7)} (pull request #${revert.number}) conflicts with what was merged after it: ${detail}`);
+    throw conflict(
+      "gitops.revert_conflict",
+      `reverting ${revert.sha.slice(0, 7)} (pull request #${revert.number}) conflicts with what was merged after it: ${detail}`,
+    );
   }
   const files = (await git(repo, ["diff", "--cached", "--name-only", "--no-renames"])).split("\n").filter(Boolean);
-  if (files.length === 0) throw new AppError("conflict", "gitops.no_change", `pull request #${revert.number} (${revert.sha.slice(0, 7)}) is already undone on the base branch`, { retryable: false });
+  if (files.length === 0)
+    throw new AppError(
+      "conflict",
+      "gitops.no_change",
+      `pull request #${revert.number} (${revert.sha.slice(0, 7)}) is already undone on the base branch`,
+      { retryable: false },
+    );
   return {
     files,
     summary: `revert pull request #${revert.number}: undo merge ${revert.sha.slice(0, 7)} in ${files.join(", ")}.\n\nThis reverts commit ${revert.sha}.`,
@@ -139,63 +176,104 @@ export async function proposeChange(
 ): Promise<{ changed: false; summary: string } | ProposedChange> {
   const branch = branchFor(input.incidentId, input.skill) + (opts.branchSuffix ?? "");
   const env = { ...(await opts.host.auth()).env, GIT_TERMINAL_PROMPT: "0" };
-  return withWorkspace("pitcrew-skill-", async (dir) => {
-    await ctx.progress(`cloning ${opts.host.cloneUrl()}`, 5);
-    await git(dir, ["clone", "--quiet", "--branch", opts.baseBranch, "--", opts.host.cloneUrl(), "repo"], { env, timeoutMs: 300_000 });
-    const repo = join(dir, "repo");
-    await git(repo, ["checkout", "--quiet", "-B", branch]);
-    if (ctx.signal.aborted) throw ctx.signal.reason;
+  return withWorkspace(
+    "pitcrew-skill-",
+    async (dir) => {
+      await ctx.progress(`cloning ${opts.host.cloneUrl()}`, 5);
+      await git(dir, ["clone", "--quiet", "--branch", opts.baseBranch, "--", opts.host.cloneUrl(), "repo"], {
+        env,
+        timeoutMs: 300_000,
+      });
+      const repo = join(dir, "repo");
+      await git(repo, ["checkout", "--quiet", "-B", branch]);
+      if (ctx.signal.aborted) throw ctx.signal.reason;
 
-    await ctx.progress(`applying ${input.skill}`, 30);
-    let change: RepoChange;
-    try {
-      change = await modify(repo);
-    } catch (err) {
-      if (isAppError(err) && err.code === "gitops.no_change") return { changed: false as const, summary: err.message };
-      // A skill that does not fit the repository will not fit it on the next delivery either.
-      if (isAppError(err) && !err.retryable) throw new AppError(err.kind, err.code, err.message, { retryable: false });
-      throw err;
-    }
-    if (ctx.signal.aborted) throw ctx.signal.reason;
+      await ctx.progress(`applying ${input.skill}`, 30);
+      let change: RepoChange;
+      try {
+        change = await modify(repo);
+      } catch (err) {
+        if (isAppError(err) && err.code === "gitops.no_change")
+          return { changed: false as const, summary: err.message };
+        // A skill that does not fit the repository will not fit it on the next delivery either.
+        if (isAppError(err) && !err.retryable)
+          throw new AppError(err.kind, err.code, err.message, { retryable: false });
+        throw err;
+      }
+      if (ctx.signal.aborted) throw ctx.signal.reason;
 
-    await git(repo, ["add", "--all", "--", ...change.files]);
-    const authorEnv = { ...env, GIT_AUTHOR_NAME: opts.author.name, GIT_AUTHOR_EMAIL: opts.author.email, GIT_COMMITTER_NAME: opts.author.name, GIT_COMMITTER_EMAIL: opts.author.email };
-    // Trailers are the git record later history walks read (a rollback never returns to a version one left).
-    const trailers = trailerBlock([[INCIDENT_TRAILER, input.incidentId], ...changeTrailers(change.details)]);
-    await git(repo, ["commit", "--quiet", "--no-verify", "-m", input.commitMessage, "-m", change.summary, "-m", trailers], { env: authorEnv });
+      await git(repo, ["add", "--all", "--", ...change.files]);
+      const authorEnv = {
+        ...env,
+        GIT_AUTHOR_NAME: opts.author.name,
+        GIT_AUTHOR_EMAIL: opts.author.email,
+        GIT_COMMITTER_NAME: opts.author.name,
+        GIT_COMMITTER_EMAIL: opts.author.email,
+      };
+      // Trailers are the git record later history walks read (a rollback never returns to a version one left).
+      const trailers = trailerBlock([[INCIDENT_TRAILER, input.incidentId], ...changeTrailers(change.details)]);
+      await git(
+        repo,
+        ["commit", "--quiet", "--no-verify", "-m", input.commitMessage, "-m", change.summary, "-m", trailers],
+        { env: authorEnv },
+      );
 
-    // Lease on what the remote branch is now (nothing, or an earlier attempt's commit): a
-    // concurrent writer makes the push fail instead of being overwritten.
-    const remote = (await git(repo, ["ls-remote", "origin", `refs/heads/${branch}`], { env })).split(/\s+/)[0] ?? "";
-    await ctx.progress(`pushing ${branch}`, 70);
-    await git(repo, ["push", "--quiet", "--no-verify", `--force-with-lease=refs/heads/${branch}:${remote}`, "origin", `HEAD:refs/heads/${branch}`], { env, timeoutMs: 300_000 });
+      // Lease on what the remote branch is now (nothing, or an earlier attempt's commit): a
+      // concurrent writer makes the push fail instead of being overwritten.
+      const remote = (await git(repo, ["ls-remote", "origin", `refs/heads/${branch}`], { env })).split(/\s+/)[0] ?? "";
+      await ctx.progress(`pushing ${branch}`, 70);
+      await git(
+        repo,
+        [
+          "push",
+          "--quiet",
+          "--no-verify",
+          `--force-with-lease=refs/heads/${branch}:${remote}`,
+          "origin",
+          `HEAD:refs/heads/${branch}`,
+        ],
+        { env, timeoutMs: 300_000 },
+      );
 
-    const sha = (await git(repo, ["rev-parse", "HEAD"])).trim();
-    // What the pull request will show: the change against where the branch left the base.
-    const diff = await gitDiff(repo, `origin/${opts.baseBranch}...HEAD`);
-    // A cancel that landed while we worked (even one this runner never heard) stops us before the PR.
-    await ctx.assertNotCancelled?.();
-    const existing = await opts.host.findOpenPullRequest(branch);
-    const pr = existing ?? (await opts.host.createPullRequest({ branch, base: opts.baseBranch, title: input.title.slice(0, 250), body: input.body(change) }));
-    await ctx.prOpened?.({ url: pr.url, branch, number: pr.number });
-    await ctx.progress(existing ? `updated pull request #${pr.number}` : `opened pull request #${pr.number}`, 100);
-    return {
-      changed: true,
-      summary: change.summary,
-      files: change.files,
-      details: change.details,
-      pr: { number: pr.number, url: pr.url, branch, sha, reused: !!existing },
-      diffSummary: diff.summary,
-      diffExcerpt: diff.excerpt,
-    };
-  }, { base: opts.workspaceBase });
+      const sha = (await git(repo, ["rev-parse", "HEAD"])).trim();
+      // What the pull request will show: the change against where the branch left the base.
+      const diff = await gitDiff(repo, `origin/${opts.baseBranch}...HEAD`);
+      // A cancel that landed while we worked (even one this runner never heard) stops us before the PR.
+      await ctx.assertNotCancelled?.();
+      const existing = await opts.host.findOpenPullRequest(branch);
+      const pr =
+        existing ??
+        (await opts.host.createPullRequest({
+          branch,
+          base: opts.baseBranch,
+          title: input.title.slice(0, 250),
+          body: input.body(change),
+        }));
+      await ctx.prOpened?.({ url: pr.url, branch, number: pr.number });
+      await ctx.progress(existing ? `updated pull request #${pr.number}` : `opened pull request #${pr.number}`, 100);
+      return {
+        changed: true,
+        summary: change.summary,
+        files: change.files,
+        details: change.details,
+        pr: { number: pr.number, url: pr.url, branch, sha, reused: !!existing },
+        diffSummary: diff.summary,
+        diffExcerpt: diff.excerpt,
+      };
+    },
+    { base: opts.workspaceBase },
+  );
 }
 
 export function createSkillExecutor(opts: SkillExecutorOptions): Executor {
   const now = opts.now ?? Date.now;
   return async (task, ctx) => {
     const parsed = SkillPayload.safeParse(task.payload);
-    if (!parsed.success) throw invalid("skill.invalid_payload", parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
+    if (!parsed.success)
+      throw invalid(
+        "skill.invalid_payload",
+        parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "),
+      );
     const p = parsed.data;
     const a = p.action;
     if ("revert" in a) {
@@ -214,9 +292,16 @@ export function createSkillExecutor(opts: SkillExecutorOptions): Executor {
     }
     return proposeChange(
       { ...opts, branchSuffix: branchSuffixFor(p) },
-      { incidentId: p.incidentId, skill: p.skill, title: `[pitcrew] ${p.skill}: ${p.title ?? p.incidentId}`, commitMessage: `pitcrew: ${p.skill} for ${p.incidentId}`, body: (c) => prBody(p, c.summary, c.files, opts.publicUrl) },
+      {
+        incidentId: p.incidentId,
+        skill: p.skill,
+        title: `[pitcrew] ${p.skill}: ${p.title ?? p.incidentId}`,
+        commitMessage: `pitcrew: ${p.skill} for ${p.incidentId}`,
+        body: (c) => prBody(p, c.summary, c.files, opts.publicUrl),
+      },
       ctx,
-      (repo) => ("builtin" in a ? repoBuiltins[a.builtin](repo, p.params, { now }) : applyPatch(repo, a.patch as PatchEdit[])),
+      (repo) =>
+        "builtin" in a ? repoBuiltins[a.builtin](repo, p.params, { now }) : applyPatch(repo, a.patch as PatchEdit[]),
     );
   };
 }

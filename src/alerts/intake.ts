@@ -13,7 +13,13 @@ import { rankSkills } from "../skills/match.ts";
 import { renderTemplate } from "../skills/template.ts";
 import type { Skill } from "../skills/schema.ts";
 import { formatDuration } from "../shared/duration.ts";
-import { fitText, normalizePayload, type LabelMapping, type NormalizedAlert, type NormalizedPayload } from "./normalize.ts";
+import {
+  fitText,
+  normalizePayload,
+  type LabelMapping,
+  type NormalizedAlert,
+  type NormalizedPayload,
+} from "./normalize.ts";
 import type { AlertmanagerPayload } from "./payload.ts";
 import { isRetryableDbError } from "../store/errors.ts";
 import { createPayloadWriter, instanceKey, type PayloadWriter } from "./writer.ts";
@@ -29,10 +35,21 @@ export type IntakeSettings = {
 };
 
 export type AlertOutcome =
-  | { outcome: "opened" | "joined" | "reopened" | "repeat" | "resolved" | "resolve_recorded"; incidentId: string | null; fingerprint: string }
+  | {
+      outcome: "opened" | "joined" | "reopened" | "repeat" | "resolved" | "resolve_recorded";
+      incidentId: string | null;
+      fingerprint: string;
+    }
   | { outcome: "ignored"; incidentId: null; fingerprint: string; why: string };
 
-export type IntakeDeps = { store: Store; log: Logger; now: () => number; skills: () => Skill[]; settings: IntakeSettings; onCommitted?: () => void };
+export type IntakeDeps = {
+  store: Store;
+  log: Logger;
+  now: () => number;
+  skills: () => Skill[];
+  settings: IntakeSettings;
+  onCommitted?: () => void;
+};
 
 const SYSTEM = { actor: "alertmanager", channel: "alertmanager" } as const;
 const DEFAULT_MAX_ALERTS = 50_000;
@@ -45,7 +62,13 @@ export function openKeyFor(a: NormalizedAlert, skills: Skill[]): { key: string; 
       const rendered = renderTemplate(skill.dedupe_key, {
         labels: a.labels,
         annotations: a.annotations,
-        incident: { namespace: a.namespace, service: a.service, severity: a.severity, alertname: a.alertname, fingerprint: a.fingerprint },
+        incident: {
+          namespace: a.namespace,
+          service: a.service,
+          severity: a.severity,
+          alertname: a.alertname,
+          fingerprint: a.fingerprint,
+        },
       });
       return { key: fitText(`d:${skill.name}:${rendered}`, 255), skill: skill.name };
     } catch {
@@ -66,7 +89,16 @@ export function createAlertIntake(deps: IntakeDeps) {
    * still fire: one timeline event per incident that counts them, not one per alert.
    */
   type Tally = Map<string, { fingerprints: string[]; count: number; truncated: string[] }>;
-  type Payload = { trx: Executor; p: NormalizedPayload; w: PayloadWriter; state: PayloadState; touched: Set<string>; joins: Tally; partial: Tally; now: number };
+  type Payload = {
+    trx: Executor;
+    p: NormalizedPayload;
+    w: PayloadWriter;
+    state: PayloadState;
+    touched: Set<string>;
+    joins: Tally;
+    partial: Tally;
+    now: number;
+  };
 
   const timeline = (c: Payload, incidentId: string, type: string, reason: string, data: Record<string, unknown>) =>
     appendEvent(c.trx, store.dialect, { type, incidentId, ...SYSTEM, reason, data, occurredAt: c.now }, c.now);
@@ -76,10 +108,17 @@ export function createAlertIntake(deps: IntakeDeps) {
     t.set(incidentId, e);
     e.count++;
     if (e.fingerprints.length < 100) e.fingerprints.push(a.fingerprint);
-    if (a.truncated.length > 0 && e.truncated.length < 20) e.truncated.push(`${a.fingerprint}: ${a.truncated.join(", ")}`);
+    if (a.truncated.length > 0 && e.truncated.length < 20)
+      e.truncated.push(`${a.fingerprint}: ${a.truncated.join(", ")}`);
   }
 
-  async function record(c: Payload, t: Tally, type: string, reason: (n: number) => string, only?: string): Promise<void> {
+  async function record(
+    c: Payload,
+    t: Tally,
+    type: string,
+    reason: (n: number) => string,
+    only?: string,
+  ): Promise<void> {
     for (const [incidentId, e] of t) {
       if (only !== undefined && incidentId !== only) continue;
       t.delete(incidentId);
@@ -93,12 +132,24 @@ export function createAlertIntake(deps: IntakeDeps) {
     }
   }
 
-  const recordJoins = (c: Payload, only?: string) => record(c, c.joins, "alert.joined", (n) => (n === 1 ? "an alert joined" : `${n} alerts joined`), only);
+  const recordJoins = (c: Payload, only?: string) =>
+    record(c, c.joins, "alert.joined", (n) => (n === 1 ? "an alert joined" : `${n} alerts joined`), only);
   const recordPartialResolves = (c: Payload, only?: string) =>
-    record(c, c.partial, "alert.resolved", (n) => `${n === 1 ? "one" : n} of the incident's alerts resolved; others still fire`, only);
+    record(
+      c,
+      c.partial,
+      "alert.resolved",
+      (n) => `${n === 1 ? "one" : n} of the incident's alerts resolved; others still fire`,
+      only,
+    );
 
   /** One payload, in one transaction: every alert of it is stored, or none is. */
-  async function storePayload(trx: Executor, p: NormalizedPayload, skills: Skill[], now: number): Promise<AlertOutcome[]> {
+  async function storePayload(
+    trx: Executor,
+    p: NormalizedPayload,
+    skills: Skill[],
+    now: number,
+  ): Promise<AlertOutcome[]> {
     const w = createPayloadWriter(trx, p, now);
     const keys = p.alerts.map(instanceKey);
     const openKeys = p.alerts.map((a) => (a.status === "firing" ? openKeyFor(a, skills) : undefined));
@@ -115,7 +166,12 @@ export function createAlertIntake(deps: IntakeDeps) {
     for (let i = 0; i < p.alerts.length; i++) {
       const a = p.alerts[i]!;
       if (a.status === "resolved" && !a.fingerprintGiven) {
-        outcomes.push({ outcome: "ignored", incidentId: null, fingerprint: a.fingerprint, why: "resolved alert without a fingerprint" });
+        outcomes.push({
+          outcome: "ignored",
+          incidentId: null,
+          fingerprint: a.fingerprint,
+          why: "resolved alert without a fingerprint",
+        });
         continue;
       }
       const repeat = w.repeat(keys[i]!);
@@ -123,7 +179,9 @@ export function createAlertIntake(deps: IntakeDeps) {
         outcomes.push({ outcome: "repeat", incidentId: repeat.incidentId, fingerprint: a.fingerprint });
         continue;
       }
-      outcomes.push(a.status === "firing" ? await firing(c, a, keys[i]!, openKeys[i]!) : await resolved(c, a, keys[i]!));
+      outcomes.push(
+        a.status === "firing" ? await firing(c, a, keys[i]!, openKeys[i]!) : await resolved(c, a, keys[i]!),
+      );
     }
     await recordJoins(c);
     await recordPartialResolves(c);
@@ -136,7 +194,12 @@ export function createAlertIntake(deps: IntakeDeps) {
     c.state.noteAlert(a, incidentId);
   }
 
-  async function firing(c: Payload, a: NormalizedAlert, instance: string, { key, skill }: { key: string; skill?: string }): Promise<AlertOutcome> {
+  async function firing(
+    c: Payload,
+    a: NormalizedAlert,
+    instance: string,
+    { key, skill }: { key: string; skill?: string },
+  ): Promise<AlertOutcome> {
     const { trx, p, now, state } = c;
     const open = state.openByKey(key);
     if (open) {
@@ -149,7 +212,10 @@ export function createAlertIntake(deps: IntakeDeps) {
           .where("id", "=", open.id)
           .where("open_key", "=", key)
           .executeTakeFirst();
-        if (Number(res.numUpdatedRows) === 0) throw new AppError("conflict", "incident.concurrent_update", `incident ${open.id} closed meanwhile`, { retryable: true });
+        if (Number(res.numUpdatedRows) === 0)
+          throw new AppError("conflict", "incident.concurrent_update", `incident ${open.id} closed meanwhile`, {
+            retryable: true,
+          });
         c.touched.add(open.id);
       }
       addAlert(c, a, instance, open.id);
@@ -161,16 +227,49 @@ export function createAlertIntake(deps: IntakeDeps) {
     if (recent) {
       const flaps = recent.flap_count + 1;
       await c.w.flushIncidents();
-      let inc = await applyTransition(trx, store.dialect, recent, "reopen", { ...SYSTEM, reason: `re-fired within ${formatDuration(settings.flapWindowMs)} of resolving (flap ${flaps})`, data: { fingerprint: a.fingerprint, flaps } }, now, {
-        open_key: key,
-        flap_count: flaps,
-        resolved_at: null,
-      });
+      let inc = await applyTransition(
+        trx,
+        store.dialect,
+        recent,
+        "reopen",
+        {
+          ...SYSTEM,
+          reason: `re-fired within ${formatDuration(settings.flapWindowMs)} of resolving (flap ${flaps})`,
+          data: { fingerprint: a.fingerprint, flaps },
+        },
+        now,
+        {
+          open_key: key,
+          flap_count: flaps,
+          resolved_at: null,
+        },
+      );
       state.put(inc);
       addAlert(c, a, instance, inc.id);
       if (flaps > settings.flapLimit) {
-        await appendEvent(trx, store.dialect, { type: "guardrail.flap_limit", incidentId: inc.id, ...SYSTEM, reason: `flapped ${flaps} times, over FLAP_LIMIT ${settings.flapLimit}`, data: { flaps, limit: settings.flapLimit }, occurredAt: now }, now);
-        inc = state.put(await applyTransition(trx, store.dialect, inc, "escalate", { ...SYSTEM, reason: `flapping: ${flaps} re-fires within ${formatDuration(settings.flapWindowMs)}` }, now));
+        await appendEvent(
+          trx,
+          store.dialect,
+          {
+            type: "guardrail.flap_limit",
+            incidentId: inc.id,
+            ...SYSTEM,
+            reason: `flapped ${flaps} times, over FLAP_LIMIT ${settings.flapLimit}`,
+            data: { flaps, limit: settings.flapLimit },
+            occurredAt: now,
+          },
+          now,
+        );
+        inc = state.put(
+          await applyTransition(
+            trx,
+            store.dialect,
+            inc,
+            "escalate",
+            { ...SYSTEM, reason: `flapping: ${flaps} re-fires within ${formatDuration(settings.flapWindowMs)}` },
+            now,
+          ),
+        );
       } else {
         await queueAnalysis(trx, store.dialect, inc, SYSTEM, now);
       }
@@ -204,14 +303,49 @@ export function createAlertIntake(deps: IntakeDeps) {
     await appendEvent(
       trx,
       store.dialect,
-      { type: "incident.detected", incidentId: id, ...SYSTEM, reason: a.title, data: { fingerprint: a.fingerprint, alertname: a.alertname, dedupeKey: row.dedupe_key, skill: skill ?? null, truncatedAlerts: p.truncatedAlerts, ...truncatedData(a) }, occurredAt: now },
+      {
+        type: "incident.detected",
+        incidentId: id,
+        ...SYSTEM,
+        reason: a.title,
+        data: {
+          fingerprint: a.fingerprint,
+          alertname: a.alertname,
+          dedupeKey: row.dedupe_key,
+          skill: skill ?? null,
+          truncatedAlerts: p.truncatedAlerts,
+          ...truncatedData(a),
+        },
+        occurredAt: now,
+      },
       now,
     );
     const failed = state.failedFixes(a.fingerprint);
     if (failed >= settings.maxFailedFixes) {
       await c.w.flushIncidents();
-      await appendEvent(trx, store.dialect, { type: "guardrail.failed_fixes", incidentId: id, ...SYSTEM, reason: `${failed} earlier fixes for this fingerprint failed (MAX_FAILED_FIXES ${settings.maxFailedFixes})`, data: { failed, limit: settings.maxFailedFixes }, occurredAt: now }, now);
-      state.put(await applyTransition(trx, store.dialect, row, "escalate", { ...SYSTEM, reason: `fixes failed ${failed} times for this alert` }, now));
+      await appendEvent(
+        trx,
+        store.dialect,
+        {
+          type: "guardrail.failed_fixes",
+          incidentId: id,
+          ...SYSTEM,
+          reason: `${failed} earlier fixes for this fingerprint failed (MAX_FAILED_FIXES ${settings.maxFailedFixes})`,
+          data: { failed, limit: settings.maxFailedFixes },
+          occurredAt: now,
+        },
+        now,
+      );
+      state.put(
+        await applyTransition(
+          trx,
+          store.dialect,
+          row,
+          "escalate",
+          { ...SYSTEM, reason: `fixes failed ${failed} times for this alert` },
+          now,
+        ),
+      );
     } else {
       await queueAnalysis(trx, store.dialect, row, SYSTEM, now);
     }
@@ -268,7 +402,14 @@ export function createAlertIntake(deps: IntakeDeps) {
     await c.w.flushIncidents();
     await recordJoins(c, inc.id);
     await recordPartialResolves(c, inc.id);
-    const { incident } = await closeAsResolved(trx, store.dialect, inc, "alert.resolved", { ...SYSTEM, reason: "alert resolved by itself", data }, now);
+    const { incident } = await closeAsResolved(
+      trx,
+      store.dialect,
+      inc,
+      "alert.resolved",
+      { ...SYSTEM, reason: "alert resolved by itself", data },
+      now,
+    );
     c.state.put(incident);
     return { outcome: "resolved", incidentId: inc.id, fingerprint: a.fingerprint };
   }
@@ -279,7 +420,10 @@ export function createAlertIntake(deps: IntakeDeps) {
       try {
         return await fn();
       } catch (err) {
-        const retry = isDuplicateKey(err) || isRetryableDbError(err) || (isAppError(err) && err.code === "incident.concurrent_update");
+        const retry =
+          isDuplicateKey(err) ||
+          isRetryableDbError(err) ||
+          (isAppError(err) && err.code === "incident.concurrent_update");
         if (!retry || attempt >= 8) throw err;
         await new Promise((r) => setTimeout(r, Math.random() * 20 * attempt));
       }
@@ -294,10 +438,20 @@ export function createAlertIntake(deps: IntakeDeps) {
     async receive(payload: AlertmanagerPayload): Promise<AlertOutcome[]> {
       const p = normalizePayload(payload, settings.labels, settings.maxAlerts ?? DEFAULT_MAX_ALERTS);
       const skills = deps.skills();
-      const outcomes = await withRetry(() => store.db.transaction().execute((trx) => storePayload(trx, p, skills, deps.now())));
-      if (p.truncatedAlerts > 0) log.warn({ groupKey: p.groupKey, truncatedAlerts: p.truncatedAlerts, received: payload.alerts.length }, "alert group was truncated");
+      const outcomes = await withRetry(() =>
+        store.db.transaction().execute((trx) => storePayload(trx, p, skills, deps.now())),
+      );
+      if (p.truncatedAlerts > 0)
+        log.warn(
+          { groupKey: p.groupKey, truncatedAlerts: p.truncatedAlerts, received: payload.alerts.length },
+          "alert group was truncated",
+        );
       const cut = p.alerts.filter((a) => a.truncated.length > 0);
-      if (cut.length > 0) log.warn({ groupKey: p.groupKey, alerts: cut.length, example: cut[0]!.truncated.slice(0, 5) }, "alert values truncated to fit");
+      if (cut.length > 0)
+        log.warn(
+          { groupKey: p.groupKey, alerts: cut.length, example: cut[0]!.truncated.slice(0, 5) },
+          "alert values truncated to fit",
+        );
       deps.onCommitted?.();
       return outcomes;
     },

@@ -47,20 +47,29 @@ export function parseAlertmanagerJson(body: string | Uint8Array): unknown {
   const text = typeof body === "string" ? body : decodeUtf8(body);
   if (text.trim() === "") throw invalid("request.empty_body", "body is empty");
   if (LONE_SURROGATE.test(text)) throw invalid("request.invalid_utf8", "body contains a lone UTF-16 surrogate");
-  if (jsonDepth(text) > MAX_DEPTH) throw invalid("alertmanager.too_deep", `JSON nesting deeper than ${MAX_DEPTH} levels`);
+  if (jsonDepth(text) > MAX_DEPTH)
+    throw invalid("alertmanager.too_deep", `JSON nesting deeper than ${MAX_DEPTH} levels`);
   const checkEscapes = SURROGATE_ESCAPE.test(text);
   let lone: string | undefined;
   let parsed: unknown;
   try {
     parsed = checkEscapes
       ? JSON.parse(text, (key, value) => {
-          if (lone === undefined && (LONE_SURROGATE.test(key) || (typeof value === "string" && LONE_SURROGATE.test(value)))) lone = key;
+          if (
+            lone === undefined &&
+            (LONE_SURROGATE.test(key) || (typeof value === "string" && LONE_SURROGATE.test(value)))
+          )
+            lone = key;
           return value;
         })
       : JSON.parse(text);
   } catch {
     throw invalid("request.invalid_json", "body is not valid JSON");
   }
-  if (lone !== undefined) throw invalid("request.invalid_utf8", "body contains an escape of a lone UTF-16 surrogate (\\uD800–\\uDFFF unpaired)");
+  if (lone !== undefined)
+    throw invalid(
+      "request.invalid_utf8",
+      "body contains an escape of a lone UTF-16 surrogate (\\uD800–\\uDFFF unpaired)",
+    );
   return parsed;
 }

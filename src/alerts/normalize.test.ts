@@ -1,11 +1,25 @@
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../config/load.ts";
-import { defaultLabelMapping, fitText, labelsFingerprint, LIMITS, normalizeAlert, normalizePayload, serviceOf, workloadFromPod } from "./normalize.ts";
+import {
+  defaultLabelMapping,
+  fitText,
+  labelsFingerprint,
+  LIMITS,
+  normalizeAlert,
+  normalizePayload,
+  serviceOf,
+  workloadFromPod,
+} from "./normalize.ts";
 
 describe("normalizeAlert", () => {
   const alert = {
     status: "firing" as const,
-    labels: { alertname: "KubePodCrashLooping", namespace: "payments", pod: "checkout-7d9f8b6c5-x2x9k", severity: "warning" },
+    labels: {
+      alertname: "KubePodCrashLooping",
+      namespace: "payments",
+      pod: "checkout-7d9f8b6c5-x2x9k",
+      severity: "warning",
+    },
     annotations: { summary: "Pod is crash looping." },
     startsAt: "2026-11-20T08:14:03.512Z",
     endsAt: "0001-01-01T00:00:00Z",
@@ -15,13 +29,22 @@ describe("normalizeAlert", () => {
 
   it("maps namespace, service (from the pod's workload) and severity from the labels", () => {
     const n = normalizeAlert(alert);
-    expect(n).toMatchObject({ namespace: "payments", service: "checkout", severity: "warning", fingerprint: "a1b2c3d4e5f60718", endsAt: null });
+    expect(n).toMatchObject({
+      namespace: "payments",
+      service: "checkout",
+      severity: "warning",
+      fingerprint: "a1b2c3d4e5f60718",
+      endsAt: null,
+    });
     expect(n.startsAt).toBe(Date.parse("2026-11-20T08:14:03.512Z"));
     expect(n.title).toBe("KubePodCrashLooping payments/checkout: Pod is crash looping.");
   });
 
   it("follows a custom label mapping", () => {
-    const n = normalizeAlert({ ...alert, labels: { ...alert.labels, team_ns: "billing", app: "ledger", prio: "P1" } }, { namespace: ["team_ns"], service: ["app"], severity: ["prio"] });
+    const n = normalizeAlert(
+      { ...alert, labels: { ...alert.labels, team_ns: "billing", app: "ledger", prio: "P1" } },
+      { namespace: ["team_ns"], service: ["app"], severity: ["prio"] },
+    );
     expect(n).toMatchObject({ namespace: "billing", service: "ledger", severity: "P1" });
   });
 
@@ -29,7 +52,14 @@ describe("normalizeAlert", () => {
     const { fingerprint: _f, ...noFp } = alert;
     const n = normalizeAlert(noFp);
     expect(n.fingerprintGiven).toBe(false);
-    expect(n.fingerprint).toBe(labelsFingerprint({ severity: "warning", alertname: "KubePodCrashLooping", pod: "checkout-7d9f8b6c5-x2x9k", namespace: "payments" }));
+    expect(n.fingerprint).toBe(
+      labelsFingerprint({
+        severity: "warning",
+        alertname: "KubePodCrashLooping",
+        pod: "checkout-7d9f8b6c5-x2x9k",
+        namespace: "payments",
+      }),
+    );
     expect(n.fingerprint).toMatch(/^[0-9a-f]{16}$/);
   });
 
@@ -76,7 +106,13 @@ describe("fitting values to their columns", () => {
     labels.alertname = "Many";
     for (let i = 0; i < 300; i++) labels[`l${i}`] = `v${i}`;
     labels.big = "b".repeat(50_000);
-    const n = normalizeAlert({ status: "firing", labels, annotations: {}, startsAt: "2026-11-20T08:14:03Z", generatorURL: "u".repeat(20_000) });
+    const n = normalizeAlert({
+      status: "firing",
+      labels,
+      annotations: {},
+      startsAt: "2026-11-20T08:14:03Z",
+      generatorURL: "u".repeat(20_000),
+    });
     expect(Object.keys(n.labels)).toHaveLength(302);
     expect(n.labels.big).toMatch(/…\[truncated, 50000 chars\]$/);
     expect(n.generatorURL).toMatch(/…\[truncated, 20000 chars\]$/);
@@ -84,8 +120,28 @@ describe("fitting values to their columns", () => {
   });
 
   it("caps the number of alerts taken from one payload and counts the rest as truncated", () => {
-    const alerts = Array.from({ length: 8 }, (_, i) => ({ status: "firing" as const, labels: { alertname: `A${i}` }, annotations: {}, startsAt: "2026-11-20T08:14:03Z" }));
-    const p = normalizePayload({ version: "4", groupKey: "g", truncatedAlerts: 2, status: "firing", receiver: "r".repeat(300), groupLabels: {}, commonLabels: {}, commonAnnotations: {}, externalURL: "", alerts }, defaultLabelMapping, 5);
+    const alerts = Array.from({ length: 8 }, (_, i) => ({
+      status: "firing" as const,
+      labels: { alertname: `A${i}` },
+      annotations: {},
+      startsAt: "2026-11-20T08:14:03Z",
+    }));
+    const p = normalizePayload(
+      {
+        version: "4",
+        groupKey: "g",
+        truncatedAlerts: 2,
+        status: "firing",
+        receiver: "r".repeat(300),
+        groupLabels: {},
+        commonLabels: {},
+        commonAnnotations: {},
+        externalURL: "",
+        alerts,
+      },
+      defaultLabelMapping,
+      5,
+    );
     expect(p.alerts.map((a) => a.alertname)).toEqual(["A0", "A1", "A2", "A3", "A4"]);
     expect(p.truncatedAlerts).toBe(5);
     expect(p.receiver.length).toBeLessThanOrEqual(255);
@@ -93,24 +149,48 @@ describe("fitting values to their columns", () => {
 });
 
 describe("the service of an alert", () => {
-  const ksm = { alertname: "X", job: "kube-state-metrics", service: "kube-state-metrics", pod: "kube-state-metrics-6f8c9b7d44-vq2lm", container: "kube-state-metrics", namespace: "shop" };
+  const ksm = {
+    alertname: "X",
+    job: "kube-state-metrics",
+    service: "kube-state-metrics",
+    pod: "kube-state-metrics-6f8c9b7d44-vq2lm",
+    container: "kube-state-metrics",
+    namespace: "shop",
+  };
 
   it("is the workload kube-state-metrics reports, never kube-state-metrics itself", () => {
     expect(serviceOf({ ...ksm, deployment: "cart" }, defaultLabelMapping)).toBe("cart");
     expect(serviceOf({ ...ksm, statefulset: "db" }, defaultLabelMapping)).toBe("db");
     expect(serviceOf({ ...ksm, daemonset: "log-shipper" }, defaultLabelMapping)).toBe("log-shipper");
     expect(serviceOf({ ...ksm, horizontalpodautoscaler: "web" }, defaultLabelMapping)).toBe("web");
-    expect(serviceOf({ ...ksm, job_name: "nightly-report-29180160" }, defaultLabelMapping)).toBe("nightly-report-29180160");
+    expect(serviceOf({ ...ksm, job_name: "nightly-report-29180160" }, defaultLabelMapping)).toBe(
+      "nightly-report-29180160",
+    );
     expect(serviceOf(ksm, defaultLabelMapping)).toBeNull();
   });
 
   it("is the pod's workload for pod alerts, using the container for pods named after it", () => {
-    expect(serviceOf({ ...ksm, pod: "checkout-7d9f8b6c5-x2x9k", container: "checkout" }, defaultLabelMapping)).toBe("checkout");
-    expect(serviceOf({ alertname: "X", pod: "fluentd-x7k2p", container: "fluentd" }, defaultLabelMapping)).toBe("fluentd");
+    expect(serviceOf({ ...ksm, pod: "checkout-7d9f8b6c5-x2x9k", container: "checkout" }, defaultLabelMapping)).toBe(
+      "checkout",
+    );
+    expect(serviceOf({ alertname: "X", pod: "fluentd-x7k2p", container: "fluentd" }, defaultLabelMapping)).toBe(
+      "fluentd",
+    );
   });
 
   it("skips any exporter's own identity", () => {
-    expect(serviceOf({ alertname: "Lag", job: "kafka-exporter", service: "kafka-exporter", pod: "kafka-exporter-7c9d8f6b5-k2m4p", container: "kafka-exporter" }, defaultLabelMapping)).toBeNull();
+    expect(
+      serviceOf(
+        {
+          alertname: "Lag",
+          job: "kafka-exporter",
+          service: "kafka-exporter",
+          pod: "kafka-exporter-7c9d8f6b5-k2m4p",
+          container: "kafka-exporter",
+        },
+        defaultLabelMapping,
+      ),
+    ).toBeNull();
     expect(serviceOf({ alertname: "Down", job: "payments-api" }, defaultLabelMapping)).toBe("payments-api");
   });
 

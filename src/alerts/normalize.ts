@@ -17,7 +17,8 @@ export const defaultLabelMapping: LabelMapping = {
   namespace: ["namespace", "exported_namespace"],
   service: ["deployment", "statefulset", "daemonset", "horizontalpodautoscaler", "job_name", "pod", "service", "job"],
   severity: ["severity"],
-  serviceIgnore: /^(kube-state-metrics|kubelet|cadvisor|node-exporter|blackbox-exporter|prometheus|alertmanager|.*-exporter)$/,
+  serviceIgnore:
+    /^(kube-state-metrics|kubelet|cadvisor|node-exporter|blackbox-exporter|prometheus|alertmanager|.*-exporter)$/,
 };
 
 /**
@@ -93,7 +94,8 @@ const STATEFUL_POD = /^(.+)-\d+$/;
 
 export function workloadFromPod(pod: string, container?: string): string {
   // A pod of a DaemonSet or Job whose container is named after it (fluentd-x7k2p, container fluentd).
-  if (container && pod.startsWith(`${container}-`) && !DEPLOYMENT_POD.test(pod) && !STATEFUL_POD.test(pod)) return container;
+  if (container && pod.startsWith(`${container}-`) && !DEPLOYMENT_POD.test(pod) && !STATEFUL_POD.test(pod))
+    return container;
   return DEPLOYMENT_POD.exec(pod)?.[1] ?? STATEFUL_POD.exec(pod)?.[1] ?? pod;
 }
 
@@ -120,7 +122,12 @@ export function serviceOf(labels: Labels, mapping: LabelMapping): string | null 
       const container = Object.hasOwn(labels, "container") ? labels.container : undefined;
       const workload = workloadFromPod(value, container);
       // The exporter's own pod (kube-state-metrics-6f8c9b7d44-vq2lm, container kube-state-metrics).
-      if (skip(workload) || skip(value) || (container !== undefined && skip(container) && value.startsWith(`${container}-`))) continue;
+      if (
+        skip(workload) ||
+        skip(value) ||
+        (container !== undefined && skip(container) && value.startsWith(`${container}-`))
+      )
+        continue;
       return workload;
     }
     if (skip(value)) continue;
@@ -169,7 +176,8 @@ export function normalizeAlert(a: Alert, mapping: LabelMapping = defaultLabelMap
   const summary = annotations.summary ?? annotations.message ?? annotations.description;
   const where = [namespace, service].filter(Boolean).join("/");
   const generatorURL = a.generatorURL ? fitText(a.generatorURL, LIMITS.generatorURL) : null;
-  if (generatorURL !== null && generatorURL !== a.generatorURL) truncated.push(`generatorURL (${a.generatorURL!.length} chars)`);
+  if (generatorURL !== null && generatorURL !== a.generatorURL)
+    truncated.push(`generatorURL (${a.generatorURL!.length} chars)`);
   return {
     fingerprint: fitFingerprint(a.fingerprint || labelsFingerprint(a.labels)),
     fingerprintGiven: !!a.fingerprint,
@@ -192,7 +200,11 @@ export function normalizeAlert(a: Alert, mapping: LabelMapping = defaultLabelMap
  * A validated payload as the intake stores it: every value fitted to its column, and at most
  * `maxAlerts` alerts (the rest are counted as truncated, as AlertManager's own `max_alerts` does).
  */
-export function normalizePayload(payload: AlertmanagerPayload, mapping: LabelMapping = defaultLabelMapping, maxAlerts = Infinity): NormalizedPayload {
+export function normalizePayload(
+  payload: AlertmanagerPayload,
+  mapping: LabelMapping = defaultLabelMapping,
+  maxAlerts = Infinity,
+): NormalizedPayload {
   const kept = payload.alerts.length > maxAlerts ? payload.alerts.slice(0, maxAlerts) : payload.alerts;
   return {
     receiver: fitText(payload.receiver, LIMITS.receiver),

@@ -37,7 +37,8 @@ export async function loadPayloadState(trx: Executor, want: PayloadLookups) {
 
   function put(inc: IncidentRow): IncidentRow {
     const before = incidents.get(inc.id);
-    if (before?.open_key && before.open_key !== inc.open_key && openByKey.get(before.open_key) === inc.id) openByKey.delete(before.open_key);
+    if (before?.open_key && before.open_key !== inc.open_key && openByKey.get(before.open_key) === inc.id)
+      openByKey.delete(before.open_key);
     if (inc.open_key) openByKey.set(inc.open_key, inc.id);
     incidents.set(inc.id, inc);
     return inc;
@@ -154,7 +155,8 @@ export async function loadPayloadState(trx: Executor, want: PayloadLookups) {
       if (!incidentId) return;
       if (a.status === "firing") owners.set(occKey(a.fingerprint, a.startsAt), incidentId);
       const current = openByFp.get(a.fingerprint);
-      if (isOpenRow(incidentId) && (current === undefined || !isOpenRow(current))) openByFp.set(a.fingerprint, incidentId);
+      if (isOpenRow(incidentId) && (current === undefined || !isOpenRow(current)))
+        openByFp.set(a.fingerprint, incidentId);
       mergeOccurrence(occurrencesOf(incidentId), a.fingerprint, a.status, a.startsAt);
     },
 

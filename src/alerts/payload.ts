@@ -25,7 +25,14 @@ function daysIn(year: number, month: number): number {
 export function isRealTimestamp(s: string): boolean {
   const m = RFC3339.exec(s);
   if (!m) return false;
-  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   if (month < 1 || month > 12 || day < 1 || day > daysIn(year, month)) return false;
   if (hour > 23 || minute > 59 || second > 59) return false;
   if (m[9] !== undefined && (Number(m[9]) > 23 || Number(m[10]) > 59)) return false;
@@ -56,7 +63,13 @@ function labelSet(required: boolean) {
     for (const name of Object.keys(input)) {
       const value = input[name];
       if (typeof value !== "string") {
-        ctx.addIssue({ code: "invalid_type", expected: "string", input: value, path: [name], message: `expected a string, got ${value === null ? "null" : typeof value}` });
+        ctx.addIssue({
+          code: "invalid_type",
+          expected: "string",
+          input: value,
+          path: [name],
+          message: `expected a string, got ${value === null ? "null" : typeof value}`,
+        });
         continue;
       }
       out[name] = value;
@@ -70,7 +83,10 @@ export const OptionalLabelSet = labelSet(false);
 
 export const Alert = z.object({
   status: z.enum(["firing", "resolved"]),
-  labels: LabelSet.refine((l) => typeof l.alertname === "string" && l.alertname.length > 0, "labels.alertname is required"),
+  labels: LabelSet.refine(
+    (l) => typeof l.alertname === "string" && l.alertname.length > 0,
+    "labels.alertname is required",
+  ),
   annotations: OptionalLabelSet,
   startsAt: Timestamp,
   endsAt: Timestamp.optional(),

@@ -11,7 +11,12 @@ import { AlertmanagerPayload } from "./payload.ts";
 export type AlertmanagerAuth = { mode: "token"; token: string; user: string } | { mode: "none" };
 
 /** `bodyLimit`: this route's own limit (AlertManager sends a whole group in one body). */
-export type AlertmanagerRouteDeps = { intake: AlertIntake; auth: AlertmanagerAuth; metrics: Metrics; bodyLimit: number };
+export type AlertmanagerRouteDeps = {
+  intake: AlertIntake;
+  auth: AlertmanagerAuth;
+  metrics: Metrics;
+  bodyLimit: number;
+};
 
 const CHALLENGE = 'Bearer realm="pitcrew", Basic realm="pitcrew"';
 
@@ -35,7 +40,8 @@ function authorized(req: FastifyRequest, auth: AlertmanagerAuth): boolean {
 /** JSON is UTF-8 (RFC 8259); a body declared in another charset would be stored altered. */
 function checkCharset(contentType: string | undefined): void {
   const m = /;\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(contentType ?? "");
-  if (m && !/^utf-?8$/i.test(m[1]!)) throw invalid("request.unsupported_charset", `charset ${m[1]} is not supported: send UTF-8`);
+  if (m && !/^utf-?8$/i.test(m[1]!))
+    throw invalid("request.unsupported_charset", `charset ${m[1]} is not supported: send UTF-8`);
 }
 
 /** Turns the first schema problem into a code that names it. */
@@ -57,7 +63,12 @@ export async function alertmanagerRoutes(app: FastifyInstance, deps: Alertmanage
   const registry = deps.metrics.registry;
   const received =
     (registry.getSingleMetric("pitcrew_alerts_received_total") as Counter<"status"> | undefined) ??
-    new Counter({ name: "pitcrew_alerts_received_total", help: "Alerts received from AlertManager by status", labelNames: ["status"] as const, registers: [registry] });
+    new Counter({
+      name: "pitcrew_alerts_received_total",
+      help: "Alerts received from AlertManager by status",
+      labelNames: ["status"] as const,
+      registers: [registry],
+    });
   const duration =
     (registry.getSingleMetric("pitcrew_alertmanager_intake_duration_seconds") as Histogram<"outcome"> | undefined) ??
     new Histogram({
@@ -82,7 +93,11 @@ export async function alertmanagerRoutes(app: FastifyInstance, deps: Alertmanage
   app.addHook("onRequest", async (req, reply) => {
     if (!authorized(req, deps.auth)) {
       reply.header("www-authenticate", CHALLENGE);
-      throw new AppError("unauthorized", "auth.invalid_credentials", "missing or invalid credentials for the AlertManager webhook");
+      throw new AppError(
+        "unauthorized",
+        "auth.invalid_credentials",
+        "missing or invalid credentials for the AlertManager webhook",
+      );
     }
   });
 
@@ -91,9 +106,14 @@ export async function alertmanagerRoutes(app: FastifyInstance, deps: Alertmanage
     let outcome = "error";
     try {
       const raw = req.body;
-      if (!raw || typeof raw !== "object" || Array.isArray(raw)) throw invalid("alertmanager.invalid_type", "body: expected a JSON object");
+      if (!raw || typeof raw !== "object" || Array.isArray(raw))
+        throw invalid("alertmanager.invalid_type", "body: expected a JSON object");
       const version = (raw as { version?: unknown }).version;
-      if (version !== "4") throw invalid("alertmanager.unsupported_version", `version: expected "4", got ${JSON.stringify(version ?? null)}`);
+      if (version !== "4")
+        throw invalid(
+          "alertmanager.unsupported_version",
+          `version: expected "4", got ${JSON.stringify(version ?? null)}`,
+        );
       const parsed = AlertmanagerPayload.safeParse(raw);
       if (!parsed.success) {
         outcome = "invalid";
@@ -103,7 +123,12 @@ export async function alertmanagerRoutes(app: FastifyInstance, deps: Alertmanage
       for (const a of parsed.data.alerts) received.inc({ status: a.status });
       outcome = "stored";
       const incidents = [...new Set(results.map((r) => r.incidentId).filter((id): id is string => id !== null))];
-      return { status: "accepted", alerts: results.length, incidents, outcomes: results.map((r) => ({ fingerprint: r.fingerprint, outcome: r.outcome, incidentId: r.incidentId })) };
+      return {
+        status: "accepted",
+        alerts: results.length,
+        incidents,
+        outcomes: results.map((r) => ({ fingerprint: r.fingerprint, outcome: r.outcome, incidentId: r.incidentId })),
+      };
     } catch (err) {
       if (outcome === "error" && err instanceof AppError && err.kind === "invalid") outcome = "invalid";
       throw err;

@@ -18,7 +18,10 @@ const LOOKUP_CHUNK = 1000;
 
 /** One alert instance: the same alert repeated by AlertManager, or a retried POST, has one row. */
 export function instanceKey(a: NormalizedAlert): string {
-  return createHash("sha256").update(`${a.fingerprint}|${a.status}|${a.startsAt}|${a.endsAt ?? ""}`).digest("hex").slice(0, 40);
+  return createHash("sha256")
+    .update(`${a.fingerprint}|${a.status}|${a.startsAt}|${a.endsAt ?? ""}`)
+    .digest("hex")
+    .slice(0, 40);
 }
 
 export function chunks<T>(items: T[], size = LOOKUP_CHUNK): T[][] {
@@ -59,7 +62,10 @@ export function createPayloadWriter(trx: Executor, payload: NormalizedPayload, n
 
   async function flush(): Promise<void> {
     await flushIncidents();
-    for (const part of batches(alerts.splice(0), (r) => r.labels.length + r.annotations.length + (r.generator_url?.length ?? 0) + payload.groupKey.length)) {
+    for (const part of batches(
+      alerts.splice(0),
+      (r) => r.labels.length + r.annotations.length + (r.generator_url?.length ?? 0) + payload.groupKey.length,
+    )) {
       await trx.insertInto("alerts").values(part).execute();
     }
   }
@@ -68,7 +74,11 @@ export function createPayloadWriter(trx: Executor, payload: NormalizedPayload, n
     /** Loads the instances of this payload that are already stored (AlertManager re-sends). */
     async prefetch(keys: string[]): Promise<void> {
       for (const part of chunks([...new Set(keys)])) {
-        const rows = await trx.selectFrom("alerts").select(["id", "incident_id", "dedupe"]).where("dedupe", "in", part).execute();
+        const rows = await trx
+          .selectFrom("alerts")
+          .select(["id", "incident_id", "dedupe"])
+          .where("dedupe", "in", part)
+          .execute();
         for (const r of rows) seen.set(r.dedupe!, { id: r.id, incidentId: r.incident_id });
       }
     },
@@ -119,7 +129,11 @@ export function createPayloadWriter(trx: Executor, payload: NormalizedPayload, n
       for (const [id, n] of repeats) byCount.set(n, [...(byCount.get(n) ?? []), id]);
       for (const [n, ids] of byCount) {
         for (const part of chunks(ids)) {
-          await trx.updateTable("alerts").set((eb) => ({ repeat_count: eb("repeat_count", "+", n), last_received_at: now })).where("id", "in", part).execute();
+          await trx
+            .updateTable("alerts")
+            .set((eb) => ({ repeat_count: eb("repeat_count", "+", n), last_received_at: now }))
+            .where("id", "in", part)
+            .execute();
         }
       }
     },

@@ -21,7 +21,14 @@ const short = (sha: string) => sha.slice(0, 7);
 /** The diff a runner reported with its pull request (the task's result), when it is well formed. */
 export function diffOfResult(result: { diffSummary?: unknown; diffExcerpt?: unknown }): ChangeDiff | null {
   const s = result.diffSummary as ChangeDiff["summary"] | undefined;
-  if (!s || typeof s !== "object" || !Array.isArray(s.files) || typeof s.added !== "number" || typeof s.removed !== "number") return null;
+  if (
+    !s ||
+    typeof s !== "object" ||
+    !Array.isArray(s.files) ||
+    typeof s.added !== "number" ||
+    typeof s.removed !== "number"
+  )
+    return null;
   return { summary: s, excerpt: typeof result.diffExcerpt === "string" ? result.diffExcerpt.slice(0, 4000) : "" };
 }
 
@@ -30,13 +37,25 @@ export function diffOfResult(result: { diffSummary?: unknown; diffExcerpt?: unkn
  * for the new head, in the caller's transaction. Returns the new approval's id, or null when the
  * approval was no longer pending (decided or superseded meanwhile: nothing is written).
  */
-export async function supersedeForNewHead(trx: Executor, dialect: Store["dialect"], old: ApprovalRow, head: PullDiff, now: number): Promise<string | null> {
+export async function supersedeForNewHead(
+  trx: Executor,
+  dialect: Store["dialect"],
+  old: ApprovalRow,
+  head: PullDiff,
+  now: number,
+): Promise<string | null> {
   const id = newId("apr", now);
   const n = Number(old.pr_number);
   const moved = `pull request #${n} moved from ${short(old.head_sha ?? "")} to ${short(head.headSha)} since approval ${old.id} was requested`;
   const res = await trx
     .updateTable("approvals")
-    .set({ state: "superseded", decided_at: now, decided_by: ENGINE.actor, channel: ENGINE.channel, reason: `${moved}; superseded by ${id}` })
+    .set({
+      state: "superseded",
+      decided_at: now,
+      decided_by: ENGINE.actor,
+      channel: ENGINE.channel,
+      reason: `${moved}; superseded by ${id}`,
+    })
     .where("id", "=", old.id)
     .where("state", "=", "pending")
     .executeTakeFirst();
@@ -62,24 +81,40 @@ export async function supersedeForNewHead(trx: Executor, dialect: Store["dialect
       }),
     )
     .execute();
-  await appendEvent(trx, dialect, {
-    type: "approval.superseded",
-    incidentId: old.incident_id,
-    taskId: old.task_id,
-    ...ENGINE,
-    reason: `${moved}; a new approval is requested for the new head`,
-    data: { approvalId: old.id, newApprovalId: id, pr: { number: n, branch: old.pr_branch }, from: old.head_sha, to: head.headSha },
-    occurredAt: now,
-  }, now);
-  await appendEvent(trx, dialect, {
-    type: "approval.requested",
-    incidentId: old.incident_id,
-    taskId: old.task_id,
-    ...ENGINE,
-    reason: `merge of pull request #${n} needs approval again: it moved to ${short(head.headSha)}`,
-    data: { approvalId: id, pr, risk: old.risk, expiresAt: expires, diff: head.summary, supersedes: old.id },
-    occurredAt: now,
-  }, now);
+  await appendEvent(
+    trx,
+    dialect,
+    {
+      type: "approval.superseded",
+      incidentId: old.incident_id,
+      taskId: old.task_id,
+      ...ENGINE,
+      reason: `${moved}; a new approval is requested for the new head`,
+      data: {
+        approvalId: old.id,
+        newApprovalId: id,
+        pr: { number: n, branch: old.pr_branch },
+        from: old.head_sha,
+        to: head.headSha,
+      },
+      occurredAt: now,
+    },
+    now,
+  );
+  await appendEvent(
+    trx,
+    dialect,
+    {
+      type: "approval.requested",
+      incidentId: old.incident_id,
+      taskId: old.task_id,
+      ...ENGINE,
+      reason: `merge of pull request #${n} needs approval again: it moved to ${short(head.headSha)}`,
+      data: { approvalId: id, pr, risk: old.risk, expiresAt: expires, diff: head.summary, supersedes: old.id },
+      occurredAt: now,
+    },
+    now,
+  );
   return id;
 }
 
@@ -96,13 +131,18 @@ export async function checkHead(deps: BindingDeps, a: ApprovalRow): Promise<Head
   if (!deps.gitHost || a.pr_number === null || !a.head_sha || a.state !== "pending") return { moved: false };
   const host = deps.gitHost;
   const pr = await host.getPullRequest(a.pr_number).catch((err: unknown) => {
-    deps.log.warn({ err: { message: errorMessage(err) }, approvalId: a.id }, "could not read the pull request's head; the merge stays pinned to the approved one");
+    deps.log.warn(
+      { err: { message: errorMessage(err) }, approvalId: a.id },
+      "could not read the pull request's head; the merge stays pinned to the approved one",
+    );
     return null;
   });
-  if (!pr || pr.state !== "open" || pr.headSha === a.head_sha) return { moved: false };
+  if (pr?.state !== "open" || pr.headSha === a.head_sha) return { moved: false };
   // The diff of the head the new approval is for; a host that fails here fails the decision (retry).
   const head = await host.pullRequestDiff(a.pr_number);
-  const newApprovalId = await deps.store.db.transaction().execute((trx) => supersedeForNewHead(trx, deps.store.dialect, a, head, deps.now()));
+  const newApprovalId = await deps.store.db
+    .transaction()
+    .execute((trx) => supersedeForNewHead(trx, deps.store.dialect, a, head, deps.now()));
   deps.onEnqueued?.();
   if (newApprovalId) return { moved: true, from: a.head_sha, to: head.headSha, newApprovalId };
   // Someone else superseded (or decided) it first: name the approval that replaced it, if any.
@@ -113,7 +153,9 @@ export async function checkHead(deps: BindingDeps, a: ApprovalRow): Promise<Head
 
 /** The refusal of a decision whose pull request moved. */
 export function headMovedError(a: ApprovalRow, head: Extract<HeadCheck, { moved: true }>): AppError {
-  const next = head.newApprovalId ? `a new approval (${head.newApprovalId}) was requested for the new head; review it and decide again` : "decide again on the pull request's current approval";
+  const next = head.newApprovalId
+    ? `a new approval (${head.newApprovalId}) was requested for the new head; review it and decide again`
+    : "decide again on the pull request's current approval";
   return new AppError(
     "conflict",
     "approval.head_moved",

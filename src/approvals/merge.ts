@@ -8,7 +8,15 @@ import type { ControlJob } from "../tasks/control-jobs.ts";
 import { getIncident } from "../incidents/repo.ts";
 import { applyTransition } from "../incidents/service.ts";
 import { isOpen, type IncidentState } from "../incidents/lifecycle.ts";
-import { approverOf, getApproval, markMerged, markMergeStarted, mergeActionOf, releaseClaim, type ApprovalRow } from "./repo.ts";
+import {
+  approverOf,
+  getApproval,
+  markMerged,
+  markMergeStarted,
+  mergeActionOf,
+  releaseClaim,
+  type ApprovalRow,
+} from "./repo.ts";
 import { queueMergedBranchDelete, queuePullRequestClose } from "./pull-requests.ts";
 import { queueMerge, type MergeJob } from "./requests.ts";
 import { checkHead } from "./binding.ts";
@@ -48,8 +56,13 @@ const isRetryable = (err: unknown) => (isAppError(err) ? err.retryable : true);
 const short = (sha: string) => sha.slice(0, 7);
 
 function parseJob(payload: Record<string, unknown>): MergeJob {
-  if (typeof payload.approvalId !== "string") throw invalid("approval.bad_job", "approval.merge job without an approvalId");
-  return { approvalId: payload.approvalId, actor: typeof payload.actor === "string" ? payload.actor : ENGINE.actor, channel: typeof payload.channel === "string" ? payload.channel : ENGINE.channel };
+  if (typeof payload.approvalId !== "string")
+    throw invalid("approval.bad_job", "approval.merge job without an approvalId");
+  return {
+    approvalId: payload.approvalId,
+    actor: typeof payload.actor === "string" ? payload.actor : ENGINE.actor,
+    channel: typeof payload.channel === "string" ? payload.channel : ENGINE.channel,
+  };
 }
 
 export function createMerger(deps: MergeDeps) {
@@ -61,24 +74,50 @@ export function createMerger(deps: MergeDeps) {
    * back to `proposed` (a person may decide again); an incident that moved on (resolved,
    * escalated) keeps its state, the approval is cancelled and a closed incident's PR is closed.
    */
-  async function release(trx: Executor, a: ApprovalRow, code: string, message: string, by: { actor: string; channel: string }, now: number): Promise<boolean> {
+  async function release(
+    trx: Executor,
+    a: ApprovalRow,
+    code: string,
+    message: string,
+    by: { actor: string; channel: string },
+    now: number,
+  ): Promise<boolean> {
     const inc = await getIncident(trx, a.incident_id);
     const waiting = inc?.state === "approved";
     const reason = `merge of pull request #${a.pr_number} failed: ${message}`;
     if (!(await releaseClaim(trx, a.id, waiting ? "pending" : "cancelled", reason, now))) return false;
-    await appendEvent(trx, store.dialect, {
-      type: "approval.merge_failed",
-      incidentId: a.incident_id,
-      taskId: a.task_id,
-      ...by,
-      reason,
-      data: { approvalId: a.id, code, pr: { number: a.pr_number, branch: a.pr_branch }, approvedBy: approverOf(a) },
-      occurredAt: now,
-    }, now);
+    await appendEvent(
+      trx,
+      store.dialect,
+      {
+        type: "approval.merge_failed",
+        incidentId: a.incident_id,
+        taskId: a.task_id,
+        ...by,
+        reason,
+        data: { approvalId: a.id, code, pr: { number: a.pr_number, branch: a.pr_branch }, approvedBy: approverOf(a) },
+        occurredAt: now,
+      },
+      now,
+    );
     if (waiting && inc) {
-      await applyTransition(trx, store.dialect, inc, "approval.released", { ...by, reason: `${reason}; the approval waits for a decision again`, data: { approvalId: a.id, code } }, now);
+      await applyTransition(
+        trx,
+        store.dialect,
+        inc,
+        "approval.released",
+        { ...by, reason: `${reason}; the approval waits for a decision again`, data: { approvalId: a.id, code } },
+        now,
+      );
     } else if (inc && !isOpen(inc.state as IncidentState)) {
-      await queuePullRequestClose(trx, store.dialect, inc.id, `the incident is ${inc.state} and the merge failed`, by, now);
+      await queuePullRequestClose(
+        trx,
+        store.dialect,
+        inc.id,
+        `the incident is ${inc.state} and the merge failed`,
+        by,
+        now,
+      );
     }
     return true;
   }
@@ -89,27 +128,52 @@ export function createMerger(deps: MergeDeps) {
       const now = deps.now();
       if (!(await markMerged(trx, a.id, sha, now))) return;
       const approvedBy = approverOf(a);
-      await appendEvent(trx, store.dialect, {
-        type: "pr.merged",
-        incidentId: a.incident_id,
-        taskId: a.task_id,
-        ...by,
-        reason: `pull request #${pr.number} merged as ${short(sha)}, approved by ${approvedBy}`,
-        data: { approvalId: a.id, pr, sha, approvedBy, decidedBy: a.decided_by, channel: a.channel },
-        occurredAt: now,
-      }, now);
+      await appendEvent(
+        trx,
+        store.dialect,
+        {
+          type: "pr.merged",
+          incidentId: a.incident_id,
+          taskId: a.task_id,
+          ...by,
+          reason: `pull request #${pr.number} merged as ${short(sha)}, approved by ${approvedBy}`,
+          data: { approvalId: a.id, pr, sha, approvedBy, decidedBy: a.decided_by, channel: a.channel },
+          occurredAt: now,
+        },
+        now,
+      );
       const inc = await getIncident(trx, a.incident_id);
       if (inc?.state === "approved") {
-        await applyTransition(trx, store.dialect, inc, "verify.started", { ...by, reason: `pull request #${pr.number} merged (${short(sha)}); waiting for the alert to resolve`, data: { pr, sha, approvalId: a.id } }, now);
+        await applyTransition(
+          trx,
+          store.dialect,
+          inc,
+          "verify.started",
+          {
+            ...by,
+            reason: `pull request #${pr.number} merged (${short(sha)}); waiting for the alert to resolve`,
+            data: { pr, sha, approvalId: a.id },
+          },
+          now,
+        );
       }
-      if (deps.deleteMergedBranches && a.pr_branch) await queueMergedBranchDelete(trx, store.dialect, { number: pr.number, branch: a.pr_branch }, a.incident_id, ENGINE, now);
+      if (deps.deleteMergedBranches && a.pr_branch)
+        await queueMergedBranchDelete(
+          trx,
+          store.dialect,
+          { number: pr.number, branch: a.pr_branch },
+          a.incident_id,
+          ENGINE,
+          now,
+        );
     });
     deps.onEnqueued?.();
   }
 
   /** Merges a claimed approval's pull request. Throws only errors worth retrying. */
   async function merge(approvalId: string, by: { actor: string; channel: string } = ENGINE): Promise<MergeOutcome> {
-    if (!deps.gitHost) throw conflict("gitops.not_configured", "no pull-request host is configured; merge the pull request by hand");
+    if (!deps.gitHost)
+      throw conflict("gitops.not_configured", "no pull-request host is configured; merge the pull request by hand");
     const a = await getApproval(store.db, approvalId);
     if (!a) throw notFound("approval.not_found", `approval ${approvalId} does not exist`);
     if (a.pr_number === null) throw invalid("approval.not_a_merge", `approval ${a.id} does not approve a pull request`);
@@ -134,7 +198,11 @@ export function createMerger(deps: MergeDeps) {
       return { status: "skipped", reason: `approval ${a.id} is ${cur.state}, not claimed for a merge` };
     }
     try {
-      const r = await deps.gitHost.mergePullRequest(a.pr_number, { method: "merge", sha: a.head_sha ?? undefined, ...(await mergeMessage(a)) });
+      const r = await deps.gitHost.mergePullRequest(a.pr_number, {
+        method: "merge",
+        sha: a.head_sha ?? undefined,
+        ...(await mergeMessage(a)),
+      });
       if (!r.merged) throw conflict("gitops.not_merged", `pull request #${a.pr_number} was not merged`);
       await recordMerged(a, r.sha, by);
       return { status: "merged", number: a.pr_number, sha: r.sha };
@@ -144,7 +212,12 @@ export function createMerger(deps: MergeDeps) {
       await store.db.transaction().execute((trx) => release(trx, a, error.code, error.message, by, deps.now()));
       deps.onEnqueued?.();
       log.warn({ approvalId, incidentId: a.incident_id, code: error.code }, "merge failed; claim released");
-      return { status: "failed", number: a.pr_number, error, ...(error.code === "gitops.head_moved" ? { newApprovalId: await rebind(a.id) } : {}) };
+      return {
+        status: "failed",
+        number: a.pr_number,
+        error,
+        ...(error.code === "gitops.head_moved" ? { newApprovalId: await rebind(a.id) } : {}),
+      };
     }
   }
 
@@ -155,7 +228,10 @@ export function createMerger(deps: MergeDeps) {
       const head = cur ? await checkHead(deps, cur) : { moved: false as const };
       return head.moved ? head.newApprovalId : null;
     } catch (err) {
-      log.warn({ err: { message: errorMessage(err) }, approvalId }, "could not request a new approval for the moved pull request");
+      log.warn(
+        { err: { message: errorMessage(err) }, approvalId },
+        "could not request a new approval for the moved pull request",
+      );
       return null;
     }
   }
@@ -168,7 +244,11 @@ export function createMerger(deps: MergeDeps) {
     const via = policy ? "policy" : (a.channel ?? "unknown");
     const reason = (a.reason ?? "").trim().slice(0, 1000);
     // The policy's reason already says "approved by policy: …".
-    const decision = policy ? (reason ? reason[0]!.toUpperCase() + reason.slice(1) : "Approved by policy") : `Approved by ${who} via ${via}${reason ? `: ${reason}` : ""}`;
+    const decision = policy
+      ? reason
+        ? reason[0]!.toUpperCase() + reason.slice(1)
+        : "Approved by policy"
+      : `Approved by ${who} via ${via}${reason ? `: ${reason}` : ""}`;
     const body = [`Incident ${a.incident_id}${inc ? `: ${inc.title.slice(0, 200)}` : ""}`, decision].join("\n");
     return { body, trailers: { "Approved-by": who, "Approved-via": via, "Pitcrew-Incident": a.incident_id } };
   }
@@ -178,12 +258,14 @@ export function createMerger(deps: MergeDeps) {
     async run(payload) {
       const p = parseJob(payload);
       const out = await merge(p.approvalId, p);
-      return out.status === "failed" ? { status: out.status, number: out.number, code: out.error.code, reason: out.error.message } : out;
+      return out.status === "failed"
+        ? { status: out.status, number: out.number, code: out.error.code, reason: out.error.message }
+        : out;
     },
     async onGiveUp(trx, payload, err, _ctx, now) {
       const p = parseJob(payload);
       const a = await getApproval(trx, p.approvalId);
-      if (!a || a.state !== "approved" || a.merged_at !== null) return;
+      if (a?.state !== "approved" || a.merged_at !== null) return;
       await release(trx, a, isAppError(err) ? err.code : "error", `gave up retrying: ${errorMessage(err)}`, p, now);
     },
   };
@@ -213,16 +295,34 @@ export function createMerger(deps: MergeDeps) {
           const why = `the merge did not complete after ${Number(a.merge_requeues) + 1} attempt(s); merge or close pull request #${a.pr_number} by hand`;
           const inc = await getIncident(trx, a.incident_id);
           if (!(await releaseClaim(trx, a.id, "cancelled", why, now))) return;
-          await appendEvent(trx, store.dialect, {
-            type: "approval.merge_failed",
-            incidentId: a.incident_id,
-            taskId: a.task_id,
-            ...ENGINE,
-            reason: why,
-            data: { approvalId: a.id, code: "approval.merge_stuck", pr: { number: a.pr_number, branch: a.pr_branch }, approvedBy: approverOf(a) },
-            occurredAt: now,
-          }, now);
-          if (inc?.state === "approved") await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: why, data: { approvalId: a.id } }, now);
+          await appendEvent(
+            trx,
+            store.dialect,
+            {
+              type: "approval.merge_failed",
+              incidentId: a.incident_id,
+              taskId: a.task_id,
+              ...ENGINE,
+              reason: why,
+              data: {
+                approvalId: a.id,
+                code: "approval.merge_stuck",
+                pr: { number: a.pr_number, branch: a.pr_branch },
+                approvedBy: approverOf(a),
+              },
+              occurredAt: now,
+            },
+            now,
+          );
+          if (inc?.state === "approved")
+            await applyTransition(
+              trx,
+              store.dialect,
+              inc,
+              "escalate",
+              { ...ENGINE, reason: why, data: { approvalId: a.id } },
+              now,
+            );
           gaveUp += 1;
           return;
         }
@@ -236,14 +336,19 @@ export function createMerger(deps: MergeDeps) {
           .executeTakeFirst();
         if (Number(res.numUpdatedRows) === 0) return;
         await queueMerge(trx, store.dialect, a, ENGINE, now);
-        await appendEvent(trx, store.dialect, {
-          type: "approval.merge_requeued",
-          incidentId: a.incident_id,
-          ...ENGINE,
-          reason: `merge of pull request #${a.pr_number} not done ${Math.round((now - Number(a.merge_queued_at)) / 1000)} s after it was queued; queued again`,
-          data: { approvalId: a.id, attempt: Number(a.merge_requeues) + 2 },
-          occurredAt: now,
-        }, now);
+        await appendEvent(
+          trx,
+          store.dialect,
+          {
+            type: "approval.merge_requeued",
+            incidentId: a.incident_id,
+            ...ENGINE,
+            reason: `merge of pull request #${a.pr_number} not done ${Math.round((now - Number(a.merge_queued_at)) / 1000)} s after it was queued; queued again`,
+            data: { approvalId: a.id, attempt: Number(a.merge_requeues) + 2 },
+            occurredAt: now,
+          },
+          now,
+        );
         requeued += 1;
       });
     }

@@ -35,7 +35,11 @@ type KnownPull = { number: number; branch: string | null; sha: string | null };
  * tasks opened (`task.pr_opened`) without an approval.
  */
 async function pullsToClose(trx: Executor, dialect: Store["dialect"], incidentId: string): Promise<KnownPull[]> {
-  let q = trx.selectFrom("approvals").select(["pr_number", "pr_branch", "head_sha", "state", "merge_started_at", "merged_at"]).where("incident_id", "=", incidentId).where("pr_number", "is not", null);
+  let q = trx
+    .selectFrom("approvals")
+    .select(["pr_number", "pr_branch", "head_sha", "state", "merge_started_at", "merged_at"])
+    .where("incident_id", "=", incidentId)
+    .where("pr_number", "is not", null);
   // A locking read on MySQL: the rows as they are now, not as the transaction's snapshot had
   // them, so a merge that started meanwhile is seen (SQLite has one writer at a time anyway).
   if (dialect === "mysql") q = q.forUpdate();
@@ -50,7 +54,12 @@ async function pullsToClose(trx: Executor, dialect: Store["dialect"], incidentId
     if (a.merged_at !== null || inFlight) keep.add(n);
     else pulls.set(n, { number: n, branch: a.pr_branch, sha: a.head_sha });
   }
-  const opened = await trx.selectFrom("events").select("data").where("incident_id", "=", incidentId).where("type", "=", "task.pr_opened").execute();
+  const opened = await trx
+    .selectFrom("events")
+    .select("data")
+    .where("incident_id", "=", incidentId)
+    .where("type", "=", "task.pr_opened")
+    .execute();
   for (const e of opened) {
     const d = JSON.parse(e.data) as { number?: unknown; branch?: unknown };
     if (typeof d.number !== "number" || pulls.has(d.number)) continue;
@@ -60,7 +69,14 @@ async function pullsToClose(trx: Executor, dialect: Store["dialect"], incidentId
 }
 
 /** Queues the close of each pull request the incident leaves behind, once per pull request. Returns the job ids. */
-export async function queuePullRequestClose(trx: Executor, dialect: Store["dialect"], incidentId: string, why: string, by: { actor: string; channel: string }, now: number): Promise<string[]> {
+export async function queuePullRequestClose(
+  trx: Executor,
+  dialect: Store["dialect"],
+  incidentId: string,
+  why: string,
+  by: { actor: string; channel: string },
+  now: number,
+): Promise<string[]> {
   const ids: string[] = [];
   for (const pr of await pullsToClose(trx, dialect, incidentId)) {
     const key = `pr.close:${incidentId}:${pr.number}`;
@@ -72,8 +88,22 @@ export async function queuePullRequestClose(trx: Executor, dialect: Store["diale
 }
 
 /** Queues the deletion of a pull request's branch after Pitcrew merged it. */
-export function queueMergedBranchDelete(trx: Executor, dialect: Store["dialect"], pr: { number: number; branch: string }, incidentId: string, by: { actor: string; channel: string }, now: number): Promise<string> {
-  const payload: PrCloseJob = { number: pr.number, branch: pr.branch, incidentId, why: `pull request #${pr.number} was merged`, sha: null, merged: true };
+export function queueMergedBranchDelete(
+  trx: Executor,
+  dialect: Store["dialect"],
+  pr: { number: number; branch: string },
+  incidentId: string,
+  by: { actor: string; channel: string },
+  now: number,
+): Promise<string> {
+  const payload: PrCloseJob = {
+    number: pr.number,
+    branch: pr.branch,
+    incidentId,
+    why: `pull request #${pr.number} was merged`,
+    sha: null,
+    merged: true,
+  };
   return enqueueControlJob(trx, dialect, { kind: PR_CLOSE, payload, incidentId }, by, now);
 }
 
@@ -81,8 +111,16 @@ export type PrCloseResult = { number: number; closed: boolean; branchDeleted: bo
 
 function parseJob(payload: Record<string, unknown>): PrCloseJob {
   const p = payload as Partial<PrCloseJob>;
-  if (typeof p.number !== "number" || typeof p.incidentId !== "string" || typeof p.why !== "string") throw invalid("approval.bad_job", "pr.close job without number, incidentId or why");
-  return { number: p.number, branch: typeof p.branch === "string" ? p.branch : null, incidentId: p.incidentId, why: p.why, sha: typeof p.sha === "string" ? p.sha : null, merged: p.merged === true };
+  if (typeof p.number !== "number" || typeof p.incidentId !== "string" || typeof p.why !== "string")
+    throw invalid("approval.bad_job", "pr.close job without number, incidentId or why");
+  return {
+    number: p.number,
+    branch: typeof p.branch === "string" ? p.branch : null,
+    incidentId: p.incidentId,
+    why: p.why,
+    sha: typeof p.sha === "string" ? p.sha : null,
+    merged: p.merged === true,
+  };
 }
 
 export function createPullRequestCleanup(deps: { store: Store; log: Logger; now: () => number; gitHost?: GitHost }) {
@@ -95,7 +133,11 @@ export function createPullRequestCleanup(deps: { store: Store; log: Logger; now:
    */
   async function close(payload: Record<string, unknown>, taskId: string): Promise<PrCloseResult> {
     const job = parseJob(payload);
-    if (!deps.gitHost) throw conflict("gitops.not_configured", `no pull-request host is configured; close pull request #${job.number} by hand`);
+    if (!deps.gitHost)
+      throw conflict(
+        "gitops.not_configured",
+        `no pull-request host is configured; close pull request #${job.number} by hand`,
+      );
     const host = deps.gitHost;
     const pr = await host.getPullRequest(job.number).catch((err) => {
       if (isAppError(err) && err.kind === "not_found") return null;
@@ -105,12 +147,17 @@ export function createPullRequestCleanup(deps: { store: Store; log: Logger; now:
     let note: string;
     let deletable = false;
     if (!pr) note = "the pull request no longer exists";
-    else if (job.branch && pr.branch !== job.branch) note = `the pull request's branch is ${pr.branch}, not ${job.branch}; left alone`;
+    else if (job.branch && pr.branch !== job.branch)
+      note = `the pull request's branch is ${pr.branch}, not ${job.branch}; left alone`;
     else if (job.merged) {
-      note = pr.state === "merged" ? "merged; its branch is deleted" : `the pull request is ${pr.state}, not merged; branch left alone`;
+      note =
+        pr.state === "merged"
+          ? "merged; its branch is deleted"
+          : `the pull request is ${pr.state}, not merged; branch left alone`;
       deletable = pr.state === "merged";
     } else if (pr.state === "merged") note = "already merged by someone else; left alone";
-    else if (pr.state === "open" && job.sha && pr.headSha !== job.sha) note = `the branch moved since Pitcrew proposed it (${job.sha.slice(0, 7)} → ${pr.headSha.slice(0, 7)}); left open`;
+    else if (pr.state === "open" && job.sha && pr.headSha !== job.sha)
+      note = `the branch moved since Pitcrew proposed it (${job.sha.slice(0, 7)} → ${pr.headSha.slice(0, 7)}); left open`;
     else {
       if (pr.state === "open") {
         await host.closePullRequest(job.number, `Closed by Pitcrew: ${job.why} (incident ${job.incidentId}).`);
@@ -120,19 +167,30 @@ export function createPullRequestCleanup(deps: { store: Store; log: Logger; now:
       deletable = true;
     }
     // Never the base branch, whatever a record says.
-    const branchDeleted = deletable && pr !== null && pr.branch !== pr.base ? await host.deleteBranch(pr.branch) : false;
+    const branchDeleted =
+      deletable && pr !== null && pr.branch !== pr.base ? await host.deleteBranch(pr.branch) : false;
     const t = deps.now();
     const type = job.merged ? "pr.branch_deleted" : "pr.closed";
     const reason = job.merged ? `${note}` : `pull request #${job.number}: ${note}: ${job.why}`;
-    await appendEvent(store.db, store.dialect, {
-      id: `evt_${taskId.replace(/^tsk_/, "")}`,
-      type,
-      incidentId: job.incidentId,
-      ...ENGINE,
-      reason,
-      data: { pr: { number: job.number, branch: pr?.branch ?? job.branch, url: pr?.url ?? null }, closed, branchDeleted, why: job.why },
-      occurredAt: t,
-    }, t);
+    await appendEvent(
+      store.db,
+      store.dialect,
+      {
+        id: `evt_${taskId.replace(/^tsk_/, "")}`,
+        type,
+        incidentId: job.incidentId,
+        ...ENGINE,
+        reason,
+        data: {
+          pr: { number: job.number, branch: pr?.branch ?? job.branch, url: pr?.url ?? null },
+          closed,
+          branchDeleted,
+          why: job.why,
+        },
+        occurredAt: t,
+      },
+      t,
+    );
     return { number: job.number, closed, branchDeleted, note };
   }
 
@@ -140,24 +198,38 @@ export function createPullRequestCleanup(deps: { store: Store; log: Logger; now:
     run: (payload, ctx) => close(payload, ctx.taskId),
     async onGiveUp(trx, payload, err, ctx, now) {
       const p = payload as Partial<PrCloseJob>;
-      await appendEvent(trx, store.dialect, {
-        id: `evt_${ctx.taskId.replace(/^tsk_/, "")}`,
-        type: "pr.close_failed",
-        incidentId: ctx.incidentId,
-        ...ENGINE,
-        reason: `could not close pull request #${String(p.number)}: ${errorMessage(err).slice(0, 500)}`,
-        data: { pr: { number: p.number, branch: p.branch ?? null } },
-        occurredAt: now,
-      }, now);
+      await appendEvent(
+        trx,
+        store.dialect,
+        {
+          id: `evt_${ctx.taskId.replace(/^tsk_/, "")}`,
+          type: "pr.close_failed",
+          incidentId: ctx.incidentId,
+          ...ENGINE,
+          reason: `could not close pull request #${String(p.number)}: ${errorMessage(err).slice(0, 500)}`,
+          data: { pr: { number: p.number, branch: p.branch ?? null } },
+          occurredAt: now,
+        },
+        now,
+      );
     },
   };
 
   /** Runs the queued close now (best effort): the job that follows finds it done. */
   async function closeNow(taskIds: string[]): Promise<void> {
     for (const id of taskIds) {
-      const task = await store.db.selectFrom("tasks").select(["payload", "kind"]).where("id", "=", id).executeTakeFirst();
+      const task = await store.db
+        .selectFrom("tasks")
+        .select(["payload", "kind"])
+        .where("id", "=", id)
+        .executeTakeFirst();
       if (task?.kind !== PR_CLOSE) continue;
-      await close(JSON.parse(task.payload) as Record<string, unknown>, id).catch((err) => deps.log.warn({ err: { message: errorMessage(err) }, taskId: id }, "closing the pull request now failed; its job will retry"));
+      await close(JSON.parse(task.payload) as Record<string, unknown>, id).catch((err) =>
+        deps.log.warn(
+          { err: { message: errorMessage(err) }, taskId: id },
+          "closing the pull request now failed; its job will retry",
+        ),
+      );
     }
   }
 

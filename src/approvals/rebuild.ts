@@ -58,8 +58,10 @@ async function rebuildCause(db: Executor, a: ApprovalRow): Promise<string | null
     .execute();
   for (const e of rows) {
     const d = JSON.parse(e.data) as { approvalId?: string; newApprovalId?: string; code?: string };
-    if (e.type === "approval.merge_failed" && d.approvalId === a.id && d.code && REBUILDABLE.has(d.code)) return e.reason ?? d.code;
-    if (e.type === "approval.superseded" && (d.approvalId === a.id || d.newApprovalId === a.id)) return e.reason ?? "the pull request moved";
+    if (e.type === "approval.merge_failed" && d.approvalId === a.id && d.code && REBUILDABLE.has(d.code))
+      return e.reason ?? d.code;
+    if (e.type === "approval.superseded" && (d.approvalId === a.id || d.newApprovalId === a.id))
+      return e.reason ?? "the pull request moved";
   }
   return null;
 }
@@ -67,60 +69,118 @@ async function rebuildCause(db: Executor, a: ApprovalRow): Promise<string | null
 export function createRebuild(deps: RebuildDeps) {
   const { store } = deps;
 
-  async function rebuild(ref: { approvalId?: string; incidentId?: string }, by: Decider, reason: string | null): Promise<RebuildResult> {
+  async function rebuild(
+    ref: { approvalId?: string; incidentId?: string },
+    by: Decider,
+    reason: string | null,
+  ): Promise<RebuildResult> {
     const a = await findApproval(store.db, ref);
     const notAllowed = (why: string) => conflict("approval.rebuild_not_allowed", `approval ${a.id}: ${why}`);
     if (a.pr_number === null) throw notAllowed("it approves a plan, not a pull request; there is nothing to rebuild");
     if (a.merged_at !== null) throw notAllowed(`pull request #${a.pr_number} is already merged`);
     const action = mergeActionOf(a);
-    const task = a.task_id ? await store.db.selectFrom("tasks").select("payload").where("id", "=", a.task_id).executeTakeFirst() : undefined;
-    const ran = task ? (JSON.parse(task.payload) as { skill?: string; params?: Record<string, unknown>; action?: { revert?: unknown } }) : {};
-    if (ran.action?.revert) throw notAllowed(`pull request #${a.pr_number} is Pitcrew's revert of a change; revert by hand, or resolve the incident`);
+    const task = a.task_id
+      ? await store.db.selectFrom("tasks").select("payload").where("id", "=", a.task_id).executeTakeFirst()
+      : undefined;
+    const ran = task
+      ? (JSON.parse(task.payload) as {
+          skill?: string;
+          params?: Record<string, unknown>;
+          action?: { revert?: unknown };
+        })
+      : {};
+    if (ran.action?.revert)
+      throw notAllowed(
+        `pull request #${a.pr_number} is Pitcrew's revert of a change; revert by hand, or resolve the incident`,
+      );
     const cause = await rebuildCause(store.db, a);
-    if (!cause) throw notAllowed(`rebuild is for a merge that failed with a conflict or a pull request that moved; pull request #${a.pr_number} had neither — approve or reject it`);
+    if (!cause)
+      throw notAllowed(
+        `rebuild is for a merge that failed with a conflict or a pull request that moved; pull request #${a.pr_number} had neither — approve or reject it`,
+      );
     const inc0 = await getIncident(store.db, a.incident_id);
     const plan = inc0?.plan ? (JSON.parse(inc0.plan) as { skill?: string; params?: Record<string, unknown> }) : {};
     const name = action?.skill ?? ran.skill ?? plan.skill;
     const skill = deps.skills().find((s) => s.name === name);
-    if (!skill) throw conflict("skill.not_found", `the pull request was made by skill ${JSON.stringify(name ?? null)}, which is not loaded; reload skills or resolve the incident`);
+    if (!skill)
+      throw conflict(
+        "skill.not_found",
+        `the pull request was made by skill ${JSON.stringify(name ?? null)}, which is not loaded; reload skills or resolve the incident`,
+      );
     const params = ran.params ?? (plan.skill === skill.name ? plan.params : undefined) ?? {};
 
     const result = await store.db.transaction().execute(async (trx) => {
       const now = deps.now();
       const inc = await getIncident(trx, a.incident_id);
       if (!inc || !["proposed", "escalated"].includes(inc.state)) {
-        throw conflict("incident.not_rebuildable", `incident ${a.incident_id} is ${inc?.state ?? "gone"}; a rebuild needs it waiting for a decision (proposed) or with a person (escalated)`);
+        throw conflict(
+          "incident.not_rebuildable",
+          `incident ${a.incident_id} is ${inc?.state ?? "gone"}; a rebuild needs it waiting for a decision (proposed) or with a person (escalated)`,
+        );
       }
       const who = `${by.subject} via ${by.channel}`;
       const why = `rebuilt on the current base as a new pull request (requested by ${who}${reason ? `: ${reason}` : ""})`;
       // What still waits for a decision on this incident waits for the rebuilt pull request instead.
-      const pending = await trx.selectFrom("approvals").select("id").where("incident_id", "=", inc.id).where("state", "=", "pending").execute();
+      const pending = await trx
+        .selectFrom("approvals")
+        .select("id")
+        .where("incident_id", "=", inc.id)
+        .where("state", "=", "pending")
+        .execute();
       if (pending.length > 0) {
         await trx
           .updateTable("approvals")
-          .set({ state: "cancelled", decided_at: now, decided_by: by.subject.slice(0, 255), channel: by.channel.slice(0, 32), reason: why })
+          .set({
+            state: "cancelled",
+            decided_at: now,
+            decided_by: by.subject.slice(0, 255),
+            channel: by.channel.slice(0, 32),
+            reason: why,
+          })
           .where("incident_id", "=", inc.id)
           .where("state", "=", "pending")
           .execute();
-        await appendEvent(trx, store.dialect, {
-          type: "approval.cancelled",
-          incidentId: inc.id,
-          actor: by.actor,
-          channel: by.channel,
-          reason: why,
-          data: { approvals: pending.length, approvalIds: pending.map((p) => p.id), cause: "rebuild" },
-          occurredAt: now,
-        }, now);
+        await appendEvent(
+          trx,
+          store.dialect,
+          {
+            type: "approval.cancelled",
+            incidentId: inc.id,
+            actor: by.actor,
+            channel: by.channel,
+            reason: why,
+            data: { approvals: pending.length, approvalIds: pending.map((p) => p.id), cause: "rebuild" },
+            occurredAt: now,
+          },
+          now,
+        );
       }
       const n = (await countRebuilds(trx, inc.id)) + 1;
-      const fixing = await applyTransition(trx, store.dialect, inc, "rebuild", {
-        actor: by.actor,
-        channel: by.channel,
-        reason: `rebuild ${n} of ${skill.name} on the current base, requested by ${who}${reason ? `: ${reason}` : ""} (${cause})`,
-        data: { approvalId: a.id, pr: { number: a.pr_number, branch: a.pr_branch }, rebuild: n, cause },
-      }, now);
+      const fixing = await applyTransition(
+        trx,
+        store.dialect,
+        inc,
+        "rebuild",
+        {
+          actor: by.actor,
+          channel: by.channel,
+          reason: `rebuild ${n} of ${skill.name} on the current base, requested by ${who}${reason ? `: ${reason}` : ""} (${cause})`,
+          data: { approvalId: a.id, pr: { number: a.pr_number, branch: a.pr_branch }, rebuild: n, cause },
+        },
+        now,
+      );
       const closing = await queuePullRequestClose(trx, store.dialect, inc.id, why, by, now);
-      const taskId = await queueFixTask(trx, store.dialect, fixing, skill, params, "before_merge", now, { pool: deps.fixPool, actor: by.actor, channel: by.channel }, { rebuild: n });
+      const taskId = await queueFixTask(
+        trx,
+        store.dialect,
+        fixing,
+        skill,
+        params,
+        "before_merge",
+        now,
+        { pool: deps.fixPool, actor: by.actor, channel: by.channel },
+        { rebuild: n },
+      );
       return { incident: fixing, taskId, rebuild: n, closing };
     });
     deps.onEnqueued?.();

@@ -31,7 +31,10 @@ export const POLICY: Decider = { subject: "policy", actor: "pitcrew:policy", cha
 export type ChangeDiff = { summary: DiffSummary; excerpt: string };
 
 /** The approvals columns that store a change's diff (null when it is not known). */
-export function diffColumns(d: ChangeDiff | null | undefined): { diff_summary: string | null; diff_excerpt: string | null } {
+export function diffColumns(d: ChangeDiff | null | undefined): {
+  diff_summary: string | null;
+  diff_excerpt: string | null;
+} {
   return { diff_summary: d ? JSON.stringify(d.summary) : null, diff_excerpt: d ? d.excerpt : null };
 }
 
@@ -40,7 +43,8 @@ export function diffColumns(d: ChangeDiff | null | undefined): { diff_summary: s
  * `fields` says otherwise. The one constructor every request (run, merge, re-request) goes through.
  */
 export function newApprovalRow(
-  fields: Pick<NewApproval, "id" | "incident_id" | "risk" | "action" | "requested_at" | "expires_at"> & Partial<NewApproval> & { diff?: ChangeDiff | null },
+  fields: Pick<NewApproval, "id" | "incident_id" | "risk" | "action" | "requested_at" | "expires_at"> &
+    Partial<NewApproval> & { diff?: ChangeDiff | null },
 ): NewApproval {
   const { diff, ...rest } = fields;
   return {
@@ -94,15 +98,28 @@ export const getApproval = (db: Executor, id: string): Promise<ApprovalRow | und
   db.selectFrom("approvals").selectAll().where("id", "=", id).executeTakeFirst();
 
 /** The approval by id, or the newest approval of the incident (pending first). */
-export async function findApproval(db: Executor, ref: { approvalId?: string; incidentId?: string }): Promise<ApprovalRow> {
+export async function findApproval(
+  db: Executor,
+  ref: { approvalId?: string; incidentId?: string },
+): Promise<ApprovalRow> {
   if (ref.approvalId) {
     const a = await getApproval(db, ref.approvalId);
     if (!a) throw notFound("approval.not_found", `approval ${ref.approvalId} does not exist`);
-    if (ref.incidentId && a.incident_id !== ref.incidentId) throw invalid("approval.wrong_incident", `approval ${a.id} belongs to incident ${a.incident_id}, not ${ref.incidentId}`);
+    if (ref.incidentId && a.incident_id !== ref.incidentId)
+      throw invalid(
+        "approval.wrong_incident",
+        `approval ${a.id} belongs to incident ${a.incident_id}, not ${ref.incidentId}`,
+      );
     return a;
   }
   if (!ref.incidentId) throw invalid("approval.ref_required", "give approval_id or incident_id");
-  const rows = await db.selectFrom("approvals").selectAll().where("incident_id", "=", ref.incidentId).orderBy("requested_at", "desc").orderBy("id", "desc").execute();
+  const rows = await db
+    .selectFrom("approvals")
+    .selectAll()
+    .where("incident_id", "=", ref.incidentId)
+    .orderBy("requested_at", "desc")
+    .orderBy("id", "desc")
+    .execute();
   const pick = rows.find((r) => r.state === "pending") ?? rows[0];
   if (!pick) throw notFound("approval.not_found", `incident ${ref.incidentId} has no approval`);
   return pick;
@@ -125,16 +142,27 @@ export async function listApprovals(db: Executor, f: ApprovalFilter = {}): Promi
   if (f.state === "pending" && f.now !== undefined) q = q.where("expires_at", ">", f.now);
   if (f.incidentId) q = q.where("incident_id", "=", f.incidentId);
   if (f.afterId) q = q.where("id", "<", f.afterId);
-  return q.orderBy("id", "desc").limit(Math.min(f.limit ?? 50, 500)).execute();
+  return q
+    .orderBy("id", "desc")
+    .limit(Math.min(f.limit ?? 50, 500))
+    .execute();
 }
 
 export function assertDecidable(a: ApprovalRow, now: number): void {
-  if (a.state === "superseded") throw conflict("approval.already_decided", `approval ${a.id} is already superseded: ${a.reason ?? "its pull request moved"}`);
+  if (a.state === "superseded")
+    throw conflict(
+      "approval.already_decided",
+      `approval ${a.id} is already superseded: ${a.reason ?? "its pull request moved"}`,
+    );
   if (a.state !== "pending") {
     const when = a.decided_at ? ` at ${new Date(Number(a.decided_at)).toISOString()}` : "";
-    throw conflict("approval.already_decided", `approval ${a.id} is already ${a.state}: already decided by ${a.decided_by ?? "unknown"}${a.channel ? ` via ${a.channel}` : ""}${when}`);
+    throw conflict(
+      "approval.already_decided",
+      `approval ${a.id} is already ${a.state}: already decided by ${a.decided_by ?? "unknown"}${a.channel ? ` via ${a.channel}` : ""}${when}`,
+    );
   }
-  if (Number(a.expires_at) <= now) throw conflict("approval.expired", `approval ${a.id} expired at ${new Date(Number(a.expires_at)).toISOString()}`);
+  if (Number(a.expires_at) <= now)
+    throw conflict("approval.expired", `approval ${a.id} expired at ${new Date(Number(a.expires_at)).toISOString()}`);
 }
 
 /**
@@ -152,22 +180,40 @@ export async function decide(
   now: number,
 ): Promise<ApprovalRow> {
   const merge = state === "approved" && a.pr_number !== null ? { merge_queued_at: now, merge_started_at: null } : {};
-  const set = { state, decided_at: now, decided_by: by.subject.slice(0, 255), channel: by.channel.slice(0, 32), reason, ...merge };
-  const res = await trx.updateTable("approvals").set(set).where("id", "=", a.id).where("state", "=", "pending").where("expires_at", ">", now).executeTakeFirst();
+  const set = {
+    state,
+    decided_at: now,
+    decided_by: by.subject.slice(0, 255),
+    channel: by.channel.slice(0, 32),
+    reason,
+    ...merge,
+  };
+  const res = await trx
+    .updateTable("approvals")
+    .set(set)
+    .where("id", "=", a.id)
+    .where("state", "=", "pending")
+    .where("expires_at", ">", now)
+    .executeTakeFirst();
   if (Number(res.numUpdatedRows) === 0) {
     assertDecidable((await getApproval(trx, a.id))!, now);
     throw conflict("approval.already_decided", `approval ${a.id} was decided meanwhile`);
   }
-  await appendEvent(trx, dialect, {
-    type: `approval.${state}`,
-    incidentId: a.incident_id,
-    taskId: a.task_id,
-    actor: by.actor,
-    channel: by.channel,
-    reason,
-    data: { ...by.data, approvalId: a.id, decidedBy: set.decided_by },
-    occurredAt: now,
-  }, now);
+  await appendEvent(
+    trx,
+    dialect,
+    {
+      type: `approval.${state}`,
+      incidentId: a.incident_id,
+      taskId: a.task_id,
+      actor: by.actor,
+      channel: by.channel,
+      reason,
+      data: { ...by.data, approvalId: a.id, decidedBy: set.decided_by },
+      occurredAt: now,
+    },
+    now,
+  );
   return { ...a, ...set };
 }
 
@@ -176,15 +222,36 @@ export async function decide(
  * were claimed but whose merge has not started (the resolve wins over a claim nobody acted on;
  * once the first merge call went out, the claim wins). Returns the cancelled rows.
  */
-export async function cancelOpenApprovals(trx: Executor, incidentId: string, by: { actor: string; channel: string; reason: string }, now: number): Promise<ApprovalRow[]> {
+export async function cancelOpenApprovals(
+  trx: Executor,
+  incidentId: string,
+  by: { actor: string; channel: string; reason: string },
+  now: number,
+): Promise<ApprovalRow[]> {
   const candidates = await trx
     .selectFrom("approvals")
     .selectAll()
     .where("incident_id", "=", incidentId)
-    .where((eb) => eb.or([eb("state", "=", "pending"), eb.and([eb("state", "=", "approved"), eb("pr_number", "is not", null), eb("merged_at", "is", null), eb("merge_started_at", "is", null)])]))
+    .where((eb) =>
+      eb.or([
+        eb("state", "=", "pending"),
+        eb.and([
+          eb("state", "=", "approved"),
+          eb("pr_number", "is not", null),
+          eb("merged_at", "is", null),
+          eb("merge_started_at", "is", null),
+        ]),
+      ]),
+    )
     .execute();
   const cancelled: ApprovalRow[] = [];
-  const set = { state: "cancelled", decided_at: now, decided_by: by.actor.slice(0, 255), channel: by.channel.slice(0, 32), reason: by.reason };
+  const set = {
+    state: "cancelled",
+    decided_at: now,
+    decided_by: by.actor.slice(0, 255),
+    channel: by.channel.slice(0, 32),
+    reason: by.reason,
+  };
   for (const a of candidates) {
     let q = trx.updateTable("approvals").set(set).where("id", "=", a.id).where("state", "=", a.state);
     if (a.state === "approved") q = q.where("merge_started_at", "is", null).where("merged_at", "is", null);
@@ -199,21 +266,33 @@ export async function cancelOpenApprovals(trx: Executor, incidentId: string, by:
  * transaction's snapshot, so this read and the caller's later ones see the row as it is now.
  */
 export async function markMergeStarted(trx: Executor, id: string, now: number): Promise<"started" | "resumed" | false> {
-  const res = await trx.updateTable("approvals").set({
-    merge_started_at: now,
-  }).where("id", "=", id).where("state", "=", "approved").where("merged_at", "is", null).where("merge_started_at", "is", null).executeTakeFirst();
+  const res = await trx
+    .updateTable("approvals")
+    .set({
+      merge_started_at: now,
+    })
+    .where("id", "=", id)
+    .where("state", "=", "approved")
+    .where("merged_at", "is", null)
+    .where("merge_started_at", "is", null)
+    .executeTakeFirst();
   if (Number(res.numUpdatedRows) > 0) return "started";
   // A retry of a merge this claim already started is still ours to finish (its call may have gone out).
   const a = await getApproval(trx, id);
-  return !!a && a.state === "approved" && a.merged_at === null && a.merge_started_at !== null ? "resumed" : false;
+  return a && a.state === "approved" && a.merged_at === null && a.merge_started_at !== null ? "resumed" : false;
 }
 
 /** Records the merge once; false when it was already recorded (the inline merge and its job race). */
 export async function markMerged(trx: Executor, id: string, sha: string, now: number): Promise<boolean> {
-  const res = await trx.updateTable("approvals").set({
-    merged_at: now,
-    merge_sha: sha.slice(0, 64),
-  }).where("id", "=", id).where("merged_at", "is", null).executeTakeFirst();
+  const res = await trx
+    .updateTable("approvals")
+    .set({
+      merged_at: now,
+      merge_sha: sha.slice(0, 64),
+    })
+    .where("id", "=", id)
+    .where("merged_at", "is", null)
+    .executeTakeFirst();
   return Number(res.numUpdatedRows) > 0;
 }
 
@@ -221,11 +300,31 @@ export async function markMerged(trx: Executor, id: string, sha: string, now: nu
  * Gives a failed claim back: `pending` (waiting for a decision again) or `cancelled` (the incident
  * moved on). False when the claim was not held any more or the merge was recorded meanwhile.
  */
-export async function releaseClaim(trx: Executor, id: string, to: "pending" | "cancelled", reason: string, now: number): Promise<boolean> {
+export async function releaseClaim(
+  trx: Executor,
+  id: string,
+  to: "pending" | "cancelled",
+  reason: string,
+  now: number,
+): Promise<boolean> {
   const set =
     to === "pending"
-      ? { state: "pending", decided_at: null, decided_by: null, channel: null, reason: null, merge_queued_at: null, merge_started_at: null }
+      ? {
+          state: "pending",
+          decided_at: null,
+          decided_by: null,
+          channel: null,
+          reason: null,
+          merge_queued_at: null,
+          merge_started_at: null,
+        }
       : { state: "cancelled", decided_at: now, reason };
-  const res = await trx.updateTable("approvals").set(set).where("id", "=", id).where("state", "=", "approved").where("merged_at", "is", null).executeTakeFirst();
+  const res = await trx
+    .updateTable("approvals")
+    .set(set)
+    .where("id", "=", id)
+    .where("state", "=", "approved")
+    .where("merged_at", "is", null)
+    .executeTakeFirst();
   return Number(res.numUpdatedRows) > 0;
 }

@@ -21,7 +21,13 @@ export const MERGE_APPROVAL_TTL_MS = 24 * 3_600_000;
 /** The payload of an `approval.merge` job: the approval, and who its events are written as. */
 export type MergeJob = { approvalId: string; actor: string; channel: string };
 
-export function queueMerge(trx: Executor, dialect: Store["dialect"], approval: { id: string; incident_id: string }, by: { actor: string; channel: string }, now: number): Promise<string> {
+export function queueMerge(
+  trx: Executor,
+  dialect: Store["dialect"],
+  approval: { id: string; incident_id: string },
+  by: { actor: string; channel: string },
+  now: number,
+): Promise<string> {
   const payload: MergeJob = { approvalId: approval.id, actor: by.actor, channel: by.channel };
   return enqueueControlJob(trx, dialect, { kind: MERGE_JOB, payload, incidentId: approval.incident_id }, by, now);
 }
@@ -37,16 +43,40 @@ export async function requestRunApproval(
 ): Promise<string> {
   const id = `apr_${inc.id.slice(4)}_${inc.version}`;
   const expires = now + RUN_APPROVAL_TTL_MS;
-  await trx.insertInto("approvals").values(newApprovalRow({ id, incident_id: inc.id, risk: plan.risk, action: JSON.stringify(plan), requested_at: now, expires_at: expires })).execute();
-  await appendEvent(trx, dialect, {
-    type: "approval.requested",
-    incidentId: inc.id,
-    ...by,
-    reason: `${plan.risk}-risk skill ${plan.skill} needs approval before it runs`,
-    data: { approvalId: id, expiresAt: expires, within: formatDuration(RUN_APPROVAL_TTL_MS) },
-    occurredAt: now,
-  }, now);
-  await applyTransition(trx, dialect, inc, "fix.proposed", { ...by, reason: "awaiting approval before running the fix" }, now);
+  await trx
+    .insertInto("approvals")
+    .values(
+      newApprovalRow({
+        id,
+        incident_id: inc.id,
+        risk: plan.risk,
+        action: JSON.stringify(plan),
+        requested_at: now,
+        expires_at: expires,
+      }),
+    )
+    .execute();
+  await appendEvent(
+    trx,
+    dialect,
+    {
+      type: "approval.requested",
+      incidentId: inc.id,
+      ...by,
+      reason: `${plan.risk}-risk skill ${plan.skill} needs approval before it runs`,
+      data: { approvalId: id, expiresAt: expires, within: formatDuration(RUN_APPROVAL_TTL_MS) },
+      occurredAt: now,
+    },
+    now,
+  );
+  await applyTransition(
+    trx,
+    dialect,
+    inc,
+    "fix.proposed",
+    { ...by, reason: "awaiting approval before running the fix" },
+    now,
+  );
   return id;
 }
 
@@ -95,16 +125,33 @@ export async function requestMergeApproval(
 ): Promise<string> {
   const row = mergeApprovalRow(p, now);
   await trx.insertInto("approvals").values(row).execute();
-  await appendEvent(trx, dialect, {
-    type: "approval.requested",
-    incidentId: p.incident.id,
-    taskId: p.task?.id ?? null,
-    ...by,
-    reason: `merge of pull request #${p.pr.number} needs approval`,
-    data: { approvalId: row.id, pr: p.pr, risk: p.risk, expiresAt: row.expires_at, diff: p.diff?.summary ?? null },
-    occurredAt: now,
-  }, now);
-  await applyTransition(trx, dialect, p.incident, event, { ...by, reason: `pull request #${p.pr.number} opened: ${p.pr.url ?? p.pr.branch ?? ""}`.trim(), data: { taskId: p.task?.id ?? null, pr: p.pr } }, now, extra);
+  await appendEvent(
+    trx,
+    dialect,
+    {
+      type: "approval.requested",
+      incidentId: p.incident.id,
+      taskId: p.task?.id ?? null,
+      ...by,
+      reason: `merge of pull request #${p.pr.number} needs approval`,
+      data: { approvalId: row.id, pr: p.pr, risk: p.risk, expiresAt: row.expires_at, diff: p.diff?.summary ?? null },
+      occurredAt: now,
+    },
+    now,
+  );
+  await applyTransition(
+    trx,
+    dialect,
+    p.incident,
+    event,
+    {
+      ...by,
+      reason: `pull request #${p.pr.number} opened: ${p.pr.url ?? p.pr.branch ?? ""}`.trim(),
+      data: { taskId: p.task?.id ?? null, pr: p.pr },
+    },
+    now,
+    extra,
+  );
   return row.id;
 }
 
@@ -122,20 +169,50 @@ export async function approveMergeAtOnce(
   by: { actor: string; channel: string },
   now: number,
 ): Promise<string> {
-  const row = mergeApprovalRow(p, now, { state: "approved", decided_at: now, decided_by: approver.subject.slice(0, 255), channel: approver.channel.slice(0, 32), reason, merge_queued_at: now });
-  await trx.insertInto("approvals").values(row).execute();
-  await appendEvent(trx, dialect, {
-    type: "approval.approved",
-    incidentId: p.incident.id,
-    taskId: p.task?.id ?? null,
-    actor: approver.actor,
-    channel: approver.channel,
+  const row = mergeApprovalRow(p, now, {
+    state: "approved",
+    decided_at: now,
+    decided_by: approver.subject.slice(0, 255),
+    channel: approver.channel.slice(0, 32),
     reason,
-    data: { approvalId: row.id, pr: p.pr, risk: p.risk, diff: p.diff?.summary ?? null },
-    occurredAt: now,
-  }, now);
-  const proposed = await applyTransition(trx, dialect, p.incident, "fix.proposed", { ...by, reason: `pull request #${p.pr.number} opened: ${p.pr.url ?? p.pr.branch ?? ""}`.trim(), data: { taskId: p.task?.id ?? null, pr: p.pr } }, now);
-  await applyTransition(trx, dialect, proposed, "approval.granted", { actor: approver.actor, channel: approver.channel, reason, data: { approvalId: row.id } }, now);
+    merge_queued_at: now,
+  });
+  await trx.insertInto("approvals").values(row).execute();
+  await appendEvent(
+    trx,
+    dialect,
+    {
+      type: "approval.approved",
+      incidentId: p.incident.id,
+      taskId: p.task?.id ?? null,
+      actor: approver.actor,
+      channel: approver.channel,
+      reason,
+      data: { approvalId: row.id, pr: p.pr, risk: p.risk, diff: p.diff?.summary ?? null },
+      occurredAt: now,
+    },
+    now,
+  );
+  const proposed = await applyTransition(
+    trx,
+    dialect,
+    p.incident,
+    "fix.proposed",
+    {
+      ...by,
+      reason: `pull request #${p.pr.number} opened: ${p.pr.url ?? p.pr.branch ?? ""}`.trim(),
+      data: { taskId: p.task?.id ?? null, pr: p.pr },
+    },
+    now,
+  );
+  await applyTransition(
+    trx,
+    dialect,
+    proposed,
+    "approval.granted",
+    { actor: approver.actor, channel: approver.channel, reason, data: { approvalId: row.id } },
+    now,
+  );
   await queueMerge(trx, dialect, row, approver, now);
   return row.id;
 }

@@ -1,6 +1,5 @@
 import type { Store } from "../store/db.ts";
 import type { IncidentRow } from "../store/schema.ts";
-import type { Logger } from "../shared/logger.ts";
 import type { GitHost } from "../gitops/port.ts";
 import type { Skill } from "../skills/schema.ts";
 import { appendEvent } from "../events/repo.ts";
@@ -10,7 +9,16 @@ import type { ControlJob } from "../tasks/control-jobs.ts";
 import { getIncident } from "../incidents/repo.ts";
 import { applyTransition } from "../incidents/service.ts";
 import { queueFixTask } from "../incidents/queueing.ts";
-import { assertDecidable, decide, findApproval, getApproval, parseAction, type ApprovalRow, type Decider, type PlanAction } from "./repo.ts";
+import {
+  assertDecidable,
+  decide,
+  findApproval,
+  getApproval,
+  parseAction,
+  type ApprovalRow,
+  type Decider,
+  type PlanAction,
+} from "./repo.ts";
 import { createMerger, type MergeDeps } from "./merge.ts";
 import { createPullRequestCleanup, PR_CLOSE, queuePullRequestClose } from "./pull-requests.ts";
 import { MERGE_JOB, queueMerge } from "./requests.ts";
@@ -53,7 +61,12 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
   const prs = createPullRequestCleanup(deps);
   const rebuilder = createRebuild({ ...deps, closeNow: prs.closeNow });
 
-  async function approve(ref: Ref, by: Decider, reason: string | null, opts: { mergeNow?: boolean } = {}): Promise<DecisionResult> {
+  async function approve(
+    ref: Ref,
+    by: Decider,
+    reason: string | null,
+    opts: { mergeNow?: boolean } = {},
+  ): Promise<DecisionResult> {
     const first = await findApproval(store.db, ref);
     assertDecidable(first, deps.now());
     if (first.pr_number !== null) {
@@ -66,19 +79,47 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
   }
 
   /** Claims the decision (one transaction, with the merge job), then merges right away when asked. */
-  async function approveMerge(a: ApprovalRow, by: Decider, reason: string | null, mergeNow: boolean): Promise<DecisionResult> {
-    if (!deps.gitHost) throw conflict("gitops.not_configured", "no pull-request host is configured; merge the pull request by hand");
+  async function approveMerge(
+    a: ApprovalRow,
+    by: Decider,
+    reason: string | null,
+    mergeNow: boolean,
+  ): Promise<DecisionResult> {
+    if (!deps.gitHost)
+      throw conflict("gitops.not_configured", "no pull-request host is configured; merge the pull request by hand");
     const claimed = await store.db.transaction().execute(async (trx) => {
       const now = deps.now();
       const approval = await decide(trx, store.dialect, a, "approved", by, reason, now);
       const inc = await getIncident(trx, a.incident_id);
-      if (!inc || inc.state !== "proposed") throw conflict("incident.not_proposed", `incident ${a.incident_id} is ${inc?.state ?? "gone"}, not waiting for approval`);
-      const incident = await applyTransition(trx, store.dialect, inc, "approval.granted", { actor: by.actor, channel: by.channel, reason: reason ?? `merge approved by ${by.subject}`, data: { approvalId: a.id } }, now);
+      if (inc?.state !== "proposed")
+        throw conflict(
+          "incident.not_proposed",
+          `incident ${a.incident_id} is ${inc?.state ?? "gone"}, not waiting for approval`,
+        );
+      const incident = await applyTransition(
+        trx,
+        store.dialect,
+        inc,
+        "approval.granted",
+        {
+          actor: by.actor,
+          channel: by.channel,
+          reason: reason ?? `merge approved by ${by.subject}`,
+          data: { approvalId: a.id },
+        },
+        now,
+      );
       await queueMerge(trx, store.dialect, approval, by, now);
       return { approval, incident };
     });
     deps.onEnqueued?.();
-    const result: DecisionResult = { ...claimed, taskId: null, merged: null, mergePending: "the merge is queued", inline: null };
+    const result: DecisionResult = {
+      ...claimed,
+      taskId: null,
+      merged: null,
+      mergePending: "the merge is queued",
+      inline: null,
+    };
     if (!mergeNow) return result;
     let out;
     try {
@@ -88,31 +129,77 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       return { ...result, ...(await reload(a)), mergePending: `the merge will be retried: ${errorMessage(err)}` };
     }
     if (out.status === "failed") {
-      const then = out.newApprovalId ? `a new approval (${out.newApprovalId}) was requested for the pull request's new head` : `approval ${a.id} is pending again`;
-      throw new AppError(out.error.kind, out.error.code, `${out.error.message}; the merge was not made and ${then}`, { details: { ...out.error.details, newApprovalId: out.newApprovalId ?? null } });
+      const then = out.newApprovalId
+        ? `a new approval (${out.newApprovalId}) was requested for the pull request's new head`
+        : `approval ${a.id} is pending again`;
+      throw new AppError(out.error.kind, out.error.code, `${out.error.message}; the merge was not made and ${then}`, {
+        details: { ...out.error.details, newApprovalId: out.newApprovalId ?? null },
+      });
     }
     const merged = out.status === "merged" ? { number: out.number, sha: out.sha } : null;
-    return { ...result, ...(await reload(a)), merged, mergePending: merged ? null : out.status === "skipped" ? out.reason : null };
+    return {
+      ...result,
+      ...(await reload(a)),
+      merged,
+      mergePending: merged ? null : out.status === "skipped" ? out.reason : null,
+    };
   }
 
   async function reload(a: ApprovalRow): Promise<{ approval: ApprovalRow; incident: IncidentRow }> {
     return { approval: (await getApproval(store.db, a.id))!, incident: (await getIncident(store.db, a.incident_id))! };
   }
 
-  async function approveRun(a: ApprovalRow, action: PlanAction, by: Decider, reason: string | null): Promise<DecisionResult> {
+  async function approveRun(
+    a: ApprovalRow,
+    action: PlanAction,
+    by: Decider,
+    reason: string | null,
+  ): Promise<DecisionResult> {
     const skill = deps.skills().find((s) => s.name === action.skill);
-    if (!skill) throw conflict("skill.not_found", `the approved plan names skill ${JSON.stringify(action.skill)}, which is not loaded; reload skills or resolve the incident`);
+    if (!skill)
+      throw conflict(
+        "skill.not_found",
+        `the approved plan names skill ${JSON.stringify(action.skill)}, which is not loaded; reload skills or resolve the incident`,
+      );
     const params = action.params ?? {};
     const result = await store.db.transaction().execute(async (trx) => {
       const now = deps.now();
       const approval = await decide(trx, store.dialect, a, "approved", by, reason, now);
       let inc = (await getIncident(trx, a.incident_id))!;
-      inc = await applyTransition(trx, store.dialect, inc, "approval.granted", { actor: by.actor, channel: by.channel, reason: reason ?? `approved by ${by.subject}`, data: { approvalId: a.id } }, now);
+      inc = await applyTransition(
+        trx,
+        store.dialect,
+        inc,
+        "approval.granted",
+        {
+          actor: by.actor,
+          channel: by.channel,
+          reason: reason ?? `approved by ${by.subject}`,
+          data: { approvalId: a.id },
+        },
+        now,
+      );
       let taskId: string | null = null;
       if (!isInline(skill)) {
-        taskId = await queueFixTask(trx, store.dialect, inc, skill, params, action.approval ?? "before_run", now, { pool: deps.fixPool, actor: by.actor, channel: by.channel });
+        taskId = await queueFixTask(trx, store.dialect, inc, skill, params, action.approval ?? "before_run", now, {
+          pool: deps.fixPool,
+          actor: by.actor,
+          channel: by.channel,
+        });
       }
-      inc = await applyTransition(trx, store.dialect, inc, "fix.started", { actor: by.actor, channel: by.channel, reason: `running ${skill.name}${isInline(skill) ? " inline" : ""} (approved)`, data: { taskId } }, now);
+      inc = await applyTransition(
+        trx,
+        store.dialect,
+        inc,
+        "fix.started",
+        {
+          actor: by.actor,
+          channel: by.channel,
+          reason: `running ${skill.name}${isInline(skill) ? " inline" : ""} (approved)`,
+          data: { taskId },
+        },
+        now,
+      );
       return { approval, incident: inc, taskId };
     });
     if (result.taskId) deps.onEnqueued?.();
@@ -123,37 +210,72 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
   }
 
   /** Runs an approved inline skill outside any transaction, then records what it found. */
-  async function runInlineFix(inc: IncidentRow, skill: Skill, params: Record<string, unknown>, by: Decider): Promise<InlineOutcome> {
+  async function runInlineFix(
+    inc: IncidentRow,
+    skill: Skill,
+    params: Record<string, unknown>,
+    by: Decider,
+  ): Promise<InlineOutcome> {
     let outcome: InlineOutcome;
     try {
-      outcome = await runInline(skill, params, {
-        id: inc.id,
-        title: inc.title,
-        alertname: inc.alertname,
-        namespace: inc.namespace,
-        service: inc.service,
-        severity: inc.severity,
-        labels: JSON.parse(inc.labels),
-      }, deps.inline ?? { secrets: () => undefined });
+      outcome = await runInline(
+        skill,
+        params,
+        {
+          id: inc.id,
+          title: inc.title,
+          alertname: inc.alertname,
+          namespace: inc.namespace,
+          service: inc.service,
+          severity: inc.severity,
+          labels: JSON.parse(inc.labels),
+        },
+        deps.inline ?? { secrets: () => undefined },
+      );
     } catch (err) {
-      outcome = { kind: "escalate", summary: `${skill.name} failed: ${inlineError(err)}`, details: { code: isAppError(err) ? err.code : "error" } };
+      outcome = {
+        kind: "escalate",
+        summary: `${skill.name} failed: ${inlineError(err)}`,
+        details: { code: isAppError(err) ? err.code : "error" },
+      };
     }
     await store.db.transaction().execute(async (trx) => {
       const t = deps.now();
       const cur = (await getIncident(trx, inc.id))!;
-      await appendEvent(trx, store.dialect, {
-        type: "skill.result",
-        incidentId: inc.id,
-        actor: by.actor,
-        channel: by.channel,
-        reason: outcome.summary,
-        data: { skill: skill.name, kind: outcome.kind },
-        occurredAt: t,
-      }, t);
+      await appendEvent(
+        trx,
+        store.dialect,
+        {
+          type: "skill.result",
+          incidentId: inc.id,
+          actor: by.actor,
+          channel: by.channel,
+          reason: outcome.summary,
+          data: { skill: skill.name, kind: outcome.kind },
+          occurredAt: t,
+        },
+        t,
+      );
       if (cur.state !== "fixing") return;
-      if (outcome.kind === "applied") await applyTransition(trx, store.dialect, cur, "verify.started", { actor: by.actor, channel: by.channel, reason: outcome.summary }, t);
+      if (outcome.kind === "applied")
+        await applyTransition(
+          trx,
+          store.dialect,
+          cur,
+          "verify.started",
+          { actor: by.actor, channel: by.channel, reason: outcome.summary },
+          t,
+        );
       // A delegation or a failure needs a person: the approval covered this skill only.
-      else await applyTransition(trx, store.dialect, cur, "escalate", { actor: by.actor, channel: by.channel, reason: outcome.summary }, t);
+      else
+        await applyTransition(
+          trx,
+          store.dialect,
+          cur,
+          "escalate",
+          { actor: by.actor, channel: by.channel, reason: outcome.summary },
+          t,
+        );
     });
     return outcome;
   }
@@ -167,7 +289,19 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       const approval = await decide(trx, store.dialect, first, "rejected", by, reason, now);
       const inc = (await getIncident(trx, first.incident_id))!;
       const why = `rejected by ${by.subject}${reason ? `: ${reason}` : ""}`;
-      const incident = await applyTransition(trx, store.dialect, inc, "approval.rejected", { actor: by.actor, channel: by.channel, reason: reason ?? `rejected by ${by.subject}`, data: { approvalId: first.id } }, now);
+      const incident = await applyTransition(
+        trx,
+        store.dialect,
+        inc,
+        "approval.rejected",
+        {
+          actor: by.actor,
+          channel: by.channel,
+          reason: reason ?? `rejected by ${by.subject}`,
+          data: { approvalId: first.id },
+        },
+        now,
+      );
       const closing = await queuePullRequestClose(trx, store.dialect, first.incident_id, why, by, now);
       return { approval, incident, closing };
     });
@@ -186,7 +320,8 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
      * Re-runs the fix of a pull request whose merge failed (a conflict, or the pull request moved)
      * on the current base, as a new pull request that needs a new approval; the old one is closed.
      */
-    rebuild: (ref: Ref, by: Decider, reason: string | null): Promise<RebuildResult> => rebuilder.rebuild(ref, by, reason),
+    rebuild: (ref: Ref, by: Decider, reason: string | null): Promise<RebuildResult> =>
+      rebuilder.rebuild(ref, by, reason),
     /** Expires pending approvals past their deadline (expireDueApprovals). */
     expireDue: async () => {
       const n = await expireDueApprovals(store, deps.now());
@@ -209,31 +344,62 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
  * request is closed (its job queued in the same transaction). Returns how many expired.
  */
 export async function expireDueApprovals(store: Store, now: number): Promise<number> {
-  const due = await store.db.selectFrom("approvals").select(["id", "incident_id"]).where("state", "=", "pending").where("expires_at", "<", now).limit(500).execute();
+  const due = await store.db
+    .selectFrom("approvals")
+    .select(["id", "incident_id"])
+    .where("state", "=", "pending")
+    .where("expires_at", "<", now)
+    .limit(500)
+    .execute();
   let n = 0;
   for (const a of due) {
     await store.db.transaction().execute(async (trx) => {
       const why = "no decision before the deadline";
-      const res = await trx.updateTable("approvals").set({
-        state: "expired",
-        decided_at: now,
-        decided_by: EXPIRY.actor,
-        channel: EXPIRY.channel,
-        reason: why,
-      }).where("id", "=", a.id).where("state", "=", "pending").executeTakeFirst();
+      const res = await trx
+        .updateTable("approvals")
+        .set({
+          state: "expired",
+          decided_at: now,
+          decided_by: EXPIRY.actor,
+          channel: EXPIRY.channel,
+          reason: why,
+        })
+        .where("id", "=", a.id)
+        .where("state", "=", "pending")
+        .executeTakeFirst();
       if (Number(res.numUpdatedRows) === 0) return;
       n += 1;
-      await appendEvent(trx, store.dialect, {
-        type: "approval.expired",
-        incidentId: a.incident_id,
-        ...EXPIRY,
-        reason: why,
-        data: { approvalId: a.id },
-        occurredAt: now,
-      }, now);
+      await appendEvent(
+        trx,
+        store.dialect,
+        {
+          type: "approval.expired",
+          incidentId: a.incident_id,
+          ...EXPIRY,
+          reason: why,
+          data: { approvalId: a.id },
+          occurredAt: now,
+        },
+        now,
+      );
       const inc = await getIncident(trx, a.incident_id);
-      if (inc?.state === "proposed") await applyTransition(trx, store.dialect, inc, "escalate", { ...EXPIRY, reason: "the approval expired without a decision" }, now);
-      await queuePullRequestClose(trx, store.dialect, a.incident_id, "its approval expired without a decision", EXPIRY, now);
+      if (inc?.state === "proposed")
+        await applyTransition(
+          trx,
+          store.dialect,
+          inc,
+          "escalate",
+          { ...EXPIRY, reason: "the approval expired without a decision" },
+          now,
+        );
+      await queuePullRequestClose(
+        trx,
+        store.dialect,
+        a.incident_id,
+        "its approval expired without a decision",
+        EXPIRY,
+        now,
+      );
     });
   }
   return n;

@@ -6,7 +6,15 @@ import { countIncidentsByState } from "../incidents/repo.ts";
 import { OPEN_STATES } from "../incidents/lifecycle.ts";
 import { findApproval, type ApprovalRow } from "./repo.ts";
 import { incidentText, openIncidentsText } from "./telegram-views.ts";
-import { approvalRef, escapeHtml as e, personOf, type Command, type TelegramChat, type TelegramMessage, type TelegramUser } from "./telegram-parse.ts";
+import {
+  approvalRef,
+  escapeHtml as e,
+  personOf,
+  type Command,
+  type TelegramChat,
+  type TelegramMessage,
+  type TelegramUser,
+} from "./telegram-parse.ts";
 import type { Admission, Attempt, TelegramChannelDeps } from "./telegram.ts";
 
 // The chat commands. Each one adapts: it reads its arguments, calls the domain (the approvals
@@ -45,7 +53,12 @@ export function createTelegramCommands(ctx: CommandContext) {
   async function status(): Promise<string> {
     const [db, queue] = await Promise.allSettled([store.ping(1500), ctx.queue.health()]);
     const dbText = db.status === "fulfilled" ? "ok" : `DOWN (${errorMessage(db.reason)})`;
-    const queueText = queue.status === "rejected" ? `DOWN (${errorMessage(queue.reason)})` : queue.value.ok ? "ok" : `DOWN (${queue.value.reason})`;
+    const queueText =
+      queue.status === "rejected"
+        ? `DOWN (${errorMessage(queue.reason)})`
+        : queue.value.ok
+          ? "ok"
+          : `DOWN (${queue.value.reason})`;
     const mode = ctx.queue.kind === "memory" ? "embedded" : "distributed";
     const lines = [`<b>Pitcrew ${e(VERSION)}</b>, ${mode}`, `database: ${e(dbText)} · queue: ${e(queueText)}`];
     if (db.status === "fulfilled") {
@@ -54,7 +67,9 @@ export function createTelegramCommands(ctx: CommandContext) {
       lines.push(pause.paused ? `automation <b>PAUSED</b> by ${e(pause.by ?? "?")}${why}` : "automation running");
       const byState = await countIncidentsByState(store.db);
       const open = OPEN_STATES.map((s) => [s, byState[s] ?? 0] as const).filter(([, n]) => n > 0);
-      lines.push(`open incidents: ${open.reduce((n, [, c]) => n + c, 0)}${open.length ? ` (${open.map(([s, n]) => `${n} ${s}`).join(", ")})` : ""}`);
+      lines.push(
+        `open incidents: ${open.reduce((n, [, c]) => n + c, 0)}${open.length ? ` (${open.map(([s, n]) => `${n} ${s}`).join(", ")})` : ""}`,
+      );
       const pending = await store.db
         .selectFrom("approvals")
         .select((eb) => eb.fn.countAll<number>().as("n"))
@@ -74,15 +89,28 @@ export function createTelegramCommands(ctx: CommandContext) {
     if (!ref) return void (await ctx.say(m.chat.id, usage, m.message_id));
     const from = m.from!;
     const a = await findApproval(store.db, ref).catch(() => undefined);
-    const at: Attempt = { updateId, user: from, chatId: m.chat.id, data: `/${verb} ${id}`, approvalId: a?.id ?? ("approvalId" in ref ? ref.approvalId : null) };
+    const at: Attempt = {
+      updateId,
+      user: from,
+      chatId: m.chat.id,
+      data: `/${verb} ${id}`,
+      approvalId: a?.id ?? ("approvalId" in ref ? ref.approvalId : null),
+    };
     if (!a) {
-      await ctx.refuse(at, `${"approvalId" in ref ? `approval ${ref.approvalId} does not exist` : `incident ${ref.incidentId} has no approval`}`);
+      await ctx.refuse(
+        at,
+        `${"approvalId" in ref ? `approval ${ref.approvalId} does not exist` : `incident ${ref.incidentId} has no approval`}`,
+      );
       return void (await ctx.say(m.chat.id, `Refused: no such approval (<code>${e(id)}</code>).`, m.message_id));
     }
     const adm = await ctx.admit(at, m.chat, true);
     if (!adm.ok) return void (await ctx.say(m.chat.id, `Refused: ${e(adm.why)}`, m.message_id));
     if (verb === "approve") {
-      const refused = await ctx.approveAs(at, a, async (text) => void (await ctx.say(m.chat.id, e(text), m.message_id)));
+      const refused = await ctx.approveAs(
+        at,
+        a,
+        async (text) => void (await ctx.say(m.chat.id, e(text), m.message_id)),
+      );
       if (refused) await ctx.say(m.chat.id, `Refused: ${e(refused)}`, m.message_id);
       return;
     }
@@ -94,10 +122,14 @@ export function createTelegramCommands(ctx: CommandContext) {
 
   async function pause(m: TelegramMessage, paused: boolean, args: string): Promise<string> {
     const before = await getPause(store.db);
-    const by = { ...actorOf(m.from!), reason: args.slice(0, 1000) || `${paused ? "paused" : "resumed"} by ${personOf(m.from!)}` };
+    const by = {
+      ...actorOf(m.from!),
+      reason: args.slice(0, 1000) || `${paused ? "paused" : "resumed"} by ${personOf(m.from!)}`,
+    };
     const now = ctx.now();
     await setPause(store, paused, by, now);
-    if (paused) return `Automation paused${before.paused ? " (it already was)" : ""}: incidents are recorded but not analysed or fixed until /resume.`;
+    if (paused)
+      return `Automation paused${before.paused ? " (it already was)" : ""}: incidents are recorded but not analysed or fixed until /resume.`;
     const requeued = await requeueDetected(store, now, actorOf(m.from!));
     if (requeued > 0) ctx.kick();
     return `Automation resumed${before.paused ? "" : " (it was not paused)"}; analysis queued again for ${requeued} waiting incident(s).`;
@@ -123,7 +155,9 @@ export function createTelegramCommands(ctx: CommandContext) {
         await ctx.refuse(at, `${personOf(from)} is not an approver (TELEGRAM_APPROVER_IDS)`);
       }
       const id = `<code>${from.id}</code>`;
-      return void (await reply(`Refused: you are not an approver. Your Telegram user id is ${id}; an admin can add it to TELEGRAM_APPROVER_IDS.`));
+      return void (await reply(
+        `Refused: you are not an approver. Your Telegram user id is ${id}; an admin can add it to TELEGRAM_APPROVER_IDS.`,
+      ));
     }
     switch (cmd.name) {
       case "status":
@@ -133,7 +167,9 @@ export function createTelegramCommands(ctx: CommandContext) {
       case "incident": {
         const id = cmd.args.split(/\s+/)[0] ?? "";
         const text = id ? await incidentText(store.db, id) : null;
-        return void (await reply(text ?? (id ? `No incident <code>${e(id.slice(0, 60))}</code>.` : "Usage: <code>/incident &lt;id&gt;</code>")));
+        return void (await reply(
+          text ?? (id ? `No incident <code>${e(id.slice(0, 60))}</code>.` : "Usage: <code>/incident &lt;id&gt;</code>"),
+        ));
       }
       case "approve":
       case "reject":

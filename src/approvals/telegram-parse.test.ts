@@ -1,16 +1,43 @@
 import { describe, expect, it } from "vitest";
-import { approvalRef, buttonData, deciderOf, escapeHtml, fitMessage, parseCallbackData, parseCommand, TelegramUpdate } from "./telegram-parse.ts";
+import {
+  approvalRef,
+  buttonData,
+  deciderOf,
+  escapeHtml,
+  fitMessage,
+  parseCallbackData,
+  parseCommand,
+  TelegramUpdate,
+} from "./telegram-parse.ts";
 
 describe("parseCallbackData", () => {
   it("reads the four button formats as a verb and an approval id", () => {
     for (const verb of ["approve", "reject", "details", "rebuild"] as const) {
-      expect(parseCallbackData(buttonData(verb, "apr_01JABCDEF_3"))).toEqual({ ok: true, verb, approvalId: "apr_01JABCDEF_3" });
+      expect(parseCallbackData(buttonData(verb, "apr_01JABCDEF_3"))).toEqual({
+        ok: true,
+        verb,
+        approvalId: "apr_01JABCDEF_3",
+      });
     }
-    expect(["a", "r", "d", "b"].map((v) => parseCallbackData(`v1:${v}:apr_1`))).toEqual(["approve", "reject", "details", "rebuild"].map((verb) => ({ ok: true, verb, approvalId: "apr_1" })));
+    expect(["a", "r", "d", "b"].map((v) => parseCallbackData(`v1:${v}:apr_1`))).toEqual(
+      ["approve", "reject", "details", "rebuild"].map((verb) => ({ ok: true, verb, approvalId: "apr_1" })),
+    );
   });
 
   it("treats any other data as forged or stale", () => {
-    const bad = [undefined, "", "v2:a:apr_1", "v1:z:apr_1", "v1:a:", "v1:a:inc_1", "v1:a:apr_1:more", "v1:a:apr_../x", `v1:a:apr_${"x".repeat(37)}`, "v1:a:apr_é", `v1:a:apr_${"1".repeat(60)}`];
+    const bad = [
+      undefined,
+      "",
+      "v2:a:apr_1",
+      "v1:z:apr_1",
+      "v1:a:",
+      "v1:a:inc_1",
+      "v1:a:apr_1:more",
+      "v1:a:apr_../x",
+      `v1:a:apr_${"x".repeat(37)}`,
+      "v1:a:apr_é",
+      `v1:a:apr_${"1".repeat(60)}`,
+    ];
     for (const data of bad) expect(parseCallbackData(data).ok, String(data)).toBe(false);
   });
 });
@@ -18,18 +45,28 @@ describe("parseCallbackData", () => {
 describe("parseCommand", () => {
   it("reads /cmd, /cmd@Bot and their arguments", () => {
     expect(parseCommand("/status")).toEqual({ name: "status", bot: null, args: "" });
-    expect(parseCommand("/Reject@pitcrew_bot apr_1  not now\nsee thread")).toEqual({ name: "reject", bot: "pitcrew_bot", args: "apr_1  not now\nsee thread" });
+    expect(parseCommand("/Reject@pitcrew_bot apr_1  not now\nsee thread")).toEqual({
+      name: "reject",
+      bot: "pitcrew_bot",
+      args: "apr_1  not now\nsee thread",
+    });
     expect(parseCommand("  /pause   freeze ")).toEqual({ name: "pause", bot: null, args: "freeze" });
   });
 
   it("ignores text that is not a command", () => {
-    for (const t of [undefined, "", "status", "hello /status", "/", "/ status", "/sta-tus"]) expect(parseCommand(t)).toBeNull();
+    for (const t of [undefined, "", "status", "hello /status", "/", "/ status", "/sta-tus"])
+      expect(parseCommand(t)).toBeNull();
   });
 });
 
 describe("deciderOf", () => {
   it("names the person by username and id, and keeps both for the event", () => {
-    expect(deciderOf({ id: 42, username: "alice", first_name: "Alice" }, -100)).toEqual({ subject: "@alice (tg:42)", actor: "telegram:42", channel: "telegram", data: { telegram: { userId: 42, username: "alice", chatId: -100 } } });
+    expect(deciderOf({ id: 42, username: "alice", first_name: "Alice" }, -100)).toEqual({
+      subject: "@alice (tg:42)",
+      actor: "telegram:42",
+      channel: "telegram",
+      data: { telegram: { userId: 42, username: "alice", chatId: -100 } },
+    });
     expect(deciderOf({ id: 7, first_name: "Bo" }, null).subject).toBe("Bo (tg:7)");
   });
 });
@@ -40,7 +77,7 @@ describe("escapeHtml and fitMessage", () => {
   });
 
   it("cuts to the limit without splitting an entity", () => {
-    const html = escapeHtml("a".repeat(10) + "&&&&");
+    const html = escapeHtml(`${"a".repeat(10)}&&&&`);
     const cut = fitMessage(html, 14);
     expect(cut.length).toBeLessThanOrEqual(14);
     expect(cut).toMatch(/^a{10}(&amp;)?…$/);
@@ -55,7 +92,7 @@ describe("escapeHtml and fitMessage", () => {
       const tags = [...cut.matchAll(/<(\/?)([a-z]+)[^>]*>/g)].map((m) => `${m[1]}${m[2]}`);
       // Balanced: every opened tag is closed, in order.
       const stack: string[] = [];
-      for (const t of tags) (t.startsWith("/") ? expect(stack.pop()).toBe(t.slice(1)) : stack.push(t));
+      for (const t of tags) t.startsWith("/") ? expect(stack.pop()).toBe(t.slice(1)) : stack.push(t);
       expect(stack).toEqual([]);
       expect(cut).not.toMatch(/<[^>]*$/);
     }
@@ -71,7 +108,17 @@ describe("approvalRef and TelegramUpdate", () => {
 
   it("accepts Telegram's update shapes and refuses what has no update_id", () => {
     expect(TelegramUpdate.safeParse({ update_id: 1, edited_message: { message_id: 1 } }).success).toBe(true);
-    expect(TelegramUpdate.safeParse({ update_id: 2, callback_query: { id: "q", from: { id: 1, is_bot: false, first_name: "A" }, chat_instance: "x", data: "v1:a:apr_1" } }).success).toBe(true);
+    expect(
+      TelegramUpdate.safeParse({
+        update_id: 2,
+        callback_query: {
+          id: "q",
+          from: { id: 1, is_bot: false, first_name: "A" },
+          chat_instance: "x",
+          data: "v1:a:apr_1",
+        },
+      }).success,
+    ).toBe(true);
     expect(TelegramUpdate.safeParse({ message: { message_id: 1 } }).success).toBe(false);
   });
 });

@@ -4,8 +4,18 @@ import type { Decider } from "./repo.ts";
 // What Telegram sends us, validated, and the pure readings of it: a button's callback_data, a
 // command line, who a user is as a decider. Only the fields Pitcrew reads are kept.
 
-const User = z.object({ id: z.number().int(), is_bot: z.boolean().optional(), first_name: z.string().optional(), username: z.string().optional() });
-const Chat = z.object({ id: z.number().int(), type: z.string().optional(), title: z.string().optional(), username: z.string().optional() });
+const User = z.object({
+  id: z.number().int(),
+  is_bot: z.boolean().optional(),
+  first_name: z.string().optional(),
+  username: z.string().optional(),
+});
+const Chat = z.object({
+  id: z.number().int(),
+  type: z.string().optional(),
+  title: z.string().optional(),
+  username: z.string().optional(),
+});
 const Message = z.object({
   message_id: z.number().int(),
   chat: Chat,
@@ -21,7 +31,11 @@ const CallbackQuery = z.object({
   data: z.string().optional(),
 });
 
-export const TelegramUpdate = z.object({ update_id: z.number().int().nonnegative(), message: Message.optional(), callback_query: CallbackQuery.optional() });
+export const TelegramUpdate = z.object({
+  update_id: z.number().int().nonnegative(),
+  message: Message.optional(),
+  callback_query: CallbackQuery.optional(),
+});
 export type TelegramUpdate = z.infer<typeof TelegramUpdate>;
 export type TelegramUser = z.infer<typeof User>;
 export type TelegramChat = z.infer<typeof Chat>;
@@ -42,14 +56,18 @@ export function buttonData(verb: ButtonVerb, approvalId: string): string {
  * A button's callback_data read as a reference. It grants nothing by itself (the caller checks the
  * person, the chat and the approval); anything that is not one of our formats is forged or stale.
  */
-export function parseCallbackData(data: string | undefined): { ok: true; verb: ButtonVerb; approvalId: string } | { ok: false; why: string } {
+export function parseCallbackData(
+  data: string | undefined,
+): { ok: true; verb: ButtonVerb; approvalId: string } | { ok: false; why: string } {
   if (data === undefined || data === "") return { ok: false, why: "the button carries no data" };
-  if (Buffer.byteLength(data, "utf8") > 64) return { ok: false, why: "the button's data is longer than Telegram allows" };
+  if (Buffer.byteLength(data, "utf8") > 64)
+    return { ok: false, why: "the button's data is longer than Telegram allows" };
   const [version, verb, id, ...rest] = data.split(":");
   if (version !== "v1") return { ok: false, why: `unknown button format ${JSON.stringify(version)}` };
   const v = verb ? VERBS[verb] : undefined;
   if (!v) return { ok: false, why: `unknown button action ${JSON.stringify(verb ?? "")}` };
-  if (rest.length > 0 || !id || !APPROVAL_ID.test(id)) return { ok: false, why: "the button names no valid approval id" };
+  if (rest.length > 0 || !id || !APPROVAL_ID.test(id))
+    return { ok: false, why: "the button names no valid approval id" };
   return { ok: true, verb: v, approvalId: id };
 }
 
@@ -70,7 +88,12 @@ export function personOf(u: TelegramUser): string {
 
 /** The decider recorded on the approval (subject), its events (actor, data) and the channel. */
 export function deciderOf(u: TelegramUser, chatId: number | null): Decider & { data: Record<string, unknown> } {
-  return { subject: personOf(u), actor: `telegram:${u.id}`, channel: "telegram", data: { telegram: { userId: u.id, username: u.username ?? null, chatId } } };
+  return {
+    subject: personOf(u),
+    actor: `telegram:${u.id}`,
+    channel: "telegram",
+    data: { telegram: { userId: u.id, username: u.username ?? null, chatId } },
+  };
 }
 
 export { escapeHtml } from "../notify/format.ts";
@@ -108,7 +131,10 @@ function closersOf(html: string): string {
     if (!m[1]) open.push(m[2]!);
     else if (open.lastIndexOf(m[2]!) >= 0) open.splice(open.lastIndexOf(m[2]!), 1);
   }
-  return open.reverse().map((t) => `</${t}>`).join("");
+  return open
+    .reverse()
+    .map((t) => `</${t}>`)
+    .join("");
 }
 
 /** `apr_…` is an approval, `inc_…` an incident (its pending approval). */

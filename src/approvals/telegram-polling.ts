@@ -72,11 +72,21 @@ export function createTelegramPoller(deps: TelegramPollerDeps) {
       .where((eb) => eb.or([eb("updated_by", "=", deps.owner), eb("updated_at", "<", now - leaseMs)]))
       .executeTakeFirst();
     if (Number(res.numUpdatedRows) > 0) return true;
-    return insertIfAbsent(store.db, store.dialect, "settings", { key: LEASE, value, updated_by: deps.owner, updated_at: now });
+    return insertIfAbsent(store.db, store.dialect, "settings", {
+      key: LEASE,
+      value,
+      updated_by: deps.owner,
+      updated_at: now,
+    });
   }
 
   async function releaseLease(): Promise<void> {
-    await store.db.updateTable("settings").set({ updated_at: 0 }).where("key", "=", LEASE).where("updated_by", "=", deps.owner).execute();
+    await store.db
+      .updateTable("settings")
+      .set({ updated_at: 0 })
+      .where("key", "=", LEASE)
+      .where("updated_by", "=", deps.owner)
+      .execute();
   }
 
   async function readOffset(): Promise<number> {
@@ -110,7 +120,8 @@ export function createTelegramPoller(deps: TelegramPollerDeps) {
       "getUpdates",
       { offset, timeout, allowed_updates: [...ALLOWED_UPDATES] },
       // telegraf types the signal as the abort-controller shim's; node-fetch takes Node's own.
-      { signal: abort.signal as unknown as NonNullable<Parameters<Telegram["callApi"]>[2]>["signal"] })) as Update[];
+      { signal: abort.signal as unknown as NonNullable<Parameters<Telegram["callApi"]>[2]>["signal"] },
+    )) as Update[];
     let n = 0;
     for (const u of updates) {
       if (!(await takeLease())) break;

@@ -35,20 +35,42 @@ export function createTelegramRuntime(deps: {
   if (!telegram) return undefined;
   const api = deps.api ?? createTelegramApi(telegram);
   const { store, log, now } = deps;
-  const channel = createTelegramChannel({ store, log, now, telegram, api, approvals: deps.approvals, queue: deps.queue, kick: deps.kick });
+  const channel = createTelegramChannel({
+    store,
+    log,
+    now,
+    telegram,
+    api,
+    approvals: deps.approvals,
+    queue: deps.queue,
+    kick: deps.kick,
+  });
   if (telegram.mode === "webhook") {
     const secret = telegram.webhookSecret!;
     let registration: ReturnType<typeof registerTelegramWebhook> | undefined;
     return {
       http: { channel, secret },
       start() {
-        registration = registerTelegramWebhook({ api, log, url: `${deps.config.publicUrl}${TELEGRAM_WEBHOOK_PATH}`, secret });
+        registration = registerTelegramWebhook({
+          api,
+          log,
+          url: `${deps.config.publicUrl}${TELEGRAM_WEBHOOK_PATH}`,
+          secret,
+        });
       },
       async stop() {
         registration?.stop();
       },
     };
   }
-  const poller = createTelegramPoller({ store, log, now, api, channel, token: telegram.token, owner: `control-plane:${deps.config.runner.id}` });
+  const poller = createTelegramPoller({
+    store,
+    log,
+    now,
+    api,
+    channel,
+    token: telegram.token,
+    owner: `control-plane:${deps.config.runner.id}`,
+  });
   return { start: () => poller.start(), stop: () => poller.stop() };
 }

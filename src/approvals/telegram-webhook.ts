@@ -56,7 +56,10 @@ export function registerTelegramWebhook(deps: {
       } catch (err) {
         const retryAfter = (err as { parameters?: { retry_after?: number } }).parameters?.retry_after;
         const wait = typeof retryAfter === "number" ? retryAfter * 1000 : backoffMs(attempt, retry);
-        log.warn({ err: { message: errorMessage(err) }, waitMs: wait }, "could not register the Telegram webhook; retrying");
+        log.warn(
+          { err: { message: errorMessage(err) }, waitMs: wait },
+          "could not register the Telegram webhook; retrying",
+        );
         await new Promise<void>((resolve) => {
           wake = resolve;
           timer = setTimeout(resolve, wait);

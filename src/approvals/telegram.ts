@@ -49,7 +49,13 @@ export const PROMPT_TTL_MS = 15 * 60_000;
 const UPDATES_KEPT_MS = 2 * 24 * 3_600_000;
 
 export type Admission = { ok: true; approval: ApprovalRow } | { ok: false; why: string };
-export type Attempt = { updateId: number; user: TelegramUser; chatId: number | null; data?: string | null; approvalId: string | null };
+export type Attempt = {
+  updateId: number;
+  user: TelegramUser;
+  chatId: number | null;
+  data?: string | null;
+  approvalId: string | null;
+};
 
 /**
  * A Bot API error that retrying will not fix (telegraf's TelegramError): a 4xx other than 429, and
@@ -57,7 +63,13 @@ export type Attempt = { updateId: number; user: TelegramUser; chatId: number | n
  */
 function refusedByTelegram(err: unknown): boolean {
   const e = err as { code?: unknown; response?: { ok?: unknown } };
-  return typeof e?.code === "number" && e.code >= 400 && e.code < 500 && ![401, 404, 429].includes(e.code) && e.response?.ok === false;
+  return (
+    typeof e?.code === "number" &&
+    e.code >= 400 &&
+    e.code < 500 &&
+    ![401, 404, 429].includes(e.code) &&
+    e.response?.ok === false
+  );
 }
 
 export function createTelegramChannel(deps: TelegramChannelDeps) {
@@ -69,7 +81,8 @@ export function createTelegramChannel(deps: TelegramChannelDeps) {
   let handled = 0;
   let botName: Promise<string | null> | undefined;
 
-  const chatAllowed = (c: TelegramChat | undefined) => !!c && (allowedChats.has(String(c.id)) || (!!c.username && allowedChats.has(`@${c.username}`)));
+  const chatAllowed = (c: TelegramChat | undefined) =>
+    !!c && (allowedChats.has(String(c.id)) || (!!c.username && allowedChats.has(`@${c.username}`)));
   const isApprover = (u: TelegramUser) => approvers.has(u.id);
 
   /** Sends an HTML message (escaped by the caller) in reply to `replyTo` when given. */
@@ -92,24 +105,29 @@ export function createTelegramChannel(deps: TelegramChannelDeps) {
   /** The audit record of a refused attempt; one per update, however often Telegram sends it. */
   async function refuse(at: Attempt, why: string, approval?: ApprovalRow): Promise<void> {
     const now = deps.now();
-    await appendEvent(store.db, store.dialect, {
-      id: `evt_tgu_${createHash("sha256").update(`${botId}:${at.updateId}`).digest("hex").slice(0, 26)}`,
-      type: "approval.refused",
-      incidentId: approval?.incident_id ?? null,
-      taskId: approval?.task_id ?? null,
-      actor: `telegram:${at.user.id}`,
-      channel: "telegram",
-      reason: why.slice(0, 1000),
-      data: {
-        approvalId: at.approvalId,
-        userId: at.user.id,
-        username: at.user.username ?? null,
-        chatId: at.chatId,
-        callbackData: at.data?.slice(0, 128) ?? null,
-        updateId: at.updateId,
+    await appendEvent(
+      store.db,
+      store.dialect,
+      {
+        id: `evt_tgu_${createHash("sha256").update(`${botId}:${at.updateId}`).digest("hex").slice(0, 26)}`,
+        type: "approval.refused",
+        incidentId: approval?.incident_id ?? null,
+        taskId: approval?.task_id ?? null,
+        actor: `telegram:${at.user.id}`,
+        channel: "telegram",
+        reason: why.slice(0, 1000),
+        data: {
+          approvalId: at.approvalId,
+          userId: at.user.id,
+          username: at.user.username ?? null,
+          chatId: at.chatId,
+          callbackData: at.data?.slice(0, 128) ?? null,
+          updateId: at.updateId,
+        },
+        occurredAt: now,
       },
-      occurredAt: now,
-    }, now);
+      now,
+    );
     log.info({ userId: at.user.id, approvalId: at.approvalId, why }, "telegram attempt refused");
   }
 
@@ -139,7 +157,11 @@ export function createTelegramChannel(deps: TelegramChannelDeps) {
    * hears it, then the merge is made at once (its job finds it done; a failure is retried there
    * or releases the claim, which the approval message then shows). Returns the refusal text or null.
    */
-  async function approveAs(at: Attempt, approval: ApprovalRow, told: (text: string) => Promise<void>): Promise<string | null> {
+  async function approveAs(
+    at: Attempt,
+    approval: ApprovalRow,
+    told: (text: string) => Promise<void>,
+  ): Promise<string | null> {
     const by = deciderOf(at.user, at.chatId);
     let r;
     try {
@@ -153,9 +175,18 @@ export function createTelegramChannel(deps: TelegramChannelDeps) {
       await told(`Approved by ${personOf(at.user)}: merging pull request #${approval.pr_number}.`);
       await deps.approvals
         .merge(approval.id, by)
-        .catch((err) => log.warn({ err: { message: errorMessage(err) }, approvalId: approval.id }, "merge after approval failed; its job retries"));
+        .catch((err) =>
+          log.warn(
+            { err: { message: errorMessage(err) }, approvalId: approval.id },
+            "merge after approval failed; its job retries",
+          ),
+        );
     } else {
-      const what = r.taskId ? `fix task ${r.taskId} queued` : r.inline ? `ran inline: ${r.inline.summary}` : `incident is ${r.incident.state}`;
+      const what = r.taskId
+        ? `fix task ${r.taskId} queued`
+        : r.inline
+          ? `ran inline: ${r.inline.summary}`
+          : `incident is ${r.incident.state}`;
       await told(`Approved by ${personOf(at.user)}: ${what}.`);
     }
     return null;
@@ -176,7 +207,13 @@ export function createTelegramChannel(deps: TelegramChannelDeps) {
   async function onPress(updateId: number, q: TelegramCallbackQuery): Promise<void> {
     const chat = q.message?.chat;
     const ref = parseCallbackData(q.data);
-    const at: Attempt = { updateId, user: q.from, chatId: chat?.id ?? null, data: q.data ?? null, approvalId: ref.ok ? ref.approvalId : null };
+    const at: Attempt = {
+      updateId,
+      user: q.from,
+      chatId: chat?.id ?? null,
+      data: q.data ?? null,
+      approvalId: ref.ok ? ref.approvalId : null,
+    };
     if (!ref.ok) {
       await refuse(at, `forged or stale button: ${ref.why}`);
       return answer(q, "Refused: this button is not valid (forged, or from an older message).", true);
@@ -196,9 +233,14 @@ export function createTelegramChannel(deps: TelegramChannelDeps) {
         const mention = q.from.username
           ? `@${escapeHtml(q.from.username)}`
           : `<a href="tg://user?id=${q.from.id}">${escapeHtml(q.from.first_name ?? "you")}</a>`;
-        const sent = await say(chatId, `${mention}, reply to this message with the reason to reject <code>${escapeHtml(a.id)}</code>.`, q.message?.message_id, {
-          reply_markup: { force_reply: true, selective: true, input_field_placeholder: "Reason for rejecting" },
-        });
+        const sent = await say(
+          chatId,
+          `${mention}, reply to this message with the reason to reject <code>${escapeHtml(a.id)}</code>.`,
+          q.message?.message_id,
+          {
+            reply_markup: { force_reply: true, selective: true, input_field_placeholder: "Reason for rejecting" },
+          },
+        );
         const now = deps.now();
         await store.db
           .insertInto("telegram_prompts")
@@ -219,7 +261,10 @@ export function createTelegramChannel(deps: TelegramChannelDeps) {
       case "rebuild": {
         try {
           const r = await deps.approvals.rebuild({ approvalId: a.id }, deciderOf(q.from, chatId), null);
-          return answer(q, `Rebuilding (fix task ${r.taskId}): the fix runs again on the current base; a new pull request and approval follow.`);
+          return answer(
+            q,
+            `Rebuilding (fix task ${r.taskId}): the fix runs again on the current base; a new pull request and approval follow.`,
+          );
         } catch (err) {
           if (!isAppError(err)) throw err;
           await refuse(at, err.message, a);
@@ -230,10 +275,15 @@ export function createTelegramChannel(deps: TelegramChannelDeps) {
   }
 
   /** The reply to a Reject prompt: its text is the reason. */
-  async function onReasonReply(updateId: number, m: TelegramMessage, prompt: { approval_id: string; user_id: number; expires_at: number }): Promise<void> {
+  async function onReasonReply(
+    updateId: number,
+    m: TelegramMessage,
+    prompt: { approval_id: string; user_id: number; expires_at: number },
+  ): Promise<void> {
     const from = m.from!;
     const at: Attempt = { updateId, user: from, chatId: m.chat.id, approvalId: prompt.approval_id };
-    if (from.id !== Number(prompt.user_id)) return void (await say(m.chat.id, "This prompt is for the approver who pressed Reject.", m.message_id));
+    if (from.id !== Number(prompt.user_id))
+      return void (await say(m.chat.id, "This prompt is for the approver who pressed Reject.", m.message_id));
     if (Number(prompt.expires_at) <= deps.now()) {
       const again = `<code>/reject ${escapeHtml(prompt.approval_id)} reason</code>`;
       return void (await say(m.chat.id, `This prompt expired. Press Reject again, or send ${again}.`, m.message_id));
@@ -242,16 +292,32 @@ export function createTelegramChannel(deps: TelegramChannelDeps) {
     if (!reason) return void (await say(m.chat.id, "Reply with the reason as text.", m.message_id));
     const adm = await admit(at, m.chat, true);
     const refused = adm.ok ? await rejectAs(at, adm.approval, reason.slice(0, 1000)) : adm.why;
-    await store.db.deleteFrom("telegram_prompts").where("chat_id", "=", String(m.chat.id)).where("message_id", "=", m.reply_to_message!.message_id).execute();
+    await store.db
+      .deleteFrom("telegram_prompts")
+      .where("chat_id", "=", String(m.chat.id))
+      .where("message_id", "=", m.reply_to_message!.message_id)
+      .execute();
     const done = `Rejected <code>${escapeHtml(prompt.approval_id)}</code> by ${escapeHtml(personOf(from))}: ${escapeHtml(reason)}`;
     await say(m.chat.id, refused ? `Refused: ${escapeHtml(refused)}` : done, m.message_id);
   }
 
-  const commands = createTelegramCommands({ ...deps, say, admit, approveAs, rejectAs, refuse, chatAllowed, isApprover });
+  const commands = createTelegramCommands({
+    ...deps,
+    say,
+    admit,
+    approveAs,
+    rejectAs,
+    refuse,
+    chatAllowed,
+    isApprover,
+  });
 
   /** Whether `/cmd@name` is addressed to this bot (asked once; when Telegram cannot say, assume so). */
   async function isOurs(name: string): Promise<boolean> {
-    botName ??= api.getMe().then((me) => me.username ?? null, () => ((botName = undefined), null));
+    botName ??= api.getMe().then(
+      (me) => me.username ?? null,
+      () => ((botName = undefined), null),
+    );
     const ours = await botName;
     return ours === null || ours.toLowerCase() === name.toLowerCase();
   }
@@ -278,7 +344,8 @@ export function createTelegramChannel(deps: TelegramChannelDeps) {
    */
   async function handleUpdate(raw: unknown): Promise<"handled" | "duplicate" | "ignored"> {
     const parsed = TelegramUpdate.safeParse(raw);
-    if (!parsed.success) throw invalid("telegram.bad_update", `not a Telegram update: ${parsed.error.issues[0]?.message ?? "invalid"}`);
+    if (!parsed.success)
+      throw invalid("telegram.bad_update", `not a Telegram update: ${parsed.error.issues[0]?.message ?? "invalid"}`);
     const u = parsed.data;
     const seen = await store.db
       .selectFrom("telegram_updates")
@@ -296,13 +363,26 @@ export function createTelegramChannel(deps: TelegramChannelDeps) {
       // Telegram refused one of our answers for good (bot removed from the chat, a message it
       // will not take): retrying this update would only block the ones after it.
       if (!refusedByTelegram(err)) throw err;
-      log.warn({ updateId: u.update_id, err: { message: errorMessage(err) } }, "Telegram refused an answer to an update; update skipped");
+      log.warn(
+        { updateId: u.update_id, err: { message: errorMessage(err) } },
+        "Telegram refused an answer to an update; update skipped",
+      );
     }
     const now = deps.now();
-    await insertIfAbsent(store.db, store.dialect, "telegram_updates", { bot_id: botId, update_id: u.update_id, processed_at: now });
+    await insertIfAbsent(store.db, store.dialect, "telegram_updates", {
+      bot_id: botId,
+      update_id: u.update_id,
+      processed_at: now,
+    });
     if (++handled % 200 === 1) {
-      await store.db.deleteFrom("telegram_updates").where("processed_at", "<", now - UPDATES_KEPT_MS).execute();
-      await store.db.deleteFrom("telegram_prompts").where("expires_at", "<", now - UPDATES_KEPT_MS).execute();
+      await store.db
+        .deleteFrom("telegram_updates")
+        .where("processed_at", "<", now - UPDATES_KEPT_MS)
+        .execute();
+      await store.db
+        .deleteFrom("telegram_prompts")
+        .where("expires_at", "<", now - UPDATES_KEPT_MS)
+        .execute();
     }
     return outcome;
   }

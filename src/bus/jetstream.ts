@@ -21,7 +21,16 @@ import { backoffMs } from "../shared/backoff.ts";
 import type { Logger } from "../shared/logger.ts";
 import { errorMessage, unavailable, withTimeout } from "../shared/errors.ts";
 import type { Heartbeat, TaskEvent } from "./jobs.ts";
-import { defaultQueueSettings, type DeadLetter, type Delivery, type Handler, type QueueSettings, type Subscription, type TaskMark, type TaskQueue } from "./port.ts";
+import {
+  defaultQueueSettings,
+  type DeadLetter,
+  type Delivery,
+  type Handler,
+  type QueueSettings,
+  type Subscription,
+  type TaskMark,
+  type TaskQueue,
+} from "./port.ts";
 
 export type JetStreamOptions = {
   servers: string[];
@@ -112,9 +121,19 @@ export function createJetStreamQueue(opts: JetStreamOptions): TaskQueue & { read
   }
 
   function streamConfigs(): Array<Partial<StreamConfig> & { name: string }> {
-    const common = { storage: StorageType.File, num_replicas: opts.replicas ?? 1, duplicate_window: nanos(s.duplicateWindowMs) };
+    const common = {
+      storage: StorageType.File,
+      num_replicas: opts.replicas ?? 1,
+      duplicate_window: nanos(s.duplicateWindowMs),
+    };
     return [
-      { ...common, name: s.tasksStream, subjects: [`${p}.tasks.>`], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.Old },
+      {
+        ...common,
+        name: s.tasksStream,
+        subjects: [`${p}.tasks.>`],
+        retention: RetentionPolicy.Workqueue,
+        discard: DiscardPolicy.Old,
+      },
       {
         ...common,
         name: s.eventsStream,
@@ -154,7 +173,9 @@ export function createJetStreamQueue(opts: JetStreamOptions): TaskQueue & { read
         }
         const c = info.config;
         if (c.retention !== cfg.retention) {
-          throw new Error(`stream ${cfg.name} exists with retention ${c.retention}, expected ${cfg.retention}; delete it or use another name`);
+          throw new Error(
+            `stream ${cfg.name} exists with retention ${c.retention}, expected ${cfg.retention}; delete it or use another name`,
+          );
         }
         const drift =
           (cfg.max_age ?? 0) !== c.max_age ||
@@ -185,7 +206,12 @@ export function createJetStreamQueue(opts: JetStreamOptions): TaskQueue & { read
    */
   async function ensureMarks(): Promise<void> {
     const replicas = opts.replicas ?? 1;
-    const kv = await new Kvm(js!).create(marksBucket, { history: 1, ttl: s.eventsMaxAgeMs, replicas, allow_direct: false });
+    const kv = await new Kvm(js!).create(marksBucket, {
+      history: 1,
+      ttl: s.eventsMaxAgeMs,
+      replicas,
+      allow_direct: false,
+    });
     const stream = `KV_${marksBucket}`;
     const c = (await jsm!.streams.info(stream)).config;
     if (c.max_age !== nanos(s.eventsMaxAgeMs) || c.num_replicas !== replicas) {
@@ -223,7 +249,11 @@ export function createJetStreamQueue(opts: JetStreamOptions): TaskQueue & { read
         try {
           const info = await m.consumers.info(stream, cfg.durable_name);
           const c = info.config;
-          if (c.ack_wait !== cfg.ack_wait || c.max_deliver !== cfg.max_deliver || c.max_ack_pending !== cfg.max_ack_pending) {
+          if (
+            c.ack_wait !== cfg.ack_wait ||
+            c.max_deliver !== cfg.max_deliver ||
+            c.max_ack_pending !== cfg.max_ack_pending
+          ) {
             await m.consumers.update(stream, cfg.durable_name, {
               ack_wait: cfg.ack_wait,
               max_deliver: cfg.max_deliver,
@@ -269,7 +299,13 @@ export function createJetStreamQueue(opts: JetStreamOptions): TaskQueue & { read
   }
 
   /** Pulls with at most `concurrency` messages in flight; survives disconnects. */
-  function pullLoop(stream: string, durable: string, ensure: () => Promise<void>, concurrency: number, handler: Handler): Subscription {
+  function pullLoop(
+    stream: string,
+    durable: string,
+    ensure: () => Promise<void>,
+    concurrency: number,
+    handler: Handler,
+  ): Subscription {
     let stopping = false;
     let inFlight = 0;
     const active = new Set<Promise<void>>();
@@ -401,7 +437,9 @@ export function createJetStreamQueue(opts: JetStreamOptions): TaskQueue & { read
       const started = (async () => {
         await connection;
         if (stopped) return;
-        sub = nc!.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${s.tasksStream}.*`, { queue: "pitcrew-dead-letters" });
+        sub = nc!.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${s.tasksStream}.*`, {
+          queue: "pitcrew-dead-letters",
+        });
         for await (const m of sub) {
           try {
             const adv = m.json<{ stream_seq: number; deliveries: number; consumer: string }>();
@@ -472,7 +510,7 @@ export function createJetStreamQueue(opts: JetStreamOptions): TaskQueue & { read
     taskMark(taskId) {
       return withMarks(`reading the marker of task ${taskId}`, async (kv) => {
         const e = await kv.get(taskId);
-        if (!e || e.operation !== "PUT") return null;
+        if (e?.operation !== "PUT") return null;
         const v = e.string();
         return v === "cancelled" || v === "done" ? (v as TaskMark) : null;
       });

@@ -2,7 +2,16 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "../shared/logger.ts";
 import { unavailable } from "../shared/errors.ts";
 import type { Heartbeat, TaskEvent } from "./jobs.ts";
-import { defaultQueueSettings, type DeadLetter, type Delivery, type Handler, type QueueSettings, type Subscription, type TaskMark, type TaskQueue } from "./port.ts";
+import {
+  defaultQueueSettings,
+  type DeadLetter,
+  type Delivery,
+  type Handler,
+  type QueueSettings,
+  type Subscription,
+  type TaskMark,
+  type TaskQueue,
+} from "./port.ts";
 
 // The in-process adapter for embedded mode: the same delivery semantics as the JetStream
 // adapter (explicit ack, ack deadline extended by working(), nak with delay, term, bounded
@@ -11,7 +20,13 @@ import { defaultQueueSettings, type DeadLetter, type Delivery, type Handler, typ
 
 type Entry = { seq: number; subject: string; data: unknown; deliveries: number };
 
-type Consumer = { concurrency: number; inFlight: number; handler: Handler; active: Set<Promise<void>>; stopped: boolean };
+type Consumer = {
+  concurrency: number;
+  inFlight: number;
+  handler: Handler;
+  active: Set<Promise<void>>;
+  stopped: boolean;
+};
 
 type Stream = ReturnType<typeof createStream>;
 
@@ -146,7 +161,8 @@ export function createMemoryQueue(opts: { settings?: Partial<QueueSettings>; log
 
   const onDeadTask = (pool: string) => (entry: Entry) => {
     const dead: DeadLetter = { pool, data: entry.data, deliveries: entry.deliveries };
-    if (deadHandlers.size === 0) opts.log.error({ pool, subject: entry.subject }, "task exhausted its deliveries and nobody handles dead letters");
+    if (deadHandlers.size === 0)
+      opts.log.error({ pool, subject: entry.subject }, "task exhausted its deliveries and nobody handles dead letters");
     for (const h of deadHandlers) {
       h(dead).catch((err) => opts.log.error({ err, pool }, "dead-letter handler failed"));
     }
@@ -160,7 +176,11 @@ export function createMemoryQueue(opts: { settings?: Partial<QueueSettings>; log
     return s;
   };
   // Events are never dropped for running out of deliveries: the ingester retries until it stores.
-  const events = createStream(settings.eventsStream, { ackWaitMs: settings.ackWaitMs, maxDeliver: Number.MAX_SAFE_INTEGER }, () => {});
+  const events = createStream(
+    settings.eventsStream,
+    { ackWaitMs: settings.ackWaitMs, maxDeliver: Number.MAX_SAFE_INTEGER },
+    () => {},
+  );
 
   function checkOpen() {
     if (closed) throw unavailable("queue.closed", "the in-process queue is closed");

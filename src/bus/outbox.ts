@@ -19,11 +19,16 @@ import type { TaskMark, TaskQueue } from "./port.ts";
 // (markTask) and, for a cancel, then tells listening runners at once (publishControl): the marker
 // is what a runner that was not listening reads before it starts the task. Both are safe to repeat.
 
-export type OutboxMessage = { topic: "task"; pool: string; msgId: string; body: unknown } | { topic: "control"; taskId: string; mark: TaskMark };
+export type OutboxMessage =
+  | { topic: "task"; pool: string; msgId: string; body: unknown }
+  | { topic: "control"; taskId: string; mark: TaskMark };
 
 export async function addToOutbox(db: Executor, msg: OutboxMessage, now: number): Promise<string> {
   const id = newId("obx", now);
-  const [msgId, payload] = msg.topic === "task" ? [msg.msgId, { pool: msg.pool, body: msg.body }] : [`${msg.taskId}.${msg.mark}`, { taskId: msg.taskId, mark: msg.mark }];
+  const [msgId, payload] =
+    msg.topic === "task"
+      ? [msg.msgId, { pool: msg.pool, body: msg.body }]
+      : [`${msg.taskId}.${msg.mark}`, { taskId: msg.taskId, mark: msg.mark }];
   await db
     .insertInto("outbox")
     .values({
@@ -64,7 +69,10 @@ export type OutboxRelay = {
   kick(): void;
 };
 
-export function createOutboxRelay(deps: { store: Store; queue: TaskQueue; log: Logger; now?: () => number }, opts: OutboxRelayOptions): OutboxRelay {
+export function createOutboxRelay(
+  deps: { store: Store; queue: TaskQueue; log: Logger; now?: () => number },
+  opts: OutboxRelayOptions,
+): OutboxRelay {
   const { store, queue } = deps;
   const db = store.db;
   const log = deps.log.child({ component: "outbox-relay" });
@@ -140,22 +148,43 @@ export function createOutboxRelay(deps: { store: Store; queue: TaskQueue; log: L
     }
     const t = now();
     if (sent.length > 0) {
-      await db.updateTable("outbox").set({ sent_at: t, lease_owner: null, lease_until: null, last_error: null }).where("id", "in", sent).execute();
+      await db
+        .updateTable("outbox")
+        .set({ sent_at: t, lease_owner: null, lease_until: null, last_error: null })
+        .where("id", "in", sent)
+        .execute();
     }
     for (const f of failed) {
       const attempts = f.row.attempts + 1;
       await db
         .updateTable("outbox")
-        .set({ attempts, last_error: f.error.slice(0, 2000), available_at: t + backoffMs(attempts, { baseMs: 250, maxMs: 5000 }), lease_owner: null, lease_until: null })
+        .set({
+          attempts,
+          last_error: f.error.slice(0, 2000),
+          available_at: t + backoffMs(attempts, { baseMs: 250, maxMs: 5000 }),
+          lease_owner: null,
+          lease_until: null,
+        })
         .where("id", "=", f.row.id)
         .where("lease_owner", "=", owner)
         .execute();
     }
-    const untouched = rows.filter((r) => !sent.includes(r.id) && !failed.some((f) => f.row.id === r.id)).map((r) => r.id);
+    const untouched = rows
+      .filter((r) => !sent.includes(r.id) && !failed.some((f) => f.row.id === r.id))
+      .map((r) => r.id);
     if (untouched.length > 0) {
-      await db.updateTable("outbox").set({ lease_owner: null, lease_until: null }).where("id", "in", untouched).where("lease_owner", "=", owner).execute();
+      await db
+        .updateTable("outbox")
+        .set({ lease_owner: null, lease_until: null })
+        .where("id", "in", untouched)
+        .where("lease_owner", "=", owner)
+        .execute();
     }
-    if (failed.length > 0) log.warn({ failed: failed.length, sent: sent.length, error: failed[0]!.error }, "outbox publish failed; will retry");
+    if (failed.length > 0)
+      log.warn(
+        { failed: failed.length, sent: sent.length, error: failed[0]!.error },
+        "outbox publish failed; will retry",
+      );
     return sent.length;
   }
 
@@ -163,7 +192,10 @@ export function createOutboxRelay(deps: { store: Store; queue: TaskQueue; log: L
     const t = now();
     if (t - lastPrune < 60_000) return;
     lastPrune = t;
-    await db.deleteFrom("outbox").where("sent_at", "<", t - opts.retentionMs).execute();
+    await db
+      .deleteFrom("outbox")
+      .where("sent_at", "<", t - opts.retentionMs)
+      .execute();
   }
 
   async function run() {

@@ -10,7 +10,10 @@ export const duration = (fallback: string, min = 1) =>
     .transform((v, ctx) => {
       const ms = parseDuration(v);
       if (ms === undefined || ms < min) {
-        ctx.addIssue({ code: "custom", message: `expected a duration like 500ms, 30s, 5m, 2h or 7d (at least ${min} ms)` });
+        ctx.addIssue({
+          code: "custom",
+          message: `expected a duration like 500ms, 30s, 5m, 2h or 7d (at least ${min} ms)`,
+        });
         return z.NEVER;
       }
       return ms;
@@ -34,7 +37,10 @@ export const labelList = (fallback: string) =>
     .string()
     .default(fallback)
     .transform((v, ctx) => {
-      const names = v.split(",").map((x) => x.trim()).filter(Boolean);
+      const names = v
+        .split(",")
+        .map((x) => x.trim())
+        .filter(Boolean);
       if (names.length === 0 || names.some((n) => !/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(n))) {
         ctx.addIssue({ code: "custom", message: "expected comma-separated Prometheus label names" });
         return z.NEVER;
@@ -58,7 +64,6 @@ export const optionalString = z
   .string()
   .optional()
   .transform((v) => (v === undefined || v.trim() === "" ? undefined : v.trim()));
-
 
 /** A regular expression, compiled; an empty value matches nothing. */
 export const regex = (fallback: string) =>

@@ -25,13 +25,25 @@ describe("loadConfig", () => {
   });
 
   it("goes distributed with a MySQL URL and NATS servers", () => {
-    const c = load({ DATABASE_URL: "mysql://u:p@db:3306/pitcrew", NATS_URL: "nats://a:4222, nats://b:4222", NATS_TOKEN: "t" });
+    const c = load({
+      DATABASE_URL: "mysql://u:p@db:3306/pitcrew",
+      NATS_URL: "nats://a:4222, nats://b:4222",
+      NATS_TOKEN: "t",
+    });
     expect(c.database).toEqual({ dialect: "mysql", url: "mysql://u:p@db:3306/pitcrew", poolSize: 10 });
-    expect(c.nats).toMatchObject({ servers: ["nats://a:4222", "nats://b:4222"], token: "t", prefix: "pitcrew", replicas: 1 });
+    expect(c.nats).toMatchObject({
+      servers: ["nats://a:4222", "nats://b:4222"],
+      token: "t",
+      prefix: "pitcrew",
+      replicas: 1,
+    });
   });
 
   it("accepts a sqlite: URL for a custom file", () => {
-    expect(load({ DATABASE_URL: "sqlite:/var/lib/pitcrew/x.db" }).database).toEqual({ dialect: "sqlite", file: "/var/lib/pitcrew/x.db" });
+    expect(load({ DATABASE_URL: "sqlite:/var/lib/pitcrew/x.db" }).database).toEqual({
+      dialect: "sqlite",
+      file: "/var/lib/pitcrew/x.db",
+    });
   });
 
   it("parses durations in every unit", () => {
@@ -70,11 +82,19 @@ describe("loadConfig", () => {
 
   it("configures Telegram: routes, approvers, polling over http and a webhook over https", () => {
     const token = "123456:ABCdefGHIjklMNOpqrSTUvwxYZ012345";
-    const c = load({ TELEGRAM_BOT_TOKEN: token, TELEGRAM_CHAT_ID: "-1001", TELEGRAM_ROUTES: "namespace=payments:-100123, severity=critical:@oncall_team", TELEGRAM_APPROVER_IDS: "42, 7" });
+    const c = load({
+      TELEGRAM_BOT_TOKEN: token,
+      TELEGRAM_CHAT_ID: "-1001",
+      TELEGRAM_ROUTES: "namespace=payments:-100123, severity=critical:@oncall_team",
+      TELEGRAM_APPROVER_IDS: "42, 7",
+    });
     expect(c.telegram).toEqual({
       token,
       defaultChat: "-1001",
-      routes: [{ label: "namespace", value: "payments", chat: "-100123" }, { label: "severity", value: "critical", chat: "@oncall_team" }],
+      routes: [
+        { label: "namespace", value: "payments", chat: "-100123" },
+        { label: "severity", value: "critical", chat: "@oncall_team" },
+      ],
       approverIds: [42, 7],
       webhookSecret: undefined,
       apiRoot: "https://api.telegram.org",
@@ -82,12 +102,25 @@ describe("loadConfig", () => {
     });
     expect(c.notify.minSeverity).toBe("warning");
     expect(load({}).telegram).toBeUndefined();
-    expect(load({ TELEGRAM_BOT_TOKEN: token, TELEGRAM_CHAT_ID: "-1", PUBLIC_URL: "https://p.example.com", TELEGRAM_WEBHOOK_SECRET: "s".repeat(16) }).telegram?.mode).toBe("webhook");
-    expect(errorOf({ TELEGRAM_BOT_TOKEN: token, TELEGRAM_CHAT_ID: "-1", PUBLIC_URL: "https://p.example.com" })).toMatch(/^TELEGRAM_WEBHOOK_SECRET: required/);
+    expect(
+      load({
+        TELEGRAM_BOT_TOKEN: token,
+        TELEGRAM_CHAT_ID: "-1",
+        PUBLIC_URL: "https://p.example.com",
+        TELEGRAM_WEBHOOK_SECRET: "s".repeat(16),
+      }).telegram?.mode,
+    ).toBe("webhook");
+    expect(errorOf({ TELEGRAM_BOT_TOKEN: token, TELEGRAM_CHAT_ID: "-1", PUBLIC_URL: "https://p.example.com" })).toMatch(
+      /^TELEGRAM_WEBHOOK_SECRET: required/,
+    );
     expect(errorOf({ TELEGRAM_BOT_TOKEN: token })).toMatch(/^TELEGRAM_CHAT_ID: required/);
     expect(errorOf({ TELEGRAM_CHAT_ID: "-1" })).toMatch(/^TELEGRAM_BOT_TOKEN: required when TELEGRAM_CHAT_ID/);
-    expect(errorOf({ TELEGRAM_BOT_TOKEN: token, TELEGRAM_CHAT_ID: "-1", TELEGRAM_ROUTES: "payments" })).toMatch(/^TELEGRAM_ROUTES: /);
-    expect(errorOf({ TELEGRAM_BOT_TOKEN: token, TELEGRAM_CHAT_ID: "-1", TELEGRAM_APPROVER_IDS: "@alice" })).toMatch(/^TELEGRAM_APPROVER_IDS: /);
+    expect(errorOf({ TELEGRAM_BOT_TOKEN: token, TELEGRAM_CHAT_ID: "-1", TELEGRAM_ROUTES: "payments" })).toMatch(
+      /^TELEGRAM_ROUTES: /,
+    );
+    expect(errorOf({ TELEGRAM_BOT_TOKEN: token, TELEGRAM_CHAT_ID: "-1", TELEGRAM_APPROVER_IDS: "@alice" })).toMatch(
+      /^TELEGRAM_APPROVER_IDS: /,
+    );
     const bad = errorOf({ TELEGRAM_BOT_TOKEN: "123:short-secret-value" });
     expect(bad).toMatch(/^TELEGRAM_BOT_TOKEN: /);
     expect(bad).not.toContain("short-secret-value");

@@ -3,13 +3,39 @@ import { resolve } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./error.ts";
 import { bool, duration, int, labelList, optionalString, regex } from "./fields.ts";
-import { parseAgentCommands, parseDatabase, parseGitops, parseMcpTokens, parseNatsServers, parseOidc, parseConsoleOidc, parseOrigins, parseTelegram, type McpToken, type TelegramRoute } from "./parse.ts";
+import {
+  parseAgentCommands,
+  parseDatabase,
+  parseGitops,
+  parseMcpTokens,
+  parseNatsServers,
+  parseOidc,
+  parseConsoleOidc,
+  parseOrigins,
+  parseTelegram,
+  type McpToken,
+  type TelegramRoute,
+} from "./parse.ts";
 
 export { ConfigError } from "./error.ts";
 export { DEFAULT_AGENT_COMMANDS, MCP_SCOPES, type McpToken, type TelegramRoute } from "./parse.ts";
 
 // Values that must never be echoed back in an error line.
-const SECRET_VARS = new Set(["DATABASE_URL", "NATS_URL", "NATS_TOKEN", "NATS_PASSWORD", "ALERTMANAGER_TOKEN", "ANTHROPIC_API_KEY", "ARGOCD_TOKEN", "GITHUB_TOKEN", "GITHUB_APP_PRIVATE_KEY", "MCP_TOKENS", "TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "CONSOLE_OIDC_CLIENT_SECRET"]);
+const SECRET_VARS = new Set([
+  "DATABASE_URL",
+  "NATS_URL",
+  "NATS_TOKEN",
+  "NATS_PASSWORD",
+  "ALERTMANAGER_TOKEN",
+  "ANTHROPIC_API_KEY",
+  "ARGOCD_TOKEN",
+  "GITHUB_TOKEN",
+  "GITHUB_APP_PRIVATE_KEY",
+  "MCP_TOKENS",
+  "TELEGRAM_BOT_TOKEN",
+  "TELEGRAM_WEBHOOK_SECRET",
+  "CONSOLE_OIDC_CLIENT_SECRET",
+]);
 
 export const Env = z.object({
   PORT: int(18088, 1, 65535),
@@ -24,7 +50,10 @@ export const Env = z.object({
   NATS_USER: optionalString,
   NATS_PASSWORD: optionalString,
   NATS_STREAM_REPLICAS: int(1, 1, 5),
-  NATS_PREFIX: z.string().regex(/^[a-z][a-z0-9_]{0,31}$/, "expected a lowercase name ([a-z0-9_], up to 32 chars)").default("pitcrew"),
+  NATS_PREFIX: z
+    .string()
+    .regex(/^[a-z][a-z0-9_]{0,31}$/, "expected a lowercase name ([a-z0-9_], up to 32 chars)")
+    .default("pitcrew"),
   EVENTS_MAX_AGE: duration("7d", 60_000),
   TASK_ACK_WAIT: duration("30s", 1000),
   TASK_MAX_DELIVER: int(5, 1, 100),
@@ -32,9 +61,17 @@ export const Env = z.object({
   RUNNER_POOL: z
     .string()
     .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "expected a lowercase name ([a-z0-9_-], up to 63 chars)")
-    .refine((v) => v !== "control", 'the pool "control" carries the control plane\'s analysis jobs; choose another name')
+    .refine(
+      (v) => v !== "control",
+      'the pool "control" carries the control plane\'s analysis jobs; choose another name',
+    )
     .default("default"),
-  RUNNER_ID: optionalString.pipe(z.string().regex(/^[A-Za-z0-9_-]{1,120}$/, "expected [A-Za-z0-9_-], up to 120 chars").optional()),
+  RUNNER_ID: optionalString.pipe(
+    z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,120}$/, "expected [A-Za-z0-9_-], up to 120 chars")
+      .optional(),
+  ),
   HEARTBEAT_INTERVAL: duration("10s", 100),
   BODY_LIMIT: int(1_048_576, 1024, 64 * 1_048_576),
   REQUEST_TIMEOUT: duration("60s", 1000),
@@ -49,7 +86,9 @@ export const Env = z.object({
   ALERTMANAGER_MAX_ALERTS: int(50_000, 1, 1_000_000),
   LABEL_NAMESPACE: labelList("namespace,exported_namespace"),
   LABEL_SERVICE: labelList("deployment,statefulset,daemonset,horizontalpodautoscaler,job_name,pod,service,job"),
-  LABEL_SERVICE_IGNORE: regex("^(kube-state-metrics|kubelet|cadvisor|node-exporter|blackbox-exporter|prometheus|alertmanager|.*-exporter)$"),
+  LABEL_SERVICE_IGNORE: regex(
+    "^(kube-state-metrics|kubelet|cadvisor|node-exporter|blackbox-exporter|prometheus|alertmanager|.*-exporter)$",
+  ),
   LABEL_SEVERITY: labelList("severity"),
   FLAP_WINDOW: duration("30m", 1000),
   FLAP_LIMIT: int(3, 0, 1000),
@@ -74,7 +113,10 @@ export const Env = z.object({
   ARGOCD_TIMEOUT: duration("10s", 100),
   GITOPS_PROVIDER: z.enum(["local", "github"], { message: 'expected "local" or "github"' }).default("local"),
   GITOPS_REPO: optionalString,
-  GITOPS_BASE_BRANCH: z.string().regex(/^[A-Za-z0-9._/-]{1,200}$/, "expected a branch name").default("main"),
+  GITOPS_BASE_BRANCH: z
+    .string()
+    .regex(/^[A-Za-z0-9._/-]{1,200}$/, "expected a branch name")
+    .default("main"),
   GITHUB_TOKEN: optionalString,
   GITHUB_APP_ID: optionalString,
   GITHUB_APP_PRIVATE_KEY: optionalString,
@@ -88,20 +130,50 @@ export const Env = z.object({
   AGENT_DEFAULT: z.string().min(1).default("claude-code"),
   AGENT_ALLOW_ENV: labelList("ANTHROPIC_API_KEY"),
   AGENT_TIMEOUT: duration("30m", 1000),
-  AGENT_UID: optionalString.pipe(z.string().regex(/^\d{1,10}$/, "expected a numeric user id").optional()),
-  AGENT_GID: optionalString.pipe(z.string().regex(/^\d{1,10}$/, "expected a numeric group id").optional()),
-  AUTO_APPROVE_MAX_RISK: z.enum(["read", "low", "medium", "high"], { message: "expected read, low, medium or high" }).default("read"),
+  AGENT_UID: optionalString.pipe(
+    z
+      .string()
+      .regex(/^\d{1,10}$/, "expected a numeric user id")
+      .optional(),
+  ),
+  AGENT_GID: optionalString.pipe(
+    z
+      .string()
+      .regex(/^\d{1,10}$/, "expected a numeric group id")
+      .optional(),
+  ),
+  AUTO_APPROVE_MAX_RISK: z
+    .enum(["read", "low", "medium", "high"], { message: "expected read, low, medium or high" })
+    .default("read"),
   MCP_TOKENS: optionalString,
   MCP_OIDC_ISSUER: optionalString.pipe(z.url({ message: "expected an absolute http(s) URL" }).optional()),
   MCP_OIDC_AUDIENCE: optionalString,
   MCP_OIDC_JWKS_URL: optionalString.pipe(z.url({ message: "expected an absolute http(s) URL" }).optional()),
   MCP_OIDC_SCOPE_CLAIM: z.string().min(1).default("scope"),
   MCP_ALLOWED_ORIGINS: optionalString,
-  TELEGRAM_BOT_TOKEN: optionalString.pipe(z.string().regex(/^\d{1,20}:[A-Za-z0-9_-]{20,}$/, "expected a bot token like 123456:ABC-DEF… (from @BotFather)").optional()),
-  TELEGRAM_CHAT_ID: optionalString.pipe(z.string().regex(/^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$/, "expected a numeric chat id (e.g. -1001234567890) or @channelname").optional()),
+  TELEGRAM_BOT_TOKEN: optionalString.pipe(
+    z
+      .string()
+      .regex(/^\d{1,20}:[A-Za-z0-9_-]{20,}$/, "expected a bot token like 123456:ABC-DEF… (from @BotFather)")
+      .optional(),
+  ),
+  TELEGRAM_CHAT_ID: optionalString.pipe(
+    z
+      .string()
+      .regex(
+        /^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$/,
+        "expected a numeric chat id (e.g. -1001234567890) or @channelname",
+      )
+      .optional(),
+  ),
   TELEGRAM_ROUTES: optionalString,
   TELEGRAM_APPROVER_IDS: optionalString,
-  TELEGRAM_WEBHOOK_SECRET: optionalString.pipe(z.string().regex(/^[A-Za-z0-9_-]{16,256}$/, "expected 16 to 256 characters of A-Z, a-z, 0-9, _ and -").optional()),
+  TELEGRAM_WEBHOOK_SECRET: optionalString.pipe(
+    z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{16,256}$/, "expected 16 to 256 characters of A-Z, a-z, 0-9, _ and -")
+      .optional(),
+  ),
   TELEGRAM_API_ROOT: optionalString.pipe(z.url({ message: "expected an absolute http(s) URL" }).optional()),
   CONSOLE_SESSION_TTL: duration("12h", 60_000),
   CONSOLE_OIDC_CLIENT_ID: optionalString,
@@ -111,12 +183,12 @@ export const Env = z.object({
   WEBHOOK_ALLOW_PRIVATE: bool(false),
   WEBHOOK_TIMEOUT: duration("10s", 100),
   WEBHOOK_LEASE_TTL: duration("30m", 1000),
-  NOTIFY_MIN_SEVERITY: z.enum(["info", "warning", "critical"], { message: "expected info, warning or critical" }).default("warning"),
+  NOTIFY_MIN_SEVERITY: z
+    .enum(["info", "warning", "critical"], { message: "expected info, warning or critical" })
+    .default("warning"),
 });
 
-export type Database =
-  | { dialect: "sqlite"; file: string }
-  | { dialect: "mysql"; url: string; poolSize: number };
+export type Database = { dialect: "sqlite"; file: string } | { dialect: "mysql"; url: string; poolSize: number };
 
 export type Config = {
   port: number;
@@ -160,7 +232,13 @@ export type Config = {
   /** Set when ARGOCD_URL and ARGOCD_TOKEN are: the drift skill's Argo CD API. */
   argocd?: { baseUrl: string; token: string; timeoutMs: number };
   gitops:
-    | { provider: "local"; repoPath: string; baseBranch: string; author: { name: string; email: string }; deleteMergedBranches: boolean }
+    | {
+        provider: "local";
+        repoPath: string;
+        baseBranch: string;
+        author: { name: string; email: string };
+        deleteMergedBranches: boolean;
+      }
     | {
         provider: "github";
         owner: string;
@@ -173,7 +251,14 @@ export type Config = {
         app?: { appId: string; privateKey: string; installationId: string };
       };
   /** `uid`/`gid`: the identity agent processes run as (a runner started as root drops to it). */
-  agents: { commands: Record<string, string[]>; defaultAgent: string; allowEnv: string[]; timeoutMs: number; uid?: number; gid?: number };
+  agents: {
+    commands: Record<string, string[]>;
+    defaultAgent: string;
+    allowEnv: string[];
+    timeoutMs: number;
+    uid?: number;
+    gid?: number;
+  };
   /** Repositories a task may name (ALLOWED_REPOS); empty means only the configured GitOps repository. */
   allowedRepos: string[];
   mcp: {
@@ -209,8 +294,6 @@ export type Config = {
   /** Signed webhooks to external agents. */
   webhooks: { dir: string; allowPrivate: boolean; timeoutMs: number; leaseTtlMs: number };
 };
-
-
 
 /** The single reader of configuration. Throws ConfigError with one line naming the variable. */
 export function loadConfig(env: Record<string, string | undefined>): Config {
@@ -255,15 +338,30 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     runner: {
       concurrency: e.RUNNER_CONCURRENCY,
       pool: e.RUNNER_POOL,
-      id: e.RUNNER_ID ?? `${hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 80)}-${process.pid}`,
+      id:
+        e.RUNNER_ID ??
+        `${hostname()
+          .replace(/[^A-Za-z0-9_-]/g, "-")
+          .slice(0, 80)}-${process.pid}`,
       heartbeatMs: e.HEARTBEAT_INTERVAL,
     },
     bodyLimit: e.BODY_LIMIT,
     requestTimeoutMs: e.REQUEST_TIMEOUT,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT,
     outbox: { intervalMs: e.OUTBOX_INTERVAL, batch: e.OUTBOX_BATCH, retentionMs: e.OUTBOX_RETENTION },
-    alertmanager: { auth: e.ALERTMANAGER_AUTH, token: e.ALERTMANAGER_TOKEN, user: e.ALERTMANAGER_USER, bodyLimit: e.ALERTMANAGER_BODY_LIMIT, maxAlerts: e.ALERTMANAGER_MAX_ALERTS },
-    labels: { namespace: e.LABEL_NAMESPACE, service: e.LABEL_SERVICE, severity: e.LABEL_SEVERITY, serviceIgnore: e.LABEL_SERVICE_IGNORE },
+    alertmanager: {
+      auth: e.ALERTMANAGER_AUTH,
+      token: e.ALERTMANAGER_TOKEN,
+      user: e.ALERTMANAGER_USER,
+      bodyLimit: e.ALERTMANAGER_BODY_LIMIT,
+      maxAlerts: e.ALERTMANAGER_MAX_ALERTS,
+    },
+    labels: {
+      namespace: e.LABEL_NAMESPACE,
+      service: e.LABEL_SERVICE,
+      severity: e.LABEL_SEVERITY,
+      serviceIgnore: e.LABEL_SERVICE_IGNORE,
+    },
     guardrails: {
       dryRun: e.DRY_RUN,
       flapWindowMs: e.FLAP_WINDOW,
@@ -279,7 +377,13 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     skillsSyncIntervalMs: e.SKILLS_SYNC_INTERVAL,
     analysisConcurrency: e.ANALYSIS_CONCURRENCY,
     anthropic: e.ANTHROPIC_API_KEY
-      ? { apiKey: e.ANTHROPIC_API_KEY, model: e.ANTHROPIC_MODEL, maxTokens: e.ANTHROPIC_MAX_TOKENS, timeoutMs: e.ANTHROPIC_TIMEOUT, baseURL: e.ANTHROPIC_BASE_URL }
+      ? {
+          apiKey: e.ANTHROPIC_API_KEY,
+          model: e.ANTHROPIC_MODEL,
+          maxTokens: e.ANTHROPIC_MAX_TOKENS,
+          timeoutMs: e.ANTHROPIC_TIMEOUT,
+          baseURL: e.ANTHROPIC_BASE_URL,
+        }
       : undefined,
     gitops: parseGitops(e, dataDir),
     agents: {
@@ -290,13 +394,28 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       uid: e.AGENT_UID === undefined ? undefined : Number(e.AGENT_UID),
       gid: e.AGENT_GID === undefined ? undefined : Number(e.AGENT_GID),
     },
-    allowedRepos: (e.ALLOWED_REPOS ?? "").split(",").map((r) => r.trim()).filter(Boolean),
-    argocd: e.ARGOCD_URL && e.ARGOCD_TOKEN ? { baseUrl: e.ARGOCD_URL, token: e.ARGOCD_TOKEN, timeoutMs: e.ARGOCD_TIMEOUT } : undefined,
-    mcp: { tokens: parseMcpTokens(e.MCP_TOKENS), oidc: parseOidc(e, publicUrl), allowedOrigins: parseOrigins(e.MCP_ALLOWED_ORIGINS) },
+    allowedRepos: (e.ALLOWED_REPOS ?? "")
+      .split(",")
+      .map((r) => r.trim())
+      .filter(Boolean),
+    argocd:
+      e.ARGOCD_URL && e.ARGOCD_TOKEN
+        ? { baseUrl: e.ARGOCD_URL, token: e.ARGOCD_TOKEN, timeoutMs: e.ARGOCD_TIMEOUT }
+        : undefined,
+    mcp: {
+      tokens: parseMcpTokens(e.MCP_TOKENS),
+      oidc: parseOidc(e, publicUrl),
+      allowedOrigins: parseOrigins(e.MCP_ALLOWED_ORIGINS),
+    },
     telegram: parseTelegram(e, publicUrl),
     notify: { minSeverity: e.NOTIFY_MIN_SEVERITY },
     console: { sessionTtlMs: e.CONSOLE_SESSION_TTL, oidc: parseConsoleOidc(e) },
     schedulesDir: resolve(e.SCHEDULES_DIR),
-    webhooks: { dir: resolve(e.WEBHOOKS_DIR), allowPrivate: e.WEBHOOK_ALLOW_PRIVATE, timeoutMs: e.WEBHOOK_TIMEOUT, leaseTtlMs: e.WEBHOOK_LEASE_TTL },
+    webhooks: {
+      dir: resolve(e.WEBHOOKS_DIR),
+      allowPrivate: e.WEBHOOK_ALLOW_PRIVATE,
+      timeoutMs: e.WEBHOOK_TIMEOUT,
+      leaseTtlMs: e.WEBHOOK_LEASE_TTL,
+    },
   };
 }

@@ -53,11 +53,20 @@ export async function decideFromConsole(
   decision: "approve" | "reject",
   reasonIn: string | undefined,
 ): Promise<DecisionOutcome> {
-  const row = await deps.db.selectFrom("approvals").select("incident_id").where("id", "=", approvalId).executeTakeFirst();
+  const row = await deps.db
+    .selectFrom("approvals")
+    .select("incident_id")
+    .where("id", "=", approvalId)
+    .executeTakeFirst();
   if (!row) return { ok: false, status: 404, incidentId: null, message: `Approval ${approvalId} does not exist.` };
   const reason = reasonIn ? reasonIn : null;
   if (decision === "reject" && !reason) {
-    return { ok: false, status: 400, incidentId: row.incident_id, message: "Say why you reject: the reason is recorded on the timeline and on the closed pull request." };
+    return {
+      ok: false,
+      status: 400,
+      incidentId: row.incident_id,
+      message: "Say why you reject: the reason is recorded on the timeline and on the closed pull request.",
+    };
   }
   const by = consoleDecider(subject);
   try {
@@ -74,13 +83,23 @@ export async function decideFromConsole(
     return { ok: true, incidentId: row.incident_id, message: "rejected" };
   } catch (err) {
     if (!isAppError(err)) throw err;
-    const status = err.kind === "conflict" ? 409 : err.kind === "invalid" ? 400 : err.kind === "not_found" ? 404 : err.kind === "unavailable" ? 503 : undefined;
+    const status =
+      err.kind === "conflict"
+        ? 409
+        : err.kind === "invalid"
+          ? 400
+          : err.kind === "not_found"
+            ? 404
+            : err.kind === "unavailable"
+              ? 503
+              : undefined;
     if (!status) throw err;
     return { ok: false, status, incidentId: row.incident_id, message: err.message };
   }
 }
 
-const isDecidable = (a: Pick<ApprovalRow, "state" | "expires_at">, now: number) => a.state === "pending" && Number(a.expires_at) > now;
+const isDecidable = (a: Pick<ApprovalRow, "state" | "expires_at">, now: number) =>
+  a.state === "pending" && Number(a.expires_at) > now;
 
 function whatItApproves(a: ApprovalRow): string {
   const merge = mergeActionOf(a);
@@ -109,11 +128,12 @@ function decisionForms(a: ApprovalRow, v: Viewer): Html {
 }
 
 function renderApproval(a: ApprovalRow, now: number, v: Viewer): Html {
-  const decided = a.decided_at !== null
-    ? html`<p class="decision">${a.state} by <span class="decided-by">${a.decided_by ?? "unknown"}</span>${
-        a.channel ? html` via <span class="channel">${a.channel}</span>` : ""} ${since(Number(a.decided_at), now)}${
-        a.reason ? html`: <q class="reason">${a.reason}</q>` : ""}</p>`
-    : "";
+  const decided =
+    a.decided_at !== null
+      ? html`<p class="decision">${a.state} by <span class="decided-by">${a.decided_by ?? "unknown"}</span>${
+          a.channel ? html` via <span class="channel">${a.channel}</span>` : ""
+        } ${since(Number(a.decided_at), now)}${a.reason ? html`: <q class="reason">${a.reason}</q>` : ""}</p>`
+      : "";
   const mergeSha = a.merge_sha ? html` as <code>${a.merge_sha.slice(0, 12)}</code>` : "";
   const merged = a.merged_at !== null ? html`<p>Merged ${since(Number(a.merged_at), now)}${mergeSha}.</p>` : "";
   const open = isDecidable(a, now);
@@ -153,7 +173,9 @@ export async function listPendingApprovals(
 ): Promise<{ items: PendingApproval[]; nextCursor: string | null }> {
   const rows = await listApprovals(db, { state: "pending", now, afterId: cursor, limit });
   const ids = [...new Set(rows.map((r) => r.incident_id))];
-  const titles = ids.length ? await db.selectFrom("incidents").select(["id", "title"]).where("id", "in", ids).execute() : [];
+  const titles = ids.length
+    ? await db.selectFrom("incidents").select(["id", "title"]).where("id", "in", ids).execute()
+    : [];
   const title = new Map(titles.map((t) => [t.id, t.title]));
   return {
     items: rows.map((r) => ({ ...approvalView(r), incident_title: title.get(r.incident_id) ?? null })),
@@ -162,13 +184,21 @@ export async function listPendingApprovals(
 }
 
 /** The approvals list: what waits for a decision, until when, and what it changes. */
-export function renderPendingApprovals(page: { items: PendingApproval[]; nextCursor: string | null }, now: number, cursor: string | undefined): Html {
-  const older = page.nextCursor ? html` <a href="${`/approvals?cursor=${encodeURIComponent(page.nextCursor)}`}" rel="next">Older approvals</a>` : "";
+export function renderPendingApprovals(
+  page: { items: PendingApproval[]; nextCursor: string | null },
+  now: number,
+  cursor: string | undefined,
+): Html {
+  const older = page.nextCursor
+    ? html` <a href="${`/approvals?cursor=${encodeURIComponent(page.nextCursor)}`}" rel="next">Older approvals</a>`
+    : "";
   const pager = html`<nav class="pager" aria-label="Pages">${cursor ? html`<a href="/approvals">Newest</a>` : ""}${older}</nav>`;
   if (page.items.length === 0) return html`<p class="muted empty">No approval is waiting for a decision.</p>${pager}`;
   const item = (a: PendingApproval) => {
     const skill = (a.action as { skill?: string } | null)?.skill;
-    const what = a.pr ? html`Merge pull request ${prLink({ number: a.pr.number, url: a.pr.url })}` : html`Run ${skill ?? "the planned fix"}`;
+    const what = a.pr
+      ? html`Merge pull request ${prLink({ number: a.pr.number, url: a.pr.url })}`
+      : html`Run ${skill ?? "the planned fix"}`;
     return html`<li class="card approval">
 <h2><a href="${`/incidents/${encodeURIComponent(a.incident_id)}#approvals`}">${a.incident_title ?? a.incident_id}</a></h2>
 <p>${what}; risk ${a.risk}; requested ${since(Date.parse(a.requested_at), now)};
@@ -209,4 +239,6 @@ export function approvalsPages(app: FastifyInstance, ctx: ConsoleContext): void 
   });
 }
 
-const ApprovalListQuery = z.object({ cursor: z.preprocess((v) => (v === "" ? undefined : v), z.string().max(100).optional()) });
+const ApprovalListQuery = z.object({
+  cursor: z.preprocess((v) => (v === "" ? undefined : v), z.string().max(100).optional()),
+});

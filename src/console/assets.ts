@@ -8,7 +8,10 @@ import type { FastifyInstance } from "fastify";
 
 type Asset = { path: string; type: string; body: Buffer };
 
-const FILES: Record<string, string> = { "console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8" };
+const FILES: Record<string, string> = {
+  "console.css": "text/css; charset=utf-8",
+  "console.js": "text/javascript; charset=utf-8",
+};
 
 function load(): Map<string, Asset> {
   const out = new Map<string, Asset>();

@@ -8,7 +8,18 @@ describe("safeNext", () => {
   });
 
   it("refuses anything that could leave the site, or loop back to signing in", () => {
-    for (const bad of ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)", "", undefined, 42, "/login?next=/x", "/auth/callback", "/logout"]) {
+    for (const bad of [
+      "https://evil.example/",
+      "//evil.example/x",
+      "/\\evil.example",
+      "javascript:alert(1)",
+      "",
+      undefined,
+      42,
+      "/login?next=/x",
+      "/auth/callback",
+      "/logout",
+    ]) {
       expect(safeNext(bad)).toBe("/");
     }
   });

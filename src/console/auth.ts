@@ -8,7 +8,17 @@ import { safeEqual } from "../shared/secrets.ts";
 import type { Store } from "../store/db.ts";
 import { html } from "./html.ts";
 import { sendPage, wantsHtml } from "./respond.ts";
-import { clearCookie, createSession, deleteSession, findSession, readCookie, setCookie, sha256, SESSION_COOKIE, type SessionIdentity } from "./sessions.ts";
+import {
+  clearCookie,
+  createSession,
+  deleteSession,
+  findSession,
+  readCookie,
+  setCookie,
+  sha256,
+  SESSION_COOKIE,
+  type SessionIdentity,
+} from "./sessions.ts";
 
 // Who is using the console. Two ways in, the same scopes as MCP (read, write, approve, admin):
 //  - a session: the cookie set by signing in with a token (login.ts) or OIDC (oidc.ts);
@@ -45,11 +55,19 @@ export type ConsoleAuthDeps = {
   publicUrl: string;
 };
 
-export const consoleActor = (p: Pick<ConsolePrincipal, "subject">) => ({ actor: `console:${p.subject}`, channel: "console" }) as const;
+export const consoleActor = (p: Pick<ConsolePrincipal, "subject">) =>
+  ({ actor: `console:${p.subject}`, channel: "console" }) as const;
 
 /** `next` after signing in: a path on this site only (never `//host` or a full URL). */
 export function safeNext(next: unknown): string {
-  if (typeof next !== "string" || !next.startsWith("/") || next.startsWith("//") || next.startsWith("/\\") || next.length > 1000) return "/";
+  if (
+    typeof next !== "string" ||
+    !next.startsWith("/") ||
+    next.startsWith("//") ||
+    next.startsWith("/\\") ||
+    next.length > 1000
+  )
+    return "/";
   if (next.startsWith("/login") || next.startsWith("/logout") || next.startsWith("/auth/")) return "/";
   return next;
 }
@@ -66,7 +84,9 @@ export function createConsoleAuth(deps: ConsoleAuthDeps) {
     let scopes = new Set(row.scopes.split(" ").filter(Boolean) as Scope[]);
     if (row.method === "token") {
       // The token must still be configured, unchanged; its scopes today are the session's.
-      const t = deps.tokens.find((t) => t.name === row.via && row.credential !== null && safeEqual(sha256(t.token), row.credential));
+      const t = deps.tokens.find(
+        (t) => t.name === row.via && row.credential !== null && safeEqual(sha256(t.token), row.credential),
+      );
       if (!t) return undefined;
       scopes = new Set(t.scopes);
     }
@@ -78,7 +98,13 @@ export function createConsoleAuth(deps: ConsoleAuthDeps) {
     if (req.headers.authorization !== undefined) {
       const r = await deps.mcpAuth.authenticate(req.headers.authorization);
       if (!r.ok) throw new AppError("unauthorized", "auth.invalid_token", r.reason);
-      return { subject: r.principal.subject, scopes: r.principal.scopes, csrf: null, via: "bearer", method: r.principal.via };
+      return {
+        subject: r.principal.subject,
+        scopes: r.principal.scopes,
+        csrf: null,
+        via: "bearer",
+        method: r.principal.via,
+      };
     }
     return fromSession(req);
   }
@@ -126,7 +152,14 @@ export function createConsoleAuth(deps: ConsoleAuthDeps) {
         return undefined;
       }
       if (!hasScope(p, scope)) {
-        await sendError(req, reply, 403, "auth.insufficient_scope", `this needs the "${scope}" scope; you are signed in as ${p.subject}`, p);
+        await sendError(
+          req,
+          reply,
+          403,
+          "auth.insufficient_scope",
+          `this needs the "${scope}" scope; you are signed in as ${p.subject}`,
+          p,
+        );
         return undefined;
       }
       return p;
@@ -138,7 +171,10 @@ export function createConsoleAuth(deps: ConsoleAuthDeps) {
       checkOrigin(req);
       const given = (req.body as Record<string, unknown> | undefined)?._csrf;
       if (typeof given !== "string" || principal.csrf === null || !safeEqual(given, principal.csrf)) {
-        throw forbidden("console.csrf", "the form has expired or did not come from this console; reload the page and try again");
+        throw forbidden(
+          "console.csrf",
+          "the form has expired or did not come from this console; reload the page and try again",
+        );
       }
     },
 
@@ -164,9 +200,21 @@ export type ConsoleAuth = ReturnType<typeof createConsoleAuth>;
 
 const forbidden = (code: string, message: string) => new AppError("forbidden", code, message);
 
-async function sendError(req: FastifyRequest, reply: FastifyReply, status: number, code: string, message: string, p: ConsolePrincipal | undefined) {
+async function sendError(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  status: number,
+  code: string,
+  message: string,
+  p: ConsolePrincipal | undefined,
+) {
   if (!wantsHtml(req)) return reply.status(status).send({ error: { code, message, requestId: String(req.id) } });
   const title = status === 403 ? "Not allowed" : "Sign in";
   const link = status === 401 ? html`<p><a href="/login">Sign in</a></p>` : null;
-  return sendPage(reply.status(status), { title, current: null, principal: p, body: html`<h1>${title}</h1><p>${message}</p>${link}` });
+  return sendPage(reply.status(status), {
+    title,
+    current: null,
+    principal: p,
+    body: html`<h1>${title}</h1><p>${message}</p>${link}`,
+  });
 }

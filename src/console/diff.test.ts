@@ -33,20 +33,33 @@ describe("parseUnifiedDiff", () => {
     ]);
     const shop = d.files[0]!.lines;
     expect(shop[0]).toEqual({ kind: "hunk", text: "@@ -2,4 +2,4 @@ kind: Deployment" });
-    expect(shop.filter((l) => l.kind === "del")).toEqual([{ kind: "del", text: "  replicas: 2", oldNo: 5, newNo: null }]);
-    expect(shop.filter((l) => l.kind === "add")).toEqual([{ kind: "add", text: "  replicas: 3", oldNo: null, newNo: 5 }]);
+    expect(shop.filter((l) => l.kind === "del")).toEqual([
+      { kind: "del", text: "  replicas: 2", oldNo: 5, newNo: null },
+    ]);
+    expect(shop.filter((l) => l.kind === "add")).toEqual([
+      { kind: "add", text: "  replicas: 3", oldNo: null, newNo: 5 },
+    ]);
     expect(d.files[1]!.meta).toEqual(["new file mode 100644"]);
     expect(d.files[1]!.lines.at(-1)).toEqual({ kind: "note", text: "\\ No newline at end of file" });
   });
 
   it("keeps the note a cut excerpt ends with, and reads a removed line that looks like a header as removed", () => {
-    const d = parseUnifiedDiff(["diff --git a/x b/x", "--- a/x", "+++ b/x", "@@ -1,2 +1,1 @@", "--- a/x", " keep", "… 12 more lines"].join("\n"));
+    const d = parseUnifiedDiff(
+      ["diff --git a/x b/x", "--- a/x", "+++ b/x", "@@ -1,2 +1,1 @@", "--- a/x", " keep", "… 12 more lines"].join("\n"),
+    );
     expect(d.files[0]!.lines.map((l) => l.kind)).toEqual(["hunk", "del", "ctx"]);
     expect(d.notes).toEqual(["… 12 more lines"]);
   });
 
   it("names a renamed file by its new path and keeps the old one", () => {
-    const d = parseUnifiedDiff(["diff --git a/old name.yaml b/new name.yaml", "similarity index 90%", "--- a/old name.yaml", "+++ b/new name.yaml"].join("\n"));
+    const d = parseUnifiedDiff(
+      [
+        "diff --git a/old name.yaml b/new name.yaml",
+        "similarity index 90%",
+        "--- a/old name.yaml",
+        "+++ b/new name.yaml",
+      ].join("\n"),
+    );
     expect(d.files[0]).toMatchObject({ path: "new name.yaml", oldPath: "old name.yaml" });
   });
 });
@@ -63,7 +76,14 @@ describe("renderDiff", () => {
   });
 
   it("escapes markup in diff lines and paths: a <script> stays text", () => {
-    const evil = ["diff --git a/<img src=x onerror=alert(1)>.yaml b/<img src=x onerror=alert(1)>.yaml", "--- a/x", "+++ b/<img src=x onerror=alert(1)>.yaml", "@@ -1 +1 @@", "-</pre><script>alert(1)</script>", "+\"><b>bold</b>"].join("\n");
+    const evil = [
+      "diff --git a/<img src=x onerror=alert(1)>.yaml b/<img src=x onerror=alert(1)>.yaml",
+      "--- a/x",
+      "+++ b/<img src=x onerror=alert(1)>.yaml",
+      "@@ -1 +1 @@",
+      "-</pre><script>alert(1)</script>",
+      '+"><b>bold</b>',
+    ].join("\n");
     const out = toText(renderDiff(evil));
     expect(out).not.toContain("<script>");
     expect(out).not.toContain("<img");
@@ -73,13 +93,17 @@ describe("renderDiff", () => {
   });
 
   it("shows text that is not a diff as it is, escaped", () => {
-    expect(toText(renderDiff("not a <diff>"))).toBe('<pre class="diff" tabindex="0"><code>not a &lt;diff&gt;</code></pre>');
+    expect(toText(renderDiff("not a <diff>"))).toBe(
+      '<pre class="diff" tabindex="0"><code>not a &lt;diff&gt;</code></pre>',
+    );
   });
 });
 
 describe("renderDiffSummary", () => {
   it("lists the files with lines added and removed, and how many more files there are", () => {
-    const out = toText(renderDiffSummary({ files: [{ path: "a<b>.yaml", added: 3, removed: 1 }], added: 40, removed: 2, more: 5 }));
+    const out = toText(
+      renderDiffSummary({ files: [{ path: "a<b>.yaml", added: 3, removed: 1 }], added: 40, removed: 2, more: 5 }),
+    );
     expect(out).toContain("6 files changed, 40 lines added, 2 lines removed");
     expect(out).toContain("<code>a&lt;b&gt;.yaml</code>");
     expect(out).toContain("and 5 more files");

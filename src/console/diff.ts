@@ -12,7 +12,15 @@ export type DiffLine =
   | { kind: "hunk"; text: string }
   | { kind: "note"; text: string };
 
-export type DiffFileBlock = { path: string; oldPath: string | null; meta: string[]; lines: DiffLine[]; added: number; removed: number; binary: boolean };
+export type DiffFileBlock = {
+  path: string;
+  oldPath: string | null;
+  meta: string[];
+  lines: DiffLine[];
+  added: number;
+  removed: number;
+  binary: boolean;
+};
 
 /** What is left after the files: the excerpt's "… N more lines" note, or text before the first file. */
 export type ParsedDiff = { files: DiffFileBlock[]; notes: string[] };
@@ -115,7 +123,9 @@ function renderLine(l: DiffLine): Html {
 function renderFile(f: DiffFileBlock, i: number): Html {
   const id = `diff-file-${i}`;
   const renamed = f.oldPath ? html` <span class="diff-rename">(from <code>${f.oldPath}</code>)</span>` : "";
-  const what = f.binary ? "binary file" : `${count(f.added, "line", "lines")} added, ${count(f.removed, "line", "lines")} removed`;
+  const what = f.binary
+    ? "binary file"
+    : `${count(f.added, "line", "lines")} added, ${count(f.removed, "line", "lines")} removed`;
   // One line per element, joined by newlines inside the <pre>: the line breaks are the text's own.
   const body = f.lines.map((l, n) => (n === 0 ? renderLine(l) : html`\n${renderLine(l)}`));
   return html`<section class="diff-file" aria-labelledby="${id}">
@@ -135,8 +145,11 @@ export function renderDiff(text: string): Html {
 /** The files a change touches, with lines added and removed: a table, readable when the diff is cut. */
 export function renderDiffSummary(s: DiffSummary): Html {
   return html`<table class="diff-summary">
-<caption>${count(s.files.length + (s.more ?? 0), "file", "files")} changed, ${count(s.added, "line", "lines")} added, ${
-    count(s.removed, "line", "lines")} removed</caption>
+<caption>${count(s.files.length + (s.more ?? 0), "file", "files")} changed, ${count(s.added, "line", "lines")} added, ${count(
+    s.removed,
+    "line",
+    "lines",
+  )} removed</caption>
 <thead><tr><th scope="col">File</th><th scope="col">Added</th><th scope="col">Removed</th></tr></thead>
 <tbody>${s.files.map((f) => html`<tr><td><code>${f.path}</code></td><td class="num">+${f.added}</td><td class="num">−${f.removed}</td></tr>`)}</tbody>
 ${s.more ? html`<tfoot><tr><td colspan="3">and ${count(s.more, "more file", "more files")}</td></tr></tfoot>` : ""}

@@ -12,7 +12,9 @@ import type { ConsoleContext } from "./routes.ts";
 // heartbeat intervals). Heartbeats are not events, so the table refreshes every few seconds.
 
 const running = (ids: string[]): Html | null =>
-  ids.length ? html`<ul class="plain">${ids.map((id) => html`<li><a href="/tasks/${id}"><code>${id}</code></a></li>`)}</ul>` : null;
+  ids.length
+    ? html`<ul class="plain">${ids.map((id) => html`<li><a href="/tasks/${id}"><code>${id}</code></a></li>`)}</ul>`
+    : null;
 
 function table(runners: RunnerOut[], now: number): Html {
   const stale = runners.filter((r) => r.stale).length;
@@ -38,7 +40,10 @@ function table(runners: RunnerOut[], now: number): Html {
 export function fleetPages(app: FastifyInstance, ctx: ConsoleContext): void {
   const load = async () => {
     const now = ctx.deps.now();
-    return { now, runners: (await listRunners(ctx.deps.store.db, now, ctx.deps.config.runner.heartbeatMs)).map(runnerView) };
+    return {
+      now,
+      runners: (await listRunners(ctx.deps.store.db, now, ctx.deps.config.runner.heartbeatMs)).map(runnerView),
+    };
   };
 
   app.get("/fleet", async (req, reply) => {

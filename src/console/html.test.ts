@@ -11,7 +11,9 @@ describe("html", () => {
 
   it("keeps nested html and raw markup, joins arrays and drops empty values", () => {
     const items = ["a&b", "<i>"].map((x) => html`<li>${x}</li>`);
-    expect(toText(html`<ul>${items}</ul>${null}${undefined}${false}${raw("<hr>")}${0}`)).toBe("<ul><li>a&amp;b</li><li>&lt;i&gt;</li></ul><hr>0");
+    expect(toText(html`<ul>${items}</ul>${null}${undefined}${false}${raw("<hr>")}${0}`)).toBe(
+      "<ul><li>a&amp;b</li><li>&lt;i&gt;</li></ul><hr>0",
+    );
   });
 
   it("escapes the five characters HTML reserves", () => {

@@ -3,7 +3,15 @@ import { newIncidentRow } from "../incidents/repo.ts";
 import { newApprovalRow, type ApprovalRow } from "../approvals/repo.ts";
 import type { AlertRow, EventRow } from "../store/schema.ts";
 import { toText, type Html } from "./html.ts";
-import { INCIDENT_PARTS, renderAlerts, renderChange, renderFacts, renderIncidentSections, renderTimeline, type IncidentPage } from "./incident.ts";
+import {
+  type INCIDENT_PARTS,
+  renderAlerts,
+  renderChange,
+  renderFacts,
+  renderIncidentSections,
+  renderTimeline,
+  type IncidentPage,
+} from "./incident.ts";
 import { renderApprovalSection } from "./approvals.ts";
 
 const NOW = Date.parse("2026-11-20T10:00:00Z");
@@ -11,17 +19,67 @@ const EVIL = `<script>alert("pwned")</script>`;
 
 function pageWith(over: Partial<IncidentPage> = {}): IncidentPage {
   const incident = {
-    ...newIncidentRow({ id: "inc_1", fingerprint: "fp", dedupe_key: null, open_key: "fp", title: `Checkout ${EVIL}`, source: "alertmanager", severity: "critical", namespace: "shop", service: "checkout", alertname: "AppSlow", labels: { app: EVIL }, annotations: { summary: EVIL } }, NOW - 3_600_000),
-    plan: JSON.stringify({ skill: "scale-app", rationale: `because ${EVIL}`, confidence: 0.82, planner: "claude", risk: "medium", approval: "before_merge", params: { note: EVIL } }),
+    ...newIncidentRow(
+      {
+        id: "inc_1",
+        fingerprint: "fp",
+        dedupe_key: null,
+        open_key: "fp",
+        title: `Checkout ${EVIL}`,
+        source: "alertmanager",
+        severity: "critical",
+        namespace: "shop",
+        service: "checkout",
+        alertname: "AppSlow",
+        labels: { app: EVIL },
+        annotations: { summary: EVIL },
+      },
+      NOW - 3_600_000,
+    ),
+    plan: JSON.stringify({
+      skill: "scale-app",
+      rationale: `because ${EVIL}`,
+      confidence: 0.82,
+      planner: "claude",
+      risk: "medium",
+      approval: "before_merge",
+      params: { note: EVIL },
+    }),
     llm_calls: 2,
     llm_input_tokens: 1234,
     llm_output_tokens: 56,
   };
   const alert: AlertRow = {
-    id: "alr_1", incident_id: "inc_1", fingerprint: "fp", status: "firing", alertname: `AppSlow${EVIL}`, labels: JSON.stringify({ pod: EVIL }), annotations: JSON.stringify({ description: EVIL }),
-    starts_at: NOW - 3_600_000, ends_at: null, generator_url: "javascript:alert(1)", receiver: null, group_key: null, received_at: NOW - 3_600_000, dedupe: null, repeat_count: 3, last_received_at: null,
+    id: "alr_1",
+    incident_id: "inc_1",
+    fingerprint: "fp",
+    status: "firing",
+    alertname: `AppSlow${EVIL}`,
+    labels: JSON.stringify({ pod: EVIL }),
+    annotations: JSON.stringify({ description: EVIL }),
+    starts_at: NOW - 3_600_000,
+    ends_at: null,
+    generator_url: "javascript:alert(1)",
+    receiver: null,
+    group_key: null,
+    received_at: NOW - 3_600_000,
+    dedupe: null,
+    repeat_count: 3,
+    last_received_at: null,
   };
-  const event: EventRow = { seq: 1, id: "evt_1", type: "incident.detected", task_id: null, incident_id: "inc_1", actor: `alertmanager${EVIL}`, channel: "alertmanager", reason: `fired ${EVIL}`, data: JSON.stringify({ x: EVIL }), occurred_at: NOW - 3_600_000, recorded_at: NOW - 3_600_000 };
+  const event: EventRow = {
+    seq: 1,
+    id: "evt_1",
+    type: "incident.detected",
+    task_id: null,
+    incident_id: "inc_1",
+    actor: `alertmanager${EVIL}`,
+    channel: "alertmanager",
+    reason: `fired ${EVIL}`,
+    data: JSON.stringify({ x: EVIL }),
+    occurred_at: NOW - 3_600_000,
+    recorded_at: NOW - 3_600_000,
+  };
   return {
     incident,
     labels: { app: EVIL },
@@ -38,7 +96,17 @@ function pageWith(over: Partial<IncidentPage> = {}): IncidentPage {
 
 function approval(over: Partial<ApprovalRow> = {}): ApprovalRow {
   return {
-    ...newApprovalRow({ id: "apr_1", incident_id: "inc_1", risk: "medium", action: JSON.stringify({ merge: { number: 7, url: "https://github.com/o/r/pull/7" }, skill: "scale-app" }), requested_at: NOW - 60_000, expires_at: NOW + 3_600_000, pr_number: 7, pr_branch: "pitcrew/inc_1-scale-app", head_sha: "a".repeat(40) }),
+    ...newApprovalRow({
+      id: "apr_1",
+      incident_id: "inc_1",
+      risk: "medium",
+      action: JSON.stringify({ merge: { number: 7, url: "https://github.com/o/r/pull/7" }, skill: "scale-app" }),
+      requested_at: NOW - 60_000,
+      expires_at: NOW + 3_600_000,
+      pr_number: 7,
+      pr_branch: "pitcrew/inc_1-scale-app",
+      head_sha: "a".repeat(40),
+    }),
     merge_requeues: 0,
     diff_summary: null,
     diff_excerpt: null,
@@ -85,20 +153,37 @@ describe("the incident page", () => {
   });
 
   it("shows the diff from the host and warns when the pull request moved since the approval was requested", () => {
-    const out = toText(renderChange({
-      pr: { number: 7, url: "https://github.com/o/r/pull/7", branch: "pitcrew/x", status: "awaiting approval" },
-      diff: { source: "host", headSha: "b".repeat(40), summary: { files: [{ path: "apps/shop.yaml", added: 1, removed: 1 }], added: 1, removed: 1 }, excerpt: "diff --git a/apps/shop.yaml b/apps/shop.yaml\n--- a/apps/shop.yaml\n+++ b/apps/shop.yaml\n@@ -1 +1 @@\n-replicas: 2\n+replicas: 3" },
-      hostError: null,
-      movedFrom: "a".repeat(40),
-    }));
+    const out = toText(
+      renderChange({
+        pr: { number: 7, url: "https://github.com/o/r/pull/7", branch: "pitcrew/x", status: "awaiting approval" },
+        diff: {
+          source: "host",
+          headSha: "b".repeat(40),
+          summary: { files: [{ path: "apps/shop.yaml", added: 1, removed: 1 }], added: 1, removed: 1 },
+          excerpt:
+            "diff --git a/apps/shop.yaml b/apps/shop.yaml\n--- a/apps/shop.yaml\n+++ b/apps/shop.yaml\n@@ -1 +1 @@\n-replicas: 2\n+replicas: 3",
+        },
+        hostError: null,
+        movedFrom: "a".repeat(40),
+      }),
+    );
     expect(out).toContain('<a href="https://github.com/o/r/pull/7" rel="noopener noreferrer">#7</a>');
     expect(out).toContain('<ins class="diff-add">+replicas: 3</ins>');
     expect(out).toContain("moved since its approval was requested (from aaaaaaaaaaaa to bbbbbbbbbbbb)");
   });
 
   it("says the diff shown is the stored one when the host could not be read", () => {
-    const out = toText(renderChange({ pr: { number: 7, url: null, branch: null, status: "merged" }, diff: { source: "stored", headSha: null, summary: null, excerpt: "+x" }, hostError: "gitops.diff did not answer", movedFrom: null }));
-    expect(out).toContain("as it was when its approval was requested (the pull-request host could not be read: gitops.diff did not answer)");
+    const out = toText(
+      renderChange({
+        pr: { number: 7, url: null, branch: null, status: "merged" },
+        diff: { source: "stored", headSha: null, summary: null, excerpt: "+x" },
+        hostError: "gitops.diff did not answer",
+        movedFrom: null,
+      }),
+    );
+    expect(out).toContain(
+      "as it was when its approval was requested (the pull-request host could not be read: gitops.diff did not answer)",
+    );
   });
 });
 
@@ -118,15 +203,40 @@ describe("the approval section", () => {
   });
 
   it("offers no buttons for an expired or decided approval, and names who decided, how and why", () => {
-    expect(toText(renderApprovalSection([approval({ expires_at: NOW - 1 })], NOW, { canDecide: true, csrf: "t" }))).not.toContain("<form");
-    const decided = toText(renderApprovalSection([approval({ state: "rejected", decided_at: NOW - 60_000, decided_by: "alice", channel: "console", reason: `no ${EVIL}` })], NOW, { canDecide: true, csrf: "t" }));
+    expect(
+      toText(renderApprovalSection([approval({ expires_at: NOW - 1 })], NOW, { canDecide: true, csrf: "t" })),
+    ).not.toContain("<form");
+    const decided = toText(
+      renderApprovalSection(
+        [
+          approval({
+            state: "rejected",
+            decided_at: NOW - 60_000,
+            decided_by: "alice",
+            channel: "console",
+            reason: `no ${EVIL}`,
+          }),
+        ],
+        NOW,
+        { canDecide: true, csrf: "t" },
+      ),
+    );
     expect(decided).not.toContain("<form");
-    expect(decided).toContain('rejected by <span class="decided-by">alice</span> via <span class="channel">console</span>');
+    expect(decided).toContain(
+      'rejected by <span class="decided-by">alice</span> via <span class="channel">console</span>',
+    );
     expect(decided).toContain("no &lt;script&gt;");
   });
 
   it("puts a refused decision's message first, as an alert", () => {
-    const out = toText(renderApprovalSection([approval()], NOW, { canDecide: true, csrf: "t" }, { kind: "error", text: "Not approved: already decided by bob" }));
+    const out = toText(
+      renderApprovalSection(
+        [approval()],
+        NOW,
+        { canDecide: true, csrf: "t" },
+        { kind: "error", text: "Not approved: already decided by bob" },
+      ),
+    );
     expect(out.startsWith('<p class="error" role="alert">Not approved: already decided by bob</p>')).toBe(true);
   });
 });

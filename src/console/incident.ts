@@ -41,7 +41,12 @@ export type Plan = {
 export type Change = {
   pr: { number: number; url: string | null; branch: string | null; status: string };
   /** Where the diff shown comes from: the host now, or what the approval stored when it was requested. */
-  diff: { source: "host" | "stored"; headSha: string | null; summary: DiffSummary | null; excerpt: string | null } | null;
+  diff: {
+    source: "host" | "stored";
+    headSha: string | null;
+    summary: DiffSummary | null;
+    excerpt: string | null;
+  } | null;
   /** Why the host's diff could not be read (the stored one is shown instead). */
   hostError: string | null;
   /** The pending approval was requested for another head: deciding it now is refused. */
@@ -73,24 +78,38 @@ function parseObject<T>(text: string | null): T | null {
 }
 
 export async function loadTimeline(db: Executor, incidentId: string): Promise<Timeline> {
-  const newest = await db.selectFrom("events").selectAll().where("incident_id", "=", incidentId).orderBy("seq", "desc").limit(TIMELINE_SHOWN).execute();
+  const newest = await db
+    .selectFrom("events")
+    .selectAll()
+    .where("incident_id", "=", incidentId)
+    .orderBy("seq", "desc")
+    .limit(TIMELINE_SHOWN)
+    .execute();
   let total = newest.length;
   if (total === TIMELINE_SHOWN) {
-    const r = await db.selectFrom("events").select((eb) => eb.fn.countAll<number>().as("n")).where("incident_id", "=", incidentId).executeTakeFirstOrThrow();
+    const r = await db
+      .selectFrom("events")
+      .select((eb) => eb.fn.countAll<number>().as("n"))
+      .where("incident_id", "=", incidentId)
+      .executeTakeFirstOrThrow();
     total = Number(r.n);
   }
   return { events: newest.reverse(), total };
 }
 
 /** The incident's pull request (its newest merge approval's, else the last one a fix opened) and its diff. */
-async function loadChange(db: Executor, gitHost: GitHost | undefined, incidentId: string, approvals: ApprovalRow[]): Promise<Change | null> {
+async function loadChange(
+  db: Executor,
+  gitHost: GitHost | undefined,
+  incidentId: string,
+  approvals: ApprovalRow[],
+): Promise<Change | null> {
   const a = approvals.find((x) => x.pr_number !== null);
   let pr: Change["pr"] | null = null;
   if (a) {
     const status = prStatus({ state: a.state, merged_at: a.merged_at === null ? null : Number(a.merged_at) });
     pr = { number: Number(a.pr_number), url: mergeActionOf(a)?.merge.url ?? null, branch: a.pr_branch, status };
-  }
-  else {
+  } else {
     const e = await db
       .selectFrom("events")
       .select("data")
@@ -101,12 +120,14 @@ async function loadChange(db: Executor, gitHost: GitHost | undefined, incidentId
       .executeTakeFirst();
     const d = parseObject<{ number?: unknown; url?: unknown; branch?: unknown }>(e?.data ?? null);
     const str = (v: unknown) => (typeof v === "string" ? v : null);
-    if (d && typeof d.number === "number") pr = { number: d.number, url: str(d.url), branch: str(d.branch), status: "opened" };
+    if (d && typeof d.number === "number")
+      pr = { number: d.number, url: str(d.url), branch: str(d.branch), status: "opened" };
   }
   if (!pr) return null;
-  const stored = a && (a.diff_summary || a.diff_excerpt)
-    ? { source: "stored" as const, headSha: a.head_sha, summary: diffSummaryOf(a), excerpt: a.diff_excerpt ?? null }
-    : null;
+  const stored =
+    a && (a.diff_summary || a.diff_excerpt)
+      ? { source: "stored" as const, headSha: a.head_sha, summary: diffSummaryOf(a), excerpt: a.diff_excerpt ?? null }
+      : null;
   let diff: Change["diff"] = stored;
   let hostError: string | null = null;
   if (gitHost) {
@@ -135,8 +156,18 @@ export async function loadIncidentPage(
   if (!incident) return undefined;
   const [alerts, count, approvals, timeline] = await Promise.all([
     db.selectFrom("alerts").selectAll().where("incident_id", "=", id).orderBy("id").limit(ALERTS_SHOWN).execute(),
-    db.selectFrom("alerts").select((eb) => eb.fn.countAll<number>().as("n")).where("incident_id", "=", id).executeTakeFirstOrThrow(),
-    db.selectFrom("approvals").selectAll().where("incident_id", "=", id).orderBy("requested_at", "desc").orderBy("id", "desc").execute(),
+    db
+      .selectFrom("alerts")
+      .select((eb) => eb.fn.countAll<number>().as("n"))
+      .where("incident_id", "=", id)
+      .executeTakeFirstOrThrow(),
+    db
+      .selectFrom("approvals")
+      .selectAll()
+      .where("incident_id", "=", id)
+      .orderBy("requested_at", "desc")
+      .orderBy("id", "desc")
+      .execute(),
     loadTimeline(db, id),
   ]);
   return {
@@ -153,7 +184,9 @@ export async function loadIncidentPage(
 }
 
 const cut = (v: string, max = VALUE_SHOWN): Html =>
-  v.length > max ? html`${v.slice(0, max)}<span class="muted"> … (${v.length - max} more characters)</span>` : html`${v}`;
+  v.length > max
+    ? html`${v.slice(0, max)}<span class="muted"> … (${v.length - max} more characters)</span>`
+    : html`${v}`;
 
 /** Labels or annotations as a description list; values cut to a readable length. */
 export function renderPairs(pairs: Record<string, string>, label: string): Html {
@@ -163,7 +196,8 @@ export function renderPairs(pairs: Record<string, string>, label: string): Html 
 }
 
 export function renderAlerts(p: Pick<IncidentPage, "alerts" | "alertCount">, now: number): Html {
-  if (p.alerts.length === 0) return html`<p class="muted empty">No alerts: this incident was opened by hand or by a schedule.</p>`;
+  if (p.alerts.length === 0)
+    return html`<p class="muted empty">No alerts: this incident was opened by hand or by a schedule.</p>`;
   const row = (a: AlertRow) => {
     const labels = parseObject<Record<string, string>>(a.labels) ?? {};
     const annotations = parseObject<Record<string, string>>(a.annotations) ?? {};
@@ -177,21 +211,26 @@ ${renderPairs(labels, "alert labels")}${renderPairs(annotations, "alert annotati
 </details>
 </li>`;
   };
-  const more = p.alertCount > p.alerts.length ? html`<p>Showing the first ${p.alerts.length} of ${p.alertCount} alerts.</p>` : "";
+  const more =
+    p.alertCount > p.alerts.length ? html`<p>Showing the first ${p.alerts.length} of ${p.alertCount} alerts.</p>` : "";
   return html`<ul class="alerts">${p.alerts.map(row)}</ul>${more}`;
 }
 
 function renderPlan(p: IncidentPage): Html {
   const i = p.incident;
-  const llm = Number(i.llm_calls) > 0
-    ? html`<p class="llm">Planner cost: ${Number(i.llm_calls)} model call${Number(i.llm_calls) === 1 ? "" : "s"}, ${Number(i.llm_input_tokens)} input and ${
-        Number(i.llm_output_tokens)} output tokens.</p>`
-    : "";
+  const llm =
+    Number(i.llm_calls) > 0
+      ? html`<p class="llm">Planner cost: ${Number(i.llm_calls)} model call${Number(i.llm_calls) === 1 ? "" : "s"}, ${Number(i.llm_input_tokens)} input and ${Number(
+          i.llm_output_tokens,
+        )} output tokens.</p>`
+      : "";
   const plan = p.plan;
   if (!plan) return html`<p class="muted empty">No plan yet.</p>${llm}`;
   const conf = typeof plan.confidence === "number" ? `${Math.round(plan.confidence * 100)}%` : "—";
   const hasParams = !!plan.params && typeof plan.params === "object" && Object.keys(plan.params).length > 0;
-  const params = hasParams ? html`<dt>Parameters</dt><dd><pre>${cut(JSON.stringify(plan.params, null, 2))}</pre></dd>` : "";
+  const params = hasParams
+    ? html`<dt>Parameters</dt><dd><pre>${cut(JSON.stringify(plan.params, null, 2))}</pre></dd>`
+    : "";
   return html`<dl class="facts plan">
 <dt>Skill</dt><dd>${plan.skill ?? "—"}</dd>
 <dt>Planner</dt><dd>${plan.planner ?? "—"}${plan.fallback ? html` (fell back: ${plan.fallback})` : ""}</dd>
@@ -207,14 +246,16 @@ export function renderChange(c: Change | null): Html {
   if (!c) return html`<p class="muted empty">No pull request.</p>`;
   const { pr, diff } = c;
   const unread = c.hostError ? html` (the pull-request host could not be read: ${c.hostError})` : "";
-  const from = diff?.source === "stored"
-    ? html`<p class="hint">The diff as it was when its approval was requested${unread}.</p>`
-    : c.hostError
-      ? html`<p class="hint" role="status">The pull-request host could not be read: ${c.hostError}</p>`
-      : "";
+  const from =
+    diff?.source === "stored"
+      ? html`<p class="hint">The diff as it was when its approval was requested${unread}.</p>`
+      : c.hostError
+        ? html`<p class="hint" role="status">The pull-request host could not be read: ${c.hostError}</p>`
+        : "";
   const moved = c.movedFrom
     ? html`<p class="error" role="alert">The pull request moved since its approval was requested (from ${c.movedFrom.slice(0, 12)} to ${
-        diff?.headSha?.slice(0, 12) ?? "?"}): a decision on that approval will be refused.</p>`
+        diff?.headSha?.slice(0, 12) ?? "?"
+      }): a decision on that approval will be refused.</p>`
     : "";
   const branch = pr.branch ? html` from branch <code>${pr.branch}</code>` : "";
   const head = diff?.headSha ? html` at <code>${diff.headSha.slice(0, 12)}</code>` : "";
@@ -286,7 +327,12 @@ function renderPart(part: IncidentPart, s: Shown): Html {
     case "facts":
       return renderFacts(page.incident, now);
     case "approvals":
-      return renderApprovalSection(page.approvals, now, { canDecide: hasScope(principal, "approve"), csrf: principal.csrf }, s.notice);
+      return renderApprovalSection(
+        page.approvals,
+        now,
+        { canDecide: hasScope(principal, "approve"), csrf: principal.csrf },
+        s.notice,
+      );
     case "change":
       return renderChange(page.change);
     case "alerts":
@@ -301,7 +347,10 @@ const partSrc = (id: string, part: IncidentPart) => `/incidents/${encodeURICompo
 function renderPage(s: Shown): Html {
   const id = s.page.incident.id;
   const parts = Object.fromEntries(
-    INCIDENT_PARTS.map((part) => [part, liveRegion({ src: partSrc(id, part), on: [topics.incident(id)], id: `live-${part}` }, renderPart(part, s))]),
+    INCIDENT_PARTS.map((part) => [
+      part,
+      liveRegion({ src: partSrc(id, part), on: [topics.incident(id)], id: `live-${part}` }, renderPart(part, s)),
+    ]),
   ) as Record<IncidentPart, Html>;
   return renderIncidentSections(s.page, parts);
 }
@@ -314,7 +363,13 @@ export function incidentPages(app: FastifyInstance, ctx: ConsoleContext): void {
     return page;
   };
   const send = (reply: FastifyReply, s: Shown) =>
-    sendPage(reply, { title: s.page.incident.title, current: "incidents", principal: s.principal, live: true, body: renderPage(s) });
+    sendPage(reply, {
+      title: s.page.incident.title,
+      current: "incidents",
+      principal: s.principal,
+      live: true,
+      body: renderPage(s),
+    });
 
   app.get<{ Params: { id: string } }>("/incidents/:id", async (req, reply) => {
     const principal = await auth.require(req, reply, "read");
@@ -332,7 +387,8 @@ export function incidentPages(app: FastifyInstance, ctx: ConsoleContext): void {
   });
 
   app.post<{ Params: { id: string; decision: string } }>("/approvals/:id/:decision", async (req, reply) => {
-    const decision = req.params.decision === "approve" || req.params.decision === "reject" ? req.params.decision : undefined;
+    const decision =
+      req.params.decision === "approve" || req.params.decision === "reject" ? req.params.decision : undefined;
     if (!decision) throw notFound("console.not_found", `no such decision: ${req.params.decision}`);
     // The scope and the CSRF token first: a forged or unauthorised POST changes nothing.
     const principal = await auth.require(req, reply, "approve");
@@ -340,7 +396,13 @@ export function incidentPages(app: FastifyInstance, ctx: ConsoleContext): void {
     auth.checkCsrf(req, principal);
     const form = DecisionForm.safeParse(req.body ?? {});
     if (!form.success) throw invalid("console.bad_form", "the reason must be at most 1,000 characters");
-    const out = await decideFromConsole({ db: deps.store.db, approvals: approvalsFor(deps) }, principal.subject, req.params.id, decision, form.data.reason);
+    const out = await decideFromConsole(
+      { db: deps.store.db, approvals: approvalsFor(deps) },
+      principal.subject,
+      req.params.id,
+      decision,
+      form.data.reason,
+    );
     const json = !wantsHtml(req);
     if (out.ok) {
       if (json) return reply.send({ approval_id: req.params.id, incident_id: out.incidentId, message: out.message });
@@ -348,10 +410,15 @@ export function incidentPages(app: FastifyInstance, ctx: ConsoleContext): void {
     }
     if (json || !out.incidentId) {
       if (!out.incidentId) throw notFound("approval.not_found", out.message);
-      return reply.status(out.status).send({ error: { code: `approval.${decision}_refused`, message: out.message, requestId: String(req.id) } });
+      return reply
+        .status(out.status)
+        .send({ error: { code: `approval.${decision}_refused`, message: out.message, requestId: String(req.id) } });
     }
     const page = await load(out.incidentId);
-    const notice: Notice = { kind: "error", text: `Not ${decision === "approve" ? "approved" : "rejected"}: ${out.message}` };
+    const notice: Notice = {
+      kind: "error",
+      text: `Not ${decision === "approve" ? "approved" : "rejected"}: ${out.message}`,
+    };
     return send(reply.status(out.status), { page, principal, now: deps.now(), notice });
   });
 }

@@ -18,7 +18,8 @@ import type { ConsoleContext } from "./routes.ts";
 
 export const PAGE_SIZE = 50;
 
-const blankToUndefined = (v: unknown) => (typeof v === "string" && v.trim() === "" ? undefined : typeof v === "string" ? v.trim() : v);
+const blankToUndefined = (v: unknown) =>
+  typeof v === "string" && v.trim() === "" ? undefined : typeof v === "string" ? v.trim() : v;
 
 /** The list's query string. Empty fields mean "any"; anything else that does not fit is refused (400). */
 export const IncidentListQuery = z.object({
@@ -72,8 +73,14 @@ export function prStatus(a: { state: string; merged_at: number | null }): string
   }
 }
 
-export async function listIncidentPage(db: Executor, f: IncidentListQuery, limit = PAGE_SIZE): Promise<IncidentListPage> {
-  let q = db.selectFrom("incidents").select(["id", "title", "state", "severity", "namespace", "service", "opened_at", "plan"]);
+export async function listIncidentPage(
+  db: Executor,
+  f: IncidentListQuery,
+  limit = PAGE_SIZE,
+): Promise<IncidentListPage> {
+  let q = db
+    .selectFrom("incidents")
+    .select(["id", "title", "state", "severity", "namespace", "service", "opened_at", "plan"]);
   if (f.state === "open") q = q.where("state", "in", [...OPEN_STATES]);
   else if (f.state) q = q.where("state", "=", f.state);
   if (f.severity) q = q.where("severity", "=", f.severity);
@@ -81,11 +88,15 @@ export async function listIncidentPage(db: Executor, f: IncidentListQuery, limit
   if (f.q) {
     const p = likePattern(f.q);
     // lower() on both sides: SQLite's LIKE ignores ASCII case, MySQL's follows the column's collation.
-    const like = (col: "title" | "id" | "alertname" | "service" | "namespace") => sql<boolean>`lower(${sql.ref(col)}) like ${p} escape '!'`;
+    const like = (col: "title" | "id" | "alertname" | "service" | "namespace") =>
+      sql<boolean>`lower(${sql.ref(col)}) like ${p} escape '!'`;
     q = q.where((eb) => eb.or([like("title"), like("id"), like("alertname"), like("service"), like("namespace")]));
   }
   if (f.cursor) q = q.where("id", "<", f.cursor);
-  const rows = await q.orderBy("id", "desc").limit(limit + 1).execute();
+  const rows = await q
+    .orderBy("id", "desc")
+    .limit(limit + 1)
+    .execute();
   const page = rows.slice(0, limit);
   const ids = page.map((r) => r.id);
   const prs = new Map<string, IncidentListItem["pr"]>();
@@ -116,7 +127,8 @@ export async function listIncidentPage(db: Executor, f: IncidentListQuery, limit
       for (const e of opened) {
         if (!e.incident_id || prs.has(e.incident_id)) continue;
         const d = JSON.parse(e.data) as { number?: unknown; url?: unknown };
-        if (typeof d.number === "number") prs.set(e.incident_id, { number: d.number, url: typeof d.url === "string" ? d.url : null, status: "opened" });
+        if (typeof d.number === "number")
+          prs.set(e.incident_id, { number: d.number, url: typeof d.url === "string" ? d.url : null, status: "opened" });
       }
     }
   }
@@ -171,7 +183,9 @@ ${states.map((s) => html`<option value="${s}"${f.state === s ? html` selected` :
 export function renderIncidentRows(page: IncidentListPage, f: IncidentListQuery, now: number): Html {
   const filtered = !!(f.state || f.severity || f.namespace || f.q);
   const newest = f.cursor ? html`<a href="${listHref(f, { cursor: undefined })}">Newest</a>` : "";
-  const older = page.nextCursor ? html` <a href="${listHref(f, { cursor: page.nextCursor })}" rel="next">Older incidents</a>` : "";
+  const older = page.nextCursor
+    ? html` <a href="${listHref(f, { cursor: page.nextCursor })}" rel="next">Older incidents</a>`
+    : "";
   const pager = html`<nav class="pager" aria-label="Pages">${newest}${older}</nav>`;
   if (page.items.length === 0) {
     const why = f.cursor
@@ -207,7 +221,11 @@ export function incidentsPages(app: FastifyInstance, ctx: ConsoleContext): void 
     const p = await ctx.auth.require(req, reply, "read");
     if (!p) return reply;
     const parsed = IncidentListQuery.safeParse(req.query);
-    if (!parsed.success) throw invalid("console.bad_query", `not a valid filter: ${parsed.error.issues.map((i) => i.path.join(".")).join(", ")}`);
+    if (!parsed.success)
+      throw invalid(
+        "console.bad_query",
+        `not a valid filter: ${parsed.error.issues.map((i) => i.path.join(".")).join(", ")}`,
+      );
     const f = parsed.data;
     const now = ctx.deps.now();
     const rows = renderIncidentRows(await listIncidentPage(ctx.deps.store.db, f), f, now);

@@ -39,7 +39,8 @@ export function csrfField(p: ConsolePrincipal | undefined): Html {
 export function page(a: PageArgs): Html {
   const nav = a.principal
     ? html`<nav aria-label="Main"><ul>${NAV.map(
-        (n) => html`<li><a href="${n.href}"${n.key === a.current ? html` aria-current="page"` : null}>${n.label}</a></li>`,
+        (n) =>
+          html`<li><a href="${n.href}"${n.key === a.current ? html` aria-current="page"` : null}>${n.label}</a></li>`,
       )}</ul></nav>
       <div class="who"><span class="who-name" title="${a.principal.subject}">${a.principal.subject}</span>${
         a.principal.via === "session"

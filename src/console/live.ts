@@ -35,7 +35,14 @@ export const topics = {
   system: "system",
 } as const;
 
-export type LiveRegion = { src: string; on: readonly string[]; every?: number; tag?: "div" | "tbody" | "section" | "ol" | "ul"; id?: string; class?: string };
+export type LiveRegion = {
+  src: string;
+  on: readonly string[];
+  every?: number;
+  tag?: "div" | "tbody" | "section" | "ol" | "ul";
+  id?: string;
+  class?: string;
+};
 
 export function liveRegion(r: LiveRegion, body: Html): Html {
   const tag = r.tag ?? "div";
@@ -47,7 +54,8 @@ export function liveRegion(r: LiveRegion, body: Html): Html {
   return html`<${rawTag(tag)}${attrs}${polite}>${body}</${rawTag(tag)}>`;
 }
 
-const rawTag = (t: NonNullable<LiveRegion["tag"]>): Html => ({ div: html`div`, tbody: html`tbody`, section: html`section`, ol: html`ol`, ul: html`ul` })[t];
+const rawTag = (t: NonNullable<LiveRegion["tag"]>): Html =>
+  ({ div: html`div`, tbody: html`tbody`, section: html`section`, ol: html`ol`, ul: html`ul` })[t];
 
 export type EventRef = { seq: number; type: string; incident_id: string | null; task_id: string | null };
 
@@ -81,12 +89,27 @@ export function createLiveHub(deps: { store: Store; log: Logger; intervalMs?: nu
   async function poll(): Promise<void> {
     const db = deps.store.db;
     if (high === undefined) {
-      const r = await db.selectFrom("events").select((eb) => eb.fn.max("seq").as("m")).executeTakeFirst();
+      const r = await db
+        .selectFrom("events")
+        .select((eb) => eb.fn.max("seq").as("m"))
+        .executeTakeFirst();
       high = Number(r?.m ?? 0);
       return;
     }
-    const rows = await db.selectFrom("events").select(cols).where("seq", ">", high).orderBy("seq").limit(1000).execute();
-    const late = gaps.size ? await db.selectFrom("events").select(cols).where("seq", "in", [...gaps.keys()]).execute() : [];
+    const rows = await db
+      .selectFrom("events")
+      .select(cols)
+      .where("seq", ">", high)
+      .orderBy("seq")
+      .limit(1000)
+      .execute();
+    const late = gaps.size
+      ? await db
+          .selectFrom("events")
+          .select(cols)
+          .where("seq", "in", [...gaps.keys()])
+          .execute()
+      : [];
     const now = Date.now();
     for (const r of late) gaps.delete(Number(r.seq));
     for (const r of rows) {

@@ -36,7 +36,7 @@ export function loginRoutes(app: FastifyInstance, ctx: ConsoleContext): void {
   const failures = failureCounter(Date.now);
   const sso = ctx.deps.config.console.oidc !== undefined;
 
-  const form = (req: FastifyRequest, next: string, error?: string) =>
+  const form = (_req: FastifyRequest, next: string, error?: string) =>
     html`<section class="signin">
 <h1>Sign in to Pitcrew</h1>
 ${error ? html`<p class="error" role="alert" id="signin-error">${error}</p>` : null}
@@ -66,8 +66,14 @@ ${sso ? html`<p class="or">or</p><p><a class="button" href="/auth/login?next=${e
     const next = safeNext(body.next);
     const ip = req.ip;
     const refuse = (status: number, message: string) =>
-      sendPage(reply.status(status), { title: "Sign in", current: null, principal: undefined, body: form(req, next, message) });
-    if (failures.blocked(ip)) return refuse(429, "Too many failed sign-ins from this address. Wait a few minutes and try again.");
+      sendPage(reply.status(status), {
+        title: "Sign in",
+        current: null,
+        principal: undefined,
+        body: form(req, next, message),
+      });
+    if (failures.blocked(ip))
+      return refuse(429, "Too many failed sign-ins from this address. Wait a few minutes and try again.");
     const token = typeof body.token === "string" ? body.token.trim() : "";
     const r = token && !/\s/.test(token) ? await ctx.mcpAuth.authenticate(`Bearer ${token}`) : undefined;
     // Only static tokens start a session: a JWT would outlive its own expiry here (use SSO instead).
@@ -78,7 +84,13 @@ ${sso ? html`<p class="or">or</p><p><a class="button" href="/auth/login?next=${e
     }
     failures.clear(ip);
     const name = r.principal.subject;
-    await ctx.auth.signIn(reply, { subject: name, scopes: r.principal.scopes, method: "token", via: name, credential: sha256(token) });
+    await ctx.auth.signIn(reply, {
+      subject: name,
+      scopes: r.principal.scopes,
+      method: "token",
+      via: name,
+      credential: sha256(token),
+    });
     return reply.redirect(next, 303);
   });
 

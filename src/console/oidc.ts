@@ -21,7 +21,12 @@ import type { ConsoleContext } from "./routes.ts";
 
 const LOGIN_TTL_MS = 10 * 60_000;
 
-type Discovery = { authorization_endpoint: string; token_endpoint: string; jwks_uri: string; token_endpoint_auth_methods_supported?: string[] };
+type Discovery = {
+  authorization_endpoint: string;
+  token_endpoint: string;
+  jwks_uri: string;
+  token_endpoint_auth_methods_supported?: string[];
+};
 
 export function oidcRoutes(app: FastifyInstance, ctx: ConsoleContext): void {
   const { config, store, log: baseLog, now } = ctx.deps;
@@ -30,7 +35,11 @@ export function oidcRoutes(app: FastifyInstance, ctx: ConsoleContext): void {
   const log = baseLog.child({ component: "console-oidc" });
   if (!client || !issuer) {
     const off = async () => {
-      throw new AppError("not_found", "console.sso_not_configured", "sign-in with SSO is not configured (CONSOLE_OIDC_CLIENT_ID)");
+      throw new AppError(
+        "not_found",
+        "console.sso_not_configured",
+        "sign-in with SSO is not configured (CONSOLE_OIDC_CLIENT_ID)",
+      );
     };
     app.get("/auth/login", off);
     app.get("/auth/callback", off);
@@ -47,7 +56,11 @@ export function oidcRoutes(app: FastifyInstance, ctx: ConsoleContext): void {
         const res = await fetch(url, { signal: AbortSignal.timeout(5000), headers: { accept: "application/json" } });
         if (!res.ok) throw new Error(`discovery answered ${res.status}`);
         const doc = (await res.json()) as Partial<Discovery>;
-        if (typeof doc.authorization_endpoint !== "string" || typeof doc.token_endpoint !== "string" || typeof doc.jwks_uri !== "string") {
+        if (
+          typeof doc.authorization_endpoint !== "string" ||
+          typeof doc.token_endpoint !== "string" ||
+          typeof doc.jwks_uri !== "string"
+        ) {
           throw new Error("discovery document lacks authorization_endpoint, token_endpoint or jwks_uri");
         }
         return { doc: doc as Discovery, keys: createRemoteJWKSet(new URL(doc.jwks_uri), { timeoutDuration: 5000 }) };
@@ -75,9 +88,22 @@ export function oidcRoutes(app: FastifyInstance, ctx: ConsoleContext): void {
     await store.db.deleteFrom("console_logins").where("expires_at", "<=", t).execute();
     await store.db
       .insertInto("console_logins")
-      .values({ id: sha256(state), nonce, verifier, browser: sha256(browser), next, created_at: t, expires_at: t + LOGIN_TTL_MS })
+      .values({
+        id: sha256(state),
+        nonce,
+        verifier,
+        browser: sha256(browser),
+        next,
+        created_at: t,
+        expires_at: t + LOGIN_TTL_MS,
+      })
       .execute();
-    setCookie(reply, LOGIN_COOKIE, browser, { secure, sameSite: "Lax", maxAgeS: LOGIN_TTL_MS / 1000, path: "/auth/callback" });
+    setCookie(reply, LOGIN_COOKIE, browser, {
+      secure,
+      sameSite: "Lax",
+      maxAgeS: LOGIN_TTL_MS / 1000,
+      path: "/auth/callback",
+    });
     const url = new URL(doc.authorization_endpoint);
     const params = {
       response_type: "code",
@@ -96,7 +122,9 @@ export function oidcRoutes(app: FastifyInstance, ctx: ConsoleContext): void {
   app.get("/auth/callback", async (req, reply) => {
     const q = req.query as Record<string, unknown>;
     const state = typeof q.state === "string" ? q.state : "";
-    const row = state ? await store.db.selectFrom("console_logins").selectAll().where("id", "=", sha256(state)).executeTakeFirst() : undefined;
+    const row = state
+      ? await store.db.selectFrom("console_logins").selectAll().where("id", "=", sha256(state)).executeTakeFirst()
+      : undefined;
     // Used once, whatever happens next.
     if (row) await store.db.deleteFrom("console_logins").where("id", "=", row.id).execute();
     clearCookie(reply, LOGIN_COOKIE, { secure, sameSite: "Lax", path: "/auth/callback" });
@@ -106,9 +134,14 @@ export function oidcRoutes(app: FastifyInstance, ctx: ConsoleContext): void {
     }
     if (typeof q.error === "string") {
       const why = typeof q.error_description === "string" ? ` (${q.error_description})` : "";
-      throw new AppError("forbidden", "console.oidc_refused", `the identity provider refused the sign-in: ${q.error}${why}`);
+      throw new AppError(
+        "forbidden",
+        "console.oidc_refused",
+        `the identity provider refused the sign-in: ${q.error}${why}`,
+      );
     }
-    if (typeof q.code !== "string" || q.code === "") throw invalid("console.oidc_code", "the identity provider sent no authorization code");
+    if (typeof q.code !== "string" || q.code === "")
+      throw invalid("console.oidc_code", "the identity provider sent no authorization code");
     const { doc, keys } = await discover();
     const tokens = await exchange(doc, q.code, row.verifier);
     const claims = await verifyIdToken(keys, tokens.id_token, row.nonce);
@@ -118,7 +151,9 @@ export function oidcRoutes(app: FastifyInstance, ctx: ConsoleContext): void {
       if (viaMcp?.ok) for (const s of viaMcp.principal.scopes) scopes.add(s);
     }
     const sub = String(claims.sub);
-    const subject = [claims.email, claims.preferred_username, sub].find((v): v is string => typeof v === "string" && v !== "")!;
+    const subject = [claims.email, claims.preferred_username, sub].find(
+      (v): v is string => typeof v === "string" && v !== "",
+    )!;
     if (scopes.size === 0) {
       log.info({ subject }, "SSO sign-in without any Pitcrew scope refused");
       const why = `the "${issuer.scopeClaim}" claim names none of read, write, approve, admin`;
@@ -128,9 +163,21 @@ export function oidcRoutes(app: FastifyInstance, ctx: ConsoleContext): void {
     return continueTo(reply, safeNext(row.next));
   });
 
-  async function exchange(doc: Discovery, code: string, verifier: string): Promise<{ id_token: string; access_token?: unknown }> {
-    const body = new URLSearchParams({ grant_type: "authorization_code", code, redirect_uri: redirectUri, code_verifier: verifier });
-    const headers: Record<string, string> = { "content-type": "application/x-www-form-urlencoded", accept: "application/json" };
+  async function exchange(
+    doc: Discovery,
+    code: string,
+    verifier: string,
+  ): Promise<{ id_token: string; access_token?: unknown }> {
+    const body = new URLSearchParams({
+      grant_type: "authorization_code",
+      code,
+      redirect_uri: redirectUri,
+      code_verifier: verifier,
+    });
+    const headers: Record<string, string> = {
+      "content-type": "application/x-www-form-urlencoded",
+      accept: "application/json",
+    };
     const methods = doc.token_endpoint_auth_methods_supported ?? ["client_secret_basic"];
     if (client!.clientSecret && methods.includes("client_secret_basic")) {
       const enc = (s: string) => encodeURIComponent(s);
@@ -143,13 +190,28 @@ export function oidcRoutes(app: FastifyInstance, ctx: ConsoleContext): void {
     try {
       res = await fetch(doc.token_endpoint, { method: "POST", headers, body, signal: AbortSignal.timeout(10_000) });
     } catch (err) {
-      throw unavailable("console.oidc_unavailable", "the identity provider's token endpoint did not answer; sign in again", err);
+      throw unavailable(
+        "console.oidc_unavailable",
+        "the identity provider's token endpoint did not answer; sign in again",
+        err,
+      );
     }
-    const json = (await res.json().catch(() => ({}))) as { id_token?: unknown; access_token?: unknown; error?: unknown };
+    const json = (await res.json().catch(() => ({}))) as {
+      id_token?: unknown;
+      access_token?: unknown;
+      error?: unknown;
+    };
     if (!res.ok || typeof json.id_token !== "string") {
-      log.warn({ status: res.status, error: typeof json.error === "string" ? json.error : undefined }, "OIDC code exchange refused");
+      log.warn(
+        { status: res.status, error: typeof json.error === "string" ? json.error : undefined },
+        "OIDC code exchange refused",
+      );
       const why = typeof json.error === "string" ? ` (${json.error})` : "";
-      throw new AppError("forbidden", "console.oidc_exchange", `the identity provider did not accept the sign-in${why}; sign in again`);
+      throw new AppError(
+        "forbidden",
+        "console.oidc_exchange",
+        `the identity provider did not accept the sign-in${why}; sign in again`,
+      );
     }
     return { id_token: json.id_token, access_token: json.access_token };
   }
@@ -157,17 +219,30 @@ export function oidcRoutes(app: FastifyInstance, ctx: ConsoleContext): void {
   async function verifyIdToken(keys: JWTVerifyGetKey, idToken: string, nonce: string): Promise<JWTPayload> {
     let payload: JWTPayload;
     try {
-      const expected = { issuer: issuer!.issuer, audience: client!.clientId, clockTolerance: 30, requiredClaims: ["exp", "sub"] };
+      const expected = {
+        issuer: issuer!.issuer,
+        audience: client!.clientId,
+        clockTolerance: 30,
+        requiredClaims: ["exp", "sub"],
+      };
       ({ payload } = await jwtVerify(idToken, keys, expected));
     } catch (err) {
       if (err instanceof joseErrors.JWKSTimeout || !(err instanceof joseErrors.JOSEError)) {
         throw unavailable("console.oidc_unavailable", "the identity provider's keys could not be fetched", err);
       }
       log.warn({ error: errorMessage(err) }, "ID token refused");
-      throw new AppError("forbidden", "console.oidc_id_token", "the identity provider's ID token was not accepted; sign in again");
+      throw new AppError(
+        "forbidden",
+        "console.oidc_id_token",
+        "the identity provider's ID token was not accepted; sign in again",
+      );
     }
     if (typeof payload.nonce !== "string" || !safeEqual(payload.nonce, nonce)) {
-      throw new AppError("forbidden", "console.oidc_nonce", "the ID token does not belong to this sign-in; sign in again");
+      throw new AppError(
+        "forbidden",
+        "console.oidc_nonce",
+        "the ID token does not belong to this sign-in; sign in again",
+      );
     }
     return payload;
   }

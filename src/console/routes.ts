@@ -44,7 +44,15 @@ export type ConsoleContext = { deps: McpDeps; auth: ConsoleAuth; hub: LiveHub; m
 
 export type ConsolePages = (app: FastifyInstance, ctx: ConsoleContext) => void;
 
-const PAGES: ConsolePages[] = [incidentsPages, incidentPages, approvalsPages, tasksPages, fleetPages, skillsPages, statusPages];
+const PAGES: ConsolePages[] = [
+  incidentsPages,
+  incidentPages,
+  approvalsPages,
+  tasksPages,
+  fleetPages,
+  skillsPages,
+  statusPages,
+];
 
 const FORM_LIMIT = 64 * 1024;
 
@@ -62,9 +70,13 @@ export async function registerConsole(app: FastifyInstance, c: ConsoleDeps): Pro
   const hub = createLiveHub({ store: deps.store, log: deps.log, intervalMs: c.liveIntervalMs });
   const ctx: ConsoleContext = { deps, auth, hub, mcpAuth: c.mcpAuth, agentPath: c.agentPath };
 
-  app.addContentTypeParser("application/x-www-form-urlencoded", { parseAs: "string", bodyLimit: FORM_LIMIT }, (_req, body, done) => {
-    done(null, Object.fromEntries(new URLSearchParams(String(body))));
-  });
+  app.addContentTypeParser(
+    "application/x-www-form-urlencoded",
+    { parseAs: "string", bodyLimit: FORM_LIMIT },
+    (_req, body, done) => {
+      done(null, Object.fromEntries(new URLSearchParams(String(body))));
+    },
+  );
   addSecurityHeaders(app);
   app.setErrorHandler(async (err, req, reply) => {
     const { status, body, log } = toHttpError(err, String(req.id));
@@ -72,7 +84,14 @@ export async function registerConsole(app: FastifyInstance, c: ConsoleDeps): Pro
     else if (log === "warn") req.log.warn({ code: body.error.code, message: body.error.message }, "request failed");
     if (!wantsHtml(req)) return reply.status(status).send(body);
     const principal = await auth.identify(req).catch(() => undefined);
-    const title = status === 403 ? "Not allowed" : status === 404 ? "Not found" : status >= 500 ? "Something went wrong" : "Cannot do that";
+    const title =
+      status === 403
+        ? "Not allowed"
+        : status === 404
+          ? "Not found"
+          : status >= 500
+            ? "Something went wrong"
+            : "Cannot do that";
     return sendPage(reply.status(status), {
       title,
       current: null,

@@ -28,7 +28,12 @@ export const sha256 = (value: string): string => createHash("sha256").update(val
 export const randomToken = (): string => randomBytes(32).toString("base64url");
 
 /** Stores a new session; returns the cookie value (shown to the browser only). */
-export async function createSession(db: Executor, who: SessionIdentity, now: number, ttlMs: number): Promise<{ value: string; row: SessionRow }> {
+export async function createSession(
+  db: Executor,
+  who: SessionIdentity,
+  now: number,
+  ttlMs: number,
+): Promise<{ value: string; row: SessionRow }> {
   const value = randomToken();
   const row: SessionRow = {
     id: sha256(value),
@@ -50,10 +55,21 @@ export async function createSession(db: Executor, who: SessionIdentity, now: num
 
 /** The live session of this cookie value, its last-seen time moved at most once a minute. */
 export async function findSession(db: Executor, value: string, now: number): Promise<SessionRow | undefined> {
-  const row = await db.selectFrom("console_sessions").selectAll().where("id", "=", sha256(value)).where("expires_at", ">", now).executeTakeFirst();
+  const row = await db
+    .selectFrom("console_sessions")
+    .selectAll()
+    .where("id", "=", sha256(value))
+    .where("expires_at", ">", now)
+    .executeTakeFirst();
   if (!row) return undefined;
-  const out = { ...row, created_at: Number(row.created_at), last_seen_at: Number(row.last_seen_at), expires_at: Number(row.expires_at) };
-  if (now - out.last_seen_at > 60_000) await db.updateTable("console_sessions").set({ last_seen_at: now }).where("id", "=", row.id).execute();
+  const out = {
+    ...row,
+    created_at: Number(row.created_at),
+    last_seen_at: Number(row.last_seen_at),
+    expires_at: Number(row.expires_at),
+  };
+  if (now - out.last_seen_at > 60_000)
+    await db.updateTable("console_sessions").set({ last_seen_at: now }).where("id", "=", row.id).execute();
   return out;
 }
 
@@ -79,7 +95,13 @@ export function readCookie(req: FastifyRequest, name: string): string | undefine
 export type CookieOptions = { secure: boolean; maxAgeS: number; sameSite: "Strict" | "Lax"; path?: string };
 
 export function setCookie(reply: FastifyReply, name: string, value: string, o: CookieOptions): void {
-  const parts = [`${name}=${value}`, `Path=${o.path ?? "/"}`, `Max-Age=${Math.max(0, Math.floor(o.maxAgeS))}`, "HttpOnly", `SameSite=${o.sameSite}`];
+  const parts = [
+    `${name}=${value}`,
+    `Path=${o.path ?? "/"}`,
+    `Max-Age=${Math.max(0, Math.floor(o.maxAgeS))}`,
+    "HttpOnly",
+    `SameSite=${o.sameSite}`,
+  ];
   if (o.secure) parts.push("Secure");
   const prev = reply.getHeader("set-cookie");
   const list = prev === undefined ? [] : Array.isArray(prev) ? prev.map(String) : [String(prev)];

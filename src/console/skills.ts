@@ -46,14 +46,19 @@ export function skillsPages(app: FastifyInstance, ctx: ConsoleContext): void {
       bySkill.set(skill, list);
     }
     const ids = [...new Set([...bySkill.values()].flat().map((r) => r.incidentId))];
-    const incidents = ids.length ? await db().selectFrom("incidents").select(["id", "state", "title"]).where("id", "in", ids).execute() : [];
+    const incidents = ids.length
+      ? await db().selectFrom("incidents").select(["id", "state", "title"]).where("id", "in", ids).execute()
+      : [];
     const byId = new Map(incidents.map((i) => [i.id, i]));
     const out = new Map<string, Run[]>();
     for (const [skill, list] of bySkill) {
-      out.set(skill, list.flatMap((r) => {
-        const i = byId.get(r.incidentId);
-        return i ? [{ ...r, state: i.state, title: i.title }] : [];
-      }));
+      out.set(
+        skill,
+        list.flatMap((r) => {
+          const i = byId.get(r.incidentId);
+          return i ? [{ ...r, state: i.state, title: i.title }] : [];
+        }),
+      );
     }
     return out;
   }
@@ -68,29 +73,35 @@ export function skillsPages(app: FastifyInstance, ctx: ConsoleContext): void {
   function list(skills: Skill[], runs: Map<string, Run[]>): Html {
     const max = ctx.deps.config.guardrails.autoApproveMaxRisk;
     if (skills.length === 0) return html`<p class="muted">No skills are loaded.</p>`;
-    return html`${[...skills].sort((a, b) => a.name.localeCompare(b.name)).map((s) => {
-      const a = approvalFor(s, max);
-      const labels = Object.entries(s.match.labels);
-      return html`<article class="card skill" id="skill-${s.name}">
+    return html`${[...skills]
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map((s) => {
+        const a = approvalFor(s, max);
+        const labels = Object.entries(s.match.labels);
+        return html`<article class="card skill" id="skill-${s.name}">
 <h2>${s.name}</h2>
 <p>${s.description}</p>
 <dl class="facts">
 <dt>Matches</dt><dd>${
-        s.match.alertname.length ? s.match.alertname.map((n, i) => html`${i ? ", " : ""}<code>${n}</code>`) : html`<span class="muted">any alert name</span>`
-      }${
-        labels.length ? html`<br>labels ${labels.map(([k, v], i) => html`${i ? ", " : ""}<code>${k}=~${v}</code>`)}` : null
-      }${s.match.priority ? html`<br>priority ${s.match.priority}` : null}</dd>
+          s.match.alertname.length
+            ? s.match.alertname.map((n, i) => html`${i ? ", " : ""}<code>${n}</code>`)
+            : html`<span class="muted">any alert name</span>`
+        }${
+          labels.length
+            ? html`<br>labels ${labels.map(([k, v], i) => html`${i ? ", " : ""}<code>${k}=~${v}</code>`)}`
+            : null
+        }${s.match.priority ? html`<br>priority ${s.match.priority}` : null}</dd>
 <dt>Risk</dt><dd><span class="risk risk-${s.risk}">${s.risk}</span></dd>
 <dt>Approval</dt><dd>${
-        a.required
-          ? html`${a.when} <span class="muted">(${a.why})</span>`
-          : html`none needed <span class="muted">(${s.approval === "none" ? "the skill asks for none" : `risk within AUTO_APPROVE_MAX_RISK=${max}`})</span>`
-      }</dd>
+          a.required
+            ? html`${a.when} <span class="muted">(${a.why})</span>`
+            : html`none needed <span class="muted">(${s.approval === "none" ? "the skill asks for none" : `risk within AUTO_APPROVE_MAX_RISK=${max}`})</span>`
+        }</dd>
 <dt>Acts by</dt><dd>${actionKind(s.action)}${isInline(s) ? " (inline, in the control plane)" : " (a runner task)"}</dd>
 <dt>Last runs</dt><dd>${runsOf(runs.get(s.name))}</dd>
 </dl>
 </article>`;
-    })}`;
+      })}`;
   }
 
   app.get("/skills", async (req, reply) => {

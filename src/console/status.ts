@@ -35,7 +35,9 @@ function automation(s: StatusData, config: Config, p: ConsolePrincipal): Html {
             paused.reason ? html` — ${paused.reason}` : null
           }. Alerts are recorded; nothing is analysed or fixed.</p>`
         : html`<p id="automation-state"><span class="state state-live">running</span>${
-            paused.by ? html` (last changed by ${paused.by} ${when(paused.at === null ? null : Date.parse(paused.at))})` : null
+            paused.by
+              ? html` (last changed by ${paused.by} ${when(paused.at === null ? null : Date.parse(paused.at))})`
+              : null
           }</p>`;
   const dry = config.guardrails.dryRun
     ? html`<p><span class="state state-paused">dry run</span> <code>DRY_RUN=true</code>: plans are made and reported, nothing is changed.</p>`
@@ -63,7 +65,12 @@ function describeGitops(g: Config["gitops"]): Html {
 export function statusPages(app: FastifyInstance, ctx: ConsoleContext): void {
   const { deps } = ctx;
   const read = async (p: ConsolePrincipal) =>
-    (await systemStatus.handler({}, { principal: { subject: p.subject, scopes: p.scopes, via: p.method === "token" ? "token" : "jwt" }, deps })).data;
+    (
+      await systemStatus.handler(
+        {},
+        { principal: { subject: p.subject, scopes: p.scopes, via: p.method === "token" ? "token" : "jwt" }, deps },
+      )
+    ).data;
 
   function agents(s: StatusData): Html {
     const embedded = s.mode === "embedded";

@@ -83,7 +83,15 @@ ${liveRegion({ tag: "tbody", src: withQuery("/tasks/rows", { state: q.state, cur
     const row = await getTask(db(), id);
     if (!row) throw notFound("task.not_found", `task ${id} does not exist`);
     const task = taskView(row);
-    const events = (await db().selectFrom("events").selectAll().where("task_id", "=", id).orderBy("seq", "desc").limit(LOG_LINES).execute()).reverse();
+    const events = (
+      await db()
+        .selectFrom("events")
+        .selectAll()
+        .where("task_id", "=", id)
+        .orderBy("seq", "desc")
+        .limit(LOG_LINES)
+        .execute()
+    ).reverse();
     return { task, live: liveBody(task, events) };
   }
 
@@ -127,7 +135,9 @@ ${t.error ? html`<dt>Error</dt><dd class="error">${t.error}</dd>` : null}
 ${
   progress
     ? html`<p id="task-progress">${
-        percent !== null ? html`<progress max="100" value="${percent}" aria-label="Progress">${percent}%</progress> <span>${percent}%</span> ` : null
+        percent !== null
+          ? html`<progress max="100" value="${percent}" aria-label="Progress">${percent}%</progress> <span>${percent}%</span> `
+          : null
       }<span>${typeof pd.message === "string" ? pd.message : ""}</span></p>`
     : html`<p id="task-progress" class="muted">No progress reported yet.</p>`
 }
@@ -139,8 +149,10 @@ function logLine(e: EventRow): Html {
   const d = parse(e.data) as Record<string, unknown>;
   let text: Html;
   if (e.type === "task.log") text = html`<span class="stream">${String(d.stream ?? "")}</span> ${String(d.line ?? "")}`;
-  else if (e.type === "task.progress") text = html`${String(d.message ?? "")}${typeof d.percent === "number" ? ` (${d.percent}%)` : ""}`;
-  else if (e.type === "task.pr_opened") text = html`pull request ${outsideLink(typeof d.url === "string" ? d.url : null, String(d.url ?? ""))}`;
+  else if (e.type === "task.progress")
+    text = html`${String(d.message ?? "")}${typeof d.percent === "number" ? ` (${d.percent}%)` : ""}`;
+  else if (e.type === "task.pr_opened")
+    text = html`pull request ${outsideLink(typeof d.url === "string" ? d.url : null, String(d.url ?? ""))}`;
   else text = html`${e.reason ?? ""}`;
   const time = html`<span class="log-time">${when(Number(e.occurred_at))}</span>`;
   return html`<li>${time} <span class="log-type">${e.type}</span> <span class="log-text">${text}</span></li>`;

@@ -15,7 +15,14 @@ import type { TerminalHook } from "../incidents/fix-outcome.ts";
 
 export type IngestResult = "stored" | "duplicate" | "invalid";
 
-export function createEventIngester(deps: { store: Store; queue: TaskQueue; log: Logger; now: () => number; onTaskEvent?: (e: TaskEvent) => void; onTerminal?: TerminalHook }) {
+export function createEventIngester(deps: {
+  store: Store;
+  queue: TaskQueue;
+  log: Logger;
+  now: () => number;
+  onTaskEvent?: (e: TaskEvent) => void;
+  onTerminal?: TerminalHook;
+}) {
   const { store } = deps;
   const log = deps.log.child({ component: "event-ingester" });
 
@@ -47,10 +54,15 @@ export function createEventIngester(deps: { store: Store; queue: TaskQueue; log:
       }
       const set: TaskUpdate = { updated_at: recordedAt, last_event_at: at, runner_id: runnerId };
       if (e.type === "task.started") {
-        Object.assign(set, { state: "running", attempts: Math.max(task.attempts, attempt), started_at: task.started_at ?? at });
+        Object.assign(set, {
+          state: "running",
+          attempts: Math.max(task.attempts, attempt),
+          started_at: task.started_at ?? at,
+        });
       } else if (TERMINAL_EVENT_TYPES.has(e.type)) {
         Object.assign(set, { finished_at: at, attempts: Math.max(task.attempts, attempt) });
-        if (e.type === "task.succeeded") Object.assign(set, { state: "succeeded", result: JSON.stringify(e.result ?? null) });
+        if (e.type === "task.succeeded")
+          Object.assign(set, { state: "succeeded", result: JSON.stringify(e.result ?? null) });
         if (e.type === "task.failed") Object.assign(set, { state: "failed", error: e.error });
         if (e.type === "task.cancelled") Object.assign(set, { state: "cancelled", error: e.reason });
       }
@@ -83,7 +95,10 @@ export function createEventIngester(deps: { store: Store; queue: TaskQueue; log:
         if (result === "stored") deps.onTaskEvent?.(e);
       }
     } catch (err) {
-      log.warn({ err: { message: errorMessage(err) }, subject: d.subject, attempt: d.attempt }, "event not stored; will retry");
+      log.warn(
+        { err: { message: errorMessage(err) }, subject: d.subject, attempt: d.attempt },
+        "event not stored; will retry",
+      );
       d.nak(Math.min(10_000, 200 * 2 ** Math.min(d.attempt, 6)));
       return;
     }

@@ -27,7 +27,12 @@ export type NewEvent = {
  * transaction, for that notice to be delivered (notify/requests.ts); one that external agents
  * subscribe to asks for its webhooks (webhooks/requests.ts).
  */
-export async function appendEvent(db: Executor, dialect: Store["dialect"], e: NewEvent, recordedAt: number): Promise<boolean> {
+export async function appendEvent(
+  db: Executor,
+  dialect: Store["dialect"],
+  e: NewEvent,
+  recordedAt: number,
+): Promise<boolean> {
   const id = e.id ?? newId("evt", e.occurredAt);
   const inserted = await insertIfAbsent(db, dialect, "events", {
     id,
@@ -57,5 +62,8 @@ export async function listEvents(db: Executor, f: EventFilter): Promise<EventRow
   if (f.incidentId) q = q.where("incident_id", "=", f.incidentId);
   if (f.type) q = q.where("type", "=", f.type);
   if (f.afterSeq !== undefined) q = q.where("seq", ">", f.afterSeq);
-  return q.orderBy("seq").limit(Math.min(f.limit ?? 100, 1000)).execute();
+  return q
+    .orderBy("seq")
+    .limit(Math.min(f.limit ?? 100, 1000))
+    .execute();
 }

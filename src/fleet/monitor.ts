@@ -32,7 +32,17 @@ export function createFleetMonitor(deps: { store: Store; log: Logger; now: () =>
       const inserted = await appendEvent(
         store.db,
         store.dialect,
-        { id, type: "task.runner_lost", taskId: t.id, incidentId: t.incident_id, actor: "system:fleet", channel: "fleet", reason: `runner ${t.runner_id} unseen since ${new Date(lastSeen).toISOString()}; the task will be redelivered after its ack deadline`, data: { runnerId: t.runner_id, lastSeenAt: lastSeen }, occurredAt: now },
+        {
+          id,
+          type: "task.runner_lost",
+          taskId: t.id,
+          incidentId: t.incident_id,
+          actor: "system:fleet",
+          channel: "fleet",
+          reason: `runner ${t.runner_id} unseen since ${new Date(lastSeen).toISOString()}; the task will be redelivered after its ack deadline`,
+          data: { runnerId: t.runner_id, lastSeenAt: lastSeen },
+          occurredAt: now,
+        },
         now,
       );
       if (inserted) {
@@ -46,7 +56,10 @@ export function createFleetMonitor(deps: { store: Store; log: Logger; now: () =>
   return {
     tick,
     start() {
-      timer = setInterval(() => tick().catch((err) => log.warn({ err: { message: errorMessage(err) } }, "fleet check failed")), deps.heartbeatMs);
+      timer = setInterval(
+        () => tick().catch((err) => log.warn({ err: { message: errorMessage(err) } }, "fleet check failed")),
+        deps.heartbeatMs,
+      );
       timer.unref();
     },
     stop() {

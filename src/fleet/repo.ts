@@ -23,7 +23,16 @@ export async function recordHeartbeat(db: Executor, dialect: Store["dialect"], h
   };
   const { id: _id, ...update } = row;
   const updateIfNewer = async () =>
-    Number((await db.updateTable("runners").set(update).where("id", "=", hb.runnerId).where("last_seen_at", "<=", hb.at).executeTakeFirst()).numUpdatedRows);
+    Number(
+      (
+        await db
+          .updateTable("runners")
+          .set(update)
+          .where("id", "=", hb.runnerId)
+          .where("last_seen_at", "<=", hb.at)
+          .executeTakeFirst()
+      ).numUpdatedRows,
+    );
   // Usually the runner is known and this one statement is all. Nothing updated means the runner is
   // new or the beat is older; if another beat inserted the row meanwhile, ours may still be newer.
   if ((await updateIfNewer()) > 0) return;

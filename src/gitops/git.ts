@@ -13,16 +13,32 @@ export function git(dir: string, args: string[], opts: GitOptions = {}): Promise
   const timeout = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const env = { ...process.env, GIT_TERMINAL_PROMPT: "0", GIT_OPTIONAL_LOCKS: "0", LC_ALL: "C", ...opts.env };
   return new Promise((resolve, reject) => {
-    execFile("git", ["-C", dir, ...args], { timeout, maxBuffer: MAX_BUFFER, env, encoding: "utf8" }, (err, stdout, stderr) => {
-      if (!err) return resolve(stdout);
-      const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: string | null; code?: number | string };
-      const what = `git ${args[0] ?? ""}`.trim();
-      if (e.killed || e.signal === "SIGTERM") {
-        return reject(new AppError("unavailable", "gitops.git_timeout", `${what} did not finish within ${timeout} ms`, { cause: err, retryable: true }));
-      }
-      const detail = (stderr || e.message).trim().split("\n").slice(-3).join(" ");
-      reject(new AppError("unavailable", "gitops.git_failed", `${what} failed: ${detail}`, { cause: err, retryable: false, details: { args, exitCode: e.code } }));
-    });
+    execFile(
+      "git",
+      ["-C", dir, ...args],
+      { timeout, maxBuffer: MAX_BUFFER, env, encoding: "utf8" },
+      (err, stdout, stderr) => {
+        if (!err) return resolve(stdout);
+        const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: string | null; code?: number | string };
+        const what = `git ${args[0] ?? ""}`.trim();
+        if (e.killed || e.signal === "SIGTERM") {
+          return reject(
+            new AppError("unavailable", "gitops.git_timeout", `${what} did not finish within ${timeout} ms`, {
+              cause: err,
+              retryable: true,
+            }),
+          );
+        }
+        const detail = (stderr || e.message).trim().split("\n").slice(-3).join(" ");
+        reject(
+          new AppError("unavailable", "gitops.git_failed", `${what} failed: ${detail}`, {
+            cause: err,
+            retryable: false,
+            details: { args, exitCode: e.code },
+          }),
+        );
+      },
+    );
   });
 }
 
@@ -42,7 +58,11 @@ export type FileCommit = {
  * order: a commit always comes before its parents, even when their times are equal or skewed (a
  * branch commit merged later, commits made in the same second).
  */
-export async function fileHistory(dir: string, path: string, opts: GitOptions & { limit?: number } = {}): Promise<FileCommit[]> {
+export async function fileHistory(
+  dir: string,
+  path: string,
+  opts: GitOptions & { limit?: number } = {},
+): Promise<FileCommit[]> {
   // Fields are split by 0x1e and trailers by 0x1f: neither appears in a subject or a trailer line.
   const format = "--format=%x00%H%x1e%ct%x1e%(trailers:only=true,unfold=true,separator=%x1f)%x1e%s";
   const args = ["log", "--follow", "--topo-order", "--relative", "--name-only", format];
@@ -53,7 +73,13 @@ export async function fileHistory(dir: string, path: string, opts: GitOptions & 
     const [header = "", ...rest] = chunk.split("\n");
     const [commit = "", time = "0", trailers = "", ...subject] = header.split("\x1e");
     const names = rest.map((l) => l.trim()).filter(Boolean);
-    commits.push({ commit, time: Number(time) * 1000, subject: subject.join("\x1e"), path: names[names.length - 1] ?? path, trailers: parseTrailers(trailers) });
+    commits.push({
+      commit,
+      time: Number(time) * 1000,
+      subject: subject.join("\x1e"),
+      path: names[names.length - 1] ?? path,
+      trailers: parseTrailers(trailers),
+    });
   }
   return commits;
 }
@@ -77,14 +103,22 @@ export function trailerBlock(trailers: Array<[key: string, value: string]>): str
 }
 
 /** The content of `path` (relative to `dir`) at `rev`, or undefined when it does not exist there. */
-export async function showFile(dir: string, rev: string, path: string, opts: GitOptions = {}): Promise<string | undefined> {
+export async function showFile(
+  dir: string,
+  rev: string,
+  path: string,
+  opts: GitOptions = {},
+): Promise<string | undefined> {
   if (rev.startsWith("-")) throw new AppError("invalid", "gitops.bad_revision", `not a revision: ${rev}`);
   try {
     return await git(dir, ["show", `${rev}:./${path}`], opts);
   } catch (err) {
     // A failure for a commit that exists means the path is not in it (deleted, not yet added).
     if (err instanceof AppError && err.code === "gitops.git_failed") {
-      const commitExists = await git(dir, ["rev-parse", "--verify", "--quiet", `${rev}^{commit}`], opts).then(() => true, () => false);
+      const commitExists = await git(dir, ["rev-parse", "--verify", "--quiet", `${rev}^{commit}`], opts).then(
+        () => true,
+        () => false,
+      );
       if (commitExists) return undefined;
     }
     throw err;
@@ -103,15 +137,31 @@ export function gitResult(dir: string, args: string[], opts: GitOptions & { inpu
   const env = { ...process.env, GIT_TERMINAL_PROMPT: "0", GIT_OPTIONAL_LOCKS: "0", LC_ALL: "C", ...opts.env };
   const what = `git ${args[0] ?? ""}`.trim();
   return new Promise((resolve, reject) => {
-    const child = execFile("git", ["-C", dir, ...args], { timeout, maxBuffer: MAX_BUFFER, env, encoding: "utf8" }, (err, stdout, stderr) => {
-      if (!err) return resolve({ exitCode: 0, stdout, stderr });
-      const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: string | null; code?: number | string };
-      if (e.killed || e.signal === "SIGTERM") {
-        return reject(new AppError("unavailable", "gitops.git_timeout", `${what} did not finish within ${timeout} ms`, { cause: err, retryable: true }));
-      }
-      if (typeof e.code === "number") return resolve({ exitCode: e.code, stdout, stderr });
-      reject(new AppError("unavailable", "gitops.git_failed", `${what} failed: ${e.message}`, { cause: err, retryable: false, details: { args } }));
-    });
+    const child = execFile(
+      "git",
+      ["-C", dir, ...args],
+      { timeout, maxBuffer: MAX_BUFFER, env, encoding: "utf8" },
+      (err, stdout, stderr) => {
+        if (!err) return resolve({ exitCode: 0, stdout, stderr });
+        const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: string | null; code?: number | string };
+        if (e.killed || e.signal === "SIGTERM") {
+          return reject(
+            new AppError("unavailable", "gitops.git_timeout", `${what} did not finish within ${timeout} ms`, {
+              cause: err,
+              retryable: true,
+            }),
+          );
+        }
+        if (typeof e.code === "number") return resolve({ exitCode: e.code, stdout, stderr });
+        reject(
+          new AppError("unavailable", "gitops.git_failed", `${what} failed: ${e.message}`, {
+            cause: err,
+            retryable: false,
+            details: { args },
+          }),
+        );
+      },
+    );
     // git may exit before reading all of stdin (a failed transaction); its exit status reports that.
     child.stdin?.on("error", () => {});
     child.stdin?.end(opts.input ?? "");
@@ -123,5 +173,8 @@ export async function gitInput(dir: string, args: string[], input: string, opts:
   const r = await gitResult(dir, args, { ...opts, input });
   if (r.exitCode === 0) return r.stdout;
   const detail = r.stderr.trim().split("\n").slice(-3).join(" ");
-  throw new AppError("unavailable", "gitops.git_failed", `git ${args[0] ?? ""} failed: ${detail}`, { retryable: false, details: { args, exitCode: r.exitCode } });
+  throw new AppError("unavailable", "gitops.git_failed", `git ${args[0] ?? ""} failed: ${detail}`, {
+    retryable: false,
+    details: { args, exitCode: r.exitCode },
+  });
 }

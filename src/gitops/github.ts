@@ -48,12 +48,14 @@ export function webOrigin(baseUrl = API): string {
 }
 
 export function createGitHubHost(opts: GitHubHostOptions): GitHost {
-  if (!opts.token === !opts.app) throw invalid("github.config", "configure exactly one of a GitHub token or a GitHub App");
+  if (!opts.token === !opts.app)
+    throw invalid("github.config", "configure exactly one of a GitHub token or a GitHub App");
   const { owner, repo } = opts;
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const baseUrl = (opts.baseUrl ?? API).replace(/\/$/, "");
   const secrets = new Set<string>(opts.token ? [opts.token] : []);
-  const scrub = (s: string) => [...secrets].reduce((acc, t) => acc.split(t).join("***"), s).replace(TOKEN_SHAPES, "***");
+  const scrub = (s: string) =>
+    [...secrets].reduce((acc, t) => acc.split(t).join("***"), s).replace(TOKEN_SHAPES, "***");
   const warn = (m: string) => opts.log?.warn({ detail: scrub(m) }, "github client warning");
   const quiet = () => {};
 
@@ -66,29 +68,46 @@ export function createGitHubHost(opts: GitHubHostOptions): GitHost {
     request: { fetch: fetchWithTimeout },
     log: { debug: quiet, info: quiet, warn, error: warn },
     ...(opts.app
-      ? { authStrategy: createAppAuth, auth: { appId: opts.app.appId, privateKey: opts.app.privateKey, installationId: opts.app.installationId } }
+      ? {
+          authStrategy: createAppAuth,
+          auth: { appId: opts.app.appId, privateKey: opts.app.privateKey, installationId: opts.app.installationId },
+        }
       : { auth: opts.token }),
   });
 
   /** One mapping from octokit failures to AppError; messages never carry a credential. */
   function toAppError(err: unknown, what: string, notFoundCode = "github.not_found"): AppError {
     if (err instanceof AppError) return err;
-    const e = err as { status?: number; message?: string; response?: { data?: unknown; headers?: Record<string, string | undefined> } };
+    const e = err as {
+      status?: number;
+      message?: string;
+      response?: { data?: unknown; headers?: Record<string, string | undefined> };
+    };
     const data = (typeof e.response?.data === "object" && e.response.data) || {};
-    const d = data as { message?: string; documentation_url?: string; errors?: Array<{ message?: string; code?: string; field?: string } | string> };
-    const reasons = (d.errors ?? []).map((x) => (typeof x === "string" ? x : x.message ?? [x.field, x.code].filter(Boolean).join(" "))).filter(Boolean);
+    const d = data as {
+      message?: string;
+      documentation_url?: string;
+      errors?: Array<{ message?: string; code?: string; field?: string } | string>;
+    };
+    const reasons = (d.errors ?? [])
+      .map((x) => (typeof x === "string" ? x : (x.message ?? [x.field, x.code].filter(Boolean).join(" "))))
+      .filter(Boolean);
     const said = scrub([d.message ?? e.message ?? String(err), ...reasons].join(": "));
     const status = e.status ?? 0;
     const message = `GitHub ${what} failed (${status || "no response"}): ${said}`;
     const details = { status, documentationUrl: d.documentation_url };
     const headers = e.response?.headers ?? {};
     if ((status === 403 || status === 429) && (headers["x-ratelimit-remaining"] === "0" || headers["retry-after"])) {
-      return new AppError("unavailable", "github.rate_limited", message, { retryable: true, details: { ...details, retryAfter: headers["retry-after"], reset: headers["x-ratelimit-reset"] } });
+      return new AppError("unavailable", "github.rate_limited", message, {
+        retryable: true,
+        details: { ...details, retryAfter: headers["retry-after"], reset: headers["x-ratelimit-reset"] },
+      });
     }
     if (status === 401 || status === 403) return new AppError("forbidden", "github.unauthorized", message, { details });
     if (status === 404) return new AppError("not_found", notFoundCode, message, { details });
     if (status === 422 || status === 400) return new AppError("invalid", "github.invalid", message, { details });
-    if (status >= 500 || status === 0) return new AppError("unavailable", "github.unavailable", message, { retryable: true, details });
+    if (status >= 500 || status === 0)
+      return new AppError("unavailable", "github.unavailable", message, { retryable: true, details });
     return new AppError("unavailable", "github.failed", message, { retryable: false, details });
   }
 
@@ -112,11 +131,19 @@ export function createGitHubHost(opts: GitHubHostOptions): GitHost {
   });
 
   const getRaw = (n: number) =>
-    call(`get pull request #${n}`, async () => (await octokit.rest.pulls.get({ owner, repo, pull_number: n })).data as GitHubPull, "gitops.pull_not_found");
+    call(
+      `get pull request #${n}`,
+      async () => (await octokit.rest.pulls.get({ owner, repo, pull_number: n })).data as GitHubPull,
+      "gitops.pull_not_found",
+    );
 
   async function findOpen(branch: string): Promise<PullRequest | null> {
     const head = `${owner}:${branch}`;
-    const pulls = await call("list pull requests", async () => (await octokit.rest.pulls.list({ owner, repo, state: "open", head, per_page: 100 })).data as GitHubPull[]);
+    const pulls = await call(
+      "list pull requests",
+      async () =>
+        (await octokit.rest.pulls.list({ owner, repo, state: "open", head, per_page: 100 })).data as GitHubPull[],
+    );
     const mine = pulls.find((p) => p.head.ref === branch && (p.head.label ?? head) === head);
     return mine ? toPull(mine) : null;
   }
@@ -129,7 +156,9 @@ export function createGitHubHost(opts: GitHubHostOptions): GitHost {
 
     async auth() {
       // A token strategy ignores the argument; an App answers with a cached or fresh installation token.
-      const { token } = (await call("authentication", () => octokit.auth({ type: "installation" }))) as { token: string };
+      const { token } = (await call("authentication", () => octokit.auth({ type: "installation" }))) as {
+        token: string;
+      };
       secrets.add(token);
       return {
         env: {
@@ -170,27 +199,53 @@ export function createGitHubHost(opts: GitHubHostOptions): GitHost {
 
     async mergePullRequest(n, { method, sha, trailers, body }) {
       // GitHub keeps its own title; the message (the commit body) carries who and why, then the trailers.
-      const paragraphs = [body?.trim(), trailers && Object.keys(trailers).length > 0 ? formatTrailers(trailers) : undefined].filter(Boolean);
+      const paragraphs = [
+        body?.trim(),
+        trailers && Object.keys(trailers).length > 0 ? formatTrailers(trailers) : undefined,
+      ].filter(Boolean);
       const message = paragraphs.length > 0 ? { commit_message: paragraphs.join("\n\n") } : {};
       try {
-        const { data } = await octokit.rest.pulls.merge({ owner, repo, pull_number: n, merge_method: method, ...(sha ? { sha } : {}), ...message });
+        const { data } = await octokit.rest.pulls.merge({
+          owner,
+          repo,
+          pull_number: n,
+          merge_method: method,
+          ...(sha ? { sha } : {}),
+          ...message,
+        });
         return { merged: data.merged, sha: data.sha };
       } catch (err) {
         const status = (err as { status?: number }).status;
-        if (status === 409) throw conflict("gitops.head_moved", `pull request #${n}: the head branch moved${sha ? ` from ${sha}` : ""}; review and merge again`);
+        if (status === 409)
+          throw conflict(
+            "gitops.head_moved",
+            `pull request #${n}: the head branch moved${sha ? ` from ${sha}` : ""}; review and merge again`,
+          );
         if (status !== 405) throw toAppError(err, `merge pull request #${n}`, "gitops.pull_not_found");
         // 405 "Pull Request is not mergeable": already merged (fine, say so), closed, or conflicting.
         const pr = await getRaw(n);
         if (pr.merged && pr.merge_commit_sha) return { merged: true, sha: pr.merge_commit_sha };
         if (pr.state !== "open") throw conflict("gitops.pull_not_open", `pull request #${n} is closed`);
-        throw conflict("gitops.merge_conflict", `pull request #${n} (${pr.head.ref} into ${pr.base.ref}) is not mergeable`);
+        throw conflict(
+          "gitops.merge_conflict",
+          `pull request #${n} (${pr.head.ref} into ${pr.base.ref}) is not mergeable`,
+        );
       }
     },
 
     async closePullRequest(n, comment) {
       // The comment first: it explains the close that follows it in the timeline.
-      if (comment) await call(`comment on pull request #${n}`, () => octokit.rest.issues.createComment({ owner, repo, issue_number: n, body: comment }), "gitops.pull_not_found");
-      await call(`close pull request #${n}`, () => octokit.rest.pulls.update({ owner, repo, pull_number: n, state: "closed" }), "gitops.pull_not_found");
+      if (comment)
+        await call(
+          `comment on pull request #${n}`,
+          () => octokit.rest.issues.createComment({ owner, repo, issue_number: n, body: comment }),
+          "gitops.pull_not_found",
+        );
+      await call(
+        `close pull request #${n}`,
+        () => octokit.rest.pulls.update({ owner, repo, pull_number: n, state: "closed" }),
+        "gitops.pull_not_found",
+      );
     },
 
     async pullRequestDiff(n) {
@@ -202,7 +257,12 @@ export function createGitHubHost(opts: GitHubHostOptions): GitHost {
         "gitops.pull_not_found",
       );
       const patch = files
-        .map((f) => [`diff --git a/${f.previous_filename ?? f.filename} b/${f.filename}`, ...(f.patch ? [`--- a/${f.previous_filename ?? f.filename}`, `+++ b/${f.filename}`, f.patch] : [])].join("\n"))
+        .map((f) =>
+          [
+            `diff --git a/${f.previous_filename ?? f.filename} b/${f.filename}`,
+            ...(f.patch ? [`--- a/${f.previous_filename ?? f.filename}`, `+++ b/${f.filename}`, f.patch] : []),
+          ].join("\n"),
+        )
         .join("\n");
       return {
         headSha: pr.head.sha,

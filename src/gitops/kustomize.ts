@@ -13,7 +13,8 @@ type Found = { kind: string; name: string; namespace?: string; pathHints: string
 
 const dirOf = (p: string) => posix.dirname(p);
 const segments = (dir: string) => (dir === "." ? [] : dir.split("/"));
-const isRemote = (r: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(r) || r.startsWith("github.com/") || r.startsWith("git@");
+const isRemote = (r: string) =>
+  /^[a-z][a-z0-9+.-]*:\/\//i.test(r) || r.startsWith("github.com/") || r.startsWith("git@");
 
 function resolveRef(dir: string, ref: string): string | undefined {
   if (isRemote(ref)) return undefined;
@@ -39,13 +40,21 @@ export function objectMeta(d: YamlDoc): { kind: string; name: string; namespace?
 type PatchRef = { path: string; target?: { kind?: string; name?: string } };
 
 function patchRefs(d: YamlDoc): PatchRef[] {
-  const refs: PatchRef[] = strings(d, "patchesStrategicMerge").filter((s) => !s.includes("\n")).map((path) => ({ path }));
+  const refs: PatchRef[] = strings(d, "patchesStrategicMerge")
+    .filter((s) => !s.includes("\n"))
+    .map((path) => ({ path }));
   const patches = getValue(d, ["patches"]);
   for (const p of Array.isArray(patches) ? patches : []) {
     if (typeof p === "string") refs.push({ path: p });
     else if (p && typeof p === "object" && typeof (p as { path?: unknown }).path === "string") {
       const t = (p as { target?: { kind?: unknown; name?: unknown } }).target;
-      const target = t && typeof t === "object" ? { ...(typeof t.kind === "string" ? { kind: t.kind } : {}), ...(typeof t.name === "string" ? { name: t.name } : {}) } : undefined;
+      const target =
+        t && typeof t === "object"
+          ? {
+              ...(typeof t.kind === "string" ? { kind: t.kind } : {}),
+              ...(typeof t.name === "string" ? { name: t.name } : {}),
+            }
+          : undefined;
       refs.push({ path: (p as { path: string }).path, ...(target ? { target } : {}) });
     }
   }
@@ -59,12 +68,17 @@ function patchRefs(d: YamlDoc): PatchRef[] {
 export function kustomizeInstances(files: Map<string, YamlFile>): { instances: Instance[]; claimed: Set<string> } {
   const byDir = new Map<string, YamlFile>();
   for (const f of files.values()) {
-    if (KUSTOMIZATION_NAMES.has(posix.basename(f.path)) && f.docs[0] && !hasErrors(f.docs[0])) byDir.set(dirOf(f.path), f);
+    if (KUSTOMIZATION_NAMES.has(posix.basename(f.path)) && f.docs[0] && !hasErrors(f.docs[0]))
+      byDir.set(dirOf(f.path), f);
   }
   const claimed = new Set<string>();
   const included = new Set<string>();
   for (const [dir, k] of byDir) {
-    for (const r of [...strings(k.docs[0]!, "resources"), ...strings(k.docs[0]!, "bases"), ...strings(k.docs[0]!, "components")]) {
+    for (const r of [
+      ...strings(k.docs[0]!, "resources"),
+      ...strings(k.docs[0]!, "bases"),
+      ...strings(k.docs[0]!, "components"),
+    ]) {
       const p = resolveRef(dir, r);
       if (p !== undefined && byDir.has(p)) included.add(p);
     }
@@ -87,7 +101,8 @@ export function kustomizeInstances(files: Map<string, YamlFile>): { instances: I
       claimed.add(file.path);
       for (const d of file.docs) {
         const meta = objectMeta(d);
-        if (meta) found.push({ ...meta, pathHints: segments(dirOf(file.path)), layers: [{ type: "resource", file, doc: d }] });
+        if (meta)
+          found.push({ ...meta, pathHints: segments(dirOf(file.path)), layers: [{ type: "resource", file, doc: d }] });
       }
     }
 
@@ -118,7 +133,11 @@ export function kustomizeInstances(files: Map<string, YamlFile>): { instances: I
       name: `${typeof prefix === "string" ? prefix : ""}${f.name}${typeof suffix === "string" ? suffix : ""}`,
       ...(typeof namespace === "string" && namespace ? { namespace } : f.namespace ? { namespace: f.namespace } : {}),
       pathHints: [...segments(dir), ...f.pathHints],
-      layers: [layer, ...patches.filter((p) => p.kind === f.kind && (p.name === undefined || p.name === f.name)).map((p) => p.layer), ...f.layers],
+      layers: [
+        layer,
+        ...patches.filter((p) => p.kind === f.kind && (p.name === undefined || p.name === f.name)).map((p) => p.layer),
+        ...f.layers,
+      ],
     }));
   };
 
@@ -126,7 +145,14 @@ export function kustomizeInstances(files: Map<string, YamlFile>): { instances: I
   for (const dir of [...byDir.keys()].sort()) {
     if (included.has(dir)) continue;
     for (const f of expand(dir, [dir])) {
-      instances.push({ source: "kustomize", kind: f.kind, names: [f.name], ...(f.namespace ? { namespace: f.namespace } : {}), pathHints: f.pathHints, layers: f.layers });
+      instances.push({
+        source: "kustomize",
+        kind: f.kind,
+        names: [f.name],
+        ...(f.namespace ? { namespace: f.namespace } : {}),
+        pathHints: f.pathHints,
+        layers: f.layers,
+      });
     }
   }
   return { instances, claimed };

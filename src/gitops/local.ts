@@ -3,7 +3,18 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { AppError, conflict, invalid, notFound, unavailable } from "../shared/errors.ts";
 import { git, gitInput, gitResult } from "./git.ts";
-import { diffExcerpt, formatTrailers, summarizeDiff, type CreatePullRequest, type DiffFile, type GitHost, type MergeOptions, type PullDiff, type PullRequest, type PullRequestState } from "./port.ts";
+import {
+  diffExcerpt,
+  formatTrailers,
+  summarizeDiff,
+  type CreatePullRequest,
+  type DiffFile,
+  type GitHost,
+  type MergeOptions,
+  type PullDiff,
+  type PullRequest,
+  type PullRequestState,
+} from "./port.ts";
 
 // Pull requests on a bare repository: a PR is a head branch plus a record. Records are stored in
 // git itself, not in a side file: `refs/pitcrew/pulls/<n>` points at a JSON blob, and
@@ -49,14 +60,19 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * summary and the unified diff's start for the excerpt. `from...to` diffs against their merge
  * base, as a pull request shows its change. Used by the runner on its clone, and below.
  */
-export async function gitDiff(dir: string, range: string, opts: { env?: Record<string, string> } = {}): Promise<Omit<PullDiff, "headSha">> {
+export async function gitDiff(
+  dir: string,
+  range: string,
+  opts: { env?: Record<string, string> } = {},
+): Promise<Omit<PullDiff, "headSha">> {
   if (range.startsWith("-")) throw invalid("gitops.bad_revision", `not a revision range: ${range}`);
   const numstat = await git(dir, ["diff", "--numstat", "--no-renames", "-z", range, "--"], opts);
   const files: DiffFile[] = [];
   // -z: "added\tremoved\tpath\0" per file; "-\t-\t" for a binary file.
   for (const entry of numstat.split("\0")) {
     const m = /^(-|\d+)\t(-|\d+)\t([\s\S]+)$/.exec(entry);
-    if (m) files.push({ path: m[3]!, added: m[1] === "-" ? 0 : Number(m[1]), removed: m[2] === "-" ? 0 : Number(m[2]) });
+    if (m)
+      files.push({ path: m[3]!, added: m[1] === "-" ? 0 : Number(m[1]), removed: m[2] === "-" ? 0 : Number(m[2]) });
   }
   const patch = await git(dir, ["diff", "--no-renames", "--no-color", "--no-ext-diff", range, "--"], opts);
   return { summary: summarizeDiff(files), excerpt: diffExcerpt(patch) };
@@ -68,13 +84,22 @@ export function createLocalGitHost(opts: LocalGitHostOptions): GitHost {
   const repo = resolve(opts.repoPath);
   const now = opts.now ?? (() => new Date());
   const who = opts.committer ?? { name: "Pitcrew", email: "pitcrew@localhost" };
-  const identity = { GIT_AUTHOR_NAME: who.name, GIT_AUTHOR_EMAIL: who.email, GIT_COMMITTER_NAME: who.name, GIT_COMMITTER_EMAIL: who.email };
+  const identity = {
+    GIT_AUTHOR_NAME: who.name,
+    GIT_AUTHOR_EMAIL: who.email,
+    GIT_COMMITTER_NAME: who.name,
+    GIT_COMMITTER_EMAIL: who.email,
+  };
   const pullUrl = (n: number) => `${pathToFileURL(repo).href}#pull/${n}`;
 
   async function assertBranch(name: string, what: string): Promise<void> {
     // Also keeps newlines and spaces out of the update-ref transactions below.
-    const ok = await git(repo, ["check-ref-format", `refs/heads/${name}`]).then(() => true, () => false);
-    if (!ok || name.startsWith("-")) throw invalid("gitops.bad_branch", `${what} is not a valid branch name: ${JSON.stringify(name)}`);
+    const ok = await git(repo, ["check-ref-format", `refs/heads/${name}`]).then(
+      () => true,
+      () => false,
+    );
+    if (!ok || name.startsWith("-"))
+      throw invalid("gitops.bad_branch", `${what} is not a valid branch name: ${JSON.stringify(name)}`);
   }
 
   async function readRef(ref: string): Promise<string | undefined> {
@@ -92,12 +117,13 @@ export function createLocalGitHost(opts: LocalGitHostOptions): GitHost {
     return { record: JSON.parse(await git(repo, ["cat-file", "blob", oid])) as PullRecord, oid };
   }
 
-  const writeRecord = async (record: PullRecord) => (await gitInput(repo, ["hash-object", "-w", "--stdin"], JSON.stringify(record))).trim();
+  const writeRecord = async (record: PullRecord) =>
+    (await gitInput(repo, ["hash-object", "-w", "--stdin"], JSON.stringify(record))).trim();
 
   /** One atomic ref transaction; false when an expected old value no longer held (or a lock was taken). */
   async function transaction(lines: string[]): Promise<boolean> {
     try {
-      await gitInput(repo, ["update-ref", "--stdin"], lines.join("\n") + "\n");
+      await gitInput(repo, ["update-ref", "--stdin"], `${lines.join("\n")}\n`);
       return true;
     } catch (err) {
       if (err instanceof AppError && err.code === "gitops.git_failed") return false;
@@ -111,12 +137,23 @@ export function createLocalGitHost(opts: LocalGitHostOptions): GitHost {
       if (done !== undefined) return done;
       await sleep(5 + Math.random() * 20 * (i + 1));
     }
-    throw unavailable("gitops.local_busy", `${what}: the repository kept changing under us after ${MAX_ATTEMPTS} attempts`);
+    throw unavailable(
+      "gitops.local_busy",
+      `${what}: the repository kept changing under us after ${MAX_ATTEMPTS} attempts`,
+    );
   }
 
   async function toPull(r: PullRecord): Promise<PullRequest> {
     const live = r.state === "open" ? await readRef(`refs/heads/${r.branch}`) : undefined;
-    return { number: r.number, url: pullUrl(r.number), branch: r.branch, base: r.base, state: r.state, headSha: live ?? r.headSha, title: r.title };
+    return {
+      number: r.number,
+      url: pullUrl(r.number),
+      branch: r.branch,
+      base: r.base,
+      state: r.state,
+      headSha: live ?? r.headSha,
+      title: r.title,
+    };
   }
 
   async function findOpen(branch: string): Promise<PullRequest | null> {
@@ -132,16 +169,36 @@ export function createLocalGitHost(opts: LocalGitHostOptions): GitHost {
     return out.split("\n").reduce((max, n) => Math.max(max, Number(n) || 0), 0) + 1;
   }
 
-  async function mergeCommit(r: PullRecord, baseSha: string, headSha: string, { method, trailers, body }: MergeOptions): Promise<string> {
+  async function mergeCommit(
+    r: PullRecord,
+    baseSha: string,
+    headSha: string,
+    { method, trailers, body }: MergeOptions,
+  ): Promise<string> {
     const out = await gitResult(repo, ["merge-tree", "--write-tree", "--no-messages", "--name-only", baseSha, headSha]);
     // Status 1 is "merged with conflicts": stdout is the tree, then the conflicted paths.
     if (out.exitCode === 1) {
-      const files = out.stdout.split("\n").slice(1).map((l) => l.trim()).filter(Boolean);
-      throw new AppError("conflict", "gitops.merge_conflict", `pull request #${r.number} (${r.branch} into ${r.base}) has merge conflicts`, { details: { files } });
+      const files = out.stdout
+        .split("\n")
+        .slice(1)
+        .map((l) => l.trim())
+        .filter(Boolean);
+      throw new AppError(
+        "conflict",
+        "gitops.merge_conflict",
+        `pull request #${r.number} (${r.branch} into ${r.base}) has merge conflicts`,
+        { details: { files } },
+      );
     }
-    if (out.exitCode !== 0) throw new AppError("unavailable", "gitops.git_failed", `git merge-tree failed: ${out.stderr.trim()}`, { retryable: false });
+    if (out.exitCode !== 0)
+      throw new AppError("unavailable", "gitops.git_failed", `git merge-tree failed: ${out.stderr.trim()}`, {
+        retryable: false,
+      });
     const tree = out.stdout.split("\n")[0]!.trim();
-    let message = method === "squash" ? `${r.title} (#${r.number})\n\n${r.body}` : `Merge pull request #${r.number} from ${r.branch}\n\n${r.title}`;
+    let message =
+      method === "squash"
+        ? `${r.title} (#${r.number})\n\n${r.body}`
+        : `Merge pull request #${r.number} from ${r.branch}\n\n${r.title}`;
     if (body?.trim()) message = `${message.trimEnd()}\n\n${body.trim()}`;
     if (trailers && Object.keys(trailers).length > 0) message = `${message.trimEnd()}\n\n${formatTrailers(trailers)}`;
     const parents = method === "squash" ? ["-p", baseSha] : ["-p", baseSha, "-p", headSha];
@@ -165,13 +222,26 @@ export function createLocalGitHost(opts: LocalGitHostOptions): GitHost {
         const existing = await findOpen(input.branch);
         if (existing) return existing;
         const headSha = await readRef(`refs/heads/${input.branch}`);
-        if (!headSha) throw invalid("gitops.branch_not_found", `branch ${input.branch} does not exist in the repository`);
-        if (!(await readRef(`refs/heads/${input.base}`))) throw invalid("gitops.branch_not_found", `base branch ${input.base} does not exist in the repository`);
+        if (!headSha)
+          throw invalid("gitops.branch_not_found", `branch ${input.branch} does not exist in the repository`);
+        if (!(await readRef(`refs/heads/${input.base}`)))
+          throw invalid("gitops.branch_not_found", `base branch ${input.base} does not exist in the repository`);
         const at = now().toISOString();
-        const record: PullRecord = { number: await nextNumber(), ...input, state: "open", headSha, createdAt: at, updatedAt: at, comments: [] };
+        const record: PullRecord = {
+          number: await nextNumber(),
+          ...input,
+          state: "open",
+          headSha,
+          createdAt: at,
+          updatedAt: at,
+          comments: [],
+        };
         const oid = await writeRecord(record);
         // `create` fails if the ref exists: the number was taken, or the branch got its open PR meanwhile.
-        const ok = await transaction([`create ${PULLS}${record.number} ${oid}`, `create ${openRef(input.branch)} ${oid}`]);
+        const ok = await transaction([
+          `create ${PULLS}${record.number} ${oid}`,
+          `create ${openRef(input.branch)} ${oid}`,
+        ]);
         return ok ? toPull(record) : undefined;
       });
     },
@@ -184,14 +254,24 @@ export function createLocalGitHost(opts: LocalGitHostOptions): GitHost {
         if (record.state === "merged") return { merged: true, sha: record.mergeSha! };
         if (record.state === "closed") throw conflict("gitops.pull_not_open", `pull request #${number} is closed`);
         const headSha = await readRef(`refs/heads/${record.branch}`);
-        if (!headSha) throw conflict("gitops.head_moved", `branch ${record.branch} of pull request #${number} no longer exists`);
+        if (!headSha)
+          throw conflict("gitops.head_moved", `branch ${record.branch} of pull request #${number} no longer exists`);
         if (mergeOpts.sha && mergeOpts.sha !== headSha) {
-          throw conflict("gitops.head_moved", `branch ${record.branch} moved from ${mergeOpts.sha} to ${headSha}; review and merge again`);
+          throw conflict(
+            "gitops.head_moved",
+            `branch ${record.branch} moved from ${mergeOpts.sha} to ${headSha}; review and merge again`,
+          );
         }
         const baseSha = await readRef(`refs/heads/${record.base}`);
         if (!baseSha) throw conflict("gitops.branch_not_found", `base branch ${record.base} no longer exists`);
         const sha = await mergeCommit(record, baseSha, headSha, mergeOpts);
-        const next = await writeRecord({ ...record, state: "merged", headSha, mergeSha: sha, updatedAt: now().toISOString() });
+        const next = await writeRecord({
+          ...record,
+          state: "merged",
+          headSha,
+          mergeSha: sha,
+          updatedAt: now().toISOString(),
+        });
         const open = await readRef(openRef(record.branch));
         const ok = await transaction([
           `update refs/heads/${record.base} ${sha} ${baseSha}`,
@@ -207,14 +287,18 @@ export function createLocalGitHost(opts: LocalGitHostOptions): GitHost {
     async closePullRequest(number, comment) {
       await retrying(`close pull request #${number}`, async () => {
         const { record, oid } = await load(number);
-        if (record.state === "merged") throw conflict("gitops.pull_not_open", `pull request #${number} is already merged`);
+        if (record.state === "merged")
+          throw conflict("gitops.pull_not_open", `pull request #${number} is already merged`);
         if (record.state === "closed" && !comment) return true;
         const at = now().toISOString();
         const headSha = (record.state === "open" && (await readRef(`refs/heads/${record.branch}`))) || record.headSha;
         const comments = comment ? [...record.comments, { body: comment, at }] : record.comments;
         const next = await writeRecord({ ...record, state: "closed", headSha, comments, updatedAt: at });
         const open = record.state === "open" ? await readRef(openRef(record.branch)) : undefined;
-        const ok = await transaction([`update ${PULLS}${number} ${next} ${oid}`, ...(open ? [`delete ${openRef(record.branch)} ${open}`] : [])]);
+        const ok = await transaction([
+          `update ${PULLS}${number} ${next} ${oid}`,
+          ...(open ? [`delete ${openRef(record.branch)} ${open}`] : []),
+        ]);
         return ok ? true : undefined;
       });
     },
@@ -223,7 +307,10 @@ export function createLocalGitHost(opts: LocalGitHostOptions): GitHost {
       const { record } = await load(number);
       const pr = await toPull(record);
       // Merged: against the base as it was (the merge's first parent); else against the base now.
-      const from = record.state === "merged" && record.mergeSha ? `${record.mergeSha}^1` : (await readRef(`refs/heads/${record.base}`)) ?? record.headSha;
+      const from =
+        record.state === "merged" && record.mergeSha
+          ? `${record.mergeSha}^1`
+          : ((await readRef(`refs/heads/${record.base}`)) ?? record.headSha);
       return { headSha: pr.headSha, ...(await gitDiff(repo, `${from}...${pr.headSha}`)) };
     },
 

@@ -56,7 +56,8 @@ export async function loadRepo(dir: string): Promise<Repo> {
       const r = rel ? `${rel}/${e.name}` : e.name;
       if (e.isDirectory()) await walk(r);
       else if (e.isFile() && (YAML_FILE.test(e.name) || KUSTOMIZATION_NAMES.has(e.name))) paths.push(r);
-      if (paths.length > MAX_FILES) throw invalid("gitops.repo_too_large", `more than ${MAX_FILES} YAML files under ${dir}`);
+      if (paths.length > MAX_FILES)
+        throw invalid("gitops.repo_too_large", `more than ${MAX_FILES} YAML files under ${dir}`);
     }
   };
   await walk("");
@@ -173,7 +174,15 @@ export const describeInstance = (i: Instance) => [...new Set(i.layers.map((l) =>
 function best(matches: Match[]): Match[] {
   const top = Math.max(...matches.map((m) => m.strength));
   const strongest = matches.filter((m) => m.strength === top);
-  return strongest.filter((m) => !strongest.some((o) => o !== m && o.instance.layers.length > m.instance.layers.length && m.instance.layers.every((l) => o.instance.layers.some((x) => x.doc === l.doc))));
+  return strongest.filter(
+    (m) =>
+      !strongest.some(
+        (o) =>
+          o !== m &&
+          o.instance.layers.length > m.instance.layers.length &&
+          m.instance.layers.every((l) => o.instance.layers.some((x) => x.doc === l.doc)),
+      ),
+  );
 }
 
 export type WorkloadQuery = { namespace: string; name?: string; pod?: string };
@@ -195,11 +204,18 @@ export function findWorkload(repo: Pick<Repo, "files">, q: WorkloadQuery): Match
     matches = matches.filter((m) => m.name.length === longest);
   }
   if (matches.length === 0) {
-    throw notFound("gitops.workload_not_found", `no Deployment, StatefulSet, DaemonSet or Helm release ${q.namespace}/${wanted} in the repository (${repo.files.size} YAML files searched)`);
+    throw notFound(
+      "gitops.workload_not_found",
+      `no Deployment, StatefulSet, DaemonSet or Helm release ${q.namespace}/${wanted} in the repository (${repo.files.size} YAML files searched)`,
+    );
   }
   const chosen = best(matches);
   if (chosen.length > 1) {
-    throw new AppError("conflict", "gitops.workload_ambiguous", `${q.namespace}/${wanted} is defined in several places: ${chosen.map((m) => describeInstance(m.instance)).join("; ")}`);
+    throw new AppError(
+      "conflict",
+      "gitops.workload_ambiguous",
+      `${q.namespace}/${wanted} is defined in several places: ${chosen.map((m) => describeInstance(m.instance)).join("; ")}`,
+    );
   }
   return chosen[0]!;
 }
@@ -211,7 +227,8 @@ export function findObjects(repo: Pick<Repo, "files">, q: { kind: string; namesp
     if (inst.kind !== q.kind || inst.source === "helm") continue;
     const strength = namespaceStrength(inst, q.namespace);
     const name = inst.names[0]!;
-    if (strength !== undefined && (q.name === undefined || name === q.name)) matches.push({ instance: inst, name, strength });
+    if (strength !== undefined && (q.name === undefined || name === q.name))
+      matches.push({ instance: inst, name, strength });
   }
   return matches.length ? best(matches) : [];
 }

@@ -23,11 +23,27 @@ describe("diffExcerpt", () => {
 
 describe("summarizeDiff", () => {
   it("sorts files by path and totals lines over every file, listing at most 100", () => {
-    const files = Array.from({ length: 105 }, (_, i) => ({ path: `f${String(104 - i).padStart(3, "0")}`, added: 1, removed: 2 }));
+    const files = Array.from({ length: 105 }, (_, i) => ({
+      path: `f${String(104 - i).padStart(3, "0")}`,
+      added: 1,
+      removed: 2,
+    }));
     const s = summarizeDiff(files);
     expect(s.files).toHaveLength(100);
     expect(s.files[0]!.path).toBe("f000");
     expect(s).toMatchObject({ added: 105, removed: 210, more: 5 });
-    expect(summarizeDiff([{ path: "b", added: 0, removed: 0 }, { path: "a", added: 3, removed: 0 }])).toEqual({ files: [{ path: "a", added: 3, removed: 0 }, { path: "b", added: 0, removed: 0 }], added: 3, removed: 0 });
+    expect(
+      summarizeDiff([
+        { path: "b", added: 0, removed: 0 },
+        { path: "a", added: 3, removed: 0 },
+      ]),
+    ).toEqual({
+      files: [
+        { path: "a", added: 3, removed: 0 },
+        { path: "b", added: 0, removed: 0 },
+      ],
+      added: 3,
+      removed: 0,
+    });
   });
 });

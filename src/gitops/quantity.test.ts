@@ -103,7 +103,9 @@ describe("scaleQuantity", () => {
 
 describe("formatQuantity", () => {
   it("rounds down when asked, for caps", () => {
-    expect(formatQuantity(1.5 * 2 ** 30 + 1, { suffix: "Gi", numeric: false }, "bytes", "down")).toBe(`${1.5 * 2 ** 30 + 1}`);
+    expect(formatQuantity(1.5 * 2 ** 30 + 1, { suffix: "Gi", numeric: false }, "bytes", "down")).toBe(
+      `${1.5 * 2 ** 30 + 1}`,
+    );
     expect(formatQuantity(12.9, { suffix: "", numeric: true }, "count", "down")).toBe(12);
     expect(formatQuantity(2.0005, { suffix: "", numeric: false }, "cpu", "down")).toBe("2000m");
   });

@@ -9,10 +9,25 @@ export type QuantityMode = "cpu" | "bytes" | "count" | "number";
 export type Quantity = { base: number; suffix: string };
 
 const BINARY: ReadonlyArray<[string, number]> = [
-  ["Ei", 2 ** 60], ["Pi", 2 ** 50], ["Ti", 2 ** 40], ["Gi", 2 ** 30], ["Mi", 2 ** 20], ["Ki", 2 ** 10], ["", 1],
+  ["Ei", 2 ** 60],
+  ["Pi", 2 ** 50],
+  ["Ti", 2 ** 40],
+  ["Gi", 2 ** 30],
+  ["Mi", 2 ** 20],
+  ["Ki", 2 ** 10],
+  ["", 1],
 ];
 const DECIMAL: ReadonlyArray<[string, number]> = [
-  ["E", 1e18], ["P", 1e15], ["T", 1e12], ["G", 1e9], ["M", 1e6], ["k", 1e3], ["", 1], ["m", 1e-3], ["u", 1e-6], ["n", 1e-9],
+  ["E", 1e18],
+  ["P", 1e15],
+  ["T", 1e12],
+  ["G", 1e9],
+  ["M", 1e6],
+  ["k", 1e3],
+  ["", 1],
+  ["m", 1e-3],
+  ["u", 1e-6],
+  ["n", 1e-9],
 ];
 const MULTIPLIER = new Map([...BINARY, ...DECIMAL]);
 
@@ -37,7 +52,8 @@ export function parseQuantity(value: unknown): Quantity | undefined {
 export function quantityMode(key: string, value: unknown): QuantityMode {
   const k = key.toLowerCase();
   if (k.includes("cpu")) return "cpu";
-  if (k.includes("memory") || k.includes("storage") || k.startsWith("hugepages-") || k.includes(".hugepages-")) return "bytes";
+  if (k.includes("memory") || k.includes("storage") || k.startsWith("hugepages-") || k.includes(".hugepages-"))
+    return "bytes";
   const q = parseQuantity(value);
   if (q?.suffix === "m") return "cpu";
   if (q && q.suffix !== "") return "bytes";
@@ -57,7 +73,12 @@ function ladder(suffix: string, mode: QuantityMode): string[] {
  * `base` written in the style of `like` (its unit, or a smaller one of the same family), rounded
  * up or down at the smallest unit. A plain number stays a number when `like` was one.
  */
-export function formatQuantity(base: number, like: { suffix: string; numeric: boolean }, mode: QuantityMode, round: "up" | "down"): string | number {
+export function formatQuantity(
+  base: number,
+  like: { suffix: string; numeric: boolean },
+  mode: QuantityMode,
+  round: "up" | "down",
+): string | number {
   if (mode === "number") return clean(base);
   const units = ladder(like.suffix, mode);
   for (const unit of units) {
@@ -77,13 +98,21 @@ export type Scaled = { value: string | number; changed: boolean; capped: boolean
  * A value already at or above the cap is left as it is: this never lowers anything. `capLike`
  * is a quantity whose unit the cap is written in (default: the current value's).
  */
-export function scaleQuantity(current: unknown, factor: number, opts: { mode?: QuantityMode; key?: string; cap?: number; capLike?: unknown } = {}): Scaled | undefined {
+export function scaleQuantity(
+  current: unknown,
+  factor: number,
+  opts: { mode?: QuantityMode; key?: string; cap?: number; capLike?: unknown } = {},
+): Scaled | undefined {
   const q = parseQuantity(current);
   if (!q || !(factor > 0)) return undefined;
   const mode = opts.mode ?? quantityMode(opts.key ?? "", current);
   const like = { suffix: q.suffix, numeric: typeof current === "number" };
   const cap = opts.cap;
-  const unchanged: Scaled = { value: current as string | number, changed: false, capped: cap !== undefined && q.base >= cap };
+  const unchanged: Scaled = {
+    value: current as string | number,
+    changed: false,
+    capped: cap !== undefined && q.base >= cap,
+  };
   if (cap !== undefined && q.base >= cap && factor >= 1) return unchanged;
 
   let value = formatQuantity(clean(q.base * factor), like, mode, "up");
@@ -91,7 +120,12 @@ export function scaleQuantity(current: unknown, factor: number, opts: { mode?: Q
   if (cap !== undefined && parseQuantity(value)!.base > cap) {
     // A cap derived from a baseline reads best in the baseline's unit: 16Gi, not 16384Mi.
     const capStyle = parseQuantity(opts.capLike);
-    value = formatQuantity(cap, capStyle ? { suffix: capStyle.suffix, numeric: typeof opts.capLike === "number" } : like, mode, "down");
+    value = formatQuantity(
+      cap,
+      capStyle ? { suffix: capStyle.suffix, numeric: typeof opts.capLike === "number" } : like,
+      mode,
+      "down",
+    );
     capped = true;
   }
   const after = parseQuantity(value)!.base;

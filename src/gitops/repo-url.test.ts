@@ -32,15 +32,29 @@ describe("allowed repositories", () => {
   });
 
   it("add ALLOWED_REPOS entries, with owner/repo on the configured GitHub", () => {
-    const config = loadConfig({ GITOPS_PROVIDER: "github", GITOPS_REPO: "acme/gitops", GITHUB_TOKEN: "t", GITHUB_API_URL: "https://ghe.example.com/api/v3", ALLOWED_REPOS: "acme/docs, https://git.example.com/x/y.git" });
-    expect(allowedRepoUrls(config)).toEqual(["https://ghe.example.com/acme/gitops.git", "https://ghe.example.com/acme/docs.git", "https://git.example.com/x/y.git"]);
+    const config = loadConfig({
+      GITOPS_PROVIDER: "github",
+      GITOPS_REPO: "acme/gitops",
+      GITHUB_TOKEN: "t",
+      GITHUB_API_URL: "https://ghe.example.com/api/v3",
+      ALLOWED_REPOS: "acme/docs, https://git.example.com/x/y.git",
+    });
+    expect(allowedRepoUrls(config)).toEqual([
+      "https://ghe.example.com/acme/gitops.git",
+      "https://ghe.example.com/acme/docs.git",
+      "https://git.example.com/x/y.git",
+    ]);
     const local = loadConfig({ GITOPS_REPO: "/srv/gitops.git" });
     expect(allowedRepoUrls(local)).toEqual(["/srv/gitops.git"]);
   });
 
   it("refuse anything else with task.repo_not_allowed, never echoing credentials", () => {
     expect(() => assertRepoAllowed("https://user:hunter2@evil.example/r.git", ["/srv/gitops.git"])).toThrow(
-      expect.objectContaining({ code: "task.repo_not_allowed", kind: "forbidden", message: expect.not.stringContaining("hunter2") }),
+      expect.objectContaining({
+        code: "task.repo_not_allowed",
+        kind: "forbidden",
+        message: expect.not.stringContaining("hunter2"),
+      }),
     );
   });
 });

@@ -1,6 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { appendValue, getText, getValue, parseYamlFile, renderYamlFile, setValue, stringifyOptions } from "./yaml-file.ts";
+import {
+  appendValue,
+  getText,
+  getValue,
+  parseYamlFile,
+  renderYamlFile,
+  setValue,
+  stringifyOptions,
+} from "./yaml-file.ts";
 
 const multi = [
   "# header comment",
@@ -31,7 +39,9 @@ describe("YAML file edits", () => {
     expect(f.docs.map((d) => f.text.slice(d.start, d.end)).join("")).toBe(multi);
     setValue(f.docs[1]!, ["spec", "replicas"], 5);
     setValue(f.docs[1]!, ["spec", "template", "spec", "containers", 0, "image"], "registry/api:v1");
-    expect(renderYamlFile(f)).toBe(multi.replace("replicas: 3 ", "replicas: 5 ").replace('"registry/api:v2"', '"registry/api:v1"'));
+    expect(renderYamlFile(f)).toBe(
+      multi.replace("replicas: 3 ", "replicas: 5 ").replace('"registry/api:v2"', '"registry/api:v1"'),
+    );
   });
 
   it("quotes what a YAML 1.1 reader would not take as a string", () => {
@@ -50,8 +60,17 @@ describe("YAML file edits", () => {
 
   it("adds new keys as lines under the deepest existing map", () => {
     const f = parseYamlFile("m.yaml", multi);
-    setValue(f.docs[1]!, ["spec", "template", "metadata", "annotations", "pitcrew.dev/restartedAt"], "2025-01-02T03:04:05.000Z");
-    expect(renderYamlFile(f)).toBe(multi.replace('# pinned\n', '# pinned\n    metadata:\n      annotations:\n        pitcrew.dev/restartedAt: "2025-01-02T03:04:05.000Z"\n'));
+    setValue(
+      f.docs[1]!,
+      ["spec", "template", "metadata", "annotations", "pitcrew.dev/restartedAt"],
+      "2025-01-02T03:04:05.000Z",
+    );
+    expect(renderYamlFile(f)).toBe(
+      multi.replace(
+        "# pinned\n",
+        '# pinned\n    metadata:\n      annotations:\n        pitcrew.dev/restartedAt: "2025-01-02T03:04:05.000Z"\n',
+      ),
+    );
   });
 
   it("re-stringifies only the document whose structure changed when lines can't be added, in the file's list style", () => {
@@ -61,8 +80,12 @@ describe("YAML file edits", () => {
     const out = renderYamlFile(f);
     const [first, second, third] = out.split(/^---$/m);
     const [, o2, o3] = multi.split(/^---$/m);
-    expect(first).toBe("# header comment\napiVersion: v1\nkind: ConfigMap # aligned comment\nmetadata: {name: cfg, labels: {app: x}}\n");
-    expect(second).toBe(o2!.replace('"registry/api:v2"   # pinned', '"registry/api:v2"   # pinned\n        ports:\n        - 8080'));
+    expect(first).toBe(
+      "# header comment\napiVersion: v1\nkind: ConfigMap # aligned comment\nmetadata: {name: cfg, labels: {app: x}}\n",
+    );
+    expect(second).toBe(
+      o2!.replace('"registry/api:v2"   # pinned', '"registry/api:v2"   # pinned\n        ports:\n        - 8080'),
+    );
     expect(third).toBe(o3);
   });
 

@@ -1,5 +1,18 @@
 import { isDeepStrictEqual } from "node:util";
-import { Document, Scalar, YAMLMap, YAMLSeq, isMap, isNode, isScalar, isSeq, parseAllDocuments, visit, type Node, type ToStringOptions } from "yaml";
+import {
+  Document,
+  Scalar,
+  YAMLMap,
+  type YAMLSeq,
+  isMap,
+  isNode,
+  isScalar,
+  isSeq,
+  parseAllDocuments,
+  visit,
+  type Node,
+  type ToStringOptions,
+} from "yaml";
 
 // A YAML file edited through the `yaml` Document API, written back so that a reviewer sees only
 // the change: untouched documents keep their bytes, a changed scalar is replaced in place (its
@@ -58,7 +71,8 @@ export function getText(d: YamlDoc, path: YamlPath): string | undefined {
   return String(node.value);
 }
 
-export const getNode = (d: YamlDoc, path: YamlPath): unknown => (path.length === 0 ? d.doc.contents : d.doc.getIn(path, true));
+export const getNode = (d: YamlDoc, path: YamlPath): unknown =>
+  path.length === 0 ? d.doc.contents : d.doc.getIn(path, true);
 
 // Quote what a YAML 1.1 reader (go-yaml, so kubectl, Helm, Argo CD) would not read as a string:
 // yes/no/on, timestamps, octals.
@@ -89,7 +103,11 @@ const column = (source: string, offset: number) => offset - source.lastIndexOf("
 
 function indentBlock(text: string, by: number): string {
   const pad = " ".repeat(by);
-  return text.replace(/\n$/, "").split("\n").map((l) => (l ? pad + l : l)).join("\n") + "\n";
+  return `${text
+    .replace(/\n$/, "")
+    .split("\n")
+    .map((l) => (l ? pad + l : l))
+    .join("\n")}\n`;
 }
 
 /** Where a new line goes after a block collection's last item, or undefined when it can't. */
@@ -118,7 +136,14 @@ function insertKeys(d: YamlDoc, path: YamlPath, value: unknown): boolean {
   const parent = getNode(d, path.slice(0, n));
   const at = endOfBlock(d, parent);
   const col = at === undefined ? undefined : itemColumn(d, parent as YAMLMap);
-  if (!isMap(parent) || at === undefined || col === undefined || typeof path[n] !== "string" || path.slice(n).some((k) => typeof k !== "string")) return false;
+  if (
+    !isMap(parent) ||
+    at === undefined ||
+    col === undefined ||
+    typeof path[n] !== "string" ||
+    path.slice(n).some((k) => typeof k !== "string")
+  )
+    return false;
   const sub = new Document({});
   sub.setIn(path.slice(n), safeNode(d, value));
   splice(d, at, at, indentBlock(sub.toString(stringifyOptions(d.source)), col));
@@ -132,14 +157,22 @@ function insertKeys(d: YamlDoc, path: YamlPath, value: unknown): boolean {
 export function setValue(d: YamlDoc, path: YamlPath, value: unknown): void {
   const node = getNode(d, path);
   const scalarValue = value === null || typeof value !== "object";
-  if (scalarValue && isScalar(node) && node.range && !String(node.type ?? "").startsWith("BLOCK") && !node.anchor && !node.tag) {
+  if (
+    scalarValue &&
+    isScalar(node) &&
+    node.range &&
+    !String(node.type ?? "").startsWith("BLOCK") &&
+    !node.anchor &&
+    !node.tag
+  ) {
     const text = stringifyScalar(value, node.type);
     if (!text.includes("\n")) {
       // Keep an aligned trailing comment in its column when the value's width changes.
       const [start, end] = node.range;
       const gap = /^( {2,})#/.exec(d.source.slice(end, end + 200))?.[1]?.length;
       const width = end - start;
-      if (gap !== undefined && text.length !== width) splice(d, start, end + gap, text + " ".repeat(Math.max(1, gap - (text.length - width))));
+      if (gap !== undefined && text.length !== width)
+        splice(d, start, end + gap, text + " ".repeat(Math.max(1, gap - (text.length - width))));
       else splice(d, start, end, text);
       node.value = value;
       delete node.source;
@@ -150,7 +183,8 @@ export function setValue(d: YamlDoc, path: YamlPath, value: unknown): void {
   // An empty `annotations:` is a null scalar; setIn can only walk through maps.
   for (let n = 1; n < path.length; n++) {
     const parent = getNode(d, path.slice(0, n));
-    if (isScalar(parent) && (parent.value === null || parent.value === undefined)) d.doc.setIn(path.slice(0, n), new YAMLMap());
+    if (isScalar(parent) && (parent.value === null || parent.value === undefined))
+      d.doc.setIn(path.slice(0, n), new YAMLMap());
   }
   if (path.length === 0) d.doc.contents = safeNode(d, value) as Document.Parsed["contents"];
   else d.doc.setIn(path, safeNode(d, value));
@@ -174,7 +208,8 @@ export function appendValue(d: YamlDoc, path: YamlPath, value: unknown): void {
   if (!isSeq(node)) throw new TypeError("not a list");
   const at = d.restructured ? undefined : endOfBlock(d, node);
   const col = at === undefined ? undefined : itemColumn(d, node);
-  if (at !== undefined && col !== undefined) splice(d, at, at, indentBlock(new Document([safeNode(d, value)]).toString(stringifyOptions(d.source)), col));
+  if (at !== undefined && col !== undefined)
+    splice(d, at, at, indentBlock(new Document([safeNode(d, value)]).toString(stringifyOptions(d.source)), col));
   else d.restructured = true;
   node.add(safeNode(d, value));
 }
@@ -196,7 +231,11 @@ function renderDoc(text: string, d: YamlDoc): string {
   }
   // The edits in place must mean what the Document API edit means; if not, stringify it whole.
   const check = parseAllDocuments(out);
-  const same = Array.isArray(check) && check.length === 1 && check[0]!.errors.length === 0 && isDeepStrictEqual(check[0]!.toJS(), d.doc.toJS());
+  const same =
+    Array.isArray(check) &&
+    check.length === 1 &&
+    check[0]!.errors.length === 0 &&
+    isDeepStrictEqual(check[0]!.toJS(), d.doc.toJS());
   return same ? out : renderDoc(text, { ...d, restructured: true });
 }
 
@@ -221,5 +260,11 @@ export function stringifyOptions(source: string): ToStringOptions {
     if (indent && indentSeq !== undefined) break;
   }
   const flowPadded = !/[{[][^\s}\]]/.test(source) || /[{[] /.test(source);
-  return { lineWidth: 0, minContentWidth: 0, indent: indent >= 1 && indent <= 8 ? indent : 2, indentSeq: indentSeq ?? true, flowCollectionPadding: flowPadded };
+  return {
+    lineWidth: 0,
+    minContentWidth: 0,
+    indent: indent >= 1 && indent <= 8 ? indent : 2,
+    indentSeq: indentSeq ?? true,
+    flowCollectionPadding: flowPadded,
+  };
 }

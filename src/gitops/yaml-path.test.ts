@@ -5,14 +5,24 @@ import { formatYamlPath, parseYamlPath, resolveYamlPath } from "./yaml-path.ts";
 describe("parseYamlPath", () => {
   it("reads keys, indexes and key=value selectors", () => {
     expect(parseYamlPath("spec.template.spec.containers[name=api].resources.limits.cpu")).toEqual([
-      { key: "spec" }, { key: "template" }, { key: "spec" }, { key: "containers" }, { match: { key: "name", value: "api" } },
-      { key: "resources" }, { key: "limits" }, { key: "cpu" },
+      { key: "spec" },
+      { key: "template" },
+      { key: "spec" },
+      { key: "containers" },
+      { match: { key: "name", value: "api" } },
+      { key: "resources" },
+      { key: "limits" },
+      { key: "cpu" },
     ]);
     expect(parseYamlPath("items[0][1].x")).toEqual([{ key: "items" }, { index: 0 }, { index: 1 }, { key: "x" }]);
   });
 
   it("reads quoted keys with dots and slashes, and quoted selector values", () => {
-    expect(parseYamlPath('metadata.annotations["pitcrew.dev/restartedAt"]')).toEqual([{ key: "metadata" }, { key: "annotations" }, { key: "pitcrew.dev/restartedAt" }]);
+    expect(parseYamlPath('metadata.annotations["pitcrew.dev/restartedAt"]')).toEqual([
+      { key: "metadata" },
+      { key: "annotations" },
+      { key: "pitcrew.dev/restartedAt" },
+    ]);
     expect(parseYamlPath("env[name='A.B]']")).toEqual([{ key: "env" }, { match: { key: "name", value: "A.B]" } }]);
   });
 
@@ -29,18 +39,39 @@ describe("parseYamlPath", () => {
 describe("resolveYamlPath", () => {
   const file = parseYamlFile(
     "d.yaml",
-    ["kind: Deployment", "spec:", "  template:", "    spec:", "      containers:", "        - name: sidecar", "          image: envoy", "        - name: api", "          image: api:v1", "          resources: {}", "  80: http", ""].join("\n"),
+    [
+      "kind: Deployment",
+      "spec:",
+      "  template:",
+      "    spec:",
+      "      containers:",
+      "        - name: sidecar",
+      "          image: envoy",
+      "        - name: api",
+      "          image: api:v1",
+      "          resources: {}",
+      "  80: http",
+      "",
+    ].join("\n"),
   );
   const doc = file.docs[0]!;
 
   it("turns selectors into list indexes", () => {
     const r = resolveYamlPath(doc, parseYamlPath("spec.template.spec.containers[name=api].image"));
-    expect(r).toMatchObject({ complete: true, resolved: 6, path: ["spec", "template", "spec", "containers", 1, "image"] });
+    expect(r).toMatchObject({
+      complete: true,
+      resolved: 6,
+      path: ["spec", "template", "spec", "containers", 1, "image"],
+    });
   });
 
   it("reports how far a missing path resolves and whether its tail can be created", () => {
     const r = resolveYamlPath(doc, parseYamlPath("spec.template.spec.containers[name=api].resources.limits.cpu"));
-    expect(r).toMatchObject({ complete: false, resolved: 6, creatable: ["spec", "template", "spec", "containers", 1, "resources", "limits", "cpu"] });
+    expect(r).toMatchObject({
+      complete: false,
+      resolved: 6,
+      creatable: ["spec", "template", "spec", "containers", 1, "resources", "limits", "cpu"],
+    });
     const s = resolveYamlPath(doc, parseYamlPath("spec.template.spec.containers[name=web].image"));
     expect(s).toMatchObject({ complete: false, resolved: 4, creatable: undefined });
   });

@@ -29,7 +29,8 @@ export function parseYamlPath(path: string): PathSegment[] {
       const eq = quoted ? -1 : inner.indexOf("=");
       if (quoted) segs.push({ key: unquote(inner) });
       else if (/^\s*\d+\s*$/.test(inner)) segs.push({ index: Number(inner) });
-      else if (eq > 0 && inner.slice(0, eq).trim() !== "") segs.push({ match: { key: inner.slice(0, eq).trim(), value: unquote(inner.slice(eq + 1)) } });
+      else if (eq > 0 && inner.slice(0, eq).trim() !== "")
+        segs.push({ match: { key: inner.slice(0, eq).trim(), value: unquote(inner.slice(eq + 1)) } });
       else throw bad(`[${inner}] is neither an index, a key=value selector nor a quoted key`);
       i = close + 1;
       expectKey = false;
@@ -66,7 +67,15 @@ function findClose(path: string, open: number): number {
 
 export function formatYamlPath(segs: PathSegment[]): string {
   return segs
-    .map((s, n) => ("index" in s ? `[${s.index}]` : "match" in s ? `[${s.match.key}=${s.match.value}]` : /[.[\]]/.test(s.key) ? `[${JSON.stringify(s.key)}]` : `${n ? "." : ""}${s.key}`))
+    .map((s, n) =>
+      "index" in s
+        ? `[${s.index}]`
+        : "match" in s
+          ? `[${s.match.key}=${s.match.value}]`
+          : /[.[\]]/.test(s.key)
+            ? `[${JSON.stringify(s.key)}]`
+            : `${n ? "." : ""}${s.key}`,
+    )
     .join("");
 }
 
@@ -95,7 +104,13 @@ export function resolveYamlPath(d: YamlDoc, segs: PathSegment[]): Resolution {
     } else if ("index" in seg && isSeq(node)) {
       if (seg.index < node.items.length) next = { step: seg.index, node: node.items[seg.index] };
     } else if ("match" in seg && isSeq(node)) {
-      const idx = node.items.findIndex((it) => isMap(it) && it.items.some((p) => keyText(p.key) === seg.match.key && isScalar(p.value) && String(p.value.value) === seg.match.value));
+      const idx = node.items.findIndex(
+        (it) =>
+          isMap(it) &&
+          it.items.some(
+            (p) => keyText(p.key) === seg.match.key && isScalar(p.value) && String(p.value.value) === seg.match.value,
+          ),
+      );
       if (idx !== -1) next = { step: idx, node: node.items[idx] };
     }
     if (!next) break;
@@ -104,8 +119,10 @@ export function resolveYamlPath(d: YamlDoc, segs: PathSegment[]): Resolution {
   }
   const complete = n === segs.length;
   const rest = segs.slice(n);
-  const creatable = rest.every((s) => "key" in s) && (isMap(node) || node === null || node === undefined || (isScalar(node) && node.value === null))
-    ? [...path, ...rest.map((s) => (s as { key: string }).key)]
-    : undefined;
+  const creatable =
+    rest.every((s) => "key" in s) &&
+    (isMap(node) || node === null || node === undefined || (isScalar(node) && node.value === null))
+      ? [...path, ...rest.map((s) => (s as { key: string }).key)]
+      : undefined;
   return { path, resolved: n, complete, creatable };
 }

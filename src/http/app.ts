@@ -45,7 +45,13 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
     // Node checks the deadline every connectionsCheckingInterval, 30 s by default: too coarse.
     requestTimeout,
     ...(requestTimeout > 0
-      ? { http: { requestTimeout, headersTimeout: Math.min(60_000, requestTimeout), connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(requestTimeout / 4))) } }
+      ? {
+          http: {
+            requestTimeout,
+            headersTimeout: Math.min(60_000, requestTimeout),
+            connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(requestTimeout / 4))),
+          },
+        }
       : {}),
     // Requests are logged once, by the onResponse hook below, with the matched route.
     logController: new LogController({ disableRequestLogging: true }),
@@ -60,14 +66,28 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
 
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((req, reply) =>
-    reply.status(404).send({ error: { code: "route.not_found", message: `no route for ${req.method} ${req.url.split("?")[0]}`, requestId: String(req.id) } }),
+    reply.status(404).send({
+      error: {
+        code: "route.not_found",
+        message: `no route for ${req.method} ${req.url.split("?")[0]}`,
+        requestId: String(req.id),
+      },
+    }),
   );
 
   app.addHook("onResponse", async (req, reply) => {
     const route = req.routeOptions.url ?? "unmatched";
-    deps.metrics.httpDuration.observe({ method: req.method, route, status_code: String(reply.statusCode) }, reply.elapsedTime / 1000);
-    if (reply.statusCode >= 500) req.log.warn({ method: req.method, route, status: reply.statusCode }, "request answered with an error");
-    else req.log.debug({ method: req.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, "request");
+    deps.metrics.httpDuration.observe(
+      { method: req.method, route, status_code: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+    if (reply.statusCode >= 500)
+      req.log.warn({ method: req.method, route, status: reply.statusCode }, "request answered with an error");
+    else
+      req.log.debug(
+        { method: req.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+        "request",
+      );
   });
 
   await app.register(async (scope) => healthRoutes(scope, deps));

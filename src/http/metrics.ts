@@ -62,7 +62,12 @@ export function registerStoreGauges(metrics: Metrics, store: Store): void {
     help: "Outbox rows not yet published to the queue",
     registers: [registry],
     async collect() {
-      const r = await store.db.selectFrom("outbox").select((eb) => eb.fn.countAll<number>().as("n")).where("sent_at", "is", null).executeTakeFirst().catch(() => undefined);
+      const r = await store.db
+        .selectFrom("outbox")
+        .select((eb) => eb.fn.countAll<number>().as("n"))
+        .where("sent_at", "is", null)
+        .executeTakeFirst()
+        .catch(() => undefined);
       if (r) this.set(Number(r.n));
     },
   });

@@ -38,9 +38,20 @@ export type AnalysisDeps = {
 
 const ENGINE = { actor: "pitcrew:analysis", channel: "engine" } as const;
 
-export type AnalysisOutcome = "fixing" | "verifying" | "awaiting_approval" | "escalated" | "suppressed" | "deferred" | "skipped";
+export type AnalysisOutcome =
+  | "fixing"
+  | "verifying"
+  | "awaiting_approval"
+  | "escalated"
+  | "suppressed"
+  | "deferred"
+  | "skipped";
 /** What an analysis job did; stored as the job's result. */
-export type AnalysisResult = { outcome: AnalysisOutcome; resumed?: true; inline?: { skill: string; kind: InlineOutcome["kind"]; summary: string } };
+export type AnalysisResult = {
+  outcome: AnalysisOutcome;
+  resumed?: true;
+  inline?: { skill: string; kind: InlineOutcome["kind"]; summary: string };
+};
 
 /** An error worth another delivery of the job: a store that is away or busy, a dependency that said "later". */
 function isRetryable(err: unknown): boolean {
@@ -54,19 +65,35 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
 
   /** The incident with its recent timeline and the closest past incidents, for the planner. */
   async function historyOf(inc: IncidentRow): Promise<PlanContext> {
-    const events = await store.db.selectFrom("events").select(["type", "reason", "occurred_at"]).where("incident_id", "=", inc.id).orderBy("seq", "desc").limit(20).execute();
+    const events = await store.db
+      .selectFrom("events")
+      .select(["type", "reason", "occurred_at"])
+      .where("incident_id", "=", inc.id)
+      .orderBy("seq", "desc")
+      .limit(20)
+      .execute();
     const past = await store.db
       .selectFrom("incidents")
       .select(["id", "state", "plan", "updated_at"])
       .where("id", "!=", inc.id)
-      .where((eb) => (inc.dedupe_key ? eb.or([eb("fingerprint", "=", inc.fingerprint), eb("dedupe_key", "=", inc.dedupe_key)]) : eb("fingerprint", "=", inc.fingerprint)))
+      .where((eb) =>
+        inc.dedupe_key
+          ? eb.or([eb("fingerprint", "=", inc.fingerprint), eb("dedupe_key", "=", inc.dedupe_key)])
+          : eb("fingerprint", "=", inc.fingerprint),
+      )
       .orderBy("id", "desc")
       .limit(5)
       .execute();
     return {
       ...incidentContext(inc),
       recentEvents: events.reverse().map((e) => ({ type: e.type, reason: e.reason, at: Number(e.occurred_at) })),
-      pastIncidents: past.map((p) => ({ id: p.id, state: p.state, skill: parsePlanRecord(p.plan)?.skill ?? null, outcome: p.state, at: Number(p.updated_at) })),
+      pastIncidents: past.map((p) => ({
+        id: p.id,
+        state: p.state,
+        skill: parsePlanRecord(p.plan)?.skill ?? null,
+        outcome: p.state,
+        at: Number(p.updated_at),
+      })),
     };
   }
 
@@ -94,7 +121,18 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
 
     const analyzing =
       first.state === "detected"
-        ? await store.db.transaction().execute((trx) => applyTransition(trx, store.dialect, first, "analysis.started", { ...ENGINE, reason: "analysis started" }, now))
+        ? await store.db
+            .transaction()
+            .execute((trx) =>
+              applyTransition(
+                trx,
+                store.dialect,
+                first,
+                "analysis.started",
+                { ...ENGINE, reason: "analysis started" },
+                now,
+              ),
+            )
         : first;
     if (first.state === "analyzing") await resumed(first, "analysis resumed: an earlier attempt did not finish", now);
     const skills = deps.skills();
@@ -116,10 +154,11 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
       const t = deps.now();
       await lockFixBudget(trx, store.dialect, t);
       let inc = await getIncident(trx, incidentId);
-      if (!inc || inc.state !== "analyzing" || inc.version !== analyzing.version) return "skipped";
+      if (inc?.state !== "analyzing" || inc.version !== analyzing.version) return "skipped";
       const skill = plan ? skills.find((s) => s.name === plan!.skill) : undefined;
       if (!plan || !skill) {
-        const reason = failure ?? (plan ? `the planner chose ${plan.skill}, which is not loaded` : "no skill matches this incident");
+        const reason =
+          failure ?? (plan ? `the planner chose ${plan.skill}, which is not loaded` : "no skill matches this incident");
         await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason }, t);
         return "escalated";
       }
@@ -129,11 +168,25 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
       const approval = policed.approval;
       plan = policed.plan;
       const when = approval.required ? approval.when : "none";
-      const planRecord = { ...plan, risk: skill.risk, approval: when, action: actionKind(skill.action), inline: isInline(skill) };
+      const planRecord = {
+        ...plan,
+        risk: skill.risk,
+        approval: when,
+        action: actionKind(skill.action),
+        inline: isInline(skill),
+      };
       inc = await setPlan(trx, store.dialect, inc, planRecord, t);
 
       if (deps.guardrails.dryRun) {
-        await guardrailEvent(trx, store.dialect, inc, "dry_run", "DRY_RUN is on: the plan is recorded, nothing is changed", t, { skill: plan.skill });
+        await guardrailEvent(
+          trx,
+          store.dialect,
+          inc,
+          "dry_run",
+          "DRY_RUN is on: the plan is recorded, nothing is changed",
+          t,
+          { skill: plan.skill },
+        );
         await applyTransition(trx, store.dialect, inc, "suppress", { ...ENGINE, reason: "dry run" }, t);
         return "suppressed";
       }
@@ -143,7 +196,14 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
         return "awaiting_approval";
       }
       if (isInline(skill)) {
-        const fixing = await applyTransition(trx, store.dialect, inc, "fix.started", { ...ENGINE, reason: `running ${skill.name} inline` }, t);
+        const fixing = await applyTransition(
+          trx,
+          store.dialect,
+          inc,
+          "fix.started",
+          { ...ENGINE, reason: `running ${skill.name} inline` },
+          t,
+        );
         inlineRun = { skill, params: plan.params, version: fixing.version };
         return "fixing";
       }
@@ -157,18 +217,33 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
   }
 
   async function resumed(inc: IncidentRow, reason: string, now: number) {
-    await appendEvent(store.db, store.dialect, { type: "incident.resumed", incidentId: inc.id, ...ENGINE, reason, data: { state: inc.state, requeues: inc.requeues }, occurredAt: now }, now);
+    await appendEvent(
+      store.db,
+      store.dialect,
+      {
+        type: "incident.resumed",
+        incidentId: inc.id,
+        ...ENGINE,
+        reason,
+        data: { state: inc.state, requeues: inc.requeues },
+        occurredAt: now,
+      },
+      now,
+    );
   }
 
   /** An inline skill whose run never recorded its result (probe, drift and http skills are safe to repeat). */
-  async function resumeInline(inc: IncidentRow, plan: NonNullable<ReturnType<typeof parsePlanRecord>>): Promise<AnalysisResult> {
+  async function resumeInline(
+    inc: IncidentRow,
+    plan: NonNullable<ReturnType<typeof parsePlanRecord>>,
+  ): Promise<AnalysisResult> {
     const now = deps.now();
     const skills = deps.skills();
     const skill = skills.find((s) => s.name === plan.skill);
     if (!skill || !isInline(skill)) {
       const outcome = await store.db.transaction().execute(async (trx): Promise<AnalysisOutcome> => {
         const cur = await getIncident(trx, inc.id);
-        if (!cur || cur.state !== "fixing" || cur.version !== inc.version) return "skipped";
+        if (cur?.state !== "fixing" || cur.version !== inc.version) return "skipped";
         const reason = `the inline run of ${plan.skill ?? "its skill"} did not finish, and that skill is no longer loaded as an inline skill`;
         await applyTransition(trx, store.dialect, cur, "escalate", { ...ENGINE, reason }, now);
         return "escalated";
@@ -176,30 +251,60 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
       return { outcome, resumed: true };
     }
     await resumed(inc, `running ${skill.name} again: an earlier run did not record its result`, now);
-    return { resumed: true, ...(await finishInline(inc.id, inc.version, { skill, params: plan.params ?? {} }, skills)) };
+    return {
+      resumed: true,
+      ...(await finishInline(inc.id, inc.version, { skill, params: plan.params ?? {} }, skills)),
+    };
   }
 
   /**
    * Runs an inline skill outside any transaction, then records what it found and moves the
    * incident on, if it is still the `fixing` version the run started from.
    */
-  async function finishInline(incidentId: string, version: number, run: InlineRun, skills: Skill[]): Promise<Omit<AnalysisResult, "resumed">> {
+  async function finishInline(
+    incidentId: string,
+    version: number,
+    run: InlineRun,
+    skills: Skill[],
+  ): Promise<Omit<AnalysisResult, "resumed">> {
     const inc0 = (await getIncident(store.db, incidentId))!;
     let result: InlineOutcome;
     try {
-      const about = { id: inc0.id, title: inc0.title, alertname: inc0.alertname, namespace: inc0.namespace, service: inc0.service, severity: inc0.severity, labels: JSON.parse(inc0.labels) };
+      const about = {
+        id: inc0.id,
+        title: inc0.title,
+        alertname: inc0.alertname,
+        namespace: inc0.namespace,
+        service: inc0.service,
+        severity: inc0.severity,
+        labels: JSON.parse(inc0.labels),
+      };
       result = await runInline(run.skill, run.params, about, deps.inline ?? { secrets: () => undefined });
     } catch (err) {
-      result = { kind: "escalate", summary: `${run.skill.name} failed: ${inlineError(err)}`, details: { code: isAppError(err) ? err.code : "error" } };
+      result = {
+        kind: "escalate",
+        summary: `${run.skill.name} failed: ${inlineError(err)}`,
+        details: { code: isAppError(err) ? err.code : "error" },
+      };
     }
     const outcome = await store.db.transaction().execute(async (trx): Promise<AnalysisOutcome> => {
       const t = deps.now();
       await lockFixBudget(trx, store.dialect, t);
       const inc = await getIncident(trx, incidentId);
       // What the skill really found, whatever happens next.
-      const data = { skill: run.skill.name, kind: result.kind, params: run.params, ...("details" in result ? { details: result.details } : {}) };
-      await appendEvent(trx, store.dialect, { type: "skill.result", incidentId, ...ENGINE, reason: result.summary, data, occurredAt: t }, t);
-      if (!inc || inc.state !== "fixing" || inc.version !== version) return "skipped";
+      const data = {
+        skill: run.skill.name,
+        kind: result.kind,
+        params: run.params,
+        ...("details" in result ? { details: result.details } : {}),
+      };
+      await appendEvent(
+        trx,
+        store.dialect,
+        { type: "skill.result", incidentId, ...ENGINE, reason: result.summary, data, occurredAt: t },
+        t,
+      );
+      if (inc?.state !== "fixing" || inc.version !== version) return "skipped";
       return applyInlineResult(trx, followUps, inc, run, result, skills, t);
     });
     return { outcome, inline: { skill: run.skill.name, kind: result.kind, summary: result.summary } };
@@ -208,7 +313,8 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
   /** The `incident.analyze` control job: analyse or resume; when it fails for good, hand the incident to a human. */
   const job: ControlJob = {
     async run(payload) {
-      if (typeof payload.incidentId !== "string") throw invalid("analysis.bad_job", "analysis job without an incidentId");
+      if (typeof payload.incidentId !== "string")
+        throw invalid("analysis.bad_job", "analysis job without an incidentId");
       return run(payload.incidentId);
     },
     async onGiveUp(trx, payload, err, _job, t) {
@@ -218,11 +324,21 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
       if (inc.state === "detected" || inc.state === "analyzing") {
         await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: `analysis failed: ${why}` }, t);
       } else if (inc.state === "fixing" && inlinePlanOf(inc.plan, deps.skills())) {
-        await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason: `${parsePlanRecord(inc.plan)?.skill ?? "the inline skill"} failed: ${why}` }, t);
+        await applyTransition(
+          trx,
+          store.dialect,
+          inc,
+          "escalate",
+          { ...ENGINE, reason: `${parsePlanRecord(inc.plan)?.skill ?? "the inline skill"} failed: ${why}` },
+          t,
+        );
       }
     },
   };
-  const jobs = createControlJobs({ store, queue: deps.queue, log, now: deps.now, onDone: deps.onEnqueued }, { "incident.analyze": job });
+  const jobs = createControlJobs(
+    { store, queue: deps.queue, log, now: deps.now, onDone: deps.onEnqueued },
+    { "incident.analyze": job },
+  );
 
   return {
     /** Analyses (or resumes) one incident now; the answer says where it went. */

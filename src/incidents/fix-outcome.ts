@@ -14,7 +14,13 @@ import type { IncidentState } from "./lifecycle.ts";
 export type TaskOutcome = "succeeded" | "failed" | "cancelled";
 
 /** Called (in the same transaction) when a task reaches a terminal state. */
-export type TerminalHook = (trx: Executor, task: TaskRow, outcome: TaskOutcome, detail: string | null, now: number) => Promise<void>;
+export type TerminalHook = (
+  trx: Executor,
+  task: TaskRow,
+  outcome: TaskOutcome,
+  detail: string | null,
+  now: number,
+) => Promise<void>;
 
 /** One hook that runs each of `hooks` in turn (fix outcomes, scheduled runs, …). */
 export function composeHooks(...hooks: TerminalHook[]): TerminalHook {
@@ -31,13 +37,27 @@ const ACTIVE: IncidentState[] = ["analyzing", "fixing", "proposed", "approved", 
  * escalated with the reason and a hint, and the fingerprint's failed-fix count stays as it was.
  */
 const NEEDS_PERSON: Record<string, (p: FixPayload) => string> = {
-  "agent.not_installed": (p) => `install ${p.agent ?? "the coding agent's CLI"} on the runners, or set AGENT_COMMANDS to a command they have`,
-  "agent.not_startable": (p) => `install ${p.agent ?? "the coding agent's CLI"} on the runners, or set AGENT_COMMANDS to a command they have`,
+  "agent.not_installed": (p) =>
+    `install ${p.agent ?? "the coding agent's CLI"} on the runners, or set AGENT_COMMANDS to a command they have`,
+  "agent.not_startable": (p) =>
+    `install ${p.agent ?? "the coding agent's CLI"} on the runners, or set AGENT_COMMANDS to a command they have`,
   "gitops.no_safe_version": () => "roll forward with a fixed image, or choose the version to deploy by hand",
 };
 
-type FixPayload = { approval?: string; skill?: string; risk?: string; agent?: string; action?: { revert?: { sha?: string; number?: number } } };
-type FixResult = { changed?: boolean; summary?: string; pr?: PullRef & { url: string; branch: string }; diffSummary?: unknown; diffExcerpt?: unknown };
+type FixPayload = {
+  approval?: string;
+  skill?: string;
+  risk?: string;
+  agent?: string;
+  action?: { revert?: { sha?: string; number?: number } };
+};
+type FixResult = {
+  changed?: boolean;
+  summary?: string;
+  pr?: PullRef & { url: string; branch: string };
+  diffSummary?: unknown;
+  diffExcerpt?: unknown;
+};
 
 /**
  * A fix task finished: move its incident on. A pull request is merged through the approvals
@@ -58,7 +78,15 @@ export function incidentFixHook(dialect: Store["dialect"], opts: { autoApproveMa
       if (inc.state !== "fixing") return;
       const result = task.result ? (JSON.parse(task.result) as FixResult) : {};
       if (result.pr) {
-        const p: ProposedPull = { incident: inc, task, pr: result.pr, risk: riskOf(payload, inc), skill: payload.skill ?? null, summary: result.summary ?? null, diff: diffOfResult(result) };
+        const p: ProposedPull = {
+          incident: inc,
+          task,
+          pr: result.pr,
+          risk: riskOf(payload, inc),
+          skill: payload.skill ?? null,
+          summary: result.summary ?? null,
+          diff: diffOfResult(result),
+        };
         if (payload.approval === "before_merge") await requestMergeApproval(trx, dialect, p, by, now);
         else {
           const { approver, reason } = await decidedAlready(trx, inc, payload, p.risk, opts.autoApproveMaxRisk);
@@ -66,20 +94,52 @@ export function incidentFixHook(dialect: Store["dialect"], opts: { autoApproveMa
         }
         return;
       }
-      const reason = result.changed === false ? `nothing to change: ${result.summary ?? ""}`.trim() : "fix applied; waiting for the alert to resolve";
+      const reason =
+        result.changed === false
+          ? `nothing to change: ${result.summary ?? ""}`.trim()
+          : "fix applied; waiting for the alert to resolve";
       await applyTransition(trx, dialect, inc, "verify.started", { ...by, reason, data: { taskId: task.id } }, now);
     } else if (outcome === "failed") {
       const code = await failureCode(trx, task.id);
       const needsPerson = code ? NEEDS_PERSON[code] : undefined;
       if (code && needsPerson) {
         const hint = needsPerson(payload);
-        await applyTransition(trx, dialect, inc, "escalate", { ...by, reason: `${detail ?? code}; ${hint}`, data: { taskId: task.id, code, hint } }, now);
+        await applyTransition(
+          trx,
+          dialect,
+          inc,
+          "escalate",
+          { ...by, reason: `${detail ?? code}; ${hint}`, data: { taskId: task.id, code, hint } },
+          now,
+        );
         return;
       }
-      await applyTransition(trx, dialect, inc, "fix.failed", { ...by, reason: detail ?? "fix failed", data: { taskId: task.id, ...(code ? { code } : {}) } }, now, { failed_fixes: inc.failed_fixes + 1 });
-      await queuePullRequestClose(trx, dialect, inc.id, `the fix failed${detail ? `: ${detail.slice(0, 300)}` : ""}`, by, now);
+      await applyTransition(
+        trx,
+        dialect,
+        inc,
+        "fix.failed",
+        { ...by, reason: detail ?? "fix failed", data: { taskId: task.id, ...(code ? { code } : {}) } },
+        now,
+        { failed_fixes: inc.failed_fixes + 1 },
+      );
+      await queuePullRequestClose(
+        trx,
+        dialect,
+        inc.id,
+        `the fix failed${detail ? `: ${detail.slice(0, 300)}` : ""}`,
+        by,
+        now,
+      );
     } else if (outcome === "cancelled") {
-      await applyTransition(trx, dialect, inc, "escalate", { ...by, reason: `fix cancelled${detail ? `: ${detail}` : ""}`, data: { taskId: task.id } }, now);
+      await applyTransition(
+        trx,
+        dialect,
+        inc,
+        "escalate",
+        { ...by, reason: `fix cancelled${detail ? `: ${detail}` : ""}`, data: { taskId: task.id } },
+        now,
+      );
     }
   };
 }
@@ -104,15 +164,39 @@ async function revertOutcome(
   const of = `pull request #${payload.action?.revert?.number ?? "?"}`;
   const result = task.result ? (JSON.parse(task.result) as FixResult) : {};
   if (outcome === "succeeded" && result.pr) {
-    const p: ProposedPull = { incident: inc, task, pr: result.pr, risk: riskOf(payload, inc), skill: "revert", summary: result.summary ?? null, diff: diffOfResult(result) };
+    const p: ProposedPull = {
+      incident: inc,
+      task,
+      pr: result.pr,
+      risk: riskOf(payload, inc),
+      skill: "revert",
+      summary: result.summary ?? null,
+      diff: diffOfResult(result),
+    };
     await requestMergeApproval(trx, dialect, p, by, now, "revert.proposed");
     return;
   }
   const [type, reason] =
     outcome === "succeeded"
       ? ["revert.not_needed", `nothing to revert for ${of}: ${result.summary ?? "no change"}`]
-      : ["revert.failed", `the revert of ${of} ${outcome === "cancelled" ? "was cancelled" : "failed"}${detail ? `: ${detail.slice(0, 500)}` : ""}; revert it by hand if it must go`];
-  await appendEvent(trx, dialect, { type, incidentId: inc.id, taskId: task.id, ...by, reason, data: { pr: payload.action?.revert ?? null }, occurredAt: now }, now);
+      : [
+          "revert.failed",
+          `the revert of ${of} ${outcome === "cancelled" ? "was cancelled" : "failed"}${detail ? `: ${detail.slice(0, 500)}` : ""}; revert it by hand if it must go`,
+        ];
+  await appendEvent(
+    trx,
+    dialect,
+    {
+      type,
+      incidentId: inc.id,
+      taskId: task.id,
+      ...by,
+      reason,
+      data: { pr: payload.action?.revert ?? null },
+      occurredAt: now,
+    },
+    now,
+  );
 }
 
 /** The plan's risk: from the task, or from the incident's plan for the same skill. */
@@ -123,7 +207,13 @@ function riskOf(payload: FixPayload, inc: IncidentRow): string {
 }
 
 /** Who approved a pull request nobody is asked about: the person who approved the plan before it ran, or the policy. */
-async function decidedAlready(trx: Executor, inc: IncidentRow, payload: FixPayload, risk: string, max: Risk | undefined): Promise<{ approver: Decider; reason: string }> {
+async function decidedAlready(
+  trx: Executor,
+  inc: IncidentRow,
+  payload: FixPayload,
+  risk: string,
+  max: Risk | undefined,
+): Promise<{ approver: Decider; reason: string }> {
   if (payload.approval === "before_run") {
     const run = await trx
       .selectFrom("approvals")
@@ -135,7 +225,10 @@ async function decidedAlready(trx: Executor, inc: IncidentRow, payload: FixPaylo
       .limit(1)
       .executeTakeFirst();
     if (run?.decided_by && run.channel) {
-      return { approver: { subject: run.decided_by, actor: `${run.channel}:${run.decided_by}`, channel: run.channel }, reason: `approved before it ran (${run.id}) by ${run.decided_by} via ${run.channel}` };
+      return {
+        approver: { subject: run.decided_by, actor: `${run.channel}:${run.decided_by}`, channel: run.channel },
+        reason: `approved before it ran (${run.id}) by ${run.decided_by} via ${run.channel}`,
+      };
     }
   }
   const skill = payload.skill ?? "the skill";
@@ -148,7 +241,14 @@ async function decidedAlready(trx: Executor, inc: IncidentRow, payload: FixPaylo
 
 /** The runner's error code of the task's failure, from its `task.failed` event (stored just before). */
 async function failureCode(trx: Executor, taskId: string): Promise<string | null> {
-  const e = await trx.selectFrom("events").select("data").where("task_id", "=", taskId).where("type", "=", "task.failed").orderBy("seq", "desc").limit(1).executeTakeFirst();
+  const e = await trx
+    .selectFrom("events")
+    .select("data")
+    .where("task_id", "=", taskId)
+    .where("type", "=", "task.failed")
+    .orderBy("seq", "desc")
+    .limit(1)
+    .executeTakeFirst();
   if (!e) return null;
   const code = (JSON.parse(e.data) as { code?: unknown }).code;
   return typeof code === "string" ? code : null;

@@ -59,10 +59,21 @@ export function inlinePlanOf(plan: string | null, skills: Skill[]): Partial<Plan
 }
 
 /** Replaces the incident's plan; the caller's transaction also records why (`incident.planned`). */
-export async function setPlan(trx: Executor, dialect: Store["dialect"], inc: IncidentRow, plan: PlanRecord, t: number): Promise<IncidentRow> {
+export async function setPlan(
+  trx: Executor,
+  dialect: Store["dialect"],
+  inc: IncidentRow,
+  plan: PlanRecord,
+  t: number,
+): Promise<IncidentRow> {
   const text = JSON.stringify(plan);
   await trx.updateTable("incidents").set({ plan: text }).where("id", "=", inc.id).execute();
-  await appendEvent(trx, dialect, { type: "incident.planned", incidentId: inc.id, ...ENGINE, reason: plan.rationale, data: plan, occurredAt: t }, t);
+  await appendEvent(
+    trx,
+    dialect,
+    { type: "incident.planned", incidentId: inc.id, ...ENGINE, reason: plan.rationale, data: plan, occurredAt: t },
+    t,
+  );
   return { ...inc, plan: text };
 }
 
@@ -71,9 +82,18 @@ export function followUpRationale(run: InlineRun, result: InlineOutcome, next: S
   const a = run.skill.action;
   if ("builtin" in a && a.builtin === "probe" && "details" in result) {
     const d = result.details;
-    const target = typeof run.params.url === "string" ? run.params.url : typeof run.params.tcp === "string" ? `tcp ${run.params.tcp}` : "its target";
+    const target =
+      typeof run.params.url === "string"
+        ? run.params.url
+        : typeof run.params.tcp === "string"
+          ? `tcp ${run.params.tcp}`
+          : "its target";
     const found =
-      typeof d.status === "number" ? `HTTP ${d.status}${d.matched === false ? ", body did not match" : ""}` : typeof d.error === "string" ? d.error : result.summary;
+      typeof d.status === "number"
+        ? `HTTP ${d.status}${d.matched === false ? ", body did not match" : ""}`
+        : typeof d.error === "string"
+          ? d.error
+          : result.summary;
     const latency = typeof d.latencyMs === "number" ? ` in ${d.latencyMs} ms` : "";
     return `probe of ${target} failed: ${found}${latency}; following with ${next.name}`;
   }
@@ -100,7 +120,8 @@ export async function applyInlineResult(
     await applyTransition(trx, dialect, inc, "verify.started", { ...ENGINE, reason: result.summary }, t);
     return "verifying";
   }
-  const next = result.kind === "escalate" && skill.on_failure ? skills.find((x) => x.name === skill.on_failure) : undefined;
+  const next =
+    result.kind === "escalate" && skill.on_failure ? skills.find((x) => x.name === skill.on_failure) : undefined;
   if (next && !isInline(next)) {
     // Planned, policed and queued like any fix; one that must be approved before it runs goes
     // to a person (a before-merge approval still waits on its PR).
@@ -108,17 +129,42 @@ export async function applyInlineResult(
     try {
       params = renderParams(next, incidentContext(inc));
     } catch (err) {
-      await applyTransition(trx, dialect, inc, "escalate", { ...ENGINE, reason: `${result.summary}; ${next.name} cannot run: ${inlineError(err)}` }, t);
+      await applyTransition(
+        trx,
+        dialect,
+        inc,
+        "escalate",
+        { ...ENGINE, reason: `${result.summary}; ${next.name} cannot run: ${inlineError(err)}` },
+        t,
+      );
       return "escalated";
     }
     const approval = approvalFor(next, deps.guardrails.autoApproveMaxRisk);
     const when = approval.required ? approval.when : "none";
     const rationale = followUpRationale(run, result, next);
-    const plan = { skill: next.name, params, rationale, confidence: 1, planner: "rules", risk: next.risk, approval: when, action: actionKind(next.action), inline: false, after: skill.name };
+    const plan = {
+      skill: next.name,
+      params,
+      rationale,
+      confidence: 1,
+      planner: "rules",
+      risk: next.risk,
+      approval: when,
+      action: actionKind(next.action),
+      inline: false,
+      after: skill.name,
+    };
     inc = await setPlan(trx, dialect, inc, plan, t);
     if (await limitsStop(trx, dialect, deps.guardrails, inc, t)) return "escalated";
     if (approval.required && approval.when === "before_run") {
-      await applyTransition(trx, dialect, inc, "escalate", { ...ENGINE, reason: `${result.summary}; ${next.name} needs approval before it runs` }, t);
+      await applyTransition(
+        trx,
+        dialect,
+        inc,
+        "escalate",
+        { ...ENGINE, reason: `${result.summary}; ${next.name} needs approval before it runs` },
+        t,
+      );
       return "escalated";
     }
     await queueFixTask(trx, dialect, inc, next, params, when, t, { pool: deps.fixPool, ...ENGINE });
@@ -129,13 +175,31 @@ export async function applyInlineResult(
     if (target && !isInline(target) && !approvalFor(target, deps.guardrails.autoApproveMaxRisk).required) {
       const params = pinParams(target, result.params, undefined, false).params;
       const rationale = `remote skill ${skill.name} proposed ${target.name}: ${result.summary}`;
-      const plan = { skill: target.name, params, rationale, confidence: 1, planner: "remote", risk: target.risk, approval: "none", action: actionKind(target.action), inline: false, after: skill.name };
+      const plan = {
+        skill: target.name,
+        params,
+        rationale,
+        confidence: 1,
+        planner: "remote",
+        risk: target.risk,
+        approval: "none",
+        action: actionKind(target.action),
+        inline: false,
+        after: skill.name,
+      };
       inc = await setPlan(trx, dialect, inc, plan, t);
       if (await limitsStop(trx, dialect, deps.guardrails, inc, t)) return "escalated";
       await queueFixTask(trx, dialect, inc, target, params, "none", t, { pool: deps.fixPool, ...ENGINE });
       return "fixing";
     }
-    await applyTransition(trx, dialect, inc, "escalate", { ...ENGINE, reason: `remote skill proposed ${result.skill}, which cannot run unattended here` }, t);
+    await applyTransition(
+      trx,
+      dialect,
+      inc,
+      "escalate",
+      { ...ENGINE, reason: `remote skill proposed ${result.skill}, which cannot run unattended here` },
+      t,
+    );
     return "escalated";
   }
   await applyTransition(trx, dialect, inc, "escalate", { ...ENGINE, reason: result.summary }, t);

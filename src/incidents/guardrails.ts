@@ -32,10 +32,16 @@ const ENGINE = { actor: "pitcrew:analysis", channel: "engine" } as const;
  */
 export async function lockFixBudget(trx: Executor, dialect: Store["dialect"], now: number): Promise<void> {
   if (dialect !== "mysql") return;
-  const lock = () => trx.selectFrom("settings").select("key").where("key", "=", FIX_BUDGET_KEY).forUpdate().executeTakeFirst();
+  const lock = () =>
+    trx.selectFrom("settings").select("key").where("key", "=", FIX_BUDGET_KEY).forUpdate().executeTakeFirst();
   if (await lock()) return;
   // The migration creates the row; a database restored without it gets it back here.
-  await insertIfAbsent(trx, dialect, "settings", { key: FIX_BUDGET_KEY, value: "{}", updated_by: "pitcrew:guardrails", updated_at: now });
+  await insertIfAbsent(trx, dialect, "settings", {
+    key: FIX_BUDGET_KEY,
+    value: "{}",
+    updated_by: "pitcrew:guardrails",
+    updated_at: now,
+  });
   await lock();
 }
 
@@ -78,7 +84,13 @@ export async function countPullRequests(trx: Executor, since: number): Promise<n
  * verified, and those `fixing` or `approved` whose work is really in flight (a queued or running
  * task, or still within STUCK_AFTER). A stranded fix holds no slot.
  */
-export async function countFixesInNamespace(trx: Executor, namespace: string, except: string, now: number, stuckAfterMs: number): Promise<number> {
+export async function countFixesInNamespace(
+  trx: Executor,
+  namespace: string,
+  except: string,
+  now: number,
+  stuckAfterMs: number,
+): Promise<number> {
   const cutoff = now - stuckAfterMs;
   const r = await trx
     .selectFrom("incidents")
@@ -92,7 +104,13 @@ export async function countFixesInNamespace(trx: Executor, namespace: string, ex
           eb("state", "in", ["fixing", "approved"]),
           eb.or([
             eb("state_since", ">", cutoff),
-            eb.exists(eb.selectFrom("tasks").select("tasks.id").whereRef("tasks.incident_id", "=", "incidents.id").where("tasks.state", "in", ["queued", "running"])),
+            eb.exists(
+              eb
+                .selectFrom("tasks")
+                .select("tasks.id")
+                .whereRef("tasks.incident_id", "=", "incidents.id")
+                .where("tasks.state", "in", ["queued", "running"]),
+            ),
           ]),
         ]),
       ]),
@@ -101,15 +119,34 @@ export async function countFixesInNamespace(trx: Executor, namespace: string, ex
   return Number(r.n);
 }
 
-export async function guardrailEvent(trx: Executor, dialect: Store["dialect"], inc: IncidentRow, name: string, reason: string, now: number, data: Record<string, unknown> = {}) {
-  await appendEvent(trx, dialect, { type: `guardrail.${name}`, incidentId: inc.id, ...ENGINE, reason, data, occurredAt: now }, now);
+export async function guardrailEvent(
+  trx: Executor,
+  dialect: Store["dialect"],
+  inc: IncidentRow,
+  name: string,
+  reason: string,
+  now: number,
+  data: Record<string, unknown> = {},
+) {
+  await appendEvent(
+    trx,
+    dialect,
+    { type: `guardrail.${name}`, incidentId: inc.id, ...ENGINE, reason, data, occurredAt: now },
+    now,
+  );
 }
 
 /**
  * The rate and namespace limits a new fix passes. When one stops it, its event is written and the
  * incident escalated, and the answer is true. The caller has taken lockFixBudget first.
  */
-export async function limitsStop(trx: Executor, dialect: Store["dialect"], g: Guardrails, inc: IncidentRow, t: number): Promise<boolean> {
+export async function limitsStop(
+  trx: Executor,
+  dialect: Store["dialect"],
+  g: Guardrails,
+  inc: IncidentRow,
+  t: number,
+): Promise<boolean> {
   const stop = async (name: string, why: string, reason: string, data: Record<string, unknown>): Promise<true> => {
     await guardrailEvent(trx, dialect, inc, name, why, t, data);
     await applyTransition(trx, dialect, inc, "escalate", { ...ENGINE, reason }, t);

@@ -17,7 +17,15 @@ export const INCIDENT_STATES = [
 export type IncidentState = (typeof INCIDENT_STATES)[number];
 
 /** Open incidents absorb new firing alerts with their key; `escalated` still counts as open. */
-export const OPEN_STATES: readonly IncidentState[] = ["detected", "analyzing", "fixing", "proposed", "approved", "verifying", "escalated"];
+export const OPEN_STATES: readonly IncidentState[] = [
+  "detected",
+  "analyzing",
+  "fixing",
+  "proposed",
+  "approved",
+  "verifying",
+  "escalated",
+];
 export const isOpen = (s: IncidentState): boolean => OPEN_STATES.includes(s);
 
 export type IncidentEvent =
@@ -67,7 +75,9 @@ const TABLE: Record<IncidentEvent, { from: readonly IncidentState[]; to: Inciden
   reopen: { from: ["resolved", "failed", "rejected", "suppressed"], to: "detected" },
 };
 
-export type TransitionResult = { ok: true; from: IncidentState; to: IncidentState } | { ok: false; from: IncidentState; event: IncidentEvent; error: string };
+export type TransitionResult =
+  | { ok: true; from: IncidentState; to: IncidentState }
+  | { ok: false; from: IncidentState; event: IncidentEvent; error: string };
 
 export function transition(state: IncidentState, event: IncidentEvent): TransitionResult {
   const rule = TABLE[event];

@@ -16,7 +16,15 @@ export const ANALYSIS_POOL = CONTROL_POOL;
 /** What the planner and the templates know about an incident. */
 export function incidentContext(inc: IncidentRow): PlanContext {
   return {
-    incident: { id: inc.id, alertname: inc.alertname ?? "", fingerprint: inc.fingerprint, namespace: inc.namespace, service: inc.service, severity: inc.severity, title: inc.title },
+    incident: {
+      id: inc.id,
+      alertname: inc.alertname ?? "",
+      fingerprint: inc.fingerprint,
+      namespace: inc.namespace,
+      service: inc.service,
+      severity: inc.severity,
+      title: inc.title,
+    },
     labels: JSON.parse(inc.labels) as Record<string, string>,
     annotations: JSON.parse(inc.annotations) as Record<string, string>,
   };
@@ -92,12 +100,25 @@ export function queueAnalysis(
   round?: string | number,
 ): Promise<string> {
   const key = `analyze:${incident.id}:${incident.version}${round === undefined ? "" : `:${round}`}`;
-  const job = { kind: "incident.analyze", pool: ANALYSIS_POOL, payload: { incidentId: incident.id }, incidentId: incident.id, createdBy: by.actor, channel: by.channel, idempotencyKey: key };
+  const job = {
+    kind: "incident.analyze",
+    pool: ANALYSIS_POOL,
+    payload: { incidentId: incident.id },
+    incidentId: incident.id,
+    createdBy: by.actor,
+    channel: by.channel,
+    idempotencyKey: key,
+  };
   return enqueueTask(trx, dialect, job, now);
 }
 
 /** After a resume: queue analysis again for every incident that waited in `detected`. */
-export async function requeueDetected(store: Store, now: number, actor: { actor: string; channel: string }, only: { namespace?: string } = {}): Promise<number> {
+export async function requeueDetected(
+  store: Store,
+  now: number,
+  actor: { actor: string; channel: string },
+  only: { namespace?: string } = {},
+): Promise<number> {
   let q = store.db.selectFrom("incidents").selectAll().where("state", "=", "detected");
   if (only.namespace) q = q.where("namespace", "=", only.namespace);
   const rows = await q.orderBy("id").limit(1000).execute();

@@ -16,19 +16,37 @@ export async function findOpenWithFingerprint(db: Executor, fingerprint: string)
     .selectFrom("incidents")
     .selectAll()
     .where("open_key", "is not", null)
-    .where("id", "in", (eb) => eb.selectFrom("alerts").select("incident_id").where("fingerprint", "=", fingerprint).where("incident_id", "is not", null).$narrowType<{ incident_id: string }>())
+    .where("id", "in", (eb) =>
+      eb
+        .selectFrom("alerts")
+        .select("incident_id")
+        .where("fingerprint", "=", fingerprint)
+        .where("incident_id", "is not", null)
+        .$narrowType<{ incident_id: string }>(),
+    )
     .orderBy("id")
     .execute();
 }
 
 /** The newest incident with this fingerprint that resolved at or after `since`. */
-export async function findRecentlyResolved(db: Executor, fingerprint: string, since: number): Promise<IncidentRow | undefined> {
+export async function findRecentlyResolved(
+  db: Executor,
+  fingerprint: string,
+  since: number,
+): Promise<IncidentRow | undefined> {
   return db
     .selectFrom("incidents")
     .selectAll()
     .where("state", "=", "resolved")
     .where("resolved_at", ">=", since)
-    .where("id", "in", (eb) => eb.selectFrom("alerts").select("incident_id").where("fingerprint", "=", fingerprint).where("incident_id", "is not", null).$narrowType<{ incident_id: string }>())
+    .where("id", "in", (eb) =>
+      eb
+        .selectFrom("alerts")
+        .select("incident_id")
+        .where("fingerprint", "=", fingerprint)
+        .where("incident_id", "is not", null)
+        .$narrowType<{ incident_id: string }>(),
+    )
     .orderBy("resolved_at", "desc")
     .limit(1)
     .executeTakeFirst();
@@ -46,7 +64,12 @@ export async function countFailedIncidents(db: Executor, fingerprint: string): P
 
 /** For each fingerprint of the incident, the status of its latest alert row. */
 export async function latestStatusByFingerprint(db: Executor, incidentId: string): Promise<Map<string, string>> {
-  const rows = await db.selectFrom("alerts").select(["fingerprint", "status", "id"]).where("incident_id", "=", incidentId).orderBy("id").execute();
+  const rows = await db
+    .selectFrom("alerts")
+    .select(["fingerprint", "status", "id"])
+    .where("incident_id", "=", incidentId)
+    .orderBy("id")
+    .execute();
   const latest = new Map<string, string>();
   for (const r of rows) latest.set(r.fingerprint, r.status);
   return latest;
@@ -60,15 +83,34 @@ export async function listIncidents(db: Executor, f: IncidentFilter = {}): Promi
   if (f.state) q = q.where("state", "=", f.state);
   if (f.namespace) q = q.where("namespace", "=", f.namespace);
   if (f.afterId) q = q.where("id", "<", f.afterId);
-  return q.orderBy("id", "desc").limit(Math.min(f.limit ?? 50, 500)).execute();
+  return q
+    .orderBy("id", "desc")
+    .limit(Math.min(f.limit ?? 50, 500))
+    .execute();
 }
 
 export async function countIncidentsByState(db: Executor): Promise<Record<string, number>> {
-  const rows = await db.selectFrom("incidents").select(["state", (eb) => eb.fn.countAll<number>().as("n")]).groupBy("state").execute();
+  const rows = await db
+    .selectFrom("incidents")
+    .select(["state", (eb) => eb.fn.countAll<number>().as("n")])
+    .groupBy("state")
+    .execute();
   return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
 }
 
-export type NewIncident = Pick<IncidentRow, "id" | "fingerprint" | "dedupe_key" | "open_key" | "title" | "source" | "severity" | "namespace" | "service" | "alertname"> & {
+export type NewIncident = Pick<
+  IncidentRow,
+  | "id"
+  | "fingerprint"
+  | "dedupe_key"
+  | "open_key"
+  | "title"
+  | "source"
+  | "severity"
+  | "namespace"
+  | "service"
+  | "alertname"
+> & {
   labels: Record<string, string>;
   annotations: Record<string, string>;
   truncatedAlerts?: number;

@@ -78,26 +78,43 @@ export function createSweeper(deps: SweeperDeps) {
                   // A control job that stopped updating its row for STUCK_AFTER died with its
                   // control plane or gave up without recording it; a runner's task is the bus's
                   // and the reconciler's to settle.
-                  t.and([t("tasks.state", "=", "running"), t.or([t("tasks.pool", "!=", CONTROL_POOL), t("tasks.updated_at", ">", cutoff)])]),
+                  t.and([
+                    t("tasks.state", "=", "running"),
+                    t.or([t("tasks.pool", "!=", CONTROL_POOL), t("tasks.updated_at", ">", cutoff)]),
+                  ]),
                 ]),
               ),
           ),
         ),
       );
-    if (after) q = q.where((eb) => eb.or([eb("state_since", ">", after.since), eb.and([eb("state_since", "=", after.since), eb("id", ">", after.id)])]));
+    if (after)
+      q = q.where((eb) =>
+        eb.or([
+          eb("state_since", ">", after.since),
+          eb.and([eb("state_since", "=", after.since), eb("id", ">", after.id)]),
+        ]),
+      );
     return q.orderBy("state_since").orderBy("id").limit(BATCH).execute();
   }
 
   /** What became of the incident's latest analysis job, for the escalation's reason. */
   async function lastJob(trx: Executor, incidentId: string, now: number): Promise<string> {
-    const job = await trx.selectFrom("tasks").selectAll().where("incident_id", "=", incidentId).where("kind", "=", "incident.analyze").orderBy("id", "desc").limit(1).executeTakeFirst();
+    const job = await trx
+      .selectFrom("tasks")
+      .selectAll()
+      .where("incident_id", "=", incidentId)
+      .where("kind", "=", "incident.analyze")
+      .orderBy("id", "desc")
+      .limit(1)
+      .executeTakeFirst();
     if (!job) return "no analysis job was queued";
     if (job.state === "failed") return `its last job failed: ${(job.error ?? "no error recorded").slice(0, 300)}`;
     if (job.state === "succeeded") {
       const outcome = job.result ? (JSON.parse(job.result) as { outcome?: string }).outcome : undefined;
       return `its last job ended${outcome ? ` "${outcome}"` : ""} without moving the incident`;
     }
-    if (job.state === "running") return `its last job stopped answering ${formatDuration(Math.max(0, now - Number(job.updated_at)))} ago`;
+    if (job.state === "running")
+      return `its last job stopped answering ${formatDuration(Math.max(0, now - Number(job.updated_at)))} ago`;
     return `its last job was ${job.state}`;
   }
 
@@ -105,11 +122,19 @@ export function createSweeper(deps: SweeperDeps) {
   async function requeue(row: IncidentRow, what: string, now: number): Promise<Action> {
     return store.db.transaction().execute(async (trx): Promise<Action> => {
       const inc = await getIncident(trx, row.id);
-      if (!inc || inc.state !== row.state || inc.version !== row.version || inc.requeues !== row.requeues) return "raced";
+      if (!inc || inc.state !== row.state || inc.version !== row.version || inc.requeues !== row.requeues)
+        return "raced";
       const attempt = inc.requeues + 1;
       if (inc.requeues >= settings.maxRetries) {
         const reason = `${what} did not finish after ${attempt} attempt${attempt === 1 ? "" : "s"}: ${await lastJob(trx, inc.id, now)}`;
-        await applyTransition(trx, store.dialect, inc, "escalate", { ...SWEEPER, reason, data: { attempts: attempt } }, now);
+        await applyTransition(
+          trx,
+          store.dialect,
+          inc,
+          "escalate",
+          { ...SWEEPER, reason, data: { attempts: attempt } },
+          now,
+        );
         return "escalated";
       }
       const res = await trx
@@ -144,7 +169,7 @@ export function createSweeper(deps: SweeperDeps) {
     const escalate = (reason: string) =>
       store.db.transaction().execute(async (trx): Promise<Action> => {
         const inc = await getIncident(trx, row.id);
-        if (!inc || inc.state !== "fixing" || inc.version !== row.version) return "raced";
+        if (inc?.state !== "fixing" || inc.version !== row.version) return "raced";
         await applyTransition(trx, store.dialect, inc, "escalate", { ...SWEEPER, reason }, now);
         return "escalated";
       });
@@ -152,15 +177,35 @@ export function createSweeper(deps: SweeperDeps) {
     try {
       const applied = await store.db.transaction().execute(async (trx): Promise<Action | undefined> => {
         const inc = await getIncident(trx, row.id);
-        if (!inc || inc.state !== "fixing" || inc.version !== row.version) return "raced";
-        task = await trx.selectFrom("tasks").selectAll().where("incident_id", "=", inc.id).where("kind", "in", FIX_KINDS).orderBy("id", "desc").limit(1).executeTakeFirst();
+        if (inc?.state !== "fixing" || inc.version !== row.version) return "raced";
+        task = await trx
+          .selectFrom("tasks")
+          .selectAll()
+          .where("incident_id", "=", inc.id)
+          .where("kind", "in", FIX_KINDS)
+          .orderBy("id", "desc")
+          .limit(1)
+          .executeTakeFirst();
         if (!task || !["succeeded", "failed", "cancelled"].includes(task.state) || !deps.onTerminal) return undefined;
         await deps.onTerminal(trx, task, task.state as TaskOutcome, task.error, now);
         const after = await getIncident(trx, inc.id);
         if (!after || after.version === inc.version) return undefined;
         const reason = `fix task ${task.id} ended ${task.state} but its outcome was never applied; applied now`;
         const data = { task: task.id, outcome: task.state, state: after.state };
-        await appendEvent(trx, store.dialect, { type: "incident.recovered", incidentId: inc.id, taskId: task.id, ...SWEEPER, reason, data, occurredAt: now }, now);
+        await appendEvent(
+          trx,
+          store.dialect,
+          {
+            type: "incident.recovered",
+            incidentId: inc.id,
+            taskId: task.id,
+            ...SWEEPER,
+            reason,
+            data,
+            occurredAt: now,
+          },
+          now,
+        );
         return "applied";
       });
       if (applied) return applied;
@@ -196,7 +241,10 @@ export function createSweeper(deps: SweeperDeps) {
             const action = await sweepOne(row, now);
             if (action !== "raced") result[action] += 1;
           } catch (err) {
-            log.warn({ err: { message: errorMessage(err) }, incidentId: row.id }, "could not sweep a stranded incident");
+            log.warn(
+              { err: { message: errorMessage(err) }, incidentId: row.id },
+              "could not sweep a stranded incident",
+            );
           }
         }
         if (rows.length < BATCH) break;

@@ -53,7 +53,13 @@ export function createVerifier(deps: VerifierDeps) {
 
   async function tick(): Promise<number> {
     const now = deps.now();
-    const rows = await store.db.selectFrom("incidents").select(["id", "plan"]).where("state", "=", "verifying").orderBy("id").limit(500).execute();
+    const rows = await store.db
+      .selectFrom("incidents")
+      .select(["id", "plan"])
+      .where("state", "=", "verifying")
+      .orderBy("id")
+      .limit(500)
+      .execute();
     let escalated = 0;
     for (const r of rows) {
       const since = await store.db
@@ -69,11 +75,20 @@ export function createVerifier(deps: VerifierDeps) {
       if (now - start < window) continue;
       const done = await store.db.transaction().execute(async (trx) => {
         const inc = await getIncident(trx, r.id);
-        if (!inc || inc.state !== "verifying") return false;
+        if (inc?.state !== "verifying") return false;
         const revert = skillOf(inc.plan)?.verify.on_failure === "revert" ? await revertable(trx, inc, start) : null;
         const still = `the alert still fires ${formatDuration(window)} after the fix`;
-        const reason = revert ? `${still}; reverting pull request #${revert.number} (the revert needs approval)` : still;
-        const escalatedInc = await applyTransition(trx, store.dialect, inc, "verify.failed", { ...ENGINE, reason, data: { window: formatDuration(window), ...(revert ? { revert } : {}) } }, now);
+        const reason = revert
+          ? `${still}; reverting pull request #${revert.number} (the revert needs approval)`
+          : still;
+        const escalatedInc = await applyTransition(
+          trx,
+          store.dialect,
+          inc,
+          "verify.failed",
+          { ...ENGINE, reason, data: { window: formatDuration(window), ...(revert ? { revert } : {}) } },
+          now,
+        );
         if (revert) await queueRevert(trx, escalatedInc, revert, still, now);
         return true;
       });
@@ -90,7 +105,11 @@ export function createVerifier(deps: VerifierDeps) {
    * Pitcrew's merged change the incident is verifying, when it can be reverted: the merge that
    * started this verification (an inline fix verifies without one), and not itself a revert.
    */
-  async function revertable(trx: Executor, inc: IncidentRow, verifyingSince: number): Promise<{ approvalId: string; number: number; sha: string; skill: string | null } | null> {
+  async function revertable(
+    trx: Executor,
+    inc: IncidentRow,
+    verifyingSince: number,
+  ): Promise<{ approvalId: string; number: number; sha: string; skill: string | null } | null> {
     const a = await trx
       .selectFrom("approvals")
       .selectAll()
@@ -100,42 +119,58 @@ export function createVerifier(deps: VerifierDeps) {
       .limit(1)
       .executeTakeFirst();
     // The merge is recorded in the transaction that starts verifying: the same instant.
-    if (!a || !a.merge_sha || a.pr_number === null || Math.abs(Number(a.merged_at) - verifyingSince) > 60_000) return null;
+    if (!a?.merge_sha || a.pr_number === null || Math.abs(Number(a.merged_at) - verifyingSince) > 60_000) return null;
     const skill = mergeActionOf(a)?.skill ?? null;
     if (skill === "revert") return null;
     return { approvalId: a.id, number: a.pr_number, sha: a.merge_sha, skill };
   }
 
-  async function queueRevert(trx: Executor, inc: IncidentRow, revert: { approvalId: string; number: number; sha: string; skill: string | null }, why: string, now: number): Promise<void> {
+  async function queueRevert(
+    trx: Executor,
+    inc: IncidentRow,
+    revert: { approvalId: string; number: number; sha: string; skill: string | null },
+    why: string,
+    now: number,
+  ): Promise<void> {
     const plan = inc.plan ? (JSON.parse(inc.plan) as { risk?: string }) : {};
-    const taskId = await enqueueTask(trx, store.dialect, {
-      kind: "skill",
-      pool: deps.fixPool ?? "default",
-      payload: {
+    const taskId = await enqueueTask(
+      trx,
+      store.dialect,
+      {
+        kind: "skill",
+        pool: deps.fixPool ?? "default",
+        payload: {
+          incidentId: inc.id,
+          skill: "revert",
+          title: inc.title,
+          params: {},
+          approval: "before_merge",
+          risk: plan.risk ?? "unknown",
+          rationale: why,
+          action: { revert: { sha: revert.sha, number: revert.number, why } },
+          revertOf: { approvalId: revert.approvalId, skill: revert.skill },
+        },
         incidentId: inc.id,
-        skill: "revert",
-        title: inc.title,
-        params: {},
-        approval: "before_merge",
-        risk: plan.risk ?? "unknown",
-        rationale: why,
-        action: { revert: { sha: revert.sha, number: revert.number, why } },
-        revertOf: { approvalId: revert.approvalId, skill: revert.skill },
+        createdBy: ENGINE.actor,
+        channel: ENGINE.channel,
+        idempotencyKey: `revert:${inc.id}:${revert.approvalId}`,
       },
-      incidentId: inc.id,
-      createdBy: ENGINE.actor,
-      channel: ENGINE.channel,
-      idempotencyKey: `revert:${inc.id}:${revert.approvalId}`,
-    }, now);
-    await appendEvent(trx, store.dialect, {
-      type: "revert.queued",
-      incidentId: inc.id,
-      taskId,
-      ...ENGINE,
-      reason: `reverting pull request #${revert.number} (merged ${revert.sha.slice(0, 7)}): ${why}; the skill asks for a revert when its fix is not verified`,
-      data: { taskId, pr: revert.number, sha: revert.sha, approvalId: revert.approvalId },
-      occurredAt: now,
-    }, now);
+      now,
+    );
+    await appendEvent(
+      trx,
+      store.dialect,
+      {
+        type: "revert.queued",
+        incidentId: inc.id,
+        taskId,
+        ...ENGINE,
+        reason: `reverting pull request #${revert.number} (merged ${revert.sha.slice(0, 7)}): ${why}; the skill asks for a revert when its fix is not verified`,
+        data: { taskId, pr: revert.number, sha: revert.sha, approvalId: revert.approvalId },
+        occurredAt: now,
+      },
+      now,
+    );
     deps.onEnqueued?.();
   }
 
@@ -178,7 +213,10 @@ export function createVerifier(deps: VerifierDeps) {
     observeResolved,
     start() {
       timer = setInterval(
-        () => Promise.all([tick(), expireApprovals()]).catch((err) => log.warn({ err: { message: errorMessage(err) } }, "verification check failed")),
+        () =>
+          Promise.all([tick(), expireApprovals()]).catch((err) =>
+            log.warn({ err: { message: errorMessage(err) } }, "verification check failed"),
+          ),
         deps.intervalMs ?? 30_000,
       );
       timer.unref();

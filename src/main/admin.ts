@@ -28,7 +28,10 @@ export async function pauseCommand(config: Config, log: Logger, paused: boolean,
     const before = await getPause(store.db);
     const now = Date.now();
     await setPause(store, paused, { actor: operator(), channel: "cli", reason }, now);
-    if (paused) return before.paused ? "automation was already paused; reason updated" : "automation paused: new incidents are recorded but not analysed or fixed";
+    if (paused)
+      return before.paused
+        ? "automation was already paused; reason updated"
+        : "automation paused: new incidents are recorded but not analysed or fixed";
     const requeued = await requeueDetected(store, now, { actor: operator(), channel: "cli" });
     return `automation resumed; ${requeued} waiting incident(s) queued for analysis`;
   } finally {

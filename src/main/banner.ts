@@ -35,14 +35,28 @@ export function printBanner(
           "              type: Bearer",
           ...credentialLines(s.auth.token, s.tokenSource),
         ]
-      : ["  receivers:", "    - name: pitcrew", "      webhook_configs:", `        - url: ${url}/webhooks/alertmanager`, "          send_resolved: true", `          max_alerts: ${config.alertmanager.maxAlerts}`, "  (ALERTMANAGER_AUTH=none: the webhook takes requests without credentials)"];
+      : [
+          "  receivers:",
+          "    - name: pitcrew",
+          "      webhook_configs:",
+          `        - url: ${url}/webhooks/alertmanager`,
+          "          send_resolved: true",
+          `          max_alerts: ${config.alertmanager.maxAlerts}`,
+          "  (ALERTMANAGER_AUTH=none: the webhook takes requests without credentials)",
+        ];
   // The generated token is shown once, when it is created; later starts point at the file.
   const mcpAuth = s.mcp
     ? s.mcp.created
-      ? [`  MCP admin token (shown once; kept in ${s.mcp.path}, \`pitcrew token\` shows it again):`, "", `    ${s.mcp.token}`, ""]
+      ? [
+          `  MCP admin token (shown once; kept in ${s.mcp.path}, \`pitcrew token\` shows it again):`,
+          "",
+          `    ${s.mcp.token}`,
+          "",
+        ]
       : [`  MCP admin token in ${s.mcp.path} (\`pitcrew token\` shows it)`]
     : [`  MCP tokens from MCP_TOKENS (${config.mcp.tokens.map((t) => t.name).join(", ")})`];
-  if (config.mcp.oidc) mcpAuth.push(`  MCP also accepts JWTs from ${config.mcp.oidc.issuer} (audience ${config.mcp.oidc.audience})`);
+  if (config.mcp.oidc)
+    mcpAuth.push(`  MCP also accepts JWTs from ${config.mcp.oidc.issuer} (audience ${config.mcp.oidc.audience})`);
   process.stdout.write(
     [
       "",
@@ -69,7 +83,10 @@ export function printBanner(
  */
 function credentialLines(token: string, source: AlertmanagerTokenSource | undefined): string[] {
   if (source?.from === "file" && source.created) {
-    return [`              credentials: ${token}`, `  (the token is shown once; it is kept in ${source.path}, mode 0600)`];
+    return [
+      `              credentials: ${token}`,
+      `  (the token is shown once; it is kept in ${source.path}, mode 0600)`,
+    ];
   }
   const what = source?.from === "file" ? `a copy of ${source.path}` : "the value of ALERTMANAGER_TOKEN";
   return ["              credentials_file: /etc/alertmanager/secrets/pitcrew-token", `  (credentials_file: ${what})`];

@@ -29,7 +29,18 @@ function fail(message: string): never {
 }
 
 async function main(argv: string[]): Promise<void> {
-  const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, strict: false, options: { version: { type: "boolean", short: "v" }, help: { type: "boolean", short: "h" }, json: { type: "boolean" }, rotate: { type: "boolean" }, keep: { type: "boolean" } } });
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: false,
+    options: {
+      version: { type: "boolean", short: "v" },
+      help: { type: "boolean", short: "h" },
+      json: { type: "boolean" },
+      rotate: { type: "boolean" },
+      keep: { type: "boolean" },
+    },
+  });
   if (values.version) {
     process.stdout.write(`${VERSION}\n`);
     return;
@@ -49,8 +60,10 @@ async function main(argv: string[]): Promise<void> {
     }
     return;
   }
-  if (!["serve", "runner", "migrate", "pause", "resume", "skills", "replay", "token"].includes(command)) fail(`unknown command "${command}"\n\n${USAGE}`);
-  if (command === "skills" && positionals[1] !== "validate") fail(`unknown skills command "${positionals[1] ?? ""}" (try: pitcrew skills validate [dir])`);
+  if (!["serve", "runner", "migrate", "pause", "resume", "skills", "replay", "token"].includes(command))
+    fail(`unknown command "${command}"\n\n${USAGE}`);
+  if (command === "skills" && positionals[1] !== "validate")
+    fail(`unknown skills command "${positionals[1] ?? ""}" (try: pitcrew skills validate [dir])`);
 
   let config: Config;
   try {
@@ -73,7 +86,10 @@ async function main(argv: string[]): Promise<void> {
     else {
       const admin = await import("./admin.ts");
       if (command === "migrate") process.stdout.write(`${await admin.migrateCommand(config, log)}\n`);
-      else if (command === "pause") process.stdout.write(`${await admin.pauseCommand(config, log, true, positionals.slice(1).join(" ") || undefined)}\n`);
+      else if (command === "pause")
+        process.stdout.write(
+          `${await admin.pauseCommand(config, log, true, positionals.slice(1).join(" ") || undefined)}\n`,
+        );
       else if (command === "resume") process.stdout.write(`${await admin.pauseCommand(config, log, false)}\n`);
       else if (command === "replay") {
         if (!positionals[1]) fail("replay needs a file: pitcrew replay <alert.json>");
@@ -81,8 +97,7 @@ async function main(argv: string[]): Promise<void> {
         const { createPlanner } = await import("./planner.ts");
         const results = await replay(positionals[1], config, createPlanner(config, log), log);
         process.stdout.write(`${values.json ? JSON.stringify(results, null, 2) : formatReplay(results)}\n`);
-      }
-      else {
+      } else {
         const r = admin.validateSkillsCommand(positionals[2] ?? config.skillsDir);
         process.stdout.write(`${r.output}\n`);
         if (!r.ok) process.exit(1);

@@ -60,7 +60,12 @@ async function gitopsRepo(dir: string): Promise<string> {
   const work = join(dir, "work");
   await git(dir, ["init", "--quiet", "--bare", "--initial-branch", "main", bare]);
   await git(dir, ["init", "--quiet", "--initial-branch", "main", work]);
-  const env = { GIT_AUTHOR_NAME: "CI", GIT_AUTHOR_EMAIL: "ci@example.com", GIT_COMMITTER_NAME: "CI", GIT_COMMITTER_EMAIL: "ci@example.com" };
+  const env = {
+    GIT_AUTHOR_NAME: "CI",
+    GIT_AUTHOR_EMAIL: "ci@example.com",
+    GIT_COMMITTER_NAME: "CI",
+    GIT_COMMITTER_EMAIL: "ci@example.com",
+  };
   await mkdir(join(work, "apps", NS), { recursive: true });
   for (const tag of ["v1.4.1", "v1.4.2"]) {
     await writeFile(join(work, "apps", NS, "checkout.yaml"), manifest(tag));
@@ -83,7 +88,10 @@ function alertPayload(status: "firing" | "resolved", startsAt: string, fingerpri
     service: "kube-state-metrics",
     severity: "warning",
   };
-  const annotations = { summary: "Pod is crash looping.", description: `Pod ${NS}/checkout-7d9f8b6c5-x2x9k (checkout) is in waiting state (reason: "CrashLoopBackOff").` };
+  const annotations = {
+    summary: "Pod is crash looping.",
+    description: `Pod ${NS}/checkout-7d9f8b6c5-x2x9k (checkout) is in waiting state (reason: "CrashLoopBackOff").`,
+  };
   return {
     version: "4",
     groupKey: '{}:{alertname="KubePodCrashLooping"}',
@@ -108,7 +116,15 @@ function alertPayload(status: "firing" | "resolved", startsAt: string, fingerpri
   };
 }
 
-type Event = { seq: number; type: string; actor: string; channel: string; reason: string | null; data: Record<string, unknown>; occurred_at: string };
+type Event = {
+  seq: number;
+  type: string;
+  actor: string;
+  channel: string;
+  reason: string | null;
+  data: Record<string, unknown>;
+  occurred_at: string;
+};
 
 /** Runs the demo; resolves with the incident id once it is resolved, rejects when a step stalls. */
 export async function runDemo(opts: DemoOptions): Promise<{ incidentId: string; ms: number }> {
@@ -142,21 +158,51 @@ export async function runDemo(opts: DemoOptions): Promise<{ incidentId: string; 
       // Without a person to ask, the policy approves the medium-risk rollback (and says so).
       AUTO_APPROVE_MAX_RISK: telegram ? (opts.env.AUTO_APPROVE_MAX_RISK ?? "read") : "medium",
     };
-    for (const k of ["TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", "TELEGRAM_APPROVER_IDS", "TELEGRAM_API_ROOT", "TELEGRAM_ROUTES"]) if (opts.env[k]) env[k] = opts.env[k]!;
+    for (const k of [
+      "TELEGRAM_BOT_TOKEN",
+      "TELEGRAM_CHAT_ID",
+      "TELEGRAM_APPROVER_IDS",
+      "TELEGRAM_API_ROOT",
+      "TELEGRAM_ROUTES",
+    ])
+      if (opts.env[k]) env[k] = opts.env[k]!;
     let stderr = "";
-    child = spawn(process.execPath, [join(ROOT, "bin", "pitcrew.mjs"), "serve"], { cwd: ROOT, env, stdio: ["ignore", "ignore", "pipe"] });
+    child = spawn(process.execPath, [join(ROOT, "bin", "pitcrew.mjs"), "serve"], {
+      cwd: ROOT,
+      env,
+      stdio: ["ignore", "ignore", "pipe"],
+    });
     child.stderr!.on("data", (b) => (stderr = (stderr + b).slice(-4000)));
-    const exited = new Promise<never>((_, reject) => child!.once("exit", (code) => reject(new Error(`pitcrew serve exited (${code}): ${stderr.trim().split("\n").slice(-3).join(" ")}`))));
+    const exited = new Promise<never>((_, reject) =>
+      child!.once("exit", (code) =>
+        reject(new Error(`pitcrew serve exited (${code}): ${stderr.trim().split("\n").slice(-3).join(" ")}`)),
+      ),
+    );
     exited.catch(() => {});
     const url = `http://127.0.0.1:${port}`;
-    await Promise.race([until(async () => (await fetch(`${url}/readyz`).catch(() => undefined))?.ok === true, stepTimeoutMs, "the control plane to be ready"), exited]);
+    await Promise.race([
+      until(
+        async () => (await fetch(`${url}/readyz`).catch(() => undefined))?.ok === true,
+        stepTimeoutMs,
+        "the control plane to be ready",
+      ),
+      exited,
+    ]);
     step(2, `Control plane up at ${url} — embedded: SQLite, in-process queue and runners`);
 
     const mcpToken = (await readFile(join(dir, "data", "secrets", "mcp.token"), "utf8")).trim();
     client = new Client({ name: "pitcrew-demo", version: "1" });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${mcpToken}` } } }));
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${url}/mcp`), {
+        requestInit: { headers: { authorization: `Bearer ${mcpToken}` } },
+      }),
+    );
     const call = async <T>(name: string, args: Record<string, unknown>): Promise<T> => {
-      const r = (await client!.callTool({ name, arguments: args })) as { isError?: boolean; structuredContent?: unknown; content?: Array<{ text?: string }> };
+      const r = (await client!.callTool({ name, arguments: args })) as {
+        isError?: boolean;
+        structuredContent?: unknown;
+        content?: Array<{ text?: string }>;
+      };
       if (r.isError) throw new Error(`${name}: ${r.content?.[0]?.text ?? "failed"}`);
       return r.structuredContent as T;
     };
@@ -164,7 +210,11 @@ export async function runDemo(opts: DemoOptions): Promise<{ incidentId: string; 
     const startsAt = new Date().toISOString();
     const fingerprint = randomBytes(8).toString("hex");
     const post = async (status: "firing" | "resolved") => {
-      const res = await fetch(`${url}/webhooks/alertmanager`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, body: JSON.stringify(alertPayload(status, startsAt, fingerprint)) });
+      const res = await fetch(`${url}/webhooks/alertmanager`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+        body: JSON.stringify(alertPayload(status, startsAt, fingerprint)),
+      });
       if (!res.ok) throw new Error(`the webhook answered ${res.status}: ${await res.text()}`);
       return (await res.json()) as { incidents: string[] };
     };
@@ -175,7 +225,11 @@ export async function runDemo(opts: DemoOptions): Promise<{ incidentId: string; 
     let cursor: string | undefined;
     const seen: Event[] = [];
     const poll = async () => {
-      const r = await call<{ events: Event[] }>("list_events", { incident_id: incidentId, limit: 500, ...(cursor ? { cursor } : {}) });
+      const r = await call<{ events: Event[] }>("list_events", {
+        incident_id: incidentId,
+        limit: 500,
+        ...(cursor ? { cursor } : {}),
+      });
       for (const e of r.events) {
         cursor = String(e.seq);
         seen.push(e);
@@ -185,12 +239,17 @@ export async function runDemo(opts: DemoOptions): Promise<{ incidentId: string; 
     };
     const waitFor = (type: string, what: string) =>
       Promise.race([
-        until(async () => {
-          await poll();
-          const bad = seen.find((e) => e.type === "incident.escalated" || e.type === "incident.failed");
-          if (bad) throw new DemoStalled(`the incident went ${bad.type.slice("incident.".length)}: ${bad.reason ?? ""}`);
-          return seen.some((e) => e.type === type);
-        }, stepTimeoutMs, what),
+        until(
+          async () => {
+            await poll();
+            const bad = seen.find((e) => e.type === "incident.escalated" || e.type === "incident.failed");
+            if (bad)
+              throw new DemoStalled(`the incident went ${bad.type.slice("incident.".length)}: ${bad.reason ?? ""}`);
+            return seen.some((e) => e.type === type);
+          },
+          stepTimeoutMs,
+          what,
+        ),
         exited,
       ]);
 
@@ -203,7 +262,12 @@ export async function runDemo(opts: DemoOptions): Promise<{ incidentId: string; 
     await waitFor("approval.approved", telegram ? "an approver to press Approve in Telegram" : "the approval");
     const approval = seen.find((e) => e.type === "approval.approved")!;
     const approver = typeof approval.data.decidedBy === "string" ? approval.data.decidedBy : approval.actor;
-    step(6, approval.channel === "policy" ? `Approved by policy — the demo sets AUTO_APPROVE_MAX_RISK=medium: ${approval.reason}` : `Approved by ${approver} via ${approval.channel}`);
+    step(
+      6,
+      approval.channel === "policy"
+        ? `Approved by policy — the demo sets AUTO_APPROVE_MAX_RISK=medium: ${approval.reason}`
+        : `Approved by ${approver} via ${approval.channel}`,
+    );
     await waitFor("pr.merged", "the merge");
     const merged = seen.find((e) => e.type === "pr.merged")!.data as { sha?: string };
     const diff = await git(bare, ["diff", `${merged.sha}^1`, merged.sha!, "--"]);
@@ -220,7 +284,10 @@ export async function runDemo(opts: DemoOptions): Promise<{ incidentId: string; 
 
     say();
     say("Timeline:");
-    for (const e of seen) say(`  ${e.occurred_at.slice(11, 23)}  ${e.type.padEnd(22)} ${e.actor.padEnd(28)} ${(e.reason ?? describe(e)).slice(0, 110)}`);
+    for (const e of seen)
+      say(
+        `  ${e.occurred_at.slice(11, 23)}  ${e.type.padEnd(22)} ${e.actor.padEnd(28)} ${(e.reason ?? describe(e)).slice(0, 110)}`,
+      );
     say();
     const ms = Date.now() - started;
     say(`Done in ${(ms / 1000).toFixed(1)} s.${opts.keep ? ` Files kept in ${dir}.` : ""}`);

@@ -17,7 +17,10 @@ export function createDeps(config: Config, log: Logger): { deps: Deps; relay: Ou
   const relay = createOutboxRelay({ store, queue, log, now }, config.outbox);
   // A committed task is relayed at once instead of at the next poll.
   // What a task reaching its end moves on: its incident (a fix), its schedule (a scheduled run).
-  const onTerminal = composeHooks(incidentFixHook(store.dialect, { autoApproveMaxRisk: config.guardrails.autoApproveMaxRisk }), scheduleRunHook(store.dialect));
+  const onTerminal = composeHooks(
+    incidentFixHook(store.dialect, { autoApproveMaxRisk: config.guardrails.autoApproveMaxRisk }),
+    scheduleRunHook(store.dialect),
+  );
   const tasks = createTaskService({ store, log, now, onEnqueued: () => relay.kick(), onTerminal });
   return { deps: { config, log, store, queue, metrics: createMetrics(), tasks, now }, relay, onTerminal };
 }

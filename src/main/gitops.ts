@@ -21,7 +21,9 @@ export async function createGitHost(config: Config, log: Logger): Promise<GitHos
       owner: g.owner,
       repo: g.repo,
       token: g.app ? undefined : g.token,
-      app: g.app ? { appId: g.app.appId, privateKey: g.app.privateKey, installationId: Number(g.app.installationId) } : undefined,
+      app: g.app
+        ? { appId: g.app.appId, privateKey: g.app.privateKey, installationId: Number(g.app.installationId) }
+        : undefined,
       baseUrl: g.apiUrl,
       log,
     });
@@ -30,20 +32,43 @@ export async function createGitHost(config: Config, log: Logger): Promise<GitHos
   return createLocalGitHost({ repoPath: g.repoPath, committer: g.author });
 }
 
-async function initBareRepository(path: string, branch: string, author: { name: string; email: string }, log: Logger): Promise<void> {
+async function initBareRepository(
+  path: string,
+  branch: string,
+  author: { name: string; email: string },
+  log: Logger,
+): Promise<void> {
   await git(tmpdir(), ["init", "--quiet", "--bare", "--initial-branch", branch, path]);
   const work = await mkdtemp(join(tmpdir(), "pitcrew-init-"));
   try {
     await git(work, ["init", "--quiet", "--initial-branch", branch]);
-    await writeFile(join(work, "README.md"), "# GitOps repository\n\nPitcrew opens pull requests against this repository.\n");
+    await writeFile(
+      join(work, "README.md"),
+      "# GitOps repository\n\nPitcrew opens pull requests against this repository.\n",
+    );
     await git(work, ["add", "README.md"]);
-    const env = { GIT_AUTHOR_NAME: author.name, GIT_AUTHOR_EMAIL: author.email, GIT_COMMITTER_NAME: author.name, GIT_COMMITTER_EMAIL: author.email };
+    const env = {
+      GIT_AUTHOR_NAME: author.name,
+      GIT_AUTHOR_EMAIL: author.email,
+      GIT_COMMITTER_NAME: author.name,
+      GIT_COMMITTER_EMAIL: author.email,
+    };
     await git(work, ["commit", "--quiet", "-m", "Initial commit"], { env });
     try {
       await git(work, ["push", "--quiet", path, `HEAD:refs/heads/${branch}`]);
     } catch (err) {
       // Another process (a second runner sharing the volume) created it first: use theirs.
-      const exists = await git(tmpdir(), ["--git-dir", path, "rev-parse", "--verify", "--quiet", `refs/heads/${branch}`]).then(() => true, () => false);
+      const exists = await git(tmpdir(), [
+        "--git-dir",
+        path,
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        `refs/heads/${branch}`,
+      ]).then(
+        () => true,
+        () => false,
+      );
       if (!exists) throw err;
     }
   } finally {

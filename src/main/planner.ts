@@ -20,7 +20,10 @@ export function createPlanner(config: Config, log: Logger, store?: Store): Plann
     log,
     fallback: rulesPlanner,
     onUsage: async (u) => {
-      log.info({ incidentId: u.incidentId, inputTokens: u.inputTokens, outputTokens: u.outputTokens, model: u.model }, "claude usage");
+      log.info(
+        { incidentId: u.incidentId, inputTokens: u.inputTokens, outputTokens: u.outputTokens, model: u.model },
+        "claude usage",
+      );
       if (!store) return;
       await store.db
         .updateTable("incidents")

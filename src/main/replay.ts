@@ -12,8 +12,23 @@ import type { PlanContext, Planner } from "../skills/planner.ts";
 
 export type ReplayResult = {
   alert: { alertname: string; status: string; fingerprint: string };
-  incident: { title: string; namespace: string | null; service: string | null; severity: string | null; dedupeKey: string | null };
-  plan: null | { skill: string; params: Record<string, unknown>; rationale: string; confidence: number; planner: string; fallback?: string; risk: string; approval: string };
+  incident: {
+    title: string;
+    namespace: string | null;
+    service: string | null;
+    severity: string | null;
+    dedupeKey: string | null;
+  };
+  plan: null | {
+    skill: string;
+    params: Record<string, unknown>;
+    rationale: string;
+    confidence: number;
+    planner: string;
+    fallback?: string;
+    risk: string;
+    approval: string;
+  };
   note?: string;
 };
 
@@ -33,14 +48,28 @@ export async function replay(file: string, config: Config, planner: Planner, log
     const { key } = openKeyFor(n, skills);
     const base = {
       alert: { alertname: n.alertname, status: n.status, fingerprint: n.fingerprint },
-      incident: { title: n.title, namespace: n.namespace, service: n.service, severity: n.severity, dedupeKey: key.startsWith("d:") ? key : null },
+      incident: {
+        title: n.title,
+        namespace: n.namespace,
+        service: n.service,
+        severity: n.severity,
+        dedupeKey: key.startsWith("d:") ? key : null,
+      },
     };
     if (n.status === "resolved") {
       results.push({ ...base, plan: null, note: "a resolved alert closes its open incident; nothing is planned" });
       continue;
     }
     const ctx: PlanContext = {
-      incident: { id: "inc_replay", alertname: n.alertname, fingerprint: n.fingerprint, namespace: n.namespace, service: n.service, severity: n.severity, title: n.title },
+      incident: {
+        id: "inc_replay",
+        alertname: n.alertname,
+        fingerprint: n.fingerprint,
+        namespace: n.namespace,
+        service: n.service,
+        severity: n.severity,
+        title: n.title,
+      },
       labels: n.labels,
       annotations: n.annotations,
     };
@@ -51,7 +80,10 @@ export async function replay(file: string, config: Config, planner: Planner, log
     }
     const skill = skills.find((s) => s.name === chosen.skill)!;
     const { plan, approval } = applyPolicy(chosen, skill, ctx, config.guardrails.autoApproveMaxRisk);
-    results.push({ ...base, plan: { ...plan, risk: skill.risk, approval: approval.required ? approval.when : "none" } });
+    results.push({
+      ...base,
+      plan: { ...plan, risk: skill.risk, approval: approval.required ? approval.when : "none" },
+    });
   }
   return results;
 }
@@ -61,12 +93,18 @@ export function formatReplay(results: ReplayResult[]): string {
   for (const r of results) {
     out.push(`${r.alert.alertname} (${r.alert.status}, fingerprint ${r.alert.fingerprint})`);
     out.push(`  incident: ${r.incident.title}`);
-    out.push(`    namespace ${r.incident.namespace ?? "-"}, service ${r.incident.service ?? "-"}, severity ${r.incident.severity ?? "-"}${r.incident.dedupeKey ? `, dedupe ${r.incident.dedupeKey}` : ""}`);
+    out.push(
+      `    namespace ${r.incident.namespace ?? "-"}, service ${r.incident.service ?? "-"}, severity ${r.incident.severity ?? "-"}${r.incident.dedupeKey ? `, dedupe ${r.incident.dedupeKey}` : ""}`,
+    );
     if (r.plan) {
-      out.push(`  plan: ${r.plan.skill} (planner ${r.plan.planner}${r.plan.fallback ? `, fell back: ${r.plan.fallback}` : ""}, confidence ${r.plan.confidence})`);
+      out.push(
+        `  plan: ${r.plan.skill} (planner ${r.plan.planner}${r.plan.fallback ? `, fell back: ${r.plan.fallback}` : ""}, confidence ${r.plan.confidence})`,
+      );
       out.push(`    params ${JSON.stringify(r.plan.params)}`);
       out.push(`    why: ${r.plan.rationale}`);
-      out.push(`    risk ${r.plan.risk}; approval ${r.plan.approval === "none" ? "not needed" : `needed ${r.plan.approval.replace("_", " ")}`}`);
+      out.push(
+        `    risk ${r.plan.risk}; approval ${r.plan.approval === "none" ? "not needed" : `needed ${r.plan.approval.replace("_", " ")}`}`,
+      );
     } else out.push(`  plan: none — ${r.note}`);
   }
   return out.join("\n");

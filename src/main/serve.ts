@@ -6,7 +6,6 @@ import { registerStoreGauges } from "../http/metrics.ts";
 import { createAlertIntake } from "../alerts/intake.ts";
 import type { AlertmanagerAuth } from "../alerts/route.ts";
 import { createAnalysisWorker } from "../incidents/analysis.ts";
-import { incidentFixHook } from "../incidents/fix-outcome.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { loadOrCreateToken } from "../shared/secrets.ts";
@@ -43,16 +42,23 @@ import type { InlineDeps } from "../skills/inline.ts";
 import type { GitHost } from "../gitops/port.ts";
 
 /** The webhook's credentials, and where the token came from (the banner shows a generated one once). */
-export function alertmanagerAuth(config: Config, log: Logger): { auth: AlertmanagerAuth; tokenSource?: AlertmanagerTokenSource } {
+export function alertmanagerAuth(
+  config: Config,
+  log: Logger,
+): { auth: AlertmanagerAuth; tokenSource?: AlertmanagerTokenSource } {
   if (config.alertmanager.auth === "none") {
     log.warn("ALERTMANAGER_AUTH=none: the AlertManager webhook accepts requests without credentials");
     return { auth: { mode: "none" } };
   }
   const user = config.alertmanager.user;
-  if (config.alertmanager.token) return { auth: { mode: "token", token: config.alertmanager.token, user }, tokenSource: { from: "env" } };
+  if (config.alertmanager.token)
+    return { auth: { mode: "token", token: config.alertmanager.token, user }, tokenSource: { from: "env" } };
   const t = loadOrCreateToken(config.dataDir, "alertmanager");
   if (t.created) log.info({ path: t.path }, "generated the AlertManager webhook token");
-  return { auth: { mode: "token", token: t.token, user }, tokenSource: { from: "file", path: t.path, created: t.created } };
+  return {
+    auth: { mode: "token", token: t.token, user },
+    tokenSource: { from: "file", path: t.path, created: t.created },
+  };
 }
 
 export async function serve(config: Config, log: Logger): Promise<void> {
@@ -72,7 +78,9 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   // reload_skills tool read the folder and publish it; the others follow within
   // SKILLS_SYNC_INTERVAL, and before each AlertManager payload.
   const skillSync = createSkillSync({ store, log, now: deps.now, dir: config.skillsDir });
-  const reloadSkills = (by: { actor: string; channel: string } = { actor: `control-plane:${config.runner.id}`, channel: "system" }) => skillSync.publish(by);
+  const reloadSkills = (
+    by: { actor: string; channel: string } = { actor: `control-plane:${config.runner.id}`, channel: "system" },
+  ) => skillSync.publish(by);
   await reloadSkills();
   skillSync.start(config.skillsSyncIntervalMs);
   const skills = skillSync.skills;
@@ -116,7 +124,15 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   // Schedules: files synced at start; the scheduler fires each run once whichever replicas run.
   const schedules = createScheduleService({ store, log, now: deps.now, dir: config.schedulesDir });
   await schedules.sync({ actor: `control-plane:${config.runner.id}`, channel: "system" });
-  const scheduler = createScheduler({ store, log, now: deps.now, skills, config, inline, onQueued: () => relay.kick() });
+  const scheduler = createScheduler({
+    store,
+    log,
+    now: deps.now,
+    skills,
+    config,
+    inline,
+    onQueued: () => relay.kick(),
+  });
   // One consumer of the control pool runs every kind of control-plane job.
   const controlJobs = createControlJobs(
     { store, queue, log, now: deps.now, onDone: () => relay.kick() },
@@ -136,13 +152,29 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   const webhooks = createWebhooks(config, { store, log, now: deps.now, env: (name) => process.env[name] });
   await webhooks.registry.reload();
   // External agents' claims and results, the callbacks of those webhooks.
-  const agentClaims = createClaims({ store, log, now: deps.now, leaseTtlMs: config.webhooks.leaseTtlMs, gitHost, onEnqueued: () => relay.kick() });
-  const notices = createNotices(config, { store, log, now: deps.now, owner: `${config.runner.id}-${randomBytes(4).toString("hex")}` }, { [WEBHOOK]: webhooks.sender });
+  const agentClaims = createClaims({
+    store,
+    log,
+    now: deps.now,
+    leaseTtlMs: config.webhooks.leaseTtlMs,
+    gitHost,
+    onEnqueued: () => relay.kick(),
+  });
+  const notices = createNotices(
+    config,
+    { store, log, now: deps.now, owner: `${config.runner.id}-${randomBytes(4).toString("hex")}` },
+    { [WEBHOOK]: webhooks.sender },
+  );
   notices.start();
   // Dead letters whose advisory nobody saw, and tasks whose runner vanished for good.
   const reconciler = createTaskReconciler(
     { store, tasks, log, now: deps.now, busHealthy: async () => (await queue.health()).ok },
-    { ackWaitMs: config.task.ackWaitMs, maxDeliver: config.task.maxDeliver, heartbeatMs: config.runner.heartbeatMs, intervalMs: config.sweep.intervalMs },
+    {
+      ackWaitMs: config.task.ackWaitMs,
+      maxDeliver: config.task.maxDeliver,
+      heartbeatMs: config.runner.heartbeatMs,
+      intervalMs: config.sweep.intervalMs,
+    },
   );
   reconciler.start();
   // Verification windows (and reverts with verify.on_failure: revert), and the time-to-resolve histogram.
@@ -180,7 +212,11 @@ export async function serve(config: Config, log: Logger): Promise<void> {
 
   const runner = embedded
     ? createRunner(
-        { queue, log: log.child({ component: "runner" }), executors: await buildExecutors(config, { host: gitHost!, env: process.env }) },
+        {
+          queue,
+          log: log.child({ component: "runner" }),
+          executors: await buildExecutors(config, { host: gitHost!, env: process.env }),
+        },
         runnerOptions(config, `embedded-${config.runner.id}`, VERSION),
       )
     : undefined;
@@ -192,7 +228,13 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     log,
     now: deps.now,
     skills,
-    settings: { flapWindowMs: config.guardrails.flapWindowMs, flapLimit: config.guardrails.flapLimit, maxFailedFixes: config.guardrails.maxFailedFixes, labels: config.labels, maxAlerts: config.alertmanager.maxAlerts },
+    settings: {
+      flapWindowMs: config.guardrails.flapWindowMs,
+      flapLimit: config.guardrails.flapLimit,
+      maxFailedFixes: config.guardrails.maxFailedFixes,
+      labels: config.labels,
+      maxAlerts: config.alertmanager.maxAlerts,
+    },
     onCommitted: () => relay.kick(),
   });
   const mcpDeps: McpDeps = {
@@ -217,19 +259,69 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   const mcpAuth = createMcpAuth({ tokens: mcpToken.tokens, oidc: config.mcp.oidc, log });
 
   // Telegram approvals (buttons, commands): a webhook when PUBLIC_URL is https, else long polling.
-  const telegram = createTelegramRuntime({ config, store, log, now: deps.now, approvals, queue, kick: () => relay.kick() });
+  const telegram = createTelegramRuntime({
+    config,
+    store,
+    log,
+    now: deps.now,
+    approvals,
+    queue,
+    kick: () => relay.kick(),
+  });
   registerStoreGauges(deps.metrics, store);
   // The web console: the same deps, tokens and JWT checks as /mcp.
-  const consoleDeps = { deps: mcpDeps, mcpAuth, tokens: mcpToken.tokens, agentPath: embedded ? (process.env.PATH ?? "") : undefined };
-  const app = await buildHttpApp({ log, store, queue, metrics: deps.metrics, bodyLimit: config.bodyLimit, requestTimeoutMs: config.requestTimeoutMs, alertmanager: { bodyLimit: config.alertmanager.bodyLimit, intake: { ...intake, receive: async (payload) => (await skillSync.refresh().catch(() => false), intake.receive(payload)) }, auth }, mcp: { deps: mcpDeps, auth: mcpAuth }, telegram: telegram?.http, jwks: { store, now: deps.now }, callbacks: { store, now: deps.now, claims: agentClaims, targets: webhooks.registry, leaseTtlMs: config.webhooks.leaseTtlMs }, console: consoleDeps });
+  const consoleDeps = {
+    deps: mcpDeps,
+    mcpAuth,
+    tokens: mcpToken.tokens,
+    agentPath: embedded ? (process.env.PATH ?? "") : undefined,
+  };
+  const app = await buildHttpApp({
+    log,
+    store,
+    queue,
+    metrics: deps.metrics,
+    bodyLimit: config.bodyLimit,
+    requestTimeoutMs: config.requestTimeoutMs,
+    alertmanager: {
+      bodyLimit: config.alertmanager.bodyLimit,
+      intake: {
+        ...intake,
+        receive: async (payload) => (await skillSync.refresh().catch(() => false), intake.receive(payload)),
+      },
+      auth,
+    },
+    mcp: { deps: mcpDeps, auth: mcpAuth },
+    telegram: telegram?.http,
+    jwks: { store, now: deps.now },
+    callbacks: {
+      store,
+      now: deps.now,
+      claims: agentClaims,
+      targets: webhooks.registry,
+      leaseTtlMs: config.webhooks.leaseTtlMs,
+    },
+    console: consoleDeps,
+  });
   await app.listen({ port: config.port, host: config.host });
   telegram?.start();
-  printBanner(config, { embedded, dialect: store.dialect, auth, tokenSource, skills: skills().length, mcp: mcpToken.generated });
+  printBanner(config, {
+    embedded,
+    dialect: store.dialect,
+    auth,
+    tokenSource,
+    skills: skills().length,
+    mcp: mcpToken.generated,
+  });
 
   process.on("SIGHUP", () => {
     // A folder or file that cannot be read is reported; the skills in use stay.
-    reloadSkills({ actor: "signal:SIGHUP", channel: "system" }).catch((err) => log.error({ err: { message: errorMessage(err) } }, "skills not reloaded"));
-    webhooks.registry.reload().catch((err) => log.error({ err: { message: errorMessage(err) } }, "webhook targets not reloaded"));
+    reloadSkills({ actor: "signal:SIGHUP", channel: "system" }).catch((err) =>
+      log.error({ err: { message: errorMessage(err) } }, "skills not reloaded"),
+    );
+    webhooks.registry
+      .reload()
+      .catch((err) => log.error({ err: { message: errorMessage(err) } }, "webhook targets not reloaded"));
   });
 
   onShutdownSignal(log, config.shutdownTimeoutMs, async () => {
@@ -263,7 +355,10 @@ async function openGitHost(config: Config, log: Logger, required: boolean): Prom
   try {
     return await createGitHost(config, log);
   } catch (err) {
-    log.warn({ error: errorMessage(err) }, "GitOps host not available: approved pull requests cannot be merged nor abandoned ones closed");
+    log.warn(
+      { error: errorMessage(err) },
+      "GitOps host not available: approved pull requests cannot be merged nor abandoned ones closed",
+    );
     return undefined;
   }
 }

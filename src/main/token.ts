@@ -15,9 +15,18 @@ export function tokenCommand(config: Config, rotate: boolean): string {
         "",
         "A running server keeps accepting the old token until it restarts; after the next restart only the new one is accepted.",
       ]
-    : [`MCP token (admin scope)${t.created ? ", generated now," : ""} kept in ${t.path}:`, "", `  ${t.token}`, "", "Send it as: Authorization: Bearer <token>"];
+    : [
+        `MCP token (admin scope)${t.created ? ", generated now," : ""} kept in ${t.path}:`,
+        "",
+        `  ${t.token}`,
+        "",
+        "Send it as: Authorization: Bearer <token>",
+      ];
   if (config.mcp.tokens.length > 0) {
-    lines.push("", `Note: MCP_TOKENS is set (${config.mcp.tokens.map((x) => x.name).join(", ")}), so the server accepts those tokens and ignores this file.`);
+    lines.push(
+      "",
+      `Note: MCP_TOKENS is set (${config.mcp.tokens.map((x) => x.name).join(", ")}), so the server accepts those tokens and ignores this file.`,
+    );
   }
   return lines.join("\n");
 }

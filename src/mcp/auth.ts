@@ -12,7 +12,9 @@ import type { Principal, Scope } from "./tool.ts";
  * `error` is the RFC 6750 code for the challenge: absent when no credentials came (the client
  * should go and get some), `invalid_token` when a bearer token did and was refused.
  */
-export type AuthResult = { ok: true; principal: Principal } | { ok: false; reason: string; error?: "invalid_token" | "invalid_request" };
+export type AuthResult =
+  | { ok: true; principal: Principal }
+  | { ok: false; reason: string; error?: "invalid_token" | "invalid_request" };
 
 export type McpAuth = {
   /** Resolves the Authorization header; throws `unavailable` when the issuer's keys cannot be fetched. */
@@ -33,7 +35,10 @@ export const GENERATED_TOKEN_NAME = "admin";
  * The static tokens of this installation: MCP_TOKENS, or else the generated admin token
  * (`<dataDir>/secrets/mcp.token`, created at the first start and reused after).
  */
-export function mcpTokens(config: Config): { tokens: McpToken[]; generated?: { token: string; path: string; created: boolean } } {
+export function mcpTokens(config: Config): {
+  tokens: McpToken[];
+  generated?: { token: string; path: string; created: boolean };
+} {
   if (config.mcp.tokens.length > 0) return { tokens: config.mcp.tokens };
   const generated = loadOrCreateToken(config.dataDir, "mcp");
   return { tokens: [{ name: GENERATED_TOKEN_NAME, token: generated.token, scopes: ["admin"] }], generated };
@@ -41,7 +46,12 @@ export function mcpTokens(config: Config): { tokens: McpToken[]; generated?: { t
 
 /** `scope` claim values: a space-separated string or an array; `pitcrew:read` and `read` both count. */
 export function scopesFromClaim(value: unknown): Set<Scope> {
-  const raw = typeof value === "string" ? value.split(/\s+/) : Array.isArray(value) ? value.filter((v): v is string => typeof v === "string") : [];
+  const raw =
+    typeof value === "string"
+      ? value.split(/\s+/)
+      : Array.isArray(value)
+        ? value.filter((v): v is string => typeof v === "string")
+        : [];
   const out = new Set<Scope>();
   for (const v of raw) {
     const name = v.startsWith("pitcrew:") ? v.slice("pitcrew:".length) : v;
@@ -68,7 +78,9 @@ export function createMcpAuth(opts: McpAuthOptions): McpAuth {
   let keys: Promise<JWTVerifyGetKey> | undefined;
   function jwks(): Promise<JWTVerifyGetKey> {
     if (!keys) {
-      const pending = resolveJwksUrl().then((url) => createRemoteJWKSet(new URL(url), { timeoutDuration: 5000, cooldownDuration: 30_000 }));
+      const pending = resolveJwksUrl().then((url) =>
+        createRemoteJWKSet(new URL(url), { timeoutDuration: 5000, cooldownDuration: 30_000 }),
+      );
       // A failed discovery is tried again on the next request, not remembered.
       pending.catch(() => {
         if (keys === pending) keys = undefined;
@@ -83,7 +95,10 @@ export function createMcpAuth(opts: McpAuthOptions): McpAuth {
     const base = oidc!.issuer.replace(/\/+$/, "");
     let res: Response;
     try {
-      res = await fetch(`${base}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(5000), headers: { accept: "application/json" } });
+      res = await fetch(`${base}/.well-known/openid-configuration`, {
+        signal: AbortSignal.timeout(5000),
+        headers: { accept: "application/json" },
+      });
     } catch (err) {
       throw unavailable("mcp.oidc_unavailable", "the OIDC issuer did not answer; retry later", err);
     }
@@ -94,7 +109,10 @@ export function createMcpAuth(opts: McpAuthOptions): McpAuth {
         return doc.jwks_uri;
       }
     } else await res.body?.cancel();
-    log.info({ jwksUri: `${base}/.well-known/jwks.json` }, "no jwks_uri in the issuer's discovery document; using the well-known path");
+    log.info(
+      { jwksUri: `${base}/.well-known/jwks.json` },
+      "no jwks_uri in the issuer's discovery document; using the well-known path",
+    );
     return `${base}/.well-known/jwks.json`;
   }
 
@@ -108,8 +126,10 @@ export function createMcpAuth(opts: McpAuthOptions): McpAuth {
         requiredClaims: ["exp"],
       }));
     } catch (err) {
-      if (err instanceof joseErrors.JWTExpired) return { ok: false, reason: "the token has expired", error: "invalid_token" };
-      if (err instanceof joseErrors.JWTClaimValidationFailed) return { ok: false, reason: `the token's "${err.claim}" claim is not accepted`, error: "invalid_token" };
+      if (err instanceof joseErrors.JWTExpired)
+        return { ok: false, reason: "the token has expired", error: "invalid_token" };
+      if (err instanceof joseErrors.JWTClaimValidationFailed)
+        return { ok: false, reason: `the token's "${err.claim}" claim is not accepted`, error: "invalid_token" };
       if (err instanceof joseErrors.JOSEError && !(err instanceof joseErrors.JWKSTimeout)) {
         return { ok: false, reason: "the token's signature or format is not accepted", error: "invalid_token" };
       }
@@ -117,14 +137,19 @@ export function createMcpAuth(opts: McpAuthOptions): McpAuth {
       log.warn({ err }, "could not fetch the OIDC issuer's keys");
       throw unavailable("mcp.oidc_unavailable", "the OIDC issuer's keys could not be fetched; retry later", err);
     }
-    const subject = [payload.sub, payload.azp, payload.client_id].find((v): v is string => typeof v === "string" && v !== "") ?? "unknown";
+    const subject =
+      [payload.sub, payload.azp, payload.client_id].find((v): v is string => typeof v === "string" && v !== "") ??
+      "unknown";
     return { ok: true, principal: { subject, scopes: scopesFromClaim(payload[oidc!.scopeClaim]), via: "jwt" } };
   }
 
   return {
     async authenticate(authorization) {
       const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization ?? "");
-      if (!m) return authorization ? { ok: false, reason: "expected Authorization: Bearer <token>", error: "invalid_request" } : { ok: false, reason: "missing bearer token" };
+      if (!m)
+        return authorization
+          ? { ok: false, reason: "expected Authorization: Bearer <token>", error: "invalid_request" }
+          : { ok: false, reason: "missing bearer token" };
       const given = m[1]!;
       if (oidc && JWT_SHAPE.test(given)) return verifyJwt(given);
       const t = matchStatic(given);

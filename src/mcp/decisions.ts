@@ -7,7 +7,10 @@ import { getIncident } from "../incidents/repo.ts";
  * The approval a decision tool names, by id or as its incident's: one of them is required, and an
  * incident that does not exist is `incident.not_found` (not "it has no approval").
  */
-export async function approvalRef(deps: McpDeps, args: { approval_id?: string; incident_id?: string }): Promise<{ approvalId?: string; incidentId?: string }> {
+export async function approvalRef(
+  deps: McpDeps,
+  args: { approval_id?: string; incident_id?: string },
+): Promise<{ approvalId?: string; incidentId?: string }> {
   if (!args.approval_id && !args.incident_id) throw invalid("approval.ref_required", "give approval_id or incident_id");
   if (!args.approval_id && args.incident_id && !(await getIncident(deps.store.db, args.incident_id))) {
     throw notFound("incident.not_found", `incident ${args.incident_id} does not exist`);

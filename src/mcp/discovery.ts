@@ -39,7 +39,10 @@ export function buildResourceMetadata(config: Pick<Config, "publicUrl" | "mcp">)
 }
 
 /** `WWW-Authenticate` of a 401 from /mcp (RFC 6750 §3, RFC 9728 §5.1). */
-export function bearerChallenge(config: Pick<Config, "publicUrl">, refusal?: { error: string; description: string }): string {
+export function bearerChallenge(
+  config: Pick<Config, "publicUrl">,
+  refusal?: { error: string; description: string },
+): string {
   const parts = [`Bearer resource_metadata="${resourceMetadataUrl(config)}"`];
   if (refusal) {
     // error_description allows printable ASCII but `"` and `\`.
@@ -61,7 +64,12 @@ export async function discoveryRoutes(app: FastifyInstance, config: Pick<Config,
     });
     // Browser clients send MCP-Protocol-Version with this GET too, which needs a preflight.
     app.options(path, async (_req, reply) => {
-      reply.headers({ "access-control-allow-origin": "*", "access-control-allow-methods": "GET", "access-control-allow-headers": "mcp-protocol-version", "access-control-max-age": "600" });
+      reply.headers({
+        "access-control-allow-origin": "*",
+        "access-control-allow-methods": "GET",
+        "access-control-allow-headers": "mcp-protocol-version",
+        "access-control-max-age": "600",
+      });
       return reply.status(204).send();
     });
   }

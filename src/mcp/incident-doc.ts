@@ -1,6 +1,13 @@
 import { getIncident } from "../incidents/repo.ts";
 import type { Executor } from "../store/sql.ts";
-import { approvalView, eventView, incidentView, type ApprovalView, type EventView, type IncidentView } from "./views.ts";
+import {
+  approvalView,
+  eventView,
+  incidentView,
+  type ApprovalView,
+  type EventView,
+  type IncidentView,
+} from "./views.ts";
 
 // An incident as a document: what the pitcrew://incidents/{id} resource and the prompts show — the
 // incident, its annotations, approvals and timeline — as JSON (the tools' views) and as markdown
@@ -28,7 +35,15 @@ export async function loadIncidentDoc(db: Executor, id: string): Promise<Inciden
     .orderBy("requested_at", "desc")
     .orderBy("id", "desc")
     .execute();
-  const events = (await db.selectFrom("events").selectAll().where("incident_id", "=", inc.id).orderBy("seq", "desc").limit(TIMELINE_LIMIT).execute()).reverse();
+  const events = (
+    await db
+      .selectFrom("events")
+      .selectAll()
+      .where("incident_id", "=", inc.id)
+      .orderBy("seq", "desc")
+      .limit(TIMELINE_LIMIT)
+      .execute()
+  ).reverse();
   let earlier = 0;
   if (events.length === TIMELINE_LIMIT) {
     const row = await db
@@ -103,16 +118,26 @@ export function incidentMarkdown(doc: IncidentDoc): string {
   if (doc.approvals.length) {
     out.push("", "## Approvals (newest first)", "");
     for (const a of doc.approvals) {
-      const decided = a.decided_at ? `; ${a.state} by ${a.decided_by ?? "?"} at ${a.decided_at}${a.reason ? `: ${a.reason}` : ""}` : "";
+      const decided = a.decided_at
+        ? `; ${a.state} by ${a.decided_by ?? "?"} at ${a.decided_at}${a.reason ? `: ${a.reason}` : ""}`
+        : "";
       const pr = a.pr ? `; pull request #${a.pr.number}${a.pr.url ? ` ${a.pr.url}` : ""}` : "";
-      out.push(`- ${mdText(`${a.id}: ${a.kind}, ${a.risk} risk, ${a.state}, requested ${a.requested_at}${decided}${pr}`)}`);
+      out.push(
+        `- ${mdText(`${a.id}: ${a.kind}, ${a.risk} risk, ${a.state}, requested ${a.requested_at}${decided}${pr}`)}`,
+      );
     }
   }
-  out.push("", `## Timeline (oldest first${doc.earlier_events ? `; ${doc.earlier_events} earlier event(s) not shown` : ""})`, "");
+  out.push(
+    "",
+    `## Timeline (oldest first${doc.earlier_events ? `; ${doc.earlier_events} earlier event(s) not shown` : ""})`,
+    "",
+  );
   if (!doc.timeline.length) out.push("No events.");
   for (const e of doc.timeline) {
     const task = e.task_id ? ` [${e.task_id}]` : "";
-    out.push(`- ${e.occurred_at} **${mdText(e.type)}** by ${mdText(`${e.actor} via ${e.channel}${task}`)}${e.reason ? `: ${mdText(e.reason)}` : ""}`);
+    out.push(
+      `- ${e.occurred_at} **${mdText(e.type)}** by ${mdText(`${e.actor} via ${e.channel}${task}`)}${e.reason ? `: ${mdText(e.reason)}` : ""}`,
+    );
   }
   return `${out.join("\n")}\n`;
 }

@@ -8,12 +8,49 @@
 type Schema = Record<string, unknown>;
 
 /** Keywords that describe a node rather than constrain it: they stay on the node when its type is split. */
-const ANNOTATIONS = new Set(["description", "title", "default", "examples", "deprecated", "readOnly", "writeOnly", "$comment", "$schema"]);
+const ANNOTATIONS = new Set([
+  "description",
+  "title",
+  "default",
+  "examples",
+  "deprecated",
+  "readOnly",
+  "writeOnly",
+  "$comment",
+  "$schema",
+]);
 
 const CONSTRAINING = new Set([
-  "type", "enum", "const", "multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum", "maxLength", "minLength",
-  "pattern", "format", "maxItems", "minItems", "uniqueItems", "maxProperties", "minProperties", "required", "allOf", "anyOf",
-  "oneOf", "not", "items", "prefixItems", "contains", "properties", "patternProperties", "additionalProperties", "propertyNames", "$ref",
+  "type",
+  "enum",
+  "const",
+  "multipleOf",
+  "maximum",
+  "exclusiveMaximum",
+  "minimum",
+  "exclusiveMinimum",
+  "maxLength",
+  "minLength",
+  "pattern",
+  "format",
+  "maxItems",
+  "minItems",
+  "uniqueItems",
+  "maxProperties",
+  "minProperties",
+  "required",
+  "allOf",
+  "anyOf",
+  "oneOf",
+  "not",
+  "items",
+  "prefixItems",
+  "contains",
+  "properties",
+  "patternProperties",
+  "additionalProperties",
+  "propertyNames",
+  "$ref",
 ]);
 
 /** Any JSON value, each branch with one type. */
@@ -41,7 +78,13 @@ function node(s: unknown): unknown {
       out[k] = v.map(node);
     } else if (k === "additionalProperties" && isSchema(v) && isEmpty(v)) {
       out[k] = true;
-    } else if (k === "items" || k === "additionalProperties" || k === "propertyNames" || k === "contains" || k === "not") {
+    } else if (
+      k === "items" ||
+      k === "additionalProperties" ||
+      k === "propertyNames" ||
+      k === "contains" ||
+      k === "not"
+    ) {
       out[k] = node(v);
     } else {
       out[k] = v;

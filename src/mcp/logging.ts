@@ -1,6 +1,12 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
-import { LoggingLevelSchema, SetLevelRequestSchema, type LoggingLevel, type ServerNotification, type ServerRequest } from "@modelcontextprotocol/sdk/types.js";
+import {
+  LoggingLevelSchema,
+  SetLevelRequestSchema,
+  type LoggingLevel,
+  type ServerNotification,
+  type ServerRequest,
+} from "@modelcontextprotocol/sdk/types.js";
 
 // logging/setLevel and log messages. A message goes out as a notification tied to a request
 // (extra.sendNotification), like progress, so it travels on that request's response stream: an
@@ -48,7 +54,12 @@ export function toolNotifier(server: McpServer, extra: Extra, logger: string): T
       // The specification wants progress to increase with every notification.
       if (token === undefined || done <= last) return;
       last = done;
-      const params = { progressToken: token, progress: done, ...(total !== undefined && { total }), ...(message !== undefined && { message }) };
+      const params = {
+        progressToken: token,
+        progress: done,
+        ...(total !== undefined && { total }),
+        ...(message !== undefined && { message }),
+      };
       await send({ method: "notifications/progress", params });
     },
     async log(level, data) {

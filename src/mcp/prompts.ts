@@ -69,7 +69,10 @@ export function registerPrompts(server: McpServer, deps: McpDeps, principal: Pri
         description: `${what} for ${doc.incident.id}: ${doc.incident.title}`.slice(0, 300),
         messages: [
           { role: "user", content: { type: "resource", resource } },
-          { role: "user", content: { type: "text", text: instructions({ resolved: doc.incident.state === "resolved" }) } },
+          {
+            role: "user",
+            content: { type: "text", text: instructions({ resolved: doc.incident.state === "resolved" }) },
+          },
         ],
       };
     });
@@ -78,7 +81,8 @@ export function registerPrompts(server: McpServer, deps: McpDeps, principal: Pri
     "triage_incident",
     {
       title: "Triage an incident",
-      description: "The incident with its timeline, and instructions to say what is happening, what Pitcrew did, the likely causes and the next step.",
+      description:
+        "The incident with its timeline, and instructions to say what is happening, what Pitcrew did, the likely causes and the next step.",
       argsSchema: incidentArg(),
     },
     (args) => withIncident("triage", args.incident_id, () => TRIAGE(args.incident_id)),
@@ -88,7 +92,8 @@ export function registerPrompts(server: McpServer, deps: McpDeps, principal: Pri
     "write_postmortem",
     {
       title: "Write a postmortem",
-      description: "The incident with its timeline, and instructions to write a blameless postmortem (a draft while it is not resolved).",
+      description:
+        "The incident with its timeline, and instructions to write a blameless postmortem (a draft while it is not resolved).",
       argsSchema: incidentArg(),
     },
     (args) => withIncident("postmortem", args.incident_id, (doc) => POSTMORTEM(args.incident_id, doc.resolved)),

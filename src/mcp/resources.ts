@@ -53,17 +53,27 @@ export function skillYaml(skill: Skill, dir: string): string {
 export function registerResources(server: McpServer, deps: McpDeps, principal: Principal): void {
   const { db } = deps.store;
   const guard = <T>(what: string, fn: () => Promise<T>) =>
-    rpcBoundary(deps.log, what, async () => {
-      requireScope(principal, "read", what);
-      return fn();
-    }, RESOURCE_NOT_FOUND);
+    rpcBoundary(
+      deps.log,
+      what,
+      async () => {
+        requireScope(principal, "read", what);
+        return fn();
+      },
+      RESOURCE_NOT_FOUND,
+    );
 
   server.registerResource(
     "incident",
     new ResourceTemplate(INCIDENT_URI, {
       list: () =>
         guard("listing incidents", async () => {
-          const rows = await db.selectFrom("incidents").select(["id", "title", "state", "updated_at"]).orderBy("id", "desc").limit(LISTED_INCIDENTS).execute();
+          const rows = await db
+            .selectFrom("incidents")
+            .select(["id", "title", "state", "updated_at"])
+            .orderBy("id", "desc")
+            .limit(LISTED_INCIDENTS)
+            .execute();
           return {
             resources: rows.map((r) => ({
               uri: incidentUri(r.id),
@@ -108,12 +118,24 @@ export function registerResources(server: McpServer, deps: McpDeps, principal: P
         guard("listing skills", async () => ({
           resources: deps
             .skills()
-            .map((s) => ({ uri: skillUri(s.name), name: s.name, title: s.name, description: s.description.slice(0, 300), mimeType: "text/yaml" }))
+            .map((s) => ({
+              uri: skillUri(s.name),
+              name: s.name,
+              title: s.name,
+              description: s.description.slice(0, 300),
+              mimeType: "text/yaml",
+            }))
             .sort((a, b) => a.name.localeCompare(b.name)),
         })),
-      complete: { name: (value) => guard("completing skill names", async () => completeSkillNames(deps.skills(), value)) },
+      complete: {
+        name: (value) => guard("completing skill names", async () => completeSkillNames(deps.skills(), value)),
+      },
     }),
-    { title: "Skill", description: "A loaded skill's YAML (match, risk, approval, action, verify).", mimeType: "text/yaml" },
+    {
+      title: "Skill",
+      description: "A loaded skill's YAML (match, risk, approval, action, verify).",
+      mimeType: "text/yaml",
+    },
     (uri, vars) =>
       guard("reading a skill", async () => {
         const name = variable(vars, "name");

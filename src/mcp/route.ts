@@ -30,13 +30,16 @@ export function invalidRequest(body: unknown, protocolHeader: string | undefined
   const messages = Array.isArray(body) ? body : [body];
   if (Array.isArray(body)) {
     if (body.length === 0) return "Invalid Request: an empty batch";
-    const init = body.find((m) => (m as { method?: unknown } | null)?.method === "initialize") as { params?: { protocolVersion?: unknown } } | undefined;
+    const init = body.find((m) => (m as { method?: unknown } | null)?.method === "initialize") as
+      | { params?: { protocolVersion?: unknown } }
+      | undefined;
     const version = protocolHeader ?? init?.params?.protocolVersion;
     if (typeof version === "string" && version >= BATCHLESS_SINCE) {
       return `Invalid Request: JSON-RPC batches are not supported in protocol version ${version.slice(0, 40)} (removed in ${BATCHLESS_SINCE}); send one message per request`;
     }
   }
-  if (messages.some((m) => !JSONRPCMessageSchema.safeParse(m).success)) return "Invalid Request: not a JSON-RPC 2.0 message";
+  if (messages.some((m) => !JSONRPCMessageSchema.safeParse(m).success))
+    return "Invalid Request: not a JSON-RPC 2.0 message";
   return undefined;
 }
 
@@ -60,14 +63,21 @@ export async function mcpRoutes(app: FastifyInstance, r: McpRouteDeps) {
     // Browsers always send Origin on cross-origin POSTs; curl and desktop clients send none.
     if (origin !== undefined) {
       if (!origins.has(origin)) {
-        throw new AppError("forbidden", "mcp.origin_not_allowed", `requests from origin ${JSON.stringify(origin).slice(0, 200)} are not allowed (see MCP_ALLOWED_ORIGINS)`);
+        throw new AppError(
+          "forbidden",
+          "mcp.origin_not_allowed",
+          `requests from origin ${JSON.stringify(origin).slice(0, 200)} are not allowed (see MCP_ALLOWED_ORIGINS)`,
+        );
       }
       // On every answer from here on, 401s included, so the page can read them.
       reply.headers(corsHeaders(origin));
     }
     const result = await r.auth.authenticate(req.headers.authorization);
     if (!result.ok) {
-      reply.header("www-authenticate", bearerChallenge(config, result.error ? { error: result.error, description: result.reason } : undefined));
+      reply.header(
+        "www-authenticate",
+        bearerChallenge(config, result.error ? { error: result.error, description: result.reason } : undefined),
+      );
       throw new AppError("unauthorized", "auth.invalid_token", result.reason);
     }
     return result.principal;
@@ -83,7 +93,10 @@ export async function mcpRoutes(app: FastifyInstance, r: McpRouteDeps) {
     const server = createMcpServer(r.deps, principal);
     // One JSON answer per request, except a request that asked for progress (a progressToken): it
     // is answered as a short event stream, so its progress and log messages reach the caller.
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: !wantsEventStream(req.body) });
+    const transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: undefined,
+      enableJsonResponse: !wantsEventStream(req.body),
+    });
     reply.raw.on("close", () => {
       void transport.close().catch(() => {});
       void server.close().catch(() => {});
@@ -109,7 +122,11 @@ export async function mcpRoutes(app: FastifyInstance, r: McpRouteDeps) {
   app.options("/mcp", async (req, reply) => {
     const origin = req.headers.origin;
     if (origin !== undefined && !origins.has(origin)) {
-      throw new AppError("forbidden", "mcp.origin_not_allowed", `requests from origin ${JSON.stringify(origin).slice(0, 200)} are not allowed (see MCP_ALLOWED_ORIGINS)`);
+      throw new AppError(
+        "forbidden",
+        "mcp.origin_not_allowed",
+        `requests from origin ${JSON.stringify(origin).slice(0, 200)} are not allowed (see MCP_ALLOWED_ORIGINS)`,
+      );
     }
     reply.header("allow", "POST");
     if (origin !== undefined) reply.headers(preflightHeaders(origin));
@@ -119,7 +136,11 @@ export async function mcpRoutes(app: FastifyInstance, r: McpRouteDeps) {
   const notAllowed = async (req: FastifyRequest, reply: FastifyReply) => {
     reply.header("allow", "POST");
     return reply.status(405).send({
-      error: { code: "mcp.method_not_allowed", message: `${req.method} /mcp is not supported: this server is stateless, use POST`, requestId: String(req.id) },
+      error: {
+        code: "mcp.method_not_allowed",
+        message: `${req.method} /mcp is not supported: this server is stateless, use POST`,
+        requestId: String(req.id),
+      },
     });
   };
   app.get("/mcp", notAllowed);

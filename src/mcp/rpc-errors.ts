@@ -29,7 +29,10 @@ export class RpcError extends Error {
 export function requireScope(principal: Principal, scope: Scope, what: string): void {
   if (hasScope(principal, scope)) return;
   const has = [...principal.scopes].sort().join(", ") || "no scopes";
-  throw new RpcError(ErrorCode.InvalidParams, `${what} needs the '${scope}' scope; your token has: ${has}`, { code: "auth.missing_scope", scope });
+  throw new RpcError(ErrorCode.InvalidParams, `${what} needs the '${scope}' scope; your token has: ${has}`, {
+    code: "auth.missing_scope",
+    scope,
+  });
 }
 
 /**
@@ -37,21 +40,38 @@ export function requireScope(principal: Principal, scope: Scope, what: string): 
  * AppError to invalid params (not_found to `notFoundCode`), a database outage to a retryable
  * error, anything else to "internal error" (logged in full, its message not sent).
  */
-export async function rpcBoundary<T>(log: Logger, what: string, fn: () => Promise<T>, notFoundCode: number = ErrorCode.InvalidParams): Promise<T> {
+export async function rpcBoundary<T>(
+  log: Logger,
+  what: string,
+  fn: () => Promise<T>,
+  notFoundCode: number = ErrorCode.InvalidParams,
+): Promise<T> {
   try {
     return await fn();
   } catch (err) {
     if (err instanceof RpcError) throw err;
     if (isAppError(err)) {
       const code = err.kind === "not_found" ? notFoundCode : ErrorCode.InvalidParams;
-      throw new RpcError(code, `${err.message} (${err.code})`, { code: err.code, kind: err.kind, retryable: err.retryable });
+      throw new RpcError(code, `${err.message} (${err.code})`, {
+        code: err.code,
+        kind: err.kind,
+        retryable: err.retryable,
+      });
     }
     if (isDbUnavailable(err)) {
       log.warn({ what }, "MCP request failed: database unavailable");
       const pitcrew = { code: "store.unavailable", kind: "unavailable", retryable: true };
-      throw new RpcError(ErrorCode.InternalError, "the database is unavailable; retry later (store.unavailable)", pitcrew);
+      throw new RpcError(
+        ErrorCode.InternalError,
+        "the database is unavailable; retry later (store.unavailable)",
+        pitcrew,
+      );
     }
     log.error({ err, what }, "MCP request failed");
-    throw new RpcError(ErrorCode.InternalError, "internal error", { code: "internal", kind: "internal", retryable: false });
+    throw new RpcError(ErrorCode.InternalError, "internal error", {
+      code: "internal",
+      kind: "internal",
+      retryable: false,
+    });
   }
 }

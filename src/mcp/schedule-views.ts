@@ -22,7 +22,9 @@ export const ScheduleView = z.object({
       params: z.record(z.string(), z.unknown()).optional().describe("That skill's parameters."),
     })
     .describe("What a run does: {task: {...submit_task fields}} or {skill, params}."),
-  source: z.enum(["file", "mcp"]).describe("file: from SCHEDULES_DIR (a sync may update or prune it); mcp: made through MCP."),
+  source: z
+    .enum(["file", "mcp"])
+    .describe("file: from SCHEDULES_DIR (a sync may update or prune it); mcp: made through MCP."),
   origin: z.string().describe("Its file, or who made it."),
   next_run_at: z.string().nullable().describe("ISO time of the next run (null when disabled)."),
   last_run_at: z.string().nullable().describe("ISO time it last recorded a run."),
@@ -59,7 +61,14 @@ export function scheduleView(r: ScheduleRow): z.infer<typeof ScheduleView> {
 }
 
 export function runView(r: ScheduleRunRow & { task_state: string | null }): z.infer<typeof RunView> {
-  return { scheduled_for: iso(r.scheduled_for)!, state: r.state, reason: r.reason, missed: Number(r.missed), task_id: r.task_id, task_state: r.task_state };
+  return {
+    scheduled_for: iso(r.scheduled_for)!,
+    state: r.state,
+    reason: r.reason,
+    missed: Number(r.missed),
+    task_id: r.task_id,
+    task_state: r.task_state,
+  };
 }
 
 /** The schedules service and scheduler, or a clear error where this server runs without them. */
@@ -71,13 +80,28 @@ export function schedulesOf(deps: McpDeps): NonNullable<McpDeps["schedules"]> {
 /** The fields a schedule is made or changed with (the task fields are submit_task's). */
 export const ScheduleFields = {
   description: z.string().max(2000).optional().describe("What it is for."),
-  cron: z.string().min(1).max(128).describe('Cron expression, e.g. "0 3 * * *", "*/10 * * * * *" (with seconds) or "@hourly".'),
+  cron: z
+    .string()
+    .min(1)
+    .max(128)
+    .describe('Cron expression, e.g. "0 3 * * *", "*/10 * * * * *" (with seconds) or "@hourly".'),
   timezone: z.string().max(64).optional().describe("IANA time zone (default UTC)."),
   enabled: z.boolean().optional().describe("Whether it fires (default true)."),
-  overlap: z.enum(["skip", "allow"]).optional().describe("skip (default): no run while the previous run's task is active."),
-  catch_up: z.enum(["skip", "once"]).optional().describe("skip (default): missed runs are skipped; once: one run for all of them."),
+  overlap: z
+    .enum(["skip", "allow"])
+    .optional()
+    .describe("skip (default): no run while the previous run's task is active."),
+  catch_up: z
+    .enum(["skip", "once"])
+    .optional()
+    .describe("skip (default): missed runs are skipped; once: one run for all of them."),
   jitter: z.string().max(20).optional().describe('Bound of a per-run delay, e.g. "5m".'),
-  task: z.record(z.string(), z.unknown()).optional().describe("A task to queue: the fields of submit_task (kind, prompt, repo_url, ref, agent, model, timeout, pool, …)."),
+  task: z
+    .record(z.string(), z.unknown())
+    .optional()
+    .describe(
+      "A task to queue: the fields of submit_task (kind, prompt, repo_url, ref, agent, model, timeout, pool, …).",
+    ),
   skill: z.string().max(63).optional().describe("Or: an inline skill to run (probe, drift, http), with params."),
   params: z.record(z.string(), z.unknown()).optional().describe("The skill's parameters."),
 };

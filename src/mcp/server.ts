@@ -1,6 +1,11 @@
 import { z } from "zod";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import { CallToolRequestSchema, ListToolsRequestSchema, type CallToolResult, type Tool } from "@modelcontextprotocol/sdk/types.js";
+import {
+  CallToolRequestSchema,
+  ListToolsRequestSchema,
+  type CallToolResult,
+  type Tool,
+} from "@modelcontextprotocol/sdk/types.js";
 import { AppError } from "../shared/errors.ts";
 import { VERSION } from "../shared/version.ts";
 import { isDbUnavailable } from "../store/errors.ts";
@@ -40,20 +45,31 @@ export async function callTool(tool: ToolDef, args: unknown, ctx: ToolContext): 
     const { summary, data } = await tool.handler(args as never, ctx);
     const checked = outputSchemaOf(tool).safeParse(data);
     if (!checked.success) {
-      deps.log.error({ tool: tool.name, issues: checked.error.issues.slice(0, 5) }, "tool result does not match its output schema");
-      return errorResult("internal error (internal)", { "pitcrew/error": { code: "internal", kind: "internal", retryable: false } });
+      deps.log.error(
+        { tool: tool.name, issues: checked.error.issues.slice(0, 5) },
+        "tool result does not match its output schema",
+      );
+      return errorResult("internal error (internal)", {
+        "pitcrew/error": { code: "internal", kind: "internal", retryable: false },
+      });
     }
     return { content: [{ type: "text", text: summary }], structuredContent: data as Record<string, unknown> };
   } catch (err) {
     if (err instanceof AppError) {
-      return errorResult(`${err.message} (${err.code})`, { "pitcrew/error": { code: err.code, kind: err.kind, retryable: err.retryable } });
+      return errorResult(`${err.message} (${err.code})`, {
+        "pitcrew/error": { code: err.code, kind: err.kind, retryable: err.retryable },
+      });
     }
     if (isDbUnavailable(err)) {
       deps.log.warn({ tool: tool.name, subject: principal.subject }, "tool call failed: database unavailable");
-      return errorResult("the database is unavailable; retry later (store.unavailable)", { "pitcrew/error": { code: "store.unavailable", kind: "unavailable", retryable: true } });
+      return errorResult("the database is unavailable; retry later (store.unavailable)", {
+        "pitcrew/error": { code: "store.unavailable", kind: "unavailable", retryable: true },
+      });
     }
     deps.log.error({ err, tool: tool.name, subject: principal.subject }, "tool call failed");
-    return errorResult("internal error (internal)", { "pitcrew/error": { code: "internal", kind: "internal", retryable: false } });
+    return errorResult("internal error (internal)", {
+      "pitcrew/error": { code: "internal", kind: "internal", retryable: false },
+    });
   }
 }
 
@@ -69,8 +85,14 @@ const listings = new WeakMap<ToolDef, Tool>();
 export function describeTool(tool: ToolDef): Tool {
   let t = listings.get(tool);
   if (!t) {
-    const { $schema: _in, ...inputSchema } = z.toJSONSchema(inputSchemaOf(tool.input), { target: "draft-7", io: "input" });
-    const { $schema: _out, ...outputSchema } = z.toJSONSchema(outputSchemaOf(tool), { target: "draft-7", io: "output" });
+    const { $schema: _in, ...inputSchema } = z.toJSONSchema(inputSchemaOf(tool.input), {
+      target: "draft-7",
+      io: "input",
+    });
+    const { $schema: _out, ...outputSchema } = z.toJSONSchema(outputSchemaOf(tool), {
+      target: "draft-7",
+      io: "output",
+    });
     t = {
       name: tool.name,
       title: tool.title,
@@ -93,15 +115,32 @@ export function registerTools(server: McpServer, deps: McpDeps, principal: Princ
   server.server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
     const name = request.params.name;
     const tool = byName.get(name);
-    if (!tool) throw invalidParams("tool.unknown", `unknown tool: ${JSON.stringify(name).slice(0, 100)}; tools/list shows the tools this token can call`);
+    if (!tool)
+      throw invalidParams(
+        "tool.unknown",
+        `unknown tool: ${JSON.stringify(name).slice(0, 100)}; tools/list shows the tools this token can call`,
+      );
     if (!hasScope(principal, tool.scope)) {
       const has = [...principal.scopes].sort().join(", ") || "no scopes";
-      throw invalidParams("auth.missing_scope", `tool ${name} needs the '${tool.scope}' scope; this token has: ${has}`, { scope: tool.scope });
+      throw invalidParams(
+        "auth.missing_scope",
+        `tool ${name} needs the '${tool.scope}' scope; this token has: ${has}`,
+        { scope: tool.scope },
+      );
     }
     const args = parseToolArgs(name, tool.input, request.params.arguments);
     const started = performance.now();
     const result = await callTool(tool, args, { principal, deps, notify: toolNotifier(server, extra, name) });
-    deps.log.debug({ tool: name, subject: principal.subject, via: principal.via, isError: !!result.isError, ms: Math.round(performance.now() - started) }, "tool called");
+    deps.log.debug(
+      {
+        tool: name,
+        subject: principal.subject,
+        via: principal.via,
+        isError: !!result.isError,
+        ms: Math.round(performance.now() - started),
+      },
+      "tool called",
+    );
     return result;
   });
 }

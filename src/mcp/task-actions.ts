@@ -14,7 +14,14 @@ import { incidentFixHook } from "../incidents/fix-outcome.ts";
  * WHERE clause, so a task a runner picked up meanwhile is left alone (false). A cancelled fix moves
  * its incident on exactly as a runner's cancel would (the same terminal hook).
  */
-export async function cancelQueuedTask(trx: Executor, dialect: Store["dialect"], task: TaskRow, by: { actor: string; channel: string }, reason: string, now: number): Promise<boolean> {
+export async function cancelQueuedTask(
+  trx: Executor,
+  dialect: Store["dialect"],
+  task: TaskRow,
+  by: { actor: string; channel: string },
+  reason: string,
+  now: number,
+): Promise<boolean> {
   const res = await trx
     .updateTable("tasks")
     .set({ state: "cancelled", error: reason, finished_at: now, updated_at: now })
@@ -23,8 +30,27 @@ export async function cancelQueuedTask(trx: Executor, dialect: Store["dialect"],
     .executeTakeFirst();
   if (Number(res.numUpdatedRows) === 0) return false;
   await addToOutbox(trx, { topic: "control", taskId: task.id, mark: "cancelled" }, now);
-  await appendEvent(trx, dialect, { type: "task.cancelled", taskId: task.id, incidentId: task.incident_id, ...by, reason, data: { from: "queued" }, occurredAt: now }, now);
-  await incidentFixHook(dialect)(trx, { ...task, state: "cancelled", error: reason, finished_at: now, updated_at: now }, "cancelled", reason, now);
+  await appendEvent(
+    trx,
+    dialect,
+    {
+      type: "task.cancelled",
+      taskId: task.id,
+      incidentId: task.incident_id,
+      ...by,
+      reason,
+      data: { from: "queued" },
+      occurredAt: now,
+    },
+    now,
+  );
+  await incidentFixHook(dialect)(
+    trx,
+    { ...task, state: "cancelled", error: reason, finished_at: now, updated_at: now },
+    "cancelled",
+    reason,
+    now,
+  );
   return true;
 }
 
@@ -32,7 +58,19 @@ export async function cancelQueuedTask(trx: Executor, dialect: Store["dialect"],
  * Asks the runner of a running task to stop, in the caller's transaction: the marker also stops a
  * redelivery of the task and any runner before its pull request. The runner reports task.cancelled.
  */
-export async function requestTaskCancel(trx: Executor, dialect: Store["dialect"], task: TaskRow, by: { actor: string; channel: string }, reason: string, now: number): Promise<void> {
+export async function requestTaskCancel(
+  trx: Executor,
+  dialect: Store["dialect"],
+  task: TaskRow,
+  by: { actor: string; channel: string },
+  reason: string,
+  now: number,
+): Promise<void> {
   await addToOutbox(trx, { topic: "control", taskId: task.id, mark: "cancelled" }, now);
-  await appendEvent(trx, dialect, { type: "task.cancel_requested", taskId: task.id, incidentId: task.incident_id, ...by, reason, occurredAt: now }, now);
+  await appendEvent(
+    trx,
+    dialect,
+    { type: "task.cancel_requested", taskId: task.id, incidentId: task.incident_id, ...by, reason, occurredAt: now },
+    now,
+  );
 }

@@ -25,17 +25,22 @@ export function inputSchemaOf(shape: z.ZodRawShape): z.ZodObject {
   return schema;
 }
 
-const unit = (origin: unknown) => (origin === "string" ? " characters" : origin === "array" ? " items" : origin === "set" ? " items" : "");
+const unit = (origin: unknown) =>
+  origin === "string" ? " characters" : origin === "array" ? " items" : origin === "set" ? " items" : "";
 
 /** What a validation issue means, in words (used while parsing, when the input is still at hand). */
 function issueText(iss: z.core.$ZodRawIssue): string {
   switch (iss.code) {
     case "invalid_type":
-      return iss.input === undefined ? "is required" : `must be ${iss.expected === "int" ? "an integer" : `a${/^[aeiou]/.test(iss.expected) ? "n" : ""} ${iss.expected}`}`;
+      return iss.input === undefined
+        ? "is required"
+        : `must be ${iss.expected === "int" ? "an integer" : `a${/^[aeiou]/.test(iss.expected) ? "n" : ""} ${iss.expected}`}`;
     case "too_big":
       return `must be at most ${String(iss.maximum)}${unit(iss.origin)}`;
     case "too_small":
-      return iss.origin === "string" && iss.minimum === 1 ? "must not be empty" : `must be at least ${String(iss.minimum)}${unit(iss.origin)}`;
+      return iss.origin === "string" && iss.minimum === 1
+        ? "must not be empty"
+        : `must be at least ${String(iss.minimum)}${unit(iss.origin)}`;
     case "invalid_value":
       return `must be one of ${iss.values.map((v) => JSON.stringify(v)).join(", ")}`;
     case "unrecognized_keys":

@@ -45,7 +45,10 @@ export type McpDeps = {
   now: () => number;
   skills: () => Skill[];
   /** Reads the skills folder and publishes the set to every control plane. */
-  reloadSkills: (by: { actor: string; channel: string }) => Promise<{ skills: Skill[]; problems: SkillProblem[]; published: boolean }>;
+  reloadSkills: (by: {
+    actor: string;
+    channel: string;
+  }) => Promise<{ skills: Skill[]; problems: SkillProblem[]; published: boolean }>;
   /** Runs analysis for an incident now (the analysis worker's analyze()). */
   analyze: (incidentId: string) => Promise<AnalysisOutcome>;
   /** The pull-request host, for approving merges; absent when none is configured. */

@@ -9,7 +9,8 @@ import { AppError, invalid, notFound } from "../shared/errors.ts";
 // What the MCP tools show of store rows: snake_case, ISO timestamps, JSON columns parsed. Shared by
 // the tools so a task (or incident, event, approval) looks the same whichever tool returns it.
 
-export const iso = (ms: number | null | undefined): string | null => (ms === null || ms === undefined ? null : new Date(Number(ms)).toISOString());
+export const iso = (ms: number | null | undefined): string | null =>
+  ms === null || ms === undefined ? null : new Date(Number(ms)).toISOString();
 const isoOf = (ms: number): string => new Date(Number(ms)).toISOString();
 
 function parseJson(text: string | null): unknown {
@@ -34,17 +35,27 @@ export async function notFoundAs<T>(code: string, fn: () => Promise<T>): Promise
 /** JSON with object keys sorted: two values that mean the same compare equal. */
 function canonical(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(canonical);
-  if (v !== null && typeof v === "object") return Object.fromEntries(Object.keys(v).sort().map((k) => [k, canonical((v as Record<string, unknown>)[k])]));
+  if (v !== null && typeof v === "object")
+    return Object.fromEntries(
+      Object.keys(v)
+        .sort()
+        .map((k) => [k, canonical((v as Record<string, unknown>)[k])]),
+    );
   return v;
 }
 
 /** Whether two JSON values are the same, whatever the order of their keys (an idempotent repeat's check). */
-export const sameJson = (a: unknown, b: unknown): boolean => JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
+export const sameJson = (a: unknown, b: unknown): boolean =>
+  JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
 
 /** Who a change made through MCP is recorded as. */
 export const mcpActor = (p: Principal) => ({ actor: `mcp:${p.subject}`, channel: "mcp" }) as const;
 
-export const cursorIn = z.string().max(100).optional().describe("Opaque cursor from a previous call's next_cursor; omit for the first page.");
+export const cursorIn = z
+  .string()
+  .max(100)
+  .optional()
+  .describe("Opaque cursor from a previous call's next_cursor; omit for the first page.");
 
 /** A time-ordered id (`tsk_01J…`: a prefix and a ULID), as the id-paginated lists hand out. */
 const idPattern = (prefix: string) => new RegExp(`^${prefix}_[0-9A-HJKMNP-TV-Z]{26}$`);
@@ -56,15 +67,24 @@ const idPattern = (prefix: string) => new RegExp(`^${prefix}_[0-9A-HJKMNP-TV-Z]{
 export function cursorOf(kind: string, cursor: string | undefined, pattern: RegExp | string): string | undefined {
   if (cursor === undefined) return undefined;
   const re = typeof pattern === "string" ? idPattern(pattern) : pattern;
-  if (!re.test(cursor)) throw invalid(`${kind}.bad_cursor`, "cursor: expected the next_cursor of an earlier call of this tool");
+  if (!re.test(cursor))
+    throw invalid(`${kind}.bad_cursor`, "cursor: expected the next_cursor of an earlier call of this tool");
   return cursor;
 }
-export const limitIn = (max: number, dflt: number) => z.number().int().min(1).max(max).default(dflt).describe(`Page size (1–${max}, default ${dflt}).`);
-export const nextCursorOut = z.string().nullable().describe("Pass as `cursor` to get the next page; null when this was the last page.");
+export const limitIn = (max: number, dflt: number) =>
+  z.number().int().min(1).max(max).default(dflt).describe(`Page size (1–${max}, default ${dflt}).`);
+export const nextCursorOut = z
+  .string()
+  .nullable()
+  .describe("Pass as `cursor` to get the next page; null when this was the last page.");
 
 /** A JSON column that holds an object; anything else (never written today) is wrapped, not passed through. */
 function objectOf(v: unknown): Record<string, unknown> {
-  return v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : v === null || v === undefined ? {} : { value: v };
+  return v !== null && typeof v === "object" && !Array.isArray(v)
+    ? (v as Record<string, unknown>)
+    : v === null || v === undefined
+      ? {}
+      : { value: v };
 }
 
 /** The plan an incident records (src/incidents/follow-up.ts PlanRecord); older records may lack fields. */
@@ -90,7 +110,11 @@ function planOf(v: unknown): z.infer<typeof PlanView> | null {
 
 /** What an approval approves: a plan (before_run), or a pull request to merge (before_merge). */
 const ApprovalAction = z.looseObject({
-  skill: z.string().nullable().optional().describe("The skill of the plan (or of the fix that opened the pull request)."),
+  skill: z
+    .string()
+    .nullable()
+    .optional()
+    .describe("The skill of the plan (or of the fix that opened the pull request)."),
   params: z.record(z.string(), z.unknown()).optional().describe("The plan's parameters (before_run)."),
   summary: z.string().nullable().optional().describe("What the fix did (before_merge)."),
   merge: z
@@ -176,7 +200,11 @@ export function eventView(e: EventRow): EventView {
 export const IncidentView = z.object({
   id: z.string().describe("Incident id (inc_…)."),
   title: z.string().describe("Short title."),
-  state: z.string().describe("Lifecycle state: detected, analyzing, fixing, proposed, approved, verifying, resolved, rejected, failed, escalated, suppressed."),
+  state: z
+    .string()
+    .describe(
+      "Lifecycle state: detected, analyzing, fixing, proposed, approved, verifying, resolved, rejected, failed, escalated, suppressed.",
+    ),
   source: z.string().describe("Where it came from: alertmanager or mcp."),
   severity: z.string().nullable().describe("Severity label."),
   namespace: z.string().nullable().describe("Kubernetes namespace."),
@@ -220,8 +248,14 @@ export const ApprovalView = z.object({
   id: z.string().describe("Approval id (apr_…)."),
   incident_id: z.string().describe("Incident the approval belongs to."),
   task_id: z.string().nullable().describe("Fix task that opened the pull request (before_merge); null for before_run."),
-  kind: z.enum(["before_run", "before_merge"]).describe("before_run: run the planned fix; before_merge: merge its pull request."),
-  state: z.string().describe("pending, approved, rejected, cancelled, expired or superseded (the pull request moved; a newer approval replaced it)."),
+  kind: z
+    .enum(["before_run", "before_merge"])
+    .describe("before_run: run the planned fix; before_merge: merge its pull request."),
+  state: z
+    .string()
+    .describe(
+      "pending, approved, rejected, cancelled, expired or superseded (the pull request moved; a newer approval replaced it).",
+    ),
   risk: z.string().describe("Risk of the action."),
   action: ApprovalAction.describe("What is approved: the plan (before_run) or the pull request (before_merge)."),
   requested_at: z.string().describe("ISO time it was requested."),
@@ -231,13 +265,30 @@ export const ApprovalView = z.object({
   channel: z.string().nullable().describe("Through what it was decided (mcp, telegram, …)."),
   reason: z.string().nullable().describe("The decider's reason."),
   pr: z
-    .object({ number: z.number().int().describe("Pull request number."), url: z.string().nullable().describe("Its web address."), branch: z.string().nullable().describe("Its head branch.") })
+    .object({
+      number: z.number().int().describe("Pull request number."),
+      url: z.string().nullable().describe("Its web address."),
+      branch: z.string().nullable().describe("Its head branch."),
+    })
     .nullable()
     .describe("The pull request a before_merge approval merges; null for before_run."),
-  head_sha: z.string().nullable().describe("The pull request head the approval was requested for; a decision refuses a pull request that moved since."),
+  head_sha: z
+    .string()
+    .nullable()
+    .describe(
+      "The pull request head the approval was requested for; a decision refuses a pull request that moved since.",
+    ),
   diff_summary: z
     .object({
-      files: z.array(z.object({ path: z.string().describe("File path."), added: z.number().int().describe("Lines added."), removed: z.number().int().describe("Lines removed.") })).describe("Files changed (up to 100)."),
+      files: z
+        .array(
+          z.object({
+            path: z.string().describe("File path."),
+            added: z.number().int().describe("Lines added."),
+            removed: z.number().int().describe("Lines removed."),
+          }),
+        )
+        .describe("Files changed (up to 100)."),
       added: z.number().int().describe("Lines added in all files."),
       removed: z.number().int().describe("Lines removed in all files."),
       more: z.number().int().optional().describe("Files changed beyond those listed."),
@@ -266,7 +317,10 @@ export function approvalView(a: ApprovalRow): ApprovalView {
     decided_by: a.decided_by,
     channel: a.channel,
     reason: a.reason,
-    pr: a.pr_number === null ? null : { number: Number(a.pr_number), url: mergeActionOf(a)?.merge.url ?? null, branch: a.pr_branch },
+    pr:
+      a.pr_number === null
+        ? null
+        : { number: Number(a.pr_number), url: mergeActionOf(a)?.merge.url ?? null, branch: a.pr_branch },
     head_sha: a.head_sha,
     diff_summary: diffSummaryOf(a),
     diff_excerpt: a.diff_excerpt ?? null,

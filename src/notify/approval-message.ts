@@ -23,7 +23,8 @@ function buttons(a: ApprovalView): InlineButton[][] {
   // Ids are ours and short; one that would not fit Telegram's 64 bytes gets no buttons rather than broken ones.
   if (Buffer.byteLength(callbackData("a", a.id)) > 64) return [];
   const second: InlineButton[] = [{ text: "🔎 Details", callback_data: callbackData("d", a.id) }];
-  if (a.mergeFailure && REBUILDABLE.has(a.mergeFailure.code)) second.push({ text: "🔁 Rebuild", callback_data: callbackData("b", a.id) });
+  if (a.mergeFailure && REBUILDABLE.has(a.mergeFailure.code))
+    second.push({ text: "🔁 Rebuild", callback_data: callbackData("b", a.id) });
   return [
     [
       { text: "✅ Approve", callback_data: callbackData("a", a.id) },
@@ -39,13 +40,28 @@ function decision(a: ApprovalView, now: number): Part[] {
   switch (a.state) {
     case "pending":
       if (a.mergeFailure) {
-        const hint = REBUILDABLE.has(a.mergeFailure.code) ? "approve again, reject, or rebuild it on the current base" : "approve again or reject";
-        return ["⚠️ <b>Merge failed</b> at ", formatTime(a.mergeFailure.at), ": ", { text: a.mergeFailure.reason, max: 500, min: 40 }, ` — ${hint}.`];
+        const hint = REBUILDABLE.has(a.mergeFailure.code)
+          ? "approve again, reject, or rebuild it on the current base"
+          : "approve again or reject";
+        return [
+          "⚠️ <b>Merge failed</b> at ",
+          formatTime(a.mergeFailure.at),
+          ": ",
+          { text: a.mergeFailure.reason, max: 500, min: 40 },
+          ` — ${hint}.`,
+        ];
       }
-      return [a.expiresAt > now ? `⏳ Expires ${formatDateTime(a.expiresAt)} (in ${formatElapsed(a.expiresAt - now)}).` : `⏳ Expired ${formatDateTime(a.expiresAt)}; closing.`];
+      return [
+        a.expiresAt > now
+          ? `⏳ Expires ${formatDateTime(a.expiresAt)} (in ${formatElapsed(a.expiresAt - now)}).`
+          : `⏳ Expired ${formatDateTime(a.expiresAt)}; closing.`,
+      ];
     case "approved": {
       const who: Part[] = ["✅ <b>Approved</b> by ", { text: a.decidedBy ?? "unknown", max: 120 }, ` at ${at}`];
-      const merged = a.mergedAt !== null ? [` · merged <code>${(a.mergeSha ?? "").slice(0, 12).replace(/[^0-9a-f]/gi, "")}</code>`] : [a.pr ? " · merging…" : ""];
+      const merged =
+        a.mergedAt !== null
+          ? [` · merged <code>${(a.mergeSha ?? "").slice(0, 12).replace(/[^0-9a-f]/gi, "")}</code>`]
+          : [a.pr ? " · merging…" : ""];
       return [...who, ...(a.reason ? [" — ", { text: a.reason, max: 300, min: 20 }] : []), ...merged];
     }
     case "rejected":
@@ -56,7 +72,11 @@ function decision(a: ApprovalView, now: number): Part[] {
       if (a.alertResolved) return [`✔️ <b>No action taken: the alert resolved</b>${at ? ` (${at})` : ""}.`];
       return [`🚫 <b>Cancelled</b>${at ? ` at ${at}` : ""}`, ...because];
     case "superseded":
-      return [`↪️ <b>Superseded</b>${at ? ` at ${at}` : ""}`, ...because, a.reason ? "" : ": the pull request changed; a new request follows"];
+      return [
+        `↪️ <b>Superseded</b>${at ? ` at ${at}` : ""}`,
+        ...because,
+        a.reason ? "" : ": the pull request changed; a new request follows",
+      ];
     default:
       return [{ text: a.state, max: 40 }];
   }
@@ -66,10 +86,21 @@ export function renderApprovalMessage(a: ApprovalView, now: number): ApprovalMes
   const inc = a.incident;
   const p: Part[] = [];
   const head = a.pr ? `Merge of pull request #${a.pr.number}` : `Run of ${a.skill ?? inc.plan?.skill ?? "the fix"}`;
-  p.push(a.state === "pending" ? "🟠 <b>Approval needed</b>: " : "<b>Approval</b>: ", { text: head, max: 200 }, ` · risk <b>`, { text: a.risk, max: 20 }, "</b>\n");
+  p.push(
+    a.state === "pending" ? "🟠 <b>Approval needed</b>: " : "<b>Approval</b>: ",
+    { text: head, max: 200 },
+    ` · risk <b>`,
+    { text: a.risk, max: 20 },
+    "</b>\n",
+  );
   p.push("<b>", { text: inc.title, max: 300, min: 40 }, "</b>\n");
   const where = [inc.namespace, inc.service].filter(Boolean).join("/");
-  p.push({ text: inc.severity ?? "no severity", max: 40 }, where ? " · " : "", { text: where, max: 200, min: 20 }, ` · <code>${inc.id.replace(/[^\w-]/g, "")}</code>\n\n`);
+  p.push(
+    { text: inc.severity ?? "no severity", max: 40 },
+    where ? " · " : "",
+    { text: where, max: 200, min: 20 },
+    ` · <code>${inc.id.replace(/[^\w-]/g, "")}</code>\n\n`,
+  );
 
   const plan = inc.plan;
   if (plan?.skill) {
@@ -81,16 +112,25 @@ export function renderApprovalMessage(a: ApprovalView, now: number): ApprovalMes
   if (a.summary) p.push({ text: a.summary, max: 300, min: 0, open: "", close: "\n" });
   if (a.diffSummary) {
     const d = a.diffSummary;
-    p.push(`Change: ${d.files.length} file${d.files.length === 1 ? "" : "s"}, +${Number(d.added)} −${Number(d.removed)}\n`);
+    p.push(
+      `Change: ${d.files.length} file${d.files.length === 1 ? "" : "s"}, +${Number(d.added)} −${Number(d.removed)}\n`,
+    );
     for (const f of d.files.slice(0, MAX_FILES)) {
-      p.push("• ", { text: f.path, max: 150, min: 20, open: "<code>", close: "</code>" }, ` +${Number(f.added)} −${Number(f.removed)}\n`);
+      p.push(
+        "• ",
+        { text: f.path, max: 150, min: 20, open: "<code>", close: "</code>" },
+        ` +${Number(f.added)} −${Number(f.removed)}\n`,
+      );
     }
     if (d.files.length > MAX_FILES) p.push(`• and ${d.files.length - MAX_FILES} more\n`);
   }
   if (a.diffExcerpt) p.push({ text: a.diffExcerpt, max: 1500, min: 0, open: "<pre>", close: "</pre>\n" });
   if (a.pr) {
     const url = a.pr.url && /^https?:\/\//.test(a.pr.url) && a.pr.url.length <= 500 ? a.pr.url : null;
-    p.push("Pull request: ", url ? { text: `#${a.pr.number}`, open: `<a href="${escapeHtml(url)}">`, close: "</a>" } : `#${a.pr.number}`);
+    p.push(
+      "Pull request: ",
+      url ? { text: `#${a.pr.number}`, open: `<a href="${escapeHtml(url)}">`, close: "</a>" } : `#${a.pr.number}`,
+    );
     if (a.pr.branch) p.push(" (", { text: a.pr.branch, max: 120, min: 10, open: "<code>", close: "</code>" }, ")");
     if (a.pr.sha) p.push(` at <code>${a.pr.sha.slice(0, 12).replace(/[^0-9a-f]/gi, "")}</code>`);
     p.push("\n");

@@ -4,7 +4,16 @@ import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { Store } from "../store/db.ts";
 import { holdLease, releaseLease } from "./lease.ts";
-import { claimAttempt, dropUnsendable, dueDeliveries, finishDelivery, nextDueAt, postponeDeliveries, pruneDeliveries, type DeliveryRow } from "./repo.ts";
+import {
+  claimAttempt,
+  dropUnsendable,
+  dueDeliveries,
+  finishDelivery,
+  nextDueAt,
+  postponeDeliveries,
+  pruneDeliveries,
+  type DeliveryRow,
+} from "./repo.ts";
 import { onDeliveryRequested } from "./requests.ts";
 
 // The deliverer: one loop, on whichever replica holds the lease, sends due delivery rows through
@@ -77,7 +86,17 @@ export type DelivererDeps = {
   settings?: Partial<DelivererSettings>;
 };
 
-export type RunResult = { leader: boolean; sent: number; retried: number; dead: number; waiting: number; skipped: number; dropped: number; nextAt: number | null; more: boolean };
+export type RunResult = {
+  leader: boolean;
+  sent: number;
+  retried: number;
+  dead: number;
+  waiting: number;
+  skipped: number;
+  dropped: number;
+  nextAt: number | null;
+  more: boolean;
+};
 
 export const DELIVERER_LEASE = "notify.deliverer";
 const ACTOR = { actor: "pitcrew:notify", channel: "engine" };
@@ -97,7 +116,13 @@ export function createDeliverer(deps: DelivererDeps) {
       case "skipped": {
         paused.delete(row.channel);
         r[out.status === "sent" ? "sent" : "skipped"] += 1;
-        const closed = await finishDelivery(store.db, row, out.status, now, out.status === "sent" ? { target: out.target, lastStatus: out.httpStatus } : { error: out.why });
+        const closed = await finishDelivery(
+          store.db,
+          row,
+          out.status,
+          now,
+          out.status === "sent" ? { target: out.target, lastStatus: out.httpStatus } : { error: out.why },
+        );
         // Changed while it was being sent: send again, rendered from the new state.
         if (!closed) await postponeDeliveries(store.db, [row.id], now, now);
         return;
@@ -111,10 +136,17 @@ export function createDeliverer(deps: DelivererDeps) {
         if (schedule) {
           // Claimed: `row.attempts` already counts this attempt.
           const n = Number(row.attempts);
-          if (n > schedule.delaysMs.length) return giveUp(row, `gave up after ${n} attempts: ${out.error}`, undefined, r, n, out.httpStatus);
+          if (n > schedule.delaysMs.length)
+            return giveUp(row, `gave up after ${n} attempts: ${out.error}`, undefined, r, n, out.httpStatus);
           r.retried += 1;
-          log.warn({ deliveryId: row.id, channel: row.channel, kind: row.kind, attempts: n, error: out.error }, "delivery failed; will retry");
-          await postponeDeliveries(store.db, [row.id], now + schedule.delaysMs[n - 1]!, now, { error: out.error, lastStatus: out.httpStatus });
+          log.warn(
+            { deliveryId: row.id, channel: row.channel, kind: row.kind, attempts: n, error: out.error },
+            "delivery failed; will retry",
+          );
+          await postponeDeliveries(store.db, [row.id], now + schedule.delaysMs[n - 1]!, now, {
+            error: out.error,
+            lastStatus: out.httpStatus,
+          });
           return;
         }
         const attempts = Number(row.attempts) + 1;
@@ -125,37 +157,80 @@ export function createDeliverer(deps: DelivererDeps) {
         }
         if (attempts < s.maxAttempts) {
           r.retried += 1;
-          log.warn({ deliveryId: row.id, channel: row.channel, kind: row.kind, attempts, error: out.error }, "delivery failed; will retry");
-          await postponeDeliveries(store.db, [row.id], now + backoffMs(attempts, s.backoff), now, { attempts, error: out.error });
+          log.warn(
+            { deliveryId: row.id, channel: row.channel, kind: row.kind, attempts, error: out.error },
+            "delivery failed; will retry",
+          );
+          await postponeDeliveries(store.db, [row.id], now + backoffMs(attempts, s.backoff), now, {
+            attempts,
+            error: out.error,
+          });
           return;
         }
         return giveUp(row, `gave up after ${attempts} attempts: ${out.error}`, undefined, r, attempts);
       }
       case "dead":
-        return giveUp(row, out.error, out.incidentId, r, deps.senders[row.channel]?.attempts ? Number(row.attempts) : Number(row.attempts) + 1, out.httpStatus);
+        return giveUp(
+          row,
+          out.error,
+          out.incidentId,
+          r,
+          deps.senders[row.channel]?.attempts ? Number(row.attempts) : Number(row.attempts) + 1,
+          out.httpStatus,
+        );
     }
   }
 
-  async function giveUp(row: DeliveryRow, error: string, incidentId: string | undefined, r: RunResult, attempts: number, lastStatus?: number): Promise<void> {
+  async function giveUp(
+    row: DeliveryRow,
+    error: string,
+    incidentId: string | undefined,
+    r: RunResult,
+    attempts: number,
+    lastStatus?: number,
+  ): Promise<void> {
     r.dead += 1;
     log.error({ deliveryId: row.id, channel: row.channel, kind: row.kind, ref: row.ref, error }, "delivery given up");
     await store.db.transaction().execute(async (trx) => {
       const now = deps.now();
       if (!(await finishDelivery(trx, row, "dead", now, { error, attempts, lastStatus }))) return;
-      await appendEvent(trx, store.dialect, {
-        type: deps.senders[row.channel]?.deadEvent ?? "notice.dead",
-        incidentId: incidentId ?? row.incident_id ?? (row.kind.startsWith("incident.") ? row.ref : null),
-        ...ACTOR,
-        reason: `${row.channel} ${row.kind} not delivered: ${error}`.slice(0, 1000),
-        data: { deliveryId: row.id, channel: row.channel, kind: row.kind, ref: row.ref, target: row.target, attempts, ...(lastStatus !== undefined && { status: lastStatus }) },
-        occurredAt: now,
-      }, now);
+      await appendEvent(
+        trx,
+        store.dialect,
+        {
+          type: deps.senders[row.channel]?.deadEvent ?? "notice.dead",
+          incidentId: incidentId ?? row.incident_id ?? (row.kind.startsWith("incident.") ? row.ref : null),
+          ...ACTOR,
+          reason: `${row.channel} ${row.kind} not delivered: ${error}`.slice(0, 1000),
+          data: {
+            deliveryId: row.id,
+            channel: row.channel,
+            kind: row.kind,
+            ref: row.ref,
+            target: row.target,
+            attempts,
+            ...(lastStatus !== undefined && { status: lastStatus }),
+          },
+          occurredAt: now,
+        },
+        now,
+      );
     });
   }
 
   /** One pass: hold the lease, send what is due, record the outcomes. */
   async function runOnce(): Promise<RunResult> {
-    const r: RunResult = { leader: false, sent: 0, retried: 0, dead: 0, waiting: 0, skipped: 0, dropped: 0, nextAt: null, more: false };
+    const r: RunResult = {
+      leader: false,
+      sent: 0,
+      retried: 0,
+      dead: 0,
+      waiting: 0,
+      skipped: 0,
+      dropped: 0,
+      nextAt: null,
+      more: false,
+    };
     const now = deps.now();
     r.leader = await holdLease(store.db, store.dialect, DELIVERER_LEASE, deps.owner, now, s.leaseMs);
     // Not the sender: check back in time to take over from one that stopped renewing.
@@ -187,7 +262,13 @@ export function createDeliverer(deps: DelivererDeps) {
       if (sender.attempts) {
         // Every attempt of the schedule was made; the last one never reported back (its replica stopped).
         if (Number(row.attempts) > sender.attempts.delaysMs.length) {
-          await giveUp(row, `gave up after ${Number(row.attempts)} attempts; the last one was interrupted${row.last_error ? ` (before it: ${row.last_error})` : ""}`, undefined, r, Number(row.attempts));
+          await giveUp(
+            row,
+            `gave up after ${Number(row.attempts)} attempts; the last one was interrupted${row.last_error ? ` (before it: ${row.last_error})` : ""}`,
+            undefined,
+            r,
+            Number(row.attempts),
+          );
           continue;
         }
         const claimed = await claimAttempt(store.db, row, deps.now(), sender.attempts);

@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import { escapeCut, escapeHtml, fitHtml, formatElapsed, formatTime } from "./format.ts";
 
 /** True when every `&` starts a whole entity and no tag is cut: what Telegram's parser needs. */
-const wellFormed = (html: string) => !/&(?!(amp|lt|gt|quot);)/.test(html) && (html.match(/</g) ?? []).length === (html.match(/>/g) ?? []).length;
+const wellFormed = (html: string) =>
+  !/&(?!(amp|lt|gt|quot);)/.test(html) && (html.match(/</g) ?? []).length === (html.match(/>/g) ?? []).length;
 
 describe("escapeHtml", () => {
   it("escapes the characters HTML parse mode reserves", () => {
@@ -45,7 +46,10 @@ describe("fitHtml", () => {
   it("cuts hostile text after escaping and never inside an entity or a tag", () => {
     const hostile = "<b>&</b>".repeat(2000);
     for (const limit of [100, 101, 102, 103, 104, 4096]) {
-      const out = fitHtml(["<i>", { text: hostile, min: 10 }, "</i>\n", { text: hostile, open: "<pre>", close: "</pre>" }], limit);
+      const out = fitHtml(
+        ["<i>", { text: hostile, min: 10 }, "</i>\n", { text: hostile, open: "<pre>", close: "</pre>" }],
+        limit,
+      );
       expect(out.length).toBeLessThanOrEqual(limit);
       expect(wellFormed(out)).toBe(true);
       expect(out.startsWith("<i>&lt;b&gt;")).toBe(true);

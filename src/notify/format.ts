@@ -44,7 +44,7 @@ export function fitHtml(parts: Part[], limit = TELEGRAM_TEXT_LIMIT): string {
     const body = escapeCut(c.text, c.budget);
     return body ? `${c.open ?? ""}${body}${c.close ?? ""}` : "";
   };
-  let rendered = parts.map((_, i) => render(i));
+  const rendered = parts.map((_, i) => render(i));
   const total = () => rendered.reduce((n, s) => n + s.length, 0);
   for (const floor of ["min", "zero"] as const) {
     while (total() > limit) {

@@ -18,7 +18,13 @@ export function severityRank(s: string | null): number {
 const RANK: Record<Severity, number> = { info: 0, warning: 1, critical: 2 };
 
 /** The events that make an incident worth a card whatever its severity: a person is needed, or its fix did something. */
-const ALWAYS = new Set(["approval.requested", "approval.merge_failed", "pr.merged", "incident.escalated", "incident.failed"]);
+const ALWAYS = new Set([
+  "approval.requested",
+  "approval.merge_failed",
+  "pr.merged",
+  "incident.escalated",
+  "incident.failed",
+]);
 
 /**
  * Whether an incident without a card yet gets one: its opening, from NOTIFY_MIN_SEVERITY up; below
@@ -43,7 +49,8 @@ const ICONS: Record<string, string> = {
   suppressed: "🔕",
 };
 
-const latest = (v: IncidentView, type: string): TimelineEntry | undefined => [...v.timeline].reverse().find((e) => e.type === type);
+const latest = (v: IncidentView, type: string): TimelineEntry | undefined =>
+  [...v.timeline].reverse().find((e) => e.type === type);
 
 function stateLine(v: IncidentView): { head: string; reason: string | null } {
   const why = (type: string) => latest(v, type)?.reason ?? null;
@@ -58,9 +65,15 @@ function stateLine(v: IncidentView): { head: string; reason: string | null } {
     case "approved":
       return { head: "Approved: merging", reason: why("approval.approved") };
     case "verifying":
-      return { head: "Fix applied: waiting for the alert to resolve", reason: why("pr.merged") ?? why("incident.verifying") };
+      return {
+        head: "Fix applied: waiting for the alert to resolve",
+        reason: why("pr.merged") ?? why("incident.verifying"),
+      };
     case "resolved":
-      return { head: `Resolved${v.timeToResolveMs !== null ? ` in ${formatElapsed(v.timeToResolveMs)}` : ""}`, reason: why("incident.resolved") };
+      return {
+        head: `Resolved${v.timeToResolveMs !== null ? ` in ${formatElapsed(v.timeToResolveMs)}` : ""}`,
+        reason: why("incident.resolved"),
+      };
     case "escalated":
       return { head: "Escalated to a person", reason: why("incident.escalated") };
     case "failed":
@@ -126,7 +139,12 @@ export function renderIncidentCard(v: IncidentView): string {
   parts.push(`${ICONS[v.state] ?? "•"} <b>`, { text: v.title, max: 300, min: 40 }, "</b>");
   line();
   const where = [v.namespace, v.service].filter(Boolean).join("/");
-  parts.push({ text: v.severity ?? "no severity", max: 40 }, where ? " · " : "", { text: where, max: 200, min: 20 }, ` · <code>${v.id.replace(/[^\w-]/g, "")}</code>`);
+  parts.push(
+    { text: v.severity ?? "no severity", max: 40 },
+    where ? " · " : "",
+    { text: where, max: 200, min: 20 },
+    ` · <code>${v.id.replace(/[^\w-]/g, "")}</code>`,
+  );
   line();
   const s = stateLine(v);
   parts.push(`<b>${s.head}</b>`);
@@ -136,20 +154,33 @@ export function renderIncidentCard(v: IncidentView): string {
   if (summary) {
     parts.push({ text: summary, max: 500, min: 0, open: "<i>", close: "</i>\n" });
   }
-  const keys = Object.keys(v.labels).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b)).slice(0, MAX_LABELS);
+  const keys = Object.keys(v.labels)
+    .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b))
+    .slice(0, MAX_LABELS);
   if (keys.length) {
     parts.push("Labels: ");
-    keys.forEach((k, i) => parts.push(i ? ", " : "", { text: `${k}=${v.labels[k]}`, max: 120, min: 10, open: "<code>", close: "</code>" }));
+    keys.forEach((k, i) =>
+      parts.push(i ? ", " : "", { text: `${k}=${v.labels[k]}`, max: 120, min: 10, open: "<code>", close: "</code>" }),
+    );
     const more = Object.keys(v.labels).length - keys.length;
     parts.push(more > 0 ? ` and ${more} more\n` : "\n");
   }
   if (v.plan?.skill) {
-    parts.push("Plan: ", { text: v.plan.skill, max: 100 }, v.plan.planner ? ` (${v.plan.planner === "claude" ? "Claude" : "rules"})` : "", "\n");
+    parts.push(
+      "Plan: ",
+      { text: v.plan.skill, max: 100 },
+      v.plan.planner ? ` (${v.plan.planner === "claude" ? "Claude" : "rules"})` : "",
+      "\n",
+    );
   }
-  const entries = v.timeline.map((e) => ({ e, text: timelineText(e, v.timeline) })).filter((x) => x.text !== null).slice(-MAX_TIMELINE);
+  const entries = v.timeline
+    .map((e) => ({ e, text: timelineText(e, v.timeline) }))
+    .filter((x) => x.text !== null)
+    .slice(-MAX_TIMELINE);
   if (entries.length) {
     parts.push("\n");
-    for (const { e, text } of entries) parts.push(`<code>${formatTime(e.at).slice(0, 8)}</code> `, { text: text!, max: 300, min: 30 }, "\n");
+    for (const { e, text } of entries)
+      parts.push(`<code>${formatTime(e.at).slice(0, 8)}</code> `, { text: text!, max: 300, min: 30 }, "\n");
   }
   return fitHtml(parts).trimEnd();
 }

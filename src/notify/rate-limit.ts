@@ -30,7 +30,8 @@ export function createRateLimiter(limits: RateLimits = TELEGRAM_LIMITS) {
     drop(s.minute, now - 60_000);
     let at = Math.max(s.blockedUntil, s.last + limits.perChatGapMs);
     if (global.length >= limits.perSecond) at = Math.max(at, global[global.length - limits.perSecond]! + 1000);
-    if (isGroupChat(chat) && s.minute.length >= limits.perGroupPerMinute) at = Math.max(at, s.minute[s.minute.length - limits.perGroupPerMinute]! + 60_000);
+    if (isGroupChat(chat) && s.minute.length >= limits.perGroupPerMinute)
+      at = Math.max(at, s.minute[s.minute.length - limits.perGroupPerMinute]! + 60_000);
     return at > now ? at : 0;
   }
 

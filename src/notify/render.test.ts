@@ -5,7 +5,14 @@ import { renderIncidentCard, shouldAnnounce } from "./incident-card.ts";
 import type { ApprovalView, IncidentView, TimelineEntry } from "./views.ts";
 
 const T0 = Date.parse("2026-11-20T08:15:00Z");
-const ev = (type: string, atS: number, reason: string | null = null, data: Record<string, unknown> = {}, actor = "pitcrew:engine", channel = "engine"): TimelineEntry => ({ type, at: T0 + atS * 1000, actor, channel, reason, data });
+const ev = (
+  type: string,
+  atS: number,
+  reason: string | null = null,
+  data: Record<string, unknown> = {},
+  actor = "pitcrew:engine",
+  channel = "engine",
+): TimelineEntry => ({ type, at: T0 + atS * 1000, actor, channel, reason, data });
 
 function incident(over: Partial<IncidentView> = {}): IncidentView {
   return {
@@ -37,7 +44,12 @@ function approval(over: Partial<ApprovalView> = {}, inc: Partial<IncidentView> =
     decidedAt: null,
     decidedBy: null,
     reason: null,
-    pr: { number: 7, url: "https://github.com/acme/gitops/pull/7", branch: "pitcrew/inc-rollback", sha: "0123456789abcdef0123" },
+    pr: {
+      number: 7,
+      url: "https://github.com/acme/gitops/pull/7",
+      branch: "pitcrew/inc-rollback",
+      sha: "0123456789abcdef0123",
+    },
     mergeSha: null,
     mergedAt: null,
     skill: "crashloop-after-deploy",
@@ -48,7 +60,16 @@ function approval(over: Partial<ApprovalView> = {}, inc: Partial<IncidentView> =
     alertResolved: false,
     chatId: null,
     messageId: null,
-    incident: incident({ state: "proposed", plan: { skill: "crashloop-after-deploy", rationale: "image changed 4 minutes before the crash loop", confidence: 0.82, planner: "claude" }, ...inc }),
+    incident: incident({
+      state: "proposed",
+      plan: {
+        skill: "crashloop-after-deploy",
+        rationale: "image changed 4 minutes before the crash loop",
+        confidence: 0.82,
+        planner: "claude",
+      },
+      ...inc,
+    }),
     ...over,
   };
 }
@@ -86,7 +107,9 @@ describe("incident card", () => {
         ev("incident.detected", 0),
         ev("approval.requested", 30, "merge of pull request #7 needs approval", { approvalId: "apr_1" }),
         ev("approval.approved", 60, null, { approvalId: "apr_1" }, "telegram:@alice", "telegram"),
-        ev("pr.merged", 62, "pull request #7 merged as abc1234, approved by @alice via telegram", { approvalId: "apr_1" }),
+        ev("pr.merged", 62, "pull request #7 merged as abc1234, approved by @alice via telegram", {
+          approvalId: "apr_1",
+        }),
         ev("incident.verifying", 62, "pull request #7 merged (abc1234); waiting for the alert to resolve"),
         ev("incident.resolved", 192, "alert resolved after the fix: rollback in pull request #7"),
       ],
@@ -104,8 +127,22 @@ describe("incident card", () => {
     expect(shouldAnnounce(incident({ severity: "info" }), "warning")).toBe(false);
     expect(shouldAnnounce(incident({ severity: null }), "warning")).toBe(false);
     expect(shouldAnnounce(incident({ severity: "warning" }), "critical")).toBe(false);
-    expect(shouldAnnounce(incident({ severity: "info", timeline: [ev("incident.detected", 0), ev("approval.requested", 5)] }), "critical")).toBe(true);
-    expect(shouldAnnounce(incident({ severity: "info", state: "resolved", timeline: [ev("incident.detected", 0), ev("incident.resolved", 5)] }), "warning")).toBe(false);
+    expect(
+      shouldAnnounce(
+        incident({ severity: "info", timeline: [ev("incident.detected", 0), ev("approval.requested", 5)] }),
+        "critical",
+      ),
+    ).toBe(true);
+    expect(
+      shouldAnnounce(
+        incident({
+          severity: "info",
+          state: "resolved",
+          timeline: [ev("incident.detected", 0), ev("incident.resolved", 5)],
+        }),
+        "warning",
+      ),
+    ).toBe(false);
   });
 });
 
@@ -131,7 +168,11 @@ describe("approval message", () => {
       expect(text).toContain(s);
     }
     expect(m.text).toContain('<a href="https://github.com/acme/gitops/pull/7">#7</a>');
-    expect(m.buttons.flat().map((b) => b.callback_data)).toEqual(["v1:a:apr_01JTESTAPPROVAL00000000000", "v1:r:apr_01JTESTAPPROVAL00000000000", "v1:d:apr_01JTESTAPPROVAL00000000000"]);
+    expect(m.buttons.flat().map((b) => b.callback_data)).toEqual([
+      "v1:a:apr_01JTESTAPPROVAL00000000000",
+      "v1:r:apr_01JTESTAPPROVAL00000000000",
+      "v1:d:apr_01JTESTAPPROVAL00000000000",
+    ]);
   });
 
   it("renders without a diff summary (approvals from before it was recorded)", () => {
@@ -145,7 +186,11 @@ describe("approval message", () => {
       approval(
         {
           diffExcerpt: "+ <b>&amp;</b> </pre>\n".repeat(5000),
-          diffSummary: { files: Array.from({ length: 40 }, (_, i) => ({ path: `<x>/${i}&.yaml`, added: 1, removed: 0 })), added: 40, removed: 0 },
+          diffSummary: {
+            files: Array.from({ length: 40 }, (_, i) => ({ path: `<x>/${i}&.yaml`, added: 1, removed: 0 })),
+            added: 40,
+            removed: 0,
+          },
         },
         { plan: { skill: "s", rationale: "<".repeat(10_000) } },
       ),
@@ -158,10 +203,22 @@ describe("approval message", () => {
   });
 
   it("shows the decision with who and when, and removes the buttons", () => {
-    const m = renderApprovalMessage(approval({ state: "approved", decidedAt: T0 + 120_000, decidedBy: "@alice via telegram", mergedAt: T0 + 125_000, mergeSha: "abc1234def" }), now);
+    const m = renderApprovalMessage(
+      approval({
+        state: "approved",
+        decidedAt: T0 + 120_000,
+        decidedBy: "@alice via telegram",
+        mergedAt: T0 + 125_000,
+        mergeSha: "abc1234def",
+      }),
+      now,
+    );
     expect(accepted(m.text)).toContain("Approved by @alice via telegram at 2026-11-20 08:17 UTC · merged abc1234def");
     expect(m.buttons).toEqual([]);
-    const r = renderApprovalMessage(approval({ state: "rejected", decidedAt: T0 + 120_000, decidedBy: "bob via mcp", reason: "<not now>" }), now);
+    const r = renderApprovalMessage(
+      approval({ state: "rejected", decidedAt: T0 + 120_000, decidedBy: "bob via mcp", reason: "<not now>" }),
+      now,
+    );
     expect(accepted(r.text)).toContain("Rejected by bob via mcp at 2026-11-20 08:17 UTC: <not now>");
     expect(r.buttons).toEqual([]);
   });
@@ -170,21 +227,39 @@ describe("approval message", () => {
     const e = renderApprovalMessage(approval({ state: "expired", decidedAt: T0 + 86_400_000 }), now);
     expect(accepted(e.text)).toContain("Expired at 2026-11-21 08:15 UTC without a decision");
     expect(e.buttons).toEqual([]);
-    const c = renderApprovalMessage(approval({ state: "cancelled", decidedAt: T0 + 300_000, alertResolved: true }), now);
+    const c = renderApprovalMessage(
+      approval({ state: "cancelled", decidedAt: T0 + 300_000, alertResolved: true }),
+      now,
+    );
     expect(accepted(c.text)).toContain("No action taken: the alert resolved");
     expect(c.buttons).toEqual([]);
   });
 
   it("offers Rebuild after a merge conflict, not after other failures", () => {
-    const conflict = renderApprovalMessage(approval({ mergeFailure: { code: "gitops.merge_conflict", reason: "merge of pull request #7 failed: conflicts", at: T0 + 90_000 } }), now);
+    const conflict = renderApprovalMessage(
+      approval({
+        mergeFailure: {
+          code: "gitops.merge_conflict",
+          reason: "merge of pull request #7 failed: conflicts",
+          at: T0 + 90_000,
+        },
+      }),
+      now,
+    );
     expect(accepted(conflict.text)).toContain("Merge failed at 08:16:30 UTC");
     expect(conflict.buttons.flat().map((b) => b.callback_data)).toContain("v1:b:apr_01JTESTAPPROVAL00000000000");
-    const closed = renderApprovalMessage(approval({ mergeFailure: { code: "gitops.pull_not_open", reason: "closed", at: T0 + 90_000 } }), now);
+    const closed = renderApprovalMessage(
+      approval({ mergeFailure: { code: "gitops.pull_not_open", reason: "closed", at: T0 + 90_000 } }),
+      now,
+    );
     expect(closed.buttons.flat().map((b) => b.callback_data)).not.toContain("v1:b:apr_01JTESTAPPROVAL00000000000");
   });
 
   it("asks to approve a run when there is no pull request", () => {
-    const m = renderApprovalMessage(approval({ pr: null, diffSummary: null, diffExcerpt: null, summary: null, skill: "restart" }), now);
+    const m = renderApprovalMessage(
+      approval({ pr: null, diffSummary: null, diffExcerpt: null, summary: null, skill: "restart" }),
+      now,
+    );
     expect(accepted(m.text)).toContain("Run of restart");
     expect(m.buttons).toHaveLength(2);
   });

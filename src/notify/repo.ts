@@ -10,7 +10,12 @@ import type { DeliveriesTable } from "../store/schema.ts";
 export type DeliveryRow = Selectable<DeliveriesTable>;
 
 /** Pending rows that are due, approval messages first, oldest first. */
-export function dueDeliveries(db: Executor, now: number, limit: number, skipChannels: string[] = []): Promise<DeliveryRow[]> {
+export function dueDeliveries(
+  db: Executor,
+  now: number,
+  limit: number,
+  skipChannels: string[] = [],
+): Promise<DeliveryRow[]> {
   let q = db.selectFrom("deliveries").selectAll().where("state", "=", "pending").where("next_attempt_at", "<=", now);
   if (skipChannels.length) q = q.where("channel", "not in", skipChannels);
   return q.orderBy("priority", "desc").orderBy("next_attempt_at").orderBy("id").limit(limit).execute();
@@ -18,7 +23,10 @@ export function dueDeliveries(db: Executor, now: number, limit: number, skipChan
 
 /** When the next pending row of the given channels is due (null: none pending). */
 export async function nextDueAt(db: Executor, skipChannels: string[] = []): Promise<number | null> {
-  let q = db.selectFrom("deliveries").select((eb) => eb.fn.min("next_attempt_at").as("at")).where("state", "=", "pending");
+  let q = db
+    .selectFrom("deliveries")
+    .select((eb) => eb.fn.min("next_attempt_at").as("at"))
+    .where("state", "=", "pending");
   if (skipChannels.length) q = q.where("channel", "not in", skipChannels);
   const r = await q.executeTakeFirst();
   return r?.at === null || r?.at === undefined ? null : Number(r.at);
@@ -87,7 +95,12 @@ export async function postponeDeliveries(
  * conditional update, so a second replica that read the same row claims nothing. Returns the row
  * as claimed, or undefined when someone else did (or it is no longer due).
  */
-export async function claimAttempt(db: Executor, row: DeliveryRow, now: number, schedule: { delaysMs: number[]; claimMs: number }): Promise<DeliveryRow | undefined> {
+export async function claimAttempt(
+  db: Executor,
+  row: DeliveryRow,
+  now: number,
+  schedule: { delaysMs: number[]; claimMs: number },
+): Promise<DeliveryRow | undefined> {
   const attempts = Number(row.attempts) + 1;
   const next = now + Math.max(schedule.delaysMs[attempts - 1] ?? 0, schedule.claimMs);
   const res = await db
@@ -109,22 +122,48 @@ export async function dropUnsendable(db: Executor, sendable: string[]): Promise<
 }
 
 /** Forgets finished rows: sent and skipped after `keepDoneMs`, dead after `keepDeadMs`. */
-export async function pruneDeliveries(db: Executor, now: number, keep: { doneMs: number; deadMs: number }): Promise<number> {
-  const done = await db.deleteFrom("deliveries").where("state", "in", ["sent", "skipped"]).where("updated_at", "<", now - keep.doneMs).executeTakeFirst();
-  const dead = await db.deleteFrom("deliveries").where("state", "=", "dead").where("updated_at", "<", now - keep.deadMs).executeTakeFirst();
+export async function pruneDeliveries(
+  db: Executor,
+  now: number,
+  keep: { doneMs: number; deadMs: number },
+): Promise<number> {
+  const done = await db
+    .deleteFrom("deliveries")
+    .where("state", "in", ["sent", "skipped"])
+    .where("updated_at", "<", now - keep.doneMs)
+    .executeTakeFirst();
+  const dead = await db
+    .deleteFrom("deliveries")
+    .where("state", "=", "dead")
+    .where("updated_at", "<", now - keep.deadMs)
+    .executeTakeFirst();
   return Number(done.numDeletedRows) + Number(dead.numDeletedRows);
 }
 
 export type SentMessage = { chatId: string; messageId: string };
 
 export async function getCardMessage(db: Executor, incidentId: string): Promise<SentMessage | undefined> {
-  const r = await db.selectFrom("notice_messages").select(["chat_id", "message_id"]).where("incident_id", "=", incidentId).executeTakeFirst();
+  const r = await db
+    .selectFrom("notice_messages")
+    .select(["chat_id", "message_id"])
+    .where("incident_id", "=", incidentId)
+    .executeTakeFirst();
   return r ? { chatId: r.chat_id, messageId: r.message_id } : undefined;
 }
 
-export async function saveCardMessage(db: Executor, dialect: Dialect, incidentId: string, m: SentMessage, now: number): Promise<void> {
+export async function saveCardMessage(
+  db: Executor,
+  dialect: Dialect,
+  incidentId: string,
+  m: SentMessage,
+  now: number,
+): Promise<void> {
   const row = { incident_id: incidentId, chat_id: m.chatId, message_id: m.messageId, created_at: now, updated_at: now };
-  await upsert(db, dialect, "notice_messages", row, "incident_id", { chat_id: m.chatId, message_id: m.messageId, updated_at: now });
+  await upsert(db, dialect, "notice_messages", row, "incident_id", {
+    chat_id: m.chatId,
+    message_id: m.messageId,
+    updated_at: now,
+  });
 }
 
 export async function forgetCardMessage(db: Executor, incidentId: string): Promise<void> {
@@ -132,5 +171,9 @@ export async function forgetCardMessage(db: Executor, incidentId: string): Promi
 }
 
 export async function saveApprovalMessage(db: Executor, approvalId: string, m: SentMessage | null): Promise<void> {
-  await db.updateTable("approvals").set({ chat_id: m?.chatId ?? null, message_id: m?.messageId ?? null }).where("id", "=", approvalId).execute();
+  await db
+    .updateTable("approvals")
+    .set({ chat_id: m?.chatId ?? null, message_id: m?.messageId ?? null })
+    .where("id", "=", approvalId)
+    .execute();
 }

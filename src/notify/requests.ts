@@ -78,7 +78,8 @@ export type DeliveryRequest = {
   id?: string;
 };
 
-export const pendingKey = (d: Pick<DeliveryRequest, "channel" | "kind" | "ref" | "target">) => `${d.channel}|${d.kind}|${d.target ?? ""}|${d.ref}`.slice(0, 255);
+export const pendingKey = (d: Pick<DeliveryRequest, "channel" | "kind" | "ref" | "target">) =>
+  `${d.channel}|${d.kind}|${d.target ?? ""}|${d.ref}`.slice(0, 255);
 
 /** Asks for a delivery; one pending row per (channel, kind, target, ref), however often asked. */
 export async function requestDelivery(db: Executor, dialect: Dialect, d: DeliveryRequest, now: number): Promise<void> {
@@ -118,16 +119,32 @@ export type NoticeEvent = { id?: string; type: string; incidentId?: string | nul
  */
 export async function requestNotices(db: Executor, dialect: Dialect, e: NoticeEvent, now: number): Promise<void> {
   if (e.type === SCHEDULE_FAILED && e.id) {
-    await requestDelivery(db, dialect, { channel: TELEGRAM, kind: SCHEDULE_FAILED, ref: e.id, priority: CARD_PRIORITY }, now);
+    await requestDelivery(
+      db,
+      dialect,
+      { channel: TELEGRAM, kind: SCHEDULE_FAILED, ref: e.id, priority: CARD_PRIORITY },
+      now,
+    );
     return;
   }
   if (!e.incidentId) return;
   const card = CARD_EVENTS.has(e.type);
   if (!card && !APPROVAL_EVENTS.has(e.type)) return;
-  if (card) await requestDelivery(db, dialect, { channel: TELEGRAM, kind: INCIDENT_CARD, ref: e.incidentId, priority: CARD_PRIORITY }, now);
+  if (card)
+    await requestDelivery(
+      db,
+      dialect,
+      { channel: TELEGRAM, kind: INCIDENT_CARD, ref: e.incidentId, priority: CARD_PRIORITY },
+      now,
+    );
   if (!APPROVAL_EVENTS.has(e.type)) return;
   for (const id of await approvalsOf(db, e)) {
-    await requestDelivery(db, dialect, { channel: TELEGRAM, kind: APPROVAL_MESSAGE, ref: id, priority: APPROVAL_PRIORITY }, now);
+    await requestDelivery(
+      db,
+      dialect,
+      { channel: TELEGRAM, kind: APPROVAL_MESSAGE, ref: id, priority: APPROVAL_PRIORITY },
+      now,
+    );
   }
 }
 

@@ -19,6 +19,8 @@ describe("chatFor", () => {
 
   it("matches values exactly and ignores inherited properties", () => {
     expect(chatFor({ namespace: "payments-eu" }, routes, "-1")).toBe("-1");
-    expect(chatFor({}, [{ label: "constructor", value: "function Object() { [native code] }", chat: "-9" }], "-1")).toBe("-1");
+    expect(
+      chatFor({}, [{ label: "constructor", value: "function Object() { [native code] }", chat: "-9" }], "-1"),
+    ).toBe("-1");
   });
 });

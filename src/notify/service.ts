@@ -12,9 +12,19 @@ import { createTelegramSender } from "./telegram-sender.ts";
 // Without Telegram the deliverer still runs, and drops the notices the database keeps asking for,
 // so they neither pile up nor go out stale once Telegram is configured.
 
-export type NoticeDeps = { store: Store; log: Logger; now: () => number; owner: string; settings?: Partial<DelivererSettings> };
+export type NoticeDeps = {
+  store: Store;
+  log: Logger;
+  now: () => number;
+  owner: string;
+  settings?: Partial<DelivererSettings>;
+};
 
-export function createNotices(config: Pick<Config, "telegram" | "notify">, deps: NoticeDeps, others: Record<string, Sender> = {}) {
+export function createNotices(
+  config: Pick<Config, "telegram" | "notify">,
+  deps: NoticeDeps,
+  others: Record<string, Sender> = {},
+) {
   const senders: Record<string, Sender> = { ...others };
   if (config.telegram) {
     senders[TELEGRAM] = createTelegramSender({

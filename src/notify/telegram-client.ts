@@ -18,23 +18,30 @@ export type TelegramFailure =
 
 export type TelegramResult<T> = { ok: true; value: T } | { ok: false; error: TelegramFailure };
 
-type BotApiError = { response?: { error_code?: unknown; description?: unknown; parameters?: { retry_after?: unknown } } };
+type BotApiError = {
+  response?: { error_code?: unknown; description?: unknown; parameters?: { retry_after?: unknown } };
+};
 
 export function classifyTelegramError(err: unknown): TelegramFailure {
   const res = (err as BotApiError | undefined)?.response;
   const code = Number(res?.error_code);
   if (!res || !Number.isFinite(code)) {
     const e = err as { name?: string; message?: string } | undefined;
-    return { kind: "unavailable", description: `${e?.name === "AbortError" ? "timed out" : "network error"}: ${String(e?.message ?? err).slice(0, 300)}` };
+    return {
+      kind: "unavailable",
+      description: `${e?.name === "AbortError" ? "timed out" : "network error"}: ${String(e?.message ?? err).slice(0, 300)}`,
+    };
   }
   const description = String(res.description ?? `error ${code}`);
   if (code === 429) {
     const s = Number(res.parameters?.retry_after);
     return { kind: "rate_limited", retryAfterMs: (Number.isFinite(s) && s > 0 ? s : 1) * 1000, description };
   }
-  if (code >= 500 || code === 401 || code === 404) return { kind: "unavailable", description: `${code} ${description}` };
+  if (code >= 500 || code === 401 || code === 404)
+    return { kind: "unavailable", description: `${code} ${description}` };
   if (/message is not modified/i.test(description)) return { kind: "not_modified", description };
-  if (/message to edit not found|MESSAGE_ID_INVALID|message can't be edited/i.test(description)) return { kind: "gone", description };
+  if (/message to edit not found|MESSAGE_ID_INVALID|message can't be edited/i.test(description))
+    return { kind: "gone", description };
   return { kind: "refused", description: `${code} ${description}` };
 }
 
@@ -72,14 +79,22 @@ export function createTelegramClient(opts: { token: string; apiRoot: string; tim
     send: (chat, html, keyboard) =>
       call(async () => {
         const markup = keyboard?.length ? { reply_markup: { inline_keyboard: keyboard } } : {};
-        const m = await api.callApi("sendMessage", { chat_id: chatId(chat), text: html, ...FORMAT, ...markup }, signal());
+        const m = await api.callApi(
+          "sendMessage",
+          { chat_id: chatId(chat), text: html, ...FORMAT, ...markup },
+          signal(),
+        );
         return { messageId: String(m.message_id) };
       }),
     edit: (chat, messageId, html, keyboard) =>
       call(async () => {
         // An empty keyboard removes the buttons; cards have none to begin with.
         const markup = keyboard ? { reply_markup: { inline_keyboard: keyboard } } : {};
-        await api.callApi("editMessageText", { chat_id: chatId(chat), message_id: Number(messageId), text: html, ...FORMAT, ...markup }, signal());
+        await api.callApi(
+          "editMessageText",
+          { chat_id: chatId(chat), message_id: Number(messageId), text: html, ...FORMAT, ...markup },
+          signal(),
+        );
       }),
   };
 }

@@ -4,7 +4,14 @@ import { renderApprovalMessage } from "./approval-message.ts";
 import type { DeliveryOutcome, Sender } from "./deliverer.ts";
 import { renderIncidentCard, shouldAnnounce, type Severity } from "./incident-card.ts";
 import type { RateLimiter } from "./rate-limit.ts";
-import { forgetCardMessage, getCardMessage, saveApprovalMessage, saveCardMessage, type DeliveryRow, type SentMessage } from "./repo.ts";
+import {
+  forgetCardMessage,
+  getCardMessage,
+  saveApprovalMessage,
+  saveCardMessage,
+  type DeliveryRow,
+  type SentMessage,
+} from "./repo.ts";
 import { APPROVAL_MESSAGE, INCIDENT_CARD, SCHEDULE_FAILED } from "./requests.ts";
 import { renderScheduleFailure } from "./schedule-message.ts";
 import { chatFor } from "./routing.ts";
@@ -47,7 +54,8 @@ export function createTelegramSender(deps: TelegramSenderDeps): Sender {
       // Deleted in the chat: say it again as a new message (when the chat has another slot).
       await p.save(null);
       const again = limiter.take(p.chat, now);
-      if (!again.ok) return { status: "wait", until: again.at, why: "the old message is gone; sending a new one", target: p.chat };
+      if (!again.ok)
+        return { status: "wait", until: again.at, why: "the old message is gone; sending a new one", target: p.chat };
     }
     const r = await client.send(p.chat, p.text, p.keyboard?.length ? p.keyboard : null);
     if (!r.ok) return failed(r.error, p, now);
@@ -55,7 +63,11 @@ export function createTelegramSender(deps: TelegramSenderDeps): Sender {
     return { status: "sent", target: p.chat };
   }
 
-  function failed(error: { kind: string; description: string; retryAfterMs?: number }, p: Post, now: number): DeliveryOutcome {
+  function failed(
+    error: { kind: string; description: string; retryAfterMs?: number },
+    p: Post,
+    now: number,
+  ): DeliveryOutcome {
     if (error.kind === "rate_limited") {
       const until = now + (error.retryAfterMs ?? 1000);
       limiter.block(p.chat, until);
@@ -69,7 +81,8 @@ export function createTelegramSender(deps: TelegramSenderDeps): Sender {
     const view = await loadIncidentView(store.db, incidentId);
     if (!view) return { status: "skipped", why: "the incident no longer exists" };
     const existing = await getCardMessage(store.db, incidentId);
-    if (!existing && !shouldAnnounce(view, deps.minSeverity)) return { status: "skipped", why: `severity ${view.severity ?? "none"} is below NOTIFY_MIN_SEVERITY` };
+    if (!existing && !shouldAnnounce(view, deps.minSeverity))
+      return { status: "skipped", why: `severity ${view.severity ?? "none"} is below NOTIFY_MIN_SEVERITY` };
     return post(
       {
         chat: existing?.chatId ?? chatFor(view.labels, deps.telegram.routes, deps.telegram.defaultChat),
@@ -77,7 +90,8 @@ export function createTelegramSender(deps: TelegramSenderDeps): Sender {
         text: renderIncidentCard(view),
         keyboard: null,
         incidentId,
-        save: (m) => (m ? saveCardMessage(store.db, store.dialect, incidentId, m, now) : forgetCardMessage(store.db, incidentId)),
+        save: (m) =>
+          m ? saveCardMessage(store.db, store.dialect, incidentId, m, now) : forgetCardMessage(store.db, incidentId),
       },
       now,
     );
@@ -88,7 +102,8 @@ export function createTelegramSender(deps: TelegramSenderDeps): Sender {
     if (!view) return { status: "skipped", why: "the approval no longer exists" };
     const existing = view.chatId && view.messageId ? { chatId: view.chatId, messageId: view.messageId } : undefined;
     // Decided before its request went out (a policy approval, or a decision during an outage): no one needs to be asked.
-    if (!existing && view.state !== "pending") return { status: "skipped", why: `the approval is ${view.state} and was never shown` };
+    if (!existing && view.state !== "pending")
+      return { status: "skipped", why: `the approval is ${view.state} and was never shown` };
     const m = renderApprovalMessage(view, now);
     return post(
       {
@@ -105,12 +120,27 @@ export function createTelegramSender(deps: TelegramSenderDeps): Sender {
 
   /** A scheduled run that failed (ref: its schedule.run_failed event): one message to the default chat. */
   async function scheduleFailed(eventId: string, now: number): Promise<DeliveryOutcome> {
-    const e = await store.db.selectFrom("events").select(["task_id", "reason", "data", "occurred_at"]).where("id", "=", eventId).executeTakeFirst();
+    const e = await store.db
+      .selectFrom("events")
+      .select(["task_id", "reason", "data", "occurred_at"])
+      .where("id", "=", eventId)
+      .executeTakeFirst();
     if (!e) return { status: "skipped", why: "the event no longer exists" };
     const data = JSON.parse(e.data ?? "{}") as { schedule?: unknown };
-    const task = e.task_id ? await store.db.selectFrom("tasks").select("kind").where("id", "=", e.task_id).executeTakeFirst() : undefined;
-    const text = renderScheduleFailure({ schedule: String(data.schedule ?? "?"), taskId: e.task_id, kind: task?.kind ?? null, reason: e.reason, at: Number(e.occurred_at) });
-    return post({ chat: deps.telegram.defaultChat, existing: undefined, text, keyboard: null, save: async () => undefined }, now);
+    const task = e.task_id
+      ? await store.db.selectFrom("tasks").select("kind").where("id", "=", e.task_id).executeTakeFirst()
+      : undefined;
+    const text = renderScheduleFailure({
+      schedule: String(data.schedule ?? "?"),
+      taskId: e.task_id,
+      kind: task?.kind ?? null,
+      reason: e.reason,
+      at: Number(e.occurred_at),
+    });
+    return post(
+      { chat: deps.telegram.defaultChat, existing: undefined, text, keyboard: null, save: async () => undefined },
+      now,
+    );
   }
 
   return {

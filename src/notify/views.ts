@@ -26,9 +26,23 @@ export const NOTICE_EVENT_TYPES = [
   "agent.lease_expired",
 ] as const;
 
-export type TimelineEntry = { type: string; at: number; actor: string; channel: string; reason: string | null; data: Record<string, unknown> };
+export type TimelineEntry = {
+  type: string;
+  at: number;
+  actor: string;
+  channel: string;
+  reason: string | null;
+  data: Record<string, unknown>;
+};
 
-export type PlanView = { skill?: string; rationale?: string; confidence?: number; planner?: string; risk?: string; fallback?: string };
+export type PlanView = {
+  skill?: string;
+  rationale?: string;
+  confidence?: number;
+  planner?: string;
+  risk?: string;
+  fallback?: string;
+};
 
 export type IncidentView = {
   id: string;
@@ -48,7 +62,11 @@ export type IncidentView = {
   timeline: TimelineEntry[];
 };
 
-export type DiffSummary = { files: Array<{ path: string; added: number; removed: number }>; added: number; removed: number };
+export type DiffSummary = {
+  files: Array<{ path: string; added: number; removed: number }>;
+  added: number;
+  removed: number;
+};
 
 export type ApprovalView = {
   id: string;
@@ -90,7 +108,12 @@ function parseJson<T>(text: string | null | undefined, fallback: T): T {
 }
 
 const strings = (o: unknown): Record<string, string> =>
-  Object.fromEntries(Object.entries(typeof o === "object" && o ? o : {}).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
+  Object.fromEntries(
+    Object.entries(typeof o === "object" && o ? o : {}).map(([k, v]) => [
+      k,
+      typeof v === "string" ? v : JSON.stringify(v),
+    ]),
+  );
 
 export async function loadIncidentView(db: Executor, incidentId: string): Promise<IncidentView | undefined> {
   const inc = await db.selectFrom("incidents").selectAll().where("id", "=", incidentId).executeTakeFirst();
@@ -103,9 +126,14 @@ export async function loadIncidentView(db: Executor, incidentId: string): Promis
     .orderBy("seq", "desc")
     .limit(TIMELINE_LIMIT)
     .execute();
-  const timeline = rows
-    .reverse()
-    .map((e) => ({ type: e.type, at: Number(e.occurred_at), actor: e.actor, channel: e.channel, reason: e.reason, data: parseJson<Record<string, unknown>>(e.data, {}) }));
+  const timeline = rows.reverse().map((e) => ({
+    type: e.type,
+    at: Number(e.occurred_at),
+    actor: e.actor,
+    channel: e.channel,
+    reason: e.reason,
+    data: parseJson<Record<string, unknown>>(e.data, {}),
+  }));
   return incidentView(inc, timeline);
 }
 
@@ -125,7 +153,12 @@ function incidentView(inc: IncidentRow, timeline: TimelineEntry[]): IncidentView
     annotations: strings(parseJson(inc.annotations, {})),
     openedAt: Number(inc.opened_at),
     resolvedAt,
-    timeToResolveMs: ttr !== null && ttr !== undefined ? Number(ttr) : inc.state === "resolved" && resolvedAt !== null ? resolvedAt - Number(inc.opened_at) : null,
+    timeToResolveMs:
+      ttr !== null && ttr !== undefined
+        ? Number(ttr)
+        : inc.state === "resolved" && resolvedAt !== null
+          ? resolvedAt - Number(inc.opened_at)
+          : null,
     flapCount: Number(inc.flap_count),
     plan: plan && typeof plan === "object" ? plan : null,
     timeline,
@@ -147,7 +180,10 @@ export function approvalView(a: ApprovalRow, incident: IncidentView): ApprovalVi
   const action = parseAction(a) as { skill?: unknown; summary?: unknown };
   const mine = incident.timeline.filter((e) => e.data.approvalId === a.id);
   const last = mine.at(-1);
-  const failure = last?.type === "approval.merge_failed" ? { code: String(last.data.code ?? ""), reason: last.reason ?? "", at: last.at } : null;
+  const failure =
+    last?.type === "approval.merge_failed"
+      ? { code: String(last.data.code ?? ""), reason: last.reason ?? "", at: last.at }
+      : null;
   const resolved = [...incident.timeline].reverse().find((e) => e.type === "incident.resolved");
   const summary = parseJson<DiffSummary | null>(extra.diff_summary, null);
   return {
@@ -159,7 +195,10 @@ export function approvalView(a: ApprovalRow, incident: IncidentView): ApprovalVi
     decidedAt: a.decided_at === null ? null : Number(a.decided_at),
     decidedBy: a.decided_by === null && a.channel === null ? null : approverOf(a),
     reason: a.reason,
-    pr: a.pr_number === null ? null : { number: Number(a.pr_number), url: merge?.merge.url ?? null, branch: a.pr_branch, sha: a.head_sha },
+    pr:
+      a.pr_number === null
+        ? null
+        : { number: Number(a.pr_number), url: merge?.merge.url ?? null, branch: a.pr_branch, sha: a.head_sha },
     mergeSha: a.merge_sha,
     mergedAt: a.merged_at === null ? null : Number(a.merged_at),
     skill: typeof action.skill === "string" ? action.skill : null,
@@ -167,7 +206,8 @@ export function approvalView(a: ApprovalRow, incident: IncidentView): ApprovalVi
     diffSummary: summary && Array.isArray(summary.files) ? summary : null,
     diffExcerpt: extra.diff_excerpt ?? null,
     mergeFailure: a.state === "pending" ? failure : null,
-    alertResolved: a.state === "cancelled" && incident.state === "resolved" && resolved?.data.event === "alert.resolved",
+    alertResolved:
+      a.state === "cancelled" && incident.state === "resolved" && resolved?.data.event === "alert.resolved",
     chatId: a.chat_id,
     messageId: a.message_id,
     incident,

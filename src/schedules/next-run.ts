@@ -18,14 +18,18 @@ function cron(expr: string, timezone: string): Cron {
 /** Throws schedule.bad_cron / schedule.bad_timezone; returns nothing when both are usable. */
 export function checkCron(expr: string, timezone: string): void {
   checkTimezone(timezone);
-  if (nextRunAt(expr, timezone, Date.UTC(2000, 0, 1)) === null) throw invalid("schedule.bad_cron", `cron ${JSON.stringify(expr)} never fires`);
+  if (nextRunAt(expr, timezone, Date.UTC(2000, 0, 1)) === null)
+    throw invalid("schedule.bad_cron", `cron ${JSON.stringify(expr)} never fires`);
 }
 
 export function checkTimezone(timezone: string): void {
   try {
     new Intl.DateTimeFormat("en", { timeZone: timezone });
   } catch {
-    throw invalid("schedule.bad_timezone", `timezone ${JSON.stringify(timezone)} is not an IANA time zone (e.g. UTC, Europe/Berlin)`);
+    throw invalid(
+      "schedule.bad_timezone",
+      `timezone ${JSON.stringify(timezone)} is not an IANA time zone (e.g. UTC, Europe/Berlin)`,
+    );
   }
 }
 
@@ -39,7 +43,13 @@ export function nextRunAt(expr: string, timezone: string, after: number): number
  * The fire times in (`after`, `until`]: how many (up to `limit`, then `capped`) and the last one.
  * What a control plane that was down missed.
  */
-export function runsBetween(expr: string, timezone: string, after: number, until: number, limit = 10_000): { count: number; last: number | null; capped: boolean } {
+export function runsBetween(
+  expr: string,
+  timezone: string,
+  after: number,
+  until: number,
+  limit = 10_000,
+): { count: number; last: number | null; capped: boolean } {
   const c = cron(expr, timezone);
   let count = 0;
   let last: number | null = null;

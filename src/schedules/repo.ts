@@ -12,14 +12,18 @@ export type ScheduleRunRow = Selectable<ScheduleRunsTable>;
 export const getScheduleByName = (db: Executor, name: string): Promise<ScheduleRow | undefined> =>
   db.selectFrom("schedules").selectAll().where("name", "=", name).executeTakeFirst();
 
-export const listSchedules = (db: Executor): Promise<ScheduleRow[]> => db.selectFrom("schedules").selectAll().orderBy("name").execute();
+export const listSchedules = (db: Executor): Promise<ScheduleRow[]> =>
+  db.selectFrom("schedules").selectAll().orderBy("name").execute();
 
 export function templateOfRow(s: Pick<ScheduleRow, "task_template">): RunTemplate {
   return JSON.parse(s.task_template) as RunTemplate;
 }
 
 /** The columns a spec sets; `next_run_at` from `now` when the schedule is (re-)enabled or its timing changed. */
-export function specColumns(spec: ScheduleSpec, now: number): Omit<ScheduleRow, "id" | "source" | "origin" | "last_run_at" | "created_at"> {
+export function specColumns(
+  spec: ScheduleSpec,
+  now: number,
+): Omit<ScheduleRow, "id" | "source" | "origin" | "last_run_at" | "created_at"> {
   return {
     name: spec.name,
     description: spec.description ?? null,
@@ -53,18 +57,49 @@ export function specOfRow(r: ScheduleRow): ScheduleSpec {
 
 /** Same timing and the same work: a sync leaves such a schedule as it is. */
 export function sameSpec(r: ScheduleRow, spec: ScheduleSpec, now: number): boolean {
-  const key = (c: Pick<ScheduleRow, "description" | "cron" | "timezone" | "enabled" | "overlap" | "catch_up" | "jitter_ms" | "task_template">) =>
-    JSON.stringify([c.description ?? null, c.cron, c.timezone, Number(c.enabled), c.overlap, c.catch_up, Number(c.jitter_ms), c.task_template]);
+  const key = (
+    c: Pick<
+      ScheduleRow,
+      "description" | "cron" | "timezone" | "enabled" | "overlap" | "catch_up" | "jitter_ms" | "task_template"
+    >,
+  ) =>
+    JSON.stringify([
+      c.description ?? null,
+      c.cron,
+      c.timezone,
+      Number(c.enabled),
+      c.overlap,
+      c.catch_up,
+      Number(c.jitter_ms),
+      c.task_template,
+    ]);
   return key(r) === key(specColumns(spec, now));
 }
 
-export async function insertSchedule(db: Executor, spec: ScheduleSpec, source: "file" | "mcp", origin: string, now: number): Promise<ScheduleRow> {
-  const row: ScheduleRow = { id: newId("sch", now), ...specColumns(spec, now), source, origin: origin.slice(0, 512), last_run_at: null, created_at: now };
+export async function insertSchedule(
+  db: Executor,
+  spec: ScheduleSpec,
+  source: "file" | "mcp",
+  origin: string,
+  now: number,
+): Promise<ScheduleRow> {
+  const row: ScheduleRow = {
+    id: newId("sch", now),
+    ...specColumns(spec, now),
+    source,
+    origin: origin.slice(0, 512),
+    last_run_at: null,
+    created_at: now,
+  };
   await db.insertInto("schedules").values(row).execute();
   return row;
 }
 
-export async function recentRuns(db: Executor, scheduleId: string, limit = 20): Promise<Array<ScheduleRunRow & { task_state: string | null }>> {
+export async function recentRuns(
+  db: Executor,
+  scheduleId: string,
+  limit = 20,
+): Promise<Array<ScheduleRunRow & { task_state: string | null }>> {
   return db
     .selectFrom("schedule_runs")
     .leftJoin("tasks", "tasks.id", "schedule_runs.task_id")

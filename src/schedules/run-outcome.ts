@@ -9,11 +9,26 @@ import type { Executor } from "../store/sql.ts";
 
 export const SCHEDULE_ACTOR_PREFIX = "schedule:";
 
-export function recordRunFailed(trx: Executor, dialect: Store["dialect"], taskId: string, schedule: string, reason: string, now: number): Promise<boolean> {
+export function recordRunFailed(
+  trx: Executor,
+  dialect: Store["dialect"],
+  taskId: string,
+  schedule: string,
+  reason: string,
+  now: number,
+): Promise<boolean> {
   return appendEvent(
     trx,
     dialect,
-    { type: "schedule.run_failed", taskId, actor: `${SCHEDULE_ACTOR_PREFIX}${schedule}`, channel: "schedule", reason: reason.slice(0, 2000), data: { schedule }, occurredAt: now },
+    {
+      type: "schedule.run_failed",
+      taskId,
+      actor: `${SCHEDULE_ACTOR_PREFIX}${schedule}`,
+      channel: "schedule",
+      reason: reason.slice(0, 2000),
+      data: { schedule },
+      occurredAt: now,
+    },
     now,
   );
 }
@@ -22,6 +37,13 @@ export function recordRunFailed(trx: Executor, dialect: Store["dialect"], taskId
 export function scheduleRunHook(dialect: Store["dialect"]): TerminalHook {
   return async (trx, task, outcome, detail, now) => {
     if (outcome !== "failed" || !task.created_by.startsWith(SCHEDULE_ACTOR_PREFIX)) return;
-    await recordRunFailed(trx, dialect, task.id, task.created_by.slice(SCHEDULE_ACTOR_PREFIX.length), detail ?? task.error ?? "failed", now);
+    await recordRunFailed(
+      trx,
+      dialect,
+      task.id,
+      task.created_by.slice(SCHEDULE_ACTOR_PREFIX.length),
+      detail ?? task.error ?? "failed",
+      now,
+    );
   };
 }

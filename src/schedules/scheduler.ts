@@ -41,7 +41,13 @@ export type SchedulerDeps = {
   tickMs?: number;
 };
 
-export type RunOutcome = { state: "fired" | "skipped" | "failed"; scheduledFor: number; taskId: string | null; reason: string | null; missed: number };
+export type RunOutcome = {
+  state: "fired" | "skipped" | "failed";
+  scheduledFor: number;
+  taskId: string | null;
+  reason: string | null;
+  missed: number;
+};
 
 /** A run that is not worth firing here (not a failure): recorded as skipped with the reason. */
 class SkipRun extends Error {}
@@ -74,42 +80,103 @@ export function createScheduler(deps: SchedulerDeps) {
     const key = `schedule:${s.id}:${scheduledFor}`;
     if ("task" in t) {
       const { kind, pool, payload } = buildTaskRequest(t.task, deps.config);
-      return enqueueTask(trx, store.dialect, { kind, pool, payload: { ...payload, schedule: s.name }, createdBy: by.actor, channel: by.channel, idempotencyKey: key }, now);
+      return enqueueTask(
+        trx,
+        store.dialect,
+        {
+          kind,
+          pool,
+          payload: { ...payload, schedule: s.name },
+          createdBy: by.actor,
+          channel: by.channel,
+          idempotencyKey: key,
+        },
+        now,
+      );
     }
     const skill = deps.skills().find((k) => k.name === t.skill);
     if (!skill) throw invalid("schedule.skill_not_found", `skill ${t.skill} is not loaded`);
-    if (!isInline(skill)) throw invalid("schedule.skill_not_inline", `skill ${t.skill} changes the GitOps repository for an incident; a schedule can run inline skills (probe, drift, http) or a task`);
+    if (!isInline(skill))
+      throw invalid(
+        "schedule.skill_not_inline",
+        `skill ${t.skill} changes the GitOps repository for an incident; a schedule can run inline skills (probe, drift, http) or a task`,
+      );
     const unavailable = inlineUnavailable(skill, deps.inline ?? {});
     if (unavailable) throw new SkipRun(`skill ${t.skill} cannot run here: ${unavailable}`);
-    return enqueueControlJob(trx, store.dialect, { kind: SCHEDULE_SKILL_JOB, payload: { schedule: s.name, skill: t.skill, params: t.params }, key }, by, now);
+    return enqueueControlJob(
+      trx,
+      store.dialect,
+      { kind: SCHEDULE_SKILL_JOB, payload: { schedule: s.name, skill: t.skill, params: t.params }, key },
+      by,
+      now,
+    );
   }
 
   /** Records one run (fired, skipped or failed) in the caller's transaction; false when another replica recorded it first. */
-  async function record(trx: Executor, s: ScheduleRow, scheduledFor: number, missed: number, now: number, opts: { skip?: string; catchUp?: boolean } = {}): Promise<RunOutcome | undefined> {
+  async function record(
+    trx: Executor,
+    s: ScheduleRow,
+    scheduledFor: number,
+    missed: number,
+    now: number,
+    opts: { skip?: string; catchUp?: boolean } = {},
+  ): Promise<RunOutcome | undefined> {
     const skip = opts.skip;
     const id = newId("srn", now);
-    const inserted = await insertIfAbsent(trx, store.dialect, "schedule_runs", { id, schedule_id: s.id, scheduled_for: scheduledFor, task_id: null, state: "pending", created_at: now, reason: null, missed, fired_at: null });
+    const inserted = await insertIfAbsent(trx, store.dialect, "schedule_runs", {
+      id,
+      schedule_id: s.id,
+      scheduled_for: scheduledFor,
+      task_id: null,
+      state: "pending",
+      created_at: now,
+      reason: null,
+      missed,
+      fired_at: null,
+    });
     if (!inserted) return undefined;
     let out: RunOutcome;
     const busy = skip ? undefined : s.overlap === "skip" ? await activeRun(trx, s.id) : undefined;
     if (skip || busy) {
-      out = { state: "skipped", scheduledFor, taskId: null, reason: skip ?? `the previous run's task ${busy} is still active (overlap: skip)`, missed };
+      out = {
+        state: "skipped",
+        scheduledFor,
+        taskId: null,
+        reason: skip ?? `the previous run's task ${busy} is still active (overlap: skip)`,
+        missed,
+      };
     } else {
       try {
-        const why = opts.catchUp ? `catch-up: one run for ${missed} missed while no control plane was running` : missed ? `${missed} earlier run(s) missed` : null;
+        const why = opts.catchUp
+          ? `catch-up: one run for ${missed} missed while no control plane was running`
+          : missed
+            ? `${missed} earlier run(s) missed`
+            : null;
         out = { state: "fired", scheduledFor, taskId: await queueWork(trx, s, scheduledFor, now), reason: why, missed };
       } catch (err) {
         if (err instanceof SkipRun) out = { state: "skipped", scheduledFor, taskId: null, reason: err.message, missed };
-        else if (isAppError(err)) out = { state: "failed", scheduledFor, taskId: null, reason: `${err.message} (${err.code})`, missed };
+        else if (isAppError(err))
+          out = { state: "failed", scheduledFor, taskId: null, reason: `${err.message} (${err.code})`, missed };
         else throw err;
       }
     }
-    await trx.updateTable("schedule_runs").set({ state: out.state, task_id: out.taskId, reason: out.reason, fired_at: out.state === "fired" ? now : null }).where("id", "=", id).execute();
+    await trx
+      .updateTable("schedule_runs")
+      .set({ state: out.state, task_id: out.taskId, reason: out.reason, fired_at: out.state === "fired" ? now : null })
+      .where("id", "=", id)
+      .execute();
     await trx.updateTable("schedules").set({ last_run_at: now }).where("id", "=", s.id).execute();
     await appendEvent(
       trx,
       store.dialect,
-      { type: `schedule.${out.state}`, taskId: out.taskId, ...SCHEDULER(s.name), reason: out.reason, data: { schedule: s.name, scheduleId: s.id, runId: id, scheduledFor, missed }, occurredAt: now },
+      {
+        type: `schedule.${out.state}`,
+        taskId: out.taskId,
+        ...SCHEDULER(s.name),
+        reason: out.reason,
+        data: { schedule: s.name, scheduleId: s.id, runId: id, scheduledFor, missed },
+        occurredAt: now,
+      },
       now,
     );
     return out;
@@ -127,27 +194,54 @@ export function createScheduler(deps: SchedulerDeps) {
     const next = nextRunAt(s.cron, s.timezone, Math.max(now, latest));
     return store.db.transaction().execute(async (trx) => {
       // Compare-and-swap: a replica that moved it first, or a change through MCP, wins.
-      const moved = await trx.updateTable("schedules").set({ next_run_at: next, updated_at: now }).where("id", "=", s.id).where("next_run_at", "=", nominal).where("enabled", "=", 1).executeTakeFirst();
+      const moved = await trx
+        .updateTable("schedules")
+        .set({ next_run_at: next, updated_at: now })
+        .where("id", "=", s.id)
+        .where("next_run_at", "=", nominal)
+        .where("enabled", "=", 1)
+        .executeTakeFirst();
       if (Number(moved.numUpdatedRows) === 0) return undefined;
       if (onTime) return record(trx, s, latest, missed, now);
       if (s.catch_up === "once") return record(trx, s, latest, missed, now, { catchUp: true });
-      return record(trx, s, latest, missed, now, { skip: `${missed} run(s) missed while no control plane was running (catch_up: skip)` });
+      return record(trx, s, latest, missed, now, {
+        skip: `${missed} run(s) missed while no control plane was running (catch_up: skip)`,
+      });
     });
   }
 
   async function tick(): Promise<number> {
     const now = deps.now();
-    const due = await store.db.selectFrom("schedules").selectAll().where("enabled", "=", 1).where("next_run_at", "<=", now).orderBy("next_run_at").limit(100).execute();
+    const due = await store.db
+      .selectFrom("schedules")
+      .selectAll()
+      .where("enabled", "=", 1)
+      .where("next_run_at", "<=", now)
+      .orderBy("next_run_at")
+      .limit(100)
+      .execute();
     let n = 0;
     for (const s of due) {
       try {
         const out = await fireDue(s, now);
         if (!out) continue;
         n += 1;
-        if (out.state === "fired") log.info({ schedule: s.name, taskId: out.taskId, scheduledFor: new Date(out.scheduledFor).toISOString(), missed: out.missed }, "schedule fired");
+        if (out.state === "fired")
+          log.info(
+            {
+              schedule: s.name,
+              taskId: out.taskId,
+              scheduledFor: new Date(out.scheduledFor).toISOString(),
+              missed: out.missed,
+            },
+            "schedule fired",
+          );
         else log.warn({ schedule: s.name, state: out.state, reason: out.reason }, "schedule run not fired");
       } catch (err) {
-        log.warn({ err: { message: errorMessage(err) }, schedule: s.name }, "schedule run failed; retried at the next tick");
+        log.warn(
+          { err: { message: errorMessage(err) }, schedule: s.name },
+          "schedule run failed; retried at the next tick",
+        );
       }
     }
     if (n > 0) deps.onQueued?.();
@@ -162,7 +256,19 @@ export function createScheduler(deps: SchedulerDeps) {
       if (!s) throw notFound("schedule.not_found", `schedule ${name} does not exist`);
       const r = await record(trx, s, now, 0, now);
       if (!r) throw conflict("schedule.busy", `schedule ${name} already ran at this instant`);
-      await appendEvent(trx, store.dialect, { type: "schedule.run_requested", taskId: r.taskId, ...by, reason: `run of ${name} requested`, data: { schedule: name }, occurredAt: now }, now);
+      await appendEvent(
+        trx,
+        store.dialect,
+        {
+          type: "schedule.run_requested",
+          taskId: r.taskId,
+          ...by,
+          reason: `run of ${name} requested`,
+          data: { schedule: name },
+          occurredAt: now,
+        },
+        now,
+      );
       return r;
     });
     deps.onQueued?.();

@@ -8,7 +8,9 @@ import { checkCron } from "./next-run.ts";
 // `submit_task`) or an inline skill (probe, drift, remote http) with its parameters. The same shape
 // comes from `schedules/*.yaml` and from the MCP tools.
 
-export const ScheduleName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "lowercase letters, digits and dashes, up to 63");
+export const ScheduleName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "lowercase letters, digits and dashes, up to 63");
 
 const Duration = z.string().refine((s) => parseDuration(s) !== undefined, "expected a duration like 30s, 5m, 1h");
 
@@ -26,18 +28,27 @@ export const ScheduleSpec = z
     /** Each run is delayed by a fixed-per-run amount below this, the same on every replica. */
     jitter: Duration.optional(),
     task: TaskRequest.optional(),
-    skill: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/).optional(),
+    skill: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9-]{0,62}$/)
+      .optional(),
     params: z.record(z.string(), z.unknown()).optional(),
   })
   .strict()
   .superRefine((s, ctx) => {
-    if ((s.task === undefined) === (s.skill === undefined)) ctx.addIssue({ code: "custom", message: "give exactly one of task or skill", path: [] });
-    if (s.params !== undefined && s.skill === undefined) ctx.addIssue({ code: "custom", message: "params go with skill", path: ["params"] });
+    if ((s.task === undefined) === (s.skill === undefined))
+      ctx.addIssue({ code: "custom", message: "give exactly one of task or skill", path: [] });
+    if (s.params !== undefined && s.skill === undefined)
+      ctx.addIssue({ code: "custom", message: "params go with skill", path: ["params"] });
     try {
       checkCron(s.cron, s.timezone);
     } catch (err) {
       const message = isAppError(err) ? err.message : String(err);
-      ctx.addIssue({ code: "custom", message, path: [isAppError(err) && err.code === "schedule.bad_timezone" ? "timezone" : "cron"] });
+      ctx.addIssue({
+        code: "custom",
+        message,
+        path: [isAppError(err) && err.code === "schedule.bad_timezone" ? "timezone" : "cron"],
+      });
     }
   });
 export type ScheduleSpec = z.infer<typeof ScheduleSpec>;

@@ -3,7 +3,16 @@ import { conflict, invalid, notFound } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { Store } from "../store/db.ts";
 import { formatProblem, loadYamlFolder, type FileProblem } from "../shared/yaml-folder.ts";
-import { getScheduleByName, insertSchedule, listSchedules, recentRuns, sameSpec, specColumns, specOfRow, type ScheduleRow } from "./repo.ts";
+import {
+  getScheduleByName,
+  insertSchedule,
+  listSchedules,
+  recentRuns,
+  sameSpec,
+  specColumns,
+  specOfRow,
+  type ScheduleRow,
+} from "./repo.ts";
 import { ScheduleSpec } from "./schema.ts";
 
 // Schedules as operators manage them: files in SCHEDULES_DIR synced into the database (at start and
@@ -12,20 +21,47 @@ import { ScheduleSpec } from "./schema.ts";
 
 export type Actor = { actor: string; channel: string };
 
-export type SyncResult = { created: string[]; updated: string[]; unchanged: string[]; pruned: string[]; problems: FileProblem[]; skipped: string[] };
+export type SyncResult = {
+  created: string[];
+  updated: string[];
+  unchanged: string[];
+  pruned: string[];
+  problems: FileProblem[];
+  skipped: string[];
+};
 
 export function createScheduleService(deps: { store: Store; log: Logger; now: () => number; dir: string }) {
   const { store } = deps;
   const log = deps.log.child({ component: "schedules" });
 
-  const event = (trx: Parameters<typeof appendEvent>[0], type: string, s: Pick<ScheduleRow, "id" | "name">, by: Actor, reason: string, data: Record<string, unknown>, now: number) =>
-    appendEvent(trx, store.dialect, { type, ...by, reason, data: { schedule: s.name, scheduleId: s.id, ...data }, occurredAt: now }, now);
+  const event = (
+    trx: Parameters<typeof appendEvent>[0],
+    type: string,
+    s: Pick<ScheduleRow, "id" | "name">,
+    by: Actor,
+    reason: string,
+    data: Record<string, unknown>,
+    now: number,
+  ) =>
+    appendEvent(
+      trx,
+      store.dialect,
+      { type, ...by, reason, data: { schedule: s.name, scheduleId: s.id, ...data }, occurredAt: now },
+      now,
+    );
 
   /** Reads the folder and brings the file schedules in line with it. A folder that cannot be read changes nothing. */
   async function sync(by: Actor, opts: { prune?: boolean } = {}): Promise<SyncResult> {
     const loaded = loadYamlFolder(deps.dir, ScheduleSpec, { what: "schedule", nameOf: (s) => s.name });
     for (const p of loaded.problems) log.error({ problem: formatProblem(p) }, "schedule not loaded");
-    const result: SyncResult = { created: [], updated: [], unchanged: [], pruned: [], problems: loaded.problems, skipped: [] };
+    const result: SyncResult = {
+      created: [],
+      updated: [],
+      unchanged: [],
+      pruned: [],
+      problems: loaded.problems,
+      skipped: [],
+    };
     if (loaded.unreadableFolder) return result;
     const now = deps.now();
     for (const { item: spec, file } of loaded.items) {
@@ -38,14 +74,26 @@ export function createScheduleService(deps: { store: Store; log: Logger; now: ()
         } else if (cur.source !== "file") {
           // A schedule made through MCP keeps its name: the file is reported, not applied.
           result.skipped.push(spec.name);
-          result.problems.push({ file, line: 1, message: `schedule "${spec.name}" exists and was made through MCP (${cur.origin}); rename one of them` });
+          result.problems.push({
+            file,
+            line: 1,
+            message: `schedule "${spec.name}" exists and was made through MCP (${cur.origin}); rename one of them`,
+          });
         } else if (sameSpec(cur, spec, now) && cur.origin === file) {
           result.unchanged.push(spec.name);
         } else {
           const cols = specColumns(spec, now);
           // Unchanged timing keeps the run already due; a new expression or re-enabling starts afresh.
-          const keepNext = cur.enabled === cols.enabled && cur.cron === cols.cron && cur.timezone === cols.timezone && cur.next_run_at !== null;
-          await trx.updateTable("schedules").set({ ...cols, origin: file, ...(keepNext ? { next_run_at: cur.next_run_at } : {}) }).where("id", "=", cur.id).execute();
+          const keepNext =
+            cur.enabled === cols.enabled &&
+            cur.cron === cols.cron &&
+            cur.timezone === cols.timezone &&
+            cur.next_run_at !== null;
+          await trx
+            .updateTable("schedules")
+            .set({ ...cols, origin: file, ...(keepNext ? { next_run_at: cur.next_run_at } : {}) })
+            .where("id", "=", cur.id)
+            .execute();
           await event(trx, "schedule.updated", cur, by, `from ${file}`, { enabled: spec.enabled, origin: file }, now);
           result.updated.push(spec.name);
         }
@@ -56,14 +104,26 @@ export function createScheduleService(deps: { store: Store; log: Logger; now: ()
       for (const s of await listSchedules(store.db)) {
         if (s.source !== "file" || inFiles.has(s.name)) continue;
         await store.db.transaction().execute(async (trx) => {
-          const res = await trx.deleteFrom("schedules").where("id", "=", s.id).where("source", "=", "file").executeTakeFirst();
+          const res = await trx
+            .deleteFrom("schedules")
+            .where("id", "=", s.id)
+            .where("source", "=", "file")
+            .executeTakeFirst();
           if (Number(res.numDeletedRows) === 0) return;
           await event(trx, "schedule.deleted", s, by, "its file is gone (sync with prune)", { origin: s.origin }, now);
           result.pruned.push(s.name);
         });
       }
     }
-    log.info({ created: result.created.length, updated: result.updated.length, pruned: result.pruned.length, problems: result.problems.length }, "schedules synced");
+    log.info(
+      {
+        created: result.created.length,
+        updated: result.updated.length,
+        pruned: result.pruned.length,
+        problems: result.problems.length,
+      },
+      "schedules synced",
+    );
     return result;
   }
 
@@ -77,7 +137,8 @@ export function createScheduleService(deps: { store: Store; log: Logger; now: ()
     const spec = parseSpec(input);
     const now = deps.now();
     return store.db.transaction().execute(async (trx) => {
-      if (await getScheduleByName(trx, spec.name)) throw conflict("schedule.exists", `schedule ${spec.name} exists; update it or choose another name`);
+      if (await getScheduleByName(trx, spec.name))
+        throw conflict("schedule.exists", `schedule ${spec.name} exists; update it or choose another name`);
       const row = await insertSchedule(trx, spec, "mcp", by.actor, now);
       await event(trx, "schedule.created", row, by, "made through MCP", { enabled: spec.enabled }, now);
       return row;
@@ -95,9 +156,25 @@ export function createScheduleService(deps: { store: Store; log: Logger; now: ()
       const what = "task" in changes || "skill" in changes ? {} : { task, skill, params };
       const spec = parseSpec({ ...rest, ...what, ...changes, name });
       const cols = specColumns(spec, now);
-      const keepNext = cur.enabled === cols.enabled && cur.cron === cols.cron && cur.timezone === cols.timezone && cur.next_run_at !== null;
-      await trx.updateTable("schedules").set({ ...cols, ...(keepNext ? { next_run_at: cur.next_run_at } : {}) }).where("id", "=", cur.id).execute();
-      await event(trx, "schedule.updated", cur, by, `changed ${Object.keys(changes).join(", ") || "nothing"}`, { changes: Object.keys(changes) }, now);
+      const keepNext =
+        cur.enabled === cols.enabled &&
+        cur.cron === cols.cron &&
+        cur.timezone === cols.timezone &&
+        cur.next_run_at !== null;
+      await trx
+        .updateTable("schedules")
+        .set({ ...cols, ...(keepNext ? { next_run_at: cur.next_run_at } : {}) })
+        .where("id", "=", cur.id)
+        .execute();
+      await event(
+        trx,
+        "schedule.updated",
+        cur,
+        by,
+        `changed ${Object.keys(changes).join(", ") || "nothing"}`,
+        { changes: Object.keys(changes) },
+        now,
+      );
       return (await getScheduleByName(trx, name))!;
     });
   }
@@ -109,12 +186,28 @@ export function createScheduleService(deps: { store: Store; log: Logger; now: ()
       if (!cur) throw notFound("schedule.not_found", `schedule ${name} does not exist`);
       await trx.deleteFrom("schedule_runs").where("schedule_id", "=", cur.id).execute();
       await trx.deleteFrom("schedules").where("id", "=", cur.id).execute();
-      await event(trx, "schedule.deleted", cur, by, cur.source === "file" ? `deleted; its file ${cur.origin} brings it back at the next sync` : "deleted", { origin: cur.origin }, now);
+      await event(
+        trx,
+        "schedule.deleted",
+        cur,
+        by,
+        cur.source === "file" ? `deleted; its file ${cur.origin} brings it back at the next sync` : "deleted",
+        { origin: cur.origin },
+        now,
+      );
       return cur;
     });
   }
 
-  return { sync, get, create, update, remove, list: () => listSchedules(store.db), runs: (s: ScheduleRow, limit?: number) => recentRuns(store.db, s.id, limit) };
+  return {
+    sync,
+    get,
+    create,
+    update,
+    remove,
+    list: () => listSchedules(store.db),
+    runs: (s: ScheduleRow, limit?: number) => recentRuns(store.db, s.id, limit),
+  };
 }
 
 function parseSpec(input: unknown): ScheduleSpec {

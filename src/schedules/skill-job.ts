@@ -11,15 +11,27 @@ import type { ControlJob } from "../tasks/control-jobs.ts";
 // reports a problem (a red probe, drifted applications) fails the task, so the failure is announced
 // like any failed task.
 
-export function createScheduleSkillJob(deps: { store: Store; now: () => number; skills: () => Skill[]; inline: InlineDeps }): ControlJob {
+export function createScheduleSkillJob(deps: {
+  store: Store;
+  now: () => number;
+  skills: () => Skill[];
+  inline: InlineDeps;
+}): ControlJob {
   const { store } = deps;
   return {
     async run(payload, job) {
-      const { schedule, skill: name, params } = payload as { schedule?: string; skill?: string; params?: Record<string, unknown> };
+      const {
+        schedule,
+        skill: name,
+        params,
+      } = payload as { schedule?: string; skill?: string; params?: Record<string, unknown> };
       const skill = deps.skills().find((s) => s.name === name);
-      if (!skill || !isInline(skill)) throw invalid("schedule.skill_not_found", `skill ${String(name)} is not loaded as an inline skill`);
+      if (!skill || !isInline(skill))
+        throw invalid("schedule.skill_not_found", `skill ${String(name)} is not loaded as an inline skill`);
       // The skill's own literal parameters are the defaults; the schedule's params add to them.
-      const literal = Object.fromEntries(Object.entries(skill.action.with).filter(([, v]) => !JSON.stringify(v ?? null).includes("{{")));
+      const literal = Object.fromEntries(
+        Object.entries(skill.action.with).filter(([, v]) => !JSON.stringify(v ?? null).includes("{{")),
+      );
       const outcome = await runInline(skill, { ...literal, ...params }, { schedule, skill: name }, deps.inline);
       const now = deps.now();
       const ok = outcome.kind === "applied";
@@ -32,7 +44,12 @@ export function createScheduleSkillJob(deps: { store: Store; now: () => number; 
           actor: `schedule:${String(schedule)}`,
           channel: "schedule",
           reason: outcome.summary,
-          data: { schedule, skill: name, kind: outcome.kind, ...("details" in outcome ? { details: outcome.details } : {}) },
+          data: {
+            schedule,
+            skill: name,
+            kind: outcome.kind,
+            ...("details" in outcome ? { details: outcome.details } : {}),
+          },
           occurredAt: now,
         },
         now,
@@ -41,7 +58,14 @@ export function createScheduleSkillJob(deps: { store: Store; now: () => number; 
       return { kind: outcome.kind, summary: outcome.summary, details: outcome.details };
     },
     async onGiveUp(trx, payload, err, job, now) {
-      await recordRunFailed(trx, store.dialect, job.taskId, String((payload as { schedule?: unknown }).schedule), errorMessage(err), now);
+      await recordRunFailed(
+        trx,
+        store.dialect,
+        job.taskId,
+        String((payload as { schedule?: unknown }).schedule),
+        errorMessage(err),
+        now,
+      );
     },
   };
 }

@@ -12,7 +12,14 @@ describe("createLogger", () => {
       },
     });
     const log = createLogger({ level: "info", destination });
-    log.info({ req: { headers: { authorization: "Bearer abc123", host: "x" } }, nats: { token: "tok-9", password: "pw-7" }, webhook: { secret: "whsec_1" } }, "hello");
+    log.info(
+      {
+        req: { headers: { authorization: "Bearer abc123", host: "x" } },
+        nats: { token: "tok-9", password: "pw-7" },
+        webhook: { secret: "whsec_1" },
+      },
+      "hello",
+    );
     const out = lines.join("");
     expect(out).toContain('"host":"x"');
     for (const secret of ["abc123", "tok-9", "pw-7", "whsec_1"]) expect(out).not.toContain(secret);

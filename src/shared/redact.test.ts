@@ -71,7 +71,23 @@ describe("redactSecrets", () => {
   });
 
   it("does not mistake counters and ordinary words for secrets", () => {
-    const input = { input_tokens: 120, output_tokens: 40, tokenizer: "cl100k", bypass: false, compass: "n", github_token: "ghp_x", webhookSecret: "w" };
-    expect(redactSecrets(input)).toEqual({ input_tokens: 120, output_tokens: 40, tokenizer: "cl100k", bypass: false, compass: "n", github_token: "***", webhookSecret: "***" });
+    const input = {
+      input_tokens: 120,
+      output_tokens: 40,
+      tokenizer: "cl100k",
+      bypass: false,
+      compass: "n",
+      github_token: "ghp_x",
+      webhookSecret: "w",
+    };
+    expect(redactSecrets(input)).toEqual({
+      input_tokens: 120,
+      output_tokens: 40,
+      tokenizer: "cl100k",
+      bypass: false,
+      compass: "n",
+      github_token: "***",
+      webhookSecret: "***",
+    });
   });
 });

@@ -3,10 +3,15 @@
 
 // Matched against the key in snake_case (apiKey → api_key), as a whole word at the end: catches
 // `token`, `github_token`, `x-api-key`, `clientSecret`, but not `input_tokens` or `bypass`.
-const SECRET_KEY = /(^|_)(pass|password|passwd|secret|token|api_key|apikey|authorization|cookie|credential|credentials|private_key|access_key|secret_key|signature)$/;
+const SECRET_KEY =
+  /(^|_)(pass|password|passwd|secret|token|api_key|apikey|authorization|cookie|credential|credentials|private_key|access_key|secret_key|signature)$/;
 const MAX_DEPTH = 20;
 
-const snake = (key: string) => key.replace(/([a-z0-9])([A-Z])/g, "$1_$2").replace(/-/g, "_").toLowerCase();
+const snake = (key: string) =>
+  key
+    .replace(/([a-z0-9])([A-Z])/g, "$1_$2")
+    .replace(/-/g, "_")
+    .toLowerCase();
 export const isSecretKey = (key: string): boolean => SECRET_KEY.test(snake(key));
 
 export const LOG_REDACT_PATHS = [

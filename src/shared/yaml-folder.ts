@@ -10,7 +10,11 @@ import type { z } from "zod";
 export type FileProblem = { file: string; line: number; message: string };
 
 /** `unreadableFolder`: the folder itself could not be listed, so `items` says nothing about it. */
-export type LoadedFolder<T> = { items: Array<{ item: T; file: string }>; problems: FileProblem[]; unreadableFolder?: boolean };
+export type LoadedFolder<T> = {
+  items: Array<{ item: T; file: string }>;
+  problems: FileProblem[];
+  unreadableFolder?: boolean;
+};
 
 export function formatProblem(p: FileProblem): string {
   return `${p.file}:${p.line}: ${p.message}`;
@@ -26,15 +30,34 @@ function shownPath(file: string): string {
  * Loads every YAML file of `dir` with `schema`. `nameOf` names an item: a second item with a name
  * already loaded is a problem (`what` says what it is, e.g. "skill").
  */
-export function loadYamlFolder<S extends z.ZodType>(dir: string, schema: S, opts: { what: string; nameOf: (item: z.output<S>) => string }): LoadedFolder<z.output<S>> {
+export function loadYamlFolder<S extends z.ZodType>(
+  dir: string,
+  schema: S,
+  opts: { what: string; nameOf: (item: z.output<S>) => string },
+): LoadedFolder<z.output<S>> {
   const items: Array<{ item: z.output<S>; file: string }> = [];
   const problems: FileProblem[] = [];
   let names: string[];
   try {
-    names = readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort();
+    names = readdirSync(dir)
+      .filter((f) => /\.ya?ml$/.test(f))
+      .sort();
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    return { items, problems: [{ file: dir, line: 0, message: code === "ENOENT" ? `${opts.what}s folder not found` : `${opts.what}s folder cannot be read (${code ?? "error"})` }], unreadableFolder: true };
+    return {
+      items,
+      problems: [
+        {
+          file: dir,
+          line: 0,
+          message:
+            code === "ENOENT"
+              ? `${opts.what}s folder not found`
+              : `${opts.what}s folder cannot be read (${code ?? "error"})`,
+        },
+      ],
+      unreadableFolder: true,
+    };
   }
   for (const name of names) {
     const file = join(dir, name);
@@ -46,7 +69,11 @@ export function loadYamlFolder<S extends z.ZodType>(dir: string, schema: S, opts
       if (!statSync(file).isFile()) continue;
       text = readFileSync(file, "utf8");
     } catch (err) {
-      problems.push({ file: shown, line: 0, message: `cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"})` });
+      problems.push({
+        file: shown,
+        line: 0,
+        message: `cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"})`,
+      });
       continue;
     }
     const lc = new LineCounter();
@@ -62,7 +89,9 @@ export function loadYamlFolder<S extends z.ZodType>(dir: string, schema: S, opts
         // Point at the deepest node of the path that exists in the file.
         let line = 1;
         for (let n = issue.path.length; n >= 0; n--) {
-          const node = doc.getIn(issue.path.slice(0, n) as (string | number)[], true) as { range?: [number, number, number] } | undefined;
+          const node = doc.getIn(issue.path.slice(0, n) as (string | number)[], true) as
+            | { range?: [number, number, number] }
+            | undefined;
           if (node?.range) {
             line = lc.linePos(node.range[0]).line;
             break;

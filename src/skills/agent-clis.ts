@@ -15,7 +15,11 @@ export type MissingAgentCli = {
   hint: string;
 };
 
-export function missingAgentClis(skills: Skill[], agents: Pick<Config["agents"], "commands" | "defaultAgent">, searchPath: string): MissingAgentCli[] {
+export function missingAgentClis(
+  skills: Skill[],
+  agents: Pick<Config["agents"], "commands" | "defaultAgent">,
+  searchPath: string,
+): MissingAgentCli[] {
   const byAgent = new Map<string, string[]>();
   for (const s of skills) {
     if (!("agent" in s.action)) continue;
@@ -26,9 +30,18 @@ export function missingAgentClis(skills: Skill[], agents: Pick<Config["agents"],
   for (const [agent, names] of [...byAgent].sort(([a], [b]) => a.localeCompare(b))) {
     const program = agents.commands[agent]?.[0];
     if (program === undefined) {
-      missing.push({ agent, skills: names, hint: `AGENT_COMMANDS has no "${agent}"; add it, e.g. AGENT_COMMANDS='{"${agent}": ["my-cli", "{{prompt}}"]}'` });
+      missing.push({
+        agent,
+        skills: names,
+        hint: `AGENT_COMMANDS has no "${agent}"; add it, e.g. AGENT_COMMANDS='{"${agent}": ["my-cli", "{{prompt}}"]}'`,
+      });
     } else if (!findProgram(program, searchPath)) {
-      missing.push({ agent, program, skills: names, hint: `install ${program} on the runners' PATH, or point AGENT_COMMANDS' "${agent}" at a command that exists` });
+      missing.push({
+        agent,
+        program,
+        skills: names,
+        hint: `install ${program} on the runners' PATH, or point AGENT_COMMANDS' "${agent}" at a command that exists`,
+      });
     }
   }
   return missing;
@@ -36,7 +49,12 @@ export function missingAgentClis(skills: Skill[], agents: Pick<Config["agents"],
 
 /** The program's path: as given when it contains a slash, else the first executable file on PATH. */
 export function findProgram(program: string, searchPath: string): string | undefined {
-  const candidates = program.includes("/") ? [program] : searchPath.split(delimiter).filter((d) => d && isAbsolute(d)).map((d) => join(d, program));
+  const candidates = program.includes("/")
+    ? [program]
+    : searchPath
+        .split(delimiter)
+        .filter((d) => d && isAbsolute(d))
+        .map((d) => join(d, program));
   return candidates.find((c) => {
     try {
       accessSync(c, constants.X_OK);
@@ -49,5 +67,9 @@ export function findProgram(program: string, searchPath: string): string | undef
 
 /** One warning per missing CLI, at start: the skills that need it would fail when they run. */
 export function warnMissingAgentClis(missing: MissingAgentCli[], log: Logger): void {
-  for (const m of missing) log.warn({ agent: m.agent, program: m.program, skills: m.skills, hint: m.hint }, "agent CLI not installed: skills that need it will fail");
+  for (const m of missing)
+    log.warn(
+      { agent: m.agent, program: m.program, skills: m.skills, hint: m.hint },
+      "agent CLI not installed: skills that need it will fail",
+    );
 }

@@ -11,7 +11,11 @@ export type LoadedSkills = { skills: Skill[]; problems: SkillProblem[]; unreadab
  */
 export function loadSkills(dir: string): LoadedSkills {
   const loaded = loadYamlFolder(dir, Skill, { what: "skill", nameOf: (s) => s.name });
-  return { skills: loaded.items.map((i) => i.item), problems: loaded.problems, ...(loaded.unreadableFolder && { unreadableFolder: true }) };
+  return {
+    skills: loaded.items.map((i) => i.item),
+    problems: loaded.problems,
+    ...(loaded.unreadableFolder && { unreadableFolder: true }),
+  };
 }
 
 export { formatProblem };

@@ -26,5 +26,7 @@ export function specificity(skill: Skill): number {
 export function rankSkills(skills: Skill[], alert: MatchInput): Skill[] {
   return skills
     .filter((s) => skillMatches(s, alert))
-    .sort((a, b) => b.match.priority - a.match.priority || specificity(b) - specificity(a) || a.name.localeCompare(b.name));
+    .sort(
+      (a, b) => b.match.priority - a.match.priority || specificity(b) - specificity(a) || a.name.localeCompare(b.name),
+    );
 }

@@ -1,4 +1,9 @@
-import Anthropic, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "@anthropic-ai/sdk";
+import Anthropic, {
+  APIConnectionError,
+  APIConnectionTimeoutError,
+  APIError,
+  APIUserAbortError,
+} from "@anthropic-ai/sdk";
 import type { Message, Tool } from "@anthropic-ai/sdk/resources/messages";
 import { z } from "zod";
 import { errorMessage } from "../shared/errors.ts";
@@ -58,7 +63,12 @@ export function createClaudePlanner(opts: ClaudePlannerOptions): Planner {
     },
   });
 
-  async function fallBack(ctx: PlanContext, skills: Skill[], reason: string, level: "info" | "warn" = "warn"): Promise<Plan | null> {
+  async function fallBack(
+    ctx: PlanContext,
+    skills: Skill[],
+    reason: string,
+    level: "info" | "warn" = "warn",
+  ): Promise<Plan | null> {
     const why = scrub(`claude: ${reason}`);
     log[level]({ incidentId: ctx.incident.id, reason: why }, "claude planner fell back to rules");
     const plan = await opts.fallback.plan(ctx, skills);
@@ -68,7 +78,12 @@ export function createClaudePlanner(opts: ClaudePlannerOptions): Planner {
   async function reportUsage(incidentId: string, msg: Message) {
     if (!opts.onUsage) return;
     try {
-      await opts.onUsage({ incidentId, inputTokens: msg.usage.input_tokens, outputTokens: msg.usage.output_tokens, model: msg.model ?? opts.model });
+      await opts.onUsage({
+        incidentId,
+        inputTokens: msg.usage.input_tokens,
+        outputTokens: msg.usage.output_tokens,
+        model: msg.model ?? opts.model,
+      });
     } catch (err) {
       log.error({ err: { message: scrub(errorMessage(err)) }, incidentId }, "could not record claude token usage");
     }
@@ -80,7 +95,11 @@ export function createClaudePlanner(opts: ClaudePlannerOptions): Planner {
       const data = templateData(ctx);
       const candidates = rankSkills(skills, { alertname: ctx.incident.alertname, labels: ctx.labels }).filter((s) => {
         const clash = Object.keys(s.action.with).find((k) => RESERVED.includes(k));
-        if (clash) log.warn({ incidentId, skill: s.name, param: clash }, "skill not offered to claude: parameter name is reserved");
+        if (clash)
+          log.warn(
+            { incidentId, skill: s.name, param: clash },
+            "skill not offered to claude: parameter name is reserved",
+          );
         return !clash;
       });
       if (candidates.length === 0) return fallBack(ctx, skills, "no candidate skill matches this incident", "info");
@@ -121,19 +140,40 @@ export function createClaudePlanner(opts: ClaudePlannerOptions): Planner {
         const category = msg.stop_details?.category;
         return fallBack(ctx, skills, `refused to answer${category ? ` (${category})` : ""}`);
       }
-      if (msg.stop_reason === "max_tokens") return fallBack(ctx, skills, `answer cut off at max_tokens (${opts.maxTokens})`);
+      if (msg.stop_reason === "max_tokens")
+        return fallBack(ctx, skills, `answer cut off at max_tokens (${opts.maxTokens})`);
       const calls = msg.content.filter((b) => b.type === "tool_use");
-      if (calls.length === 0) return fallBack(ctx, skills, msg.content.some((b) => b.type === "text") ? "answered text instead of a tool call" : "answered without a tool call");
+      if (calls.length === 0)
+        return fallBack(
+          ctx,
+          skills,
+          msg.content.some((b) => b.type === "text")
+            ? "answered text instead of a tool call"
+            : "answered without a tool call",
+        );
       if (calls.length > 1) return fallBack(ctx, skills, `answered ${calls.length} tool calls instead of one`);
       const call = calls[0]!;
       const chosen = tools.find((t) => t.tool.name === call.name);
       if (!chosen) return fallBack(ctx, skills, `chose tool "${call.name.slice(0, 64)}", which was not offered`);
       const parsed = chosen.input.safeParse(call.input);
-      if (!parsed.success) return fallBack(ctx, skills, `invalid input for ${call.name}: ${formatIssues(parsed.error)}`);
+      if (!parsed.success)
+        return fallBack(ctx, skills, `invalid input for ${call.name}: ${formatIssues(parsed.error)}`);
 
-      const { rationale, confidence, ...rest } = parsed.data as Record<string, unknown> & { rationale: string; confidence: number };
+      const { rationale, confidence, ...rest } = parsed.data as Record<string, unknown> & {
+        rationale: string;
+        confidence: number;
+      };
       const params = Object.fromEntries(chosen.params.map((k) => [k, rest[k]]));
-      log.info({ incidentId, skill: chosen.tool.name, confidence, inputTokens: msg.usage.input_tokens, outputTokens: msg.usage.output_tokens }, "claude planned");
+      log.info(
+        {
+          incidentId,
+          skill: chosen.tool.name,
+          confidence,
+          inputTokens: msg.usage.input_tokens,
+          outputTokens: msg.usage.output_tokens,
+        },
+        "claude planned",
+      );
       return { skill: chosen.tool.name, params, rationale: rationale.trim(), confidence, planner: "claude" };
     },
   };
@@ -150,12 +190,28 @@ export function buildSkillTool(skill: Skill, data: TemplateData): SkillTool {
     properties[key] = { ...json, description: defaultHint(value, data) };
     shape[key] = zod;
   }
-  properties.rationale = { type: "string", description: "Why this skill fits this incident, citing the evidence; one to three sentences." };
-  properties.confidence = { type: "number", minimum: 0, maximum: 1, description: "How likely this fix resolves the incident, from 0 to 1." };
-  shape.rationale = z.string({ error: typeError("a string") }).trim().min(1, "must not be empty");
-  shape.confidence = z.number({ error: typeError("a number") }).min(0, "must be ≥ 0").max(1, "must be ≤ 1");
+  properties.rationale = {
+    type: "string",
+    description: "Why this skill fits this incident, citing the evidence; one to three sentences.",
+  };
+  properties.confidence = {
+    type: "number",
+    minimum: 0,
+    maximum: 1,
+    description: "How likely this fix resolves the incident, from 0 to 1.",
+  };
+  shape.rationale = z
+    .string({ error: typeError("a string") })
+    .trim()
+    .min(1, "must not be empty");
+  shape.confidence = z
+    .number({ error: typeError("a number") })
+    .min(0, "must be ≥ 0")
+    .max(1, "must be ≤ 1");
   const params = Object.keys(skill.action.with);
-  const verify = skill.verify.alert_resolves_within ? `; verified when the alert resolves within ${skill.verify.alert_resolves_within}` : "";
+  const verify = skill.verify.alert_resolves_within
+    ? `; verified when the alert resolves within ${skill.verify.alert_resolves_within}`
+    : "";
   return {
     tool: {
       name: skill.name,
@@ -167,14 +223,22 @@ export function buildSkillTool(skill: Skill, data: TemplateData): SkillTool {
   };
 }
 
-const typeError = (what: string) => (iss: { input: unknown }) => (iss.input === undefined ? "is required" : `must be ${what}`);
+const typeError = (what: string) => (iss: { input: unknown }) =>
+  iss.input === undefined ? "is required" : `must be ${what}`;
 
 function paramType(value: unknown): { json: Record<string, unknown>; zod: z.ZodType } {
-  if (typeof value === "string") return { json: { type: "string", minLength: 1 }, zod: z.string({ error: typeError("a string") }).min(1, "must not be empty") };
+  if (typeof value === "string")
+    return {
+      json: { type: "string", minLength: 1 },
+      zod: z.string({ error: typeError("a string") }).min(1, "must not be empty"),
+    };
   if (typeof value === "number") return { json: { type: "number" }, zod: z.number({ error: typeError("a number") }) };
-  if (typeof value === "boolean") return { json: { type: "boolean" }, zod: z.boolean({ error: typeError("true or false") }) };
-  if (Array.isArray(value)) return { json: { type: "array" }, zod: z.array(z.unknown(), { error: typeError("an array") }) };
-  if (value && typeof value === "object") return { json: { type: "object" }, zod: z.record(z.string(), z.unknown(), { error: typeError("an object") }) };
+  if (typeof value === "boolean")
+    return { json: { type: "boolean" }, zod: z.boolean({ error: typeError("true or false") }) };
+  if (Array.isArray(value))
+    return { json: { type: "array" }, zod: z.array(z.unknown(), { error: typeError("an array") }) };
+  if (value && typeof value === "object")
+    return { json: { type: "object" }, zod: z.record(z.string(), z.unknown(), { error: typeError("an object") }) };
   return { json: {}, zod: z.unknown().refine((v) => v !== undefined, "is required") };
 }
 
@@ -219,11 +283,27 @@ export function buildPrompt(ctx: PlanContext): string {
   const cut = (s: string) => (s.length > MAX_TEXT ? `${s.slice(0, MAX_TEXT)}…` : s);
   const iso = (ms: number) => new Date(ms).toISOString();
   const data = {
-    incident: { id: i.id, title: i.title, alertname: i.alertname, namespace: i.namespace, service: i.service, severity: i.severity, fingerprint: i.fingerprint },
+    incident: {
+      id: i.id,
+      title: i.title,
+      alertname: i.alertname,
+      namespace: i.namespace,
+      service: i.service,
+      severity: i.severity,
+      fingerprint: i.fingerprint,
+    },
     labels: ctx.labels,
     annotations: Object.fromEntries(Object.entries(ctx.annotations).map(([k, v]) => [k, cut(v)])),
-    recentEvents: (ctx.recentEvents ?? []).slice(-MAX_EVENTS).map((e) => ({ at: iso(e.at), type: e.type, reason: e.reason === null ? null : cut(e.reason) })),
-    pastIncidents: (ctx.pastIncidents ?? []).slice(0, MAX_PAST).map((p) => ({ at: iso(p.at), id: p.id, state: p.state, skill: p.skill, outcome: p.outcome === null ? null : cut(p.outcome) })),
+    recentEvents: (ctx.recentEvents ?? [])
+      .slice(-MAX_EVENTS)
+      .map((e) => ({ at: iso(e.at), type: e.type, reason: e.reason === null ? null : cut(e.reason) })),
+    pastIncidents: (ctx.pastIncidents ?? []).slice(0, MAX_PAST).map((p) => ({
+      at: iso(p.at),
+      id: p.id,
+      state: p.state,
+      skill: p.skill,
+      outcome: p.outcome === null ? null : cut(p.outcome),
+    })),
   };
   const json = JSON.stringify(data, null, 2).replace(/</g, "\\u003c");
   return `<incident>\n${json}\n</incident>\n\nChoose the one skill to run for this incident by calling its tool.`;

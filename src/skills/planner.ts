@@ -4,7 +4,15 @@ import { renderValue, type TemplateData } from "./template.ts";
 import { errorMessage } from "../shared/errors.ts";
 
 export type PlanContext = {
-  incident: { id: string; alertname: string; fingerprint: string; namespace: string | null; service: string | null; severity: string | null; title: string };
+  incident: {
+    id: string;
+    alertname: string;
+    fingerprint: string;
+    namespace: string | null;
+    service: string | null;
+    severity: string | null;
+    title: string;
+  };
   labels: Record<string, string>;
   annotations: Record<string, string>;
   /** The incident's latest timeline events, oldest first (only the Claude planner reads them). */
@@ -30,7 +38,15 @@ export function templateData(ctx: PlanContext): TemplateData {
   return {
     labels: ctx.labels,
     annotations: ctx.annotations,
-    incident: { id: i.id, alertname: i.alertname, fingerprint: i.fingerprint, namespace: i.namespace, service: i.service, severity: i.severity, title: i.title },
+    incident: {
+      id: i.id,
+      alertname: i.alertname,
+      fingerprint: i.fingerprint,
+      namespace: i.namespace,
+      service: i.service,
+      severity: i.severity,
+      title: i.title,
+    },
   };
 }
 
@@ -50,7 +66,13 @@ export function planFromRules(ctx: PlanContext, skills: Skill[]): Plan | null {
     try {
       const params = renderParams(skill, ctx);
       const why = `matched ${skill.match.alertname.length ? `alertname ${ctx.incident.alertname}` : "labels"}${Object.keys(skill.match.labels).length ? ` and ${Object.keys(skill.match.labels).join(", ")}` : ""} (priority ${skill.match.priority})`;
-      return { skill: skill.name, params, rationale: `${why}${skipped.length ? `; skipped ${skipped.join("; ")}` : ""}`, confidence: 1, planner: "rules" };
+      return {
+        skill: skill.name,
+        params,
+        rationale: `${why}${skipped.length ? `; skipped ${skipped.join("; ")}` : ""}`,
+        confidence: 1,
+        planner: "rules",
+      };
     } catch (err) {
       skipped.push(`${skill.name}: ${errorMessage(err)}`);
     }

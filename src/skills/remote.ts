@@ -46,11 +46,17 @@ function shown(url: string): string {
   return `${u.origin}${u.pathname}`;
 }
 
-export async function callRemoteSkill(action: HttpAction, request: RemoteRequest, opts: RemoteOptions): Promise<RemoteAnswer> {
-  if (!/^https?:$/.test(new URL(action.url).protocol)) throw invalid("remote.bad_url", "a remote skill URL must be http:// or https://");
+export async function callRemoteSkill(
+  action: HttpAction,
+  request: RemoteRequest,
+  opts: RemoteOptions,
+): Promise<RemoteAnswer> {
+  if (!/^https?:$/.test(new URL(action.url).protocol))
+    throw invalid("remote.bad_url", "a remote skill URL must be http:// or https://");
   const target = shown(action.url);
   const timeoutMs = parseDuration(action.timeout);
-  if (timeoutMs === undefined) throw invalid("remote.bad_timeout", `remote skill timeout ${action.timeout} is not a duration`);
+  if (timeoutMs === undefined)
+    throw invalid("remote.bad_timeout", `remote skill timeout ${action.timeout} is not a duration`);
 
   const body = JSON.stringify(request);
   const id = opts.newId?.() ?? `msg_${randomUUID().replace(/-/g, "")}`;
@@ -59,7 +65,8 @@ export async function callRemoteSkill(action: HttpAction, request: RemoteRequest
   if (action.secret_env) {
     // One secret, or two separated by a space while it is rotated: one signature per secret.
     const secrets = parseSecrets(opts.secrets(action.secret_env));
-    if (secrets.length === 0) throw invalid("remote.secret_missing", `the secret ${action.secret_env} for ${target} is not set`);
+    if (secrets.length === 0)
+      throw invalid("remote.secret_missing", `the secret ${action.secret_env} for ${target} is not set`);
     signed = signHeaders(id, timestamp, body, secrets);
   }
 
@@ -83,14 +90,18 @@ export async function callRemoteSkill(action: HttpAction, request: RemoteRequest
 
   if (!res.ok) {
     await res.body?.cancel();
-    if (res.status >= 500 || res.status === 429) throw unavailable("remote.unavailable", `remote skill ${target} answered ${res.status}`);
-    throw new AppError("invalid", "remote.rejected", `remote skill ${target} answered ${res.status}`, { details: { status: res.status } });
+    if (res.status >= 500 || res.status === 429)
+      throw unavailable("remote.unavailable", `remote skill ${target} answered ${res.status}`);
+    throw new AppError("invalid", "remote.rejected", `remote skill ${target} answered ${res.status}`, {
+      details: { status: res.status },
+    });
   }
 
   let text: string;
   try {
     const read = await readBodyCapped(res, MAX_ANSWER_BYTES);
-    if (read.truncated) throw invalid("remote.bad_answer", `remote skill ${target} answered more than ${MAX_ANSWER_BYTES} bytes`);
+    if (read.truncated)
+      throw invalid("remote.bad_answer", `remote skill ${target} answered more than ${MAX_ANSWER_BYTES} bytes`);
     text = read.text;
   } catch (err) {
     if (err instanceof AppError) throw err;
@@ -109,7 +120,10 @@ export async function callRemoteSkill(action: HttpAction, request: RemoteRequest
   const parsed = RemoteAnswer.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw invalid("remote.bad_answer", `remote skill ${target} answered neither a plan nor a result (${issue?.path.join(".") || "answer"}: ${issue?.message})`);
+    throw invalid(
+      "remote.bad_answer",
+      `remote skill ${target} answered neither a plan nor a result (${issue?.path.join(".") || "answer"}: ${issue?.message})`,
+    );
   }
   return parsed.data;
 }

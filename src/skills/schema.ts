@@ -27,16 +27,37 @@ export const PatchOp = z
     append: z.unknown().optional(),
     max: z.union([z.number(), z.string()]).optional(),
   })
-  .refine((op) => [op.set, op.multiply, op.append].filter((v) => v !== undefined).length === 1, "exactly one of set, multiply, append");
+  .refine(
+    (op) => [op.set, op.multiply, op.append].filter((v) => v !== undefined).length === 1,
+    "exactly one of set, multiply, append",
+  );
 
 export const Action = z.union([
   z.object({ builtin: z.enum(["rollback", "scale", "restart", "quota", "probe", "drift"]), with: params }).strict(),
   z.object({ patch: z.array(PatchOp).min(1), with: params }).strict(),
-  z.object({
-    http: z.object({ url: z.url(), secret_env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/).optional(), timeout: duration.default("10s") }).strict(),
-    with: params,
-  }).strict(),
-  z.object({ agent: z.object({ prompt: z.string().min(1), command: z.string().optional(), timeout: duration.default("30m") }).strict(), with: params }).strict(),
+  z
+    .object({
+      http: z
+        .object({
+          url: z.url(),
+          secret_env: z
+            .string()
+            .regex(/^[A-Z_][A-Z0-9_]*$/)
+            .optional(),
+          timeout: duration.default("10s"),
+        })
+        .strict(),
+      with: params,
+    })
+    .strict(),
+  z
+    .object({
+      agent: z
+        .object({ prompt: z.string().min(1), command: z.string().optional(), timeout: duration.default("30m") })
+        .strict(),
+      with: params,
+    })
+    .strict(),
 ]);
 export type Action = z.infer<typeof Action>;
 
@@ -68,14 +89,23 @@ export const Skill = z
       .strict()
       .default({}),
     /** When this skill reports failure (a red probe, a failed remote result), plan this skill next. */
-    on_failure: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/).optional(),
+    on_failure: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9-]{0,62}$/)
+      .optional(),
   })
   .strict()
   .superRefine((s, ctx) => {
     // Only a change merged through a pull request can be reverted.
-    const inline = "http" in s.action || ("builtin" in s.action && (s.action.builtin === "probe" || s.action.builtin === "drift"));
+    const inline =
+      "http" in s.action || ("builtin" in s.action && (s.action.builtin === "probe" || s.action.builtin === "drift"));
     if (s.verify.on_failure === "revert" && inline) {
-      ctx.addIssue({ code: "custom", path: ["verify", "on_failure"], message: "revert needs a skill whose change is a pull request (a GitOps builtin, patch or agent), not an inline one" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["verify", "on_failure"],
+        message:
+          "revert needs a skill whose change is a pull request (a GitOps builtin, patch or agent), not an inline one",
+      });
     }
   });
 export type Skill = z.infer<typeof Skill>;

@@ -71,12 +71,36 @@ export function createSkillSync(deps: { store: Store; log: Logger; now: () => nu
       if (row && (JSON.parse(row.value) as { version: string }).version === set.version) return false;
       const value = JSON.stringify(set satisfies Published);
       const version = JSON.stringify({ version: set.version, skills: set.skills.length });
-      await upsert(trx, store.dialect, "settings", { key: SET_KEY, value, updated_by: by.actor, updated_at: now }, "key", { value, updated_by: by.actor, updated_at: now });
-      await upsert(trx, store.dialect, "settings", { key: VERSION_KEY, value: version, updated_by: by.actor, updated_at: now }, "key", { value: version, updated_by: by.actor, updated_at: now });
+      await upsert(
+        trx,
+        store.dialect,
+        "settings",
+        { key: SET_KEY, value, updated_by: by.actor, updated_at: now },
+        "key",
+        { value, updated_by: by.actor, updated_at: now },
+      );
+      await upsert(
+        trx,
+        store.dialect,
+        "settings",
+        { key: VERSION_KEY, value: version, updated_by: by.actor, updated_at: now },
+        "key",
+        { value: version, updated_by: by.actor, updated_at: now },
+      );
       await appendEvent(
         trx,
         store.dialect,
-        { type: "skills.published", ...by, reason: `${set.skills.length} skill(s) from ${deps.dir}`, data: { version: set.version, skills: set.skills.map((s) => s.name), problems: set.problems.map(formatProblem) }, occurredAt: now },
+        {
+          type: "skills.published",
+          ...by,
+          reason: `${set.skills.length} skill(s) from ${deps.dir}`,
+          data: {
+            version: set.version,
+            skills: set.skills.map((s) => s.name),
+            problems: set.problems.map(formatProblem),
+          },
+          occurredAt: now,
+        },
         now,
       );
       return true;
@@ -95,7 +119,10 @@ export function createSkillSync(deps: { store: Store; log: Logger; now: () => nu
         if (!row) return false;
         const parsed = Published.safeParse(JSON.parse(row.value));
         if (!parsed.success) {
-          log.error({ issue: parsed.error.issues[0]?.message }, "published skill set is not valid here; keeping the skills in use");
+          log.error(
+            { issue: parsed.error.issues[0]?.message },
+            "published skill set is not valid here; keeping the skills in use",
+          );
           return false;
         }
         adopt(parsed.data, "published by another replica");
@@ -114,7 +141,10 @@ export function createSkillSync(deps: { store: Store; log: Logger; now: () => nu
     publish,
     refresh,
     start(intervalMs: number) {
-      timer = setInterval(() => refresh().catch((err) => log.warn({ err: { message: errorMessage(err) } }, "skill set check failed")), intervalMs);
+      timer = setInterval(
+        () => refresh().catch((err) => log.warn({ err: { message: errorMessage(err) } }, "skill set check failed")),
+        intervalMs,
+      );
       timer.unref();
     },
     stop() {

@@ -7,17 +7,26 @@ import { invalid } from "../shared/errors.ts";
 const PLACEHOLDER = /\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*(?:\.[a-zA-Z0-9_.-]+)?)\s*\}\}/g;
 const ROOTS = new Set(["labels", "annotations", "incident"]);
 
-export type TemplateData = { labels: Record<string, string>; annotations: Record<string, string>; incident: Record<string, string | number | null> };
+export type TemplateData = {
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  incident: Record<string, string | number | null>;
+};
 
 export function renderTemplate(template: string, data: TemplateData): string {
   return template.replace(PLACEHOLDER, (_m, ref: string) => {
     const dot = ref.indexOf(".");
     const root = dot === -1 ? ref : ref.slice(0, dot);
     const key = dot === -1 ? "" : ref.slice(dot + 1);
-    if (!ROOTS.has(root) || key === "") throw invalid("template.bad_reference", `{{${ref}}}: only labels.<name>, annotations.<name> and incident.<field> can be used`);
+    if (!ROOTS.has(root) || key === "")
+      throw invalid(
+        "template.bad_reference",
+        `{{${ref}}}: only labels.<name>, annotations.<name> and incident.<field> can be used`,
+      );
     const source = data[root as keyof TemplateData] as Record<string, unknown>;
-    const value = Object.prototype.hasOwnProperty.call(source, key) ? source[key] : undefined;
-    if (value === undefined || value === null || value === "") throw invalid("template.missing_value", `{{${ref}}} has no value for this incident`);
+    const value = Object.hasOwn(source, key) ? source[key] : undefined;
+    if (value === undefined || value === null || value === "")
+      throw invalid("template.missing_value", `{{${ref}}} has no value for this incident`);
     return String(value);
   });
 }
@@ -26,6 +35,7 @@ export function renderTemplate(template: string, data: TemplateData): string {
 export function renderValue(value: unknown, data: TemplateData): unknown {
   if (typeof value === "string") return renderTemplate(value, data);
   if (Array.isArray(value)) return value.map((v) => renderValue(v, data));
-  if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, renderValue(v, data)]));
+  if (value && typeof value === "object")
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, renderValue(v, data)]));
   return value;
 }

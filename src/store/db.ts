@@ -49,7 +49,9 @@ export function openStore(database: Database): Store {
       // never silently cut.
       onCreateConnection: async (conn) => {
         await conn.executeQuery(
-          CompiledQuery.raw("SET SESSION sql_mode = 'STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'"),
+          CompiledQuery.raw(
+            "SET SESSION sql_mode = 'STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'",
+          ),
         );
       },
     }),
@@ -92,7 +94,9 @@ export async function migrateToLatest(store: Store): Promise<string[]> {
   const failed = results?.find((r) => r.status === "Error");
   if (error || failed) {
     const name = failed?.migrationName ?? "unknown";
-    throw new Error(`migration ${name} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    throw new Error(`migration ${name} failed: ${error instanceof Error ? error.message : String(error)}`, {
+      cause: error,
+    });
   }
   return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
 }

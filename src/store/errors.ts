@@ -37,5 +37,7 @@ export function isDbUnavailable(err: unknown): boolean {
   if (c && UNAVAILABLE.has(c)) return true;
   const msg = (err as { message?: string } | undefined)?.message ?? "";
   // Kysely after destroy(), better-sqlite3 after close(), mysql2 pool after end().
-  return /driver has already been destroyed|database connection is not open|Pool is closed|connect ETIMEDOUT|Can't add new command when connection is in closed state/i.test(msg);
+  return /driver has already been destroyed|database connection is not open|Pool is closed|connect ETIMEDOUT|Can't add new command when connection is in closed state/i.test(
+    msg,
+  );
 }

@@ -34,7 +34,12 @@ export async function insertIfAbsent<T extends keyof DB & string>(
 
 export function isDuplicateKey(err: unknown): boolean {
   const e = err as { code?: string; errno?: number } | undefined;
-  return e?.code === "ER_DUP_ENTRY" || e?.errno === 1062 || e?.code === "SQLITE_CONSTRAINT_UNIQUE" || e?.code === "SQLITE_CONSTRAINT_PRIMARYKEY";
+  return (
+    e?.code === "ER_DUP_ENTRY" ||
+    e?.errno === 1062 ||
+    e?.code === "SQLITE_CONSTRAINT_UNIQUE" ||
+    e?.code === "SQLITE_CONSTRAINT_PRIMARYKEY"
+  );
 }
 
 /** Inserts the row, or updates `update` on the existing row with the same `key`. */

@@ -22,7 +22,13 @@ export type ControlJob = {
   /** Does the work; the result is stored on the task. Throws to retry (AppError.retryable decides). */
   run(payload: Record<string, unknown>, job: ControlJobContext): Promise<unknown>;
   /** Runs once, when the job fails for good, in the transaction that marks its task failed. */
-  onGiveUp?(trx: Executor, payload: Record<string, unknown>, error: unknown, job: ControlJobContext, now: number): Promise<void>;
+  onGiveUp?(
+    trx: Executor,
+    payload: Record<string, unknown>,
+    error: unknown,
+    job: ControlJobContext,
+    now: number,
+  ): Promise<void>;
 };
 
 export type ControlJobsDeps = { store: Store; queue: TaskQueue; log: Logger; now: () => number; onDone?: () => void };
@@ -43,13 +49,26 @@ export function createControlJobs(deps: ControlJobsDeps, jobs: Record<string, Co
     const ctx: ControlJobContext = { taskId, incidentId, attempt: d.attempt };
     if (!job) {
       const t = deps.now();
-      await updateTaskIfActive(store.db, taskId, { state: "failed", error: `no handler for control job kind "${kind}"`, finished_at: t, updated_at: t });
+      await updateTaskIfActive(store.db, taskId, {
+        state: "failed",
+        error: `no handler for control job kind "${kind}"`,
+        finished_at: t,
+        updated_at: t,
+      });
       log.error({ taskId, kind }, "control job of an unknown kind failed");
       d.term("unknown kind");
       return;
     }
     const started = deps.now();
-    if (!(await updateTaskIfActive(store.db, taskId, { state: "running", attempts: d.attempt, started_at: started, updated_at: started, runner_id: "control-plane" }))) {
+    if (
+      !(await updateTaskIfActive(store.db, taskId, {
+        state: "running",
+        attempts: d.attempt,
+        started_at: started,
+        updated_at: started,
+        runner_id: "control-plane",
+      }))
+    ) {
       // Cancelled, or already done (a redelivery after an ack that did not reach the bus).
       await d.ack();
       return;
@@ -58,13 +77,21 @@ export function createControlJobs(deps: ControlJobsDeps, jobs: Record<string, Co
     try {
       const result = await job.run(payload, ctx);
       const t = deps.now();
-      await updateTaskIfActive(store.db, taskId, { state: "succeeded", result: JSON.stringify(result ?? null), finished_at: t, updated_at: t });
+      await updateTaskIfActive(store.db, taskId, {
+        state: "succeeded",
+        result: JSON.stringify(result ?? null),
+        finished_at: t,
+        updated_at: t,
+      });
       deps.onDone?.();
       await d.ack();
     } catch (err) {
       const retryable = isAppError(err) ? err.retryable : true;
       if (retryable && d.attempt < d.maxDeliver) {
-        log.warn({ err: { message: errorMessage(err) }, taskId, kind, incidentId, attempt: d.attempt }, "control job failed; will retry");
+        log.warn(
+          { err: { message: errorMessage(err) }, taskId, kind, incidentId, attempt: d.attempt },
+          "control job failed; will retry",
+        );
         d.nak(backoffMs(d.attempt, { baseMs: 1000, maxMs: 30_000 }));
         return;
       }
@@ -73,10 +100,17 @@ export function createControlJobs(deps: ControlJobsDeps, jobs: Record<string, Co
         .transaction()
         .execute(async (trx) => {
           const t = deps.now();
-          await updateTaskIfActive(trx, taskId, { state: "failed", error: errorMessage(err).slice(0, 2000), finished_at: t, updated_at: t });
+          await updateTaskIfActive(trx, taskId, {
+            state: "failed",
+            error: errorMessage(err).slice(0, 2000),
+            finished_at: t,
+            updated_at: t,
+          });
           await job.onGiveUp?.(trx, payload, err, ctx, t);
         })
-        .catch((e) => log.error({ err: { message: errorMessage(e) }, taskId, kind }, "could not record the failed control job"));
+        .catch((e) =>
+          log.error({ err: { message: errorMessage(e) }, taskId, kind }, "could not record the failed control job"),
+        );
       deps.onDone?.();
       d.term(`${kind} failed`);
     } finally {
@@ -104,5 +138,18 @@ export function enqueueControlJob(
   by: { actor: string; channel: string },
   now: number,
 ): Promise<string> {
-  return enqueueTask(trx, dialect, { kind: job.kind, pool: CONTROL_POOL, payload: job.payload, incidentId: job.incidentId ?? null, createdBy: by.actor, channel: by.channel, idempotencyKey: job.key }, now);
+  return enqueueTask(
+    trx,
+    dialect,
+    {
+      kind: job.kind,
+      pool: CONTROL_POOL,
+      payload: job.payload,
+      incidentId: job.incidentId ?? null,
+      createdBy: by.actor,
+      channel: by.channel,
+      idempotencyKey: job.key,
+    },
+    now,
+  );
 }

@@ -57,7 +57,11 @@ export function createTaskReconciler(deps: ReconcilerDeps, settings: ReconcilerS
     const cutoff = now - budget;
     if (startedAt > cutoff) return 0;
     if (deps.busHealthy && !(await deps.busHealthy())) return 0;
-    const live = await db.selectFrom("runners").select(["running_task_ids"]).where("last_seen_at", ">=", now - 2 * settings.heartbeatMs).execute();
+    const live = await db
+      .selectFrom("runners")
+      .select(["running_task_ids"])
+      .where("last_seen_at", ">=", now - 2 * settings.heartbeatMs)
+      .execute();
     const busy = new Set(live.flatMap((r) => JSON.parse(r.running_task_ids) as string[]));
     let failed = 0;
     let after = "";
@@ -82,7 +86,9 @@ export function createTaskReconciler(deps: ReconcilerDeps, settings: ReconcilerS
       const seen = new Map(
         runnerIds.length === 0
           ? []
-          : (await db.selectFrom("runners").select(["id", "last_seen_at"]).where("id", "in", runnerIds).execute()).map((r) => [r.id, Number(r.last_seen_at)] as const),
+          : (await db.selectFrom("runners").select(["id", "last_seen_at"]).where("id", "in", runnerIds).execute()).map(
+              (r) => [r.id, Number(r.last_seen_at)] as const,
+            ),
       );
       for (const t of stale) {
         const lastEvent = Math.max(Number(t.updated_at), Number(t.sent_at ?? 0));

@@ -13,11 +13,18 @@ export async function listTasks(db: Executor, f: TaskFilter = {}): Promise<TaskR
   if (f.state) q = q.where("state", "=", f.state);
   if (f.incidentId) q = q.where("incident_id", "=", f.incidentId);
   if (f.afterId) q = q.where("id", "<", f.afterId);
-  return q.orderBy("id", "desc").limit(Math.min(f.limit ?? 50, 500)).execute();
+  return q
+    .orderBy("id", "desc")
+    .limit(Math.min(f.limit ?? 50, 500))
+    .execute();
 }
 
 export async function countTasksByState(db: Executor): Promise<Record<string, number>> {
-  const rows = await db.selectFrom("tasks").select(["state", (eb) => eb.fn.countAll<number>().as("n")]).groupBy("state").execute();
+  const rows = await db
+    .selectFrom("tasks")
+    .select(["state", (eb) => eb.fn.countAll<number>().as("n")])
+    .groupBy("state")
+    .execute();
   return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
 }
 

@@ -21,7 +21,15 @@ export async function requeuePendingTasks(store: Store, queue: TaskQueue): Promi
       .execute();
     if (rows.length === 0) return count;
     for (const r of rows) {
-      const msg: TaskMessage = { v: 1, taskId: r.id, kind: r.kind, pool: r.pool, incidentId: r.incident_id, payload: JSON.parse(r.payload), createdAt: Number(r.created_at) };
+      const msg: TaskMessage = {
+        v: 1,
+        taskId: r.id,
+        kind: r.kind,
+        pool: r.pool,
+        incidentId: r.incident_id,
+        payload: JSON.parse(r.payload),
+        createdAt: Number(r.created_at),
+      };
       const { duplicate } = await queue.publishTask(r.pool, r.id, msg);
       if (!duplicate) count += 1;
     }

@@ -26,11 +26,24 @@ export type NewTaskInput = {
  * Writes a queued task, its outbox row and its `task.created` event with the caller's executor,
  * so producers can make the task part of their own transaction. Returns the task id.
  */
-export async function enqueueTask(trx: Executor, dialect: Store["dialect"], input: NewTaskInput, now: number): Promise<string> {
+export async function enqueueTask(
+  trx: Executor,
+  dialect: Store["dialect"],
+  input: NewTaskInput,
+  now: number,
+): Promise<string> {
   if (!/^[a-z][a-z0-9_.-]{0,63}$/.test(input.kind)) throw invalid("task.invalid_kind", "kind must be a lowercase name");
   const pool = input.pool ?? "default";
   const id = newId("tsk", now);
-  const message: TaskMessage = { v: 1, taskId: id, kind: input.kind, pool, incidentId: input.incidentId ?? null, payload: input.payload, createdAt: now };
+  const message: TaskMessage = {
+    v: 1,
+    taskId: id,
+    kind: input.kind,
+    pool,
+    incidentId: input.incidentId ?? null,
+    payload: input.payload,
+    createdAt: now,
+  };
   await trx
     .insertInto("tasks")
     .values({
@@ -57,13 +70,27 @@ export async function enqueueTask(trx: Executor, dialect: Store["dialect"], inpu
   await appendEvent(
     trx,
     dialect,
-    { type: "task.created", taskId: id, incidentId: input.incidentId, actor: input.createdBy, channel: input.channel, data: { kind: input.kind, pool, payload: redactSecrets(input.payload) }, occurredAt: now },
+    {
+      type: "task.created",
+      taskId: id,
+      incidentId: input.incidentId,
+      actor: input.createdBy,
+      channel: input.channel,
+      data: { kind: input.kind, pool, payload: redactSecrets(input.payload) },
+      occurredAt: now,
+    },
     now,
   );
   return id;
 }
 
-export type TaskDeps = { store: Store; log: Logger; now: () => number; onEnqueued?: () => void; onTerminal?: TerminalHook };
+export type TaskDeps = {
+  store: Store;
+  log: Logger;
+  now: () => number;
+  onEnqueued?: () => void;
+  onTerminal?: TerminalHook;
+};
 
 export function createTaskService(deps: TaskDeps) {
   const { store } = deps;
@@ -74,9 +101,14 @@ export function createTaskService(deps: TaskDeps) {
      * queues it after commit. With an idempotency key that already exists, returns that task.
      */
     async create(input: NewTaskInput): Promise<{ task: TaskRow; created: boolean }> {
-      if (!/^[a-z][a-z0-9_.-]{0,63}$/.test(input.kind)) throw invalid("task.invalid_kind", "kind must be a lowercase name");
+      if (!/^[a-z][a-z0-9_.-]{0,63}$/.test(input.kind))
+        throw invalid("task.invalid_kind", "kind must be a lowercase name");
       if (input.idempotencyKey) {
-        const existing = await store.db.selectFrom("tasks").selectAll().where("idempotency_key", "=", input.idempotencyKey).executeTakeFirst();
+        const existing = await store.db
+          .selectFrom("tasks")
+          .selectAll()
+          .where("idempotency_key", "=", input.idempotencyKey)
+          .executeTakeFirst();
         if (existing) return { task: existing, created: false };
       }
       const now = deps.now();
@@ -86,7 +118,11 @@ export function createTaskService(deps: TaskDeps) {
       } catch (err) {
         // Lost a race on the idempotency key: the other request's task is the answer.
         if (input.idempotencyKey && isDuplicateKey(err)) {
-          const existing = await store.db.selectFrom("tasks").selectAll().where("idempotency_key", "=", input.idempotencyKey).executeTakeFirstOrThrow();
+          const existing = await store.db
+            .selectFrom("tasks")
+            .selectAll()
+            .where("idempotency_key", "=", input.idempotencyKey)
+            .executeTakeFirstOrThrow();
           return { task: existing, created: false };
         }
         throw err;
@@ -102,11 +138,30 @@ export function createTaskService(deps: TaskDeps) {
     async fail(taskId: string, reason: string, actor: string, channel: string): Promise<boolean> {
       const now = deps.now();
       const changed = await store.db.transaction().execute(async (trx) => {
-        const changed = await updateTaskIfActive(trx, taskId, { state: "failed", error: reason, finished_at: now, updated_at: now });
+        const changed = await updateTaskIfActive(trx, taskId, {
+          state: "failed",
+          error: reason,
+          finished_at: now,
+          updated_at: now,
+        });
         if (changed) {
           await addToOutbox(trx, { topic: "control", taskId, mark: "done" }, now);
           const task = await getTask(trx, taskId);
-          await appendEvent(trx, store.dialect, { type: "task.failed", taskId, incidentId: task?.incident_id, actor, channel, reason, data: { error: reason }, occurredAt: now }, now);
+          await appendEvent(
+            trx,
+            store.dialect,
+            {
+              type: "task.failed",
+              taskId,
+              incidentId: task?.incident_id,
+              actor,
+              channel,
+              reason,
+              data: { error: reason },
+              occurredAt: now,
+            },
+            now,
+          );
           if (task && deps.onTerminal) await deps.onTerminal(trx, task, "failed", reason, now);
         }
         return changed;

@@ -15,20 +15,40 @@ const MAX_TIMELINE = 20;
 export type WebhookBody = {
   type: string;
   timestamp: string;
-  event: { id: string; type: string; actor: string; channel: string; reason: string | null; occurred_at: string; data: Record<string, unknown> };
+  event: {
+    id: string;
+    type: string;
+    actor: string;
+    channel: string;
+    reason: string | null;
+    occurred_at: string;
+    data: Record<string, unknown>;
+  };
   /** Null only for a scheduled run that failed (task.failed of a schedule's task). */
   incident: (Record<string, unknown> & { id: string; namespace: string | null; url: string }) | null;
   plan: Record<string, unknown> | null;
-  diagnosis: { summary: string | null; alerts: Array<Record<string, unknown>>; timeline: Array<Record<string, unknown>> };
+  diagnosis: {
+    summary: string | null;
+    alerts: Array<Record<string, unknown>>;
+    timeline: Array<Record<string, unknown>>;
+  };
   approval?: Record<string, unknown>;
   task?: Record<string, unknown>;
   schedule?: { name: string };
   delivery?: DeliveryBlock;
 };
 
-export type DeliveryBlock = { id: string; target: string; claim_url: string; result_url: string; lease_ttl_seconds: number; token?: string };
+export type DeliveryBlock = {
+  id: string;
+  target: string;
+  claim_url: string;
+  result_url: string;
+  lease_ttl_seconds: number;
+  token?: string;
+};
 
-const iso = (ms: number | null | undefined): string | null => (ms === null || ms === undefined ? null : new Date(Number(ms)).toISOString());
+const iso = (ms: number | null | undefined): string | null =>
+  ms === null || ms === undefined ? null : new Date(Number(ms)).toISOString();
 
 function json(text: string | null | undefined): Record<string, unknown> {
   if (!text) return {};
@@ -41,7 +61,12 @@ function json(text: string | null | undefined): Record<string, unknown> {
 }
 
 /** The body of `event` (a webhook event name) for the timeline event `eventId`; undefined when the event or its incident is gone. */
-export async function buildWebhookBody(db: Executor, eventId: string, event: string, publicUrl: string): Promise<WebhookBody | undefined> {
+export async function buildWebhookBody(
+  db: Executor,
+  eventId: string,
+  event: string,
+  publicUrl: string,
+): Promise<WebhookBody | undefined> {
   const e = await db.selectFrom("events").selectAll().where("id", "=", eventId).executeTakeFirst();
   if (!e) return undefined;
   if (!e.incident_id) return e.type === "schedule.run_failed" ? scheduleRunBody(db, e, event) : undefined;
@@ -84,7 +109,9 @@ export async function buildWebhookBody(db: Executor, eventId: string, event: str
         ends_at: iso(a.ends_at === null ? null : Number(a.ends_at)),
         generator_url: a.generator_url,
       })),
-      timeline: inc.timeline.slice(-MAX_TIMELINE).map((t) => ({ type: t.type, at: iso(t.at), actor: t.actor, reason: t.reason })),
+      timeline: inc.timeline
+        .slice(-MAX_TIMELINE)
+        .map((t) => ({ type: t.type, at: iso(t.at), actor: t.actor, reason: t.reason })),
     },
   };
   const data = body.event.data;
@@ -92,7 +119,14 @@ export async function buildWebhookBody(db: Executor, eventId: string, event: str
     const a = await getApproval(db, data.approvalId);
     if (a) {
       const pr = mergeActionOf(a)?.merge;
-      body.approval = { id: a.id, state: a.state, risk: a.risk, requested_at: iso(Number(a.requested_at)), expires_at: iso(Number(a.expires_at)), pull_request: pr ?? null };
+      body.approval = {
+        id: a.id,
+        state: a.state,
+        risk: a.risk,
+        requested_at: iso(Number(a.requested_at)),
+        expires_at: iso(Number(a.expires_at)),
+        pull_request: pr ?? null,
+      };
     }
   }
   if (e.type === "task.failed" && e.task_id) {
@@ -103,11 +137,34 @@ export async function buildWebhookBody(db: Executor, eventId: string, event: str
 }
 
 async function taskBlock(db: Executor, taskId: string): Promise<Record<string, unknown> | undefined> {
-  const t = await db.selectFrom("tasks").select(["id", "kind", "pool", "state", "error", "attempts", "created_by"]).where("id", "=", taskId).executeTakeFirst();
-  return t && { id: t.id, kind: t.kind, pool: t.pool, state: t.state, error: t.error, attempts: Number(t.attempts), created_by: t.created_by };
+  const t = await db
+    .selectFrom("tasks")
+    .select(["id", "kind", "pool", "state", "error", "attempts", "created_by"])
+    .where("id", "=", taskId)
+    .executeTakeFirst();
+  return (
+    t && {
+      id: t.id,
+      kind: t.kind,
+      pool: t.pool,
+      state: t.state,
+      error: t.error,
+      attempts: Number(t.attempts),
+      created_by: t.created_by,
+    }
+  );
 }
 
-type EventRowish = { id: string; type: string; actor: string; channel: string; reason: string | null; occurred_at: number | string; data: string | null; task_id: string | null };
+type EventRowish = {
+  id: string;
+  type: string;
+  actor: string;
+  channel: string;
+  reason: string | null;
+  occurred_at: number | string;
+  data: string | null;
+  task_id: string | null;
+};
 
 const eventBlock = (e: EventRowish): WebhookBody["event"] => ({
   id: e.id,
@@ -135,9 +192,21 @@ async function scheduleRunBody(db: Executor, e: EventRowish, event: string): Pro
   };
 }
 
-export function deliveryBlock(publicUrl: string, incidentId: string, deliveryId: string, target: string, leaseTtlMs: number): DeliveryBlock {
+export function deliveryBlock(
+  publicUrl: string,
+  incidentId: string,
+  deliveryId: string,
+  target: string,
+  leaseTtlMs: number,
+): DeliveryBlock {
   const base = `${publicUrl}/api/v1/incidents/${encodeURIComponent(incidentId)}`;
-  return { id: deliveryId, target, claim_url: `${base}/claims`, result_url: `${base}/results`, lease_ttl_seconds: Math.round(leaseTtlMs / 1000) };
+  return {
+    id: deliveryId,
+    target,
+    claim_url: `${base}/claims`,
+    result_url: `${base}/results`,
+    lease_ttl_seconds: Math.round(leaseTtlMs / 1000),
+  };
 }
 
 /** The body as sent: the stored snapshot with the delivery's token put in (the token is never stored). */

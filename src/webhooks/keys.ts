@@ -36,7 +36,11 @@ async function newKey(now: number) {
 }
 
 async function activeRow(db: Executor): Promise<KeyRow | undefined> {
-  return db.selectFrom("webhook_keys").select(["kid", "public_jwk", "private_jwk"]).where("active_key", "=", ACTIVE).executeTakeFirst();
+  return db
+    .selectFrom("webhook_keys")
+    .select(["kid", "public_jwk", "private_jwk"])
+    .where("active_key", "=", ACTIVE)
+    .executeTakeFirst();
 }
 
 /** The key in use, made on first use (two replicas racing: the unique active_key keeps one). */
@@ -50,10 +54,19 @@ export async function ensureActiveKey(db: Executor, dialect: Dialect, now: numbe
 }
 
 /** Retires the key in use and makes a new one; returns the new key's id and the retired one's. */
-export async function rotateKey(db: Executor, dialect: Dialect, now: number): Promise<{ kid: string; retired: string | null }> {
+export async function rotateKey(
+  db: Executor,
+  dialect: Dialect,
+  now: number,
+): Promise<{ kid: string; retired: string | null }> {
   const old = await activeRow(db);
   if (old) {
-    await db.updateTable("webhook_keys").set({ active_key: null, retired_at: now, private_jwk: "" }).where("kid", "=", old.kid).where("active_key", "=", ACTIVE).execute();
+    await db
+      .updateTable("webhook_keys")
+      .set({ active_key: null, retired_at: now, private_jwk: "" })
+      .where("kid", "=", old.kid)
+      .where("active_key", "=", ACTIVE)
+      .execute();
   }
   const made = await ensureActiveKey(db, dialect, now);
   return { kid: made.kid, retired: old?.kid ?? null };
@@ -88,7 +101,14 @@ export function createJwsSigner(deps: { db: Executor; dialect: Dialect; now: () 
     async sign(id: string, timestampSeconds: number, body: string): Promise<string> {
       const k = await key();
       const jws = await new FlattenedSign(new TextEncoder().encode(body))
-        .setProtectedHeader({ alg: "EdDSA", kid: k.kid, b64: false, crit: ["b64"], "webhook-id": id, "webhook-timestamp": timestampSeconds })
+        .setProtectedHeader({
+          alg: "EdDSA",
+          kid: k.kid,
+          b64: false,
+          crit: ["b64"],
+          "webhook-id": id,
+          "webhook-timestamp": timestampSeconds,
+        })
         .sign(k.key);
       return `${jws.protected}..${jws.signature}`;
     },

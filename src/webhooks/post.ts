@@ -30,16 +30,24 @@ export type PostOptions = {
 };
 
 const defaultResolve = (host: string) =>
-  new Promise<LookupAddress[]>((resolve, reject) => dnsLookup(host, { all: true, verbatim: true }, (err, addresses) => (err ? reject(err) : resolve(addresses))));
+  new Promise<LookupAddress[]>((resolve, reject) =>
+    dnsLookup(host, { all: true, verbatim: true }, (err, addresses) => (err ? reject(err) : resolve(addresses))),
+  );
 
-export async function postWebhook(url: string, headers: Record<string, string>, body: string, opts: PostOptions): Promise<PostOutcome> {
+export async function postWebhook(
+  url: string,
+  headers: Record<string, string>,
+  body: string,
+  opts: PostOptions,
+): Promise<PostOutcome> {
   let u: URL;
   try {
     u = new URL(url);
   } catch {
     return { kind: "refused", error: "not a URL" };
   }
-  if (u.protocol !== "http:" && u.protocol !== "https:") return { kind: "refused", error: `scheme ${u.protocol} is not http(s)` };
+  if (u.protocol !== "http:" && u.protocol !== "https:")
+    return { kind: "refused", error: `scheme ${u.protocol} is not http(s)` };
   const host = u.hostname.replace(/^\[(.*)\]$/, "$1");
   const signal = AbortSignal.timeout(opts.timeoutMs);
 
@@ -51,16 +59,26 @@ export async function postWebhook(url: string, headers: Record<string, string>, 
     try {
       all = await Promise.race([(opts.resolve ?? defaultResolve)(host), aborted(signal)]);
     } catch (err) {
-      return { kind: "failed", error: `cannot resolve ${host}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}` };
+      return {
+        kind: "failed",
+        error: `cannot resolve ${host}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`,
+      };
     }
     if (all.length === 0) return { kind: "failed", error: `${host} resolves to no address` };
     // Every answer is checked: a name that resolves to one public and one private address is refused.
     const bad = all.find((a) => !opts.allowPrivate && isPrivateAddress(a.address));
-    if (bad) return { kind: "refused", error: `${host} resolves to ${bad.address}, a private, loopback or link-local address (WEBHOOK_ALLOW_PRIVATE is off)` };
+    if (bad)
+      return {
+        kind: "refused",
+        error: `${host} resolves to ${bad.address}, a private, loopback or link-local address (WEBHOOK_ALLOW_PRIVATE is off)`,
+      };
     address = all[0]!;
   }
   if (!opts.allowPrivate && isPrivateAddress(address.address)) {
-    return { kind: "refused", error: `${address.address} is a private, loopback or link-local address (WEBHOOK_ALLOW_PRIVATE is off)` };
+    return {
+      kind: "refused",
+      error: `${address.address} is a private, loopback or link-local address (WEBHOOK_ALLOW_PRIVATE is off)`,
+    };
   }
 
   // The connection uses the address checked above, whatever the name would resolve to now.
@@ -99,7 +117,10 @@ export async function postWebhook(url: string, headers: Record<string, string>, 
   const location = typeof res.headers.location === "string" ? res.headers.location.slice(0, 500) : undefined;
   let text = "";
   try {
-    const read = await readBodyCapped(new Response(Readable.toWeb(res) as ReadableStream<Uint8Array>), opts.maxBodyBytes ?? 64 * 1024);
+    const read = await readBodyCapped(
+      new Response(Readable.toWeb(res) as ReadableStream<Uint8Array>),
+      opts.maxBodyBytes ?? 64 * 1024,
+    );
     text = read.text;
   } catch {
     // The status is the answer; a body cut short by the deadline or the peer changes nothing.
@@ -111,6 +132,8 @@ export async function postWebhook(url: string, headers: Record<string, string>, 
 function aborted(signal: AbortSignal): Promise<never> {
   return new Promise((_, reject) => {
     if (signal.aborted) reject(new Error("timeout"));
-    signal.addEventListener("abort", () => reject(Object.assign(new Error("timeout"), { code: "ETIMEDOUT" })), { once: true });
+    signal.addEventListener("abort", () => reject(Object.assign(new Error("timeout"), { code: "ETIMEDOUT" })), {
+      once: true,
+    });
   });
 }

@@ -26,13 +26,27 @@ export type WebhookDelivery = {
 export const hashToken = (token: string): string => createHash("sha256").update(token).digest("hex");
 
 function toDelivery(r: DeliveryRow): WebhookDelivery {
-  return { id: r.id, target: r.target, incidentId: r.incident_id, eventType: r.kind, tokenHash: r.token_hash ?? "", createdAt: Number(r.created_at), state: r.state };
+  return {
+    id: r.id,
+    target: r.target,
+    incidentId: r.incident_id,
+    eventType: r.kind,
+    tokenHash: r.token_hash ?? "",
+    createdAt: Number(r.created_at),
+    state: r.state,
+  };
 }
 
 /** One delivery to one target (undefined for any other row, fan-out rows included). */
 export async function getWebhookDelivery(db: Executor, id: string): Promise<WebhookDelivery | undefined> {
-  const r = await db.selectFrom("deliveries").selectAll().where("id", "=", id).where("channel", "=", WEBHOOK).where("kind", "!=", FANOUT).executeTakeFirst();
-  return r && r.token_hash ? toDelivery(r) : undefined;
+  const r = await db
+    .selectFrom("deliveries")
+    .selectAll()
+    .where("id", "=", id)
+    .where("channel", "=", WEBHOOK)
+    .where("kind", "!=", FANOUT)
+    .executeTakeFirst();
+  return r?.token_hash ? toDelivery(r) : undefined;
 }
 
 export type DeliveryListItem = WebhookDelivery & {
@@ -70,11 +84,22 @@ export async function listWebhookDeliveries(db: Executor, f: DeliveryFilter): Pr
  * from zero. A pending one is made due now. Returns the state it was in (undefined: no such delivery).
  */
 export async function redeliverWebhook(db: Executor, id: string, now: number): Promise<string | undefined> {
-  const r = await db.selectFrom("deliveries").select(["id", "state", "channel", "kind", "target", "ref"]).where("id", "=", id).executeTakeFirst();
+  const r = await db
+    .selectFrom("deliveries")
+    .select(["id", "state", "channel", "kind", "target", "ref"])
+    .where("id", "=", id)
+    .executeTakeFirst();
   if (!r || r.channel !== WEBHOOK || r.kind === FANOUT) return undefined;
   await db
     .updateTable("deliveries")
-    .set({ state: "pending", pending_key: `${WEBHOOK}|${r.kind}|${r.target}|${r.ref}`.slice(0, 255), attempts: 0, next_attempt_at: now, last_error: null, updated_at: now })
+    .set({
+      state: "pending",
+      pending_key: `${WEBHOOK}|${r.kind}|${r.target}|${r.ref}`.slice(0, 255),
+      attempts: 0,
+      next_attempt_at: now,
+      last_error: null,
+      updated_at: now,
+    })
     .where("id", "=", id)
     .execute();
   return r.state;
@@ -82,16 +107,35 @@ export async function redeliverWebhook(db: Executor, id: string, now: number): P
 
 // --- targets registered through MCP, and targets a 410 disabled ---
 
-export async function saveRegisteredTarget(db: Executor, dialect: Dialect, name: string, spec: unknown, by: string, now: number): Promise<void> {
+export async function saveRegisteredTarget(
+  db: Executor,
+  dialect: Dialect,
+  name: string,
+  spec: unknown,
+  by: string,
+  now: number,
+): Promise<void> {
   const json = JSON.stringify(spec);
   // Registering again replaces the target and enables it.
-  const update = { spec: json, source: "mcp", disabled_at: null, disabled_url: null, disabled_reason: null, created_by: by.slice(0, 255), updated_at: now };
+  const update = {
+    spec: json,
+    source: "mcp",
+    disabled_at: null,
+    disabled_url: null,
+    disabled_reason: null,
+    created_by: by.slice(0, 255),
+    updated_at: now,
+  };
   await upsert(db, dialect, "webhook_targets", { name, ...update, created_at: now }, "name", update);
 }
 
 /** Deletes an MCP-registered target; false when there is none of that name. */
 export async function deleteRegisteredTarget(db: Executor, name: string): Promise<boolean> {
-  const r = await db.deleteFrom("webhook_targets").where("name", "=", name).where("source", "=", "mcp").executeTakeFirst();
+  const r = await db
+    .deleteFrom("webhook_targets")
+    .where("name", "=", name)
+    .where("source", "=", "mcp")
+    .executeTakeFirst();
   return Number(r.numDeletedRows) > 0;
 }
 
@@ -99,19 +143,51 @@ export type Disabled = { at: number; url: string; reason: string };
 
 /** Disabled targets by name; a disablement holds only for the URL that answered 410. */
 export async function disabledTargets(db: Executor): Promise<Map<string, Disabled>> {
-  const rows = await db.selectFrom("webhook_targets").select(["name", "disabled_at", "disabled_url", "disabled_reason"]).where("disabled_at", "is not", null).execute();
-  return new Map(rows.map((r) => [r.name, { at: Number(r.disabled_at), url: r.disabled_url ?? "", reason: r.disabled_reason ?? "" }]));
+  const rows = await db
+    .selectFrom("webhook_targets")
+    .select(["name", "disabled_at", "disabled_url", "disabled_reason"])
+    .where("disabled_at", "is not", null)
+    .execute();
+  return new Map(
+    rows.map((r) => [
+      r.name,
+      { at: Number(r.disabled_at), url: r.disabled_url ?? "", reason: r.disabled_reason ?? "" },
+    ]),
+  );
 }
 
-export async function disableTarget(db: Executor, dialect: Dialect, name: string, url: string, reason: string, now: number): Promise<void> {
-  const set = { disabled_at: now, disabled_url: url.slice(0, 2048), disabled_reason: reason.slice(0, 1000), updated_at: now };
+export async function disableTarget(
+  db: Executor,
+  dialect: Dialect,
+  name: string,
+  url: string,
+  reason: string,
+  now: number,
+): Promise<void> {
+  const set = {
+    disabled_at: now,
+    disabled_url: url.slice(0, 2048),
+    disabled_reason: reason.slice(0, 1000),
+    updated_at: now,
+  };
   // A file target has no row until it is disabled: the row then only says so (source file, no spec).
-  await upsert(db, dialect, "webhook_targets", { name, source: "file", spec: null, created_by: "pitcrew:webhooks", created_at: now, ...set }, "name", set);
+  await upsert(
+    db,
+    dialect,
+    "webhook_targets",
+    { name, source: "file", spec: null, created_by: "pitcrew:webhooks", created_at: now, ...set },
+    "name",
+    set,
+  );
 }
 
 /** Enables a disabled target; a file target's row (it only held the disablement) goes. */
 export async function enableTarget(db: Executor, name: string, now: number): Promise<boolean> {
-  const file = await db.deleteFrom("webhook_targets").where("name", "=", name).where("source", "=", "file").executeTakeFirst();
+  const file = await db
+    .deleteFrom("webhook_targets")
+    .where("name", "=", name)
+    .where("source", "=", "file")
+    .executeTakeFirst();
   const mcp = await db
     .updateTable("webhook_targets")
     .set({ disabled_at: null, disabled_url: null, disabled_reason: null, updated_at: now })

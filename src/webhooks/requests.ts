@@ -21,7 +21,8 @@ const EVENTS: Record<string, WebhookEvent> = {
   "schedule.run_failed": "task.failed",
 };
 
-export const webhookEventOf = (timelineType: string): WebhookEvent | undefined => (Object.hasOwn(EVENTS, timelineType) ? EVENTS[timelineType] : undefined);
+export const webhookEventOf = (timelineType: string): WebhookEvent | undefined =>
+  Object.hasOwn(EVENTS, timelineType) ? EVENTS[timelineType] : undefined;
 
 export type WebhookEventRequest = { id: string; type: string; incidentId?: string | null };
 
@@ -29,8 +30,18 @@ export type WebhookEventRequest = { id: string; type: string; incidentId?: strin
  * Webhooks are about incidents (their callbacks claim one): an event without an incident asks for
  * none, except a scheduled run that failed (sent without a delivery block: there is nothing to claim).
  */
-export async function requestWebhooks(db: Executor, dialect: Dialect, e: WebhookEventRequest, now: number): Promise<void> {
+export async function requestWebhooks(
+  db: Executor,
+  dialect: Dialect,
+  e: WebhookEventRequest,
+  now: number,
+): Promise<void> {
   const event = webhookEventOf(e.type);
   if (!event || (!e.incidentId && e.type !== "schedule.run_failed")) return;
-  await requestDelivery(db, dialect, { channel: WEBHOOK, kind: FANOUT, ref: e.id, incidentId: e.incidentId, payload: JSON.stringify({ event }) }, now);
+  await requestDelivery(
+    db,
+    dialect,
+    { channel: WEBHOOK, kind: FANOUT, ref: e.id, incidentId: e.incidentId, payload: JSON.stringify({ event }) },
+    now,
+  );
 }

@@ -46,18 +46,43 @@ export function createWebhookSender(deps: WebhookSenderDeps): Sender {
     const body = await buildWebhookBody(store.db, row.ref, event, deps.publicUrl);
     if (!body) return { status: "skipped", why: "the event or its incident no longer exists" };
     const disabled = await disabledTargets(store.db);
-    const targets = candidates.filter((t) => subscribes(t, event, body.incident?.namespace ?? null) && disabled.get(t.name)?.url !== t.url);
+    const targets = candidates.filter(
+      (t) => subscribes(t, event, body.incident?.namespace ?? null) && disabled.get(t.name)?.url !== t.url,
+    );
     if (targets.length === 0) return skipped;
     // Idempotent: a fan-out interrupted after some inserts is done again without doubling them.
-    const done = new Set((await store.db.selectFrom("deliveries").select("target").where("channel", "=", row.channel).where("ref", "=", row.ref).where("kind", "=", event).execute()).map((r) => r.target));
+    const done = new Set(
+      (
+        await store.db
+          .selectFrom("deliveries")
+          .select("target")
+          .where("channel", "=", row.channel)
+          .where("ref", "=", row.ref)
+          .where("kind", "=", event)
+          .execute()
+      ).map((r) => r.target),
+    );
     // Rows are built before the transaction: the token key may be read (or made) on first use, and
     // on SQLite a query outside an open transaction would wait for it forever.
     const rows: DeliveryRequest[] = [];
     for (const t of targets.filter((x) => !done.has(x.name))) {
       const id = newDeliveryId(now);
       const incidentId = body.incident?.id ?? null;
-      const payload = JSON.stringify(incidentId ? { ...body, delivery: deliveryBlock(deps.publicUrl, incidentId, id, t.name, deps.leaseTtlMs) } : body);
-      rows.push({ id, channel: row.channel, kind: event, ref: row.ref, target: t.name, incidentId, payload, tokenHash: hashToken(await deps.tokens.token(id)) });
+      const payload = JSON.stringify(
+        incidentId
+          ? { ...body, delivery: deliveryBlock(deps.publicUrl, incidentId, id, t.name, deps.leaseTtlMs) }
+          : body,
+      );
+      rows.push({
+        id,
+        channel: row.channel,
+        kind: event,
+        ref: row.ref,
+        target: t.name,
+        incidentId,
+        payload,
+        tokenHash: hashToken(await deps.tokens.token(id)),
+      });
     }
     await store.db.transaction().execute(async (trx) => {
       for (const r of rows) await requestDelivery(trx, store.dialect, r, now);
@@ -68,8 +93,11 @@ export function createWebhookSender(deps: WebhookSenderDeps): Sender {
   async function headersFor(t: WebhookTarget, id: string, body: string, now: number): Promise<Record<string, string>> {
     const ts = Math.floor(now / 1000);
     const secrets = t.secrets();
-    if (t.signing === "standard" && secrets.length === 0) throw new Error(`the secret env var ${t.secretEnv ?? "(none)"} of target ${t.name} is not set`);
-    const signed: Record<string, string> = secrets.length ? signHeaders(id, ts, body, secrets) : { "webhook-id": id, "webhook-timestamp": String(ts) };
+    if (t.signing === "standard" && secrets.length === 0)
+      throw new Error(`the secret env var ${t.secretEnv ?? "(none)"} of target ${t.name} is not set`);
+    const signed: Record<string, string> = secrets.length
+      ? signHeaders(id, ts, body, secrets)
+      : { "webhook-id": id, "webhook-timestamp": String(ts) };
     const jws: Record<string, string> = t.signing === "jws" ? { "webhook-jws": await deps.jws.sign(id, ts, body) } : {};
     return {
       ...t.headers,
@@ -104,10 +132,18 @@ export function createWebhookSender(deps: WebhookSenderDeps): Sender {
     const said = out.body ? `: ${out.body.replace(/\s+/g, " ").slice(0, 200)}` : "";
     if (s >= 200 && s < 300) return { status: "sent", target: t.name, httpStatus: s };
     if (s === 410) {
-      await disableTarget(store.db, store.dialect, t.name, t.url, `answered 410 Gone at ${new Date(now).toISOString()} (delivery ${row.id})`, now);
+      await disableTarget(
+        store.db,
+        store.dialect,
+        t.name,
+        t.url,
+        `answered 410 Gone at ${new Date(now).toISOString()} (delivery ${row.id})`,
+        now,
+      );
       return { status: "dead", error: `HTTP 410 Gone: target ${t.name} disabled${said}`, httpStatus: s };
     }
-    if (s >= 300 && s < 400) return { status: "dead", error: `HTTP ${s}: redirect to ${out.location ?? "?"} not followed`, httpStatus: s };
+    if (s >= 300 && s < 400)
+      return { status: "dead", error: `HTTP ${s}: redirect to ${out.location ?? "?"} not followed`, httpStatus: s };
     if (s === 408 || s === 429 || s >= 500) return { status: "retry", error: `HTTP ${s}${said}`, httpStatus: s };
     return { status: "dead", error: `HTTP ${s}${said}`, httpStatus: s };
   }
@@ -122,4 +158,3 @@ export function createWebhookSender(deps: WebhookSenderDeps): Sender {
     },
   };
 }
-

@@ -3,9 +3,25 @@ import { conflict, invalid, notFound } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { Store } from "../store/db.ts";
 import { createJwsSigner, rotateKey } from "./keys.ts";
-import { deleteRegisteredTarget, disabledTargets, enableTarget, getWebhookDelivery, redeliverWebhook, saveRegisteredTarget, type Disabled } from "./repo.ts";
+import {
+  deleteRegisteredTarget,
+  disabledTargets,
+  enableTarget,
+  getWebhookDelivery,
+  redeliverWebhook,
+  saveRegisteredTarget,
+  type Disabled,
+} from "./repo.ts";
 import { createWebhookSender } from "./sender.ts";
-import { buildTarget, createWebhookRegistry, loadTargetFiles, loadTargetRows, TargetSpec, type TargetProblem, type WebhookTarget } from "./targets.ts";
+import {
+  buildTarget,
+  createWebhookRegistry,
+  loadTargetFiles,
+  loadTargetRows,
+  TargetSpec,
+  type TargetProblem,
+  type WebhookTarget,
+} from "./targets.ts";
 import { createDeliveryTokens } from "./token.ts";
 import { formatProblem } from "../shared/yaml-folder.ts";
 import { kickDeliverer } from "../notify/requests.ts";
@@ -16,9 +32,19 @@ import { kickDeliverer } from "../notify/requests.ts";
 
 export type WebhookDeps = { store: Store; log: Logger; now: () => number; env: (name: string) => string | undefined };
 
-export function createWebhooks(config: Pick<Config, "webhooks" | "publicUrl">, deps: WebhookDeps, opts: { retryDelaysMs?: number[] } = {}) {
+export function createWebhooks(
+  config: Pick<Config, "webhooks" | "publicUrl">,
+  deps: WebhookDeps,
+  opts: { retryDelaysMs?: number[] } = {},
+) {
   const { store } = deps;
-  const registry = createWebhookRegistry({ db: store.db, dir: config.webhooks.dir, env: deps.env, log: deps.log.child({ component: "webhooks" }), now: deps.now });
+  const registry = createWebhookRegistry({
+    db: store.db,
+    dir: config.webhooks.dir,
+    env: deps.env,
+    log: deps.log.child({ component: "webhooks" }),
+    now: deps.now,
+  });
   const tokens = createDeliveryTokens({ db: store.db, dialect: store.dialect, now: deps.now });
   const jws = createJwsSigner({ db: store.db, dialect: store.dialect, now: deps.now });
   const sender = createWebhookSender({
@@ -57,13 +83,22 @@ export async function listTargets(d: AdminDeps): Promise<{ targets: TargetListin
       secretError = (err as Error).message;
     }
     const off = disabled.get(target.name);
-    return { target, secretSet, ...(secretError && { secretError }), ...(off && off.url === target.url && { disabled: off }) };
+    return {
+      target,
+      secretSet,
+      ...(secretError && { secretError }),
+      ...(off && off.url === target.url && { disabled: off }),
+    };
   });
   return { targets, problems: files.problems.map((p: TargetProblem) => formatProblem(p)) };
 }
 
 /** Registers (or replaces) a target; a name a file target uses is refused. */
-export async function registerTarget(d: AdminDeps, input: unknown, by: string): Promise<{ target: WebhookTarget; replaced: boolean; secretSet: boolean }> {
+export async function registerTarget(
+  d: AdminDeps,
+  input: unknown,
+  by: string,
+): Promise<{ target: WebhookTarget; replaced: boolean; secretSet: boolean }> {
   const parsed = TargetSpec.safeParse(input);
   if (!parsed.success) {
     const i = parsed.error.issues[0]!;
@@ -71,9 +106,17 @@ export async function registerTarget(d: AdminDeps, input: unknown, by: string): 
   }
   const spec = parsed.data;
   if (loadTargetFiles(d.dir, d.env).targets.some((t) => t.name === spec.name)) {
-    throw conflict("webhook.file_target", `a target named ${spec.name} is defined in a file in WEBHOOKS_DIR; change the file, or choose another name`);
+    throw conflict(
+      "webhook.file_target",
+      `a target named ${spec.name} is defined in a file in WEBHOOKS_DIR; change the file, or choose another name`,
+    );
   }
-  const existing = await d.store.db.selectFrom("webhook_targets").select(["name", "source"]).where("name", "=", spec.name).where("source", "=", "mcp").executeTakeFirst();
+  const existing = await d.store.db
+    .selectFrom("webhook_targets")
+    .select(["name", "source"])
+    .where("name", "=", spec.name)
+    .where("source", "=", "mcp")
+    .executeTakeFirst();
   await saveRegisteredTarget(d.store.db, d.store.dialect, spec.name, spec, by, d.now());
   const target = buildTarget(spec, "mcp", d.env);
   let secretSet = false;
@@ -87,13 +130,20 @@ export async function registerTarget(d: AdminDeps, input: unknown, by: string): 
 
 export async function deleteTarget(d: AdminDeps, name: string): Promise<void> {
   if (loadTargetFiles(d.dir, d.env).targets.some((t) => t.name === name)) {
-    throw conflict("webhook.file_target", `target ${name} is defined in a file in WEBHOOKS_DIR; remove the file to delete it`);
+    throw conflict(
+      "webhook.file_target",
+      `target ${name} is defined in a file in WEBHOOKS_DIR; remove the file to delete it`,
+    );
   }
-  if (!(await deleteRegisteredTarget(d.store.db, name))) throw notFound("webhook.target_not_found", `no target named ${name} was registered through MCP`);
+  if (!(await deleteRegisteredTarget(d.store.db, name)))
+    throw notFound("webhook.target_not_found", `no target named ${name} was registered through MCP`);
 }
 
 /** Sends a delivery again (same body, same webhook-id), and enables its target if a 410 had disabled it. */
-export async function redeliver(d: Pick<AdminDeps, "store" | "now">, deliveryId: string): Promise<{ previousState: string; enabledTarget: boolean }> {
+export async function redeliver(
+  d: Pick<AdminDeps, "store" | "now">,
+  deliveryId: string,
+): Promise<{ previousState: string; enabledTarget: boolean }> {
   const before = await getWebhookDelivery(d.store.db, deliveryId);
   if (!before) throw notFound("webhook.delivery_not_found", `no webhook delivery ${deliveryId}`);
   const result = await d.store.db.transaction().execute(async (trx) => {
@@ -105,6 +155,8 @@ export async function redeliver(d: Pick<AdminDeps, "store" | "now">, deliveryId:
   return result;
 }
 
-export async function rotateSigningKey(d: Pick<AdminDeps, "store" | "now">): Promise<{ kid: string; retired: string | null }> {
+export async function rotateSigningKey(
+  d: Pick<AdminDeps, "store" | "now">,
+): Promise<{ kid: string; retired: string | null }> {
   return d.store.db.transaction().execute((trx) => rotateKey(trx, d.store.dialect, d.now()));
 }

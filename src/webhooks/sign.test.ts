@@ -13,7 +13,11 @@ const at = (seconds: number) => new Date(seconds * 1000);
 
 describe("signHeaders", () => {
   it("produces the known-answer signature of the specification's example", () => {
-    expect(signHeaders(ID, TS, BODY, [SECRET])).toEqual({ "webhook-id": ID, "webhook-timestamp": String(TS), "webhook-signature": KNOWN });
+    expect(signHeaders(ID, TS, BODY, [SECRET])).toEqual({
+      "webhook-id": ID,
+      "webhook-timestamp": String(TS),
+      "webhook-signature": KNOWN,
+    });
   });
 
   it("signs once per active secret, newest first, so a receiver holding either one accepts it", () => {
@@ -62,7 +66,11 @@ describe("verifyHeaders", () => {
 
   it("accepts a signature made by the reference signer with any of the active secrets", () => {
     const reference = { ...headers, "webhook-signature": new Webhook(SECRET).sign(ID, at(TS), BODY) };
-    expect(verifyHeaders(reference, BODY, [OTHER, SECRET], { now: at(TS) })).toEqual({ ok: true, id: ID, timestamp: TS });
+    expect(verifyHeaders(reference, BODY, [OTHER, SECRET], { now: at(TS) })).toEqual({
+      ok: true,
+      id: ID,
+      timestamp: TS,
+    });
     expect(verifyHeaders(reference, Buffer.from(BODY), [SECRET], { now: at(TS) }).ok).toBe(true);
   });
 
@@ -76,7 +84,9 @@ describe("verifyHeaders", () => {
     const fail = { ok: false, reason: "no_signature_matched" };
     expect(verifyHeaders(headers, `${BODY} `, [SECRET], { now: at(TS) })).toEqual(fail);
     expect(verifyHeaders({ ...headers, "webhook-id": "msg_other" }, BODY, [SECRET], { now: at(TS) })).toEqual(fail);
-    expect(verifyHeaders({ ...headers, "webhook-timestamp": String(TS + 1) }, BODY, [SECRET], { now: at(TS) })).toEqual(fail);
+    expect(verifyHeaders({ ...headers, "webhook-timestamp": String(TS + 1) }, BODY, [SECRET], { now: at(TS) })).toEqual(
+      fail,
+    );
     expect(verifyHeaders(headers, BODY, [OTHER], { now: at(TS) })).toEqual(fail);
     expect(verifyHeaders(headers, BODY, [], { now: at(TS) })).toEqual({ ok: false, reason: "no_secret" });
   });
@@ -84,9 +94,14 @@ describe("verifyHeaders", () => {
   it("ignores entries of another version and malformed entries", () => {
     const sig = KNOWN.slice(3);
     for (const s of [`v2,${sig}`, sig, `v1,${sig.slice(0, -1)}`, "v1,", ","]) {
-      expect(verifyHeaders({ ...headers, "webhook-signature": s }, BODY, [SECRET], { now: at(TS) })).toEqual({ ok: false, reason: "no_signature_matched" });
+      expect(verifyHeaders({ ...headers, "webhook-signature": s }, BODY, [SECRET], { now: at(TS) })).toEqual({
+        ok: false,
+        reason: "no_signature_matched",
+      });
     }
-    expect(verifyHeaders({ ...headers, "webhook-signature": `v1a,xyz ${KNOWN}` }, BODY, [SECRET], { now: at(TS) }).ok).toBe(true);
+    expect(
+      verifyHeaders({ ...headers, "webhook-signature": `v1a,xyz ${KNOWN}` }, BODY, [SECRET], { now: at(TS) }).ok,
+    ).toBe(true);
   });
 
   it("enforces the tolerance in both directions, inclusive at the boundary", () => {
@@ -101,7 +116,10 @@ describe("verifyHeaders", () => {
     const { "webhook-signature": _s, ...noSig } = headers;
     expect(verifyHeaders(noSig, BODY, [SECRET], { now: at(TS) })).toEqual({ ok: false, reason: "missing_headers" });
     for (const t of ["1614265330.5", "-1614265330", "soon", "1e9"]) {
-      expect(verifyHeaders({ ...headers, "webhook-timestamp": t }, BODY, [SECRET], { now: at(TS) })).toEqual({ ok: false, reason: "bad_timestamp" });
+      expect(verifyHeaders({ ...headers, "webhook-timestamp": t }, BODY, [SECRET], { now: at(TS) })).toEqual({
+        ok: false,
+        reason: "bad_timestamp",
+      });
     }
   });
 });

@@ -12,7 +12,13 @@ import { invalid } from "../shared/errors.ts";
 const PREFIX = "whsec_";
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
-export type VerifyFailure = "missing_headers" | "bad_timestamp" | "too_old" | "too_new" | "no_secret" | "no_signature_matched";
+export type VerifyFailure =
+  | "missing_headers"
+  | "bad_timestamp"
+  | "too_old"
+  | "too_new"
+  | "no_secret"
+  | "no_signature_matched";
 export type VerifyResult = { ok: true; id: string; timestamp: number } | { ok: false; reason: VerifyFailure };
 export type HeaderSource = Headers | Record<string, string | string[] | undefined>;
 export type SignedHeaders = Record<"webhook-id" | "webhook-timestamp" | "webhook-signature", string>;
@@ -46,12 +52,18 @@ const body = (b: string | Uint8Array): string => (typeof b === "string" ? b : Bu
 
 /** `v1,<base64>` for one secret. */
 export function signOne(id: string, timestampSeconds: number, payload: string | Uint8Array, secret: string): string {
-  if (!Number.isSafeInteger(timestampSeconds) || timestampSeconds < 0) throw invalid("webhook.bad_timestamp", "the timestamp must be whole seconds");
+  if (!Number.isSafeInteger(timestampSeconds) || timestampSeconds < 0)
+    throw invalid("webhook.bad_timestamp", "the timestamp must be whole seconds");
   return signer(secret).sign(id, new Date(timestampSeconds * 1000), body(payload));
 }
 
 /** The three headers of a signed request, with one signature per active secret. */
-export function signHeaders(id: string, timestampSeconds: number, payload: string | Uint8Array, secrets: readonly string[]): SignedHeaders {
+export function signHeaders(
+  id: string,
+  timestampSeconds: number,
+  payload: string | Uint8Array,
+  secrets: readonly string[],
+): SignedHeaders {
   if (secrets.length === 0) throw invalid("webhook.no_secret", "no secret to sign with");
   return {
     "webhook-id": id,
@@ -100,12 +112,18 @@ export function verifyHeaders(
   for (const secret of secrets) {
     const expected = Buffer.from(signOne(id, timestamp, payload, secret));
     // The length of `v1,` + an HMAC-SHA256 in base64 is public; only the content is compared in constant time.
-    if (given.some((g) => g.length === expected.length && timingSafeEqual(g, expected))) return { ok: true, id, timestamp };
+    if (given.some((g) => g.length === expected.length && timingSafeEqual(g, expected)))
+      return { ok: true, id, timestamp };
   }
   return { ok: false, reason: "no_signature_matched" };
 }
 
 /** One secret (remote-skill tests and callers that hold a single secret). */
-export function verify(headers: HeaderSource, payload: string | Uint8Array, secret: string, opts: { toleranceSeconds?: number; now?: Date | number } = {}): VerifyResult {
+export function verify(
+  headers: HeaderSource,
+  payload: string | Uint8Array,
+  secret: string,
+  opts: { toleranceSeconds?: number; now?: Date | number } = {},
+): VerifyResult {
   return verifyHeaders(headers, payload, [secret], opts);
 }

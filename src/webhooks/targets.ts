@@ -11,11 +11,19 @@ import { parseSecrets } from "./sign.ts";
 // secret, or two separated by a space (newest first) while the secret is rotated.
 
 /** The events a target can subscribe to (`*`: all of them). */
-export const WEBHOOK_EVENTS = ["incident.created", "incident.escalated", "incident.fix_failed", "incident.resolved", "approval.requested", "task.failed"] as const;
+export const WEBHOOK_EVENTS = [
+  "incident.created",
+  "incident.escalated",
+  "incident.fix_failed",
+  "incident.resolved",
+  "approval.requested",
+  "task.failed",
+] as const;
 export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
 
 /** Headers a target may not set: the signature's, and what HTTP itself decides. */
-const RESERVED_HEADERS = /^(webhook-.*|host|content-type|content-length|transfer-encoding|connection|keep-alive|upgrade|te|trailer|expect)$/i;
+const RESERVED_HEADERS =
+  /^(webhook-.*|host|content-type|content-length|transfer-encoding|connection|keep-alive|upgrade|te|trailer|expect)$/i;
 
 export const TargetSpec = z
   .object({
@@ -24,20 +32,35 @@ export const TargetSpec = z
       .string()
       .max(2048)
       .refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), "an absolute http:// or https:// URL")
-      .refine((u) => !URL.canParse(u) || (!new URL(u).username && !new URL(u).password), "no credentials in the URL; use headers or the signature"),
-    secret_env: z.string().regex(/^[A-Z_][A-Z0-9_]{0,127}$/, "the name of an env var (A-Z, 0-9, _)").optional(),
+      .refine(
+        (u) => !URL.canParse(u) || (!new URL(u).username && !new URL(u).password),
+        "no credentials in the URL; use headers or the signature",
+      ),
+    secret_env: z
+      .string()
+      .regex(/^[A-Z_][A-Z0-9_]{0,127}$/, "the name of an env var (A-Z, 0-9, _)")
+      .optional(),
     events: z.array(z.enum([...WEBHOOK_EVENTS, "*"])).min(1),
     namespaces: z.array(z.string().min(1).max(253)).min(1).optional(),
     headers: z
       .record(
-        z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/, "a header name").refine((h) => !RESERVED_HEADERS.test(h), "reserved header"),
-        z.string().max(1024).regex(/^[^\r\n\0]*$/, "no line breaks"),
+        z
+          .string()
+          .regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/, "a header name")
+          .refine((h) => !RESERVED_HEADERS.test(h), "reserved header"),
+        z
+          .string()
+          .max(1024)
+          .regex(/^[^\r\n\0]*$/, "no line breaks"),
       )
       .optional(),
     signing: z.enum(["standard", "jws"]).default("standard"),
   })
   .strict()
-  .refine((t) => t.signing === "jws" || t.secret_env !== undefined, { message: "secret_env is required unless signing is jws", path: ["secret_env"] });
+  .refine((t) => t.signing === "jws" || t.secret_env !== undefined, {
+    message: "secret_env is required unless signing is jws",
+    path: ["secret_env"],
+  });
 export type TargetSpec = z.infer<typeof TargetSpec>;
 
 export type WebhookTarget = {
@@ -58,13 +81,22 @@ export type WebhookTarget = {
 export type TargetProblem = FileProblem;
 
 /** Does `target` want `event` about an incident in `namespace`? */
-export function subscribes(t: Pick<WebhookTarget, "events" | "namespaces">, event: string, namespace: string | null): boolean {
+export function subscribes(
+  t: Pick<WebhookTarget, "events" | "namespaces">,
+  event: string,
+  namespace: string | null,
+): boolean {
   if (!t.events.includes(event) && !t.events.includes("*")) return false;
   if (!t.namespaces) return true;
   return namespace !== null && t.namespaces.includes(namespace);
 }
 
-export function buildTarget(spec: TargetSpec, source: "file" | "mcp", env: (name: string) => string | undefined, file?: string): WebhookTarget {
+export function buildTarget(
+  spec: TargetSpec,
+  source: "file" | "mcp",
+  env: (name: string) => string | undefined,
+  file?: string,
+): WebhookTarget {
   return {
     name: spec.name,
     url: spec.url,
@@ -79,16 +111,29 @@ export function buildTarget(spec: TargetSpec, source: "file" | "mcp", env: (name
   };
 }
 
-export function loadTargetFiles(dir: string, env: (name: string) => string | undefined): { targets: WebhookTarget[]; problems: TargetProblem[] } {
+export function loadTargetFiles(
+  dir: string,
+  env: (name: string) => string | undefined,
+): { targets: WebhookTarget[]; problems: TargetProblem[] } {
   const loaded = loadYamlFolder(dir, TargetSpec, { what: "webhook target", nameOf: (t) => t.name });
   // A missing folder is the default setup (no file targets), not a problem.
-  const problems = loaded.unreadableFolder && /not found/.test(loaded.problems[0]?.message ?? "") ? [] : loaded.problems;
+  const problems =
+    loaded.unreadableFolder && /not found/.test(loaded.problems[0]?.message ?? "") ? [] : loaded.problems;
   return { targets: loaded.items.map((i) => buildTarget(i.item, "file", env, i.file)), problems };
 }
 
 /** MCP-registered targets, from the database. A row that no longer parses is skipped (and logged by the caller). */
-export async function loadTargetRows(db: Executor, env: (name: string) => string | undefined): Promise<{ targets: WebhookTarget[]; bad: string[] }> {
-  const rows = await db.selectFrom("webhook_targets").select(["name", "spec"]).where("source", "=", "mcp").where("spec", "is not", null).orderBy("name").execute();
+export async function loadTargetRows(
+  db: Executor,
+  env: (name: string) => string | undefined,
+): Promise<{ targets: WebhookTarget[]; bad: string[] }> {
+  const rows = await db
+    .selectFrom("webhook_targets")
+    .select(["name", "spec"])
+    .where("source", "=", "mcp")
+    .where("spec", "is not", null)
+    .orderBy("name")
+    .execute();
   const targets: WebhookTarget[] = [];
   const bad: string[] = [];
   for (const r of rows) {
@@ -101,7 +146,13 @@ export async function loadTargetRows(db: Executor, env: (name: string) => string
   return { targets, bad };
 }
 
-export type RegistryDeps = { db: Executor; dir: string; env: (name: string) => string | undefined; log: Logger; now: () => number };
+export type RegistryDeps = {
+  db: Executor;
+  dir: string;
+  env: (name: string) => string | undefined;
+  log: Logger;
+  now: () => number;
+};
 
 /** How often refresh() also reads the folder again (files change by GitOps, without a signal). */
 const FILES_TTL_MS = 30_000;
@@ -127,13 +178,15 @@ export function createWebhookRegistry(deps: RegistryDeps) {
     files = loaded.targets;
     problems = loaded.problems;
     filesReadAt = deps.now();
-    if (problems.map(formatProblem).join("\n") !== before) for (const p of problems) deps.log.warn({ problem: formatProblem(p) }, "webhook target file skipped");
+    if (problems.map(formatProblem).join("\n") !== before)
+      for (const p of problems) deps.log.warn({ problem: formatProblem(p) }, "webhook target file skipped");
   }
 
   async function refresh(opts: { files?: boolean } = {}): Promise<void> {
     if (opts.files || deps.now() - filesReadAt >= FILES_TTL_MS) readFiles();
     const { targets, bad } = await loadTargetRows(deps.db, deps.env);
-    if (bad.length) deps.log.warn({ targets: bad }, "webhook targets in the database that no longer parse were skipped");
+    if (bad.length)
+      deps.log.warn({ targets: bad }, "webhook targets in the database that no longer parse were skipped");
     registered = targets;
   }
 

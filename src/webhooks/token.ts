@@ -14,11 +14,17 @@ export function createDeliveryTokens(deps: { db: Executor; dialect: Dialect; now
 
   async function load(): Promise<Buffer> {
     if (key) return key;
-    const read = async () => (await deps.db.selectFrom("settings").select("value").where("key", "=", KEY).executeTakeFirst())?.value;
+    const read = async () =>
+      (await deps.db.selectFrom("settings").select("value").where("key", "=", KEY).executeTakeFirst())?.value;
     let value = await read();
     if (!value) {
       const made = JSON.stringify({ key: randomBytes(32).toString("base64") });
-      await insertIfAbsent(deps.db, deps.dialect, "settings", { key: KEY, value: made, updated_by: "pitcrew:webhooks", updated_at: deps.now() });
+      await insertIfAbsent(deps.db, deps.dialect, "settings", {
+        key: KEY,
+        value: made,
+        updated_by: "pitcrew:webhooks",
+        updated_at: deps.now(),
+      });
       value = await read();
     }
     key = Buffer.from((JSON.parse(value!) as { key: string }).key, "base64");
@@ -27,7 +33,9 @@ export function createDeliveryTokens(deps: { db: Executor; dialect: Dialect; now
 
   return {
     async token(deliveryId: string): Promise<string> {
-      return `pcd_${createHmac("sha256", await load()).update(deliveryId).digest("base64url")}`;
+      return `pcd_${createHmac("sha256", await load())
+        .update(deliveryId)
+        .digest("base64url")}`;
     },
   };
 }

@@ -1,7 +1,15 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describeFailure, failed, judge, loadExpectedFailures, runSuite, startTokenProxy, suiteMissing } from "./suite.ts";
+import {
+  describeFailure,
+  failed,
+  judge,
+  loadExpectedFailures,
+  runSuite,
+  startTokenProxy,
+  suiteMissing,
+} from "./suite.ts";
 
 // Runs the conformance suite's server scenarios against a running Pitcrew through the
 // token-adding proxy and judges them as the test does (expected-failures.yaml; warnings are not
@@ -33,11 +41,14 @@ try {
   const verdict = judge(results, loadExpectedFailures());
   for (const r of results) console.log(`${failed(r) ? "✗" : "✓"} ${r.scenario}`);
   if (results.length === 0) console.log(output);
-  if (verdict.unexpected.length > 0) console.log(`\nunexpected failures:\n${verdict.unexpected.map(describeFailure).join("\n")}`);
+  if (verdict.unexpected.length > 0)
+    console.log(`\nunexpected failures:\n${verdict.unexpected.map(describeFailure).join("\n")}`);
   if (verdict.stale.length > 0) console.log(`\nlisted but passing: ${verdict.stale.join(", ")}`);
   if (verdict.unknown.length > 0) console.log(`\nlisted but not run: ${verdict.unknown.join(", ")}`);
   const ok = results.length > 0 && verdict.unexpected.length + verdict.stale.length + verdict.unknown.length === 0;
-  console.log(`\n${results.filter((r) => !failed(r)).length} passed, ${results.filter(failed).length} failed (expected: ${ok ? "yes" : "no"})`);
+  console.log(
+    `\n${results.filter((r) => !failed(r)).length} passed, ${results.filter(failed).length} failed (expected: ${ok ? "yes" : "no"})`,
+  );
   process.exitCode = ok ? 0 : 1;
 } finally {
   rmSync(dir, { recursive: true, force: true });

@@ -21,15 +21,18 @@ export type ScenarioResult = { scenario: string; checks: Check[] };
 
 /** Why the suite cannot run here, or undefined when it can. */
 export function suiteMissing(): string | undefined {
-  if (!existsSync(SUITE_CLI)) return `the conformance suite is not installed at ${SUITE_CLI}: run npm ci --prefix test/conformance`;
+  if (!existsSync(SUITE_CLI))
+    return `the conformance suite is not installed at ${SUITE_CLI}: run npm ci --prefix test/conformance`;
   if (!existsSync(NODE22)) return `no Node 22 binary at ${NODE22}: run npm ci --prefix test/conformance`;
   const version = execFileSync(NODE22, ["--version"], { encoding: "utf8" }).trim();
-  if (Number(/^v(\d+)\./.exec(version)?.[1] ?? 0) < 22) return `${NODE22} is ${version}; the conformance suite needs Node 22 or later`;
+  if (Number(/^v(\d+)\./.exec(version)?.[1] ?? 0) < 22)
+    return `${NODE22} is ${version}; the conformance suite needs Node 22 or later`;
   return undefined;
 }
 
 export function suiteVersion(): string {
-  return (JSON.parse(readFileSync(join(dirname(dirname(SUITE_CLI)), "package.json"), "utf8")) as { version: string }).version;
+  return (JSON.parse(readFileSync(join(dirname(dirname(SUITE_CLI)), "package.json"), "utf8")) as { version: string })
+    .version;
 }
 
 /**
@@ -39,10 +42,19 @@ export function suiteVersion(): string {
  */
 export async function startTokenProxy(target: { host: string; port: number }, token: string, port = 0) {
   const server: Server = createServer((req, res) => {
-    const upstream = request({ host: target.host, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, authorization: `Bearer ${token}` } }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.rawHeaders);
-      answer.pipe(res);
-    });
+    const upstream = request(
+      {
+        host: target.host,
+        port: target.port,
+        method: req.method,
+        path: req.url,
+        headers: { ...req.headers, authorization: `Bearer ${token}` },
+      },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.rawHeaders);
+        answer.pipe(res);
+      },
+    );
     upstream.on("error", (err) => {
       if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain" });
       res.end(`proxy: ${err.message}`);
@@ -67,7 +79,11 @@ const RESULT_DIR = /^server-(.+)-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z$/;
  * read from the `checks.json` it writes per scenario under `outDir`. A scenario it announced but
  * wrote nothing for (the suite itself failed to run it) is a failure with the suite's output.
  */
-export async function runSuite(url: string, outDir: string, timeoutMs: number): Promise<{ exitCode: number | null; output: string; results: ScenarioResult[] }> {
+export async function runSuite(
+  url: string,
+  outDir: string,
+  timeoutMs: number,
+): Promise<{ exitCode: number | null; output: string; results: ScenarioResult[] }> {
   const child = spawn(NODE22, [SUITE_CLI, "server", "--url", url, "--output-dir", outDir], {
     cwd: outDir,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", NO_COLOR: "1" },
@@ -79,6 +95,7 @@ export async function runSuite(url: string, outDir: string, timeoutMs: number): 
   const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
   const exitCode = await new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   clearTimeout(timer);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI colour codes
   output = output.replace(/\x1b\[[0-9;]*m/g, "");
 
   const written = new Map<string, Check[]>();
@@ -89,7 +106,14 @@ export async function runSuite(url: string, outDir: string, timeoutMs: number): 
   const announced = [...output.matchAll(/^=== Running scenario: (\S+) ===$/gm)].map((m) => m[1]!);
   const results = announced.map((scenario) => ({
     scenario,
-    checks: written.get(scenario) ?? [{ id: scenario, status: "FAILURE" as const, description: "the suite wrote no results", errorMessage: output.slice(-2000) }],
+    checks: written.get(scenario) ?? [
+      {
+        id: scenario,
+        status: "FAILURE" as const,
+        description: "the suite wrote no results",
+        errorMessage: output.slice(-2000),
+      },
+    ],
   }));
   return { exitCode, output, results };
 }
@@ -106,7 +130,10 @@ export type ExpectedFailures = {
 export function loadExpectedFailures(file = EXPECTED_FAILURES): ExpectedFailures {
   const doc = parseDocument(readFileSync(file, "utf8"));
   const out: ExpectedFailures = { fixtures: new Map(), knownDefects: new Map(), unexplained: [] };
-  for (const [key, into] of [["server", out.fixtures], ["known-defects", out.knownDefects]] as const) {
+  for (const [key, into] of [
+    ["server", out.fixtures],
+    ["known-defects", out.knownDefects],
+  ] as const) {
     const seq = doc.get(key);
     if (seq === undefined) continue;
     if (!isSeq(seq)) throw new Error(`${file}: ${key} must be a list of scenario ids`);
@@ -143,6 +170,8 @@ export function judge(results: ScenarioResult[], expected: ExpectedFailures): Ve
 
 /** One line per failing check of a scenario, as the suite words it. */
 export function describeFailure(r: ScenarioResult): string {
-  const lines = r.checks.filter((c) => c.status === "FAILURE").map((c) => `    [${c.id}] ${c.errorMessage ?? c.description}`);
+  const lines = r.checks
+    .filter((c) => c.status === "FAILURE")
+    .map((c) => `    [${c.id}] ${c.errorMessage ?? c.description}`);
   return `  ${r.scenario}\n${lines.join("\n")}`;
 }

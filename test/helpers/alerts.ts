@@ -6,7 +6,17 @@ import type { FastifyInstance } from "fastify";
 const DIR = join(import.meta.dirname, "..", "fixtures", "alertmanager");
 
 export type Manifest = {
-  good: Record<string, { alerts: number; firing: number; resolved: number; alertnames: string[]; fingerprints: string[]; truncatedAlerts: number }>;
+  good: Record<
+    string,
+    {
+      alerts: number;
+      firing: number;
+      resolved: number;
+      alertnames: string[];
+      fingerprints: string[];
+      truncatedAlerts: number;
+    }
+  >;
   /** `contentType`: sent instead of application/json (e.g. a charset other than UTF-8). */
   bad: Record<string, { code: string; description: string; contentType?: string }>;
 };
@@ -15,7 +25,8 @@ export const manifest = JSON.parse(readFileSync(join(DIR, "manifest.json"), "utf
 export const newTag = () => randomBytes(4).toString("hex");
 
 /** Maps a fixture fingerprint to this test's own, so runs on a shared database never meet. */
-export const fp = (fingerprint: string, tag: string) => createHash("sha256").update(`${fingerprint}:${tag}`).digest("hex").slice(0, 16);
+export const fp = (fingerprint: string, tag: string) =>
+  createHash("sha256").update(`${fingerprint}:${tag}`).digest("hex").slice(0, 16);
 
 function retag(text: string, tag: string): string {
   text = text.replace(/"fingerprint":\s*"([0-9a-f]{16})"/g, (_m, f: string) => `"fingerprint": "${fp(f, tag)}"`);
@@ -43,8 +54,18 @@ export function fixture(file: string, tag: string): any {
   return JSON.parse(fixtureText("good", file, tag));
 }
 
-export async function postAlerts(app: FastifyInstance, body: unknown, token: string | undefined, extraHeaders: Record<string, string> = {}) {
+export async function postAlerts(
+  app: FastifyInstance,
+  body: unknown,
+  token: string | undefined,
+  extraHeaders: Record<string, string> = {},
+) {
   const headers: Record<string, string> = { "content-type": "application/json", ...extraHeaders };
   if (token) headers.authorization = `Bearer ${token}`;
-  return app.inject({ method: "POST", url: "/webhooks/alertmanager", headers, payload: typeof body === "string" || Buffer.isBuffer(body) ? body : JSON.stringify(body) });
+  return app.inject({
+    method: "POST",
+    url: "/webhooks/alertmanager",
+    headers,
+    payload: typeof body === "string" || Buffer.isBuffer(body) ? body : JSON.stringify(body),
+  });
 }

@@ -101,7 +101,14 @@ export async function startConsoleApp(opts: ConsoleAppOptions = {}): Promise<Con
     metrics: createMetrics(),
     bodyLimit: 1_048_576,
     mcp: { deps, auth: mcpAuth },
-    console: { deps, mcpAuth, tokens, liveIntervalMs: opts.liveIntervalMs ?? 100, liveHeartbeatMs: opts.liveHeartbeatMs, agentPath: "" },
+    console: {
+      deps,
+      mcpAuth,
+      tokens,
+      liveIntervalMs: opts.liveIntervalMs ?? 100,
+      liveHeartbeatMs: opts.liveHeartbeatMs,
+      agentPath: "",
+    },
   });
   await app.listen({ port, host: "127.0.0.1" });
   return {
@@ -125,13 +132,27 @@ export async function launchBrowser(): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+    ],
   });
 }
 
 /** A fresh context (no cookies) and page; `phone` gives a 390×844 touch viewport. */
-export async function newPage(browser: Browser, opts: { phone?: boolean } = {}): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await browser.newContext(opts.phone ? { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 } : { viewport: { width: 1280, height: 900 } });
+export async function newPage(
+  browser: Browser,
+  opts: { phone?: boolean } = {},
+): Promise<{ context: BrowserContext; page: Page }> {
+  const context = await browser.newContext(
+    opts.phone
+      ? { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 }
+      : { viewport: { width: 1280, height: 900 } },
+  );
   return { context, page: await context.newPage() };
 }
 
@@ -139,14 +160,21 @@ export async function newPage(browser: Browser, opts: { phone?: boolean } = {}):
 export async function signIn(page: Page, app: Pick<ConsoleApp, "url">, token: string, next = "/status"): Promise<void> {
   await page.goto(`${app.url}/login?next=${encodeURIComponent(next)}`);
   await page.getByLabel("Access token").fill(token);
-  await Promise.all([page.waitForURL((u) => !u.pathname.startsWith("/login")), page.getByRole("button", { name: "Sign in" }).click()]);
+  await Promise.all([
+    page.waitForURL((u) => !u.pathname.startsWith("/login")),
+    page.getByRole("button", { name: "Sign in" }).click(),
+  ]);
 }
 
 /**
  * Writes docs/screenshots/<name>.png (the README's pictures) when SCREENSHOTS=1, so ordinary test
  * runs leave the tree alone: `SCREENSHOTS=1 npx vitest run test/integration/console-pages.test.ts`.
  */
-export async function screenshot(page: Page, name: string, opts: { fullPage?: boolean } = {}): Promise<string | undefined> {
+export async function screenshot(
+  page: Page,
+  name: string,
+  opts: { fullPage?: boolean } = {},
+): Promise<string | undefined> {
   if (process.env.SCREENSHOTS !== "1") return undefined;
   const dir = resolve("docs/screenshots");
   mkdirSync(dir, { recursive: true });

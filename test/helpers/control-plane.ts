@@ -16,9 +16,16 @@ const executors = { noop: noopExecutor };
  * `deadLetters: false` leaves the bus's max-deliveries advisory unheard, as a control plane that
  * was down or reconnecting when it went out.
  */
-export function startControlPlane(store: Store, queue: TaskQueue, opts: { now?: () => number; deadLetters?: boolean } = {}) {
+export function startControlPlane(
+  store: Store,
+  queue: TaskQueue,
+  opts: { now?: () => number; deadLetters?: boolean } = {},
+) {
   const now = opts.now ?? Date.now;
-  const relay = createOutboxRelay({ store, queue, log: silentLogger }, { intervalMs: 20, batch: 100, retentionMs: 86_400_000 });
+  const relay = createOutboxRelay(
+    { store, queue, log: silentLogger },
+    { intervalMs: 20, batch: 100, retentionMs: 86_400_000 },
+  );
   const tasks = createTaskService({ store, log: silentLogger, now, onEnqueued: () => relay.kick() });
   const ingester = createEventIngester({ store, queue, log: silentLogger, now: Date.now });
   const ingesting = ingester.start(8);
@@ -36,11 +43,22 @@ export function startControlPlane(store: Store, queue: TaskQueue, opts: { now?: 
   };
 }
 
-export function startRunner(queue: TaskQueue, opts: Partial<RunnerOptions> & { id: string; executors?: Record<string, Executor> }) {
+export function startRunner(
+  queue: TaskQueue,
+  opts: Partial<RunnerOptions> & { id: string; executors?: Record<string, Executor> },
+) {
   const { executors: own, ...rest } = opts;
   const runner = createRunner(
     { queue, log: silentLogger, executors: own ?? executors },
-    { pool: "default", concurrency: 2, heartbeatMs: 200, ackWaitMs: 2000, version: "test", drainTimeoutMs: 2000, ...rest },
+    {
+      pool: "default",
+      concurrency: 2,
+      heartbeatMs: 200,
+      ackWaitMs: 2000,
+      version: "test",
+      drainTimeoutMs: 2000,
+      ...rest,
+    },
   );
   runner.start();
   return runner;

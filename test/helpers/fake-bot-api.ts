@@ -6,7 +6,13 @@ import { createServer, type IncomingMessage, type Server } from "node:http";
 // The in-process fake with outages and limits is test/msw/telegram.ts.
 
 export type BotCall = { method: string; body: Record<string, unknown>; at: number };
-export type BotMessage = { message_id: number; chat: { id: number | string; type: string }; date: number; text: string; reply_markup?: unknown };
+export type BotMessage = {
+  message_id: number;
+  chat: { id: number | string; type: string };
+  date: number;
+  text: string;
+  reply_markup?: unknown;
+};
 
 export type FakeBotApi = {
   url: string;
@@ -56,7 +62,13 @@ export async function startFakeBotApi(token: string): Promise<FakeBotApi> {
       case "getMe":
         return { id: 1, is_bot: true, first_name: "Pitcrew", username: "pitcrew_test_bot" };
       case "sendMessage": {
-        const m: BotMessage = { message_id: nextMessage++, chat: { id: Number(body.chat_id), type: "supergroup" }, date: Math.floor(Date.now() / 1000), text: String(body.text), reply_markup: body.reply_markup };
+        const m: BotMessage = {
+          message_id: nextMessage++,
+          chat: { id: Number(body.chat_id), type: "supergroup" },
+          date: Math.floor(Date.now() / 1000),
+          text: String(body.text),
+          reply_markup: body.reply_markup,
+        };
         chats.set(chatKey, [...list, m]);
         return m;
       }
@@ -96,7 +108,8 @@ export async function startFakeBotApi(token: string): Promise<FakeBotApi> {
       reply(200, { ok: true, result: pending() });
     } else {
       const r = result(method, body);
-      if (r === undefined) reply(400, { ok: false, error_code: 400, description: "Bad Request: message to edit not found" });
+      if (r === undefined)
+        reply(400, { ok: false, error_code: 400, description: "Bad Request: message to edit not found" });
       else reply(200, { ok: true, result: r });
     }
     api.onCall?.(call, api);

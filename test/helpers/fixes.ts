@@ -57,14 +57,31 @@ export type FixHarness = Awaited<ReturnType<typeof fixHarness>>;
 export async function fixHarness(store: TestStore, skills: Skill[]) {
   const dir = mkdtempSync(join(tmpdir(), "pitcrew-fixes-"));
   const bare = makeBareRepo(dir, [{ message: "initial", files: { "README.md": "gitops\n" } }]);
-  const host: GitHost = createLocalGitHost({ repoPath: bare, committer: { name: "Pitcrew", email: "pitcrew@example.com" } });
+  const host: GitHost = createLocalGitHost({
+    repoPath: bare,
+    committer: { name: "Pitcrew", email: "pitcrew@example.com" },
+  });
   const clock = { now: Date.parse("2026-11-20T09:00:00Z") };
   const now = () => clock.now;
   const queue = createMemoryQueue({ log: silentLogger });
   const onTerminal = incidentFixHook(store.dialect);
   const ingester = createEventIngester({ store, queue, log: silentLogger, now, onTerminal });
-  const approvals = createApprovalService({ store, log: silentLogger, now, skills: () => skills, gitHost: host, fixPool: "default", deleteMergedBranches: true, sweep: { stuckAfterMs: 600_000, maxRetries: 2 } });
-  const executor: Executor = createSkillExecutor({ host, baseBranch: "main", author: { name: "Pitcrew", email: "pitcrew@example.com" }, workspaceBase: dir });
+  const approvals = createApprovalService({
+    store,
+    log: silentLogger,
+    now,
+    skills: () => skills,
+    gitHost: host,
+    fixPool: "default",
+    deleteMergedBranches: true,
+    sweep: { stuckAfterMs: 600_000, maxRetries: 2 },
+  });
+  const executor: Executor = createSkillExecutor({
+    host,
+    baseBranch: "main",
+    author: { name: "Pitcrew", email: "pitcrew@example.com" },
+    workspaceBase: dir,
+  });
   const config = loadConfig({ DATA_DIR: dir, RUNNER_POOL: "default" });
   const mcpDeps: McpDeps = {
     config,
@@ -105,14 +122,43 @@ export async function fixHarness(store: TestStore, skills: Skill[]) {
       }
     },
     branchExists: (branch: string) => git("for-each-ref", `refs/heads/${branch}`).trim() !== "",
-    pullRecord: (n: number) => JSON.parse(git("cat-file", "blob", `refs/pitcrew/pulls/${n}`)) as { state: string; branch: string; comments: Array<{ body: string }> },
+    pullRecord: (n: number) =>
+      JSON.parse(git("cat-file", "blob", `refs/pitcrew/pulls/${n}`)) as {
+        state: string;
+        branch: string;
+        comments: Array<{ body: string }>;
+      },
     events,
     eventsOf: async (id: string, type: string) => (await events(id)).filter((e) => e.type === type),
-    states: async (id: string) => (await events(id)).map((e) => e.type.replace(/^incident\./, "")).filter((t) => (INCIDENT_STATES as readonly string[]).includes(t)),
+    states: async (id: string) =>
+      (await events(id))
+        .map((e) => e.type.replace(/^incident\./, ""))
+        .filter((t) => (INCIDENT_STATES as readonly string[]).includes(t)),
     incident: async (id: string) => (await getIncident(store.db, id))!,
-    approvalsOf: (id: string) => store.db.selectFrom("approvals").selectAll().where("incident_id", "=", id).orderBy("requested_at").orderBy("id").execute(),
-    pending: (id: string) => store.db.selectFrom("approvals").selectAll().where("incident_id", "=", id).where("state", "=", "pending").executeTakeFirstOrThrow(),
-    tasksOf: (id: string, kind: string) => store.db.selectFrom("tasks").selectAll().where("incident_id", "=", id).where("kind", "=", kind).orderBy("created_at").orderBy("id").execute(),
+    approvalsOf: (id: string) =>
+      store.db
+        .selectFrom("approvals")
+        .selectAll()
+        .where("incident_id", "=", id)
+        .orderBy("requested_at")
+        .orderBy("id")
+        .execute(),
+    pending: (id: string) =>
+      store.db
+        .selectFrom("approvals")
+        .selectAll()
+        .where("incident_id", "=", id)
+        .where("state", "=", "pending")
+        .executeTakeFirstOrThrow(),
+    tasksOf: (id: string, kind: string) =>
+      store.db
+        .selectFrom("tasks")
+        .selectAll()
+        .where("incident_id", "=", id)
+        .where("kind", "=", kind)
+        .orderBy("created_at")
+        .orderBy("id")
+        .execute(),
 
     /** A person's commit: writes `files` on `branch` (from `from` when new) and pushes it; returns the new head. */
     push(branch: string, files: Record<string, string>, from = "main"): string {
@@ -138,23 +184,74 @@ export async function fixHarness(store: TestStore, skills: Skill[]) {
       const file = `apps/${app}.yaml`;
       h.push("main", { [file]: `kind: Deployment\nmetadata:\n  name: ${app}\nspec:\n  replicas: 2\n` });
       const t = clock.now;
-      const row = newIncidentRow({ id: newId("inc", t), fingerprint: app, dedupe_key: null, open_key: app, title: `${app} is slow`, source: "test", severity: "warning", namespace: "shop", service: app, alertname: "AppSlow", labels: { app }, annotations: {} }, t);
-      const plan = JSON.stringify({ skill: skill.name, params: {}, risk: skill.risk, approval: skill.approval, rationale: "test" });
+      const row = newIncidentRow(
+        {
+          id: newId("inc", t),
+          fingerprint: app,
+          dedupe_key: null,
+          open_key: app,
+          title: `${app} is slow`,
+          source: "test",
+          severity: "warning",
+          namespace: "shop",
+          service: app,
+          alertname: "AppSlow",
+          labels: { app },
+          annotations: {},
+        },
+        t,
+      );
+      const plan = JSON.stringify({
+        skill: skill.name,
+        params: {},
+        risk: skill.risk,
+        approval: skill.approval,
+        rationale: "test",
+      });
       return store.db.transaction().execute(async (trx) => {
-        await trx.insertInto("incidents").values({ ...row, plan }).execute();
-        await appendEvent(trx, store.dialect, { type: "incident.detected", incidentId: row.id, actor: "alertmanager", channel: "alertmanager", reason: "AppSlow fired", data: {}, occurredAt: t }, t);
+        await trx
+          .insertInto("incidents")
+          .values({ ...row, plan })
+          .execute();
+        await appendEvent(
+          trx,
+          store.dialect,
+          {
+            type: "incident.detected",
+            incidentId: row.id,
+            actor: "alertmanager",
+            channel: "alertmanager",
+            reason: "AppSlow fired",
+            data: {},
+            occurredAt: t,
+          },
+          t,
+        );
         const by = { actor: "pitcrew:analysis", channel: "engine" };
         let inc = await applyTransition(trx, store.dialect, { ...row, plan }, "analysis.started", by, t);
-        const taskId = await queueFixTask(trx, store.dialect, inc, skill, {}, skill.approval, t, { pool: "default", ...by });
+        const taskId = await queueFixTask(trx, store.dialect, inc, skill, {}, skill.approval, t, {
+          pool: "default",
+          ...by,
+        });
         inc = await applyTransition(trx, store.dialect, inc, "fix.started", { ...by, data: { taskId } }, t);
         return { id: row.id, taskId, app, file };
       });
     },
 
     /** Runs a queued runner task with the real executor and reports its outcome through the ingester. */
-    async runTask(taskId: string): Promise<{ ok: true; result: any } | { ok: false; code: string | undefined; message: string }> {
+    async runTask(
+      taskId: string,
+    ): Promise<{ ok: true; result: any } | { ok: false; code: string | undefined; message: string }> {
       const t = (await getTask(store.db, taskId))!;
-      const msg: TaskMessage = { v: 1, taskId: t.id, kind: t.kind, pool: t.pool, incidentId: t.incident_id, payload: JSON.parse(t.payload), createdAt: Number(t.created_at) };
+      const msg: TaskMessage = {
+        v: 1,
+        taskId: t.id,
+        kind: t.kind,
+        pool: t.pool,
+        incidentId: t.incident_id,
+        payload: JSON.parse(t.payload),
+        createdAt: Number(t.created_at),
+      };
       const base = { taskId, runnerId: "runner-1", attempt: 1 };
       const ctx = {
         signal: new AbortController().signal,
@@ -173,7 +270,14 @@ export async function fixHarness(store: TestStore, skills: Skill[]) {
         return { ok: true, result };
       } catch (err) {
         const code = isAppError(err) ? err.code : undefined;
-        await ingester.applyTaskEvent({ type: "task.failed", id: newId("evt"), ...base, at: clock.now, error: errorMessage(err), ...(code ? { code } : {}) });
+        await ingester.applyTaskEvent({
+          type: "task.failed",
+          id: newId("evt"),
+          ...base,
+          at: clock.now,
+          error: errorMessage(err),
+          ...(code ? { code } : {}),
+        });
         return { ok: false, code, message: errorMessage(err) };
       }
     },
@@ -196,9 +300,16 @@ export async function fixHarness(store: TestStore, skills: Skill[]) {
       const client = new Client({ name: "fixes-test", version: "1.0.0" });
       await client.connect(clientSide);
       clients.push(client);
-      return async (name: string, args: Record<string, unknown> = {}): Promise<{ isError: boolean; text: string; data: any }> => {
+      return async (
+        name: string,
+        args: Record<string, unknown> = {},
+      ): Promise<{ isError: boolean; text: string; data: any }> => {
         const r = (await client.callTool({ name, arguments: args })) as CallToolResult;
-        return { isError: !!r.isError, text: r.content.map((c) => (c.type === "text" ? c.text : "")).join("\n"), data: r.structuredContent };
+        return {
+          isError: !!r.isError,
+          text: r.content.map((c) => (c.type === "text" ? c.text : "")).join("\n"),
+          data: r.structuredContent,
+        };
       };
     },
 

@@ -59,7 +59,13 @@ export async function intakeApp(
     log: silentLogger,
     now,
     skills: () => skills,
-    settings: { flapWindowMs: 30 * 60_000, flapLimit: 3, maxFailedFixes: 3, labels: defaultLabelMapping, ...opts.settings },
+    settings: {
+      flapWindowMs: 30 * 60_000,
+      flapLimit: 3,
+      maxFailedFixes: 3,
+      labels: defaultLabelMapping,
+      ...opts.settings,
+    },
   });
   const analysis = createAnalysisWorker({
     store,
@@ -68,7 +74,14 @@ export async function intakeApp(
     now,
     skills: () => opts.skills ?? skills,
     planner: rulesPlanner,
-    guardrails: { dryRun: false, maxPrsPerHour: 1000, maxPrsPerDay: 10_000, maxFixesPerNamespace: 10, autoApproveMaxRisk: "read", ...opts.guardrails },
+    guardrails: {
+      dryRun: false,
+      maxPrsPerHour: 1000,
+      maxPrsPerDay: 10_000,
+      maxFixesPerNamespace: 10,
+      autoApproveMaxRisk: "read",
+      ...opts.guardrails,
+    },
   });
   const metrics = createMetrics();
   registerStoreGauges(metrics, store);
@@ -79,7 +92,11 @@ export async function intakeApp(
     metrics,
     bodyLimit: 1_048_576,
     requestTimeoutMs: opts.requestTimeoutMs,
-    alertmanager: { intake, auth: opts.auth ?? { mode: "token", token: TOKEN, user: "alertmanager" }, bodyLimit: opts.bodyLimit ?? 32 * 1_048_576 },
+    alertmanager: {
+      intake,
+      auth: opts.auth ?? { mode: "token", token: TOKEN, user: "alertmanager" },
+      bodyLimit: opts.bodyLimit ?? 32 * 1_048_576,
+    },
   });
   await app.ready();
   return {

@@ -11,7 +11,10 @@ import { createTaskService } from "../../src/tasks/service.ts";
  * What the MCP server needs, for tests: the real store, queue and task service, a fixed skill set
  * (reloading publishes nothing), no analysis. `extra` adds or replaces parts (schedules, gitHost…).
  */
-export function mcpTestDeps(o: { config: Config; store: Store; queue?: TaskQueue; skills?: Skill[]; now?: () => number }, extra: Partial<McpDeps> = {}): McpDeps {
+export function mcpTestDeps(
+  o: { config: Config; store: Store; queue?: TaskQueue; skills?: Skill[]; now?: () => number },
+  extra: Partial<McpDeps> = {},
+): McpDeps {
   const now = o.now ?? Date.now;
   const skills = o.skills ?? [];
   return {

@@ -13,7 +13,13 @@ import { exportJWK, generateKeyPair, SignJWT } from "jose";
  * `scopeIn: "access"` puts the scope claim in the access token only (default: both tokens);
  * `nonce` replaces the nonce the ID token carries (a token minted for another sign-in).
  */
-export type OidcUser = { sub: string; email?: string; scope?: string | string[]; scopeIn?: "both" | "access"; nonce?: string };
+export type OidcUser = {
+  sub: string;
+  email?: string;
+  scope?: string | string[];
+  scopeIn?: "both" | "access";
+  nonce?: string;
+};
 
 export type OidcProviderOptions = {
   clientId: string;
@@ -24,7 +30,16 @@ export type OidcProviderOptions = {
   scopeClaim?: string;
 };
 
-type Grant = { clientId: string; redirectUri: string; challenge: string; method: string; nonce: string; user: OidcUser; expiresAt: number; used: boolean };
+type Grant = {
+  clientId: string;
+  redirectUri: string;
+  challenge: string;
+  method: string;
+  nonce: string;
+  user: OidcUser;
+  expiresAt: number;
+  used: boolean;
+};
 
 export async function startOidcProvider(opts: OidcProviderOptions) {
   const { publicKey, privateKey } = await generateKeyPair("RS256");
@@ -66,7 +81,9 @@ export async function startOidcProvider(opts: OidcProviderOptions) {
         jwks_uri: `${issuer}/jwks`,
         response_types_supported: ["code"],
         code_challenge_methods_supported: ["S256"],
-        token_endpoint_auth_methods_supported: opts.clientSecret ? ["client_secret_basic", "client_secret_post"] : ["none"],
+        token_endpoint_auth_methods_supported: opts.clientSecret
+          ? ["client_secret_basic", "client_secret_post"]
+          : ["none"],
         id_token_signing_alg_values_supported: ["RS256"],
         subject_types_supported: ["public"],
       });
@@ -75,8 +92,10 @@ export async function startOidcProvider(opts: OidcProviderOptions) {
     if (url.pathname === "/authorize") {
       const q = url.searchParams;
       const redirect = q.get("redirect_uri") ?? "";
-      if (q.get("client_id") !== opts.clientId || q.get("response_type") !== "code" || !redirect) return json(400, { error: "invalid_request" });
-      if (q.get("code_challenge_method") !== "S256" || !q.get("code_challenge")) return json(400, { error: "invalid_request", error_description: "PKCE S256 required" });
+      if (q.get("client_id") !== opts.clientId || q.get("response_type") !== "code" || !redirect)
+        return json(400, { error: "invalid_request" });
+      if (q.get("code_challenge_method") !== "S256" || !q.get("code_challenge"))
+        return json(400, { error: "invalid_request", error_description: "PKCE S256 required" });
       const code = randomBytes(16).toString("base64url");
       grants.set(code, {
         clientId: opts.clientId,
@@ -109,16 +128,27 @@ export async function startOidcProvider(opts: OidcProviderOptions) {
         return json(400, { error, error_description: why });
       };
       if (clientId !== opts.clientId) return refuse("unknown client", "invalid_client");
-      if (opts.clientSecret !== undefined && secret !== opts.clientSecret) return refuse("wrong client secret", "invalid_client");
+      if (opts.clientSecret !== undefined && secret !== opts.clientSecret)
+        return refuse("wrong client secret", "invalid_client");
       const g = grants.get(form.get("code") ?? "");
       if (!g || g.used || g.expiresAt < Date.now()) return refuse("unknown, used or expired code");
       g.used = true;
       if (form.get("redirect_uri") !== g.redirectUri) return refuse("redirect_uri differs");
       const verifier = form.get("code_verifier") ?? "";
-      if (createHash("sha256").update(verifier).digest("base64url") !== g.challenge) return refuse("PKCE verifier does not match the challenge");
+      if (createHash("sha256").update(verifier).digest("base64url") !== g.challenge)
+        return refuse("PKCE verifier does not match the challenge");
       const profile = { sub: g.user.sub, ...(g.user.email ? { email: g.user.email } : {}) };
-      const idToken = await sign({ ...profile, nonce: g.user.nonce ?? g.nonce, ...(g.user.scope !== undefined && g.user.scopeIn !== "access" ? { [claim]: g.user.scope } : {}) }, g.clientId);
-      const accessToken = opts.accessAudience ? await sign({ sub: g.user.sub, [claim]: g.user.scope ?? "" }, opts.accessAudience) : randomBytes(16).toString("hex");
+      const idToken = await sign(
+        {
+          ...profile,
+          nonce: g.user.nonce ?? g.nonce,
+          ...(g.user.scope !== undefined && g.user.scopeIn !== "access" ? { [claim]: g.user.scope } : {}),
+        },
+        g.clientId,
+      );
+      const accessToken = opts.accessAudience
+        ? await sign({ sub: g.user.sub, [claim]: g.user.scope ?? "" }, opts.accessAudience)
+        : randomBytes(16).toString("hex");
       return json(200, { token_type: "Bearer", id_token: idToken, access_token: accessToken, expires_in: 300 });
     }
     json(404, { error: "not_found" });

@@ -1,7 +1,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 
-export type Spawned = { child: ChildProcess; stdout: () => string; stderr: () => string; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> };
+export type Spawned = {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+};
 
 /** Runs the `pitcrew` CLI as a real process with the given environment (on top of PATH/HOME only). */
 export function spawnPitcrew(args: string[], env: Record<string, string>): Spawned {
@@ -13,7 +18,9 @@ export function spawnPitcrew(args: string[], env: Record<string, string>): Spawn
   let err = "";
   child.stdout!.on("data", (b) => (out += b));
   child.stderr!.on("data", (b) => (err += b));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on("exit", (code, signal) => resolve({ code, signal })),
+  );
   return { child, stdout: () => out, stderr: () => err, exited };
 }
 

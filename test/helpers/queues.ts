@@ -45,7 +45,13 @@ export async function queueFactories(): Promise<QueueFactory[]> {
       available: natsUp,
       async make(settings, servers = [NATS_URL]) {
         const s = uniqueSettings(settings);
-        const q = createJetStreamQueue({ servers, name: "pitcrew-test", settings: s, log: silentLogger, publishTimeoutMs: 3000 });
+        const q = createJetStreamQueue({
+          servers,
+          name: "pitcrew-test",
+          settings: s,
+          log: silentLogger,
+          publishTimeoutMs: 3000,
+        });
         await q.ready();
         return Object.assign(q, { settings: s });
       },
@@ -63,7 +69,8 @@ export async function deleteStreams(settings: Pick<QueueSettings, "tasksStream" 
   const nc = await connect({ servers: [NATS_URL] });
   try {
     const jsm = await jetstreamManager(nc);
-    for (const name of [settings.tasksStream, settings.eventsStream, `KV_${marksBucketName(settings.tasksStream)}`]) await jsm.streams.delete(name).catch(() => false);
+    for (const name of [settings.tasksStream, settings.eventsStream, `KV_${marksBucketName(settings.tasksStream)}`])
+      await jsm.streams.delete(name).catch(() => false);
   } finally {
     await nc.close();
   }

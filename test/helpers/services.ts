@@ -26,7 +26,9 @@ async function require(name: string, url: string, port: number): Promise<boolean
   if (ok) return true;
   const safe = url.replace(/\/\/[^@/]*@/, "//***@");
   if (IN_CI) throw new Error(`${name} is required in CI but not reachable at ${safe}`);
-  process.stderr.write(`\n!!!!!!!! SKIPPING ${name} TESTS: nothing answers at ${safe} (set ${name === "MySQL" ? "MYSQL_URL" : "NATS_URL"}) !!!!!!!!\n\n`);
+  process.stderr.write(
+    `\n!!!!!!!! SKIPPING ${name} TESTS: nothing answers at ${safe} (set ${name === "MySQL" ? "MYSQL_URL" : "NATS_URL"}) !!!!!!!!\n\n`,
+  );
   return false;
 }
 

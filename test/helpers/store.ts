@@ -51,7 +51,11 @@ export async function storeFactories(): Promise<StoreFactory[]> {
         const store = openStore(database);
         await migrateToLatest(store);
         const close = store.close;
-        return { ...store, database, close: async () => (await close(), rmSync(dir, { recursive: true, force: true })) };
+        return {
+          ...store,
+          database,
+          close: async () => (await close(), rmSync(dir, { recursive: true, force: true })),
+        };
       },
     },
     {

@@ -27,7 +27,13 @@ export async function startReceiver() {
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", () => {
-        const r = { method: req.method ?? "", url: req.url ?? "", headers: req.headers, body: Buffer.concat(chunks).toString("utf8"), at: Date.now() };
+        const r = {
+          method: req.method ?? "",
+          url: req.url ?? "",
+          headers: req.headers,
+          body: Buffer.concat(chunks).toString("utf8"),
+          at: Date.now(),
+        };
         received.push(r);
         const a = answer(r, received.length);
         const send = () => res.writeHead(a.status, a.headers).end(a.body ?? "");
@@ -66,11 +72,18 @@ export type Receiver = Awaited<ReturnType<typeof startReceiver>>;
 export function targetDir(files: Record<string, string>) {
   const dir = mkdtempSync(join(tmpdir(), "pitcrew-webhooks-"));
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
-  return { dir, write: (name: string, text: string) => writeFileSync(join(dir, name), text), remove: () => rmSync(dir, { recursive: true, force: true }) };
+  return {
+    dir,
+    write: (name: string, text: string) => writeFileSync(join(dir, name), text),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }
 
 /** An incident as the intake opens one: its row and its incident.detected event, in one transaction. */
-export async function openIncident(store: Store, opts: { namespace?: string; title?: string; now?: number } = {}): Promise<string> {
+export async function openIncident(
+  store: Store,
+  opts: { namespace?: string; title?: string; now?: number } = {},
+): Promise<string> {
   const now = opts.now ?? Date.now();
   const key = Math.random().toString(36).slice(2, 10);
   const id = newId("inc", now);
@@ -95,11 +108,40 @@ export async function openIncident(store: Store, opts: { namespace?: string; tit
       now,
     );
     await trx.insertInto("incidents").values(row).execute();
-    await appendEvent(trx, store.dialect, { type: "incident.detected", incidentId: id, actor: "alertmanager", channel: "alertmanager", reason: title, occurredAt: now }, now);
+    await appendEvent(
+      trx,
+      store.dialect,
+      {
+        type: "incident.detected",
+        incidentId: id,
+        actor: "alertmanager",
+        channel: "alertmanager",
+        reason: title,
+        occurredAt: now,
+      },
+      now,
+    );
   });
   return id;
 }
 
-export async function moveIncident(store: Store, id: string, event: IncidentEvent, reason: string, now = Date.now()): Promise<void> {
-  await store.db.transaction().execute(async (trx) => applyTransition(trx, store.dialect, (await getIncident(trx, id))!, event, { actor: "pitcrew:test", channel: "engine", reason }, now));
+export async function moveIncident(
+  store: Store,
+  id: string,
+  event: IncidentEvent,
+  reason: string,
+  now = Date.now(),
+): Promise<void> {
+  await store.db
+    .transaction()
+    .execute(async (trx) =>
+      applyTransition(
+        trx,
+        store.dialect,
+        (await getIncident(trx, id))!,
+        event,
+        { actor: "pitcrew:test", channel: "engine", reason },
+        now,
+      ),
+    );
 }

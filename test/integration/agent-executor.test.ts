@@ -1,5 +1,15 @@
 import { execFileSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -44,11 +54,26 @@ const RUNNER_ENV = {
 };
 
 function executor(base: string, commands: Record<string, string[]>, more: Partial<AgentExecutorOptions> = {}) {
-  return createAgentExecutor({ commands, defaultAgent: Object.keys(commands)[0]!, allowEnv: ["AGENT_API_KEY", "NOT_SET_ANYWHERE"], env: RUNNER_ENV, workspaceBase: base, ...more });
+  return createAgentExecutor({
+    commands,
+    defaultAgent: Object.keys(commands)[0]!,
+    allowEnv: ["AGENT_API_KEY", "NOT_SET_ANYWHERE"],
+    env: RUNNER_ENV,
+    workspaceBase: base,
+    ...more,
+  });
 }
 
 function task(kind: "agent" | "prompt", payload: Record<string, unknown>): TaskMessage {
-  return { v: 1, taskId: `tsk_${kind}_${++seq}`, kind, pool: "default", incidentId: null, payload, createdAt: Date.now() };
+  return {
+    v: 1,
+    taskId: `tsk_${kind}_${++seq}`,
+    kind,
+    pool: "default",
+    incidentId: null,
+    payload,
+    createdAt: Date.now(),
+  };
 }
 
 function context(signal = new AbortController().signal) {
@@ -67,7 +92,8 @@ function context(signal = new AbortController().signal) {
 function bareRepo(dir: string): string {
   const work = join(dir, "src-repo");
   const bare = join(dir, "origin.git");
-  const git = (cwd: string, ...args: string[]) => execFileSync("git", ["-c", "user.name=Test", "-c", "user.email=test@example.com", ...args], { cwd, stdio: "pipe" });
+  const git = (cwd: string, ...args: string[]) =>
+    execFileSync("git", ["-c", "user.name=Test", "-c", "user.email=test@example.com", ...args], { cwd, stdio: "pipe" });
   mkdirSync(work);
   git(work, "init", "-q", "-b", "main");
   writeFileSync(join(work, "README.md"), "# service\n");
@@ -96,7 +122,6 @@ function isDead(pid: number): boolean {
     return true;
   }
 }
-
 
 // A CLI that hangs: it sleeps forever and leaves a grandchild that ignores SIGTERM, so only
 // killing the whole process group with SIGKILL ends everything.
@@ -128,11 +153,21 @@ console.log("key=" + process.env.AGENT_API_KEY);
 console.log("done");
 `,
     );
-    const ex = executor(s.base, { fake: [cli, "--prompt", "{{prompt}}", "--model", "{{model}}", "--dir", "{{workdir}}"] });
+    const ex = executor(s.base, {
+      fake: [cli, "--prompt", "{{prompt}}", "--model", "{{model}}", "--dir", "{{workdir}}"],
+    });
     // Shell syntax in the prompt reaches the CLI verbatim: no shell ever sees it.
     const prompt = `fix it; touch ${s.dump}/pwned && echo $HOME "quoted" $(id) \`id\``;
     const { ctx, logs } = context();
-    const t = task("agent", { incidentId: "inc_1", skill: "fix-config", params: { replicas: 3 }, prompt, model: "model-x", repoUrl: `file://${origin}`, ref: "feature" });
+    const t = task("agent", {
+      incidentId: "inc_1",
+      skill: "fix-config",
+      params: { replicas: 3 },
+      prompt,
+      model: "model-x",
+      repoUrl: `file://${origin}`,
+      ref: "feature",
+    });
 
     const result = (await ex.agent(t, ctx)) as AgentResult;
 
@@ -144,7 +179,15 @@ console.log("done");
     expect(argv).toEqual(["--prompt", prompt, "--model", "model-x", "--dir", seen.cwd]);
     expect(existsSync(join(s.dump, "pwned"))).toBe(false);
     expect(seen.feature).toBe(true);
-    expect(logs.filter((l) => l.stream === "stdout").map((l) => l.line)).toEqual(["step 1", "step 2", "step 3", "step 4", "step 5", "key=***", "done"]);
+    expect(logs.filter((l) => l.stream === "stdout").map((l) => l.line)).toEqual([
+      "step 1",
+      "step 2",
+      "step 3",
+      "step 4",
+      "step 5",
+      "key=***",
+      "done",
+    ]);
     expect(logs.filter((l) => l.stream === "stderr").map((l) => l.line)).toEqual(["warning: deprecated flag"]);
 
     const env = JSON.parse(readFileSync(join(s.dump, "env.json"), "utf8")) as Record<string, string>;
@@ -171,26 +214,53 @@ console.log("done");
 
   it("passes a runner variable to the CLI only when configuration allows it", async () => {
     const s = sandbox();
-    const cli = s.script("env-dump", `#!${process.execPath}\nrequire("node:fs").writeFileSync(process.argv[2], JSON.stringify(process.env));\n`);
+    const cli = s.script(
+      "env-dump",
+      `#!${process.execPath}\nrequire("node:fs").writeFileSync(process.argv[2], JSON.stringify(process.env));\n`,
+    );
     const t = () => task("prompt", { prompt: "hello", agent: "dump" });
 
     await executor(s.base, { dump: [cli, join(s.dump, "denied.json")] }).prompt(t(), context().ctx);
-    await executor(s.base, { dump: [cli, join(s.dump, "allowed.json")] }, { allowEnv: ["SECRET_TOKEN"] }).prompt(t(), context().ctx);
+    await executor(s.base, { dump: [cli, join(s.dump, "allowed.json")] }, { allowEnv: ["SECRET_TOKEN"] }).prompt(
+      t(),
+      context().ctx,
+    );
 
     const denied = JSON.parse(readFileSync(join(s.dump, "denied.json"), "utf8")) as Record<string, string>;
     const allowed = JSON.parse(readFileSync(join(s.dump, "allowed.json"), "utf8")) as Record<string, string>;
-    expect(Object.keys(denied).sort()).toEqual(["AGENT_API_KEY", "HOME", "LANG", "PATH", "PITCREW_TASK_ID", "PITCREW_TASK_KIND", "TMPDIR"]);
-    expect(Object.keys(allowed).sort()).toEqual(["HOME", "LANG", "PATH", "PITCREW_TASK_ID", "PITCREW_TASK_KIND", "SECRET_TOKEN", "TMPDIR"]);
+    expect(Object.keys(denied).sort()).toEqual([
+      "AGENT_API_KEY",
+      "HOME",
+      "LANG",
+      "PATH",
+      "PITCREW_TASK_ID",
+      "PITCREW_TASK_KIND",
+      "TMPDIR",
+    ]);
+    expect(Object.keys(allowed).sort()).toEqual([
+      "HOME",
+      "LANG",
+      "PATH",
+      "PITCREW_TASK_ID",
+      "PITCREW_TASK_KIND",
+      "SECRET_TOKEN",
+      "TMPDIR",
+    ]);
     expect(allowed.SECRET_TOKEN).toBe(RUNNER_ENV.SECRET_TOKEN);
     expect(readdirSync(s.base)).toEqual([]);
   });
 
   it("fails a CLI that exits non-zero with agent.failed, its stderr tail scrubbed of allowed secrets", async () => {
     const s = sandbox();
-    const cli = s.script("failing", `#!/bin/sh\necho "compiling"\necho "auth with $AGENT_API_KEY rejected" >&2\necho "fatal: giving up" >&2\nexit 3\n`);
+    const cli = s.script(
+      "failing",
+      `#!/bin/sh\necho "compiling"\necho "auth with $AGENT_API_KEY rejected" >&2\necho "fatal: giving up" >&2\nexit 3\n`,
+    );
     const { ctx, logs } = context();
 
-    const err = await rejection(executor(s.base, { failing: [cli] }).prompt(task("prompt", { prompt: "x", agent: "failing" }), ctx));
+    const err = await rejection(
+      executor(s.base, { failing: [cli] }).prompt(task("prompt", { prompt: "x", agent: "failing" }), ctx),
+    );
 
     expect(err.code).toBe("agent.failed");
     expect(err.retryable).toBe(false);
@@ -206,7 +276,12 @@ console.log("done");
     const cli = s.script("hung", HUNG(s.dump));
     const started = Date.now();
 
-    const err = await rejection(executor(s.base, { hung: [cli] }).prompt(task("prompt", { prompt: "x", agent: "hung", timeoutMs: 1500 }), context().ctx));
+    const err = await rejection(
+      executor(s.base, { hung: [cli] }).prompt(
+        task("prompt", { prompt: "x", agent: "hung", timeoutMs: 1500 }),
+        context().ctx,
+      ),
+    );
 
     const elapsed = Date.now() - started;
     expect(err.code).toBe("agent.timeout");
@@ -225,7 +300,10 @@ console.log("done");
     const cli = s.script("hung", HUNG(s.dump));
     const ac = new AbortController();
     const { ctx, logs } = context(ac.signal);
-    const run = executor(s.base, { hung: [cli] }).prompt(task("prompt", { prompt: "x", agent: "hung", timeoutMs: 20_000 }), ctx);
+    const run = executor(s.base, { hung: [cli] }).prompt(
+      task("prompt", { prompt: "x", agent: "hung", timeoutMs: 20_000 }),
+      ctx,
+    );
     const settled = run.catch((e: unknown) => e);
     await waitFor(() => existsSync(join(s.dump, "grandchild.pid")), 10_000);
     await waitFor(() => logs.some((l) => l.line === "thinking"), 5000);
@@ -248,7 +326,10 @@ console.log("done");
     const cli = s.script("chatty", `#!/bin/sh\ni=1\nwhile [ $i -le 50 ]; do echo "line $i"; i=$((i+1)); done\n`);
     const { ctx, logs } = context();
 
-    const result = (await executor(s.base, { chatty: [cli] }, { maxLogLines: 10 }).prompt(task("prompt", { prompt: "x", agent: "chatty" }), ctx)) as AgentResult;
+    const result = (await executor(s.base, { chatty: [cli] }, { maxLogLines: 10 }).prompt(
+      task("prompt", { prompt: "x", agent: "chatty" }),
+      ctx,
+    )) as AgentResult;
 
     expect(logs.slice(0, 10).map((l) => l.line)).toEqual(Array.from({ length: 10 }, (_, i) => `line ${i + 1}`));
     expect(logs.slice(10)).toEqual([{ stream: "runner", line: "output beyond 10 lines is not streamed" }]);
@@ -260,7 +341,10 @@ console.log("done");
     const cli = s.script("never", `#!/bin/sh\ntouch ${s.dump}/ran\n`);
     const ex = executor(s.base, { never: [cli] });
 
-    for (const repoUrl of ["https://bot:hunter2-secret@example.com/r.git", "https://hunter2-secret@example.com/r.git"]) {
+    for (const repoUrl of [
+      "https://bot:hunter2-secret@example.com/r.git",
+      "https://hunter2-secret@example.com/r.git",
+    ]) {
       const err = await rejection(ex.prompt(task("prompt", { prompt: "x", agent: "never", repoUrl }), context().ctx));
       expect(err.code).toBe("agent.credentials_in_url");
       expect(err.message).not.toContain("hunter2");
@@ -272,7 +356,12 @@ console.log("done");
     const s = sandbox();
     const cli = s.script("never", `#!/bin/sh\ntouch ${s.dump}/ran\n`);
 
-    const err = await rejection(executor(s.base, { never: [cli] }).prompt(task("prompt", { prompt: "x", agent: "never", repoUrl: join(s.dir, "nope.git") }), context().ctx));
+    const err = await rejection(
+      executor(s.base, { never: [cli] }).prompt(
+        task("prompt", { prompt: "x", agent: "never", repoUrl: join(s.dir, "nope.git") }),
+        context().ctx,
+      ),
+    );
 
     expect(err.code).toBe("agent.clone_failed");
     expect(err.retryable).toBe(true);
@@ -286,27 +375,40 @@ console.log("done");
 
     const err = await rejection(ex.prompt(task("prompt", { prompt: "x", agent: "ghost" }), context().ctx));
 
-    expect(err).toMatchObject({ code: "agent.not_installed", retryable: false, details: { agent: "ghost", program: "ghost-cli-not-installed" } });
+    expect(err).toMatchObject({
+      code: "agent.not_installed",
+      retryable: false,
+      details: { agent: "ghost", program: "ghost-cli-not-installed" },
+    });
     expect(err.message).toContain('agent "ghost": ghost-cli-not-installed is not installed on this runner');
     expect(err.message).toContain("AGENT_COMMANDS");
     expect(readdirSync(s.base)).toEqual([]);
   });
 
   // Only root can start processes as another user.
-  it.skipIf(process.getuid?.() !== 0)("runs the CLI as the configured user, in a workspace and clone handed to that user", async () => {
-    const s = sandbox();
-    chmodSync(root, 0o755);
-    chmodSync(s.dir, 0o755);
-    const origin = bareRepo(s.dir);
-    const cli = s.script("whoami", `#!/bin/sh\nid -u > "$HOME/uid" && cp "$HOME/uid" uid.txt && echo "uid $(id -u) gid $(id -g) tmp $(stat -c %u "$TMPDIR")"\n`);
-    const { ctx, logs } = context();
+  it.skipIf(process.getuid?.() !== 0)(
+    "runs the CLI as the configured user, in a workspace and clone handed to that user",
+    async () => {
+      const s = sandbox();
+      chmodSync(root, 0o755);
+      chmodSync(s.dir, 0o755);
+      const origin = bareRepo(s.dir);
+      const cli = s.script(
+        "whoami",
+        `#!/bin/sh\nid -u > "$HOME/uid" && cp "$HOME/uid" uid.txt && echo "uid $(id -u) gid $(id -g) tmp $(stat -c %u "$TMPDIR")"\n`,
+      );
+      const { ctx, logs } = context();
 
-    const result = (await executor(s.base, { whoami: [cli] }, { uid: 65534, gid: 65534 }).prompt(task("prompt", { prompt: "x", agent: "whoami", repoUrl: origin }), ctx)) as AgentResult;
+      const result = (await executor(s.base, { whoami: [cli] }, { uid: 65534, gid: 65534 }).prompt(
+        task("prompt", { prompt: "x", agent: "whoami", repoUrl: origin }),
+        ctx,
+      )) as AgentResult;
 
-    expect(logs.map((l) => l.line)).toContain("uid 65534 gid 65534 tmp 65534");
-    expect(result.changedFiles).toEqual(["uid.txt"]);
-    expect(readdirSync(s.base)).toEqual([]);
-  });
+      expect(logs.map((l) => l.line)).toContain("uid 65534 gid 65534 tmp 65534");
+      expect(result.changedFiles).toEqual(["uid.txt"]);
+      expect(readdirSync(s.base)).toEqual([]);
+    },
+  );
 });
 
 describe("runCommand", () => {
@@ -318,7 +420,14 @@ describe("runCommand", () => {
 for (let i = 0; i < 160; i++) process.stdout.write(chunk);
 process.stdout.write("last line\\n");`;
 
-    const res = await runCommand({ command: [process.execPath, "-e", program], cwd: root, env, timeoutMs: 30_000, maxOutputBytes: 64 * 1024, onLine: (_s, l) => lines.push(l) });
+    const res = await runCommand({
+      command: [process.execPath, "-e", program],
+      cwd: root,
+      env,
+      timeoutMs: 30_000,
+      maxOutputBytes: 64 * 1024,
+      onLine: (_s, l) => lines.push(l),
+    });
 
     expect(res.exitCode).toBe(0);
     expect(res.truncated).toBe(true);
@@ -332,14 +441,28 @@ process.stdout.write("last line\\n");`;
     const lines: string[] = [];
     const program = `process.stdout.write("y".repeat(300000)); process.stdout.write("\\nnext\\n");`;
 
-    const res = await runCommand({ command: [process.execPath, "-e", program], cwd: root, env, timeoutMs: 30_000, maxOutputBytes: 1024 * 1024, maxLineChars: 1000, onLine: (_s, l) => lines.push(l) });
+    const res = await runCommand({
+      command: [process.execPath, "-e", program],
+      cwd: root,
+      env,
+      timeoutMs: 30_000,
+      maxOutputBytes: 1024 * 1024,
+      maxLineChars: 1000,
+      onLine: (_s, l) => lines.push(l),
+    });
 
     expect(res.truncated).toBe(true);
     expect(lines).toEqual([`${"y".repeat(1000)} …[line cut]`, "next"]);
   });
 
   it("resolves only once a background process the command left behind is gone", async () => {
-    const res = await runCommand({ command: ["/bin/sh", "-c", "sleep 1000 & echo $!"], cwd: root, env, timeoutMs: 30_000, maxOutputBytes: 1024 });
+    const res = await runCommand({
+      command: ["/bin/sh", "-c", "sleep 1000 & echo $!"],
+      cwd: root,
+      env,
+      timeoutMs: 30_000,
+      maxOutputBytes: 1024,
+    });
 
     expect(res.exitCode).toBe(0);
     expect(res.timedOut).toBe(false);
@@ -347,19 +470,25 @@ process.stdout.write("last line\\n");`;
   });
 
   it("runs the program itself, never a shell", async () => {
-    await expect(runCommand({ command: ["echo hello; true"], cwd: root, env, timeoutMs: 5000, maxOutputBytes: 1024 })).rejects.toMatchObject({ code: "ENOENT" });
+    await expect(
+      runCommand({ command: ["echo hello; true"], cwd: root, env, timeoutMs: 5000, maxOutputBytes: 1024 }),
+    ).rejects.toMatchObject({ code: "ENOENT" });
   });
 });
 
 describe("withWorkspace", () => {
   it("removes the directory when the work throws", async () => {
     let dir = "";
-    const err = await withWorkspace("pitcrew-test-", async (d) => {
-      dir = d;
-      mkdirSync(join(d, "deep", "er"), { recursive: true });
-      writeFileSync(join(d, "deep", "er", "f"), "x");
-      throw new Error("boom");
-    }, { base: root }).catch((e: Error) => e);
+    const err = await withWorkspace(
+      "pitcrew-test-",
+      async (d) => {
+        dir = d;
+        mkdirSync(join(d, "deep", "er"), { recursive: true });
+        writeFileSync(join(d, "deep", "er", "f"), "x");
+        throw new Error("boom");
+      },
+      { base: root },
+    ).catch((e: Error) => e);
 
     expect((err as Error).message).toBe("boom");
     expect(dir.startsWith(root)).toBe(true);

@@ -48,7 +48,16 @@ echo "written by the agent" > agent-was-here.txt && echo "clone: writable"
 `;
 
 function runnerEnv(prefix: string, dir: string, more: Record<string, string>): Record<string, string> {
-  return { NATS_URL, NATS_PREFIX: prefix, RUNNER_ID: `iso-${prefix}`, RUNNER_POOL: "iso", HEARTBEAT_INTERVAL: "500ms", DATA_DIR: join(dir, "data"), LOG_LEVEL: "warn", ...more };
+  return {
+    NATS_URL,
+    NATS_PREFIX: prefix,
+    RUNNER_ID: `iso-${prefix}`,
+    RUNNER_POOL: "iso",
+    HEARTBEAT_INTERVAL: "500ms",
+    DATA_DIR: join(dir, "data"),
+    LOG_LEVEL: "warn",
+    ...more,
+  };
 }
 
 describe.skipIf(!natsUp || !isRoot)("coding agents under AGENT_UID", () => {
@@ -66,7 +75,11 @@ describe.skipIf(!natsUp || !isRoot)("coding agents under AGENT_UID", () => {
     const envSecret = `runner-only-${randomBytes(12).toString("hex")}`;
 
     const prefix = `iso${randomBytes(4).toString("hex")}`;
-    const settings = { subjectPrefix: prefix, tasksStream: `${prefix.toUpperCase()}_TASKS`, eventsStream: `${prefix.toUpperCase()}_EVENTS` };
+    const settings = {
+      subjectPrefix: prefix,
+      tasksStream: `${prefix.toUpperCase()}_TASKS`,
+      eventsStream: `${prefix.toUpperCase()}_EVENTS`,
+    };
     const queue = createJetStreamQueue({ servers: [NATS_URL], name: "isolation-test", settings, log: silentLogger });
     const events: TaskEvent[] = [];
     const sub = queue.consumeEvents({ concurrency: 4 }, async (d) => {
@@ -88,9 +101,23 @@ describe.skipIf(!natsUp || !isRoot)("coding agents under AGENT_UID", () => {
       await queue.ready();
       const taskId = `tsk_iso_${prefix}`;
       const payload = { prompt: `${p.child.pid} ${held.path}`, agent: "spy", repoUrl: bare };
-      await queue.publishTask("iso", taskId, { v: 1, taskId, kind: "prompt", pool: "iso", incidentId: null, payload, createdAt: Date.now() });
-      const done = await waitFor(() => events.find((e) => e.taskId === taskId && (e.type === "task.succeeded" || e.type === "task.failed")), 60_000, 100);
-      const lines = events.filter((e) => e.taskId === taskId && e.type === "task.log").map((e) => (e as { line: string }).line);
+      await queue.publishTask("iso", taskId, {
+        v: 1,
+        taskId,
+        kind: "prompt",
+        pool: "iso",
+        incidentId: null,
+        payload,
+        createdAt: Date.now(),
+      });
+      const done = await waitFor(
+        () => events.find((e) => e.taskId === taskId && (e.type === "task.succeeded" || e.type === "task.failed")),
+        60_000,
+        100,
+      );
+      const lines = events
+        .filter((e) => e.taskId === taskId && e.type === "task.log")
+        .map((e) => (e as { line: string }).line);
 
       expect(done, JSON.stringify(done)).toMatchObject({ type: "task.succeeded" });
       expect(lines).toContain(`ids uid=${NOBODY} gid=${NOBODY} groups=${NOBODY}`);
@@ -121,14 +148,30 @@ describe.skipIf(!natsUp || !isRoot)("runner start-up checks", () => {
     const skillsDir = join(dir, "skills");
     mkdirSync(skillsDir);
     const skill = (name: string, command?: string) =>
-      [`name: ${name}`, "description: needs an agent", "match: { alertname: [X] }", "risk: high", "action:", "  agent:", "    prompt: fix it", ...(command ? [`    command: ${command}`] : []), ""].join("\n");
+      [
+        `name: ${name}`,
+        "description: needs an agent",
+        "match: { alertname: [X] }",
+        "risk: high",
+        "action:",
+        "  agent:",
+        "    prompt: fix it",
+        ...(command ? [`    command: ${command}`] : []),
+        "",
+      ].join("\n");
     writeFileSync(join(skillsDir, "ghost-a.yaml"), skill("ghost-a", "ghost"));
     writeFileSync(join(skillsDir, "ghost-b.yaml"), skill("ghost-b", "ghost"));
     writeFileSync(join(skillsDir, "present.yaml"), skill("present", "shell"));
     const prefix = `isw${randomBytes(4).toString("hex")}`;
     const p = spawnPitcrew(
       ["runner"],
-      runnerEnv(prefix, dir, { SKILLS_DIR: skillsDir, AGENT_COMMANDS: JSON.stringify({ ghost: ["ghost-cli-not-installed", "{{prompt}}"], shell: ["sh", "-c", "true"] }) }),
+      runnerEnv(prefix, dir, {
+        SKILLS_DIR: skillsDir,
+        AGENT_COMMANDS: JSON.stringify({
+          ghost: ["ghost-cli-not-installed", "{{prompt}}"],
+          shell: ["sh", "-c", "true"],
+        }),
+      }),
     );
     try {
       await waitFor(() => p.stdout().includes("pulling pool"), 30_000, 100);
@@ -141,7 +184,10 @@ describe.skipIf(!natsUp || !isRoot)("runner start-up checks", () => {
     } finally {
       p.child.kill("SIGTERM");
       await p.exited;
-      await deleteStreams({ tasksStream: `${prefix.toUpperCase()}_TASKS`, eventsStream: `${prefix.toUpperCase()}_EVENTS` });
+      await deleteStreams({
+        tasksStream: `${prefix.toUpperCase()}_TASKS`,
+        eventsStream: `${prefix.toUpperCase()}_EVENTS`,
+      });
     }
   });
 
@@ -151,7 +197,11 @@ describe.skipIf(!natsUp || !isRoot)("runner start-up checks", () => {
     const child = spawn(process.execPath, ["bin/pitcrew.mjs", "runner"], {
       uid: NOBODY,
       gid: NOBODY,
-      env: { PATH: process.env.PATH ?? "", HOME: home, ...runnerEnv("unused", home, { AGENT_UID: "1000", AGENT_GID: "1000" }) },
+      env: {
+        PATH: process.env.PATH ?? "",
+        HOME: home,
+        ...runnerEnv("unused", home, { AGENT_UID: "1000", AGENT_GID: "1000" }),
+      },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let err = "";
@@ -167,11 +217,33 @@ describe("system_status and agent CLIs", () => {
     const store = await (await storeFactories()).find((f) => f.name === "sqlite")!.make();
     const queue = createMemoryQueue({ log: silentLogger });
     const agentSkill = (name: string, command?: string) =>
-      Skill.parse({ name, description: "d", match: { alertname: ["X"] }, risk: "high", action: { agent: { prompt: "p", ...(command ? { command } : {}) }, with: {} } });
-    const skills = [agentSkill("ghost-fix", "ghost"), agentSkill("default-fix"), agentSkill("unknown-fix", "nobody-configured-this")];
-    const config = loadConfig({ DATA_DIR: join(root, "status"), AGENT_COMMANDS: JSON.stringify({ ghost: ["ghost-cli-not-installed"], present: ["sh"] }), AGENT_DEFAULT: "present" });
+      Skill.parse({
+        name,
+        description: "d",
+        match: { alertname: ["X"] },
+        risk: "high",
+        action: { agent: { prompt: "p", ...(command ? { command } : {}) }, with: {} },
+      });
+    const skills = [
+      agentSkill("ghost-fix", "ghost"),
+      agentSkill("default-fix"),
+      agentSkill("unknown-fix", "nobody-configured-this"),
+    ];
+    const config = loadConfig({
+      DATA_DIR: join(root, "status"),
+      AGENT_COMMANDS: JSON.stringify({ ghost: ["ghost-cli-not-installed"], present: ["sh"] }),
+      AGENT_DEFAULT: "present",
+    });
     // What serve gives the tools in embedded mode: the in-process runners' view of their PATH.
-    const deps = { config, log: silentLogger, store, queue, now: Date.now, skills: () => skills, missingAgentClis: () => missingAgentClis(skills, config.agents, process.env.PATH ?? "") } as unknown as McpDeps;
+    const deps = {
+      config,
+      log: silentLogger,
+      store,
+      queue,
+      now: Date.now,
+      skills: () => skills,
+      missingAgentClis: () => missingAgentClis(skills, config.agents, process.env.PATH ?? ""),
+    } as unknown as McpDeps;
     const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
     await createMcpServer(deps, { subject: "reader", scopes: new Set(["read"]), via: "token" }).connect(serverSide);
     const client = new Client({ name: "isolation-test", version: "1.0.0" });
@@ -180,10 +252,22 @@ describe("system_status and agent CLIs", () => {
       const r = (await client.callTool({ name: "system_status", arguments: {} })) as CallToolResult;
       expect(r.isError).toBeFalsy();
       expect((r.structuredContent as { missing_agent_clis: unknown }).missing_agent_clis).toEqual([
-        { agent: "ghost", program: "ghost-cli-not-installed", skills: ["ghost-fix"], hint: expect.stringContaining("AGENT_COMMANDS") },
-        { agent: "nobody-configured-this", program: null, skills: ["unknown-fix"], hint: expect.stringContaining("AGENT_COMMANDS has no") },
+        {
+          agent: "ghost",
+          program: "ghost-cli-not-installed",
+          skills: ["ghost-fix"],
+          hint: expect.stringContaining("AGENT_COMMANDS"),
+        },
+        {
+          agent: "nobody-configured-this",
+          program: null,
+          skills: ["unknown-fix"],
+          hint: expect.stringContaining("AGENT_COMMANDS has no"),
+        },
       ]);
-      expect(r.content.map((c) => (c.type === "text" ? c.text : "")).join("")).toContain("agent CLI not installed: ghost-cli-not-installed (ghost-fix)");
+      expect(r.content.map((c) => (c.type === "text" ? c.text : "")).join("")).toContain(
+        "agent CLI not installed: ghost-cli-not-installed (ghost-fix)",
+      );
     } finally {
       await client.close();
       await queue.close();

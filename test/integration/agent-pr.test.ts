@@ -32,7 +32,12 @@ echo "edited 2 files"
     );
     chmodSync(script, 0o755);
 
-    const config = loadConfig({ GITOPS_REPO: bare, AGENT_COMMANDS: JSON.stringify({ script: [script, "{{prompt}}"] }), AGENT_DEFAULT: "script", DATA_DIR: join(dir, "data") });
+    const config = loadConfig({
+      GITOPS_REPO: bare,
+      AGENT_COMMANDS: JSON.stringify({ script: [script, "{{prompt}}"] }),
+      AGENT_DEFAULT: "script",
+      DATA_DIR: join(dir, "data"),
+    });
     const host = createLocalGitHost({ repoPath: bare });
     const executors = await buildExecutors(config, { host, env: { PATH: process.env.PATH } });
     const task: TaskMessage = {
@@ -41,7 +46,13 @@ echo "edited 2 files"
       kind: "agent",
       pool: "default",
       incidentId: "inc_agentpr1",
-      payload: { incidentId: "inc_agentpr1", skill: "investigate", params: {}, prompt: "Raise replicas to 4", approval: "before_merge" },
+      payload: {
+        incidentId: "inc_agentpr1",
+        skill: "investigate",
+        params: {},
+        prompt: "Raise replicas to 4",
+        approval: "before_merge",
+      },
       createdAt: Date.now(),
     };
     const prs: Array<{ url: string; branch: string; number: number }> = [];
@@ -59,7 +70,9 @@ echo "edited 2 files"
     expect(prs).toHaveLength(1);
     const branch = "pitcrew/inc_agentpr1-investigate";
     expect(prs[0]!.branch).toBe(branch);
-    expect(git(dir, "--git-dir", bare, "show", `${branch}:values.yaml`)).toBe("replicaCount: 4 # raised by the agent\n");
+    expect(git(dir, "--git-dir", bare, "show", `${branch}:values.yaml`)).toBe(
+      "replicaCount: 4 # raised by the agent\n",
+    );
     expect(git(dir, "--git-dir", bare, "show", `${branch}:NOTES.md`)).toBe("Raise replicas to 4\n");
     expect(logs).toContain("edited 2 files");
     const pr = await host.findOpenPullRequest(branch);

@@ -18,7 +18,9 @@ const IN_CI = !!process.env.CI && process.env.CI !== "false" && process.env.CI !
 const available = existsSync(BINARY);
 if (!available) {
   if (IN_CI) throw new Error(`${BINARY} is required in CI (.ci/run installs prometheus-alertmanager)`);
-  process.stderr.write(`\n!!!!!!!! SKIPPING the real AlertManager test: ${BINARY} is missing (apt-get install prometheus-alertmanager) !!!!!!!!\n\n`);
+  process.stderr.write(
+    `\n!!!!!!!! SKIPPING the real AlertManager test: ${BINARY} is missing (apt-get install prometheus-alertmanager) !!!!!!!!\n\n`,
+  );
 }
 
 const factories = (await storeFactories()).filter((f) => f.available);
@@ -26,7 +28,13 @@ const DEPLOYMENTS = ["api", "web", "worker", "billing"];
 const GROUP = 2000;
 
 /** Pitcrew's clock is the wall clock here: AlertManager stamps real times. */
-const wallClock: Clock = { get now() { return Date.now(); }, set() {}, advance() {} };
+const wallClock: Clock = {
+  get now() {
+    return Date.now();
+  },
+  set() {},
+  advance() {},
+};
 
 type Side = { name: string; store: TestStore; h: IntakeHarness; port: number; namespace: string };
 
@@ -44,7 +52,13 @@ describe.skipIf(!available)("a real AlertManager posting to Pitcrew", () => {
       const store = await f.make({ own: true });
       const h = await intakeApp(store, { clock: wallClock });
       await h.app.listen({ port: 0, host: "127.0.0.1" });
-      sides.push({ name: f.name, store, h, port: (h.app.server.address() as { port: number }).port, namespace: `am-${f.name}-${tag}` });
+      sides.push({
+        name: f.name,
+        store,
+        h,
+        port: (h.app.server.address() as { port: number }).port,
+        namespace: `am-${f.name}-${tag}`,
+      });
     }
     const receivers = sides.map(
       (s) => `  - name: ${s.name}
@@ -71,7 +85,17 @@ ${receivers.join("\n")}
     );
     const port = await freePort();
     amUrl = `http://127.0.0.1:${port}`;
-    am = spawn(BINARY, [`--config.file=${join(dir, "alertmanager.yml")}`, `--storage.path=${join(dir, "data")}`, `--web.listen-address=127.0.0.1:${port}`, "--cluster.listen-address=", "--log.level=warn"], { stdio: ["ignore", "pipe", "pipe"] });
+    am = spawn(
+      BINARY,
+      [
+        `--config.file=${join(dir, "alertmanager.yml")}`,
+        `--storage.path=${join(dir, "data")}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        "--cluster.listen-address=",
+        "--log.level=warn",
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
     am.stdout!.on("data", (b) => (amLog += b));
     am.stderr!.on("data", (b) => (amLog += b));
     await waitFor(async () => (await fetch(`${amUrl}/-/ready`).catch(() => undefined))?.ok, 15_000, 100);
@@ -92,7 +116,11 @@ ${receivers.join("\n")}
 
   /** AlertManager's API v2, as Prometheus posts alerts. */
   async function postToAlertmanager(alerts: unknown[]) {
-    const res = await fetch(`${amUrl}/api/v2/alerts`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(alerts) });
+    const res = await fetch(`${amUrl}/api/v2/alerts`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(alerts),
+    });
     expect(res.status, `${await res.text()}\n${amLog}`).toBe(200);
   }
 
@@ -110,25 +138,65 @@ ${receivers.join("\n")}
       annotations: { summary: "Pod is crash looping.", description: `pod ${i} restarts` },
     }));
     // A small group beside it: one alert, its own incident.
-    const down = { labels: { alertname: "TargetDown", namespace: s.namespace, service: "payments-api", job: "payments-api", severity: "warning" }, annotations: { summary: "Target is down." } };
-    return [...pods, down].map((a) => ({ ...a, startsAt, ...(endsAt ? { endsAt } : {}), generatorURL: "http://prometheus:9090/graph?g0.expr=up" }));
+    const down = {
+      labels: {
+        alertname: "TargetDown",
+        namespace: s.namespace,
+        service: "payments-api",
+        job: "payments-api",
+        severity: "warning",
+      },
+      annotations: { summary: "Target is down." },
+    };
+    return [...pods, down].map((a) => ({
+      ...a,
+      startsAt,
+      ...(endsAt ? { endsAt } : {}),
+      generatorURL: "http://prometheus:9090/graph?g0.expr=up",
+    }));
   }
 
   const count = async (s: Side, status: "firing" | "resolved") =>
-    Number((await s.store.db.selectFrom("alerts").select((eb) => eb.fn.countAll<number>().as("n")).where("status", "=", status).where("labels", "like", `%"${s.namespace}"%`).executeTakeFirstOrThrow()).n);
-  const incidentsOf = (s: Side) => s.store.db.selectFrom("incidents").select(["id", "state", "service", "alertname"]).where("namespace", "=", s.namespace).orderBy("id").execute();
+    Number(
+      (
+        await s.store.db
+          .selectFrom("alerts")
+          .select((eb) => eb.fn.countAll<number>().as("n"))
+          .where("status", "=", status)
+          .where("labels", "like", `%"${s.namespace}"%`)
+          .executeTakeFirstOrThrow()
+      ).n,
+    );
+  const incidentsOf = (s: Side) =>
+    s.store.db
+      .selectFrom("incidents")
+      .select(["id", "state", "service", "alertname"])
+      .where("namespace", "=", s.namespace)
+      .orderBy("id")
+      .execute();
 
   it("stores every alert of a 2,000-alert group (max_alerts: 0) and resolves every incident after the resolves", async () => {
     const startsAt = new Date().toISOString();
     for (const s of sides) await postToAlertmanager(alertsFor(s, startsAt));
-    for (const s of sides) await waitFor(async () => (await count(s, "firing")) === GROUP + 1, 30_000, 200).catch((err) => Promise.reject(new Error(`${s.name}: ${err}\n${amLog}`)));
+    for (const s of sides)
+      await waitFor(async () => (await count(s, "firing")) === GROUP + 1, 30_000, 200).catch((err) =>
+        Promise.reject(new Error(`${s.name}: ${err}\n${amLog}`)),
+      );
 
     for (const s of sides) {
       const incidents = await incidentsOf(s);
       // Four Deployments (the crashloop skill's dedupe key) and the target: five incidents.
       expect(incidents.map((i) => i.service).sort(), s.name).toEqual([...DEPLOYMENTS, "payments-api"].sort());
       expect(new Set(incidents.map((i) => i.state)), s.name).toEqual(new Set(["detected"]));
-      expect(await s.store.db.selectFrom("alerts").select("id").where("labels", "like", `%"${s.namespace}"%`).where("incident_id", "is", null).execute(), s.name).toHaveLength(0);
+      expect(
+        await s.store.db
+          .selectFrom("alerts")
+          .select("id")
+          .where("labels", "like", `%"${s.namespace}"%`)
+          .where("incident_id", "is", null)
+          .execute(),
+        s.name,
+      ).toHaveLength(0);
     }
 
     // The alerts ended half a second after they started: before Pitcrew had received the group
@@ -136,12 +204,22 @@ ${receivers.join("\n")}
     const endsAt = new Date(Date.parse(startsAt) + 500).toISOString();
     for (const s of sides) await postToAlertmanager(alertsFor(s, startsAt, endsAt));
     for (const s of sides) {
-      await waitFor(async () => (await incidentsOf(s)).every((i) => i.state === "resolved"), 30_000, 200).catch(async (err) =>
-        Promise.reject(new Error(`${s.name}: ${err}; states ${JSON.stringify(await incidentsOf(s))}\n${amLog}`)),
+      await waitFor(async () => (await incidentsOf(s)).every((i) => i.state === "resolved"), 30_000, 200).catch(
+        async (err) =>
+          Promise.reject(new Error(`${s.name}: ${err}; states ${JSON.stringify(await incidentsOf(s))}\n${amLog}`)),
       );
       expect(await count(s, "resolved"), s.name).toBe(GROUP + 1);
       expect(await count(s, "firing"), s.name).toBe(GROUP + 1);
-      const stale = await s.store.db.selectFrom("events").select("id").where("type", "=", "alert.stale_resolve").where("incident_id", "in", (await incidentsOf(s)).map((i) => i.id)).execute();
+      const stale = await s.store.db
+        .selectFrom("events")
+        .select("id")
+        .where("type", "=", "alert.stale_resolve")
+        .where(
+          "incident_id",
+          "in",
+          (await incidentsOf(s)).map((i) => i.id),
+        )
+        .execute();
       expect(stale, s.name).toHaveLength(0);
     }
   }, 90_000);

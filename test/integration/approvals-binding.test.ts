@@ -44,8 +44,13 @@ for (const f of factories) {
       expect(p.result.diffSummary).toEqual(summary);
       expect(JSON.parse(p.approval.diff_summary!)).toEqual(summary);
       expect(p.approval.diff_excerpt).toContain(`+++ b/${p.file}`);
-      expect(p.approval.diff_excerpt!.split("\n")).toEqual(expect.arrayContaining(["-  replicas: 2", "+  replicas: 3"]));
-      expect(JSON.parse((await h.eventsOf(p.id, "approval.requested"))[0]!.data)).toMatchObject({ approvalId: p.approval.id, diff: summary });
+      expect(p.approval.diff_excerpt!.split("\n")).toEqual(
+        expect.arrayContaining(["-  replicas: 2", "+  replicas: 3"]),
+      );
+      expect(JSON.parse((await h.eventsOf(p.id, "approval.requested"))[0]!.data)).toMatchObject({
+        approvalId: p.approval.id,
+        diff: summary,
+      });
 
       const approver = await h.mcp("release-bot", ["approve"]);
       const listed = await approver("list_approvals", { incident_id: p.id });
@@ -57,7 +62,11 @@ for (const f of factories) {
           state: "pending",
           risk: "medium",
           kind: "before_merge",
-          pr: { number: p.approval.pr_number, url: expect.stringContaining(`#pull/${p.approval.pr_number}`), branch: `pitcrew/${p.id.toLowerCase()}-scale-app` },
+          pr: {
+            number: p.approval.pr_number,
+            url: expect.stringContaining(`#pull/${p.approval.pr_number}`),
+            branch: `pitcrew/${p.id.toLowerCase()}-scale-app`,
+          },
           head_sha: p.result.pr.sha,
           diff_summary: summary,
           diff_excerpt: p.approval.diff_excerpt,
@@ -74,8 +83,17 @@ for (const f of factories) {
       expect(r.isError, r.text).toBe(false);
       expect(r.data.merged).toMatchObject({ number: p.approval.pr_number });
       const decided = (await h.approvalsOf(p.id))[0]!;
-      expect(decided).toMatchObject({ state: "approved", decided_by: "release-bot", channel: "mcp", reason: "diff is the one-line bump" });
-      expect((await h.eventsOf(p.id, "approval.approved"))[0]).toMatchObject({ actor: "mcp:release-bot", channel: "mcp", reason: "diff is the one-line bump" });
+      expect(decided).toMatchObject({
+        state: "approved",
+        decided_by: "release-bot",
+        channel: "mcp",
+        reason: "diff is the one-line bump",
+      });
+      expect((await h.eventsOf(p.id, "approval.approved"))[0]).toMatchObject({
+        actor: "mcp:release-bot",
+        channel: "mcp",
+        reason: "diff is the one-line bump",
+      });
       const sha = r.data.merged.sha as string;
       expect(h.git("log", "-1", "--format=%B", sha)).toBe(
         [
@@ -106,20 +124,41 @@ for (const f of factories) {
       const carol = await h.mcp("oidc|carol", ["approve"], "jwt");
       const refused = await carol("approve_action", { incident_id: p.id, reason: "lgtm" });
       expect(refused.isError).toBe(true);
-      expect(refused.text).toContain(`pull request #${p.approval.pr_number} changed since approval ${p.approval.id} was requested: its head moved from ${p.approval.head_sha!.slice(0, 7)} to ${moved.slice(0, 7)}`);
+      expect(refused.text).toContain(
+        `pull request #${p.approval.pr_number} changed since approval ${p.approval.id} was requested: its head moved from ${p.approval.head_sha!.slice(0, 7)} to ${moved.slice(0, 7)}`,
+      );
       expect(refused.text).toContain("(approval.head_moved)");
 
       const [old, next] = await h.approvalsOf(p.id);
       expect(old).toMatchObject({ id: p.approval.id, state: "superseded", merged_at: null });
       expect(old!.reason).toContain(`superseded by ${next!.id}`);
-      expect(next).toMatchObject({ state: "pending", pr_number: p.approval.pr_number, pr_branch: branch, head_sha: moved, task_id: p.taskId, risk: "medium" });
-      const files = [{ path: "apps/extra.yaml", added: 1, removed: 0 }, { path: p.file, added: 1, removed: 1 }].sort((x, y) => (x.path < y.path ? -1 : 1));
+      expect(next).toMatchObject({
+        state: "pending",
+        pr_number: p.approval.pr_number,
+        pr_branch: branch,
+        head_sha: moved,
+        task_id: p.taskId,
+        risk: "medium",
+      });
+      const files = [
+        { path: "apps/extra.yaml", added: 1, removed: 0 },
+        { path: p.file, added: 1, removed: 1 },
+      ].sort((x, y) => (x.path < y.path ? -1 : 1));
       expect(JSON.parse(next!.diff_summary!)).toEqual({ files, added: 2, removed: 1 });
       expect(next!.diff_excerpt).toContain("+sneaky: true");
-      expect(JSON.parse((await h.eventsOf(p.id, "approval.superseded"))[0]!.data)).toMatchObject({ approvalId: old!.id, newApprovalId: next!.id, from: p.approval.head_sha, to: moved });
+      expect(JSON.parse((await h.eventsOf(p.id, "approval.superseded"))[0]!.data)).toMatchObject({
+        approvalId: old!.id,
+        newApprovalId: next!.id,
+        from: p.approval.head_sha,
+        to: moved,
+      });
       const requested = await h.eventsOf(p.id, "approval.requested");
       expect(requested).toHaveLength(2);
-      expect(JSON.parse(requested[1]!.data)).toMatchObject({ approvalId: next!.id, supersedes: old!.id, pr: { number: p.approval.pr_number, sha: moved } });
+      expect(JSON.parse(requested[1]!.data)).toMatchObject({
+        approvalId: next!.id,
+        supersedes: old!.id,
+        pr: { number: p.approval.pr_number, sha: moved },
+      });
       expect((await h.incident(p.id)).state).toBe("proposed");
       expect(await h.eventsOf(p.id, "approval.approved")).toEqual([]);
       expect(h.git("rev-parse", "main").trim()).toBe(mainBefore);
@@ -127,18 +166,45 @@ for (const f of factories) {
       // Every approval of the incident, a page at a time.
       const all1 = await carol("list_approvals", { incident_id: p.id, state: "all", limit: 1 });
       expect(all1.data.approvals.map((a: { id: string }) => a.id)).toEqual([next!.id]);
-      const all2 = await carol("list_approvals", { incident_id: p.id, state: "all", limit: 1, cursor: all1.data.next_cursor });
-      expect(all2.data.approvals.map((a: { id: string; state: string }) => [a.id, a.state])).toEqual([[old!.id, "superseded"]]);
-      expect((await carol("list_approvals", { incident_id: p.id, state: "all", limit: 1, cursor: all2.data.next_cursor })).data).toEqual({ approvals: [], next_cursor: null });
+      const all2 = await carol("list_approvals", {
+        incident_id: p.id,
+        state: "all",
+        limit: 1,
+        cursor: all1.data.next_cursor,
+      });
+      expect(all2.data.approvals.map((a: { id: string; state: string }) => [a.id, a.state])).toEqual([
+        [old!.id, "superseded"],
+      ]);
+      expect(
+        (await carol("list_approvals", { incident_id: p.id, state: "all", limit: 1, cursor: all2.data.next_cursor }))
+          .data,
+      ).toEqual({ approvals: [], next_cursor: null });
 
       // The old approval's button is stale; the new one merges the head it was requested for.
-      expect(await carol("approve_action", { approval_id: old!.id })).toMatchObject({ isError: true, text: expect.stringContaining("already superseded") });
+      expect(await carol("approve_action", { approval_id: old!.id })).toMatchObject({
+        isError: true,
+        text: expect.stringContaining("already superseded"),
+      });
       const ok = await carol("approve_action", { approval_id: next!.id, reason: "checked the extra file" });
       expect(ok.isError, ok.text).toBe(false);
       expect(h.show("main", "apps/extra.yaml")).toBe("sneaky: true\n");
-      expect((await h.approvalsOf(p.id))[1]).toMatchObject({ state: "approved", decided_by: "oidc|carol", channel: "mcp", reason: "checked the extra file", merge_sha: ok.data.merged.sha });
-      expect((await h.eventsOf(p.id, "approval.approved"))[0]).toMatchObject({ actor: "mcp:oidc|carol", channel: "mcp", reason: "checked the extra file" });
-      expect(h.git("log", "-1", "--format=%(trailers:only,unfold)", ok.data.merged.sha).trim().split("\n")).toEqual(["Approved-by: oidc|carol", "Approved-via: mcp", `Pitcrew-Incident: ${p.id}`]);
+      expect((await h.approvalsOf(p.id))[1]).toMatchObject({
+        state: "approved",
+        decided_by: "oidc|carol",
+        channel: "mcp",
+        reason: "checked the extra file",
+        merge_sha: ok.data.merged.sha,
+      });
+      expect((await h.eventsOf(p.id, "approval.approved"))[0]).toMatchObject({
+        actor: "mcp:oidc|carol",
+        channel: "mcp",
+        reason: "checked the extra file",
+      });
+      expect(h.git("log", "-1", "--format=%(trailers:only,unfold)", ok.data.merged.sha).trim().split("\n")).toEqual([
+        "Approved-by: oidc|carol",
+        "Approved-via: mcp",
+        `Pitcrew-Incident: ${p.id}`,
+      ]);
       expect((await h.incident(p.id)).state).toBe("verifying");
     });
 
@@ -152,7 +218,9 @@ for (const f of factories) {
       const [old, next] = await h.approvalsOf(p.id);
       expect(old).toMatchObject({ state: "superseded" });
       expect(next).toMatchObject({ state: "pending", head_sha: moved });
-      expect(JSON.parse(next!.diff_summary!).files.map((x: { path: string }) => x.path)).toEqual(["apps/late.yaml", p.file].sort());
+      expect(JSON.parse(next!.diff_summary!).files.map((x: { path: string }) => x.path)).toEqual(
+        ["apps/late.yaml", p.file].sort(),
+      );
       expect((await h.incident(p.id)).state).toBe("proposed");
       expect((await h.events(p.id)).map((e) => e.type).filter((t) => t.startsWith("approval."))).toEqual([
         "approval.requested",
@@ -166,7 +234,16 @@ for (const f of factories) {
     it("a host that cannot say where the head is does not block the decision: the merge stays pinned to the approved head", async () => {
       const p = await proposed();
       const down: GitHost = { ...h.host, getPullRequest: async () => Promise.reject(new Error("connection refused")) };
-      const svc = createApprovalService({ store, log: silentLogger, now: () => h.clock.now, skills: () => [skill], gitHost: down, fixPool: "default", deleteMergedBranches: false, sweep: { stuckAfterMs: 600_000, maxRetries: 2 } });
+      const svc = createApprovalService({
+        store,
+        log: silentLogger,
+        now: () => h.clock.now,
+        skills: () => [skill],
+        gitHost: down,
+        fixPool: "default",
+        deleteMergedBranches: false,
+        sweep: { stuckAfterMs: 600_000, maxRetries: 2 },
+      });
       const r = await svc.approve({ approvalId: p.approval.id }, alice, null);
       expect(r.merged).toMatchObject({ number: p.approval.pr_number });
       expect(h.show("main", p.file)).toContain("replicas: 3");

@@ -250,7 +250,11 @@ async function makeRepo(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "pitcrew-gitops-"));
   dirs.push(dir);
   await git(dir, ["init", "-q", "-b", "main"]);
-  const config: Array<[string, string]> = [["user.name", "Test"], ["user.email", "test@example.com"], ["commit.gpgsign", "false"]];
+  const config: Array<[string, string]> = [
+    ["user.name", "Test"],
+    ["user.email", "test@example.com"],
+    ["commit.gpgsign", "false"],
+  ];
   for (const [k, v] of config) await git(dir, ["config", k, v]);
   await commit(dir, "initial", FILES);
   return dir;
@@ -279,11 +283,21 @@ describe("rollback", () => {
     const change = await rollback(dir, { namespace: "shop", pod: "checkout-7d9f8b6c5-x2x9k" }, ctx);
 
     expect(change.files).toEqual(["apps/shop/checkout.yaml"]);
-    expect(change.details).toMatchObject({ workload: "checkout", container: "checkout", from: "v2", to: "v1", commit: v1, source: "manifest" });
+    expect(change.details).toMatchObject({
+      workload: "checkout",
+      container: "checkout",
+      from: "v2",
+      to: "v1",
+      commit: v1,
+      source: "manifest",
+    });
     const text = await read(dir, "apps/shop/checkout.yaml");
     expect(text).toBe(CHECKOUT);
     const deployment = docs(text)[1];
-    expect(deployment.spec.template.spec.containers.map((c: { image: string }) => c.image)).toEqual(["registry.example.com/shop/checkout:v1", "envoyproxy/envoy:v1.30.1"]);
+    expect(deployment.spec.template.spec.containers.map((c: { image: string }) => c.image)).toEqual([
+      "registry.example.com/shop/checkout:v1",
+      "envoyproxy/envoy:v1.30.1",
+    ]);
     await expectUntouched(dir, []);
   });
 
@@ -308,13 +322,22 @@ describe("rollback", () => {
     const f = "apps/shop/checkout.yaml";
     await commit(dir, "v3", await replaceIn(dir, f, "checkout:v1", "checkout:v3"));
     // A rollback to a version this file never had (v2): only its trailer says v3 was left.
-    await commit(dir, "pitcrew: crashloop-after-deploy for inc_a\n\nPitcrew-Incident: inc_a\nPitcrew-Rolled-Back-From: v3", await replaceIn(dir, f, "checkout:v3", "checkout:v2"));
+    await commit(
+      dir,
+      "pitcrew: crashloop-after-deploy for inc_a\n\nPitcrew-Incident: inc_a\nPitcrew-Rolled-Back-From: v3",
+      await replaceIn(dir, f, "checkout:v3", "checkout:v2"),
+    );
     await commit(dir, "v3 again", await replaceIn(dir, f, "checkout:v2", "checkout:v3"));
     await commit(dir, "v4", await replaceIn(dir, f, "checkout:v3", "checkout:v4"));
 
     const change = await rollback(dir, { namespace: "shop", deployment: "checkout", container: "checkout" }, ctx);
 
-    expect(change.details).toMatchObject({ from: "v4", to: "v2", rolledBackFrom: "v4", skipped: [{ version: "v3", how: "rollback" }] });
+    expect(change.details).toMatchObject({
+      from: "v4",
+      to: "v2",
+      rolledBackFrom: "v4",
+      skipped: [{ version: "v3", how: "rollback" }],
+    });
     expect(await read(dir, f)).toContain("checkout:v2");
   });
 
@@ -336,7 +359,9 @@ describe("rollback", () => {
     await commit(dir, "v2", await replaceIn(dir, f, "checkout:v1", "checkout:v2"));
     const revert = await commit(dir, "Revert v2", await replaceIn(dir, f, "checkout:v2", "checkout:v1"));
 
-    await expect(rollback(dir, { namespace: "shop", deployment: "checkout", container: "checkout" }, ctx)).rejects.toMatchObject({
+    await expect(
+      rollback(dir, { namespace: "shop", deployment: "checkout", container: "checkout" }, ctx),
+    ).rejects.toMatchObject({
       code: "gitops.no_safe_version",
       retryable: false,
       message: expect.stringContaining(`v2 (reverted by ${revert.slice(0, 7)} "Revert v2")`),
@@ -409,17 +434,34 @@ describe("rollback", () => {
 
   it("reports a workload that is not in the repository, or not in that namespace", async () => {
     const dir = await makeRepo();
-    await expect(rollback(dir, { namespace: "shop", deployment: "billing" }, ctx)).rejects.toMatchObject({ kind: "not_found", code: "gitops.workload_not_found" });
-    await expect(rollback(dir, { namespace: "prod", deployment: "checkout" }, ctx)).rejects.toMatchObject({ code: "gitops.workload_not_found" });
-    await expect(rollback(dir, { namespace: "shop", pod: "checkout" }, ctx)).rejects.toMatchObject({ code: "gitops.workload_not_found" });
+    await expect(rollback(dir, { namespace: "shop", deployment: "billing" }, ctx)).rejects.toMatchObject({
+      kind: "not_found",
+      code: "gitops.workload_not_found",
+    });
+    await expect(rollback(dir, { namespace: "prod", deployment: "checkout" }, ctx)).rejects.toMatchObject({
+      code: "gitops.workload_not_found",
+    });
+    await expect(rollback(dir, { namespace: "shop", pod: "checkout" }, ctx)).rejects.toMatchObject({
+      code: "gitops.workload_not_found",
+    });
   });
 
   it("rejects bad parameters with a message that names them", async () => {
     const dir = await makeRepo();
-    await expect(rollback(dir, { namespace: "shop", deployment: "checkout", pod: "checkout-0" }, ctx)).rejects.toMatchObject({ kind: "invalid", message: expect.stringContaining("exactly one of deployment or pod") });
-    await expect(rollback(dir, { deployment: "checkout" }, ctx)).rejects.toMatchObject({ kind: "invalid", message: expect.stringContaining("namespace") });
-    await expect(rollback(dir, { namespace: "../etc", deployment: "checkout" }, ctx)).rejects.toMatchObject({ kind: "invalid" });
-    await expect(rollback(dir, { namespace: "shop", deployment: "checkout", tag: "v0" }, ctx)).rejects.toMatchObject({ kind: "invalid", message: expect.stringContaining("tag") });
+    await expect(
+      rollback(dir, { namespace: "shop", deployment: "checkout", pod: "checkout-0" }, ctx),
+    ).rejects.toMatchObject({ kind: "invalid", message: expect.stringContaining("exactly one of deployment or pod") });
+    await expect(rollback(dir, { deployment: "checkout" }, ctx)).rejects.toMatchObject({
+      kind: "invalid",
+      message: expect.stringContaining("namespace"),
+    });
+    await expect(rollback(dir, { namespace: "../etc", deployment: "checkout" }, ctx)).rejects.toMatchObject({
+      kind: "invalid",
+    });
+    await expect(rollback(dir, { namespace: "shop", deployment: "checkout", tag: "v0" }, ctx)).rejects.toMatchObject({
+      kind: "invalid",
+      message: expect.stringContaining("tag"),
+    });
   });
 });
 
@@ -439,14 +481,18 @@ describe("scale", () => {
     expect(change.details).toMatchObject({ kind: "StatefulSet", from: 1, to: 3, capped: true });
     expect(parse(await read(dir, "apps/shop/postgres.yaml")).spec.replicas).toBe(3);
     expect(await read(dir, "apps/shop/postgres.yaml")).toContain("replicas: 3 # single primary");
-    await expect(scale(dir, { namespace: "shop", pod: "postgres-0", add: 1, max: 3 }, ctx)).rejects.toMatchObject({ code: "gitops.no_change" });
+    await expect(scale(dir, { namespace: "shop", pod: "postgres-0", add: 1, max: 3 }, ctx)).rejects.toMatchObject({
+      code: "gitops.no_change",
+    });
   });
 
   it("edits the overlay patch that sets replicas, not the shared base", async () => {
     const dir = await makeRepo();
     const change = await scale(dir, { namespace: "payments-prod", deployment: "payments", factor: 2, max: 20 }, ctx);
     expect(change.files).toEqual(["kustomize/overlays/prod/deployment-patch.yaml"]);
-    expect(await read(dir, "kustomize/overlays/prod/deployment-patch.yaml")).toBe(FILES["kustomize/overlays/prod/deployment-patch.yaml"]!.replace("replicas: 4", "replicas: 8"));
+    expect(await read(dir, "kustomize/overlays/prod/deployment-patch.yaml")).toBe(
+      FILES["kustomize/overlays/prod/deployment-patch.yaml"]!.replace("replicas: 4", "replicas: 8"),
+    );
     await expectUntouched(dir, ["kustomize/overlays/prod/deployment-patch.yaml"]);
   });
 
@@ -463,16 +509,26 @@ describe("scale", () => {
     const dir = await makeRepo();
     const change = await scale(dir, { namespace: "shop", deployment: "inventory", add: 2, max: 10 }, ctx);
     expect(change.details).toMatchObject({ source: "helm", from: 3, to: 5, file: "helm/inventory/values-shop.yaml" });
-    expect(await read(dir, "helm/inventory/values-shop.yaml")).toBe("# shop namespace overrides\nreplicaCount: 5 # black friday\n");
+    expect(await read(dir, "helm/inventory/values-shop.yaml")).toBe(
+      "# shop namespace overrides\nreplicaCount: 5 # black friday\n",
+    );
     await expectUntouched(dir, ["helm/inventory/values-shop.yaml"]);
   });
 
   it("refuses DaemonSets and autoscaled workloads", async () => {
     const dir = await makeRepo();
-    await expect(scale(dir, { namespace: "monitoring", deployment: "node-exporter", factor: 2, max: 5 }, ctx)).rejects.toMatchObject({ code: "gitops.not_scalable" });
-    await expect(scale(dir, { namespace: "web", deployment: "frontend", factor: 2, max: 5 }, ctx)).rejects.toMatchObject({ code: "gitops.autoscaled" });
-    await expect(scale(dir, { namespace: "web", deployment: "catalog", factor: 2, max: 5 }, ctx)).rejects.toMatchObject({ code: "gitops.autoscaled" });
-    await expect(scale(dir, { namespace: "shop", deployment: "checkout", factor: 2, add: 1, max: 5 }, ctx)).rejects.toMatchObject({ kind: "invalid", message: expect.stringContaining("exactly one of factor or add") });
+    await expect(
+      scale(dir, { namespace: "monitoring", deployment: "node-exporter", factor: 2, max: 5 }, ctx),
+    ).rejects.toMatchObject({ code: "gitops.not_scalable" });
+    await expect(
+      scale(dir, { namespace: "web", deployment: "frontend", factor: 2, max: 5 }, ctx),
+    ).rejects.toMatchObject({ code: "gitops.autoscaled" });
+    await expect(scale(dir, { namespace: "web", deployment: "catalog", factor: 2, max: 5 }, ctx)).rejects.toMatchObject(
+      { code: "gitops.autoscaled" },
+    );
+    await expect(
+      scale(dir, { namespace: "shop", deployment: "checkout", factor: 2, add: 1, max: 5 }, ctx),
+    ).rejects.toMatchObject({ kind: "invalid", message: expect.stringContaining("exactly one of factor or add") });
     await expectUntouched(dir, []);
   });
 });
@@ -485,14 +541,29 @@ describe("restart", () => {
 
     const text = await read(dir, "apps/shop/checkout.yaml");
     // Two lines added, every other byte as it was.
-    expect(text).toBe(CHECKOUT.replace("        app: checkout\n    spec:", '        app: checkout\n      annotations:\n        pitcrew.dev/restartedAt: "2025-03-04T05:06:07.000Z"\n    spec:'));
+    expect(text).toBe(
+      CHECKOUT.replace(
+        "        app: checkout\n    spec:",
+        '        app: checkout\n      annotations:\n        pitcrew.dev/restartedAt: "2025-03-04T05:06:07.000Z"\n    spec:',
+      ),
+    );
     const deployment = docs(text)[1];
-    expect(deployment.spec.template.metadata).toEqual({ labels: { app: "checkout" }, annotations: { "pitcrew.dev/restartedAt": "2025-03-04T05:06:07.000Z" } });
+    expect(deployment.spec.template.metadata).toEqual({
+      labels: { app: "checkout" },
+      annotations: { "pitcrew.dev/restartedAt": "2025-03-04T05:06:07.000Z" },
+    });
     expect(deployment.spec.template.spec).toEqual(docs(CHECKOUT)[1].spec.template.spec);
     const [cm, , svc] = slices(text);
     expect(cm).toBe(slices(CHECKOUT)[0]);
     expect(svc).toBe(slices(CHECKOUT)[2]);
-    for (const comment of ["# The checkout Deployment (owned by team-payments)", "# keep at least 3 for zone spread", "# main container", "# bumped by CI", "# throttled at peak"]) expect(text).toContain(comment);
+    for (const comment of [
+      "# The checkout Deployment (owned by team-payments)",
+      "# keep at least 3 for zone spread",
+      "# main container",
+      "# bumped by CI",
+      "# throttled at peak",
+    ])
+      expect(text).toContain(comment);
     // The file's list style (items level with their key) is kept.
     expect(text).toContain("\n      containers:\n      - name: checkout");
     await expectUntouched(dir, ["apps/shop/checkout.yaml"]);
@@ -507,7 +578,10 @@ describe("restart", () => {
       apiVersion: "apps/v1",
       kind: "Deployment",
       metadata: { name: "payments" },
-      spec: { replicas: 4, template: { metadata: { annotations: { "pitcrew.dev/restartedAt": "2025-03-04T05:06:07.000Z" } } } },
+      spec: {
+        replicas: 4,
+        template: { metadata: { annotations: { "pitcrew.dev/restartedAt": "2025-03-04T05:06:07.000Z" } } },
+      },
     });
     expect(text).toContain("# prod sizing");
     expect(text).toContain("replicas: 4 # prod traffic");
@@ -518,7 +592,10 @@ describe("restart", () => {
     const dir = await makeRepo();
     await restart(dir, { namespace: "shop", deployment: "inventory" }, ctx);
     const text = await read(dir, "helm/inventory/values-shop.yaml");
-    expect(parse(text)).toEqual({ replicaCount: 3, podAnnotations: { "pitcrew.dev/restartedAt": "2025-03-04T05:06:07.000Z" } });
+    expect(parse(text)).toEqual({
+      replicaCount: 3,
+      podAnnotations: { "pitcrew.dev/restartedAt": "2025-03-04T05:06:07.000Z" },
+    });
     expect(text).toContain("# black friday");
     await expectUntouched(dir, ["helm/inventory/values-shop.yaml"]);
   });
@@ -533,11 +610,22 @@ describe("quota", () => {
     expect(change.files).toEqual([q]);
     const text = await read(dir, q);
     const [compute, objects] = docs(text);
-    expect(compute.spec.hard).toEqual({ "requests.cpu": "5", "limits.memory": "10Gi", pods: "13", "requests.storage": "125Gi" });
-    expect(JSON.parse(compute.metadata.annotations["pitcrew.dev/quota-baseline"])).toEqual({ "requests.cpu": "4", "limits.memory": "8Gi", pods: "10", "requests.storage": "100Gi" });
+    expect(compute.spec.hard).toEqual({
+      "requests.cpu": "5",
+      "limits.memory": "10Gi",
+      pods: "13",
+      "requests.storage": "125Gi",
+    });
+    expect(JSON.parse(compute.metadata.annotations["pitcrew.dev/quota-baseline"])).toEqual({
+      "requests.cpu": "4",
+      "limits.memory": "8Gi",
+      pods: "10",
+      "requests.storage": "100Gi",
+    });
     expect(objects).toEqual(docs(FILES[q]!)[1]);
     expect(slices(text)[1]).toBe(slices(FILES[q]!)[1]);
-    for (const comment of ["# Quotas for the shop namespace", "# 4 cores", "# per team budget"]) expect(text).toContain(comment);
+    for (const comment of ["# Quotas for the shop namespace", "# 4 cores", "# per team budget"])
+      expect(text).toContain(comment);
     await expectUntouched(dir, [q]);
   });
 
@@ -548,9 +636,21 @@ describe("quota", () => {
       await quota(dir, { namespace: "shop", resourcequota: "compute", factor: 1.25, max_factor: 2 }, ctx);
       seen.push(docs(await read(dir, q))[0].spec.hard);
     }
-    expect(seen.at(-1)).toEqual({ "requests.cpu": "8", "limits.memory": "16Gi", pods: "20", "requests.storage": "200Gi" });
-    expect(seen[1]).toEqual({ "requests.cpu": "6250m", "limits.memory": "12800Mi", pods: "17", "requests.storage": "160000Mi" });
-    await expect(quota(dir, { namespace: "shop", resourcequota: "compute", factor: 1.25, max_factor: 2 }, ctx)).rejects.toMatchObject({ code: "gitops.no_change" });
+    expect(seen.at(-1)).toEqual({
+      "requests.cpu": "8",
+      "limits.memory": "16Gi",
+      pods: "20",
+      "requests.storage": "200Gi",
+    });
+    expect(seen[1]).toEqual({
+      "requests.cpu": "6250m",
+      "limits.memory": "12800Mi",
+      pods: "17",
+      "requests.storage": "160000Mi",
+    });
+    await expect(
+      quota(dir, { namespace: "shop", resourcequota: "compute", factor: 1.25, max_factor: 2 }, ctx),
+    ).rejects.toMatchObject({ code: "gitops.no_change" });
   });
 
   it("raises one entry when asked, and counts as whole numbers", async () => {
@@ -564,24 +664,53 @@ describe("quota", () => {
 
   it("raises only the resource a KubeQuotaExceeded alert names with the shipped skill, and says so in the change summary", async () => {
     const dir = await makeRepo();
-    const skill = loadSkills(join(import.meta.dirname, "..", "..", "skills")).skills.find((s) => s.name === "quota-exceeded-raise")!;
+    const skill = loadSkills(join(import.meta.dirname, "..", "..", "skills")).skills.find(
+      (s) => s.name === "quota-exceeded-raise",
+    )!;
     const alert = fixture("quota-exceeded.json", "q").alerts[0];
     // The fixture's alert, pointed at this repository's quota.
     const labels = { ...alert.labels, namespace: "shop", resourcequota: "compute" };
-    const ctxOf = { incident: { id: "inc_q", alertname: labels.alertname, fingerprint: alert.fingerprint, namespace: "shop", service: null, severity: "warning", title: "quota" }, labels, annotations: alert.annotations };
+    const ctxOf = {
+      incident: {
+        id: "inc_q",
+        alertname: labels.alertname,
+        fingerprint: alert.fingerprint,
+        namespace: "shop",
+        service: null,
+        severity: "warning",
+        title: "quota",
+      },
+      labels,
+      annotations: alert.annotations,
+    };
     const params = renderParams(skill, ctxOf);
     expect(params).toMatchObject({ namespace: "shop", resourcequota: "compute", resource: "requests.cpu" });
     const change = await quota(dir, params, ctx);
     const [compute] = docs(await read(dir, q));
-    expect(compute.spec.hard).toEqual({ "requests.cpu": "5", "limits.memory": "8Gi", pods: "10", "requests.storage": "100Gi" });
-    expect(change.summary).toBe(`quota shop/compute: requests.cpu 4 → 5 in ${q}; only requests.cpu, the resource the alert names, was raised (limits.memory, pods, requests.storage unchanged)`);
+    expect(compute.spec.hard).toEqual({
+      "requests.cpu": "5",
+      "limits.memory": "8Gi",
+      pods: "10",
+      "requests.storage": "100Gi",
+    });
+    expect(change.summary).toBe(
+      `quota shop/compute: requests.cpu 4 → 5 in ${q}; only requests.cpu, the resource the alert names, was raised (limits.memory, pods, requests.storage unchanged)`,
+    );
   });
 
   it("asks which quota when a namespace has several, and reports a missing one", async () => {
     const dir = await makeRepo();
-    await expect(quota(dir, { namespace: "shop", factor: 1.5 }, ctx)).rejects.toMatchObject({ kind: "invalid", code: "gitops.quota_ambiguous" });
-    await expect(quota(dir, { namespace: "web", factor: 1.5 }, ctx)).rejects.toMatchObject({ kind: "not_found", code: "gitops.quota_not_found" });
-    await expect(quota(dir, { namespace: "shop", resourcequota: "compute", factor: 0.5 }, ctx)).rejects.toMatchObject({ kind: "invalid" });
+    await expect(quota(dir, { namespace: "shop", factor: 1.5 }, ctx)).rejects.toMatchObject({
+      kind: "invalid",
+      code: "gitops.quota_ambiguous",
+    });
+    await expect(quota(dir, { namespace: "web", factor: 1.5 }, ctx)).rejects.toMatchObject({
+      kind: "not_found",
+      code: "gitops.quota_not_found",
+    });
+    await expect(quota(dir, { namespace: "shop", resourcequota: "compute", factor: 0.5 }, ctx)).rejects.toMatchObject({
+      kind: "invalid",
+    });
     await expectUntouched(dir, []);
   });
 });
@@ -597,15 +726,22 @@ describe("patch", () => {
       { file: f, path: "spec.template.spec.containers[name=checkout].resources.limits.memory", multiply: 1.5 },
     ]);
     expect(change.files).toEqual([f]);
-    expect(change.details.ops).toMatchObject([{ doc: 1, from: "500m", to: "750m", changed: true }, { doc: 1, from: "512Mi", to: "768Mi" }]);
-    expect(await read(dir, f)).toBe(CHECKOUT.replace("cpu: 500m ", "cpu: 750m ").replace("memory: 512Mi", "memory: 768Mi"));
+    expect(change.details.ops).toMatchObject([
+      { doc: 1, from: "500m", to: "750m", changed: true },
+      { doc: 1, from: "512Mi", to: "768Mi" },
+    ]);
+    expect(await read(dir, f)).toBe(
+      CHECKOUT.replace("cpu: 500m ", "cpu: 750m ").replace("memory: 512Mi", "memory: 768Mi"),
+    );
   });
 
   it("stops at max and then reports nothing to change", async () => {
     const dir = await makeRepo();
     await applyPatch(dir, [{ file: f, path: cpu, multiply: 4, max: 1 }]);
     expect(docs(await read(dir, f))[1].spec.template.spec.containers[0].resources.limits.cpu).toBe("1000m");
-    await expect(applyPatch(dir, [{ file: f, path: cpu, multiply: 4, max: 1 }])).rejects.toMatchObject({ code: "gitops.no_change" });
+    await expect(applyPatch(dir, [{ file: f, path: cpu, multiply: 4, max: 1 }])).rejects.toMatchObject({
+      code: "gitops.no_change",
+    });
   });
 
   it("sets and appends, creating what is missing, and is idempotent", async () => {
@@ -620,7 +756,10 @@ describe("patch", () => {
     const [cm, deployment, svc] = docs(text);
     expect(deployment.spec.template.spec.containers[1].resources).toEqual({ requests: { memory: "128Mi" } });
     expect(deployment.spec.template.spec.containers[0].env).toEqual([{ name: "GOGC", value: "50" }]);
-    expect(deployment.spec.template.metadata).toEqual({ labels: { app: "checkout" }, annotations: { "pitcrew.dev/owner": "sre" } });
+    expect(deployment.spec.template.metadata).toEqual({
+      labels: { app: "checkout" },
+      annotations: { "pitcrew.dev/owner": "sre" },
+    });
     expect([cm, svc]).toEqual([docs(CHECKOUT)[0], docs(CHECKOUT)[2]]);
     expect(text).toContain("# bumped by CI");
     await expect(applyPatch(dir, ops)).rejects.toMatchObject({ code: "gitops.no_change" });
@@ -629,12 +768,25 @@ describe("patch", () => {
 
   it("refuses paths outside the repository, missing files and paths, and non-quantities", async () => {
     const dir = await makeRepo();
-    await expect(applyPatch(dir, [{ file: "../../etc/passwd", path: "a", set: 1 }])).rejects.toMatchObject({ kind: "invalid", code: "gitops.bad_path" });
-    await expect(applyPatch(dir, [{ file: ".git/config", path: "a", set: 1 }])).rejects.toMatchObject({ code: "gitops.bad_path" });
-    await expect(applyPatch(dir, [{ file: "apps/nope.yaml", path: "a", set: 1 }])).rejects.toMatchObject({ code: "gitops.file_not_found" });
-    await expect(applyPatch(dir, [{ file: f, path: "spec.template.spec.containers[name=api].resources.limits.cpu", multiply: 2 }])).rejects.toMatchObject({ code: "patch.path_not_found" });
-    await expect(applyPatch(dir, [{ file: f, path: "spec.template.spec.containers[name=checkout].image", multiply: 2 }])).rejects.toMatchObject({ code: "patch.not_a_quantity" });
-    await expect(applyPatch(dir, [{ file: f, path: "spec..replicas", set: 2 }])).rejects.toMatchObject({ code: "patch.bad_path" });
+    await expect(applyPatch(dir, [{ file: "../../etc/passwd", path: "a", set: 1 }])).rejects.toMatchObject({
+      kind: "invalid",
+      code: "gitops.bad_path",
+    });
+    await expect(applyPatch(dir, [{ file: ".git/config", path: "a", set: 1 }])).rejects.toMatchObject({
+      code: "gitops.bad_path",
+    });
+    await expect(applyPatch(dir, [{ file: "apps/nope.yaml", path: "a", set: 1 }])).rejects.toMatchObject({
+      code: "gitops.file_not_found",
+    });
+    await expect(
+      applyPatch(dir, [{ file: f, path: "spec.template.spec.containers[name=api].resources.limits.cpu", multiply: 2 }]),
+    ).rejects.toMatchObject({ code: "patch.path_not_found" });
+    await expect(
+      applyPatch(dir, [{ file: f, path: "spec.template.spec.containers[name=checkout].image", multiply: 2 }]),
+    ).rejects.toMatchObject({ code: "patch.not_a_quantity" });
+    await expect(applyPatch(dir, [{ file: f, path: "spec..replicas", set: 2 }])).rejects.toMatchObject({
+      code: "patch.bad_path",
+    });
     await expectUntouched(dir, []);
   });
 });

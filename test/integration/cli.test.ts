@@ -29,7 +29,8 @@ async function get(port: number, path: string): Promise<{ status: number; body: 
   return { status: res.status, body: await res.json().catch(() => undefined) };
 }
 
-const removeStreams = (prefix: string) => deleteStreams({ tasksStream: `${prefix.toUpperCase()}_TASKS`, eventsStream: `${prefix.toUpperCase()}_EVENTS` });
+const removeStreams = (prefix: string) =>
+  deleteStreams({ tasksStream: `${prefix.toUpperCase()}_TASKS`, eventsStream: `${prefix.toUpperCase()}_EVENTS` });
 
 describe("pitcrew serve (embedded defaults)", () => {
   it("serves /healthz, creates the SQLite file, and exits 0 on SIGINT", async () => {
@@ -59,7 +60,10 @@ describe("pitcrew serve (embedded defaults)", () => {
   });
 
   it("does not echo a secret-bearing setting back when it is bad", async () => {
-    const p = spawnPitcrew(["serve"], { DATABASE_URL: "postgres://admin:hunter2@db/x", DATA_DIR: join(tempDir(), "d") });
+    const p = spawnPitcrew(["serve"], {
+      DATABASE_URL: "postgres://admin:hunter2@db/x",
+      DATA_DIR: join(tempDir(), "d"),
+    });
     expect((await p.exited).code).toBe(1);
     expect(p.stderr()).toMatch(/DATABASE_URL/);
     expect(p.stderr()).not.toContain("hunter2");
@@ -88,7 +92,13 @@ describe.skipIf(!natsUp || !mysqlUp)("pitcrew serve (distributed)", () => {
     const port = await freePort();
     // Its own database: the server's outbox relay would otherwise publish other tests' rows.
     const db = await privateMysqlUrl();
-    const p = spawnPitcrew(["serve"], { PORT: String(port), DATABASE_URL: db.url, NATS_URL, NATS_PREFIX: prefix, DATA_DIR: tempDir() });
+    const p = spawnPitcrew(["serve"], {
+      PORT: String(port),
+      DATABASE_URL: db.url,
+      NATS_URL,
+      NATS_PREFIX: prefix,
+      DATA_DIR: tempDir(),
+    });
     try {
       await waitFor(async () => (await get(port, "/readyz")).status === 200, 30_000, 200);
       const nc = await connect({ servers: [NATS_URL] });
@@ -113,21 +123,47 @@ describe.skipIf(!natsUp || !mysqlUp)("pitcrew serve (distributed)", () => {
 describe.skipIf(!natsUp)("pitcrew runner (process)", () => {
   it("pulls a task from JetStream, reports it succeeded, heartbeats, and exits 0 on SIGTERM", async () => {
     const prefix = `t${randomBytes(4).toString("hex")}`;
-    const settings = { subjectPrefix: prefix, tasksStream: `${prefix.toUpperCase()}_TASKS`, eventsStream: `${prefix.toUpperCase()}_EVENTS` };
+    const settings = {
+      subjectPrefix: prefix,
+      tasksStream: `${prefix.toUpperCase()}_TASKS`,
+      eventsStream: `${prefix.toUpperCase()}_EVENTS`,
+    };
     const queue = createJetStreamQueue({ servers: [NATS_URL], name: "cli-test", settings, log: silentLogger });
     const events: any[] = [];
     const sub = queue.consumeEvents({ concurrency: 4 }, async (d) => {
       events.push(d.data);
       await d.ack();
     });
-    const p = spawnPitcrew(["runner"], { NATS_URL, NATS_PREFIX: prefix, RUNNER_ID: "cli-runner", RUNNER_POOL: "jobs", HEARTBEAT_INTERVAL: "500ms", DATA_DIR: tempDir() });
+    const p = spawnPitcrew(["runner"], {
+      NATS_URL,
+      NATS_PREFIX: prefix,
+      RUNNER_ID: "cli-runner",
+      RUNNER_POOL: "jobs",
+      HEARTBEAT_INTERVAL: "500ms",
+      DATA_DIR: tempDir(),
+    });
     try {
       await queue.ready();
-      await queue.publishTask("jobs", "tsk_cli1", { v: 1, taskId: "tsk_cli1", kind: "noop", pool: "jobs", incidentId: null, payload: { result: { done: true } }, createdAt: Date.now() });
-      const done = await waitFor(() => events.find((e: TaskEvent) => e.type === "task.succeeded" && e.taskId === "tsk_cli1"), 20_000, 100);
+      await queue.publishTask("jobs", "tsk_cli1", {
+        v: 1,
+        taskId: "tsk_cli1",
+        kind: "noop",
+        pool: "jobs",
+        incidentId: null,
+        payload: { result: { done: true } },
+        createdAt: Date.now(),
+      });
+      const done = await waitFor(
+        () => events.find((e: TaskEvent) => e.type === "task.succeeded" && e.taskId === "tsk_cli1"),
+        20_000,
+        100,
+      );
       expect(done.runnerId).toBe("cli-runner");
       expect(done.result).toEqual({ done: true });
-      await waitFor(() => events.find((e) => e.type === "runner.heartbeat" && e.runnerId === "cli-runner" && e.pool === "jobs"), 5000);
+      await waitFor(
+        () => events.find((e) => e.type === "runner.heartbeat" && e.runnerId === "cli-runner" && e.pool === "jobs"),
+        5000,
+      );
       p.child.kill("SIGTERM");
       expect(await p.exited).toEqual({ code: 0, signal: null });
     } finally {

@@ -26,7 +26,13 @@ afterAll(async () => {
 });
 
 const sessions = () => app.store.db.selectFrom("console_sessions").selectAll().execute();
-const systemEvents = () => app.store.db.selectFrom("events").selectAll().where("type", "in", ["system.paused", "system.resumed"]).orderBy("seq").execute();
+const systemEvents = () =>
+  app.store.db
+    .selectFrom("events")
+    .selectAll()
+    .where("type", "in", ["system.paused", "system.resumed"])
+    .orderBy("seq")
+    .execute();
 
 /** Signs in a fresh browser context; returns its page, session cookie value and CSRF token. */
 async function session(token: string) {
@@ -62,7 +68,10 @@ describe("signing in", () => {
     expect((await context.cookies()).find((c) => c.name === SESSION_COOKIE)).toBeUndefined();
 
     await page.getByLabel("Access token").fill(TOKENS.reader);
-    await Promise.all([page.waitForURL(/\/tasks\?state=failed$/), page.getByRole("button", { name: "Sign in" }).click()]);
+    await Promise.all([
+      page.waitForURL(/\/tasks\?state=failed$/),
+      page.getByRole("button", { name: "Sign in" }).click(),
+    ]);
     await expect.poll(() => page.locator(".who-name").textContent()).toBe("viewer");
     expect(await page.locator('nav a[aria-current="page"]').textContent()).toBe("Tasks");
 
@@ -83,7 +92,10 @@ describe("signing in", () => {
     await Promise.all([page.waitForURL(/\/login$/), page.getByRole("button", { name: "Sign out" }).click()]);
     expect((await sessions()).some((s) => s.id === sha256(cookie.value))).toBe(false);
 
-    const res = await fetch(`${app.url}/status`, { redirect: "manual", headers: { accept: "text/html", cookie: `${SESSION_COOKIE}=${cookie.value}` } });
+    const res = await fetch(`${app.url}/status`, {
+      redirect: "manual",
+      headers: { accept: "text/html", cookie: `${SESSION_COOKIE}=${cookie.value}` },
+    });
     expect(res.status).toBe(303);
     expect(res.headers.get("location")).toBe("/login?next=%2Fstatus");
     await context.close();
@@ -91,14 +103,20 @@ describe("signing in", () => {
 
   it("ends a token session when its token is no longer configured", async () => {
     const { context, cookie } = await session(TOKENS.approver);
-    const before = await fetch(`${app.url}/status`, { redirect: "manual", headers: { accept: "text/html", cookie: `${SESSION_COOKIE}=${cookie.value}` } });
+    const before = await fetch(`${app.url}/status`, {
+      redirect: "manual",
+      headers: { accept: "text/html", cookie: `${SESSION_COOKIE}=${cookie.value}` },
+    });
     expect(before.status).toBe(200);
     // The same name with another token: a configuration change that revokes the old one.
     const oncall = app.config.mcp.tokens.find((t) => t.name === "oncall")!;
     const old = oncall.token;
     oncall.token = "rotated-token-0123456789abcdef";
     try {
-      const after = await fetch(`${app.url}/status`, { redirect: "manual", headers: { accept: "text/html", cookie: `${SESSION_COOKIE}=${cookie.value}` } });
+      const after = await fetch(`${app.url}/status`, {
+        redirect: "manual",
+        headers: { accept: "text/html", cookie: `${SESSION_COOKIE}=${cookie.value}` },
+      });
       expect(after.status).toBe(303);
     } finally {
       oncall.token = old;
@@ -107,10 +125,15 @@ describe("signing in", () => {
   });
 
   it("reads pages with Authorization: Bearer and no cookie; a wrong bearer token gets 401", async () => {
-    const ok = await fetch(`${app.url}/status`, { headers: { authorization: `Bearer ${TOKENS.reader}`, accept: "text/html" } });
+    const ok = await fetch(`${app.url}/status`, {
+      headers: { authorization: `Bearer ${TOKENS.reader}`, accept: "text/html" },
+    });
     expect(ok.status).toBe(200);
     expect(await ok.text()).toContain("<h1>Status</h1>");
-    const bad = await fetch(`${app.url}/status`, { redirect: "manual", headers: { authorization: "Bearer wrong-token-0123456789", accept: "text/html" } });
+    const bad = await fetch(`${app.url}/status`, {
+      redirect: "manual",
+      headers: { authorization: "Bearer wrong-token-0123456789", accept: "text/html" },
+    });
     expect(bad.status).toBe(401);
     expect(bad.headers.get("www-authenticate")).toContain("invalid_token");
   });
@@ -124,8 +147,16 @@ describe("CSRF and same-site checks", () => {
 
     const none = await post("/status/pause", { reason: "forged" }, { ...jar, origin: app.url });
     const wrong = await post("/status/pause", { reason: "forged", _csrf: "x".repeat(43) }, { ...jar, origin: app.url });
-    const crossSite = await post("/status/pause", { reason: "forged", _csrf: csrf }, { ...jar, origin: "https://evil.example" });
-    const fetchMeta = await post("/status/pause", { reason: "forged", _csrf: csrf }, { ...jar, "sec-fetch-site": "cross-site" });
+    const crossSite = await post(
+      "/status/pause",
+      { reason: "forged", _csrf: csrf },
+      { ...jar, origin: "https://evil.example" },
+    );
+    const fetchMeta = await post(
+      "/status/pause",
+      { reason: "forged", _csrf: csrf },
+      { ...jar, "sec-fetch-site": "cross-site" },
+    );
     expect([none.status, wrong.status, crossSite.status, fetchMeta.status]).toEqual([403, 403, 403, 403]);
     expect(none.text).toContain("did not come from this console");
     expect(crossSite.text).toContain("another site");
@@ -145,12 +176,17 @@ describe("CSRF and same-site checks", () => {
     // localhost and 127.0.0.1 are different sites: the SameSite=Strict cookie stays home.
     const evil: Server = createServer((_req, res) => {
       res.setHeader("content-type", "text/html");
-      res.end(`<!doctype html><form method="post" action="${app.url}/status/pause"><input type="hidden" name="_csrf" value="${csrf}"><input type="hidden" name="reason" value="forged"><button>Win a prize</button></form>`);
+      res.end(
+        `<!doctype html><form method="post" action="${app.url}/status/pause"><input type="hidden" name="_csrf" value="${csrf}"><input type="hidden" name="reason" value="forged"><button>Win a prize</button></form>`,
+      );
     });
     await new Promise<void>((r) => evil.listen(0, "127.0.0.1", r));
     try {
       await page.goto(`http://localhost:${(evil.address() as { port: number }).port}/`);
-      const [response] = await Promise.all([page.waitForResponse((r) => r.url().endsWith("/status/pause")), page.getByRole("button", { name: "Win a prize" }).click()]);
+      const [response] = await Promise.all([
+        page.waitForResponse((r) => r.url().endsWith("/status/pause")),
+        page.getByRole("button", { name: "Win a prize" }).click(),
+      ]);
       expect(response.status()).toBeGreaterThanOrEqual(400);
       expect((await getPause(app.store.db)).paused).toBe(false);
     } finally {
@@ -168,7 +204,11 @@ describe("scopes on the Status page", () => {
     expect(await page.getByRole("button", { name: /pause automation/i }).count()).toBe(0);
     expect(await page.locator("form#pause-form").count()).toBe(0);
 
-    const forged = await post("/status/pause", { reason: "forged", _csrf: csrf }, { cookie: `${SESSION_COOKIE}=${cookie.value}`, origin: app.url });
+    const forged = await post(
+      "/status/pause",
+      { reason: "forged", _csrf: csrf },
+      { cookie: `${SESSION_COOKIE}=${cookie.value}`, origin: app.url },
+    );
     expect(forged.status).toBe(403);
     expect(forged.text).toContain("needs the &quot;admin&quot; scope");
     const bearer = await post("/status/pause", { reason: "forged" }, { authorization: `Bearer ${TOKENS.approver}` });
@@ -181,7 +221,20 @@ describe("scopes on the Status page", () => {
     const tag = newTag();
     const now = Date.now();
     const waiting = newIncidentRow(
-      { id: newId("inc", now), fingerprint: `console-${tag}`, dedupe_key: null, open_key: `console-${tag}`, title: "waited while paused", source: "test", severity: "warning", namespace: `ns-${tag}`, service: null, alertname: "Test", labels: {}, annotations: {} },
+      {
+        id: newId("inc", now),
+        fingerprint: `console-${tag}`,
+        dedupe_key: null,
+        open_key: `console-${tag}`,
+        title: "waited while paused",
+        source: "test",
+        severity: "warning",
+        namespace: `ns-${tag}`,
+        service: null,
+        alertname: "Test",
+        labels: {},
+        annotations: {},
+      },
       now,
     );
     await app.store.db.insertInto("incidents").values(waiting).execute();
@@ -192,13 +245,22 @@ describe("scopes on the Status page", () => {
     await Promise.all([page.waitForURL(/\/status$/), page.getByRole("button", { name: "Pause automation" }).click()]);
     await expect.poll(() => page.locator("#automation-state").textContent()).toContain("paused by console:ops");
     expect(await page.locator("#automation-state").textContent()).toContain("database migration <tonight>");
-    expect(await getPause(app.store.db)).toMatchObject({ paused: true, by: "console:ops", reason: "database migration <tonight>" });
+    expect(await getPause(app.store.db)).toMatchObject({
+      paused: true,
+      by: "console:ops",
+      reason: "database migration <tonight>",
+    });
 
     await Promise.all([page.waitForURL(/\/status$/), page.getByRole("button", { name: "Resume automation" }).click()]);
     await expect.poll(() => page.locator("#automation-state").textContent()).toContain("running");
     expect((await getPause(app.store.db)).paused).toBe(false);
     const [paused, resumed] = (await systemEvents()).slice(-2);
-    expect(paused).toMatchObject({ type: "system.paused", actor: "console:ops", channel: "console", reason: "database migration <tonight>" });
+    expect(paused).toMatchObject({
+      type: "system.paused",
+      actor: "console:ops",
+      channel: "console",
+      reason: "database migration <tonight>",
+    });
     expect(resumed).toMatchObject({ type: "system.resumed", actor: "console:ops", channel: "console" });
     const analysis = await app.store.db.selectFrom("tasks").selectAll().where("incident_id", "=", waiting.id).execute();
     expect(analysis.map((t) => [t.kind, t.created_by])).toEqual([["incident.analyze", "console:ops"]]);
@@ -223,19 +285,31 @@ describe("sessions on MySQL", () => {
       expect(login.status).toBe(303);
       expect(login.headers.get("location")).toBe("/fleet");
       const value = new RegExp(`${SESSION_COOKIE}=([^;]+)`).exec(login.headers.get("set-cookie") ?? "")![1]!;
-      const row = await store.db.selectFrom("console_sessions").selectAll().where("id", "=", sha256(value)).executeTakeFirstOrThrow();
+      const row = await store.db
+        .selectFrom("console_sessions")
+        .selectAll()
+        .where("id", "=", sha256(value))
+        .executeTakeFirstOrThrow();
       expect(row).toMatchObject({ subject: "oncall", scopes: "approve", method: "token" });
 
-      const page = await fetch(`${other.url}/fleet`, { headers: { accept: "text/html", cookie: `${SESSION_COOKIE}=${value}` } });
+      const page = await fetch(`${other.url}/fleet`, {
+        headers: { accept: "text/html", cookie: `${SESSION_COOKIE}=${value}` },
+      });
       expect(page.status).toBe(200);
       const logout = await fetch(`${other.url}/logout`, {
         method: "POST",
         redirect: "manual",
-        headers: { "content-type": "application/x-www-form-urlencoded", origin: other.url, cookie: `${SESSION_COOKIE}=${value}` },
+        headers: {
+          "content-type": "application/x-www-form-urlencoded",
+          origin: other.url,
+          cookie: `${SESSION_COOKIE}=${value}`,
+        },
         body: new URLSearchParams({ _csrf: row.csrf }),
       });
       expect(logout.status).toBe(303);
-      expect(await store.db.selectFrom("console_sessions").selectAll().where("id", "=", sha256(value)).execute()).toEqual([]);
+      expect(
+        await store.db.selectFrom("console_sessions").selectAll().where("id", "=", sha256(value)).execute(),
+      ).toEqual([]);
     } finally {
       await other.close();
       await store.close();

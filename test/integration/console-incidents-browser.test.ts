@@ -3,7 +3,15 @@ import type { Browser, Page } from "playwright-core";
 import { appendEvent } from "../../src/events/repo.ts";
 import { newIncidentRow } from "../../src/incidents/repo.ts";
 import { newId } from "../../src/shared/ids.ts";
-import { launchBrowser, newPage, screenshot, signIn, startConsoleApp, TOKENS, type ConsoleApp } from "../helpers/browser.ts";
+import {
+  launchBrowser,
+  newPage,
+  screenshot,
+  signIn,
+  startConsoleApp,
+  TOKENS,
+  type ConsoleApp,
+} from "../helpers/browser.ts";
 import { fixHarness, scaleSkill, uid, type FixHarness } from "../helpers/fixes.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
 
@@ -15,7 +23,18 @@ import { storeFactories, type TestStore } from "../helpers/store.ts";
 
 const skill = scaleSkill();
 // A fix whose change carries markup: the diff line must stay text.
-const markupSkill = scaleSkill({ name: "annotate-app", action: { patch: [{ file: "apps/{{labels.app}}.yaml", path: "metadata.annotations.note", set: `<script>window.pwned = "diff"</script>` }] } });
+const markupSkill = scaleSkill({
+  name: "annotate-app",
+  action: {
+    patch: [
+      {
+        file: "apps/{{labels.app}}.yaml",
+        path: "metadata.annotations.note",
+        set: `<script>window.pwned = "diff"</script>`,
+      },
+    ],
+  },
+});
 
 let store: TestStore;
 let h: FixHarness;
@@ -25,7 +44,11 @@ let browser: Browser;
 beforeAll(async () => {
   store = await (await storeFactories()).find((f) => f.name === "sqlite")!.make();
   h = await fixHarness(store, [skill, markupSkill]);
-  app = await startConsoleApp({ store, deps: { gitHost: h.host, approvals: h.approvals, now: () => h.clock.now, skills: () => [skill, markupSkill] }, liveIntervalMs: 100 });
+  app = await startConsoleApp({
+    store,
+    deps: { gitHost: h.host, approvals: h.approvals, now: () => h.clock.now, skills: () => [skill, markupSkill] },
+    liveIntervalMs: 100,
+  });
   browser = await launchBrowser();
 });
 afterAll(async () => {
@@ -45,43 +68,117 @@ async function proposed(app_ = uid(), s = skill) {
 }
 
 /** An incident row as the intake would leave it, with a plan and a timeline entry (for the list). */
-async function incident(over: { title: string; state: string; severity?: string; namespace?: string; service?: string; skill?: string; labels?: Record<string, string>; annotations?: Record<string, string>; at?: number }) {
+async function incident(over: {
+  title: string;
+  state: string;
+  severity?: string;
+  namespace?: string;
+  service?: string;
+  skill?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  at?: number;
+}) {
   const t = over.at ?? (h.clock.now += 60_000);
-  const row = newIncidentRow({
-    id: newId("inc", t), fingerprint: `fp-${uid()}`, dedupe_key: null, open_key: null, title: over.title, source: "alertmanager",
-    severity: over.severity ?? "warning", namespace: over.namespace ?? "shop", service: over.service ?? null, alertname: "KubePodCrashLooping", labels: over.labels ?? {}, annotations: over.annotations ?? {},
-  }, t);
-  const plan = over.skill ? JSON.stringify({ skill: over.skill, rationale: "rules", confidence: 1, planner: "rules" }) : null;
-  await store.db.insertInto("incidents").values({ ...row, state: over.state, plan }).execute();
-  await appendEvent(store.db, store.dialect, { type: "incident.detected", incidentId: row.id, actor: "alertmanager", channel: "alertmanager", reason: "fired", data: {}, occurredAt: t }, t);
+  const row = newIncidentRow(
+    {
+      id: newId("inc", t),
+      fingerprint: `fp-${uid()}`,
+      dedupe_key: null,
+      open_key: null,
+      title: over.title,
+      source: "alertmanager",
+      severity: over.severity ?? "warning",
+      namespace: over.namespace ?? "shop",
+      service: over.service ?? null,
+      alertname: "KubePodCrashLooping",
+      labels: over.labels ?? {},
+      annotations: over.annotations ?? {},
+    },
+    t,
+  );
+  const plan = over.skill
+    ? JSON.stringify({ skill: over.skill, rationale: "rules", confidence: 1, planner: "rules" })
+    : null;
+  await store.db
+    .insertInto("incidents")
+    .values({ ...row, state: over.state, plan })
+    .execute();
+  await appendEvent(
+    store.db,
+    store.dialect,
+    {
+      type: "incident.detected",
+      incidentId: row.id,
+      actor: "alertmanager",
+      channel: "alertmanager",
+      reason: "fired",
+      data: {},
+      occurredAt: t,
+    },
+    t,
+  );
   return row.id;
 }
 
 /** What the planner and AlertManager would have said about the checkout incident (for the README's picture). */
 async function describeCheckout(id: string) {
   const at = h.clock.now - 4 * 60_000;
-  await store.db.updateTable("incidents").set({
-    source: "alertmanager",
-    opened_at: at,
-    severity: "warning",
-    labels: JSON.stringify({ alertname: "AppSlow", app: "checkout", namespace: "shop", severity: "warning" }),
-    annotations: JSON.stringify({ summary: "checkout p99 latency is 2.4 s (SLO 800 ms)", runbook_url: "https://runbooks.example.com/app-slow" }),
-    plan: JSON.stringify({
-      skill: "scale-app", params: {}, risk: "medium", approval: "before_merge", planner: "claude", confidence: 0.86,
-      rationale: "CPU throttling on both checkout pods since 09:02 while request rate doubled; no deploy in the last 6 h, so scaling out is safer than a rollback.",
-    }),
-    llm_calls: 1, llm_input_tokens: 3412, llm_output_tokens: 187,
-  }).where("id", "=", id).execute();
-  await store.db.insertInto("alerts").values({
-    id: newId("alr", at), incident_id: id, fingerprint: "9f2c1e7a", status: "firing", alertname: "AppSlow",
-    labels: JSON.stringify({ alertname: "AppSlow", app: "checkout", namespace: "shop", severity: "warning" }),
-    annotations: JSON.stringify({ summary: "checkout p99 latency is 2.4 s (SLO 800 ms)" }),
-    starts_at: at, ends_at: null, generator_url: "https://prometheus.example.com/graph?g0.expr=checkout", receiver: "pitcrew", group_key: null, received_at: at, dedupe: null, repeat_count: 2, last_received_at: null,
-  }).execute();
+  await store.db
+    .updateTable("incidents")
+    .set({
+      source: "alertmanager",
+      opened_at: at,
+      severity: "warning",
+      labels: JSON.stringify({ alertname: "AppSlow", app: "checkout", namespace: "shop", severity: "warning" }),
+      annotations: JSON.stringify({
+        summary: "checkout p99 latency is 2.4 s (SLO 800 ms)",
+        runbook_url: "https://runbooks.example.com/app-slow",
+      }),
+      plan: JSON.stringify({
+        skill: "scale-app",
+        params: {},
+        risk: "medium",
+        approval: "before_merge",
+        planner: "claude",
+        confidence: 0.86,
+        rationale:
+          "CPU throttling on both checkout pods since 09:02 while request rate doubled; no deploy in the last 6 h, so scaling out is safer than a rollback.",
+      }),
+      llm_calls: 1,
+      llm_input_tokens: 3412,
+      llm_output_tokens: 187,
+    })
+    .where("id", "=", id)
+    .execute();
+  await store.db
+    .insertInto("alerts")
+    .values({
+      id: newId("alr", at),
+      incident_id: id,
+      fingerprint: "9f2c1e7a",
+      status: "firing",
+      alertname: "AppSlow",
+      labels: JSON.stringify({ alertname: "AppSlow", app: "checkout", namespace: "shop", severity: "warning" }),
+      annotations: JSON.stringify({ summary: "checkout p99 latency is 2.4 s (SLO 800 ms)" }),
+      starts_at: at,
+      ends_at: null,
+      generator_url: "https://prometheus.example.com/graph?g0.expr=checkout",
+      receiver: "pitcrew",
+      group_key: null,
+      received_at: at,
+      dedupe: null,
+      repeat_count: 2,
+      last_received_at: null,
+    })
+    .execute();
 }
 
 // Page scripts as strings: the project's TypeScript has no DOM types.
-const liveConnected = (page: Page) => expect.poll(() => page.evaluate(`document.body.getAttribute("data-live-connected")`), { timeout: 10_000 }).toBe("true");
+const liveConnected = (page: Page) =>
+  expect
+    .poll(() => page.evaluate(`document.body.getAttribute("data-live-connected")`), { timeout: 10_000 })
+    .toBe("true");
 /** Marks the document, so a later check tells whether the page was reloaded (the mark would be gone). */
 const markLoaded = (page: Page) => page.evaluate(`window.loadedOnce = 1`);
 const stillLoaded = (page: Page) => page.evaluate(`window.loadedOnce`);
@@ -89,8 +186,22 @@ const stillLoaded = (page: Page) => page.evaluate(`window.loadedOnce`);
 describe("incidents and approvals in the browser", () => {
   it("signs in, goes from the list to an incident and its diff, approves: the merge happens and an open page follows the timeline live", async () => {
     // A few incidents the way an on-call engineer would find them (and the README's pictures show).
-    await incident({ title: "payments: pods crash-looping after deploy", state: "resolved", severity: "critical", namespace: "payments", service: "payments-api", skill: "crashloop-after-deploy" });
-    await incident({ title: "search: ResourceQuota for CPU nearly used up", state: "escalated", severity: "warning", namespace: "search", service: "indexer", skill: "quota-raise" });
+    await incident({
+      title: "payments: pods crash-looping after deploy",
+      state: "resolved",
+      severity: "critical",
+      namespace: "payments",
+      service: "payments-api",
+      skill: "crashloop-after-deploy",
+    });
+    await incident({
+      title: "search: ResourceQuota for CPU nearly used up",
+      state: "escalated",
+      severity: "warning",
+      namespace: "search",
+      service: "indexer",
+      skill: "quota-raise",
+    });
     const p = await proposed("checkout");
     await describeCheckout(p.id);
 
@@ -104,10 +215,15 @@ describe("incidents and approvals in the browser", () => {
     await signIn(page, app, TOKENS.approver, "/");
     expect(new URL(page.url()).pathname).toBe("/incidents");
     const row = page.getByRole("row").filter({ hasText: "checkout is slow" });
-    await expect.poll(() => row.textContent()).toMatch(/proposed[\s\S]*warning[\s\S]*shop \/ checkout[\s\S]*scale-app[\s\S]*#\d+ awaiting approval/);
+    await expect
+      .poll(() => row.textContent())
+      .toMatch(/proposed[\s\S]*warning[\s\S]*shop \/ checkout[\s\S]*scale-app[\s\S]*#\d+ awaiting approval/);
     await screenshot(page, "incidents");
 
-    await Promise.all([page.waitForURL(`**/incidents/${p.id}`), row.getByRole("link", { name: "checkout is slow" }).click()]);
+    await Promise.all([
+      page.waitForURL(`**/incidents/${p.id}`),
+      row.getByRole("link", { name: "checkout is slow" }).click(),
+    ]);
     expect(await page.getByRole("heading", { level: 1 }).textContent()).toBe("checkout is slow");
     const diff = page.getByRole("region", { name: "apps/checkout.yaml" });
     expect(await diff.locator("del").allTextContents()).toEqual(["-  replicas: 2"]);
@@ -115,18 +231,30 @@ describe("incidents and approvals in the browser", () => {
     await screenshot(page, "incident");
 
     await page.getByLabel("Note (optional)").fill("one-line bump, matches the runbook");
-    await Promise.all([page.waitForURL(`**/incidents/${p.id}`), page.getByRole("button", { name: `Approve and merge #${p.approval.pr_number}` }).click()]);
-    await expect.poll(() => page.locator("#approvals").textContent()).toMatch(/approved by oncall via console[\s\S]*one-line bump, matches the runbook/);
+    await Promise.all([
+      page.waitForURL(`**/incidents/${p.id}`),
+      page.getByRole("button", { name: `Approve and merge #${p.approval.pr_number}` }).click(),
+    ]);
+    await expect
+      .poll(() => page.locator("#approvals").textContent())
+      .toMatch(/approved by oncall via console[\s\S]*one-line bump, matches the runbook/);
     expect(await page.getByRole("button", { name: /Approve and merge/ }).count()).toBe(0);
 
     // The merge really happened in the GitOps repository, naming the person and the channel.
     expect(h.show("main", "apps/checkout.yaml")).toContain("replicas: 3");
     expect(h.git("log", "-1", "--format=%B", "main")).toMatch(/Approved-by: oncall\nApproved-via: console/);
-    expect((await h.approvalsOf(p.id))[0]).toMatchObject({ state: "approved", decided_by: "oncall", channel: "console", reason: "one-line bump, matches the runbook" });
+    expect((await h.approvalsOf(p.id))[0]).toMatchObject({
+      state: "approved",
+      decided_by: "oncall",
+      channel: "console",
+      reason: "one-line bump, matches the runbook",
+    });
 
     // The reader's page, never reloaded, shows the decision, the merge and the new state.
     const timeline = viewer.page.locator("#timeline");
-    await expect.poll(() => timeline.textContent(), { timeout: 15_000 }).toMatch(/approval\.approved by console:oncall via console: one-line bump, matches the runbook/);
+    await expect
+      .poll(() => timeline.textContent(), { timeout: 15_000 })
+      .toMatch(/approval\.approved by console:oncall via console: one-line bump, matches the runbook/);
     await expect.poll(() => timeline.textContent(), { timeout: 15_000 }).toContain("pr.merged");
     await expect.poll(() => viewer.page.locator("#live-facts").textContent()).toContain("verifying");
     await expect.poll(() => viewer.page.locator("#change").textContent()).toContain("merged");
@@ -145,9 +273,18 @@ describe("incidents and approvals in the browser", () => {
 
     await page.getByLabel("Reason for rejecting").fill("scaling hides the leak; roll back instead");
     await Promise.all([page.waitForURL(`**/incidents/${p.id}`), page.getByRole("button", { name: "Reject" }).click()]);
-    await expect.poll(() => page.locator("#approvals").textContent()).toMatch(/rejected by oncall via console[\s\S]*scaling hides the leak; roll back instead/);
-    expect(await page.locator("#timeline").textContent()).toMatch(/approval\.rejected by console:oncall via console: scaling hides the leak; roll back instead/);
-    expect((await h.approvalsOf(p.id))[0]).toMatchObject({ state: "rejected", decided_by: "oncall", channel: "console", reason: "scaling hides the leak; roll back instead" });
+    await expect
+      .poll(() => page.locator("#approvals").textContent())
+      .toMatch(/rejected by oncall via console[\s\S]*scaling hides the leak; roll back instead/);
+    expect(await page.locator("#timeline").textContent()).toMatch(
+      /approval\.rejected by console:oncall via console: scaling hides the leak; roll back instead/,
+    );
+    expect((await h.approvalsOf(p.id))[0]).toMatchObject({
+      state: "rejected",
+      decided_by: "oncall",
+      channel: "console",
+      reason: "scaling hides the leak; roll back instead",
+    });
     expect(h.pullRecord(p.approval.pr_number!).state).toBe("closed");
     expect(h.show("main", p.file)).toContain("replicas: 2");
     await context.close();
@@ -188,7 +325,12 @@ describe("incidents and approvals in the browser", () => {
 
   it("shows markup in annotations, labels, the title and a diff line as text, and runs none of it", async () => {
     const evil = `<script>window.pwned = "alert"</script><img src=x onerror="window.pwned = 'img'">`;
-    const id = await incident({ title: `Checkout ${evil}`, state: "escalated", labels: { team: evil }, annotations: { description: `Look: ${evil}` } });
+    const id = await incident({
+      title: `Checkout ${evil}`,
+      state: "escalated",
+      labels: { team: evil },
+      annotations: { description: `Look: ${evil}` },
+    });
     const withDiff = await proposed(uid(), markupSkill);
     const { page, context } = await newPage(browser);
     await signIn(page, app, TOKENS.reader, `/incidents/${id}`);
@@ -202,7 +344,9 @@ describe("incidents and approvals in the browser", () => {
     await ranNothing();
 
     await page.goto(`${app.url}/incidents/${withDiff.id}`);
-    expect(await page.locator("#change ins").allTextContents()).toContain(`+    note: <script>window.pwned = "diff"</script>`);
+    expect(await page.locator("#change ins").allTextContents()).toContain(
+      `+    note: <script>window.pwned = "diff"</script>`,
+    );
     await ranNothing();
     await page.goto(`${app.url}/incidents`);
     expect(await page.getByRole("link", { name: `Checkout ${evil}` }).count()).toBe(1);
@@ -214,7 +358,13 @@ describe("incidents and approvals in the browser", () => {
     const ns = `team-${uid()}`;
     const base = h.clock.now;
     for (let i = 0; i < 53; i++) {
-      await incident({ title: i % 2 ? `api latency ${i}` : `disk pressure ${i}`, state: i % 3 ? "escalated" : "resolved", severity: i % 4 ? "warning" : "critical", namespace: ns, at: base + i * 1000 });
+      await incident({
+        title: i % 2 ? `api latency ${i}` : `disk pressure ${i}`,
+        state: i % 3 ? "escalated" : "resolved",
+        severity: i % 4 ? "warning" : "critical",
+        namespace: ns,
+        at: base + i * 1000,
+      });
     }
     h.clock.now = base + 60_000;
     const { page, context } = await newPage(browser);
@@ -226,7 +376,11 @@ describe("incidents and approvals in the browser", () => {
     expect(await rows.count()).toBe(50);
     expect(await rows.first().textContent()).toContain("disk pressure 52");
     await Promise.all([page.waitForURL(/cursor=/), page.getByRole("link", { name: "Older incidents" }).click()]);
-    expect(await rows.allTextContents()).toEqual([expect.stringContaining("disk pressure 2"), expect.stringContaining("api latency 1"), expect.stringContaining("disk pressure 0")]);
+    expect(await rows.allTextContents()).toEqual([
+      expect.stringContaining("disk pressure 2"),
+      expect.stringContaining("api latency 1"),
+      expect.stringContaining("disk pressure 0"),
+    ]);
     expect(await filters.getByLabel("Namespace").inputValue()).toBe(ns);
 
     await filters.getByLabel("State").selectOption("resolved");
@@ -234,7 +388,9 @@ describe("incidents and approvals in the browser", () => {
     await filters.getByLabel("Text").fill("DISK");
     await Promise.all([page.waitForURL(/q=DISK/), filters.getByRole("button", { name: "Filter" }).click()]);
     // i % 3 == 0 (resolved), i % 4 == 0 (critical), even (disk): 0, 12, 24, 36, 48.
-    expect(await rows.allTextContents()).toEqual([48, 36, 24, 12, 0].map((i) => expect.stringContaining(`disk pressure ${i}`)));
+    expect(await rows.allTextContents()).toEqual(
+      [48, 36, 24, 12, 0].map((i) => expect.stringContaining(`disk pressure ${i}`)),
+    );
     expect(new URL(page.url()).searchParams.get("cursor")).toBeNull();
 
     // A new incident that matches appears without a reload.
@@ -252,8 +408,13 @@ describe("incidents and approvals in the browser", () => {
     const { page, context } = await newPage(browser);
     await signIn(page, app, TOKENS.approver, "/approvals");
     const item = page.locator("li.approval").filter({ hasText: `${p.app} is slow` });
-    expect(await item.textContent()).toMatch(/expires in 24 h 0 min[\s\S]*1 file changed, 1 line added, 1 line removed/);
-    await Promise.all([page.waitForURL(`**/incidents/${p.id}#approvals`), item.getByRole("link", { name: "Review the change and decide" }).click()]);
+    expect(await item.textContent()).toMatch(
+      /expires in 24 h 0 min[\s\S]*1 file changed, 1 line added, 1 line removed/,
+    );
+    await Promise.all([
+      page.waitForURL(`**/incidents/${p.id}#approvals`),
+      item.getByRole("link", { name: "Review the change and decide" }).click(),
+    ]);
     expect(await page.getByRole("button", { name: `Approve and merge #${p.approval.pr_number}` }).count()).toBe(1);
     await context.close();
   });

@@ -4,7 +4,15 @@ import { silentLogger } from "../../src/shared/logger.ts";
 import { newId } from "../../src/shared/ids.ts";
 import { createLiveHub, type LiveMessage } from "../../src/console/live.ts";
 import type { Executor } from "../../runner/executors/types.ts";
-import { launchBrowser, newPage, screenshot, signIn, startConsoleApp, TOKENS, type ConsoleApp } from "../helpers/browser.ts";
+import {
+  launchBrowser,
+  newPage,
+  screenshot,
+  signIn,
+  startConsoleApp,
+  TOKENS,
+  type ConsoleApp,
+} from "../helpers/browser.ts";
 import { startControlPlane, startRunner } from "../helpers/control-plane.ts";
 import { storeFactories } from "../helpers/store.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -45,20 +53,29 @@ describe("a task page in the browser", () => {
   it("shows progress, log lines (as text) and the final state as the runner reports them, without reloading", async () => {
     const { page, context } = await newPage(browser);
     await signIn(page, app, TOKENS.reader);
-    const { task } = await app.deps.tasks.create({ kind: "gated", payload: { note: "<script>alert(1)</script>" }, createdBy: "test", channel: "test" });
+    const { task } = await app.deps.tasks.create({
+      kind: "gated",
+      payload: { note: "<script>alert(1)</script>" },
+      createdBy: "test",
+      channel: "test",
+    });
     cp.relay.kick();
 
     await page.goto(`${app.url}/tasks/${task.id}`);
     await page.evaluate("window.loadedOnce = 1");
     await page.locator('body[data-live-connected="true"]').waitFor();
 
-    await expect.poll(() => page.locator("#task-progress").textContent(), { timeout: 15_000 }).toContain("cloning <b>gitops</b> repository");
+    await expect
+      .poll(() => page.locator("#task-progress").textContent(), { timeout: 15_000 })
+      .toContain("cloning <b>gitops</b> repository");
     expect(await page.locator("#task-progress progress").getAttribute("value")).toBe("40");
     expect(await page.locator("#task-state").textContent()).toContain("running");
 
     release();
     await expect.poll(() => page.locator("#task-state").textContent(), { timeout: 15_000 }).toContain("succeeded");
-    expect(await page.locator("#task-log").textContent()).toContain(`<img src=x onerror="document.title='owned'"> patched deployment.yaml`);
+    expect(await page.locator("#task-log").textContent()).toContain(
+      `<img src=x onerror="document.title='owned'"> patched deployment.yaml`,
+    );
     expect(await page.locator("#task-log img").count()).toBe(0);
     expect(await page.title()).not.toBe("owned");
     // The payload's markup is text too.
@@ -86,12 +103,27 @@ describe("the /live poller", () => {
     const store = await factory.make({ own: true });
     const hub = createLiveHub({ store, log: silentLogger, intervalMs: 30 });
     const got: LiveMessage[] = [];
-    const unsubscribe = hub.subscribe((m) => got.push(m), () => {});
+    const unsubscribe = hub.subscribe(
+      (m) => got.push(m),
+      () => {},
+    );
     try {
       const insert = (seq: number, taskId: string) =>
         store.db
           .insertInto("events")
-          .values({ seq, id: newId("evt"), type: "task.progress", task_id: taskId, incident_id: null, actor: "test", channel: "test", reason: null, data: "{}", occurred_at: Date.now(), recorded_at: Date.now() })
+          .values({
+            seq,
+            id: newId("evt"),
+            type: "task.progress",
+            task_id: taskId,
+            incident_id: null,
+            actor: "test",
+            channel: "test",
+            reason: null,
+            data: "{}",
+            occurred_at: Date.now(),
+            recorded_at: Date.now(),
+          })
           .execute();
       // The tail starts from the newest seq when the first page subscribes (its first poll).
       await new Promise((r) => setTimeout(r, 200));
@@ -102,7 +134,9 @@ describe("the /live poller", () => {
       await waitFor(() => got.some((m) => m.topics.includes("task:tsk_later")));
       await insert(1001, "tsk_late");
       await waitFor(() => got.some((m) => m.topics.includes("task:tsk_late")));
-      expect(got.flatMap((m) => m.topics)).toEqual(expect.arrayContaining(["tasks", "task:tsk_first", "task:tsk_later", "task:tsk_late"]));
+      expect(got.flatMap((m) => m.topics)).toEqual(
+        expect.arrayContaining(["tasks", "task:tsk_first", "task:tsk_later", "task:tsk_late"]),
+      );
     } finally {
       unsubscribe();
       hub.close();
@@ -118,7 +152,9 @@ describe("the /live stream", () => {
     expect(anonymous.status).toBe(401);
     await anonymous.body?.cancel();
 
-    const res = await fetch(`${app.url}/live`, { headers: { accept: "text/event-stream", authorization: `Bearer ${TOKENS.reader}` } });
+    const res = await fetch(`${app.url}/live`, {
+      headers: { accept: "text/event-stream", authorization: `Bearer ${TOKENS.reader}` },
+    });
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toContain("text/event-stream");
     expect(res.headers.get("content-security-policy")).toContain("default-src 'none'");

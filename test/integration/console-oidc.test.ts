@@ -17,7 +17,12 @@ let app: ConsoleApp;
 let browser: Browser;
 
 beforeAll(async () => {
-  provider = await startOidcProvider({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, accessAudience: AUDIENCE, scopeClaim: "pitcrew_scopes" });
+  provider = await startOidcProvider({
+    clientId: CLIENT_ID,
+    clientSecret: CLIENT_SECRET,
+    accessAudience: AUDIENCE,
+    scopeClaim: "pitcrew_scopes",
+  });
   app = await startConsoleApp({
     env: {
       MCP_OIDC_ISSUER: provider.issuer,
@@ -35,7 +40,8 @@ afterAll(async () => {
   await provider?.close();
 });
 
-const sessionOf = (value: string) => app.store.db.selectFrom("console_sessions").selectAll().where("id", "=", sha256(value)).executeTakeFirst();
+const sessionOf = (value: string) =>
+  app.store.db.selectFrom("console_sessions").selectAll().where("id", "=", sha256(value)).executeTakeFirst();
 
 /** Starts a sign-in as a browser would and stops at the provider's redirect back: the callback URL and the binding cookie. */
 async function startSignIn(): Promise<{ callback: string; cookie: string }> {
@@ -48,11 +54,18 @@ async function startSignIn(): Promise<{ callback: string; cookie: string }> {
 }
 
 const callback = (url: string, cookie?: string) =>
-  fetch(url, { redirect: "manual", headers: { accept: "text/html", ...(cookie ? { cookie: `${LOGIN_COOKIE}=${cookie}` } : {}) } });
+  fetch(url, {
+    redirect: "manual",
+    headers: { accept: "text/html", ...(cookie ? { cookie: `${LOGIN_COOKIE}=${cookie}` } : {}) },
+  });
 
 describe("sign-in with SSO", () => {
   it("signs in through the provider with PKCE and a client secret, as the person the ID token names, with the scopes of the claim", async () => {
-    provider.setUser({ sub: "u-100", email: "alice@example.com", scope: ["pitcrew:read", "pitcrew:approve", "unrelated"] });
+    provider.setUser({
+      sub: "u-100",
+      email: "alice@example.com",
+      scope: ["pitcrew:read", "pitcrew:approve", "unrelated"],
+    });
     const { context, page } = await newPage(browser);
     await page.goto(`${app.url}/fleet`);
     expect(new URL(page.url()).pathname).toBe("/login");
@@ -63,7 +76,12 @@ describe("sign-in with SSO", () => {
     expect(provider.refusals).toEqual([]);
 
     const cookie = (await context.cookies()).find((c) => c.name === SESSION_COOKIE)!;
-    expect(await sessionOf(cookie.value)).toMatchObject({ subject: "alice@example.com", method: "oidc", via: "oidc:u-100", scopes: "approve read" });
+    expect(await sessionOf(cookie.value)).toMatchObject({
+      subject: "alice@example.com",
+      method: "oidc",
+      via: "oidc:u-100",
+      scopes: "approve read",
+    });
     // The sign-in under way was used once and is gone.
     expect(await app.store.db.selectFrom("console_logins").selectAll().execute()).toEqual([]);
 

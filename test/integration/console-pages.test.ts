@@ -5,7 +5,15 @@ import { newIncidentRow } from "../../src/incidents/repo.ts";
 import { appendEvent } from "../../src/events/repo.ts";
 import { newId } from "../../src/shared/ids.ts";
 import { CSP } from "../../src/console/security.ts";
-import { launchBrowser, newPage, screenshot, signIn, startConsoleApp, TOKENS, type ConsoleApp } from "../helpers/browser.ts";
+import {
+  launchBrowser,
+  newPage,
+  screenshot,
+  signIn,
+  startConsoleApp,
+  TOKENS,
+  type ConsoleApp,
+} from "../helpers/browser.ts";
 import { newTag } from "../helpers/alerts.ts";
 
 // The Fleet, Skills, Status and Tasks pages as a browser shows them: their content from the same
@@ -17,7 +25,9 @@ let browser: Browser;
 const tag = newTag();
 
 beforeAll(async () => {
-  app = await startConsoleApp({ env: { AUTO_APPROVE_MAX_RISK: "low", GITOPS_REPO: "/srv/gitops/platform.git", HEARTBEAT_INTERVAL: "5s" } });
+  app = await startConsoleApp({
+    env: { AUTO_APPROVE_MAX_RISK: "low", GITOPS_REPO: "/srv/gitops/platform.git", HEARTBEAT_INTERVAL: "5s" },
+  });
   browser = await launchBrowser();
 });
 afterAll(async () => {
@@ -38,7 +48,19 @@ describe("console pages", () => {
   it("Fleet lists runners with their pool, running tasks and which are stale", async () => {
     const now = Date.now();
     const beat = (id: string, at: number, running: string[]) =>
-      recordHeartbeat(app.store.db, app.store.dialect, { type: "runner.heartbeat", id: newId("evt"), runnerId: id, host: `host-${tag}`, version: "9.9.9", pool: "default", concurrency: 4, running, totals: { succeeded: 0, failed: 0, cancelled: 0 }, startedAt: at - 60_000, at });
+      recordHeartbeat(app.store.db, app.store.dialect, {
+        type: "runner.heartbeat",
+        id: newId("evt"),
+        runnerId: id,
+        host: `host-${tag}`,
+        version: "9.9.9",
+        pool: "default",
+        concurrency: 4,
+        running,
+        totals: { succeeded: 0, failed: 0, cancelled: 0 },
+        startedAt: at - 60_000,
+        at,
+      });
     await beat(`live-${tag}`, now, ["tsk_01RUNNINGTASK"]);
     await beat(`gone-${tag}`, now - 60_000, []);
 
@@ -57,11 +79,39 @@ describe("console pages", () => {
   it("Skills shows each skill's match, risk, the approval the policy requires, and its last runs", async () => {
     const now = Date.now();
     const inc = newIncidentRow(
-      { id: newId("inc", now), fingerprint: `sk-${tag}`, dedupe_key: null, open_key: `sk-${tag}`, title: "api crash-looping", source: "test", severity: "critical", namespace: "shop", service: "api", alertname: "KubePodCrashLooping", labels: {}, annotations: {} },
+      {
+        id: newId("inc", now),
+        fingerprint: `sk-${tag}`,
+        dedupe_key: null,
+        open_key: `sk-${tag}`,
+        title: "api crash-looping",
+        source: "test",
+        severity: "critical",
+        namespace: "shop",
+        service: "api",
+        alertname: "KubePodCrashLooping",
+        labels: {},
+        annotations: {},
+      },
       now,
     );
-    await app.store.db.insertInto("incidents").values({ ...inc, state: "proposed" }).execute();
-    await appendEvent(app.store.db, app.store.dialect, { type: "incident.planned", incidentId: inc.id, actor: "pitcrew:analysis", channel: "engine", data: { skill: "crashloop-after-deploy", params: {} }, occurredAt: now }, now);
+    await app.store.db
+      .insertInto("incidents")
+      .values({ ...inc, state: "proposed" })
+      .execute();
+    await appendEvent(
+      app.store.db,
+      app.store.dialect,
+      {
+        type: "incident.planned",
+        incidentId: inc.id,
+        actor: "pitcrew:analysis",
+        channel: "engine",
+        data: { skill: "crashloop-after-deploy", params: {} },
+        occurredAt: now,
+      },
+      now,
+    );
 
     const { page, context } = await newPage(browser);
     await signIn(page, app, TOKENS.reader, "/skills");
@@ -75,7 +125,7 @@ describe("console pages", () => {
     expect(await card.locator(`a[href="/incidents/${inc.id}"]`).count()).toBe(1);
     expect(await card.locator(`a[href="/incidents/${inc.id}"] + .state`).textContent()).toBe("proposed");
     // A skill within the auto-approve risk needs no one.
-    const lowRisk = (app.deps.skills().find((s) => s.risk === "low" || s.risk === "read"))!;
+    const lowRisk = app.deps.skills().find((s) => s.risk === "low" || s.risk === "read")!;
     expect(await page.locator(`#skill-${lowRisk.name}`).textContent()).toContain("none needed");
     await screenshot(page, "skills");
     await context.close();
@@ -105,7 +155,9 @@ describe("console pages as a browser loads them", () => {
   const pages = ["/tasks", "/fleet", "/skills", "/status"];
 
   it("answers with a strict CSP, nosniff, a referrer policy and no caching; assets are long-cached", async () => {
-    const res = await fetch(`${app.url}/status`, { headers: { authorization: `Bearer ${TOKENS.reader}`, accept: "text/html" } });
+    const res = await fetch(`${app.url}/status`, {
+      headers: { authorization: `Bearer ${TOKENS.reader}`, accept: "text/html" },
+    });
     expect(res.headers.get("content-security-policy")).toBe(CSP);
     expect(res.headers.get("x-content-type-options")).toBe("nosniff");
     expect(res.headers.get("referrer-policy")).toBe("same-origin");
@@ -128,12 +180,19 @@ describe("console pages as a browser loads them", () => {
     await signIn(page, app, TOKENS.admin, "/tasks");
     for (const path of pages) {
       const loaded: { url: string; bytes: number }[] = [];
-      const onResponse = async (r: import("playwright-core").Response) => loaded.push({ url: r.url(), bytes: (await r.body().catch(() => Buffer.alloc(0))).length });
+      const onResponse = async (r: import("playwright-core").Response) =>
+        loaded.push({ url: r.url(), bytes: (await r.body().catch(() => Buffer.alloc(0))).length });
       page.on("response", onResponse);
       await page.goto(`${app.url}${path}`, { waitUntil: "networkidle" });
       page.off("response", onResponse);
-      expect(loaded.every((l) => l.url.startsWith(app.url)), path).toBe(true);
-      expect(loaded.reduce((n, l) => n + l.bytes, 0), path).toBeLessThan(200 * 1024);
+      expect(
+        loaded.every((l) => l.url.startsWith(app.url)),
+        path,
+      ).toBe(true);
+      expect(
+        loaded.reduce((n, l) => n + l.bytes, 0),
+        path,
+      ).toBeLessThan(200 * 1024);
     }
     expect(refused).toEqual([]);
     await context.close();
@@ -149,7 +208,8 @@ describe("console pages as a browser loads them", () => {
     for (const path of [...pages, "/login"]) {
       await page.goto(`${app.url}${path}`);
       // (A string: the test's own TypeScript has no DOM types.)
-      const unlabelled = await page.evaluate(`Array.from(document.querySelectorAll("input:not([type=hidden]), select, textarea"))
+      const unlabelled =
+        await page.evaluate(`Array.from(document.querySelectorAll("input:not([type=hidden]), select, textarea"))
         .filter((el) => el.labels.length === 0 && !el.getAttribute("aria-label")).map((el) => el.outerHTML)`);
       expect(unlabelled, path).toEqual([]);
     }

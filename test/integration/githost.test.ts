@@ -29,7 +29,10 @@ const uid = () => randomBytes(4).toString("hex");
 
 /** Rejects with the AppError `p` rejects with; fails the test when it resolves. */
 async function appError(p: Promise<unknown>): Promise<AppError> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(AppError);
   return err as AppError;
 }
@@ -37,9 +40,23 @@ async function appError(p: Promise<unknown>): Promise<AppError> {
 // --- a real bare repository and a working clone that pushes to it ---------------------------------
 
 // The test's own git commands ignore the machine's git configuration (signing, hooks, templates).
-const isolated = { env: { GIT_CONFIG_GLOBAL: "/dev/null", GIT_CONFIG_NOSYSTEM: "1", GIT_AUTHOR_NAME: "Dev", GIT_AUTHOR_EMAIL: "dev@example.com", GIT_COMMITTER_NAME: "Dev", GIT_COMMITTER_EMAIL: "dev@example.com" } };
+const isolated = {
+  env: {
+    GIT_CONFIG_GLOBAL: "/dev/null",
+    GIT_CONFIG_NOSYSTEM: "1",
+    GIT_AUTHOR_NAME: "Dev",
+    GIT_AUTHOR_EMAIL: "dev@example.com",
+    GIT_COMMITTER_NAME: "Dev",
+    GIT_COMMITTER_EMAIL: "dev@example.com",
+  },
+};
 
-type Repo = { bare: string; work: string; commit(branch: string, files: Record<string, string>, from?: string): Promise<string>; rev(ref: string): Promise<string> };
+type Repo = {
+  bare: string;
+  work: string;
+  commit(branch: string, files: Record<string, string>, from?: string): Promise<string>;
+  rev(ref: string): Promise<string>;
+};
 
 async function makeRepo(): Promise<Repo> {
   const root = await mkdtemp(join(tmpdir(), "pitcrew-githost-"));
@@ -77,7 +94,12 @@ async function makeRepo(): Promise<Repo> {
 
 // --- the contract, against both adapters --------------------------------------------------------
 
-type Harness = { host: GitHost; other?: GitHost; push(branch: string): Promise<string>; branchSha(branch: string): Promise<string | undefined> };
+type Harness = {
+  host: GitHost;
+  other?: GitHost;
+  push(branch: string): Promise<string>;
+  branchSha(branch: string): Promise<string | undefined>;
+};
 
 async function localHarness(): Promise<Harness> {
   const repo = await makeRepo();
@@ -86,7 +108,8 @@ async function localHarness(): Promise<Harness> {
     host: createLocalGitHost({ repoPath: repo.bare }),
     other: createLocalGitHost({ repoPath: repo.bare }),
     push: (branch) => repo.commit(branch, { [`notes/${branch}-${++n}.txt`]: `change ${n}\n` }),
-    branchSha: async (branch) => (await git(repo.bare, ["for-each-ref", "--format=%(objectname)", `refs/heads/${branch}`])).trim() || undefined,
+    branchSha: async (branch) =>
+      (await git(repo.bare, ["for-each-ref", "--format=%(objectname)", `refs/heads/${branch}`])).trim() || undefined,
   };
 }
 
@@ -98,9 +121,21 @@ async function githubHarness(): Promise<Harness> {
   // The same change the local harness pushes: one new one-line file per push.
   const push = async (branch: string) => {
     const i = ++n;
-    return mock.pushBranch(branch, undefined, [{ filename: `notes/${branch}-${i}.txt`, additions: 1, deletions: 0, status: "added", patch: `@@ -0,0 +1 @@\n+change ${i}` }]);
+    return mock.pushBranch(branch, undefined, [
+      {
+        filename: `notes/${branch}-${i}.txt`,
+        additions: 1,
+        deletions: 0,
+        status: "added",
+        patch: `@@ -0,0 +1 @@\n+change ${i}`,
+      },
+    ]);
   };
-  return { host: createGitHubHost({ owner: "acme", repo: "gitops", token }), push, branchSha: async (branch) => mock.branchSha(branch) };
+  return {
+    host: createGitHubHost({ owner: "acme", repo: "gitops", token }),
+    push,
+    branchSha: async (branch) => mock.branchSha(branch),
+  };
 }
 
 for (const make of [localHarness, githubHarness]) {
@@ -114,7 +149,12 @@ for (const make of [localHarness, githubHarness]) {
       const { host, push } = await make();
       const branch = `pitcrew/inc-${uid()}-scale`;
       const head = await push(branch);
-      const pr = await host.createPullRequest({ branch, base: "main", title: "Scale api to 4", body: "Incident: api saturated" });
+      const pr = await host.createPullRequest({
+        branch,
+        base: "main",
+        title: "Scale api to 4",
+        body: "Incident: api saturated",
+      });
       expect(pr).toMatchObject({ branch, base: "main", state: "open", headSha: head, title: "Scale api to 4" });
       expect(pr.number).toBeGreaterThan(0);
       const found = await host.findOpenPullRequest(branch);
@@ -130,7 +170,9 @@ for (const make of [localHarness, githubHarness]) {
       const again = await host.createPullRequest({ branch, base: "main", title: "Restart api (rerun)", body: "" });
       expect(again.number).toBe(first.number);
       // Racing creators (reruns of one task) still end with one pull request.
-      const raced = await Promise.all(Array.from({ length: 4 }, () => host.createPullRequest({ branch, base: "main", title: "race", body: "" })));
+      const raced = await Promise.all(
+        Array.from({ length: 4 }, () => host.createPullRequest({ branch, base: "main", title: "race", body: "" })),
+      );
       expect(new Set(raced.map((p) => p.number))).toEqual(new Set([first.number]));
     });
 
@@ -139,7 +181,11 @@ for (const make of [localHarness, githubHarness]) {
       const branch = `pitcrew/inc-${uid()}-rollback`;
       await push(branch);
       const hosts = [host, other ?? host];
-      const created = await Promise.all(Array.from({ length: 6 }, (_, i) => hosts[i % 2]!.createPullRequest({ branch, base: "main", title: `race ${i}`, body: "" })));
+      const created = await Promise.all(
+        Array.from({ length: 6 }, (_, i) =>
+          hosts[i % 2]!.createPullRequest({ branch, base: "main", title: `race ${i}`, body: "" }),
+        ),
+      );
       expect(new Set(created.map((p) => p.number)).size).toBe(1);
     });
 
@@ -202,7 +248,11 @@ for (const make of [localHarness, githubHarness]) {
       const branch = `pitcrew/inc-${uid()}-scale`;
       const head = await push(branch);
       const pr = await host.createPullRequest({ branch, base: "main", title: "Scale", body: "" });
-      const merged = await host.mergePullRequest(pr.number, { method: "merge", sha: head, trailers: { "Approved-by": "alice", "Pitcrew-Incident": "inc_1" } });
+      const merged = await host.mergePullRequest(pr.number, {
+        method: "merge",
+        sha: head,
+        trailers: { "Approved-by": "alice", "Pitcrew-Incident": "inc_1" },
+      });
       expect(await host.deleteBranch(branch)).toBe(true);
       expect(await branchSha(branch)).toBeUndefined();
       expect(await host.getPullRequest(pr.number)).toMatchObject({ state: "merged", headSha: head });
@@ -216,7 +266,11 @@ for (const make of [localHarness, githubHarness]) {
       const pr = await host.createPullRequest({ branch, base: "main", title: "Scale", body: "" });
       const first = await host.pullRequestDiff(pr.number);
       expect(first.headSha).toBe(pr.headSha);
-      expect(first.summary).toEqual({ files: [{ path: expect.stringMatching(/^notes\/.*-\d+\.txt$/), added: 1, removed: 0 }], added: 1, removed: 0 });
+      expect(first.summary).toEqual({
+        files: [{ path: expect.stringMatching(/^notes\/.*-\d+\.txt$/), added: 1, removed: 0 }],
+        added: 1,
+        removed: 0,
+      });
       expect(first.excerpt).toContain(`+++ b/${first.summary.files[0]!.path}`);
       expect(first.excerpt).toMatch(/^\+change \d+$/m);
       // The head moves: the diff follows it.
@@ -243,7 +297,10 @@ for (const make of [localHarness, githubHarness]) {
 describe("local GitHost on a bare repository", () => {
   it("merges with a two-parent merge commit on the base branch that contains the change, visible in a fresh clone", async () => {
     const repo = await makeRepo();
-    const host = createLocalGitHost({ repoPath: repo.bare, committer: { name: "Pitcrew Bot", email: "bot@pitcrew.test" } });
+    const host = createLocalGitHost({
+      repoPath: repo.bare,
+      committer: { name: "Pitcrew Bot", email: "bot@pitcrew.test" },
+    });
     const branch = "pitcrew/inc-1-scale";
     const head = await repo.commit(branch, { "deploy.yaml": "replicas: 4\nimage: api:1.0\n" });
     // main moves on meanwhile (another file), so this is a true merge, not a fast-forward.
@@ -256,7 +313,9 @@ describe("local GitHost on a bare repository", () => {
     const [commit, ...parents] = (await git(repo.bare, ["rev-list", "--parents", "-n", "1", sha])).trim().split(" ");
     expect(commit).toBe(sha);
     expect(parents).toEqual([mainBefore, head]);
-    expect(await git(repo.bare, ["log", "-1", "--format=%an <%ae>%n%s", sha])).toBe("Pitcrew Bot <bot@pitcrew.test>\nMerge pull request #1 from pitcrew/inc-1-scale\n");
+    expect(await git(repo.bare, ["log", "-1", "--format=%an <%ae>%n%s", sha])).toBe(
+      "Pitcrew Bot <bot@pitcrew.test>\nMerge pull request #1 from pitcrew/inc-1-scale\n",
+    );
 
     const clone = join(dirname(repo.bare), "fresh");
     await git(dirname(repo.bare), ["clone", "--quiet", repo.bare, clone], isolated);
@@ -270,32 +329,64 @@ describe("local GitHost on a bare repository", () => {
     const repo = await makeRepo();
     const host = createLocalGitHost({ repoPath: repo.bare });
     const head = await repo.commit("pitcrew/inc-3-scale", { "deploy.yaml": "replicas: 3\nimage: api:1.0\n" });
-    const pr = await host.createPullRequest({ branch: "pitcrew/inc-3-scale", base: "main", title: "Scale api to 3", body: "" });
-    const { sha } = await host.mergePullRequest(pr.number, { method: "merge", sha: head, trailers: { "Approved-by": "alice\nPitcrew-Incident: forged", "Pitcrew-Incident": "inc_3" } });
+    const pr = await host.createPullRequest({
+      branch: "pitcrew/inc-3-scale",
+      base: "main",
+      title: "Scale api to 3",
+      body: "",
+    });
+    const { sha } = await host.mergePullRequest(pr.number, {
+      method: "merge",
+      sha: head,
+      trailers: { "Approved-by": "alice\nPitcrew-Incident: forged", "Pitcrew-Incident": "inc_3" },
+    });
     const trailers = await git(repo.bare, ["log", "-1", "--format=%(trailers:only,unfold)", sha]);
-    expect(trailers.trim().split("\n")).toEqual(["Approved-by: alice Pitcrew-Incident: forged", "Pitcrew-Incident: inc_3"]);
-    expect(await git(repo.bare, ["log", "-1", "--format=%s", sha])).toBe("Merge pull request #1 from pitcrew/inc-3-scale\n");
+    expect(trailers.trim().split("\n")).toEqual([
+      "Approved-by: alice Pitcrew-Incident: forged",
+      "Pitcrew-Incident: inc_3",
+    ]);
+    expect(await git(repo.bare, ["log", "-1", "--format=%s", sha])).toBe(
+      "Merge pull request #1 from pitcrew/inc-3-scale\n",
+    );
   });
 
   it("puts the merge options' body (who approved, through what, why) between the title and the trailers", async () => {
     const repo = await makeRepo();
     const host = createLocalGitHost({ repoPath: repo.bare });
     const head = await repo.commit("pitcrew/inc-4-scale", { "deploy.yaml": "replicas: 5\nimage: api:1.0\n" });
-    const pr = await host.createPullRequest({ branch: "pitcrew/inc-4-scale", base: "main", title: "Scale api to 5", body: "" });
+    const pr = await host.createPullRequest({
+      branch: "pitcrew/inc-4-scale",
+      base: "main",
+      title: "Scale api to 5",
+      body: "",
+    });
     const body = "Incident inc_4: api saturated\nApproved by alice via telegram: peak traffic\nApproved-by: mallory";
-    const { sha } = await host.mergePullRequest(pr.number, { method: "merge", sha: head, body, trailers: { "Approved-by": "alice", "Approved-via": "telegram", "Pitcrew-Incident": "inc_4" } });
+    const { sha } = await host.mergePullRequest(pr.number, {
+      method: "merge",
+      sha: head,
+      body,
+      trailers: { "Approved-by": "alice", "Approved-via": "telegram", "Pitcrew-Incident": "inc_4" },
+    });
     expect(await git(repo.bare, ["log", "-1", "--format=%B", sha])).toBe(
       `Merge pull request #1 from pitcrew/inc-4-scale\n\nScale api to 5\n\n${body}\n\nApproved-by: alice\nApproved-via: telegram\nPitcrew-Incident: inc_4\n\n`,
     );
     // Only the last paragraph is read as trailers: a line of the reason cannot pose as one.
-    expect((await git(repo.bare, ["log", "-1", "--format=%(trailers:only,unfold)", sha])).trim().split("\n")).toEqual(["Approved-by: alice", "Approved-via: telegram", "Pitcrew-Incident: inc_4"]);
+    expect((await git(repo.bare, ["log", "-1", "--format=%(trailers:only,unfold)", sha])).trim().split("\n")).toEqual([
+      "Approved-by: alice",
+      "Approved-via: telegram",
+      "Pitcrew-Incident: inc_4",
+    ]);
   });
 
   it("summarizes binary files and a change of many lines, cutting the excerpt at a line", async () => {
     const repo = await makeRepo();
     const host = createLocalGitHost({ repoPath: repo.bare });
-    const big = Array.from({ length: 400 }, (_, i) => `line ${i}: ${"x".repeat(20)}`).join("\n") + "\n";
-    await repo.commit("pitcrew/inc-5-patch", { "big.txt": big, "logo.png": "\u0000PNG\u0000binary", "deploy.yaml": "replicas: 2\nimage: api:1.1\n" });
+    const big = `${Array.from({ length: 400 }, (_, i) => `line ${i}: ${"x".repeat(20)}`).join("\n")}\n`;
+    await repo.commit("pitcrew/inc-5-patch", {
+      "big.txt": big,
+      "logo.png": "\u0000PNG\u0000binary",
+      "deploy.yaml": "replicas: 2\nimage: api:1.1\n",
+    });
     const pr = await host.createPullRequest({ branch: "pitcrew/inc-5-patch", base: "main", title: "Patch", body: "" });
     const d = await host.pullRequestDiff(pr.number);
     expect(d.summary).toEqual({
@@ -320,10 +411,13 @@ describe("local GitHost on a bare repository", () => {
     const host = createLocalGitHost({ repoPath: repo.bare });
     const mainBefore = await repo.rev("refs/heads/main");
     await repo.commit("fix", { "deploy.yaml": "replicas: 2\nimage: api:1.1\n" });
-    await repo.commit("fix", { "CHANGELOG": "1.1\n" });
+    await repo.commit("fix", { CHANGELOG: "1.1\n" });
     const pr = await host.createPullRequest({ branch: "fix", base: "main", title: "Roll back api", body: "" });
     const { sha } = await host.mergePullRequest(pr.number, { method: "squash" });
-    expect((await git(repo.bare, ["rev-list", "--parents", "-n", "1", sha])).trim().split(" ")).toEqual([sha, mainBefore]);
+    expect((await git(repo.bare, ["rev-list", "--parents", "-n", "1", sha])).trim().split(" ")).toEqual([
+      sha,
+      mainBefore,
+    ]);
     expect(await git(repo.bare, ["show", "main:deploy.yaml"])).toBe("replicas: 2\nimage: api:1.1\n");
     expect(await git(repo.bare, ["show", "main:CHANGELOG"])).toBe("1.1\n");
   });
@@ -349,7 +443,9 @@ describe("local GitHost on a bare repository", () => {
     const pr = await host.createPullRequest({ branch: "b", base: "main", title: "t", body: "" });
     await repo.commit("b", { "a.txt": "2\n" });
     const mainBefore = await repo.rev("refs/heads/main");
-    expect((await appError(host.mergePullRequest(pr.number, { method: "merge", sha: reviewed }))).code).toBe("gitops.head_moved");
+    expect((await appError(host.mergePullRequest(pr.number, { method: "merge", sha: reviewed }))).code).toBe(
+      "gitops.head_moved",
+    );
     expect(await repo.rev("refs/heads/main")).toBe(mainBefore);
   });
 
@@ -372,8 +468,12 @@ describe("local GitHost on a bare repository", () => {
   it("rejects a missing branch and a branch name that is not a ref name", async () => {
     const repo = await makeRepo();
     const host = createLocalGitHost({ repoPath: repo.bare });
-    expect((await appError(host.createPullRequest({ branch: "nope", base: "main", title: "t", body: "" }))).code).toBe("gitops.branch_not_found");
-    const bad = await appError(host.createPullRequest({ branch: "x\ncreate refs/heads/main 0000", base: "main", title: "t", body: "" }));
+    expect((await appError(host.createPullRequest({ branch: "nope", base: "main", title: "t", body: "" }))).code).toBe(
+      "gitops.branch_not_found",
+    );
+    const bad = await appError(
+      host.createPullRequest({ branch: "x\ncreate refs/heads/main 0000", base: "main", title: "t", body: "" }),
+    );
     expect([bad.kind, bad.code]).toEqual(["invalid", "gitops.bad_branch"]);
     expect(await git(repo.bare, ["for-each-ref", "refs/pitcrew/"])).toBe("");
   });
@@ -393,7 +493,12 @@ describe("GitHub GitHost (msw)", () => {
   const repo = "gitops";
   const newToken = () => `ghp_${randomBytes(18).toString("hex")}`;
   /** A GitHub App key pair, PEM: the App signs its JWTs with the private key, the mock verifies with the public one. */
-  const appKeys = () => generateKeyPairSync("rsa", { modulusLength: 2048, privateKeyEncoding: { type: "pkcs8", format: "pem" }, publicKeyEncoding: { type: "spki", format: "pem" } });
+  const appKeys = () =>
+    generateKeyPairSync("rsa", {
+      modulusLength: 2048,
+      privateKeyEncoding: { type: "pkcs8", format: "pem" },
+      publicKeyEncoding: { type: "spki", format: "pem" },
+    });
 
   function setup(opts: Partial<Parameters<typeof createGitHubMock>[0]> = {}): { mock: GitHubMock; token: string } {
     const token = newToken();
@@ -410,7 +515,10 @@ describe("GitHub GitHost (msw)", () => {
     const host = createGitHubHost({ owner, repo, token });
     expect(await host.findOpenPullRequest("pitcrew/inc-7-scale")).toBeNull();
     const list = mock.requests.find((r) => r.method === "GET" && r.path === "/repos/acme/gitops/pulls");
-    expect(list).toMatchObject({ authorization: `token ${token}`, query: { state: "open", head: "acme:pitcrew/inc-7-scale" } });
+    expect(list).toMatchObject({
+      authorization: `token ${token}`,
+      query: { state: "open", head: "acme:pitcrew/inc-7-scale" },
+    });
     expect((await host.findOpenPullRequest("pitcrew/inc-7-scale-2"))?.number).toBe(other);
   });
 
@@ -420,7 +528,12 @@ describe("GitHub GitHost (msw)", () => {
     mock.pushBranch("pitcrew/inc-8-restart");
     const host = createGitHubHost({ owner, repo, app: { appId: 123456, privateKey, installationId: 42 } });
 
-    const pr = await host.createPullRequest({ branch: "pitcrew/inc-8-restart", base: "main", title: "Restart", body: "" });
+    const pr = await host.createPullRequest({
+      branch: "pitcrew/inc-8-restart",
+      base: "main",
+      title: "Restart",
+      body: "",
+    });
     expect(await host.findOpenPullRequest("pitcrew/inc-8-restart")).toEqual(pr);
     const { env } = await host.auth();
 
@@ -452,7 +565,12 @@ describe("GitHub GitHost (msw)", () => {
     expect(await host.findOpenPullRequest("pitcrew/inc-9-quota")).toBeNull();
     const theirs = mock.openPullRequest({ branch: "pitcrew/inc-9-quota", title: "Raise quota" });
 
-    const pr = await host.createPullRequest({ branch: "pitcrew/inc-9-quota", base: "main", title: "Raise quota", body: "" });
+    const pr = await host.createPullRequest({
+      branch: "pitcrew/inc-9-quota",
+      base: "main",
+      title: "Raise quota",
+      body: "",
+    });
 
     expect(pr).toMatchObject({ number: theirs, state: "open", url: `https://github.com/acme/gitops/pull/${theirs}` });
     expect(mock.requests.map((r) => `${r.method} ${r.path} ${r.status}`)).toEqual([
@@ -464,18 +582,38 @@ describe("GitHub GitHost (msw)", () => {
 
   it("reads every page of a pull request's files and joins their patches into the excerpt", async () => {
     const { mock, token } = setup();
-    const files = Array.from({ length: 130 }, (_, i) => ({ filename: `apps/app-${String(i).padStart(3, "0")}.yaml`, additions: 2, deletions: 1, patch: `@@ -1 +1,2 @@\n-replicas: 1\n+replicas: 2\n+# app ${i}` }));
-    mock.pushBranch("pitcrew/inc-12-scale", undefined, [...files, { filename: "logo.png", additions: 0, deletions: 0, status: "added" }]);
+    const files = Array.from({ length: 130 }, (_, i) => ({
+      filename: `apps/app-${String(i).padStart(3, "0")}.yaml`,
+      additions: 2,
+      deletions: 1,
+      patch: `@@ -1 +1,2 @@\n-replicas: 1\n+replicas: 2\n+# app ${i}`,
+    }));
+    mock.pushBranch("pitcrew/inc-12-scale", undefined, [
+      ...files,
+      { filename: "logo.png", additions: 0, deletions: 0, status: "added" },
+    ]);
     const host = createGitHubHost({ owner, repo, token });
-    const pr = await host.createPullRequest({ branch: "pitcrew/inc-12-scale", base: "main", title: "Scale all", body: "" });
+    const pr = await host.createPullRequest({
+      branch: "pitcrew/inc-12-scale",
+      base: "main",
+      title: "Scale all",
+      body: "",
+    });
     const d = await host.pullRequestDiff(pr.number);
     expect(d.headSha).toBe(mock.branchSha("pitcrew/inc-12-scale"));
     expect(d.summary).toMatchObject({ added: 260, removed: 130, more: 31 });
     expect(d.summary.files).toHaveLength(100);
     expect(d.summary.files[0]).toEqual({ path: "apps/app-000.yaml", added: 2, removed: 1 });
     const pages = mock.requests.filter((r) => r.path === `/repos/acme/gitops/pulls/${pr.number}/files`);
-    expect(pages.map((r) => [r.query.page ?? "1", r.query.per_page, r.status])).toEqual([["1", "100", 200], ["2", "100", 200]]);
-    expect(d.excerpt.startsWith("diff --git a/apps/app-000.yaml b/apps/app-000.yaml\n--- a/apps/app-000.yaml\n+++ b/apps/app-000.yaml\n@@ -1 +1,2 @@\n-replicas: 1\n+replicas: 2\n+# app 0\n")).toBe(true);
+    expect(pages.map((r) => [r.query.page ?? "1", r.query.per_page, r.status])).toEqual([
+      ["1", "100", 200],
+      ["2", "100", 200],
+    ]);
+    expect(
+      d.excerpt.startsWith(
+        "diff --git a/apps/app-000.yaml b/apps/app-000.yaml\n--- a/apps/app-000.yaml\n+++ b/apps/app-000.yaml\n@@ -1 +1,2 @@\n-replicas: 1\n+replicas: 2\n+# app 0\n",
+      ),
+    ).toBe(true);
     expect(d.excerpt.length).toBeLessThanOrEqual(3000);
   });
 
@@ -497,7 +635,11 @@ describe("GitHub GitHost (msw)", () => {
     const err = await appError(host.mergePullRequest(pr.number, { method: "squash", sha: head }));
     expect([err.kind, err.code]).toEqual(["conflict", "gitops.merge_conflict"]);
     const put = mock.requests.find((r) => r.method === "PUT");
-    expect(put).toMatchObject({ path: `/repos/acme/gitops/pulls/${pr.number}/merge`, status: 405, body: { merge_method: "squash", sha: head } });
+    expect(put).toMatchObject({
+      path: `/repos/acme/gitops/pulls/${pr.number}/merge`,
+      status: 405,
+      body: { merge_method: "squash", sha: head },
+    });
     expect(mock.pull(pr.number)?.state).toBe("open");
   });
 
@@ -505,13 +647,38 @@ describe("GitHub GitHost (msw)", () => {
     const { mock, token } = setup();
     const head = mock.pushBranch("pitcrew/inc-11-quota");
     const host = createGitHubHost({ owner, repo, token });
-    const pr = await host.createPullRequest({ branch: "pitcrew/inc-11-quota", base: "main", title: "Raise quota", body: "" });
-    await host.mergePullRequest(pr.number, { method: "merge", sha: head, trailers: { "Approved-by": "policy", "Pitcrew-Incident": "inc_11" } });
-    expect(mock.pull(pr.number)?.mergeMessage).toEqual({ title: null, message: "Approved-by: policy\nPitcrew-Incident: inc_11" });
+    const pr = await host.createPullRequest({
+      branch: "pitcrew/inc-11-quota",
+      base: "main",
+      title: "Raise quota",
+      body: "",
+    });
+    await host.mergePullRequest(pr.number, {
+      method: "merge",
+      sha: head,
+      trailers: { "Approved-by": "policy", "Pitcrew-Incident": "inc_11" },
+    });
+    expect(mock.pull(pr.number)?.mergeMessage).toEqual({
+      title: null,
+      message: "Approved-by: policy\nPitcrew-Incident: inc_11",
+    });
     const head2 = mock.pushBranch("pitcrew/inc-11-scale");
-    const pr2 = await host.createPullRequest({ branch: "pitcrew/inc-11-scale", base: "main", title: "Scale", body: "" });
-    await host.mergePullRequest(pr2.number, { method: "merge", sha: head2, body: "Approved by alice via mcp: peak", trailers: { "Approved-by": "alice", "Approved-via": "mcp" } });
-    expect(mock.pull(pr2.number)?.mergeMessage).toEqual({ title: null, message: "Approved by alice via mcp: peak\n\nApproved-by: alice\nApproved-via: mcp" });
+    const pr2 = await host.createPullRequest({
+      branch: "pitcrew/inc-11-scale",
+      base: "main",
+      title: "Scale",
+      body: "",
+    });
+    await host.mergePullRequest(pr2.number, {
+      method: "merge",
+      sha: head2,
+      body: "Approved by alice via mcp: peak",
+      trailers: { "Approved-by": "alice", "Approved-via": "mcp" },
+    });
+    expect(mock.pull(pr2.number)?.mergeMessage).toEqual({
+      title: null,
+      message: "Approved by alice via mcp: peak\n\nApproved-by: alice\nApproved-via: mcp",
+    });
     expect(await host.deleteBranch("pitcrew/inc-11-quota")).toBe(true);
     expect(await host.deleteBranch("pitcrew/inc-11-quota")).toBe(false);
     const deletes = mock.requests.filter((r) => r.method === "DELETE");
@@ -523,7 +690,11 @@ describe("GitHub GitHost (msw)", () => {
 
   it("maps a failed branch deletion other than 'already gone' to an AppError", async () => {
     const { token } = setup();
-    server.use(http.delete("https://api.github.com/repos/acme/gitops/git/refs/*", () => HttpResponse.json({ message: "Server Error" }, { status: 502 })));
+    server.use(
+      http.delete("https://api.github.com/repos/acme/gitops/git/refs/*", () =>
+        HttpResponse.json({ message: "Server Error" }, { status: 502 }),
+      ),
+    );
     const err = await appError(createGitHubHost({ owner, repo, token }).deleteBranch("pitcrew/inc-12-x"));
     expect([err.kind, err.code, err.retryable]).toEqual(["unavailable", "github.unavailable", true]);
   });
@@ -545,7 +716,12 @@ describe("GitHub GitHost (msw)", () => {
     const err = await appError(host.findOpenPullRequest("b"));
     expect([err.kind, err.code, err.retryable]).toEqual(["forbidden", "github.unauthorized", false]);
     expect(err.message).toContain("Bad credentials");
-    const everything = JSON.stringify({ message: err.message, stack: err.stack, details: err.details, cause: String(err.cause) });
+    const everything = JSON.stringify({
+      message: err.message,
+      stack: err.stack,
+      details: err.details,
+      cause: String(err.cause),
+    });
     expect(everything).not.toContain(wrong);
     expect(everything).not.toContain(wrong.slice(4));
   });
@@ -556,7 +732,11 @@ describe("GitHub GitHost (msw)", () => {
     expect((await appError(elsewhere.findOpenPullRequest("b"))).kind).toBe("not_found");
 
     const host = createGitHubHost({ owner, repo, token });
-    server.use(http.get("https://api.github.com/repos/acme/gitops/pulls/:n", () => HttpResponse.json({ message: "Server Error" }, { status: 502 })));
+    server.use(
+      http.get("https://api.github.com/repos/acme/gitops/pulls/:n", () =>
+        HttpResponse.json({ message: "Server Error" }, { status: 502 }),
+      ),
+    );
     const bad = await appError(host.getPullRequest(1));
     expect([bad.kind, bad.code, bad.retryable]).toEqual(["unavailable", "github.unavailable", true]);
 
@@ -567,10 +747,18 @@ describe("GitHub GitHost (msw)", () => {
 
   it("maps an exhausted rate limit to a retryable github.rate_limited", async () => {
     const { token } = setup();
-    server.use(http.get("https://api.github.com/repos/acme/gitops/pulls", () => HttpResponse.json(
-      { message: "API rate limit exceeded for installation ID 42.", documentation_url: "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api", status: "403" },
-      { status: 403, headers: { "x-ratelimit-remaining": "0", "x-ratelimit-reset": "1767225600" } },
-    )));
+    server.use(
+      http.get("https://api.github.com/repos/acme/gitops/pulls", () =>
+        HttpResponse.json(
+          {
+            message: "API rate limit exceeded for installation ID 42.",
+            documentation_url: "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+            status: "403",
+          },
+          { status: 403, headers: { "x-ratelimit-remaining": "0", "x-ratelimit-reset": "1767225600" } },
+        ),
+      ),
+    );
     const err = await appError(createGitHubHost({ owner, repo, token }).findOpenPullRequest("b"));
     expect([err.kind, err.code, err.retryable]).toEqual(["unavailable", "github.rate_limited", true]);
   });
@@ -595,7 +783,10 @@ describe("GitHub GitHost (msw)", () => {
     // A machine-wide helper with a stale answer (and that would store our token): it must not be asked.
     const gitconfig = join(dir, "gitconfig");
     await writeFile(gitconfig, '[credential]\n\thelper = "!f() { echo username=someone; echo password=stale; }; f"\n');
-    const out = await gitResult(dir, ["credential", "fill"], { input: "protocol=https\nhost=github.com\npath=acme/gitops.git\n\n", env: { ...isolated.env, GIT_CONFIG_GLOBAL: gitconfig, ...env } });
+    const out = await gitResult(dir, ["credential", "fill"], {
+      input: "protocol=https\nhost=github.com\npath=acme/gitops.git\n\n",
+      env: { ...isolated.env, GIT_CONFIG_GLOBAL: gitconfig, ...env },
+    });
     expect(out.exitCode).toBe(0);
     expect(out.stdout).toContain("username=x-access-token\n");
     expect(out.stdout).toContain(`password=${token}\n`);

@@ -73,41 +73,91 @@ describe.skipIf(!up)("MAX_PRS_PER_HOUR with two control planes on one MySQL", ()
   });
 
   const post = (port: number, body: unknown) =>
-    fetch(`http://127.0.0.1:${port}/webhooks/alertmanager`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` }, body: JSON.stringify(body) });
+    fetch(`http://127.0.0.1:${port}/webhooks/alertmanager`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` },
+      body: JSON.stringify(body),
+    });
 
   /** Waits until no incident waits for or is in analysis, and returns the incidents by state. */
   async function settled(): Promise<Record<string, number>> {
-    await waitFor(async () => {
-      const busy = await store.db.selectFrom("incidents").select("id").where("state", "in", ["detected", "analyzing"]).execute();
-      const total = await store.db.selectFrom("incidents").select("id").execute();
-      return busy.length === 0 && total.length > 0;
-    }, 60_000, 200);
-    const rows = await store.db.selectFrom("incidents").select(["state", (eb) => eb.fn.countAll<number>().as("n")]).groupBy("state").execute();
+    await waitFor(
+      async () => {
+        const busy = await store.db
+          .selectFrom("incidents")
+          .select("id")
+          .where("state", "in", ["detected", "analyzing"])
+          .execute();
+        const total = await store.db.selectFrom("incidents").select("id").execute();
+        return busy.length === 0 && total.length > 0;
+      },
+      60_000,
+      200,
+    );
+    const rows = await store.db
+      .selectFrom("incidents")
+      .select(["state", (eb) => eb.fn.countAll<number>().as("n")])
+      .groupBy("state")
+      .execute();
     return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
   }
 
-  const fixTasks = () => store.db.selectFrom("tasks").selectAll().where("kind", "in", ["skill", "agent"]).orderBy("id").execute();
+  const fixTasks = () =>
+    store.db.selectFrom("tasks").selectAll().where("kind", "in", ["skill", "agent"]).orderBy("id").execute();
 
   it("queues no more fixes than the limit for a storm of alerts to both, and a fix that failed before its pull request frees its place", async () => {
-    const responses = await Promise.all(Array.from({ length: STORM }, (_, i) => post(planes[i % 2]!.port, fixture("crashloop-firing.json", newTag()))));
+    const responses = await Promise.all(
+      Array.from({ length: STORM }, (_, i) => post(planes[i % 2]!.port, fixture("crashloop-firing.json", newTag()))),
+    );
     expect(responses.map((r) => r.status).filter((s) => s !== 200)).toEqual([]);
 
     const states = await settled();
     expect(states).toEqual({ fixing: LIMIT, escalated: STORM - LIMIT });
     expect(await fixTasks()).toHaveLength(LIMIT);
-    const guard = await store.db.selectFrom("events").select(["reason"]).where("type", "=", "guardrail.max_prs_per_hour").execute();
+    const guard = await store.db
+      .selectFrom("events")
+      .select(["reason"])
+      .where("type", "=", "guardrail.max_prs_per_hour")
+      .execute();
     expect(guard).toHaveLength(STORM - LIMIT);
-    expect(guard.every((g) => g.reason === `${LIMIT} pull requests opened or under way in the last hour (MAX_PRS_PER_HOUR ${LIMIT})`)).toBe(true);
+    expect(
+      guard.every(
+        (g) => g.reason === `${LIMIT} pull requests opened or under way in the last hour (MAX_PRS_PER_HOUR ${LIMIT})`,
+      ),
+    ).toBe(true);
 
     // A runner reports that one of them failed before it opened anything.
     const [first] = await fixTasks();
-    const bus: TaskQueue = createJetStreamQueue({ servers: [NATS_URL], name: "storm-runner", settings: { subjectPrefix: prefix, ...streams }, log: silentLogger });
+    const bus: TaskQueue = createJetStreamQueue({
+      servers: [NATS_URL],
+      name: "storm-runner",
+      settings: { subjectPrefix: prefix, ...streams },
+      log: silentLogger,
+    });
     try {
-      await bus.publishTaskEvent({ id: `evt_${randomBytes(8).toString("hex")}`, type: "task.failed", taskId: first!.id, runnerId: "runner-1", attempt: 1, at: Date.now(), error: "git clone failed: repository not found" });
+      await bus.publishTaskEvent({
+        id: `evt_${randomBytes(8).toString("hex")}`,
+        type: "task.failed",
+        taskId: first!.id,
+        runnerId: "runner-1",
+        attempt: 1,
+        at: Date.now(),
+        error: "git clone failed: repository not found",
+      });
     } finally {
       await bus.close();
     }
-    await waitFor(async () => (await store.db.selectFrom("incidents").select("state").where("id", "=", first!.incident_id!).executeTakeFirst())?.state === "failed", 30_000);
+    await waitFor(
+      async () =>
+        (
+          await store.db
+            .selectFrom("incidents")
+            .select("state")
+            .where("id", "=", first!.incident_id!)
+            .executeTakeFirst()
+        )?.state === "failed",
+      30_000,
+    );
 
     // Its place is free again: one more alert gets a fix, the next one does not.
     expect((await post(planes[0]!.port, fixture("crashloop-firing.json", newTag()))).status).toBe(200);

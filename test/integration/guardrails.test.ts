@@ -31,7 +31,15 @@ for (const f of factories) {
     });
 
     const hook = () => incidentFixHook(store.dialect);
-    const fixOf = async (id: string) => (await store.db.selectFrom("tasks").selectAll().where("incident_id", "=", id).where("kind", "in", ["skill", "agent"]).execute())[0];
+    const fixOf = async (id: string) =>
+      (
+        await store.db
+          .selectFrom("tasks")
+          .selectAll()
+          .where("incident_id", "=", id)
+          .where("kind", "in", ["skill", "agent"])
+          .execute()
+      )[0];
 
     async function analyzed(): Promise<{ id: string; outcome: string }> {
       const res = await postAlerts(h.app, fixture("crashloop-firing.json", newTag()), TOKEN);
@@ -42,11 +50,27 @@ for (const f of factories) {
 
     /** What a runner reports when its fix opened pull request #n and finished. */
     async function openedPullRequest(taskId: string, n: number) {
-      const ingester = createEventIngester({ store, queue: h.queue, log: silentLogger, now: () => h.clock.now, onTerminal: hook() });
+      const ingester = createEventIngester({
+        store,
+        queue: h.queue,
+        log: silentLogger,
+        now: () => h.clock.now,
+        onTerminal: hook(),
+      });
       const base = { taskId, runnerId: "runner-1", attempt: 1, at: h.clock.now };
       const pr = { number: n, url: `https://git.example/pulls/${n}`, branch: `pitcrew/${taskId}` };
-      await ingester.applyTaskEvent({ ...base, id: `evt_${randomBytes(8).toString("hex")}`, type: "task.pr_opened", ...pr });
-      await ingester.applyTaskEvent({ ...base, id: `evt_${randomBytes(8).toString("hex")}`, type: "task.succeeded", result: { changed: true, summary: "rolled back", pr: { ...pr, sha: "0".repeat(40) } } });
+      await ingester.applyTaskEvent({
+        ...base,
+        id: `evt_${randomBytes(8).toString("hex")}`,
+        type: "task.pr_opened",
+        ...pr,
+      });
+      await ingester.applyTaskEvent({
+        ...base,
+        id: `evt_${randomBytes(8).toString("hex")}`,
+        type: "task.succeeded",
+        result: { changed: true, summary: "rolled back", pr: { ...pr, sha: "0".repeat(40) } },
+      });
     }
 
     it("counts pull requests opened and fixes under way, not a fix task that failed before opening one", async () => {
@@ -56,11 +80,20 @@ for (const f of factories) {
       // One fix under way uses the hour's only pull request.
       const b = await analyzed();
       expect(b.outcome).toBe("escalated");
-      expect((await listEvents(store.db, { incidentId: b.id, type: "guardrail.max_prs_per_hour" }))[0]!.reason).toBe("1 pull requests opened or under way in the last hour (MAX_PRS_PER_HOUR 1)");
+      expect((await listEvents(store.db, { incidentId: b.id, type: "guardrail.max_prs_per_hour" }))[0]!.reason).toBe(
+        "1 pull requests opened or under way in the last hour (MAX_PRS_PER_HOUR 1)",
+      );
 
       // It failed before opening anything (e.g. the clone failed): nothing was used up.
       const tasks = createTaskService({ store, log: silentLogger, now: () => h.clock.now, onTerminal: hook() });
-      expect(await tasks.fail((await fixOf(a.id))!.id, "git clone failed: repository not found", "runner:runner-1", "runner")).toBe(true);
+      expect(
+        await tasks.fail(
+          (await fixOf(a.id))!.id,
+          "git clone failed: repository not found",
+          "runner:runner-1",
+          "runner",
+        ),
+      ).toBe(true);
       expect((await getIncident(store.db, a.id))!.state).toBe("failed");
       const c = await analyzed();
       expect(c.outcome).toBe("fixing");
@@ -70,13 +103,17 @@ for (const f of factories) {
       expect((await fixOf(c.id))!.state).toBe("succeeded");
       const d = await analyzed();
       expect(d.outcome).toBe("escalated");
-      expect((await listEvents(store.db, { incidentId: d.id, type: "guardrail.max_prs_per_hour" }))[0]!.reason).toMatch(/^1 pull requests opened/);
+      expect((await listEvents(store.db, { incidentId: d.id, type: "guardrail.max_prs_per_hour" }))[0]!.reason).toMatch(
+        /^1 pull requests opened/,
+      );
 
       // An hour later the hour's budget is free, the day's is not; a day later both are.
       h.clock.advance(61 * 60_000);
       const e = await analyzed();
       expect(e.outcome).toBe("escalated");
-      expect((await listEvents(store.db, { incidentId: e.id, type: "guardrail.max_prs_per_day" }))[0]!.reason).toBe("1 pull requests opened or under way in the last day (MAX_PRS_PER_DAY 1)");
+      expect((await listEvents(store.db, { incidentId: e.id, type: "guardrail.max_prs_per_day" }))[0]!.reason).toBe(
+        "1 pull requests opened or under way in the last day (MAX_PRS_PER_DAY 1)",
+      );
       h.clock.advance(24 * 3_600_000);
       expect((await analyzed()).outcome).toBe("fixing");
     });

@@ -16,7 +16,6 @@ import { captureLogger } from "../helpers/assert.ts";
 const natsUp = await hasNats();
 const sqlite = (await storeFactories()).find((f) => f.name === "sqlite")!;
 
-
 describe("HTTP shell (embedded)", () => {
   let store: TestStore;
   let app: FastifyInstance;
@@ -60,8 +59,12 @@ describe("HTTP shell (embedded)", () => {
     const res = await app.inject({ method: "GET", url: "/metrics" });
     expect(res.statusCode).toBe(200);
     expect(res.headers["content-type"]).toMatch(/text\/plain/);
-    expect(res.body).toMatch(/pitcrew_http_request_duration_seconds_count\{method="GET",route="\/healthz",status_code="200"\} [1-9]/);
-    expect(res.body).toMatch(/pitcrew_http_request_duration_seconds_count\{method="GET",route="unmatched",status_code="404"\} 1/);
+    expect(res.body).toMatch(
+      /pitcrew_http_request_duration_seconds_count\{method="GET",route="\/healthz",status_code="200"\} [1-9]/,
+    );
+    expect(res.body).toMatch(
+      /pitcrew_http_request_duration_seconds_count\{method="GET",route="unmatched",status_code="404"\} 1/,
+    );
     expect(res.body).toMatch(/pitcrew_process_cpu_seconds_total/);
   });
 
@@ -73,19 +76,34 @@ describe("HTTP shell (embedded)", () => {
   });
 
   it("refuses a body over the limit with 413", async () => {
-    const res = await app.inject({ method: "POST", url: "/test/echo", headers: { "content-type": "application/json" }, payload: JSON.stringify({ x: "a".repeat(1_100_000) }) });
+    const res = await app.inject({
+      method: "POST",
+      url: "/test/echo",
+      headers: { "content-type": "application/json" },
+      payload: JSON.stringify({ x: "a".repeat(1_100_000) }),
+    });
     expect(res.statusCode).toBe(413);
     expect(res.json().error.code).toBe("request.too_large");
   });
 
   it("refuses invalid JSON with 400 request.invalid_json", async () => {
-    const res = await app.inject({ method: "POST", url: "/test/echo", headers: { "content-type": "application/json" }, payload: '{"a":' });
+    const res = await app.inject({
+      method: "POST",
+      url: "/test/echo",
+      headers: { "content-type": "application/json" },
+      payload: '{"a":',
+    });
     expect(res.statusCode).toBe(400);
     expect(res.json().error.code).toBe("request.invalid_json");
   });
 
   it("refuses prototype-pollution keys with 400", async () => {
-    const res = await app.inject({ method: "POST", url: "/test/echo", headers: { "content-type": "application/json" }, payload: '{"__proto__":{"admin":true}}' });
+    const res = await app.inject({
+      method: "POST",
+      url: "/test/echo",
+      headers: { "content-type": "application/json" },
+      payload: '{"__proto__":{"admin":true}}',
+    });
     expect(res.statusCode).toBe(400);
     expect(res.json().error.code).toBe("request.invalid_json");
   });
@@ -102,12 +120,18 @@ describe("HTTP shell (embedded)", () => {
     expect(res.statusCode).toBe(500);
     expect(res.json().error).toMatchObject({ code: "internal", message: "internal error" });
     expect(res.body).not.toMatch(/hunter2|secret internals|at /);
-    expect(captured.lines.some((l) => l.includes("secret internals") && l.includes("\"stack\""))).toBe(true);
+    expect(captured.lines.some((l) => l.includes("secret internals") && l.includes('"stack"'))).toBe(true);
   });
 
   it("answers /readyz with 503 naming the store when the database is gone", async () => {
     const other = await sqlite.make();
-    const app2 = await buildHttpApp({ log: silentLogger, store: other, queue, metrics: createMetrics(), bodyLimit: 1024 });
+    const app2 = await buildHttpApp({
+      log: silentLogger,
+      store: other,
+      queue,
+      metrics: createMetrics(),
+      bodyLimit: 1024,
+    });
     await other.db.destroy();
     const res = await app2.inject({ method: "GET", url: "/readyz" });
     expect(res.statusCode).toBe(503);
@@ -123,7 +147,13 @@ describe.skipIf(!natsUp)("HTTP readiness with NATS", () => {
     const target = new URL(NATS_URL);
     const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 4222) });
     const settings = uniqueSettings();
-    const queue = createJetStreamQueue({ servers: [proxy.url], name: "readyz-test", settings, log: silentLogger, publishTimeoutMs: 1000 });
+    const queue = createJetStreamQueue({
+      servers: [proxy.url],
+      name: "readyz-test",
+      settings,
+      log: silentLogger,
+      publishTimeoutMs: 1000,
+    });
     const store = await sqlite.make();
     const app = await buildHttpApp({ log: silentLogger, store, queue, metrics: createMetrics(), bodyLimit: 1024 });
     try {
@@ -131,10 +161,14 @@ describe.skipIf(!natsUp)("HTTP readiness with NATS", () => {
       expect((await app.inject({ method: "GET", url: "/readyz" })).statusCode).toBe(200);
 
       await proxy.down();
-      const down = await waitFor(async () => {
-        const r = await app.inject({ method: "GET", url: "/readyz" });
-        return r.statusCode === 503 ? r : undefined;
-      }, 5000, 100);
+      const down = await waitFor(
+        async () => {
+          const r = await app.inject({ method: "GET", url: "/readyz" });
+          return r.statusCode === 503 ? r : undefined;
+        },
+        5000,
+        100,
+      );
       expect(down.json().checks.queue).toMatch(/^nats: /);
       expect(down.json().checks.store).toBe("ok");
 

@@ -87,7 +87,19 @@ for (const f of factories) {
 
     it("records heartbeats as the runner's fleet row", async () => {
       const runnerId = `hb-${newId("evt")}`;
-      const hb = { type: "runner.heartbeat", id: newId("evt"), runnerId, host: "h1", version: "1.2.3", pool: "default", concurrency: 4, running: ["tsk_a"], totals: { succeeded: 3, failed: 1, cancelled: 0 }, startedAt: Date.now() - 1000, at: Date.now() };
+      const hb = {
+        type: "runner.heartbeat",
+        id: newId("evt"),
+        runnerId,
+        host: "h1",
+        version: "1.2.3",
+        pool: "default",
+        concurrency: 4,
+        running: ["tsk_a"],
+        totals: { succeeded: 3, failed: 1, cancelled: 0 },
+        startedAt: Date.now() - 1000,
+        at: Date.now(),
+      };
       const { d, calls } = fakeDelivery(hb);
       await ingester.handle(d);
       expect(calls).toEqual(["ack"]);
@@ -106,7 +118,14 @@ describe("event ingester with the database down", () => {
     const queue = createMemoryQueue({ log: silentLogger });
     const ingester = createEventIngester({ store, queue, log: silentLogger, now: Date.now });
     await store.db.destroy();
-    const { d, calls } = fakeDelivery({ id: newId("evt"), type: "task.started", taskId: "tsk_gone", runnerId: "r", attempt: 1, at: Date.now() });
+    const { d, calls } = fakeDelivery({
+      id: newId("evt"),
+      type: "task.started",
+      taskId: "tsk_gone",
+      runnerId: "r",
+      attempt: 1,
+      at: Date.now(),
+    });
     await ingester.handle(d);
     expect(calls).toEqual(["nak"]);
     await queue.close();
@@ -120,8 +139,26 @@ describe("fleet monitor", () => {
     const tasks = createTaskService({ store, log: silentLogger, now: Date.now });
     const { task } = await tasks.create({ kind: "noop", payload: {}, createdBy: "test", channel: "test" });
     const now = Date.now();
-    await store.db.insertInto("runners").values({ id: "ghost", host: "h", version: "1", pool: "default", concurrency: 1, running: 1, running_task_ids: JSON.stringify([task.id]), totals: "{}", started_at: now - 60_000, last_seen_at: now - 30_000 }).execute();
-    await store.db.updateTable("tasks").set({ state: "running", runner_id: "ghost" }).where("id", "=", task.id).execute();
+    await store.db
+      .insertInto("runners")
+      .values({
+        id: "ghost",
+        host: "h",
+        version: "1",
+        pool: "default",
+        concurrency: 1,
+        running: 1,
+        running_task_ids: JSON.stringify([task.id]),
+        totals: "{}",
+        started_at: now - 60_000,
+        last_seen_at: now - 30_000,
+      })
+      .execute();
+    await store.db
+      .updateTable("tasks")
+      .set({ state: "running", runner_id: "ghost" })
+      .where("id", "=", task.id)
+      .execute();
     const monitor = createFleetMonitor({ store, log: silentLogger, now: () => now, heartbeatMs: 10_000 });
     expect(await monitor.tick()).toBe(1);
     expect(await monitor.tick()).toBe(0);

@@ -32,14 +32,14 @@ async function startHttp(handler: Handler): Promise<{ url: string; server: Serve
   };
 }
 
-
 describe("probe (HTTP) against a real local server", () => {
   let srv: Awaited<ReturnType<typeof startHttp>>;
   const seen: string[] = [];
   beforeAll(async () => {
     srv = await startHttp((req, _body, res) => {
       seen.push(`${req.method} ${req.url}`);
-      if (req.url === "/healthz") return res.writeHead(200, { "content-type": "text/plain" }).end("status: healthy\nbuild: 42\n");
+      if (req.url === "/healthz")
+        return res.writeHead(200, { "content-type": "text/plain" }).end("status: healthy\nbuild: 42\n");
       if (req.url === "/broken") return res.writeHead(500).end("boom");
       if (req.url === "/moved") return res.writeHead(302, { location: "/broken" }).end();
       if (req.url === "/big") {
@@ -169,20 +169,38 @@ describe("http remote skill against a real server that verifies the signature", 
   const secrets = (name: string) => (name === "REMOTE_SKILL_SECRET" ? SECRET : undefined);
   const received: { path: string; id: string; body: unknown }[] = [];
   let srv: Awaited<ReturnType<typeof startHttp>>;
-  const request = { incident: { id: "inc_remote_1", alertname: "TargetDown" }, skill: "remote-fixer", params: { service: "api" } };
-  const action = (path: string, over: Partial<HttpAction> = {}): HttpAction => ({ url: `${srv.url}${path}`, secret_env: "REMOTE_SKILL_SECRET", timeout: "2s", ...over });
+  const request = {
+    incident: { id: "inc_remote_1", alertname: "TargetDown" },
+    skill: "remote-fixer",
+    params: { service: "api" },
+  };
+  const action = (path: string, over: Partial<HttpAction> = {}): HttpAction => ({
+    url: `${srv.url}${path}`,
+    secret_env: "REMOTE_SKILL_SECRET",
+    timeout: "2s",
+    ...over,
+  });
 
   beforeAll(async () => {
     srv = await startHttp((req, body, res) => {
       const check = verify(req.headers, body, SECRET);
-      if (!check.ok) return res.writeHead(401, { "content-type": "application/json" }).end(JSON.stringify({ reason: check.reason }));
+      if (!check.ok)
+        return res.writeHead(401, { "content-type": "application/json" }).end(JSON.stringify({ reason: check.reason }));
       received.push({ path: req.url!, id: check.id, body: JSON.parse(body) });
       const json = (v: unknown) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(v));
-      if (req.url === "/plan") return json({ type: "plan", skill: "restart-deployment", params: { deployment: "api" }, rationale: "pods are wedged" });
-      if (req.url === "/result") return json({ type: "result", ok: true, summary: "cleared the cache", details: { keys: 12 } });
+      if (req.url === "/plan")
+        return json({
+          type: "plan",
+          skill: "restart-deployment",
+          params: { deployment: "api" },
+          rationale: "pods are wedged",
+        });
+      if (req.url === "/result")
+        return json({ type: "result", ok: true, summary: "cleared the cache", details: { keys: 12 } });
       if (req.url === "/garbage") return json({ type: "plan", skill: "Not A Name" });
       if (req.url === "/not-json") return res.writeHead(200).end("<html>hello</html>");
-      if (req.url === "/huge") return json({ type: "result", ok: true, summary: "x", details: { pad: "y".repeat(1024 * 1024) } });
+      if (req.url === "/huge")
+        return json({ type: "result", ok: true, summary: "x", details: { pad: "y".repeat(1024 * 1024) } });
       if (req.url === "/500") return res.writeHead(500).end("down");
       if (req.url === "/422") return res.writeHead(422).end("no");
       if (req.url === "/hang") return;
@@ -193,7 +211,12 @@ describe("http remote skill against a real server that verifies the signature", 
 
   it("sends the signed request and returns a plan", async () => {
     const answer = await callRemoteSkill(action("/plan"), request, { secrets, newId: () => "msg_test_plan" });
-    expect(answer).toEqual({ type: "plan", skill: "restart-deployment", params: { deployment: "api" }, rationale: "pods are wedged" });
+    expect(answer).toEqual({
+      type: "plan",
+      skill: "restart-deployment",
+      params: { deployment: "api" },
+      rationale: "pods are wedged",
+    });
     expect(received.at(-1)).toEqual({ path: "/plan", id: "msg_test_plan", body: request });
   });
 
@@ -207,13 +230,17 @@ describe("http remote skill against a real server that verifies the signature", 
     const wrong = await rejection(callRemoteSkill(action("/plan"), request, { secrets: () => "whsec_b3RoZXIga2V5" }));
     expect(wrong).toMatchObject({ kind: "invalid", code: "remote.rejected", retryable: false });
     expect(wrong.message).toContain("401");
-    const stale = await rejection(callRemoteSkill(action("/plan"), request, { secrets, now: () => new Date(Date.now() - 10 * 60_000) }));
+    const stale = await rejection(
+      callRemoteSkill(action("/plan"), request, { secrets, now: () => new Date(Date.now() - 10 * 60_000) }),
+    );
     expect(stale.message).toContain("401");
   });
 
   it("refuses to call when the secret the skill names is not set", async () => {
     const before = received.length;
-    const err = await rejection(callRemoteSkill(action("/plan", { secret_env: "MISSING_SECRET" }), request, { secrets }));
+    const err = await rejection(
+      callRemoteSkill(action("/plan", { secret_env: "MISSING_SECRET" }), request, { secrets }),
+    );
     expect(err).toMatchObject({ kind: "invalid", code: "remote.secret_missing" });
     expect(received.length).toBe(before);
   });
@@ -259,12 +286,20 @@ describe("drift against the Argo CD API (msw)", () => {
     metadata: { name, namespace: "argocd", uid: "5a1c", resourceVersion: "1234" },
     spec: {
       project: "payments",
-      source: { repoURL: "https://git.example.test/platform/gitops.git", path: "apps/checkout/overlays/prod", targetRevision: extra.targetRevision ?? "main" },
+      source: {
+        repoURL: "https://git.example.test/platform/gitops.git",
+        path: "apps/checkout/overlays/prod",
+        targetRevision: extra.targetRevision ?? "main",
+      },
       destination: { server: "https://kubernetes.default.svc", namespace: "checkout" },
       syncPolicy: {},
     },
     status: {
-      sync: { status: sync, revision: "8f3c1e2a9b7d6c5e4f3a2b1c0d9e8f7a6b5c4d3e", comparedTo: { source: {}, destination: {} } },
+      sync: {
+        status: sync,
+        revision: "8f3c1e2a9b7d6c5e4f3a2b1c0d9e8f7a6b5c4d3e",
+        comparedTo: { source: {}, destination: {} },
+      },
       health: { status: sync === "Synced" ? "Healthy" : "Degraded" },
       resources: extra.resources ?? [],
       summary: {},
@@ -275,8 +310,23 @@ describe("drift against the Argo CD API (msw)", () => {
     "checkout-synced": application("checkout-synced", "Synced"),
     "checkout-drifted": application("checkout-drifted", "OutOfSync", {
       resources: [
-        { version: "v1", kind: "Service", namespace: "checkout", name: "checkout", status: "Synced", health: { status: "Healthy" } },
-        { group: "apps", version: "v1", kind: "Deployment", namespace: "checkout", name: "checkout", status: "OutOfSync", health: { status: "Degraded" } },
+        {
+          version: "v1",
+          kind: "Service",
+          namespace: "checkout",
+          name: "checkout",
+          status: "Synced",
+          health: { status: "Healthy" },
+        },
+        {
+          group: "apps",
+          version: "v1",
+          kind: "Deployment",
+          namespace: "checkout",
+          name: "checkout",
+          status: "OutOfSync",
+          health: { status: "Degraded" },
+        },
         { version: "v1", kind: "ConfigMap", namespace: "checkout", name: "checkout-flags", status: "OutOfSync" },
       ],
     }),
@@ -297,9 +347,21 @@ describe("drift against the Argo CD API (msw)", () => {
         const name = params.name as string;
         const auth = request.headers.get("authorization");
         getCalls.push({ name, auth, project: new URL(request.url).searchParams.get("project") });
-        if (auth !== `Bearer ${TOKEN}`) return HttpResponse.json({ error: "invalid session", code: 16, message: "invalid session: token signature is invalid" }, { status: 401 });
+        if (auth !== `Bearer ${TOKEN}`)
+          return HttpResponse.json(
+            { error: "invalid session", code: 16, message: "invalid session: token signature is invalid" },
+            { status: 401 },
+          );
         const app = apps[name];
-        if (!app) return HttpResponse.json({ error: `applications.argoproj.io "${name}" not found`, code: 5, message: `applications.argoproj.io "${name}" not found` }, { status: 404 });
+        if (!app)
+          return HttpResponse.json(
+            {
+              error: `applications.argoproj.io "${name}" not found`,
+              code: 5,
+              message: `applications.argoproj.io "${name}" not found`,
+            },
+            { status: 404 },
+          );
         return HttpResponse.json(app);
       }),
       http.post(`${BASE}/api/v1/applications/:name/sync`, async ({ request, params }) => {
@@ -324,9 +386,14 @@ describe("drift against the Argo CD API (msw)", () => {
     syncCalls.length = 0;
     const r = await runDrift({ application: "checkout-drifted", mode: "sync" }, opts);
     expect(r.outcome).toBe("synced");
-    expect(syncCalls).toEqual([{ name: "checkout-drifted", auth: `Bearer ${TOKEN}`, body: { revision: "main", prune: false, dryRun: false } }]);
+    expect(syncCalls).toEqual([
+      { name: "checkout-drifted", auth: `Bearer ${TOKEN}`, body: { revision: "main", prune: false, dryRun: false } },
+    ]);
     expect(r.details.syncRevision).toBe("main");
-    expect(r.details.outOfSync.map((x) => `${x.kind}/${x.name}`)).toEqual(["Deployment/checkout", "ConfigMap/checkout-flags"]);
+    expect(r.details.outOfSync.map((x) => `${x.kind}/${x.name}`)).toEqual([
+      "Deployment/checkout",
+      "ConfigMap/checkout-flags",
+    ]);
     expect(r.summary).toContain("2 resource(s) OutOfSync");
   });
 
@@ -348,7 +415,14 @@ describe("drift against the Argo CD API (msw)", () => {
       targetRevision: "main",
       revision: "8f3c1e2a9b7d6c5e4f3a2b1c0d9e8f7a6b5c4d3e",
       outOfSync: [
-        { group: "apps", kind: "Deployment", name: "checkout", namespace: "checkout", status: "OutOfSync", health: "Degraded" },
+        {
+          group: "apps",
+          kind: "Deployment",
+          name: "checkout",
+          namespace: "checkout",
+          status: "OutOfSync",
+          health: "Degraded",
+        },
         { kind: "ConfigMap", name: "checkout-flags", namespace: "checkout", status: "OutOfSync" },
       ],
     });
@@ -374,12 +448,21 @@ describe("drift against the Argo CD API (msw)", () => {
     argo();
     const err = await rejection(runDrift({ application: "checkout-drifted" }, { ...opts, token: "wrong-token-xyz" }));
     expect(err).toMatchObject({ kind: "forbidden", code: "argocd.unauthorized", retryable: false });
-    const everything = JSON.stringify({ message: err.message, details: err.details, cause: String(err.cause), stack: err.stack });
+    const everything = JSON.stringify({
+      message: err.message,
+      details: err.details,
+      cause: String(err.cause),
+      stack: err.stack,
+    });
     expect(everything).not.toContain("wrong-token-xyz");
   });
 
   it("maps 403 to forbidden argocd.unauthorized", async () => {
-    mock.use(http.get(`${BASE}/api/v1/applications/:name`, () => HttpResponse.json({ error: "permission denied", code: 7, message: "permission denied" }, { status: 403 })));
+    mock.use(
+      http.get(`${BASE}/api/v1/applications/:name`, () =>
+        HttpResponse.json({ error: "permission denied", code: 7, message: "permission denied" }, { status: 403 }),
+      ),
+    );
     const err = await rejection(runDrift({ application: "checkout-drifted" }, opts));
     expect(err).toMatchObject({ kind: "forbidden", code: "argocd.unauthorized" });
   });
@@ -391,7 +474,9 @@ describe("drift against the Argo CD API (msw)", () => {
   });
 
   it("maps 503 to unavailable and retryable, on the read or on the sync", async () => {
-    mock.use(http.get(`${BASE}/api/v1/applications/:name`, () => new HttpResponse("upstream connect error", { status: 503 })));
+    mock.use(
+      http.get(`${BASE}/api/v1/applications/:name`, () => new HttpResponse("upstream connect error", { status: 503 })),
+    );
     const read = await rejection(runDrift({ application: "checkout-drifted" }, opts));
     expect(read).toMatchObject({ kind: "unavailable", code: "argocd.unavailable", retryable: true });
     expect(read.message).toContain("503");
@@ -408,7 +493,14 @@ describe("drift against the Argo CD API (msw)", () => {
     argo();
     mock.use(
       http.post(`${BASE}/api/v1/applications/:name/sync`, () =>
-        HttpResponse.json({ error: "another operation is already in progress", code: 9, message: "another operation is already in progress" }, { status: 400 }),
+        HttpResponse.json(
+          {
+            error: "another operation is already in progress",
+            code: 9,
+            message: "another operation is already in progress",
+          },
+          { status: 400 },
+        ),
       ),
     );
     const err = await rejection(runDrift({ application: "checkout-drifted" }, opts));
@@ -429,31 +521,55 @@ describe("drift against the Argo CD API (msw)", () => {
   it("sends the token only to the configured Argo CD server", async () => {
     argo();
     const before = getCalls.length;
-    const err = await rejection(runDrift({ application: "checkout-drifted", server: "https://evil.example.test" }, opts));
+    const err = await rejection(
+      runDrift({ application: "checkout-drifted", server: "https://evil.example.test" }, opts),
+    );
     expect(err).toMatchObject({ kind: "forbidden", code: "argocd.server_not_allowed" });
     expect(getCalls.length).toBe(before);
     // The configured server named explicitly is fine.
-    expect((await runDrift({ application: "checkout-synced", server: `${BASE}/` }, opts)).outcome).toBe("already_synced");
+    expect((await runDrift({ application: "checkout-synced", server: `${BASE}/` }, opts)).outcome).toBe(
+      "already_synced",
+    );
   });
 
   it("reports, read-only, every application that drifted from git (mode report) and runs inline as a check", async () => {
     const seen: Array<{ auth: string | null; project: string | null }> = [];
     mock.use(
       http.get(`${BASE}/api/v1/applications`, ({ request }) => {
-        seen.push({ auth: request.headers.get("authorization"), project: new URL(request.url).searchParams.get("project") });
+        seen.push({
+          auth: request.headers.get("authorization"),
+          project: new URL(request.url).searchParams.get("project"),
+        });
         return HttpResponse.json({ metadata: { resourceVersion: "9" }, items: Object.values(apps) });
       }),
-      http.post(`${BASE}/api/v1/applications/:name/sync`, () => HttpResponse.json({ message: "a report must not sync" }, { status: 500 })),
+      http.post(`${BASE}/api/v1/applications/:name/sync`, () =>
+        HttpResponse.json({ message: "a report must not sync" }, { status: 500 }),
+      ),
     );
     const r = await runDriftReport({ mode: "report", project: "payments" }, opts);
     expect(r.total).toBe(4);
-    expect(r.drifted.map((d) => `${d.application}:${d.syncStatus}:${d.outOfSync}`)).toEqual(["checkout-drifted:OutOfSync:2", "checkout-head:OutOfSync:0", "checkout-unknown:Unknown:0"]);
-    expect(r.summary).toBe("3 of 4 application(s) drifted from git: checkout-drifted (OutOfSync, 2 resource(s)), checkout-head (OutOfSync), checkout-unknown (Unknown)");
+    expect(r.drifted.map((d) => `${d.application}:${d.syncStatus}:${d.outOfSync}`)).toEqual([
+      "checkout-drifted:OutOfSync:2",
+      "checkout-head:OutOfSync:0",
+      "checkout-unknown:Unknown:0",
+    ]);
+    expect(r.summary).toBe(
+      "3 of 4 application(s) drifted from git: checkout-drifted (OutOfSync, 2 resource(s)), checkout-head (OutOfSync), checkout-unknown (Unknown)",
+    );
     expect(seen).toEqual([{ auth: `Bearer ${TOKEN}`, project: "payments" }]);
-    const skill = Skill.parse({ name: "drift-report", description: "d", match: {}, risk: "read", approval: "none", action: { builtin: "drift", with: { mode: "report" } } });
+    const skill = Skill.parse({
+      name: "drift-report",
+      description: "d",
+      match: {},
+      risk: "read",
+      approval: "none",
+      action: { builtin: "drift", with: { mode: "report" } },
+    });
     const outcome = await runInline(skill, { mode: "report" }, {}, { argocd: opts, secrets: () => undefined });
     expect(outcome).toMatchObject({ kind: "escalate", summary: r.summary, details: { total: 4 } });
-    await expect(runDriftReport({ mode: "report", application: "x" }, opts)).rejects.toMatchObject({ code: "drift.invalid_params" });
+    await expect(runDriftReport({ mode: "report", application: "x" }, opts)).rejects.toMatchObject({
+      code: "drift.invalid_params",
+    });
   });
 
   it("rejects an application name that is not a Kubernetes name", async () => {

@@ -42,15 +42,37 @@ function group(n: number, tag: string, opts: { oneDeployment?: boolean } = {}) {
   const alerts = Array.from({ length: n }, (_, i) => ({
     status: "firing",
     labels: opts.oneDeployment
-      ? { alertname: "KubePodCrashLooping", namespace: `big-${tag}`, pod: `api-7d9f8b6c5-${i.toString(36).padStart(5, "0")}`, container: "api", severity: "warning" }
-      : { alertname: "NodeExporterDown", namespace: `big-${tag}`, instance: `10.0.${i >> 8}.${i & 255}:9100`, severity: "warning" },
+      ? {
+          alertname: "KubePodCrashLooping",
+          namespace: `big-${tag}`,
+          pod: `api-7d9f8b6c5-${i.toString(36).padStart(5, "0")}`,
+          container: "api",
+          severity: "warning",
+        }
+      : {
+          alertname: "NodeExporterDown",
+          namespace: `big-${tag}`,
+          instance: `10.0.${i >> 8}.${i & 255}:9100`,
+          severity: "warning",
+        },
     annotations: { summary: `alert ${i} of ${n}`, description: "d".repeat(200) },
     startsAt: "2026-11-20T08:00:00Z",
     endsAt: "0001-01-01T00:00:00Z",
     generatorURL: "http://prometheus-k8s-0:9090/graph?g0.expr=up",
     fingerprint: fp(`group-${i}`, tag),
   }));
-  return { version: "4", groupKey: `{}:{namespace="big-${tag}"}`, truncatedAlerts: 0, status: "firing", receiver: "pitcrew", groupLabels: {}, commonLabels: {}, commonAnnotations: {}, externalURL: "http://alertmanager:9093", alerts };
+  return {
+    version: "4",
+    groupKey: `{}:{namespace="big-${tag}"}`,
+    truncatedAlerts: 0,
+    status: "firing",
+    receiver: "pitcrew",
+    groupLabels: {},
+    commonLabels: {},
+    commonAnnotations: {},
+    externalURL: "http://alertmanager:9093",
+    alerts,
+  };
 }
 
 for (const f of factories) {
@@ -106,7 +128,11 @@ for (const f of factories) {
 
     it("keeps labels named __proto__, constructor and toString as data without polluting anything", async () => {
       const tags = [newTag(), newTag(), newTag()];
-      for (const [i, file] of ["reserved-proto-label.json", "reserved-constructor-annotation.json", "reserved-js-names.json"].entries()) {
+      for (const [i, file] of [
+        "reserved-proto-label.json",
+        "reserved-constructor-annotation.json",
+        "reserved-js-names.json",
+      ].entries()) {
         const body = fixture(file, tags[i]!);
         const res = await postAlerts(h.app, body, TOKEN);
         expect(res.statusCode, res.body).toBe(200);
@@ -129,7 +155,11 @@ for (const f of factories) {
       expect(res.statusCode, res.body.slice(0, 300)).toBe(200);
       expect(res.json().alerts).toBe(10_000);
       const [inc] = res.json().incidents as string[];
-      const n = await store.db.selectFrom("alerts").select((eb) => eb.fn.countAll<number>().as("n")).where("incident_id", "=", inc!).executeTakeFirstOrThrow();
+      const n = await store.db
+        .selectFrom("alerts")
+        .select((eb) => eb.fn.countAll<number>().as("n"))
+        .where("incident_id", "=", inc!)
+        .executeTakeFirstOrThrow();
       expect(Number(n.n)).toBe(10_000);
     }, 120_000);
 
@@ -137,7 +167,11 @@ for (const f of factories) {
       const tag = newTag();
       const res = await postAlerts(h.app, group(1001, tag), TOKEN);
       expect(res.statusCode, res.body.slice(0, 300)).toBe(200);
-      const rows = await store.db.selectFrom("incidents").select(["id", "state"]).where("namespace", "=", `big-${tag}`).execute();
+      const rows = await store.db
+        .selectFrom("incidents")
+        .select(["id", "state"])
+        .where("namespace", "=", `big-${tag}`)
+        .execute();
       expect(rows).toHaveLength(1001);
       expect(new Set(rows.map((r) => r.state))).toEqual(new Set(["detected"]));
       // The same group again (AlertManager's retry after a timeout): all repeats, nothing new.
@@ -193,17 +227,42 @@ describe.skipIf(!factories.every((f) => f.available))("a payload commits as a wh
         const body = group(6, tag);
         body.alerts[2]!.labels.alertname = `Boom${tag}`;
         if (f.name === "sqlite") {
-          await sql.raw(`CREATE TRIGGER boom BEFORE INSERT ON alerts WHEN NEW.alertname = 'Boom${tag}' BEGIN SELECT RAISE(ABORT, 'boom'); END`).execute(store.db);
+          await sql
+            .raw(
+              `CREATE TRIGGER boom BEFORE INSERT ON alerts WHEN NEW.alertname = 'Boom${tag}' BEGIN SELECT RAISE(ABORT, 'boom'); END`,
+            )
+            .execute(store.db);
         } else {
-          await sql.raw(`CREATE TRIGGER boom BEFORE INSERT ON alerts FOR EACH ROW BEGIN IF NEW.alertname = 'Boom${tag}' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'boom'; END IF; END`).execute(store.db);
+          await sql
+            .raw(
+              `CREATE TRIGGER boom BEFORE INSERT ON alerts FOR EACH ROW BEGIN IF NEW.alertname = 'Boom${tag}' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'boom'; END IF; END`,
+            )
+            .execute(store.db);
         }
         const failed = await postAlerts(h.app, body, TOKEN);
         expect(failed.statusCode).toBe(500);
         const count = async (table: "alerts" | "incidents") =>
-          Number((await store.db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as("n")).where("labels", "like", `%big-${tag}%`).executeTakeFirstOrThrow()).n);
+          Number(
+            (
+              await store.db
+                .selectFrom(table)
+                .select((eb) => eb.fn.countAll<number>().as("n"))
+                .where("labels", "like", `%big-${tag}%`)
+                .executeTakeFirstOrThrow()
+            ).n,
+          );
         expect(await count("alerts")).toBe(0);
         expect(await count("incidents")).toBe(0);
-        expect(Number((await store.db.selectFrom("outbox").select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow()).n)).toBe(0);
+        expect(
+          Number(
+            (
+              await store.db
+                .selectFrom("outbox")
+                .select((eb) => eb.fn.countAll<number>().as("n"))
+                .executeTakeFirstOrThrow()
+            ).n,
+          ),
+        ).toBe(0);
 
         await sql.raw("DROP TRIGGER boom").execute(store.db);
         const retried = await postAlerts(h.app, body, TOKEN);
@@ -226,7 +285,9 @@ describe("AlertManager webhook over a real connection", () => {
   function trickle(port: number, body: string, headers: string): Promise<{ text: string; ms: number }> {
     const started = Date.now();
     const socket = connect(port, "127.0.0.1");
-    socket.write(`POST /webhooks/alertmanager HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n${headers}\r\n`);
+    socket.write(
+      `POST /webhooks/alertmanager HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n${headers}\r\n`,
+    );
     let sent = 0;
     const timer = setInterval(() => {
       if (sent < body.length && !socket.destroyed) socket.write(body[sent++]!);
@@ -248,7 +309,10 @@ describe("AlertManager webhook over a real connection", () => {
       await h.app.listen({ port: 0, host: "127.0.0.1" });
       const port = (h.app.server.address() as { port: number }).port;
       const body = JSON.stringify(fixture("crashloop-firing.json", newTag()));
-      const [authed, anonymous] = await Promise.all([trickle(port, body, `Authorization: Bearer ${TOKEN}\r\n`), trickle(port, body, "")]);
+      const [authed, anonymous] = await Promise.all([
+        trickle(port, body, `Authorization: Bearer ${TOKEN}\r\n`),
+        trickle(port, body, ""),
+      ]);
       expect(authed.text).toMatch(/^HTTP\/1\.1 408/);
       expect(authed.ms).toBeLessThan(5000);
       // Refused at once, and the connection does not stay open for the rest of the body.

@@ -17,13 +17,29 @@ const SYSTEM = { actor: "test", channel: "test" };
 function group(n: number, tag: string, startsAt: string) {
   const alerts = Array.from({ length: n }, (_, i) => ({
     status: "firing",
-    labels: { alertname: "NodeExporterDown", namespace: `grp-${tag}`, instance: `10.1.${i >> 8}.${i & 255}:9100`, severity: "warning" },
+    labels: {
+      alertname: "NodeExporterDown",
+      namespace: `grp-${tag}`,
+      instance: `10.1.${i >> 8}.${i & 255}:9100`,
+      severity: "warning",
+    },
     annotations: { summary: `node ${i} down` },
     startsAt,
     endsAt: "0001-01-01T00:00:00Z",
     fingerprint: fp(`node-${i}`, tag),
   }));
-  return { version: "4", groupKey: `{}:{namespace="grp-${tag}"}`, truncatedAlerts: 0, status: "firing", receiver: "pitcrew", groupLabels: {}, commonLabels: {}, commonAnnotations: {}, externalURL: "", alerts };
+  return {
+    version: "4",
+    groupKey: `{}:{namespace="grp-${tag}"}`,
+    truncatedAlerts: 0,
+    status: "firing",
+    receiver: "pitcrew",
+    groupLabels: {},
+    commonLabels: {},
+    commonAnnotations: {},
+    externalURL: "",
+    alerts,
+  };
 }
 
 function resolvesOf(body: ReturnType<typeof group>, endsAt: string) {
@@ -56,10 +72,21 @@ for (const f of factories) {
       const res = await postAlerts(h.app, resolvesOf(body, "2026-11-20T09:00:05Z"), TOKEN);
       expect(res.statusCode).toBe(200);
       expect(new Set(res.json().outcomes.map((o: { outcome: string }) => o.outcome))).toEqual(new Set(["resolved"]));
-      const states = await store.db.selectFrom("incidents").select("state").where("namespace", "=", `grp-${tag}`).execute();
+      const states = await store.db
+        .selectFrom("incidents")
+        .select("state")
+        .where("namespace", "=", `grp-${tag}`)
+        .execute();
       expect(states.filter((s) => s.state !== "resolved")).toEqual([]);
       expect(states).toHaveLength(400);
-      expect(await store.db.selectFrom("events").select("id").where("type", "=", "alert.stale_resolve").where("data", "like", `%${fp("node-0", tag)}%`).execute()).toHaveLength(0);
+      expect(
+        await store.db
+          .selectFrom("events")
+          .select("id")
+          .where("type", "=", "alert.stale_resolve")
+          .where("data", "like", `%${fp("node-0", tag)}%`)
+          .execute(),
+      ).toHaveLength(0);
     });
 
     it("treats only a resolve of an older occurrence as stale: the re-fired incident stays open", async () => {
@@ -85,7 +112,10 @@ for (const f of factories) {
       current.status = "resolved";
       current.alerts[0].status = "resolved";
       current.alerts[0].endsAt = "2026-11-20T11:31:00Z";
-      expect((await postAlerts(h.app, current, TOKEN)).json().outcomes[0]).toMatchObject({ outcome: "resolved", incidentId: opened });
+      expect((await postAlerts(h.app, current, TOKEN)).json().outcomes[0]).toMatchObject({
+        outcome: "resolved",
+        incidentId: opened,
+      });
       h.clock.set("2026-11-20T08:15:00Z");
     });
 
@@ -93,14 +123,26 @@ for (const f of factories) {
       const tag = newTag();
       const body = fixture("grouped-multi.json", tag);
       const id = (await postAlerts(h.app, body, TOKEN)).json().incidents[0];
-      const resolves = (...i: number[]) => ({ ...body, status: "resolved", alerts: i.map((n) => ({ ...body.alerts[n], status: "resolved", endsAt: "2026-11-20T10:00:00Z" })) });
+      const resolves = (...i: number[]) => ({
+        ...body,
+        status: "resolved",
+        alerts: i.map((n) => ({ ...body.alerts[n], status: "resolved", endsAt: "2026-11-20T10:00:00Z" })),
+      });
       const two = await postAlerts(h.app, resolves(0, 2), TOKEN);
-      expect(two.json().outcomes.map((o: { outcome: string }) => o.outcome)).toEqual(["resolve_recorded", "resolve_recorded"]);
+      expect(two.json().outcomes.map((o: { outcome: string }) => o.outcome)).toEqual([
+        "resolve_recorded",
+        "resolve_recorded",
+      ]);
       expect((await getIncident(store.db, id))!.state).toBe("detected");
       // One timeline event for the two resolves of one payload.
       const partial = await listEvents(store.db, { incidentId: id, type: "alert.resolved" });
-      expect(partial.map((e) => [e.reason, JSON.parse(e.data).alerts])).toEqual([["2 of the incident's alerts resolved; others still fire", 2]]);
-      expect((await postAlerts(h.app, resolves(1), TOKEN)).json().outcomes[0]).toMatchObject({ outcome: "resolved", incidentId: id });
+      expect(partial.map((e) => [e.reason, JSON.parse(e.data).alerts])).toEqual([
+        ["2 of the incident's alerts resolved; others still fire", 2],
+      ]);
+      expect((await postAlerts(h.app, resolves(1), TOKEN)).json().outcomes[0]).toMatchObject({
+        outcome: "resolved",
+        incidentId: id,
+      });
     });
 
     const closings: Record<string, IncidentEvent[]> = {
@@ -113,11 +155,19 @@ for (const f of factories) {
         const tag = newTag();
         const id = (await postAlerts(h.app, fixture("crashloop-firing.json", tag), TOKEN)).json().incidents[0];
         let inc = (await getIncident(store.db, id))!;
-        for (const event of path) inc = await store.db.transaction().execute((trx) => applyTransition(trx, store.dialect, inc, event, SYSTEM, h.clock.now));
+        for (const event of path)
+          inc = await store.db
+            .transaction()
+            .execute((trx) => applyTransition(trx, store.dialect, inc, event, SYSTEM, h.clock.now));
         expect(inc.state).toBe(state);
         const res = await postAlerts(h.app, fixture("crashloop-resolved.json", tag), TOKEN);
         expect(res.json().outcomes[0]).toMatchObject({ outcome: "resolve_recorded", incidentId: id });
-        const rows = await store.db.selectFrom("alerts").select(["status", "incident_id"]).where("fingerprint", "=", fp("72f9ef95199423f0", tag)).orderBy("id").execute();
+        const rows = await store.db
+          .selectFrom("alerts")
+          .select(["status", "incident_id"])
+          .where("fingerprint", "=", fp("72f9ef95199423f0", tag))
+          .orderBy("id")
+          .execute();
         expect(rows).toEqual([
           { status: "firing", incident_id: id },
           { status: "resolved", incident_id: id },

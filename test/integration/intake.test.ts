@@ -17,11 +17,21 @@ async function alertsOf(store: Store, fingerprint: string) {
 async function incidentsOf(store: Store, fingerprint: string) {
   const ids = (await alertsOf(store, fingerprint)).map((a) => a.incident_id).filter((x): x is string => !!x);
   if (ids.length === 0) return [];
-  return store.db.selectFrom("incidents").selectAll().where("id", "in", [...new Set(ids)]).orderBy("id").execute();
+  return store.db
+    .selectFrom("incidents")
+    .selectAll()
+    .where("id", "in", [...new Set(ids)])
+    .orderBy("id")
+    .execute();
 }
 
 async function analyzeTasks(store: Store, incidentId: string) {
-  return store.db.selectFrom("tasks").selectAll().where("incident_id", "=", incidentId).where("kind", "=", "incident.analyze").execute();
+  return store.db
+    .selectFrom("tasks")
+    .selectAll()
+    .where("incident_id", "=", incidentId)
+    .where("kind", "=", "incident.analyze")
+    .execute();
 }
 
 for (const f of factories) {
@@ -43,14 +53,24 @@ for (const f of factories) {
       const res = await postAlerts(h.app, fixture("crashloop-firing.json", tag), TOKEN);
       expect(res.statusCode).toBe(200);
       const [inc] = await incidentsOf(store, fp("72f9ef95199423f0", tag));
-      expect(inc).toMatchObject({ state: "detected", source: "alertmanager", alertname: "KubePodCrashLooping", namespace: `payments-${tag}`, service: "checkout", severity: "warning" });
+      expect(inc).toMatchObject({
+        state: "detected",
+        source: "alertmanager",
+        alertname: "KubePodCrashLooping",
+        namespace: `payments-${tag}`,
+        service: "checkout",
+        severity: "warning",
+      });
       expect(inc!.title).toBe(`KubePodCrashLooping payments-${tag}/checkout: Pod is crash looping.`);
       expect(res.json()).toMatchObject({ status: "accepted", alerts: 1, incidents: [inc!.id] });
       const tasks = await analyzeTasks(store, inc!.id);
       expect(tasks).toHaveLength(1);
       const outbox = await store.db.selectFrom("outbox").select("msg_id").where("msg_id", "=", tasks[0]!.id).execute();
       expect(outbox).toHaveLength(1);
-      expect((await listEvents(store.db, { incidentId: inc!.id })).map((e) => e.type)).toEqual(["incident.detected", "task.created"]);
+      expect((await listEvents(store.db, { incidentId: inc!.id })).map((e) => e.type)).toEqual([
+        "incident.detected",
+        "task.created",
+      ]);
     });
 
     it("counts a repeated notification on the same alert row and the same incident", async () => {
@@ -102,7 +122,9 @@ for (const f of factories) {
       const res = await postAlerts(h.app, body, TOKEN);
       expect(res.statusCode).toBe(200);
       expect(res.json().outcomes[0].outcome).toBe("ignored");
-      expect(await store.db.selectFrom("alerts").select("id").where("labels", "like", `%payments-${tag}%`).execute()).toHaveLength(0);
+      expect(
+        await store.db.selectFrom("alerts").select("id").where("labels", "like", `%payments-${tag}%`).execute(),
+      ).toHaveLength(0);
     });
 
     it("groups three crash-looping pods of one deployment into one incident by the skill's dedupe key", async () => {
@@ -114,7 +136,9 @@ for (const f of factories) {
       expect(incidents.size).toBe(1);
       const inc = (await getIncident(store.db, [...incidents][0]!))!;
       expect(inc.dedupe_key).toBe(`d:crashloop-after-deploy:orders-${tag}/api`);
-      expect(await store.db.selectFrom("alerts").select("id").where("incident_id", "=", inc.id).execute()).toHaveLength(3);
+      expect(await store.db.selectFrom("alerts").select("id").where("incident_id", "=", inc.id).execute()).toHaveLength(
+        3,
+      );
       expect(await analyzeTasks(store, inc.id)).toHaveLength(1);
     });
 
@@ -189,7 +213,10 @@ for (const f of factories) {
         const res = await postAlerts(h.app, fixture(file, tag), TOKEN);
         expect(res.statusCode, `${file}: ${res.body}`).toBe(200);
         const outcomes = res.json().outcomes as Array<{ outcome: string; incidentId: string | null }>;
-        expect(outcomes.map((o) => o.outcome), file).toEqual(OUTCOMES[file]);
+        expect(
+          outcomes.map((o) => o.outcome),
+          file,
+        ).toEqual(OUTCOMES[file]);
         for (const x of m.fingerprints) expect((await alertsOf(store, fp(x, tag))).length, `${file} ${x}`).toBe(1);
         // Each opened incident: detected, its detection event, one analysis job through the outbox.
         for (const o of outcomes.filter((x) => x.outcome === "opened")) {
@@ -198,10 +225,20 @@ for (const f of factories) {
           expect(inc.truncated_alerts, file).toBe(m.truncatedAlerts);
           const joins = outcomes.filter((x) => x.outcome === "joined").length;
           // The alerts that joined in the same payload: one event that counts them.
-          expect((await listEvents(store.db, { incidentId: inc.id })).map((e) => e.type), file).toEqual(["incident.detected", "task.created", ...(joins ? ["alert.joined"] : [])]);
-          if (joins) expect(JSON.parse((await listEvents(store.db, { incidentId: inc.id, type: "alert.joined" }))[0]!.data).alerts, file).toBe(joins);
+          expect(
+            (await listEvents(store.db, { incidentId: inc.id })).map((e) => e.type),
+            file,
+          ).toEqual(["incident.detected", "task.created", ...(joins ? ["alert.joined"] : [])]);
+          if (joins)
+            expect(
+              JSON.parse((await listEvents(store.db, { incidentId: inc.id, type: "alert.joined" }))[0]!.data).alerts,
+              file,
+            ).toBe(joins);
           const [job] = await analyzeTasks(store, inc.id);
-          expect(await store.db.selectFrom("outbox").select("id").where("msg_id", "=", job!.id).execute(), file).toHaveLength(1);
+          expect(
+            await store.db.selectFrom("outbox").select("id").where("msg_id", "=", job!.id).execute(),
+            file,
+          ).toHaveLength(1);
         }
         // Joined alerts sit on the incident their group opened.
         const opened = outcomes.find((o) => o.outcome === "opened")?.incidentId;
@@ -213,7 +250,12 @@ for (const f of factories) {
     it("answers every bad fixture with 400 and its code, storing nothing", async () => {
       for (const [file, m] of Object.entries(manifest.bad)) {
         const tag = newTag();
-        const res = await postAlerts(h.app, fixtureBody("bad", file, tag), TOKEN, m.contentType ? { "content-type": m.contentType } : {});
+        const res = await postAlerts(
+          h.app,
+          fixtureBody("bad", file, tag),
+          TOKEN,
+          m.contentType ? { "content-type": m.contentType } : {},
+        );
         expect(res.statusCode, `${file}: ${res.body}`).toBe(400);
         expect(res.json().error.code, file).toBe(m.code);
         expect(res.body).not.toMatch(/\n\s+at /);
@@ -241,7 +283,9 @@ for (const f of factories) {
         const res = await postAlerts(small.app, fixture("unicode-long.json", tag), TOKEN);
         expect(res.statusCode).toBe(413);
         expect(res.json().error.code).toBe("request.too_large");
-        expect(await store.db.selectFrom("alerts").select("id").where("labels", "like", `%-${tag}%`).execute()).toHaveLength(0);
+        expect(
+          await store.db.selectFrom("alerts").select("id").where("labels", "like", `%-${tag}%`).execute(),
+        ).toHaveLength(0);
       } finally {
         await small.close();
       }
@@ -259,7 +303,9 @@ for (const f of factories) {
     it("accepts requests without credentials only when auth is explicitly off", async () => {
       const open = await intakeApp(store, { auth: { mode: "none" } });
       try {
-        expect((await postAlerts(open.app, fixture("crashloop-firing.json", newTag()), undefined)).statusCode).toBe(200);
+        expect((await postAlerts(open.app, fixture("crashloop-firing.json", newTag()), undefined)).statusCode).toBe(
+          200,
+        );
       } finally {
         await open.close();
       }
@@ -293,30 +339,34 @@ describe("AlertManager intake with the database down", () => {
   });
 
   const mysql = factories.find((f) => f.name === "mysql")!;
-  it.skipIf(!mysql.available)("answers 503 while MySQL is unreachable and stores AlertManager's retry once when it is back", async () => {
-    const url = new URL(MYSQL_URL);
-    const proxy = await startTcpProxy({ host: url.hostname, port: Number(url.port || 3306) });
-    const proxied = new URL(url);
-    proxied.host = `127.0.0.1:${proxy.port}`;
-    const store = openStore({ dialect: "mysql", url: proxied.toString(), poolSize: 4 });
-    const h = await intakeApp(store);
-    const tag = newTag();
-    try {
-      await proxy.down();
-      const res = await postAlerts(h.app, fixture("crashloop-firing.json", tag), TOKEN);
-      expect(res.statusCode).toBe(503);
-      expect(res.json().error.code).toBe("store.unavailable");
-      await proxy.up();
-      let retry = await postAlerts(h.app, fixture("crashloop-firing.json", tag), TOKEN);
-      // The pool may hand out a connection the outage killed once more; AlertManager retries again.
-      for (let i = 0; i < 5 && retry.statusCode === 503; i++) retry = await postAlerts(h.app, fixture("crashloop-firing.json", tag), TOKEN);
-      expect(retry.statusCode).toBe(200);
-      expect(await alertsOf(store, fp("72f9ef95199423f0", tag))).toHaveLength(1);
-      expect(await incidentsOf(store, fp("72f9ef95199423f0", tag))).toHaveLength(1);
-    } finally {
-      await h.close();
-      await store.close();
-      await proxy.close();
-    }
-  });
+  it.skipIf(!mysql.available)(
+    "answers 503 while MySQL is unreachable and stores AlertManager's retry once when it is back",
+    async () => {
+      const url = new URL(MYSQL_URL);
+      const proxy = await startTcpProxy({ host: url.hostname, port: Number(url.port || 3306) });
+      const proxied = new URL(url);
+      proxied.host = `127.0.0.1:${proxy.port}`;
+      const store = openStore({ dialect: "mysql", url: proxied.toString(), poolSize: 4 });
+      const h = await intakeApp(store);
+      const tag = newTag();
+      try {
+        await proxy.down();
+        const res = await postAlerts(h.app, fixture("crashloop-firing.json", tag), TOKEN);
+        expect(res.statusCode).toBe(503);
+        expect(res.json().error.code).toBe("store.unavailable");
+        await proxy.up();
+        let retry = await postAlerts(h.app, fixture("crashloop-firing.json", tag), TOKEN);
+        // The pool may hand out a connection the outage killed once more; AlertManager retries again.
+        for (let i = 0; i < 5 && retry.statusCode === 503; i++)
+          retry = await postAlerts(h.app, fixture("crashloop-firing.json", tag), TOKEN);
+        expect(retry.statusCode).toBe(200);
+        expect(await alertsOf(store, fp("72f9ef95199423f0", tag))).toHaveLength(1);
+        expect(await incidentsOf(store, fp("72f9ef95199423f0", tag))).toHaveLength(1);
+      } finally {
+        await h.close();
+        await store.close();
+        await proxy.close();
+      }
+    },
+  );
 });

@@ -19,7 +19,8 @@ async function tasksOf(store: Store, incidentId: string, kind?: string) {
   return q.orderBy("id").execute();
 }
 
-const types = async (store: Store, incidentId: string) => (await listEvents(store.db, { incidentId, limit: 1000 })).map((e) => e.type);
+const types = async (store: Store, incidentId: string) =>
+  (await listEvents(store.db, { incidentId, limit: 1000 })).map((e) => e.type);
 
 /** A firing alert of another workload in the same namespace (its own fingerprint and dedupe key). */
 function otherWorkload(tag: string, name: string) {
@@ -56,15 +57,25 @@ for (const f of factories) {
       const other = openStore(store.database);
       const h2 = await intakeApp(other, { clock: h.clock });
       try {
-        const results = await Promise.all(Array.from({ length: 200 }, (_, i) => postAlerts(i % 2 ? h.app : h2.app, body, TOKEN)));
+        const results = await Promise.all(
+          Array.from({ length: 200 }, (_, i) => postAlerts(i % 2 ? h.app : h2.app, body, TOKEN)),
+        );
         expect(results.map((r) => r.statusCode).filter((s) => s !== 200)).toEqual([]);
         const ids = new Set(results.flatMap((r) => r.json().incidents as string[]));
         expect(ids.size).toBe(1);
         const incidentId = [...ids][0]!;
-        const rows = await store.db.selectFrom("incidents").select("id").where("namespace", "=", `payments-${tag}`).execute();
+        const rows = await store.db
+          .selectFrom("incidents")
+          .select("id")
+          .where("namespace", "=", `payments-${tag}`)
+          .execute();
         expect(rows).toHaveLength(1);
         expect(await tasksOf(store, incidentId, "incident.analyze")).toHaveLength(1);
-        const alert = await store.db.selectFrom("alerts").selectAll().where("fingerprint", "=", fp("72f9ef95199423f0", tag)).execute();
+        const alert = await store.db
+          .selectFrom("alerts")
+          .selectAll()
+          .where("fingerprint", "=", fp("72f9ef95199423f0", tag))
+          .execute();
         expect(alert).toHaveLength(1);
         expect(alert[0]!.repeat_count).toBe(199);
       } finally {
@@ -87,7 +98,13 @@ for (const f of factories) {
       expect(inc).toMatchObject({ state: "detected", flap_count: 1, resolved_at: null });
       expect(inc.open_key).not.toBeNull();
       expect(await tasksOf(store, id, "incident.analyze")).toHaveLength(2);
-      expect(await types(store, id)).toEqual(["incident.detected", "task.created", "incident.resolved", "incident.detected", "task.created"]);
+      expect(await types(store, id)).toEqual([
+        "incident.detected",
+        "task.created",
+        "incident.resolved",
+        "incident.detected",
+        "task.created",
+      ]);
     });
 
     it("escalates instead of fixing once flaps exceed FLAP_LIMIT", async () => {
@@ -130,7 +147,12 @@ for (const f of factories) {
       expect(await h.analysis.analyze(id)).toBe("fixing");
       const inc = (await getIncident(store.db, id))!;
       expect(inc.state).toBe("fixing");
-      expect(JSON.parse(inc.plan!)).toMatchObject({ skill: "crashloop-after-deploy", planner: "rules", risk: "medium", approval: "before_merge" });
+      expect(JSON.parse(inc.plan!)).toMatchObject({
+        skill: "crashloop-after-deploy",
+        planner: "rules",
+        risk: "medium",
+        approval: "before_merge",
+      });
       const [fix] = await tasksOf(store, id, "skill");
       expect(JSON.parse(fix!.payload)).toMatchObject({
         incidentId: id,
@@ -140,14 +162,26 @@ for (const f of factories) {
         action: { builtin: "rollback" },
         rationale: expect.stringMatching(/^matched alertname KubePodCrashLooping/),
       });
-      expect(await types(store, id)).toEqual(["incident.detected", "task.created", "incident.analyzing", "incident.planned", "task.created", "incident.fixing"]);
+      expect(await types(store, id)).toEqual([
+        "incident.detected",
+        "task.created",
+        "incident.analyzing",
+        "incident.planned",
+        "task.created",
+        "incident.fixing",
+      ]);
       // Analysing again changes nothing.
       expect(await h.analysis.analyze(id)).toBe("skipped");
     });
 
     it("moves the incident to failed when its fix fails, and escalates the alert after MAX_FAILED_FIXES", async () => {
       const tag = newTag();
-      const tasks = createTaskService({ store, log: silentLogger, now: () => h.clock.now, onTerminal: incidentFixHook(store.dialect) });
+      const tasks = createTaskService({
+        store,
+        log: silentLogger,
+        now: () => h.clock.now,
+        onTerminal: incidentFixHook(store.dialect),
+      });
       const body = fixture("crashloop-firing.json", tag);
       for (let i = 0; i < 3; i++) {
         body.alerts[0].startsAt = `2026-11-2${i}T08:00:00Z`;
@@ -163,7 +197,9 @@ for (const f of factories) {
       const inc = (await getIncident(store.db, fourth))!;
       expect(inc.state).toBe("escalated");
       expect(await tasksOf(store, fourth, "incident.analyze")).toHaveLength(0);
-      expect((await listEvents(store.db, { incidentId: fourth, type: "guardrail.failed_fixes" }))[0]!.reason).toMatch(/3 earlier fixes/);
+      expect((await listEvents(store.db, { incidentId: fourth, type: "guardrail.failed_fixes" }))[0]!.reason).toMatch(
+        /3 earlier fixes/,
+      );
     });
 
     it("records the plan and changes nothing under DRY_RUN", async () => {
@@ -183,10 +219,13 @@ for (const f of factories) {
     it("escalates when the hourly fix limit is reached", async () => {
       const capped = await intakeApp(store, { guardrails: { maxPrsPerHour: 0 }, clock: h.clock });
       try {
-        const id = (await postAlerts(capped.app, fixture("crashloop-firing.json", newTag()), TOKEN)).json().incidents[0];
+        const id = (await postAlerts(capped.app, fixture("crashloop-firing.json", newTag()), TOKEN)).json()
+          .incidents[0];
         expect(await capped.analysis.analyze(id)).toBe("escalated");
         expect(await tasksOf(store, id, "skill")).toHaveLength(0);
-        expect((await listEvents(store.db, { incidentId: id, type: "guardrail.max_prs_per_hour" }))[0]!.reason).toMatch(/MAX_PRS_PER_HOUR 0/);
+        expect((await listEvents(store.db, { incidentId: id, type: "guardrail.max_prs_per_hour" }))[0]!.reason).toMatch(
+          /MAX_PRS_PER_HOUR 0/,
+        );
       } finally {
         await capped.close();
       }
@@ -201,7 +240,9 @@ for (const f of factories) {
         expect(a).not.toBe(b);
         expect(await one.analysis.analyze(a)).toBe("fixing");
         expect(await one.analysis.analyze(b)).toBe("escalated");
-        expect((await listEvents(store.db, { incidentId: b, type: "guardrail.namespace_busy" }))[0]!.reason).toMatch(new RegExp(`1 fixes already under way in payments-${tag}`));
+        expect((await listEvents(store.db, { incidentId: b, type: "guardrail.namespace_busy" }))[0]!.reason).toMatch(
+          new RegExp(`1 fixes already under way in payments-${tag}`),
+        );
       } finally {
         await one.close();
       }
@@ -214,11 +255,20 @@ for (const f of factories) {
       try {
         expect(await h.analysis.analyze(id)).toBe("deferred");
         expect((await getIncident(store.db, id))!.state).toBe("detected");
-        expect((await listEvents(store.db, { incidentId: id, type: "guardrail.paused" }))[0]!.reason).toMatch(/paused by ops@example.com/);
+        expect((await listEvents(store.db, { incidentId: id, type: "guardrail.paused" }))[0]!.reason).toMatch(
+          /paused by ops@example.com/,
+        );
       } finally {
         await setPause(store, false, { actor: "ops@example.com", channel: "test" }, h.clock.now);
       }
-      expect(await requeueDetected(store, h.clock.now, { actor: "ops@example.com", channel: "test" }, { namespace: `payments-${tag}` })).toBe(1);
+      expect(
+        await requeueDetected(
+          store,
+          h.clock.now,
+          { actor: "ops@example.com", channel: "test" },
+          { namespace: `payments-${tag}` },
+        ),
+      ).toBe(1);
       expect(await tasksOf(store, id, "incident.analyze")).toHaveLength(2);
       expect(await h.analysis.analyze(id)).toBe("fixing");
     });
@@ -229,7 +279,11 @@ for (const f of factories) {
       const id = await open(body);
       expect(await h.analysis.analyze(id)).toBe("fixing");
       const [fix] = await tasksOf(store, id, "agent");
-      expect(JSON.parse(fix!.payload)).toMatchObject({ skill: "investigate-with-agent", approval: "before_merge", prompt: expect.stringContaining("NobodyHandlesThis") });
+      expect(JSON.parse(fix!.payload)).toMatchObject({
+        skill: "investigate-with-agent",
+        approval: "before_merge",
+        prompt: expect.stringContaining("NobodyHandlesThis"),
+      });
     });
 
     it("does not analyse an incident whose analysis job was cancelled while it waited on the bus", async () => {
@@ -237,7 +291,15 @@ for (const f of factories) {
       const [job] = await tasksOf(store, id, "incident.analyze");
       await store.db.updateTable("tasks").set({ state: "cancelled" }).where("id", "=", job!.id).execute();
       // The message the relay had already published, as it was queued.
-      await h.queue.publishTask("control", job!.id, { v: 1, taskId: job!.id, kind: "incident.analyze", pool: "control", incidentId: id, payload: JSON.parse(job!.payload), createdAt: Number(job!.created_at) });
+      await h.queue.publishTask("control", job!.id, {
+        v: 1,
+        taskId: job!.id,
+        kind: "incident.analyze",
+        pool: "control",
+        incidentId: id,
+        payload: JSON.parse(job!.payload),
+        createdAt: Number(job!.created_at),
+      });
       let settled = "";
       const handled = new Promise<void>((resolve) => {
         const sub = h.queue.consumeTasks("control", { concurrency: 1 }, async (d) => {
@@ -255,7 +317,10 @@ for (const f of factories) {
     });
 
     it("escalates an incident no skill matches", async () => {
-      const narrow = await intakeApp(store, { clock: h.clock, skills: skills.filter((s) => s.name !== "investigate-with-agent") });
+      const narrow = await intakeApp(store, {
+        clock: h.clock,
+        skills: skills.filter((s) => s.name !== "investigate-with-agent"),
+      });
       try {
         const body = fixture("crashloop-firing.json", newTag());
         body.alerts[0].labels.alertname = "NobodyHandlesThis";
@@ -285,7 +350,10 @@ for (const f of factories) {
       h.clock.set("2026-11-22T09:41:00Z");
       await postAlerts(h.app, body, TOKEN);
       expect((await getIncident(store.db, id))!.state).toBe("resolved");
-      expect((await store.db.selectFrom("approvals").select("state").where("incident_id", "=", id).executeTakeFirstOrThrow()).state).toBe("cancelled");
+      expect(
+        (await store.db.selectFrom("approvals").select("state").where("incident_id", "=", id).executeTakeFirstOrThrow())
+          .state,
+      ).toBe("cancelled");
       expect(await types(store, id)).toContain("approval.cancelled");
       h.clock.set("2026-11-20T08:15:00Z");
     });
@@ -297,10 +365,16 @@ for (const f of factories) {
       expect(await h.analysis.analyze(id)).toBe("awaiting_approval");
       const verifier = createVerifier({ store, log: silentLogger, now: () => h.clock.now, skills: () => skills });
       await verifier.expireApprovals();
-      expect((await store.db.selectFrom("approvals").select("state").where("incident_id", "=", id).executeTakeFirstOrThrow()).state).toBe("pending");
+      expect(
+        (await store.db.selectFrom("approvals").select("state").where("incident_id", "=", id).executeTakeFirstOrThrow())
+          .state,
+      ).toBe("pending");
       h.clock.advance(61 * 60_000);
       expect(await verifier.expireApprovals()).toBeGreaterThanOrEqual(1);
-      expect((await store.db.selectFrom("approvals").select("state").where("incident_id", "=", id).executeTakeFirstOrThrow()).state).toBe("expired");
+      expect(
+        (await store.db.selectFrom("approvals").select("state").where("incident_id", "=", id).executeTakeFirstOrThrow())
+          .state,
+      ).toBe("expired");
       expect((await getIncident(store.db, id))!.state).toBe("escalated");
       expect(await types(store, id)).toEqual(expect.arrayContaining(["approval.expired", "incident.escalated"]));
       h.clock.set("2026-11-20T08:15:00Z");

@@ -60,7 +60,9 @@ describe.skipIf(!!missing && !IN_CI)("the official MCP conformance suite against
     results = run.results;
     verdict = judge(results, expected);
     const passed = results.filter((r) => !failed(r)).length;
-    console.log(`conformance ${suiteVersion()}: ${passed} of ${results.length} scenarios passed; expected to fail: ${results.length - passed}`);
+    console.log(
+      `conformance ${suiteVersion()}: ${passed} of ${results.length} scenarios passed; expected to fail: ${results.length - passed}`,
+    );
   }, 240_000);
 
   afterAll(async () => {
@@ -73,15 +75,22 @@ describe.skipIf(!!missing && !IN_CI)("the official MCP conformance suite against
 
   it("runs the suite's server scenarios, including the lifecycle, tools and DNS-rebinding ones", () => {
     expect(run.exitCode, run.output).not.toBeNull();
-    expect(results.map((r) => r.scenario)).toEqual(expect.arrayContaining(["server-initialize", "ping", "tools-list", "dns-rebinding-protection"]));
+    expect(results.map((r) => r.scenario)).toEqual(
+      expect.arrayContaining(["server-initialize", "ping", "tools-list", "dns-rebinding-protection"]),
+    );
   });
 
   it("passes every scenario that does not need the suite's own fixtures", () => {
-    expect(verdict.unexpected.map(describeFailure).join("\n"), "failing scenarios not in test/conformance/expected-failures.yaml").toBe("");
+    expect(
+      verdict.unexpected.map(describeFailure).join("\n"),
+      "failing scenarios not in test/conformance/expected-failures.yaml",
+    ).toBe("");
   });
 
   it("still fails every scenario listed as expected to fail (no stale entry)", () => {
-    expect(verdict.stale, "passing scenarios listed in test/conformance/expected-failures.yaml: remove them").toEqual([]);
+    expect(verdict.stale, "passing scenarios listed in test/conformance/expected-failures.yaml: remove them").toEqual(
+      [],
+    );
   });
 
   it("lists only scenarios the suite ran, each with its reason", () => {

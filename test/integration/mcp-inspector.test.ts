@@ -26,8 +26,16 @@ function available(what: string, ok: boolean, hint: string): boolean {
   return false;
 }
 
-const hasInspector = available("MCP Inspector", existsSync(INSPECTOR) && NODE22 !== undefined, "npm ci, and npm ci --prefix test/conformance for its Node 22");
-const hasChromium = available("Chromium MCP client", existsSync(CHROMIUM), `${CHROMIUM} is missing (apt-get install chromium)`);
+const hasInspector = available(
+  "MCP Inspector",
+  existsSync(INSPECTOR) && NODE22 !== undefined,
+  "npm ci, and npm ci --prefix test/conformance for its Node 22",
+);
+const hasChromium = available(
+  "Chromium MCP client",
+  existsSync(CHROMIUM),
+  `${CHROMIUM} is missing (apt-get install chromium)`,
+);
 
 type Run = { code: number; stdout: string; stderr: string };
 
@@ -83,9 +91,14 @@ window.mcpSession = async (endpoint, token) => {
 </script>`;
 
 async function servePage(): Promise<{ origin: string; close(): Promise<void> }> {
-  const server: Server = createServer((_req, res) => res.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(PAGE));
+  const server: Server = createServer((_req, res) =>
+    res.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(PAGE),
+  );
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return { origin: `http://127.0.0.1:${(server.address() as { port: number }).port}`, close: () => new Promise<void>((r) => server.close(() => r())) };
+  return {
+    origin: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
 }
 
 describe.skipIf(!hasInspector && !hasChromium)("real MCP clients against /mcp", () => {
@@ -101,7 +114,8 @@ describe.skipIf(!hasInspector && !hasChromium)("real MCP clients against /mcp", 
     foreignPage = await servePage();
     app = await startConsoleApp({ env: { HOST: "127.0.0.1", MCP_ALLOWED_ORIGINS: allowedPage.origin } });
     app.app.server.on("request", (req, res) => {
-      if (req.url?.startsWith("/mcp")) res.on("finish", () => seen.push(`${req.method} ${req.headers.origin ?? "-"} ${res.statusCode}`));
+      if (req.url?.startsWith("/mcp"))
+        res.on("finish", () => seen.push(`${req.method} ${req.headers.origin ?? "-"} ${res.statusCode}`));
     });
     home = mkdtempSync(join(tmpdir(), "pitcrew-inspector-"));
   });
@@ -114,22 +128,50 @@ describe.skipIf(!hasInspector && !hasChromium)("real MCP clients against /mcp", 
 
   describe.skipIf(!hasInspector)("the MCP Inspector CLI", () => {
     it("lists the tools through a token", async () => {
-      const run = await inspector([`${app.url}/mcp`, "--method", "tools/list", "--header", `Authorization: Bearer ${app.tokens.admin}`], home);
+      const run = await inspector(
+        [`${app.url}/mcp`, "--method", "tools/list", "--header", `Authorization: Bearer ${app.tokens.admin}`],
+        home,
+      );
       expect(run.code, run.stderr).toBe(0);
-      const names = (JSON.parse(run.stdout) as { result: { tools: { name: string }[] } }).result.tools.map((t) => t.name);
+      const names = (JSON.parse(run.stdout) as { result: { tools: { name: string }[] } }).result.tools.map(
+        (t) => t.name,
+      );
       expect(names).toEqual(expect.arrayContaining(["system_status", "list_incidents", "create_incident"]));
     });
 
     it("calls system_status through a token", async () => {
-      const run = await inspector([`${app.url}/mcp`, "--method", "tools/call", "--tool-name", "system_status", "--header", `Authorization: Bearer ${app.tokens.admin}`], home);
+      const run = await inspector(
+        [
+          `${app.url}/mcp`,
+          "--method",
+          "tools/call",
+          "--tool-name",
+          "system_status",
+          "--header",
+          `Authorization: Bearer ${app.tokens.admin}`,
+        ],
+        home,
+      );
       expect(run.code, run.stderr).toBe(0);
-      const { result } = JSON.parse(run.stdout) as { result: { isError?: boolean; structuredContent: { mode: string } } };
+      const { result } = JSON.parse(run.stdout) as {
+        result: { isError?: boolean; structuredContent: { mode: string } };
+      };
       expect(result.isError).toBeFalsy();
       expect(result.structuredContent.mode).toBe("embedded");
     });
 
     it("calls through an allowed Origin, and is refused from a foreign one", async () => {
-      const args = (origin: string) => [`${app.url}/mcp`, "--method", "tools/call", "--tool-name", "system_status", "--header", `Authorization: Bearer ${app.tokens.admin}`, "--header", `Origin: ${origin}`];
+      const args = (origin: string) => [
+        `${app.url}/mcp`,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "system_status",
+        "--header",
+        `Authorization: Bearer ${app.tokens.admin}`,
+        "--header",
+        `Origin: ${origin}`,
+      ];
       const allowed = await inspector(args(allowedPage.origin), home);
       expect(allowed.code, allowed.stderr).toBe(0);
       expect(seen).toContain(`POST ${allowedPage.origin} 200`);
@@ -160,7 +202,10 @@ describe.skipIf(!hasInspector && !hasChromium)("real MCP clients against /mcp", 
       const page = await browser.newPage();
       try {
         await page.goto(`${pageOrigin}/`);
-        return (await page.evaluate(([endpoint, token]) => (globalThis as any).mcpSession(endpoint, token), [`${app.url}/mcp`, app.tokens.admin])) as any;
+        return (await page.evaluate(
+          ([endpoint, token]) => (globalThis as any).mcpSession(endpoint, token),
+          [`${app.url}/mcp`, app.tokens.admin],
+        )) as any;
       } finally {
         await page.close();
       }
@@ -174,7 +219,10 @@ describe.skipIf(!hasInspector && !hasChromium)("real MCP clients against /mcp", 
       expect(r.tools).toContain("system_status");
       expect(r.status.mode).toBe("embedded");
       // The 401 and its challenge are readable by the page (exposed), and name the metadata.
-      expect(r.refused).toEqual({ status: 401, challenge: `Bearer resource_metadata="${app.url}/.well-known/oauth-protected-resource/mcp"` });
+      expect(r.refused).toEqual({
+        status: 401,
+        challenge: `Bearer resource_metadata="${app.url}/.well-known/oauth-protected-resource/mcp"`,
+      });
       expect(r.resource).toBe(`${app.url}/mcp`);
       expect(seen).toContain(`OPTIONS ${allowedPage.origin} 204`);
       expect(seen).toContain(`POST ${allowedPage.origin} 200`);

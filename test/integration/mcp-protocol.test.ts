@@ -40,7 +40,10 @@ const SKILLS = [
     match: { alertname: ["ServiceDown"] },
     risk: "medium",
     approval: "before_run",
-    action: { builtin: "restart", with: { namespace: "{{labels.namespace}}", deployment: "{{labels.service}}", why: "{{labels.severity}}" } },
+    action: {
+      builtin: "restart",
+      with: { namespace: "{{labels.namespace}}", deployment: "{{labels.service}}", why: "{{labels.severity}}" },
+    },
   }),
 ];
 
@@ -58,7 +61,11 @@ describe("MCP protocol", () => {
     let c = clients.get(scope);
     if (!c) {
       c = new Client({ name: "mcp-protocol-test", version: "1.0.0" });
-      await c.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${TOKENS[scope]}` } } }));
+      await c.connect(
+        new StreamableHTTPClientTransport(new URL(url), {
+          requestInit: { headers: { authorization: `Bearer ${TOKENS[scope]}` } },
+        }),
+      );
       clients.set(scope, c);
     }
     return c;
@@ -85,7 +92,11 @@ describe("MCP protocol", () => {
   async function post(body: unknown, scope: Scope = "admin") {
     const res = await fetch(url, {
       method: "POST",
-      headers: { "content-type": "application/json", accept: "application/json, text/event-stream", authorization: `Bearer ${TOKENS[scope]}` },
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        authorization: `Bearer ${TOKENS[scope]}`,
+      },
       body: JSON.stringify(body),
     });
     return { status: res.status, body: (await res.json()) as any };
@@ -97,14 +108,23 @@ describe("MCP protocol", () => {
     const config = loadConfig({
       DATA_DIR: dir,
       SCHEDULES_DIR: join(dir, "schedules"),
-      MCP_TOKENS: JSON.stringify(Object.entries(TOKENS).map(([scope, token]) => ({ name: scope, token, scopes: [scope] }))),
+      MCP_TOKENS: JSON.stringify(
+        Object.entries(TOKENS).map(([scope, token]) => ({ name: scope, token, scopes: [scope] })),
+      ),
     });
     const now = Date.now;
     const service = createScheduleService({ store, log: silentLogger, now, dir: join(dir, "schedules") });
     const scheduler = createScheduler({ store, log: silentLogger, now, skills: () => SKILLS, config });
     const deps = mcpTestDeps({ config, store, queue, skills: SKILLS, now }, { schedules: { service, scheduler } });
     const auth = createMcpAuth({ tokens: mcpTokens(config).tokens, log: silentLogger });
-    app = await buildHttpApp({ log: silentLogger, store, queue, metrics: createMetrics(), bodyLimit: 1_048_576, mcp: { deps, auth } });
+    app = await buildHttpApp({
+      log: silentLogger,
+      store,
+      queue,
+      metrics: createMetrics(),
+      bodyLimit: 1_048_576,
+      mcp: { deps, auth },
+    });
     await app.listen({ port: 0, host: "127.0.0.1" });
     url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/mcp`;
   });
@@ -136,11 +156,19 @@ describe("MCP protocol", () => {
   });
 
   it("answers an unknown tool and invalid arguments with JSON-RPC -32602, a readable message and a Pitcrew code", async () => {
-    await expect(call("drop_database", {})).rejects.toMatchObject({ code: -32602, message: expect.stringContaining('unknown tool: "drop_database"'), data: { "pitcrew/error": { code: "tool.unknown" } } });
+    await expect(call("drop_database", {})).rejects.toMatchObject({
+      code: -32602,
+      message: expect.stringContaining('unknown tool: "drop_database"'),
+      data: { "pitcrew/error": { code: "tool.unknown" } },
+    });
     const cases: Array<[string, Record<string, unknown>, string]> = [
       ["list_tasks", { limit: 500 }, "limit: must be at most 200"],
       ["list_tasks", { limit: 0 }, "limit: must be at least 1"],
-      ["list_tasks", { state: "done" }, 'state: must be one of "queued", "running", "succeeded", "failed", "cancelled"'],
+      [
+        "list_tasks",
+        { state: "done" },
+        'state: must be one of "queued", "running", "succeeded", "failed", "cancelled"',
+      ],
       ["get_task", {}, "task_id: is required"],
       ["get_task", { task_id: 42 }, "task_id: must be a string"],
       ["add_incident_note", { incident_id: "inc_x", text: "" }, "text: must not be empty"],
@@ -154,13 +182,23 @@ describe("MCP protocol", () => {
       });
     }
     // Over the wire: a JSON-RPC error in the body, not a tool result, and no validator dump.
-    const raw = await post({ jsonrpc: "2.0", id: 7, method: "tools/call", params: { name: "list_tasks", arguments: { limit: 500 } } });
+    const raw = await post({
+      jsonrpc: "2.0",
+      id: 7,
+      method: "tools/call",
+      params: { name: "list_tasks", arguments: { limit: 500 } },
+    });
     expect(raw.status).toBe(200);
     expect(raw.body.result).toBeUndefined();
     expect(raw.body.error).toEqual({
       code: -32602,
       message: "invalid arguments for list_tasks: limit: must be at most 200",
-      data: { "pitcrew/error": { code: "request.invalid_params", issues: [{ path: "limit", message: "must be at most 200" }] } },
+      data: {
+        "pitcrew/error": {
+          code: "request.invalid_params",
+          issues: [{ path: "limit", message: "must be at most 200" }],
+        },
+      },
     });
   });
 
@@ -168,7 +206,12 @@ describe("MCP protocol", () => {
     const caps = (await client("read")).getServerCapabilities();
     expect(caps?.tools).toBeDefined();
     expect(caps?.tools?.listChanged).toBeUndefined();
-    const raw = await post({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "curl", version: "1" } } });
+    const raw = await post({
+      jsonrpc: "2.0",
+      id: 1,
+      method: "initialize",
+      params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "curl", version: "1" } },
+    });
     expect(raw.body.result.capabilities.tools).toEqual({});
   });
 
@@ -211,7 +254,8 @@ describe("MCP protocol", () => {
       ["redeliver_webhook", { delivery_id: "dlv_nope" }, "delivery.not_found"],
       ["delete_webhook", { name: "nope" }, "webhook.not_found"],
     ];
-    for (const [tool, args, code] of missing) expect(await failure(tool, args), `${tool} ${JSON.stringify(args)}`).toBe(code);
+    for (const [tool, args, code] of missing)
+      expect(await failure(tool, args), `${tool} ${JSON.stringify(args)}`).toBe(code);
 
     const cursors: Array<[string, Record<string, unknown>, string]> = [
       ["list_tasks", {}, "task.bad_cursor"],
@@ -250,7 +294,14 @@ describe("MCP protocol", () => {
       expect(k, "snake_case").toMatch(/^[a-z][a-z0-9_]*$/);
       expect(k, "a reference is <kind>_id, not <kind>Id").not.toMatch(/[a-z]Id$/);
       // A reference may say what for (analysis_task_id, running_task_ids); its last word is the kind.
-      if (/_ids?$/.test(k)) expect(k.replace(/_ids?$/, "").split("_").pop(), k).toMatch(/^(incident|task|approval|delivery|event|runner)$/);
+      if (/_ids?$/.test(k))
+        expect(
+          k
+            .replace(/_ids?$/, "")
+            .split("_")
+            .pop(),
+          k,
+        ).toMatch(/^(incident|task|approval|delivery|event|runner)$/);
     }
     // Every input <kind>_id comes back under the same name somewhere in that tool's output.
     for (const t of tools) {
@@ -292,7 +343,8 @@ describe("MCP protocol", () => {
       if (Array.isArray(v)) v.forEach((x, i) => walkValue(x, `${path}[${i}]`));
       else if (v && typeof v === "object") {
         for (const [k, x] of Object.entries(v)) {
-          if ((k.endsWith("_at") || k === "at") && !path.includes(".payload") && !path.includes(".data")) iso(x, `${path}.${k}`);
+          if ((k.endsWith("_at") || k === "at") && !path.includes(".payload") && !path.includes(".data"))
+            iso(x, `${path}.${k}`);
           else walkValue(x, `${path}.${k}`);
         }
       }
@@ -304,18 +356,40 @@ describe("MCP protocol", () => {
 
   it("create_incident: an idempotency key returns the first incident, refuses other fields, and its service and severity reach skill templates", async () => {
     const key = `k-${uid()}`;
-    const args = { title: "Checkout down", namespace: "shop", service: "checkout", severity: "critical", alertname: "ServiceDown", labels: { team: "pay" }, idempotency_key: key };
+    const args = {
+      title: "Checkout down",
+      namespace: "shop",
+      service: "checkout",
+      severity: "critical",
+      alertname: "ServiceDown",
+      labels: { team: "pay" },
+      idempotency_key: key,
+    };
     const first = await ok("create_incident", args);
     expect(first.created).toBe(true);
-    expect(first.incident.labels).toEqual({ team: "pay", namespace: "shop", service: "checkout", severity: "critical", alertname: "ServiceDown" });
+    expect(first.incident.labels).toEqual({
+      team: "pay",
+      namespace: "shop",
+      service: "checkout",
+      severity: "critical",
+      alertname: "ServiceDown",
+    });
     const again = await ok("create_incident", { ...args, labels: { team: "pay" } });
-    expect(again).toMatchObject({ created: false, incident: { id: first.incident.id }, analysis_task_id: first.analysis_task_id });
-    expect(await store.db.selectFrom("incidents").select("id").where("title", "=", "Checkout down").execute()).toHaveLength(1);
+    expect(again).toMatchObject({
+      created: false,
+      incident: { id: first.incident.id },
+      analysis_task_id: first.analysis_task_id,
+    });
+    expect(
+      await store.db.selectFrom("incidents").select("id").where("title", "=", "Checkout down").execute(),
+    ).toHaveLength(1);
 
     expect(await failure("create_incident", { ...args, severity: "warning" })).toBe("incident.idempotency_conflict");
     // Concurrent first calls with a new key open one incident.
     const raceKey = `race-${uid()}`;
-    const raced = await Promise.all([1, 2, 3].map(() => ok("create_incident", { title: "Raced", idempotency_key: raceKey })));
+    const raced = await Promise.all(
+      [1, 2, 3].map(() => ok("create_incident", { title: "Raced", idempotency_key: raceKey })),
+    );
     expect(new Set(raced.map((r) => r.incident.id)).size).toBe(1);
     expect(raced.filter((r) => r.created)).toHaveLength(1);
 
@@ -323,13 +397,26 @@ describe("MCP protocol", () => {
     expect(dry.params).toEqual({ namespace: "shop", deployment: "checkout", why: "critical" });
 
     const many = Object.fromEntries(Array.from({ length: 201 }, (_, i) => [`l${i}`, "v"]));
-    await expect(call("create_incident", { title: "too many", labels: many })).rejects.toMatchObject({ code: -32602, message: expect.stringContaining("labels: must have at most 200 labels") });
-    await expect(call("create_incident", { title: "too long", labels: { big: "x".repeat(16_385) } })).rejects.toMatchObject({ code: -32602, message: expect.stringContaining("labels.big: must be at most 16384 characters") });
+    await expect(call("create_incident", { title: "too many", labels: many })).rejects.toMatchObject({
+      code: -32602,
+      message: expect.stringContaining("labels: must have at most 200 labels"),
+    });
+    await expect(
+      call("create_incident", { title: "too long", labels: { big: "x".repeat(16_385) } }),
+    ).rejects.toMatchObject({
+      code: -32602,
+      message: expect.stringContaining("labels.big: must be at most 16384 characters"),
+    });
 
     const taskKey = `t-${uid()}`;
     const t1 = await ok("submit_task", { kind: "noop", steps: 2, idempotency_key: taskKey });
-    expect(await ok("submit_task", { kind: "noop", steps: 2, idempotency_key: taskKey })).toMatchObject({ created: false, task: { id: t1.task.id } });
-    expect(await failure("submit_task", { kind: "noop", steps: 3, idempotency_key: taskKey })).toBe("task.idempotency_conflict");
+    expect(await ok("submit_task", { kind: "noop", steps: 2, idempotency_key: taskKey })).toMatchObject({
+      created: false,
+      task: { id: t1.task.id },
+    });
+    expect(await failure("submit_task", { kind: "noop", steps: 3, idempotency_key: taskKey })).toBe(
+      "task.idempotency_conflict",
+    );
   });
 
   it("annotates tools truthfully, and a repeat of an idempotent cancel is a success", async () => {
@@ -340,21 +427,49 @@ describe("MCP protocol", () => {
       expect(typeof t.annotations?.openWorldHint, t.name).toBe("boolean");
       if (t.annotations?.readOnlyHint) expect(t.annotations.destructiveHint, t.name).toBeUndefined();
       else expect(typeof t.annotations?.destructiveHint, t.name).toBe("boolean");
-      expect(t.name.startsWith("get_") || t.name.startsWith("list_") ? t.annotations?.readOnlyHint : true, t.name).toBe(true);
+      expect(t.name.startsWith("get_") || t.name.startsWith("list_") ? t.annotations?.readOnlyHint : true, t.name).toBe(
+        true,
+      );
     }
-    for (const n of ["approve_action", "reject_action", "rebuild_fix", "run_skill", "submit_task", "retry_task", "redeliver_webhook", "resolve_incident", "analyze_incident", "run_schedule"]) {
+    for (const n of [
+      "approve_action",
+      "reject_action",
+      "rebuild_fix",
+      "run_skill",
+      "submit_task",
+      "retry_task",
+      "redeliver_webhook",
+      "resolve_incident",
+      "analyze_incident",
+      "run_schedule",
+    ]) {
       expect(byName.get(n)?.annotations?.openWorldHint, n).toBe(true);
     }
-    for (const n of ["get_incident", "list_tasks", "create_incident", "add_incident_note", "pause_automation"]) expect(byName.get(n)?.annotations?.openWorldHint, n).toBe(false);
-    for (const n of ["resolve_incident", "delete_schedule", "delete_webhook", "cancel_task", "clear_queue", "reject_action"]) expect(byName.get(n)?.annotations?.destructiveHint, n).toBe(true);
-    for (const n of ["cancel_task", "clear_queue", "pause_automation", "update_schedule"]) expect(byName.get(n)?.annotations?.idempotentHint, n).toBe(true);
+    for (const n of ["get_incident", "list_tasks", "create_incident", "add_incident_note", "pause_automation"])
+      expect(byName.get(n)?.annotations?.openWorldHint, n).toBe(false);
+    for (const n of [
+      "resolve_incident",
+      "delete_schedule",
+      "delete_webhook",
+      "cancel_task",
+      "clear_queue",
+      "reject_action",
+    ])
+      expect(byName.get(n)?.annotations?.destructiveHint, n).toBe(true);
+    for (const n of ["cancel_task", "clear_queue", "pause_automation", "update_schedule"])
+      expect(byName.get(n)?.annotations?.idempotentHint, n).toBe(true);
 
     const { task } = await ok("submit_task", { kind: "noop" });
     const first = await ok("cancel_task", { task_id: task.id });
     const second = await call("cancel_task", { task_id: task.id });
     expect(second.isError).toBe(false);
     expect(second.data).toEqual(first);
-    const cancels = await store.db.selectFrom("events").select("id").where("task_id", "=", task.id).where("type", "=", "task.cancelled").execute();
+    const cancels = await store.db
+      .selectFrom("events")
+      .select("id")
+      .where("task_id", "=", task.id)
+      .where("type", "=", "task.cancelled")
+      .execute();
     expect(cancels).toHaveLength(1);
   });
 
@@ -363,23 +478,41 @@ describe("MCP protocol", () => {
     // Free-form objects, where the shape is not Pitcrew's to know: a task's payload (by kind), an
     // event's data (by type), a skill's parameters, a scheduled task's fields, a runner's result.
     const FREE_OBJECT = /\.(payload|data|params|with|task|result\|\d|set\|\d|append\|\d)$/;
-    const CONSTRAINING = ["type", "enum", "const", "anyOf", "properties", "additionalProperties", "items", "required", "minimum", "maximum", "minLength", "maxLength", "pattern"];
+    const CONSTRAINING = [
+      "type",
+      "enum",
+      "const",
+      "anyOf",
+      "properties",
+      "additionalProperties",
+      "items",
+      "required",
+      "minimum",
+      "maximum",
+      "minLength",
+      "maxLength",
+      "pattern",
+    ];
     const problems: string[] = [];
     const check = (s: any, path: string) => {
       if (typeof s === "boolean") return problems.push(`${path}: bare ${s}`);
-      for (const bad of ["oneOf", "allOf", "not", "$ref", "if", "nullable"]) if (bad in s) problems.push(`${path}: ${bad}`);
+      for (const bad of ["oneOf", "allOf", "not", "$ref", "if", "nullable"])
+        if (bad in s) problems.push(`${path}: ${bad}`);
       // What the MCP Inspector's --strict lint warns about: a type list, a node that constrains nothing.
       if (Array.isArray(s.type)) problems.push(`${path}: type ${JSON.stringify(s.type)}`);
       if (!CONSTRAINING.some((k) => k in s)) problems.push(`${path}: constrains nothing`);
-      if (s.type === "object" && !s.properties && s.additionalProperties === true && !FREE_OBJECT.test(path)) problems.push(`${path}: free-form object`);
+      if (s.type === "object" && !s.properties && s.additionalProperties === true && !FREE_OBJECT.test(path))
+        problems.push(`${path}: free-form object`);
       if (s.anyOf) {
         const nulls = s.anyOf.filter((x: any) => x.type === "null").length;
-        if (nulls === 1 && s.anyOf.length !== 2 && !FREE_OBJECT.test(`${path}|0`)) problems.push(`${path}: nullable anyOf of ${s.anyOf.length}`);
+        if (nulls === 1 && s.anyOf.length !== 2 && !FREE_OBJECT.test(`${path}|0`))
+          problems.push(`${path}: nullable anyOf of ${s.anyOf.length}`);
         s.anyOf.forEach((x: any, i: number) => check(x, `${path}|${i}`));
       }
       for (const [k, v] of Object.entries((s.properties ?? {}) as Record<string, unknown>)) check(v, `${path}.${k}`);
       if (s.items) check(s.items, `${path}[]`);
-      if (s.additionalProperties !== undefined && s.additionalProperties !== true && s.additionalProperties !== false) check(s.additionalProperties, `${path}{}`);
+      if (s.additionalProperties !== undefined && s.additionalProperties !== true && s.additionalProperties !== false)
+        check(s.additionalProperties, `${path}{}`);
     };
     for (const t of tools) {
       check(t.outputSchema, `${t.name}`);
@@ -388,12 +521,24 @@ describe("MCP protocol", () => {
     expect(problems.join("\n")).toBe("");
     // The forms in use, as a client sees them.
     const task = (tools.find((t) => t.name === "get_task")!.outputSchema as any).properties.task.properties;
-    expect(task.incident_id).toEqual({ description: expect.any(String), anyOf: [{ type: "string" }, { type: "null" }] });
+    expect(task.incident_id).toEqual({
+      description: expect.any(String),
+      anyOf: [{ type: "string" }, { type: "null" }],
+    });
     expect(task.payload).toMatchObject({ type: "object", additionalProperties: true });
-    expect(task.result.anyOf.map((x: any) => x.type)).toEqual(["object", "array", "string", "number", "boolean", "null"]);
+    expect(task.result.anyOf.map((x: any) => x.type)).toEqual([
+      "object",
+      "array",
+      "string",
+      "number",
+      "boolean",
+      "null",
+    ]);
     const inc = (tools.find((t) => t.name === "get_incident")!.outputSchema as any).properties.incident.properties;
     expect(inc.plan.anyOf.map((x: any) => x.type)).toEqual(["object", "null"]);
-    expect(Object.keys(inc.plan.anyOf[0].properties)).toEqual(expect.arrayContaining(["skill", "params", "rationale", "risk", "approval"]));
+    expect(Object.keys(inc.plan.anyOf[0].properties)).toEqual(
+      expect.arrayContaining(["skill", "params", "rationale", "risk", "approval"]),
+    );
     // The SDK Client checked every result in this file against these schemas; one more, end to end.
     const { incident } = await ok("create_incident", { title: `schema ${uid()}` });
     expect((await call("get_incident", { incident_id: incident.id })).isError).toBe(false);

@@ -8,7 +8,14 @@ import { parse as parseYaml } from "yaml";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
-import { LoggingMessageNotificationSchema, McpError, type CallToolResult, type LoggingMessageNotification, type Progress, type TextResourceContents } from "@modelcontextprotocol/sdk/types.js";
+import {
+  LoggingMessageNotificationSchema,
+  McpError,
+  type CallToolResult,
+  type LoggingMessageNotification,
+  type Progress,
+  type TextResourceContents,
+} from "@modelcontextprotocol/sdk/types.js";
 import { createMemoryQueue } from "../../src/bus/memory.ts";
 import { loadConfig, type Config } from "../../src/config/load.ts";
 import { buildHttpApp } from "../../src/http/app.ts";
@@ -63,7 +70,8 @@ async function rpcError(p: Promise<unknown>): Promise<McpError> {
 }
 
 /** An unescaped occurrence of `s` in markdown (not preceded by a backslash). */
-const unescaped = (md: string, s: string) => new RegExp(`(^|[^\\\\])${s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`).test(md);
+const unescaped = (md: string, s: string) =>
+  new RegExp(`(^|[^\\\\])${s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`).test(md);
 
 for (const factory of factories) {
   describe.skipIf(!factory.available)(`MCP resources and prompts over HTTP (${factory.name})`, () => {
@@ -71,12 +79,23 @@ for (const factory of factories) {
     let app: FastifyInstance;
     let url: string;
     const clients: Client[] = [];
-    const memorySkill = Skill.parse({ name: "memory-only-probe", description: "Probe, published elsewhere", match: { alertname: ["X"] }, risk: "read", approval: "none", action: { builtin: "probe", with: { url: "http://127.0.0.1:1/healthz" } } });
+    const memorySkill = Skill.parse({
+      name: "memory-only-probe",
+      description: "Probe, published elsewhere",
+      match: { alertname: ["X"] },
+      risk: "read",
+      approval: "none",
+      action: { builtin: "probe", with: { url: "http://127.0.0.1:1/healthz" } },
+    });
     const skills = [...FOLDER_SKILLS, memorySkill];
 
     async function connect(token: string): Promise<Client> {
       const client = new Client({ name: "pitcrew-test", version: "1.0.0" });
-      await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
+      await client.connect(
+        new StreamableHTTPClientTransport(new URL(url), {
+          requestInit: { headers: { authorization: `Bearer ${token}` } },
+        }),
+      );
       clients.push(client);
       return client;
     }
@@ -99,7 +118,14 @@ for (const factory of factories) {
       });
       const auth = createMcpAuth({ tokens: mcpTokens(config).tokens, oidc: config.mcp.oidc, log: silentLogger });
       const queue = createMemoryQueue({ log: silentLogger });
-      app = await buildHttpApp({ log: silentLogger, store, queue, metrics: createMetrics(), bodyLimit: 1_048_576, mcp: { deps: testDeps(config, store, skills), auth } });
+      app = await buildHttpApp({
+        log: silentLogger,
+        store,
+        queue,
+        metrics: createMetrics(),
+        bodyLimit: 1_048_576,
+        mcp: { deps: testDeps(config, store, skills), auth },
+      });
       await app.listen({ port: 0, host: "127.0.0.1" });
       url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/mcp`;
     });
@@ -127,8 +153,17 @@ for (const factory of factories) {
 
     it("reads an incident as markdown and JSON with its whole timeline, markup from the alert kept as text", async () => {
       const admin = await connect(ADMIN);
-      const id = await createIncident(admin, { title: MARKUP, namespace: "shop", service: "checkout", severity: "critical", labels: { team: "<b>payments</b>" } });
-      const note = await admin.callTool({ name: "add_incident_note", arguments: { incident_id: id, text: "restarted by hand; see ![x](http://evil.example/x.png)" } });
+      const id = await createIncident(admin, {
+        title: MARKUP,
+        namespace: "shop",
+        service: "checkout",
+        severity: "critical",
+        labels: { team: "<b>payments</b>" },
+      });
+      const note = await admin.callTool({
+        name: "add_incident_note",
+        arguments: { incident_id: id, text: "restarted by hand; see ![x](http://evil.example/x.png)" },
+      });
       expect(note.isError).toBeFalsy();
 
       const reader = await connect(READER);
@@ -140,21 +175,41 @@ for (const factory of factories) {
       ]);
       const [md, json] = [read[0]!.text, JSON.parse(read[1]!.text)];
 
-      const events = await store.db.selectFrom("events").select(["id", "type", "reason"]).where("incident_id", "=", id).orderBy("seq").execute();
+      const events = await store.db
+        .selectFrom("events")
+        .select(["id", "type", "reason"])
+        .where("incident_id", "=", id)
+        .orderBy("seq")
+        .execute();
       expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(["incident.detected", "incident.note"]));
-      expect(json.incident).toMatchObject({ id, title: MARKUP, state: "detected", namespace: "shop", service: "checkout", severity: "critical", labels: { team: "<b>payments</b>" }, annotations: { summary: MARKUP } });
+      expect(json.incident).toMatchObject({
+        id,
+        title: MARKUP,
+        state: "detected",
+        namespace: "shop",
+        service: "checkout",
+        severity: "critical",
+        labels: { team: "<b>payments</b>" },
+        annotations: { summary: MARKUP },
+      });
       expect(json.timeline.map((e: { id: string }) => e.id)).toEqual(events.map((e) => e.id));
       expect(json.earlier_events).toBe(0);
 
       // Every event is a line of the timeline, in order.
-      const lines = md.slice(md.indexOf("## Timeline")).split("\n").filter((l) => l.startsWith("- "));
+      const lines = md
+        .slice(md.indexOf("## Timeline"))
+        .split("\n")
+        .filter((l) => l.startsWith("- "));
       expect(lines).toHaveLength(events.length);
       events.forEach((e, i) => expect(lines[i]).toContain(`**${mdText(e.type)}**`));
       expect(md).toContain("restarted by hand; see \\!\\[x\\](http://evil.example/x.png)");
       // The title, the annotation and the label read as the text they are.
-      expect(md).toContain('\\<img src=x onerror="alert(1)"\\> \\[click\\](http://evil.example) \\*\\*down\\*\\* \\&lt; \\| \\`x\\`');
+      expect(md).toContain(
+        '\\<img src=x onerror="alert(1)"\\> \\[click\\](http://evil.example) \\*\\*down\\*\\* \\&lt; \\| \\`x\\`',
+      );
       expect(md).toContain("team: \\<b\\>payments\\</b\\>");
-      for (const raw of ["<img", "[click]", "**down**", "&lt;", "`x`", "<b>", "![x]"]) expect(unescaped(md, raw), raw).toBe(false);
+      for (const raw of ["<img", "[click]", "**down**", "&lt;", "`x`", "<b>", "![x]"])
+        expect(unescaped(md, raw), raw).toBe(false);
     });
 
     it("lists recent incidents and every loaded skill as resources", async () => {
@@ -163,7 +218,9 @@ for (const factory of factories) {
       const { resources } = await (await connect(READER)).listResources();
       const incident = resources.find((r) => r.uri === `pitcrew://incidents/${id}`);
       expect(incident).toMatchObject({ name: id, title: "listed", mimeType: "text/markdown" });
-      expect(resources.filter((r) => r.uri.startsWith("pitcrew://skills/")).map((r) => r.name)).toEqual(skills.map((s) => s.name).sort());
+      expect(resources.filter((r) => r.uri.startsWith("pitcrew://skills/")).map((r) => r.name)).toEqual(
+        skills.map((s) => s.name).sort(),
+      );
     });
 
     it("reads a skill's YAML: the file as written when it is the skill in use, else the skill in use written out", async () => {
@@ -182,7 +239,10 @@ for (const factory of factories) {
       const inc = await rpcError(reader.readResource({ uri: "pitcrew://incidents/inc_NOPE" }));
       expect(inc.code).toBe(-32002);
       expect(inc.message).toContain('incident "inc_NOPE" does not exist (incident.not_found)');
-      expect(inc.data).toMatchObject({ uri: "pitcrew://incidents/inc_NOPE", "pitcrew/error": { code: "incident.not_found" } });
+      expect(inc.data).toMatchObject({
+        uri: "pitcrew://incidents/inc_NOPE",
+        "pitcrew/error": { code: "incident.not_found" },
+      });
       const skill = await rpcError(reader.readResource({ uri: "pitcrew://skills/nope" }));
       expect(skill.code).toBe(-32002);
       expect(skill.message).toContain("skill.not_found");
@@ -197,8 +257,14 @@ for (const factory of factories) {
         writer.listResources(),
         writer.readResource({ uri: `pitcrew://incidents/${id}` }),
         writer.readResource({ uri: "pitcrew://skills/target-down-probe" }),
-        writer.complete({ ref: { type: "ref/resource", uri: "pitcrew://incidents/{id}" }, argument: { name: "id", value: "" } }),
-        writer.complete({ ref: { type: "ref/prompt", name: "triage_incident" }, argument: { name: "incident_id", value: "" } }),
+        writer.complete({
+          ref: { type: "ref/resource", uri: "pitcrew://incidents/{id}" },
+          argument: { name: "id", value: "" },
+        }),
+        writer.complete({
+          ref: { type: "ref/prompt", name: "triage_incident" },
+          argument: { name: "incident_id", value: "" },
+        }),
         writer.getPrompt({ name: "triage_incident", arguments: { incident_id: id } }),
       ];
       for (const p of attempts) {
@@ -243,14 +309,20 @@ for (const factory of factories) {
       expect(await complete("inc_not-an-id")).toEqual([]);
       expect(await complete("%")).toEqual([]);
 
-      const names = await reader.complete({ ref: { type: "ref/resource", uri: "pitcrew://skills/{name}" }, argument: { name: "name", value: "target-down" } });
+      const names = await reader.complete({
+        ref: { type: "ref/resource", uri: "pitcrew://skills/{name}" },
+        argument: { name: "name", value: "target-down" },
+      });
       expect(names.completion.values).toEqual(["target-down-probe", "target-down-restart"]);
     });
 
     it("lists the prompts and gets each with the incident and its timeline embedded", async () => {
       const admin = await connect(ADMIN);
       const id = await createIncident(admin, { title: MARKUP, namespace: "shop" });
-      await admin.callTool({ name: "add_incident_note", arguments: { incident_id: id, text: "customers report failed payments" } });
+      await admin.callTool({
+        name: "add_incident_note",
+        arguments: { incident_id: id, text: "customers report failed payments" },
+      });
       const reader = await connect(READER);
       const { prompts } = await reader.listPrompts();
       expect(prompts.map((p) => [p.name, p.arguments?.map((a) => [a.name, a.required])]).sort()).toEqual([
@@ -265,7 +337,10 @@ for (const factory of factories) {
       ] as const) {
         const p = await reader.getPrompt({ name, arguments: { incident_id: id } });
         expect(p.messages).toHaveLength(2);
-        expect(p.messages[0]!.content).toEqual({ type: "resource", resource: { uri: `pitcrew://incidents/${id}`, mimeType: "text/markdown", text: markdown } });
+        expect(p.messages[0]!.content).toEqual({
+          type: "resource",
+          resource: { uri: `pitcrew://incidents/${id}`, mimeType: "text/markdown", text: markdown },
+        });
         expect(markdown).toContain("customers report failed payments");
         const instructions = p.messages[1]!.content as { type: string; text: string };
         expect(instructions.type).toBe("text");
@@ -276,13 +351,20 @@ for (const factory of factories) {
       // Not resolved: the postmortem is a draft.
       const draft = await reader.getPrompt({ name: "write_postmortem", arguments: { incident_id: id } });
       expect((draft.messages[1]!.content as { text: string }).text).toContain("mark the document as a draft");
-      const resolved = await admin.callTool({ name: "resolve_incident", arguments: { incident_id: id, reason: "payments back" } });
+      const resolved = await admin.callTool({
+        name: "resolve_incident",
+        arguments: { incident_id: id, reason: "payments back" },
+      });
       expect(resolved.isError, JSON.stringify(resolved.content)).toBeFalsy();
       const final = await reader.getPrompt({ name: "write_postmortem", arguments: { incident_id: id } });
       expect((final.messages[1]!.content as { text: string }).text).not.toContain("draft");
-      expect((final.messages[0]!.content as { resource: { text: string } }).resource.text).toContain("incident.resolved");
+      expect((final.messages[0]!.content as { resource: { text: string } }).resource.text).toContain(
+        "incident.resolved",
+      );
 
-      const unknown = await rpcError(reader.getPrompt({ name: "triage_incident", arguments: { incident_id: "inc_NOPE" } }));
+      const unknown = await rpcError(
+        reader.getPrompt({ name: "triage_incident", arguments: { incident_id: "inc_NOPE" } }),
+      );
       expect(unknown.code).toBe(-32602);
       expect(unknown.data).toMatchObject({ "pitcrew/error": { code: "incident.not_found" } });
     });
@@ -305,7 +387,9 @@ describe("MCP progress and log messages (in memory)", () => {
 
   beforeAll(async () => {
     store = await sqlite.make();
-    target = createServer((_req, res) => held.push(() => res.writeHead(200, { "content-type": "text/plain" }).end("ok")));
+    target = createServer((_req, res) =>
+      held.push(() => res.writeHead(200, { "content-type": "text/plain" }).end("ok")),
+    );
     await new Promise<void>((r) => target.listen(0, "127.0.0.1", r));
     const probe = Skill.parse({
       name: "probe-slow",
@@ -313,7 +397,10 @@ describe("MCP progress and log messages (in memory)", () => {
       match: { alertname: ["Slow"] },
       risk: "read",
       approval: "none",
-      action: { builtin: "probe", with: { url: `http://127.0.0.1:${(target.address() as { port: number }).port}/healthz`, timeout: "30s" } },
+      action: {
+        builtin: "probe",
+        with: { url: `http://127.0.0.1:${(target.address() as { port: number }).port}/healthz`, timeout: "30s" },
+      },
     });
     deps = testDeps(loadConfig({ DATA_DIR: tempDir() }), store, [probe]);
   });
@@ -339,10 +426,18 @@ describe("MCP progress and log messages (in memory)", () => {
     const client = await connect();
     const id = await incident(client);
     const progress: Progress[] = [];
-    const call = client.callTool({ name: "run_skill", arguments: { skill: "probe-slow", incident_id: id, dry_run: false } }, undefined, { onprogress: (p) => void progress.push(p) });
+    const call = client.callTool(
+      { name: "run_skill", arguments: { skill: "probe-slow", incident_id: id, dry_run: false } },
+      undefined,
+      { onprogress: (p) => void progress.push(p) },
+    );
     // The probe is still waiting for its answer, and the caller already heard that it runs.
     await waitFor(() => held.length === 1 && progress.length > 0);
-    expect(progress[0]).toMatchObject({ progress: 1, total: 3, message: expect.stringContaining("running probe-slow") });
+    expect(progress[0]).toMatchObject({
+      progress: 1,
+      total: 3,
+      message: expect.stringContaining("running probe-slow"),
+    });
     held.shift()!();
     const result = await call;
     expect(result.isError, JSON.stringify(result.content)).toBeFalsy();
@@ -354,15 +449,30 @@ describe("MCP progress and log messages (in memory)", () => {
 
   it("over HTTP, a call with a progress token is answered as an event stream carrying its progress; others stay JSON", async () => {
     const auth = createMcpAuth({ tokens: [{ name: "alice", token: ADMIN, scopes: ["admin"] }], log: silentLogger });
-    const app = await buildHttpApp({ log: silentLogger, store, queue: createMemoryQueue({ log: silentLogger }), metrics: createMetrics(), bodyLimit: 1_048_576, mcp: { deps, auth } });
+    const app = await buildHttpApp({
+      log: silentLogger,
+      store,
+      queue: createMemoryQueue({ log: silentLogger }),
+      metrics: createMetrics(),
+      bodyLimit: 1_048_576,
+      mcp: { deps, auth },
+    });
     await app.listen({ port: 0, host: "127.0.0.1" });
     const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/mcp`;
     const client = new Client({ name: "pitcrew-test", version: "1.0.0" });
     try {
-      await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${ADMIN}` } } }));
+      await client.connect(
+        new StreamableHTTPClientTransport(new URL(url), {
+          requestInit: { headers: { authorization: `Bearer ${ADMIN}` } },
+        }),
+      );
       const id = await incident(client);
       const progress: Progress[] = [];
-      const call = client.callTool({ name: "run_skill", arguments: { skill: "probe-slow", incident_id: id, dry_run: false } }, undefined, { onprogress: (p) => void progress.push(p) });
+      const call = client.callTool(
+        { name: "run_skill", arguments: { skill: "probe-slow", incident_id: id, dry_run: false } },
+        undefined,
+        { onprogress: (p) => void progress.push(p) },
+      );
       await waitFor(() => held.length === 1 && progress.length > 0);
       held.shift()!();
       expect((await call).isError).toBeFalsy();
@@ -370,7 +480,11 @@ describe("MCP progress and log messages (in memory)", () => {
       // Without a progress token the answer is one JSON body.
       const res = await fetch(url, {
         method: "POST",
-        headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json", accept: "application/json, text/event-stream" },
+        headers: {
+          authorization: `Bearer ${ADMIN}`,
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+        },
         body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }),
       });
       expect(res.headers.get("content-type")).toMatch(/^application\/json/);
@@ -385,7 +499,10 @@ describe("MCP progress and log messages (in memory)", () => {
     const errors: Error[] = [];
     client.onerror = (e) => errors.push(e);
     const id = await incident(client);
-    const call = client.callTool({ name: "run_skill", arguments: { skill: "probe-slow", incident_id: id, dry_run: false } });
+    const call = client.callTool({
+      name: "run_skill",
+      arguments: { skill: "probe-slow", incident_id: id, dry_run: false },
+    });
     await waitFor(() => held.length === 1);
     held.shift()!();
     expect((await call).isError).toBeFalsy();
@@ -400,7 +517,10 @@ describe("MCP progress and log messages (in memory)", () => {
     client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void messages.push(n.params));
     const id = await incident(client);
     const run = async () => {
-      const call = client.callTool({ name: "run_skill", arguments: { skill: "probe-slow", incident_id: id, dry_run: false } });
+      const call = client.callTool({
+        name: "run_skill",
+        arguments: { skill: "probe-slow", incident_id: id, dry_run: false },
+      });
       await waitFor(() => held.length === 1);
       held.shift()!();
       expect((await call).isError).toBeFalsy();
@@ -413,7 +533,12 @@ describe("MCP progress and log messages (in memory)", () => {
       ["info", "run_skill"],
     ]);
     expect(messages[0]!.data).toMatchObject({ message: "running probe-slow", skill: "probe-slow", incident_id: id });
-    expect(messages[1]!.data).toMatchObject({ message: "probe-slow: applied", skill: "probe-slow", incident_id: id, kind: "applied" });
+    expect(messages[1]!.data).toMatchObject({
+      message: "probe-slow: applied",
+      skill: "probe-slow",
+      incident_id: id,
+      kind: "applied",
+    });
 
     messages.length = 0;
     await client.setLoggingLevel("warning");

@@ -53,7 +53,8 @@ async function startIssuer() {
     hits++;
     const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
     res.setHeader("content-type", "application/json");
-    if (req.url === "/.well-known/openid-configuration") res.end(JSON.stringify({ issuer: base, jwks_uri: `${base}/keys` }));
+    if (req.url === "/.well-known/openid-configuration")
+      res.end(JSON.stringify({ issuer: base, jwks_uri: `${base}/keys` }));
     else if (req.url === "/keys") res.end(JSON.stringify({ keys: [jwk] }));
     else res.writeHead(404).end("{}");
   });
@@ -89,13 +90,20 @@ describe("MCP over Streamable HTTP", () => {
 
   async function connect(token: string): Promise<Client> {
     const client = new Client({ name: "pitcrew-test", version: "1.0.0" });
-    await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(url), {
+        requestInit: { headers: { authorization: `Bearer ${token}` } },
+      }),
+    );
     clients.push(client);
     return client;
   }
 
   /** One raw JSON-RPC POST, as curl would send it. */
-  async function post(headers: Record<string, string>, body: unknown = { jsonrpc: "2.0", id: 1, method: "tools/list" }) {
+  async function post(
+    headers: Record<string, string>,
+    body: unknown = { jsonrpc: "2.0", id: 1, method: "tools/list" },
+  ) {
     const res = await fetch(url, {
       method: "POST",
       headers: { "content-type": "application/json", accept: "application/json, text/event-stream", ...headers },
@@ -119,7 +127,14 @@ describe("MCP over Streamable HTTP", () => {
       MCP_ALLOWED_ORIGINS: "http://good.example",
     });
     const auth = createMcpAuth({ tokens: mcpTokens(config).tokens, oidc: config.mcp.oidc, log: silentLogger });
-    app = await buildHttpApp({ log: silentLogger, store, queue, metrics: createMetrics(), bodyLimit: 1_048_576, mcp: { deps: testDeps(config, store, queue), auth } });
+    app = await buildHttpApp({
+      log: silentLogger,
+      store,
+      queue,
+      metrics: createMetrics(),
+      bodyLimit: 1_048_576,
+      mcp: { deps: testDeps(config, store, queue), auth },
+    });
     await app.listen({ port: 0, host: "127.0.0.1" });
     url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/mcp`;
   });
@@ -165,33 +180,60 @@ describe("MCP over Streamable HTTP", () => {
       const submitted = await client.callTool({ name: "submit_task", arguments: { kind: "noop" } });
       expect(submitted.isError, text(submitted)).toBeFalsy();
       const taskId = (submitted.structuredContent as { task: { id: string } }).task.id;
-      expect((await store.db.selectFrom("tasks").select("state").where("id", "=", taskId).executeTakeFirstOrThrow()).state).toBe("queued");
+      expect(
+        (await store.db.selectFrom("tasks").select("state").where("id", "=", taskId).executeTakeFirstOrThrow()).state,
+      ).toBe("queued");
       expect(await store.db.selectFrom("outbox").select("id").where("msg_id", "=", taskId).execute()).toHaveLength(1);
       // events
       const events = await client.callTool({ name: "list_events", arguments: { task_id: taskId } });
-      expect((events.structuredContent as { events: Array<{ type: string }> }).events.map((e) => e.type)).toEqual(["task.created"]);
+      expect((events.structuredContent as { events: Array<{ type: string }> }).events.map((e) => e.type)).toEqual([
+        "task.created",
+      ]);
       // incidents
-      const created = await client.callTool({ name: "create_incident", arguments: { title: "Checkout latency over SLO", namespace: "shop", severity: "critical" } });
+      const created = await client.callTool({
+        name: "create_incident",
+        arguments: { title: "Checkout latency over SLO", namespace: "shop", severity: "critical" },
+      });
       expect(created.isError, text(created)).toBeFalsy();
       const incidentId = (created.structuredContent as { incident: { id: string } }).incident.id;
-      const inc = await store.db.selectFrom("incidents").selectAll().where("id", "=", incidentId).executeTakeFirstOrThrow();
+      const inc = await store.db
+        .selectFrom("incidents")
+        .selectAll()
+        .where("id", "=", incidentId)
+        .executeTakeFirstOrThrow();
       expect(inc).toMatchObject({ state: "detected", source: "mcp", namespace: "shop" });
-      expect(await store.db.selectFrom("tasks").select("id").where("incident_id", "=", incidentId).where("kind", "=", "incident.analyze").execute()).toHaveLength(1);
+      expect(
+        await store.db
+          .selectFrom("tasks")
+          .select("id")
+          .where("incident_id", "=", incidentId)
+          .where("kind", "=", "incident.analyze")
+          .execute(),
+      ).toHaveLength(1);
       // skills, fleet
       const listed = await client.callTool({ name: "list_skills", arguments: {} });
-      expect((listed.structuredContent as { skills: Array<{ name: string }> }).skills.map((x) => x.name).sort()).toEqual(SKILLS.map((x) => x.name).sort());
+      expect(
+        (listed.structuredContent as { skills: Array<{ name: string }> }).skills.map((x) => x.name).sort(),
+      ).toEqual(SKILLS.map((x) => x.name).sort());
       const fleet = await client.callTool({ name: "fleet_status", arguments: {} });
       // The noop task and the incident's analysis job.
       expect((fleet.structuredContent as { tasks_by_state: Record<string, number> }).tasks_by_state.queued).toBe(2);
       // system
       await client.callTool({ name: "pause_automation", arguments: { reason: "drill" } });
-      const row = await store.db.selectFrom("settings").select("value").where("key", "=", "automation.paused").executeTakeFirstOrThrow();
+      const row = await store.db
+        .selectFrom("settings")
+        .select("value")
+        .where("key", "=", "automation.paused")
+        .executeTakeFirstOrThrow();
       expect(JSON.parse(row.value)).toEqual({ paused: true, reason: "drill" });
       await client.callTool({ name: "resume_automation", arguments: {} });
       expect((await getPause(store.db)).paused).toBe(false);
       // The queued task reached the queue through the outbox.
       const { createOutboxRelay } = await import("../../src/bus/outbox.ts");
-      await createOutboxRelay({ store, queue, log: silentLogger }, { intervalMs: 10, batch: 100, retentionMs: 86_400_000 }).runOnce();
+      await createOutboxRelay(
+        { store, queue, log: silentLogger },
+        { intervalMs: 10, batch: 100, retentionMs: 86_400_000 },
+      ).runOnce();
       await waitFor(() => published.includes(taskId), 5000);
     } finally {
       await sub.stop();
@@ -225,7 +267,9 @@ describe("MCP over Streamable HTTP", () => {
   it("refuses a request without a token with 401 and a Bearer challenge", async () => {
     const res = await post({});
     expect(res.status).toBe(401);
-    expect(res.headers.get("www-authenticate")).toBe('Bearer resource_metadata="http://localhost:18088/.well-known/oauth-protected-resource/mcp"');
+    expect(res.headers.get("www-authenticate")).toBe(
+      'Bearer resource_metadata="http://localhost:18088/.well-known/oauth-protected-resource/mcp"',
+    );
     expect(res.body.error).toMatchObject({ code: "auth.invalid_token", message: "missing bearer token" });
     await expect(connect("")).rejects.toThrow();
   });
@@ -261,7 +305,9 @@ describe("MCP over Streamable HTTP", () => {
   });
 
   it("refuses an expired JWT with 401", async () => {
-    const res = await post({ authorization: `Bearer ${await issuer.sign({ scope: "read", exp: Math.floor(Date.now() / 1000) - 120 })}` });
+    const res = await post({
+      authorization: `Bearer ${await issuer.sign({ scope: "read", exp: Math.floor(Date.now() / 1000) - 120 })}`,
+    });
     expect(res.status).toBe(401);
     expect(res.headers.get("www-authenticate")).toMatch(/^Bearer /);
     expect(res.body.error.message).toBe("the token has expired");
@@ -281,7 +327,10 @@ describe("MCP over Streamable HTTP", () => {
 
   it("answers a JWT without the scope with an error naming the scope, and lists no tools to it", async () => {
     const client = await connect(await issuer.sign({ scope: "openid profile" }));
-    await expect(client.callTool({ name: "system_status", arguments: {} })).rejects.toMatchObject({ code: -32602, message: expect.stringContaining("this token has: no scopes") });
+    await expect(client.callTool({ name: "system_status", arguments: {} })).rejects.toMatchObject({
+      code: -32602,
+      message: expect.stringContaining("this token has: no scopes"),
+    });
     expect((await client.listTools()).tools).toEqual([]);
   });
 
@@ -289,19 +338,25 @@ describe("MCP over Streamable HTTP", () => {
     const evil = await post({ authorization: `Bearer ${ADMIN}`, origin: "http://evil.example" });
     expect(evil.status).toBe(403);
     expect(evil.body.error.code).toBe("mcp.origin_not_allowed");
-    const good = await post({ authorization: `Bearer ${ADMIN}`, origin: "http://good.example" }, {
-      jsonrpc: "2.0",
-      id: 1,
-      method: "initialize",
-      params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "curl", version: "1" } },
-    });
+    const good = await post(
+      { authorization: `Bearer ${ADMIN}`, origin: "http://good.example" },
+      {
+        jsonrpc: "2.0",
+        id: 1,
+        method: "initialize",
+        params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "curl", version: "1" } },
+      },
+    );
     expect(good.status).toBe(200);
     expect(good.body.result.serverInfo.name).toBe("pitcrew");
   });
 
   it("answers GET and DELETE /mcp with 405 and Allow: POST", async () => {
     for (const method of ["GET", "DELETE"]) {
-      const res = await fetch(url, { method, headers: { authorization: `Bearer ${ADMIN}`, accept: "text/event-stream" } });
+      const res = await fetch(url, {
+        method,
+        headers: { authorization: `Bearer ${ADMIN}`, accept: "text/event-stream" },
+      });
       expect(res.status, method).toBe(405);
       expect(res.headers.get("allow"), method).toBe("POST");
       await res.body?.cancel();
@@ -349,7 +404,9 @@ describe("MCP tool error mapping", () => {
       const expected = await client.callTool({ name: "fail_expected", arguments: { id: "x1" } });
       expect(expected.isError).toBe(true);
       expect(text(expected)).toBe("thing x1 does not exist (thing.not_found)");
-      expect(expected._meta).toMatchObject({ "pitcrew/error": { code: "thing.not_found", kind: "not_found", retryable: false } });
+      expect(expected._meta).toMatchObject({
+        "pitcrew/error": { code: "thing.not_found", kind: "not_found", retryable: false },
+      });
 
       const unexpected = await client.callTool({ name: "fail_unexpected", arguments: {} });
       expect(unexpected.isError).toBe(true);
@@ -385,7 +442,10 @@ describe("the generated MCP token", () => {
   });
 
   it("is not generated when MCP_TOKENS is set", () => {
-    const config = loadConfig({ DATA_DIR: tempDir(), MCP_TOKENS: JSON.stringify([{ name: "ci", token: WRITER, scopes: ["write"] }]) });
+    const config = loadConfig({
+      DATA_DIR: tempDir(),
+      MCP_TOKENS: JSON.stringify([{ name: "ci", token: WRITER, scopes: ["write"] }]),
+    });
     expect(mcpTokens(config)).toEqual({ tokens: [{ name: "ci", token: WRITER, scopes: ["write"] }] });
   });
 

@@ -37,7 +37,16 @@ import { waitFor } from "../helpers/wait.ts";
 // git repository; assertions are on rows, events, bus messages and git refs.
 
 const sqlite = (await storeFactories()).find((f) => f.name === "sqlite")!;
-const isolated = { env: { GIT_CONFIG_GLOBAL: "/dev/null", GIT_CONFIG_NOSYSTEM: "1", GIT_AUTHOR_NAME: "Dev", GIT_AUTHOR_EMAIL: "dev@example.com", GIT_COMMITTER_NAME: "Dev", GIT_COMMITTER_EMAIL: "dev@example.com" } };
+const isolated = {
+  env: {
+    GIT_CONFIG_GLOBAL: "/dev/null",
+    GIT_CONFIG_NOSYSTEM: "1",
+    GIT_AUTHOR_NAME: "Dev",
+    GIT_AUTHOR_EMAIL: "dev@example.com",
+    GIT_COMMITTER_NAME: "Dev",
+    GIT_COMMITTER_EMAIL: "dev@example.com",
+  },
+};
 const uid = () => randomBytes(4).toString("hex");
 
 type Call = { isError: boolean; text: string; data: any };
@@ -60,7 +69,11 @@ describe("MCP tools", () => {
   let reloads = 0;
   const clients: Client[] = [];
 
-  const principal = (subject: string, scopes: Scope[]): Principal => ({ subject, scopes: new Set(scopes), via: "token" });
+  const principal = (subject: string, scopes: Scope[]): Principal => ({
+    subject,
+    scopes: new Set(scopes),
+    via: "token",
+  });
   const admin = principal("alice", ["admin"]);
   const writer = principal("bob", ["read", "write"]);
 
@@ -109,17 +122,66 @@ describe("MCP tools", () => {
     probeUrl = `http://127.0.0.1:${(probeServer.address() as { port: number }).port}/healthz`;
 
     skills = [
-      Skill.parse({ name: "restart-app", description: "Restart the app", match: { alertname: ["AppDown"] }, risk: "medium", approval: "before_run", action: { builtin: "restart", with: { namespace: "{{labels.namespace}}", deployment: "{{labels.deployment}}" } } }),
-      Skill.parse({ name: "scale-app", description: "Scale the app", match: { alertname: ["AppSlow"] }, risk: "low", approval: "before_merge", action: { builtin: "scale", with: { namespace: "{{labels.namespace}}", deployment: "{{labels.deployment}}", factor: 2 } } }),
-      Skill.parse({ name: "probe-app", description: "Probe the app", match: { alertname: ["AppProbe"] }, risk: "read", approval: "none", action: { builtin: "probe", with: { url: probeUrl } } }),
-      Skill.parse({ name: "probe-gated", description: "Probe, with approval", match: { alertname: ["AppGated"] }, risk: "low", approval: "before_run", action: { builtin: "probe", with: { url: probeUrl } } }),
-      Skill.parse({ name: "rollback-app", description: "Roll the app back", match: { alertname: ["AppBroken"] }, risk: "read", approval: "none", action: { builtin: "rollback", with: { deployment: "{{labels.deployment}}" } } }),
+      Skill.parse({
+        name: "restart-app",
+        description: "Restart the app",
+        match: { alertname: ["AppDown"] },
+        risk: "medium",
+        approval: "before_run",
+        action: {
+          builtin: "restart",
+          with: { namespace: "{{labels.namespace}}", deployment: "{{labels.deployment}}" },
+        },
+      }),
+      Skill.parse({
+        name: "scale-app",
+        description: "Scale the app",
+        match: { alertname: ["AppSlow"] },
+        risk: "low",
+        approval: "before_merge",
+        action: {
+          builtin: "scale",
+          with: { namespace: "{{labels.namespace}}", deployment: "{{labels.deployment}}", factor: 2 },
+        },
+      }),
+      Skill.parse({
+        name: "probe-app",
+        description: "Probe the app",
+        match: { alertname: ["AppProbe"] },
+        risk: "read",
+        approval: "none",
+        action: { builtin: "probe", with: { url: probeUrl } },
+      }),
+      Skill.parse({
+        name: "probe-gated",
+        description: "Probe, with approval",
+        match: { alertname: ["AppGated"] },
+        risk: "low",
+        approval: "before_run",
+        action: { builtin: "probe", with: { url: probeUrl } },
+      }),
+      Skill.parse({
+        name: "rollback-app",
+        description: "Roll the app back",
+        match: { alertname: ["AppBroken"] },
+        risk: "read",
+        approval: "none",
+        action: { builtin: "rollback", with: { deployment: "{{labels.deployment}}" } },
+      }),
     ];
 
-    const config = loadConfig({ DATA_DIR: root, HEARTBEAT_INTERVAL: "1s", RUNNER_POOL: "default", ALLOWED_REPOS: "https://example.com/r.git" });
+    const config = loadConfig({
+      DATA_DIR: root,
+      HEARTBEAT_INTERVAL: "1s",
+      RUNNER_POOL: "default",
+      ALLOWED_REPOS: "https://example.com/r.git",
+    });
     const now = () => clock.now;
     const onTerminal = incidentFixHook(store.dialect);
-    relay = createOutboxRelay({ store, queue, log: silentLogger, now }, { intervalMs: 20, batch: 100, retentionMs: 86_400_000 });
+    relay = createOutboxRelay(
+      { store, queue, log: silentLogger, now },
+      { intervalMs: 20, batch: 100, retentionMs: 86_400_000 },
+    );
     relay.start();
     const tasks = createTaskService({ store, log: silentLogger, now, onEnqueued: () => relay.kick(), onTerminal });
     subs.push(createEventIngester({ store, queue, log: silentLogger, now, onTerminal }).start(4));
@@ -139,7 +201,13 @@ describe("MCP tools", () => {
       now,
       skills: () => skills,
       planner: rulesPlanner,
-      guardrails: { dryRun: false, maxPrsPerHour: 1000, maxPrsPerDay: 10_000, maxFixesPerNamespace: 100, autoApproveMaxRisk: "read" },
+      guardrails: {
+        dryRun: false,
+        maxPrsPerHour: 1000,
+        maxPrsPerDay: 10_000,
+        maxFixesPerNamespace: 100,
+        autoApproveMaxRisk: "read",
+      },
       fixPool: "default",
       onEnqueued: () => relay.kick(),
     });
@@ -153,7 +221,11 @@ describe("MCP tools", () => {
       skills: () => skills,
       reloadSkills: async () => {
         reloads++;
-        return { skills, problems: [{ file: "skills/broken.yaml", line: 3, message: "risk: invalid option" }], published: true };
+        return {
+          skills,
+          problems: [{ file: "skills/broken.yaml", line: 3, message: "risk: invalid option" }],
+          published: true,
+        };
       },
       analyze: (id) => analysis.analyze(id),
       gitHost,
@@ -176,7 +248,14 @@ describe("MCP tools", () => {
   /** A task a runner has started: queued through submit_task, then a real task.started event. */
   async function runningTask(): Promise<string> {
     const { task } = await ok("submit_task", { kind: "noop", steps: 2 });
-    await queue.publishTaskEvent({ type: "task.started", id: newId("evt"), taskId: task.id, runnerId: "runner-a", attempt: 1, at: clock.now });
+    await queue.publishTaskEvent({
+      type: "task.started",
+      id: newId("evt"),
+      taskId: task.id,
+      runnerId: "runner-a",
+      attempt: 1,
+      at: clock.now,
+    });
     await waitFor(async () => (await getTask(store.db, task.id))?.state === "running");
     return task.id;
   }
@@ -184,7 +263,12 @@ describe("MCP tools", () => {
   /** An incident opened through create_incident and analysed now. */
   async function analysedIncident(alertname: string): Promise<{ id: string; outcome: string }> {
     const ns = `ns-${uid()}`;
-    const { incident } = await ok("create_incident", { title: `${alertname} in ${ns}`, namespace: ns, alertname, labels: { deployment: "api" } });
+    const { incident } = await ok("create_incident", {
+      title: `${alertname} in ${ns}`,
+      namespace: ns,
+      alertname,
+      labels: { deployment: "api" },
+    });
     const { outcome } = await ok("analyze_incident", { incident_id: incident.id });
     return { id: incident.id, outcome };
   }
@@ -192,36 +276,79 @@ describe("MCP tools", () => {
   describe("tasks", () => {
     it("submits a prompt task: stored with the runner's payload shape, relayed to the pool, and idempotent by key", async () => {
       const key = `k-${uid()}`;
-      const first = await ok("submit_task", { kind: "prompt", prompt: "fix the flaky test", repo_url: "https://example.com/r.git", ref: "main", model: "sonnet", timeout: "5m", idempotency_key: key });
+      const first = await ok("submit_task", {
+        kind: "prompt",
+        prompt: "fix the flaky test",
+        repo_url: "https://example.com/r.git",
+        ref: "main",
+        model: "sonnet",
+        timeout: "5m",
+        idempotency_key: key,
+      });
       expect(first.created).toBe(true);
       const row = (await getTask(store.db, first.task.id))!;
       expect(row).toMatchObject({ kind: "prompt", pool: "default", state: "queued", created_by: "mcp:alice" });
-      expect(JSON.parse(row.payload)).toEqual({ prompt: "fix the flaky test", repoUrl: "https://example.com/r.git", ref: "main", agent: "claude-code", model: "sonnet", timeoutMs: 300_000 });
-      expect((await wasPublished(row.id)).payload).toMatchObject({ prompt: "fix the flaky test", agent: "claude-code" });
+      expect(JSON.parse(row.payload)).toEqual({
+        prompt: "fix the flaky test",
+        repoUrl: "https://example.com/r.git",
+        ref: "main",
+        agent: "claude-code",
+        model: "sonnet",
+        timeoutMs: 300_000,
+      });
+      expect((await wasPublished(row.id)).payload).toMatchObject({
+        prompt: "fix the flaky test",
+        agent: "claude-code",
+      });
       const [created] = await eventsOf({ taskId: row.id });
       expect(created).toMatchObject({ type: "task.created", actor: "mcp:alice", channel: "mcp" });
       expect(first.task.created_at).toBe(new Date(clock.now).toISOString());
 
-      const again = await ok("submit_task", { kind: "prompt", prompt: "fix the flaky test", repo_url: "https://example.com/r.git", ref: "main", model: "sonnet", timeout: "5m", idempotency_key: key });
+      const again = await ok("submit_task", {
+        kind: "prompt",
+        prompt: "fix the flaky test",
+        repo_url: "https://example.com/r.git",
+        ref: "main",
+        model: "sonnet",
+        timeout: "5m",
+        idempotency_key: key,
+      });
       expect(again).toMatchObject({ created: false, task: { id: row.id } });
-      expect(await call("submit_task", { kind: "prompt", prompt: "something else", idempotency_key: key })).toMatchObject({ isError: true, text: expect.stringMatching(/\(task\.idempotency_conflict\)$/) });
-      expect((await store.db.selectFrom("tasks").select("id").where("idempotency_key", "=", key).execute()).length).toBe(1);
+      expect(
+        await call("submit_task", { kind: "prompt", prompt: "something else", idempotency_key: key }),
+      ).toMatchObject({ isError: true, text: expect.stringMatching(/\(task\.idempotency_conflict\)$/) });
+      expect(
+        (await store.db.selectFrom("tasks").select("id").where("idempotency_key", "=", key).execute()).length,
+      ).toBe(1);
     });
 
     it("refuses a prompt task without a prompt or with an unknown agent", async () => {
-      expect(await call("submit_task", { kind: "prompt" })).toMatchObject({ isError: true, text: expect.stringContaining("needs a prompt") });
-      expect(await call("submit_task", { kind: "prompt", prompt: "x", agent: "nope" })).toMatchObject({ isError: true, text: expect.stringContaining("not configured") });
+      expect(await call("submit_task", { kind: "prompt" })).toMatchObject({
+        isError: true,
+        text: expect.stringContaining("needs a prompt"),
+      });
+      expect(await call("submit_task", { kind: "prompt", prompt: "x", agent: "nope" })).toMatchObject({
+        isError: true,
+        text: expect.stringContaining("not configured"),
+      });
     });
 
     it("gets and lists tasks by state with a cursor", async () => {
       const ids: string[] = [];
       for (let i = 0; i < 3; i++) ids.push((await ok("submit_task", { kind: "noop" })).task.id);
-      expect((await ok("get_task", { task_id: ids[0] })).task).toMatchObject({ id: ids[0], kind: "noop", state: "queued" });
+      expect((await ok("get_task", { task_id: ids[0] })).task).toMatchObject({
+        id: ids[0],
+        kind: "noop",
+        state: "queued",
+      });
       const page1 = await ok("list_tasks", { state: "queued", limit: 2 });
       expect(page1.tasks.map((t: any) => t.id)).toEqual([ids[2], ids[1]]);
       const page2 = await ok("list_tasks", { state: "queued", limit: 2, cursor: page1.next_cursor });
       expect(page2.tasks[0].id).toBe(ids[0]);
-      expect(await call("get_task", { task_id: "tsk_missing" })).toMatchObject({ isError: true, text: expect.stringContaining("does not exist") });
+      expect(await call("get_task", { task_id: "tsk_missing" })).toMatchObject({
+        isError: true,
+        text: expect.stringContaining("does not exist"),
+      });
     });
 
     it("cancels a queued task in the database with an event, and tells runners to drop it", async () => {
@@ -247,17 +374,35 @@ describe("MCP tools", () => {
     it("answers a second cancel of a cancelled task as a success without a second event, and refuses to cancel a finished task", async () => {
       const { task } = await ok("submit_task", { kind: "noop" });
       await ok("cancel_task", { task_id: task.id });
-      expect(await call("cancel_task", { task_id: task.id })).toMatchObject({ isError: false, text: expect.stringContaining("already cancelled"), data: { outcome: "cancelled", task: { state: "cancelled" } } });
+      expect(await call("cancel_task", { task_id: task.id })).toMatchObject({
+        isError: false,
+        text: expect.stringContaining("already cancelled"),
+        data: { outcome: "cancelled", task: { state: "cancelled" } },
+      });
       expect((await eventsOf({ taskId: task.id })).filter((e) => e.type === "task.cancelled")).toHaveLength(1);
       const done = await runningTask();
-      await queue.publishTaskEvent({ type: "task.succeeded", id: newId("evt"), taskId: done, runnerId: "runner-a", attempt: 1, at: clock.now, result: { ok: true } });
+      await queue.publishTaskEvent({
+        type: "task.succeeded",
+        id: newId("evt"),
+        taskId: done,
+        runnerId: "runner-a",
+        attempt: 1,
+        at: clock.now,
+        result: { ok: true },
+      });
       await waitFor(async () => (await getTask(store.db, done))?.state === "succeeded");
-      expect(await call("cancel_task", { task_id: done })).toMatchObject({ isError: true, text: expect.stringMatching(/already succeeded.*\(task\.finished\)$/) });
+      expect(await call("cancel_task", { task_id: done })).toMatchObject({
+        isError: true,
+        text: expect.stringMatching(/already succeeded.*\(task\.finished\)$/),
+      });
     });
 
     it("retries a cancelled task as a new task with retry_of, and refuses to retry a queued one", async () => {
       const { task } = await ok("submit_task", { kind: "noop", steps: 3 });
-      expect(await call("retry_task", { task_id: task.id })).toMatchObject({ isError: true, text: expect.stringContaining("only failed or cancelled") });
+      expect(await call("retry_task", { task_id: task.id })).toMatchObject({
+        isError: true,
+        text: expect.stringContaining("only failed or cancelled"),
+      });
       await ok("cancel_task", { task_id: task.id });
       const r = await ok("retry_task", { task_id: task.id });
       expect(r.task.id).not.toBe(task.id);
@@ -268,27 +413,50 @@ describe("MCP tools", () => {
     });
 
     it("clears the queue only with confirm: true, cancelling each queued task with an event", async () => {
-      expect(await call("clear_queue", { confirm: false })).toMatchObject({ isError: true, text: expect.stringContaining("confirm: true") });
-      expect((await store.db.selectFrom("tasks").select("id").where("state", "=", "queued").execute()).length).toBeGreaterThan(0);
+      expect(await call("clear_queue", { confirm: false })).toMatchObject({
+        isError: true,
+        text: expect.stringContaining("confirm: true"),
+      });
+      expect(
+        (await store.db.selectFrom("tasks").select("id").where("state", "=", "queued").execute()).length,
+      ).toBeGreaterThan(0);
       const running = await runningTask();
-      const queued = (await store.db.selectFrom("tasks").select("id").where("state", "=", "queued").execute()).map((t) => t.id);
+      const queued = (await store.db.selectFrom("tasks").select("id").where("state", "=", "queued").execute()).map(
+        (t) => t.id,
+      );
       const r = await ok("clear_queue", { confirm: true });
       expect(r.cancelled).toBe(queued.length);
       expect(r.task_ids.sort()).toEqual(queued.sort());
       expect((await store.db.selectFrom("tasks").select("id").where("state", "=", "queued").execute()).length).toBe(0);
       expect((await getTask(store.db, running))!.state).toBe("running");
-      for (const id of queued) expect((await eventsOf({ taskId: id })).filter((e) => e.type === "task.cancelled" && e.actor === "mcp:alice")).toHaveLength(1);
+      for (const id of queued)
+        expect(
+          (await eventsOf({ taskId: id })).filter((e) => e.type === "task.cancelled" && e.actor === "mcp:alice"),
+        ).toHaveLength(1);
     });
 
     it("answers a JSON-RPC error naming the scope when the token lacks it", async () => {
-      await expect(call("clear_queue", { confirm: true }, asWriter)).rejects.toMatchObject({ code: -32602, message: expect.stringContaining("'admin' scope"), data: { "pitcrew/error": { code: "auth.missing_scope", scope: "admin" } } });
+      await expect(call("clear_queue", { confirm: true }, asWriter)).rejects.toMatchObject({
+        code: -32602,
+        message: expect.stringContaining("'admin' scope"),
+        data: { "pitcrew/error": { code: "auth.missing_scope", scope: "admin" } },
+      });
     });
   });
 
   describe("events", () => {
     it("lists a task's events by seq cursor, reports progress, and says when a running task looks stale", async () => {
       const id = await runningTask();
-      await queue.publishTaskEvent({ type: "task.progress", id: newId("evt"), taskId: id, runnerId: "runner-a", attempt: 1, at: clock.now, message: "step 1/2", percent: 50 });
+      await queue.publishTaskEvent({
+        type: "task.progress",
+        id: newId("evt"),
+        taskId: id,
+        runnerId: "runner-a",
+        attempt: 1,
+        at: clock.now,
+        message: "step 1/2",
+        percent: 50,
+      });
       await waitFor(async () => (await eventsOf({ taskId: id })).some((e) => e.type === "task.progress"));
 
       const page1 = await ok("list_events", { task_id: id, limit: 2 });
@@ -297,10 +465,20 @@ describe("MCP tools", () => {
       expect(page2.events.map((e: any) => e.type)).toEqual(["task.progress"]);
       expect(page2.next_cursor).toBeNull();
 
-      expect(await ok("get_task_progress", { task_id: id })).toMatchObject({ state: "running", percent: 50, message: "step 1/2", runner_id: "runner-a" });
+      expect(await ok("get_task_progress", { task_id: id })).toMatchObject({
+        state: "running",
+        percent: 50,
+        message: "step 1/2",
+        runner_id: "runner-a",
+      });
 
       const fresh = await ok("get_latest_event", { task_id: id });
-      expect(fresh).toMatchObject({ state: "running", stale: false, stale_after_seconds: 3, event: { type: "task.progress" } });
+      expect(fresh).toMatchObject({
+        state: "running",
+        stale: false,
+        stale_after_seconds: 3,
+        event: { type: "task.progress" },
+      });
       clock.now += 4000;
       const old = await ok("get_latest_event", { task_id: id });
       expect(old.stale).toBe(true);
@@ -311,14 +489,35 @@ describe("MCP tools", () => {
 
   describe("incidents", () => {
     it("creates a manual incident and queues its analysis like the intake", async () => {
-      const { incident, analysis_task_id } = await ok("create_incident", { title: "checkout is slow", namespace: "shop", service: "checkout", severity: "warning", labels: { team: "pay" } });
+      const { incident, analysis_task_id } = await ok("create_incident", {
+        title: "checkout is slow",
+        namespace: "shop",
+        service: "checkout",
+        severity: "warning",
+        labels: { team: "pay" },
+      });
       const row = (await getIncident(store.db, incident.id))!;
-      expect(row).toMatchObject({ source: "mcp", state: "detected", namespace: "shop", service: "checkout", severity: "warning" });
+      expect(row).toMatchObject({
+        source: "mcp",
+        state: "detected",
+        namespace: "shop",
+        service: "checkout",
+        severity: "warning",
+      });
       expect(JSON.parse(row.labels)).toMatchObject({ team: "pay", namespace: "shop" });
       const task = (await getTask(store.db, analysis_task_id))!;
-      expect(task).toMatchObject({ kind: "incident.analyze", pool: "control", incident_id: incident.id, idempotency_key: `analyze:${incident.id}:0` });
+      expect(task).toMatchObject({
+        kind: "incident.analyze",
+        pool: "control",
+        incident_id: incident.id,
+        idempotency_key: `analyze:${incident.id}:0`,
+      });
       expect((await wasPublished(analysis_task_id)).payload).toEqual({ incidentId: incident.id });
-      expect((await eventsOf({ incidentId: incident.id }))[0]).toMatchObject({ type: "incident.detected", actor: "mcp:alice", channel: "mcp" });
+      expect((await eventsOf({ incidentId: incident.id }))[0]).toMatchObject({
+        type: "incident.detected",
+        actor: "mcp:alice",
+        channel: "mcp",
+      });
 
       const listed = await ok("list_incidents", { namespace: "shop", state: "detected" });
       expect(listed.incidents.map((i: any) => i.id)).toEqual([incident.id]);
@@ -334,13 +533,25 @@ describe("MCP tools", () => {
       const resolved = await ok("resolve_incident", { incident_id: id, reason: "fixed by hand" });
       expect(resolved.incident.state).toBe("resolved");
       expect((await getIncident(store.db, id))!).toMatchObject({ state: "resolved", open_key: null });
-      expect((await eventsOf({ incidentId: id })).at(-1)).toMatchObject({ type: "incident.resolved", actor: "mcp:alice", reason: "fixed by hand" });
-      expect(await call("escalate_incident", { incident_id: id, reason: "too late" })).toMatchObject({ isError: true, text: expect.stringContaining("cannot escalate") });
+      expect((await eventsOf({ incidentId: id })).at(-1)).toMatchObject({
+        type: "incident.resolved",
+        actor: "mcp:alice",
+        reason: "fixed by hand",
+      });
+      expect(await call("escalate_incident", { incident_id: id, reason: "too late" })).toMatchObject({
+        isError: true,
+        text: expect.stringContaining("cannot escalate"),
+      });
 
       const other = await ok("create_incident", { title: "other" });
       const esc = await ok("escalate_incident", { incident_id: other.incident.id, reason: "needs a human" });
       expect(esc.incident.state).toBe("escalated");
-      expect((await eventsOf({ incidentId: other.incident.id })).at(-1)).toMatchObject({ type: "incident.escalated", actor: "mcp:alice", channel: "mcp", reason: "needs a human" });
+      expect((await eventsOf({ incidentId: other.incident.id })).at(-1)).toMatchObject({
+        type: "incident.escalated",
+        actor: "mcp:alice",
+        channel: "mcp",
+        reason: "needs a human",
+      });
     });
 
     it("returns an incident with its plan, approvals and events", async () => {
@@ -350,7 +561,9 @@ describe("MCP tools", () => {
       expect(r.incident).toMatchObject({ state: "proposed", plan: { skill: "restart-app", approval: "before_run" } });
       expect(r.approvals).toHaveLength(1);
       expect(r.approvals[0]).toMatchObject({ state: "pending", kind: "before_run" });
-      expect(r.events.map((e: any) => e.type)).toEqual(expect.arrayContaining(["incident.detected", "incident.planned", "approval.requested", "incident.proposed"]));
+      expect(r.events.map((e: any) => e.type)).toEqual(
+        expect.arrayContaining(["incident.detected", "incident.planned", "approval.requested", "incident.proposed"]),
+      );
       expect(r.allowed_events).toContain("approval.granted");
     });
 
@@ -358,7 +571,11 @@ describe("MCP tools", () => {
       const { id } = await analysedIncident("AppDown");
       const r = await ok("resolve_incident", { incident_id: id, reason: "went away" });
       expect(r.cancelled_approvals).toBe(1);
-      const a = await store.db.selectFrom("approvals").selectAll().where("incident_id", "=", id).executeTakeFirstOrThrow();
+      const a = await store.db
+        .selectFrom("approvals")
+        .selectAll()
+        .where("incident_id", "=", id)
+        .executeTakeFirstOrThrow();
       expect(a).toMatchObject({ state: "cancelled", decided_by: "mcp:alice", channel: "mcp" });
     });
   });
@@ -369,11 +586,20 @@ describe("MCP tools", () => {
       const r = await ok("approve_action", { incident_id: id, reason: "go" });
       expect(r.incident.state).toBe("fixing");
       expect(r.task_id).toMatch(/^tsk_/);
-      const a = await store.db.selectFrom("approvals").selectAll().where("incident_id", "=", id).executeTakeFirstOrThrow();
+      const a = await store.db
+        .selectFrom("approvals")
+        .selectAll()
+        .where("incident_id", "=", id)
+        .executeTakeFirstOrThrow();
       expect(a).toMatchObject({ state: "approved", decided_by: "alice", channel: "mcp", reason: "go" });
       const task = (await getTask(store.db, r.task_id))!;
       expect(task).toMatchObject({ kind: "skill", pool: "default", incident_id: id, created_by: "mcp:alice" });
-      expect(JSON.parse(task.payload)).toMatchObject({ skill: "restart-app", approval: "before_run", params: { deployment: "api" }, action: { builtin: "restart" } });
+      expect(JSON.parse(task.payload)).toMatchObject({
+        skill: "restart-app",
+        approval: "before_run",
+        params: { deployment: "api" },
+        action: { builtin: "restart" },
+      });
       await wasPublished(task.id);
       const types = (await eventsOf({ incidentId: id })).filter((e) => e.actor === "mcp:alice").map((e) => e.type);
       expect(types).toEqual(expect.arrayContaining(["approval.approved", "incident.approved", "incident.fixing"]));
@@ -394,12 +620,19 @@ describe("MCP tools", () => {
       const { task_id } = await ok("approve_action", { incident_id: id });
       await ok("cancel_task", { task_id, reason: "wrong window" });
       expect((await getIncident(store.db, id))!.state).toBe("escalated");
-      expect((await eventsOf({ incidentId: id })).at(-1)).toMatchObject({ type: "incident.escalated", reason: "fix cancelled: wrong window" });
+      expect((await eventsOf({ incidentId: id })).at(-1)).toMatchObject({
+        type: "incident.escalated",
+        reason: "fix cancelled: wrong window",
+      });
     });
 
     it("a second decision answers who decided first", async () => {
       const { id } = await analysedIncident("AppDown");
-      const a = await store.db.selectFrom("approvals").select("id").where("incident_id", "=", id).executeTakeFirstOrThrow();
+      const a = await store.db
+        .selectFrom("approvals")
+        .select("id")
+        .where("incident_id", "=", id)
+        .executeTakeFirstOrThrow();
       await ok("approve_action", { approval_id: a.id });
       const again = await call("reject_action", { approval_id: a.id }, await connect(principal("carol", ["approve"])));
       expect(again).toMatchObject({ isError: true, text: expect.stringContaining("already decided by alice") });
@@ -411,10 +644,23 @@ describe("MCP tools", () => {
     it("rejecting moves the incident to rejected and records the decider", async () => {
       const { id } = await analysedIncident("AppDown");
       const r = await ok("reject_action", { incident_id: id, reason: "not during the sale" });
-      expect(r).toMatchObject({ approval: { state: "rejected", decided_by: "alice", channel: "mcp" }, incident: { state: "rejected" } });
+      expect(r).toMatchObject({
+        approval: { state: "rejected", decided_by: "alice", channel: "mcp" },
+        incident: { state: "rejected" },
+      });
       expect((await getIncident(store.db, id))!.state).toBe("rejected");
-      expect(await store.db.selectFrom("tasks").select("id").where("incident_id", "=", id).where("kind", "=", "skill").execute()).toHaveLength(0);
-      expect((await eventsOf({ incidentId: id })).find((e) => e.type === "approval.rejected")).toMatchObject({ actor: "mcp:alice", reason: "not during the sale" });
+      expect(
+        await store.db
+          .selectFrom("tasks")
+          .select("id")
+          .where("incident_id", "=", id)
+          .where("kind", "=", "skill")
+          .execute(),
+      ).toHaveLength(0);
+      expect((await eventsOf({ incidentId: id })).find((e) => e.type === "approval.rejected")).toMatchObject({
+        actor: "mcp:alice",
+        reason: "not during the sale",
+      });
     });
 
     it("refuses an expired approval and leaves it pending", async () => {
@@ -422,25 +668,42 @@ describe("MCP tools", () => {
       const saved = clock.now;
       clock.now += 2 * 3_600_000;
       try {
-        expect(await call("approve_action", { incident_id: id })).toMatchObject({ isError: true, text: expect.stringContaining("expired") });
-        expect(await call("reject_action", { incident_id: id })).toMatchObject({ isError: true, text: expect.stringContaining("expired") });
+        expect(await call("approve_action", { incident_id: id })).toMatchObject({
+          isError: true,
+          text: expect.stringContaining("expired"),
+        });
+        expect(await call("reject_action", { incident_id: id })).toMatchObject({
+          isError: true,
+          text: expect.stringContaining("expired"),
+        });
       } finally {
         clock.now = saved;
       }
-      expect((await store.db.selectFrom("approvals").select("state").where("incident_id", "=", id).executeTakeFirstOrThrow()).state).toBe("pending");
+      expect(
+        (await store.db.selectFrom("approvals").select("state").where("incident_id", "=", id).executeTakeFirstOrThrow())
+          .state,
+      ).toBe("pending");
       expect((await getIncident(store.db, id))!.state).toBe("proposed");
     });
 
     it("needs the approve scope", async () => {
       const { id } = await analysedIncident("AppDown");
-      await expect(call("approve_action", { incident_id: id }, asWriter)).rejects.toMatchObject({ code: -32602, data: { "pitcrew/error": { code: "auth.missing_scope", scope: "approve" } } });
+      await expect(call("approve_action", { incident_id: id }, asWriter)).rejects.toMatchObject({
+        code: -32602,
+        data: { "pitcrew/error": { code: "auth.missing_scope", scope: "approve" } },
+      });
     });
 
     /** An incident whose fix opened a real pull request on the bare repository and awaits its merge. */
     async function proposedPullRequest(): Promise<{ id: string; number: number; branch: string }> {
       const { id, outcome } = await analysedIncident("AppSlow");
       expect(outcome).toBe("fixing");
-      const task = await store.db.selectFrom("tasks").selectAll().where("incident_id", "=", id).where("kind", "=", "skill").executeTakeFirstOrThrow();
+      const task = await store.db
+        .selectFrom("tasks")
+        .selectAll()
+        .where("incident_id", "=", id)
+        .where("kind", "=", "skill")
+        .executeTakeFirstOrThrow();
       const branch = `pitcrew/${id}`;
       await git(work, ["checkout", "--quiet", "-B", branch, "origin/main"], isolated);
       await writeFile(join(work, "deploy.yaml"), `replicas: 4\n# ${id}\n`);
@@ -448,7 +711,15 @@ describe("MCP tools", () => {
       await git(work, ["push", "--quiet", "origin", `HEAD:refs/heads/${branch}`], isolated);
       const pr = await gitHost.createPullRequest({ branch, base: "main", title: `Scale api (${id})`, body: "" });
       // The runner reports success with the PR: the fix hook asks for a merge approval.
-      await queue.publishTaskEvent({ type: "task.succeeded", id: newId("evt"), taskId: task.id, runnerId: "runner-a", attempt: 1, at: clock.now, result: { changed: true, pr: { number: pr.number, url: pr.url, branch } } });
+      await queue.publishTaskEvent({
+        type: "task.succeeded",
+        id: newId("evt"),
+        taskId: task.id,
+        runnerId: "runner-a",
+        attempt: 1,
+        at: clock.now,
+        result: { changed: true, pr: { number: pr.number, url: pr.url, branch } },
+      });
       await waitFor(async () => (await getIncident(store.db, id))!.state === "proposed");
       return { id, number: pr.number, branch };
     }
@@ -465,11 +736,20 @@ describe("MCP tools", () => {
       await git(bare, ["merge-base", "--is-ancestor", head, "main"], isolated);
       expect(await git(bare, ["show", "main:deploy.yaml"], isolated)).toContain("replicas: 4");
       expect((await gitHost.getPullRequest(number)).state).toBe("merged");
-      const a = await store.db.selectFrom("approvals").selectAll().where("incident_id", "=", id).executeTakeFirstOrThrow();
+      const a = await store.db
+        .selectFrom("approvals")
+        .selectAll()
+        .where("incident_id", "=", id)
+        .executeTakeFirstOrThrow();
       expect(a).toMatchObject({ state: "approved", decided_by: "alice", channel: "mcp" });
       const types = (await eventsOf({ incidentId: id })).filter((e) => e.actor === "mcp:alice").map((e) => e.type);
-      expect(types).toEqual(expect.arrayContaining(["approval.approved", "pr.merged", "incident.approved", "incident.verifying"]));
-      expect(await call("approve_action", { incident_id: id })).toMatchObject({ isError: true, text: expect.stringContaining("already decided by alice") });
+      expect(types).toEqual(
+        expect.arrayContaining(["approval.approved", "pr.merged", "incident.approved", "incident.verifying"]),
+      );
+      expect(await call("approve_action", { incident_id: id })).toMatchObject({
+        isError: true,
+        text: expect.stringContaining("already decided by alice"),
+      });
     });
 
     it("rejecting a before_merge approval closes the pull request and leaves the base branch alone", async () => {
@@ -485,26 +765,56 @@ describe("MCP tools", () => {
   describe("skills", () => {
     it("lists, gets and reloads skills", async () => {
       const list = await ok("list_skills");
-      expect(list.skills.map((s: any) => s.name)).toEqual(["probe-app", "probe-gated", "restart-app", "rollback-app", "scale-app"]);
-      expect(list.skills.find((s: any) => s.name === "restart-app")).toMatchObject({ approval_required: true, inline: false, action: "builtin" });
+      expect(list.skills.map((s: any) => s.name)).toEqual([
+        "probe-app",
+        "probe-gated",
+        "restart-app",
+        "rollback-app",
+        "scale-app",
+      ]);
+      expect(list.skills.find((s: any) => s.name === "restart-app")).toMatchObject({
+        approval_required: true,
+        inline: false,
+        action: "builtin",
+      });
       const one = await ok("get_skill", { name: "scale-app" });
-      expect(one.skill).toMatchObject({ name: "scale-app", risk: "low", approval: "before_merge", action: { builtin: "scale" } });
+      expect(one.skill).toMatchObject({
+        name: "scale-app",
+        risk: "low",
+        approval: "before_merge",
+        action: { builtin: "scale" },
+      });
       expect(await call("get_skill", { name: "nope" })).toMatchObject({ isError: true });
       const before = reloads;
       const r = await ok("reload_skills");
       expect(reloads).toBe(before + 1);
-      expect(r).toMatchObject({ loaded: expect.arrayContaining(["scale-app"]), problems: ["skills/broken.yaml:3: risk: invalid option"] });
+      expect(r).toMatchObject({
+        loaded: expect.arrayContaining(["scale-app"]),
+        problems: ["skills/broken.yaml:3: risk: invalid option"],
+      });
     });
 
     it("a dry run renders the params and the approval needed without changing anything", async () => {
-      const { incident } = await ok("create_incident", { title: "down", namespace: "web", labels: { deployment: "front" } });
+      const { incident } = await ok("create_incident", {
+        title: "down",
+        namespace: "web",
+        labels: { deployment: "front" },
+      });
       const before = (await eventsOf({ incidentId: incident.id })).length;
       const tasksBefore = (await store.db.selectFrom("tasks").select("id").execute()).length;
       const r = await ok("run_skill", { skill: "restart-app", incident_id: incident.id });
-      expect(r).toMatchObject({ dry_run: true, params: { namespace: "web", deployment: "front" }, approval_required: true, approval_when: "before_run", task_id: null });
+      expect(r).toMatchObject({
+        dry_run: true,
+        params: { namespace: "web", deployment: "front" },
+        approval_required: true,
+        approval_when: "before_run",
+        task_id: null,
+      });
       expect((await eventsOf({ incidentId: incident.id })).length).toBe(before);
       expect((await store.db.selectFrom("tasks").select("id").execute()).length).toBe(tasksBefore);
-      expect(await call("run_skill", { skill: "restart-app", incident_id: incident.id, dry_run: false })).toMatchObject({ isError: true, text: expect.stringContaining("use the incident flow") });
+      expect(await call("run_skill", { skill: "restart-app", incident_id: incident.id, dry_run: false })).toMatchObject(
+        { isError: true, text: expect.stringContaining("use the incident flow") },
+      );
     });
 
     it("runs an inline skill and records skill.result; queues a repository skill as a fix task", async () => {
@@ -518,7 +828,11 @@ describe("MCP tools", () => {
       const queued = await ok("run_skill", { skill: "rollback-app", incident_id: incident.id, dry_run: false });
       const task = (await getTask(store.db, queued.task_id))!;
       expect(task).toMatchObject({ kind: "skill", incident_id: incident.id, created_by: "mcp:alice" });
-      expect(JSON.parse(task.payload)).toMatchObject({ skill: "rollback-app", params: { deployment: "api" }, approval: "none" });
+      expect(JSON.parse(task.payload)).toMatchObject({
+        skill: "rollback-app",
+        params: { deployment: "api" },
+        approval: "none",
+      });
       await wasPublished(task.id);
     });
   });
@@ -526,9 +840,30 @@ describe("MCP tools", () => {
   describe("fleet and system", () => {
     it("shows live and stale runners and the running tasks with their last progress", async () => {
       const id = await runningTask();
-      await queue.publishTaskEvent({ type: "task.progress", id: newId("evt"), taskId: id, runnerId: "runner-a", attempt: 1, at: clock.now, message: "halfway", percent: 50 });
+      await queue.publishTaskEvent({
+        type: "task.progress",
+        id: newId("evt"),
+        taskId: id,
+        runnerId: "runner-a",
+        attempt: 1,
+        at: clock.now,
+        message: "halfway",
+        percent: 50,
+      });
       const beat = (runnerId: string, at: number) =>
-        queue.publishHeartbeat({ type: "runner.heartbeat", id: newId("evt"), runnerId, host: "h", version: "t", pool: "default", concurrency: 2, running: runnerId === "runner-a" ? [id] : [], totals: { succeeded: 0, failed: 0, cancelled: 0 }, startedAt: at - 1000, at });
+        queue.publishHeartbeat({
+          type: "runner.heartbeat",
+          id: newId("evt"),
+          runnerId,
+          host: "h",
+          version: "t",
+          pool: "default",
+          concurrency: 2,
+          running: runnerId === "runner-a" ? [id] : [],
+          totals: { succeeded: 0, failed: 0, cancelled: 0 },
+          startedAt: at - 1000,
+          at,
+        });
       await beat("runner-a", clock.now);
       await beat("runner-old", clock.now - 60_000);
       await waitFor(async () => (await store.db.selectFrom("runners").select("id").execute()).length >= 2);
@@ -538,7 +873,12 @@ describe("MCP tools", () => {
       expect(s.live_runners.map((r: any) => r.id)).toContain("runner-a");
       expect(s.stale_runners.map((r: any) => r.id)).toContain("runner-old");
       expect(s.tasks_by_state.running).toBeGreaterThanOrEqual(1);
-      expect(s.running.find((t: any) => t.task_id === id)).toMatchObject({ runner_id: "runner-a", runner_stale: false, percent: 50, message: "halfway" });
+      expect(s.running.find((t: any) => t.task_id === id)).toMatchObject({
+        runner_id: "runner-a",
+        runner_stale: false,
+        percent: 50,
+        message: "halfway",
+      });
       const runners = await ok("list_runners", { include_stale: false });
       expect(runners.runners.map((r: any) => r.id)).not.toContain("runner-old");
     });
@@ -551,21 +891,48 @@ describe("MCP tools", () => {
       const r = await ok("resume_automation");
       expect(r.requeued).toBeGreaterThanOrEqual(1);
       expect((await getPause(store.db)).paused).toBe(false);
-      const analyses = await store.db.selectFrom("tasks").selectAll().where("incident_id", "=", id).where("kind", "=", "incident.analyze").execute();
+      const analyses = await store.db
+        .selectFrom("tasks")
+        .selectAll()
+        .where("incident_id", "=", id)
+        .where("kind", "=", "incident.analyze")
+        .execute();
       expect(analyses).toHaveLength(2);
       const requeued = analyses.find((t) => t.created_by === "mcp:alice" && t.idempotency_key !== `analyze:${id}:0`)!;
       await wasPublished(requeued.id);
-      const system = await store.db.selectFrom("events").select(["type", "actor", "channel"]).where("type", "in", ["system.paused", "system.resumed"]).execute();
-      expect(system).toEqual(expect.arrayContaining([{ type: "system.paused", actor: "mcp:alice", channel: "mcp" }, { type: "system.resumed", actor: "mcp:alice", channel: "mcp" }]));
+      const system = await store.db
+        .selectFrom("events")
+        .select(["type", "actor", "channel"])
+        .where("type", "in", ["system.paused", "system.resumed"])
+        .execute();
+      expect(system).toEqual(
+        expect.arrayContaining([
+          { type: "system.paused", actor: "mcp:alice", channel: "mcp" },
+          { type: "system.resumed", actor: "mcp:alice", channel: "mcp" },
+        ]),
+      );
     });
 
     it("lists every tool with input and output schemas", async () => {
       const { tools } = await asAdmin.listTools();
       const names = tools.map((t) => t.name);
-      for (const n of ["submit_task", "cancel_task", "clear_queue", "get_latest_event", "approve_action", "run_skill", "fleet_status", "resume_automation"]) expect(names).toContain(n);
+      for (const n of [
+        "submit_task",
+        "cancel_task",
+        "clear_queue",
+        "get_latest_event",
+        "approve_action",
+        "run_skill",
+        "fleet_status",
+        "resume_automation",
+      ])
+        expect(names).toContain(n);
       for (const t of tools) {
         expect(t.outputSchema, t.name).toBeDefined();
-        for (const [field, schema] of Object.entries((t.inputSchema.properties ?? {}) as Record<string, { description?: string }>)) expect(schema.description, `${t.name}.${field}`).toBeTruthy();
+        for (const [field, schema] of Object.entries(
+          (t.inputSchema.properties ?? {}) as Record<string, { description?: string }>,
+        ))
+          expect(schema.description, `${t.name}.${field}`).toBeTruthy();
       }
     });
   });

@@ -28,7 +28,8 @@ async function startIssuer() {
   const server: Server = createServer((req, res) => {
     const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
     res.setHeader("content-type", "application/json");
-    if (req.url === "/.well-known/openid-configuration") res.end(JSON.stringify({ issuer: base, jwks_uri: `${base}/keys` }));
+    if (req.url === "/.well-known/openid-configuration")
+      res.end(JSON.stringify({ issuer: base, jwks_uri: `${base}/keys` }));
     else if (req.url === "/keys") res.end(JSON.stringify({ keys: [jwk] }));
     else res.writeHead(404).end("{}");
   });
@@ -36,14 +37,25 @@ async function startIssuer() {
   const issuer = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   const sign = (aud: string) => {
     const now = Math.floor(Date.now() / 1000);
-    return new SignJWT({ scope: "read" }).setProtectedHeader({ alg: "RS256", kid: "k1" }).setIssuer(issuer).setAudience(aud).setSubject("alice").setIssuedAt(now).setExpirationTime(now + 300).sign(privateKey);
+    return new SignJWT({ scope: "read" })
+      .setProtectedHeader({ alg: "RS256", kid: "k1" })
+      .setIssuer(issuer)
+      .setAudience(aud)
+      .setSubject("alice")
+      .setIssuedAt(now)
+      .setExpirationTime(now + 300)
+      .sign(privateKey);
   };
   return { issuer, sign, close: () => new Promise<void>((r) => server.close(() => r())) };
 }
 
 type Answer = { status: number; headers: Headers; body: any };
 
-async function post(base: string, headers: Record<string, string>, body: unknown = { jsonrpc: "2.0", id: 1, method: "tools/list" }): Promise<Answer> {
+async function post(
+  base: string,
+  headers: Record<string, string>,
+  body: unknown = { jsonrpc: "2.0", id: 1, method: "tools/list" },
+): Promise<Answer> {
   const res = await fetch(`${base}/mcp`, {
     method: "POST",
     headers: { "content-type": "application/json", accept: "application/json, text/event-stream", ...headers },
@@ -56,7 +68,11 @@ async function post(base: string, headers: Record<string, string>, body: unknown
 async function preflight(base: string, origin: string): Promise<Answer> {
   const res = await fetch(`${base}/mcp`, {
     method: "OPTIONS",
-    headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "authorization,content-type,mcp-protocol-version" },
+    headers: {
+      origin,
+      "access-control-request-method": "POST",
+      "access-control-request-headers": "authorization,content-type,mcp-protocol-version",
+    },
   });
   const text = await res.text();
   return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
@@ -64,7 +80,11 @@ async function preflight(base: string, origin: string): Promise<Answer> {
 
 async function listTools(base: string, token: string): Promise<string[]> {
   const client = new Client({ name: "pitcrew-test", version: "1.0.0" });
-  await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(`${base}/mcp`), {
+      requestInit: { headers: { authorization: `Bearer ${token}` } },
+    }),
+  );
   try {
     return (await client.listTools()).tools.map((t) => t.name);
   } finally {
@@ -84,7 +104,15 @@ describe("MCP transport and auth over HTTP", () => {
 
   beforeAll(async () => {
     issuer = await startIssuer();
-    main = await startConsoleApp({ env: { HOST: "127.0.0.1", PUBLIC_URL: PUBLIC, MCP_ALLOWED_ORIGINS: GOOD, MCP_OIDC_ISSUER: issuer.issuer, MCP_OIDC_AUDIENCE: AUDIENCE } });
+    main = await startConsoleApp({
+      env: {
+        HOST: "127.0.0.1",
+        PUBLIC_URL: PUBLIC,
+        MCP_ALLOWED_ORIGINS: GOOD,
+        MCP_OIDC_ISSUER: issuer.issuer,
+        MCP_OIDC_AUDIENCE: AUDIENCE,
+      },
+    });
     wide = await startConsoleApp({ env: { PUBLIC_URL: "https://wide.example", MCP_OIDC_ISSUER: issuer.issuer } });
     plain = await startConsoleApp({ env: { PUBLIC_URL: "https://plain.example" } });
     admin = main.tokens.admin;
@@ -101,7 +129,16 @@ describe("MCP transport and auth over HTTP", () => {
       expect(res.headers.get("access-control-allow-origin")).toBe(GOOD);
       expect(res.headers.get("access-control-allow-methods")).toBe("POST");
       const allowed = res.headers.get("access-control-allow-headers")!.split(/,\s*/);
-      expect(allowed).toEqual(expect.arrayContaining(["authorization", "content-type", "accept", "mcp-protocol-version", "mcp-session-id", "last-event-id"]));
+      expect(allowed).toEqual(
+        expect.arrayContaining([
+          "authorization",
+          "content-type",
+          "accept",
+          "mcp-protocol-version",
+          "mcp-session-id",
+          "last-event-id",
+        ]),
+      );
       expect(Number(res.headers.get("access-control-max-age"))).toBeGreaterThan(0);
       expect(res.headers.get("vary")).toMatch(/origin/i);
     });
@@ -120,7 +157,9 @@ describe("MCP transport and auth over HTTP", () => {
       expect(res.status).toBe(200);
       expect(res.body.result.serverInfo.name).toBe("pitcrew");
       expect(res.headers.get("access-control-allow-origin")).toBe(GOOD);
-      expect(res.headers.get("access-control-expose-headers")!.toLowerCase().split(/,\s*/)).toEqual(expect.arrayContaining(["mcp-session-id", "www-authenticate"]));
+      expect(res.headers.get("access-control-expose-headers")!.toLowerCase().split(/,\s*/)).toEqual(
+        expect.arrayContaining(["mcp-session-id", "www-authenticate"]),
+      );
       expect(res.headers.get("vary")).toMatch(/origin/i);
     });
 
@@ -136,9 +175,16 @@ describe("MCP transport and auth over HTTP", () => {
     });
 
     it("refuses a loopback origin when bound to every interface, and a foreign origin's POST, with 403", async () => {
-      const loopback = await post(wide.url, { authorization: `Bearer ${wide.tokens.admin}`, origin: `http://127.0.0.1:${new URL(wide.url).port}` }, INIT());
+      const loopback = await post(
+        wide.url,
+        { authorization: `Bearer ${wide.tokens.admin}`, origin: `http://127.0.0.1:${new URL(wide.url).port}` },
+        INIT(),
+      );
       expect(loopback.status).toBe(403);
-      expect((await post(wide.url, { authorization: `Bearer ${wide.tokens.admin}`, origin: "https://wide.example" }, INIT())).status).toBe(200);
+      expect(
+        (await post(wide.url, { authorization: `Bearer ${wide.tokens.admin}`, origin: "https://wide.example" }, INIT()))
+          .status,
+      ).toBe(200);
       const evil = await post(main.url, { authorization: `Bearer ${admin}`, origin: EVIL }, INIT());
       expect(evil.status).toBe(403);
       expect(evil.headers.get("access-control-allow-origin")).toBeNull();
@@ -172,7 +218,11 @@ describe("MCP transport and auth over HTTP", () => {
     it("answers the preflight of a page reading the metadata with MCP-Protocol-Version", async () => {
       const res = await fetch(`${main.url}/.well-known/oauth-protected-resource/mcp`, {
         method: "OPTIONS",
-        headers: { origin: EVIL, "access-control-request-method": "GET", "access-control-request-headers": "mcp-protocol-version" },
+        headers: {
+          origin: EVIL,
+          "access-control-request-method": "GET",
+          "access-control-request-headers": "mcp-protocol-version",
+        },
       });
       expect(res.status).toBe(204);
       expect(res.headers.get("access-control-allow-origin")).toBe("*");
@@ -180,7 +230,10 @@ describe("MCP transport and auth over HTTP", () => {
     });
 
     it("names no authorization server when no OIDC issuer is configured", async () => {
-      const doc = (await (await fetch(`${plain.url}/.well-known/oauth-protected-resource/mcp`)).json()) as Record<string, unknown>;
+      const doc = (await (await fetch(`${plain.url}/.well-known/oauth-protected-resource/mcp`)).json()) as Record<
+        string,
+        unknown
+      >;
       expect(doc.resource).toBe("https://plain.example/mcp");
       expect(doc).not.toHaveProperty("authorization_servers");
       expect(doc.scopes_supported).toEqual(["read", "write", "approve", "admin"]);
@@ -196,10 +249,12 @@ describe("MCP transport and auth over HTTP", () => {
       expect(((await served.json()) as { resource: string }).resource).toBe(`${PUBLIC}/mcp`);
     });
 
-    it("challenges a refused token with error=\"invalid_token\" and a description", async () => {
+    it('challenges a refused token with error="invalid_token" and a description', async () => {
       const res = await post(main.url, { authorization: "Bearer not-a-token-we-know-of" });
       expect(res.status).toBe(401);
-      expect(res.headers.get("www-authenticate")).toBe(`Bearer resource_metadata="${METADATA}", error="invalid_token", error_description="the token is not recognised"`);
+      expect(res.headers.get("www-authenticate")).toBe(
+        `Bearer resource_metadata="${METADATA}", error="invalid_token", error_description="the token is not recognised"`,
+      );
       expect(res.body.error).toMatchObject({ code: "auth.invalid_token", message: "the token is not recognised" });
     });
 
@@ -208,7 +263,9 @@ describe("MCP transport and auth over HTTP", () => {
       expect(await listTools(main.url, await issuer.sign(AUDIENCE))).toContain("system_status");
       const other = await post(main.url, { authorization: `Bearer ${await issuer.sign("https://other.example/mcp")}` });
       expect(other.status).toBe(401);
-      expect(other.headers.get("www-authenticate")).toBe(`Bearer resource_metadata="${METADATA}", error="invalid_token", error_description="the token's 'aud' claim is not accepted"`);
+      expect(other.headers.get("www-authenticate")).toBe(
+        `Bearer resource_metadata="${METADATA}", error="invalid_token", error_description="the token's 'aud' claim is not accepted"`,
+      );
     });
 
     it("without MCP_OIDC_AUDIENCE accepts only JWTs issued for the resource", async () => {
@@ -217,7 +274,9 @@ describe("MCP transport and auth over HTTP", () => {
       expect(res.status).toBe(401);
       expect(res.body.error.message).toBe(`the token's "aud" claim is not accepted`);
       // A JWT for the other installation is not for this one.
-      expect((await post(wide.url, { authorization: `Bearer ${await issuer.sign(`${PUBLIC}/mcp`)}` })).status).toBe(401);
+      expect((await post(wide.url, { authorization: `Bearer ${await issuer.sign(`${PUBLIC}/mcp`)}` })).status).toBe(
+        401,
+      );
     });
   });
 

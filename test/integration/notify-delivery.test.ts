@@ -27,7 +27,17 @@ const server = setupServer();
 type Clock = { now: number };
 
 function config(routes: Array<{ label: string; value: string; chat: string }> = [], defaultChat = GROUP) {
-  return { telegram: { token: TOKEN, defaultChat, routes, approverIds: [], apiRoot: TELEGRAM_API_ROOT, mode: "polling" as const }, notify: { minSeverity: "warning" as const } };
+  return {
+    telegram: {
+      token: TOKEN,
+      defaultChat,
+      routes,
+      approverIds: [],
+      apiRoot: TELEGRAM_API_ROOT,
+      mode: "polling" as const,
+    },
+    notify: { minSeverity: "warning" as const },
+  };
 }
 
 /** Most calls in any window of `ms` (calls sorted by time). */
@@ -69,7 +79,12 @@ for (const f of factories) {
       return mock;
     }
 
-    function deliverer(cfg = config(), owner = `cp-${uid()}`, settings: Partial<DelivererSettings> = {}, now = () => clock.now) {
+    function deliverer(
+      cfg = config(),
+      owner = `cp-${uid()}`,
+      settings: Partial<DelivererSettings> = {},
+      now = () => clock.now,
+    ) {
       return createNotices(cfg, { store, log: silentLogger, now, owner, settings });
     }
 
@@ -80,32 +95,69 @@ for (const f of factories) {
       const id = newId("inc", now);
       const title = `checkout crash-loops ${key}`;
       await store.db.transaction().execute(async (trx) => {
-        const row = newIncidentRow({
-          id,
-          fingerprint: key,
-          dedupe_key: null,
-          open_key: key,
-          title,
-          source: "alertmanager",
-          severity,
-          namespace: labels.namespace ?? "shop",
-          service: "checkout",
-          alertname: "KubePodCrashLooping",
-          labels: { alertname: "KubePodCrashLooping", severity, ...labels },
-          annotations: {},
-        }, now);
+        const row = newIncidentRow(
+          {
+            id,
+            fingerprint: key,
+            dedupe_key: null,
+            open_key: key,
+            title,
+            source: "alertmanager",
+            severity,
+            namespace: labels.namespace ?? "shop",
+            service: "checkout",
+            alertname: "KubePodCrashLooping",
+            labels: { alertname: "KubePodCrashLooping", severity, ...labels },
+            annotations: {},
+          },
+          now,
+        );
         await trx.insertInto("incidents").values(row).execute();
-        await appendEvent(trx, store.dialect, { type: "incident.detected", incidentId: id, actor: "alertmanager", channel: "alertmanager", reason: title, occurredAt: now }, now);
+        await appendEvent(
+          trx,
+          store.dialect,
+          {
+            type: "incident.detected",
+            incidentId: id,
+            actor: "alertmanager",
+            channel: "alertmanager",
+            reason: title,
+            occurredAt: now,
+          },
+          now,
+        );
       });
       return id;
     }
 
     async function move(id: string, event: IncidentEvent, reason: string) {
-      await store.db.transaction().execute(async (trx) => applyTransition(trx, store.dialect, (await getIncident(trx, id))!, event, { actor: "pitcrew:test", channel: "engine", reason }, clock.now));
+      await store.db
+        .transaction()
+        .execute(async (trx) =>
+          applyTransition(
+            trx,
+            store.dialect,
+            (await getIncident(trx, id))!,
+            event,
+            { actor: "pitcrew:test", channel: "engine", reason },
+            clock.now,
+          ),
+        );
     }
 
     async function resolve(id: string) {
-      await store.db.transaction().execute(async (trx) => closeAsResolved(trx, store.dialect, (await getIncident(trx, id))!, "alert.resolved", { actor: "alertmanager", channel: "alertmanager", reason: "alert resolved" }, clock.now));
+      await store.db
+        .transaction()
+        .execute(async (trx) =>
+          closeAsResolved(
+            trx,
+            store.dialect,
+            (await getIncident(trx, id))!,
+            "alert.resolved",
+            { actor: "alertmanager", channel: "alertmanager", reason: "alert resolved" },
+            clock.now,
+          ),
+        );
     }
 
     /** Runs delivery passes, jumping the clock to each next due time, until nothing is pending. */
@@ -120,7 +172,16 @@ for (const f of factories) {
       }
     }
 
-    const pending = async () => Number((await store.db.selectFrom("deliveries").select((eb) => eb.fn.countAll().as("n")).where("state", "=", "pending").executeTakeFirstOrThrow()).n);
+    const pending = async () =>
+      Number(
+        (
+          await store.db
+            .selectFrom("deliveries")
+            .select((eb) => eb.fn.countAll().as("n"))
+            .where("state", "=", "pending")
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
     const cardsOf = (id: string) => mock.succeeded("sendMessage").filter((c) => String(c.body.text).includes(id));
 
     it("keeps the lifecycle going while the Bot API is down, then delivers every notice exactly once", async () => {
@@ -142,7 +203,8 @@ for (const f of factories) {
           await d.runOnce();
           clock.now += 5000;
         }
-        for (const [i, id] of ids.entries()) expect((await getIncident(store.db, id))!.state).toBe(i % 2 ? "escalated" : "resolved");
+        for (const [i, id] of ids.entries())
+          expect((await getIncident(store.db, id))!.state).toBe(i % 2 ? "escalated" : "resolved");
         const failed = mock.calls.filter((c) => !c.ok);
         expect(failed.length).toBeGreaterThan(0);
         // The outage costs one probe per backoff step, not one failed call per notice per pass.
@@ -158,9 +220,13 @@ for (const f of factories) {
           const cards = cardsOf(id);
           expect(cards).toHaveLength(1);
           // One message, saying how it ended.
-          expect(mock.message(GROUP, (cards[0]!.result as { message_id: number }).message_id)!.text).toContain(i % 2 ? "Escalated to a person" : "Resolved in");
+          expect(mock.message(GROUP, (cards[0]!.result as { message_id: number }).message_id)!.text).toContain(
+            i % 2 ? "Escalated to a person" : "Resolved in",
+          );
         }
-        expect(await store.db.selectFrom("deliveries").select("id").where("state", "=", "dead").execute()).toHaveLength(0);
+        expect(await store.db.selectFrom("deliveries").select("id").where("state", "=", "dead").execute()).toHaveLength(
+          0,
+        );
       }
     });
 
@@ -184,8 +250,11 @@ for (const f of factories) {
       const d = deliverer();
       const id = await open();
       // Opened, then escalated (a card change) and analysed again (not one): two requests, one pending row.
-      for (const step of ["analysis.started", "escalate", "analysis.started"] as const) await move(id, step, `step ${step}`);
-      expect(await store.db.selectFrom("deliveries").select(["state", "requests"]).where("ref", "=", id).execute()).toEqual([{ state: "pending", requests: 2 }]);
+      for (const step of ["analysis.started", "escalate", "analysis.started"] as const)
+        await move(id, step, `step ${step}`);
+      expect(
+        await store.db.selectFrom("deliveries").select(["state", "requests"]).where("ref", "=", id).execute(),
+      ).toEqual([{ state: "pending", requests: 2 }]);
       // While Telegram is answering the first send, the incident escalates (a commit of its own).
       mock.onRequest(async (call) => {
         mock.onRequest(null);
@@ -195,7 +264,9 @@ for (const f of factories) {
       const [card] = cardsOf(id);
       expect(mock.succeeded("sendMessage")).toHaveLength(1);
       expect(mock.succeeded("editMessageText")).toHaveLength(1);
-      expect(mock.message(GROUP, (card!.result as { message_id: number }).message_id)!.text).toContain("Escalated to a person — the analysis found nothing to do");
+      expect(mock.message(GROUP, (card!.result as { message_id: number }).message_id)!.text).toContain(
+        "Escalated to a person — the analysis found nothing to do",
+      );
       expect(await pending()).toBe(0);
     });
 
@@ -208,7 +279,12 @@ for (const f of factories) {
       expect(mock.calls.map((c) => c.status)).toEqual([400]);
       const row = await store.db.selectFrom("deliveries").selectAll().where("ref", "=", id).executeTakeFirstOrThrow();
       expect(row).toMatchObject({ state: "dead", pending_key: null, last_error: "400 Bad Request: chat not found" });
-      const dead = await store.db.selectFrom("events").selectAll().where("incident_id", "=", id).where("type", "=", "notice.dead").execute();
+      const dead = await store.db
+        .selectFrom("events")
+        .selectAll()
+        .where("incident_id", "=", id)
+        .where("type", "=", "notice.dead")
+        .execute();
       expect(dead).toHaveLength(1);
       expect(dead[0]!.reason).toBe("telegram incident.card not delivered: 400 Bad Request: chat not found");
       // The next change asks again, in a new row.
@@ -231,7 +307,13 @@ for (const f of factories) {
       expect(cards).toHaveLength(2);
       const second = cards[1]!.result as { message_id: number };
       expect(second.message_id).not.toBe(first.message_id);
-      expect(await store.db.selectFrom("notice_messages").select("message_id").where("incident_id", "=", id).executeTakeFirstOrThrow()).toEqual({ message_id: String(second.message_id) });
+      expect(
+        await store.db
+          .selectFrom("notice_messages")
+          .select("message_id")
+          .where("incident_id", "=", id)
+          .executeTakeFirstOrThrow(),
+      ).toEqual({ message_id: String(second.message_id) });
       expect(mock.message(GROUP, second.message_id)!.text).toContain("Escalated to a person");
     });
 
@@ -263,7 +345,13 @@ for (const f of factories) {
       expect(new Set(sends.map((c) => String(c.body.chat_id))).size).toBe(100);
       expect(maxInWindow(mock.calls, 1000)).toBeLessThanOrEqual(30);
       expect(maxInWindow(mock.calls, 1000)).toBeGreaterThan(20);
-      for (const chat of new Set(sends.map((c) => String(c.body.chat_id)))) expect(maxInWindow(sends.filter((c) => String(c.body.chat_id) === chat), 1000)).toBe(1);
+      for (const chat of new Set(sends.map((c) => String(c.body.chat_id))))
+        expect(
+          maxInWindow(
+            sends.filter((c) => String(c.body.chat_id) === chat),
+            1000,
+          ),
+        ).toBe(1);
     });
 
     it("two control planes on one database send each notice once; a stopped one's lease passes to the other", async () => {
@@ -282,11 +370,23 @@ for (const f of factories) {
         expect(mock.succeeded("sendMessage")).toHaveLength(30);
 
         // The holder stops (its lease is released); the other sends what comes next.
-        const holder = (await store.db.selectFrom("settings").select("updated_by").where("key", "=", "notify.deliverer").executeTakeFirstOrThrow()).updated_by;
+        const holder = (
+          await store.db
+            .selectFrom("settings")
+            .select("updated_by")
+            .where("key", "=", "notify.deliverer")
+            .executeTakeFirstOrThrow()
+        ).updated_by;
         await (holder === "cp-a" ? a : b).stop();
         const later = await open({ team: "t3" });
         await waitFor(async () => cardsOf(later).length === 1, 10_000);
-        const now = (await store.db.selectFrom("settings").select("updated_by").where("key", "=", "notify.deliverer").executeTakeFirstOrThrow()).updated_by;
+        const now = (
+          await store.db
+            .selectFrom("settings")
+            .select("updated_by")
+            .where("key", "=", "notify.deliverer")
+            .executeTakeFirstOrThrow()
+        ).updated_by;
         expect(now).toBe(holder === "cp-a" ? "cp-b" : "cp-a");
       } finally {
         await a.stop();
@@ -296,7 +396,14 @@ for (const f of factories) {
 
     it("a crashed sender's lease expires and another replica takes over", async () => {
       fake();
-      const crashed = createDeliverer({ store, log: silentLogger, now: () => clock.now, owner: "cp-crashed", senders: {}, settings: { leaseMs: 30_000 } });
+      const crashed = createDeliverer({
+        store,
+        log: silentLogger,
+        now: () => clock.now,
+        owner: "cp-crashed",
+        senders: {},
+        settings: { leaseMs: 30_000 },
+      });
       expect((await crashed.runOnce()).leader).toBe(true);
       const d = deliverer(config(), "cp-survivor");
       const id = await open();

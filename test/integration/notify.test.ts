@@ -41,7 +41,14 @@ const MERGE = { skill: "replicas-mismatch-scale", risk: "medium", approval: "bef
 type Sev = "info" | "warning" | "critical";
 function config(minSeverity: Sev = "warning") {
   return {
-    telegram: { token: TOKEN, defaultChat: DEFAULT_CHAT, routes: [{ label: "namespace", value: "payments", chat: PAYMENTS_CHAT }], approverIds: [], apiRoot: TELEGRAM_API_ROOT, mode: "polling" as const },
+    telegram: {
+      token: TOKEN,
+      defaultChat: DEFAULT_CHAT,
+      routes: [{ label: "namespace", value: "payments", chat: PAYMENTS_CHAT }],
+      approverIds: [],
+      apiRoot: TELEGRAM_API_ROOT,
+      mode: "polling" as const,
+    },
     notify: { minSeverity },
   };
 }
@@ -62,7 +69,13 @@ for (const f of factories) {
       dir = mkdtempSync(join(tmpdir(), "pitcrew-notify-"));
       bare = makeBareRepo(dir, [{ message: "initial", files: { "apps/cart.yaml": "replicas: 2\n" } }]);
       host = createLocalGitHost({ repoPath: bare });
-      ingester = createEventIngester({ store, queue, log: silentLogger, now: () => clock.now, onTerminal: incidentFixHook(store.dialect, { autoApproveMaxRisk: "low" }) });
+      ingester = createEventIngester({
+        store,
+        queue,
+        log: silentLogger,
+        now: () => clock.now,
+        onTerminal: incidentFixHook(store.dialect, { autoApproveMaxRisk: "low" }),
+      });
       server.listen({ onUnhandledRequest: "error" });
     });
     afterEach(async () => {
@@ -85,7 +98,16 @@ for (const f of factories) {
     const deliverer = (cfg: Parameters<typeof createNotices>[0] = config(), now = () => clock.now, pollMs?: number) =>
       createNotices(cfg, { store, log: silentLogger, now, owner: `cp-${uid()}`, settings: pollMs ? { pollMs } : {} });
     const approvals = () =>
-      createApprovalService({ store, log: silentLogger, now: () => clock.now, skills: () => [], gitHost: host, fixPool: "default", deleteMergedBranches: false, sweep: { stuckAfterMs: 600_000, maxRetries: 2 } });
+      createApprovalService({
+        store,
+        log: silentLogger,
+        now: () => clock.now,
+        skills: () => [],
+        gitHost: host,
+        fixPool: "default",
+        deleteMergedBranches: false,
+        sweep: { stuckAfterMs: 600_000, maxRetries: 2 },
+      });
 
     async function drain(d: ReturnType<typeof deliverer>) {
       for (let i = 0; i < 1000; i++) {
@@ -98,7 +120,15 @@ for (const f of factories) {
     }
 
     /** An incident as the intake opens it (incident.detected in the same transaction). */
-    async function open(opts: { labels?: Record<string, string>; annotations?: Record<string, string>; severity?: string; title?: string; namespace?: string } = {}) {
+    async function open(
+      opts: {
+        labels?: Record<string, string>;
+        annotations?: Record<string, string>;
+        severity?: string;
+        title?: string;
+        namespace?: string;
+      } = {},
+    ) {
       const now = clock.now;
       const key = uid();
       const id = newId("inc", now);
@@ -106,22 +136,37 @@ for (const f of factories) {
       const namespace = opts.namespace ?? "shop";
       const title = opts.title ?? `cart lags ${key}`;
       await store.db.transaction().execute(async (trx) => {
-        const row = newIncidentRow({
-          id,
-          fingerprint: key,
-          dedupe_key: null,
-          open_key: key,
-          title,
-          source: "alertmanager",
-          severity,
-          namespace,
-          service: "cart",
-          alertname: "KubeDeploymentReplicasMismatch",
-          labels: { alertname: "KubeDeploymentReplicasMismatch", namespace, severity, ...opts.labels },
-          annotations: opts.annotations ?? { summary: "cart has fewer replicas than wanted" },
-        }, now);
+        const row = newIncidentRow(
+          {
+            id,
+            fingerprint: key,
+            dedupe_key: null,
+            open_key: key,
+            title,
+            source: "alertmanager",
+            severity,
+            namespace,
+            service: "cart",
+            alertname: "KubeDeploymentReplicasMismatch",
+            labels: { alertname: "KubeDeploymentReplicasMismatch", namespace, severity, ...opts.labels },
+            annotations: opts.annotations ?? { summary: "cart has fewer replicas than wanted" },
+          },
+          now,
+        );
         await trx.insertInto("incidents").values(row).execute();
-        await appendEvent(trx, store.dialect, { type: "incident.detected", incidentId: id, actor: "alertmanager", channel: "alertmanager", reason: title, occurredAt: now }, now);
+        await appendEvent(
+          trx,
+          store.dialect,
+          {
+            type: "incident.detected",
+            incidentId: id,
+            actor: "alertmanager",
+            channel: "alertmanager",
+            reason: title,
+            occurredAt: now,
+          },
+          now,
+        );
       });
       return id;
     }
@@ -131,10 +176,34 @@ for (const f of factories) {
       return store.db.transaction().execute(async (trx) => {
         const by = { actor: "pitcrew:analysis", channel: "engine" };
         const inc = (await getIncident(trx, id))!;
-        await trx.updateTable("incidents").set({ plan: JSON.stringify({ ...plan, params: {}, rationale: "2 of 3 replicas ready for 10 minutes", confidence: 0.9, planner: "rules" }) }).where("id", "=", id).execute();
+        await trx
+          .updateTable("incidents")
+          .set({
+            plan: JSON.stringify({
+              ...plan,
+              params: {},
+              rationale: "2 of 3 replicas ready for 10 minutes",
+              confidence: 0.9,
+              planner: "rules",
+            }),
+          })
+          .where("id", "=", id)
+          .execute();
         let cur = await applyTransition(trx, store.dialect, inc, "analysis.started", by, clock.now);
         cur = await applyTransition(trx, store.dialect, cur, "fix.started", by, clock.now);
-        return enqueueTask(trx, store.dialect, { kind: "skill", pool: "default", payload: { incidentId: id, skill: plan.skill, approval: plan.approval, params: {} }, incidentId: id, createdBy: "test", channel: "test" }, clock.now);
+        return enqueueTask(
+          trx,
+          store.dialect,
+          {
+            kind: "skill",
+            pool: "default",
+            payload: { incidentId: id, skill: plan.skill, approval: plan.approval, params: {} },
+            incidentId: id,
+            createdBy: "test",
+            channel: "test",
+          },
+          clock.now,
+        );
       });
     }
 
@@ -162,17 +231,51 @@ for (const f of factories) {
         gitSync(work, "commit", "--quiet", "-m", "someone else's change");
         gitSync(work, "push", "--quiet", "origin", "HEAD:main");
       }
-      const diff = opts.diff ? { diffSummary: { files: [{ path: `apps/${id}.yaml`, added: 1, removed: 0 }], added: 1, removed: 0 }, diffExcerpt: `+++ b/apps/${id}.yaml\n+replicas: 3 # <b>&</b>\n` } : {};
-      const result = { changed: true, summary: "scale cart to 3 replicas", pr: { number: pr.number, url: pr.url, branch, sha }, ...diff };
-      await ingester.applyTaskEvent({ type: "task.succeeded", id: newId("evt"), taskId, runnerId: "r1", attempt: 1, at: clock.now, result });
-      const approval = await store.db.selectFrom("approvals").selectAll().where("incident_id", "=", id).executeTakeFirstOrThrow();
+      const diff = opts.diff
+        ? {
+            diffSummary: { files: [{ path: `apps/${id}.yaml`, added: 1, removed: 0 }], added: 1, removed: 0 },
+            diffExcerpt: `+++ b/apps/${id}.yaml\n+replicas: 3 # <b>&</b>\n`,
+          }
+        : {};
+      const result = {
+        changed: true,
+        summary: "scale cart to 3 replicas",
+        pr: { number: pr.number, url: pr.url, branch, sha },
+        ...diff,
+      };
+      await ingester.applyTaskEvent({
+        type: "task.succeeded",
+        id: newId("evt"),
+        taskId,
+        runnerId: "r1",
+        attempt: 1,
+        at: clock.now,
+        result,
+      });
+      const approval = await store.db
+        .selectFrom("approvals")
+        .selectAll()
+        .where("incident_id", "=", id)
+        .executeTakeFirstOrThrow();
       return { number: pr.number, approval };
     }
 
     const resolveByAlert = (id: string) =>
-      store.db.transaction().execute(async (trx) => closeAsResolved(trx, store.dialect, (await getIncident(trx, id))!, "alert.resolved", { actor: "alertmanager", channel: "alertmanager", reason: "alert resolved" }, clock.now));
+      store.db
+        .transaction()
+        .execute(async (trx) =>
+          closeAsResolved(
+            trx,
+            store.dialect,
+            (await getIncident(trx, id))!,
+            "alert.resolved",
+            { actor: "alertmanager", channel: "alertmanager", reason: "alert resolved" },
+            clock.now,
+          ),
+        );
 
-    const inChat = (chat: string, needle: string): StoredMessage[] => mock.messages(chat).filter((m) => m.text.includes(needle));
+    const inChat = (chat: string, needle: string): StoredMessage[] =>
+      mock.messages(chat).filter((m) => m.text.includes(needle));
     const buttonsOf = (m: StoredMessage) => (m.reply_markup?.inline_keyboard ?? []).flat().map((b) => b.callback_data);
 
     it("follows a whole incident with one card edited in place and one approval message edited after the decision", async () => {
@@ -190,14 +293,22 @@ for (const f of factories) {
       const asking = inChat(DEFAULT_CHAT, approval.id);
       expect(asking).toHaveLength(1);
       const msg = asking[0]!;
-      expect(msg.text).toContain("Approval needed: Merge of pull request #" + number);
+      expect(msg.text).toContain(`Approval needed: Merge of pull request #${number}`);
       expect(msg.text).toContain("2 of 3 replicas ready for 10 minutes");
       expect(buttonsOf(msg)).toEqual([`v1:a:${approval.id}`, `v1:r:${approval.id}`, `v1:d:${approval.id}`]);
-      expect(await store.db.selectFrom("approvals").select(["chat_id", "message_id"]).where("id", "=", approval.id).executeTakeFirstOrThrow()).toEqual({ chat_id: DEFAULT_CHAT, message_id: String(msg.message_id) });
+      expect(
+        await store.db
+          .selectFrom("approvals")
+          .select(["chat_id", "message_id"])
+          .where("id", "=", approval.id)
+          .executeTakeFirstOrThrow(),
+      ).toEqual({ chat_id: DEFAULT_CHAT, message_id: String(msg.message_id) });
 
       await svc.approve({ approvalId: approval.id }, alice, "looks right", { mergeNow: false });
       await drain(d);
-      expect(mock.message(DEFAULT_CHAT, msg.message_id)!.text).toMatch(/Approved by alice via mcp at 2026-11-20 \d\d:\d\d UTC — looks right · merging…/);
+      expect(mock.message(DEFAULT_CHAT, msg.message_id)!.text).toMatch(
+        /Approved by alice via mcp at 2026-11-20 \d\d:\d\d UTC — looks right · merging…/,
+      );
       expect(mock.message(DEFAULT_CHAT, msg.message_id)!.reply_markup?.inline_keyboard ?? []).toEqual([]);
       expect(mock.message(DEFAULT_CHAT, card!.message_id)!.text).toContain("Approved: merging");
 
@@ -206,7 +317,9 @@ for (const f of factories) {
       await drain(d);
       const sha = (merged as { sha: string }).sha;
       expect(mock.message(DEFAULT_CHAT, msg.message_id)!.text).toContain(`merged ${sha.slice(0, 12)}`);
-      expect(mock.message(DEFAULT_CHAT, card!.message_id)!.text).toContain("Fix applied: waiting for the alert to resolve");
+      expect(mock.message(DEFAULT_CHAT, card!.message_id)!.text).toContain(
+        "Fix applied: waiting for the alert to resolve",
+      );
 
       clock.now += 180_000;
       await resolveByAlert(id);
@@ -242,12 +355,19 @@ for (const f of factories) {
       const id = await open();
       const { approval } = await propose(id, { conflict: true });
       await drain(d);
-      await expect(svc.approve({ approvalId: approval.id }, alice, null)).rejects.toMatchObject({ code: "gitops.merge_conflict" });
+      await expect(svc.approve({ approvalId: approval.id }, alice, null)).rejects.toMatchObject({
+        code: "gitops.merge_conflict",
+      });
       await drain(d);
       const [msg] = inChat(DEFAULT_CHAT, approval.id);
       expect(msg!.text).toContain("Merge failed at");
       expect(msg!.text).toContain("rebuild it on the current base");
-      expect(buttonsOf(msg!)).toEqual([`v1:a:${approval.id}`, `v1:r:${approval.id}`, `v1:d:${approval.id}`, `v1:b:${approval.id}`]);
+      expect(buttonsOf(msg!)).toEqual([
+        `v1:a:${approval.id}`,
+        `v1:r:${approval.id}`,
+        `v1:d:${approval.id}`,
+        `v1:b:${approval.id}`,
+      ]);
       expect(inChat(DEFAULT_CHAT, id).find((m) => m.message_id !== msg!.message_id)!.text).toContain("merge failed");
     });
 
@@ -256,7 +376,9 @@ for (const f of factories) {
       const d = deliverer();
       const svc = approvals();
       const id = await open();
-      const { approval } = await propose(id, { plan: { skill: "replicas-mismatch-scale", risk: "low", approval: "none" } });
+      const { approval } = await propose(id, {
+        plan: { skill: "replicas-mismatch-scale", risk: "low", approval: "none" },
+      });
       expect(approval.state).toBe("approved");
       expect((await svc.merge(approval.id)).status).toBe("merged");
       await drain(d);
@@ -264,7 +386,9 @@ for (const f of factories) {
       const [card] = inChat(DEFAULT_CHAT, id);
       expect(card!.text).toContain("Fix applied: waiting for the alert to resolve");
       expect(card!.text).toContain("approved by policy");
-      expect(await store.db.selectFrom("deliveries").select("state").where("ref", "=", approval.id).execute()).toEqual([{ state: "skipped" }]);
+      expect(await store.db.selectFrom("deliveries").select("state").where("ref", "=", approval.id).execute()).toEqual([
+        { state: "skipped" },
+      ]);
     });
 
     it("an approver's button press merges once and edits the approval message: who, when, no buttons", async () => {
@@ -286,12 +410,28 @@ for (const f of factories) {
       const { approval } = await propose(id);
       await drain(d);
       const [msg] = inChat(DEFAULT_CHAT, approval.id);
-      await channel.handleUpdate(mock.callbackQuery({ from: { id: 4242, username: "alice" }, chat: DEFAULT_CHAT, messageId: msg!.message_id, data: buttonsOf(msg!)[0]! }));
+      await channel.handleUpdate(
+        mock.callbackQuery({
+          from: { id: 4242, username: "alice" },
+          chat: DEFAULT_CHAT,
+          messageId: msg!.message_id,
+          data: buttonsOf(msg!)[0]!,
+        }),
+      );
       await drain(d);
       const edited = mock.message(DEFAULT_CHAT, msg!.message_id)!;
-      expect(edited.text).toMatch(/Approved by @alice \(tg:4242\) via telegram at 2026-11-20 \d\d:\d\d UTC · merged [0-9a-f]{12}/);
+      expect(edited.text).toMatch(
+        /Approved by @alice \(tg:4242\) via telegram at 2026-11-20 \d\d:\d\d UTC · merged [0-9a-f]{12}/,
+      );
       expect(buttonsOf(edited)).toEqual([]);
-      expect(await store.db.selectFrom("events").select("id").where("incident_id", "=", id).where("type", "=", "pr.merged").execute()).toHaveLength(1);
+      expect(
+        await store.db
+          .selectFrom("events")
+          .select("id")
+          .where("incident_id", "=", id)
+          .where("type", "=", "pr.merged")
+          .execute(),
+      ).toHaveLength(1);
     });
 
     it("edits the approval message when it expires, and the card says the incident went to a person", async () => {
@@ -305,13 +445,18 @@ for (const f of factories) {
       clock.now = Number(approval.expires_at) + 1000;
       // Other tests' approvals still pending in this database expire too.
       expect(await expireDueApprovals(store, clock.now)).toBeGreaterThanOrEqual(1);
-      expect((await store.db.selectFrom("approvals").select("state").where("id", "=", approval.id).executeTakeFirstOrThrow()).state).toBe("expired");
+      expect(
+        (await store.db.selectFrom("approvals").select("state").where("id", "=", approval.id).executeTakeFirstOrThrow())
+          .state,
+      ).toBe("expired");
       await drain(d);
       const edited = mock.message(DEFAULT_CHAT, msg!.message_id)!;
       expect(edited.text).toContain("Expired at");
       expect(edited.text).toContain("without a decision");
       expect(buttonsOf(edited)).toEqual([]);
-      expect(inChat(DEFAULT_CHAT, id).find((m) => m.message_id !== msg!.message_id)!.text).toContain("Escalated to a person");
+      expect(inChat(DEFAULT_CHAT, id).find((m) => m.message_id !== msg!.message_id)!.text).toContain(
+        "Escalated to a person",
+      );
     });
 
     it("says no action was taken when the alert resolves by itself while the approval waits", async () => {
@@ -335,9 +480,22 @@ for (const f of factories) {
       await drain(d);
       expect(inChat(DEFAULT_CHAT, info)).toHaveLength(0);
       expect(inChat(DEFAULT_CHAT, warning)).toHaveLength(1);
-      expect(await store.db.selectFrom("deliveries").select("state").where("ref", "=", info).execute()).toEqual([{ state: "skipped" }]);
+      expect(await store.db.selectFrom("deliveries").select("state").where("ref", "=", info).execute()).toEqual([
+        { state: "skipped" },
+      ]);
 
-      await store.db.transaction().execute(async (trx) => applyTransition(trx, store.dialect, (await getIncident(trx, info))!, "escalate", { actor: "pitcrew:analysis", channel: "engine", reason: "no skill matches this incident" }, clock.now));
+      await store.db
+        .transaction()
+        .execute(async (trx) =>
+          applyTransition(
+            trx,
+            store.dialect,
+            (await getIncident(trx, info))!,
+            "escalate",
+            { actor: "pitcrew:analysis", channel: "engine", reason: "no skill matches this incident" },
+            clock.now,
+          ),
+        );
       await drain(d);
       const [card] = inChat(DEFAULT_CHAT, info);
       expect(card!.text).toContain("Escalated to a person — no skill matches this incident");
@@ -384,10 +542,27 @@ for (const f of factories) {
     it("tells the default chat once when a scheduled run fails: the schedule, its task and why, escaped", async () => {
       fake();
       const d = deliverer();
-      const tasks = createTaskService({ store, log: silentLogger, now: () => clock.now, onTerminal: scheduleRunHook(store.dialect) });
-      const { task } = await tasks.create({ kind: "agent", payload: { prompt: "audit" }, createdBy: "schedule:weekly-audit", channel: "schedule" });
-      const other = await tasks.create({ kind: "agent", payload: { prompt: "audit" }, createdBy: "mcp:ops", channel: "mcp" });
-      expect(await tasks.fail(task.id, "the agent exited 2: <no lockfile> & no audit", "runner:r1", "runner")).toBe(true);
+      const tasks = createTaskService({
+        store,
+        log: silentLogger,
+        now: () => clock.now,
+        onTerminal: scheduleRunHook(store.dialect),
+      });
+      const { task } = await tasks.create({
+        kind: "agent",
+        payload: { prompt: "audit" },
+        createdBy: "schedule:weekly-audit",
+        channel: "schedule",
+      });
+      const other = await tasks.create({
+        kind: "agent",
+        payload: { prompt: "audit" },
+        createdBy: "mcp:ops",
+        channel: "mcp",
+      });
+      expect(await tasks.fail(task.id, "the agent exited 2: <no lockfile> & no audit", "runner:r1", "runner")).toBe(
+        true,
+      );
       // A task that no schedule made says nothing when it fails.
       expect(await tasks.fail(other.task.id, "exited 1", "runner:r1", "runner")).toBe(true);
       await drain(d);
@@ -397,7 +572,12 @@ for (const f of factories) {
       expect(sent[0]!.text).toContain(task.id);
       expect(sent[0]!.text).toContain("the agent exited 2: <no lockfile> & no audit");
       expect(mock.calls.filter((c) => c.method === "sendMessage")).toHaveLength(1);
-      const events = await store.db.selectFrom("events").select(["type", "actor"]).where("task_id", "=", task.id).where("type", "=", "schedule.run_failed").execute();
+      const events = await store.db
+        .selectFrom("events")
+        .select(["type", "actor"])
+        .where("task_id", "=", task.id)
+        .where("type", "=", "schedule.run_failed")
+        .execute();
       expect(events).toEqual([{ type: "schedule.run_failed", actor: "schedule:weekly-audit" }]);
     });
 
@@ -405,7 +585,9 @@ for (const f of factories) {
       fake();
       const off = deliverer({ telegram: undefined, notify: { minSeverity: "warning" } });
       const id = await open();
-      expect(await store.db.selectFrom("deliveries").select("state").where("ref", "=", id).execute()).toEqual([{ state: "pending" }]);
+      expect(await store.db.selectFrom("deliveries").select("state").where("ref", "=", id).execute()).toEqual([
+        { state: "pending" },
+      ]);
       const r = await off.runOnce();
       expect(r.dropped).toBeGreaterThanOrEqual(1);
       expect(await store.db.selectFrom("deliveries").select("id").where("ref", "=", id).execute()).toEqual([]);
@@ -422,7 +604,15 @@ for (const f of factories) {
       d.start();
       try {
         // The first pass (at start) found nothing; the next poll is ten minutes away.
-        await waitFor(async () => (await store.db.selectFrom("settings").select("key").where("key", "=", "notify.deliverer").executeTakeFirst()) !== undefined, 5000);
+        await waitFor(
+          async () =>
+            (await store.db
+              .selectFrom("settings")
+              .select("key")
+              .where("key", "=", "notify.deliverer")
+              .executeTakeFirst()) !== undefined,
+          5000,
+        );
         const id = await open();
         await waitFor(() => inChat(DEFAULT_CHAT, id).length === 1, 5000);
       } finally {

@@ -1,11 +1,9 @@
 import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect } from "@nats-io/transport-node";
-import { jetstreamManager } from "@nats-io/jetstream";
 import { createJetStreamQueue } from "../../src/bus/jetstream.ts";
 import { createMemoryQueue } from "../../src/bus/memory.ts";
 import { createOutboxRelay } from "../../src/bus/outbox.ts";
-import type { QueueSettings, TaskQueue } from "../../src/bus/port.ts";
+import type { TaskQueue } from "../../src/bus/port.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import type { Store } from "../../src/store/db.ts";
 import { createTaskService } from "../../src/tasks/service.ts";
@@ -37,20 +35,24 @@ function countDeliveries(queue: TaskQueue, pool: string) {
 async function createTasks(store: Store, n: number, pool: string): Promise<string[]> {
   const tasks = createTaskService({ store, log: silentLogger, now: Date.now });
   const ids: string[] = [];
-  for (let i = 0; i < n; i++) ids.push((await tasks.create({ kind: "noop", pool, payload: { i }, createdBy: "test", channel: "test" })).task.id);
+  for (let i = 0; i < n; i++)
+    ids.push((await tasks.create({ kind: "noop", pool, payload: { i }, createdBy: "test", channel: "test" })).task.id);
   return ids;
 }
 
 async function unsent(store: Store, ids: string[]): Promise<number> {
   let n = 0;
   for (let i = 0; i < ids.length; i += 500) {
-    const r = await store.db.selectFrom("outbox").select((eb) => eb.fn.countAll<number>().as("n")).where("msg_id", "in", ids.slice(i, i + 500)).where("sent_at", "is", null).executeTakeFirstOrThrow();
+    const r = await store.db
+      .selectFrom("outbox")
+      .select((eb) => eb.fn.countAll<number>().as("n"))
+      .where("msg_id", "in", ids.slice(i, i + 500))
+      .where("sent_at", "is", null)
+      .executeTakeFirstOrThrow();
     n += Number(r.n);
   }
   return n;
 }
-
-
 
 for (const f of stores) {
   describe.skipIf(!f.available)(`outbox on ${f.name}`, () => {
@@ -66,9 +68,23 @@ for (const f of stores) {
     describe.skipIf(!natsUp)("with JetStream", () => {
       it("delivers 1,000 tasks enqueued while NATS is down exactly once after it comes back", async () => {
         const settings = uniqueSettings({ ackWaitMs: 10_000 });
-        const proxy = await startTcpProxy({ host: new URL(NATS_URL).hostname, port: Number(new URL(NATS_URL).port || 4222) });
-        const producer = createJetStreamQueue({ servers: [proxy.url], name: "outbox-test", settings, log: silentLogger, publishTimeoutMs: 1000 });
-        const consumerQueue = createJetStreamQueue({ servers: [NATS_URL], name: "outbox-test-consumer", settings, log: silentLogger });
+        const proxy = await startTcpProxy({
+          host: new URL(NATS_URL).hostname,
+          port: Number(new URL(NATS_URL).port || 4222),
+        });
+        const producer = createJetStreamQueue({
+          servers: [proxy.url],
+          name: "outbox-test",
+          settings,
+          log: silentLogger,
+          publishTimeoutMs: 1000,
+        });
+        const consumerQueue = createJetStreamQueue({
+          servers: [NATS_URL],
+          name: "outbox-test-consumer",
+          settings,
+          log: silentLogger,
+        });
         const pool = "outage";
         try {
           await producer.ready();
@@ -77,7 +93,10 @@ for (const f of stores) {
           await waitFor(async () => !(await producer.health()).ok, 5000);
 
           const ids = await createTasks(store, 1000, pool);
-          const relay = createOutboxRelay({ store, queue: producer, log: silentLogger }, { intervalMs: 50, batch: 200, retentionMs: 86_400_000 });
+          const relay = createOutboxRelay(
+            { store, queue: producer, log: silentLogger },
+            { intervalMs: 50, batch: 200, retentionMs: 86_400_000 },
+          );
           relay.start();
           const counter = countDeliveries(consumerQueue, pool);
           await new Promise((r) => setTimeout(r, 2500));
@@ -105,13 +124,30 @@ for (const f of stores) {
 
       it("sets the cancel marker of a task cancelled while NATS was away once it is back, and sends the cancel notice", async () => {
         const settings = uniqueSettings();
-        const proxy = await startTcpProxy({ host: new URL(NATS_URL).hostname, port: Number(new URL(NATS_URL).port || 4222) });
-        const producer = createJetStreamQueue({ servers: [proxy.url], name: "outbox-cancel-test", settings, log: silentLogger, publishTimeoutMs: 1000 });
+        const proxy = await startTcpProxy({
+          host: new URL(NATS_URL).hostname,
+          port: Number(new URL(NATS_URL).port || 4222),
+        });
+        const producer = createJetStreamQueue({
+          servers: [proxy.url],
+          name: "outbox-cancel-test",
+          settings,
+          log: silentLogger,
+          publishTimeoutMs: 1000,
+        });
         // A runner's view of the bus, on its own connection.
-        const runnerSide = createJetStreamQueue({ servers: [NATS_URL], name: "outbox-cancel-runner", settings, log: silentLogger });
+        const runnerSide = createJetStreamQueue({
+          servers: [NATS_URL],
+          name: "outbox-cancel-runner",
+          settings,
+          log: silentLogger,
+        });
         const notices: string[] = [];
         const sub = runnerSide.subscribeControl((taskId, action) => void notices.push(`${taskId}:${action}`));
-        const relay = createOutboxRelay({ store, queue: producer, log: silentLogger }, { intervalMs: 50, batch: 100, retentionMs: 86_400_000 });
+        const relay = createOutboxRelay(
+          { store, queue: producer, log: silentLogger },
+          { intervalMs: 50, batch: 100, retentionMs: 86_400_000 },
+        );
         try {
           await producer.ready();
           await runnerSide.ready();
@@ -122,11 +158,19 @@ for (const f of stores) {
 
           const task = (await getTask(store.db, id!))!;
           const now = Date.now();
-          const cancelled = await store.db.transaction().execute((trx) => cancelQueuedTask(trx, store.dialect, task, { actor: "test", channel: "test" }, "not needed", now));
+          const cancelled = await store.db
+            .transaction()
+            .execute((trx) =>
+              cancelQueuedTask(trx, store.dialect, task, { actor: "test", channel: "test" }, "not needed", now),
+            );
           expect(cancelled).toBe(true);
           // The bus is away: the relay fails, the row waits.
           expect(await relay.runOnce()).toBe(0);
-          const [row] = await store.db.selectFrom("outbox").selectAll().where("msg_id", "=", `${id}.cancelled`).execute();
+          const [row] = await store.db
+            .selectFrom("outbox")
+            .selectAll()
+            .where("msg_id", "=", `${id}.cancelled`)
+            .execute();
           expect(row).toMatchObject({ topic: "control", sent_at: null, attempts: 1 });
           expect(await runnerSide.taskMark(id!)).toBeNull();
 
@@ -147,18 +191,28 @@ for (const f of stores) {
       it("a relay killed mid-batch and restarted queues nothing twice", async () => {
         const settings = uniqueSettings({ ackWaitMs: 10_000 });
         const pool = "crash";
-        const queue = createJetStreamQueue({ servers: [NATS_URL], name: "outbox-crash-test", settings, log: silentLogger });
+        const queue = createJetStreamQueue({
+          servers: [NATS_URL],
+          name: "outbox-crash-test",
+          settings,
+          log: silentLogger,
+        });
         try {
           await queue.ready();
           const ids = await createTasks(store, 600, pool);
           const database = store.database;
           const child = spawn(process.execPath, ["--import", "tsx", "test/fixtures/relay-child.ts"], {
-            env: { ...process.env, RELAY_CHILD: JSON.stringify({ database, servers: [NATS_URL], settings, crashAfter: 250 }) },
+            env: {
+              ...process.env,
+              RELAY_CHILD: JSON.stringify({ database, servers: [NATS_URL], settings, crashAfter: 250 }),
+            },
             stdio: ["ignore", "ignore", "pipe"],
           });
           let stderr = "";
           child.stderr.on("data", (b) => (stderr += b));
-          const exit = await new Promise<{ code: number | null; signal: string | null }>((r) => child.on("exit", (code, signal) => r({ code, signal })));
+          const exit = await new Promise<{ code: number | null; signal: string | null }>((r) =>
+            child.on("exit", (code, signal) => r({ code, signal })),
+          );
           expect(exit.signal, stderr).toBe("SIGKILL");
 
           // The crash left rows published but not marked sent: the stream holds more than the rows say.
@@ -167,7 +221,10 @@ for (const f of stores) {
           expect(inStream).toBeGreaterThanOrEqual(250);
           expect(inStream).toBeGreaterThan(markedSent);
 
-          const relay = createOutboxRelay({ store, queue, log: silentLogger }, { intervalMs: 50, batch: 100, retentionMs: 86_400_000, leaseMs: 1000 });
+          const relay = createOutboxRelay(
+            { store, queue, log: silentLogger },
+            { intervalMs: 50, batch: 100, retentionMs: 86_400_000, leaseMs: 1000 },
+          );
           relay.start();
           await waitFor(async () => (await unsent(store, ids)) === 0, 30_000, 200);
           await relay.stop();
@@ -186,14 +243,32 @@ for (const f of stores) {
       it("two relays running at once queue each task once", async () => {
         const settings = uniqueSettings({ ackWaitMs: 10_000 });
         const pool = "pair";
-        const queue = createJetStreamQueue({ servers: [NATS_URL], name: "outbox-pair-test", settings, log: silentLogger });
+        const queue = createJetStreamQueue({
+          servers: [NATS_URL],
+          name: "outbox-pair-test",
+          settings,
+          log: silentLogger,
+        });
         try {
           await queue.ready();
           const ids = await createTasks(store, 500, pool);
           let duplicates = 0;
-          const counting: TaskQueue = { ...queue, publishTask: async (p, id, b) => { const r = await queue.publishTask(p, id, b); if (r.duplicate) duplicates++; return r; } };
-          const a = createOutboxRelay({ store, queue: counting, log: silentLogger }, { intervalMs: 5, batch: 25, retentionMs: 86_400_000, owner: "relay-a" });
-          const b = createOutboxRelay({ store, queue: counting, log: silentLogger }, { intervalMs: 5, batch: 25, retentionMs: 86_400_000, owner: "relay-b" });
+          const counting: TaskQueue = {
+            ...queue,
+            publishTask: async (p, id, b) => {
+              const r = await queue.publishTask(p, id, b);
+              if (r.duplicate) duplicates++;
+              return r;
+            },
+          };
+          const a = createOutboxRelay(
+            { store, queue: counting, log: silentLogger },
+            { intervalMs: 5, batch: 25, retentionMs: 86_400_000, owner: "relay-a" },
+          );
+          const b = createOutboxRelay(
+            { store, queue: counting, log: silentLogger },
+            { intervalMs: 5, batch: 25, retentionMs: 86_400_000, owner: "relay-b" },
+          );
           a.start();
           b.start();
           await waitFor(async () => (await unsent(store, ids)) === 0, 30_000, 100);
@@ -218,7 +293,10 @@ for (const f of stores) {
       const before = createMemoryQueue({ settings, log: silentLogger });
       const ids = await createTasks(store, 40, pool);
       // First life: the relay publishes everything, a runner finishes 10 tasks, then the process dies.
-      const relay = createOutboxRelay({ store, queue: before, log: silentLogger }, { intervalMs: 10, batch: 100, retentionMs: 86_400_000 });
+      const relay = createOutboxRelay(
+        { store, queue: before, log: silentLogger },
+        { intervalMs: 10, batch: 100, retentionMs: 86_400_000 },
+      );
       await relay.runOnce();
       const done = ids.slice(0, 10);
       await store.db.updateTable("tasks").set({ state: "succeeded" }).where("id", "in", done).execute();
@@ -231,7 +309,10 @@ for (const f of stores) {
       const counter = countDeliveries(after, pool);
       await waitFor(() => counter.seen.size === 30, 5000);
       // The relay of the second life finds nothing more to send for these tasks.
-      const relay2 = createOutboxRelay({ store, queue: after, log: silentLogger }, { intervalMs: 10, batch: 100, retentionMs: 86_400_000 });
+      const relay2 = createOutboxRelay(
+        { store, queue: after, log: silentLogger },
+        { intervalMs: 10, batch: 100, retentionMs: 86_400_000 },
+      );
       await relay2.runOnce();
       await new Promise((r) => setTimeout(r, 200));
       await counter.stop();

@@ -31,14 +31,20 @@ const SKILLS = [
     description: "Hand the incident to a coding agent that investigates and proposes a fix",
     match: { labels: { severity: "critical|warning" } },
     risk: "high",
-    action: { agent: { prompt: "Investigate {{incident.alertname}} in {{labels.namespace}}" }, with: { namespace: "{{labels.namespace}}", max_minutes: 30, open_pr: true } },
+    action: {
+      agent: { prompt: "Investigate {{incident.alertname}} in {{labels.namespace}}" },
+      with: { namespace: "{{labels.namespace}}", max_minutes: 30, open_pr: true },
+    },
   }),
   skill({
     name: "replicas-mismatch-scale",
     description: "Scale up a Deployment whose available replicas lag the desired count",
     match: { alertname: ["KubeDeploymentReplicasMismatch"] },
     risk: "low",
-    action: { builtin: "scale", with: { namespace: "{{labels.namespace}}", deployment: "{{labels.deployment}}", factor: 1.5, max: 20 } },
+    action: {
+      builtin: "scale",
+      with: { namespace: "{{labels.namespace}}", deployment: "{{labels.deployment}}", factor: 1.5, max: 20 },
+    },
   }),
 ];
 const OFFERED = ["crashloop-after-deploy", "restart-crashlooping", "investigate-with-agent"];
@@ -47,17 +53,45 @@ let seq = 0;
 function crashloop(): PlanContext {
   seq += 1;
   return {
-    incident: { id: `inc_claude_${seq}_${Date.now()}`, alertname: "KubePodCrashLooping", fingerprint: "8f3c2a91d4e5b607", namespace: "shop", service: "checkout", severity: "critical", title: "Pod shop/checkout-7d9f8-abcde is crash looping" },
-    labels: { alertname: "KubePodCrashLooping", namespace: "shop", pod: "checkout-7d9f8-abcde", container: "app", severity: "critical" },
-    annotations: { summary: "Pod is crash looping.", description: "Pod shop/checkout-7d9f8-abcde (app) is in waiting state (reason: CrashLoopBackOff)." },
+    incident: {
+      id: `inc_claude_${seq}_${Date.now()}`,
+      alertname: "KubePodCrashLooping",
+      fingerprint: "8f3c2a91d4e5b607",
+      namespace: "shop",
+      service: "checkout",
+      severity: "critical",
+      title: "Pod shop/checkout-7d9f8-abcde is crash looping",
+    },
+    labels: {
+      alertname: "KubePodCrashLooping",
+      namespace: "shop",
+      pod: "checkout-7d9f8-abcde",
+      container: "app",
+      severity: "critical",
+    },
+    annotations: {
+      summary: "Pod is crash looping.",
+      description: "Pod shop/checkout-7d9f8-abcde (app) is in waiting state (reason: CrashLoopBackOff).",
+    },
     recentEvents: [
       { type: "incident.detected", reason: "alert KubePodCrashLooping firing", at: Date.parse("2026-03-02T10:14:05Z") },
-      { type: "deploy.observed", reason: "image checkout:2.4.1 rolled out 6 minutes before the alert", at: Date.parse("2026-03-02T10:08:00Z") },
+      {
+        type: "deploy.observed",
+        reason: "image checkout:2.4.1 rolled out 6 minutes before the alert",
+        at: Date.parse("2026-03-02T10:08:00Z"),
+      },
     ],
-    pastIncidents: [{ id: "inc_01JNPAST0000000000000000", state: "resolved", skill: "crashloop-after-deploy", outcome: "rolled back to checkout:2.3.9; alert resolved in 4m", at: Date.parse("2026-02-11T08:00:00Z") }],
+    pastIncidents: [
+      {
+        id: "inc_01JNPAST0000000000000000",
+        state: "resolved",
+        skill: "crashloop-after-deploy",
+        outcome: "rolled back to checkout:2.3.9; alert resolved in 4m",
+        at: Date.parse("2026-02-11T08:00:00Z"),
+      },
+    ],
   };
 }
-
 
 const server = setupServer();
 beforeAll(() => server.listen({ onUnhandledRequest: "error" }));
@@ -68,20 +102,44 @@ function setup(o: { timeoutMs?: number } = {}) {
   const mock: AnthropicMock = createAnthropicMock({ apiKey: API_KEY });
   const usage: ClaudeUsage[] = [];
   const { log, lines } = captureLogger();
-  const planner = createClaudePlanner({ apiKey: API_KEY, model: MODEL, maxTokens: 1024, timeoutMs: o.timeoutMs ?? 5000, log, fallback: rulesPlanner, onUsage: (u) => void usage.push(u) });
+  const planner = createClaudePlanner({
+    apiKey: API_KEY,
+    model: MODEL,
+    maxTokens: 1024,
+    timeoutMs: o.timeoutMs ?? 5000,
+    log,
+    fallback: rulesPlanner,
+    onUsage: (u) => void usage.push(u),
+  });
   return { mock, usage, lines, planner };
 }
 
 describe("Claude planner", () => {
   it("plans from a good tool call with Claude's skill, params, rationale and confidence, and reports the tokens", async () => {
     const { mock, usage, planner, lines } = setup();
-    const input = { namespace: "shop", pod: "checkout-7d9f8-abcde", rationale: "Crash loop began right after checkout:2.4.1; a restart clears the stale config mount seen in events.", confidence: 0.82 };
-    server.use(mock.toolUse("restart-crashlooping", input, { usage: { input_tokens: 2210, output_tokens: 143 }, preamble: "Looking at the events first." }));
+    const input = {
+      namespace: "shop",
+      pod: "checkout-7d9f8-abcde",
+      rationale: "Crash loop began right after checkout:2.4.1; a restart clears the stale config mount seen in events.",
+      confidence: 0.82,
+    };
+    server.use(
+      mock.toolUse("restart-crashlooping", input, {
+        usage: { input_tokens: 2210, output_tokens: 143 },
+        preamble: "Looking at the events first.",
+      }),
+    );
     const ctx = crashloop();
 
     const plan = await planner.plan(ctx, SKILLS);
 
-    expect(plan).toEqual({ skill: "restart-crashlooping", params: { namespace: "shop", pod: "checkout-7d9f8-abcde" }, rationale: input.rationale, confidence: 0.82, planner: "claude" });
+    expect(plan).toEqual({
+      skill: "restart-crashlooping",
+      params: { namespace: "shop", pod: "checkout-7d9f8-abcde" },
+      rationale: input.rationale,
+      confidence: 0.82,
+      planner: "claude",
+    });
     expect(usage).toEqual([{ incidentId: ctx.incident.id, inputTokens: 2210, outputTokens: 143, model: MODEL }]);
     expect(mock.requests).toHaveLength(1);
     expect(lines.join("")).toContain('"msg":"claude planned"');
@@ -89,7 +147,14 @@ describe("Claude planner", () => {
 
   it("offers exactly the matching skills as tools, forces one tool call and puts the incident in the prompt", async () => {
     const { mock, planner } = setup();
-    server.use(mock.toolUse("crashloop-after-deploy", { namespace: "shop", pod: "checkout-7d9f8-abcde", rationale: "Deploy 6 minutes before.", confidence: 0.9 }));
+    server.use(
+      mock.toolUse("crashloop-after-deploy", {
+        namespace: "shop",
+        pod: "checkout-7d9f8-abcde",
+        rationale: "Deploy 6 minutes before.",
+        confidence: 0.9,
+      }),
+    );
     const ctx = crashloop();
     await planner.plan(ctx, SKILLS);
 
@@ -137,20 +202,43 @@ describe("Claude planner", () => {
     ["a missing parameter", { pod: undefined }, "pod is required"],
   ])("falls back to rules when the tool input has %s", async (_name, change, reason) => {
     const { mock, planner, usage } = setup();
-    const input = { namespace: "shop", pod: "checkout-7d9f8-abcde", rationale: "Restart it.", confidence: 0.7, ...change };
+    const input = {
+      namespace: "shop",
+      pod: "checkout-7d9f8-abcde",
+      rationale: "Restart it.",
+      confidence: 0.7,
+      ...change,
+    };
     server.use(mock.toolUse("restart-crashlooping", input));
     const plan = await planner.plan(crashloop(), SKILLS);
 
-    expect(plan).toMatchObject({ skill: "crashloop-after-deploy", planner: "rules", confidence: 1, params: { namespace: "shop", pod: "checkout-7d9f8-abcde" } });
+    expect(plan).toMatchObject({
+      skill: "crashloop-after-deploy",
+      planner: "rules",
+      confidence: 1,
+      params: { namespace: "shop", pod: "checkout-7d9f8-abcde" },
+    });
     expect(plan!.fallback).toBe(`claude: invalid input for restart-crashlooping: ${reason}`);
     expect(usage).toHaveLength(1);
   });
 
   it("checks parameters by the type of the skill's value: a number given as text is invalid", async () => {
     const { mock, planner } = setup();
-    server.use(mock.toolUse("investigate-with-agent", { namespace: "shop", max_minutes: "30", open_pr: true, rationale: "Unclear cause.", confidence: 0.4 }));
+    server.use(
+      mock.toolUse("investigate-with-agent", {
+        namespace: "shop",
+        max_minutes: "30",
+        open_pr: true,
+        rationale: "Unclear cause.",
+        confidence: 0.4,
+      }),
+    );
     const plan = await planner.plan(crashloop(), SKILLS);
-    expect(plan).toMatchObject({ skill: "crashloop-after-deploy", planner: "rules", fallback: "claude: invalid input for investigate-with-agent: max_minutes must be a number" });
+    expect(plan).toMatchObject({
+      skill: "crashloop-after-deploy",
+      planner: "rules",
+      fallback: "claude: invalid input for investigate-with-agent: max_minutes must be a number",
+    });
   });
 
   it("falls back to rules when Claude answers text instead of a tool call, still recording the tokens", async () => {
@@ -158,7 +246,11 @@ describe("Claude planner", () => {
     server.use(mock.text("I would roll back the deployment.", { usage: { input_tokens: 900, output_tokens: 12 } }));
     const ctx = crashloop();
     const plan = await planner.plan(ctx, SKILLS);
-    expect(plan).toMatchObject({ skill: "crashloop-after-deploy", planner: "rules", fallback: "claude: answered text instead of a tool call" });
+    expect(plan).toMatchObject({
+      skill: "crashloop-after-deploy",
+      planner: "rules",
+      fallback: "claude: answered text instead of a tool call",
+    });
     expect(usage).toEqual([{ incidentId: ctx.incident.id, inputTokens: 900, outputTokens: 12, model: MODEL }]);
   });
 
@@ -166,30 +258,60 @@ describe("Claude planner", () => {
     const { mock, planner } = setup();
     server.use(mock.refusal());
     const plan = await planner.plan(crashloop(), SKILLS);
-    expect(plan).toMatchObject({ skill: "crashloop-after-deploy", planner: "rules", fallback: "claude: refused to answer (cyber)" });
+    expect(plan).toMatchObject({
+      skill: "crashloop-after-deploy",
+      planner: "rules",
+      fallback: "claude: refused to answer (cyber)",
+    });
   });
 
   it("falls back to rules when Claude calls a skill that was not offered", async () => {
     const { mock, planner } = setup();
     // A real skill, but it does not match this alert, so it was not a tool.
-    server.use(mock.toolUse("replicas-mismatch-scale", { namespace: "shop", deployment: "checkout", factor: 1.5, max: 20, rationale: "Scale.", confidence: 0.6 }));
+    server.use(
+      mock.toolUse("replicas-mismatch-scale", {
+        namespace: "shop",
+        deployment: "checkout",
+        factor: 1.5,
+        max: 20,
+        rationale: "Scale.",
+        confidence: 0.6,
+      }),
+    );
     const plan = await planner.plan(crashloop(), SKILLS);
-    expect(plan).toMatchObject({ skill: "crashloop-after-deploy", planner: "rules", fallback: 'claude: chose tool "replicas-mismatch-scale", which was not offered' });
+    expect(plan).toMatchObject({
+      skill: "crashloop-after-deploy",
+      planner: "rules",
+      fallback: 'claude: chose tool "replicas-mismatch-scale", which was not offered',
+    });
   });
 
   it("falls back to rules when Claude makes more than one tool call", async () => {
     const { mock, planner } = setup();
     const input = { namespace: "shop", pod: "checkout-7d9f8-abcde", rationale: "Either.", confidence: 0.5 };
-    server.use(mock.toolUses([{ name: "restart-crashlooping", input }, { name: "crashloop-after-deploy", input }]));
+    server.use(
+      mock.toolUses([
+        { name: "restart-crashlooping", input },
+        { name: "crashloop-after-deploy", input },
+      ]),
+    );
     const plan = await planner.plan(crashloop(), SKILLS);
-    expect(plan).toMatchObject({ skill: "crashloop-after-deploy", planner: "rules", fallback: "claude: answered 2 tool calls instead of one" });
+    expect(plan).toMatchObject({
+      skill: "crashloop-after-deploy",
+      planner: "rules",
+      fallback: "claude: answered 2 tool calls instead of one",
+    });
   });
 
   it("falls back to rules on 529 overloaded without retrying", async () => {
     const { mock, planner, usage } = setup();
     server.use(mock.overloaded());
     const plan = await planner.plan(crashloop(), SKILLS);
-    expect(plan).toMatchObject({ skill: "crashloop-after-deploy", planner: "rules", fallback: "claude: overloaded (529)" });
+    expect(plan).toMatchObject({
+      skill: "crashloop-after-deploy",
+      planner: "rules",
+      fallback: "claude: overloaded (529)",
+    });
     expect(mock.requests).toHaveLength(1);
     expect(usage).toEqual([]);
   });
@@ -199,7 +321,11 @@ describe("Claude planner", () => {
     server.use(mock.rateLimited(30));
     const started = Date.now();
     const plan = await planner.plan(crashloop(), SKILLS);
-    expect(plan).toMatchObject({ skill: "crashloop-after-deploy", planner: "rules", fallback: "claude: rate limited (429), retry after 30 s" });
+    expect(plan).toMatchObject({
+      skill: "crashloop-after-deploy",
+      planner: "rules",
+      fallback: "claude: rate limited (429), retry after 30 s",
+    });
     expect(mock.requests).toHaveLength(1);
     expect(Date.now() - started).toBeLessThan(2000);
   });
@@ -223,7 +349,11 @@ describe("Claude planner", () => {
     server.use(mock.delayed(5000, "restart-crashlooping"));
     const started = Date.now();
     const plan = await planner.plan(crashloop(), SKILLS);
-    expect(plan).toMatchObject({ skill: "crashloop-after-deploy", planner: "rules", fallback: "claude: timeout after 200 ms" });
+    expect(plan).toMatchObject({
+      skill: "crashloop-after-deploy",
+      planner: "rules",
+      fallback: "claude: timeout after 200 ms",
+    });
     expect(Date.now() - started).toBeLessThan(2000);
     expect(mock.requests).toHaveLength(1);
     expect(usage).toEqual([]);

@@ -38,7 +38,16 @@ function task(pool: string, payload: Record<string, unknown> = {}): TaskMessage 
 }
 
 function progress(taskId: string, message: string): TaskEvent {
-  return TaskEvent.parse({ id: `evt_${uid()}`, taskId, runnerId: "rnr-1", attempt: 1, at: Date.now(), type: "task.progress", message, percent: 50 });
+  return TaskEvent.parse({
+    id: `evt_${uid()}`,
+    taskId,
+    runnerId: "rnr-1",
+    attempt: 1,
+    at: Date.now(),
+    type: "task.progress",
+    message,
+    percent: 50,
+  });
 }
 
 function heartbeat(runnerId: string): Heartbeat {
@@ -60,7 +69,12 @@ function heartbeat(runnerId: string): Heartbeat {
 const taskId = (d: { data: unknown }) => (d.data as TaskMessage).taskId;
 
 /** Consumes a pool, records every delivery, then lets `act` settle it (ack by default). */
-function record(q: Queue, pool: string, concurrency: number, act: (d: Delivery) => Promise<void> | void = (d) => d.ack()) {
+function record(
+  q: Queue,
+  pool: string,
+  concurrency: number,
+  act: (d: Delivery) => Promise<void> | void = (d) => d.ack(),
+) {
   const seen: Seen[] = [];
   const sub = q.consumeTasks(pool, { concurrency }, async (d) => {
     seen.push({ data: d.data, subject: d.subject, attempt: d.attempt, maxDeliver: d.maxDeliver, at: Date.now() });
@@ -68,7 +82,6 @@ function record(q: Queue, pool: string, concurrency: number, act: (d: Delivery) 
   });
   return { seen, sub };
 }
-
 
 const factories = await queueFactories();
 
@@ -101,7 +114,12 @@ for (const f of factories) {
       const { seen, sub } = record(q, "alpha", 1);
       keep(sub);
       await waitFor(() => seen.length === 1, 5000, "first delivery");
-      expect(seen[0]).toMatchObject({ data: body, subject: `${q.settings.subjectPrefix}.tasks.alpha`, attempt: 1, maxDeliver: 3 });
+      expect(seen[0]).toMatchObject({
+        data: body,
+        subject: `${q.settings.subjectPrefix}.tasks.alpha`,
+        attempt: 1,
+        maxDeliver: 3,
+      });
 
       // Longer than the ack wait: an unacked task would be back by now.
       await sleep(1500);
@@ -203,7 +221,11 @@ for (const f of factories) {
       await waitFor(() => seen.length === 1, 5000, "first delivery");
       if (q.kind === "jetstream") {
         // A work queue drops a terminated message.
-        await waitFor(async () => (await streamMessages(q.settings.tasksStream)) === 0, 3000, "the tasks stream to be empty");
+        await waitFor(
+          async () => (await streamMessages(q.settings.tasksStream)) === 0,
+          3000,
+          "the tasks stream to be empty",
+        );
       }
       // Well past the ack wait: a message the bus did not take as terminated would be back.
       await sleep(1600);
@@ -242,7 +264,11 @@ for (const f of factories) {
       expect(seen.map((d) => d.attempt)).toEqual([1, 2]);
       if (q.kind === "jetstream") {
         // A work queue keeps an exhausted message forever unless the adapter deletes it.
-        await waitFor(async () => (await streamMessages(q.settings.tasksStream)) === 0, 5000, "the tasks stream to be empty");
+        await waitFor(
+          async () => (await streamMessages(q.settings.tasksStream)) === 0,
+          5000,
+          "the tasks stream to be empty",
+        );
       }
       await sleep(1500);
       expect(dead).toHaveLength(1);
@@ -345,7 +371,10 @@ for (const f of factories) {
       await waitFor(() => got.length >= 2, 5000, "event and heartbeat");
       const p = q.settings.subjectPrefix;
       expect(got.find((g) => g.subject === `${p}.events.${ev.taskId}`)).toMatchObject({ data: ev, attempt: 1 });
-      expect(got.find((g) => g.subject === `${p}.runners.${hb.runnerId}.heartbeat`)).toMatchObject({ data: hb, attempt: 1 });
+      expect(got.find((g) => g.subject === `${p}.runners.${hb.runnerId}.heartbeat`)).toMatchObject({
+        data: hb,
+        attempt: 1,
+      });
       await sleep(300);
       expect(got).toHaveLength(2);
     });
@@ -493,7 +522,15 @@ for (const f of factories) {
           await sleep(500);
           try {
             await q.publishTaskEvent(
-              TaskEvent.parse({ id: `evt_${uid()}`, taskId: taskId(d), runnerId: "rnr-1", attempt: d.attempt, at: Date.now(), type: "task.succeeded", result: null }),
+              TaskEvent.parse({
+                id: `evt_${uid()}`,
+                taskId: taskId(d),
+                runnerId: "rnr-1",
+                attempt: d.attempt,
+                at: Date.now(),
+                type: "task.succeeded",
+                result: null,
+              }),
             );
             await d.ack();
             outcome = "acked";

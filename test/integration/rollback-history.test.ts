@@ -44,7 +44,10 @@ function seed(dir: string, tags: string[]): string {
   try {
     return makeBareRepo(dir, tags.map(release));
   } finally {
-    for (const [name, value] of [["GIT_AUTHOR_DATE", saved.a], ["GIT_COMMITTER_DATE", saved.c]] as const) {
+    for (const [name, value] of [
+      ["GIT_AUTHOR_DATE", saved.a],
+      ["GIT_COMMITTER_DATE", saved.c],
+    ] as const) {
       if (value === undefined) delete process.env[name];
       else process.env[name] = value;
     }
@@ -55,12 +58,22 @@ function setup(tags: string[]) {
   const dir = mkdtempSync(join(root, "repo-"));
   const bare = seed(dir, tags);
   const host = createLocalGitHost({ repoPath: bare });
-  const executor = createSkillExecutor({ host, baseBranch: "main", author: { name: "Pitcrew", email: "pitcrew@localhost" }, workspaceBase: join(dir, "ws") });
+  const executor = createSkillExecutor({
+    host,
+    baseBranch: "main",
+    author: { name: "Pitcrew", email: "pitcrew@localhost" },
+    workspaceBase: join(dir, "ws"),
+  });
   const show = (rev: string) => gitSync(dir, "--git-dir", bare, "show", `${rev}:${FILE}`);
   return { dir, bare, host, executor, show };
 }
 
-const ctx: ExecContext = { signal: new AbortController().signal, attempt: 1, progress: async () => {}, log: async () => {} };
+const ctx: ExecContext = {
+  signal: new AbortController().signal,
+  attempt: 1,
+  progress: async () => {},
+  log: async () => {},
+};
 let seq = 0;
 const rollbackTask = (incidentId: string): TaskMessage => ({
   v: 1,
@@ -68,10 +81,20 @@ const rollbackTask = (incidentId: string): TaskMessage => ({
   kind: "skill",
   pool: "default",
   incidentId,
-  payload: { incidentId, skill: "crashloop-after-deploy", params: { namespace: "shop", deployment: "checkout" }, action: { builtin: "rollback" } },
+  payload: {
+    incidentId,
+    skill: "crashloop-after-deploy",
+    params: { namespace: "shop", deployment: "checkout" },
+    action: { builtin: "rollback" },
+  },
   createdAt: Date.now(),
 });
-type Proposed = { changed: true; summary: string; details: Record<string, unknown>; pr: { number: number; branch: string } };
+type Proposed = {
+  changed: true;
+  summary: string;
+  details: Record<string, unknown>;
+  pr: { number: number; branch: string };
+};
 
 describe("rollback after an earlier rollback", () => {
   it("records the rollback in trailers, and the next rollback goes further back instead of re-deploying the bad version", async () => {
@@ -90,7 +113,11 @@ describe("rollback after an earlier rollback", () => {
     // The crash loop comes back: the previous version in git is v1.4.2, which the rollback left.
     const second = (await executor(rollbackTask("inc_second"), ctx)) as Proposed;
 
-    expect(second.details).toMatchObject({ from: "v1.4.1", to: "v1.4.0", skipped: [{ version: "v1.4.2", how: "rollback" }] });
+    expect(second.details).toMatchObject({
+      from: "v1.4.1",
+      to: "v1.4.0",
+      skipped: [{ version: "v1.4.2", how: "rollback" }],
+    });
     expect(show(second.pr.branch)).toBe(manifest("v1.4.0"));
     expect(second.summary).toContain("skipped v1.4.2 (rolled back by");
     expect(second.summary).toContain("for inc_first");
@@ -106,7 +133,9 @@ describe("rollback after an earlier rollback", () => {
 
     expect(err).toMatchObject({ code: "gitops.no_safe_version", retryable: false });
     expect(err.message).toContain("no safe version to roll back to from v1.4.1");
-    expect(err.message).toMatch(/v1\.4\.2 \(rolled back by [0-9a-f]{7} "pitcrew: crashloop-after-deploy for inc_only1" for inc_only1\)/);
+    expect(err.message).toMatch(
+      /v1\.4\.2 \(rolled back by [0-9a-f]{7} "pitcrew: crashloop-after-deploy for inc_only1" for inc_only1\)/,
+    );
     // Nothing was proposed for the second incident.
     expect(gitSync(dir, "--git-dir", bare, "branch", "--list")).toBe(branchesBefore);
   });

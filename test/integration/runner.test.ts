@@ -59,8 +59,14 @@ for (const qf of queues) {
 
     /** The MCP cancel_task tool, called as an MCP client would, with what it needs of the control plane. */
     async function cancelViaMcp(taskId: string) {
-      const deps = { store, queue, log: silentLogger, now: Date.now, kick: () => cp.relay.kick() } as Pick<McpDeps, "store" | "queue" | "log" | "now" | "kick"> as McpDeps;
-      return cancelTask.handler({ task_id: taskId, reason: "not needed" }, { principal: { subject: "alice", scopes: new Set(["write"]), via: "token" }, deps });
+      const deps = { store, queue, log: silentLogger, now: Date.now, kick: () => cp.relay.kick() } as Pick<
+        McpDeps,
+        "store" | "queue" | "log" | "now" | "kick"
+      > as McpDeps;
+      return cancelTask.handler(
+        { task_id: taskId, reason: "not needed" },
+        { principal: { subject: "alice", scopes: new Set(["write"]), via: "token" }, deps },
+      );
     }
 
     /** An executor that only counts its runs. */
@@ -76,7 +82,13 @@ for (const qf of queues) {
     it("runs a task to success and records its timeline and the runner's heartbeat", async () => {
       const p = pool();
       runner({ id: `r-${p}`, pool: p });
-      const { task } = await cp.tasks.create({ kind: "noop", pool: p, payload: { steps: 2, sleepMs: 50, result: { answer: 42 } }, createdBy: "test", channel: "test" });
+      const { task } = await cp.tasks.create({
+        kind: "noop",
+        pool: p,
+        payload: { steps: 2, sleepMs: 50, result: { answer: 42 } },
+        createdBy: "test",
+        channel: "test",
+      });
       const done = await waitFor(terminal(store, task.id), 15_000);
       expect(done.state).toBe("succeeded");
       expect(JSON.parse(done.result!)).toEqual({ answer: 42 });
@@ -84,7 +96,10 @@ for (const qf of queues) {
       expect(done.attempts).toBe(1);
       const types = (await listEvents(store.db, { taskId: task.id })).map((e) => e.type);
       expect(types).toEqual(["task.created", "task.started", "task.progress", "task.progress", "task.succeeded"]);
-      const runners = await waitFor(async () => (await listRunners(store.db, Date.now(), 200)).find((r) => r.id === `r-${p}`), 5000);
+      const runners = await waitFor(
+        async () => (await listRunners(store.db, Date.now(), 200)).find((r) => r.id === `r-${p}`),
+        5000,
+      );
       expect(runners.pool).toBe(p);
       expect(runners.stale).toBe(false);
     });
@@ -92,18 +107,32 @@ for (const qf of queues) {
     it("retries a retryable failure and succeeds on the next attempt", async () => {
       const p = pool();
       runner({ id: `r-${p}`, pool: p });
-      const { task } = await cp.tasks.create({ kind: "noop", pool: p, payload: { fail: "retryable", failTimes: 1 }, createdBy: "test", channel: "test" });
+      const { task } = await cp.tasks.create({
+        kind: "noop",
+        pool: p,
+        payload: { fail: "retryable", failTimes: 1 },
+        createdBy: "test",
+        channel: "test",
+      });
       const done = await waitFor(terminal(store, task.id), 15_000);
       expect(done.state).toBe("succeeded");
       expect(done.attempts).toBe(2);
-      const logs = (await listEvents(store.db, { taskId: task.id, type: "task.log" })).map((e) => JSON.parse(e.data).line as string);
+      const logs = (await listEvents(store.db, { taskId: task.id, type: "task.log" })).map(
+        (e) => JSON.parse(e.data).line as string,
+      );
       expect(logs.some((l) => l.includes("attempt 1 failed, will retry"))).toBe(true);
     });
 
     it("fails a task that keeps failing once its deliveries are used up", async () => {
       const p = pool();
       runner({ id: `r-${p}`, pool: p });
-      const { task } = await cp.tasks.create({ kind: "noop", pool: p, payload: { fail: "retryable" }, createdBy: "test", channel: "test" });
+      const { task } = await cp.tasks.create({
+        kind: "noop",
+        pool: p,
+        payload: { fail: "retryable" },
+        createdBy: "test",
+        channel: "test",
+      });
       const done = await waitFor(terminal(store, task.id), 20_000);
       expect(done.state).toBe("failed");
       expect(done.attempts).toBe(3);
@@ -113,7 +142,13 @@ for (const qf of queues) {
     it("fails a non-retryable error at once", async () => {
       const p = pool();
       runner({ id: `r-${p}`, pool: p });
-      const { task } = await cp.tasks.create({ kind: "noop", pool: p, payload: { fail: "fatal" }, createdBy: "test", channel: "test" });
+      const { task } = await cp.tasks.create({
+        kind: "noop",
+        pool: p,
+        payload: { fail: "fatal" },
+        createdBy: "test",
+        channel: "test",
+      });
       const done = await waitFor(terminal(store, task.id), 15_000);
       expect(done.state).toBe("failed");
       expect(done.attempts).toBe(1);
@@ -123,7 +158,13 @@ for (const qf of queues) {
     it("fails a task of a kind no executor handles", async () => {
       const p = pool();
       runner({ id: `r-${p}`, pool: p });
-      const { task } = await cp.tasks.create({ kind: "teleport", pool: p, payload: {}, createdBy: "test", channel: "test" });
+      const { task } = await cp.tasks.create({
+        kind: "teleport",
+        pool: p,
+        payload: {},
+        createdBy: "test",
+        channel: "test",
+      });
       const done = await waitFor(terminal(store, task.id), 15_000);
       expect(done.state).toBe("failed");
       expect(done.error).toMatch(/no executor for task kind "teleport"/);
@@ -132,7 +173,13 @@ for (const qf of queues) {
     it("terminates a task message that fails its schema and marks the task failed", async () => {
       const p = pool();
       runner({ id: `r-${p}`, pool: p });
-      const { task } = await cp.tasks.create({ kind: "noop", pool: `${p}-unused`, payload: {}, createdBy: "test", channel: "test" });
+      const { task } = await cp.tasks.create({
+        kind: "noop",
+        pool: `${p}-unused`,
+        payload: {},
+        createdBy: "test",
+        channel: "test",
+      });
       await queue.publishTask(p, `bad-${task.id}`, { v: 99, taskId: task.id, kind: "noop" });
       const done = await waitFor(terminal(store, task.id), 15_000);
       expect(done.state).toBe("failed");
@@ -141,7 +188,13 @@ for (const qf of queues) {
 
     it("marks a task failed when no consumer ever acks it (dead letter)", async () => {
       const p = pool();
-      const { task } = await cp.tasks.create({ kind: "noop", pool: p, payload: {}, createdBy: "test", channel: "test" });
+      const { task } = await cp.tasks.create({
+        kind: "noop",
+        pool: p,
+        payload: {},
+        createdBy: "test",
+        channel: "test",
+      });
       let deliveries = 0;
       // A consumer that naks everything: the task's deliveries run out without a terminal event.
       const rogue = queue.consumeTasks(p, { concurrency: 1 }, async (d) => {
@@ -161,7 +214,13 @@ for (const qf of queues) {
     it("cancels a running task within 2 seconds", async () => {
       const p = pool();
       runner({ id: `r-${p}`, pool: p });
-      const { task } = await cp.tasks.create({ kind: "noop", pool: p, payload: { sleepMs: 60_000 }, createdBy: "test", channel: "test" });
+      const { task } = await cp.tasks.create({
+        kind: "noop",
+        pool: p,
+        payload: { sleepMs: 60_000 },
+        createdBy: "test",
+        channel: "test",
+      });
       await waitFor(async () => (await getTask(store.db, task.id))?.state === "running", 10_000);
       const asked = Date.now();
       await queue.publishControl(task.id, "cancel");
@@ -172,16 +231,33 @@ for (const qf of queues) {
 
     it("a task cancelled before any runner was running is reported cancelled by the runner that gets it, never run", async () => {
       const p = pool();
-      const { task } = await cp.tasks.create({ kind: "count", pool: p, payload: {}, createdBy: "test", channel: "test" });
+      const { task } = await cp.tasks.create({
+        kind: "count",
+        pool: p,
+        payload: {},
+        createdBy: "test",
+        channel: "test",
+      });
       // On the bus already, with nobody listening for the cancel notice.
-      await waitFor(async () => (await store.db.selectFrom("outbox").select("sent_at").where("msg_id", "=", task.id).executeTakeFirst())?.sent_at, 10_000);
+      await waitFor(
+        async () =>
+          (await store.db.selectFrom("outbox").select("sent_at").where("msg_id", "=", task.id).executeTakeFirst())
+            ?.sent_at,
+        10_000,
+      );
       const r = await cancelViaMcp(task.id);
       expect(r.data.outcome).toBe("cancelled");
       await waitFor(async () => (await queue.taskMark(task.id)) === "cancelled", 10_000);
 
       const { runs, executor } = counting();
       runner({ id: `r-${p}`, pool: p, executors: { count: executor } });
-      const reported = await waitFor(async () => (await listEvents(store.db, { taskId: task.id, type: "task.cancelled" })).find((e) => e.actor === `runner:r-${p}`), 15_000);
+      const reported = await waitFor(
+        async () =>
+          (await listEvents(store.db, { taskId: task.id, type: "task.cancelled" })).find(
+            (e) => e.actor === `runner:r-${p}`,
+          ),
+        15_000,
+      );
       expect(reported.reason).toBe("cancelled before a runner started it");
       expect(runs).toEqual([]);
       expect((await getTask(store.db, task.id))!.state).toBe("cancelled");
@@ -214,7 +290,13 @@ for (const qf of queues) {
       };
       const { runs, executor } = counting();
       runner({ id: `r-${p}`, pool: p, executors: { count: executor } }, flaky);
-      const { task } = await cp.tasks.create({ kind: "count", pool: p, payload: {}, createdBy: "test", channel: "test" });
+      const { task } = await cp.tasks.create({
+        kind: "count",
+        pool: p,
+        payload: {},
+        createdBy: "test",
+        channel: "test",
+      });
       await waitFor(() => settled.length >= 2, 20_000);
       expect(failedOnce).toBe(true);
       expect(runs).toEqual([task.id]);
@@ -228,9 +310,22 @@ for (const qf of queues) {
     it("a cancel that lands while a skill task works, unheard by its runner, stops it before it opens a pull request", async () => {
       const dir = mkdtempSync(join(tmpdir(), "pitcrew-cancel-pr-"));
       cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
-      const bare = makeBareRepo(dir, [{ message: "web", files: { "apps/web.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: prod\nspec:\n  replicas: 2\n  template:\n    metadata:\n      annotations: {}\n    spec:\n      containers:\n        - name: web\n          image: web:1\n" } }]);
+      const bare = makeBareRepo(dir, [
+        {
+          message: "web",
+          files: {
+            "apps/web.yaml":
+              "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: prod\nspec:\n  replicas: 2\n  template:\n    metadata:\n      annotations: {}\n    spec:\n      containers:\n        - name: web\n          image: web:1\n",
+          },
+        },
+      ]);
       const host = createLocalGitHost({ repoPath: bare });
-      const skill = createSkillExecutor({ host, baseBranch: "main", author: { name: "Pitcrew", email: "pitcrew@localhost" }, workspaceBase: dir });
+      const skill = createSkillExecutor({
+        host,
+        baseBranch: "main",
+        author: { name: "Pitcrew", email: "pitcrew@localhost" },
+        workspaceBase: dir,
+      });
       const p = pool();
       const incidentId = `inc_cancel${p}`;
       let cancelled: Promise<unknown> | undefined;
@@ -243,7 +338,9 @@ for (const qf of queues) {
         publishTaskEvent: async (e) => {
           await queue.publishTaskEvent(e);
           if (e.type === "task.progress" && e.message.startsWith("pushing")) {
-            cancelled ??= cancelViaMcp(taskId).then(() => waitFor(async () => (await queue.taskMark(taskId)) === "cancelled", 10_000));
+            cancelled ??= cancelViaMcp(taskId).then(() =>
+              waitFor(async () => (await queue.taskMark(taskId)) === "cancelled", 10_000),
+            );
             await cancelled;
           }
         },
@@ -252,25 +349,48 @@ for (const qf of queues) {
       const { task } = await cp.tasks.create({
         kind: "skill",
         pool: p,
-        payload: { incidentId, skill: "restart", params: { namespace: "prod", deployment: "web" }, approval: "none", action: { builtin: "restart" } },
+        payload: {
+          incidentId,
+          skill: "restart",
+          params: { namespace: "prod", deployment: "web" },
+          approval: "none",
+          action: { builtin: "restart" },
+        },
         createdBy: "test",
         channel: "test",
       });
       taskId = task.id;
       // The runner's own outcome (the row may already say cancelled, if the cancel found it queued).
-      const outcome = await waitFor(async () => (await listEvents(store.db, { taskId: task.id })).find((e) => e.actor === `runner:r-${p}` && ["task.succeeded", "task.failed", "task.cancelled"].includes(e.type)), 30_000);
+      const outcome = await waitFor(
+        async () =>
+          (await listEvents(store.db, { taskId: task.id })).find(
+            (e) => e.actor === `runner:r-${p}` && ["task.succeeded", "task.failed", "task.cancelled"].includes(e.type),
+          ),
+        30_000,
+      );
       expect(cancelled).toBeDefined();
       expect(outcome.type).toBe("task.cancelled");
       expect((await getTask(store.db, task.id))!.state).toBe("cancelled");
       expect(await host.findOpenPullRequest(branchFor(incidentId, "restart"))).toBeNull();
       expect(gitSync(dir, "--git-dir", bare, "for-each-ref", "refs/pitcrew/pulls/").trim()).toBe("");
-      expect((await listEvents(store.db, { taskId: task.id, type: "task.pr_opened" }))).toEqual([]);
+      expect(await listEvents(store.db, { taskId: task.id, type: "task.pr_opened" })).toEqual([]);
     });
 
     it("a stopping runner hands its task back and another runner completes it", async () => {
       const p = pool();
-      const first = startRunner(queue, { id: `r1-${p}`, pool: p, ackWaitMs: queue.settings.ackWaitMs, drainTimeoutMs: 200 });
-      const { task } = await cp.tasks.create({ kind: "noop", pool: p, payload: { sleepMs: 3000 }, createdBy: "test", channel: "test" });
+      const first = startRunner(queue, {
+        id: `r1-${p}`,
+        pool: p,
+        ackWaitMs: queue.settings.ackWaitMs,
+        drainTimeoutMs: 200,
+      });
+      const { task } = await cp.tasks.create({
+        kind: "noop",
+        pool: p,
+        payload: { sleepMs: 3000 },
+        createdBy: "test",
+        channel: "test",
+      });
       await waitFor(async () => (await getTask(store.db, task.id))?.state === "running", 10_000);
       await first.stop();
       runner({ id: `r2-${p}`, pool: p });

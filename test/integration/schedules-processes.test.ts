@@ -26,9 +26,25 @@ describe.skipIf(!natsUp || !mysqlUp)("a schedule on two control planes", () => {
     const prefix = `t${randomBytes(4).toString("hex")}`;
     const db = await privateMysqlUrl();
     const schedules = tempDir();
-    writeFileSync(join(schedules, "every-second.yaml"), 'name: every-second\ncron: "* * * * * *"\noverlap: allow\ntask:\n  kind: noop\n  pool: nobody\n');
-    const env = (port: number) => ({ PORT: String(port), DATABASE_URL: db.url, NATS_URL, NATS_PREFIX: prefix, DATA_DIR: tempDir(), SCHEDULES_DIR: schedules, ALERTMANAGER_TOKEN: "t".repeat(32) });
-    const ready = (port: number) => waitFor(async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.status === 200, 40_000, 200);
+    writeFileSync(
+      join(schedules, "every-second.yaml"),
+      'name: every-second\ncron: "* * * * * *"\noverlap: allow\ntask:\n  kind: noop\n  pool: nobody\n',
+    );
+    const env = (port: number) => ({
+      PORT: String(port),
+      DATABASE_URL: db.url,
+      NATS_URL,
+      NATS_PREFIX: prefix,
+      DATA_DIR: tempDir(),
+      SCHEDULES_DIR: schedules,
+      ALERTMANAGER_TOKEN: "t".repeat(32),
+    });
+    const ready = (port: number) =>
+      waitFor(
+        async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.status === 200,
+        40_000,
+        200,
+      );
     const [portA, portB] = [await freePort(), await freePort()];
     const a = spawnPitcrew(["serve"], env(portA));
     const b = spawnPitcrew(["serve"], env(portB));
@@ -57,10 +73,17 @@ describe.skipIf(!natsUp || !mysqlUp)("a schedule on two control planes", () => {
       // for (a run that came late says how many it missed; on an idle machine none do).
       expect(new Set(times).size).toBe(times.length);
       expect(times.length).toBeGreaterThanOrEqual(8);
-      for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!, `gap at ${new Date(times[i]!).toISOString()}`).toBe(1000 * (1 + Number(runs[i]!.missed)));
+      for (let i = 1; i < times.length; i++)
+        expect(times[i]! - times[i - 1]!, `gap at ${new Date(times[i]!).toISOString()}`).toBe(
+          1000 * (1 + Number(runs[i]!.missed)),
+        );
       expect(runs.filter((r) => Number(r.missed) > 0).length).toBeLessThanOrEqual(2);
       expect(runs.every((r) => r.state === "fired" && r.task_id)).toBe(true);
-      const tasks = await store.db.selectFrom("tasks").select(["id"]).where("created_by", "=", "schedule:every-second").execute();
+      const tasks = await store.db
+        .selectFrom("tasks")
+        .select(["id"])
+        .where("created_by", "=", "schedule:every-second")
+        .execute();
       expect(tasks.map((t) => t.id).sort()).toEqual(runs.map((r) => r.task_id).sort());
       // Runs went on after the kill, every second, up to A's stop.
       expect(times.filter((t) => t > killedAt + 1000).length).toBeGreaterThanOrEqual(3);
@@ -69,7 +92,10 @@ describe.skipIf(!natsUp || !mysqlUp)("a schedule on two control planes", () => {
       a.child.kill("SIGKILL");
       b.child.kill("SIGKILL");
       await store.close();
-      await deleteStreams({ tasksStream: `${prefix.toUpperCase()}_TASKS`, eventsStream: `${prefix.toUpperCase()}_EVENTS` });
+      await deleteStreams({
+        tasksStream: `${prefix.toUpperCase()}_TASKS`,
+        eventsStream: `${prefix.toUpperCase()}_EVENTS`,
+      });
       await db.drop();
     }
   });

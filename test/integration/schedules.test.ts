@@ -39,7 +39,8 @@ afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })))
 const config = loadConfig({ DATA_DIR: tmpdir(), ALLOWED_REPOS: "https://git.example.com/platform/docs.git" });
 const SYSTEM = { actor: "test", channel: "system" };
 
-const noop = (name: string, cron: string, extra = "") => `name: ${name}\ncron: "${cron}"\ntask:\n  kind: noop\n  steps: 1\n${extra}`;
+const noop = (name: string, cron: string, extra = "") =>
+  `name: ${name}\ncron: "${cron}"\ntask:\n  kind: noop\n  steps: 1\n${extra}`;
 
 async function runsOf(store: Store, name: string) {
   return store.db
@@ -58,12 +59,23 @@ describe("the shipped schedules", () => {
     expect(loaded.problems).toEqual([]);
     const byName = Object.fromEntries(loaded.items.map((i) => [i.item.name, i.item]));
     expect(Object.keys(byName).sort()).toEqual(["nightly-drift-check", "weekly-dependency-audit"]);
-    expect(byName["nightly-drift-check"]).toMatchObject({ enabled: true, skill: "argocd-drift-report", catch_up: "once" });
+    expect(byName["nightly-drift-check"]).toMatchObject({
+      enabled: true,
+      skill: "argocd-drift-report",
+      catch_up: "once",
+    });
     const skill = loadSkills("skills").skills.find((s) => s.name === "argocd-drift-report")!;
     expect(isInline(skill)).toBe(true);
-    expect(byName["weekly-dependency-audit"]).toMatchObject({ enabled: false, task: { kind: "prompt", repo_url: "gitops" } });
+    expect(byName["weekly-dependency-audit"]).toMatchObject({
+      enabled: false,
+      task: { kind: "prompt", repo_url: "gitops" },
+    });
     // `gitops` names the configured GitOps repository, which a task may always use.
-    expect(buildTaskRequest(byName["weekly-dependency-audit"]!.task!, config).payload).toMatchObject({ repoUrl: config.gitops.provider === "local" ? config.gitops.repoPath : expect.any(String), agent: "claude-code", timeoutMs: 45 * 60_000 });
+    expect(buildTaskRequest(byName["weekly-dependency-audit"]!.task!, config).payload).toMatchObject({
+      repoUrl: config.gitops.provider === "local" ? config.gitops.repoPath : expect.any(String),
+      agent: "claude-code",
+      timeoutMs: 45 * 60_000,
+    });
   });
 });
 
@@ -83,7 +95,10 @@ for (const f of factories) {
       const svc = createScheduleService({ store, log: silentLogger, now: () => clock.now, dir });
       writeFileSync(join(dir, "a.yaml"), noop("sync-a", "0 * * * *"));
       writeFileSync(join(dir, "b.yaml"), noop("sync-b", "0 3 * * *", "enabled: false\n"));
-      writeFileSync(join(dir, "bad.yaml"), 'name: sync-bad\ncron: "0 3 * * *"\ntimezone: Mars/Base\ntask:\n  kind: noop\n');
+      writeFileSync(
+        join(dir, "bad.yaml"),
+        'name: sync-bad\ncron: "0 3 * * *"\ntimezone: Mars/Base\ntask:\n  kind: noop\n',
+      );
       writeFileSync(join(dir, "worse.yaml"), "name: [unclosed\n");
       const first = await svc.sync(SYSTEM);
       expect(first).toMatchObject({ created: ["sync-a", "sync-b"], updated: [], unchanged: [] });
@@ -95,29 +110,49 @@ for (const f of factories) {
       expect((await svc.get("sync-b")).next_run_at).toBeNull();
 
       // A schedule made through MCP is never pruned, and a file with its name is reported.
-      await svc.create({ name: "sync-mcp", cron: "*/5 * * * *", task: { kind: "noop" } }, { actor: "mcp:alice", channel: "mcp" });
+      await svc.create(
+        { name: "sync-mcp", cron: "*/5 * * * *", task: { kind: "noop" } },
+        { actor: "mcp:alice", channel: "mcp" },
+      );
       writeFileSync(join(dir, "clash.yaml"), noop("sync-mcp", "0 0 * * *"));
       rmSync(join(dir, "a.yaml"));
       writeFileSync(join(dir, "b.yaml"), noop("sync-b", "0 4 * * *", "enabled: true\ntimezone: Europe/Berlin\n"));
       const second = await svc.sync(SYSTEM, { prune: true });
       expect(second).toMatchObject({ created: [], updated: ["sync-b"], pruned: ["sync-a"], skipped: ["sync-mcp"] });
-      expect(second.problems.map((p) => p.message)).toContain('schedule "sync-mcp" exists and was made through MCP (mcp:alice); rename one of them');
+      expect(second.problems.map((p) => p.message)).toContain(
+        'schedule "sync-mcp" exists and was made through MCP (mcp:alice); rename one of them',
+      );
       expect(iso((await svc.get("sync-b")).next_run_at!)).toBe("2026-11-21T03:00:00.000Z");
       expect((await svc.get("sync-mcp")).origin).toBe("mcp:alice");
       await expect(svc.get("sync-a")).rejects.toMatchObject({ code: "schedule.not_found" });
       // Disabling through the file stops it.
       writeFileSync(join(dir, "b.yaml"), noop("sync-b", "0 4 * * *", "enabled: false\ntimezone: Europe/Berlin\n"));
       expect((await svc.sync(SYSTEM)).updated).toEqual(["sync-b"]);
-      expect((await svc.get("sync-b"))).toMatchObject({ enabled: 0, next_run_at: null });
+      expect(await svc.get("sync-b")).toMatchObject({ enabled: 0, next_run_at: null });
       expect((await svc.sync(SYSTEM)).unchanged).toContain("sync-b");
-      const types = (await store.db.selectFrom("events").select("type").where("type", "like", "schedule.%").execute()).map((e) => e.type);
+      const types = (
+        await store.db.selectFrom("events").select("type").where("type", "like", "schedule.%").execute()
+      ).map((e) => e.type);
       expect(types.filter((t) => t === "schedule.deleted")).toHaveLength(1);
     });
 
     it("fires each run once with two schedulers on one database, queues the task through the outbox as schedule:<name>, and moves on", async () => {
       const clock = makeClock("2026-11-20T10:00:00.200Z");
       const svc = createScheduleService({ store, log: silentLogger, now: () => clock.now, dir: tempDir() });
-      await svc.create({ name: "twice-nothing", cron: "* * * * * *", overlap: "allow", task: { kind: "prompt", prompt: "refresh the docs", repo_url: "https://git.example.com/platform/docs.git", agent: "claude-code" } }, SYSTEM);
+      await svc.create(
+        {
+          name: "twice-nothing",
+          cron: "* * * * * *",
+          overlap: "allow",
+          task: {
+            kind: "prompt",
+            prompt: "refresh the docs",
+            repo_url: "https://git.example.com/platform/docs.git",
+            agent: "claude-code",
+          },
+        },
+        SYSTEM,
+      );
       // A second replica: its own connection pool on MySQL. On SQLite (one process, embedded) the
       // same connection: two better-sqlite3 connections in one process would block each other.
       const other = f.name === "mysql" ? openStore(store.database) : store;
@@ -132,12 +167,36 @@ for (const f of factories) {
         if (other !== store) await other.close();
       }
       const runs = await runsOf(store, "twice-nothing");
-      expect(runs.map((r) => `${iso(r.scheduled_for).slice(17, 19)}:${r.state}`)).toEqual(["01:fired", "02:fired", "03:fired", "04:fired", "05:fired"]);
-      const tasks = await store.db.selectFrom("tasks").selectAll().where("created_by", "=", "schedule:twice-nothing").orderBy("id").execute();
+      expect(runs.map((r) => `${iso(r.scheduled_for).slice(17, 19)}:${r.state}`)).toEqual([
+        "01:fired",
+        "02:fired",
+        "03:fired",
+        "04:fired",
+        "05:fired",
+      ]);
+      const tasks = await store.db
+        .selectFrom("tasks")
+        .selectAll()
+        .where("created_by", "=", "schedule:twice-nothing")
+        .orderBy("id")
+        .execute();
       expect(tasks).toHaveLength(5);
       expect(tasks.map((t) => t.id).sort()).toEqual(runs.map((r) => r.task_id).sort());
-      expect(JSON.parse(tasks[0]!.payload)).toMatchObject({ prompt: "refresh the docs", repoUrl: "https://git.example.com/platform/docs.git", agent: "claude-code", schedule: "twice-nothing" });
-      const outbox = await store.db.selectFrom("outbox").select("msg_id").where("msg_id", "in", tasks.map((t) => t.id)).execute();
+      expect(JSON.parse(tasks[0]!.payload)).toMatchObject({
+        prompt: "refresh the docs",
+        repoUrl: "https://git.example.com/platform/docs.git",
+        agent: "claude-code",
+        schedule: "twice-nothing",
+      });
+      const outbox = await store.db
+        .selectFrom("outbox")
+        .select("msg_id")
+        .where(
+          "msg_id",
+          "in",
+          tasks.map((t) => t.id),
+        )
+        .execute();
       expect(outbox).toHaveLength(5);
       expect(iso((await svc.get("twice-nothing")).next_run_at!)).toBe("2026-11-20T10:00:06.000Z");
     });
@@ -159,7 +218,12 @@ for (const f of factories) {
       clock.set("2026-11-20T11:30:01Z");
       await scheduler.tick();
       expect((await runsOf(store, "no-overlap")).map((r) => r.state)).toEqual(["fired", "skipped", "fired"]);
-      const skipped = await store.db.selectFrom("events").select(["reason"]).where("type", "=", "schedule.skipped").where("actor", "=", "schedule:no-overlap").execute();
+      const skipped = await store.db
+        .selectFrom("events")
+        .select(["reason"])
+        .where("type", "=", "schedule.skipped")
+        .where("actor", "=", "schedule:no-overlap")
+        .execute();
       expect(skipped).toHaveLength(1);
     });
 
@@ -168,7 +232,10 @@ for (const f of factories) {
       const svc = createScheduleService({ store, log: silentLogger, now: () => clock.now, dir: tempDir() });
       // overlap: allow, so the first run's task (still queued: no runner here) does not block the next.
       await svc.create({ name: "catch-skip", cron: "0 * * * *", overlap: "allow", task: { kind: "noop" } }, SYSTEM);
-      await svc.create({ name: "catch-once", cron: "0 * * * *", overlap: "allow", catch_up: "once", task: { kind: "noop" } }, SYSTEM);
+      await svc.create(
+        { name: "catch-once", cron: "0 * * * *", overlap: "allow", catch_up: "once", task: { kind: "noop" } },
+        SYSTEM,
+      );
       const before = createScheduler({ store, log: silentLogger, now: () => clock.now, skills: () => [], config });
       clock.set("2026-11-20T13:00:02Z");
       await before.tick();
@@ -177,10 +244,16 @@ for (const f of factories) {
       const after = createScheduler({ store, log: silentLogger, now: () => clock.now, skills: () => [], config });
       await after.tick();
       const skip = await runsOf(store, "catch-skip");
-      expect(skip.map((r) => `${iso(r.scheduled_for).slice(11, 16)}:${r.state}:${r.missed}`)).toEqual(["13:00:fired:0", "18:00:skipped:5"]);
+      expect(skip.map((r) => `${iso(r.scheduled_for).slice(11, 16)}:${r.state}:${r.missed}`)).toEqual([
+        "13:00:fired:0",
+        "18:00:skipped:5",
+      ]);
       expect(skip[1]!.reason).toBe("5 run(s) missed while no control plane was running (catch_up: skip)");
       const once = await runsOf(store, "catch-once");
-      expect(once.map((r) => `${iso(r.scheduled_for).slice(11, 16)}:${r.state}:${r.missed}`)).toEqual(["13:00:fired:0", "18:00:fired:5"]);
+      expect(once.map((r) => `${iso(r.scheduled_for).slice(11, 16)}:${r.state}:${r.missed}`)).toEqual([
+        "13:00:fired:0",
+        "18:00:fired:5",
+      ]);
       expect(once[1]!.reason).toBe("catch-up: one run for 5 missed while no control plane was running");
       expect(iso((await svc.get("catch-once")).next_run_at!)).toBe("2026-11-20T19:00:00.000Z");
       // The next tick fires nothing more.
@@ -193,21 +266,65 @@ for (const f of factories) {
       const target: Server = createServer((_req, res) => res.writeHead(status).end("ok"));
       await new Promise<void>((r) => target.listen(0, "127.0.0.1", r));
       const url = `http://127.0.0.1:${(target.address() as { port: number }).port}/healthz`;
-      const probe = Skill.parse({ name: "docs-probe", description: "is the docs site up", match: {}, risk: "read", approval: "none", action: { builtin: "probe", with: {} } });
+      const probe = Skill.parse({
+        name: "docs-probe",
+        description: "is the docs site up",
+        match: {},
+        risk: "read",
+        approval: "none",
+        action: { builtin: "probe", with: {} },
+      });
       const clock = makeClock("2026-11-20T14:00:00Z");
       const svc = createScheduleService({ store, log: silentLogger, now: () => clock.now, dir: tempDir() });
-      await svc.create({ name: "probe-docs", cron: "*/5 * * * *", overlap: "allow", skill: "docs-probe", params: { url, expect_status: 200 } }, SYSTEM);
+      await svc.create(
+        {
+          name: "probe-docs",
+          cron: "*/5 * * * *",
+          overlap: "allow",
+          skill: "docs-probe",
+          params: { url, expect_status: 200 },
+        },
+        SYSTEM,
+      );
       const queue = createMemoryQueue({ log: silentLogger });
       const { createOutboxRelay } = await import("../../src/bus/outbox.ts");
-      const relay = createOutboxRelay({ store, queue, log: silentLogger }, { intervalMs: 20, batch: 100, retentionMs: 86_400_000 });
-      const jobs = createControlJobs({ store, queue, log: silentLogger, now: () => clock.now }, { [SCHEDULE_SKILL_JOB]: createScheduleSkillJob({ store, now: () => clock.now, skills: () => [probe], inline: { secrets: () => undefined } }) }).start(2);
+      const relay = createOutboxRelay(
+        { store, queue, log: silentLogger },
+        { intervalMs: 20, batch: 100, retentionMs: 86_400_000 },
+      );
+      const jobs = createControlJobs(
+        { store, queue, log: silentLogger, now: () => clock.now },
+        {
+          [SCHEDULE_SKILL_JOB]: createScheduleSkillJob({
+            store,
+            now: () => clock.now,
+            skills: () => [probe],
+            inline: { secrets: () => undefined },
+          }),
+        },
+      ).start(2);
       relay.start();
       try {
-        const scheduler = createScheduler({ store, log: silentLogger, now: () => clock.now, skills: () => [probe], config });
+        const scheduler = createScheduler({
+          store,
+          log: silentLogger,
+          now: () => clock.now,
+          skills: () => [probe],
+          config,
+        });
         const finished = async () => {
           const runs = await runsOf(store, "probe-docs");
           return waitFor(async () => {
-            const t = await store.db.selectFrom("tasks").select(["id", "state", "error"]).where("id", "in", runs.map((r) => r.task_id!)).orderBy("id").execute();
+            const t = await store.db
+              .selectFrom("tasks")
+              .select(["id", "state", "error"])
+              .where(
+                "id",
+                "in",
+                runs.map((r) => r.task_id!),
+              )
+              .orderBy("id")
+              .execute();
             return t.every((x) => x.state === "succeeded" || x.state === "failed") ? t : undefined;
           });
         };
@@ -219,9 +336,22 @@ for (const f of factories) {
         await scheduler.tick();
         const runs = await runsOf(store, "probe-docs");
         const states = await finished();
-        expect(states.map((t) => t.state), JSON.stringify(states)).toEqual(["succeeded", "failed"]);
+        expect(
+          states.map((t) => t.state),
+          JSON.stringify(states),
+        ).toEqual(["succeeded", "failed"]);
         expect(states[1]!.error).toMatch(/probe failed: .*503/);
-        const results = await store.db.selectFrom("events").select(["task_id", "reason", "data"]).where("type", "=", "schedule.result").where("task_id", "in", runs.map((r) => r.task_id!)).orderBy("seq").execute();
+        const results = await store.db
+          .selectFrom("events")
+          .select(["task_id", "reason", "data"])
+          .where("type", "=", "schedule.result")
+          .where(
+            "task_id",
+            "in",
+            runs.map((r) => r.task_id!),
+          )
+          .orderBy("seq")
+          .execute();
         expect(results.map((e) => JSON.parse(e.data).kind)).toEqual(["applied", "escalate"]);
       } finally {
         await jobs.stop();
@@ -235,12 +365,26 @@ for (const f of factories) {
       const clock = makeClock("2026-11-20T16:00:00Z");
       const skills = loadSkills("skills").skills;
       const svc = createScheduleService({ store, log: silentLogger, now: () => clock.now, dir: tempDir() });
-      await svc.create({ name: "drift-unconfigured", cron: "0 * * * *", skill: "argocd-drift-report", params: { mode: "report" } }, SYSTEM);
-      const scheduler = createScheduler({ store, log: silentLogger, now: () => clock.now, skills: () => skills, config, inline: {} });
+      await svc.create(
+        { name: "drift-unconfigured", cron: "0 * * * *", skill: "argocd-drift-report", params: { mode: "report" } },
+        SYSTEM,
+      );
+      const scheduler = createScheduler({
+        store,
+        log: silentLogger,
+        now: () => clock.now,
+        skills: () => skills,
+        config,
+        inline: {},
+      });
       clock.set("2026-11-20T17:00:01Z");
       await scheduler.tick();
       expect((await runsOf(store, "drift-unconfigured")).map((r) => [r.state, r.reason, r.task_id])).toEqual([
-        ["skipped", "skill argocd-drift-report cannot run here: Argo CD is not configured (ARGOCD_URL and ARGOCD_TOKEN)", null],
+        [
+          "skipped",
+          "skill argocd-drift-report cannot run here: Argo CD is not configured (ARGOCD_URL and ARGOCD_TOKEN)",
+          null,
+        ],
       ]);
     });
 
@@ -251,9 +395,21 @@ for (const f of factories) {
       const service = createScheduleService({ store, log: silentLogger, now: () => clock.now, dir });
       const scheduler = createScheduler({ store, log: silentLogger, now: () => clock.now, skills: () => [], config });
       const queue = createMemoryQueue({ log: silentLogger });
-      const deps = { config, log: silentLogger, store, queue, tasks: createTaskService({ store, log: silentLogger, now: () => clock.now }), now: () => clock.now, skills: () => [], schedules: { service, scheduler }, kick: () => {} } as unknown as McpDeps;
+      const deps = {
+        config,
+        log: silentLogger,
+        store,
+        queue,
+        tasks: createTaskService({ store, log: silentLogger, now: () => clock.now }),
+        now: () => clock.now,
+        skills: () => [],
+        schedules: { service, scheduler },
+        kick: () => {},
+      } as unknown as McpDeps;
       const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
-      await createMcpServer(deps, { subject: "alice", scopes: new Set(["write", "read"]), via: "token" }).connect(serverSide);
+      await createMcpServer(deps, { subject: "alice", scopes: new Set(["write", "read"]), via: "token" }).connect(
+        serverSide,
+      );
       const client = new Client({ name: "schedules-test", version: "1" });
       await client.connect(clientSide);
       const call = async (name: string, args: Record<string, unknown>) => {
@@ -262,23 +418,50 @@ for (const f of factories) {
         return r.structuredContent as any;
       };
       try {
-        const made = await call("create_schedule", { name: "mcp-daily", cron: "30 7 * * *", timezone: "America/New_York", task: { kind: "noop" } });
-        expect(made.schedule).toMatchObject({ name: "mcp-daily", source: "mcp", origin: "mcp:alice", next_run_at: "2026-11-21T12:30:00.000Z" });
+        const made = await call("create_schedule", {
+          name: "mcp-daily",
+          cron: "30 7 * * *",
+          timezone: "America/New_York",
+          task: { kind: "noop" },
+        });
+        expect(made.schedule).toMatchObject({
+          name: "mcp-daily",
+          source: "mcp",
+          origin: "mcp:alice",
+          next_run_at: "2026-11-21T12:30:00.000Z",
+        });
         expect((await call("sync_schedules", { prune: true })).created).toEqual(["mcp-weekly"]);
-        expect((await call("list_schedules", {})).schedules.map((s: { name: string }) => s.name)).toEqual(expect.arrayContaining(["mcp-daily", "mcp-weekly"]));
+        expect((await call("list_schedules", {})).schedules.map((s: { name: string }) => s.name)).toEqual(
+          expect.arrayContaining(["mcp-daily", "mcp-weekly"]),
+        );
         const run = await call("run_schedule", { name: "mcp-daily" });
         expect(run).toMatchObject({ state: "fired" });
         const got = await call("get_schedule", { name: "mcp-daily" });
-        expect(got.runs).toEqual([expect.objectContaining({ state: "fired", task_id: run.task_id, task_state: "queued" })]);
+        expect(got.runs).toEqual([
+          expect.objectContaining({ state: "fired", task_id: run.task_id, task_state: "queued" }),
+        ]);
         clock.advance(1000);
         expect((await call("run_schedule", { name: "mcp-daily" })).state).toBe("skipped");
         const off = await call("update_schedule", { name: "mcp-daily", enabled: false });
         expect(off.schedule).toMatchObject({ enabled: false, next_run_at: null, cron: "30 7 * * *" });
-        await expect(call("create_schedule", { name: "mcp-daily", cron: "* * * * *", task: { kind: "noop" } })).rejects.toThrow(/schedule\.exists/);
-        await expect(call("create_schedule", { name: "mcp-bad", cron: "61 * * * *", task: { kind: "noop" } })).rejects.toThrow(/schedule\.invalid/);
-        await expect(call("create_schedule", { name: "mcp-repo", cron: "* * * * *", task: { kind: "prompt", prompt: "x", repo_url: "https://evil.example/x.git" } })).resolves.toBeDefined();
+        await expect(
+          call("create_schedule", { name: "mcp-daily", cron: "* * * * *", task: { kind: "noop" } }),
+        ).rejects.toThrow(/schedule\.exists/);
+        await expect(
+          call("create_schedule", { name: "mcp-bad", cron: "61 * * * *", task: { kind: "noop" } }),
+        ).rejects.toThrow(/schedule\.invalid/);
+        await expect(
+          call("create_schedule", {
+            name: "mcp-repo",
+            cron: "* * * * *",
+            task: { kind: "prompt", prompt: "x", repo_url: "https://evil.example/x.git" },
+          }),
+        ).resolves.toBeDefined();
         // A run whose task is not allowed is recorded as failed, with the reason.
-        expect(await call("run_schedule", { name: "mcp-repo" })).toMatchObject({ state: "failed", reason: expect.stringContaining("task.repo_not_allowed") });
+        expect(await call("run_schedule", { name: "mcp-repo" })).toMatchObject({
+          state: "failed",
+          reason: expect.stringContaining("task.repo_not_allowed"),
+        });
         expect((await call("delete_schedule", { name: "mcp-daily" })).schedule.name).toBe("mcp-daily");
         await expect(call("get_schedule", { name: "mcp-daily" })).rejects.toThrow(/schedule\.not_found/);
       } finally {

@@ -44,7 +44,9 @@ function trap() {
   const seen: Seen[] = [];
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     seen.push({ path: (req.url ?? "").split("?")[0]!, authorization: req.headers.authorization ?? null });
-    res.writeHead(401, { "WWW-Authenticate": 'Basic realm="git"', "Content-Type": "text/plain" }).end("credentials, please\n");
+    res
+      .writeHead(401, { "WWW-Authenticate": 'Basic realm="git"', "Content-Type": "text/plain" })
+      .end("credentials, please\n");
   };
   return { seen, handler };
 }
@@ -57,7 +59,29 @@ async function listen(server: Server): Promise<number> {
 function selfSignedCert(dir: string): { key: string; cert: string; certFile: string } {
   const keyFile = join(dir, "key.pem");
   const certFile = join(dir, "cert.pem");
-  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", keyFile, "-out", certFile, "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], { stdio: "pipe" });
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      keyFile,
+      "-out",
+      certFile,
+      "-days",
+      "1",
+      "-subj",
+      "/CN=127.0.0.1",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1",
+    ],
+    { stdio: "pipe" },
+  );
   return { key: readFileSync(keyFile, "utf8"), cert: readFileSync(certFile, "utf8"), certFile };
 }
 
@@ -95,7 +119,12 @@ describe("git credentials", () => {
     httpsPort = await listen(httpsServer);
     httpPort = await listen(httpServer);
     // GitHub Enterprise at https://127.0.0.1:<port>: the GitOps repository is …/acme/gitops.git.
-    const github = createGitHubHost({ owner: "acme", repo: "gitops", token: TOKEN, baseUrl: `https://127.0.0.1:${httpsPort}/api/v3` });
+    const github = createGitHubHost({
+      owner: "acme",
+      repo: "gitops",
+      token: TOKEN,
+      baseUrl: `https://127.0.0.1:${httpsPort}/api/v3`,
+    });
     gitopsUrl = github.cloneUrl();
     // The only addition: git must trust the test server's certificate.
     host = { ...github, auth: async () => ({ env: { ...(await github.auth()).env, GIT_SSL_CAINFO: caFile } }) };
@@ -116,7 +145,8 @@ describe("git credentials", () => {
       AGENT_COMMANDS: JSON.stringify({ true: ["true"] }),
       AGENT_DEFAULT: "true",
     });
-  const executorsFor = (allowed: string[]) => buildExecutors(configFor(allowed), { host, env: { PATH: process.env.PATH } });
+  const executorsFor = (allowed: string[]) =>
+    buildExecutors(configFor(allowed), { host, env: { PATH: process.env.PATH } });
   const requestsTo = (s: { seen: Seen[] }, path: string) => s.seen.filter((r) => r.path.startsWith(path));
 
   it("offers the token to the GitOps repository's own https URL (the helper still works)", async () => {
@@ -129,7 +159,11 @@ describe("git credentials", () => {
   });
 
   it("never sends the token to another repository, even one on ALLOWED_REPOS on the same host or over plain http", async () => {
-    const evil = [`https://127.0.0.1:${httpsPort}/evil/repo.git`, `https://127.0.0.1:${httpsPort}/acme/gitops-fork.git`, `http://127.0.0.1:${httpPort}/acme/gitops.git`];
+    const evil = [
+      `https://127.0.0.1:${httpsPort}/evil/repo.git`,
+      `https://127.0.0.1:${httpsPort}/acme/gitops-fork.git`,
+      `http://127.0.0.1:${httpPort}/acme/gitops.git`,
+    ];
     const executors = await executorsFor(evil);
     for (const url of evil) {
       const err = await rejection(executors.prompt!(promptTask(url), context()));
@@ -138,14 +172,21 @@ describe("git credentials", () => {
     // The plain-http clone was tried (the repository is allowed), without credentials of any kind.
     // (The https ones stop earlier: only the GitOps clone's environment trusts the test CA.)
     expect(requestsTo(http, "/acme/gitops.git").length).toBeGreaterThanOrEqual(1);
-    const asked = [...requestsTo(https, "/evil/"), ...requestsTo(https, "/acme/gitops-fork.git"), ...requestsTo(http, "/")];
+    const asked = [
+      ...requestsTo(https, "/evil/"),
+      ...requestsTo(https, "/acme/gitops-fork.git"),
+      ...requestsTo(http, "/"),
+    ];
     expect(asked.map((r) => r.authorization)).toEqual(asked.map(() => null));
   });
 
   it("refuses a repository that is not on the allow-list before sending it a single request", async () => {
     const executors = await executorsFor([]);
     const before = https.seen.length + http.seen.length;
-    for (const url of [`https://127.0.0.1:${httpsPort}/other/repo.git`, `http://127.0.0.1:${httpPort}/acme/gitops.git`]) {
+    for (const url of [
+      `https://127.0.0.1:${httpsPort}/other/repo.git`,
+      `http://127.0.0.1:${httpPort}/acme/gitops.git`,
+    ]) {
       const err = await rejection(executors.prompt!(promptTask(url), context()));
       expect(err).toMatchObject({ code: "task.repo_not_allowed", kind: "forbidden", retryable: false });
     }
@@ -162,13 +203,19 @@ describe("git credentials", () => {
       expect(r.exitCode, url).not.toBe(0);
       expect(r.stderr).not.toContain(TOKEN);
     }
-    expect([...requestsTo(https, "/thief/"), ...requestsTo(http, "/")].map((r) => r.authorization).filter((a) => a !== null)).toEqual([]);
+    expect(
+      [...requestsTo(https, "/thief/"), ...requestsTo(http, "/")].map((r) => r.authorization).filter((a) => a !== null),
+    ).toEqual([]);
   });
 
   it("answers git's prompts only for the pinned https URL", () => {
     const ask = (prompt: string, pinned = "https://github.com/acme/gitops.git") => {
       try {
-        return execFileSync("sh", [ASKPASS_PATH, prompt], { env: { PITCREW_GIT_URL: pinned, PITCREW_GIT_USERNAME: "x-access-token", PITCREW_GIT_PASSWORD: TOKEN }, encoding: "utf8", stdio: "pipe" });
+        return execFileSync("sh", [ASKPASS_PATH, prompt], {
+          env: { PITCREW_GIT_URL: pinned, PITCREW_GIT_USERNAME: "x-access-token", PITCREW_GIT_PASSWORD: TOKEN },
+          encoding: "utf8",
+          stdio: "pipe",
+        });
       } catch {
         return "refused";
       }
@@ -200,7 +247,11 @@ describe("submit_task allow-list", () => {
   beforeAll(async () => {
     store = await (await storeFactories()).find((f) => f.name === "sqlite")!.make();
     bare = makeBareRepo(mkdtempSync(join(root, "mcp-")), [{ message: "init", files: { "a.yaml": "a: 1\n" } }]);
-    const config = loadConfig({ DATA_DIR: join(root, "mcp-data"), GITOPS_REPO: bare, ALLOWED_REPOS: "https://git.example.com/team/tools.git, acme/docs" });
+    const config = loadConfig({
+      DATA_DIR: join(root, "mcp-data"),
+      GITOPS_REPO: bare,
+      ALLOWED_REPOS: "https://git.example.com/team/tools.git, acme/docs",
+    });
     const now = () => Date.now();
     const deps = {
       config,
@@ -213,7 +264,9 @@ describe("submit_task allow-list", () => {
       kick: () => {},
     } as unknown as McpDeps;
     const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
-    await createMcpServer(deps, { subject: "writer", scopes: new Set(["read", "write"]), via: "token" }).connect(serverSide);
+    await createMcpServer(deps, { subject: "writer", scopes: new Set(["read", "write"]), via: "token" }).connect(
+      serverSide,
+    );
     client = new Client({ name: "security-test", version: "1.0.0" });
     await client.connect(clientSide);
   });
@@ -224,13 +277,29 @@ describe("submit_task allow-list", () => {
   });
 
   const submit = async (repo_url: string) => {
-    const r = (await client.callTool({ name: "submit_task", arguments: { kind: "prompt", prompt: "steal the token", repo_url } })) as CallToolResult;
+    const r = (await client.callTool({
+      name: "submit_task",
+      arguments: { kind: "prompt", prompt: "steal the token", repo_url },
+    })) as CallToolResult;
     return { isError: !!r.isError, text: r.content.map((c) => (c.type === "text" ? c.text : "")).join("\n") };
   };
-  const taskCount = async () => Number((await store.db.selectFrom("tasks").select((e) => e.fn.countAll().as("n")).executeTakeFirstOrThrow()).n);
+  const taskCount = async () =>
+    Number(
+      (
+        await store.db
+          .selectFrom("tasks")
+          .select((e) => e.fn.countAll().as("n"))
+          .executeTakeFirstOrThrow()
+      ).n,
+    );
 
   it("refuses a write-scoped caller's repository outside the allow-list, with a clear error and nothing queued", async () => {
-    for (const url of ["http://attacker.example/x.git", "https://github.com/acme/gitops-evil.git", "https://git.example.com/team/tools-other.git", "/etc"]) {
+    for (const url of [
+      "http://attacker.example/x.git",
+      "https://github.com/acme/gitops-evil.git",
+      "https://git.example.com/team/tools-other.git",
+      "/etc",
+    ]) {
       const r = await submit(url);
       expect(r, url).toMatchObject({ isError: true, text: expect.stringContaining("is not allowed") });
       expect(r.text).toContain("ALLOWED_REPOS");
@@ -239,7 +308,13 @@ describe("submit_task allow-list", () => {
   });
 
   it("queues tasks for the GitOps repository and the repositories ALLOWED_REPOS lists", async () => {
-    for (const url of [bare, `file://${bare}`, "https://git.example.com/team/tools.git", "https://GIT.example.com/team/tools", "https://github.com/acme/docs.git"]) {
+    for (const url of [
+      bare,
+      `file://${bare}`,
+      "https://git.example.com/team/tools.git",
+      "https://GIT.example.com/team/tools",
+      "https://github.com/acme/docs.git",
+    ]) {
       expect(await submit(url), url).toMatchObject({ isError: false });
     }
     expect(await taskCount()).toBe(5);

@@ -51,7 +51,12 @@ for (const f of factories) {
       const store = await f.make({ own: true });
       const other = openStore(store.database);
       try {
-        const a = createSkillSync({ store, log: silentLogger, now: Date.now, dir: skillsDir({ "a.yaml": skillYaml("restart-a", "CrashA", true) }) });
+        const a = createSkillSync({
+          store,
+          log: silentLogger,
+          now: Date.now,
+          dir: skillsDir({ "a.yaml": skillYaml("restart-a", "CrashA", true) }),
+        });
         const bDir = skillsDir({ "b.yaml": skillYaml("restart-b", "CrashB", false) });
         const b = createSkillSync({ store: other, log: silentLogger, now: Date.now, dir: bDir });
 
@@ -65,7 +70,12 @@ for (const f of factories) {
         expect(await b.refresh()).toBe(false);
         // Publishing the same set again writes nothing.
         expect((await a.publish({ actor: "test:a", channel: "system" })).published).toBe(false);
-        const published = await store.db.selectFrom("events").select(["actor"]).where("type", "=", "skills.published").orderBy("seq").execute();
+        const published = await store.db
+          .selectFrom("events")
+          .select(["actor"])
+          .where("type", "=", "skills.published")
+          .orderBy("seq")
+          .execute();
         expect(published.map((e) => e.actor)).toEqual(["test:b", "test:a"]);
 
         // A file that cannot be read is one problem; the rest of B's folder still publishes.
@@ -73,7 +83,12 @@ for (const f of factories) {
         writeFileSync(join(bDir, "c.yaml"), skillYaml("restart-c", "CrashC", false));
         const second = await b.publish({ actor: "test:b", channel: "system" });
         expect(second.skills.map((s) => s.name)).toEqual(["restart-b", "restart-c"]);
-        expect(second.problems).toEqual([expect.objectContaining({ file: expect.stringContaining("dangling.yaml"), message: "cannot be read (ENOENT)" })]);
+        expect(second.problems).toEqual([
+          expect.objectContaining({
+            file: expect.stringContaining("dangling.yaml"),
+            message: "cannot be read (ENOENT)",
+          }),
+        ]);
         await a.refresh();
         expect(a.skills().map((s) => s.name)).toEqual(["restart-b", "restart-c"]);
 
@@ -135,8 +150,19 @@ describe.skipIf(!natsUp || !mysqlUp)("two control planes", () => {
     const grouped = skillsDir({ "restart.yaml": skillYaml("restart-grouped", "CrashLoop", true) });
     const ungrouped = skillsDir({ "restart.yaml": skillYaml("restart-single", "CrashLoop", false) });
     const [portA, portB] = [await freePort(), await freePort()];
-    const env = (port: number, dir: string) => ({ PORT: String(port), DATABASE_URL: db.url, NATS_URL, NATS_PREFIX: prefix, DATA_DIR: tempDir(), SKILLS_DIR: dir, ALERTMANAGER_TOKEN: token, SKILLS_SYNC_INTERVAL: "1h", RUNNER_POOL: "nobody" });
-    const ready = (port: number) => waitFor(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, 30_000, 200);
+    const env = (port: number, dir: string) => ({
+      PORT: String(port),
+      DATABASE_URL: db.url,
+      NATS_URL,
+      NATS_PREFIX: prefix,
+      DATA_DIR: tempDir(),
+      SKILLS_DIR: dir,
+      ALERTMANAGER_TOKEN: token,
+      SKILLS_SYNC_INTERVAL: "1h",
+      RUNNER_POOL: "nobody",
+    });
+    const ready = (port: number) =>
+      waitFor(async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, 30_000, 200);
     const a = spawnPitcrew(["serve"], env(portA, grouped));
     let b: ReturnType<typeof spawnPitcrew> | undefined;
     try {
@@ -147,7 +173,15 @@ describe.skipIf(!natsUp || !mysqlUp)("two control planes", () => {
       const store = openStore({ dialect: "mysql", url: db.url, poolSize: 2 });
       try {
         const publishedBy = async () =>
-          (await store.db.selectFrom("events").select(["actor", "data"]).where("type", "=", "skills.published").orderBy("seq", "desc").limit(1).executeTakeFirst())?.data ?? "";
+          (
+            await store.db
+              .selectFrom("events")
+              .select(["actor", "data"])
+              .where("type", "=", "skills.published")
+              .orderBy("seq", "desc")
+              .limit(1)
+              .executeTakeFirst()
+          )?.data ?? "";
         await waitFor(async () => (await publishedBy()).includes("restart-single"), 10_000, 100);
 
         // A reload on A (SIGHUP) publishes its folder; B uses it for its very next payload.
@@ -159,7 +193,11 @@ describe.skipIf(!natsUp || !mysqlUp)("two control planes", () => {
         expect(one.status).toBe(200);
         expect(two.status).toBe(200);
         expect(two.body.incidents).toEqual(one.body.incidents);
-        const incidents = await store.db.selectFrom("incidents").select(["id", "dedupe_key"]).where("namespace", "=", ns).execute();
+        const incidents = await store.db
+          .selectFrom("incidents")
+          .select(["id", "dedupe_key"])
+          .where("namespace", "=", ns)
+          .execute();
         expect(incidents).toEqual([{ id: one.body.incidents[0], dedupe_key: `d:restart-grouped:${ns}/checkout` }]);
 
         // An unreadable file on SIGHUP is a reported problem, not a crash; the good skill stays.
@@ -181,7 +219,10 @@ describe.skipIf(!natsUp || !mysqlUp)("two control planes", () => {
     } finally {
       a.child.kill("SIGKILL");
       b?.child.kill("SIGKILL");
-      await deleteStreams({ tasksStream: `${prefix.toUpperCase()}_TASKS`, eventsStream: `${prefix.toUpperCase()}_EVENTS` });
+      await deleteStreams({
+        tasksStream: `${prefix.toUpperCase()}_TASKS`,
+        eventsStream: `${prefix.toUpperCase()}_EVENTS`,
+      });
       await db.drop();
     }
   });

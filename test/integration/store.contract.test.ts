@@ -120,7 +120,8 @@ async function insideRolledBackTransaction(store: Store, fn: (trx: Executor) => 
   const rollback = new Error("rollback");
   // REPEATABLE READ (InnoDB's default, spelled out): the first read fixes a snapshot, so rows
   // committed meanwhile by parallel test files stay invisible and counts differ only by our rows.
-  const trx = store.dialect === "mysql" ? store.db.transaction().setIsolationLevel("repeatable read") : store.db.transaction();
+  const trx =
+    store.dialect === "mysql" ? store.db.transaction().setIsolationLevel("repeatable read") : store.db.transaction();
   await expect(
     trx.execute(async (t) => {
       await fn(t);
@@ -164,9 +165,14 @@ for (const f of factories) {
           expect(await migrateToLatest(fresh)).toEqual(Object.keys(migrations));
           expect(await migrateToLatest(fresh)).toEqual([]);
 
-          const down = await new Migrator({ db: fresh.db, provider: { getMigrations: async () => migrations } }).migrateTo(NO_MIGRATIONS);
+          const down = await new Migrator({
+            db: fresh.db,
+            provider: { getMigrations: async () => migrations },
+          }).migrateTo(NO_MIGRATIONS);
           expect(down.error).toBeUndefined();
-          expect((await fresh.db.introspection.getTables()).map((t) => t.name).filter((n) => TABLES.includes(n))).toEqual([]);
+          expect(
+            (await fresh.db.introspection.getTables()).map((t) => t.name).filter((n) => TABLES.includes(n)),
+          ).toEqual([]);
 
           expect(await migrateToLatest(fresh)).toEqual(Object.keys(migrations));
           expect((await fresh.db.introspection.getTables()).map((t) => t.name)).toEqual(expect.arrayContaining(TABLES));
@@ -176,22 +182,27 @@ for (const f of factories) {
         }
       });
 
-      it.runIf(f.name === "mysql")("make every MySQL table and text column utf8mb4 with a binary collation", async () => {
-        const tables = await sql<{ name: string; collation: string }>`
+      it.runIf(f.name === "mysql")(
+        "make every MySQL table and text column utf8mb4 with a binary collation",
+        async () => {
+          const tables = await sql<{ name: string; collation: string }>`
           select table_name as name, table_collation as collation from information_schema.tables
           where table_schema = database() and table_name in (${sql.join(TABLES)})`.execute(store.db);
-        expect(tables.rows.map((r) => r.name).sort()).toEqual([...TABLES].sort());
-        for (const t of tables.rows) expect(t.collation, t.name).toBe("utf8mb4_bin");
+          expect(tables.rows.map((r) => r.name).sort()).toEqual([...TABLES].sort());
+          for (const t of tables.rows) expect(t.collation, t.name).toBe("utf8mb4_bin");
 
-        const columns = await sql<{ name: string; charset: string | null }>`
+          const columns = await sql<{ name: string; charset: string | null }>`
           select concat(table_name, '.', column_name) as name, character_set_name as charset from information_schema.columns
-          where table_schema = database() and table_name in (${sql.join(TABLES)}) and character_set_name is not null`.execute(store.db);
-        expect(columns.rows.length).toBeGreaterThan(50);
-        expect(columns.rows.filter((c) => c.charset !== "utf8mb4")).toEqual([]);
-      });
+          where table_schema = database() and table_name in (${sql.join(TABLES)}) and character_set_name is not null`.execute(
+            store.db,
+          );
+          expect(columns.rows.length).toBeGreaterThan(50);
+          expect(columns.rows.filter((c) => c.charset !== "utf8mb4")).toEqual([]);
+        },
+      );
 
       it("round-trips 4-byte emoji and a 100 KB text through the JSON text columns", async () => {
-        const long = "🚨 disk full on node-1 😱 " + "x".repeat(100 * 1024) + " 🧯end";
+        const long = `🚨 disk full on node-1 😱 ${"x".repeat(100 * 1024)} 🧯end`;
         const payload = { note: long, emoji: "🔥💥🧨", marker: marker() };
         const { task } = await tasks.create({ kind: "diagnose", payload, createdBy: "🤖 bot", channel: "api" });
 
@@ -209,21 +220,43 @@ for (const f of factories) {
       it("writes the queued task, one outbox row keyed by the task id and one task.created event", async () => {
         const m = marker();
         const incidentId = newId("inc");
-        const { task, created } = await tasks.create({ kind: "diagnose", pool: "gpu", payload: { m }, incidentId, createdBy: "alice", channel: "api" });
+        const { task, created } = await tasks.create({
+          kind: "diagnose",
+          pool: "gpu",
+          payload: { m },
+          incidentId,
+          createdBy: "alice",
+          channel: "api",
+        });
         expect(created).toBe(true);
 
         const row = await getTask(store.db, task.id);
-        expect(row).toMatchObject({ state: "queued", kind: "diagnose", pool: "gpu", incident_id: incidentId, created_by: "alice", attempts: 0 });
+        expect(row).toMatchObject({
+          state: "queued",
+          kind: "diagnose",
+          pool: "gpu",
+          incident_id: incidentId,
+          created_by: "alice",
+          attempts: 0,
+        });
 
         const outbox = await store.db.selectFrom("outbox").selectAll().where("msg_id", "=", task.id).execute();
         expect(outbox).toHaveLength(1);
         expect(outbox[0]).toMatchObject({ topic: "task", sent_at: null, attempts: 0 });
-        expect(JSON.parse(outbox[0]!.payload)).toMatchObject({ pool: "gpu", body: { taskId: task.id, kind: "diagnose", incidentId, payload: { m } } });
+        expect(JSON.parse(outbox[0]!.payload)).toMatchObject({
+          pool: "gpu",
+          body: { taskId: task.id, kind: "diagnose", incidentId, payload: { m } },
+        });
         expect(await outboxRowsContaining(store.db, m)).toHaveLength(1);
 
         const events = await listEvents(store.db, { taskId: task.id });
         expect(events).toHaveLength(1);
-        expect(events[0]).toMatchObject({ type: "task.created", incident_id: incidentId, actor: "alice", channel: "api" });
+        expect(events[0]).toMatchObject({
+          type: "task.created",
+          incident_id: incidentId,
+          actor: "alice",
+          channel: "api",
+        });
       });
 
       it("leaves no task, outbox row or event when the transaction fails after the task and outbox rows were written", async () => {
@@ -238,19 +271,23 @@ for (const f of factories) {
             return { m };
           },
         };
-        await expect(tasks.create({ kind: "diagnose", payload: { poison }, createdBy: "alice", channel: "api" })).rejects.toThrow(
-          "cannot serialise event data",
-        );
+        await expect(
+          tasks.create({ kind: "diagnose", payload: { poison }, createdBy: "alice", channel: "api" }),
+        ).rejects.toThrow("cannot serialise event data");
         expect(serialised).toBe(3);
 
-        expect(await store.db.selectFrom("tasks").select("id").where("payload", "like", `%${m}%`).execute()).toEqual([]);
+        expect(await store.db.selectFrom("tasks").select("id").where("payload", "like", `%${m}%`).execute()).toEqual(
+          [],
+        );
         expect(await outboxRowsContaining(store.db, m)).toEqual([]);
         expect(await eventRowsContaining(store.db, m)).toEqual([]);
       });
 
       it("rejects a kind that is not a lowercase name without writing anything", async () => {
         const m = marker();
-        await expect(tasks.create({ kind: "Drop Table", payload: { m }, createdBy: "alice", channel: "api" })).rejects.toMatchObject({
+        await expect(
+          tasks.create({ kind: "Drop Table", payload: { m }, createdBy: "alice", channel: "api" }),
+        ).rejects.toMatchObject({
           code: "task.invalid_kind",
         });
         expect(await outboxRowsContaining(store.db, m)).toEqual([]);
@@ -260,7 +297,9 @@ for (const f of factories) {
         const m = marker();
         const key = `idem-${m}`;
         const results = await Promise.all(
-          Array.from({ length: 20 }, () => tasks.create({ kind: "diagnose", payload: { m }, createdBy: "alice", channel: "api", idempotencyKey: key })),
+          Array.from({ length: 20 }, () =>
+            tasks.create({ kind: "diagnose", payload: { m }, createdBy: "alice", channel: "api", idempotencyKey: key }),
+          ),
         );
 
         const ids = new Set(results.map((r) => r.task.id));
@@ -278,19 +317,41 @@ for (const f of factories) {
 
       it("returns the existing task for a retried create with a used idempotency key", async () => {
         const key = `idem-${marker()}`;
-        const first = await tasks.create({ kind: "diagnose", payload: { n: 1 }, createdBy: "alice", channel: "api", idempotencyKey: key });
-        const again = await tasks.create({ kind: "diagnose", payload: { n: 2 }, createdBy: "bob", channel: "api", idempotencyKey: key });
+        const first = await tasks.create({
+          kind: "diagnose",
+          payload: { n: 1 },
+          createdBy: "alice",
+          channel: "api",
+          idempotencyKey: key,
+        });
+        const again = await tasks.create({
+          kind: "diagnose",
+          payload: { n: 2 },
+          createdBy: "bob",
+          channel: "api",
+          idempotencyKey: key,
+        });
         expect(again.created).toBe(false);
         expect(again.task.id).toBe(first.task.id);
         expect(JSON.parse(again.task.payload)).toEqual({ n: 1 });
-        expect(await store.db.selectFrom("outbox").select("id").where("msg_id", "=", first.task.id).execute()).toHaveLength(1);
+        expect(
+          await store.db.selectFrom("outbox").select("id").where("msg_id", "=", first.task.id).execute(),
+        ).toHaveLength(1);
       });
     });
 
     describe("events", () => {
       it("stores an event id once: a second append returns false and adds no row", async () => {
         const id = newId("evt");
-        const e = { id, type: "task.progress", taskId: newId("tsk"), actor: "runner-1", channel: "bus", data: { step: 1 }, occurredAt: Date.now() };
+        const e = {
+          id,
+          type: "task.progress",
+          taskId: newId("tsk"),
+          actor: "runner-1",
+          channel: "bus",
+          data: { step: 1 },
+          occurredAt: Date.now(),
+        };
         expect(await appendEvent(store.db, store.dialect, e, Date.now())).toBe(true);
         expect(await appendEvent(store.db, store.dialect, { ...e, data: { step: 2 } }, Date.now())).toBe(false);
 
@@ -305,7 +366,21 @@ for (const f of factories) {
         const incidentId = newId("inc");
         const add = async (taskId: string, step: number, inc: string | null = incidentId) => {
           const id = newId("evt");
-          await appendEvent(store.db, store.dialect, { id, type: "task.progress", taskId, incidentId: inc, actor: "r", channel: "bus", data: { step }, occurredAt: Date.now() }, Date.now());
+          await appendEvent(
+            store.db,
+            store.dialect,
+            {
+              id,
+              type: "task.progress",
+              taskId,
+              incidentId: inc,
+              actor: "r",
+              channel: "bus",
+              data: { step },
+              occurredAt: Date.now(),
+            },
+            Date.now(),
+          );
           return id;
         };
         const a0 = await add(a, 0);
@@ -329,22 +404,41 @@ for (const f of factories) {
         expect((await listEvents(store.db, { taskId: b })).map((e) => e.id)).toEqual([b0, b1]);
         expect((await listEvents(store.db, { incidentId })).map((e) => e.id)).toEqual([a0, b0, a1, b1, a3, a4]);
         const afterB0 = (await listEvents(store.db, { incidentId, limit: 2 })).at(-1)!.seq;
-        expect((await listEvents(store.db, { incidentId, afterSeq: afterB0, limit: 3 })).map((e) => e.id)).toEqual([a1, b1, a3]);
+        expect((await listEvents(store.db, { incidentId, afterSeq: afterB0, limit: 3 })).map((e) => e.id)).toEqual([
+          a1,
+          b1,
+          a3,
+        ]);
         expect(await listEvents(store.db, { taskId: a, type: "task.created" })).toEqual([]);
       });
 
       it("redacts secrets in event data before storing it", async () => {
         const id = newId("evt");
         const data = { token: "x", nested: { password: "y", host: "db-1" }, list: [{ apiKey: "k" }], kept: "z" };
-        await appendEvent(store.db, store.dialect, { id, type: "test.secret", actor: "a", channel: "api", data, occurredAt: Date.now() }, Date.now());
+        await appendEvent(
+          store.db,
+          store.dialect,
+          { id, type: "test.secret", actor: "a", channel: "api", data, occurredAt: Date.now() },
+          Date.now(),
+        );
 
         const row = await store.db.selectFrom("events").select("data").where("id", "=", id).executeTakeFirstOrThrow();
-        expect(JSON.parse(row.data)).toEqual({ token: "***", nested: { password: "***", host: "db-1" }, list: [{ apiKey: "***" }], kept: "z" });
+        expect(JSON.parse(row.data)).toEqual({
+          token: "***",
+          nested: { password: "***", host: "db-1" },
+          list: [{ apiKey: "***" }],
+          kept: "z",
+        });
         expect(data.token).toBe("x");
       });
 
       it("redacts secrets of a task payload in its task.created event", async () => {
-        const { task } = await tasks.create({ kind: "diagnose", payload: { token: "x", nested: { password: "y" }, ns: "prod" }, createdBy: "a", channel: "api" });
+        const { task } = await tasks.create({
+          kind: "diagnose",
+          payload: { token: "x", nested: { password: "y" }, ns: "prod" },
+          createdBy: "a",
+          channel: "api",
+        });
         const [event] = await listEvents(store.db, { taskId: task.id, type: "task.created" });
         expect(JSON.parse(event!.data).payload).toEqual({ token: "***", nested: { password: "***" }, ns: "prod" });
         expect(event!.data).not.toContain('"y"');
@@ -357,8 +451,12 @@ for (const f of factories) {
         await store.db.insertInto("tasks").values(t).execute();
 
         expect(await updateTaskIfActive(store.db, t.id, { state: "running", runner_id: "r1" })).toBe(true);
-        expect(await updateTaskIfActive(store.db, t.id, { state: "succeeded", result: '"ok"', finished_at: 1 })).toBe(true);
-        expect(await updateTaskIfActive(store.db, t.id, { state: "failed", error: "late failure", finished_at: 2 })).toBe(false);
+        expect(await updateTaskIfActive(store.db, t.id, { state: "succeeded", result: '"ok"', finished_at: 1 })).toBe(
+          true,
+        );
+        expect(
+          await updateTaskIfActive(store.db, t.id, { state: "failed", error: "late failure", finished_at: 2 }),
+        ).toBe(false);
 
         const row = await getTask(store.db, t.id);
         expect(row).toMatchObject({ state: "succeeded", result: '"ok"', error: null, runner_id: "r1" });
@@ -367,7 +465,13 @@ for (const f of factories) {
 
       it("fail marks a queued task failed once with one task.failed event; a second fail changes nothing", async () => {
         const incidentId = newId("inc");
-        const { task } = await tasks.create({ kind: "diagnose", payload: {}, incidentId, createdBy: "alice", channel: "api" });
+        const { task } = await tasks.create({
+          kind: "diagnose",
+          payload: {},
+          incidentId,
+          createdBy: "alice",
+          channel: "api",
+        });
 
         expect(await tasks.fail(task.id, "runner vanished", "system", "fleet")).toBe(true);
         const failed = await getTask(store.db, task.id);
@@ -379,7 +483,12 @@ for (const f of factories) {
 
         const events = await listEvents(store.db, { taskId: task.id, type: "task.failed" });
         expect(events).toHaveLength(1);
-        expect(events[0]).toMatchObject({ incident_id: incidentId, actor: "system", channel: "fleet", reason: "runner vanished" });
+        expect(events[0]).toMatchObject({
+          incident_id: incidentId,
+          actor: "system",
+          channel: "fleet",
+          reason: "runner vanished",
+        });
       });
 
       it("fail on an unknown task returns false and writes no event", async () => {
@@ -414,7 +523,11 @@ for (const f of factories) {
         const queued = ids.filter((_, i) => states[i] === "queued").reverse();
         expect((await listTasks(store.db, { incidentId, state: "queued" })).map((t) => t.id)).toEqual(queued);
         const firstQueuedPage = await listTasks(store.db, { incidentId, state: "queued", limit: 2 });
-        expect((await listTasks(store.db, { incidentId, state: "queued", afterId: firstQueuedPage.at(-1)!.id })).map((t) => t.id)).toEqual(queued.slice(2));
+        expect(
+          (await listTasks(store.db, { incidentId, state: "queued", afterId: firstQueuedPage.at(-1)!.id })).map(
+            (t) => t.id,
+          ),
+        ).toEqual(queued.slice(2));
         expect(await listTasks(store.db, { incidentId, state: "cancelled" })).toEqual([]);
       });
 
@@ -426,7 +539,13 @@ for (const f of factories) {
           const after = await countTasksByState(trx);
 
           const delta = (s: TaskState) => (after[s] ?? 0) - (before[s] ?? 0);
-          expect({ queued: delta("queued"), running: delta("running"), cancelled: delta("cancelled"), succeeded: delta("succeeded"), failed: delta("failed") }).toEqual({
+          expect({
+            queued: delta("queued"),
+            running: delta("running"),
+            cancelled: delta("cancelled"),
+            succeeded: delta("succeeded"),
+            failed: delta("failed"),
+          }).toEqual({
             queued: 3,
             running: 2,
             cancelled: 1,
@@ -443,7 +562,11 @@ for (const f of factories) {
         const runnerId = `runner-${marker()}`;
         const t0 = Date.now();
         await recordHeartbeat(store.db, store.dialect, heartbeat(runnerId, t0, { running: ["tsk_a"] }));
-        await recordHeartbeat(store.db, store.dialect, heartbeat(runnerId, t0 + 1000, { running: ["tsk_a", "tsk_b"], concurrency: 4, host: "host-b" }));
+        await recordHeartbeat(
+          store.db,
+          store.dialect,
+          heartbeat(runnerId, t0 + 1000, { running: ["tsk_a", "tsk_b"], concurrency: 4, host: "host-b" }),
+        );
 
         const rows = await store.db.selectFrom("runners").selectAll().where("id", "=", runnerId).execute();
         expect(rows).toHaveLength(1);
@@ -458,7 +581,11 @@ for (const f of factories) {
         await recordHeartbeat(store.db, store.dialect, heartbeat(runnerId, t0 + 1000, { running: ["tsk_new"] }));
         await recordHeartbeat(store.db, store.dialect, heartbeat(runnerId, t0, { running: ["tsk_old"] }));
 
-        const row = await store.db.selectFrom("runners").selectAll().where("id", "=", runnerId).executeTakeFirstOrThrow();
+        const row = await store.db
+          .selectFrom("runners")
+          .selectAll()
+          .where("id", "=", runnerId)
+          .executeTakeFirstOrThrow();
         expect(Number(row.last_seen_at)).toBe(t0 + 1000);
         expect(JSON.parse(row.running_task_ids)).toEqual(["tsk_new"]);
       });
@@ -468,9 +595,17 @@ for (const f of factories) {
           const runnerId = `runner-${marker()}`;
           const t0 = Date.now();
           const ats = Array.from({ length: 12 }, (_, i) => t0 + i * 1000).sort(() => Math.random() - 0.5);
-          await Promise.all(ats.map((at) => recordHeartbeat(store.db, store.dialect, heartbeat(runnerId, at, { running: [`tsk_${at}`] }))));
+          await Promise.all(
+            ats.map((at) =>
+              recordHeartbeat(store.db, store.dialect, heartbeat(runnerId, at, { running: [`tsk_${at}`] })),
+            ),
+          );
 
-          const row = await store.db.selectFrom("runners").selectAll().where("id", "=", runnerId).executeTakeFirstOrThrow();
+          const row = await store.db
+            .selectFrom("runners")
+            .selectAll()
+            .where("id", "=", runnerId)
+            .executeTakeFirstOrThrow();
           const newest = t0 + 11_000;
           expect(Number(row.last_seen_at)).toBe(newest);
           expect(JSON.parse(row.running_task_ids)).toEqual([`tsk_${newest}`]);
@@ -484,7 +619,11 @@ for (const f of factories) {
         await recordHeartbeat(store.db, store.dialect, heartbeat(runnerId, seen, { running: ["tsk_x"] }));
 
         const at = async (now: number) => (await listRunners(store.db, now, interval)).find((r) => r.id === runnerId);
-        expect(await at(seen + interval)).toMatchObject({ stale: false, last_seen_at: seen, runningTaskIds: ["tsk_x"] });
+        expect(await at(seen + interval)).toMatchObject({
+          stale: false,
+          last_seen_at: seen,
+          runningTaskIds: ["tsk_x"],
+        });
         expect((await at(seen + 2 * interval))?.stale).toBe(false);
         expect((await at(seen + 2 * interval + 1))?.stale).toBe(true);
       });
@@ -493,9 +632,22 @@ for (const f of factories) {
     describe("dialect helpers", () => {
       it("insertIfAbsent returns true then false for the same primary key and keeps the first row", async () => {
         const id = newId("srn");
-        const run = { id, schedule_id: newId("sch"), scheduled_for: Date.now(), task_id: null, state: "pending", created_at: Date.now() };
+        const run = {
+          id,
+          schedule_id: newId("sch"),
+          scheduled_for: Date.now(),
+          task_id: null,
+          state: "pending",
+          created_at: Date.now(),
+        };
         expect(await insertIfAbsent(store.db, store.dialect, "schedule_runs", run)).toBe(true);
-        expect(await insertIfAbsent(store.db, store.dialect, "schedule_runs", { ...run, scheduled_for: run.scheduled_for + 1, state: "other" })).toBe(false);
+        expect(
+          await insertIfAbsent(store.db, store.dialect, "schedule_runs", {
+            ...run,
+            scheduled_for: run.scheduled_for + 1,
+            state: "other",
+          }),
+        ).toBe(false);
 
         const rows = await store.db.selectFrom("schedule_runs").selectAll().where("id", "=", id).execute();
         expect(rows).toHaveLength(1);
@@ -505,20 +657,48 @@ for (const f of factories) {
       it("insertIfAbsent returns false on a conflicting secondary unique key", async () => {
         const scheduleId = newId("sch");
         const at = Date.now();
-        const run = (id: string) => ({ id, schedule_id: scheduleId, scheduled_for: at, task_id: null, state: "pending", created_at: at });
+        const run = (id: string) => ({
+          id,
+          schedule_id: scheduleId,
+          scheduled_for: at,
+          task_id: null,
+          state: "pending",
+          created_at: at,
+        });
         expect(await insertIfAbsent(store.db, store.dialect, "schedule_runs", run(newId("srn")))).toBe(true);
         expect(await insertIfAbsent(store.db, store.dialect, "schedule_runs", run(newId("srn")))).toBe(false);
-        expect(await store.db.selectFrom("schedule_runs").select("id").where("schedule_id", "=", scheduleId).execute()).toHaveLength(1);
+        expect(
+          await store.db.selectFrom("schedule_runs").select("id").where("schedule_id", "=", scheduleId).execute(),
+        ).toHaveLength(1);
       });
 
       it("insertIfAbsent finding a duplicate inside a transaction does not abort the transaction", async () => {
         const existing = newId("evt");
-        await appendEvent(store.db, store.dialect, { id: existing, type: "test.dup", actor: "a", channel: "api", occurredAt: Date.now() }, Date.now());
+        await appendEvent(
+          store.db,
+          store.dialect,
+          { id: existing, type: "test.dup", actor: "a", channel: "api", occurredAt: Date.now() },
+          Date.now(),
+        );
         const later = newId("evt");
 
         await store.db.transaction().execute(async (trx) => {
-          expect(await appendEvent(trx, store.dialect, { id: existing, type: "test.dup", actor: "a", channel: "api", occurredAt: Date.now() }, Date.now())).toBe(false);
-          expect(await appendEvent(trx, store.dialect, { id: later, type: "test.dup", actor: "a", channel: "api", occurredAt: Date.now() }, Date.now())).toBe(true);
+          expect(
+            await appendEvent(
+              trx,
+              store.dialect,
+              { id: existing, type: "test.dup", actor: "a", channel: "api", occurredAt: Date.now() },
+              Date.now(),
+            ),
+          ).toBe(false);
+          expect(
+            await appendEvent(
+              trx,
+              store.dialect,
+              { id: later, type: "test.dup", actor: "a", channel: "api", occurredAt: Date.now() },
+              Date.now(),
+            ),
+          ).toBe(true);
         });
 
         const rows = await store.db.selectFrom("events").select("id").where("id", "in", [existing, later]).execute();
@@ -527,11 +707,27 @@ for (const f of factories) {
 
       it("upsert inserts a new row, then updates only the given columns of it", async () => {
         const id = `runner-${marker()}`;
-        const row = { id, host: "h1", version: "1", pool: "default", concurrency: 1, running: 0, running_task_ids: "[]", totals: "{}", started_at: 1, last_seen_at: 1 };
+        const row = {
+          id,
+          host: "h1",
+          version: "1",
+          pool: "default",
+          concurrency: 1,
+          running: 0,
+          running_task_ids: "[]",
+          totals: "{}",
+          started_at: 1,
+          last_seen_at: 1,
+        };
         await upsert(store.db, store.dialect, "runners", row, "id", { host: "unused" });
-        expect(await store.db.selectFrom("runners").selectAll().where("id", "=", id).execute()).toMatchObject([{ host: "h1", version: "1" }]);
+        expect(await store.db.selectFrom("runners").selectAll().where("id", "=", id).execute()).toMatchObject([
+          { host: "h1", version: "1" },
+        ]);
 
-        await upsert(store.db, store.dialect, "runners", { ...row, host: "h2", version: "2" }, "id", { host: "h2", last_seen_at: 5 });
+        await upsert(store.db, store.dialect, "runners", { ...row, host: "h2", version: "2" }, "id", {
+          host: "h2",
+          last_seen_at: 5,
+        });
         const rows = await store.db.selectFrom("runners").selectAll().where("id", "=", id).execute();
         expect(rows).toHaveLength(1);
         expect(rows[0]).toMatchObject({ host: "h2", version: "1" });
@@ -549,11 +745,16 @@ for (const f of factories) {
           .insertInto("incidents")
           .values(incidentRow(key))
           .execute()
-          .then(() => undefined, (e: unknown) => e);
+          .then(
+            () => undefined,
+            (e: unknown) => e,
+          );
         expect(err).toBeInstanceOf(Error);
         expect(isDuplicateKey(err)).toBe(true);
         expect(await insertIfAbsent(store.db, store.dialect, "incidents", incidentRow(key))).toBe(false);
-        expect(await store.db.selectFrom("incidents").select("id").where("open_key", "=", key).execute()).toEqual([{ id: first.id }]);
+        expect(await store.db.selectFrom("incidents").select("id").where("open_key", "=", key).execute()).toEqual([
+          { id: first.id },
+        ]);
 
         // Closing the incident frees the key for the next one.
         await store.db.updateTable("incidents").set({ open_key: null }).where("id", "=", first.id).execute();
@@ -565,7 +766,10 @@ for (const f of factories) {
           .insertInto("incidents")
           .values({ ...incidentRow(null), title: null as unknown as string })
           .execute()
-          .then(() => undefined, (e: unknown) => e);
+          .then(
+            () => undefined,
+            (e: unknown) => e,
+          );
         expect(err).toBeInstanceOf(Error);
         expect(isDuplicateKey(err)).toBe(false);
       });

@@ -49,7 +49,13 @@ describe.skipIf(!up)("a database cut during a storm strands no incident", () => 
     model = createServer((req, res) => {
       req.resume();
       req.on("end", () =>
-        setTimeout(() => res.writeHead(529, { "content-type": "application/json" }).end(JSON.stringify({ type: "error", error: { type: "overloaded_error", message: "Overloaded" } })), 1000),
+        setTimeout(
+          () =>
+            res
+              .writeHead(529, { "content-type": "application/json" })
+              .end(JSON.stringify({ type: "error", error: { type: "overloaded_error", message: "Overloaded" } })),
+          1000,
+        ),
       );
     });
     await new Promise<void>((r) => model.listen(0, "127.0.0.1", () => r()));
@@ -97,7 +103,11 @@ describe.skipIf(!up)("a database cut during a storm strands no incident", () => 
     const deadline = Date.now() + 60_000;
     for (;;) {
       try {
-        const res = await fetch(`http://127.0.0.1:${port}/webhooks/alertmanager`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` }, body: JSON.stringify(body) });
+        const res = await fetch(`http://127.0.0.1:${port}/webhooks/alertmanager`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` },
+          body: JSON.stringify(body),
+        });
         if (res.ok) return;
       } catch {
         // connection refused or reset: try again
@@ -108,20 +118,43 @@ describe.skipIf(!up)("a database cut during a storm strands no incident", () => 
   }
 
   it("leaves no incident detected or analyzing, and none fixing without its fix task, after the cut", async () => {
-    await Promise.all(Array.from({ length: STORM }, (_, i) => sleep(i * 10).then(() => deliver(fixture("crashloop-firing.json", newTag())))));
+    await Promise.all(
+      Array.from({ length: STORM }, (_, i) =>
+        sleep(i * 10).then(() => deliver(fixture("crashloop-firing.json", newTag()))),
+      ),
+    );
     // Cut the database while analyses wait on the model.
-    await waitFor(async () => (await store.db.selectFrom("incidents").select("id").where("state", "=", "analyzing").execute()).length >= 4, 30_000, 50);
+    await waitFor(
+      async () =>
+        (await store.db.selectFrom("incidents").select("id").where("state", "=", "analyzing").execute()).length >= 4,
+      30_000,
+      50,
+    );
     await proxy.down();
     await sleep(4000);
     await proxy.up();
 
     const stuck = async () => {
-      const waiting = await store.db.selectFrom("incidents").select(["id", "state"]).where("state", "in", ["detected", "analyzing"]).execute();
+      const waiting = await store.db
+        .selectFrom("incidents")
+        .select(["id", "state"])
+        .where("state", "in", ["detected", "analyzing"])
+        .execute();
       const fixing = await store.db
         .selectFrom("incidents")
         .select(["id", "state"])
         .where("state", "=", "fixing")
-        .where(({ not, exists, selectFrom }) => not(exists(selectFrom("tasks").select("tasks.id").whereRef("tasks.incident_id", "=", "incidents.id").where("tasks.kind", "in", ["skill", "agent"]).where("tasks.state", "=", "queued"))))
+        .where(({ not, exists, selectFrom }) =>
+          not(
+            exists(
+              selectFrom("tasks")
+                .select("tasks.id")
+                .whereRef("tasks.incident_id", "=", "incidents.id")
+                .where("tasks.kind", "in", ["skill", "agent"])
+                .where("tasks.state", "=", "queued"),
+            ),
+          ),
+        )
         .execute();
       return [...waiting, ...fixing];
     };
@@ -132,10 +165,16 @@ describe.skipIf(!up)("a database cut during a storm strands no incident", () => 
     expect(incidents).toHaveLength(STORM);
     // Every incident got its fix: resumed or re-queued work, not escalated for want of trying.
     expect(incidents.filter((i) => i.state !== "fixing")).toEqual([]);
-    expect(await store.db.selectFrom("tasks").select("id").where("kind", "in", ["skill", "agent"]).execute()).toHaveLength(STORM);
+    expect(
+      await store.db.selectFrom("tasks").select("id").where("kind", "in", ["skill", "agent"]).execute(),
+    ).toHaveLength(STORM);
     // The cut did interrupt analyses half way, and they were resumed. (A delivery may still answer
     // "skipped": one that came after its incident had moved on.)
-    const resumed = await store.db.selectFrom("events").select("id").where("type", "in", ["incident.resumed", "incident.requeued"]).execute();
+    const resumed = await store.db
+      .selectFrom("events")
+      .select("id")
+      .where("type", "in", ["incident.resumed", "incident.requeued"])
+      .execute();
     expect(resumed.length).toBeGreaterThan(0);
   }, 180_000);
 });

@@ -66,7 +66,14 @@ for (const f of factories) {
         now: () => h.clock.now,
         skills: () => opts.skills ?? skills,
         planner: rulesPlanner,
-        guardrails: { dryRun: false, maxPrsPerHour: 1000, maxPrsPerDay: 10_000, maxFixesPerNamespace: opts.maxFixesPerNamespace ?? 10, autoApproveMaxRisk: "read", stuckAfterMs: STUCK },
+        guardrails: {
+          dryRun: false,
+          maxPrsPerHour: 1000,
+          maxPrsPerDay: 10_000,
+          maxFixesPerNamespace: opts.maxFixesPerNamespace ?? 10,
+          autoApproveMaxRisk: "read",
+          stuckAfterMs: STUCK,
+        },
       });
     }
 
@@ -88,12 +95,25 @@ for (const f of factories) {
       return res.json().incidents[0];
     }
 
-    const tasksOf = (id: string, kind: string) => store.db.selectFrom("tasks").selectAll().where("incident_id", "=", id).where("kind", "=", kind).orderBy("id").execute();
+    const tasksOf = (id: string, kind: string) =>
+      store.db
+        .selectFrom("tasks")
+        .selectAll()
+        .where("incident_id", "=", id)
+        .where("kind", "=", kind)
+        .orderBy("id")
+        .execute();
 
     /** Runs the analysis as its job would, and marks the job done. */
     async function analyzed(w: ReturnType<typeof worker>, id: string) {
       const outcome = await w.analyze(id);
-      await store.db.updateTable("tasks").set({ state: "succeeded", result: JSON.stringify({ outcome }), finished_at: h.clock.now }).where("incident_id", "=", id).where("kind", "=", "incident.analyze").where("state", "=", "queued").execute();
+      await store.db
+        .updateTable("tasks")
+        .set({ state: "succeeded", result: JSON.stringify({ outcome }), finished_at: h.clock.now })
+        .where("incident_id", "=", id)
+        .where("kind", "=", "incident.analyze")
+        .where("state", "=", "queued")
+        .execute();
       return outcome;
     }
 
@@ -101,7 +121,17 @@ for (const f of factories) {
     async function jobDied(id: string) {
       const jobs = await tasksOf(id, "incident.analyze");
       const job = jobs[jobs.length - 1]!;
-      await store.db.updateTable("tasks").set({ state: "running", attempts: 1, started_at: h.clock.now, updated_at: h.clock.now, runner_id: "control-plane" }).where("id", "=", job.id).execute();
+      await store.db
+        .updateTable("tasks")
+        .set({
+          state: "running",
+          attempts: 1,
+          started_at: h.clock.now,
+          updated_at: h.clock.now,
+          runner_id: "control-plane",
+        })
+        .where("id", "=", job.id)
+        .execute();
     }
 
     /** What analyze() had committed when its control plane died during the planner call. */
@@ -109,7 +139,14 @@ for (const f of factories) {
       await jobDied(id);
       await store.db.transaction().execute(async (trx) => {
         const inc = (await getIncident(trx, id))!;
-        await applyTransition(trx, store.dialect, inc, "analysis.started", { actor: "pitcrew:analysis", channel: "engine", reason: "analysis started" }, h.clock.now);
+        await applyTransition(
+          trx,
+          store.dialect,
+          inc,
+          "analysis.started",
+          { actor: "pitcrew:analysis", channel: "engine", reason: "analysis started" },
+          h.clock.now,
+        );
       });
     }
 
@@ -126,7 +163,11 @@ for (const f of factories) {
       for (const attempt of [1, 2]) {
         h.clock.advance(2000);
         expect((await s.sweep()).requeued).toBeGreaterThanOrEqual(1);
-        expect((await getIncident(store.db, id))!).toMatchObject({ state: "analyzing", requeues: attempt, state_since: h.clock.now });
+        expect((await getIncident(store.db, id))!).toMatchObject({
+          state: "analyzing",
+          requeues: attempt,
+          state_since: h.clock.now,
+        });
         const jobs = await tasksOf(id, "incident.analyze");
         expect(jobs).toHaveLength(attempt + 1);
         expect(jobs[attempt]).toMatchObject({ state: "queued", pool: "control", created_by: "pitcrew:sweeper" });
@@ -146,7 +187,9 @@ for (const f of factories) {
       expect((await getIncident(store.db, id))!.state).toBe("escalated");
       const esc = await listEvents(store.db, { incidentId: id, type: "incident.escalated" });
       expect(esc).toHaveLength(1);
-      expect(esc[0]!.reason).toMatch(/^analysis did not finish after 3 attempts: its last job stopped answering \S+ ago$/);
+      expect(esc[0]!.reason).toMatch(
+        /^analysis did not finish after 3 attempts: its last job stopped answering \S+ ago$/,
+      );
       expect(await tasksOf(id, "incident.analyze")).toHaveLength(3);
     });
 
@@ -168,17 +211,49 @@ for (const f of factories) {
       await jobDied(id);
       await store.db.transaction().execute(async (trx) => {
         let inc = (await getIncident(trx, id))!;
-        inc = await applyTransition(trx, store.dialect, inc, "analysis.started", { actor: "pitcrew:analysis", channel: "engine" }, h.clock.now);
-        const plan = { skill: "target-down-probe", params: { url: `http://127.0.0.1:${port}/healthz`, timeout: "2s" }, rationale: "matched", confidence: 1, planner: "rules", risk: "read", approval: "none", action: "builtin", inline: true };
-        await trx.updateTable("incidents").set({ plan: JSON.stringify(plan) }).where("id", "=", id).execute();
-        await applyTransition(trx, store.dialect, inc, "fix.started", { actor: "pitcrew:analysis", channel: "engine", reason: "running target-down-probe inline" }, h.clock.now);
+        inc = await applyTransition(
+          trx,
+          store.dialect,
+          inc,
+          "analysis.started",
+          { actor: "pitcrew:analysis", channel: "engine" },
+          h.clock.now,
+        );
+        const plan = {
+          skill: "target-down-probe",
+          params: { url: `http://127.0.0.1:${port}/healthz`, timeout: "2s" },
+          rationale: "matched",
+          confidence: 1,
+          planner: "rules",
+          risk: "read",
+          approval: "none",
+          action: "builtin",
+          inline: true,
+        };
+        await trx
+          .updateTable("incidents")
+          .set({ plan: JSON.stringify(plan) })
+          .where("id", "=", id)
+          .execute();
+        await applyTransition(
+          trx,
+          store.dialect,
+          inc,
+          "fix.started",
+          { actor: "pitcrew:analysis", channel: "engine", reason: "running target-down-probe inline" },
+          h.clock.now,
+        );
       });
       h.clock.advance(STUCK + 1000);
       await sweeper().sweep();
       expect((await getIncident(store.db, id))!).toMatchObject({ state: "fixing", requeues: 1 });
-      expect((await listEvents(store.db, { incidentId: id, type: "incident.requeued" }))[0]!.reason).toMatch(/^the inline skill target-down-probe was not in flight/);
+      expect((await listEvents(store.db, { incidentId: id, type: "incident.requeued" }))[0]!.reason).toMatch(
+        /^the inline skill target-down-probe was not in flight/,
+      );
       expect(await worker({ skills: [probe()] }).analyze(id)).toBe("verifying");
-      expect(JSON.parse((await listEvents(store.db, { incidentId: id, type: "skill.result" }))[0]!.data)).toMatchObject({ kind: "applied", details: { status: 200 } });
+      expect(JSON.parse((await listEvents(store.db, { incidentId: id, type: "skill.result" }))[0]!.data)).toMatchObject(
+        { kind: "applied", details: { status: 200 } },
+      );
     });
 
     it("leaves incidents whose work is in flight, and sweeps nothing while automation is paused", async () => {
@@ -207,12 +282,18 @@ for (const f of factories) {
       expect(await analyzed(w, a)).toBe("fixing");
       // Its runner reported failure, but the outcome never reached the incident.
       const [fix] = await tasksOf(a, "skill");
-      await store.db.updateTable("tasks").set({ state: "failed", error: "git push rejected", finished_at: h.clock.now, updated_at: h.clock.now }).where("id", "=", fix!.id).execute();
+      await store.db
+        .updateTable("tasks")
+        .set({ state: "failed", error: "git push rejected", finished_at: h.clock.now, updated_at: h.clock.now })
+        .where("id", "=", fix!.id)
+        .execute();
 
       // Within its deadline the fix still holds the namespace's only slot.
       const b = await open(otherWorkload(tag, "billing"));
       expect(await analyzed(w, b)).toBe("escalated");
-      expect((await listEvents(store.db, { incidentId: b, type: "guardrail.namespace_busy" }))[0]!.reason).toMatch(/^1 fixes already under way/);
+      expect((await listEvents(store.db, { incidentId: b, type: "guardrail.namespace_busy" }))[0]!.reason).toMatch(
+        /^1 fixes already under way/,
+      );
 
       // Past it, nothing is in flight for it any more: the slot is free.
       h.clock.advance(STUCK + 1000);
@@ -221,7 +302,9 @@ for (const f of factories) {
 
       await sweeper().sweep();
       expect((await getIncident(store.db, a))!).toMatchObject({ state: "failed", failed_fixes: 1 });
-      expect((await listEvents(store.db, { incidentId: a, type: "incident.recovered" }))[0]!.reason).toBe(`fix task ${fix!.id} ended failed but its outcome was never applied; applied now`);
+      expect((await listEvents(store.db, { incidentId: a, type: "incident.recovered" }))[0]!.reason).toBe(
+        `fix task ${fix!.id} ended failed but its outcome was never applied; applied now`,
+      );
       // c's fix task is queued: in flight, not touched.
       expect((await getIncident(store.db, c))!.state).toBe("fixing");
     });

@@ -17,7 +17,10 @@ const factories = await storeFactories();
 const AM = { actor: "alertmanager", channel: "alertmanager" };
 const alice = { subject: "alice", actor: "mcp:alice", channel: "mcp" };
 const plain = scaleSkill({ verify: { alert_resolves_within: "10m" } });
-const reverting = scaleSkill({ name: "scale-or-revert", verify: { alert_resolves_within: "10m", on_failure: "revert" } });
+const reverting = scaleSkill({
+  name: "scale-or-revert",
+  verify: { alert_resolves_within: "10m", on_failure: "revert" },
+});
 
 for (const f of factories) {
   describe.skipIf(!f.available)(`verification on ${f.name}`, () => {
@@ -27,14 +30,25 @@ for (const f of factories) {
     const metrics = createMetrics();
     const histogram = async () => {
       const values = (await metrics.timeToResolve.get()).values;
-      const of = (name: string) => values.find((v) => v.metricName === name && Object.keys(v.labels).length === 0)?.value ?? 0;
-      return { count: of("pitcrew_incident_time_to_resolve_seconds_count"), sum: of("pitcrew_incident_time_to_resolve_seconds_sum") };
+      const of = (name: string) =>
+        values.find((v) => v.metricName === name && Object.keys(v.labels).length === 0)?.value ?? 0;
+      return {
+        count: of("pitcrew_incident_time_to_resolve_seconds_count"),
+        sum: of("pitcrew_incident_time_to_resolve_seconds_sum"),
+      };
     };
 
     beforeAll(async () => {
       store = await f.make({ own: true });
       h = await fixHarness(store, [plain, reverting]);
-      verifier = createVerifier({ store, log: silentLogger, now: () => h.clock.now, skills: () => [plain, reverting], fixPool: "default", observeResolved: (s) => metrics.timeToResolve.observe(s) });
+      verifier = createVerifier({
+        store,
+        log: silentLogger,
+        now: () => h.clock.now,
+        skills: () => [plain, reverting],
+        fixPool: "default",
+        observeResolved: (s) => metrics.timeToResolve.observe(s),
+      });
     });
     afterAll(async () => {
       await h?.close();
@@ -54,7 +68,18 @@ for (const f of factories) {
     }
 
     const resolveAlert = (id: string) =>
-      store.db.transaction().execute(async (trx) => closeAsResolved(trx, store.dialect, (await getIncident(trx, id))!, "alert.resolved", { ...AM, reason: "alert resolved by itself" }, h.clock.now));
+      store.db
+        .transaction()
+        .execute(async (trx) =>
+          closeAsResolved(
+            trx,
+            store.dialect,
+            (await getIncident(trx, id))!,
+            "alert.resolved",
+            { ...AM, reason: "alert resolved by itself" },
+            h.clock.now,
+          ),
+        );
 
     it("names the fix and how long after its merge the alert resolved, records the time to resolve, and counts each resolve once", async () => {
       await verifier.tick(); // resolves of earlier tests counted first
@@ -67,8 +92,13 @@ for (const f of factories) {
       expect(inc).toMatchObject({ state: "resolved", time_to_resolve_ms: 252_000, ttr_observed_at: null });
       expect(inc.time_to_resolve_ms).toBe(h.clock.now - opened);
       const resolved = (await h.eventsOf(p.id, "incident.resolved"))[0]!;
-      expect(resolved.reason).toBe(`alert resolved 3m12s after pull request #${p.approval.pr_number} (scale-app, merged ${p.sha.slice(0, 7)}), approved by alice via mcp`);
-      expect(JSON.parse(resolved.data)).toMatchObject({ timeToResolveMs: 252_000, fix: { pr: p.approval.pr_number, sha: p.sha, approvedBy: "alice via mcp", afterMergeMs: 192_000 } });
+      expect(resolved.reason).toBe(
+        `alert resolved 3m12s after pull request #${p.approval.pr_number} (scale-app, merged ${p.sha.slice(0, 7)}), approved by alice via mcp`,
+      );
+      expect(JSON.parse(resolved.data)).toMatchObject({
+        timeToResolveMs: 252_000,
+        fix: { pr: p.approval.pr_number, sha: p.sha, approvedBy: "alice via mcp", afterMergeMs: 192_000 },
+      });
 
       await verifier.tick();
       expect(await histogram()).toEqual({ count: before.count + 1, sum: before.sum + 252 });
@@ -76,7 +106,13 @@ for (const f of factories) {
       // Again, and on another replica: already counted.
       await verifier.tick();
       const other = createMetrics();
-      const replica = createVerifier({ store, log: silentLogger, now: () => h.clock.now, skills: () => [plain], observeResolved: (s) => other.timeToResolve.observe(s) });
+      const replica = createVerifier({
+        store,
+        log: silentLogger,
+        now: () => h.clock.now,
+        skills: () => [plain],
+        observeResolved: (s) => other.timeToResolve.observe(s),
+      });
       expect(await replica.observeResolved()).toBe(0);
       expect(await histogram()).toEqual({ count: before.count + 1, sum: before.sum + 252 });
     });
@@ -87,8 +123,16 @@ for (const f of factories) {
       const pending = await h.pending(fix.id);
       h.clock.now += 30_000;
       await resolveAlert(fix.id);
-      expect((await h.approvalsOf(fix.id))[0]).toMatchObject({ id: pending.id, state: "cancelled", reason: "no action taken: the alert resolved" });
-      expect(JSON.parse((await h.eventsOf(fix.id, "approval.cancelled"))[0]!.data)).toEqual({ approvals: 1, approvalIds: [pending.id], cause: "alert_resolved" });
+      expect((await h.approvalsOf(fix.id))[0]).toMatchObject({
+        id: pending.id,
+        state: "cancelled",
+        reason: "no action taken: the alert resolved",
+      });
+      expect(JSON.parse((await h.eventsOf(fix.id, "approval.cancelled"))[0]!.data)).toEqual({
+        approvals: 1,
+        approvalIds: [pending.id],
+        cause: "alert_resolved",
+      });
       expect((await h.incident(fix.id)).time_to_resolve_ms).toBe(30_000);
 
       const other = await h.fixing(plain);
@@ -97,8 +141,13 @@ for (const f of factories) {
       const rita = await h.mcp("rita", ["write"]);
       const r = await rita("resolve_incident", { incident_id: other.id, reason: "fixed by hand" });
       expect(r.isError, r.text).toBe(false);
-      expect((await h.approvalsOf(other.id))[0]).toMatchObject({ state: "cancelled", reason: "no action taken: resolved by mcp:rita: fixed by hand" });
-      expect(JSON.parse((await h.eventsOf(other.id, "approval.cancelled"))[0]!.data)).toMatchObject({ cause: "resolved_by_hand" });
+      expect((await h.approvalsOf(other.id))[0]).toMatchObject({
+        state: "cancelled",
+        reason: "no action taken: resolved by mcp:rita: fixed by hand",
+      });
+      expect(JSON.parse((await h.eventsOf(other.id, "approval.cancelled"))[0]!.data)).toMatchObject({
+        cause: "resolved_by_hand",
+      });
       expect((await h.incident(other.id)).time_to_resolve_ms).toBe(5_000);
     });
 
@@ -111,7 +160,10 @@ for (const f of factories) {
       await verifier.tick();
       const inc = await h.incident(p.id);
       expect(inc.state).toBe("escalated");
-      expect((await h.events(p.id)).at(-1)).toMatchObject({ type: "incident.escalated", reason: "the alert still fires 10m after the fix" });
+      expect((await h.events(p.id)).at(-1)).toMatchObject({
+        type: "incident.escalated",
+        reason: "the alert still fires 10m after the fix",
+      });
       expect(await h.tasksOf(p.id, "skill")).toHaveLength(1);
       expect(h.show("main", p.file)).toContain("replicas: 3");
     });
@@ -123,10 +175,21 @@ for (const f of factories) {
       expect(await verifier.tick()).toBeGreaterThanOrEqual(1);
       expect((await h.incident(p.id)).state).toBe("escalated");
       const escalated = (await h.eventsOf(p.id, "incident.escalated"))[0]!;
-      expect(escalated.reason).toBe(`the alert still fires 10m after the fix; reverting pull request #${p.approval.pr_number} (the revert needs approval)`);
+      expect(escalated.reason).toBe(
+        `the alert still fires 10m after the fix; reverting pull request #${p.approval.pr_number} (the revert needs approval)`,
+      );
       const [, revertTask] = await h.tasksOf(p.id, "skill");
-      expect(JSON.parse(revertTask!.payload)).toMatchObject({ incidentId: p.id, skill: "revert", approval: "before_merge", risk: "medium", action: { revert: { sha: p.sha, number: p.approval.pr_number } } });
-      expect((await h.eventsOf(p.id, "revert.queued"))[0]).toMatchObject({ task_id: revertTask!.id, actor: "pitcrew:verifier" });
+      expect(JSON.parse(revertTask!.payload)).toMatchObject({
+        incidentId: p.id,
+        skill: "revert",
+        approval: "before_merge",
+        risk: "medium",
+        action: { revert: { sha: p.sha, number: p.approval.pr_number } },
+      });
+      expect((await h.eventsOf(p.id, "revert.queued"))[0]).toMatchObject({
+        task_id: revertTask!.id,
+        actor: "pitcrew:verifier",
+      });
       // A second tick queues nothing more.
       await verifier.tick();
       expect(await h.tasksOf(p.id, "skill")).toHaveLength(2);
@@ -140,7 +203,11 @@ for (const f of factories) {
       const revert = await h.pending(p.id);
       expect(revert).toMatchObject({ pr_branch: branch, task_id: revertTask!.id, risk: "medium" });
       expect(JSON.parse(revert.action)).toMatchObject({ skill: "revert" });
-      expect(JSON.parse(revert.diff_summary!)).toEqual({ files: [{ path: p.file, added: 1, removed: 1 }], added: 1, removed: 1 });
+      expect(JSON.parse(revert.diff_summary!)).toEqual({
+        files: [{ path: p.file, added: 1, removed: 1 }],
+        added: 1,
+        removed: 1,
+      });
       expect(revert.diff_excerpt!.split("\n")).toEqual(expect.arrayContaining(["-  replicas: 3", "+  replicas: 2"]));
       expect((await h.incident(p.id)).state).toBe("proposed");
       expect(h.show("main", p.file)).toContain("replicas: 3");

@@ -58,8 +58,14 @@ describe("the example agent against a real Pitcrew", () => {
 
     const hooks = join(dir, "webhooks");
     mkdirSync(hooks);
-    writeFileSync(join(hooks, "example-agent.yaml"), `name: example-agent\nurl: ${agentUrl}/\nsecret_env: AGENT_SECRET\nevents: [incident.escalated]\n`);
-    writeFileSync(join(hooks, "capture.yaml"), `name: capture\nurl: http://127.0.0.1:${(capture.address() as AddressInfo).port}/hook\nsecret_env: CAPTURE_SECRET\nevents: ["*"]\n`);
+    writeFileSync(
+      join(hooks, "example-agent.yaml"),
+      `name: example-agent\nurl: ${agentUrl}/\nsecret_env: AGENT_SECRET\nevents: [incident.escalated]\n`,
+    );
+    writeFileSync(
+      join(hooks, "capture.yaml"),
+      `name: capture\nurl: http://127.0.0.1:${(capture.address() as AddressInfo).port}/hook\nsecret_env: CAPTURE_SECRET\nevents: ["*"]\n`,
+    );
     const skills = join(dir, "skills");
     mkdirSync(skills);
     port = await freePort();
@@ -92,7 +98,8 @@ describe("the example agent against a real Pitcrew", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const events = (incidentId: string) => store.db.selectFrom("events").selectAll().where("incident_id", "=", incidentId).orderBy("seq").execute();
+  const events = (incidentId: string) =>
+    store.db.selectFrom("events").selectAll().where("incident_id", "=", incidentId).orderBy("seq").execute();
 
   let incidentId: string;
 
@@ -105,9 +112,22 @@ describe("the example agent against a real Pitcrew", () => {
     expect(res.status).toBe(200);
     incidentId = ((await res.json()) as { incidents: string[] }).incidents[0]!;
 
-    const reported = await waitFor(async () => (await events(incidentId)).find((e) => e.type === "agent.result" && JSON.parse(e.data).status === "needs_human"), 30_000, 100).catch(async (err) => {
-      const sent = await store.db.selectFrom("deliveries").select(["kind", "target", "state", "attempts", "last_error"]).where("channel", "=", "webhook").execute();
-      throw new Error(`${err}\nwebhook deliveries: ${JSON.stringify(sent)}\ntimeline: ${(await events(incidentId)).map((e) => e.type).join(" ")}\nagent:\n${agentOut}\npitcrew:\n${pitcrew.stderr()}`);
+    const reported = await waitFor(
+      async () =>
+        (await events(incidentId)).find(
+          (e) => e.type === "agent.result" && JSON.parse(e.data).status === "needs_human",
+        ),
+      30_000,
+      100,
+    ).catch(async (err) => {
+      const sent = await store.db
+        .selectFrom("deliveries")
+        .select(["kind", "target", "state", "attempts", "last_error"])
+        .where("channel", "=", "webhook")
+        .execute();
+      throw new Error(
+        `${err}\nwebhook deliveries: ${JSON.stringify(sent)}\ntimeline: ${(await events(incidentId)).map((e) => e.type).join(" ")}\nagent:\n${agentOut}\npitcrew:\n${pitcrew.stderr()}`,
+      );
     });
     const all = await events(incidentId);
     const types = all.map((e) => e.type);
@@ -116,13 +136,30 @@ describe("the example agent against a real Pitcrew", () => {
     const claimed = all.find((e) => e.type === "agent.claimed")!;
     expect(claimed).toMatchObject({ actor: "agent:example-agent/example-agent", channel: "webhook" });
     expect(JSON.parse(claimed.data)).toMatchObject({ target: "example-agent", agent: "example-agent", via: "bearer" });
-    const results = all.filter((e) => e.type === "agent.result").map((e) => JSON.parse(e.data) as { status: string; summary: string });
+    const results = all
+      .filter((e) => e.type === "agent.result")
+      .map((e) => JSON.parse(e.data) as { status: string; summary: string });
     expect(results.map((r) => r.status)).toEqual(["accepted", "needs_human"]);
-    const incident = (await store.db.selectFrom("incidents").selectAll().where("id", "=", incidentId).executeTakeFirst())!;
+    const incident = (await store.db
+      .selectFrom("incidents")
+      .selectAll()
+      .where("id", "=", incidentId)
+      .executeTakeFirst())!;
     expect(reported.reason).toContain(`reported needs_human: example-agent looked at "${incident.title}"`);
     expect(reported.reason).toContain("no skill matches this incident");
-    const claims = await store.db.selectFrom("external_claims").selectAll().where("incident_id", "=", incidentId).execute();
-    expect(claims).toEqual([expect.objectContaining({ agent: "example-agent", state: "done", result_status: "needs_human", active_key: null })]);
+    const claims = await store.db
+      .selectFrom("external_claims")
+      .selectAll()
+      .where("incident_id", "=", incidentId)
+      .execute();
+    expect(claims).toEqual([
+      expect.objectContaining({
+        agent: "example-agent",
+        state: "done",
+        result_status: "needs_human",
+        active_key: null,
+      }),
+    ]);
     expect(incident.state).toBe("escalated");
   }, 60_000);
 
@@ -130,13 +167,17 @@ describe("the example agent against a real Pitcrew", () => {
   function snippet(lang: string): string {
     const readme = readFileSync(join(ROOT, "README.md"), "utf8");
     const section = readme.slice(readme.indexOf("### Verifying a delivery"));
-    const m = new RegExp("```" + lang + "\\n([\\s\\S]*?)```").exec(section);
+    const m = new RegExp(`\`\`\`${lang}\\n([\\s\\S]*?)\`\`\``).exec(section);
     if (!m) throw new Error(`no ${lang} snippet under "Verifying a delivery"`);
     return m[1]!;
   }
 
   async function aDelivery(): Promise<Received> {
-    return waitFor(() => received.find((r) => JSON.parse(r.body.toString("utf8")).incident?.id === incidentId), 30_000, 100);
+    return waitFor(
+      () => received.find((r) => JSON.parse(r.body.toString("utf8")).incident?.id === incidentId),
+      30_000,
+      100,
+    );
   }
 
   const cases = (d: Received) => {
@@ -156,23 +197,32 @@ describe("the example agent against a real Pitcrew", () => {
       `${snippet("js")}\nimport { readFileSync as readInput } from "node:fs";\nconst input = JSON.parse(readInput(0, "utf8"));\nconsole.log(JSON.stringify(verifyWebhook(input.secret, input.headers, Buffer.from(input.body, "base64"))));\n`,
     );
     for (const c of cases(d)) {
-      const out = execFileSync(process.execPath, [file], { input: JSON.stringify({ secret: c.secret, headers: d.headers, body: c.body.toString("base64") }), encoding: "utf8" });
+      const out = execFileSync(process.execPath, [file], {
+        input: JSON.stringify({ secret: c.secret, headers: d.headers, body: c.body.toString("base64") }),
+        encoding: "utf8",
+      });
       expect(out.trim(), c.name).toBe(String(c.ok));
     }
   });
 
   const python = spawnSync("python3", ["--version"]).status === 0;
 
-  it.skipIf(!python)("the README's Python snippet verifies a real delivery and refuses an altered one or another secret", async () => {
-    const d = await aDelivery();
-    const file = join(dir, "verify.py");
-    writeFileSync(
-      file,
-      `${snippet("python")}\nimport json as _json, sys as _sys\n_input = _json.load(_sys.stdin)\nprint(_json.dumps(verify_webhook(_input["secret"], _input["headers"], base64.b64decode(_input["body"]))))\n`,
-    );
-    for (const c of cases(d)) {
-      const out = execFileSync("python3", [file], { input: JSON.stringify({ secret: c.secret, headers: d.headers, body: c.body.toString("base64") }), encoding: "utf8" });
-      expect(out.trim(), c.name).toBe(String(c.ok));
-    }
-  });
+  it.skipIf(!python)(
+    "the README's Python snippet verifies a real delivery and refuses an altered one or another secret",
+    async () => {
+      const d = await aDelivery();
+      const file = join(dir, "verify.py");
+      writeFileSync(
+        file,
+        `${snippet("python")}\nimport json as _json, sys as _sys\n_input = _json.load(_sys.stdin)\nprint(_json.dumps(verify_webhook(_input["secret"], _input["headers"], base64.b64decode(_input["body"]))))\n`,
+      );
+      for (const c of cases(d)) {
+        const out = execFileSync("python3", [file], {
+          input: JSON.stringify({ secret: c.secret, headers: d.headers, body: c.body.toString("base64") }),
+          encoding: "utf8",
+        });
+        expect(out.trim(), c.name).toBe(String(c.ok));
+      }
+    },
+  );
 });

@@ -48,8 +48,16 @@ for (const f of factories) {
     const alice = { subject: "alice", actor: "mcp:alice", channel: "mcp" };
 
     async function listen(): Promise<string> {
-      const spec = TargetSpec.parse({ name: target, url: "https://agents.example.com/hook", secret_env: "AGENTS_SECRET", events: ["incident.escalated"] });
-      const registry = { get: (n: string) => (n === target ? buildTarget(spec, "file", (k) => (k === "AGENTS_SECRET" ? SECRET : undefined)) : undefined) };
+      const spec = TargetSpec.parse({
+        name: target,
+        url: "https://agents.example.com/hook",
+        secret_env: "AGENTS_SECRET",
+        events: ["incident.escalated"],
+      });
+      const registry = {
+        get: (n: string) =>
+          n === target ? buildTarget(spec, "file", (k) => (k === "AGENTS_SECRET" ? SECRET : undefined)) : undefined,
+      };
       const app = await buildHttpApp({
         log: silentLogger,
         store,
@@ -67,7 +75,13 @@ for (const f of factories) {
       store = await f.make();
       h = await fixHarness(store, [scaleSkill()]);
       queue = createMemoryQueue({ log: silentLogger });
-      claims = createClaims({ store, log: silentLogger, now: () => h.clock.now, leaseTtlMs: LEASE_MS, gitHost: h.host });
+      claims = createClaims({
+        store,
+        log: silentLogger,
+        now: () => h.clock.now,
+        leaseTtlMs: LEASE_MS,
+        gitHost: h.host,
+      });
       base = await listen();
       // A second control-plane replica on the same database.
       replica = await listen();
@@ -83,15 +97,52 @@ for (const f of factories) {
     async function incident(end: "escalated" | "failed" = "escalated"): Promise<{ id: string; fingerprint: string }> {
       const t = h.clock.now;
       const fp = uid();
-      const row = newIncidentRow({ id: newId("inc", t), fingerprint: fp, dedupe_key: null, open_key: `f:${fp}`, title: `${fp} is down`, source: "alertmanager", severity: "critical", namespace: "shop", service: fp, alertname: "AppDown", labels: { app: fp }, annotations: {} }, t);
+      const row = newIncidentRow(
+        {
+          id: newId("inc", t),
+          fingerprint: fp,
+          dedupe_key: null,
+          open_key: `f:${fp}`,
+          title: `${fp} is down`,
+          source: "alertmanager",
+          severity: "critical",
+          namespace: "shop",
+          service: fp,
+          alertname: "AppDown",
+          labels: { app: fp },
+          annotations: {},
+        },
+        t,
+      );
       await store.db.transaction().execute(async (trx) => {
         await trx.insertInto("incidents").values(row).execute();
-        await appendEvent(trx, store.dialect, { type: "incident.detected", incidentId: row.id, actor: "alertmanager", channel: "alertmanager", reason: "AppDown fired", data: {}, occurredAt: t }, t);
+        await appendEvent(
+          trx,
+          store.dialect,
+          {
+            type: "incident.detected",
+            incidentId: row.id,
+            actor: "alertmanager",
+            channel: "alertmanager",
+            reason: "AppDown fired",
+            data: {},
+            occurredAt: t,
+          },
+          t,
+        );
         const by = { actor: "pitcrew:analysis", channel: "engine" };
-        if (end === "escalated") await applyTransition(trx, store.dialect, row, "escalate", { ...by, reason: "no skill matches AppDown" }, t);
+        if (end === "escalated")
+          await applyTransition(trx, store.dialect, row, "escalate", { ...by, reason: "no skill matches AppDown" }, t);
         else {
           const analyzing = await applyTransition(trx, store.dialect, row, "analysis.started", by, t);
-          await applyTransition(trx, store.dialect, analyzing, "fix.failed", { ...by, reason: "the patch did not apply" }, t);
+          await applyTransition(
+            trx,
+            store.dialect,
+            analyzing,
+            "fix.failed",
+            { ...by, reason: "the patch did not apply" },
+            t,
+          );
         }
       });
       return { id: row.id, fingerprint: fp };
@@ -101,13 +152,35 @@ for (const f of factories) {
     async function delivery(incidentId: string): Promise<{ id: string; token: string }> {
       const token = randomBytes(32).toString("base64url");
       const id = newDeliveryId(h.clock.now);
-      await requestDelivery(store.db, store.dialect, { id, channel: WEBHOOK, kind: "incident.escalated", ref: newId("evt", h.clock.now), target, incidentId, tokenHash: hashToken(token) }, h.clock.now);
+      await requestDelivery(
+        store.db,
+        store.dialect,
+        {
+          id,
+          channel: WEBHOOK,
+          kind: "incident.escalated",
+          ref: newId("evt", h.clock.now),
+          target,
+          incidentId,
+          tokenHash: hashToken(token),
+        },
+        h.clock.now,
+      );
       return { id, token };
     }
 
-    async function post(url: string, path: string, body: unknown, headers: Record<string, string> = {}): Promise<Reply> {
+    async function post(
+      url: string,
+      path: string,
+      body: unknown,
+      headers: Record<string, string> = {},
+    ): Promise<Reply> {
       const raw = typeof body === "string" ? body : JSON.stringify(body);
-      const r = await fetch(url + path, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: raw });
+      const r = await fetch(url + path, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: raw,
+      });
       return { status: r.status, body: await r.json() };
     }
     const claimsPath = (id: string) => `/api/v1/incidents/${id}/claims`;
@@ -117,20 +190,40 @@ for (const f of factories) {
     function signed(body: string, o: { secret?: string; id?: string; at?: number } = {}): Record<string, string> {
       const id = o.id ?? `msg_${uid()}`;
       const at = new Date(o.at ?? h.clock.now);
-      return { "webhook-id": id, "webhook-timestamp": String(Math.floor(at.getTime() / 1000)), "webhook-signature": new Webhook(o.secret ?? SECRET).sign(id, at, body) };
+      return {
+        "webhook-id": id,
+        "webhook-timestamp": String(Math.floor(at.getTime() / 1000)),
+        "webhook-signature": new Webhook(o.secret ?? SECRET).sign(id, at, body),
+      };
     }
-    async function claimWith(incidentId: string, agent: string): Promise<{ lease: string; token: string; delivery: string }> {
+    async function claimWith(
+      incidentId: string,
+      agent: string,
+    ): Promise<{ lease: string; token: string; delivery: string }> {
       const d = await delivery(incidentId);
       const r = await post(base, claimsPath(incidentId), { agent_id: agent, delivery_id: d.id }, bearer(d.token));
       expect(r.status, JSON.stringify(r.body)).toBe(201);
       return { lease: r.body.lease_id, token: d.token, delivery: d.id };
     }
 
-    const claimRows = (id: string) => store.db.selectFrom("external_claims").selectAll().where("incident_id", "=", id).orderBy("id").execute();
-    const resultRows = (id: string) => store.db.withTables<{ agent_results: { incident_id: string; status: string; idempotency_key: string } }>().selectFrom("agent_results").selectAll().where("incident_id", "=", id).execute();
+    const claimRows = (id: string) =>
+      store.db.selectFrom("external_claims").selectAll().where("incident_id", "=", id).orderBy("id").execute();
+    const resultRows = (id: string) =>
+      store.db
+        .withTables<{ agent_results: { incident_id: string; status: string; idempotency_key: string } }>()
+        .selectFrom("agent_results")
+        .selectAll()
+        .where("incident_id", "=", id)
+        .execute();
     /** What a refused callback must not change. */
     async function snapshot(id: string) {
-      return { claims: await claimRows(id), results: await resultRows(id), events: (await h.events(id)).map((e) => e.id), approvals: await h.approvalsOf(id), incident: await h.incident(id) };
+      return {
+        claims: await claimRows(id),
+        results: await resultRows(id),
+        events: (await h.events(id)).map((e) => e.id),
+        approvals: await h.approvalsOf(id),
+        incident: await h.incident(id),
+      };
     }
 
     it("claims an escalated incident with the delivery's bearer token, renews the holder's lease and refuses another agent with 409 while it runs", async () => {
@@ -139,26 +232,65 @@ for (const f of factories) {
       const r = await post(base, claimsPath(inc.id), { agent_id: "fixer-1", delivery_id: d.id }, bearer(d.token));
       expect(r.status, JSON.stringify(r.body)).toBe(201);
       const expires = new Date(h.clock.now + LEASE_MS).toISOString();
-      expect(r.body).toMatchObject({ lease_id: expect.stringMatching(/^clm_/), incident_id: inc.id, agent_id: "fixer-1", target, expires_at: expires, lease_ttl_seconds: 600 });
+      expect(r.body).toMatchObject({
+        lease_id: expect.stringMatching(/^clm_/),
+        incident_id: inc.id,
+        agent_id: "fixer-1",
+        target,
+        expires_at: expires,
+        lease_ttl_seconds: 600,
+      });
       expect(await claimRows(inc.id)).toEqual([
-        expect.objectContaining({ id: r.body.lease_id, agent: "fixer-1", target, delivery_id: d.id, state: "active", active_key: inc.id, lease_until: h.clock.now + LEASE_MS }),
+        expect.objectContaining({
+          id: r.body.lease_id,
+          agent: "fixer-1",
+          target,
+          delivery_id: d.id,
+          state: "active",
+          active_key: inc.id,
+          lease_until: h.clock.now + LEASE_MS,
+        }),
       ]);
       const [claimed] = await h.eventsOf(inc.id, "agent.claimed");
-      expect(claimed).toMatchObject({ actor: `agent:${target}/fixer-1`, channel: "webhook", reason: `claimed by agent fixer-1 (target ${target}) until ${expires}` });
+      expect(claimed).toMatchObject({
+        actor: `agent:${target}/fixer-1`,
+        channel: "webhook",
+        reason: `claimed by agent fixer-1 (target ${target}) until ${expires}`,
+      });
       expect(JSON.parse(claimed!.data)).toMatchObject({ leaseId: r.body.lease_id, deliveryId: d.id, via: "bearer" });
       // Announced on the incident's Telegram card.
-      expect(renderIncidentCard((await loadIncidentView(store.db, inc.id))!)).toContain(`claimed by agent fixer-1 (target ${target}) until ${expires}`);
+      expect(renderIncidentCard((await loadIncidentView(store.db, inc.id))!)).toContain(
+        `claimed by agent fixer-1 (target ${target}) until ${expires}`,
+      );
 
       const other = await delivery(inc.id);
-      const taken = await post(base, claimsPath(inc.id), { agent_id: "fixer-2", delivery_id: other.id }, bearer(other.token));
+      const taken = await post(
+        base,
+        claimsPath(inc.id),
+        { agent_id: "fixer-2", delivery_id: other.id },
+        bearer(other.token),
+      );
       expect(taken.status).toBe(409);
-      expect(taken.body.error).toMatchObject({ code: "claim.held", message: `incident ${inc.id} is claimed by agent fixer-1 (target ${target}) until ${expires}` });
+      expect(taken.body.error).toMatchObject({
+        code: "claim.held",
+        message: `incident ${inc.id} is claimed by agent fixer-1 (target ${target}) until ${expires}`,
+      });
 
       h.clock.now += 60_000;
-      const renewed = await post(replica, claimsPath(inc.id), { agent_id: "fixer-1", delivery_id: d.id }, bearer(d.token));
+      const renewed = await post(
+        replica,
+        claimsPath(inc.id),
+        { agent_id: "fixer-1", delivery_id: d.id },
+        bearer(d.token),
+      );
       expect(renewed.status, JSON.stringify(renewed.body)).toBe(200);
-      expect(renewed.body).toMatchObject({ lease_id: r.body.lease_id, expires_at: new Date(h.clock.now + LEASE_MS).toISOString() });
-      expect((await claimRows(inc.id)).map((c) => [c.state, Number(c.lease_until)])).toEqual([["active", h.clock.now + LEASE_MS]]);
+      expect(renewed.body).toMatchObject({
+        lease_id: r.body.lease_id,
+        expires_at: new Date(h.clock.now + LEASE_MS).toISOString(),
+      });
+      expect((await claimRows(inc.id)).map((c) => [c.state, Number(c.lease_until)])).toEqual([
+        ["active", h.clock.now + LEASE_MS],
+      ]);
       expect(await h.eventsOf(inc.id, "agent.lease_renewed")).toHaveLength(1);
     });
 
@@ -171,7 +303,10 @@ for (const f of factories) {
       ]);
       expect(answers.map((a) => a.status).sort(), JSON.stringify(answers)).toEqual([201, 409]);
       const winner = answers.find((a) => a.status === 201)!.body.agent_id;
-      expect(answers.find((a) => a.status === 409)!.body.error).toMatchObject({ code: "claim.held", message: expect.stringContaining(`agent ${winner} `) });
+      expect(answers.find((a) => a.status === 409)!.body.error).toMatchObject({
+        code: "claim.held",
+        message: expect.stringContaining(`agent ${winner} `),
+      });
       expect((await claimRows(inc.id)).map((c) => [c.agent, c.state])).toEqual([[winner, "active"]]);
       expect(await h.eventsOf(inc.id, "agent.claimed")).toHaveLength(1);
     });
@@ -210,7 +345,12 @@ for (const f of factories) {
       const elsewhere = await incident();
       const d = await delivery(inc.id);
       const before = [await snapshot(inc.id), await snapshot(elsewhere.id)];
-      const wrong = await post(base, claimsPath(inc.id), { agent_id: "a", delivery_id: d.id }, bearer(randomBytes(32).toString("base64url")));
+      const wrong = await post(
+        base,
+        claimsPath(inc.id),
+        { agent_id: "a", delivery_id: d.id },
+        bearer(randomBytes(32).toString("base64url")),
+      );
       expect([wrong.status, wrong.body.error.code]).toEqual([401, "callback.bad_credentials"]);
       const moved = await post(base, claimsPath(elsewhere.id), { agent_id: "a", delivery_id: d.id }, bearer(d.token));
       expect([moved.status, moved.body.error.code]).toEqual([403, "callback.wrong_incident"]);
@@ -221,16 +361,26 @@ for (const f of factories) {
       const inc = await incident();
       const a = await claimWith(inc.id, "slow-agent");
       h.clock.now += LEASE_MS + 1000;
-      const late = await post(base, resultsPath(inc.id), { lease_id: a.lease, idempotency_key: "k1", status: "needs_human", summary: "too late" }, bearer(a.token));
+      const late = await post(
+        base,
+        resultsPath(inc.id),
+        { lease_id: a.lease, idempotency_key: "k1", status: "needs_human", summary: "too late" },
+        bearer(a.token),
+      );
       expect([late.status, late.body.error.code]).toEqual([409, "claim.expired"]);
       expect(await h.eventsOf(inc.id, "agent.result")).toEqual([]);
       expect(await resultRows(inc.id)).toEqual([]);
 
       expect(await claims.expireLeases()).toBeGreaterThanOrEqual(1);
       const [expired] = await h.eventsOf(inc.id, "agent.lease_expired");
-      expect(expired).toMatchObject({ actor: "pitcrew:webhooks", reason: expect.stringContaining(`the lease of agent slow-agent (target ${target}) expired at`) });
+      expect(expired).toMatchObject({
+        actor: "pitcrew:webhooks",
+        reason: expect.stringContaining(`the lease of agent slow-agent (target ${target}) expired at`),
+      });
       expect((await claimRows(inc.id))[0]).toMatchObject({ state: "expired", active_key: null });
-      expect(renderIncidentCard((await loadIncidentView(store.db, inc.id))!)).toContain("the lease of agent slow-agent");
+      expect(renderIncidentCard((await loadIncidentView(store.db, inc.id))!)).toContain(
+        "the lease of agent slow-agent",
+      );
 
       const b = await claimWith(inc.id, "fast-agent");
       expect(b.lease).not.toBe(a.lease);
@@ -240,25 +390,57 @@ for (const f of factories) {
       const inc = await incident();
       const a = await claimWith(inc.id, "worker");
       h.clock.now += 30_000;
-      const accepted = await post(base, resultsPath(inc.id), { lease_id: a.lease, idempotency_key: "accept-1", status: "accepted", summary: "looking at it" }, bearer(a.token));
+      const accepted = await post(
+        base,
+        resultsPath(inc.id),
+        { lease_id: a.lease, idempotency_key: "accept-1", status: "accepted", summary: "looking at it" },
+        bearer(a.token),
+      );
       expect(accepted.status, JSON.stringify(accepted.body)).toBe(200);
-      expect(accepted.body).toMatchObject({ status: "accepted", incident_state: "escalated", lease: { state: "active", expires_at: new Date(h.clock.now + LEASE_MS).toISOString() }, approval_id: null });
+      expect(accepted.body).toMatchObject({
+        status: "accepted",
+        incident_state: "escalated",
+        lease: { state: "active", expires_at: new Date(h.clock.now + LEASE_MS).toISOString() },
+        approval_id: null,
+      });
 
-      const result = { lease_id: a.lease, idempotency_key: "final-1", status: "needs_human", summary: "the database is out of disk; a person must add a <b>volume</b>", details: { disk: "98%" } };
+      const result = {
+        lease_id: a.lease,
+        idempotency_key: "final-1",
+        status: "needs_human",
+        summary: "the database is out of disk; a person must add a <b>volume</b>",
+        details: { disk: "98%" },
+      };
       const first = await post(base, resultsPath(inc.id), result, bearer(a.token));
       expect(first.status, JSON.stringify(first.body)).toBe(200);
-      expect(first.body).toMatchObject({ lease_id: a.lease, incident_id: inc.id, status: "needs_human", incident_state: "escalated", lease: { state: "done" } });
+      expect(first.body).toMatchObject({
+        lease_id: a.lease,
+        incident_id: inc.id,
+        status: "needs_human",
+        incident_state: "escalated",
+        lease: { state: "done" },
+      });
       h.clock.now += 5000;
       const again = await post(replica, resultsPath(inc.id), result, bearer(a.token));
       expect(again).toEqual(first);
 
       const events = await h.eventsOf(inc.id, "agent.result");
       expect(events.map((e) => JSON.parse(e.data).status)).toEqual(["accepted", "needs_human"]);
-      expect(events[1]).toMatchObject({ actor: `agent:${target}/worker`, channel: "webhook", reason: `agent worker (target ${target}) reported needs_human: the database is out of disk; a person must add a <b>volume</b>` });
+      expect(events[1]).toMatchObject({
+        actor: `agent:${target}/worker`,
+        channel: "webhook",
+        reason: `agent worker (target ${target}) reported needs_human: the database is out of disk; a person must add a <b>volume</b>`,
+      });
       expect((await resultRows(inc.id)).map((r) => r.idempotency_key).sort()).toEqual(["accept-1", "final-1"]);
-      expect((await claimRows(inc.id))[0]).toMatchObject({ state: "done", active_key: null, result_status: "needs_human" });
+      expect((await claimRows(inc.id))[0]).toMatchObject({
+        state: "done",
+        active_key: null,
+        result_status: "needs_human",
+      });
       // The agent's words are shown as text on the card, never as markup.
-      expect(renderIncidentCard((await loadIncidentView(store.db, inc.id))!)).toContain("reported needs_human: the database is out of disk; a person must add a &lt;b&gt;volume&lt;/b&gt;");
+      expect(renderIncidentCard((await loadIncidentView(store.db, inc.id))!)).toContain(
+        "reported needs_human: the database is out of disk; a person must add a &lt;b&gt;volume&lt;/b&gt;",
+      );
 
       const reused = await post(base, resultsPath(inc.id), { ...result, summary: "something else" }, bearer(a.token));
       expect([reused.status, reused.body.error.code]).toEqual([400, "result.idempotency_key_reused"]);
@@ -276,10 +458,30 @@ for (const f of factories) {
         [claimsPath(inc.id), "{not json", "request.invalid_json"],
         [claimsPath(inc.id), { delivery_id: d.id }, "callback.invalid_body", "agent_id"],
         [claimsPath(inc.id), { agent_id: "has spaces", delivery_id: d.id }, "callback.invalid_body", "agent_id"],
-        [resultsPath(inc.id), { lease_id: a.lease, idempotency_key: "x", status: "done" }, "callback.invalid_body", "status"],
-        [resultsPath(inc.id), { lease_id: a.lease, idempotency_key: "x", status: "pr_created" }, "callback.invalid_body", "pr"],
-        [resultsPath(inc.id), { lease_id: a.lease, idempotency_key: "x", status: "pr_created", pr: { number: -1 } }, "callback.invalid_body", "pr.number"],
-        [resultsPath(inc.id), { lease_id: a.lease, idempotency_key: "x", status: "pr_created", pr: { number: 1, head_sha: "abc123" } }, "callback.invalid_body", "pr.head_sha"],
+        [
+          resultsPath(inc.id),
+          { lease_id: a.lease, idempotency_key: "x", status: "done" },
+          "callback.invalid_body",
+          "status",
+        ],
+        [
+          resultsPath(inc.id),
+          { lease_id: a.lease, idempotency_key: "x", status: "pr_created" },
+          "callback.invalid_body",
+          "pr",
+        ],
+        [
+          resultsPath(inc.id),
+          { lease_id: a.lease, idempotency_key: "x", status: "pr_created", pr: { number: -1 } },
+          "callback.invalid_body",
+          "pr.number",
+        ],
+        [
+          resultsPath(inc.id),
+          { lease_id: a.lease, idempotency_key: "x", status: "pr_created", pr: { number: 1, head_sha: "abc123" } },
+          "callback.invalid_body",
+          "pr.head_sha",
+        ],
         [resultsPath(inc.id), { lease_id: a.lease, status: "failed" }, "callback.invalid_body", "idempotency_key"],
       ];
       for (const [path, body, code, where] of cases) {
@@ -295,7 +497,12 @@ for (const f of factories) {
       const branch = `agent/${incidentId.toLowerCase()}`;
       const file = `apps/${incidentId.toLowerCase()}.yaml`;
       const sha = h.push(branch, { [file]: content });
-      const pr = await h.host.createPullRequest({ branch, base: "main", title: `Fix ${incidentId}`, body: "written by an external agent" });
+      const pr = await h.host.createPullRequest({
+        branch,
+        base: "main",
+        title: `Fix ${incidentId}`,
+        body: "written by an external agent",
+      });
       return { branch, file, sha, pr };
     }
 
@@ -303,18 +510,45 @@ for (const f of factories) {
       const inc = await incident();
       const a = await claimWith(inc.id, "coder");
       const p = await agentPull(inc.id, "replicas: 4\n");
-      const result = { lease_id: a.lease, idempotency_key: "pr-1", status: "pr_created", summary: "raise replicas to 4", pr: { number: p.pr.number, url: p.pr.url, branch: p.branch, head_sha: p.sha } };
+      const result = {
+        lease_id: a.lease,
+        idempotency_key: "pr-1",
+        status: "pr_created",
+        summary: "raise replicas to 4",
+        pr: { number: p.pr.number, url: p.pr.url, branch: p.branch, head_sha: p.sha },
+      };
       const r = await post(base, resultsPath(inc.id), result, bearer(a.token));
       expect(r.status, JSON.stringify(r.body)).toBe(200);
-      expect(r.body).toMatchObject({ status: "pr_created", incident_state: "proposed", approval_id: expect.stringMatching(/^apr_/), lease: { state: "done" } });
+      expect(r.body).toMatchObject({
+        status: "pr_created",
+        incident_state: "proposed",
+        approval_id: expect.stringMatching(/^apr_/),
+        lease: { state: "done" },
+      });
 
       const [approval] = await h.approvalsOf(inc.id);
-      expect(approval).toMatchObject({ id: r.body.approval_id, state: "pending", task_id: null, pr_number: p.pr.number, pr_branch: p.branch, head_sha: p.sha, risk: "unknown" });
-      expect(JSON.parse(approval!.diff_summary!)).toEqual({ files: [{ path: p.file, added: 1, removed: 0 }], added: 1, removed: 0 });
+      expect(approval).toMatchObject({
+        id: r.body.approval_id,
+        state: "pending",
+        task_id: null,
+        pr_number: p.pr.number,
+        pr_branch: p.branch,
+        head_sha: p.sha,
+        risk: "unknown",
+      });
+      expect(JSON.parse(approval!.diff_summary!)).toEqual({
+        files: [{ path: p.file, added: 1, removed: 0 }],
+        added: 1,
+        removed: 0,
+      });
       expect(approval!.diff_excerpt).toContain("+replicas: 4");
       const [proposed] = await h.eventsOf(inc.id, "incident.proposed");
       expect(proposed).toMatchObject({ actor: `agent:${target}/coder`, channel: "webhook" });
-      expect(JSON.parse(proposed!.data)).toMatchObject({ from: "escalated", event: "agent.proposed", pr: { number: p.pr.number, sha: p.sha } });
+      expect(JSON.parse(proposed!.data)).toMatchObject({
+        from: "escalated",
+        event: "agent.proposed",
+        pr: { number: p.pr.number, sha: p.sha },
+      });
       expect(await h.eventsOf(inc.id, "approval.requested")).toHaveLength(1);
       // The repeat gets the same answer and asks for nothing more.
       expect(await post(replica, resultsPath(inc.id), result, bearer(a.token))).toEqual(r);
@@ -323,7 +557,9 @@ for (const f of factories) {
       const decided = await h.approvals.approve({ approvalId: approval!.id }, alice, "the agent's change looks right");
       expect(decided.merged).toMatchObject({ number: p.pr.number });
       expect(h.show("main", p.file)).toBe("replicas: 4\n");
-      expect(h.git("log", "-1", "--format=%B", decided.merged!.sha)).toContain(`Approved-by: alice\nApproved-via: mcp\nPitcrew-Incident: ${inc.id}`);
+      expect(h.git("log", "-1", "--format=%B", decided.merged!.sha)).toContain(
+        `Approved-by: alice\nApproved-via: mcp\nPitcrew-Incident: ${inc.id}`,
+      );
       expect((await h.incident(inc.id)).state).toBe("verifying");
       expect(await h.states(inc.id)).toEqual(["detected", "escalated", "proposed", "approved", "verifying"]);
       expect(await h.eventsOf(inc.id, "pr.merged")).toHaveLength(1);
@@ -334,9 +570,24 @@ for (const f of factories) {
       const a = await claimWith(inc.id, "hasty");
       const p = await agentPull(inc.id, "replicas: 5\n");
       const before = await snapshot(inc.id);
-      const stale = await post(base, resultsPath(inc.id), { lease_id: a.lease, idempotency_key: "s", status: "pr_created", pr: { number: p.pr.number, head_sha: "0".repeat(40) } }, bearer(a.token));
+      const stale = await post(
+        base,
+        resultsPath(inc.id),
+        {
+          lease_id: a.lease,
+          idempotency_key: "s",
+          status: "pr_created",
+          pr: { number: p.pr.number, head_sha: "0".repeat(40) },
+        },
+        bearer(a.token),
+      );
       expect([stale.status, stale.body.error.code]).toEqual([409, "result.head_mismatch"]);
-      const missing = await post(base, resultsPath(inc.id), { lease_id: a.lease, idempotency_key: "m", status: "pr_created", pr: { number: 999_999 } }, bearer(a.token));
+      const missing = await post(
+        base,
+        resultsPath(inc.id),
+        { lease_id: a.lease, idempotency_key: "m", status: "pr_created", pr: { number: 999_999 } },
+        bearer(a.token),
+      );
       expect([missing.status, missing.body.error.code]).toEqual([400, "result.pull_not_found"]);
       expect(await snapshot(inc.id)).toEqual(before);
     });
@@ -346,7 +597,17 @@ for (const f of factories) {
       expect((await h.incident(inc.id)).open_key).toBeNull();
       const a = await claimWith(inc.id, "rescuer");
       const p = await agentPull(inc.id, "replicas: 6\n");
-      const r = await post(base, resultsPath(inc.id), { lease_id: a.lease, idempotency_key: "pr", status: "pr_created", pr: { number: p.pr.number, head_sha: p.sha } }, bearer(a.token));
+      const r = await post(
+        base,
+        resultsPath(inc.id),
+        {
+          lease_id: a.lease,
+          idempotency_key: "pr",
+          status: "pr_created",
+          pr: { number: p.pr.number, head_sha: p.sha },
+        },
+        bearer(a.token),
+      );
       expect(r.status, JSON.stringify(r.body)).toBe(200);
       expect(await h.incident(inc.id)).toMatchObject({ state: "proposed", open_key: `f:${inc.fingerprint}` });
       expect((await h.approvalsOf(inc.id))[0]).toMatchObject({ state: "pending", head_sha: p.sha });

@@ -46,7 +46,14 @@ for (const f of factories) {
       store = await f.make({ own: true });
       rx = await startReceiver();
       // The control plane's HTTP app, for /.well-known/jwks.json.
-      app = await buildHttpApp({ log: silentLogger, store, queue: createMemoryQueue({ log: silentLogger }), metrics: createMetrics(), bodyLimit: 1 << 20, jwks: { store, now: Date.now } });
+      app = await buildHttpApp({
+        log: silentLogger,
+        store,
+        queue: createMemoryQueue({ log: silentLogger }),
+        metrics: createMetrics(),
+        bodyLimit: 1 << 20,
+        jwks: { store, now: Date.now },
+      });
       await app.listen({ port: 0, host: "127.0.0.1" });
       publicUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
     });
@@ -67,17 +74,36 @@ for (const f of factories) {
     });
 
     /** A control plane's webhook side: its targets, and its deliverer (started unless asked not to). */
-    function controlPlane(files: Record<string, string>, env: Record<string, string>, opts: { start?: boolean; owner?: string; leaseMs?: number; timeoutMs?: number; dir?: string } = {}) {
-      const dir = opts.dir ?? (() => {
-        const d = targetDir(files);
-        dirs.push(d);
-        return d.dir;
-      })();
-      const config = { publicUrl, webhooks: { dir, allowPrivate: true, timeoutMs: opts.timeoutMs ?? 2000, leaseTtlMs: 1_800_000 } };
-      const webhooks = createWebhooks(config, { store, log: silentLogger, now: Date.now, env: (n) => env[n] }, { retryDelaysMs: DELAYS });
+    function controlPlane(
+      files: Record<string, string>,
+      env: Record<string, string>,
+      opts: { start?: boolean; owner?: string; leaseMs?: number; timeoutMs?: number; dir?: string } = {},
+    ) {
+      const dir =
+        opts.dir ??
+        (() => {
+          const d = targetDir(files);
+          dirs.push(d);
+          return d.dir;
+        })();
+      const config = {
+        publicUrl,
+        webhooks: { dir, allowPrivate: true, timeoutMs: opts.timeoutMs ?? 2000, leaseTtlMs: 1_800_000 },
+      };
+      const webhooks = createWebhooks(
+        config,
+        { store, log: silentLogger, now: Date.now, env: (n) => env[n] },
+        { retryDelaysMs: DELAYS },
+      );
       const deliverer = createNotices(
         { telegram: undefined, notify: { minSeverity: "warning" } },
-        { store, log: silentLogger, now: Date.now, owner: opts.owner ?? `cp-${uid()}`, settings: { pollMs: 50, leaseMs: opts.leaseMs ?? 5000 } },
+        {
+          store,
+          log: silentLogger,
+          now: Date.now,
+          owner: opts.owner ?? `cp-${uid()}`,
+          settings: { pollMs: 50, leaseMs: opts.leaseMs ?? 5000 },
+        },
         { [WEBHOOK]: webhooks.sender },
       );
       if (opts.start !== false) {
@@ -87,10 +113,18 @@ for (const f of factories) {
       return { webhooks, deliverer, dir };
     }
 
-    const target = (name: string, path: string, extra = "") => `name: ${name}\nurl: ${rx.url(path)}\nsecret_env: ${name.toUpperCase().replace(/-/g, "_")}_SECRET\n${extra}`;
+    const target = (name: string, path: string, extra = "") =>
+      `name: ${name}\nurl: ${rx.url(path)}\nsecret_env: ${name.toUpperCase().replace(/-/g, "_")}_SECRET\n${extra}`;
     // The deliveries to one target (not the fan-out rows, whose target lists where they fanned out to).
     const deliveriesTo = (name: string) =>
-      store.db.selectFrom("deliveries").selectAll().where("channel", "=", WEBHOOK).where("kind", "!=", FANOUT).where("target", "=", name).orderBy("id").execute();
+      store.db
+        .selectFrom("deliveries")
+        .selectAll()
+        .where("channel", "=", WEBHOOK)
+        .where("kind", "!=", FANOUT)
+        .where("target", "=", name)
+        .orderBy("id")
+        .execute();
     const bodyOf = (r: { body: string }) => JSON.parse(r.body) as Record<string, any>;
 
     it("sends subscribed events to each target, verified by the standardwebhooks package, with the incident, plan, diagnosis, timeline link and a delivery block", async () => {
@@ -98,14 +132,33 @@ for (const f of factories) {
       const path = `/sre-${uid()}`;
       controlPlane(
         {
-          "sre.yaml": target("sre", path, "events: [incident.escalated]\nnamespaces: [shop]\nheaders:\n  X-Team: sre\n"),
-          "other-ns.yaml": target("other-ns", `${path}-other`, "events: [incident.escalated]\nnamespaces: [payments]\n"),
+          "sre.yaml": target(
+            "sre",
+            path,
+            "events: [incident.escalated]\nnamespaces: [shop]\nheaders:\n  X-Team: sre\n",
+          ),
+          "other-ns.yaml": target(
+            "other-ns",
+            `${path}-other`,
+            "events: [incident.escalated]\nnamespaces: [payments]\n",
+          ),
           "created.yaml": target("created", `${path}-created`, "events: [incident.created]\n"),
         },
         { SRE_SECRET: s, OTHER_NS_SECRET: s, CREATED_SECRET: s },
       );
       const id = await openIncident(store, { namespace: "shop" });
-      await store.db.updateTable("incidents").set({ plan: JSON.stringify({ skill: "rollback", rationale: "a bad image rolled out", confidence: 0.8, planner: "rules" }) }).where("id", "=", id).execute();
+      await store.db
+        .updateTable("incidents")
+        .set({
+          plan: JSON.stringify({
+            skill: "rollback",
+            rationale: "a bad image rolled out",
+            confidence: 0.8,
+            planner: "rules",
+          }),
+        })
+        .where("id", "=", id)
+        .execute();
       await moveIncident(store, id, "escalate", "no skill could fix it");
 
       await waitFor(() => rx.at(path).length === 1 && rx.at(`${path}-created`).length === 1, 10_000);
@@ -114,10 +167,18 @@ for (const f of factories) {
       const body = new Webhook(s).verify(req!.body, req!.headers as Record<string, string>) as Record<string, any>;
       expect(body.type).toBe("incident.escalated");
       expect(body.event).toMatchObject({ type: "incident.escalated", reason: "no skill could fix it" });
-      expect(body.incident).toMatchObject({ id, state: "escalated", namespace: "shop", url: `${publicUrl}/incidents/${id}` });
+      expect(body.incident).toMatchObject({
+        id,
+        state: "escalated",
+        namespace: "shop",
+        url: `${publicUrl}/incidents/${id}`,
+      });
       expect(body.plan).toMatchObject({ skill: "rollback", rationale: "a bad image rolled out" });
       expect(body.diagnosis.summary).toBe("no skill could fix it");
-      expect(body.diagnosis.timeline.map((t: { type: string }) => t.type)).toEqual(["incident.detected", "incident.escalated"]);
+      expect(body.diagnosis.timeline.map((t: { type: string }) => t.type)).toEqual([
+        "incident.detected",
+        "incident.escalated",
+      ]);
       expect(req!.headers["x-team"]).toBe("sre");
       expect(req!.headers["content-type"]).toBe("application/json");
 
@@ -132,7 +193,14 @@ for (const f of factories) {
       });
       expect(d.token).toMatch(/^pcd_[\w-]{43}$/);
       const stored = await getWebhookDelivery(store.db, d.id);
-      expect(stored).toMatchObject({ id: d.id, target: "sre", incidentId: id, eventType: "incident.escalated", state: "sent", tokenHash: createHash("sha256").update(d.token).digest("hex") });
+      expect(stored).toMatchObject({
+        id: d.id,
+        target: "sre",
+        incidentId: id,
+        eventType: "incident.escalated",
+        state: "sent",
+        tokenHash: createHash("sha256").update(d.token).digest("hex"),
+      });
       const row = await store.db.selectFrom("deliveries").selectAll().where("id", "=", d.id).executeTakeFirstOrThrow();
       expect(row.payload).not.toContain(d.token);
       expect(row.last_status).toBe(204);
@@ -151,19 +219,36 @@ for (const f of factories) {
       await waitFor(() => rx.at(path).length === 1, 10_000);
       const [req] = rx.at(path);
       expect(String(req!.headers["webhook-signature"]).split(" ")).toHaveLength(2);
-      for (const s of [next, prev]) expect(new Webhook(s).verify(req!.body, req!.headers as Record<string, string>)).toMatchObject({ type: "incident.created" });
-      expect(() => new Webhook(secret()).verify(req!.body, req!.headers as Record<string, string>)).toThrow(/No matching signature/);
+      for (const s of [next, prev])
+        expect(new Webhook(s).verify(req!.body, req!.headers as Record<string, string>)).toMatchObject({
+          type: "incident.created",
+        });
+      expect(() => new Webhook(secret()).verify(req!.body, req!.headers as Record<string, string>)).toThrow(
+        /No matching signature/,
+      );
     });
 
     it("signs JWS targets with an Ed25519 key that jose verifies from the published JWKS, across a key rotation", async () => {
       const path = `/jws-${uid()}`;
-      controlPlane({ "jws.yaml": `name: jws\nurl: ${rx.url(path)}\nevents: [incident.created, incident.escalated]\nsigning: jws\n` }, {});
+      controlPlane(
+        {
+          "jws.yaml": `name: jws\nurl: ${rx.url(path)}\nevents: [incident.created, incident.escalated]\nsigning: jws\n`,
+        },
+        {},
+      );
       const jwks = createRemoteJWKSet(new URL(`${publicUrl}/.well-known/jwks.json`), { cooldownDuration: 0 });
       const check = async (req: { body: string; headers: Record<string, unknown> }) => {
         const [protectedHeader, empty, signature] = String(req.headers["webhook-jws"]).split(".");
         expect(empty).toBe("");
-        const v = await flattenedVerify({ protected: protectedHeader!, payload: req.body, signature: signature! }, jwks);
-        expect(v.protectedHeader).toMatchObject({ alg: "EdDSA", "webhook-id": req.headers["webhook-id"], "webhook-timestamp": Number(req.headers["webhook-timestamp"]) });
+        const v = await flattenedVerify(
+          { protected: protectedHeader!, payload: req.body, signature: signature! },
+          jwks,
+        );
+        expect(v.protectedHeader).toMatchObject({
+          alg: "EdDSA",
+          "webhook-id": req.headers["webhook-id"],
+          "webhook-timestamp": Number(req.headers["webhook-timestamp"]),
+        });
         return v.protectedHeader!.kid!;
       };
       const id = await openIncident(store);
@@ -172,18 +257,27 @@ for (const f of factories) {
       expect(first.headers["webhook-signature"]).toBeUndefined();
       const kid1 = await check(first);
       // A changed body does not verify.
-      await expect(check({ ...first, body: first.body.replace("incident.created", "incident.resolved") })).rejects.toThrow(/signature verification failed/);
+      await expect(
+        check({ ...first, body: first.body.replace("incident.created", "incident.resolved") }),
+      ).rejects.toThrow(/signature verification failed/);
 
       const rotated = await rotateSigningKey({ store, now: Date.now });
       expect(rotated.retired).toBe(kid1);
       // A fresh control plane reads the new key (a running one does within a minute).
       for (const r of running.splice(0)) await r.stop();
-      controlPlane({ "jws.yaml": `name: jws\nurl: ${rx.url(path)}\nevents: [incident.created, incident.escalated]\nsigning: jws\n` }, {});
+      controlPlane(
+        {
+          "jws.yaml": `name: jws\nurl: ${rx.url(path)}\nevents: [incident.created, incident.escalated]\nsigning: jws\n`,
+        },
+        {},
+      );
       await moveIncident(store, id, "escalate", "over to the agents");
       await waitFor(() => rx.at(path).length === 2, 10_000);
       expect(await check(rx.at(path)[1]!)).toBe(rotated.kid);
       // The retired public key is still published: the first delivery still verifies.
-      const published = (await (await fetch(`${publicUrl}/.well-known/jwks.json`)).json()) as { keys: Array<{ kid: string; d?: string }> };
+      const published = (await (await fetch(`${publicUrl}/.well-known/jwks.json`)).json()) as {
+        keys: Array<{ kid: string; d?: string }>;
+      };
       expect(published.keys.map((k) => k.kid)).toEqual(expect.arrayContaining([kid1, rotated.kid]));
       expect(published.keys.every((k) => k.d === undefined)).toBe(true);
       expect(await check(first)).toBe(kid1);
@@ -199,7 +293,8 @@ for (const f of factories) {
       expect(reqs.map((r) => r.headers["webhook-id"])).toEqual(Array(4).fill(reqs[0]!.headers["webhook-id"]));
       expect(new Set(reqs.map((r) => r.body)).size).toBe(1);
       // Waits of the schedule between attempts: 100, 200, 300 ms.
-      for (let i = 1; i < reqs.length; i++) expect(reqs[i]!.at - reqs[i - 1]!.at).toBeGreaterThanOrEqual(DELAYS[i - 1]! - 20);
+      for (let i = 1; i < reqs.length; i++)
+        expect(reqs[i]!.at - reqs[i - 1]!.at).toBeGreaterThanOrEqual(DELAYS[i - 1]! - 20);
       expect(await deliveriesTo("retry")).toMatchObject([{ state: "sent", attempts: 4, last_status: 200 }]);
     });
 
@@ -213,12 +308,25 @@ for (const f of factories) {
       const [row] = await deliveriesTo("dead");
       expect(row).toMatchObject({ attempts: 6, last_status: 500 });
       expect(row!.last_error).toBe("gave up after 6 attempts: HTTP 500: boom");
-      const dead = await store.db.selectFrom("events").selectAll().where("incident_id", "=", id).where("type", "=", "webhook.dead").execute();
+      const dead = await store.db
+        .selectFrom("events")
+        .selectAll()
+        .where("incident_id", "=", id)
+        .where("type", "=", "webhook.dead")
+        .execute();
       expect(dead).toHaveLength(1);
-      expect(JSON.parse(dead[0]!.data)).toMatchObject({ deliveryId: row!.id, target: "dead", status: 500, attempts: 6 });
+      expect(JSON.parse(dead[0]!.data)).toMatchObject({
+        deliveryId: row!.id,
+        target: "dead",
+        status: 500,
+        attempts: 6,
+      });
 
       rx.answer(() => ({ status: 200 }));
-      expect(await redeliver({ store, now: Date.now }, row!.id)).toEqual({ previousState: "dead", enabledTarget: false });
+      expect(await redeliver({ store, now: Date.now }, row!.id)).toEqual({
+        previousState: "dead",
+        enabledTarget: false,
+      });
       await waitFor(async () => (await deliveriesTo("dead"))[0]?.state === "sent", 10_000);
       const reqs = rx.at(path);
       expect(reqs).toHaveLength(DELAYS.length + 2);
@@ -233,14 +341,19 @@ for (const f of factories) {
       controlPlane({ "bad.yaml": target("bad", path, "events: [incident.created]\n") }, { BAD_SECRET: secret() });
       await openIncident(store);
       await waitFor(async () => (await deliveriesTo("bad"))[0]?.state === "dead", 10_000);
-      expect(await deliveriesTo("bad")).toMatchObject([{ attempts: 1, last_status: 422, last_error: "HTTP 422: unknown event" }]);
+      expect(await deliveriesTo("bad")).toMatchObject([
+        { attempts: 1, last_status: 422, last_error: "HTTP 422: unknown event" },
+      ]);
       expect(rx.at(path)).toHaveLength(1);
     });
 
     it("disables a target that answers 410 Gone: later events skip it until redeliver enables it", async () => {
       const path = `/gone-${uid()}`;
       rx.answer(() => ({ status: 410 }));
-      const cp = controlPlane({ "gone.yaml": target("gone", path, "events: [incident.created, incident.escalated]\n") }, { GONE_SECRET: secret() });
+      const cp = controlPlane(
+        { "gone.yaml": target("gone", path, "events: [incident.created, incident.escalated]\n") },
+        { GONE_SECRET: secret() },
+      );
       const id = await openIncident(store);
       await waitFor(async () => (await deliveriesTo("gone"))[0]?.state === "dead", 10_000);
       const [first] = await deliveriesTo("gone");
@@ -250,17 +363,39 @@ for (const f of factories) {
 
       // The escalation is fanned out, but not to the disabled target.
       await moveIncident(store, id, "escalate", "nobody fixed it");
-      await waitFor(async () => (await store.db.selectFrom("deliveries").select("state").where("kind", "=", "webhook.fanout").where("incident_id", "=", id).where("state", "=", "pending").execute()).length === 0, 10_000);
+      await waitFor(
+        async () =>
+          (
+            await store.db
+              .selectFrom("deliveries")
+              .select("state")
+              .where("kind", "=", "webhook.fanout")
+              .where("incident_id", "=", id)
+              .where("state", "=", "pending")
+              .execute()
+          ).length === 0,
+        10_000,
+      );
       expect(await deliveriesTo("gone")).toHaveLength(1);
       expect(rx.at(path)).toHaveLength(1);
 
       rx.answer(() => ({ status: 200 }));
-      expect(await redeliver({ store, now: Date.now }, first!.id)).toEqual({ previousState: "dead", enabledTarget: true });
+      expect(await redeliver({ store, now: Date.now }, first!.id)).toEqual({
+        previousState: "dead",
+        enabledTarget: true,
+      });
       await waitFor(async () => (await deliveriesTo("gone"))[0]?.state === "sent", 10_000);
       await moveIncident(store, id, "analysis.started", "look again");
       await moveIncident(store, id, "escalate", "still broken");
-      await waitFor(async () => (await deliveriesTo("gone")).length === 2 && (await deliveriesTo("gone"))[1]!.state === "sent", 10_000);
-      expect(rx.at(path).map((r) => bodyOf(r).type)).toEqual(["incident.created", "incident.created", "incident.escalated"]);
+      await waitFor(
+        async () => (await deliveriesTo("gone")).length === 2 && (await deliveriesTo("gone"))[1]!.state === "sent",
+        10_000,
+      );
+      expect(rx.at(path).map((r) => bodyOf(r).type)).toEqual([
+        "incident.created",
+        "incident.created",
+        "incident.escalated",
+      ]);
     });
 
     it("resumes pending deliveries after a restart, with the same webhook-id and body", async () => {
@@ -286,19 +421,45 @@ for (const f of factories) {
       const reqs = rx.at(path);
       expect(reqs).toHaveLength(1);
       expect(reqs[0]!.headers["webhook-id"]).toBe(pending!.id);
-      expect(new Webhook(env.RESTART_SECRET).verify(reqs[0]!.body, reqs[0]!.headers as Record<string, string>)).toMatchObject({ delivery: { id: pending!.id } });
+      expect(
+        new Webhook(env.RESTART_SECRET).verify(reqs[0]!.body, reqs[0]!.headers as Record<string, string>),
+      ).toMatchObject({ delivery: { id: pending!.id } });
     });
 
     it("sends a scheduled run that failed as task.failed, with the schedule and its task and no delivery block", async () => {
       const s = secret();
       const path = `/sched-${uid()}`;
-      controlPlane({ "ops.yaml": target("ops", path, "events: [task.failed]\n"), "ns.yaml": target("ns", `${path}-ns`, "events: [task.failed]\nnamespaces: [shop]\n") }, { OPS_SECRET: s, NS_SECRET: s });
-      const tasks = createTaskService({ store, log: silentLogger, now: Date.now, onTerminal: scheduleRunHook(store.dialect) });
-      const { task } = await tasks.create({ kind: "agent", payload: { prompt: "audit" }, createdBy: "schedule:weekly-audit", channel: "schedule" });
+      controlPlane(
+        {
+          "ops.yaml": target("ops", path, "events: [task.failed]\n"),
+          "ns.yaml": target("ns", `${path}-ns`, "events: [task.failed]\nnamespaces: [shop]\n"),
+        },
+        { OPS_SECRET: s, NS_SECRET: s },
+      );
+      const tasks = createTaskService({
+        store,
+        log: silentLogger,
+        now: Date.now,
+        onTerminal: scheduleRunHook(store.dialect),
+      });
+      const { task } = await tasks.create({
+        kind: "agent",
+        payload: { prompt: "audit" },
+        createdBy: "schedule:weekly-audit",
+        channel: "schedule",
+      });
       await tasks.fail(task.id, "the agent exited 2", "runner:r1", "runner");
       await waitFor(() => rx.at(path).length === 1, 10_000);
-      const body = new Webhook(s).verify(rx.at(path)[0]!.body, rx.at(path)[0]!.headers as Record<string, string>) as Record<string, any>;
-      expect(body).toMatchObject({ type: "task.failed", incident: null, schedule: { name: "weekly-audit" }, task: { id: task.id, state: "failed", created_by: "schedule:weekly-audit" } });
+      const body = new Webhook(s).verify(
+        rx.at(path)[0]!.body,
+        rx.at(path)[0]!.headers as Record<string, string>,
+      ) as Record<string, any>;
+      expect(body).toMatchObject({
+        type: "task.failed",
+        incident: null,
+        schedule: { name: "weekly-audit" },
+        task: { id: task.id, state: "failed", created_by: "schedule:weekly-audit" },
+      });
       expect(body.event).toMatchObject({ type: "schedule.run_failed", reason: "the agent exited 2" });
       expect(body.delivery).toBeUndefined();
       // A namespace filter matches incidents only; the runner's own task.failed (no incident) asks for nothing.
@@ -310,7 +471,13 @@ for (const f of factories) {
       const path = `/mcp-${uid()}`;
       const env: Record<string, string> = { FILED_SECRET: secret(), AGENTS_SECRET: secret() };
       const cp = controlPlane({ "filed.yaml": target("filed", `${path}-filed`, "events: [incident.resolved]\n") }, env);
-      const deps = { config: { webhooks: { dir: cp.dir } }, log: silentLogger, store, now: Date.now, inline: { secrets: (n: string) => env[n] } } as unknown as McpDeps;
+      const deps = {
+        config: { webhooks: { dir: cp.dir } },
+        log: silentLogger,
+        store,
+        now: Date.now,
+        inline: { secrets: (n: string) => env[n] },
+      } as unknown as McpDeps;
       const client = async (scopes: Scope[]) => {
         const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
         await createMcpServer(deps, { subject: "alice", scopes: new Set(scopes), via: "token" }).connect(serverSide);
@@ -325,11 +492,22 @@ for (const f of factories) {
       const admin = await client(["admin"]);
       const reader = await client(["read"]);
 
-      const made = await admin("register_webhook", { name: "agents", url: rx.url(path), secret_env: "AGENTS_SECRET", events: ["incident.created"] });
+      const made = await admin("register_webhook", {
+        name: "agents",
+        url: rx.url(path),
+        secret_env: "AGENTS_SECRET",
+        events: ["incident.created"],
+      });
       expect(made).toMatchObject({ replaced: false, target: { name: "agents", source: "mcp" } });
-      await expect(reader("register_webhook", { name: "x", url: rx.url(path), secret_env: "AGENTS_SECRET", events: ["*"] })).rejects.toThrow(/admin/);
-      await expect(admin("register_webhook", { name: "filed", url: rx.url(path), secret_env: "AGENTS_SECRET", events: ["*"] })).rejects.toThrow(/file/);
-      await expect(admin("register_webhook", { name: "bad", url: "ftp://x", secret_env: "AGENTS_SECRET", events: ["*"] })).rejects.toThrow(/url/);
+      await expect(
+        reader("register_webhook", { name: "x", url: rx.url(path), secret_env: "AGENTS_SECRET", events: ["*"] }),
+      ).rejects.toThrow(/admin/);
+      await expect(
+        admin("register_webhook", { name: "filed", url: rx.url(path), secret_env: "AGENTS_SECRET", events: ["*"] }),
+      ).rejects.toThrow(/file/);
+      await expect(
+        admin("register_webhook", { name: "bad", url: "ftp://x", secret_env: "AGENTS_SECRET", events: ["*"] }),
+      ).rejects.toThrow(/url/);
       const listed = await reader("list_webhooks", {});
       expect(listed.targets.map((t: { name: string }) => t.name)).toEqual(["filed", "agents"]);
 
@@ -338,23 +516,33 @@ for (const f of factories) {
       const id = await openIncident(store);
       await waitFor(async () => (await deliveriesTo("agents"))[0]?.state === "dead", 10_000);
       const page = await reader("list_deliveries", { target: "agents", state: "dead" });
-      expect(page.deliveries).toEqual([expect.objectContaining({ target: "agents", incident_id: id, state: "dead", attempts: 6, last_status: 500 })]);
+      expect(page.deliveries).toEqual([
+        expect.objectContaining({ target: "agents", incident_id: id, state: "dead", attempts: 6, last_status: 500 }),
+      ]);
       rx.answer(() => ({ status: 200 }));
       await expect(reader("redeliver_webhook", { delivery_id: page.deliveries[0].id })).rejects.toThrow(/write/);
       const again = await admin("redeliver_webhook", { delivery_id: page.deliveries[0].id });
       expect(again).toMatchObject({ previous_state: "dead", enabled_target: false });
       await waitFor(async () => (await deliveriesTo("agents"))[0]?.state === "sent", 10_000);
-      await expect(admin("redeliver_webhook", { delivery_id: "dlv_nope" })).rejects.toThrow(/not_found|no webhook delivery/);
+      await expect(admin("redeliver_webhook", { delivery_id: "dlv_nope" })).rejects.toThrow(
+        /not_found|no webhook delivery/,
+      );
 
       await expect(admin("delete_webhook", { name: "filed" })).rejects.toThrow(/file/);
       await admin("delete_webhook", { name: "agents" });
       expect((await reader("list_webhooks", {})).targets.map((t: { name: string }) => t.name)).toEqual(["filed"]);
       await expect(admin("delete_webhook", { name: "agents" })).rejects.toThrow(/no target named agents/);
 
-      const before = (await (await fetch(`${publicUrl}/.well-known/jwks.json`)).json()) as { keys: Array<{ kid: string }> };
+      const before = (await (await fetch(`${publicUrl}/.well-known/jwks.json`)).json()) as {
+        keys: Array<{ kid: string }>;
+      };
       const rotated = await admin("rotate_webhook_key", {});
-      const after = (await (await fetch(`${publicUrl}/.well-known/jwks.json`)).json()) as { keys: Array<{ kid: string }> };
-      expect(after.keys.map((k) => k.kid)).toEqual(expect.arrayContaining([...before.keys.map((k) => k.kid), rotated.kid]));
+      const after = (await (await fetch(`${publicUrl}/.well-known/jwks.json`)).json()) as {
+        keys: Array<{ kid: string }>;
+      };
+      expect(after.keys.map((k) => k.kid)).toEqual(
+        expect.arrayContaining([...before.keys.map((k) => k.kid), rotated.kid]),
+      );
     });
 
     it("two replicas on one database make each attempt once", async () => {
@@ -375,13 +563,20 @@ for (const f of factories) {
       for (let i = 0; i < 20; i++) ids.push(await openIncident(store));
       // Half-way, the holder stops: the other takes over.
       await waitFor(() => rx.at(path).length >= 10, 10_000);
-      const holder = (await store.db.selectFrom("settings").select("updated_by").where("key", "=", "notify.deliverer").executeTakeFirstOrThrow()).updated_by;
+      const holder = (
+        await store.db
+          .selectFrom("settings")
+          .select("updated_by")
+          .where("key", "=", "notify.deliverer")
+          .executeTakeFirstOrThrow()
+      ).updated_by;
       expect(["cp-a", "cp-b"]).toContain(holder);
       const stopping = running.find((_, i) => (holder === "cp-a" ? i === 0 : i === 1))!;
       await stopping.stop();
       await waitFor(async () => (await deliveriesTo("pair")).filter((d) => d.state === "sent").length === 20, 15_000);
       const counts = new Map<string, number>();
-      for (const r of rx.at(path)) counts.set(String(r.headers["webhook-id"]), (counts.get(String(r.headers["webhook-id"])) ?? 0) + 1);
+      for (const r of rx.at(path))
+        counts.set(String(r.headers["webhook-id"]), (counts.get(String(r.headers["webhook-id"])) ?? 0) + 1);
       expect(counts.size).toBe(20);
       expect([...counts.values()].every((n) => n === 2)).toBe(true);
       expect((await deliveriesTo("pair")).every((d) => d.attempts === 2)).toBe(true);

@@ -14,7 +14,11 @@ export type CapturedRequest = {
     max_tokens: number;
     system?: string;
     messages: Array<{ role: string; content: string | Array<{ type: string; text?: string }> }>;
-    tools?: Array<{ name: string; description?: string; input_schema: { type: "object"; properties?: Record<string, Record<string, unknown>>; required?: string[] } }>;
+    tools?: Array<{
+      name: string;
+      description?: string;
+      input_schema: { type: "object"; properties?: Record<string, Record<string, unknown>>; required?: string[] };
+    }>;
     tool_choice?: { type: string; disable_parallel_tool_use?: boolean };
     [k: string]: unknown;
   };
@@ -30,7 +34,13 @@ const base62 = (n: number) => {
 const requestId = () => `req_011C${base62(20)}`;
 
 /** A complete Messages API response body. */
-export function messageBody(opts: { model: string; content: Block[]; stop_reason: string; usage?: Usage; stop_details?: Block | null }): Record<string, unknown> {
+export function messageBody(opts: {
+  model: string;
+  content: Block[];
+  stop_reason: string;
+  usage?: Usage;
+  stop_details?: Block | null;
+}): Record<string, unknown> {
   const usage = opts.usage ?? { input_tokens: 1187, output_tokens: 96 };
   return {
     id: `msg_01${base62(22)}`,
@@ -58,11 +68,21 @@ export function messageBody(opts: { model: string; content: Block[]; stop_reason
   };
 }
 
-export const toolUseBlock = (name: string, input: unknown): Block => ({ type: "tool_use", id: `toolu_01${base62(22)}`, name, input, caller: { type: "direct" } });
+export const toolUseBlock = (name: string, input: unknown): Block => ({
+  type: "tool_use",
+  id: `toolu_01${base62(22)}`,
+  name,
+  input,
+  caller: { type: "direct" },
+});
 export const textBlock = (text: string): Block => ({ type: "text", text, citations: null });
 
 /** An error body as the API documents it: `{type: "error", error: {type, message}, request_id}`. */
-export const errorBody = (type: string, message: string) => ({ type: "error", error: { type, message }, request_id: requestId() });
+export const errorBody = (type: string, message: string) => ({
+  type: "error",
+  error: { type, message },
+  request_id: requestId(),
+});
 
 /**
  * One mock of the Messages endpoint. `requests` fills as handlers answer. A request without the
@@ -72,45 +92,81 @@ export function createAnthropicMock(opts: { apiKey: string; model?: string }) {
   const requests: CapturedRequest[] = [];
 
   function authorized(request: Request): boolean {
-    return request.headers.get("x-api-key") === opts.apiKey || request.headers.get("authorization") === `Bearer ${opts.apiKey}`;
+    return (
+      request.headers.get("x-api-key") === opts.apiKey ||
+      request.headers.get("authorization") === `Bearer ${opts.apiKey}`
+    );
   }
 
   function respond(answer: (body: CapturedRequest["body"]) => Promise<Response> | Response): HttpHandler {
     return http.post(ANTHROPIC_MESSAGES_URL, async ({ request }) => {
       const body = (await request.json()) as CapturedRequest["body"];
       requests.push({ headers: Object.fromEntries(request.headers.entries()), body });
-      if (!authorized(request)) return HttpResponse.json(errorBody("authentication_error", "invalid x-api-key"), { status: 401, headers: { "request-id": requestId() } });
+      if (!authorized(request))
+        return HttpResponse.json(errorBody("authentication_error", "invalid x-api-key"), {
+          status: 401,
+          headers: { "request-id": requestId() },
+        });
       return answer(body);
     });
   }
 
-  const message = (body: CapturedRequest["body"], content: Block[], stop_reason: string, extra: { usage?: Usage; stop_details?: Block } = {}) =>
-    HttpResponse.json(messageBody({ model: opts.model ?? body.model, content, stop_reason, ...extra }), { headers: { "request-id": requestId() } });
+  const message = (
+    body: CapturedRequest["body"],
+    content: Block[],
+    stop_reason: string,
+    extra: { usage?: Usage; stop_details?: Block } = {},
+  ) =>
+    HttpResponse.json(messageBody({ model: opts.model ?? body.model, content, stop_reason, ...extra }), {
+      headers: { "request-id": requestId() },
+    });
 
   function error(status: number, type: string, text: string, headers: Record<string, string> = {}): HttpHandler {
-    return respond(() => HttpResponse.json(errorBody(type, text), { status, headers: { "request-id": requestId(), ...headers } }));
+    return respond(() =>
+      HttpResponse.json(errorBody(type, text), { status, headers: { "request-id": requestId(), ...headers } }),
+    );
   }
 
   return {
     requests,
     /** The model calls one tool (optionally after a short text, as models often do). */
     toolUse: (name: string, input: unknown, o: { usage?: Usage; preamble?: string } = {}) =>
-      respond((body) => message(body, [...(o.preamble ? [textBlock(o.preamble)] : []), toolUseBlock(name, input)], "tool_use", o)),
+      respond((body) =>
+        message(body, [...(o.preamble ? [textBlock(o.preamble)] : []), toolUseBlock(name, input)], "tool_use", o),
+      ),
     /** Several tool calls in one answer. */
     toolUses: (calls: Array<{ name: string; input: unknown }>, o: { usage?: Usage } = {}) =>
-      respond((body) => message(body, calls.map((c) => toolUseBlock(c.name, c.input)), "tool_use", o)),
+      respond((body) =>
+        message(
+          body,
+          calls.map((c) => toolUseBlock(c.name, c.input)),
+          "tool_use",
+          o,
+        ),
+      ),
     /** Plain text and no tool call. */
-    text: (text: string, o: { usage?: Usage } = {}) => respond((body) => message(body, [textBlock(text)], "end_turn", o)),
+    text: (text: string, o: { usage?: Usage } = {}) =>
+      respond((body) => message(body, [textBlock(text)], "end_turn", o)),
     /** The safety classifiers stopped the answer. */
     refusal: (o: { usage?: Usage } = {}) =>
-      respond((body) => message(body, [], "refusal", { ...o, stop_details: { type: "refusal", category: "cyber", explanation: "This request could enable cyber harm." } })),
+      respond((body) =>
+        message(body, [], "refusal", {
+          ...o,
+          stop_details: { type: "refusal", category: "cyber", explanation: "This request could enable cyber harm." },
+        }),
+      ),
     error,
     overloaded: () => error(529, "overloaded_error", "Overloaded"),
     rateLimited: (retryAfterSeconds = 30) =>
-      error(429, "rate_limit_error", "This request would exceed your organization's rate limit of 50,000 input tokens per minute.", {
-        "retry-after": String(retryAfterSeconds),
-        "anthropic-ratelimit-input-tokens-remaining": "0",
-      }),
+      error(
+        429,
+        "rate_limit_error",
+        "This request would exceed your organization's rate limit of 50,000 input tokens per minute.",
+        {
+          "retry-after": String(retryAfterSeconds),
+          "anthropic-ratelimit-input-tokens-remaining": "0",
+        },
+      ),
     serverError: () => error(500, "api_error", "Internal server error"),
     /** Answers a good tool call, but only after `ms`: longer than the client's timeout. */
     delayed: (ms: number, name = "never", input: unknown = {}) =>
@@ -121,7 +177,9 @@ export function createAnthropicMock(opts: { apiKey: string; model?: string }) {
     /** Sends the headers at once, then stalls the body for `ms`. */
     stalledBody: (ms: number) =>
       respond((body) => {
-        const json = JSON.stringify(messageBody({ model: body.model, content: [toolUseBlock("never", {})], stop_reason: "tool_use" }));
+        const json = JSON.stringify(
+          messageBody({ model: body.model, content: [toolUseBlock("never", {})], stop_reason: "tool_use" }),
+        );
         const stream = new ReadableStream<Uint8Array>({
           async start(c) {
             c.enqueue(new TextEncoder().encode(json.slice(0, 20)));
@@ -143,6 +201,8 @@ export type AnthropicMock = ReturnType<typeof createAnthropicMock>;
 
 /** The text of the user turn(s) of a captured request, for asserting what the model was told. */
 export function promptText(req: CapturedRequest): string {
-  const parts = req.body.messages.flatMap((m) => (typeof m.content === "string" ? [m.content] : m.content.map((b) => b.text ?? "")));
+  const parts = req.body.messages.flatMap((m) =>
+    typeof m.content === "string" ? [m.content] : m.content.map((b) => b.text ?? ""),
+  );
   return [req.body.system ?? "", ...parts].join("\n");
 }

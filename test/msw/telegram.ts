@@ -64,7 +64,24 @@ export type TelegramMockOptions = {
   bot?: { id: number; username: string; first_name?: string };
 };
 
-const ALLOWED_TAGS = new Set(["b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a", "code", "pre", "blockquote", "tg-emoji"]);
+const ALLOWED_TAGS = new Set([
+  "b",
+  "strong",
+  "i",
+  "em",
+  "u",
+  "ins",
+  "s",
+  "strike",
+  "del",
+  "span",
+  "tg-spoiler",
+  "a",
+  "code",
+  "pre",
+  "blockquote",
+  "tg-emoji",
+]);
 const NAMED_ENTITIES: Record<string, string> = { lt: "<", gt: ">", amp: "&", quot: '"' };
 
 /** Parses Bot API HTML: the visible text, or the error Telegram answers. */
@@ -77,7 +94,10 @@ export function parseTelegramHtml(html: string): { ok: true; text: string } | { 
     const c = html[i]!;
     if (c === "&") {
       const m = /^&(#x[0-9a-fA-F]{1,6}|#[0-9]{1,7}|[a-zA-Z]+);/.exec(html.slice(i, i + 12));
-      if (!m) return bad(`Character '&' is reserved and must be escaped at byte offset ${Buffer.byteLength(html.slice(0, i))}`);
+      if (!m)
+        return bad(
+          `Character '&' is reserved and must be escaped at byte offset ${Buffer.byteLength(html.slice(0, i))}`,
+        );
       const name = m[1]!;
       if (name.startsWith("#x")) text += String.fromCodePoint(parseInt(name.slice(2), 16));
       else if (name.startsWith("#")) text += String.fromCodePoint(parseInt(name.slice(1), 10));
@@ -86,16 +106,24 @@ export function parseTelegramHtml(html: string): { ok: true; text: string } | { 
       i += m[0].length;
       continue;
     }
-    if (c === ">") return bad(`Character '>' is reserved and must be escaped at byte offset ${Buffer.byteLength(html.slice(0, i))}`);
+    if (c === ">")
+      return bad(`Character '>' is reserved and must be escaped at byte offset ${Buffer.byteLength(html.slice(0, i))}`);
     if (c === "<") {
       const end = html.indexOf(">", i);
-      const m = end < 0 ? null : /^<(\/?)([a-zA-Z][a-zA-Z0-9-]*)((?:\s+[a-zA-Z-]+(?:="[^"<>]*")?)*)\s*>$/.exec(html.slice(i, end + 1));
+      const m =
+        end < 0
+          ? null
+          : /^<(\/?)([a-zA-Z][a-zA-Z0-9-]*)((?:\s+[a-zA-Z-]+(?:="[^"<>]*")?)*)\s*>$/.exec(html.slice(i, end + 1));
       if (!m) return bad(`Unsupported start tag at byte offset ${Buffer.byteLength(html.slice(0, i))}`);
       const [, closing, rawName] = m;
       const name = rawName!.toLowerCase();
-      if (!ALLOWED_TAGS.has(name)) return bad(`Unsupported start tag "${name}" at byte offset ${Buffer.byteLength(html.slice(0, i))}`);
+      if (!ALLOWED_TAGS.has(name))
+        return bad(`Unsupported start tag "${name}" at byte offset ${Buffer.byteLength(html.slice(0, i))}`);
       if (closing) {
-        if (open.pop() !== name) return bad(`Unmatched end tag at byte offset ${Buffer.byteLength(html.slice(0, i))}, expected "</${open.at(-1) ?? ""}>", found "</${name}>"`);
+        if (open.pop() !== name)
+          return bad(
+            `Unmatched end tag at byte offset ${Buffer.byteLength(html.slice(0, i))}, expected "</${open.at(-1) ?? ""}>", found "</${name}>"`,
+          );
       } else {
         open.push(name);
       }
@@ -117,7 +145,12 @@ const sameMarkup = (a?: ReplyMarkup, b?: ReplyMarkup) => {
 export function createTelegramMock(opts: TelegramMockOptions) {
   const root = (opts.apiRoot ?? TELEGRAM_API_ROOT).replace(/\/+$/, "");
   const now = opts.now ?? (() => Date.now());
-  const bot: TelegramUser = { id: opts.bot?.id ?? 7000000001, is_bot: true, first_name: opts.bot?.first_name ?? "Pitcrew", username: opts.bot?.username ?? "pitcrew_test_bot" };
+  const bot: TelegramUser = {
+    id: opts.bot?.id ?? 7000000001,
+    is_bot: true,
+    first_name: opts.bot?.first_name ?? "Pitcrew",
+    username: opts.bot?.username ?? "pitcrew_test_bot",
+  };
   const calls: TelegramCall[] = [];
   const chats = new Map<string, Map<number, StoredMessage>>();
   const updates: Array<Record<string, unknown> & { update_id: number }> = [];
@@ -134,9 +167,12 @@ export function createTelegramMock(opts: TelegramMockOptions) {
     return c;
   };
   const chatJson = (id: string) => {
-    if (id.startsWith("@")) return { id: -1001000000000 - id.length, type: "channel", title: id, username: id.slice(1) };
+    if (id.startsWith("@"))
+      return { id: -1001000000000 - id.length, type: "channel", title: id, username: id.slice(1) };
     const n = Number(id);
-    return n < 0 ? { id: n, type: id.startsWith("-100") ? "supergroup" : "group", title: `chat ${id}` } : { id: n, type: "private", first_name: `user ${id}` };
+    return n < 0
+      ? { id: n, type: id.startsWith("-100") ? "supergroup" : "group", title: `chat ${id}` }
+      : { id: n, type: "private", first_name: `user ${id}` };
   };
   const messageJson = (m: StoredMessage) => ({
     message_id: m.message_id,
@@ -150,7 +186,10 @@ export function createTelegramMock(opts: TelegramMockOptions) {
 
   type Answer = { status: number; body: Record<string, unknown> | string };
   const ok = (result: unknown): Answer => ({ status: 200, body: { ok: true, result } });
-  const error = (code: number, description: string, parameters?: Record<string, unknown>): Answer => ({ status: code, body: { ok: false, error_code: code, description, ...(parameters ? { parameters } : {}) } });
+  const error = (code: number, description: string, parameters?: Record<string, unknown>): Answer => ({
+    status: code,
+    body: { ok: false, error_code: code, description, ...(parameters ? { parameters } : {}) },
+  });
 
   function checkText(body: Record<string, any>): { text: string } | Answer {
     const raw = typeof body.text === "string" ? body.text : "";
@@ -171,7 +210,11 @@ export function createTelegramMock(opts: TelegramMockOptions) {
     for (const row of m.inline_keyboard ?? []) {
       for (const b of row) {
         if (!b.text) return error(400, "Bad Request: BUTTON_TEXT_EMPTY");
-        if (b.callback_data !== undefined && (Buffer.byteLength(b.callback_data) < 1 || Buffer.byteLength(b.callback_data) > 64)) return error(400, "Bad Request: BUTTON_DATA_INVALID");
+        if (
+          b.callback_data !== undefined &&
+          (Buffer.byteLength(b.callback_data) < 1 || Buffer.byteLength(b.callback_data) > 64)
+        )
+          return error(400, "Bad Request: BUTTON_DATA_INVALID");
       }
     }
     return m;
@@ -180,14 +223,16 @@ export function createTelegramMock(opts: TelegramMockOptions) {
   const isAnswer = (x: unknown): x is Answer => typeof x === "object" && x !== null && "status" in x && "body" in x;
 
   function knownChat(body: Record<string, any>): string | Answer {
-    if (body.chat_id === undefined || body.chat_id === null || body.chat_id === "") return error(400, "Bad Request: chat_id is empty");
+    if (body.chat_id === undefined || body.chat_id === null || body.chat_id === "")
+      return error(400, "Bad Request: chat_id is empty");
     const id = String(body.chat_id);
     if (opts.chats && !opts.chats.includes(id)) return error(400, "Bad Request: chat not found");
     return id;
   }
 
   const methods: Record<string, (body: Record<string, any>) => Answer> = {
-    getMe: () => ok({ ...bot, can_join_groups: true, can_read_all_group_messages: false, supports_inline_queries: false }),
+    getMe: () =>
+      ok({ ...bot, can_join_groups: true, can_read_all_group_messages: false, supports_inline_queries: false }),
     sendMessage(body) {
       const chat = knownChat(body);
       if (isAnswer(chat)) return chat;
@@ -195,12 +240,22 @@ export function createTelegramMock(opts: TelegramMockOptions) {
       if (isAnswer(t)) return t;
       const markup = checkMarkup(body.reply_markup);
       if (isAnswer(markup)) return markup;
-      const m: StoredMessage = { message_id: nextMessageId++, chat_id: chat, raw: body.text, text: t.text, parse_mode: body.parse_mode, reply_markup: markup, date: Math.floor(now() / 1000), edits: 0 };
+      const m: StoredMessage = {
+        message_id: nextMessageId++,
+        chat_id: chat,
+        raw: body.text,
+        text: t.text,
+        parse_mode: body.parse_mode,
+        reply_markup: markup,
+        date: Math.floor(now() / 1000),
+        edits: 0,
+      };
       chatOf(chat).set(m.message_id, m);
       return ok(messageJson(m));
     },
     editMessageText(body) {
-      if (body.inline_message_id !== undefined) return error(400, "Bad Request: inline messages are not kept by this mock");
+      if (body.inline_message_id !== undefined)
+        return error(400, "Bad Request: inline messages are not kept by this mock");
       const chat = knownChat(body);
       if (isAnswer(chat)) return chat;
       const m = chats.get(chat)?.get(Number(body.message_id));
@@ -210,9 +265,19 @@ export function createTelegramMock(opts: TelegramMockOptions) {
       const markup = checkMarkup(body.reply_markup);
       if (isAnswer(markup)) return markup;
       if (m.raw === body.text && m.parse_mode === body.parse_mode && sameMarkup(m.reply_markup, markup)) {
-        return error(400, "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message");
+        return error(
+          400,
+          "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message",
+        );
       }
-      Object.assign(m, { raw: body.text, text: t.text, parse_mode: body.parse_mode, reply_markup: markup, edit_date: Math.floor(now() / 1000), edits: m.edits + 1 });
+      Object.assign(m, {
+        raw: body.text,
+        text: t.text,
+        parse_mode: body.parse_mode,
+        reply_markup: markup,
+        edit_date: Math.floor(now() / 1000),
+        edits: m.edits + 1,
+      });
       return ok(messageJson(m));
     },
     editMessageReplyMarkup(body) {
@@ -222,24 +287,46 @@ export function createTelegramMock(opts: TelegramMockOptions) {
       if (!m) return error(400, "Bad Request: message to edit not found");
       const markup = checkMarkup(body.reply_markup);
       if (isAnswer(markup)) return markup;
-      if (sameMarkup(m.reply_markup, markup)) return error(400, "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message");
+      if (sameMarkup(m.reply_markup, markup))
+        return error(
+          400,
+          "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message",
+        );
       Object.assign(m, { reply_markup: markup, edit_date: Math.floor(now() / 1000), edits: m.edits + 1 });
       return ok(messageJson(m));
     },
-    answerCallbackQuery: (body) => (body.callback_query_id ? ok(true) : error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")),
+    answerCallbackQuery: (body) =>
+      body.callback_query_id
+        ? ok(true)
+        : error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid"),
     setWebhook(body) {
-      if (typeof body.url !== "string") return error(400, "Bad Request: bad webhook: Failed to resolve host: Name or service not known");
-      if (body.url !== "" && !body.url.startsWith("https://")) return error(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook");
-      webhook = body.url === "" ? null : { url: body.url, secret_token: body.secret_token, allowed_updates: body.allowed_updates };
+      if (typeof body.url !== "string")
+        return error(400, "Bad Request: bad webhook: Failed to resolve host: Name or service not known");
+      if (body.url !== "" && !body.url.startsWith("https://"))
+        return error(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook");
+      webhook =
+        body.url === ""
+          ? null
+          : { url: body.url, secret_token: body.secret_token, allowed_updates: body.allowed_updates };
       return ok(true);
     },
     deleteWebhook() {
       webhook = null;
       return ok(true);
     },
-    getWebhookInfo: () => ok({ url: webhook?.url ?? "", has_custom_certificate: false, pending_update_count: updates.length, ...(webhook?.allowed_updates ? { allowed_updates: webhook.allowed_updates } : {}) }),
+    getWebhookInfo: () =>
+      ok({
+        url: webhook?.url ?? "",
+        has_custom_certificate: false,
+        pending_update_count: updates.length,
+        ...(webhook?.allowed_updates ? { allowed_updates: webhook.allowed_updates } : {}),
+      }),
     getUpdates(body) {
-      if (webhook) return error(409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first");
+      if (webhook)
+        return error(
+          409,
+          "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
+        );
       const offset = Number(body.offset ?? 0);
       // An offset confirms every update before it, as the API does.
       if (offset > 0) while (updates.length && updates[0]!.update_id < offset) updates.shift();
@@ -249,9 +336,11 @@ export function createTelegramMock(opts: TelegramMockOptions) {
 
   function failureAnswer(f: TelegramFailure): Answer | "network" {
     if ("network" in f) return "network";
-    if ("retryAfter" in f) return error(429, `Too Many Requests: retry after ${f.retryAfter}`, { retry_after: f.retryAfter });
+    if ("retryAfter" in f)
+      return error(429, `Too Many Requests: retry after ${f.retryAfter}`, { retry_after: f.retryAfter });
     if ("errorCode" in f) return error(f.errorCode, f.description, f.parameters);
-    const nginx502 = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.18.0</center>\r\n</body>\r\n</html>\r\n";
+    const nginx502 =
+      "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.18.0</center>\r\n</body>\r\n</html>\r\n";
     return { status: f.status, body: f.status === 502 ? nginx502 : "Internal Server Error" };
   }
 
@@ -261,7 +350,8 @@ export function createTelegramMock(opts: TelegramMockOptions) {
     let body: Record<string, any> = Object.fromEntries(url.searchParams);
     if (request.method !== "GET") {
       const type = request.headers.get("content-type") ?? "";
-      if (type.includes("application/json")) body = { ...body, ...((await request.json().catch(() => ({}))) as Record<string, any>) };
+      if (type.includes("application/json"))
+        body = { ...body, ...((await request.json().catch(() => ({}))) as Record<string, any>) };
       else if (type.includes("form")) body = { ...body, ...Object.fromEntries((await request.formData()).entries()) };
     }
     const call: TelegramCall = { method: m?.[2] ?? url.pathname, body, at: now(), status: 0, ok: false };
@@ -285,7 +375,11 @@ export function createTelegramMock(opts: TelegramMockOptions) {
     call.status = answer.status;
     if (typeof answer.body === "string") {
       call.description = answer.body;
-      return new HttpResponse(answer.body, { status: answer.status, statusText: answer.status === 502 ? "Bad Gateway" : "Internal Server Error", headers: { "content-type": "text/html" } });
+      return new HttpResponse(answer.body, {
+        status: answer.status,
+        statusText: answer.status === 502 ? "Bad Gateway" : "Internal Server Error",
+        headers: { "content-type": "text/html" },
+      });
     }
     call.ok = answer.body.ok === true;
     if (call.ok) call.result = answer.body.result;
@@ -324,21 +418,38 @@ export function createTelegramMock(opts: TelegramMockOptions) {
       return u;
     },
     /** The `callback_query` update a press of an inline button on a bot message produces. */
-    callbackQuery(input: { from: Partial<TelegramUser> & { id: number }; chat: string | number; messageId: number; data: string }) {
+    callbackQuery(input: {
+      from: Partial<TelegramUser> & { id: number };
+      chat: string | number;
+      messageId: number;
+      data: string;
+    }) {
       const msg = chats.get(String(input.chat))?.get(input.messageId);
       return {
         update_id: nextUpdateId++,
         callback_query: {
           id: String(BigInt(input.from.id) * 1000n + BigInt(nextUpdateId)),
           from: { is_bot: false, first_name: "Tester", ...input.from },
-          message: msg ? messageJson(msg) : { message_id: input.messageId, chat: chatJson(String(input.chat)), date: Math.floor(now() / 1000), text: "" },
+          message: msg
+            ? messageJson(msg)
+            : {
+                message_id: input.messageId,
+                chat: chatJson(String(input.chat)),
+                date: Math.floor(now() / 1000),
+                text: "",
+              },
           chat_instance: `-${String(input.chat).replace(/\D/g, "")}77`,
           data: input.data,
         },
       };
     },
     /** The `message` update a user's text message (a command, or a reply) produces. */
-    textMessage(input: { from: Partial<TelegramUser> & { id: number }; chat: string | number; text: string; replyTo?: number }) {
+    textMessage(input: {
+      from: Partial<TelegramUser> & { id: number };
+      chat: string | number;
+      text: string;
+      replyTo?: number;
+    }) {
       const text = input.text;
       const command = /^\/[a-z_]+(@\w+)?/.exec(text);
       const replied = input.replyTo !== undefined ? chats.get(String(input.chat))?.get(input.replyTo) : undefined;

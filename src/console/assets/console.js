@@ -1,7 +1,6 @@
 // Pitcrew console: live regions (see src/console/live.ts). Pages work without this script; it only
 // refreshes the parts marked data-live when the server says something they show has changed.
-(function () {
-  "use strict";
+(() => {
   var body = document.body;
   var stream = body.getAttribute("data-live-stream");
   var state = new WeakMap();
@@ -19,7 +18,7 @@
       if (!s.waiting) {
         s.waiting = true;
         el.addEventListener("focusout", function onOut() {
-          setTimeout(function () {
+          setTimeout(() => {
             if (el.contains(document.activeElement)) return;
             el.removeEventListener("focusout", onOut);
             s.waiting = false;
@@ -35,8 +34,12 @@
     }
     s.busy = true;
     s.dirty = false;
-    fetch(el.getAttribute("data-live"), { headers: { "X-Pitcrew-Fragment": "1", Accept: "text/html" }, credentials: "same-origin", cache: "no-store" })
-      .then(function (res) {
+    fetch(el.getAttribute("data-live"), {
+      headers: { "X-Pitcrew-Fragment": "1", Accept: "text/html" },
+      credentials: "same-origin",
+      cache: "no-store",
+    })
+      .then((res) => {
         // Signed out meanwhile: the whole page goes to the sign-in form.
         if (res.status === 401 || res.redirected) {
           window.location.reload();
@@ -44,14 +47,14 @@
         }
         return res.ok ? res.text() : null;
       })
-      .then(function (text) {
+      .then((text) => {
         if (text !== null && text !== undefined) {
           el.innerHTML = text;
           el.setAttribute("data-live-updated", String(Date.now()));
         }
       })
-      .catch(function () {})
-      .then(function () {
+      .catch(() => {})
+      .then(() => {
         s.busy = false;
         if (s.dirty) schedule(el);
       });
@@ -62,7 +65,7 @@
     var s = state.get(el) || {};
     state.set(el, s);
     if (s.timer) return;
-    s.timer = setTimeout(function () {
+    s.timer = setTimeout(() => {
       s.timer = null;
       fetchRegion(el);
     }, 150);
@@ -71,45 +74,46 @@
   function listensTo(el, topics) {
     if (topics.indexOf("*") >= 0) return true;
     var on = (el.getAttribute("data-live-on") || "").split(/\s+/);
-    for (var i = 0; i < on.length; i++) if (on[i] && topics.indexOf(on[i]) >= 0) return true;
+    for (let i = 0; i < on.length; i++) if (on[i] && topics.indexOf(on[i]) >= 0) return true;
     return false;
   }
 
-  regions().forEach(function (el) {
+  regions().forEach((el) => {
     var every = Number(el.getAttribute("data-live-every"));
-    if (every > 0) setInterval(function () {
-      if (!document.hidden) schedule(el);
-    }, every * 1000);
+    if (every > 0)
+      setInterval(() => {
+        if (!document.hidden) schedule(el);
+      }, every * 1000);
   });
 
   if (stream && window.EventSource) {
-    var source = new EventSource(stream);
+    const source = new EventSource(stream);
     // On every (re)connect: whatever happened while not listening is fetched again.
-    source.addEventListener("hello", function () {
+    source.addEventListener("hello", () => {
       body.setAttribute("data-live-connected", "true");
       regions().forEach(schedule);
     });
-    source.addEventListener("change", function (ev) {
+    source.addEventListener("change", (ev) => {
       var msg;
       try {
         msg = JSON.parse(ev.data);
-      } catch (e) {
+      } catch (_e) {
         return;
       }
       var topics = Array.isArray(msg.topics) ? msg.topics : ["*"];
-      regions().forEach(function (el) {
+      regions().forEach((el) => {
         if (listensTo(el, topics)) schedule(el);
       });
     });
-    source.addEventListener("error", function () {
+    source.addEventListener("error", () => {
       body.setAttribute("data-live-connected", "false");
     });
   }
 
   // Forms that ask before they act (data-confirm="…").
-  document.addEventListener("submit", function (ev) {
+  document.addEventListener("submit", (ev) => {
     var form = ev.target;
-    var question = form && form.getAttribute && form.getAttribute("data-confirm");
+    var question = form?.getAttribute?.("data-confirm");
     if (question && !window.confirm(question)) ev.preventDefault();
   });
 })();

@@ -19,7 +19,8 @@ export async function healthRoutes(app: FastifyInstance, deps: HttpDeps) {
     }
     if (queue.status === "fulfilled" && queue.value.ok) checks.queue = "ok";
     else {
-      checks.queue = queue.status === "fulfilled" ? (queue.value as { reason: string }).reason : errorMessage(queue.reason);
+      checks.queue =
+        queue.status === "fulfilled" ? (queue.value as { reason: string }).reason : errorMessage(queue.reason);
       failures.push(checks.queue);
     }
     deps.metrics.ready.set(failures.length === 0 ? 1 : 0);

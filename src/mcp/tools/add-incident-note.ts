@@ -8,7 +8,8 @@ import { newId } from "../../shared/ids.ts";
 export const addIncidentNote = defineTool({
   name: "add_incident_note",
   title: "Add a note to an incident",
-  description: "Adds a note (an incident.note event) to an incident's timeline, signed by the caller. Does not change its state.",
+  description:
+    "Adds a note (an incident.note event) to an incident's timeline, signed by the caller. Does not change its state.",
   scope: "write",
   input: {
     incident_id: z.string().min(1).max(40).describe("Incident id (inc_…)."),
@@ -28,7 +29,20 @@ export const addIncidentNote = defineTool({
     const id = newId("evt", now);
     // A note is signed by the person (as an approval's decided_by is), not by the channel.
     const by = { actor: principal.subject, channel: "mcp" };
-    await appendEvent(store.db, store.dialect, { id, type: "incident.note", incidentId: inc.id, ...by, reason: args.text.slice(0, 1000), data: { text: args.text }, occurredAt: now }, now);
+    await appendEvent(
+      store.db,
+      store.dialect,
+      {
+        id,
+        type: "incident.note",
+        incidentId: inc.id,
+        ...by,
+        reason: args.text.slice(0, 1000),
+        data: { text: args.text },
+        occurredAt: now,
+      },
+      now,
+    );
     return { summary: `note added to ${inc.id}`, data: { event_id: id, incident_id: inc.id, actor: by.actor } };
   },
 });

@@ -17,11 +17,14 @@ const EXPLAIN: Record<string, string> = {
 export const analyzeIncident = defineTool({
   name: "analyze_incident",
   title: "Analyze an incident now",
-  description: "Runs analysis for a detected incident now (plan, policy, guardrails) instead of waiting for the queued job, and returns what happened.",
+  description:
+    "Runs analysis for a detected incident now (plan, policy, guardrails) instead of waiting for the queued job, and returns what happened.",
   scope: "write",
   input: { incident_id: z.string().min(1).max(40).describe("Incident id (inc_…).") },
   output: {
-    outcome: z.enum(["fixing", "verifying", "awaiting_approval", "escalated", "suppressed", "deferred", "skipped"]).describe("What analysis did."),
+    outcome: z
+      .enum(["fixing", "verifying", "awaiting_approval", "escalated", "suppressed", "deferred", "skipped"])
+      .describe("What analysis did."),
     incident: IncidentView.describe("The incident afterwards, with its plan."),
   },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
@@ -31,7 +34,10 @@ export const analyzeIncident = defineTool({
     const outcome = await deps.analyze(before.id);
     deps.kick();
     const after = (await getIncident(deps.store.db, before.id))!;
-    const why = outcome === "skipped" && before.state !== "detected" ? `nothing to do: the incident is ${before.state}, only a detected incident is analysed` : EXPLAIN[outcome];
+    const why =
+      outcome === "skipped" && before.state !== "detected"
+        ? `nothing to do: the incident is ${before.state}, only a detected incident is analysed`
+        : EXPLAIN[outcome];
     return { summary: `${before.id}: ${outcome} — ${why}`, data: { outcome, incident: incidentView(after) } };
   },
 });

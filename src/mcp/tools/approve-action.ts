@@ -18,17 +18,42 @@ export const approveAction = defineTool({
     approval: ApprovalView.describe("The approval, now approved."),
     incident: IncidentView.describe("The incident afterwards."),
     task_id: z.string().nullable().describe("The fix task queued by a before_run approval."),
-    merged: z.object({ number: z.number().int().describe("Pull request number."), sha: z.string().describe("Merge commit.") }).nullable().describe("The merge made by a before_merge approval."),
-    merge_pending: z.string().nullable().describe("Why an approved merge is not done yet (it is retried in the background), or null."),
+    merged: z
+      .object({ number: z.number().int().describe("Pull request number."), sha: z.string().describe("Merge commit.") })
+      .nullable()
+      .describe("The merge made by a before_merge approval."),
+    merge_pending: z
+      .string()
+      .nullable()
+      .describe("Why an approved merge is not done yet (it is retried in the background), or null."),
     inline_result: z.string().nullable().describe("What an inline skill reported, when the approved skill ran inline."),
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
   async handler(args, { principal, deps }) {
-    const r = await approvalsFor(deps).approve(await approvalRef(deps, args), { subject: principal.subject, ...mcpActor(principal) }, args.reason ?? null);
-    const what = r.merged ? `merged pull request #${r.merged.number}` : r.mergePending ? `merge not done yet: ${r.mergePending}` : r.taskId ? `queued fix task ${r.taskId}` : r.inline ? `ran inline: ${r.inline.summary}` : "approved";
+    const r = await approvalsFor(deps).approve(
+      await approvalRef(deps, args),
+      { subject: principal.subject, ...mcpActor(principal) },
+      args.reason ?? null,
+    );
+    const what = r.merged
+      ? `merged pull request #${r.merged.number}`
+      : r.mergePending
+        ? `merge not done yet: ${r.mergePending}`
+        : r.taskId
+          ? `queued fix task ${r.taskId}`
+          : r.inline
+            ? `ran inline: ${r.inline.summary}`
+            : "approved";
     return {
       summary: `approved ${r.approval.id}: ${what}; incident ${r.incident.id} is ${r.incident.state}`,
-      data: { approval: approvalView(r.approval), incident: incidentView(r.incident), task_id: r.taskId, merged: r.merged, merge_pending: r.mergePending, inline_result: r.inline?.summary ?? null },
+      data: {
+        approval: approvalView(r.approval),
+        incident: incidentView(r.incident),
+        task_id: r.taskId,
+        merged: r.merged,
+        merge_pending: r.mergePending,
+        inline_result: r.inline?.summary ?? null,
+      },
     };
   },
 });

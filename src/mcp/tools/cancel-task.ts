@@ -17,7 +17,11 @@ export const cancelTask = defineTool({
   },
   output: {
     task: TaskView.describe("The task after the request."),
-    outcome: z.enum(["cancelled", "cancel_requested"]).describe("cancelled: it is cancelled (now, or it already was); cancel_requested: it is running and its runner was told to stop."),
+    outcome: z
+      .enum(["cancelled", "cancel_requested"])
+      .describe(
+        "cancelled: it is cancelled (now, or it already was); cancel_requested: it is running and its runner was told to stop.",
+      ),
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
   async handler(args, { principal, deps }) {
@@ -28,7 +32,9 @@ export const cancelTask = defineTool({
     const task = await getTask(store.db, args.task_id);
     if (!task) throw notFound("task.not_found", `task ${args.task_id} does not exist`);
     if (task.state === "queued") {
-      const done = await store.db.transaction().execute((trx) => cancelQueuedTask(trx, store.dialect, task, by, reason, now));
+      const done = await store.db
+        .transaction()
+        .execute((trx) => cancelQueuedTask(trx, store.dialect, task, by, reason, now));
       if (done) {
         // The relay sets the task's cancel marker: a runner that gets the message reports it cancelled without running it.
         deps.kick();
@@ -38,8 +44,16 @@ export const cancelTask = defineTool({
     }
     const current = (await getTask(store.db, task.id))!;
     // A repeat (a retried call, or two callers) gets the same answer, without a second event.
-    if (current.state === "cancelled") return { summary: `task ${task.id} was already cancelled`, data: { task: taskView(current), outcome: "cancelled" as const } };
-    if (current.state !== "running" && current.state !== "queued") throw conflict("task.finished", `task ${task.id} already ${current.state}; only a queued or running task can be cancelled`);
+    if (current.state === "cancelled")
+      return {
+        summary: `task ${task.id} was already cancelled`,
+        data: { task: taskView(current), outcome: "cancelled" as const },
+      };
+    if (current.state !== "running" && current.state !== "queued")
+      throw conflict(
+        "task.finished",
+        `task ${task.id} already ${current.state}; only a queued or running task can be cancelled`,
+      );
     await store.db.transaction().execute((trx) => requestTaskCancel(trx, store.dialect, current, by, reason, now));
     deps.kick();
     return {

@@ -7,7 +7,8 @@ import { mcpActor } from "../views.ts";
 export const clearQueue = defineTool({
   name: "clear_queue",
   title: "Clear the queue",
-  description: "Cancels every queued task (optionally of one pool). Running tasks are not touched. Requires confirm: true.",
+  description:
+    "Cancels every queued task (optionally of one pool). Running tasks are not touched. Requires confirm: true.",
   scope: "admin",
   input: {
     confirm: z.boolean().describe("Must be true: this cancels every queued task."),
@@ -20,7 +21,11 @@ export const clearQueue = defineTool({
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
   async handler(args, { principal, deps }) {
-    if (args.confirm !== true) throw invalid("queue.confirm_required", "clear_queue cancels every queued task; call it again with confirm: true");
+    if (args.confirm !== true)
+      throw invalid(
+        "queue.confirm_required",
+        "clear_queue cancels every queued task; call it again with confirm: true",
+      );
     const { store } = deps;
     const by = mcpActor(principal);
     const reason = args.reason ?? `queue cleared by ${principal.subject}`;

@@ -18,7 +18,9 @@ const MAX_LABELS = 200;
 const Labels = z
   .record(z.string().min(1).max(LIMITS.name), z.string().max(LIMITS.value))
   .refine((l) => Object.keys(l).length <= MAX_LABELS, { message: `must have at most ${MAX_LABELS} labels` })
-  .refine((l) => Buffer.byteLength(JSON.stringify(l)) <= LIMITS.setBytes, { message: `must be at most ${LIMITS.setBytes} bytes as JSON` });
+  .refine((l) => Buffer.byteLength(JSON.stringify(l)) <= LIMITS.setBytes, {
+    message: `must be at most ${LIMITS.setBytes} bytes as JSON`,
+  });
 
 /** The fields a repeat with the same idempotency key must match. */
 const fieldsOf = (r: Pick<IncidentRow, "title" | "namespace" | "service" | "severity" | "alertname" | "labels">) => ({
@@ -54,8 +56,15 @@ export const createIncident = defineTool({
     service: z.string().max(LIMITS.service).optional().describe("Service (e.g. the deployment name)."),
     severity: z.string().max(LIMITS.severity).optional().describe("Severity, e.g. critical, warning."),
     alertname: z.string().max(LIMITS.alertname).optional().describe("An alert name for skills that match on it."),
-    labels: Labels.optional().describe(`Labels the skills match and template on (e.g. deployment, pod): at most ${MAX_LABELS}, names up to ${LIMITS.name} characters, values up to ${LIMITS.value}.`),
-    idempotency_key: z.string().min(1).max(200).optional().describe("Same key → same incident: a retried call does not open a second one."),
+    labels: Labels.optional().describe(
+      `Labels the skills match and template on (e.g. deployment, pod): at most ${MAX_LABELS}, names up to ${LIMITS.name} characters, values up to ${LIMITS.value}.`,
+    ),
+    idempotency_key: z
+      .string()
+      .min(1)
+      .max(200)
+      .optional()
+      .describe("Same key → same incident: a retried call does not open a second one."),
   },
   output: {
     incident: IncidentView.describe("The incident (new, or the first one opened with this idempotency key)."),
@@ -76,7 +85,10 @@ export const createIncident = defineTool({
     // A manual incident has no alert fingerprint; its own key (or its idempotency key's) keeps it
     // out of alert dedupe. The key is also its open_key, unique while it is open: of two racing
     // first calls, one inserts and the other finds it.
-    const key = args.idempotency_key === undefined ? `m:${id}` : `m:key:${createHash("sha256").update(args.idempotency_key).digest("hex")}`;
+    const key =
+      args.idempotency_key === undefined
+        ? `m:${id}`
+        : `m:key:${createHash("sha256").update(args.idempotency_key).digest("hex")}`;
     const row = newIncidentRow(
       {
         id,
@@ -113,7 +125,11 @@ export const createIncident = defineTool({
       }
       return {
         summary: `${first.id} was opened with this idempotency key before (${first.state})`,
-        data: { incident: incidentView(first), analysis_task_id: await firstAnalysis(store.db, first.id), created: false },
+        data: {
+          incident: incidentView(first),
+          analysis_task_id: await firstAnalysis(store.db, first.id),
+          created: false,
+        },
       };
     };
 
@@ -123,7 +139,19 @@ export const createIncident = defineTool({
     try {
       taskId = await store.db.transaction().execute(async (trx) => {
         await trx.insertInto("incidents").values(row).execute();
-        await appendEvent(trx, store.dialect, { type: "incident.detected", incidentId: id, ...by, reason: args.title, data: { source: "mcp", labels }, occurredAt: now }, now);
+        await appendEvent(
+          trx,
+          store.dialect,
+          {
+            type: "incident.detected",
+            incidentId: id,
+            ...by,
+            reason: args.title,
+            data: { source: "mcp", labels },
+            occurredAt: now,
+          },
+          now,
+        );
         // The same job the alert intake queues (kind, pool, idempotency key).
         return queueAnalysis(trx, store.dialect, row, by, now);
       });
@@ -133,6 +161,9 @@ export const createIncident = defineTool({
       throw err;
     }
     deps.kick();
-    return { summary: `opened ${id} "${args.title}"; analysis queued (${taskId})`, data: { incident: incidentView(row), analysis_task_id: taskId, created: true } };
+    return {
+      summary: `opened ${id} "${args.title}"; analysis queued (${taskId})`,
+      data: { incident: incidentView(row), analysis_task_id: taskId, created: true },
+    };
   },
 });

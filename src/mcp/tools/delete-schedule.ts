@@ -6,7 +6,8 @@ import { schedulesOf, ScheduleView, scheduleView } from "../schedule-views.ts";
 export const deleteSchedule = defineTool({
   name: "delete_schedule",
   title: "Delete a schedule",
-  description: "Deletes a schedule and its run history. A schedule from a file comes back at the next sync unless its file is removed.",
+  description:
+    "Deletes a schedule and its run history. A schedule from a file comes back at the next sync unless its file is removed.",
   scope: "write",
   input: { name: z.string().min(1).max(63).describe("Schedule name.") },
   output: { schedule: ScheduleView.describe("The schedule that was deleted.") },

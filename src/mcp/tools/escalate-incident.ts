@@ -8,7 +8,8 @@ import { IncidentView, incidentView, mcpActor } from "../views.ts";
 export const escalateIncident = defineTool({
   name: "escalate_incident",
   title: "Escalate an incident",
-  description: "Hands an active incident to a human: automation stops acting on it (it stays open and still absorbs its alerts).",
+  description:
+    "Hands an active incident to a human: automation stops acting on it (it stays open and still absorbs its alerts).",
   scope: "write",
   input: {
     incident_id: z.string().min(1).max(40).describe("Incident id (inc_…)."),

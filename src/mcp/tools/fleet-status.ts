@@ -40,7 +40,14 @@ export const fleetStatus = defineTool({
     const rows = await listTasks(db, { state: "running", limit: 100 });
     const running = [];
     for (const t of rows) {
-      const p = await db.selectFrom("events").select(["data"]).where("task_id", "=", t.id).where("type", "=", "task.progress").orderBy("seq", "desc").limit(1).executeTakeFirst();
+      const p = await db
+        .selectFrom("events")
+        .select(["data"])
+        .where("task_id", "=", t.id)
+        .where("type", "=", "task.progress")
+        .orderBy("seq", "desc")
+        .limit(1)
+        .executeTakeFirst();
       const d = p ? (JSON.parse(p.data) as { percent?: number; message?: string }) : {};
       running.push({
         task_id: t.id,

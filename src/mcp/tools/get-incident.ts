@@ -36,9 +36,29 @@ export const getIncident = defineTool({
     const db = deps.store.db;
     const inc = await loadIncident(db, args.incident_id);
     if (!inc) throw notFound("incident.not_found", `incident ${args.incident_id} does not exist`);
-    const alerts = await db.selectFrom("alerts").selectAll().where("incident_id", "=", inc.id).orderBy("id").limit(100).execute();
-    const approvals = await db.selectFrom("approvals").selectAll().where("incident_id", "=", inc.id).orderBy("requested_at", "desc").orderBy("id", "desc").execute();
-    const events = (await db.selectFrom("events").selectAll().where("incident_id", "=", inc.id).orderBy("seq", "desc").limit(50).execute()).reverse();
+    const alerts = await db
+      .selectFrom("alerts")
+      .selectAll()
+      .where("incident_id", "=", inc.id)
+      .orderBy("id")
+      .limit(100)
+      .execute();
+    const approvals = await db
+      .selectFrom("approvals")
+      .selectAll()
+      .where("incident_id", "=", inc.id)
+      .orderBy("requested_at", "desc")
+      .orderBy("id", "desc")
+      .execute();
+    const events = (
+      await db
+        .selectFrom("events")
+        .selectAll()
+        .where("incident_id", "=", inc.id)
+        .orderBy("seq", "desc")
+        .limit(50)
+        .execute()
+    ).reverse();
     const pending = approvals.filter((a) => a.state === "pending").length;
     return {
       summary: `${inc.id} "${inc.title}" is ${inc.state}${pending ? `; ${pending} approval(s) pending` : ""}`,

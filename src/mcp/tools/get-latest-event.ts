@@ -19,12 +19,15 @@ export const getLatestEvent = defineTool({
     event: EventView.nullable().describe("The newest event, or null when there is none."),
     age_seconds: z.number().nullable().describe("Seconds since it happened."),
     state: z.string().describe("The task's or incident's current state."),
-    stale: z.boolean().describe("True when the task is running and its last event is older than 3 × the heartbeat interval."),
+    stale: z
+      .boolean()
+      .describe("True when the task is running and its last event is older than 3 × the heartbeat interval."),
     stale_after_seconds: z.number().describe("The staleness threshold used."),
   },
   annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, { deps }) {
-    if (!args.task_id === !args.incident_id) throw invalid("event.scope_required", "give exactly one of task_id or incident_id");
+    if (!args.task_id === !args.incident_id)
+      throw invalid("event.scope_required", "give exactly one of task_id or incident_id");
     const db = deps.store.db;
     let state: string;
     if (args.task_id) {
@@ -45,8 +48,16 @@ export const getLatestEvent = defineTool({
     const stale = !!args.task_id && state === "running" && (row ? now - Number(row.occurred_at) > thresholdMs : true);
     const what = args.task_id ? `task ${args.task_id}` : `incident ${args.incident_id}`;
     return {
-      summary: row ? `${what} (${state}): ${row.type} ${Math.round(age!)}s ago${stale ? " — looks stale" : ""}` : `${what} (${state}) has no events`,
-      data: { event: row ? eventView(row) : null, age_seconds: age, state, stale, stale_after_seconds: thresholdMs / 1000 },
+      summary: row
+        ? `${what} (${state}): ${row.type} ${Math.round(age!)}s ago${stale ? " — looks stale" : ""}`
+        : `${what} (${state}) has no events`,
+      data: {
+        event: row ? eventView(row) : null,
+        age_seconds: age,
+        state,
+        stale,
+        stale_after_seconds: thresholdMs / 1000,
+      },
     };
   },
 });

@@ -8,7 +8,8 @@ import { Skill } from "../../skills/schema.ts";
 export const getSkill = defineTool({
   name: "get_skill",
   title: "Get a skill",
-  description: "One loaded skill as parsed (match, risk, approval, action, verify), with the approval the policy requires for it.",
+  description:
+    "One loaded skill as parsed (match, risk, approval, action, verify), with the approval the policy requires for it.",
   scope: "read",
   input: { name: z.string().min(1).max(63).describe("Skill name.") },
   output: {
@@ -24,7 +25,12 @@ export const getSkill = defineTool({
     const a = approvalFor(skill, deps.config.guardrails.autoApproveMaxRisk);
     return {
       summary: `${skill.name}: ${skill.risk} risk, ${a.required ? `needs approval ${a.when}` : "runs unattended"}`,
-      data: { skill: { ...skill }, approval_required: a.required, approval_why: a.required ? a.why : null, inline: isInline(skill) },
+      data: {
+        skill: { ...skill },
+        approval_required: a.required,
+        approval_why: a.required ? a.why : null,
+        inline: isInline(skill),
+      },
     };
   },
 });

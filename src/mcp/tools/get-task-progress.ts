@@ -25,14 +25,30 @@ export const getTaskProgress = defineTool({
     const db = deps.store.db;
     const task = await getTask(db, args.task_id);
     if (!task) throw notFound("task.not_found", `task ${args.task_id} does not exist`);
-    const last = await db.selectFrom("events").select(["data", "occurred_at"]).where("task_id", "=", task.id).where("type", "=", "task.progress").orderBy("seq", "desc").limit(1).executeTakeFirst();
+    const last = await db
+      .selectFrom("events")
+      .select(["data", "occurred_at"])
+      .where("task_id", "=", task.id)
+      .where("type", "=", "task.progress")
+      .orderBy("seq", "desc")
+      .limit(1)
+      .executeTakeFirst();
     const p = last ? (JSON.parse(last.data) as { message?: string; percent?: number }) : {};
     const percent = typeof p.percent === "number" ? p.percent : null;
     const message = typeof p.message === "string" ? p.message : null;
     const progress = percent !== null ? `${percent}%` : "no progress reported";
     return {
       summary: `task ${task.id} is ${task.state}: ${progress}${message ? ` (${message})` : ""}`,
-      data: { task_id: task.id, state: task.state, runner_id: task.runner_id, percent, message, progress_at: iso(last?.occurred_at), started_at: iso(task.started_at), finished_at: iso(task.finished_at) },
+      data: {
+        task_id: task.id,
+        state: task.state,
+        runner_id: task.runner_id,
+        percent,
+        message,
+        progress_at: iso(last?.occurred_at),
+        started_at: iso(task.started_at),
+        finished_at: iso(task.finished_at),
+      },
     };
   },
 });

@@ -12,7 +12,10 @@ export const listApprovals = defineTool({
     "Lists approvals, newest first: by default the pending ones that can still be decided, each with its pull request, the head it was requested for, the diff summary (files, lines added and removed), a short excerpt of the diff, and its expiry. Decide with approve_action or reject_action. Paginated: pass next_cursor back as cursor.",
   scope: "read",
   input: {
-    state: z.enum([...STATES, "all"]).default("pending").describe("Only approvals in this state (default pending, unexpired); `all` for every state."),
+    state: z
+      .enum([...STATES, "all"])
+      .default("pending")
+      .describe("Only approvals in this state (default pending, unexpired); `all` for every state."),
     incident_id: z.string().max(40).optional().describe("Only this incident's approvals."),
     cursor: cursorIn,
     limit: limitIn(200, 50),
@@ -32,6 +35,9 @@ export const listApprovals = defineTool({
     });
     const next = rows.length === args.limit ? rows[rows.length - 1]!.id : null;
     const what = args.state === "all" ? "approval(s)" : `${args.state} approval(s)`;
-    return { summary: `${rows.length} ${what}${next ? "; more with next_cursor" : ""}`, data: { approvals: rows.map(approvalView), next_cursor: next } };
+    return {
+      summary: `${rows.length} ${what}${next ? "; more with next_cursor" : ""}`,
+      data: { approvals: rows.map(approvalView), next_cursor: next },
+    };
   },
 });

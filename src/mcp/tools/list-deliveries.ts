@@ -23,7 +23,13 @@ export const listDeliveries = defineTool({
   },
   annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, { deps }) {
-    const rows = await listWebhookDeliveries(deps.store.db, { target: args.target, incidentId: args.incident_id, state: args.state, beforeId: cursorOf("delivery", args.cursor, "dlv"), limit: args.limit });
+    const rows = await listWebhookDeliveries(deps.store.db, {
+      target: args.target,
+      incidentId: args.incident_id,
+      state: args.state,
+      beforeId: cursorOf("delivery", args.cursor, "dlv"),
+      limit: args.limit,
+    });
     const next = rows.length === args.limit ? rows[rows.length - 1]!.id : null;
     const dead = rows.filter((r) => r.state === "dead").length;
     return {

@@ -7,7 +7,8 @@ import { cursorIn, EventView, eventView, limitIn, nextCursorOut } from "../views
 export const listEvents = defineTool({
   name: "list_events",
   title: "List events",
-  description: "The timeline of a task or an incident, oldest first (who did what, through what, why). Paginated by sequence: pass next_cursor back as cursor to read on; to poll for new events, pass the last seq seen as cursor.",
+  description:
+    "The timeline of a task or an incident, oldest first (who did what, through what, why). Paginated by sequence: pass next_cursor back as cursor to read on; to poll for new events, pass the last seq seen as cursor.",
   scope: "read",
   input: {
     task_id: z.string().max(40).optional().describe("Events of this task (give task_id or incident_id)."),
@@ -26,11 +27,21 @@ export const listEvents = defineTool({
     let afterSeq: number | undefined;
     if (args.cursor !== undefined) {
       afterSeq = Number(args.cursor);
-      if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) throw invalid("event.bad_cursor", "cursor: expected the next_cursor of an earlier call of this tool");
+      if (!Number.isSafeInteger(afterSeq) || afterSeq < 0)
+        throw invalid("event.bad_cursor", "cursor: expected the next_cursor of an earlier call of this tool");
     }
-    const rows = await queryEvents(deps.store.db, { taskId: args.task_id, incidentId: args.incident_id, type: args.type, afterSeq, limit: args.limit });
+    const rows = await queryEvents(deps.store.db, {
+      taskId: args.task_id,
+      incidentId: args.incident_id,
+      type: args.type,
+      afterSeq,
+      limit: args.limit,
+    });
     // To poll for newer events after the last page, pass the seq of the last event seen as cursor.
     const next = rows.length === args.limit ? String(rows[rows.length - 1]!.seq) : null;
-    return { summary: `${rows.length} event(s)${next ? "; more with next_cursor" : ""}`, data: { events: rows.map(eventView), next_cursor: next } };
+    return {
+      summary: `${rows.length} event(s)${next ? "; more with next_cursor" : ""}`,
+      data: { events: rows.map(eventView), next_cursor: next },
+    };
   },
 });

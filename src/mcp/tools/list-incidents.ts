@@ -7,7 +7,8 @@ import { cursorIn, cursorOf, IncidentView, incidentView, limitIn, nextCursorOut 
 export const listIncidents = defineTool({
   name: "list_incidents",
   title: "List incidents",
-  description: "Lists incidents, newest first, optionally by state or namespace. Paginated: pass next_cursor back as cursor.",
+  description:
+    "Lists incidents, newest first, optionally by state or namespace. Paginated: pass next_cursor back as cursor.",
   scope: "read",
   input: {
     state: z.enum(INCIDENT_STATES).optional().describe("Only incidents in this state."),
@@ -21,8 +22,16 @@ export const listIncidents = defineTool({
   },
   annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, { deps }) {
-    const rows = await queryIncidents(deps.store.db, { state: args.state, namespace: args.namespace, afterId: cursorOf("incident", args.cursor, "inc"), limit: args.limit });
+    const rows = await queryIncidents(deps.store.db, {
+      state: args.state,
+      namespace: args.namespace,
+      afterId: cursorOf("incident", args.cursor, "inc"),
+      limit: args.limit,
+    });
     const next = rows.length === args.limit ? rows[rows.length - 1]!.id : null;
-    return { summary: `${rows.length} incident(s)${next ? "; more with next_cursor" : ""}`, data: { incidents: rows.map(incidentView), next_cursor: next } };
+    return {
+      summary: `${rows.length} incident(s)${next ? "; more with next_cursor" : ""}`,
+      data: { incidents: rows.map(incidentView), next_cursor: next },
+    };
   },
 });

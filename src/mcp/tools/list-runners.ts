@@ -6,7 +6,8 @@ import { RunnerOut, runnerView } from "../views.ts";
 export const listRunners = defineTool({
   name: "list_runners",
   title: "List runners",
-  description: "Every runner that has sent a heartbeat, with its pool, concurrency, running tasks and whether it is stale (unseen for two heartbeat intervals).",
+  description:
+    "Every runner that has sent a heartbeat, with its pool, concurrency, running tasks and whether it is stale (unseen for two heartbeat intervals).",
   scope: "read",
   input: {
     include_stale: z.boolean().default(true).describe("Include runners that have gone quiet."),

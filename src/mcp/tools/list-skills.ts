@@ -7,7 +7,8 @@ import { isInline } from "../../skills/inline.ts";
 export const listSkills = defineTool({
   name: "list_skills",
   title: "List skills",
-  description: "The loaded skills: what each matches, its risk, the approval the policy requires for it, and how it runs.",
+  description:
+    "The loaded skills: what each matches, its risk, the approval the policy requires for it, and how it runs.",
   scope: "read",
   input: {},
   output: {
@@ -30,17 +31,22 @@ export const listSkills = defineTool({
   annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(_args, { deps }) {
     const max = deps.config.guardrails.autoApproveMaxRisk;
-    const skills = [...deps.skills()].sort((a, b) => a.name.localeCompare(b.name)).map((s) => ({
-      name: s.name,
-      description: s.description,
-      risk: s.risk,
-      approval: s.approval,
-      approval_required: approvalFor(s, max).required,
-      action: actionKind(s.action),
-      inline: isInline(s),
-      alertnames: s.match.alertname,
-      priority: s.match.priority,
-    }));
-    return { summary: `${skills.length} skill(s): ${skills.map((s) => s.name).join(", ") || "none"}`, data: { skills } };
+    const skills = [...deps.skills()]
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map((s) => ({
+        name: s.name,
+        description: s.description,
+        risk: s.risk,
+        approval: s.approval,
+        approval_required: approvalFor(s, max).required,
+        action: actionKind(s.action),
+        inline: isInline(s),
+        alertnames: s.match.alertname,
+        priority: s.match.priority,
+      }));
+    return {
+      summary: `${skills.length} skill(s): ${skills.map((s) => s.name).join(", ") || "none"}`,
+      data: { skills },
+    };
   },
 });

@@ -6,7 +6,8 @@ import { mcpActor } from "../views.ts";
 export const pauseAutomation = defineTool({
   name: "pause_automation",
   title: "Pause automation",
-  description: "Stops automatic analysis and fixes on every replica: new incidents wait in detected until resume_automation. Alerts are still received and recorded.",
+  description:
+    "Stops automatic analysis and fixes on every replica: new incidents wait in detected until resume_automation. Alerts are still received and recorded.",
   scope: "admin",
   input: { reason: z.string().max(1000).optional().describe("Why, recorded with the pause.") },
   output: {
@@ -19,6 +20,9 @@ export const pauseAutomation = defineTool({
     const before = await getPause(deps.store.db);
     const by = mcpActor(principal);
     await setPause(deps.store, true, { ...by, reason: args.reason }, deps.now());
-    return { summary: `automation paused${before.paused ? " (it already was)" : ""}`, data: { paused: true, was_paused: before.paused, by: by.actor } };
+    return {
+      summary: `automation paused${before.paused ? " (it already was)" : ""}`,
+      data: { paused: true, was_paused: before.paused, by: by.actor },
+    };
   },
 });

@@ -10,7 +10,11 @@ export const rebuildFix = defineTool({
     "After a merge failed with a conflict (or its pull request moved), re-runs the incident's fix on the current base branch as a new pull request on its own branch; the old pull request is closed and its approval cancelled, and the new pull request asks for a new approval. Refused for a pull request whose merge did not fail that way.",
   scope: "approve",
   input: {
-    approval_id: z.string().max(80).optional().describe("The approval whose merge failed (apr_…); or give incident_id."),
+    approval_id: z
+      .string()
+      .max(80)
+      .optional()
+      .describe("The approval whose merge failed (apr_…); or give incident_id."),
     incident_id: z.string().max(40).optional().describe("Rebuild this incident's fix (its newest approval)."),
     reason: z.string().max(1000).optional().describe("Why, recorded in the timeline."),
   },
@@ -23,10 +27,20 @@ export const rebuildFix = defineTool({
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
   async handler(args, { principal, deps }) {
-    const r = await approvalsFor(deps).rebuild(await approvalRef(deps, args), { subject: principal.subject, ...mcpActor(principal) }, args.reason ?? null);
+    const r = await approvalsFor(deps).rebuild(
+      await approvalRef(deps, args),
+      { subject: principal.subject, ...mcpActor(principal) },
+      args.reason ?? null,
+    );
     return {
       summary: `rebuilding incident ${r.incident.id} on the current base (rebuild ${r.rebuild}, task ${r.taskId}); approval ${r.approval.id} is ${r.approval.state}`,
-      data: { approval: approvalView(r.approval), incident: incidentView(r.incident), task_id: r.taskId, rebuild: r.rebuild, closing_pull_requests: r.closing.length },
+      data: {
+        approval: approvalView(r.approval),
+        incident: incidentView(r.incident),
+        task_id: r.taskId,
+        rebuild: r.rebuild,
+        closing_pull_requests: r.closing.length,
+      },
     };
   },
 });

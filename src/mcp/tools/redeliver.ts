@@ -17,7 +17,9 @@ export const redeliver = defineTool({
   },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   async handler(args, { deps }) {
-    const r = await notFoundAs("delivery.not_found", () => redeliverDelivery({ store: deps.store, now: deps.now }, args.delivery_id));
+    const r = await notFoundAs("delivery.not_found", () =>
+      redeliverDelivery({ store: deps.store, now: deps.now }, args.delivery_id),
+    );
     return {
       summary: `delivery ${args.delivery_id} (was ${r.previousState}) queued again${r.enabledTarget ? "; its target is enabled again" : ""}`,
       data: { delivery_id: args.delivery_id, previous_state: r.previousState, enabled_target: r.enabledTarget },

@@ -20,7 +20,14 @@ export const rejectAction = defineTool({
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
   async handler(args, { principal, deps }) {
-    const r = await approvalsFor(deps).reject(await approvalRef(deps, args), { subject: principal.subject, ...mcpActor(principal) }, args.reason ?? null);
-    return { summary: `rejected ${r.approval.id}; incident ${r.incident.id} is ${r.incident.state}`, data: { approval: approvalView(r.approval), incident: incidentView(r.incident) } };
+    const r = await approvalsFor(deps).reject(
+      await approvalRef(deps, args),
+      { subject: principal.subject, ...mcpActor(principal) },
+      args.reason ?? null,
+    );
+    return {
+      summary: `rejected ${r.approval.id}; incident ${r.incident.id} is ${r.incident.state}`,
+      data: { approval: approvalView(r.approval), incident: incidentView(r.incident) },
+    };
   },
 });

@@ -6,7 +6,8 @@ import { mcpActor } from "../views.ts";
 export const reloadSkills = defineTool({
   name: "reload_skills",
   title: "Reload skills",
-  description: "Reads the skills folder again and makes every control plane use what loaded. Bad files are reported (file:line: message) and skipped; the others load. A folder that cannot be read changes nothing.",
+  description:
+    "Reads the skills folder again and makes every control plane use what loaded. Bad files are reported (file:line: message) and skipped; the others load. A folder that cannot be read changes nothing.",
   scope: "admin",
   input: {},
   output: {

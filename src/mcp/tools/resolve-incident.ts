@@ -18,7 +18,10 @@ export const resolveIncident = defineTool({
   output: {
     incident: IncidentView.describe("The incident afterwards."),
     cancelled_approvals: z.number().int().describe("Pending approvals cancelled."),
-    closing_pull_requests: z.number().int().describe("Pull requests being closed (their branches deleted) because the incident closed without them."),
+    closing_pull_requests: z
+      .number()
+      .int()
+      .describe("Pull requests being closed (their branches deleted) because the incident closed without them."),
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
   async handler(args, { principal, deps }) {
@@ -28,11 +31,22 @@ export const resolveIncident = defineTool({
     const r = await store.db.transaction().execute(async (trx) => {
       const cur = await getIncident(trx, args.incident_id);
       if (!cur) throw notFound("incident.not_found", `incident ${args.incident_id} does not exist`);
-      const { incident: inc, cancelled, closing } = await closeAsResolved(trx, store.dialect, cur, "resolve", { ...by, reason: args.reason }, now);
+      const {
+        incident: inc,
+        cancelled,
+        closing,
+      } = await closeAsResolved(trx, store.dialect, cur, "resolve", { ...by, reason: args.reason }, now);
       return { inc, cancelled, closing };
     });
     if (r.closing.length > 0) deps.kick();
     const closing = r.closing.length ? `; closing ${r.closing.length} pull request(s)` : "";
-    return { summary: `${r.inc.id} resolved${r.cancelled ? `; ${r.cancelled} pending approval(s) cancelled` : ""}${closing}`, data: { incident: incidentView(r.inc), cancelled_approvals: r.cancelled, closing_pull_requests: r.closing.length } };
+    return {
+      summary: `${r.inc.id} resolved${r.cancelled ? `; ${r.cancelled} pending approval(s) cancelled` : ""}${closing}`,
+      data: {
+        incident: incidentView(r.inc),
+        cancelled_approvals: r.cancelled,
+        closing_pull_requests: r.closing.length,
+      },
+    };
   },
 });

@@ -7,7 +7,8 @@ import { mcpActor } from "../views.ts";
 export const resumeAutomation = defineTool({
   name: "resume_automation",
   title: "Resume automation",
-  description: "Resumes automatic analysis and fixes, and queues analysis again for every incident that waited in detected.",
+  description:
+    "Resumes automatic analysis and fixes, and queues analysis again for every incident that waited in detected.",
   scope: "admin",
   input: { reason: z.string().max(1000).optional().describe("Why, recorded with the resume.") },
   output: {
@@ -23,6 +24,9 @@ export const resumeAutomation = defineTool({
     await setPause(deps.store, false, { ...by, reason: args.reason }, now);
     const requeued = await requeueDetected(deps.store, now, by);
     if (requeued > 0) deps.kick();
-    return { summary: `automation resumed; analysis queued again for ${requeued} detected incident(s)`, data: { paused: false, was_paused: before.paused, requeued } };
+    return {
+      summary: `automation resumed; analysis queued again for ${requeued} detected incident(s)`,
+      data: { paused: false, was_paused: before.paused, requeued },
+    };
   },
 });

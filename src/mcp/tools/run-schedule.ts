@@ -6,7 +6,8 @@ import { schedulesOf } from "../schedule-views.ts";
 export const runSchedule = defineTool({
   name: "run_schedule",
   title: "Run a schedule now",
-  description: "Records a run of the schedule now, outside its cron times: its task is queued (or its skill run), unless overlap: skip finds the previous run still active, which is recorded as a skip.",
+  description:
+    "Records a run of the schedule now, outside its cron times: its task is queued (or its skill run), unless overlap: skip finds the previous run still active, which is recorded as a skip.",
   scope: "write",
   input: { name: z.string().min(1).max(63).describe("Schedule name.") },
   output: {
@@ -17,6 +18,9 @@ export const runSchedule = defineTool({
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   async handler(args, { principal, deps }) {
     const r = await schedulesOf(deps).scheduler.runNow(args.name, mcpActor(principal));
-    return { summary: `${args.name}: ${r.state}${r.taskId ? ` (task ${r.taskId})` : ""}${r.reason ? `: ${r.reason}` : ""}`, data: { state: r.state, task_id: r.taskId, reason: r.reason } };
+    return {
+      summary: `${args.name}: ${r.state}${r.taskId ? ` (task ${r.taskId})` : ""}${r.reason ? `: ${r.reason}` : ""}`,
+      data: { state: r.state, task_id: r.taskId, reason: r.reason },
+    };
   },
 });

@@ -35,7 +35,12 @@ export const runSkill = defineTool({
     approval_why: z.string().nullable().describe("Why approval is required."),
     task_id: z.string().nullable().describe("The queued fix task (repository skill, not a dry run)."),
     result: z
-      .object({ kind: z.enum(["applied", "escalate", "delegate"]).describe("applied: done; escalate: a human should look; delegate: a remote skill proposed another skill."), summary: z.string().describe("What it found or did.") })
+      .object({
+        kind: z
+          .enum(["applied", "escalate", "delegate"])
+          .describe("applied: done; escalate: a human should look; delegate: a remote skill proposed another skill."),
+        summary: z.string().describe("What it found or did."),
+      })
       .nullable()
       .describe("The inline skill's outcome (not a dry run)."),
   },
@@ -65,13 +70,24 @@ export const runSkill = defineTool({
     };
     if (args.dry_run) {
       const how = approval.required ? `needs approval ${approval.when} (${approval.why})` : "would run unattended";
-      return { summary: `dry run: ${skill.name} for ${inc.id} ${how}; params ${JSON.stringify(params)}`, data: { ...base, dry_run: true, task_id: null, result: null } };
+      return {
+        summary: `dry run: ${skill.name} for ${inc.id} ${how}; params ${JSON.stringify(params)}`,
+        data: { ...base, dry_run: true, task_id: null, result: null },
+      };
     }
     if (approval.required) {
-      throw conflict("skill.approval_required", `${skill.name} needs approval ${approval.when} (${approval.why}); use the incident flow: analyze_incident, then approve_action`);
+      throw conflict(
+        "skill.approval_required",
+        `${skill.name} needs approval ${approval.when} (${approval.why}); use the incident flow: analyze_incident, then approve_action`,
+      );
     }
-    if (deps.config.guardrails.dryRun) throw conflict("guardrail.dry_run", "DRY_RUN is on: skills are planned and reported, never run; use dry_run: true");
-    if (!isOpen(inc.state as IncidentState)) throw conflict("incident.closed", `incident ${inc.id} is ${inc.state}; skills run for open incidents only`);
+    if (deps.config.guardrails.dryRun)
+      throw conflict(
+        "guardrail.dry_run",
+        "DRY_RUN is on: skills are planned and reported, never run; use dry_run: true",
+      );
+    if (!isOpen(inc.state as IncidentState))
+      throw conflict("incident.closed", `incident ${inc.id} is ${inc.state}; skills run for open incidents only`);
     const by = mcpActor(principal);
 
     if (isInline(skill)) {
@@ -84,40 +100,114 @@ export const runSkill = defineTool({
       let beats = 0;
       const beat = setInterval(() => {
         beats++;
-        void notify?.progress(1 + beats / (beats + 1), 3, `running ${skill.name}: ${Math.round((performance.now() - started) / 1000)} s`);
+        void notify?.progress(
+          1 + beats / (beats + 1),
+          3,
+          `running ${skill.name}: ${Math.round((performance.now() - started) / 1000)} s`,
+        );
       }, 1000);
       let outcome: InlineOutcome;
       try {
-        outcome = await runInline(skill, params, { id: inc.id, title: inc.title, alertname: inc.alertname, namespace: inc.namespace, service: inc.service, severity: inc.severity, labels: JSON.parse(inc.labels) }, deps.inline ?? { argocd: deps.config.argocd, secrets: () => undefined });
+        outcome = await runInline(
+          skill,
+          params,
+          {
+            id: inc.id,
+            title: inc.title,
+            alertname: inc.alertname,
+            namespace: inc.namespace,
+            service: inc.service,
+            severity: inc.severity,
+            labels: JSON.parse(inc.labels),
+          },
+          deps.inline ?? { argocd: deps.config.argocd, secrets: () => undefined },
+        );
       } catch (err) {
-        outcome = { kind: "escalate", summary: `${skill.name} failed: ${inlineError(err)}`, details: { code: isAppError(err) ? err.code : "error" } };
+        outcome = {
+          kind: "escalate",
+          summary: `${skill.name} failed: ${inlineError(err)}`,
+          details: { code: isAppError(err) ? err.code : "error" },
+        };
       } finally {
         clearInterval(beat);
       }
       await notify?.progress(2, 3, `${skill.name}: ${outcome.kind}`);
       const ms = Math.round(performance.now() - started);
-      await notify?.log(outcome.kind === "escalate" ? "warning" : "info", { message: `${skill.name}: ${outcome.kind}`, ...about, kind: outcome.kind, summary: outcome.summary, ms });
+      await notify?.log(outcome.kind === "escalate" ? "warning" : "info", {
+        message: `${skill.name}: ${outcome.kind}`,
+        ...about,
+        kind: outcome.kind,
+        summary: outcome.summary,
+        ms,
+      });
       const now = deps.now();
-      await appendEvent(store.db, store.dialect, { type: "skill.result", incidentId: inc.id, ...by, reason: outcome.summary, data: { skill: skill.name, kind: outcome.kind, params, ...("details" in outcome ? { details: outcome.details } : {}) }, occurredAt: now }, now);
+      await appendEvent(
+        store.db,
+        store.dialect,
+        {
+          type: "skill.result",
+          incidentId: inc.id,
+          ...by,
+          reason: outcome.summary,
+          data: {
+            skill: skill.name,
+            kind: outcome.kind,
+            params,
+            ...("details" in outcome ? { details: outcome.details } : {}),
+          },
+          occurredAt: now,
+        },
+        now,
+      );
       await notify?.progress(3, 3, "result recorded");
-      return { summary: `${skill.name}: ${outcome.kind} — ${outcome.summary}`, data: { ...base, dry_run: false, task_id: null, result: { kind: outcome.kind, summary: outcome.summary } } };
+      return {
+        summary: `${skill.name}: ${outcome.kind} — ${outcome.summary}`,
+        data: { ...base, dry_run: false, task_id: null, result: { kind: outcome.kind, summary: outcome.summary } },
+      };
     }
 
     const now = deps.now();
-    const queue = () => store.db.transaction().execute(async (trx) => {
-      const id = await queueFixTask(trx, store.dialect, inc, skill, params, "none", now, { pool: deps.config.runner.pool, ...by });
-      await appendEvent(trx, store.dialect, { type: "skill.queued", incidentId: inc.id, taskId: id, ...by, reason: `${skill.name} queued by hand`, data: { skill: skill.name, params }, occurredAt: now }, now);
-      return id;
-    });
+    const queue = () =>
+      store.db.transaction().execute(async (trx) => {
+        const id = await queueFixTask(trx, store.dialect, inc, skill, params, "none", now, {
+          pool: deps.config.runner.pool,
+          ...by,
+        });
+        await appendEvent(
+          trx,
+          store.dialect,
+          {
+            type: "skill.queued",
+            incidentId: inc.id,
+            taskId: id,
+            ...by,
+            reason: `${skill.name} queued by hand`,
+            data: { skill: skill.name, params },
+            occurredAt: now,
+          },
+          now,
+        );
+        return id;
+      });
     let taskId: string;
     try {
       taskId = await queue();
     } catch (err) {
       if (!isDuplicateKey(err)) throw err;
-      const existing = await store.db.selectFrom("tasks").select(["id", "state"]).where("idempotency_key", "=", `fix:${inc.id}:${inc.version}:${skill.name}`).executeTakeFirst();
-      throw conflict("skill.already_queued", `${skill.name} is already queued for ${inc.id} in its current state${existing ? ` (task ${existing.id}, ${existing.state})` : ""}`);
+      const existing = await store.db
+        .selectFrom("tasks")
+        .select(["id", "state"])
+        .where("idempotency_key", "=", `fix:${inc.id}:${inc.version}:${skill.name}`)
+        .executeTakeFirst();
+      throw conflict(
+        "skill.already_queued",
+        `${skill.name} is already queued for ${inc.id} in its current state${existing ? ` (task ${existing.id}, ${existing.state})` : ""}`,
+      );
     }
     deps.kick();
-    return { summary: `queued ${skill.name} for ${inc.id} as task ${taskId}`, data: { ...base, dry_run: false, task_id: taskId, result: null } };
+    return {
+      summary: `queued ${skill.name} for ${inc.id} as task ${taskId}`,
+      data: { ...base, dry_run: false, task_id: taskId, result: null },
+    };
   },
 });

@@ -18,12 +18,20 @@ export const systemStatus = defineTool({
   input: {},
   output: {
     version: z.string().describe("Pitcrew version."),
-    mode: z.enum(["embedded", "distributed"]).describe("embedded: in-process queue and runners; distributed: NATS JetStream and separate runners."),
-    store: Check.extend({ dialect: z.enum(["sqlite", "mysql"]).describe("The database kind.") }).describe("The database."),
-    queue: Check.extend({ kind: z.enum(["memory", "jetstream"]).describe("The queue adapter.") }).describe("The task queue."),
+    mode: z
+      .enum(["embedded", "distributed"])
+      .describe("embedded: in-process queue and runners; distributed: NATS JetStream and separate runners."),
+    store: Check.extend({ dialect: z.enum(["sqlite", "mysql"]).describe("The database kind.") }).describe(
+      "The database.",
+    ),
+    queue: Check.extend({ kind: z.enum(["memory", "jetstream"]).describe("The queue adapter.") }).describe(
+      "The task queue.",
+    ),
     paused: z
       .object({
-        paused: z.boolean().describe("Whether automation is paused (incidents are recorded but not analysed or fixed)."),
+        paused: z
+          .boolean()
+          .describe("Whether automation is paused (incidents are recorded but not analysed or fixed)."),
         by: z.string().nullable().describe("Who paused or resumed last."),
         at: z.string().nullable().describe("ISO time of that change."),
         reason: z.string().nullable().describe("The reason given."),
@@ -34,7 +42,10 @@ export const systemStatus = defineTool({
       .array(
         z.object({
           agent: z.string().describe("The agent name (a skill's agent.command, or AGENT_DEFAULT)."),
-          program: z.string().nullable().describe("The program its AGENT_COMMANDS template starts; null when AGENT_COMMANDS has no such agent."),
+          program: z
+            .string()
+            .nullable()
+            .describe("The program its AGENT_COMMANDS template starts; null when AGENT_COMMANDS has no such agent."),
           skills: z.array(z.string()).describe("The loaded skills that use it."),
           hint: z.string().describe("How to fix it."),
         }),
@@ -47,15 +58,28 @@ export const systemStatus = defineTool({
   annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(_args, { deps }) {
     const [store, queue] = await Promise.allSettled([deps.store.ping(1500), deps.queue.health()]);
-    const storeCheck = store.status === "fulfilled" ? { ok: true, detail: "ok" } : { ok: false, detail: errorMessage(store.reason) };
+    const storeCheck =
+      store.status === "fulfilled" ? { ok: true, detail: "ok" } : { ok: false, detail: errorMessage(store.reason) };
     const queueCheck =
-      queue.status === "rejected" ? { ok: false, detail: errorMessage(queue.reason) } : queue.value.ok ? { ok: true, detail: "ok" } : { ok: false, detail: queue.value.reason };
+      queue.status === "rejected"
+        ? { ok: false, detail: errorMessage(queue.reason) }
+        : queue.value.ok
+          ? { ok: true, detail: "ok" }
+          : { ok: false, detail: queue.value.reason };
     const pause = storeCheck.ok ? await getPause(deps.store.db).catch(() => null) : null;
     const paused = pause && { ...pause, at: pause.at === null ? null : new Date(pause.at).toISOString() };
     const mode: "embedded" | "distributed" = deps.queue.kind === "memory" ? "embedded" : "distributed";
-    const health = storeCheck.ok && queueCheck.ok ? "healthy" : `degraded (${[!storeCheck.ok && `store: ${storeCheck.detail}`, !queueCheck.ok && `queue: ${queueCheck.detail}`].filter(Boolean).join("; ")})`;
+    const health =
+      storeCheck.ok && queueCheck.ok
+        ? "healthy"
+        : `degraded (${[!storeCheck.ok && `store: ${storeCheck.detail}`, !queueCheck.ok && `queue: ${queueCheck.detail}`].filter(Boolean).join("; ")})`;
     const missing = deps.missingAgentClis?.() ?? [];
-    const pauseText = paused === null ? "pause state unknown" : paused.paused ? `automation PAUSED${paused.reason ? ` (${paused.reason})` : ""}` : "automation running";
+    const pauseText =
+      paused === null
+        ? "pause state unknown"
+        : paused.paused
+          ? `automation PAUSED${paused.reason ? ` (${paused.reason})` : ""}`
+          : "automation running";
     return {
       summary: `Pitcrew ${VERSION}, ${mode}: ${health}; ${pauseText}${missing.length ? `; agent CLI not installed: ${missing.map((m) => `${m.program ?? m.agent} (${m.skills.join(", ")})`).join("; ")}` : ""}`,
       data: {
@@ -64,7 +88,16 @@ export const systemStatus = defineTool({
         store: { ...storeCheck, dialect: deps.store.dialect },
         queue: { ...queueCheck, kind: deps.queue.kind },
         paused,
-        ...(missing.length ? { missing_agent_clis: missing.map((m) => ({ agent: m.agent, program: m.program ?? null, skills: m.skills, hint: m.hint })) } : {}),
+        ...(missing.length
+          ? {
+              missing_agent_clis: missing.map((m) => ({
+                agent: m.agent,
+                program: m.program ?? null,
+                skills: m.skills,
+                hint: m.hint,
+              })),
+            }
+          : {}),
       },
     };
   },

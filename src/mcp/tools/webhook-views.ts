@@ -9,22 +9,36 @@ const iso = (ms: number | null | undefined) => (ms === null || ms === undefined 
 
 /** The webhook admin functions' dependencies, from the MCP server's. */
 export function webhookAdmin(deps: McpDeps): AdminDeps {
-  return { store: deps.store, now: deps.now, dir: deps.config.webhooks.dir, env: deps.inline?.secrets ?? (() => undefined) };
+  return {
+    store: deps.store,
+    now: deps.now,
+    dir: deps.config.webhooks.dir,
+    env: deps.inline?.secrets ?? (() => undefined),
+  };
 }
 
 export const WebhookTargetView = z.object({
   name: z.string().describe("Target name."),
   url: z.string().describe("Where deliveries are POSTed."),
-  source: z.enum(["file", "mcp"]).describe("file: WEBHOOKS_DIR (change the file); mcp: registered with register_webhook."),
+  source: z
+    .enum(["file", "mcp"])
+    .describe("file: WEBHOOKS_DIR (change the file); mcp: registered with register_webhook."),
   file: z.string().nullable().describe("The file a file target is defined in."),
   events: z.array(z.string()).describe("Subscribed events (* for all)."),
   namespaces: z.array(z.string()).nullable().describe("Only incidents in these namespaces; null for all."),
-  signing: z.enum(["standard", "jws"]).describe("standard: HMAC (webhook-signature); jws: Ed25519 JWS (webhook-jws) checked with /.well-known/jwks.json."),
+  signing: z
+    .enum(["standard", "jws"])
+    .describe(
+      "standard: HMAC (webhook-signature); jws: Ed25519 JWS (webhook-jws) checked with /.well-known/jwks.json.",
+    ),
   secret_env: z.string().nullable().describe("The env var holding the whsec_ secret(s)."),
   secret_set: z.boolean().describe("Whether that env var holds a usable secret on this control plane."),
   secret_error: z.string().nullable().describe("Why the secret is not usable, if it is set but malformed."),
   header_names: z.array(z.string()).describe("Names of the extra headers sent (values are not shown)."),
-  disabled: z.object({ at: z.string(), reason: z.string() }).nullable().describe("Set when the target answered 410 Gone; redeliver or register it again to enable it."),
+  disabled: z
+    .object({ at: z.string(), reason: z.string() })
+    .nullable()
+    .describe("Set when the target answered 410 Gone; redeliver or register it again to enable it."),
 });
 
 export function webhookTargetView(l: TargetListing): z.infer<typeof WebhookTargetView> {

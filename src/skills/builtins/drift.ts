@@ -30,7 +30,14 @@ export type DriftOptions = {
   allowedServers?: string[];
 };
 
-export type DriftResource = { group?: string; kind: string; name: string; namespace?: string; status?: string; health?: string };
+export type DriftResource = {
+  group?: string;
+  kind: string;
+  name: string;
+  namespace?: string;
+  status?: string;
+  health?: string;
+};
 
 export type DriftResult = {
   outcome: "synced" | "already_synced" | "pr_needed";
@@ -52,13 +59,17 @@ export type DriftResult = {
   };
 };
 
-const Source = z.object({ repoURL: z.string().optional(), path: z.string().optional(), targetRevision: z.string().optional() }).loose();
+const Source = z
+  .object({ repoURL: z.string().optional(), path: z.string().optional(), targetRevision: z.string().optional() })
+  .loose();
 
 // Only the fields read here; Argo CD sends much more, and older versions omit some.
 const Application = z
   .object({
     metadata: z.object({ name: z.string(), namespace: z.string().optional() }).loose(),
-    spec: z.object({ project: z.string().optional(), source: Source.optional(), sources: z.array(Source).optional() }).loose(),
+    spec: z
+      .object({ project: z.string().optional(), source: Source.optional(), sources: z.array(Source).optional() })
+      .loose(),
     status: z
       .object({
         sync: z.object({ status: z.string().optional(), revision: z.string().optional() }).loose().optional(),
@@ -87,7 +98,9 @@ type Application = z.infer<typeof Application>;
 export function parseDriftParams(input: unknown): z.output<typeof DriftParams> {
   const parsed = DriftParams.safeParse(input);
   if (!parsed.success) {
-    const message = parsed.error.issues.map((i) => `${i.path.length ? `${i.path.join(".")}: ` : ""}${i.message}`).join("; ");
+    const message = parsed.error.issues
+      .map((i) => `${i.path.length ? `${i.path.join(".")}: ` : ""}${i.message}`)
+      .join("; ");
     throw invalid("drift.invalid_params", `drift: ${message}`);
   }
   return parsed.data;
@@ -99,7 +112,8 @@ function chooseServer(server: string | undefined, opts: DriftOptions): string {
   if (server === undefined) return opts.baseUrl;
   const allowed = [opts.baseUrl, ...(opts.allowedServers ?? [])];
   const hit = allowed.find((a) => origin(a) === origin(server));
-  if (!hit) throw new AppError("forbidden", "argocd.server_not_allowed", `Argo CD server ${origin(server)} is not configured`);
+  if (!hit)
+    throw new AppError("forbidden", "argocd.server_not_allowed", `Argo CD server ${origin(server)} is not configured`);
   return hit;
 }
 
@@ -114,7 +128,11 @@ function argoClient(base: string, opts: DriftOptions, project: string | undefine
     try {
       res = await f(url, {
         method,
-        headers: { authorization: `Bearer ${opts.token}`, accept: "application/json", ...(body !== undefined && { "content-type": "application/json" }) },
+        headers: {
+          authorization: `Bearer ${opts.token}`,
+          accept: "application/json",
+          ...(body !== undefined && { "content-type": "application/json" }),
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
         redirect: "manual",
         signal: AbortSignal.timeout(opts.timeoutMs),
@@ -148,10 +166,18 @@ export async function runDrift(params: unknown, opts: DriftOptions): Promise<Dri
   const call = argoClient(base, opts, p.project, p.application);
 
   const app = Application.safeParse(await call("GET", appPath));
-  if (!app.success) throw unavailable("argocd.bad_answer", `Argo CD answered an application without the expected fields: ${app.error.issues[0]?.message}`);
+  if (!app.success)
+    throw unavailable(
+      "argocd.bad_answer",
+      `Argo CD answered an application without the expected fields: ${app.error.issues[0]?.message}`,
+    );
   const details = driftDetails(app.data);
   if (p.project && details.project && details.project !== p.project) {
-    throw new AppError("forbidden", "argocd.wrong_project", `application ${p.application} belongs to project ${details.project}, not ${p.project}`);
+    throw new AppError(
+      "forbidden",
+      "argocd.wrong_project",
+      `application ${p.application} belongs to project ${details.project}, not ${p.project}`,
+    );
   }
   const health = details.health ? `, health ${details.health}` : "";
 
@@ -160,9 +186,17 @@ export async function runDrift(params: unknown, opts: DriftOptions): Promise<Dri
   }
   if (details.syncStatus !== "OutOfSync") {
     // Unknown: Argo CD could not compare (repo unreachable, bad manifests); syncing now would act blind.
-    throw unavailable("argocd.sync_status_unknown", `${p.application} has sync status ${details.syncStatus}; Argo CD cannot compare it with git yet`);
+    throw unavailable(
+      "argocd.sync_status_unknown",
+      `${p.application} has sync status ${details.syncStatus}; Argo CD cannot compare it with git yet`,
+    );
   }
-  const drifted = details.outOfSync.length ? `${details.outOfSync.length} resource(s) OutOfSync: ${details.outOfSync.slice(0, 5).map((r) => `${r.kind}/${r.name}`).join(", ")}${details.outOfSync.length > 5 ? ", …" : ""}` : "OutOfSync";
+  const drifted = details.outOfSync.length
+    ? `${details.outOfSync.length} resource(s) OutOfSync: ${details.outOfSync
+        .slice(0, 5)
+        .map((r) => `${r.kind}/${r.name}`)
+        .join(", ")}${details.outOfSync.length > 5 ? ", …" : ""}`
+    : "OutOfSync";
 
   if (p.mode === "pr") {
     return { outcome: "pr_needed", summary: `${p.application}: ${drifted}; a PR must codify the live change`, details };
@@ -191,23 +225,45 @@ export const DriftReportParams = z
 export type DriftReport = {
   summary: string;
   /** Applications that are not Synced (OutOfSync, or Unknown when Argo CD cannot compare). */
-  drifted: Array<Pick<DriftResult["details"], "application" | "project" | "syncStatus" | "health"> & { outOfSync: number }>;
+  drifted: Array<
+    Pick<DriftResult["details"], "application" | "project" | "syncStatus" | "health"> & { outOfSync: number }
+  >;
   total: number;
 };
 
 /** Read-only: every application (of `project`, when given) and which ones drifted from git. Changes nothing. */
 export async function runDriftReport(params: unknown, opts: DriftOptions): Promise<DriftReport> {
   const parsed = DriftReportParams.safeParse(params);
-  if (!parsed.success) throw invalid("drift.invalid_params", `drift report: ${parsed.error.issues.map((i) => `${i.path.join(".") || "params"}: ${i.message}`).join("; ")}`);
+  if (!parsed.success)
+    throw invalid(
+      "drift.invalid_params",
+      `drift report: ${parsed.error.issues.map((i) => `${i.path.join(".") || "params"}: ${i.message}`).join("; ")}`,
+    );
   const p = parsed.data;
   const call = argoClient(chooseServer(p.server, opts), opts, p.project, "(all)");
-  const list = z.object({ items: z.array(Application).nullable().optional() }).loose().safeParse(await call("GET", "api/v1/applications"));
-  if (!list.success) throw unavailable("argocd.bad_answer", `Argo CD answered an application list without the expected fields: ${list.error.issues[0]?.message}`);
+  const list = z
+    .object({ items: z.array(Application).nullable().optional() })
+    .loose()
+    .safeParse(await call("GET", "api/v1/applications"));
+  if (!list.success)
+    throw unavailable(
+      "argocd.bad_answer",
+      `Argo CD answered an application list without the expected fields: ${list.error.issues[0]?.message}`,
+    );
   const apps = (list.data.items ?? []).map(driftDetails);
   const drifted = apps
     .filter((a) => a.syncStatus !== "Synced")
-    .map((a) => ({ application: a.application, ...(a.project && { project: a.project }), syncStatus: a.syncStatus, ...(a.health && { health: a.health }), outOfSync: a.outOfSync.length }));
-  const names = drifted.slice(0, 10).map((d) => `${d.application} (${d.syncStatus}${d.outOfSync ? `, ${d.outOfSync} resource(s)` : ""})`).join(", ");
+    .map((a) => ({
+      application: a.application,
+      ...(a.project && { project: a.project }),
+      syncStatus: a.syncStatus,
+      ...(a.health && { health: a.health }),
+      outOfSync: a.outOfSync.length,
+    }));
+  const names = drifted
+    .slice(0, 10)
+    .map((d) => `${d.application} (${d.syncStatus}${d.outOfSync ? `, ${d.outOfSync} resource(s)` : ""})`)
+    .join(", ");
   const summary = drifted.length
     ? `${drifted.length} of ${apps.length} application(s) drifted from git: ${names}${drifted.length > 10 ? ", …" : ""}`
     : `all ${apps.length} application(s) Synced`;
@@ -252,12 +308,19 @@ function argoMessage(text: string): string {
 
 function statusError(status: number, what: string, message: string, application: string): AppError {
   const said = message ? `: ${message}` : "";
-  if (status === 401 || status === 403) return new AppError("forbidden", "argocd.unauthorized", `${what} answered ${status}: the token is missing, expired or lacks permission`);
+  if (status === 401 || status === 403)
+    return new AppError(
+      "forbidden",
+      "argocd.unauthorized",
+      `${what} answered ${status}: the token is missing, expired or lacks permission`,
+    );
   if (status === 404) return notFound("argocd.app_not_found", `Argo CD has no application ${application}`);
   if (status === 429 || status >= 500) return unavailable("argocd.unavailable", `${what} answered ${status}${said}`);
   // Argo CD refuses a second sync while one runs (gRPC FailedPrecondition); it will finish.
   if (/another operation is already in progress/i.test(message)) {
-    return new AppError("conflict", "argocd.operation_in_progress", `${what} answered ${status}${said}`, { retryable: true });
+    return new AppError("conflict", "argocd.operation_in_progress", `${what} answered ${status}${said}`, {
+      retryable: true,
+    });
   }
   return invalid("argocd.bad_request", `${what} answered ${status}${said}`);
 }

@@ -7,4 +7,9 @@ import type { RepoBuiltin } from "./types.ts";
 export type { RepoBuiltin, RepoChange } from "./types.ts";
 
 /** The builtins that change the GitOps repository (probe and drift act elsewhere). */
-export const repoBuiltins: Record<"rollback" | "scale" | "restart" | "quota", RepoBuiltin> = { rollback, scale, restart, quota };
+export const repoBuiltins: Record<"rollback" | "scale" | "restart" | "quota", RepoBuiltin> = {
+  rollback,
+  scale,
+  restart,
+  quota,
+};

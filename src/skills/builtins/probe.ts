@@ -82,10 +82,14 @@ export function parseProbeParams(input: unknown): Parsed {
   if (isTcp === "url" in o) throw invalid("probe.invalid_params", "probe needs exactly one of url or tcp");
   const parsed = isTcp ? TcpProbe.safeParse(input) : HttpProbe.safeParse(input);
   if (!parsed.success) {
-    const message = parsed.error.issues.map((i) => `${i.path.length ? `${i.path.join(".")}: ` : ""}${i.message}`).join("; ");
+    const message = parsed.error.issues
+      .map((i) => `${i.path.length ? `${i.path.join(".")}: ` : ""}${i.message}`)
+      .join("; ");
     throw invalid("probe.invalid_params", `probe: ${message}`);
   }
-  return isTcp ? { kind: "tcp", p: parsed.data as z.output<typeof TcpProbe> } : { kind: "http", p: parsed.data as z.output<typeof HttpProbe> };
+  return isTcp
+    ? { kind: "tcp", p: parsed.data as z.output<typeof TcpProbe> }
+    : { kind: "http", p: parsed.data as z.output<typeof HttpProbe> };
 }
 
 export async function runProbe(params: unknown): Promise<ProbeResult> {
@@ -98,7 +102,8 @@ function statusOk(code: number, expect: number | number[] | undefined): boolean 
   return Array.isArray(expect) ? expect.includes(code) : code === expect;
 }
 
-const expected = (e: number | number[] | undefined) => (e === undefined ? "200-399" : Array.isArray(e) ? e.join(", ") : String(e));
+const expected = (e: number | number[] | undefined) =>
+  e === undefined ? "200-399" : Array.isArray(e) ? e.join(", ") : String(e);
 
 async function probeHttp(p: z.output<typeof HttpProbe>): Promise<ProbeResult> {
   const target = `${p.method} ${p.url}`;
@@ -117,8 +122,16 @@ async function probeHttp(p: z.output<typeof HttpProbe>): Promise<ProbeResult> {
     const latencyMs = elapsed();
     const statusPassed = statusOk(res.status, p.expect_status);
     const ok = statusPassed && matched !== false;
-    const why = !statusPassed ? ` (expected ${expected(p.expect_status)})` : matched === false ? `, body does not match /${p.body_regex}/` : "";
-    return { ok, summary: `${target} → ${res.status} in ${latencyMs} ms${why}`, details: { status: res.status, latencyMs, ...(matched !== undefined && { matched }) } };
+    const why = !statusPassed
+      ? ` (expected ${expected(p.expect_status)})`
+      : matched === false
+        ? `, body does not match /${p.body_regex}/`
+        : "";
+    return {
+      ok,
+      summary: `${target} → ${res.status} in ${latencyMs} ms${why}`,
+      details: { status: res.status, latencyMs, ...(matched !== undefined && { matched }) },
+    };
   } catch (err) {
     const latencyMs = elapsed();
     const error = describeFetchError(err, p.timeout);
@@ -127,7 +140,8 @@ async function probeHttp(p: z.output<typeof HttpProbe>): Promise<ProbeResult> {
 }
 
 function describeFetchError(err: unknown, timeoutMs: number): string {
-  if (err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError")) return `no answer within ${timeoutMs} ms`;
+  if (err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError"))
+    return `no answer within ${timeoutMs} ms`;
   // undici puts the system error (ECONNREFUSED, ENOTFOUND…) in `cause`.
   const cause = err instanceof Error ? (err.cause as { code?: string; message?: string } | undefined) : undefined;
   return cause?.code ?? cause?.message ?? errorMessage(err);

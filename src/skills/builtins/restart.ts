@@ -20,7 +20,10 @@ export const restart: RepoBuiltin = async (workdir, params, ctx) => {
   const match = locate(repo, p);
   const inst = match.instance;
   const layer = inst.source === "helm" ? inst.layers[0]! : workloadDocs(inst)[0]!;
-  const path: YamlPath = inst.source === "helm" ? ["podAnnotations", RESTARTED_AT] : [...POD_TEMPLATE, "metadata", "annotations", RESTARTED_AT];
+  const path: YamlPath =
+    inst.source === "helm"
+      ? ["podAnnotations", RESTARTED_AT]
+      : [...POD_TEMPLATE, "metadata", "annotations", RESTARTED_AT];
   const at = new Date(ctx.now()).toISOString();
   const before = getValue(layer.doc, path);
   if (before === at) throw noChange(`${p.namespace}/${match.name} was already restarted at ${at}`);

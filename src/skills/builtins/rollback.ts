@@ -4,7 +4,16 @@ import { fileHistory, showFile, type FileCommit } from "../../gitops/git.ts";
 import { imageVersion, parseImage } from "../../gitops/image.ts";
 import { loadRepo, workloadDocs, type Match } from "../../gitops/manifests.ts";
 import { objectMeta } from "../../gitops/kustomize.ts";
-import { deleteValue, getText, getValue, parseYamlFile, setValue, type YamlDoc, type YamlFile, type YamlPath } from "../../gitops/yaml-file.ts";
+import {
+  deleteValue,
+  getText,
+  getValue,
+  parseYamlFile,
+  setValue,
+  type YamlDoc,
+  type YamlFile,
+  type YamlPath,
+} from "../../gitops/yaml-file.ts";
 import { ContainerName, oneWorkload, oneWorkloadMessage, workloadParams } from "./params.ts";
 import { parseParams, type RepoBuiltin } from "./types.ts";
 import { CONTAINERS, chooseContainer, containerIndex, locate } from "./workload.ts";
@@ -61,7 +70,9 @@ function writeFields(d: YamlDoc, base: YamlPath, keys: string[], v: Version) {
 function kustomizeImage(doc: YamlDoc, file: YamlFile, imageName: string): Target | undefined {
   const index = (d: YamlDoc) => {
     const images = getValue(d, ["images"]);
-    return Array.isArray(images) ? images.findIndex((i) => i && typeof i === "object" && (i as { name?: unknown }).name === imageName) : -1;
+    return Array.isArray(images)
+      ? images.findIndex((i) => i && typeof i === "object" && (i as { name?: unknown }).name === imageName)
+      : -1;
   };
   const i = index(doc);
   if (i === -1) return undefined;
@@ -121,20 +132,29 @@ function findTarget(match: Match, wanted: string | undefined): { target: Target;
   const inst = match.instance;
   if (inst.source === "helm") {
     for (const layer of inst.layers) {
-      const base: YamlPath = wanted !== undefined && getValue(layer.doc, [wanted, "image"]) ? [wanted, "image"] : ["image"];
+      const base: YamlPath =
+        wanted !== undefined && getValue(layer.doc, [wanted, "image"]) ? [wanted, "image"] : ["image"];
       const target = helmImage(layer.doc, layer.file, base);
       if (target) return { target, container: wanted ?? match.name };
     }
-    throw notFound("gitops.image_not_found", `no image.tag in ${inst.layers.map((l) => l.file.path).join(", ")}: the chart's appVersion decides the image, and git has nothing to roll back`);
+    throw notFound(
+      "gitops.image_not_found",
+      `no image.tag in ${inst.layers.map((l) => l.file.path).join(", ")}: the chart's appVersion decides the image, and git has nothing to roll back`,
+    );
   }
   const container = chooseContainer(match, wanted);
   const docs = workloadDocs(inst);
   const defining = docs.find((l) => containerImage(l.doc, l.file, container));
-  const image = defining ? getText(defining.doc, [...CONTAINERS, containerIndex(defining.doc, container), "image"]) : undefined;
+  const image = defining
+    ? getText(defining.doc, [...CONTAINERS, containerIndex(defining.doc, container), "image"])
+    : undefined;
   if (!image) throw notFound("gitops.image_not_found", `container ${container} of ${match.name} has no image`);
   const imageName = parseImage(image).name;
   for (const layer of inst.layers) {
-    const target = layer.type === "kustomization" ? kustomizeImage(layer.doc, layer.file, imageName) : containerImage(layer.doc, layer.file, container);
+    const target =
+      layer.type === "kustomization"
+        ? kustomizeImage(layer.doc, layer.file, imageName)
+        : containerImage(layer.doc, layer.file, container);
     if (target) return { target, container };
   }
   throw notFound("gitops.image_not_found", `container ${container} of ${match.name} has no image`);
@@ -160,7 +180,11 @@ async function versionsOf(workdir: string, target: Target, history: FileCommit[]
  * replaced. Deploying a newer version again, even one that was reverted once, moves away from
  * nothing.
  */
-export function excludedVersions(history: FileCommit[], versions: Array<Version | undefined>, label: (v: Version) => string): Map<string, Excluded> {
+export function excludedVersions(
+  history: FileCommit[],
+  versions: Array<Version | undefined>,
+  label: (v: Version) => string,
+): Map<string, Excluded> {
   const excluded = new Map<string, Excluded>();
   /** Version → its age: lower is older. */
   const age = new Map<string, number>();
@@ -171,7 +195,9 @@ export function excludedVersions(history: FileCommit[], versions: Array<Version 
     const commit = history[i]!;
     if (cur && before && key(cur) !== key(before)) {
       const from = label(before);
-      const rolledBack = commit.trailers.some((t) => t.key.toLowerCase() === ROLLED_BACK_FROM.toLowerCase() && t.value === from);
+      const rolledBack = commit.trailers.some(
+        (t) => t.key.toLowerCase() === ROLLED_BACK_FROM.toLowerCase() && t.value === from,
+      );
       if (rolledBack && !age.has(key(cur))) age.set(key(cur), age.get(key(before))! - 0.5);
       const older = age.get(key(cur)) !== undefined && age.get(key(cur))! < age.get(key(before))!;
       const how = rolledBack ? "rollback" : older ? "revert" : undefined;
@@ -189,7 +215,9 @@ const key = (v: Version) => JSON.stringify(Object.entries(v).sort(([a], [b]) => 
 
 function why(e: Excluded): string {
   const by = `${e.commit.commit.slice(0, 7)} "${e.commit.subject}"`;
-  return e.how === "rollback" ? `${e.label} (rolled back by ${by}${e.incident ? ` for ${e.incident}` : ""})` : `${e.label} (reverted by ${by})`;
+  return e.how === "rollback"
+    ? `${e.label} (rolled back by ${by}${e.incident ? ` for ${e.incident}` : ""})`
+    : `${e.label} (reverted by ${by})`;
 }
 
 export const rollback: RepoBuiltin = async (workdir, params) => {
@@ -220,7 +248,18 @@ export const rollback: RepoBuiltin = async (workdir, params) => {
       "not_found",
       "gitops.no_safe_version",
       `${target.where}: no safe version to roll back to from ${target.label(current)}: every earlier version in git history was moved away from before: ${list}`,
-      { retryable: false, details: { current: target.label(current), excluded: [...skipped.values()].map((e) => ({ version: e.label, how: e.how, commit: e.commit.commit, incident: e.incident })) } },
+      {
+        retryable: false,
+        details: {
+          current: target.label(current),
+          excluded: [...skipped.values()].map((e) => ({
+            version: e.label,
+            how: e.how,
+            commit: e.commit.commit,
+            incident: e.incident,
+          })),
+        },
+      },
     );
   }
   if (!previous) {
@@ -240,7 +279,8 @@ export const rollback: RepoBuiltin = async (workdir, params) => {
   const skipping = skipped.size ? `; skipped ${[...skipped.values()].map(why).join("; ")}` : "";
   return {
     files,
-    summary: `rollback ${p.namespace}/${match.name}: ${container} ${from} → ${to} in ${target.file.path} (as of ${previous.commit.commit.slice(0, 7)} ${previous.commit.subject}${skipping})`.trim(),
+    summary:
+      `rollback ${p.namespace}/${match.name}: ${container} ${from} → ${to} in ${target.file.path} (as of ${previous.commit.commit.slice(0, 7)} ${previous.commit.subject}${skipping})`.trim(),
     details: {
       namespace: p.namespace,
       workload: match.name,
@@ -254,7 +294,9 @@ export const rollback: RepoBuiltin = async (workdir, params) => {
       ...image,
       commit: previous.commit.commit,
       committedAt: new Date(previous.commit.time).toISOString(),
-      ...(skipped.size ? { skipped: [...skipped.values()].map((e) => ({ version: e.label, how: e.how, commit: e.commit.commit })) } : {}),
+      ...(skipped.size
+        ? { skipped: [...skipped.values()].map((e) => ({ version: e.label, how: e.how, commit: e.commit.commit })) }
+        : {}),
       // The runner writes it as the commit's Pitcrew-Rolled-Back-From trailer.
       rolledBackFrom: from,
     },

@@ -5,7 +5,11 @@ import { AppError, invalid } from "../../shared/errors.ts";
 export type RepoChange = { files: string[]; summary: string; details: Record<string, unknown> };
 
 /** A builtin that edits a GitOps working copy (never a live cluster). */
-export type RepoBuiltin = (workdir: string, params: Record<string, unknown>, ctx: { now: () => number }) => Promise<RepoChange>;
+export type RepoBuiltin = (
+  workdir: string,
+  params: Record<string, unknown>,
+  ctx: { now: () => number },
+) => Promise<RepoChange>;
 
 /** Validates a builtin's parameters; a failure names the builtin and every bad field. */
 export function parseParams<S extends z.ZodType>(builtin: string, schema: S, params: unknown): z.infer<S> {
