@@ -1,9 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { Counter, Histogram } from "prom-client";
 import type { z } from "zod";
 import { AppError, invalid } from "../shared/errors.ts";
 import { safeEqual } from "../shared/secrets.ts";
-import type { Metrics } from "../http/metrics.ts";
+import type { Metrics } from "../shared/metrics.ts";
 import type { AlertIntake } from "./intake.ts";
 import { parseAlertmanagerJson } from "./json.ts";
 import { AlertmanagerPayload } from "./payload.ts";
@@ -60,24 +59,7 @@ export function describePayloadProblem(raw: unknown, error: z.ZodError): AppErro
 }
 
 export async function alertmanagerRoutes(app: FastifyInstance, deps: AlertmanagerRouteDeps) {
-  const registry = deps.metrics.registry;
-  const received =
-    (registry.getSingleMetric("pitcrew_alerts_received_total") as Counter<"status"> | undefined) ??
-    new Counter({
-      name: "pitcrew_alerts_received_total",
-      help: "Alerts received from AlertManager by status",
-      labelNames: ["status"] as const,
-      registers: [registry],
-    });
-  const duration =
-    (registry.getSingleMetric("pitcrew_alertmanager_intake_duration_seconds") as Histogram<"outcome"> | undefined) ??
-    new Histogram({
-      name: "pitcrew_alertmanager_intake_duration_seconds",
-      help: "Time to validate and commit one AlertManager webhook, by outcome",
-      labelNames: ["outcome"] as const,
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-      registers: [registry],
-    });
+  const { alertsReceived, alertPayloads, intakeDuration } = deps.metrics;
 
   // Our own JSON parsing for this route: strict UTF-8, no lone surrogates, bounded nesting (json.ts).
   app.removeContentTypeParser("application/json");
@@ -88,6 +70,14 @@ export async function alertmanagerRoutes(app: FastifyInstance, deps: Alertmanage
     } catch (err) {
       done(err as Error, undefined);
     }
+  });
+
+  // Every request, whatever stopped it (credentials, the body parser, the schema, the store).
+  app.addHook("onResponse", async (_req, reply) => {
+    const code = reply.statusCode;
+    alertPayloads.inc({
+      status: code < 300 ? "accepted" : code === 401 ? "unauthorized" : code < 500 ? "invalid" : "failed",
+    });
   });
 
   app.addHook("onRequest", async (req, reply) => {
@@ -120,7 +110,8 @@ export async function alertmanagerRoutes(app: FastifyInstance, deps: Alertmanage
         throw describePayloadProblem(raw, parsed.error);
       }
       const results = await deps.intake.receive(parsed.data);
-      for (const a of parsed.data.alerts) received.inc({ status: a.status });
+      // Counted once the payload committed: one per alert, by what became of it.
+      for (const r of results) alertsReceived.inc({ outcome: r.outcome });
       outcome = "stored";
       const incidents = [...new Set(results.map((r) => r.incidentId).filter((id): id is string => id !== null))];
       return {
@@ -133,7 +124,7 @@ export async function alertmanagerRoutes(app: FastifyInstance, deps: Alertmanage
       if (outcome === "error" && err instanceof AppError && err.kind === "invalid") outcome = "invalid";
       throw err;
     } finally {
-      duration.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+      intakeDuration.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9);
     }
   });
 }

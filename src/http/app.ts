@@ -4,7 +4,7 @@ import type { Store } from "../store/db.ts";
 import type { TaskQueue } from "../bus/port.ts";
 import { newId } from "../shared/ids.ts";
 import { errorHandler } from "./errors.ts";
-import type { Metrics } from "./metrics.ts";
+import type { Metrics } from "../shared/metrics.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { alertmanagerRoutes, type AlertmanagerRouteDeps } from "../alerts/route.ts";
 import { mcpRoutes, type McpRouteDeps } from "../mcp/route.ts";

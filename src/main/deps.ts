@@ -1,6 +1,6 @@
 import type { Config } from "../config/load.ts";
 import { createQueue } from "../bus/create.ts";
-import { createMetrics } from "../http/metrics.ts";
+import { createMetrics } from "../shared/metrics.ts";
 import type { Deps } from "../shared/deps.ts";
 import type { Logger } from "../shared/logger.ts";
 import { openStore } from "../store/db.ts";

@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import type { Config } from "../config/load.ts";
 import { createEventIngester } from "../events/ingester.ts";
 import { buildHttpApp } from "../http/app.ts";
-import { registerStoreGauges } from "../http/metrics.ts";
 import { createAlertIntake } from "../alerts/intake.ts";
 import type { AlertmanagerAuth } from "../alerts/route.ts";
 import { createAnalysisWorker } from "../incidents/analysis.ts";
@@ -268,7 +267,6 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     queue,
     kick: () => relay.kick(),
   });
-  registerStoreGauges(deps.metrics, store);
   // The web console: the same deps, tokens and JWT checks as /mcp.
   const consoleDeps = {
     deps: mcpDeps,

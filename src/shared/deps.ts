@@ -1,6 +1,6 @@
 import type { Config } from "../config/load.ts";
 import type { TaskQueue } from "../bus/port.ts";
-import type { Metrics } from "../http/metrics.ts";
+import type { Metrics } from "./metrics.ts";
 import type { Store } from "../store/db.ts";
 import type { TaskService } from "../tasks/service.ts";
 import type { Logger } from "./logger.ts";

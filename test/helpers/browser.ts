@@ -8,7 +8,7 @@ import { createMemoryQueue } from "../../src/bus/memory.ts";
 import type { TaskQueue } from "../../src/bus/port.ts";
 import { loadConfig, type Config } from "../../src/config/load.ts";
 import { buildHttpApp } from "../../src/http/app.ts";
-import { createMetrics } from "../../src/http/metrics.ts";
+import { createMetrics } from "../../src/shared/metrics.ts";
 import { createMcpAuth, mcpTokens } from "../../src/mcp/auth.ts";
 import type { McpDeps } from "../../src/mcp/tool.ts";
 import { silentLogger } from "../../src/shared/logger.ts";

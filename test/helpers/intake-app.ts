@@ -5,7 +5,7 @@ import { defaultLabelMapping } from "../../src/alerts/normalize.ts";
 import { createMemoryQueue } from "../../src/bus/memory.ts";
 import type { TaskQueue } from "../../src/bus/port.ts";
 import { buildHttpApp } from "../../src/http/app.ts";
-import { createMetrics, registerStoreGauges } from "../../src/http/metrics.ts";
+import { createMetrics } from "../../src/shared/metrics.ts";
 import { createAnalysisWorker, type Guardrails } from "../../src/incidents/analysis.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import { loadSkills } from "../../src/skills/load.ts";
@@ -84,7 +84,6 @@ export async function intakeApp(
     },
   });
   const metrics = createMetrics();
-  registerStoreGauges(metrics, store);
   const app = await buildHttpApp({
     log: silentLogger,
     store,

@@ -3,7 +3,7 @@ import type { FastifyInstance } from "fastify";
 import { createJetStreamQueue } from "../../src/bus/jetstream.ts";
 import { createMemoryQueue } from "../../src/bus/memory.ts";
 import { buildHttpApp } from "../../src/http/app.ts";
-import { createMetrics } from "../../src/http/metrics.ts";
+import { createMetrics } from "../../src/shared/metrics.ts";
 import { AppError } from "../../src/shared/errors.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import { hasNats, NATS_URL } from "../helpers/services.ts";
@@ -53,7 +53,7 @@ describe("HTTP shell (embedded)", () => {
     expect(res.json()).toEqual({ status: "ready", checks: { store: "ok", queue: "ok" } });
   });
 
-  it("exposes request durations by route and status, and process metrics, on /metrics", async () => {
+  it("exposes request durations by route and status, and the process and Node.js metrics under their usual names, on /metrics", async () => {
     await app.inject({ method: "GET", url: "/healthz" });
     await app.inject({ method: "GET", url: "/no/such/route" });
     const res = await app.inject({ method: "GET", url: "/metrics" });
@@ -65,7 +65,14 @@ describe("HTTP shell (embedded)", () => {
     expect(res.body).toMatch(
       /pitcrew_http_request_duration_seconds_count\{method="GET",route="unmatched",status_code="404"\} 1/,
     );
-    expect(res.body).toMatch(/pitcrew_process_cpu_seconds_total/);
+    for (const name of [
+      "process_cpu_seconds_total",
+      "process_resident_memory_bytes",
+      "nodejs_eventloop_lag_seconds",
+      "nodejs_heap_size_used_bytes",
+    ])
+      expect(res.body).toMatch(new RegExp(`^${name} `, "m"));
+    expect(res.body).not.toMatch(/pitcrew_(process|nodejs)_/);
   });
 
   it("answers an unknown route with 404 and the error shape", async () => {

@@ -291,13 +291,14 @@ for (const f of factories) {
       }
     });
 
-    it("counts alerts by status and intake durations in /metrics", async () => {
+    it("counts alerts by outcome, payloads by status and intake durations in /metrics", async () => {
       await postAlerts(h.app, fixture("crashloop-firing.json", newTag()), TOKEN);
       const m = (await h.app.inject({ method: "GET", url: "/metrics" })).body;
-      expect(m).toMatch(/pitcrew_alerts_received_total\{status="firing"\} [1-9]/);
+      expect(m).toMatch(/pitcrew_alerts_received_total\{outcome="opened"\} [1-9]/);
+      expect(m).toMatch(/pitcrew_alert_payloads_total\{status="accepted"\} [1-9]/);
+      expect(m).toMatch(/pitcrew_alert_payloads_total\{status="invalid"\} [1-9]/);
       expect(m).toMatch(/pitcrew_alertmanager_intake_duration_seconds_count\{outcome="stored"\} [1-9]/);
       expect(m).toMatch(/pitcrew_alertmanager_intake_duration_seconds_count\{outcome="invalid"\} [1-9]/);
-      expect(m).toMatch(/pitcrew_incidents\{state="detected"\} [1-9]/);
     });
 
     it("accepts requests without credentials only when auth is explicitly off", async () => {

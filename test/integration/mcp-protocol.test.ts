@@ -10,7 +10,7 @@ import type { CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js";
 import { createMemoryQueue } from "../../src/bus/memory.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import { buildHttpApp } from "../../src/http/app.ts";
-import { createMetrics } from "../../src/http/metrics.ts";
+import { createMetrics } from "../../src/shared/metrics.ts";
 import { createMcpAuth, mcpTokens } from "../../src/mcp/auth.ts";
 import { hasScope, type Scope } from "../../src/mcp/tool.ts";
 import { allTools } from "../../src/mcp/tools/index.ts";

@@ -19,7 +19,7 @@ import {
 import { createMemoryQueue } from "../../src/bus/memory.ts";
 import { loadConfig, type Config } from "../../src/config/load.ts";
 import { buildHttpApp } from "../../src/http/app.ts";
-import { createMetrics } from "../../src/http/metrics.ts";
+import { createMetrics } from "../../src/shared/metrics.ts";
 import { createMcpAuth, mcpTokens } from "../../src/mcp/auth.ts";
 import { mdText } from "../../src/mcp/incident-doc.ts";
 import { createMcpServer } from "../../src/mcp/server.ts";

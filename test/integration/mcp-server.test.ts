@@ -13,7 +13,7 @@ import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { createMemoryQueue } from "../../src/bus/memory.ts";
 import { loadConfig, type Config } from "../../src/config/load.ts";
 import { buildHttpApp } from "../../src/http/app.ts";
-import { createMetrics } from "../../src/http/metrics.ts";
+import { createMetrics } from "../../src/shared/metrics.ts";
 import { createMcpAuth, mcpTokens } from "../../src/mcp/auth.ts";
 import { createMcpServer } from "../../src/mcp/server.ts";
 import { defineTool, type McpDeps } from "../../src/mcp/tool.ts";

@@ -10,7 +10,7 @@ import { registerTelegramWebhook } from "../../src/approvals/telegram-webhook.ts
 import { createTelegramRuntime } from "../../src/approvals/telegram-start.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import { buildHttpApp } from "../../src/http/app.ts";
-import { createMetrics } from "../../src/http/metrics.ts";
+import { createMetrics } from "../../src/shared/metrics.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
 import { waitFor } from "../helpers/wait.ts";

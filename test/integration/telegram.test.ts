@@ -18,7 +18,7 @@ import { createApprovalService } from "../../src/approvals/service.ts";
 import { loadSkills } from "../../src/skills/load.ts";
 import { createTelegramChannel } from "../../src/approvals/telegram.ts";
 import { buildHttpApp } from "../../src/http/app.ts";
-import { createMetrics } from "../../src/http/metrics.ts";
+import { createMetrics } from "../../src/shared/metrics.ts";
 import { newId } from "../../src/shared/ids.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import { enqueueTask } from "../../src/tasks/service.ts";

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createMetrics } from "../../src/http/metrics.ts";
+import { createMetrics } from "../../src/shared/metrics.ts";
 import { getIncident } from "../../src/incidents/repo.ts";
 import { closeAsResolved } from "../../src/incidents/service.ts";
 import { createVerifier } from "../../src/incidents/verifier.ts";

@@ -4,7 +4,7 @@ import type { FastifyInstance } from "fastify";
 import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildHttpApp } from "../../src/http/app.ts";
-import { createMetrics } from "../../src/http/metrics.ts";
+import { createMetrics } from "../../src/shared/metrics.ts";
 import { createMemoryQueue } from "../../src/bus/memory.ts";
 import type { TaskQueue } from "../../src/bus/port.ts";
 import { appendEvent } from "../../src/events/repo.ts";

@@ -10,7 +10,7 @@ import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { createMcpServer } from "../../src/mcp/server.ts";
 import type { McpDeps, Scope } from "../../src/mcp/tool.ts";
 import { buildHttpApp } from "../../src/http/app.ts";
-import { createMetrics } from "../../src/http/metrics.ts";
+import { createMetrics } from "../../src/shared/metrics.ts";
 import { createMemoryQueue } from "../../src/bus/memory.ts";
 import { createNotices } from "../../src/notify/service.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
