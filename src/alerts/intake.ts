@@ -441,6 +441,7 @@ export function createAlertIntake(deps: IntakeDeps) {
       const outcomes = await withRetry(() =>
         store.db.transaction().execute((trx) => storePayload(trx, p, skills, deps.now())),
       );
+      log.info(receivedFields(p, payload.status, outcomes), "alerts received");
       if (p.truncatedAlerts > 0)
         log.warn(
           { groupKey: p.groupKey, truncatedAlerts: p.truncatedAlerts, received: payload.alerts.length },
@@ -459,3 +460,21 @@ export function createAlertIntake(deps: IntakeDeps) {
 }
 
 export type AlertIntake = ReturnType<typeof createAlertIntake>;
+
+/** The payload's log line: how many alerts, what became of them, and the incidents they touched. */
+function receivedFields(p: NormalizedPayload, status: string, outcomes: AlertOutcome[]) {
+  const counts: Partial<Record<AlertOutcome["outcome"], number>> = {};
+  for (const o of outcomes) counts[o.outcome] = (counts[o.outcome] ?? 0) + 1;
+  const incidentIds = [...new Set(outcomes.map((o) => o.incidentId).filter((id) => id !== null))];
+  return {
+    groupKey: p.groupKey,
+    receiver: p.receiver,
+    status,
+    alerts: outcomes.length,
+    outcomes: counts,
+    // A storm's payload names thousands: the first ones, and how many.
+    incidentIds: incidentIds.slice(0, 20),
+    incidents: incidentIds.length,
+    ...(p.truncatedAlerts > 0 ? { truncatedAlerts: p.truncatedAlerts } : {}),
+  };
+}

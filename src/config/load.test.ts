@@ -22,6 +22,8 @@ describe("loadConfig", () => {
     expect(c.task).toEqual({ ackWaitMs: 30_000, maxDeliver: 5 });
     expect(c.runner.concurrency).toBe(2);
     expect(c.publicUrl).toBe("http://localhost:18088");
+    expect(c.logFormat).toBe("json");
+    expect(load({ LOG_FORMAT: "pretty" }).logFormat).toBe("pretty");
   });
 
   it("goes distributed with a MySQL URL and NATS servers", () => {
@@ -59,6 +61,7 @@ describe("loadConfig", () => {
     expect(errorOf({ PORT: "70000" })).toMatch(/^PORT: /);
     expect(errorOf({ TASK_ACK_WAIT: "soon" })).toMatch(/^TASK_ACK_WAIT: expected a duration/);
     expect(errorOf({ LOG_LEVEL: "loud" })).toMatch(/^LOG_LEVEL: /);
+    expect(errorOf({ LOG_FORMAT: "colour" })).toBe('LOG_FORMAT: expected "json" or "pretty" (got "colour")');
     expect(errorOf({ RUNNER_POOL: "Bad Pool" })).toMatch(/^RUNNER_POOL: /);
     expect(errorOf({ PUBLIC_URL: "not a url" })).toMatch(/^PUBLIC_URL: /);
   });

@@ -42,6 +42,7 @@ export const Env = z.object({
   HOST: z.string().min(1).default("0.0.0.0"),
   PUBLIC_URL: optionalString.pipe(z.url({ message: "expected an absolute http(s) URL" }).optional()),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  LOG_FORMAT: z.enum(["json", "pretty"], { message: 'expected "json" or "pretty"' }).default("json"),
   DATA_DIR: z.string().min(1).default("./data"),
   DATABASE_URL: optionalString,
   DB_POOL_SIZE: int(10, 1, 500),
@@ -195,6 +196,8 @@ export type Config = {
   host: string;
   publicUrl: string;
   logLevel: z.infer<typeof Env>["LOG_LEVEL"];
+  /** `json` for log collectors, `pretty` (pino-pretty) for a terminal. */
+  logFormat: z.infer<typeof Env>["LOG_FORMAT"];
   dataDir: string;
   database: Database;
   /** `prefix` names the subjects (`<prefix>.tasks.<pool>`) and streams (`<PREFIX>_TASKS`). */
@@ -321,6 +324,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     host: e.HOST,
     publicUrl,
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
     dataDir,
     database: parseDatabase(e.DATABASE_URL, dataDir, e.DB_POOL_SIZE),
     nats: e.NATS_URL

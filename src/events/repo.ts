@@ -1,5 +1,6 @@
 import type { Store } from "../store/db.ts";
 import { insertIfAbsent, type Executor } from "../store/sql.ts";
+import { noteCommitted } from "../store/commit-hooks.ts";
 import type { EventRow } from "../store/schema.ts";
 import { newId } from "../shared/ids.ts";
 import { redactSecrets } from "../shared/redact.ts";
@@ -34,7 +35,8 @@ export async function appendEvent(
   recordedAt: number,
 ): Promise<boolean> {
   const id = e.id ?? newId("evt", e.occurredAt);
-  const inserted = await insertIfAbsent(db, dialect, "events", {
+  const data = redactSecrets(e.data ?? {});
+  const row = {
     id,
     type: e.type,
     task_id: e.taskId ?? null,
@@ -42,11 +44,23 @@ export async function appendEvent(
     actor: e.actor.slice(0, 255),
     channel: e.channel.slice(0, 32),
     reason: e.reason ?? null,
-    data: JSON.stringify(redactSecrets(e.data ?? {})),
+    data: JSON.stringify(data),
     occurred_at: e.occurredAt,
     recorded_at: recordedAt,
-  });
+  };
+  const inserted = await insertIfAbsent(db, dialect, "events", row);
   if (inserted) {
+    await noteCommitted(db, {
+      id,
+      type: row.type,
+      incidentId: row.incident_id,
+      taskId: row.task_id,
+      actor: row.actor,
+      channel: row.channel,
+      reason: row.reason,
+      data: (data ?? {}) as Record<string, unknown>,
+      occurredAt: e.occurredAt,
+    });
     await requestNotices(db, dialect, { ...e, id }, recordedAt);
     await requestWebhooks(db, dialect, { id, type: e.type, incidentId: e.incidentId }, recordedAt);
   }

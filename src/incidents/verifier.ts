@@ -92,10 +92,8 @@ export function createVerifier(deps: VerifierDeps) {
         if (revert) await queueRevert(trx, escalatedInc, revert, still, now);
         return true;
       });
-      if (done) {
-        escalated += 1;
-        log.warn({ incidentId: r.id }, "fix did not resolve the alert in time; escalated");
-      }
+      // The lifecycle log says "incident escalated" with the reason, once the change committed.
+      if (done) escalated += 1;
     }
     await observeResolved();
     return escalated;

@@ -72,7 +72,7 @@ async function main(argv: string[]): Promise<void> {
     if (err instanceof ConfigError) fail(`invalid configuration: ${err.message}`);
     throw err;
   }
-  const log = createLogger({ level: config.logLevel, name: `pitcrew-${command}` });
+  const log = createLogger({ level: config.logLevel, format: config.logFormat, name: `pitcrew-${command}` });
 
   if (command === "token") {
     process.stdout.write(`${(await import("./token.ts")).tokenCommand(config, values.rotate === true)}\n`);

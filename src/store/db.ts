@@ -1,7 +1,16 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import SQLite from "better-sqlite3";
-import { CompiledQuery, Kysely, Migrator, MysqlDialect, SqliteDialect, sql, type MigrationProvider } from "kysely";
+import {
+  CompiledQuery,
+  Kysely,
+  Migrator,
+  MysqlDialect,
+  SqliteDialect,
+  sql,
+  type Dialect as KyselyDialect,
+  type MigrationProvider,
+} from "kysely";
 import { createPool } from "mysql2";
 import type { Database } from "../config/load.ts";
 import { unavailable, withTimeout } from "../shared/errors.ts";
@@ -9,10 +18,11 @@ import { migrations } from "../../migrations/index.ts";
 import type { DB } from "./schema.ts";
 import { isDbUnavailable } from "./errors.ts";
 import type { Logger } from "../shared/logger.ts";
+import { withCommitHooks, type CommitHooks } from "./commit-hooks.ts";
 
 export type Dialect = Database["dialect"];
 
-export type Store = {
+export type Store = CommitHooks & {
   db: Kysely<DB>;
   dialect: Dialect;
   /** Resolves when the database answers a trivial query within `timeoutMs`. */
@@ -28,8 +38,7 @@ export function openStore(database: Database): Store {
     sqlite.pragma("synchronous = NORMAL");
     sqlite.pragma("busy_timeout = 5000");
     sqlite.pragma("foreign_keys = ON");
-    const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: sqlite }) });
-    return makeStore(db, "sqlite");
+    return makeStore(new SqliteDialect({ database: sqlite }), "sqlite");
   }
   const pool = createPool({
     uri: database.url,
@@ -42,8 +51,8 @@ export function openStore(database: Database): Store {
     // An unreachable server must fail fast (→ 503) instead of queueing requests forever.
     queueLimit: 1000,
   });
-  const db = new Kysely<DB>({
-    dialect: new MysqlDialect({
+  return makeStore(
+    new MysqlDialect({
       pool,
       // Strict mode whatever the server default: a value too long for its column is an error,
       // never silently cut.
@@ -55,13 +64,17 @@ export function openStore(database: Database): Store {
         );
       },
     }),
-  });
-  return makeStore(db, "mysql");
+    "mysql",
+  );
 }
 
-function makeStore(db: Kysely<DB>, dialect: Dialect): Store {
+function makeStore(driver: KyselyDialect, dialect: Dialect): Store {
+  const hooked = withCommitHooks(driver);
+  const db = new Kysely<DB>({ dialect: hooked.dialect });
+  hooked.attach(db);
   let closed = false;
   return {
+    ...hooked.hooks,
     db,
     dialect,
     async ping(timeoutMs = 2000) {
