@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { z } from "zod";
 import { AppError, invalid } from "../shared/errors.ts";
 import { safeEqual } from "../shared/secrets.ts";
+import { createLogThrottle } from "../shared/log-throttle.ts";
 import type { Metrics } from "../shared/metrics.ts";
 import type { AlertIntake } from "./intake.ts";
 import { parseAlertmanagerJson } from "./json.ts";
@@ -34,6 +35,20 @@ function authorized(req: FastifyRequest, auth: AlertmanagerAuth): boolean {
     return userOk && passOk;
   }
   return false;
+}
+
+/**
+ * What a 401 is logged with: who called and which scheme they tried, never what they sent.
+ * `suppressed`: refusals since the previous line (one line a minute at most).
+ */
+function refusalFields(req: FastifyRequest, suppressed: number) {
+  const scheme = (req.headers.authorization ?? "").split(/\s+/, 1)[0] || "none";
+  return {
+    ip: req.ip,
+    userAgent: req.headers["user-agent"]?.slice(0, 200),
+    scheme: /^(bearer|basic)$/i.test(scheme) ? scheme.toLowerCase() : scheme === "none" ? "none" : "other",
+    suppressed,
+  };
 }
 
 /** JSON is UTF-8 (RFC 8259); a body declared in another charset would be stored altered. */
@@ -80,8 +95,12 @@ export async function alertmanagerRoutes(app: FastifyInstance, deps: Alertmanage
     });
   });
 
+  const refusals = createLogThrottle(60_000);
   app.addHook("onRequest", async (req, reply) => {
     if (!authorized(req, deps.auth)) {
+      refusals((suppressed) =>
+        req.log.warn(refusalFields(req, suppressed), "AlertManager webhook refused: missing or invalid credentials"),
+      );
       reply.header("www-authenticate", CHALLENGE);
       throw new AppError(
         "unauthorized",

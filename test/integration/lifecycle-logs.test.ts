@@ -4,6 +4,8 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createAlertIntake } from "../../src/alerts/intake.ts";
+import { createMemoryQueue } from "../../src/bus/memory.ts";
+import { createMetrics } from "../../src/shared/metrics.ts";
 import { createApprovalService } from "../../src/approvals/service.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import { createEventIngester } from "../../src/events/ingester.ts";
@@ -259,6 +261,54 @@ describe("lifecycle log lines", () => {
     expect(resolve).toMatchObject({ status: "resolved", alerts: 1, outcomes: { resolved: 1 }, incidentIds: [id] });
     // The runner's own line stays (it is the runner's view, not a lifecycle step).
     expect(lines.some((l) => l.msg === "task succeeded" && l.taskId === task.id)).toBe(true);
+  });
+});
+
+describe("refused AlertManager requests", () => {
+  it("logs a 401 at warn once a minute at most, with the caller and the scheme, never the credentials", async () => {
+    const store = await (await storeFactories())[0]!.make();
+    const lines: Line[] = [];
+    const capture = new Writable({
+      write(chunk, _enc, cb) {
+        for (const l of String(chunk).split("\n").filter(Boolean)) lines.push(JSON.parse(l) as Line);
+        cb();
+      },
+    });
+    const log = createLogger({ level: "debug", destination: capture });
+    const intake = createAlertIntake({
+      store,
+      log,
+      now: Date.now,
+      skills: () => [],
+      settings: { flapWindowMs: 60_000, flapLimit: 3, maxFailedFixes: 3, labels: loadConfig({}).labels },
+    });
+    const queue = createMemoryQueue({ log });
+    const http = await buildHttpApp({
+      log,
+      store,
+      queue,
+      metrics: createMetrics(),
+      bodyLimit: 1_048_576,
+      alertmanager: { intake, auth: { mode: "token", token: TOKEN, user: "alertmanager" }, bodyLimit: 1_048_576 },
+    });
+    try {
+      const secret = "Wrong-Secret-Sent-By-A-Stranger-42";
+      const body = fixture("crashloop-firing.json", newTag());
+      for (let i = 0; i < 5; i++) expect((await postAlerts(http, body, secret)).statusCode).toBe(401);
+      const basic = Buffer.from(`alertmanager:${secret}`).toString("base64");
+      expect((await postAlerts(http, body, undefined, { authorization: `Basic ${basic}` })).statusCode).toBe(401);
+      expect((await postAlerts(http, body, undefined)).statusCode).toBe(401);
+
+      const refused = lines.filter((l) => l.msg === "AlertManager webhook refused: missing or invalid credentials");
+      expect(refused).toHaveLength(1);
+      expect(refused[0]).toMatchObject({ level: 40, scheme: "bearer", suppressed: 0, ip: "127.0.0.1" });
+      const all = JSON.stringify(lines);
+      for (const leak of [secret, basic, TOKEN]) expect(all).not.toContain(leak);
+    } finally {
+      await http.close();
+      await queue.close();
+      await store.close();
+    }
   });
 });
 
