@@ -8,11 +8,14 @@ import { createTaskService } from "../tasks/service.ts";
 import { composeHooks, incidentFixHook, type TerminalHook } from "../incidents/fix-outcome.ts";
 import { scheduleRunHook } from "../schedules/run-outcome.ts";
 import { createOutboxRelay, type OutboxRelay } from "../bus/outbox.ts";
+import { createLifecycleLog } from "../incidents/lifecycle-log.ts";
 
 /** Builds the control plane's dependencies; nothing runs until serve.ts starts the loops. */
 export function createDeps(config: Config, log: Logger): { deps: Deps; relay: OutboxRelay; onTerminal: TerminalHook } {
   const now = Date.now;
   const store = openStore(config.database);
+  // One info line per committed step of an incident's life.
+  store.onEventsCommitted(createLifecycleLog(log));
   const queue = createQueue(config, log, "pitcrew-serve");
   const relay = createOutboxRelay({ store, queue, log, now }, config.outbox);
   // A committed task is relayed at once instead of at the next poll.
