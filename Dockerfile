@@ -13,10 +13,23 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
-# Production dependencies only. tsx is one of them (the TypeScript sources run as they are);
-# typescript and vitest are dev dependencies and stay out of the image.
+# Production dependencies only: typescript, tsx and vitest are dev dependencies and stay out of
+# the image, which runs the compiled JavaScript.
 RUN npm ci --omit=dev --no-audit --no-fund \
  && npm cache clean --force
+
+# --- build: the TypeScript sources compiled to dist/ (npm run build) -----------------------------
+FROM node:22-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+# Every dependency, for typescript; no install scripts (tsc needs no native binary).
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY bin/ ./bin/
+COPY src/ ./src/
+COPY runner/ ./runner/
+COPY migrations/ ./migrations/
+RUN node bin/build.mjs
 
 # --- shared runtime ----------------------------------------------------------------------------
 FROM node:22-bookworm-slim AS runtime
@@ -28,17 +41,17 @@ ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json package-lock.json ./
+# The build output (code, console assets, the askpass helper), not the sources. bin/ for
+# `pitcrew demo`, which starts a control plane through bin/pitcrew.mjs (it runs dist/ here).
+COPY --from=build /app/dist/ ./dist/
 COPY bin/ ./bin/
-COPY src/ ./src/
-COPY runner/ ./runner/
-COPY migrations/ ./migrations/
 COPY skills/ ./skills/
 COPY schedules/ ./schedules/
 COPY webhooks/ ./webhooks/
 # The code stays root-owned and read-only for the app; only the data directories are writable.
 RUN mkdir -p /app/data /srv/gitops && chown node:node /app/data /srv/gitops
 USER node
-ENTRYPOINT ["node", "bin/pitcrew.mjs"]
+ENTRYPOINT ["node", "dist/src/main/cli.js"]
 
 # --- runner: needs NATS_URL, never the database, serves no HTTP --------------------------------
 FROM runtime AS runner

@@ -4,10 +4,10 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { git } from "../gitops/git.ts";
+import { APP_ROOT } from "../shared/app-root.ts";
 
 // `pitcrew demo`: the whole loop on this machine, in a temporary folder, with no network. A GitOps
 // repository gets a bad rollout; a real `pitcrew serve` (embedded) receives a KubePodCrashLooping
@@ -16,7 +16,8 @@ import { git } from "../gitops/git.ts";
 // alert and shows the incident resolved with the fix named. With TELEGRAM_BOT_TOKEN and
 // TELEGRAM_CHAT_ID set, the approval waits for a real button press instead of the policy.
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+// The installation (bin/, skills/), from the sources or from dist/.
+const ROOT = APP_ROOT;
 const NS = "payments";
 const IMAGE = "registry.example.com/checkout";
 
@@ -155,6 +156,8 @@ export async function runDemo(opts: DemoOptions): Promise<{ incidentId: string; 
       SKILLS_DIR: join(ROOT, "skills"),
       ALERTMANAGER_TOKEN: token,
       LOG_LEVEL: "warn",
+      // The control plane runs the same code as the demo: the sources when the demo runs from them.
+      ...(import.meta.url.endsWith(".ts") && { PITCREW_FROM_SOURCE: "1" }),
       // Without a person to ask, the policy approves the medium-risk rollback (and says so).
       AUTO_APPROVE_MAX_RISK: telegram ? (opts.env.AUTO_APPROVE_MAX_RISK ?? "read") : "medium",
     };

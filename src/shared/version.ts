@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { APP_ROOT } from "./app-root.ts";
 
-export const VERSION: string = (
-  JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }
-).version;
+export const VERSION: string = (JSON.parse(readFileSync(join(APP_ROOT, "package.json"), "utf8")) as { version: string })
+  .version;

@@ -8,10 +8,19 @@ export type Spawned = {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 };
 
-/** Runs the `pitcrew` CLI as a real process with the given environment (on top of PATH/HOME only). */
+/**
+ * Runs the `pitcrew` CLI as a real process with the given environment (on top of PATH/HOME only),
+ * from the sources under test, never from a build in dist/.
+ */
 export function spawnPitcrew(args: string[], env: Record<string, string>): Spawned {
   const child = spawn(process.execPath, ["bin/pitcrew.mjs", ...args], {
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", LOG_LEVEL: "warn", ...env },
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOME: process.env.HOME ?? "",
+      LOG_LEVEL: "warn",
+      PITCREW_FROM_SOURCE: "1",
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";

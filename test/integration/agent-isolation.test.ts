@@ -200,6 +200,7 @@ describe.skipIf(!natsUp || !isRoot)("runner start-up checks", () => {
       env: {
         PATH: process.env.PATH ?? "",
         HOME: home,
+        PITCREW_FROM_SOURCE: "1",
         ...runnerEnv("unused", home, { AGENT_UID: "1000", AGENT_GID: "1000" }),
       },
       stdio: ["ignore", "pipe", "pipe"],

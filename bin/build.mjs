@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+// `npm run build`: compiles the TypeScript sources to dist/ with tsc (tsconfig.build.json) and
+// copies the files that the code reads from beside itself (console assets, the askpass helper).
+// `--if-stale` builds only when dist/ is missing or older than a source (what `npm start` runs).
+// bin/pitcrew.mjs asks distIsFresh() to choose between dist/ and the sources.
+import { cpSync, existsSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = fileURLToPath(new URL("..", import.meta.url));
+export const DIST = join(ROOT, "dist");
+/** Written last: a dist/ without it (a build that failed half-way) is never used. */
+const STAMP = join("dist", ".built");
+const SOURCE_DIRS = ["src", "runner", "migrations"];
+const SOURCE_FILES = ["tsconfig.json", "tsconfig.build.json"];
+/** Runtime files that live beside the code, copied to the same place under dist/. */
+const ASSETS = ["src/console/assets", "runner/askpass.sh"];
+
+/** Newest modification time under a source folder: files and folders (a deleted file changes its folder). */
+function newest(path) {
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    return 0;
+  }
+  let max = st.mtimeMs;
+  if (st.isDirectory())
+    for (const e of readdirSync(path)) {
+      if (e.endsWith(".test.ts") || e === "node_modules") continue;
+      max = Math.max(max, newest(join(path, e)));
+    }
+  return max;
+}
+
+/**
+ * True when dist/ holds a complete build that no source is newer than. Without sources (a Docker
+ * image ships dist/ only) a complete build is fresh. A few hundred stat calls: about 5 ms.
+ */
+export function distIsFresh(root = ROOT) {
+  let built;
+  try {
+    built = statSync(join(root, STAMP)).mtimeMs;
+  } catch {
+    return false;
+  }
+  for (const p of [...SOURCE_DIRS, ...SOURCE_FILES]) if (newest(join(root, p)) > built) return false;
+  return true;
+}
+
+export async function build() {
+  const { spawnSync } = await import("node:child_process");
+  const { createRequire } = await import("node:module");
+  let tsc;
+  try {
+    tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
+  } catch {
+    throw new Error("typescript is not installed (a development dependency): run npm install");
+  }
+  // The stamp carries the time the build started: a source saved during the build leaves it stale.
+  const started = new Date();
+  rmSync(DIST, { recursive: true, force: true });
+  const r = spawnSync(process.execPath, [tsc, "-p", join(ROOT, "tsconfig.build.json")], { stdio: "inherit" });
+  if (r.status !== 0) throw new Error(`tsc failed (exit ${r.status ?? r.signal})`);
+  for (const a of ASSETS) {
+    if (!existsSync(join(ROOT, a))) throw new Error(`${a} is missing`);
+    cpSync(join(ROOT, a), join(DIST, a), { recursive: true });
+  }
+  writeFileSync(join(ROOT, STAMP), `${started.toISOString()}\n`);
+  utimesSync(join(ROOT, STAMP), started, started);
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const ifStale = process.argv.includes("--if-stale");
+  if (ifStale && distIsFresh()) process.exit(0);
+  process.stderr.write(`pitcrew: building dist/${ifStale ? " (missing or older than the sources)" : ""}\n`);
+  const started = Date.now();
+  try {
+    await build();
+  } catch (err) {
+    process.stderr.write(`pitcrew: build failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  }
+  process.stderr.write(`pitcrew: built dist/ in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+}
