@@ -1,4 +1,5 @@
 import { EventEmitter } from "node:events";
+import { type Clock, systemClock } from "../shared/clock.ts";
 import type { Logger } from "../shared/logger.ts";
 import { unavailable } from "../shared/errors.ts";
 import type { Heartbeat, TaskEvent } from "./jobs.ts";
@@ -30,9 +31,14 @@ type Consumer = {
 
 type Stream = ReturnType<typeof createStream>;
 
-function createStream(name: string, settings: { ackWaitMs: number; maxDeliver: number }, onDead: (e: Entry) => void) {
+function createStream(
+  name: string,
+  settings: { ackWaitMs: number; maxDeliver: number },
+  clock: Clock,
+  onDead: (e: Entry) => void,
+) {
   const ready: Entry[] = [];
-  const delayed = new Set<NodeJS.Timeout>();
+  const delayed = new Set<unknown>();
   const consumers: Consumer[] = [];
   let seq = 0;
   let rr = 0;
@@ -49,7 +55,7 @@ function createStream(name: string, settings: { ackWaitMs: number; maxDeliver: n
       dispatch();
       return;
     }
-    const t = setTimeout(() => {
+    const t = clock.setTimeout(() => {
       delayed.delete(t);
       ready.push(entry);
       dispatch();
@@ -60,10 +66,10 @@ function createStream(name: string, settings: { ackWaitMs: number; maxDeliver: n
   function deliver(consumer: Consumer, entry: Entry) {
     entry.deliveries += 1;
     let settled = false;
-    let timer: NodeJS.Timeout | undefined;
+    let timer: unknown;
     const arm = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => {
+      if (timer !== undefined) clock.clearTimeout(timer);
+      timer = clock.setTimeout(() => {
         if (settled) return;
         settled = true;
         requeue(entry);
@@ -72,7 +78,7 @@ function createStream(name: string, settings: { ackWaitMs: number; maxDeliver: n
     const settle = () => {
       if (settled) return false;
       settled = true;
-      clearTimeout(timer);
+      if (timer !== undefined) clock.clearTimeout(timer);
       return true;
     };
     const delivery: Delivery = {
@@ -141,15 +147,17 @@ function createStream(name: string, settings: { ackWaitMs: number; maxDeliver: n
     },
     close() {
       closed = true;
-      for (const t of delayed) clearTimeout(t);
+      for (const t of delayed) clock.clearTimeout(t);
       delayed.clear();
       ready.length = 0;
     },
   };
 }
 
-export function createMemoryQueue(opts: { settings?: Partial<QueueSettings>; log: Logger }): TaskQueue {
+export function createMemoryQueue(opts: { settings?: Partial<QueueSettings>; log: Logger; clock?: Clock }): TaskQueue {
   const settings = { ...defaultQueueSettings, ...opts.settings };
+  // Ack deadlines, nak delays, the de-duplication window and marker ages all read this clock.
+  const clock = opts.clock ?? systemClock;
   const p = settings.subjectPrefix;
   const seen = new Map<string, number>();
   const control = new EventEmitter();
@@ -170,7 +178,7 @@ export function createMemoryQueue(opts: { settings?: Partial<QueueSettings>; log
   const taskStream = (pool: string) => {
     let s = taskStreams.get(pool);
     if (!s) {
-      s = createStream(`${settings.tasksStream}:${pool}`, settings, onDeadTask(pool));
+      s = createStream(`${settings.tasksStream}:${pool}`, settings, clock, onDeadTask(pool));
       taskStreams.set(pool, s);
     }
     return s;
@@ -179,6 +187,7 @@ export function createMemoryQueue(opts: { settings?: Partial<QueueSettings>; log
   const events = createStream(
     settings.eventsStream,
     { ackWaitMs: settings.ackWaitMs, maxDeliver: Number.MAX_SAFE_INTEGER },
+    clock,
     () => {},
   );
 
@@ -187,7 +196,7 @@ export function createMemoryQueue(opts: { settings?: Partial<QueueSettings>; log
   }
 
   function isDuplicate(msgId: string): boolean {
-    const now = Date.now();
+    const now = clock.now();
     // Entries are kept in expiry order (re-inserted on set), so pruning stops at the first live one.
     for (const [id, exp] of seen) {
       if (exp >= now) break;
@@ -199,7 +208,7 @@ export function createMemoryQueue(opts: { settings?: Partial<QueueSettings>; log
   }
 
   function liveMark(taskId: string): TaskMark | null {
-    const now = Date.now();
+    const now = clock.now();
     for (const [id, m] of marks) {
       if (m.expiresAt > now) break;
       marks.delete(id);
@@ -264,7 +273,7 @@ export function createMemoryQueue(opts: { settings?: Partial<QueueSettings>; log
       checkOpen();
       if (mark === "cancelled" && liveMark(taskId) === "done") return;
       marks.delete(taskId);
-      marks.set(taskId, { mark, expiresAt: Date.now() + settings.eventsMaxAgeMs });
+      marks.set(taskId, { mark, expiresAt: clock.now() + settings.eventsMaxAgeMs });
     },
     async taskMark(taskId) {
       checkOpen();

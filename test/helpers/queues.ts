@@ -2,14 +2,21 @@ import { randomBytes } from "node:crypto";
 import { createJetStreamQueue, marksBucketName } from "../../src/bus/jetstream.ts";
 import { createMemoryQueue } from "../../src/bus/memory.ts";
 import type { QueueSettings, TaskQueue } from "../../src/bus/port.ts";
+import type { Clock } from "../../src/shared/clock.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import { hasNats, NATS_URL } from "./services.ts";
 
 export type QueueFactory = {
   name: "memory" | "jetstream";
   available: boolean;
-  /** A queue on its own streams and subjects, so tests never see each other's messages. */
-  make(settings?: Partial<QueueSettings>, servers?: string[]): Promise<TaskQueue & { settings: QueueSettings }>;
+  /**
+   * A queue on its own streams and subjects, so tests never see each other's messages. `clock`
+   * drives the in-process queue's timers (the server keeps JetStream's).
+   */
+  make(
+    settings?: Partial<QueueSettings>,
+    opts?: { servers?: string[]; clock?: Clock },
+  ): Promise<TaskQueue & { settings: QueueSettings }>;
   /** Removes what make() created on the server. */
   cleanup(q: TaskQueue & { settings: QueueSettings }): Promise<void>;
 };
@@ -34,19 +41,21 @@ export async function queueFactories(): Promise<QueueFactory[]> {
     {
       name: "memory",
       available: true,
-      async make(settings) {
+      async make(settings, opts) {
         const s = uniqueSettings(settings);
-        return Object.assign(createMemoryQueue({ settings: s, log: silentLogger }), { settings: s });
+        return Object.assign(createMemoryQueue({ settings: s, log: silentLogger, clock: opts?.clock }), {
+          settings: s,
+        });
       },
       async cleanup() {},
     },
     {
       name: "jetstream",
       available: natsUp,
-      async make(settings, servers = [NATS_URL]) {
+      async make(settings, opts) {
         const s = uniqueSettings(settings);
         const q = createJetStreamQueue({
-          servers,
+          servers: opts?.servers ?? [NATS_URL],
           name: "pitcrew-test",
           settings: s,
           log: silentLogger,
@@ -84,6 +93,45 @@ export async function streamMessages(stream: string): Promise<number> {
   try {
     const jsm = await jetstreamManager(nc);
     return (await jsm.streams.info(stream)).state.messages;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** What the server counts for a durable consumer. */
+export type ConsumerState = {
+  /** Messages on its subjects not yet delivered. */
+  pending: number;
+  /** Delivered and neither acked nor terminated (a nak'ed one waiting for its redelivery counts). */
+  ackPending: number;
+  /** Every delivery it made, redeliveries included. */
+  delivered: number;
+};
+
+/**
+ * Waits until the server has nothing left to deliver on a durable consumer (nothing pending,
+ * nothing awaiting an ack), so no delivery can follow; resolves with how many it made. This is how
+ * a test shows that something was *not* delivered without sleeping for a while first.
+ */
+export async function untilConsumerIdle(stream: string, durable: string, timeoutMs = 15_000): Promise<ConsumerState> {
+  const { connect } = await import("@nats-io/transport-node");
+  const { jetstreamManager } = await import("@nats-io/jetstream");
+  const nc = await connect({ servers: [NATS_URL] });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const info = await jsm.consumers.info(stream, durable);
+      const state = {
+        pending: info.num_pending,
+        ackPending: info.num_ack_pending,
+        delivered: info.delivered.consumer_seq,
+      };
+      if (state.pending === 0 && state.ackPending === 0) return state;
+      if (Date.now() > deadline)
+        throw new Error(`consumer ${stream}/${durable} still busy after ${timeoutMs} ms: ${JSON.stringify(state)}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
   } finally {
     await nc.close();
   }
