@@ -4,7 +4,6 @@ import type { Logger } from "../shared/logger.ts";
 import { migrateWithRetry, openStore } from "../store/db.ts";
 import { setPause, getPause } from "../system/settings.ts";
 import { requeueDetected } from "../incidents/analysis.ts";
-import { formatProblem, loadSkills } from "../skills/load.ts";
 
 // One-off operator commands that act on the shared database, so they work the same against an
 // embedded SQLite file or the MySQL behind a fleet of control planes.
@@ -37,12 +36,4 @@ export async function pauseCommand(config: Config, log: Logger, paused: boolean,
   } finally {
     await store.close();
   }
-}
-
-/** `pitcrew skills validate [dir]`: prints every problem as file:line: message; false when any. */
-export function validateSkillsCommand(dir: string): { ok: boolean; output: string } {
-  const { skills, problems } = loadSkills(dir);
-  const lines = problems.map(formatProblem);
-  lines.push(`${skills.length} skill(s) valid, ${problems.length} problem(s)`);
-  return { ok: problems.length === 0, output: lines.join("\n") };
 }

@@ -3,7 +3,7 @@ import { ConfigError, loadConfig, type Config } from "../config/load.ts";
 import { createLogger } from "../shared/logger.ts";
 import { VERSION } from "../shared/version.ts";
 import { errorMessage, isAppError } from "../shared/errors.ts";
-import { describeDbError } from "../store/db.ts";
+import { describeDbError } from "../store/errors.ts";
 
 const USAGE = `Usage: pitcrew <command>
 
@@ -79,7 +79,15 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
 
-  // Commands load their modules on demand: a configuration error answers at once.
+  if (command === "skills") {
+    const r = (await import("./skills-validate.ts")).validateSkillsCommand(positionals[2] ?? config.skillsDir);
+    process.stdout.write(`${r.output}\n`);
+    if (!r.ok) process.exit(1);
+    return;
+  }
+
+  // Commands load their modules on demand: a configuration error answers at once, and a one-off
+  // (--version, token, skills validate) loads no database driver.
   try {
     if (command === "serve") await (await import("./serve.ts")).serve(config, log);
     else if (command === "runner") await (await import("../../runner/main.ts")).runRunnerProcess(config, log);
@@ -97,10 +105,6 @@ async function main(argv: string[]): Promise<void> {
         const { createPlanner } = await import("./planner.ts");
         const results = await replay(positionals[1], config, createPlanner(config, log), log);
         process.stdout.write(`${values.json ? JSON.stringify(results, null, 2) : formatReplay(results)}\n`);
-      } else {
-        const r = admin.validateSkillsCommand(positionals[2] ?? config.skillsDir);
-        process.stdout.write(`${r.output}\n`);
-        if (!r.ok) process.exit(1);
       }
     }
   } catch (err) {

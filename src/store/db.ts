@@ -16,7 +16,7 @@ import type { Database } from "../config/load.ts";
 import { unavailable, withTimeout } from "../shared/errors.ts";
 import { migrations } from "../../migrations/index.ts";
 import type { DB } from "./schema.ts";
-import { isDbUnavailable } from "./errors.ts";
+import { describeDbError, isDbUnavailable } from "./errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { withCommitHooks, type CommitHooks } from "./commit-hooks.ts";
 
@@ -90,13 +90,6 @@ function makeStore(driver: KyselyDialect, dialect: Dialect): Store {
       await db.destroy();
     },
   };
-}
-
-/** A short, secret-free description of a driver error (codes, never URLs). */
-export function describeDbError(err: unknown): string {
-  const e = err as { code?: string; message?: string } | undefined;
-  if (e?.code) return e.code;
-  return (e?.message ?? String(err)).replace(/\/\/[^@\s]*@/g, "//***@").slice(0, 200);
 }
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

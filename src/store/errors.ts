@@ -41,3 +41,10 @@ export function isDbUnavailable(err: unknown): boolean {
     msg,
   );
 }
+
+/** A short, secret-free description of a driver error (codes, never URLs). */
+export function describeDbError(err: unknown): string {
+  const e = err as { code?: string; message?: string } | undefined;
+  if (e?.code) return e.code;
+  return (e?.message ?? String(err)).replace(/\/\/[^@\s]*@/g, "//***@").slice(0, 200);
+}
