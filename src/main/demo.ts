@@ -4,8 +4,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { git } from "../gitops/git.ts";
 import { APP_ROOT } from "../shared/app-root.ts";
 
@@ -194,7 +193,8 @@ export async function runDemo(opts: DemoOptions): Promise<{ incidentId: string; 
     step(2, `Control plane up at ${url} — embedded: SQLite, in-process queue and runners`);
 
     const mcpToken = (await readFile(join(dir, "data", "secrets", "mcp.token"), "utf8")).trim();
-    client = new Client({ name: "pitcrew-demo", version: "1" });
+    // The newest protocol when the server speaks it (it does), the 2025 handshake otherwise.
+    client = new Client({ name: "pitcrew-demo", version: "1" }, { versionNegotiation: { mode: "auto" } });
     await client.connect(
       new StreamableHTTPClientTransport(new URL(`${url}/mcp`), {
         requestInit: { headers: { authorization: `Bearer ${mcpToken}` } },

@@ -1,22 +1,11 @@
-import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
-import {
-  LoggingLevelSchema,
-  SetLevelRequestSchema,
-  type LoggingLevel,
-  type ServerNotification,
-  type ServerRequest,
-} from "@modelcontextprotocol/sdk/types.js";
+import type { LoggingLevel, McpServer, ServerContext, ServerNotification } from "@modelcontextprotocol/server";
 
-// logging/setLevel and log messages. A message goes out as a notification tied to a request
-// (extra.sendNotification), like progress, so it travels on that request's response stream: an
-// event stream carries it; a single JSON answer has nowhere to put it and the SDK drops it. Over
-// HTTP a server lives for one request (stateless), so a level set there ends with that request;
-// over a long-lived connection (stdio, in memory) it holds for the connection.
-
-/** What a caller hears before it chooses a level. */
-const DEFAULT_LEVEL: LoggingLevel = "info";
-const SEVERITY = new Map(LoggingLevelSchema.options.map((level, i) => [level, i]));
+// Progress and log messages while a tool runs. Both go out as notifications tied to the request
+// (ctx.mcpReq.notify / ctx.mcpReq.log), so they travel on that request's response stream: an event
+// stream carries them; a single JSON answer has nowhere to put them and the SDK drops them.
+// The level: a 2025-era caller sets it with logging/setLevel (the SDK's own handler; a server lives
+// for one request over HTTP, so the level holds for that request); a 2026-07-28 caller names it
+// in each request's `_meta` envelope and hears nothing without it.
 
 /**
  * What a tool can send its caller while it runs. Each is a no-op when the caller cannot receive
@@ -28,27 +17,19 @@ export type ToolNotifier = {
   log(level: LoggingLevel, data: Record<string, unknown>): Promise<void>;
 };
 
-const levels = new WeakMap<McpServer, { level: LoggingLevel }>();
-
-/** Advertises `logging` and answers logging/setLevel; the level is this server's. */
+/** Advertises `logging`; the SDK answers logging/setLevel and applies the caller's level. */
 export function enableLogging(server: McpServer): void {
-  const state = { level: DEFAULT_LEVEL };
-  levels.set(server, state);
   server.server.registerCapabilities({ logging: {} });
-  server.server.setRequestHandler(SetLevelRequestSchema, async (req) => {
-    state.level = req.params.level;
-    return {};
-  });
 }
 
-type Extra = Pick<RequestHandlerExtra<ServerRequest, ServerNotification>, "sendNotification" | "_meta">;
+type Ctx = { mcpReq: Pick<ServerContext["mcpReq"], "_meta" | "notify" | "log"> };
 
 /** The notifier of one tools/call request (`logger` names the tool in log messages). */
-export function toolNotifier(server: McpServer, extra: Extra, logger: string): ToolNotifier {
-  const token = extra._meta?.progressToken;
-  let last = -Infinity;
+export function toolNotifier(ctx: Ctx, logger: string): ToolNotifier {
+  const token = ctx.mcpReq._meta?.progressToken;
+  let last = Number.NEGATIVE_INFINITY;
   // A notification that cannot be delivered (the caller went away) must not fail the tool.
-  const send = (n: ServerNotification) => extra.sendNotification(n).catch(() => {});
+  const send = (n: ServerNotification) => ctx.mcpReq.notify(n).catch(() => {});
   return {
     async progress(done, total, message) {
       // The specification wants progress to increase with every notification.
@@ -63,17 +44,16 @@ export function toolNotifier(server: McpServer, extra: Extra, logger: string): T
       await send({ method: "notifications/progress", params });
     },
     async log(level, data) {
-      const state = levels.get(server);
-      if (!state || SEVERITY.get(level)! < SEVERITY.get(state.level)!) return;
-      await send({ method: "notifications/message", params: { level, logger, data } });
+      await ctx.mcpReq.log(level, data, logger).catch(() => {});
     },
   };
 }
 
 /**
- * Whether a POST /mcp body should be answered with an event stream rather than one JSON body: a
- * single request that carries a progress token, so its progress (and log messages) can reach the
- * caller before the answer. Every other request keeps the JSON answer clients rely on.
+ * Whether a 2025-era POST /mcp body should be answered with an event stream rather than one JSON
+ * body: a single request that carries a progress token, so its progress (and log messages) can
+ * reach the caller before the answer. Every other request keeps the JSON answer clients rely on.
+ * (A 2026-07-28 answer upgrades to a stream by itself when a notification is sent.)
  */
 export function wantsEventStream(body: unknown): boolean {
   if (!body || typeof body !== "object" || Array.isArray(body)) return false;

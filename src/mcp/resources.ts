@@ -1,6 +1,5 @@
 import { readFileSync } from "node:fs";
-import { ResourceTemplate, type McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import type { Variables } from "@modelcontextprotocol/sdk/shared/uriTemplate.js";
+import { type McpServer, ResourceTemplate, type Variables } from "@modelcontextprotocol/server";
 import { stringify } from "yaml";
 import { loadYamlFolder } from "../shared/yaml-folder.ts";
 import { Skill } from "../skills/schema.ts";

@@ -1,6 +1,16 @@
+import { Readable } from "node:stream";
+import {
+  type AuthInfo,
+  createMcpHandler,
+  isJSONRPCErrorResponse,
+  isJSONRPCNotification,
+  isJSONRPCRequest,
+  isJSONRPCResultResponse,
+  isLegacyRequest,
+  type McpRequestContext,
+  WebStandardStreamableHTTPServerTransport,
+} from "@modelcontextprotocol/server";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
-import { JSONRPCMessageSchema } from "@modelcontextprotocol/sdk/types.js";
 import { AppError } from "../shared/errors.ts";
 import type { McpAuth } from "./auth.ts";
 import { allowedOrigins, corsHeaders, preflightHeaders } from "./cors.ts";
@@ -9,10 +19,15 @@ import { wantsEventStream } from "./logging.ts";
 import { createMcpServer } from "./server.ts";
 import type { McpDeps, Principal } from "./tool.ts";
 
-// POST /mcp, Streamable HTTP in stateless mode: every request gets its own server and transport,
-// bound to the caller's principal, so nothing is shared between requests or replicas. Here too:
-// the CORS preflight, the protected-resource metadata, and the JSON-RPC errors the SDK's
-// transport does not give (a body that is not JSON, an empty batch, batches after 2025-06-18).
+// POST /mcp, Streamable HTTP in stateless mode, for both protocol eras: every request gets its own
+// server (and transport), bound to the caller's principal, so nothing is shared between requests
+// or replicas. A 2026-07-28 request (its `_meta` envelope names the version) goes to the SDK's
+// per-request handler (`server/discover`, no handshake); a 2025-era one (`initialize`, then calls)
+// to a stateless Streamable HTTP transport answering one JSON body, or an event stream when the
+// request asked for progress. The SDK's own fallback for 2025-era traffic would answer every
+// request as an event stream, which clients and proxies of that era do not all expect.
+// Here too: the CORS preflight, the protected-resource metadata, and the JSON-RPC errors the SDK
+// does not give (a body that is not JSON, an empty batch, batches after 2025-06-18).
 
 export type McpRouteDeps = { deps: McpDeps; auth: McpAuth };
 
@@ -38,9 +53,49 @@ export function invalidRequest(body: unknown, protocolHeader: string | undefined
       return `Invalid Request: JSON-RPC batches are not supported in protocol version ${version.slice(0, 40)} (removed in ${BATCHLESS_SINCE}); send one message per request`;
     }
   }
-  if (messages.some((m) => !JSONRPCMessageSchema.safeParse(m).success))
-    return "Invalid Request: not a JSON-RPC 2.0 message";
+  if (messages.some((m) => !isMessage(m))) return "Invalid Request: not a JSON-RPC 2.0 message";
   return undefined;
+}
+
+const isMessage = (m: unknown) =>
+  isJSONRPCRequest(m) || isJSONRPCNotification(m) || isJSONRPCResultResponse(m) || isJSONRPCErrorResponse(m);
+
+/**
+ * The caller's principal travels to the per-request server factory as the SDK's `authInfo`. The
+ * raw token stays behind: nothing past the route needs it, and a secret not passed is not leaked.
+ */
+function authInfoOf(principal: Principal): AuthInfo {
+  return { token: "", clientId: principal.subject, scopes: [...principal.scopes], extra: { principal } };
+}
+
+function principalOf(ctx: McpRequestContext): Principal {
+  const p = ctx.authInfo?.extra?.principal as Principal | undefined;
+  // The route authenticates every request before the SDK sees it: no principal is a bug here.
+  if (!p) throw new Error("MCP request reached the server without a principal");
+  return p;
+}
+
+/** The fetch-API request the SDK reads (headers only: the body is passed parsed). */
+function webRequest(req: FastifyRequest, signal: AbortSignal): Request {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined || name === "content-length" || name === "transfer-encoding" || name === "connection")
+      continue;
+    for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
+  }
+  return new Request(`http://${req.headers.host ?? "localhost"}${req.url}`, { method: "POST", headers, signal });
+}
+
+/** Sends the SDK's answer through fastify (so CORS headers set earlier stay): JSON whole, a stream as it comes. */
+async function sendResponse(reply: FastifyReply, res: Response): Promise<FastifyReply> {
+  reply.status(res.status);
+  res.headers.forEach((value, name) => {
+    if (name !== "content-length") reply.header(name, value);
+  });
+  if (!res.body) return reply.send();
+  const type = res.headers.get("content-type") ?? "";
+  if (!type.startsWith("text/event-stream")) return reply.send(await res.text());
+  return reply.send(Readable.fromWeb(res.body as import("node:stream/web").ReadableStream));
 }
 
 export async function mcpRoutes(app: FastifyInstance, r: McpRouteDeps) {
@@ -49,6 +104,14 @@ export async function mcpRoutes(app: FastifyInstance, r: McpRouteDeps) {
   const origins = allowedOrigins(config);
 
   await discoveryRoutes(app, config);
+
+  // 2026-07-28 traffic only: 2025-era requests are routed below before they reach it.
+  const modern = createMcpHandler((ctx) => createMcpServer(r.deps, principalOf(ctx)), {
+    legacy: "reject",
+    responseMode: "auto",
+    onerror: (err) => log.debug({ err }, "MCP request refused"),
+  });
+  app.addHook("onClose", async () => modern.close());
 
   // In this scope only: a body that is not JSON becomes MALFORMED instead of fastify's own 400.
   const jsonParser = app.getDefaultJsonParser("error", "error");
@@ -90,31 +153,36 @@ export async function mcpRoutes(app: FastifyInstance, r: McpRouteDeps) {
     const invalid = invalidRequest(req.body, typeof header === "string" ? header : undefined);
     if (invalid) return rpcError(reply, -32600, invalid);
 
-    const server = createMcpServer(r.deps, principal);
-    // One JSON answer per request, except a request that asked for progress (a progressToken): it
-    // is answered as a short event stream, so its progress and log messages reach the caller.
-    const transport = new StreamableHTTPServerTransport({
-      sessionIdGenerator: undefined,
-      enableJsonResponse: !wantsEventStream(req.body),
-    });
+    // Everything made for this request is closed when its answer ends or the caller goes away.
+    const done = new AbortController();
+    const closers: (() => Promise<unknown>)[] = [];
     reply.raw.on("close", () => {
-      void transport.close().catch(() => {});
-      void server.close().catch(() => {});
+      done.abort();
+      for (const close of closers) void close().catch(() => {});
     });
-    await server.connect(transport);
-    // From here the SDK writes the response itself: headers set on the raw response are kept.
-    for (const [name, value] of Object.entries(reply.getHeaders())) {
-      if (name.startsWith("access-control-") || name === "vary") reply.raw.setHeader(name, value as string);
-    }
-    reply.hijack();
+    const request = webRequest(req, done.signal);
+    const authInfo = authInfoOf(principal);
     try {
-      await transport.handleRequest(req.raw, reply.raw, req.body);
+      if (!(await isLegacyRequest(request, req.body))) {
+        return await sendResponse(reply, await modern.fetch(request, { authInfo, parsedBody: req.body }));
+      }
+      const server = createMcpServer(r.deps, principal);
+      // One JSON answer per request, except a request that asked for progress (a progressToken):
+      // it is answered as a short event stream, so its progress and log messages reach the caller.
+      const transport = new WebStandardStreamableHTTPServerTransport({
+        sessionIdGenerator: undefined,
+        enableJsonResponse: !wantsEventStream(req.body),
+      });
+      closers.push(
+        () => transport.close(),
+        () => server.close(),
+      );
+      await server.connect(transport);
+      return await sendResponse(reply, await transport.handleRequest(request, { parsedBody: req.body, authInfo }));
     } catch (err) {
       log.error({ err, requestId: req.id }, "MCP request failed");
-      if (!reply.raw.headersSent) {
-        reply.raw.writeHead(500, { "content-type": "application/json" });
-        reply.raw.end(JSON.stringify({ jsonrpc: "2.0", error: { code: -32603, message: "internal error" }, id: null }));
-      }
+      if (reply.sent || reply.raw.headersSent) return reply;
+      return reply.status(500).send({ jsonrpc: "2.0", error: { code: -32603, message: "internal error" }, id: null });
     }
   });
 
@@ -129,7 +197,8 @@ export async function mcpRoutes(app: FastifyInstance, r: McpRouteDeps) {
       );
     }
     reply.header("allow", "POST");
-    if (origin !== undefined) reply.headers(preflightHeaders(origin));
+    const requested = req.headers["access-control-request-headers"];
+    if (origin !== undefined) reply.headers(preflightHeaders(origin, typeof requested === "string" ? requested : ""));
     return reply.status(204).send();
   });
 

@@ -1,4 +1,4 @@
-import { ErrorCode } from "@modelcontextprotocol/sdk/types.js";
+import { ProtocolErrorCode as ErrorCode } from "@modelcontextprotocol/server";
 import { isAppError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { isDbUnavailable } from "../store/errors.ts";
@@ -9,8 +9,12 @@ import { hasScope, type Principal, type Scope } from "./tool.ts";
 // and the Pitcrew code in `data["pitcrew/error"]` (as tool results carry theirs in `_meta`). The SDK
 // sends an error's own `message`, `code` and `data`.
 
-/** The MCP specification's code for a resource that does not exist. */
-export const RESOURCE_NOT_FOUND = -32002;
+/**
+ * The code for a resource that does not exist: -32602 (invalid params) in every protocol revision,
+ * as 2026-07-28 requires (2025-era clients accept it too; the SDK would map -32002 to it anyway).
+ * The Pitcrew code in the data (`incident.not_found`, `skill.not_found`) says which.
+ */
+export const RESOURCE_NOT_FOUND = ErrorCode.InvalidParams;
 
 export class RpcError extends Error {
   readonly data: Record<string, unknown>;

@@ -1,11 +1,5 @@
 import { z } from "zod";
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import {
-  CallToolRequestSchema,
-  ListToolsRequestSchema,
-  type CallToolResult,
-  type Tool,
-} from "@modelcontextprotocol/sdk/types.js";
+import { type CallToolResult, McpServer, type McpServerOptions, type Tool } from "@modelcontextprotocol/server";
 import { AppError } from "../shared/errors.ts";
 import { VERSION } from "../shared/version.ts";
 import { isDbUnavailable } from "../store/errors.ts";
@@ -111,8 +105,8 @@ export function registerTools(server: McpServer, deps: McpDeps, principal: Princ
   const visible = tools.filter((t) => hasScope(principal, t.scope));
   const byName = new Map(tools.map((t) => [t.name, t]));
   server.server.registerCapabilities({ tools: {} });
-  server.server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: visible.map(describeTool) }));
-  server.server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+  server.server.setRequestHandler("tools/list", () => ({ tools: visible.map(describeTool) }));
+  server.server.setRequestHandler("tools/call", async (request, ctx) => {
     const name = request.params.name;
     const tool = byName.get(name);
     if (!tool)
@@ -130,7 +124,7 @@ export function registerTools(server: McpServer, deps: McpDeps, principal: Princ
     }
     const args = parseToolArgs(name, tool.input, request.params.arguments);
     const started = performance.now();
-    const result = await callTool(tool, args, { principal, deps, notify: toolNotifier(server, extra, name) });
+    const result = await callTool(tool, args, { principal, deps, notify: toolNotifier(ctx, name) });
     deps.log.debug(
       {
         tool: name,
@@ -145,10 +139,21 @@ export function registerTools(server: McpServer, deps: McpDeps, principal: Princ
   });
 }
 
-/** One server per request (stateless transport): the principal is fixed for its lifetime. */
-export function createMcpServer(deps: McpDeps, principal: Principal, tools: ToolDef[] = allTools): McpServer {
+/**
+ * One server per request (stateless, both protocol eras): the principal is fixed for its lifetime.
+ * `options` is for tests that pin the protocol versions a server speaks.
+ */
+export function createMcpServer(
+  deps: McpDeps,
+  principal: Principal,
+  tools: ToolDef[] = allTools,
+  options: Pick<McpServerOptions, "supportedProtocolVersions"> = {},
+): McpServer {
   // No `capabilities.tools` here: McpServer would install its own tool handlers and claim listChanged.
-  const server = new McpServer({ name: "pitcrew", title: "Pitcrew", version: VERSION }, { instructions: INSTRUCTIONS });
+  const server = new McpServer(
+    { name: "pitcrew", title: "Pitcrew", version: VERSION },
+    { instructions: INSTRUCTIONS, ...options },
+  );
   registerTools(server, deps, principal, tools);
   registerResources(server, deps, principal);
   registerPrompts(server, deps, principal);

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { ErrorCode } from "@modelcontextprotocol/sdk/types.js";
+import { ProtocolErrorCode as ErrorCode } from "@modelcontextprotocol/server";
 import { RpcError } from "./rpc-errors.ts";
 
 // A tool's arguments are checked here, not by the SDK: a refusal is a JSON-RPC error -32602 with

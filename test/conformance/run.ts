@@ -7,6 +7,7 @@ import {
   judge,
   loadExpectedFailures,
   runSuite,
+  SUITES,
   startTokenProxy,
   suiteMissing,
 } from "./suite.ts";
@@ -14,7 +15,7 @@ import {
 // Runs the conformance suite's server scenarios against a running Pitcrew through the
 // token-adding proxy and judges them as the test does (expected-failures.yaml; warnings are not
 // failures):
-//   npx tsx test/conformance/run.ts --url http://127.0.0.1:18088/mcp --token "$TOKEN" [--proxy-port 18089]
+//   npx tsx test/conformance/run.ts --url http://127.0.0.1:18088/mcp --token "$TOKEN" [--proxy-port 18089] [--suite 2026-07-28]
 // For the DNS-rebinding scenario to pass, the proxy's origin (http://127.0.0.1:<proxy port>) must
 // be Pitcrew's PUBLIC_URL or listed in MCP_ALLOWED_ORIGINS.
 
@@ -23,7 +24,12 @@ const option = (name: string) => (args.includes(name) ? args[args.indexOf(name) 
 const url = option("--url");
 const token = option("--token");
 const proxyPort = Number(option("--proxy-port") ?? 0);
-const missing = suiteMissing();
+const suite = SUITES.find((s) => s.name === (option("--suite") ?? SUITES[0]!.name));
+if (!suite) {
+  console.error(`--suite: one of ${SUITES.map((s) => s.name).join(", ")}`);
+  process.exit(2);
+}
+const missing = suiteMissing(suite);
 if (missing) {
   console.error(missing);
   process.exit(2);
@@ -37,8 +43,8 @@ const target = new URL(url);
 const proxy = await startTokenProxy({ host: target.hostname, port: Number(target.port || 80) }, token, proxyPort);
 const dir = mkdtempSync(join(tmpdir(), "pitcrew-conformance-"));
 try {
-  const { results, output } = await runSuite(`${proxy.origin}${target.pathname}`, dir, 300_000);
-  const verdict = judge(results, loadExpectedFailures());
+  const { results, output } = await runSuite(`${proxy.origin}${target.pathname}`, dir, 300_000, suite);
+  const verdict = judge(results, loadExpectedFailures(suite.expectedFailures));
   for (const r of results) console.log(`${failed(r) ? "✗" : "✓"} ${r.scenario}`);
   if (results.length === 0) console.log(output);
   if (verdict.unexpected.length > 0)

@@ -12,17 +12,37 @@ import { isScalar, isSeq, parseDocument } from "yaml";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const NODE22 = join(HERE, "node_modules", "node", "bin", "node");
-export const SUITE_CLI = join(HERE, "node_modules", "@modelcontextprotocol", "conformance", "dist", "index.js");
-export const EXPECTED_FAILURES = join(HERE, "expected-failures.yaml");
+
+/**
+ * The two runs: the released suite (`latest`, the 2025-06-18 and 2025-11-25 revisions, clients
+ * that initialize), and the 2026-07-28 requirements of the suite's 0.2 line (installed under the
+ * alias `conformance-2026`; clients that probe `server/discover` and send the `_meta` envelope).
+ */
+export type Suite = { name: string; cli: string; args: string[]; expectedFailures: string };
+export const SUITES: Suite[] = [
+  {
+    name: "2025-11-25",
+    cli: join(HERE, "node_modules", "@modelcontextprotocol", "conformance", "dist", "index.js"),
+    args: [],
+    expectedFailures: join(HERE, "expected-failures.yaml"),
+  },
+  {
+    name: "2026-07-28",
+    cli: join(HERE, "node_modules", "conformance-2026", "dist", "index.js"),
+    args: ["--requirements", "2026-07-28"],
+    expectedFailures: join(HERE, "expected-failures-2026-07-28.yaml"),
+  },
+];
+export const EXPECTED_FAILURES = SUITES[0]!.expectedFailures;
 
 export type CheckStatus = "SUCCESS" | "FAILURE" | "WARNING" | "SKIPPED" | "INFO";
 export type Check = { id: string; status: CheckStatus; description: string; errorMessage?: string };
 export type ScenarioResult = { scenario: string; checks: Check[] };
 
 /** Why the suite cannot run here, or undefined when it can. */
-export function suiteMissing(): string | undefined {
-  if (!existsSync(SUITE_CLI))
-    return `the conformance suite is not installed at ${SUITE_CLI}: run npm ci --prefix test/conformance`;
+export function suiteMissing(suite: Suite = SUITES[0]!): string | undefined {
+  if (!existsSync(suite.cli))
+    return `the conformance suite is not installed at ${suite.cli}: run npm ci --prefix test/conformance`;
   if (!existsSync(NODE22)) return `no Node 22 binary at ${NODE22}: run npm ci --prefix test/conformance`;
   const version = execFileSync(NODE22, ["--version"], { encoding: "utf8" }).trim();
   if (Number(/^v(\d+)\./.exec(version)?.[1] ?? 0) < 22)
@@ -30,8 +50,8 @@ export function suiteMissing(): string | undefined {
   return undefined;
 }
 
-export function suiteVersion(): string {
-  return (JSON.parse(readFileSync(join(dirname(dirname(SUITE_CLI)), "package.json"), "utf8")) as { version: string })
+export function suiteVersion(suite: Suite = SUITES[0]!): string {
+  return (JSON.parse(readFileSync(join(dirname(dirname(suite.cli)), "package.json"), "utf8")) as { version: string })
     .version;
 }
 
@@ -83,8 +103,9 @@ export async function runSuite(
   url: string,
   outDir: string,
   timeoutMs: number,
+  suite: Suite = SUITES[0]!,
 ): Promise<{ exitCode: number | null; output: string; results: ScenarioResult[] }> {
-  const child = spawn(NODE22, [SUITE_CLI, "server", "--url", url, "--output-dir", outDir], {
+  const child = spawn(NODE22, [suite.cli, "server", "--url", url, "--output-dir", outDir, ...suite.args], {
     cwd: outDir,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", NO_COLOR: "1" },
     stdio: ["ignore", "pipe", "pipe"],
@@ -158,14 +179,24 @@ export type Verdict = {
   unknown: string[];
 };
 
+/**
+ * An entry is a scenario id (the whole scenario is expected to fail) or `scenario#check-id` (only
+ * that check is: the scenario's other checks must pass).
+ */
 export function judge(results: ScenarioResult[], expected: ExpectedFailures): Verdict {
   const listed = new Set([...expected.fixtures.keys(), ...expected.knownDefects.keys()]);
-  const ran = new Set(results.map((r) => r.scenario));
-  return {
-    unexpected: results.filter((r) => failed(r) && !listed.has(r.scenario)),
-    stale: results.filter((r) => !failed(r) && listed.has(r.scenario)).map((r) => r.scenario),
-    unknown: [...listed].filter((s) => !ran.has(s)),
-  };
+  const ran = new Set(results.flatMap((r) => [r.scenario, ...r.checks.map((c) => `${r.scenario}#${c.id}`)]));
+  const failing = (r: ScenarioResult) => r.checks.filter((c) => c.status === "FAILURE");
+  const unexpected = results
+    .filter((r) => !listed.has(r.scenario))
+    .map((r) => ({ ...r, checks: failing(r).filter((c) => !listed.has(`${r.scenario}#${c.id}`)) }))
+    .filter((r) => r.checks.length > 0);
+  const failed = new Set(results.flatMap((r) => failing(r).map((c) => `${r.scenario}#${c.id}`)));
+  const stale = [
+    ...results.filter((r) => failing(r).length === 0 && listed.has(r.scenario)).map((r) => r.scenario),
+    ...[...listed].filter((e) => e.includes("#") && ran.has(e) && !failed.has(e)),
+  ];
+  return { unexpected, stale, unknown: [...listed].filter((s) => !ran.has(s)) };
 }
 
 /** One line per failing check of a scenario, as the suite words it. */

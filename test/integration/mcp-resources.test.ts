@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { FastifyInstance } from "fastify";
 import { parse as parseYaml } from "yaml";
+import { Client as ClientV2, StreamableHTTPClientTransport as TransportV2 } from "@modelcontextprotocol/client";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
@@ -234,18 +235,19 @@ for (const factory of factories) {
       expect(Skill.parse(parseYaml(written[0]!.text))).toEqual(memorySkill);
     });
 
-    it("answers an unknown incident or skill with resource not found (-32002), and a URI outside the templates with invalid params", async () => {
+    it("answers an unknown incident or skill with invalid params (-32602) naming what was not found, as 2026-07-28 requires, and a URI outside the templates likewise", async () => {
       const reader = await connect(READER);
       const inc = await rpcError(reader.readResource({ uri: "pitcrew://incidents/inc_NOPE" }));
-      expect(inc.code).toBe(-32002);
+      expect(inc.code).toBe(-32602);
       expect(inc.message).toContain('incident "inc_NOPE" does not exist (incident.not_found)');
       expect(inc.data).toMatchObject({
         uri: "pitcrew://incidents/inc_NOPE",
         "pitcrew/error": { code: "incident.not_found" },
       });
       const skill = await rpcError(reader.readResource({ uri: "pitcrew://skills/nope" }));
-      expect(skill.code).toBe(-32002);
+      expect(skill.code).toBe(-32602);
       expect(skill.message).toContain("skill.not_found");
+      expect(skill.data).toMatchObject({ "pitcrew/error": { code: "skill.not_found" } });
       expect((await rpcError(reader.readResource({ uri: "pitcrew://tasks/tsk_1" }))).code).toBe(-32602);
     });
 
@@ -488,6 +490,24 @@ describe("MCP progress and log messages (in memory)", () => {
         body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }),
       });
       expect(res.headers.get("content-type")).toMatch(/^application\/json/);
+
+      // A 2026-07-28 client (no handshake, SDK v2): the answer turns into an event stream as soon
+      // as the tool sends progress, so it arrives the same way.
+      const modern = new ClientV2({ name: "pitcrew-test", version: "2.0.0" }, { versionNegotiation: { mode: "auto" } });
+      await modern.connect(
+        new TransportV2(new URL(url), { requestInit: { headers: { authorization: `Bearer ${ADMIN}` } } }),
+      );
+      expect(modern.getNegotiatedProtocolVersion()).toBe("2026-07-28");
+      const later: Progress[] = [];
+      const second = modern.callTool(
+        { name: "run_skill", arguments: { skill: "probe-slow", incident_id: id, dry_run: false } },
+        { onprogress: (p) => void later.push(p) },
+      );
+      await waitFor(() => held.length === 1 && later.length > 0);
+      held.shift()!();
+      expect((await second).isError).toBeFalsy();
+      expect(later.at(-1)).toMatchObject({ progress: 3, total: 3 });
+      await modern.close();
     } finally {
       await client.close();
       await app.close();
