@@ -10,9 +10,10 @@ import { createTaskService } from "../../src/tasks/service.ts";
 import { requeuePendingTasks } from "../../src/tasks/requeue.ts";
 import { getTask } from "../../src/tasks/repo.ts";
 import { cancelQueuedTask } from "../../src/mcp/task-actions.ts";
+import { createFakeClock } from "../helpers/clock.ts";
 import { hasNats, NATS_URL } from "../helpers/services.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
-import { deleteStreams, streamMessages, uniqueSettings } from "../helpers/queues.ts";
+import { deleteStreams, streamMessages, uniqueSettings, untilConsumerIdle } from "../helpers/queues.ts";
 import { startTcpProxy } from "../helpers/tcp-proxy.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -35,9 +36,29 @@ function countDeliveries(queue: TaskQueue, pool: string) {
 async function createTasks(store: Store, n: number, pool: string): Promise<string[]> {
   const tasks = createTaskService({ store, log: silentLogger, now: Date.now });
   const ids: string[] = [];
-  for (let i = 0; i < n; i++)
-    ids.push((await tasks.create({ kind: "noop", pool, payload: { i }, createdBy: "test", channel: "test" })).task.id);
+  // A few at a time: one transaction each, and a server database gains from overlapping them.
+  for (let i = 0; i < n; i += 8) {
+    const batch = Array.from({ length: Math.min(8, n - i) }, (_, j) =>
+      tasks.create({ kind: "noop", pool, payload: { i: i + j }, createdBy: "test", channel: "test" }),
+    );
+    for (const r of await Promise.all(batch)) ids.push(r.task.id);
+  }
   return ids;
+}
+
+/** Rows among `ids` whose publish the relay has tried and seen fail. */
+async function failedAttempts(store: Store, ids: string[]): Promise<number> {
+  let n = 0;
+  for (let i = 0; i < ids.length; i += 500) {
+    const r = await store.db
+      .selectFrom("outbox")
+      .select((eb) => eb.fn.countAll<number>().as("n"))
+      .where("msg_id", "in", ids.slice(i, i + 500))
+      .where("attempts", ">=", 1)
+      .executeTakeFirstOrThrow();
+    n += Number(r.n);
+  }
+  return n;
 }
 
 async function unsent(store: Store, ids: string[]): Promise<number> {
@@ -99,18 +120,24 @@ for (const f of stores) {
           );
           relay.start();
           const counter = countDeliveries(consumerQueue, pool);
-          await new Promise((r) => setTimeout(r, 2500));
-          expect(counter.total()).toBe(0);
+          // The relay has tried while the bus was away, and failed: it marks nothing sent, nothing arrives.
+          await waitFor(async () => (await failedAttempts(store, ids)) > 0, 15_000, 50);
           expect(await unsent(store, ids)).toBe(1000);
+          expect(await streamMessages(settings.tasksStream)).toBe(0);
+          expect(counter.total()).toBe(0);
 
           await proxy.up();
-          await waitFor(async () => (await unsent(store, ids)) === 0, 45_000, 200);
-          await waitFor(() => counter.seen.size === 1000, 30_000, 100);
-          // Give any duplicate time to show up before counting.
-          await new Promise((r) => setTimeout(r, 1500));
+          await waitFor(async () => (await unsent(store, ids)) === 0, 45_000, 100);
+          await waitFor(() => counter.seen.size === 1000, 30_000, 50);
+          // Nothing more can be published: the relay has stopped, and a drained connection has
+          // handed the server whatever it held back during the outage.
           await relay.stop();
+          await producer.close();
+          // The server stored each message once and delivered each once, with nothing left to deliver.
+          const consumer = await untilConsumerIdle(settings.tasksStream, `runners-${pool}`);
           await counter.stop();
 
+          expect(consumer.delivered).toBe(1000);
           expect(counter.seen.size).toBe(1000);
           expect(counter.total()).toBe(1000);
           expect(ids.every((id) => counter.seen.get(id) === 1)).toBe(true);
@@ -229,10 +256,12 @@ for (const f of stores) {
           await waitFor(async () => (await unsent(store, ids)) === 0, 30_000, 200);
           await relay.stop();
 
+          expect(await streamMessages(settings.tasksStream)).toBe(600);
           const counter = countDeliveries(queue, pool);
-          await waitFor(() => counter.seen.size === 600, 20_000, 100);
-          await new Promise((r) => setTimeout(r, 1000));
+          await waitFor(() => counter.seen.size === 600, 20_000, 50);
+          const consumer = await untilConsumerIdle(settings.tasksStream, `runners-${pool}`);
           await counter.stop();
+          expect(consumer.delivered).toBe(600);
           expect(counter.total()).toBe(600);
         } finally {
           await queue.close();
@@ -303,7 +332,8 @@ for (const f of stores) {
       await before.close();
 
       // Second life: a fresh in-process queue knows nothing; the database does.
-      const after = createMemoryQueue({ settings, log: silentLogger });
+      const clock = createFakeClock();
+      const after = createMemoryQueue({ settings, log: silentLogger, clock });
       const requeued = await requeuePendingTasks(store, after);
       expect(requeued).toBeGreaterThanOrEqual(30);
       const counter = countDeliveries(after, pool);
@@ -314,7 +344,9 @@ for (const f of stores) {
         { intervalMs: 10, batch: 100, retentionMs: 86_400_000 },
       );
       await relay2.runOnce();
-      await new Promise((r) => setTimeout(r, 200));
+      // Well past the ack wait on the queue's clock: a repeat publish, or a delivery the queue
+      // did not take as acked, would have reached the counter by now.
+      await clock.advance(10 * settings.ackWaitMs);
       await counter.stop();
       expect([...counter.seen.keys()].sort()).toEqual(ids.slice(10).sort());
       expect(counter.total()).toBe(30);
