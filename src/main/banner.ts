@@ -1,6 +1,7 @@
 import type { Config } from "../config/load.ts";
 import type { AlertmanagerAuth } from "../alerts/route.ts";
 import { VERSION } from "../shared/version.ts";
+import { formatSetup, type SetupFacts } from "../system/setup.ts";
 
 /** Where the AlertManager token came from: configured (ALERTMANAGER_TOKEN) or a generated file. */
 export type AlertmanagerTokenSource = { from: "env" } | { from: "file"; path: string; created: boolean };
@@ -9,41 +10,19 @@ export type AlertmanagerTokenSource = { from: "env" } | { from: "file"; path: st
 export function printBanner(
   config: Config,
   s: {
-    embedded: boolean;
-    dialect: string;
     auth: AlertmanagerAuth;
     tokenSource?: AlertmanagerTokenSource;
-    skills: number;
     mcp?: { token: string; path: string; created: boolean };
+    /** The same facts as the MCP tool system_status (src/system/setup.ts). */
+    setup: SetupFacts;
   },
 ): void {
   const url = config.publicUrl;
-  const mode = s.embedded
-    ? `embedded (SQLite ${config.database.dialect === "sqlite" ? config.database.file : ""}, in-process queue, ${config.runner.concurrency} in-process runners)`
-    : `distributed (${s.dialect === "mysql" ? "MySQL" : "SQLite"} store, NATS JetStream at ${config.nats!.servers.length} server(s))`;
-  const receiver =
-    s.auth.mode === "token"
-      ? [
-          "  receivers:",
-          "    - name: pitcrew",
-          "      webhook_configs:",
-          `        - url: ${url}/webhooks/alertmanager`,
-          "          send_resolved: true",
-          `          max_alerts: ${config.alertmanager.maxAlerts}`,
-          "          http_config:",
-          "            authorization:",
-          "              type: Bearer",
-          ...credentialLines(s.auth.token, s.tokenSource),
-        ]
-      : [
-          "  receivers:",
-          "    - name: pitcrew",
-          "      webhook_configs:",
-          `        - url: ${url}/webhooks/alertmanager`,
-          "          send_resolved: true",
-          `          max_alerts: ${config.alertmanager.maxAlerts}`,
-          "  (ALERTMANAGER_AUTH=none: the webhook takes requests without credentials)",
-        ];
+  const runners =
+    s.setup.mode === "embedded"
+      ? `, ${config.runner.concurrency} in-process runners`
+      : "; runners are separate processes";
+  const receiver = alertmanagerSnippet(url, config.alertmanager.maxAlerts, s.auth, s.tokenSource);
   // The generated token is shown once, when it is created; later starts point at the file.
   const mcpAuth = s.mcp
     ? s.mcp.created
@@ -60,21 +39,58 @@ export function printBanner(
   process.stdout.write(
     [
       "",
-      `  Pitcrew ${VERSION} is up — ${mode}; ${s.skills} skills loaded`,
+      `  Pitcrew ${VERSION} is up — ${s.setup.mode}${runners}`,
       `  Listening on ${config.host}:${config.port}   public URL ${url}`,
+      "",
+      ...formatSetup(s.setup),
+      "",
       `  Liveness   ${url}/healthz`,
       `  Readiness  ${url}/readyz`,
       `  Metrics    ${url}/metrics`,
       `  MCP        ${url}/mcp   (Streamable HTTP; Authorization: Bearer <token>)`,
       ...mcpAuth,
       "",
-      "  Point AlertManager at Pitcrew (alertmanager.yml):",
+      "  Point AlertManager at Pitcrew (a whole alertmanager.yml; with your own, add the receiver and a route to it):",
       "",
       ...receiver,
       "",
       "",
     ].join("\n"),
   );
+}
+
+/**
+ * A whole, valid alertmanager.yml: every alert goes to Pitcrew, grouped per alert and namespace
+ * (Pitcrew dedupes per incident, so AlertManager need not wait long to group).
+ */
+export function alertmanagerSnippet(
+  url: string,
+  maxAlerts: number,
+  auth: AlertmanagerAuth,
+  tokenSource?: AlertmanagerTokenSource,
+): string[] {
+  return [
+    "  route:",
+    "    receiver: pitcrew",
+    "    group_by: [alertname, namespace]",
+    "    group_wait: 30s",
+    "    group_interval: 5m",
+    "    repeat_interval: 4h",
+    "  receivers:",
+    "    - name: pitcrew",
+    "      webhook_configs:",
+    `        - url: ${url}/webhooks/alertmanager`,
+    "          send_resolved: true",
+    `          max_alerts: ${maxAlerts}`,
+    ...(auth.mode === "token"
+      ? [
+          "          http_config:",
+          "            authorization:",
+          "              type: Bearer",
+          ...credentialLines(auth.token, tokenSource),
+        ]
+      : ["  # ALERTMANAGER_AUTH=none: the webhook takes requests without credentials"]),
+  ];
 }
 
 /**
@@ -85,9 +101,9 @@ function credentialLines(token: string, source: AlertmanagerTokenSource | undefi
   if (source?.from === "file" && source.created) {
     return [
       `              credentials: ${token}`,
-      `  (the token is shown once; it is kept in ${source.path}, mode 0600)`,
+      `  # the token is shown once; it is kept in ${source.path}, mode 0600`,
     ];
   }
   const what = source?.from === "file" ? `a copy of ${source.path}` : "the value of ALERTMANAGER_TOKEN";
-  return ["              credentials_file: /etc/alertmanager/secrets/pitcrew-token", `  (credentials_file: ${what})`];
+  return ["              credentials_file: /etc/alertmanager/secrets/pitcrew-token", `  # credentials_file: ${what}`];
 }

@@ -35,6 +35,7 @@ import { createVerifier } from "../incidents/verifier.ts";
 import { createSweeper } from "../incidents/sweeper.ts";
 import { onShutdownSignal } from "./signals.ts";
 import { printBanner, type AlertmanagerTokenSource } from "./banner.ts";
+import { describeSetup } from "../system/setup.ts";
 import { createMcpAuth, mcpTokens } from "../mcp/auth.ts";
 import type { McpDeps } from "../mcp/tool.ts";
 import type { InlineDeps } from "../skills/inline.ts";
@@ -80,7 +81,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   const reloadSkills = (
     by: { actor: string; channel: string } = { actor: `control-plane:${config.runner.id}`, channel: "system" },
   ) => skillSync.publish(by);
-  await reloadSkills();
+  const firstLoad = await reloadSkills();
   skillSync.start(config.skillsSyncIntervalMs);
   const skills = skillSync.skills;
   const tasks = deps.tasks;
@@ -304,12 +305,17 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   await app.listen({ port: config.port, host: config.host });
   telegram?.start();
   printBanner(config, {
-    embedded,
-    dialect: store.dialect,
     auth,
     tokenSource,
-    skills: skills().length,
     mcp: mcpToken.generated,
+    setup: describeSetup({
+      config,
+      dialect: store.dialect,
+      queueKind: queue.kind,
+      skills: skills(),
+      skillProblems: firstLoad.problems,
+      searchPath: process.env.PATH ?? "",
+    }),
   });
 
   process.on("SIGHUP", () => {

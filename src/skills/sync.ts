@@ -4,7 +4,7 @@ import { appendEvent } from "../events/repo.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { Store } from "../store/db.ts";
-import { upsert } from "../store/sql.ts";
+import { upsert, type Executor } from "../store/sql.ts";
 import { formatProblem, loadSkills, type LoadedSkills, type SkillProblem } from "./load.ts";
 import { Skill } from "./schema.ts";
 
@@ -32,6 +32,13 @@ export type PublishResult = LoadedSkills & { version: string; published: boolean
 /** The version of a skill set: the same skills (in load order) give the same version on every replica. */
 export function skillSetVersion(skills: Skill[]): string {
   return createHash("sha256").update(JSON.stringify(skills)).digest("hex").slice(0, 16);
+}
+
+/** The skill files that did not load when the set in use was published (system_status shows them). */
+export async function publishedSkillProblems(db: Executor): Promise<SkillProblem[]> {
+  const row = await db.selectFrom("settings").select("value").where("key", "=", SET_KEY).executeTakeFirst();
+  const parsed = row ? Published.safeParse(JSON.parse(row.value)) : undefined;
+  return parsed?.success ? parsed.data.problems : [];
 }
 
 export function createSkillSync(deps: { store: Store; log: Logger; now: () => number; dir: string }) {

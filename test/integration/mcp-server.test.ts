@@ -244,13 +244,27 @@ describe("MCP over Streamable HTTP", () => {
     const client = await connect(READER);
     const before = await client.callTool({ name: "system_status", arguments: {} });
     expect(before.isError).toBeFalsy();
+    const tokens = `tokens: ops; JWTs from ${issuer.issuer} with the approve scope`;
     expect(before.structuredContent).toEqual({
       version: VERSION,
       mode: "embedded",
-      store: { ok: true, detail: "ok", dialect: "sqlite" },
-      queue: { ok: true, detail: "ok", kind: "memory" },
+      store: { ok: true, detail: "ok", dialect: "sqlite", location: expect.stringMatching(/\/pitcrew\.db$/) },
+      queue: { ok: true, detail: "ok", kind: "memory", servers: [] },
       // Other tests may have paused and resumed before: only the switch matters here.
       paused: expect.objectContaining({ paused: false }),
+      // The setup the start banner shows (src/system/setup.ts builds both).
+      gitops: { provider: "local", repository: expect.stringMatching(/\/gitops\.git$/), base_branch: "main" },
+      dry_run: false,
+      auto_approve_max_risk: "read",
+      approval_channels: [
+        { channel: "mcp", who: tokens },
+        { channel: "console", who: tokens },
+      ],
+      agent_clis: ["claude-code", "codex", "opencode"].map((agent) =>
+        expect.objectContaining({ agent, default: agent === "claude-code" }),
+      ),
+      agent_cli_scope: "in-process runners",
+      skills: { loaded: SKILLS.map((s) => s.name), failed: [] },
     });
     expect(text(before)).toMatch(/embedded: healthy; automation running/);
 

@@ -327,7 +327,7 @@ describe("AlertManager token in the start-up banner", () => {
     const p = spawnPitcrew(["serve"], { PORT: String(await freePort()), LOG_LEVEL: "info", ...env });
     try {
       // The receiver snippet ends with a note on where its credential is.
-      await waitFor(() => /\(the token is shown once|\(credentials_file:/.test(p.stdout()), 30_000, 100);
+      await waitFor(() => /# the token is shown once|# credentials_file:/.test(p.stdout()), 30_000, 100);
       p.child.kill("SIGTERM");
       await p.exited;
       return p.stdout() + p.stderr();
