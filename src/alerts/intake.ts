@@ -317,6 +317,7 @@ export function createAlertIntake(deps: IntakeDeps) {
           ...truncatedData(a),
         },
         occurredAt: now,
+        incident: row,
       },
       now,
     );

@@ -95,7 +95,13 @@ export function createMerger(deps: MergeDeps) {
         taskId: a.task_id,
         ...by,
         reason,
-        data: { approvalId: a.id, code, pr: { number: a.pr_number, branch: a.pr_branch }, approvedBy: approverOf(a) },
+        data: {
+          approvalId: a.id,
+          code,
+          pr: { number: a.pr_number, branch: a.pr_branch },
+          approvedBy: approverOf(a),
+          channel: a.channel,
+        },
         occurredAt: now,
       },
       now,
@@ -306,6 +312,7 @@ export function createMerger(deps: MergeDeps) {
               reason: why,
               data: {
                 approvalId: a.id,
+                channel: a.channel,
                 code: "approval.merge_stuck",
                 pr: { number: a.pr_number, branch: a.pr_branch },
                 approvedBy: approverOf(a),

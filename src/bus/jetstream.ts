@@ -515,6 +515,19 @@ export function createJetStreamQueue(opts: JetStreamOptions): TaskQueue & { read
         return v === "cancelled" || v === "done" ? (v as TaskMark) : null;
       });
     },
+    async depths() {
+      await ready();
+      // A work queue keeps a message until it is acked: the stream's count per subject is the depth.
+      const prefix = `${p}.tasks.`;
+      const info = await withTimeout(
+        jsm!.streams.info(s.tasksStream, { subjects_filter: `${prefix}>` }),
+        publishTimeoutMs,
+        "nats",
+      );
+      const out: Record<string, number> = {};
+      for (const [subject, n] of Object.entries(info.state.subjects ?? {})) out[subject.slice(prefix.length)] = n;
+      return out;
+    },
     async health() {
       if (closed) return { ok: false, reason: "nats: closed" };
       if (!nc) return { ok: false, reason: "nats: not connected yet" };

@@ -43,10 +43,13 @@ function createStream(
   let seq = 0;
   let rr = 0;
   let closed = false;
+  // Messages published and not yet acked, termed or dead: the depth, as a JetStream work queue counts it.
+  let stored = 0;
 
   function requeue(entry: Entry, delayMs = 0) {
     if (closed) return;
     if (entry.deliveries >= settings.maxDeliver) {
+      stored -= 1;
       onDead(entry);
       return;
     }
@@ -87,13 +90,13 @@ function createStream(
       attempt: entry.deliveries,
       maxDeliver: settings.maxDeliver,
       async ack() {
-        settle();
+        if (settle()) stored -= 1;
       },
       nak(delayMs) {
         if (settle()) requeue(entry, delayMs);
       },
       term() {
-        settle();
+        if (settle()) stored -= 1;
       },
       working() {
         if (!settled) arm();
@@ -129,6 +132,7 @@ function createStream(
     name,
     publish(subject: string, data: unknown) {
       ready.push({ seq: ++seq, subject, data, deliveries: 0 });
+      stored += 1;
       queueMicrotask(dispatch);
     },
     consume(concurrency: number, handler: Handler): Subscription {
@@ -145,8 +149,10 @@ function createStream(
         },
       };
     },
+    depth: () => stored,
     close() {
       closed = true;
+      stored = 0;
       for (const t of delayed) clock.clearTimeout(t);
       delayed.clear();
       ready.length = 0;
@@ -278,6 +284,9 @@ export function createMemoryQueue(opts: { settings?: Partial<QueueSettings>; log
     async taskMark(taskId) {
       checkOpen();
       return liveMark(taskId);
+    },
+    async depths() {
+      return Object.fromEntries([...taskStreams].map(([pool, s]) => [pool, s.depth()]));
     },
     async health() {
       return closed ? { ok: false, reason: "in-process queue closed" } : { ok: true };

@@ -7,6 +7,7 @@ import type { Store } from "../store/db.ts";
 import type { Executor } from "../store/sql.ts";
 import type { OutboxRow } from "../store/schema.ts";
 import { backoffMs } from "../shared/backoff.ts";
+import type { Metrics } from "../shared/metrics.ts";
 import type { TaskMark, TaskQueue } from "./port.ts";
 
 // Producers never publish directly. They add an outbox row in the same transaction as the rows
@@ -70,7 +71,13 @@ export type OutboxRelay = {
 };
 
 export function createOutboxRelay(
-  deps: { store: Store; queue: TaskQueue; log: Logger; now?: () => number },
+  deps: {
+    store: Store;
+    queue: TaskQueue;
+    log: Logger;
+    now?: () => number;
+    metrics?: Pick<Metrics, "outboxLag" | "outboxBatch">;
+  },
   opts: OutboxRelayOptions,
 ): OutboxRelay {
   const { store, queue } = deps;
@@ -185,6 +192,7 @@ export function createOutboxRelay(
         { failed: failed.length, sent: sent.length, error: failed[0]!.error },
         "outbox publish failed; will retry",
       );
+    deps.metrics?.outboxBatch.observe(sent.length);
     return sent.length;
   }
 
@@ -198,12 +206,25 @@ export function createOutboxRelay(
       .execute();
   }
 
+  /** The age of the oldest row not yet published (0 when none): how far the bus is behind the database. */
+  async function measureLag(): Promise<void> {
+    if (!deps.metrics) return;
+    const r = await db
+      .selectFrom("outbox")
+      .select((eb) => eb.fn.min("created_at").as("oldest"))
+      .where("sent_at", "is", null)
+      .executeTakeFirst();
+    const oldest = r?.oldest === null || r?.oldest === undefined ? null : Number(r.oldest);
+    deps.metrics.outboxLag.set(oldest === null ? 0 : Math.max(0, now() - oldest) / 1000);
+  }
+
   async function run() {
     let idleDelay = opts.intervalMs;
     while (running) {
       let sent = 0;
       try {
         sent = await runOnce();
+        await measureLag();
         await prune();
         idleDelay = opts.intervalMs;
       } catch (err) {

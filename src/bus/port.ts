@@ -89,6 +89,11 @@ export interface TaskQueue {
   markTask(taskId: string, mark: TaskMark): Promise<void>;
   /** The task's marker, or null when none is set (or it expired). */
   taskMark(taskId: string): Promise<TaskMark | null>;
+  /**
+   * Task messages stored and not yet acknowledged (waiting or running), by pool. Pools with none
+   * may be left out. A reading for the queue depth gauge, taken periodically (bus/depth.ts).
+   */
+  depths(): Promise<Record<string, number>>;
   health(): Promise<QueueHealth>;
   close(): Promise<void>;
 }

@@ -1,6 +1,7 @@
 import type { Logger } from "../shared/logger.ts";
 import type { Store } from "../store/db.ts";
-import type { TaskUpdate } from "../store/schema.ts";
+import type { TaskRow, TaskUpdate } from "../store/schema.ts";
+import type { Metrics } from "../shared/metrics.ts";
 import { BusEvent, TERMINAL_EVENT_TYPES, type TaskEvent } from "../bus/jobs.ts";
 import type { Delivery, Subscription, TaskQueue } from "../bus/port.ts";
 import { errorMessage } from "../shared/errors.ts";
@@ -15,6 +16,24 @@ import type { TerminalHook } from "../incidents/fix-outcome.ts";
 
 export type IngestResult = "stored" | "duplicate" | "invalid";
 
+/**
+ * A task started again (delivery 2 or later) is a redelivery of its pool's message; a task's end
+ * observes its duration from its first start, both times as its runner reported them (this works
+ * for in-process and remote runners alike, once per event, after the commit).
+ */
+function countTaskEvent(
+  m: Pick<Metrics, "taskDuration" | "queueRedeliveries">,
+  e: TaskEvent,
+  task: TaskRow,
+  ended: boolean,
+): void {
+  if (e.type === "task.started" && e.attempt > 1) m.queueRedeliveries.inc({ pool: task.pool });
+  const startedAt = task.started_at === null ? null : Number(task.started_at);
+  if (!ended || startedAt === null) return;
+  const outcome = e.type === "task.succeeded" ? "succeeded" : e.type === "task.failed" ? "failed" : "cancelled";
+  m.taskDuration.observe({ kind: task.kind, outcome }, Math.max(0, e.at - startedAt) / 1000);
+}
+
 export function createEventIngester(deps: {
   store: Store;
   queue: TaskQueue;
@@ -22,13 +41,16 @@ export function createEventIngester(deps: {
   now: () => number;
   onTaskEvent?: (e: TaskEvent) => void;
   onTerminal?: TerminalHook;
+  metrics?: Pick<Metrics, "taskDuration" | "queueRedeliveries">;
 }) {
   const { store } = deps;
   const log = deps.log.child({ component: "event-ingester" });
 
   async function applyTaskEvent(e: TaskEvent): Promise<IngestResult> {
     const recordedAt = deps.now();
-    return store.db.transaction().execute(async (trx) => {
+    // What the committed event did, for the metrics: its task as it was, and whether it ended it.
+    let applied: { task: TaskRow; ended: boolean } | undefined;
+    const result = await store.db.transaction().execute(async (trx) => {
       const task = await getTask(trx, e.taskId);
       const { id, type, taskId, runnerId, attempt, at, ...rest } = e;
       const inserted = await appendEvent(
@@ -67,6 +89,7 @@ export function createEventIngester(deps: {
         if (e.type === "task.cancelled") Object.assign(set, { state: "cancelled", error: e.reason });
       }
       const changed = await updateTaskIfActive(trx, taskId, set);
+      applied = { task, ended: changed && TERMINAL_EVENT_TYPES.has(e.type) };
       if (changed && TERMINAL_EVENT_TYPES.has(e.type) && deps.onTerminal) {
         const outcome = e.type === "task.succeeded" ? "succeeded" : e.type === "task.failed" ? "failed" : "cancelled";
         const detail = e.type === "task.failed" ? e.error : e.type === "task.cancelled" ? e.reason : null;
@@ -77,6 +100,8 @@ export function createEventIngester(deps: {
       }
       return "stored";
     });
+    if (applied && deps.metrics) countTaskEvent(deps.metrics, e, applied.task, applied.ended);
+    return result;
   }
 
   async function handle(d: Delivery): Promise<void> {

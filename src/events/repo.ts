@@ -1,7 +1,7 @@
 import type { Store } from "../store/db.ts";
 import { insertIfAbsent, type Executor } from "../store/sql.ts";
 import { noteCommitted } from "../store/commit-hooks.ts";
-import type { EventRow } from "../store/schema.ts";
+import type { EventRow, IncidentRow } from "../store/schema.ts";
 import { newId } from "../shared/ids.ts";
 import { redactSecrets } from "../shared/redact.ts";
 import { requestNotices } from "../notify/requests.ts";
@@ -20,6 +20,8 @@ export type NewEvent = {
   reason?: string | null;
   data?: unknown;
   occurredAt: number;
+  /** The incident as this event leaves it, for commit listeners (the metrics); not stored. */
+  incident?: IncidentRow;
 };
 
 /**
@@ -60,6 +62,7 @@ export async function appendEvent(
       reason: row.reason,
       data: (data ?? {}) as Record<string, unknown>,
       occurredAt: e.occurredAt,
+      ...(e.incident && { incident: e.incident }),
     });
     await requestNotices(db, dialect, { ...e, id }, recordedAt);
     await requestWebhooks(db, dialect, { id, type: e.type, incidentId: e.incidentId }, recordedAt);

@@ -3,19 +3,43 @@ import type { Logger } from "../shared/logger.ts";
 import type { Store } from "../store/db.ts";
 import { appendEvent } from "../events/repo.ts";
 import { errorMessage } from "../shared/errors.ts";
+import type { Metrics } from "../shared/metrics.ts";
+
+/** A runner silent for longer than this has gone away (scaled down, renamed): it is no longer counted as stale. */
+const STALE_WINDOW_MS = 3_600_000;
 
 /**
  * Watches the fleet: a runner unseen for two heartbeat intervals is stale, and every task still
  * `running` on it is flagged with a `task.runner_lost` event (once per task and runner). The task
  * itself is left alone: the bus redelivers it after its ack deadline.
  */
-export function createFleetMonitor(deps: { store: Store; log: Logger; now: () => number; heartbeatMs: number }) {
+export function createFleetMonitor(deps: {
+  store: Store;
+  log: Logger;
+  now: () => number;
+  heartbeatMs: number;
+  metrics?: Pick<Metrics, "runners">;
+}) {
   const { store } = deps;
   const log = deps.log.child({ component: "fleet-monitor" });
   let timer: NodeJS.Timeout | undefined;
 
+  /** Runners heard within two heartbeats are live; silent longer but heard within the hour, stale; older ones are gone. */
+  async function countRunners(now: number): Promise<void> {
+    if (!deps.metrics) return;
+    const rows = await store.db
+      .selectFrom("runners")
+      .select("last_seen_at")
+      .where("last_seen_at", ">=", now - STALE_WINDOW_MS)
+      .execute();
+    const live = rows.filter((r) => Number(r.last_seen_at) >= now - 2 * deps.heartbeatMs).length;
+    deps.metrics.runners.set({ state: "live" }, live);
+    deps.metrics.runners.set({ state: "stale" }, rows.length - live);
+  }
+
   async function tick(): Promise<number> {
     const now = deps.now();
+    await countRunners(now);
     // Only running tasks whose runner went quiet: the runners table keeps every runner ever seen.
     const orphaned = await store.db
       .selectFrom("tasks")

@@ -2,6 +2,7 @@ import type { TaskQueue } from "../bus/port.ts";
 import { appendEvent } from "../events/repo.ts";
 import { errorMessage, invalid, isAppError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
+import type { Metrics } from "../shared/metrics.ts";
 import type { Store } from "../store/db.ts";
 import { isDbUnavailable, isRetryableDbError } from "../store/errors.ts";
 import type { IncidentRow } from "../store/schema.ts";
@@ -34,6 +35,7 @@ export type AnalysisDeps = {
   /** What inline skills (probe, drift, http) need. */
   inline?: InlineDeps;
   onEnqueued?: () => void;
+  metrics?: Pick<Metrics, "analysisDuration">;
 };
 
 const ENGINE = { actor: "pitcrew:analysis", channel: "engine" } as const;
@@ -136,6 +138,7 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
         : first;
     if (first.state === "analyzing") await resumed(first, "analysis resumed: an earlier attempt did not finish", now);
     const skills = deps.skills();
+    const started = performance.now();
     // A store error here is not "no skill matches": it throws, and the job is delivered again.
     const history = await historyOf(analyzing);
     let plan: Plan | null;
@@ -211,6 +214,8 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
       await applyTransition(trx, store.dialect, inc, "fix.started", { ...ENGINE, reason: `running ${skill.name}` }, t);
       return "fixing";
     });
+    const planner = deps.planner.name ?? plan?.planner ?? "rules";
+    deps.metrics?.analysisDuration.observe({ planner }, (performance.now() - started) / 1000);
     const result: AnalysisResult = { outcome, ...(first.state === "analyzing" ? { resumed: true as const } : {}) };
     if (outcome !== "fixing" || !inlineRun) return result;
     return { ...result, ...(await finishInline(incidentId, inlineRun.version, inlineRun, skills)) };

@@ -64,6 +64,7 @@ export async function applyTransition(
       reason: by.reason ?? null,
       data: { from, event, ...by.data },
       occurredAt: now,
+      incident: { ...incident, ...set } as IncidentRow,
     },
     now,
   );

@@ -2,6 +2,7 @@ import { appendEvent } from "../events/repo.ts";
 import { errorMessage } from "../shared/errors.ts";
 import { formatDuration } from "../shared/duration.ts";
 import type { Logger } from "../shared/logger.ts";
+import type { Metrics } from "../shared/metrics.ts";
 import type { Store } from "../store/db.ts";
 import type { IncidentRow, TaskRow } from "../store/schema.ts";
 import type { Executor } from "../store/sql.ts";
@@ -40,6 +41,7 @@ export type SweeperDeps = {
    * on. The place for re-queueing the merges of `approved` incidents whose merge stopped.
    */
   extra?: Array<(now: number) => Promise<number>>;
+  metrics?: Pick<Metrics, "incidentsStuck" | "sweeperActions">;
 };
 
 export type SweepResult = { requeued: number; escalated: number; applied: number; extra: number };
@@ -234,12 +236,17 @@ export function createSweeper(deps: SweeperDeps) {
     const result: SweepResult = { requeued: 0, escalated: 0, applied: 0, extra: 0 };
     if (!(await getPause(store.db)).paused) {
       let after: { since: number; id: string } | undefined;
+      let stuck = 0;
       for (let i = 0; i < MAX_BATCHES; i++) {
         const rows = await stranded(now, after);
+        stuck += rows.length;
         for (const row of rows) {
           try {
             const action = await sweepOne(row, now);
-            if (action !== "raced") result[action] += 1;
+            if (action !== "raced") {
+              result[action] += 1;
+              deps.metrics?.sweeperActions.inc({ action });
+            }
           } catch (err) {
             log.warn(
               { err: { message: errorMessage(err) }, incidentId: row.id },
@@ -251,6 +258,7 @@ export function createSweeper(deps: SweeperDeps) {
         const last = rows[rows.length - 1]!;
         after = { since: Number(last.state_since), id: last.id };
       }
+      deps.metrics?.incidentsStuck.set(stuck);
     }
     for (const f of deps.extra ?? []) {
       try {

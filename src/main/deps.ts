@@ -9,6 +9,7 @@ import { composeHooks, incidentFixHook, type TerminalHook } from "../incidents/f
 import { scheduleRunHook } from "../schedules/run-outcome.ts";
 import { createOutboxRelay, type OutboxRelay } from "../bus/outbox.ts";
 import { createLifecycleLog } from "../incidents/lifecycle-log.ts";
+import { createLifecycleMetrics } from "../incidents/lifecycle-metrics.ts";
 
 /** Builds the control plane's dependencies; nothing runs until serve.ts starts the loops. */
 export function createDeps(config: Config, log: Logger): { deps: Deps; relay: OutboxRelay; onTerminal: TerminalHook } {
@@ -16,8 +17,11 @@ export function createDeps(config: Config, log: Logger): { deps: Deps; relay: Ou
   const store = openStore(config.database);
   // One info line per committed step of an incident's life.
   store.onEventsCommitted(createLifecycleLog(log));
+  // The incident and approval counters, from the same committed events.
+  const metrics = createMetrics();
+  store.onEventsCommitted(createLifecycleMetrics(metrics));
   const queue = createQueue(config, log, "pitcrew-serve");
-  const relay = createOutboxRelay({ store, queue, log, now }, config.outbox);
+  const relay = createOutboxRelay({ store, queue, log, now, metrics }, config.outbox);
   // A committed task is relayed at once instead of at the next poll.
   // What a task reaching its end moves on: its incident (a fix), its schedule (a scheduled run).
   const onTerminal = composeHooks(
@@ -25,5 +29,5 @@ export function createDeps(config: Config, log: Logger): { deps: Deps; relay: Ou
     scheduleRunHook(store.dialect),
   );
   const tasks = createTaskService({ store, log, now, onEnqueued: () => relay.kick(), onTerminal });
-  return { deps: { config, log, store, queue, metrics: createMetrics(), tasks, now }, relay, onTerminal };
+  return { deps: { config, log, store, queue, metrics, tasks, now }, relay, onTerminal };
 }

@@ -1,14 +1,15 @@
 import type { Config } from "../config/load.ts";
 import type { Logger } from "../shared/logger.ts";
+import type { Metrics } from "../shared/metrics.ts";
 import type { Store } from "../store/db.ts";
 import { createClaudePlanner } from "../skills/planner-claude.ts";
 import { rulesPlanner, type Planner } from "../skills/planner.ts";
 
 /**
  * Claude when ANTHROPIC_API_KEY is set (with rules as its fallback), rules alone otherwise. With a
- * store, the tokens of each call are added to the incident's counters.
+ * store, the tokens of each call are added to the incident's counters; with metrics, to the planner's.
  */
-export function createPlanner(config: Config, log: Logger, store?: Store): Planner {
+export function createPlanner(config: Config, log: Logger, store?: Store, metrics?: Metrics): Planner {
   const a = config.anthropic;
   if (!a) return rulesPlanner;
   return createClaudePlanner({
@@ -19,6 +20,7 @@ export function createPlanner(config: Config, log: Logger, store?: Store): Plann
     baseURL: a.baseURL,
     log,
     fallback: rulesPlanner,
+    metrics,
     onUsage: async (u) => {
       log.info(
         { incidentId: u.incidentId, inputTokens: u.inputTokens, outputTokens: u.outputTokens, model: u.model },

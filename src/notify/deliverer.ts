@@ -2,6 +2,7 @@ import { appendEvent } from "../events/repo.ts";
 import { backoffMs } from "../shared/backoff.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
+import type { Metrics } from "../shared/metrics.ts";
 import type { Store } from "../store/db.ts";
 import { holdLease, releaseLease } from "./lease.ts";
 import {
@@ -84,6 +85,7 @@ export type DelivererDeps = {
   /** By channel; rows of a channel without a sender are dropped (its service is not configured). */
   senders: Record<string, Sender>;
   settings?: Partial<DelivererSettings>;
+  metrics?: Pick<Metrics, "deliveries">;
 };
 
 export type RunResult = {
@@ -109,6 +111,9 @@ export function createDeliverer(deps: DelivererDeps) {
   const paused = new Map<string, { until: number; failures: number }>();
   let lastPrune = Number.NEGATIVE_INFINITY;
 
+  const count = (row: DeliveryRow, outcome: "sent" | "retried" | "dead") =>
+    deps.metrics?.deliveries.inc({ channel: row.channel, outcome });
+
   async function record(row: DeliveryRow, out: DeliveryOutcome, r: RunResult): Promise<void> {
     const now = deps.now();
     switch (out.status) {
@@ -125,6 +130,7 @@ export function createDeliverer(deps: DelivererDeps) {
         );
         // Changed while it was being sent: send again, rendered from the new state.
         if (!closed) await postponeDeliveries(store.db, [row.id], now, now);
+        else if (out.status === "sent") count(row, "sent");
         return;
       }
       case "wait":
@@ -147,6 +153,7 @@ export function createDeliverer(deps: DelivererDeps) {
             error: out.error,
             lastStatus: out.httpStatus,
           });
+          count(row, "retried");
           return;
         }
         const attempts = Number(row.attempts) + 1;
@@ -165,6 +172,7 @@ export function createDeliverer(deps: DelivererDeps) {
             attempts,
             error: out.error,
           });
+          count(row, "retried");
           return;
         }
         return giveUp(row, `gave up after ${attempts} attempts: ${out.error}`, undefined, r, attempts);
@@ -191,9 +199,9 @@ export function createDeliverer(deps: DelivererDeps) {
   ): Promise<void> {
     r.dead += 1;
     log.error({ deliveryId: row.id, channel: row.channel, kind: row.kind, ref: row.ref, error }, "delivery given up");
-    await store.db.transaction().execute(async (trx) => {
+    const dead = await store.db.transaction().execute(async (trx) => {
       const now = deps.now();
-      if (!(await finishDelivery(trx, row, "dead", now, { error, attempts, lastStatus }))) return;
+      if (!(await finishDelivery(trx, row, "dead", now, { error, attempts, lastStatus }))) return false;
       await appendEvent(
         trx,
         store.dialect,
@@ -215,7 +223,9 @@ export function createDeliverer(deps: DelivererDeps) {
         },
         now,
       );
+      return true;
     });
+    if (dead) count(row, "dead");
   }
 
   /** One pass: hold the lease, send what is due, record the outcomes. */

@@ -1,5 +1,6 @@
 import type { Config } from "../config/load.ts";
 import type { Logger } from "../shared/logger.ts";
+import type { Metrics } from "../shared/metrics.ts";
 import type { Store } from "../store/db.ts";
 import { createDeliverer, type DelivererSettings, type Sender } from "./deliverer.ts";
 import { createRateLimiter } from "./rate-limit.ts";
@@ -18,6 +19,7 @@ export type NoticeDeps = {
   now: () => number;
   owner: string;
   settings?: Partial<DelivererSettings>;
+  metrics?: Pick<Metrics, "deliveries">;
 };
 
 export function createNotices(

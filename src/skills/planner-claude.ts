@@ -8,6 +8,7 @@ import type { Message, Tool } from "@anthropic-ai/sdk/resources/messages";
 import { z } from "zod";
 import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
+import type { Metrics } from "../shared/metrics.ts";
 import { rankSkills } from "./match.ts";
 import { templateData, type Plan, type PlanContext, type Planner } from "./planner.ts";
 import { actionKind, type Skill } from "./schema.ts";
@@ -24,6 +25,7 @@ export type ClaudePlannerOptions = {
   log: Logger;
   fallback: Planner;
   onUsage?: (u: ClaudeUsage) => Promise<void> | void;
+  metrics?: Pick<Metrics, "plannerTokens" | "plannerErrors">;
 };
 
 const RESERVED = ["rationale", "confidence"];
@@ -63,12 +65,15 @@ export function createClaudePlanner(opts: ClaudePlannerOptions): Planner {
     },
   });
 
+  /** Plans with the rules instead; `code` names the reason in the errors metric (none when Claude had nothing to choose from). */
   async function fallBack(
     ctx: PlanContext,
     skills: Skill[],
     reason: string,
+    code: PlannerError | null = null,
     level: "info" | "warn" = "warn",
   ): Promise<Plan | null> {
+    if (code) opts.metrics?.plannerErrors.inc({ planner: "claude", reason: code });
     const why = scrub(`claude: ${reason}`);
     log[level]({ incidentId: ctx.incident.id, reason: why }, "claude planner fell back to rules");
     const plan = await opts.fallback.plan(ctx, skills);
@@ -76,6 +81,8 @@ export function createClaudePlanner(opts: ClaudePlannerOptions): Planner {
   }
 
   async function reportUsage(incidentId: string, msg: Message) {
+    opts.metrics?.plannerTokens.inc({ planner: "claude", type: "input" }, msg.usage.input_tokens);
+    opts.metrics?.plannerTokens.inc({ planner: "claude", type: "output" }, msg.usage.output_tokens);
     if (!opts.onUsage) return;
     try {
       await opts.onUsage({
@@ -90,6 +97,7 @@ export function createClaudePlanner(opts: ClaudePlannerOptions): Planner {
   }
 
   return {
+    name: "claude",
     async plan(ctx, skills) {
       const incidentId = ctx.incident.id;
       const data = templateData(ctx);
@@ -102,7 +110,8 @@ export function createClaudePlanner(opts: ClaudePlannerOptions): Planner {
           );
         return !clash;
       });
-      if (candidates.length === 0) return fallBack(ctx, skills, "no candidate skill matches this incident", "info");
+      if (candidates.length === 0)
+        return fallBack(ctx, skills, "no candidate skill matches this incident", null, "info");
       const tools = candidates.map((s) => buildSkillTool(s, data));
 
       // The SDK's own timeout covers only the wait for the response headers; this one bounds the
@@ -130,7 +139,12 @@ export function createClaudePlanner(opts: ClaudePlannerOptions): Planner {
         );
         msg = await Promise.race([call, deadline]);
       } catch (err) {
-        return fallBack(ctx, skills, describeApiError(err, controller.signal.aborted, opts.timeoutMs));
+        return fallBack(
+          ctx,
+          skills,
+          describeApiError(err, controller.signal.aborted, opts.timeoutMs),
+          apiErrorCode(err, controller.signal.aborted),
+        );
       } finally {
         clearTimeout(timer);
       }
@@ -138,10 +152,10 @@ export function createClaudePlanner(opts: ClaudePlannerOptions): Planner {
 
       if (msg.stop_reason === "refusal") {
         const category = msg.stop_details?.category;
-        return fallBack(ctx, skills, `refused to answer${category ? ` (${category})` : ""}`);
+        return fallBack(ctx, skills, `refused to answer${category ? ` (${category})` : ""}`, "refusal");
       }
       if (msg.stop_reason === "max_tokens")
-        return fallBack(ctx, skills, `answer cut off at max_tokens (${opts.maxTokens})`);
+        return fallBack(ctx, skills, `answer cut off at max_tokens (${opts.maxTokens})`, "max_tokens");
       const calls = msg.content.filter((b) => b.type === "tool_use");
       if (calls.length === 0)
         return fallBack(
@@ -150,14 +164,17 @@ export function createClaudePlanner(opts: ClaudePlannerOptions): Planner {
           msg.content.some((b) => b.type === "text")
             ? "answered text instead of a tool call"
             : "answered without a tool call",
+          "no_tool_call",
         );
-      if (calls.length > 1) return fallBack(ctx, skills, `answered ${calls.length} tool calls instead of one`);
+      if (calls.length > 1)
+        return fallBack(ctx, skills, `answered ${calls.length} tool calls instead of one`, "invalid_answer");
       const call = calls[0]!;
       const chosen = tools.find((t) => t.tool.name === call.name);
-      if (!chosen) return fallBack(ctx, skills, `chose tool "${call.name.slice(0, 64)}", which was not offered`);
+      if (!chosen)
+        return fallBack(ctx, skills, `chose tool "${call.name.slice(0, 64)}", which was not offered`, "invalid_answer");
       const parsed = chosen.input.safeParse(call.input);
       if (!parsed.success)
-        return fallBack(ctx, skills, `invalid input for ${call.name}: ${formatIssues(parsed.error)}`);
+        return fallBack(ctx, skills, `invalid input for ${call.name}: ${formatIssues(parsed.error)}`, "invalid_answer");
 
       const { rationale, confidence, ...rest } = parsed.data as Record<string, unknown> & {
         rationale: string;
@@ -257,6 +274,36 @@ function formatIssues(err: z.ZodError): string {
     .slice(0, 3)
     .map((i) => `${i.path.map(String).join(".") || "input"} ${i.message}`)
     .join("; ");
+}
+
+/** Why a Claude call gave no usable plan, as the errors metric's `reason` label (a short, fixed set). */
+export type PlannerError =
+  | "timeout"
+  | "network"
+  | "overloaded"
+  | "rate_limited"
+  | "server_error"
+  | "unauthorized"
+  | "rejected"
+  | "refusal"
+  | "max_tokens"
+  | "no_tool_call"
+  | "invalid_answer"
+  | "error";
+
+function apiErrorCode(err: unknown, aborted: boolean): PlannerError {
+  if (aborted || err instanceof APIConnectionTimeoutError) return "timeout";
+  if (err instanceof APIUserAbortError) return "error";
+  if (err instanceof APIConnectionError) return "network";
+  if (err instanceof APIError && typeof err.status === "number") {
+    const s = err.status;
+    if (s === 529 || err.type === "overloaded_error") return "overloaded";
+    if (s === 429) return "rate_limited";
+    if (s >= 500) return "server_error";
+    if (s === 401 || s === 403) return "unauthorized";
+    return "rejected";
+  }
+  return "error";
 }
 
 function describeApiError(err: unknown, aborted: boolean, timeoutMs: number): string {

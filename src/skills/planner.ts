@@ -31,7 +31,11 @@ export type Plan = {
   fallback?: string;
 };
 
-export type Planner = { plan(ctx: PlanContext, skills: Skill[]): Promise<Plan | null> };
+export type Planner = {
+  /** Which planner this is, for the metrics (a fallback's plan still names the planner that fell back). */
+  name?: Plan["planner"];
+  plan(ctx: PlanContext, skills: Skill[]): Promise<Plan | null>;
+};
 
 export function templateData(ctx: PlanContext): TemplateData {
   const i = ctx.incident;
@@ -80,4 +84,4 @@ export function planFromRules(ctx: PlanContext, skills: Skill[]): Plan | null {
   return null;
 }
 
-export const rulesPlanner: Planner = { plan: async (ctx, skills) => planFromRules(ctx, skills) };
+export const rulesPlanner: Planner = { name: "rules", plan: async (ctx, skills) => planFromRules(ctx, skills) };

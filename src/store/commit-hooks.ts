@@ -1,5 +1,5 @@
 import type { DatabaseConnection, Dialect, Driver, Kysely } from "kysely";
-import type { DB } from "./schema.ts";
+import type { DB, IncidentRow } from "./schema.ts";
 import type { Executor } from "./sql.ts";
 
 // Timeline events as they become true: an event appended inside a transaction is held on that
@@ -17,6 +17,8 @@ export type CommittedEvent = {
   reason: string | null;
   data: Record<string, unknown>;
   occurredAt: number;
+  /** The incident as the event leaves it, when its writer had it (a transition, an opening); never stored. */
+  incident?: IncidentRow;
 };
 
 export type CommitListener = (events: CommittedEvent[]) => void;

@@ -3,6 +3,7 @@ import type { Delivery, Subscription, TaskQueue } from "../bus/port.ts";
 import { backoffMs } from "../shared/backoff.ts";
 import { errorMessage, isAppError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
+import type { Metrics } from "../shared/metrics.ts";
 import type { Store } from "../store/db.ts";
 import type { Executor } from "../store/sql.ts";
 import { enqueueTask } from "./service.ts";
@@ -31,7 +32,14 @@ export type ControlJob = {
   ): Promise<void>;
 };
 
-export type ControlJobsDeps = { store: Store; queue: TaskQueue; log: Logger; now: () => number; onDone?: () => void };
+export type ControlJobsDeps = {
+  store: Store;
+  queue: TaskQueue;
+  log: Logger;
+  now: () => number;
+  onDone?: () => void;
+  metrics?: Pick<Metrics, "queueRedeliveries">;
+};
 
 export function createControlJobs(deps: ControlJobsDeps, jobs: Record<string, ControlJob>) {
   const { store } = deps;
@@ -73,6 +81,7 @@ export function createControlJobs(deps: ControlJobsDeps, jobs: Record<string, Co
       await d.ack();
       return;
     }
+    if (d.attempt > 1) deps.metrics?.queueRedeliveries.inc({ pool: CONTROL_POOL });
     const keepAlive = setInterval(() => d.working(), 5000);
     try {
       const result = await job.run(payload, ctx);
