@@ -1,4 +1,5 @@
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -83,6 +84,90 @@ describe("pitcrew serve (embedded defaults)", () => {
     const p = spawnPitcrew(["runner"], {});
     expect((await p.exited).code).toBe(1);
     expect(p.stderr()).toMatch(/NATS_URL: required/);
+  });
+});
+
+// amtool (Debian's prometheus-alertmanager) checks an alertmanager.yml the way AlertManager loads it.
+const AMTOOL = process.env.AMTOOL_BIN ?? "/usr/bin/amtool";
+const amtoolFound = existsSync(AMTOOL);
+if (!amtoolFound)
+  process.stderr.write(`\n!!!!!!!! SKIPPING the alertmanager.yml checks: ${AMTOOL} is missing !!!!!!!!\n\n`);
+
+/** Runs `amtool check-config` on the YAML; returns its output, throws with it when the file is refused. */
+function checkAlertmanagerYml(yaml: string): string {
+  const file = join(tempDir(), "alertmanager.yml");
+  writeFileSync(file, yaml);
+  try {
+    return execFileSync(AMTOOL, ["check-config", file], { encoding: "utf8", stdio: "pipe" });
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string };
+    throw new Error(`amtool refused:\n${yaml}\n${e.stdout ?? ""}${e.stderr ?? ""}`);
+  }
+}
+
+describe("pitcrew serve: the start banner and LOG_FORMAT=pretty", () => {
+  it("shows the setup a newcomer checks, pretty log lines, and an alertmanager.yml that AlertManager accepts", async () => {
+    const dir = tempDir();
+    const port = await freePort();
+    const skillsDir = join(dir, "skills");
+    mkdirSync(skillsDir);
+    copyFileSync("skills/restart-not-ready.yaml", join(skillsDir, "restart-not-ready.yaml"));
+    writeFileSync(join(skillsDir, "broken.yaml"), "name: broken\nmatch: [not, a, map]\n");
+    const p = spawnPitcrew(["serve"], {
+      PORT: String(port),
+      DATA_DIR: join(dir, "data"),
+      SKILLS_DIR: skillsDir,
+      LOG_LEVEL: "info",
+      LOG_FORMAT: "pretty",
+      DRY_RUN: "true",
+      AUTO_APPROVE_MAX_RISK: "low",
+      GITOPS_BASE_BRANCH: "production",
+      ALERTMANAGER_TOKEN: "banner-test-token-0123456789",
+      // One agent whose program is on PATH, the default one (claude) not installed here.
+      AGENT_COMMANDS: JSON.stringify({ "shell-agent": ["sh", "-c", "{{prompt}}"] }),
+    });
+    try {
+      await waitFor(() => p.stdout().includes("credentials_file:"), 30_000, 100);
+      const out = p.stdout();
+      const row = (name: string) => new RegExp(`^  ${name.padEnd(22)} (.*)$`, "m").exec(out)?.[1];
+      expect(row("Mode")).toBe("embedded");
+      expect(row("Store")).toBe(`SQLite ${join(dir, "data", "pitcrew.db")}`);
+      expect(row("Queue")).toBe("in-process");
+      expect(row("GitOps")).toBe(`local ${join(dir, "data", "gitops.git")}, base branch production`);
+      expect(row("DRY_RUN")).toMatch(/^on: /);
+      expect(row("AUTO_APPROVE_MAX_RISK")).toMatch(/^low: fixes up to low risk are approved by policy/);
+      expect(row("Approvals")).toBe("mcp, console (tokens: the generated admin token)");
+      const sh = execFileSync("sh", ["-c", "command -v sh"], { encoding: "utf8" }).trim();
+      expect(row("Agent CLIs")).toContain(`shell-agent: ${sh}`);
+      expect(row("Agent CLIs")).toMatch(/claude-code \(AGENT_DEFAULT\): claude not found/);
+      expect(row("Skills")).toBe("1 loaded: restart-not-ready");
+      expect(out).toMatch(/^ {25}not loaded: .*broken\.yaml:\d+: .+$/m);
+      expect(out).not.toContain("banner-test-token-0123456789");
+
+      // LOG_FORMAT=pretty: readable lines, no JSON.
+      expect(out).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO \(pitcrew-serve\): migrations applied$/m);
+      expect(out).not.toMatch(/^\{"level"/m);
+
+      // The receiver snippet, as printed, is a whole alertmanager.yml with a route to Pitcrew.
+      const lines = out.split("\n");
+      const from = lines.indexOf("  route:");
+      const snippet = lines.slice(from, lines.indexOf("", from)).join("\n");
+      expect(snippet).toContain("    receiver: pitcrew\n");
+      expect(snippet).toContain(`        - url: http://localhost:${port}/webhooks/alertmanager\n`);
+      if (amtoolFound) expect(checkAlertmanagerYml(snippet)).toMatch(/SUCCESS/);
+      p.child.kill("SIGTERM");
+      expect(await p.exited).toEqual({ code: 0, signal: null });
+    } finally {
+      p.child.kill("SIGKILL");
+    }
+  });
+
+  it.skipIf(!amtoolFound)("the README's alertmanager.yml is one AlertManager accepts", () => {
+    const readme = readFileSync("README.md", "utf8");
+    const section = readme.slice(readme.indexOf("## Pointing AlertManager at Pitcrew"));
+    const yaml = /```yaml\n([\s\S]*?)```/.exec(section)![1]!;
+    expect(yaml).toMatch(/^route:\n/);
+    expect(checkAlertmanagerYml(yaml)).toMatch(/SUCCESS/);
   });
 });
 
