@@ -15,7 +15,8 @@ import { migrateWithRetry } from "../store/db.ts";
 import { handleDeadLetters } from "../tasks/dead-letter.ts";
 import { createTaskReconciler } from "../tasks/reconciler.ts";
 import { requeuePendingTasks } from "../tasks/requeue.ts";
-import { createControlJobs } from "../tasks/control-jobs.ts";
+import { CONTROL_POOL, createControlJobs } from "../tasks/control-jobs.ts";
+import { createQueueDepthReader } from "../bus/depth.ts";
 import { createScheduleService } from "../schedules/service.ts";
 import { createScheduler, SCHEDULE_SKILL_JOB } from "../schedules/scheduler.ts";
 import { createScheduleSkillJob } from "../schedules/skill-job.ts";
@@ -85,8 +86,9 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   skillSync.start(config.skillsSyncIntervalMs);
   const skills = skillSync.skills;
   const tasks = deps.tasks;
-  const ingester = createEventIngester({ store, queue, log, now: deps.now, onTerminal }).start();
-  const deadLetters = handleDeadLetters({ queue, tasks, log });
+  const { metrics } = deps;
+  const ingester = createEventIngester({ store, queue, log, now: deps.now, onTerminal, metrics }).start();
+  const deadLetters = handleDeadLetters({ queue, tasks, log, metrics });
   // Remote skills name the env var that holds their signing secret.
   const inline: InlineDeps = { argocd: config.argocd, secrets: (name) => process.env[name] };
   const analysisWorker = createAnalysisWorker({
@@ -95,11 +97,12 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     log,
     now: deps.now,
     skills,
-    planner: createPlanner(config, log, store),
+    planner: createPlanner(config, log, store, metrics),
     guardrails: { ...config.guardrails, stuckAfterMs: config.sweep.stuckAfterMs },
     fixPool: config.runner.pool,
     inline,
     onEnqueued: () => relay.kick(),
+    metrics,
   });
   // The in-process runners start coding agents: as whom, and whether the skills' CLIs are there.
   const agentClis = embedded ? () => missingAgentClis(skills(), config.agents, process.env.PATH ?? "") : undefined;
@@ -135,7 +138,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   });
   // One consumer of the control pool runs every kind of control-plane job.
   const controlJobs = createControlJobs(
-    { store, queue, log, now: deps.now, onDone: () => relay.kick() },
+    { store, queue, log, now: deps.now, onDone: () => relay.kick(), metrics },
     {
       "incident.analyze": analysisWorker.job,
       ...approvals.jobs,
@@ -144,8 +147,10 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   );
   const analysis = controlJobs.start(config.analysisConcurrency);
   relay.start();
-  const fleet = createFleetMonitor({ store, log, now: deps.now, heartbeatMs: config.runner.heartbeatMs });
+  const fleet = createFleetMonitor({ store, log, now: deps.now, heartbeatMs: config.runner.heartbeatMs, metrics });
   fleet.start();
+  const depth = createQueueDepthReader({ queue, log, metrics }, { pools: [config.runner.pool, CONTROL_POOL] });
+  depth.start();
   // Telegram notices and approval messages: durable rows, sent by one replica at a time (dropped
   // when TELEGRAM_BOT_TOKEN is unset).
   // Signed webhooks to external agents: targets from WEBHOOKS_DIR and MCP, sent by the same deliverer.
@@ -162,7 +167,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   });
   const notices = createNotices(
     config,
-    { store, log, now: deps.now, owner: `${config.runner.id}-${randomBytes(4).toString("hex")}` },
+    { store, log, now: deps.now, owner: `${config.runner.id}-${randomBytes(4).toString("hex")}`, metrics },
     { [WEBHOOK]: webhooks.sender },
   );
   notices.start();
@@ -197,6 +202,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     settings: config.sweep,
     onTerminal,
     onQueued: () => relay.kick(),
+    metrics,
     // Approved merges that never finished: queued again, then given up and escalated.
     extra: [
       async (now) => {
@@ -336,6 +342,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     await runner?.stop();
     await analysis.stop();
     fleet.stop();
+    depth.stop();
     await reconciler.stop();
     verifier.stop();
     await sweeper.stop();
