@@ -1,4 +1,4 @@
-import { setupServer } from "msw/node";
+import { HttpResponse, http } from "msw";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config/load.ts";
 import { listEvents } from "../../src/events/repo.ts";
@@ -9,14 +9,15 @@ import { silentLogger } from "../../src/shared/logger.ts";
 import { fixture, newTag, postAlerts } from "../helpers/alerts.ts";
 import { intakeApp, skills, TOKEN, type IntakeHarness } from "../helpers/intake-app.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
+import { strictMockServer } from "../helpers/msw.ts";
 import { createAnthropicMock, promptText } from "../msw/anthropic.ts";
 
 const API_KEY = "sk-ant-api03-analysis-test-4f7Qe2Lm9Xc1Vb8Nz3";
 const mock = createAnthropicMock({ apiKey: API_KEY });
-const server = setupServer();
+const server = strictMockServer();
 const factories = await storeFactories();
 
-beforeAll(() => server.listen({ onUnhandledRequest: "error" }));
+beforeAll(() => server.listen());
 afterEach(() => server.resetHandlers());
 afterAll(() => server.close());
 
@@ -88,6 +89,8 @@ for (const f of factories) {
     });
 
     it("pins every parameter of a skill that runs without approval to the alert's own values", async () => {
+      const tag = newTag();
+      const probed: string[] = [];
       server.use(
         mock.toolUse("target-down-probe", {
           url: "http://attacker.example/steal",
@@ -95,14 +98,20 @@ for (const f of factories) {
           rationale: "Probe it.",
           confidence: 0.9,
         }),
+        // The alert's service does not answer, as when it is down.
+        http.get(`http://payments-api.payments-${tag}.svc/healthz`, ({ request }) => {
+          probed.push(request.url);
+          return HttpResponse.error();
+        }),
       );
-      const tag = newTag();
       const id = await open("target-down.json", tag);
       await worker.analyze(id);
       // Claude's plan (the probe then fails here and its follow-up becomes the incident's plan).
       const plan = JSON.parse((await listEvents(store.db, { incidentId: id, type: "incident.planned" }))[0]!.data);
       expect(plan.planner).toBe("claude");
       expect(plan.params).toEqual({ url: `http://payments-api.payments-${tag}.svc:80/healthz`, timeout: "5s" });
+      // The probe that ran is the pinned one, not the model's.
+      expect(probed).toEqual([`http://payments-api.payments-${tag}.svc/healthz`]);
     });
 
     it("falls back to the rules with the reason when Claude is overloaded, and still counts nothing it did not answer", async () => {

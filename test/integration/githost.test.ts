@@ -3,8 +3,8 @@ import { mkdtemp, rm, writeFile, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { http, HttpResponse } from "msw";
-import { setupServer } from "msw/node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { strictMockServer } from "../helpers/msw.ts";
 import { git, gitResult } from "../../src/gitops/git.ts";
 import { createGitHubHost } from "../../src/gitops/github.ts";
 import { createLocalGitHost } from "../../src/gitops/local.ts";
@@ -15,8 +15,8 @@ import { createGitHubMock, type GitHubMock } from "../msw/github.ts";
 // One file for the GitHost port: the contract suite both adapters pass, then what only one adapter
 // has (merges in a real bare repository; GitHub auth and error mapping through msw).
 
-const server = setupServer();
-beforeAll(() => server.listen({ onUnhandledRequest: "error" }));
+const server = strictMockServer();
+beforeAll(() => server.listen());
 afterEach(() => server.resetHandlers());
 afterAll(() => server.close());
 

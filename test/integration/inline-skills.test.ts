@@ -1,13 +1,13 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createTcpServer, type AddressInfo } from "node:net";
 import { delay, http, HttpResponse } from "msw";
-import { setupServer } from "msw/node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { runDrift, runDriftReport } from "../../src/skills/builtins/drift.ts";
 import { runProbe } from "../../src/skills/builtins/probe.ts";
 import { callRemoteSkill, type HttpAction } from "../../src/skills/remote.ts";
 import { verify } from "../../src/webhooks/sign.ts";
 import { rejection } from "../helpers/assert.ts";
+import { strictMockServer } from "../helpers/msw.ts";
 import { runInline } from "../../src/skills/inline.ts";
 import { Skill } from "../../src/skills/schema.ts";
 
@@ -278,7 +278,7 @@ describe("drift against the Argo CD API (msw)", () => {
   const BASE = "https://argocd.example.test";
   const TOKEN = "argocd-token-that-must-not-leak";
   const opts = { baseUrl: BASE, token: TOKEN, timeoutMs: 1000 };
-  const mock = setupServer();
+  const mock = strictMockServer();
   const syncCalls: { name: string; auth: string | null; body: unknown }[] = [];
   const getCalls: { name: string; auth: string | null; project: string | null }[] = [];
 
@@ -336,7 +336,7 @@ describe("drift against the Argo CD API (msw)", () => {
 
   beforeAll(() => {
     // Only this block talks to the fake Argo CD; the real local servers above stay unintercepted.
-    mock.listen({ onUnhandledRequest: "error" });
+    mock.listen();
   });
   afterEach(() => mock.resetHandlers());
   afterAll(() => mock.close());

@@ -1,5 +1,4 @@
 import { randomBytes } from "node:crypto";
-import { setupServer } from "msw/node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { getIncident, newIncidentRow } from "../../src/incidents/repo.ts";
 import { appendEvent } from "../../src/events/repo.ts";
@@ -12,6 +11,7 @@ import { silentLogger } from "../../src/shared/logger.ts";
 import { createTelegramMock, TELEGRAM_API_ROOT, type TelegramCall } from "../msw/telegram.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { strictMockServer } from "../helpers/msw.ts";
 
 // Durable Telegram deliveries against the Bot API fake: outages that never block the lifecycle and
 // lose nothing, Telegram's rate limits and its 429s, and one sender among several control planes.
@@ -22,7 +22,7 @@ const factories = await storeFactories();
 const TOKEN = "123456789:AAHnotifyTESTtokenABCDEFGHIJKLMNOPQ";
 const GROUP = "-1001234567890";
 const uid = () => randomBytes(4).toString("hex");
-const server = setupServer();
+const server = strictMockServer();
 
 type Clock = { now: number };
 
@@ -60,7 +60,7 @@ for (const f of factories) {
     beforeAll(async () => {
       // A private database: a deliverer serves every row of its database.
       store = await f.make({ own: true });
-      server.listen({ onUnhandledRequest: "error" });
+      server.listen();
     });
     afterEach(async () => {
       server.resetHandlers();

@@ -2,7 +2,6 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { setupServer } from "msw/node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createMemoryQueue } from "../../src/bus/memory.ts";
 import { createEventIngester } from "../../src/events/ingester.ts";
@@ -24,6 +23,7 @@ import { createTelegramMock, TELEGRAM_API_ROOT, type StoredMessage } from "../ms
 import { gitSync, makeBareRepo } from "../helpers/git.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { strictMockServer } from "../helpers/msw.ts";
 
 // Telegram notices through a whole incident, against the Bot API fake and a real bare repository:
 // the pull request is reported by the real event ingester, decided and merged by the approvals
@@ -35,7 +35,7 @@ const DEFAULT_CHAT = "-1001000000001";
 const PAYMENTS_CHAT = "-1001000000002";
 const uid = () => randomBytes(4).toString("hex");
 const alice = { subject: "alice", actor: "mcp:alice", channel: "mcp" };
-const server = setupServer();
+const server = strictMockServer();
 const MERGE = { skill: "replicas-mismatch-scale", risk: "medium", approval: "before_merge" };
 
 type Sev = "info" | "warning" | "critical";
@@ -76,7 +76,7 @@ for (const f of factories) {
         now: () => clock.now,
         onTerminal: incidentFixHook(store.dialect, { autoApproveMaxRisk: "low" }),
       });
-      server.listen({ onUnhandledRequest: "error" });
+      server.listen();
     });
     afterEach(async () => {
       server.resetHandlers();

@@ -1,10 +1,10 @@
-import { setupServer } from "msw/node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createClaudePlanner, type ClaudeUsage } from "../../src/skills/planner-claude.ts";
 import { rulesPlanner, type PlanContext } from "../../src/skills/planner.ts";
 import { Skill } from "../../src/skills/schema.ts";
 import { createAnthropicMock, promptText, type AnthropicMock } from "../msw/anthropic.ts";
 import { captureLogger } from "../helpers/assert.ts";
+import { strictMockServer } from "../helpers/msw.ts";
 
 const API_KEY = "sk-ant-api03-test-Zq8vLx2Rk9Pw4Nc7Hd1Fy6Tb3Mj5Gs0";
 const MODEL = "claude-sonnet-5-5";
@@ -93,8 +93,8 @@ function crashloop(): PlanContext {
   };
 }
 
-const server = setupServer();
-beforeAll(() => server.listen({ onUnhandledRequest: "error" }));
+const server = strictMockServer();
+beforeAll(() => server.listen());
 afterEach(() => server.resetHandlers());
 afterAll(() => server.close());
 

@@ -1,5 +1,4 @@
 import { http, HttpResponse } from "msw";
-import { setupServer } from "msw/node";
 import { Telegram } from "telegraf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createMemoryQueue } from "../../src/bus/memory.ts";
@@ -14,6 +13,7 @@ import { createMetrics } from "../../src/shared/metrics.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { strictMockServer } from "../helpers/msw.ts";
 import { createTelegramMock, TELEGRAM_API_ROOT, type TelegramMock } from "../msw/telegram.ts";
 
 // Long polling with two control planes on one database: only the lease holder calls getUpdates,
@@ -27,8 +27,8 @@ const CHAT = "-1002222222222";
 const ALICE = { id: 5151, username: "alice", first_name: "Alice" };
 const LEASE_MS = 5_000;
 
-const server = setupServer();
-beforeAll(() => server.listen({ onUnhandledRequest: "error" }));
+const server = strictMockServer();
+beforeAll(() => server.listen());
 afterAll(() => server.close());
 
 /** A Telegram client whose Bot API calls are counted by method (to tell the two replicas apart). */

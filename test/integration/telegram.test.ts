@@ -2,7 +2,6 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { setupServer } from "msw/node";
 import { Telegram } from "telegraf";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -24,6 +23,7 @@ import { silentLogger } from "../../src/shared/logger.ts";
 import { enqueueTask } from "../../src/tasks/service.ts";
 import { gitSync, makeBareRepo } from "../helpers/git.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
+import { strictMockServer } from "../helpers/msw.ts";
 import { createTelegramMock, TELEGRAM_API_ROOT } from "../msw/telegram.ts";
 
 // Telegram as an approvals channel, end to end on both stores: updates arrive through the real
@@ -43,11 +43,11 @@ const uid = () => randomBytes(4).toString("hex");
 
 const clock = { now: Date.now() };
 const tg = createTelegramMock({ token: TOKEN, now: () => clock.now });
-const server = setupServer(...tg.handlers);
+const server = strictMockServer(...tg.handlers);
 const MERGE = { skill: "replicas-mismatch-scale", risk: "medium", approval: "before_merge" };
 const SKILLS = loadSkills(new URL("../../skills", import.meta.url).pathname).skills;
 
-beforeAll(() => server.listen({ onUnhandledRequest: "error" }));
+beforeAll(() => server.listen());
 afterAll(() => server.close());
 
 for (const f of factories) {
