@@ -15,7 +15,7 @@ import type { NewTask, TaskState } from "../../src/store/schema.ts";
 import { insertIfAbsent, isDuplicateKey, upsert, type Executor } from "../../src/store/sql.ts";
 import { countTasksByState, getTask, listTasks, updateTaskIfActive } from "../../src/tasks/repo.ts";
 import { createTaskService, type TaskService } from "../../src/tasks/service.ts";
-import { storeFactories } from "../helpers/store.ts";
+import { privateMysqlUrl, storeFactories } from "../helpers/store.ts";
 
 // One contract for the store, run against SQLite and MySQL/MariaDB. The MySQL database is shared
 // with other test files running in parallel: every test works on rows it created (unique ids and
@@ -157,10 +157,13 @@ for (const f of factories) {
         expect(applied.rows.map((r) => r.name).sort()).toEqual(Object.keys(migrations).sort());
       });
 
-      // Only on SQLite: migrating the shared MySQL database down would drop tables under other files.
-      it.runIf(f.name === "sqlite")("migrate an empty database up, down to nothing and up again", async () => {
+      it("migrate an empty database up, down to nothing and up again", async () => {
+        // A database of its own: migrating the shared MySQL one down would drop tables under other files.
         const dir = mkdtempSync(join(tmpdir(), "pitcrew-migrate-"));
-        const fresh = openStore({ dialect: "sqlite", file: join(dir, "fresh.db") });
+        const own = f.name === "mysql" ? await privateMysqlUrl() : undefined;
+        const fresh = own
+          ? openStore({ dialect: "mysql", url: own.url, poolSize: 2 })
+          : openStore({ dialect: "sqlite", file: join(dir, "fresh.db") });
         try {
           expect(await migrateToLatest(fresh)).toEqual(Object.keys(migrations));
           expect(await migrateToLatest(fresh)).toEqual([]);
@@ -178,6 +181,7 @@ for (const f of factories) {
           expect((await fresh.db.introspection.getTables()).map((t) => t.name)).toEqual(expect.arrayContaining(TABLES));
         } finally {
           await fresh.close();
+          await own?.drop();
           rmSync(dir, { recursive: true, force: true });
         }
       });
