@@ -14,6 +14,7 @@ import { privateMysqlUrl } from "../helpers/store.ts";
 import { freePort, spawnPitcrew } from "../helpers/process.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { deleteStreams } from "../helpers/queues.ts";
+import { alertmanagerSnippet } from "../../src/main/banner.ts";
 
 const natsUp = await hasNats();
 const mysqlUp = await hasMysql();
@@ -159,6 +160,38 @@ describe("pitcrew serve: the start banner and LOG_FORMAT=pretty", () => {
       expect(await p.exited).toEqual({ code: 0, signal: null });
     } finally {
       p.child.kill("SIGKILL");
+    }
+  });
+
+  it.skipIf(!amtoolFound)("every form of the banner's alertmanager.yml is one AlertManager accepts", () => {
+    const url = "https://pitcrew.example.internal";
+    const forms = {
+      created: alertmanagerSnippet(
+        url,
+        50_000,
+        { mode: "token", token: "t0ken-shown-once", user: "am" },
+        {
+          from: "file",
+          path: "/data/secrets/alertmanager.token",
+          created: true,
+        },
+      ),
+      file: alertmanagerSnippet(
+        url,
+        50_000,
+        { mode: "token", token: "t", user: "am" },
+        {
+          from: "file",
+          path: "/data/secrets/alertmanager.token",
+          created: false,
+        },
+      ),
+      env: alertmanagerSnippet(url, 0, { mode: "token", token: "t", user: "am" }, { from: "env" }),
+      none: alertmanagerSnippet(url, 50_000, { mode: "none" }),
+    };
+    for (const [name, lines] of Object.entries(forms)) {
+      expect(lines.join("\n"), name).toContain("route:\n    receiver: pitcrew\n");
+      expect(checkAlertmanagerYml(lines.join("\n")), name).toMatch(/SUCCESS/);
     }
   });
 
