@@ -3,4 +3,5 @@ export const ROOT: string;
 export const DIST: string;
 /** `root`: the installation to look at (default: this one). */
 export function distIsFresh(root?: string): boolean;
-export function build(): Promise<void>;
+/** `outDir`: where to build (default: dist/); `typeCheck: false` only emits. */
+export function build(outDir?: string, opts?: { typeCheck?: boolean }): Promise<void>;

@@ -48,7 +48,12 @@ export function distIsFresh(root = ROOT) {
   return true;
 }
 
-export async function build() {
+/**
+ * Builds into `outDir` (default dist/; a test builds an image's layout in a temporary folder).
+ * A type error fails the build; `typeCheck: false` only emits (tsc --noCheck), for a test that
+ * runs the output while CI type-checks the same sources on its own.
+ */
+export async function build(outDir = DIST, { typeCheck = true } = {}) {
   const { spawnSync } = await import("node:child_process");
   const { createRequire } = await import("node:module");
   let tsc;
@@ -59,15 +64,17 @@ export async function build() {
   }
   // The stamp carries the time the build started: a source saved during the build leaves it stale.
   const started = new Date();
-  rmSync(DIST, { recursive: true, force: true });
-  const r = spawnSync(process.execPath, [tsc, "-p", join(ROOT, "tsconfig.build.json")], { stdio: "inherit" });
+  rmSync(outDir, { recursive: true, force: true });
+  const args = [tsc, "-p", join(ROOT, "tsconfig.build.json"), "--outDir", outDir, ...(typeCheck ? [] : ["--noCheck"])];
+  const r = spawnSync(process.execPath, args, { stdio: "inherit" });
   if (r.status !== 0) throw new Error(`tsc failed (exit ${r.status ?? r.signal})`);
   for (const a of ASSETS) {
     if (!existsSync(join(ROOT, a))) throw new Error(`${a} is missing`);
-    cpSync(join(ROOT, a), join(DIST, a), { recursive: true });
+    cpSync(join(ROOT, a), join(outDir, a), { recursive: true });
   }
-  writeFileSync(join(ROOT, STAMP), `${started.toISOString()}\n`);
-  utimesSync(join(ROOT, STAMP), started, started);
+  const stamp = join(outDir, ".built");
+  writeFileSync(stamp, `${started.toISOString()}\n`);
+  utimesSync(stamp, started, started);
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

@@ -1,4 +1,6 @@
+import { accessSync, constants } from "node:fs";
 import { connect as netConnect } from "node:net";
+import { delimiter, join } from "node:path";
 
 // Integration tests find MySQL/MariaDB and NATS through MYSQL_URL / NATS_URL. When a service is
 // absent its tests are skipped, loudly; when CI is set, an absent service fails the run instead.
@@ -34,3 +36,19 @@ async function require(name: string, url: string, port: number): Promise<boolean
 
 export const hasMysql = (): Promise<boolean> => require("MySQL", MYSQL_URL, 3306);
 export const hasNats = (): Promise<boolean> => require("NATS", NATS_URL, 4222);
+
+/** A command-line tool (kubectl, promtool) on the PATH; absent: skipped loudly, or failing in CI. */
+export function hasTool(name: string): boolean {
+  const found = (process.env.PATH ?? "").split(delimiter).some((dir) => {
+    try {
+      accessSync(join(dir, name), constants.X_OK);
+      return dir !== "";
+    } catch {
+      return false;
+    }
+  });
+  if (found) return true;
+  if (IN_CI) throw new Error(`${name} is required in CI but is not on the PATH`);
+  process.stderr.write(`\n!!!!!!!! SKIPPING ${name} TESTS: ${name} is not on the PATH !!!!!!!!\n\n`);
+  return false;
+}
