@@ -19,7 +19,6 @@ const tempDir = () => {
   return d;
 };
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe.skipIf(!natsUp || !mysqlUp)("a schedule on two control planes", () => {
   it("fires once per second between them, with no duplicate run or task, and keeps firing after one is killed", async () => {
@@ -49,15 +48,29 @@ describe.skipIf(!natsUp || !mysqlUp)("a schedule on two control planes", () => {
     const a = spawnPitcrew(["serve"], env(portA));
     const b = spawnPitcrew(["serve"], env(portB));
     const store = openStore({ dialect: "mysql", url: db.url, poolSize: 2 });
+    /** Runs recorded so far whose second is after `after`. */
+    const runsAfter = async (after: number) =>
+      Number(
+        (
+          await store.db
+            .selectFrom("schedule_runs")
+            .innerJoin("schedules", "schedules.id", "schedule_runs.schedule_id")
+            .select((eb) => eb.fn.countAll<number>().as("n"))
+            .where("schedules.name", "=", "every-second")
+            .where("schedule_runs.scheduled_for", ">", after)
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
     try {
       await Promise.all([ready(portA), ready(portB)]);
       const start = Date.now();
-      await sleep(5000);
-      // One of them dies without a word.
+      // Five runs between the two of them, then one dies without a word.
+      await waitFor(async () => (await runsAfter(0)) >= 5, 20_000, 100);
       b.child.kill("SIGKILL");
       const killedAt = Date.now();
       await b.exited;
-      await sleep(5000);
+      // The survivor goes on alone: three more runs after the dead one's last second.
+      await waitFor(async () => (await runsAfter(killedAt + 1000)) >= 3, 20_000, 100);
       a.child.kill("SIGTERM");
       expect((await a.exited).code).toBe(0);
 
