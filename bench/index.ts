@@ -1,115 +1,122 @@
-// `npm run bench`: throughput of the queue path, printed as JSON. Uses SQLite in a temp file and
-// the in-process queue always; MySQL and JetStream too when MYSQL_URL / NATS_URL answer.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { randomBytes } from "node:crypto";
-import { createJetStreamQueue } from "../src/bus/jetstream.ts";
-import { createMemoryQueue } from "../src/bus/memory.ts";
-import { createOutboxRelay } from "../src/bus/outbox.ts";
-import type { TaskQueue } from "../src/bus/port.ts";
-import { createEventIngester } from "../src/events/ingester.ts";
-import { silentLogger } from "../src/shared/logger.ts";
-import { migrateToLatest, openStore, type Store } from "../src/store/db.ts";
-import { createTaskService } from "../src/tasks/service.ts";
-import { createRunner } from "../runner/worker.ts";
-import { noopExecutor } from "../runner/executors/noop.ts";
+// `npm run bench`: every figure of the benchmark suite beside its baseline, measured in the same
+// run so that ratios hold on a noisy machine. One JSON document on stdout; a table on stderr.
+//   --quick         every part briefly, for CI: checks that it runs, the figures mean nothing
+//   --only a,b      only these parts (startup, intake, dispatch, tasks, mcp)
+//   --out <file>    also write the JSON document to <file>
+// MariaDB/MySQL at MYSQL_URL and NATS JetStream at NATS_URL are used when they answer (each part
+// on a database and streams of its own, removed after); without them those cases are skipped.
+import { execFileSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
+import { parseArgs } from "node:util";
+import { VERSION } from "../src/shared/version.ts";
+import { hasMysql, hasNats } from "../test/helpers/services.ts";
+import { benchDispatch } from "./dispatch.ts";
+import { benchIntake } from "./intake.ts";
+import { buildForBench, cleanupAll, type Options, progress, rssMb, sleep, startBare } from "./lib.ts";
+import { benchMcp } from "./mcp.ts";
+import { printTable, verdicts } from "./report.ts";
+import { measureStartup } from "./startup.ts";
+import { benchTasks } from "./tasks.ts";
 
-const executors = { noop: noopExecutor };
-import { hasMysql, hasNats, MYSQL_URL, NATS_URL } from "../test/helpers/services.ts";
-import { deleteStreams } from "../test/helpers/queues.ts";
+const PARTS = ["startup", "intake", "dispatch", "tasks", "mcp"] as const;
+type Part = (typeof PARTS)[number];
 
-const N = Number(process.env.BENCH_TASKS ?? 2000);
-
-async function waitUntil(check: () => Promise<boolean>) {
-  while (!(await check())) await new Promise((r) => setTimeout(r, 20));
+const { values } = parseArgs({
+  options: { quick: { type: "boolean", default: false }, only: { type: "string" }, out: { type: "string" } },
+});
+const only = values.only?.split(",").map((s) => s.trim());
+const unknown = only?.filter((p) => !(PARTS as readonly string[]).includes(p));
+if (unknown?.length) {
+  process.stderr.write(`bench: unknown part(s) ${unknown.join(", ")}; parts: ${PARTS.join(", ")}\n`);
+  process.exit(2);
 }
+const opts: Options = { quick: values.quick };
+const selected = PARTS.filter((p) => !only || only.includes(p));
 
-async function run(storeName: string, store: Store, queueName: string, queue: TaskQueue) {
-  await migrateToLatest(store);
-  const pool = `bench${randomBytes(3).toString("hex")}`;
-  const tasks = createTaskService({ store, log: silentLogger, now: Date.now });
-
-  let t0 = performance.now();
-  const ids: string[] = [];
-  for (let i = 0; i < N; i++)
-    ids.push(
-      (await tasks.create({ kind: "noop", pool, payload: { i }, createdBy: "bench", channel: "bench" })).task.id,
-    );
-  const enqueueMs = performance.now() - t0;
-
-  const relay = createOutboxRelay(
-    { store, queue, log: silentLogger },
-    { intervalMs: 5, batch: 500, retentionMs: 86_400_000 },
-  );
-  t0 = performance.now();
-  while ((await relay.runOnce()) > 0);
-  const relayMs = performance.now() - t0;
-
-  const ingester = createEventIngester({ store, queue, log: silentLogger, now: Date.now }).start(16);
-  const runner = createRunner(
-    { queue, log: silentLogger, executors },
-    {
-      id: `bench-${pool}`,
-      pool,
-      concurrency: 32,
-      heartbeatMs: 60_000,
-      ackWaitMs: 30_000,
-      version: "bench",
-      drainTimeoutMs: 1000,
-    },
-  );
-  t0 = performance.now();
-  runner.start();
-  const first = ids[0]!;
-  const last = ids[ids.length - 1]!;
-  await waitUntil(async () => {
-    const r = await store.db
-      .selectFrom("tasks")
-      .select((eb) => eb.fn.countAll<number>().as("n"))
-      .where("id", ">=", first)
-      .where("id", "<=", last)
-      .where("state", "=", "succeeded")
-      .executeTakeFirstOrThrow();
-    return Number(r.n) >= N;
+for (const signal of ["SIGINT", "SIGTERM"] as const)
+  process.once(signal, () => {
+    progress(`${signal}: cleaning up`);
+    void cleanupAll("all").finally(() => process.exit(130));
   });
-  const executeMs = performance.now() - t0;
-  await runner.stop();
-  await ingester.stop();
 
-  return {
-    store: storeName,
-    queue: queueName,
-    tasks: N,
-    enqueue_per_s: Math.round((N / enqueueMs) * 1000),
-    relay_per_s: Math.round((N / relayMs) * 1000),
-    run_and_ingest_per_s: Math.round((N / executeMs) * 1000),
-  };
+const mysql = await hasMysql();
+const nats = await hasNats();
+const services = { distributed: mysql && nats, nats };
+
+const run: Record<Part, () => Promise<unknown>> = {
+  startup: async () => {
+    const idleMs = opts.quick ? 500 : 5000;
+    const r = await measureStartup({
+      runs: opts.quick ? 1 : 5,
+      idleMs,
+      warmup: !opts.quick,
+      distCli: await buildForBench(),
+    });
+    // Baseline: the bare fastify app, started the same way (node + tsx).
+    const bare = await startBare();
+    await sleep(idleMs);
+    const baseline_bare = { healthz_ms: bare.startMs, idle_rss_mb: rssMb(bare.pid) };
+    await bare.stop();
+    return { ...r, baseline_bare };
+  },
+  intake: () => benchIntake(opts, services),
+  dispatch: () => benchDispatch(opts, services),
+  tasks: () => benchTasks(opts, services),
+  mcp: () => benchMcp(opts, services),
+};
+
+const commit = (() => {
+  try {
+    const sha = execFileSync("git", ["rev-parse", "--short=12", "HEAD"], { encoding: "utf8" }).trim();
+    const dirty = execFileSync(
+      "git",
+      ["status", "--porcelain", "--untracked-files=no", "--", "src", "runner", "migrations"],
+      {
+        encoding: "utf8",
+      },
+    ).trim();
+    return dirty ? `${sha}+uncommitted changes` : sha;
+  } catch {
+    return null;
+  }
+})();
+
+const results: Record<string, unknown> = {};
+const failures: string[] = [];
+const started = new Date();
+for (const part of selected) {
+  const t0 = performance.now();
+  progress(`${part}…`);
+  try {
+    results[part] = await run[part]();
+  } catch (err) {
+    failures.push(part);
+    results[part] = { error: String((err as Error)?.stack ?? err) };
+  } finally {
+    await cleanupAll();
+  }
+  progress(`${part} done in ${Math.round((performance.now() - t0) / 1000)} s`);
 }
 
-const results: unknown[] = [];
-const dir = mkdtempSync(join(tmpdir(), "pitcrew-bench-"));
-{
-  const store = openStore({ dialect: "sqlite", file: join(dir, "bench.db") });
-  const queue = createMemoryQueue({ log: silentLogger });
-  results.push(await run("sqlite", store, "memory", queue));
-  await queue.close();
-  await store.close();
+await cleanupAll("all");
+const doc = {
+  benchmark: "pitcrew",
+  version: VERSION,
+  commit,
+  quick: opts.quick,
+  started_at: started.toISOString(),
+  seconds: Math.round((Date.now() - started.getTime()) / 1000),
+  machine: { node: process.version, cpus: cpus().length, cpu_model: cpus()[0]?.model, loadavg_after: loadavg() },
+  services: { mysql, nats },
+  results,
+  targets: verdicts(results),
+};
+const json = `${JSON.stringify(doc, null, 2)}\n`;
+process.stdout.write(json);
+if (values.out) writeFileSync(values.out, json);
+printTable(doc);
+if (failures.length) {
+  progress(`failed: ${failures.join(", ")}`);
+  process.exitCode = 1;
 }
-if ((await hasMysql()) && (await hasNats())) {
-  const store = openStore({ dialect: "mysql", url: MYSQL_URL, poolSize: 20 });
-  const prefix = `bench${randomBytes(3).toString("hex")}`;
-  const settings = {
-    subjectPrefix: prefix,
-    tasksStream: `${prefix.toUpperCase()}_TASKS`,
-    eventsStream: `${prefix.toUpperCase()}_EVENTS`,
-  };
-  const queue = createJetStreamQueue({ servers: [NATS_URL], name: "bench", settings, log: silentLogger });
-  await queue.ready();
-  results.push(await run("mysql", store, "jetstream", queue));
-  await queue.close();
-  await deleteStreams(settings);
-  await store.close();
-}
-rmSync(dir, { recursive: true, force: true });
-process.stdout.write(`${JSON.stringify({ benchmark: "queue-path", node: process.version, results }, null, 2)}\n`);

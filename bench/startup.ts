@@ -5,11 +5,9 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { build, distIsFresh } from "../bin/build.mjs";
 import { freePort } from "../test/helpers/process.ts";
-
-const RUNS = Number(process.env.BENCH_RUNS ?? 5);
-const IDLE_MS = Number(process.env.BENCH_IDLE_MS ?? 5000);
 
 const MODES = {
   // What a checkout runs without a build (and what the tests run).
@@ -26,11 +24,12 @@ function rssMb(pid: number): number {
   return Number(kb) / 1024;
 }
 
-async function once(mode: Mode): Promise<{ healthzMs: number; idleRssMb: number }> {
+async function once(mode: Mode, idleMs: number, distCli?: string): Promise<{ healthzMs: number; idleRssMb: number }> {
   const dir = mkdtempSync(join(tmpdir(), "pitcrew-bench-start-"));
   const port = await freePort();
   const t0 = performance.now();
-  const child: ChildProcess = spawn(process.execPath, MODES[mode].args, {
+  const args = mode === "dist" && distCli ? [distCli, "serve"] : MODES[mode].args;
+  const child: ChildProcess = spawn(process.execPath, args, {
     env: {
       PATH: process.env.PATH,
       HOME: dir,
@@ -52,7 +51,7 @@ async function once(mode: Mode): Promise<{ healthzMs: number; idleRssMb: number 
       await sleep(10);
     }
     const healthzMs = performance.now() - t0;
-    await sleep(IDLE_MS);
+    await sleep(idleMs);
     return { healthzMs, idleRssMb: rssMb(child.pid!) };
   } finally {
     child.kill("SIGTERM");
@@ -66,35 +65,49 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 
-if (!distIsFresh()) await build();
-const results: Record<Mode, { healthzMs: number[]; idleRssMb: number[] }> = {
-  tsx: { healthzMs: [], idleRssMb: [] },
-  dist: { healthzMs: [], idleRssMb: [] },
-};
-await once("tsx"); // warm-up: the file system cache, tsx's transform cache
-await once("dist");
-for (let i = 0; i < RUNS; i++)
-  for (const mode of ["tsx", "dist"] as const) {
-    const r = await once(mode);
-    results[mode].healthzMs.push(r.healthzMs);
-    results[mode].idleRssMb.push(r.idleRssMb);
+/**
+ * Also run by `npm run bench` (bench/index.ts), which passes `distCli`: the cli.js of a build of its
+ * own, used instead of dist/ (then left as it is).
+ */
+export async function measureStartup(opts: { runs: number; idleMs: number; warmup?: boolean; distCli?: string }) {
+  const RUNS = opts.runs;
+  if (!opts.distCli && !distIsFresh()) await build();
+  const results: Record<Mode, { healthzMs: number[]; idleRssMb: number[] }> = {
+    tsx: { healthzMs: [], idleRssMb: [] },
+    dist: { healthzMs: [], idleRssMb: [] },
+  };
+  if (opts.warmup !== false) {
+    await once("tsx", opts.idleMs, opts.distCli); // warm-up: the file system cache, tsx's transform cache
+    await once("dist", opts.idleMs, opts.distCli);
   }
-const round = (x: number) => Math.round(x * 10) / 10;
-process.stdout.write(
-  `${JSON.stringify(
-    Object.fromEntries(
-      Object.entries(results).map(([mode, r]) => [
-        mode,
-        {
-          runs: RUNS,
-          healthzMsMedian: round(median(r.healthzMs)),
-          healthzMs: r.healthzMs.map(round),
-          idleRssMbMedian: round(median(r.idleRssMb)),
-          idleRssMb: r.idleRssMb.map(round),
-        },
-      ]),
-    ),
-    null,
-    2,
-  )}\n`,
-);
+  for (let i = 0; i < RUNS; i++)
+    for (const mode of ["tsx", "dist"] as const) {
+      const r = await once(mode, opts.idleMs, opts.distCli);
+      results[mode].healthzMs.push(r.healthzMs);
+      results[mode].idleRssMb.push(r.idleRssMb);
+    }
+  const round = (x: number) => Math.round(x * 10) / 10;
+  return Object.fromEntries(
+    Object.entries(results).map(([mode, r]) => [
+      mode,
+      {
+        runs: RUNS,
+        healthzMsMedian: round(median(r.healthzMs)),
+        healthzMs: r.healthzMs.map(round),
+        idleRssMbMedian: round(median(r.idleRssMb)),
+        idleRssMb: r.idleRssMb.map(round),
+      },
+    ]),
+  ) as Record<
+    Mode,
+    { runs: number; healthzMsMedian: number; healthzMs: number[]; idleRssMbMedian: number; idleRssMb: number[] }
+  >;
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  const result = await measureStartup({
+    runs: Number(process.env.BENCH_RUNS ?? 5),
+    idleMs: Number(process.env.BENCH_IDLE_MS ?? 5000),
+  });
+  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+}
