@@ -26,6 +26,15 @@ describe("loadConfig", () => {
     expect(load({ LOG_FORMAT: "pretty" }).logFormat).toBe("pretty");
   });
 
+  it("cuts slow request bodies off after BODY_TIMEOUT, 30 s unless set; REQUEST_TIMEOUT is its former name", () => {
+    expect(load({}).requestTimeoutMs).toBe(30_000);
+    expect(load({ BODY_TIMEOUT: "5s" }).requestTimeoutMs).toBe(5000);
+    expect(load({ REQUEST_TIMEOUT: "45s" }).requestTimeoutMs).toBe(45_000);
+    expect(load({ BODY_TIMEOUT: "5s", REQUEST_TIMEOUT: "45s" }).requestTimeoutMs).toBe(5000);
+    expect(errorOf({ BODY_TIMEOUT: "500ms" })).toMatch(/^BODY_TIMEOUT: .*at least 1000 ms/);
+    expect(errorOf({ REQUEST_TIMEOUT: "soon" })).toMatch(/^REQUEST_TIMEOUT: .*\(got "soon"\)/);
+  });
+
   it("goes distributed with a MySQL URL and NATS servers", () => {
     const c = load({
       DATABASE_URL: "mysql://u:p@db:3306/pitcrew",

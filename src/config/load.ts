@@ -75,7 +75,7 @@ export const Env = z.object({
   ),
   HEARTBEAT_INTERVAL: duration("10s", 100),
   BODY_LIMIT: int(1_048_576, 1024, 64 * 1_048_576),
-  REQUEST_TIMEOUT: duration("60s", 1000),
+  BODY_TIMEOUT: duration("30s", 1000),
   SHUTDOWN_TIMEOUT: duration("15s", 100),
   OUTBOX_INTERVAL: duration("250ms", 10),
   OUTBOX_BATCH: int(100, 1, 10_000),
@@ -206,7 +206,7 @@ export type Config = {
   task: { ackWaitMs: number; maxDeliver: number };
   runner: { concurrency: number; pool: string; id: string; heartbeatMs: number };
   bodyLimit: number;
-  /** Time allowed to receive a whole request (headers and body); a slower one gets 408. */
+  /** BODY_TIMEOUT: time allowed to receive a whole request (headers and body); a slower one gets 408. */
   requestTimeoutMs: number;
   shutdownTimeoutMs: number;
   outbox: { intervalMs: number; batch: number; retentionMs: number };
@@ -300,10 +300,13 @@ export type Config = {
 
 /** The single reader of configuration. Throws ConfigError with one line naming the variable. */
 export function loadConfig(env: Record<string, string | undefined>): Config {
-  const parsed = Env.safeParse(env);
+  // REQUEST_TIMEOUT: BODY_TIMEOUT's former name, still read when BODY_TIMEOUT is not set.
+  const formerBodyTimeout = env.BODY_TIMEOUT === undefined && env.REQUEST_TIMEOUT !== undefined;
+  const parsed = Env.safeParse(formerBodyTimeout ? { ...env, BODY_TIMEOUT: env.REQUEST_TIMEOUT } : env);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((issue) => {
-      const name = String(issue.path[0] ?? "config");
+      let name = String(issue.path[0] ?? "config");
+      if (name === "BODY_TIMEOUT" && formerBodyTimeout) name = "REQUEST_TIMEOUT";
       const raw = env[name];
       const got = raw !== undefined && !SECRET_VARS.has(name) ? ` (got ${JSON.stringify(raw)})` : "";
       return `${name}: ${issue.message}${got}`;
@@ -350,7 +353,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       heartbeatMs: e.HEARTBEAT_INTERVAL,
     },
     bodyLimit: e.BODY_LIMIT,
-    requestTimeoutMs: e.REQUEST_TIMEOUT,
+    requestTimeoutMs: e.BODY_TIMEOUT,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT,
     outbox: { intervalMs: e.OUTBOX_INTERVAL, batch: e.OUTBOX_BATCH, retentionMs: e.OUTBOX_RETENTION },
     alertmanager: {

@@ -19,7 +19,7 @@ export type HttpDeps = {
   queue: TaskQueue;
   metrics: Metrics;
   bodyLimit: number;
-  /** Time to receive a whole request (REQUEST_TIMEOUT); a slower client gets 408. 0: no limit. */
+  /** Time to receive a whole request (BODY_TIMEOUT); a slower client gets 408. 0: no limit. */
   requestTimeoutMs?: number;
   /** The AlertManager webhook (with its own body limit); absent in tests of the bare shell. */
   alertmanager?: Omit<AlertmanagerRouteDeps, "metrics">;
@@ -42,14 +42,15 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
     loggerInstance: deps.log as FastifyBaseLogger,
     bodyLimit: deps.bodyLimit,
     // A body trickled in slowly is cut off with 408, token or not (fastify's default is no limit).
-    // Node checks the deadline every connectionsCheckingInterval, 30 s by default: too coarse.
+    // Node checks the deadline every connectionsCheckingInterval, 30 s by default: too coarse; at
+    // most 1 s here, so the cut comes within a second of BODY_TIMEOUT.
     requestTimeout,
     ...(requestTimeout > 0
       ? {
           http: {
             requestTimeout,
             headersTimeout: Math.min(60_000, requestTimeout),
-            connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(requestTimeout / 4))),
+            connectionsCheckingInterval: Math.min(1000, Math.max(250, Math.floor(requestTimeout / 4))),
           },
         }
       : {}),
