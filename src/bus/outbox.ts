@@ -49,6 +49,9 @@ export async function addToOutbox(db: Executor, msg: OutboxMessage, now: number)
   return id;
 }
 
+/** How often a relay measures its lag (pitcrew_outbox_lag_seconds), at most. */
+const LAG_EVERY_MS = 2000;
+
 export type OutboxRelayOptions = {
   intervalMs: number;
   batch: number;
@@ -92,6 +95,7 @@ export function createOutboxRelay(
   let wake: (() => void) | undefined;
   let kicked = false;
   let lastPrune = 0;
+  let lagAt = Number.NEGATIVE_INFINITY;
 
   async function claim(): Promise<OutboxRow[]> {
     const t = now();
@@ -206,9 +210,13 @@ export function createOutboxRelay(
       .execute();
   }
 
-  /** The age of the oldest row not yet published (0 when none): how far the bus is behind the database. */
+  /**
+   * The age of the oldest row not yet published (0 when none): how far the bus is behind the
+   * database. One query every LAG_EVERY_MS at most: a pass can come every few milliseconds.
+   */
   async function measureLag(): Promise<void> {
-    if (!deps.metrics) return;
+    if (!deps.metrics || now() - lagAt < LAG_EVERY_MS) return;
+    lagAt = now();
     const r = await db
       .selectFrom("outbox")
       .select((eb) => eb.fn.min("created_at").as("oldest"))
