@@ -24,6 +24,7 @@ import type { AlertmanagerPayload } from "./payload.ts";
 import { isRetryableDbError } from "../store/errors.ts";
 import { createPayloadWriter, instanceKey, type PayloadWriter } from "./writer.ts";
 import { loadPayloadState, type PayloadState } from "./payload-state.ts";
+import { createGroupCommit } from "./group-commit.ts";
 
 export type IntakeSettings = {
   flapWindowMs: number;
@@ -32,6 +33,8 @@ export type IntakeSettings = {
   labels: LabelMapping;
   /** Alerts taken from one payload (ALERTMANAGER_MAX_ALERTS); the rest count as truncated. */
   maxAlerts?: number;
+  /** Group commit (group-commit.ts): payloads and alerts per transaction, transactions at once (MySQL). */
+  batch?: { maxPayloads?: number; maxAlerts?: number; concurrency?: number };
 };
 
 export type AlertOutcome =
@@ -53,6 +56,7 @@ export type IntakeDeps = {
 
 const SYSTEM = { actor: "alertmanager", channel: "alertmanager" } as const;
 const DEFAULT_MAX_ALERTS = 50_000;
+const DEFAULT_BATCH = { maxPayloads: 128, maxAlerts: 5_000, concurrency: 4 };
 
 /** The key an open incident is found by: the matching skill's dedupe key, else the fingerprint. */
 export function openKeyFor(a: NormalizedAlert, skills: Skill[]): { key: string; skill?: string } {
@@ -431,17 +435,41 @@ export function createAlertIntake(deps: IntakeDeps) {
     }
   }
 
+  const storeOne = (p: NormalizedPayload) =>
+    withRetry(() => store.db.transaction().execute((trx) => storePayload(trx, p, deps.skills(), deps.now())));
+  // Payloads that arrive while one is being written are written together by the next transaction,
+  // each as it would have been alone (in arrival order, each seeing the ones before it).
+  const batches = createGroupCommit<NormalizedPayload, AlertOutcome[]>(
+    {
+      maxItems: settings.batch?.maxPayloads ?? DEFAULT_BATCH.maxPayloads,
+      maxWeight: settings.batch?.maxAlerts ?? DEFAULT_BATCH.maxAlerts,
+      concurrency: store.dialect === "sqlite" ? 1 : (settings.batch?.concurrency ?? DEFAULT_BATCH.concurrency),
+    },
+    (p) => p.alerts.length,
+    (ps) =>
+      store.db.transaction().execute(async (trx) => {
+        const skills = deps.skills();
+        const out: AlertOutcome[][] = [];
+        for (const p of ps) out.push(await storePayload(trx, p, skills, deps.now()));
+        return out;
+      }),
+    storeOne,
+  );
+
   return {
     /**
-     * Stores a validated payload in one transaction and resolves only after it committed: a
+     * Resolves when no payload is waiting or being written, or after `maxWaitMs`: what background
+     * work that competes for the store (analysis) waits on, so that alerts go first in a storm.
+     */
+    idle: (maxWaitMs: number) => batches.idle(maxWaitMs),
+
+    /**
+     * Stores a validated payload and resolves only after the transaction holding it committed: a
      * payload that fails half way stores nothing, and AlertManager's retry stores it whole.
      */
     async receive(payload: AlertmanagerPayload): Promise<AlertOutcome[]> {
       const p = normalizePayload(payload, settings.labels, settings.maxAlerts ?? DEFAULT_MAX_ALERTS);
-      const skills = deps.skills();
-      const outcomes = await withRetry(() =>
-        store.db.transaction().execute((trx) => storePayload(trx, p, skills, deps.now())),
-      );
+      const outcomes = await batches.submit(p);
       log.info(receivedFields(p, payload.status, outcomes), "alerts received");
       if (p.truncatedAlerts > 0)
         log.warn(

@@ -36,6 +36,11 @@ export type AnalysisDeps = {
   inline?: InlineDeps;
   onEnqueued?: () => void;
   metrics?: Pick<Metrics, "analysisDuration">;
+  /**
+   * Resolves when analysis may use the store: the alert intake goes first during a storm (its
+   * callers wait on the answer, analysis is queued work), for a bounded time.
+   */
+  yieldTo?: () => Promise<void>;
 };
 
 const ENGINE = { actor: "pitcrew:analysis", channel: "engine" } as const;
@@ -107,6 +112,7 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
    * every outcome is applied only to the incident version it started from.
    */
   async function run(incidentId: string): Promise<AnalysisResult> {
+    await deps.yieldTo?.();
     const first = await getIncident(store.db, incidentId);
     if (!first || !["detected", "analyzing", "fixing"].includes(first.state)) return { outcome: "skipped" };
     const inlinePlan = first.state === "fixing" ? inlinePlanOf(first.plan, deps.skills()) : null;

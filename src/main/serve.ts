@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { Config } from "../config/load.ts";
 import { createEventIngester } from "../events/ingester.ts";
 import { buildHttpApp } from "../http/app.ts";
-import { createAlertIntake } from "../alerts/intake.ts";
+import { type AlertIntake, createAlertIntake } from "../alerts/intake.ts";
 import type { AlertmanagerAuth } from "../alerts/route.ts";
 import { createAnalysisWorker } from "../incidents/analysis.ts";
 import { errorMessage } from "../shared/errors.ts";
@@ -62,6 +62,9 @@ export function alertmanagerAuth(
   };
 }
 
+/** How long one analysis job waits for a busy alert intake (alerts go first in a storm). */
+const ANALYSIS_YIELD_MS = 500;
+
 export async function serve(config: Config, log: Logger): Promise<void> {
   const { deps, relay, onTerminal } = createDeps(config, log);
   const { store, queue } = deps;
@@ -91,6 +94,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   const deadLetters = handleDeadLetters({ queue, tasks, log, metrics });
   // Remote skills name the env var that holds their signing secret.
   const inline: InlineDeps = { argocd: config.argocd, secrets: (name) => process.env[name] };
+  let intake: AlertIntake | undefined;
   const analysisWorker = createAnalysisWorker({
     store,
     queue,
@@ -103,6 +107,8 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     inline,
     onEnqueued: () => relay.kick(),
     metrics,
+    // During an alert storm the intake (created below) goes first, for half a second at most per job.
+    yieldTo: () => intake?.idle(ANALYSIS_YIELD_MS) ?? Promise.resolve(),
   });
   // The in-process runners start coding agents: as whom, and whether the skills' CLIs are there.
   const agentClis = embedded ? () => missingAgentClis(skills(), config.agents, process.env.PATH ?? "") : undefined;
@@ -229,7 +235,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
   runner?.start();
 
   const { auth, tokenSource } = alertmanagerAuth(config, log);
-  const intake = createAlertIntake({
+  intake = createAlertIntake({
     store,
     log,
     now: deps.now,

@@ -1,5 +1,5 @@
+import { ulidFactory } from "../shared/ids.ts";
 import { sql } from "kysely";
-import { monotonicFactory } from "ulid";
 import type { Dialect } from "../store/db.ts";
 import type { Executor } from "../store/sql.ts";
 
@@ -49,7 +49,7 @@ const APPROVAL_EVENTS = new Set([
 const APPROVAL_PRIORITY = 10;
 const CARD_PRIORITY = 0;
 
-const nextId = monotonicFactory();
+const nextId = ulidFactory();
 export const newDeliveryId = (now: number): string => `dlv_${nextId(now)}`;
 const listeners = new Set<() => void>();
 

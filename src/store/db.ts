@@ -19,6 +19,7 @@ import type { DB } from "./schema.ts";
 import { describeDbError, isDbUnavailable } from "./errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { withCommitHooks, type CommitHooks } from "./commit-hooks.ts";
+import { withStatementCache } from "./sqlite-statements.ts";
 
 export type Dialect = Database["dialect"];
 
@@ -38,7 +39,7 @@ export function openStore(database: Database): Store {
     sqlite.pragma("synchronous = NORMAL");
     sqlite.pragma("busy_timeout = 5000");
     sqlite.pragma("foreign_keys = ON");
-    return makeStore(new SqliteDialect({ database: sqlite }), "sqlite");
+    return makeStore(new SqliteDialect({ database: withStatementCache(sqlite) }), "sqlite");
   }
   const pool = createPool({
     uri: database.url,

@@ -1,12 +1,11 @@
 import { createHash } from "node:crypto";
-import { monotonicFactory } from "ulid";
 import type { Store } from "../store/db.ts";
 import { isDuplicateKey, type Executor } from "../store/sql.ts";
 import type { ExternalClaimsTable, IncidentRow } from "../store/schema.ts";
 import type { GitHost, PullDiff, PullRequest } from "../gitops/port.ts";
 import type { Logger } from "../shared/logger.ts";
 import { AppError, conflict, errorMessage, invalid, isAppError, notFound, unavailable } from "../shared/errors.ts";
-import { newId } from "../shared/ids.ts";
+import { newId, ulidFactory } from "../shared/ids.ts";
 import { appendEvent } from "../events/repo.ts";
 import { getIncident } from "../incidents/repo.ts";
 import { isOpen, type IncidentState } from "../incidents/lifecycle.ts";
@@ -84,7 +83,7 @@ export type ClaimsDeps = {
 };
 
 const ENGINE = { actor: "pitcrew:webhooks", channel: "engine" };
-const nextResultId = monotonicFactory();
+const nextResultId = ulidFactory();
 const iso = (ms: number) => new Date(ms).toISOString();
 export const agentActor = (h: Holder) => `agent:${h.target}/${h.agent}`.slice(0, 255);
 const byAgent = (h: Holder) => ({ actor: agentActor(h), channel: "webhook" });

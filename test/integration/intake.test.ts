@@ -142,6 +142,44 @@ for (const f of factories) {
       expect(await analyzeTasks(store, inc.id)).toHaveLength(1);
     });
 
+    it("stores concurrent payloads each as it would be alone: one incident per alert, a re-sent payload a repeat", async () => {
+      const tag = newTag();
+      const base = fixture("crashloop-firing.json", tag);
+      const payload = (i: number) => ({
+        ...base,
+        groupKey: `${base.groupKey}-${i}`,
+        alerts: [
+          {
+            ...base.alerts[0],
+            fingerprint: `${tag}c${String(i).padStart(4, "0")}`,
+            labels: { ...base.alerts[0].labels, alertname: "ConcurrentIntake", pod: `pod-${tag}-${i}` },
+          },
+        ],
+      });
+      // 20 distinct alerts, 10 of them sent a second time at the same moment (AlertManager's retry).
+      const bodies = [
+        ...Array.from({ length: 20 }, (_, i) => payload(i)),
+        ...Array.from({ length: 10 }, (_, i) => payload(i)),
+      ];
+      const answers = await Promise.all(bodies.map((b) => postAlerts(h.app, b, TOKEN)));
+      expect(answers.map((a) => a.statusCode)).toEqual(bodies.map(() => 200));
+      const outcomes = answers.map((a) => a.json().outcomes[0].outcome as string);
+      for (let i = 0; i < 10; i++)
+        expect([outcomes[i], outcomes[20 + i]].sort(), `alert ${i}`).toEqual(["opened", "repeat"]);
+      expect(outcomes.slice(10, 20)).toEqual(Array(10).fill("opened"));
+      for (let i = 0; i < 20; i++) {
+        const fingerprint = `${tag}c${String(i).padStart(4, "0")}`;
+        expect(await alertsOf(store, fingerprint), fingerprint).toHaveLength(1);
+        const [inc, ...more] = await incidentsOf(store, fingerprint);
+        expect(more, fingerprint).toEqual([]);
+        expect(await analyzeTasks(store, inc!.id), fingerprint).toHaveLength(1);
+        const opened = (await listEvents(store.db, { incidentId: inc!.id })).filter(
+          (e) => e.type === "incident.detected",
+        );
+        expect(opened, fingerprint).toHaveLength(1);
+      }
+    });
+
     it("records truncatedAlerts on the incident", async () => {
       const tag = newTag();
       const res = await postAlerts(h.app, fixture("truncated-group.json", tag), TOKEN);
