@@ -36,7 +36,7 @@ async function measure(mode: Mode, n: number) {
   const env: Record<string, string> = {
     ...common,
     ALERTMANAGER_TOKEN: TOKEN,
-    MAX_PRS_PER_HOUR: "100000",
+    MAX_PRS_PER_HOUR: "10000",
     MAX_PRS_PER_DAY: "100000",
     MAX_FIXES_PER_NAMESPACE: "1000",
   };

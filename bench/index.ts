@@ -109,6 +109,8 @@ const doc = {
   seconds: Math.round((Date.now() - started.getTime()) / 1000),
   machine: { node: process.version, cpus: cpus().length, cpu_model: cpus()[0]?.model, loadavg_after: loadavg() },
   services: { mysql, nats },
+  processes:
+    "pitcrew serve/runner as child processes from a build of this run's sources (compiled JavaScript, as in production); the load generator (autocannon) in the bench process",
   results,
   targets: verdicts(results),
 };

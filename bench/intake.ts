@@ -102,9 +102,9 @@ async function runCase(
       },
       opts.quick,
     );
-  // --quick: 32 posts on 8 connections, all answered; else 10 s each, after a warm-up of one
+  // --quick: 16 posts on 8 connections, all answered; else 10 s each, after a warm-up of one
   // single-alert post per connection (all answered, so none is still in the server when measuring).
-  const shape = opts.quick ? { amount: 32 } : { seconds: 10 };
+  const shape = opts.quick ? { amount: 16 } : { seconds: 10 };
   if (!opts.quick) await run(bare.port, { amount: CONNECTIONS }, 1);
   const baseline = await run(bare.port, shape);
   if (!opts.quick) await run(server.port, { amount: CONNECTIONS }, 1);
@@ -144,7 +144,7 @@ export async function benchIntake(opts: Options, services: { distributed: boolea
   const bare = await startBare();
   const out: Record<string, unknown> = {
     connections: opts.quick ? 8 : CONNECTIONS,
-    run: opts.quick ? "32 posts per case" : "10 s per case, after 64 single-alert posts",
+    run: opts.quick ? "16 posts per case" : "10 s per case, after 64 single-alert posts",
     baseline: "bare fastify route (bench/bare-server.mjs), same bodies, its own process run by node the same way",
   };
   for (const mode of ["embedded", "distributed"] as const) {
