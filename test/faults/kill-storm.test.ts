@@ -101,7 +101,11 @@ async function runStorm(backend: Backend, dir: string) {
 
     const alertRows = await db
       .selectFrom("alerts")
-      .select(["fingerprint", (eb) => eb.fn.countAll<number>().as("n")])
+      .select([
+        "fingerprint",
+        (eb) => eb.fn.countAll<number>().as("n"),
+        (eb) => eb.fn.max("repeat_count").as("repeats"),
+      ])
       .where("labels", "like", `%storm-${tag}%`)
       .groupBy("fingerprint")
       .execute();
@@ -141,6 +145,8 @@ async function runStorm(backend: Backend, dir: string) {
       ...sender.counts,
       alertRows: alertRows.length,
       duplicateAlertRows: alertRows.filter((r) => Number(r.n) > 1).length,
+      // Committed, then sent again because the answer was lost (a kill between commit and reply).
+      alertsReceivedAgain: alertRows.filter((r) => Number(r.repeats) > 0).length,
       incidents: incidents.length,
       states,
       analysisOutcomes: byReason,
