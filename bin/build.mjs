@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // `npm run build`: compiles the TypeScript sources to dist/ with tsc (tsconfig.build.json) and
-// copies the files that the code reads from beside itself (console assets, the askpass helper).
-// `--if-stale` builds only when dist/ is missing or older than a source (what `npm start` runs).
-// bin/pitcrew.mjs asks distIsFresh() to choose between dist/ and the sources.
+// copies the files that the code reads from beside itself (console assets, the askpass helper);
+// a type error fails it. `--if-stale` (what `npm start` runs) builds only when dist/ is missing or
+// older than a source, and only emits (tsc --noCheck, the same JavaScript): like tsx, a start is
+// not held up by a type error, which `npm run typecheck` reports. bin/pitcrew.mjs asks
+// distIsFresh() to choose between dist/ and the sources.
 import { cpSync, existsSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -50,8 +52,8 @@ export function distIsFresh(root = ROOT) {
 
 /**
  * Builds into `outDir` (default dist/; a test builds an image's layout in a temporary folder).
- * A type error fails the build; `typeCheck: false` only emits (tsc --noCheck), for a test that
- * runs the output while CI type-checks the same sources on its own.
+ * A type error fails the build; `typeCheck: false` only emits (tsc --noCheck): the same output,
+ * for `npm start` and for a test that runs it, while CI type-checks the sources on its own.
  */
 export async function build(outDir = DIST, { typeCheck = true } = {}) {
   const { spawnSync } = await import("node:child_process");
@@ -83,7 +85,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   process.stderr.write(`pitcrew: building dist/${ifStale ? " (missing or older than the sources)" : ""}\n`);
   const started = Date.now();
   try {
-    await build();
+    await build(DIST, { typeCheck: !ifStale });
   } catch (err) {
     process.stderr.write(`pitcrew: build failed: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
