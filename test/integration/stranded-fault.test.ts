@@ -130,6 +130,9 @@ describe.skipIf(!up)("a database cut during a storm strands no incident", () => 
       30_000,
       50,
     );
+    // The outage lasts 4 s: its length is the scenario, not a wait for something not to happen.
+    // (Cut only until four analyses have failed, ~1 s, every incident still recovers, but often
+    // only after ~25 s of none moving: a shorter outage is not a faster test here.)
     await proxy.down();
     await sleep(4000);
     await proxy.up();
