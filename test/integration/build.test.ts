@@ -13,6 +13,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { build, distIsFresh } from "../../bin/build.mjs";
 import { freePort } from "../helpers/process.ts";
@@ -23,6 +24,7 @@ import { waitFor } from "../helpers/wait.ts";
 // and the sources follows the files' times.
 
 const ROOT = new URL("../../", import.meta.url).pathname;
+const HOOK = new URL("../fixtures/module-log.mjs", import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), "pitcrew-build-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -73,8 +75,16 @@ describe("the build output", () => {
 
     const { version } = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string };
     expect(node("dist/src/main/cli.js", "--version").toString().trim()).toBe(version);
-    // bin/pitcrew.mjs runs dist/ here (no sources are newer: there are none).
-    expect(node("bin/pitcrew.mjs", "--version").toString().trim()).toBe(version);
+    // bin/pitcrew.mjs runs dist/ here (no sources are newer: there are none), without tsx.
+    const log = join(dir, "bin-modules.log");
+    const viaBin = execFileSync(process.execPath, ["bin/pitcrew.mjs", "--version"], {
+      cwd: app,
+      env: { PATH: process.env.PATH, NODE_OPTIONS: `--import ${HOOK}`, MODULE_LOG: log },
+    });
+    expect(viaBin.toString().trim()).toBe(version);
+    const loaded = readFileSync(log, "utf8").trim().split("\n");
+    expect(loaded).toContain(pathToFileURL(join(app, "dist/src/main/cli.js")).href);
+    expect(loaded.filter((m) => m.includes("/node_modules/tsx/") || m.endsWith(".ts"))).toEqual([]);
     expect(node("dist/src/main/cli.js", "skills", "validate").toString()).toMatch(
       /\d+ skill\(s\) valid, 0 problem\(s\)/,
     );
