@@ -8,32 +8,42 @@ import { openStore, type Store } from "../../src/store/db.ts";
 import { alertmanagerSender, amPayload, type Plane, report, sleep, startPlane, stormAlert, TOKEN } from "./helpers.ts";
 
 // Slow senders (slowloris): twenty connections send their headers, then the body at 8 bytes/s, ten
-// with the token and ten without. Each is cut off before its body is through: 408 within
+// with the token and ten without; four more trickle their headers too. Each is cut off before its body is through: 408 within
 // BODY_TIMEOUT with the token, and without it 401 at once (or 408) — the connection does not stay
 // open either way. Meanwhile /healthz answers and a normal AlertManager delivery is stored.
 
 const BODY_TIMEOUT_MS = 3000;
 const SENDERS = 20;
 
-type Trickled = { token: boolean; answer: string; ms: number; bytesSent: number; bodyBytes: number };
+type Trickled = {
+  token: boolean;
+  headers: boolean;
+  answer: string;
+  ms: number;
+  bytesSent: number;
+  bytesToSend: number;
+};
 
-/** Headers at once, then the body 8 bytes a second (one byte every 125 ms) until the server closes. */
-function trickle(port: number, body: string, token: boolean): Promise<Trickled> {
+/**
+ * The body 8 bytes a second (one byte every 125 ms) after the headers at once, or with `headers`
+ * the headers too (the classic slowloris), until the server closes the connection.
+ */
+function trickle(port: number, body: string, token: boolean, headers = false): Promise<Trickled> {
   const started = Date.now();
   const socket = connect(port, "127.0.0.1");
-  socket.write(
-    `POST /webhooks/alertmanager HTTP/1.1\r\nHost: pitcrew\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${token ? `Authorization: Bearer ${TOKEN}\r\n` : ""}\r\n`,
-  );
+  const head = `POST /webhooks/alertmanager HTTP/1.1\r\nHost: pitcrew\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${token ? `Authorization: Bearer ${TOKEN}\r\n` : ""}\r\n`;
+  const slow = headers ? head + body : body;
+  if (!headers) socket.write(head);
   let sent = 0;
   const timer = setInterval(() => {
-    if (sent < body.length && !socket.destroyed && socket.writable) socket.write(body[sent++]!);
+    if (sent < slow.length && !socket.destroyed && socket.writable) socket.write(slow[sent++]!);
   }, 125);
   return new Promise((resolve) => {
     let answer = "";
     const done = () => {
       clearInterval(timer);
       socket.destroy();
-      resolve({ token, answer, ms: Date.now() - started, bytesSent: sent, bodyBytes: body.length });
+      resolve({ token, headers, answer, ms: Date.now() - started, bytesSent: sent, bytesToSend: slow.length });
     };
     socket.on("data", (d) => (answer += d.toString()));
     socket.on("close", done);
@@ -61,7 +71,10 @@ describe("slow senders", () => {
     const tag = randomBytes(4).toString("hex");
     const slowTag = randomBytes(4).toString("hex");
     const body = JSON.stringify(amPayload([stormAlert(slowTag, 0)], "{}:{slow}"));
-    const trickles = Array.from({ length: SENDERS }, (_, i) => trickle(plane.port, body, i % 2 === 0));
+    const trickles = [
+      ...Array.from({ length: SENDERS }, (_, i) => trickle(plane.port, body, i % 2 === 0)),
+      ...Array.from({ length: 4 }, (_, i) => trickle(plane.port, body, i % 2 === 0, true)),
+    ];
     let pending = true;
     const all = Promise.all(trickles).finally(() => (pending = false));
 
@@ -89,8 +102,9 @@ describe("slow senders", () => {
       .select("id")
       .where("labels", "like", `%storm-${tag}%`)
       .execute();
-    const withToken = results.filter((r) => r.token);
-    const without = results.filter((r) => !r.token);
+    const withToken = results.filter((r) => r.token && !r.headers);
+    const without = results.filter((r) => !r.token && !r.headers);
+    const slowHeaders = results.filter((r) => r.headers);
     const status = (r: Trickled) => r.answer.split("\r\n", 1)[0] || "(closed without an answer)";
     const tally = (rs: Trickled[]) => {
       const out: Record<string, number> = {};
@@ -99,11 +113,12 @@ describe("slow senders", () => {
     };
     report("slow senders", {
       bodyTimeoutMs: BODY_TIMEOUT_MS,
-      senders: SENDERS,
+      senders: SENDERS + 4,
       withToken: tally(withToken),
       withoutToken: tally(without),
+      headersTrickled: tally(slowHeaders),
       cutAfterMs: { max: Math.max(...withToken.map((r) => r.ms)), min: Math.min(...withToken.map((r) => r.ms)) },
-      bytesSentOfBody: `${Math.max(...results.map((r) => r.bytesSent))} of ${body.length}`,
+      mostBytesSent: `${Math.max(...results.map((r) => r.bytesSent))} of ${body.length}`,
       healthzAnswers: health.length,
       healthzNot200: health.filter((s) => s !== 200).length,
       normalDelivery: normal.status,
@@ -112,10 +127,11 @@ describe("slow senders", () => {
 
     for (const r of withToken) expect(status(r)).toMatch(/^HTTP\/1\.1 408 /);
     for (const r of without) expect(status(r)).toMatch(/^HTTP\/1\.1 (401|408) /);
+    for (const r of slowHeaders) expect(status(r)).toMatch(/^HTTP\/1\.1 408 /);
     // Cut off long before the body was through (it takes ~50 s at 8 bytes/s): near BODY_TIMEOUT,
     // with room for a loaded machine.
-    for (const r of results) expect(r.bytesSent).toBeLessThan(r.bodyBytes);
-    for (const r of withToken) expect(r.ms).toBeLessThan(4 * BODY_TIMEOUT_MS);
+    for (const r of results) expect(r.bytesSent).toBeLessThan(r.bytesToSend);
+    for (const r of [...withToken, ...slowHeaders]) expect(r.ms).toBeLessThan(4 * BODY_TIMEOUT_MS);
     expect(health.length).toBeGreaterThan(0);
     expect(health.filter((s) => s !== 200)).toEqual([]);
     expect(normal.status).toBe(200);
