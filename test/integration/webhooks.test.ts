@@ -77,8 +77,17 @@ for (const f of factories) {
     function controlPlane(
       files: Record<string, string>,
       env: Record<string, string>,
-      opts: { start?: boolean; owner?: string; leaseMs?: number; timeoutMs?: number; dir?: string } = {},
+      opts: {
+        start?: boolean;
+        owner?: string;
+        leaseMs?: number;
+        timeoutMs?: number;
+        dir?: string;
+        /** How far this replica's clock is ahead of the others'. */
+        aheadMs?: number;
+      } = {},
     ) {
+      const now = () => Date.now() + (opts.aheadMs ?? 0);
       const dir =
         opts.dir ??
         (() => {
@@ -92,7 +101,7 @@ for (const f of factories) {
       };
       const webhooks = createWebhooks(
         config,
-        { store, log: silentLogger, now: Date.now, env: (n) => env[n] },
+        { store, log: silentLogger, now, env: (n) => env[n] },
         { retryDelaysMs: DELAYS },
       );
       const deliverer = createNotices(
@@ -100,7 +109,7 @@ for (const f of factories) {
         {
           store,
           log: silentLogger,
-          now: Date.now,
+          now,
           owner: opts.owner ?? `cp-${uid()}`,
           settings: { pollMs: 50, leaseMs: opts.leaseMs ?? 5000 },
         },
@@ -589,12 +598,12 @@ for (const f of factories) {
       // The receiver takes 1.5 s to answer; the lease lasts 300 ms and is not renewed during a send.
       rx.answer(() => ({ status: 200, delayMs: 1500 }));
       const a = controlPlane(files, env, { owner: "cp-slow-a", leaseMs: 300, start: false });
-      const b = controlPlane(files, env, { owner: "cp-slow-b", leaseMs: 300, start: false, dir: a.dir });
+      // b's clock is 400 ms ahead: to b, a's lease has expired as soon as a has taken it.
+      const b = controlPlane(files, env, { owner: "cp-slow-b", leaseMs: 300, start: false, dir: a.dir, aheadMs: 400 });
       await openIncident(store);
       await a.deliverer.runOnce(); // the fan-out
       const sending = a.deliverer.runOnce(); // the attempt, in flight for 1.5 s
       await waitFor(() => rx.at(path).length === 1, 5000);
-      await new Promise((r) => setTimeout(r, 400)); // a's lease has expired
       const other = await b.deliverer.runOnce();
       expect(other.leader).toBe(true);
       await sending;
