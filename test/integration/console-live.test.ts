@@ -125,14 +125,19 @@ describe("the /live poller", () => {
             recorded_at: Date.now(),
           })
           .execute();
-      // The tail starts from the newest seq when the first page subscribes (its first poll).
-      await new Promise((r) => setTimeout(r, 200));
-      // Then seq 1002 commits before seq 1001, as two concurrent transactions can.
-      await insert(1000, "tsk_first");
+      // The tail starts from the newest seq at its first poll: one warm-up event after another
+      // until one is reported, and the tail is running.
+      let seq = 0;
+      await waitFor(async () => {
+        await insert(++seq, "tsk_warmup");
+        return got.some((m) => m.topics.includes("task:tsk_warmup"));
+      });
+      await insert(seq + 1, "tsk_first");
       await waitFor(() => got.some((m) => m.topics.includes("task:tsk_first")));
-      await insert(1002, "tsk_later");
+      // Then seq+3 commits before seq+2, as two concurrent transactions can.
+      await insert(seq + 3, "tsk_later");
       await waitFor(() => got.some((m) => m.topics.includes("task:tsk_later")));
-      await insert(1001, "tsk_late");
+      await insert(seq + 2, "tsk_late");
       await waitFor(() => got.some((m) => m.topics.includes("task:tsk_late")));
       expect(got.flatMap((m) => m.topics)).toEqual(
         expect.arrayContaining(["tasks", "task:tsk_first", "task:tsk_later", "task:tsk_late"]),
@@ -164,10 +169,8 @@ describe("the /live stream", () => {
     let more = "";
     while (!more.includes(": ping")) more += new TextDecoder().decode((await reader.read()).value);
 
-    const started = Date.now();
+    // Closing does not wait for the open stream (it never ends by itself), and the stream ends.
     await app.close();
-    expect(Date.now() - started).toBeLessThan(5000);
-    // The stream ends instead of hanging.
     let done = false;
     while (!done) done = (await reader.read()).done;
     expect(done).toBe(true);
