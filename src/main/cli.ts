@@ -103,7 +103,7 @@ async function main(argv: string[]): Promise<void> {
         if (!positionals[1]) fail("replay needs a file: pitcrew replay <alert.json>");
         const { replay, formatReplay } = await import("./replay.ts");
         const { createPlanner } = await import("./planner.ts");
-        const results = await replay(positionals[1], config, createPlanner(config, log), log);
+        const results = await replay(positionals[1], config, await createPlanner(config, log), log);
         process.stdout.write(`${values.json ? JSON.stringify(results, null, 2) : formatReplay(results)}\n`);
       }
     }

@@ -101,7 +101,7 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     log,
     now: deps.now,
     skills,
-    planner: createPlanner(config, log, store, metrics),
+    planner: await createPlanner(config, log, store, metrics),
     guardrails: { ...config.guardrails, stuckAfterMs: config.sweep.stuckAfterMs },
     fixPool: config.runner.pool,
     inline,

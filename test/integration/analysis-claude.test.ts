@@ -38,7 +38,7 @@ for (const f of factories) {
         log: silentLogger,
         now: () => h.clock.now,
         skills: () => skills,
-        planner: createPlanner(config, silentLogger, store),
+        planner: await createPlanner(config, silentLogger, store),
         guardrails: {
           dryRun: false,
           maxPrsPerHour: 1000,
