@@ -16,7 +16,8 @@ import type { McpAuth } from "./auth.ts";
 import { allowedOrigins, corsHeaders, preflightHeaders } from "./cors.ts";
 import { bearerChallenge, discoveryRoutes } from "./discovery.ts";
 import { wantsEventStream } from "./logging.ts";
-import { createMcpServer } from "./server.ts";
+import { createMcpServer, type Surface, surfaceOf } from "./server.ts";
+import { allTools } from "./tools/index.ts";
 import type { McpDeps, Principal } from "./tool.ts";
 
 // POST /mcp, Streamable HTTP in stateless mode, for both protocol eras: every request gets its own
@@ -106,11 +107,19 @@ export async function mcpRoutes(app: FastifyInstance, r: McpRouteDeps) {
   await discoveryRoutes(app, config);
 
   // 2026-07-28 traffic only: 2025-era requests are routed below before they reach it.
-  const modern = createMcpHandler((ctx) => createMcpServer(r.deps, principalOf(ctx)), {
-    legacy: "reject",
-    responseMode: "auto",
-    onerror: (err) => log.debug({ err }, "MCP request refused"),
-  });
+  // What each request needs the server to offer (server.ts), by the fetch request the SDK is given.
+  const surfaces = new WeakMap<Request, Surface>();
+  const modern = createMcpHandler(
+    (ctx) =>
+      createMcpServer(r.deps, principalOf(ctx), allTools, {
+        surface: (ctx.requestInfo && surfaces.get(ctx.requestInfo)) ?? "all",
+      }),
+    {
+      legacy: "reject",
+      responseMode: "auto",
+      onerror: (err) => log.debug({ err }, "MCP request refused"),
+    },
+  );
   app.addHook("onClose", async () => modern.close());
 
   // In this scope only: a body that is not JSON becomes MALFORMED instead of fastify's own 400.
@@ -163,10 +172,11 @@ export async function mcpRoutes(app: FastifyInstance, r: McpRouteDeps) {
     const request = webRequest(req, done.signal);
     const authInfo = authInfoOf(principal);
     try {
+      surfaces.set(request, surfaceOf(req.body));
       if (!(await isLegacyRequest(request, req.body))) {
         return await sendResponse(reply, await modern.fetch(request, { authInfo, parsedBody: req.body }));
       }
-      const server = createMcpServer(r.deps, principal);
+      const server = createMcpServer(r.deps, principal, allTools, { surface: surfaceOf(req.body) });
       // One JSON answer per request, except a request that asked for progress (a progressToken):
       // it is answered as a short event stream, so its progress and log messages reach the caller.
       const transport = new WebStandardStreamableHTTPServerTransport({

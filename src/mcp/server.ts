@@ -140,6 +140,19 @@ export function registerTools(server: McpServer, deps: McpDeps, principal: Princ
 }
 
 /**
+ * What one request needs the server to offer. A server lives for one HTTP request, so one that
+ * lists or calls tools (nearly all traffic) is built without the resources and prompts it will not
+ * serve; anything else (initialize, server/discover, resources, prompts, completions) gets all.
+ */
+export type Surface = "all" | "tools";
+
+export function surfaceOf(body: unknown): Surface {
+  const method =
+    body && typeof body === "object" && !Array.isArray(body) ? (body as { method?: unknown }).method : undefined;
+  return method === "tools/call" || method === "tools/list" ? "tools" : "all";
+}
+
+/**
  * One server per request (stateless, both protocol eras): the principal is fixed for its lifetime.
  * `options` is for tests that pin the protocol versions a server speaks.
  */
@@ -147,16 +160,19 @@ export function createMcpServer(
   deps: McpDeps,
   principal: Principal,
   tools: ToolDef[] = allTools,
-  options: Pick<McpServerOptions, "supportedProtocolVersions"> = {},
+  options: Pick<McpServerOptions, "supportedProtocolVersions"> & { surface?: Surface } = {},
 ): McpServer {
   // No `capabilities.tools` here: McpServer would install its own tool handlers and claim listChanged.
+  const { surface = "all", ...serverOptions } = options;
   const server = new McpServer(
     { name: "pitcrew", title: "Pitcrew", version: VERSION },
-    { instructions: INSTRUCTIONS, ...options },
+    { instructions: INSTRUCTIONS, ...serverOptions },
   );
   registerTools(server, deps, principal, tools);
-  registerResources(server, deps, principal);
-  registerPrompts(server, deps, principal);
+  if (surface === "all") {
+    registerResources(server, deps, principal);
+    registerPrompts(server, deps, principal);
+  }
   enableLogging(server);
   return server;
 }
