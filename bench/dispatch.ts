@@ -114,7 +114,7 @@ export async function benchDispatch(opts: Options, services: { distributed: bool
     progress("dispatch on MariaDB + JetStream, runner process");
     const r = await measure("jetstream", n);
     const base = out.baseline_jetstream_round_trip as { p50_ms: number };
-    out.jetstream = { ...r, p50_vs_baseline: round(r.from_commit.p50_ms / base.p50_ms, 1) };
+    out.jetstream = { ...r, p50_times_raw_round_trip: round(r.from_commit.p50_ms / base.p50_ms, 1) };
   } else out.jetstream = { skipped: "MYSQL_URL or NATS_URL does not answer" };
   progress("dispatch embedded (SQLite, in-process queue and runners)");
   out.embedded = await measure("embedded", n);

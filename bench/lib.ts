@@ -166,7 +166,7 @@ export async function load(l: Load, strict = false) {
   });
   const ok = result["2xx"];
   const failed = result.errors + result.timeouts + result.non2xx;
-  if ((strict && failed) || ok === 0)
+  if (strict && (failed || ok === 0))
     throw new Error(
       `${l.url}: ${ok} answered 2xx; ${result.errors} errors, ${result.timeouts} timeouts, ${result.non2xx} non-2xx (${JSON.stringify(result.statusCodeStats)})`,
     );
@@ -174,9 +174,10 @@ export async function load(l: Load, strict = false) {
     requests: ok,
     ...(failed ? { failed: { errors: result.errors, timeouts: result.timeouts, non2xx: result.non2xx } } : {}),
     per_s: Math.round(ok / result.duration),
-    p50_ms: result.latency.p50,
-    p99_ms: result.latency.p99,
-    max_ms: result.latency.max,
+    // Nothing answered within the run (every request slower than it): no latency to show.
+    p50_ms: ok ? result.latency.p50 : null,
+    p99_ms: ok ? result.latency.p99 : null,
+    max_ms: ok ? result.latency.max : null,
   };
 }
 
