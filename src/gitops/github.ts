@@ -4,6 +4,7 @@ import { Octokit } from "@octokit/rest";
 import { AppError, conflict, invalid } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { diffExcerpt, formatTrailers, summarizeDiff, type GitHost, type PullRequest } from "./port.ts";
+import { webOrigin } from "./repo-url.ts";
 
 // Pull requests on GitHub (or GitHub Enterprise Server) through octokit, authenticated with a token
 // or as a GitHub App installation. Git itself authenticates through runner/askpass.sh, which prints
@@ -38,14 +39,6 @@ type GitHubPull = {
 const API = "https://api.github.com";
 // Shapes of GitHub tokens (classic, fine-grained, installation, OAuth, user-to-server, refresh).
 const TOKEN_SHAPES = /\b(gh[pousr]_[A-Za-z0-9_]{16,}|github_pat_[A-Za-z0-9_]{20,})\b/g;
-
-/** `https://api.github.com` → `https://github.com`; GHES `https://h/api/v3` → `https://h`; GHE.com `api.x.ghe.com` → `x.ghe.com`. */
-export function webOrigin(baseUrl = API): string {
-  const u = new URL(baseUrl);
-  if (u.hostname === "api.github.com") return "https://github.com";
-  if (u.hostname.startsWith("api.")) return `${u.protocol}//${u.host.slice(4)}`;
-  return `${u.protocol}//${u.host}${u.pathname.replace(/\/api\/v3\/?$/, "").replace(/\/$/, "")}`;
-}
 
 export function createGitHubHost(opts: GitHubHostOptions): GitHost {
   if (!opts.token === !opts.app)

@@ -2,10 +2,21 @@ import { isAbsolute, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Config } from "../config/load.ts";
 import { AppError } from "../shared/errors.ts";
-import { webOrigin } from "./github.ts";
 
 // Which repositories a task may name. The GitOps repository always; ALLOWED_REPOS adds others.
 // Checked where a task is submitted (MCP) and again by the runner before it clones anything.
+
+/**
+ * The web origin of a GitHub API root: `https://api.github.com` → `https://github.com`; GHES
+ * `https://h/api/v3` → `https://h`; GHE.com `api.x.ghe.com` → `x.ghe.com`. Here rather than in
+ * github.ts, so that checking a repository does not load octokit.
+ */
+export function webOrigin(baseUrl = "https://api.github.com"): string {
+  const u = new URL(baseUrl);
+  if (u.hostname === "api.github.com") return "https://github.com";
+  if (u.hostname.startsWith("api.")) return `${u.protocol}//${u.host.slice(4)}`;
+  return `${u.protocol}//${u.host}${u.pathname.replace(/\/api\/v3\/?$/, "").replace(/\/$/, "")}`;
+}
 
 /** Where the GitOps repository is cloned from: the same URL the git host's cloneUrl() gives. */
 export function gitopsRepoUrl(gitops: Config["gitops"]): string {

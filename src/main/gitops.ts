@@ -4,7 +4,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Config } from "../config/load.ts";
 import { git } from "../gitops/git.ts";
-import { createGitHubHost } from "../gitops/github.ts";
 import { createLocalGitHost } from "../gitops/local.ts";
 import type { GitHost } from "../gitops/port.ts";
 import type { Logger } from "../shared/logger.ts";
@@ -17,6 +16,8 @@ import type { Logger } from "../shared/logger.ts";
 export async function createGitHost(config: Config, log: Logger): Promise<GitHost> {
   const g = config.gitops;
   if (g.provider === "github") {
+    // octokit only where GitHub is the provider.
+    const { createGitHubHost } = await import("../gitops/github.ts");
     return createGitHubHost({
       owner: g.owner,
       repo: g.repo,

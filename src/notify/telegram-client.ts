@@ -1,4 +1,5 @@
-import { Telegram } from "telegraf";
+import { createRequire } from "node:module";
+import type { Telegram } from "telegraf";
 
 // The Bot API calls notices make, over telegraf's typed client (its `apiRoot` may point at a
 // self-hosted Bot API server), with a timeout per call, and Telegram's errors sorted into what the
@@ -57,6 +58,8 @@ const FORMAT = { parse_mode: "HTML" as const, link_preview_options: { is_disable
  * root, so a root with a path (a self-hosted Bot API server behind a prefix) needs its trailing slash.
  */
 export function createTelegramApi(opts: { token: string; apiRoot: string }): Telegram {
+  // Loaded here, not at the top: an installation without Telegram never loads telegraf (~17 MB).
+  const { Telegram } = createRequire(import.meta.url)("telegraf") as typeof import("telegraf");
   return new Telegram(opts.token, { apiRoot: `${opts.apiRoot.replace(/\/+$/, "")}/` });
 }
 

@@ -1,4 +1,5 @@
 import { mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
 import { dirname } from "node:path";
 import SQLite from "better-sqlite3";
 import {
@@ -11,7 +12,7 @@ import {
   type Dialect as KyselyDialect,
   type MigrationProvider,
 } from "kysely";
-import { createPool } from "mysql2";
+import type * as Mysql2 from "mysql2";
 import type { Database } from "../config/load.ts";
 import { unavailable, withTimeout } from "../shared/errors.ts";
 import { migrations } from "../../migrations/index.ts";
@@ -41,6 +42,8 @@ export function openStore(database: Database): Store {
     sqlite.pragma("foreign_keys = ON");
     return makeStore(new SqliteDialect({ database: withStatementCache(sqlite) }), "sqlite");
   }
+  // Loaded here, not at the top: an embedded (SQLite) installation never loads mysql2 (~16 MB).
+  const { createPool } = createRequire(import.meta.url)("mysql2") as typeof Mysql2;
   const pool = createPool({
     uri: database.url,
     connectionLimit: database.poolSize,
