@@ -3,12 +3,16 @@
 //   --quick         every part briefly, for CI: checks that it runs, the figures mean nothing
 //   --only a,b      only these parts (startup, intake, dispatch, tasks, mcp)
 //   --out <file>    also write the JSON document to <file>
+//   --rev <commit>  measure the committed tree at <commit> instead of the work tree (this bench/
+//                   on that commit's sources): before/after figures of a change on one machine
 // MariaDB/MySQL at MYSQL_URL and NATS JetStream at NATS_URL are used when they answer (each part
 // on a database and streams of its own, removed after); without them those cases are skipped.
-import { execFileSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { cpSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { ROOT } from "../bin/build.mjs";
 import { VERSION } from "../src/shared/version.ts";
 import { hasMysql, hasNats } from "../test/helpers/services.ts";
 import { benchDispatch } from "./dispatch.ts";
@@ -23,8 +27,40 @@ const PARTS = ["startup", "intake", "dispatch", "tasks", "mcp"] as const;
 type Part = (typeof PARTS)[number];
 
 const { values } = parseArgs({
-  options: { quick: { type: "boolean", default: false }, only: { type: "string" }, out: { type: "string" } },
+  options: {
+    quick: { type: "boolean", default: false },
+    only: { type: "string" },
+    out: { type: "string" },
+    rev: { type: "string" },
+  },
 });
+
+// --rev: the commit's tree (git archive) in a folder beside node_modules (whose packages it
+// uses), this bench/ copied over it, and the suite run there with the same arguments.
+if (values.rev) {
+  const sha = execFileSync("git", ["rev-parse", "--verify", `${values.rev}^{commit}`], { encoding: "utf8" }).trim();
+  const dir = mkdtempSync(join(ROOT, "node_modules", ".cache", "pitcrew-bench-rev-"));
+  try {
+    execFileSync("sh", ["-c", 'git archive --format=tar "$1" | tar -x -C "$2"', "sh", sha, dir]);
+    rmSync(join(dir, "bench"), { recursive: true, force: true });
+    cpSync(join(ROOT, "bench"), join(dir, "bench"), { recursive: true, filter: (src) => !src.includes("/results") });
+    symlinkSync(join(ROOT, "node_modules"), join(dir, "node_modules"));
+    const args = process.argv
+      .slice(2)
+      .filter((a, i, all) => a !== "--rev" && all[i - 1] !== "--rev" && !a.startsWith("--rev="));
+    const outAt = args.indexOf("--out");
+    if (outAt >= 0) args[outAt + 1] = resolve(args[outAt + 1]!);
+    const r = spawnSync(process.execPath, ["--import", "tsx", "bench/index.ts", ...args], {
+      cwd: dir,
+      stdio: "inherit",
+      env: { ...process.env, PITCREW_BENCH_SOURCE: `${sha.slice(0, 12)} (--rev ${values.rev})` },
+    });
+    process.exitCode = r.status ?? 1;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  process.exit();
+}
 const only = values.only?.split(",").map((s) => s.trim());
 const unknown = only?.filter((p) => !(PARTS as readonly string[]).includes(p));
 if (unknown?.length) {
@@ -72,6 +108,7 @@ const run: Record<Part, () => Promise<unknown>> = {
 };
 
 const commit = (() => {
+  if (process.env.PITCREW_BENCH_SOURCE) return process.env.PITCREW_BENCH_SOURCE;
   try {
     const sha = execFileSync("git", ["rev-parse", "--short=12", "HEAD"], { encoding: "utf8" }).trim();
     const dirty = execFileSync(
