@@ -105,7 +105,10 @@ export type DeliveryCounts = {
  * exponential backoff (capped, with jitter), a 4xx is never tried again (the payload is dropped,
  * and counted, so a test can fail on it), a 2xx ends it.
  */
-export function alertmanagerSender(base: () => string, opts: { maxBackoffMs?: number; giveUpAfterMs?: number } = {}) {
+export function alertmanagerSender(
+  base: () => string,
+  opts: { maxBackoffMs?: number; giveUpAfterMs?: number; attemptTimeoutMs?: number } = {},
+) {
   const counts: DeliveryCounts = {
     payloads: 0,
     accepted: 0,
@@ -118,6 +121,8 @@ export function alertmanagerSender(base: () => string, opts: { maxBackoffMs?: nu
   };
   const maxBackoff = opts.maxBackoffMs ?? 1000;
   const giveUpAfter = opts.giveUpAfterMs ?? 120_000;
+  // AlertManager waits for a webhook at most its group_interval (5 m by default).
+  const attemptTimeout = opts.attemptTimeoutMs ?? 300_000;
   async function deliver(body: string): Promise<{ status: number; json?: unknown }> {
     counts.payloads++;
     const started = Date.now();
@@ -128,7 +133,7 @@ export function alertmanagerSender(base: () => string, opts: { maxBackoffMs?: nu
           method: "POST",
           headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` },
           body,
-          signal: AbortSignal.timeout(30_000),
+          signal: AbortSignal.timeout(attemptTimeout),
         });
         const text = await res.text();
         counts.byStatus[res.status] = (counts.byStatus[res.status] ?? 0) + 1;
