@@ -8,6 +8,16 @@ import { waitFor } from "../helpers/wait.ts";
 export const TOKEN = "fault-token-0123456789abcdef";
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+// Servers this file started: killed when the test process exits, so a failed test leaves none behind.
+const children = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+});
+function track(c: ChildProcess): void {
+  children.add(c);
+  c.once("exit", () => children.delete(c));
+}
+
 /** One line per fact, so a CI log shows what each fault run did and counted. */
 export function report(what: string, facts: Record<string, unknown>): void {
   process.stdout.write(`[faults] ${what}: ${JSON.stringify(facts)}\n`);
@@ -42,6 +52,7 @@ export async function startPlane(env: Record<string, string>) {
   let starts = 0;
   const launch = async () => {
     current = spawnPitcrew(["serve"], full);
+    track(current.child);
     starts++;
     const child = current;
     await waitFor(
@@ -245,6 +256,7 @@ export async function privateNats(storeDir: string) {
     child = spawn("/usr/sbin/nats-server", ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir], {
       stdio: "ignore",
     });
+    track(child);
     await waitFor(portOpen, 15_000, 50);
   };
   const stop = async () => {
