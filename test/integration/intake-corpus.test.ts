@@ -304,7 +304,7 @@ describe("AlertManager webhook over a real connection", () => {
     });
   }
 
-  it("answers 408 to a body trickled slower than REQUEST_TIMEOUT and stores nothing; without a token the connection is cut too", async () => {
+  it("answers 408 to a body trickled slower than BODY_TIMEOUT and stores nothing; without a token the connection is cut too", async () => {
     const store = await sqlite.make();
     const h = await intakeApp(store, { requestTimeoutMs: 1000 });
     try {
