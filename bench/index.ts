@@ -1,7 +1,7 @@
 // `npm run bench`: every figure of the benchmark suite beside its baseline, measured in the same
 // run so that ratios hold on a noisy machine. One JSON document on stdout; a table on stderr.
 //   --quick         every part briefly, for CI: checks that it runs, the figures mean nothing
-//   --only a,b      only these parts (startup, intake, dispatch, tasks, mcp)
+//   --only a,b      only these parts (startup, intake, dispatch, tasks, mcp, latency)
 //   --out <file>    also write the JSON document to <file>
 //   --rev <commit>  measure the committed tree at <commit> instead of the work tree (this bench/
 //                   on that commit's sources): before/after figures of a change on one machine
@@ -17,13 +17,14 @@ import { VERSION } from "../src/shared/version.ts";
 import { hasMysql, hasNats } from "../test/helpers/services.ts";
 import { benchDispatch } from "./dispatch.ts";
 import { benchIntake } from "./intake.ts";
+import { benchLatency } from "./latency.ts";
 import { buildForBench, cleanupAll, type Options, progress, rssMb, sleep, startBare } from "./lib.ts";
 import { benchMcp } from "./mcp.ts";
 import { printTable, verdicts } from "./report.ts";
 import { measureStartup } from "./startup.ts";
 import { benchTasks } from "./tasks.ts";
 
-const PARTS = ["startup", "intake", "dispatch", "tasks", "mcp"] as const;
+const PARTS = ["startup", "intake", "dispatch", "tasks", "mcp", "latency"] as const;
 type Part = (typeof PARTS)[number];
 
 const { values } = parseArgs({
@@ -105,6 +106,7 @@ const run: Record<Part, () => Promise<unknown>> = {
   dispatch: () => benchDispatch(opts, services),
   tasks: () => benchTasks(opts, services),
   mcp: () => benchMcp(opts, services),
+  latency: () => benchLatency(opts),
 };
 
 const commit = (() => {

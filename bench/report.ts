@@ -165,6 +165,12 @@ export function printTable(doc: { quick: boolean; results: Record<string, any>; 
     lines.push(
       `startup   tsx ${r.startup.tsx?.healthzMsMedian} ms, ${r.startup.tsx?.idleRssMbMedian} MB idle  dist ${r.startup.dist?.healthzMsMedian} ms, ${r.startup.dist?.idleRssMbMedian} MB idle | bare fastify ${r.startup.baseline_bare?.healthz_ms ?? "–"} ms, ${r.startup.baseline_bare?.idle_rss_mb ?? "–"} MB`,
     );
+  if (r.latency && !r.latency.error) {
+    const l = r.latency;
+    lines.push(
+      `latency   agent cancel→end p50/max ${l.agent_cancel_to_end.p50_ms}/${l.agent_cancel_to_end.max_ms} ms  past its timeout ${l.agent_timeout_overshoot.p50_ms}/${l.agent_timeout_overshoot.max_ms} ms | probe past its timeout ${l.probe_timeout_overshoot.p50_ms}/${l.probe_timeout_overshoot.max_ms} ms`,
+    );
+  }
   for (const [part, v] of Object.entries(r))
     if (v?.error) lines.push(`${part}: FAILED ${String(v.error).split("\n")[0]}`);
   lines.push("", `${pad("target", 48)} ${padL("value", 10)}  ${pad("goal", 10)} met`);
