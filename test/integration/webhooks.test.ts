@@ -201,6 +201,8 @@ for (const f of factories) {
         lease_ttl_seconds: 1800,
       });
       expect(d.token).toMatch(/^pcd_[\w-]{43}$/);
+      // The sender records the answer after the receiver has it: wait for that, not for the receiver.
+      await expect.poll(async () => (await getWebhookDelivery(store.db, d.id))?.state).toBe("sent");
       const stored = await getWebhookDelivery(store.db, d.id);
       expect(stored).toMatchObject({
         id: d.id,
