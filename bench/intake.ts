@@ -17,6 +17,7 @@ import {
   type Options,
   progress,
   round,
+  cpuMs,
   rssMb,
   sleep,
   startBare,
@@ -90,7 +91,7 @@ const headers = { "content-type": "application/json", authorization: `Bearer ${T
 async function runCase(
   target: Awaited<ReturnType<typeof freshServer>>,
   size: number,
-  bare: { port: number },
+  bare: { port: number; pid: number },
   opts: Options,
 ) {
   const { server, store } = target;
@@ -115,11 +116,16 @@ async function runCase(
   // single-alert post per connection (all answered, so none is still in the server when measuring).
   const shape = opts.quick ? { amount: 16 } : { seconds: 10 };
   if (!opts.quick) await run(bare.port, { amount: CONNECTIONS }, 1);
+  let cpu0 = cpuMs(bare.pid);
   const baseline = await run(bare.port, shape);
+  const bareCpu = cpuMs(bare.pid) - cpu0;
   if (!opts.quick) await run(server.port, { amount: CONNECTIONS }, 1);
   const rssIdle = rssMb(server.pid);
   const stopRss = watchRss(server.pid);
+  cpu0 = cpuMs(server.pid);
   const pitcrew = await run(server.port, shape);
+  // Posts still in the server when the run stopped are not counted, nor is the CPU they take after.
+  const pitcrewCpu = cpuMs(server.pid) - cpu0;
   const rssLoad = stopRss();
 
   // How fast the analysis backlog left by the load drains (rules planner; no skill matches these
@@ -135,18 +141,24 @@ async function runCase(
       analysed_per_s: Math.round((after.done - before.done) / ((performance.now() - t0) / 1000)),
     };
   }
-  const figures = (r: Awaited<ReturnType<typeof run>>) => ({
+  const figures = (r: Awaited<ReturnType<typeof run>>, cpu: number) => ({
     posts_per_s: r.per_s,
     alerts_per_s: r.per_s * size,
     p50_ms: r.p50_ms,
     p99_ms: r.p99_ms,
     posts: r.requests,
+    cpu_ms_per_post: r.requests ? round(cpu / r.requests, 3) : null,
     ...(r.failed ? { failed: r.failed } : {}),
   });
+  const p = figures(pitcrew, pitcrewCpu);
+  const b = figures(baseline, bareCpu);
   return {
-    pitcrew: figures(pitcrew),
-    bare: figures(baseline),
+    pitcrew: p,
+    bare: b,
     ratio: round(pitcrew.per_s / baseline.per_s, 4),
+    // Bare's CPU per post over Pitcrew's: the share of a core's work per post that is the bare
+    // minimum; steadier than the throughput ratio on a shared machine (MariaDB's own CPU not counted).
+    cpu_ratio: p.cpu_ms_per_post && b.cpu_ms_per_post ? round(b.cpu_ms_per_post / p.cpu_ms_per_post, 4) : null,
     rss_before_mb: rssIdle,
     rss_under_load_mb: rssLoad,
     analysis,

@@ -64,6 +64,17 @@ export function rssMb(pid: number): number {
   return round(Number(kb) / 1024);
 }
 
+/**
+ * CPU time (user + system) a process has used, in ms, from /proc/<pid>/stat (clock ticks of 10 ms,
+ * Linux's USER_HZ). CPU per request is steadier than requests per second on a machine whose other
+ * load takes cores away: it counts only what the process itself did.
+ */
+export function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 /** Samples a process's RSS every 200 ms until stopped; returns the highest seen. */
 export function watchRss(pid: number) {
   let max = rssMb(pid);

@@ -17,6 +17,7 @@ import {
   type Options,
   progress,
   round,
+  cpuMs,
   rssMb,
   sleep,
   startBare,
@@ -120,7 +121,12 @@ const call = (name: string, args: Record<string, unknown>) =>
     params: { name, arguments: args },
   });
 
-async function measure(mode: "embedded" | "distributed", n: number, bare: { port: number }, opts: Options) {
+async function measure(
+  mode: "embedded" | "distributed",
+  n: number,
+  bare: { port: number; pid: number },
+  opts: Options,
+) {
   const dir = mkdtempSync(join(tmpdir(), "pitcrew-bench-mcp-"));
   onCleanup(async () => rmSync(dir, { recursive: true, force: true }));
   const env: Record<string, string> = {
@@ -160,13 +166,23 @@ async function measure(mode: "embedded" | "distributed", n: number, bare: { port
       load({ url: `http://127.0.0.1:${port}/mcp`, connections: CONNECTIONS, ...shape, headers, body }, opts.quick);
     const shape = opts.quick ? { amount: 200 } : { seconds: 10 };
     if (!opts.quick) await run(bare.port, { amount: 500 });
+    let cpu0 = cpuMs(bare.pid);
     const baseline = await run(bare.port, shape);
+    const bareCpu = round((cpuMs(bare.pid) - cpu0) / baseline.requests, 3);
     if (!opts.quick) await run(server.port, { amount: 500 });
+    cpu0 = cpuMs(server.pid);
     const pitcrew = await run(server.port, shape);
+    const pitcrewCpu = round((cpuMs(server.pid) - cpu0) / pitcrew.requests, 3);
     out[tool] = {
-      pitcrew: { calls_per_s: pitcrew.per_s, p50_ms: pitcrew.p50_ms, p99_ms: pitcrew.p99_ms },
-      bare: { calls_per_s: baseline.per_s, p50_ms: baseline.p50_ms, p99_ms: baseline.p99_ms },
+      pitcrew: {
+        calls_per_s: pitcrew.per_s,
+        p50_ms: pitcrew.p50_ms,
+        p99_ms: pitcrew.p99_ms,
+        cpu_ms_per_call: pitcrewCpu,
+      },
+      bare: { calls_per_s: baseline.per_s, p50_ms: baseline.p50_ms, p99_ms: baseline.p99_ms, cpu_ms_per_call: bareCpu },
       ratio: round(pitcrew.per_s / baseline.per_s, 4),
+      cpu_ratio: pitcrewCpu ? round(bareCpu / pitcrewCpu, 4) : null,
     };
   }
   out.rss_after_mb = rssMb(server.pid);

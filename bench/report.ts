@@ -132,13 +132,13 @@ export function printTable(doc: { quick: boolean; results: Record<string, any>; 
     const m = r.intake?.[mode];
     if (!m || m.skipped) continue;
     lines.push(
-      `intake ${mode}  alerts/post  posts/s  alerts/s  p50 ms  p99 ms | bare posts/s  bare p99 | ratio   RSS MB`,
+      `intake ${mode}  alerts/post  posts/s  alerts/s  p50 ms  p99 ms  CPU ms/post | bare posts/s  bare p99  CPU ms/post | ratio  CPU ratio  RSS MB`,
     );
     for (const size of [1, 10, 100]) {
       const c = m[`alerts_per_post_${size}`];
       if (!c) continue;
       lines.push(
-        `${pad("", mode.length + 7)}${padL(size, 11)}  ${padL(c.pitcrew.posts_per_s, 7)}  ${padL(c.pitcrew.alerts_per_s, 8)}  ${padL(c.pitcrew.p50_ms, 6)}  ${padL(c.pitcrew.p99_ms, 6)} | ${padL(c.bare.posts_per_s, 12)}  ${padL(c.bare.p99_ms, 8)} | ${padL(c.ratio, 6)}  ${padL(c.rss_under_load_mb, 6)}`,
+        `${pad("", mode.length + 7)}${padL(size, 11)}  ${padL(c.pitcrew.posts_per_s, 7)}  ${padL(c.pitcrew.alerts_per_s, 8)}  ${padL(c.pitcrew.p50_ms, 6)}  ${padL(c.pitcrew.p99_ms, 6)}  ${padL(c.pitcrew.cpu_ms_per_post, 11)} | ${padL(c.bare.posts_per_s, 12)}  ${padL(c.bare.p99_ms, 8)}  ${padL(c.bare.cpu_ms_per_post, 11)} | ${padL(c.ratio, 6)}  ${padL(c.cpu_ratio, 9)}  ${padL(c.rss_under_load_mb, 6)}`,
       );
     }
     lines.push("");
@@ -158,7 +158,7 @@ export function printTable(doc: { quick: boolean; results: Record<string, any>; 
     if (!m || m.skipped) continue;
     for (const tool of ["get_incident", "list_incidents"])
       lines.push(
-        `mcp       ${pad(mode, 11)} ${pad(tool, 14)} ${padL(m[tool].pitcrew.calls_per_s, 6)}/s  p99 ${m[tool].pitcrew.p99_ms} ms | bare ${m[tool].bare.calls_per_s}/s | ratio ${m[tool].ratio}`,
+        `mcp       ${pad(mode, 11)} ${pad(tool, 14)} ${padL(m[tool].pitcrew.calls_per_s, 6)}/s  p99 ${m[tool].pitcrew.p99_ms} ms  CPU ${m[tool].pitcrew.cpu_ms_per_call} ms/call | bare ${m[tool].bare.calls_per_s}/s  CPU ${m[tool].bare.cpu_ms_per_call} ms/call | ratio ${m[tool].ratio}  CPU ratio ${m[tool].cpu_ratio}`,
       );
   }
   if (r.startup && !r.startup.error)
