@@ -21,6 +21,7 @@ import { describeDbError, isDbUnavailable } from "./errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { withCommitHooks, type CommitHooks } from "./commit-hooks.ts";
 import { withStatementCache } from "./sqlite-statements.ts";
+import { withDeferredInserts } from "./deferred-inserts.ts";
 
 export type Dialect = Database["dialect"];
 
@@ -73,7 +74,7 @@ export function openStore(database: Database): Store {
 }
 
 function makeStore(driver: KyselyDialect, dialect: Dialect): Store {
-  const hooked = withCommitHooks(driver);
+  const hooked = withCommitHooks(withDeferredInserts(driver));
   const db = new Kysely<DB>({ dialect: hooked.dialect });
   hooked.attach(db);
   let closed = false;
