@@ -148,54 +148,63 @@ export function createAlertIntake(deps: IntakeDeps) {
       only,
     );
 
-  /** One payload, in one transaction: every alert of it is stored, or none is. */
-  async function storePayload(
+  /**
+   * Payloads in one transaction: every alert of them is stored, or none is. They share one writer
+   * and one set of lookups (a group-committed batch reads once, not once per payload), and each is
+   * stored in turn, exactly as it would be alone after the ones before it.
+   */
+  async function storePayloads(
     trx: Executor,
-    p: NormalizedPayload,
+    ps: NormalizedPayload[],
     skills: Skill[],
     now: number,
-  ): Promise<AlertOutcome[]> {
-    const w = createPayloadWriter(trx, p, now);
-    const keys = p.alerts.map(instanceKey);
-    const openKeys = p.alerts.map((a) => (a.status === "firing" ? openKeyFor(a, skills) : undefined));
-    await w.prefetch(keys);
+  ): Promise<AlertOutcome[][]> {
+    const w = createPayloadWriter(trx, now);
+    const keys = ps.map((p) => p.alerts.map(instanceKey));
+    const openKeys = ps.map((p) => p.alerts.map((a) => (a.status === "firing" ? openKeyFor(a, skills) : undefined)));
+    const all = ps.flatMap((p) => p.alerts);
+    await w.prefetch(keys.flat());
     const state = await loadPayloadState(trx, {
-      openKeys: openKeys.filter((k) => k !== undefined).map((k) => k.key),
-      firing: p.alerts.filter((a) => a.status === "firing").map((a) => a.fingerprint),
-      resolved: p.alerts.filter((a) => a.status === "resolved").map((a) => a.fingerprint),
+      openKeys: openKeys.flat().flatMap((k) => (k ? [k.key] : [])),
+      firing: all.filter((a) => a.status === "firing").map((a) => a.fingerprint),
+      resolved: all.filter((a) => a.status === "resolved").map((a) => a.fingerprint),
       flapSince: now - settings.flapWindowMs,
     });
-    // Incidents this payload already touched (updated_at, truncated_alerts): one UPDATE each.
-    const c: Payload = { trx, p, w, state, touched: new Set(), joins: new Map(), partial: new Map(), now };
-    const outcomes: AlertOutcome[] = [];
-    for (let i = 0; i < p.alerts.length; i++) {
-      const a = p.alerts[i]!;
-      if (a.status === "resolved" && !a.fingerprintGiven) {
-        outcomes.push({
-          outcome: "ignored",
-          incidentId: null,
-          fingerprint: a.fingerprint,
-          why: "resolved alert without a fingerprint",
-        });
-        continue;
+    const results: AlertOutcome[][] = [];
+    for (let j = 0; j < ps.length; j++) {
+      const p = ps[j]!;
+      // Incidents this payload already touched (updated_at, truncated_alerts): one UPDATE each.
+      const c: Payload = { trx, p, w, state, touched: new Set(), joins: new Map(), partial: new Map(), now };
+      const outcomes: AlertOutcome[] = [];
+      for (let i = 0; i < p.alerts.length; i++) {
+        const a = p.alerts[i]!;
+        const key = keys[j]![i]!;
+        if (a.status === "resolved" && !a.fingerprintGiven) {
+          outcomes.push({
+            outcome: "ignored",
+            incidentId: null,
+            fingerprint: a.fingerprint,
+            why: "resolved alert without a fingerprint",
+          });
+          continue;
+        }
+        const repeat = w.repeat(key);
+        if (repeat) {
+          outcomes.push({ outcome: "repeat", incidentId: repeat.incidentId, fingerprint: a.fingerprint });
+          continue;
+        }
+        outcomes.push(a.status === "firing" ? await firing(c, a, key, openKeys[j]![i]!) : await resolved(c, a, key));
       }
-      const repeat = w.repeat(keys[i]!);
-      if (repeat) {
-        outcomes.push({ outcome: "repeat", incidentId: repeat.incidentId, fingerprint: a.fingerprint });
-        continue;
-      }
-      outcomes.push(
-        a.status === "firing" ? await firing(c, a, keys[i]!, openKeys[i]!) : await resolved(c, a, keys[i]!),
-      );
+      await recordJoins(c);
+      await recordPartialResolves(c);
+      results.push(outcomes);
     }
-    await recordJoins(c);
-    await recordPartialResolves(c);
     await w.finish();
-    return outcomes;
+    return results;
   }
 
   function addAlert(c: Payload, a: NormalizedAlert, instance: string, incidentId: string | null) {
-    c.w.addAlert(a, instance, incidentId);
+    c.w.addAlert(a, instance, incidentId, c.p);
     c.state.noteAlert(a, incidentId);
   }
 
@@ -446,7 +455,7 @@ export function createAlertIntake(deps: IntakeDeps) {
     withRetry(() =>
       store.db.transaction().execute(async (trx) => {
         await batched(trx);
-        return storePayload(trx, p, deps.skills(), deps.now());
+        return (await storePayloads(trx, [p], deps.skills(), deps.now()))[0]!;
       }),
     );
   // Payloads that arrive while one is being written are written together by the next transaction,
@@ -461,10 +470,7 @@ export function createAlertIntake(deps: IntakeDeps) {
     (ps) =>
       store.db.transaction().execute(async (trx) => {
         await batched(trx);
-        const skills = deps.skills();
-        const out: AlertOutcome[][] = [];
-        for (const p of ps) out.push(await storePayload(trx, p, skills, deps.now()));
-        return out;
+        return storePayloads(trx, ps, deps.skills(), deps.now());
       }),
     storeOne,
   );

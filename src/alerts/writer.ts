@@ -48,7 +48,11 @@ function* batches<T>(rows: T[], size: (r: T) => number): Generator<T[]> {
 
 export type StoredInstance = { id: string; incidentId: string | null };
 
-export function createPayloadWriter(trx: Executor, payload: NormalizedPayload, now: number) {
+/**
+ * The rows of the payloads written in one transaction (one, or a group-committed batch): they
+ * share the lookups, so a payload sees what the ones before it wrote.
+ */
+export function createPayloadWriter(trx: Executor, now: number) {
   const alerts: Insertable<AlertsTable>[] = [];
   const incidents: IncidentRow[] = [];
   const seen = new Map<string, StoredInstance>();
@@ -64,7 +68,7 @@ export function createPayloadWriter(trx: Executor, payload: NormalizedPayload, n
     await flushIncidents();
     for (const part of batches(
       alerts.splice(0),
-      (r) => r.labels.length + r.annotations.length + (r.generator_url?.length ?? 0) + payload.groupKey.length,
+      (r) => r.labels.length + r.annotations.length + (r.generator_url?.length ?? 0) + (r.group_key?.length ?? 0),
     )) {
       await trx.insertInto("alerts").values(part).execute();
     }
@@ -97,7 +101,12 @@ export function createPayloadWriter(trx: Executor, payload: NormalizedPayload, n
     /** Writes the new incidents, so a transition can update them. */
     flushIncidents,
 
-    addAlert(a: NormalizedAlert, key: string, incidentId: string | null): void {
+    addAlert(
+      a: NormalizedAlert,
+      key: string,
+      incidentId: string | null,
+      payload: Pick<NormalizedPayload, "receiver" | "groupKey">,
+    ): void {
       const id = newId("alr", now);
       alerts.push({
         id,
