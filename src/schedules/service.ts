@@ -2,6 +2,7 @@ import { appendEvent } from "../events/repo.ts";
 import { conflict, invalid, notFound } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { Store } from "../store/db.ts";
+import { isDuplicateKey } from "../store/sql.ts";
 import { formatProblem, loadYamlFolder, type FileProblem } from "../shared/yaml-folder.ts";
 import {
   getScheduleByName,
@@ -65,6 +66,11 @@ export function createScheduleService(deps: { store: Store; log: Logger; now: ()
     if (loaded.unreadableFolder) return result;
     const now = deps.now();
     for (const { item: spec, file } of loaded.items) {
+      // Replicas starting together sync the same files: one creates the schedule, the other's
+      // INSERT hits the unique name and its transaction runs again, finding the schedule there.
+      await onceMore(isDuplicateKey, () => syncOne(spec, file));
+    }
+    async function syncOne(spec: ScheduleSpec, file: string) {
       await store.db.transaction().execute(async (trx) => {
         const cur = await getScheduleByName(trx, spec.name);
         if (!cur) {
@@ -220,3 +226,13 @@ function parseSpec(input: unknown): ScheduleSpec {
 }
 
 export type ScheduleService = ReturnType<typeof createScheduleService>;
+
+/** Runs `fn`, and once more when its first attempt fails with an error `retry` accepts. */
+async function onceMore<T>(retry: (err: unknown) => boolean, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (!retry(err)) throw err;
+    return fn();
+  }
+}

@@ -62,7 +62,9 @@ describe.skipIf(!natsUp || !mysqlUp)("a schedule on two control planes", () => {
         ).n,
       );
     try {
-      await Promise.all([ready(portA), ready(portB)]);
+      await Promise.all([ready(portA), ready(portB)]).catch((err) => {
+        throw new Error(`${err}\nA: ${a.stderr().slice(-3000)}\nB: ${b.stderr().slice(-3000)}`);
+      });
       const start = Date.now();
       // Five runs between the two of them, then one dies without a word.
       await waitFor(async () => (await runsAfter(0)) >= 5, 20_000, 100);

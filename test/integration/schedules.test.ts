@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
@@ -87,6 +88,29 @@ for (const f of factories) {
     });
     afterAll(async () => {
       await store?.close();
+    });
+
+    it("lets replicas that start together sync the same files: each schedule is created once and neither fails", async () => {
+      const dir = tempDir();
+      const clock = makeClock("2026-11-20T08:00:00Z");
+      const names = Array.from({ length: 8 }, (_, i) => `race-${randomBytes(3).toString("hex")}-${i}`);
+      for (const n of names) writeFileSync(join(dir, `${n}.yaml`), noop(n, "0 * * * *"));
+      const replicas = [0, 1, 2].map(() =>
+        createScheduleService({ store, log: silentLogger, now: () => clock.now, dir }),
+      );
+      const results = await Promise.all(replicas.map((r) => r.sync(SYSTEM)));
+      for (const n of names) {
+        expect(
+          results.filter((r) => r.created.includes(n)),
+          n,
+        ).toHaveLength(1);
+        expect(
+          results.filter((r) => r.unchanged.includes(n)),
+          n,
+        ).toHaveLength(2);
+      }
+      const rows = await store.db.selectFrom("schedules").select("name").where("name", "in", names).execute();
+      expect(rows).toHaveLength(names.length);
     });
 
     it("syncs files: creates, updates, leaves alone, honours enabled: false, prunes only file schedules, and reports bad files with path and line", async () => {
