@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
-import { mkdir } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, mkdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import type { TaskMessage } from "../../src/bus/jobs.ts";
@@ -147,6 +148,13 @@ export function createAgentExecutor(opts: AgentExecutorOptions): { agent: Execut
     const timeoutMs = Math.min(payload.timeoutMs ?? defaultTimeoutMs, maxTimeoutMs);
     const progress = (message: string) => ctx.progress(message).catch(() => {});
     if (ctx.signal.aborted) throw cancelled();
+    // A CLI that is not there fails before anything is cloned: in an alert storm on a runner
+    // without it, each task would otherwise clone the repository only to find out.
+    const program = template[0];
+    const path = opts.env.PATH ?? DEFAULT_PATH;
+    // (A relative path is the clone's own, looked at when it runs.)
+    const checkable = program && !program.includes("{{") && (!program.includes("/") || program.startsWith("/"));
+    if (checkable && !(await onPath(program, path))) throw notInstalled(agent, program, path);
     // Asked per run: a GitHub App installation token expires, and the mask must know the current one.
     const withCredentials =
       !!payload.repoUrl && !!opts.credentials && repoKey(payload.repoUrl) === repoKey(opts.credentials.repoUrl);
@@ -326,6 +334,20 @@ const NO_CREDENTIALS: Record<string, string> = {
   GIT_CONFIG_KEY_1: "core.askPass",
   GIT_CONFIG_VALUE_1: "",
 };
+
+/** Whether `program` (a path, or a name looked up on `path`) is an executable file here. */
+async function onPath(program: string, path: string): Promise<boolean> {
+  const candidates = program.includes("/") ? [program] : path.split(":").map((dir) => join(dir || ".", program));
+  for (const file of candidates) {
+    try {
+      await access(file, constants.X_OK);
+      if ((await stat(file)).isFile()) return true;
+    } catch {
+      // not this one
+    }
+  }
+  return false;
+}
 
 /** The agent's CLI is not on this runner: a distinct code, so the incident can say what to install. */
 function notInstalled(agent: string, program: string, path: string): AppError {

@@ -387,6 +387,17 @@ console.log("done");
     expect(readdirSync(s.base)).toEqual([]);
   });
 
+  it("fails a CLI that is not installed before cloning anything", async () => {
+    const s = sandbox();
+    const ex = executor(s.base, { ghost: ["/nowhere/ghost-cli", "{{prompt}}"] });
+    // A repository that could not be cloned: the error would be the clone's if it were tried.
+    const repoUrl = "https://git.invalid/team/gitops.git";
+    const payload = { incidentId: "inc_1", skill: "investigate", prompt: "x", agent: "ghost", repoUrl };
+    const err = await rejection(ex.agent(task("agent", payload), context().ctx));
+    expect(err).toMatchObject({ code: "agent.not_installed", details: { program: "/nowhere/ghost-cli" } });
+    expect(readdirSync(s.base)).toEqual([]);
+  });
+
   // Only root can start processes as another user.
   it.skipIf(process.getuid?.() !== 0)(
     "runs the CLI as the configured user, in a workspace and clone handed to that user",
