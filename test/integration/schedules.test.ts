@@ -111,6 +111,8 @@ for (const f of factories) {
       }
       const rows = await store.db.selectFrom("schedules").select("name").where("name", "in", names).execute();
       expect(rows).toHaveLength(names.length);
+      // The other tests of this store prune file schedules: leave none of these behind.
+      await store.db.deleteFrom("schedules").where("name", "in", names).execute();
     });
 
     it("syncs files: creates, updates, leaves alone, honours enabled: false, prunes only file schedules, and reports bad files with path and line", async () => {
