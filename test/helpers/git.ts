@@ -36,3 +36,18 @@ export function makeBareRepo(dir: string, history: Array<{ message: string; file
   gitSync(work, "push", "--quiet", "origin", "HEAD:main");
   return bare;
 }
+
+/** A checkout Deployment in `namespace` running image tag `tag`, as a GitOps repository holds it. */
+export const checkoutDeployment = (namespace: string, tag: string) => `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: checkout
+  namespace: ${namespace}
+spec:
+  replicas: 3
+  template:
+    spec:
+      containers:
+        - name: checkout
+          image: registry.example.com/checkout:${tag}
+`;

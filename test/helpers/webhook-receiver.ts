@@ -2,11 +2,9 @@ import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { appendEvent } from "../../src/events/repo.ts";
 import type { IncidentEvent } from "../../src/incidents/lifecycle.ts";
-import { getIncident, newIncidentRow } from "../../src/incidents/repo.ts";
+import { getIncident } from "../../src/incidents/repo.ts";
 import { applyTransition } from "../../src/incidents/service.ts";
-import { newId } from "../../src/shared/ids.ts";
 import type { Store } from "../../src/store/db.ts";
 
 // A webhook receiver on loopback that answers as a test tells it (a status, a delay, a redirect)
@@ -77,52 +75,6 @@ export function targetDir(files: Record<string, string>) {
     write: (name: string, text: string) => writeFileSync(join(dir, name), text),
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
-}
-
-/** An incident as the intake opens one: its row and its incident.detected event, in one transaction. */
-export async function openIncident(
-  store: Store,
-  opts: { namespace?: string; title?: string; now?: number } = {},
-): Promise<string> {
-  const now = opts.now ?? Date.now();
-  const key = Math.random().toString(36).slice(2, 10);
-  const id = newId("inc", now);
-  const title = opts.title ?? `checkout crash-loops ${key}`;
-  const namespace = opts.namespace ?? "shop";
-  await store.db.transaction().execute(async (trx) => {
-    const row = newIncidentRow(
-      {
-        id,
-        fingerprint: key,
-        dedupe_key: null,
-        open_key: key,
-        title,
-        source: "alertmanager",
-        severity: "critical",
-        namespace,
-        service: "checkout",
-        alertname: "KubePodCrashLooping",
-        labels: { alertname: "KubePodCrashLooping", severity: "critical", namespace },
-        annotations: { summary: "pods restart" },
-      },
-      now,
-    );
-    await trx.insertInto("incidents").values(row).execute();
-    await appendEvent(
-      trx,
-      store.dialect,
-      {
-        type: "incident.detected",
-        incidentId: id,
-        actor: "alertmanager",
-        channel: "alertmanager",
-        reason: title,
-        occurredAt: now,
-      },
-      now,
-    );
-  });
-  return id;
 }
 
 export async function moveIncident(

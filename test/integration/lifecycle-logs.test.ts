@@ -22,7 +22,7 @@ import { createControlJobs } from "../../src/tasks/control-jobs.ts";
 import { buildExecutors } from "../../runner/executors/index.ts";
 import { createRunner } from "../../runner/worker.ts";
 import { fixture, newTag, postAlerts } from "../helpers/alerts.ts";
-import { makeBareRepo } from "../helpers/git.ts";
+import { checkoutDeployment, makeBareRepo } from "../helpers/git.ts";
 import { storeFactories } from "../helpers/store.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { appendEvent } from "../../src/events/repo.ts";
@@ -37,20 +37,6 @@ type Line = Record<string, any> & { msg: string; level: number };
 
 const TOKEN = "lifecycle-token-0123456789abcdef";
 const INFO = 30;
-
-const deployment = (ns: string, tag: string) => `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: checkout
-  namespace: ${ns}
-spec:
-  replicas: 3
-  template:
-    spec:
-      containers:
-        - name: checkout
-          image: registry.example.com/checkout:${tag}
-`;
 
 describe("lifecycle log lines", () => {
   const tag = newTag();
@@ -69,7 +55,7 @@ describe("lifecycle log lines", () => {
       dir,
       ["v1.4.0", "v1.5.0"].map((v) => ({
         message: `checkout ${v}`,
-        files: { [`apps/payments-${tag}/deployment.yaml`]: deployment(`payments-${tag}`, v) },
+        files: { [`apps/payments-${tag}/deployment.yaml`]: checkoutDeployment(`payments-${tag}`, v) },
       })),
     );
     const config = loadConfig({

@@ -36,7 +36,7 @@ import { handleDeadLetters } from "../../src/tasks/dead-letter.ts";
 import { createTaskService } from "../../src/tasks/service.ts";
 import { createAnthropicMock } from "../msw/anthropic.ts";
 import { fixture, newTag, postAlerts } from "../helpers/alerts.ts";
-import { makeBareRepo } from "../helpers/git.ts";
+import { checkoutDeployment, makeBareRepo } from "../helpers/git.ts";
 import { skills, TOKEN } from "../helpers/intake-app.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
 import { queueFactories } from "../helpers/queues.ts";
@@ -51,20 +51,6 @@ import { waitFor } from "../helpers/wait.ts";
 // read from the endpoint and compared with what happened (the database's rows where it has them).
 
 const sqlite = (await storeFactories()).find((f) => f.name === "sqlite")!;
-
-const deployment = (ns: string, tag: string) => `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: checkout
-  namespace: ${ns}
-spec:
-  replicas: 3
-  template:
-    spec:
-      containers:
-        - name: checkout
-          image: registry.example.com/checkout:${tag}
-`;
 
 /** The samples of a Prometheus text exposition, by name and labels. */
 function parseMetrics(text: string): Map<string, number> {
@@ -118,7 +104,7 @@ describe("/metrics after an alert → pull request → approval → merge → re
       dir,
       ["v1.4.0", "v1.5.0"].map((v) => ({
         message: `checkout ${v}`,
-        files: { [`apps/${ns}/deployment.yaml`]: deployment(ns, v) },
+        files: { [`apps/${ns}/deployment.yaml`]: checkoutDeployment(ns, v) },
       })),
     );
     const host = createLocalGitHost({ repoPath: bare, committer: { name: "Pitcrew", email: "pitcrew@example.com" } });

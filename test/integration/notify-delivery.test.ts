@@ -1,15 +1,14 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { getIncident, newIncidentRow } from "../../src/incidents/repo.ts";
-import { appendEvent } from "../../src/events/repo.ts";
+import { getIncident } from "../../src/incidents/repo.ts";
 import { applyTransition, closeAsResolved } from "../../src/incidents/service.ts";
 import type { IncidentEvent } from "../../src/incidents/lifecycle.ts";
 import { createDeliverer, type DelivererSettings } from "../../src/notify/deliverer.ts";
 import { createNotices } from "../../src/notify/service.ts";
-import { newId } from "../../src/shared/ids.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import { createTelegramMock, TELEGRAM_API_ROOT, type TelegramCall } from "../msw/telegram.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
+import { openIncident } from "../helpers/incidents.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { strictMockServer } from "../helpers/msw.ts";
 
@@ -88,47 +87,16 @@ for (const f of factories) {
       return createNotices(cfg, { store, log: silentLogger, now, owner, settings });
     }
 
-    /** An incident as the intake opens one: the row and its incident.detected event, in one transaction. */
-    async function open(labels: Record<string, string> = {}, severity = "critical"): Promise<string> {
-      const now = clock.now;
-      const key = uid();
-      const id = newId("inc", now);
-      const title = `checkout crash-loops ${key}`;
-      await store.db.transaction().execute(async (trx) => {
-        const row = newIncidentRow(
-          {
-            id,
-            fingerprint: key,
-            dedupe_key: null,
-            open_key: key,
-            title,
-            source: "alertmanager",
-            severity,
-            namespace: labels.namespace ?? "shop",
-            service: "checkout",
-            alertname: "KubePodCrashLooping",
-            labels: { alertname: "KubePodCrashLooping", severity, ...labels },
-            annotations: {},
-          },
-          now,
-        );
-        await trx.insertInto("incidents").values(row).execute();
-        await appendEvent(
-          trx,
-          store.dialect,
-          {
-            type: "incident.detected",
-            incidentId: id,
-            actor: "alertmanager",
-            channel: "alertmanager",
-            reason: title,
-            occurredAt: now,
-          },
-          now,
-        );
+    /** An incident as the intake opens one (test/helpers/incidents.ts). */
+    const open = (labels: Record<string, string> = {}, severity = "critical") =>
+      openIncident(store, {
+        now: clock.now,
+        key: uid(),
+        severity,
+        namespace: labels.namespace ?? "shop",
+        labels,
+        annotations: {},
       });
-      return id;
-    }
 
     async function move(id: string, event: IncidentEvent, reason: string) {
       await store.db

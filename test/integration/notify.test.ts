@@ -5,11 +5,10 @@ import { randomBytes } from "node:crypto";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createMemoryQueue } from "../../src/bus/memory.ts";
 import { createEventIngester } from "../../src/events/ingester.ts";
-import { appendEvent } from "../../src/events/repo.ts";
 import { createLocalGitHost } from "../../src/gitops/local.ts";
 import type { GitHost } from "../../src/gitops/port.ts";
 import { incidentFixHook } from "../../src/incidents/fix-outcome.ts";
-import { getIncident, newIncidentRow } from "../../src/incidents/repo.ts";
+import { getIncident } from "../../src/incidents/repo.ts";
 import { applyTransition, closeAsResolved } from "../../src/incidents/service.ts";
 import { createApprovalService, expireDueApprovals } from "../../src/approvals/service.ts";
 import { createNotices } from "../../src/notify/service.ts";
@@ -21,6 +20,7 @@ import { createTaskService, enqueueTask } from "../../src/tasks/service.ts";
 import { scheduleRunHook } from "../../src/schedules/run-outcome.ts";
 import { createTelegramMock, TELEGRAM_API_ROOT, type StoredMessage } from "../msw/telegram.ts";
 import { gitSync, makeBareRepo } from "../helpers/git.ts";
+import { openIncident } from "../helpers/incidents.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { strictMockServer } from "../helpers/msw.ts";
@@ -119,8 +119,8 @@ for (const f of factories) {
       throw new Error("deliveries never settled");
     }
 
-    /** An incident as the intake opens it (incident.detected in the same transaction). */
-    async function open(
+    /** An incident as the intake opens it (test/helpers/incidents.ts): cart short of replicas. */
+    const open = (
       opts: {
         labels?: Record<string, string>;
         annotations?: Record<string, string>;
@@ -128,48 +128,20 @@ for (const f of factories) {
         title?: string;
         namespace?: string;
       } = {},
-    ) {
-      const now = clock.now;
+    ) => {
       const key = uid();
-      const id = newId("inc", now);
-      const severity = opts.severity ?? "critical";
-      const namespace = opts.namespace ?? "shop";
-      const title = opts.title ?? `cart lags ${key}`;
-      await store.db.transaction().execute(async (trx) => {
-        const row = newIncidentRow(
-          {
-            id,
-            fingerprint: key,
-            dedupe_key: null,
-            open_key: key,
-            title,
-            source: "alertmanager",
-            severity,
-            namespace,
-            service: "cart",
-            alertname: "KubeDeploymentReplicasMismatch",
-            labels: { alertname: "KubeDeploymentReplicasMismatch", namespace, severity, ...opts.labels },
-            annotations: opts.annotations ?? { summary: "cart has fewer replicas than wanted" },
-          },
-          now,
-        );
-        await trx.insertInto("incidents").values(row).execute();
-        await appendEvent(
-          trx,
-          store.dialect,
-          {
-            type: "incident.detected",
-            incidentId: id,
-            actor: "alertmanager",
-            channel: "alertmanager",
-            reason: title,
-            occurredAt: now,
-          },
-          now,
-        );
+      return openIncident(store, {
+        now: clock.now,
+        key,
+        title: opts.title ?? `cart lags ${key}`,
+        severity: opts.severity,
+        namespace: opts.namespace,
+        service: "cart",
+        alertname: "KubeDeploymentReplicasMismatch",
+        labels: opts.labels,
+        annotations: opts.annotations ?? { summary: "cart has fewer replicas than wanted" },
       });
-      return id;
-    }
+    };
 
     /** Planned and fixing: the plan recorded, a fix task queued. */
     async function fixing(id: string, plan: typeof MERGE = MERGE) {

@@ -20,7 +20,8 @@ import { storeFactories, type TestStore } from "../helpers/store.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { createTaskService } from "../../src/tasks/service.ts";
 import { scheduleRunHook } from "../../src/schedules/run-outcome.ts";
-import { moveIncident, openIncident, startReceiver, targetDir, type Receiver } from "../helpers/webhook-receiver.ts";
+import { openIncident } from "../helpers/incidents.ts";
+import { moveIncident, startReceiver, targetDir, type Receiver } from "../helpers/webhook-receiver.ts";
 
 // Signed webhooks end to end: events on the timeline become deliveries, sent by the deliverer to a
 // real receiver on loopback that checks them with independent verifiers (the standardwebhooks
