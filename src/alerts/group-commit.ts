@@ -60,7 +60,21 @@ export function createGroupCommit<T, R>(
     batch.forEach((w, i) => w.resolve(results[i]!));
   }
 
+  let scheduled = false;
+  /**
+   * Starts batches on the next turn of the event loop rather than at once: requests whose bytes
+   * already arrived are parsed first and join the batch. Without it, a store whose calls never
+   * leave the event loop (SQLite) writes every request alone, since nothing else runs while a
+   * transaction does.
+   */
   function pump(): void {
+    if (scheduled || running >= opts.concurrency || queue.length === 0) return;
+    scheduled = true;
+    setImmediate(start);
+  }
+
+  function start(): void {
+    scheduled = false;
     while (running < opts.concurrency && queue.length > 0) {
       const batch = take();
       running++;
