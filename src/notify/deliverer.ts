@@ -13,6 +13,7 @@ import {
   nextDueAt,
   postponeDeliveries,
   pruneDeliveries,
+  skipDeliveries,
   type DeliveryRow,
 } from "./repo.ts";
 import { onDeliveryRequested } from "./requests.ts";
@@ -51,6 +52,11 @@ export type Sender = {
   attempts?: { delaysMs: number[]; claimMs: number };
   /** The timeline event of a row given up (default notice.dead). */
   deadEvent?: string;
+  /**
+   * The rows of a pass this sender would skip without sending anything, and why (a webhook event
+   * no target subscribes to): closed together in one update, unclaimed, instead of one at a time.
+   */
+  unwanted?(rows: DeliveryRow[], now: number): Promise<Map<string, string>>;
 };
 
 export type DelivererSettings = {
@@ -251,7 +257,8 @@ export function createDeliverer(deps: DelivererDeps) {
       await pruneDeliveries(store.db, now, { doneMs: s.keepDoneMs, deadMs: s.keepDeadMs });
     }
     const down = () => [...paused].filter(([, p]) => p.until > deps.now()).map(([c]) => c);
-    const rows = await dueDeliveries(store.db, now, s.batch, down());
+    const due = await dueDeliveries(store.db, now, s.batch, down());
+    const rows = await skipUnwanted(due, r);
     // Rows already routed to a target that has no free slot wait for it, in one update per slot time.
     const held = new Map<number, string[]>();
     let renewedAt = now;
@@ -300,8 +307,34 @@ export function createDeliverer(deps: DelivererDeps) {
     const resume = skip.map((c) => paused.get(c)!.until);
     const candidates = [...(next === null ? [] : [next]), ...resume];
     r.nextAt = candidates.length ? Math.min(...candidates) : null;
-    r.more = rows.length === s.batch;
+    r.more = due.length === s.batch;
     return r;
+  }
+
+  /** Closes the rows their senders do not want (one update per reason); returns the others. */
+  async function skipUnwanted(rows: DeliveryRow[], r: RunResult): Promise<DeliveryRow[]> {
+    const skip = new Map<string, DeliveryRow[]>();
+    const unwantedIds = new Set<string>();
+    for (const channel of new Set(rows.map((row) => row.channel))) {
+      const sender = deps.senders[channel];
+      if (!sender?.unwanted) continue;
+      // When the sender cannot tell (its store failed), its rows go the usual way, one at a time.
+      const whys = await sender
+        .unwanted(
+          rows.filter((row) => row.channel === channel),
+          deps.now(),
+        )
+        .catch(() => new Map<string, string>());
+      for (const row of rows) {
+        const why = whys.get(row.id);
+        if (why === undefined) continue;
+        skip.set(why, [...(skip.get(why) ?? []), row]);
+        unwantedIds.add(row.id);
+      }
+    }
+    for (const [why, list] of skip) r.skipped += await skipDeliveries(store.db, list, why, deps.now());
+    // A row that changed meanwhile stays pending for the next pass; the others go through the senders.
+    return rows.filter((row) => !unwantedIds.has(row.id));
   }
 
   let stopped = true;

@@ -63,6 +63,32 @@ export async function finishDelivery(
 }
 
 /**
+ * Closes rows as `skipped` without an attempt, in one update per distinct `requests` count: each
+ * only if still pending and unchanged since it was read (as finishDelivery). Returns the ids closed.
+ */
+export async function skipDeliveries(
+  db: Executor,
+  rows: Array<Pick<DeliveryRow, "id" | "requests">>,
+  why: string,
+  now: number,
+): Promise<number> {
+  const byRequests = new Map<number, string[]>();
+  for (const r of rows) byRequests.set(Number(r.requests), [...(byRequests.get(Number(r.requests)) ?? []), r.id]);
+  let closed = 0;
+  for (const [requests, ids] of byRequests) {
+    const res = await db
+      .updateTable("deliveries")
+      .set({ state: "skipped", pending_key: null, updated_at: now, last_error: why.slice(0, 1000) })
+      .where("id", "in", ids)
+      .where("state", "=", "pending")
+      .where("requests", "=", requests)
+      .executeTakeFirst();
+    closed += Number(res.numUpdatedRows);
+  }
+  return closed;
+}
+
+/**
  * Leaves rows pending until `at` (a rate limit, a backoff, or at once when they changed meanwhile);
  * `target` records where they go once the sender has routed them.
  */

@@ -36,12 +36,17 @@ export type WebhookSenderDeps = {
 export function createWebhookSender(deps: WebhookSenderDeps): Sender {
   const { store } = deps;
 
+  const eventOf = (row: DeliveryRow) => (JSON.parse(row.payload ?? "{}") as { event?: string }).event ?? "";
+  const candidatesFor = (event: string) =>
+    deps.registry.list().filter((t) => t.events.includes(event) || t.events.includes("*"));
+  const nobodyWants = (event: string) => `no target subscribes to ${event}`;
+
   async function fanOut(row: DeliveryRow, now: number): Promise<DeliveryOutcome> {
-    const event = (JSON.parse(row.payload ?? "{}") as { event?: string }).event ?? "";
+    const event = eventOf(row);
     await deps.registry.refresh();
     // Most installs have no target for most events: find that out before reading the body's parts.
-    const candidates = deps.registry.list().filter((t) => t.events.includes(event) || t.events.includes("*"));
-    const skipped = { status: "skipped", why: `no target subscribes to ${event}` } as const;
+    const candidates = candidatesFor(event);
+    const skipped = { status: "skipped", why: nobodyWants(event) } as const;
     if (candidates.length === 0) return skipped;
     const body = await buildWebhookBody(store.db, row.ref, event, deps.publicUrl);
     if (!body) return { status: "skipped", why: "the event or its incident no longer exists" };
@@ -151,6 +156,18 @@ export function createWebhookSender(deps: WebhookSenderDeps): Sender {
   return {
     attempts: { delaysMs: deps.retryDelaysMs ?? WEBHOOK_RETRY_DELAYS_MS, claimMs: deps.post.timeoutMs + 5000 },
     deadEvent: "webhook.dead",
+    /** Fan-out rows of events no target subscribes to: most of a storm's, on most installs. */
+    async unwanted(rows: DeliveryRow[]): Promise<Map<string, string>> {
+      const out = new Map<string, string>();
+      const fanOuts = rows.filter((r) => r.kind === FANOUT);
+      if (fanOuts.length === 0) return out;
+      await deps.registry.refresh();
+      for (const row of fanOuts) {
+        const event = eventOf(row);
+        if (candidatesFor(event).length === 0) out.set(row.id, nobodyWants(event));
+      }
+      return out;
+    },
     async deliver(row: DeliveryRow, now: number): Promise<DeliveryOutcome> {
       if (row.kind === FANOUT) return fanOut(row, now);
       if (!row.payload) return { status: "dead", error: "the delivery has no body" };

@@ -223,6 +223,43 @@ for (const f of factories) {
       expect(await deliveriesTo("other-ns")).toHaveLength(0);
     });
 
+    it("closes the fan-out rows of events no target subscribes to in one update per pass, without claiming an attempt, and fans out the others", async () => {
+      const path = `/few-${uid()}`;
+      const { deliverer } = controlPlane(
+        { "few.yaml": target("few", path, "events: [incident.escalated]\n") },
+        { FEW_SECRET: secret() },
+        { start: false },
+      );
+      // A storm's incidents: each asks for an incident.created fan-out, which nobody wants here. The
+      // old way claimed an attempt of each (attempts 1) before finding no subscriber.
+      const ids = [];
+      for (let i = 0; i < 5; i++) ids.push(await openIncident(store));
+      await moveIncident(store, ids[0]!, "escalate", "no skill could fix it");
+      const r = await deliverer.runOnce();
+      expect(r.skipped).toBe(5);
+      const fanOuts = await store.db
+        .selectFrom("deliveries")
+        .selectAll()
+        .where("channel", "=", WEBHOOK)
+        .where("kind", "=", FANOUT)
+        .execute();
+      const created = fanOuts.filter((d) => JSON.parse(d.payload!).event === "incident.created");
+      expect(created).toHaveLength(5);
+      for (const d of created)
+        expect(d).toMatchObject({
+          state: "skipped",
+          attempts: 0,
+          pending_key: null,
+          last_error: "no target subscribes to incident.created",
+        });
+      // The escalation went the usual way: fanned out to its subscriber, and sent.
+      const escalated = fanOuts.filter((d) => JSON.parse(d.payload!).event === "incident.escalated");
+      expect(escalated.map((d) => d.state)).not.toContain("skipped");
+      await deliverer.runOnce();
+      await waitFor(() => rx.at(path).length === 1, 10_000);
+      expect(bodyOf(rx.at(path)[0]!).incident.id).toBe(ids[0]);
+    });
+
     it("signs with both secrets while one is rotated, so a receiver holding either verifies", async () => {
       const [next, prev] = [secret(), secret()];
       const path = `/rot-${uid()}`;
