@@ -117,40 +117,4 @@ describe("group commit", () => {
     expect(await Promise.all([a, b, c])).toEqual([{ ok: 2 }, { err: "item 3 is bad" }, { ok: 4 }]);
     expect(tried).toEqual([0, 2, 3, 4]);
   });
-
-  it("tells a waiter when the queue is drained, or when its time is up", async () => {
-    const s = fakeStore();
-    const gc = createGroupCommit<number, number>(
-      { maxItems: 10, maxWeight: 100, concurrency: 1 },
-      () => 1,
-      s.runBatch,
-      async (i) => i,
-    );
-    await gc.idle(1000); // nothing queued: at once
-    let block!: () => void;
-    const slow = createGroupCommit<number, number>(
-      { maxItems: 10, maxWeight: 100, concurrency: 1 },
-      () => 1,
-      s.runBatch,
-      (i) => new Promise((r) => (block = () => r(i))),
-    );
-    const item = slow.submit(7);
-    let idle = false;
-    const waiting = slow.idle(60_000).then(() => (idle = true));
-    await tick();
-    expect(idle).toBe(false);
-    block();
-    await item;
-    await waiting;
-    expect(idle).toBe(true);
-    await slow.idle(1); // drained: at once
-    const stuck = createGroupCommit<number, number>(
-      { maxItems: 1, maxWeight: 1, concurrency: 1 },
-      () => 1,
-      s.runBatch,
-      () => new Promise(() => {}),
-    );
-    void stuck.submit(1);
-    await stuck.idle(5); // never drains: the time limit answers
-  });
 });

@@ -27,7 +27,6 @@ export function createGroupCommit<T, R>(
 ) {
   const queue: Waiting<T, R>[] = [];
   let running = 0;
-  let idleWaiters: (() => void)[] = [];
 
   function take(): Waiting<T, R>[] {
     const batch = [queue.shift()!];
@@ -81,11 +80,6 @@ export function createGroupCommit<T, R>(
       void execute(batch).finally(() => {
         running--;
         pump();
-        if (running === 0 && queue.length === 0) {
-          const waiters = idleWaiters;
-          idleWaiters = [];
-          for (const w of waiters) w();
-        }
       });
     }
   }
@@ -101,20 +95,6 @@ export function createGroupCommit<T, R>(
     /** Items waiting for a batch (not those being written). */
     get waiting(): number {
       return queue.length;
-    },
-    /** Resolves when nothing is waiting or being written, or after `maxWaitMs`, whichever is first. */
-    idle(maxWaitMs: number): Promise<void> {
-      if (running === 0 && queue.length === 0) return Promise.resolve();
-      return new Promise<void>((resolve) => {
-        const timer = setTimeout(done, maxWaitMs);
-        timer.unref?.();
-        function done() {
-          clearTimeout(timer);
-          idleWaiters = idleWaiters.filter((w) => w !== done);
-          resolve();
-        }
-        idleWaiters.push(done);
-      });
     },
   };
 }

@@ -26,6 +26,7 @@ import { createPayloadWriter, instanceKey, type PayloadWriter } from "./writer.t
 import { loadPayloadState, type PayloadState } from "./payload-state.ts";
 import { createGroupCommit } from "./group-commit.ts";
 import { deferInserts } from "../store/deferred-inserts.ts";
+import { createRateMeter } from "../shared/pacer.ts";
 
 export type IntakeSettings = {
   flapWindowMs: number;
@@ -58,6 +59,11 @@ export type IntakeDeps = {
 const SYSTEM = { actor: "alertmanager", channel: "alertmanager" } as const;
 const DEFAULT_MAX_ALERTS = 50_000;
 const DEFAULT_BATCH = { maxPayloads: 128, maxAlerts: 5_000, concurrency: 4 };
+/**
+ * A storm, in payloads a second (an alert counting a tenth of one more): AlertManager sends each
+ * group at most every few seconds, so twenty a second is many groups changing at once.
+ */
+const STORM_LOAD = 20;
 
 /** The key an open incident is found by: the matching skill's dedupe key, else the fingerprint. */
 export function openKeyFor(a: NormalizedAlert, skills: Skill[]): { key: string; skill?: string } {
@@ -475,18 +481,21 @@ export function createAlertIntake(deps: IntakeDeps) {
     storeOne,
   );
 
+  const load = createRateMeter(1000);
   return {
     /**
-     * Resolves when no payload is waiting or being written, or after `maxWaitMs`: what background
-     * work that competes for the store (analysis) waits on, so that alerts go first in a storm.
+     * Whether the intake is in a storm: more than STORM_LOAD payloads a second, a payload counting
+     * one and a tenth per alert. Background work that competes for the process and the store
+     * (analysis) then takes turns with it, so that alerts go first.
      */
-    idle: (maxWaitMs: number) => batches.idle(maxWaitMs),
+    busy: () => load.count() >= STORM_LOAD,
 
     /**
      * Stores a validated payload and resolves only after the transaction holding it committed: a
      * payload that fails half way stores nothing, and AlertManager's retry stores it whole.
      */
     async receive(payload: AlertmanagerPayload): Promise<AlertOutcome[]> {
+      load.mark(1 + payload.alerts.length / 10);
       const p = normalizePayload(payload, settings.labels, settings.maxAlerts ?? DEFAULT_MAX_ALERTS);
       const outcomes = await batches.submit(p);
       log.info(receivedFields(p, payload.status, outcomes), "alerts received");

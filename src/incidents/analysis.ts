@@ -2,6 +2,7 @@ import type { TaskQueue } from "../bus/port.ts";
 import { appendEvent } from "../events/repo.ts";
 import { errorMessage, invalid, isAppError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
+import type { Pacer } from "../shared/pacer.ts";
 import type { Metrics } from "../shared/metrics.ts";
 import type { Store } from "../store/db.ts";
 import { isDbUnavailable, isRetryableDbError } from "../store/errors.ts";
@@ -37,10 +38,10 @@ export type AnalysisDeps = {
   onEnqueued?: () => void;
   metrics?: Pick<Metrics, "analysisDuration">;
   /**
-   * Resolves when analysis may use the store: the alert intake goes first during a storm (its
-   * callers wait on the answer, analysis is queued work), for a bounded time.
+   * Runs the parts of an analysis that use the store when their turn comes: during an alert storm
+   * they take turns with the intake (its callers wait on the answer; analysis is queued work).
    */
-  yieldTo?: () => Promise<void>;
+  pacer?: Pacer;
 };
 
 const ENGINE = { actor: "pitcrew:analysis", channel: "engine" } as const;
@@ -68,6 +69,7 @@ function isRetryable(err: unknown): boolean {
 export function createAnalysisWorker(deps: AnalysisDeps) {
   const { store } = deps;
   const log = deps.log.child({ component: "analysis" });
+  const pace = <T>(work: () => Promise<T>): Promise<T> => (deps.pacer ? deps.pacer.run(work) : work());
   const followUps = { dialect: store.dialect, guardrails: deps.guardrails, fixPool: deps.fixPool ?? "default" };
 
   /** The incident with its recent timeline and the closest past incidents, for the planner. */
@@ -105,27 +107,29 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
   }
 
   /**
-   * Plans and applies the policy for one incident, or resumes the work an earlier attempt left:
-   * a `detected` incident is analysed, one still `analyzing` (the earlier attempt failed or was
-   * cut off) is planned again, and one `fixing` with an inline plan whose result was never
-   * recorded runs that skill again. Anything else is skipped. A duplicate run changes nothing:
-   * every outcome is applied only to the incident version it started from.
+   * What an analysis reads and writes before the planner is asked: the incident, the pause, the
+   * move to `analyzing` and the history. Either the job's result already, or what planning needs.
    */
-  async function run(incidentId: string): Promise<AnalysisResult> {
-    await deps.yieldTo?.();
+  async function begin(
+    incidentId: string,
+  ): Promise<
+    | { done: AnalysisResult }
+    | { resume: IncidentRow; plan: NonNullable<ReturnType<typeof inlinePlanOf>> }
+    | { first: IncidentRow; analyzing: IncidentRow; history: PlanContext }
+  > {
     const first = await getIncident(store.db, incidentId);
-    if (!first || !["detected", "analyzing", "fixing"].includes(first.state)) return { outcome: "skipped" };
+    if (!first || !["detected", "analyzing", "fixing"].includes(first.state)) return { done: { outcome: "skipped" } };
     const inlinePlan = first.state === "fixing" ? inlinePlanOf(first.plan, deps.skills()) : null;
-    if (first.state === "fixing" && !inlinePlan) return { outcome: "skipped" };
+    if (first.state === "fixing" && !inlinePlan) return { done: { outcome: "skipped" } };
 
     const now = deps.now();
     const pause = await getPause(store.db);
     if (pause.paused) {
       const why = `automation is paused${pause.by ? ` by ${pause.by}` : ""}; analysis resumes on resume`;
       await store.db.transaction().execute((trx) => guardrailEvent(trx, store.dialect, first, "paused", why, now));
-      return { outcome: "deferred" };
+      return { done: { outcome: "deferred" } };
     }
-    if (first.state === "fixing") return resumeInline(first, inlinePlan!);
+    if (first.state === "fixing") return { resume: first, plan: inlinePlan! };
 
     const analyzing =
       first.state === "detected"
@@ -143,10 +147,27 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
             )
         : first;
     if (first.state === "analyzing") await resumed(first, "analysis resumed: an earlier attempt did not finish", now);
+    // A store error here is not "no skill matches": it throws, and the job is delivered again.
+    return { first, analyzing, history: await historyOf(analyzing) };
+  }
+
+  /**
+   * Plans and applies the policy for one incident, or resumes the work an earlier attempt left:
+   * a `detected` incident is analysed, one still `analyzing` (the earlier attempt failed or was
+   * cut off) is planned again, and one `fixing` with an inline plan whose result was never
+   * recorded runs that skill again. Anything else is skipped. A duplicate run changes nothing:
+   * every outcome is applied only to the incident version it started from.
+   *
+   * The parts that use the store take their turns with the alert intake during a storm (`pace`);
+   * the planner (a model's answer may take seconds) and inline skills run outside them.
+   */
+  async function run(incidentId: string): Promise<AnalysisResult> {
+    const begun = await pace(() => begin(incidentId));
+    if ("done" in begun) return begun.done;
+    if ("resume" in begun) return resumeInline(begun.resume, begun.plan);
+    const { first, analyzing, history } = begun;
     const skills = deps.skills();
     const started = performance.now();
-    // A store error here is not "no skill matches": it throws, and the job is delivered again.
-    const history = await historyOf(analyzing);
     let plan: Plan | null;
     let failure: string | undefined;
     try {
@@ -159,67 +180,80 @@ export function createAnalysisWorker(deps: AnalysisDeps) {
     }
 
     let inlineRun: (InlineRun & { version: number }) | undefined;
-    const outcome = await store.db.transaction().execute(async (trx): Promise<AnalysisOutcome> => {
-      const t = deps.now();
-      await lockFixBudget(trx, store.dialect, t);
-      let inc = await getIncident(trx, incidentId);
-      if (inc?.state !== "analyzing" || inc.version !== analyzing.version) return "skipped";
-      const skill = plan ? skills.find((s) => s.name === plan!.skill) : undefined;
-      if (!plan || !skill) {
-        const reason =
-          failure ?? (plan ? `the planner chose ${plan.skill}, which is not loaded` : "no skill matches this incident");
-        await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason }, t);
-        return "escalated";
-      }
-      // A model chooses the skill; the author's literal values, and for unattended skills every
-      // value, come from the skill and the alert, not from the model.
-      const policed = applyPolicy(plan, skill, incidentContext(inc), deps.guardrails.autoApproveMaxRisk);
-      const approval = policed.approval;
-      plan = policed.plan;
-      const when = approval.required ? approval.when : "none";
-      const planRecord = {
-        ...plan,
-        risk: skill.risk,
-        approval: when,
-        action: actionKind(skill.action),
-        inline: isInline(skill),
-      };
-      inc = await setPlan(trx, store.dialect, inc, planRecord, t);
+    const decide = () =>
+      store.db.transaction().execute(async (trx): Promise<AnalysisOutcome> => {
+        const t = deps.now();
+        await lockFixBudget(trx, store.dialect, t);
+        let inc = await getIncident(trx, incidentId);
+        if (inc?.state !== "analyzing" || inc.version !== analyzing.version) return "skipped";
+        const skill = plan ? skills.find((s) => s.name === plan!.skill) : undefined;
+        if (!plan || !skill) {
+          const reason =
+            failure ??
+            (plan ? `the planner chose ${plan.skill}, which is not loaded` : "no skill matches this incident");
+          await applyTransition(trx, store.dialect, inc, "escalate", { ...ENGINE, reason }, t);
+          return "escalated";
+        }
+        // A model chooses the skill; the author's literal values, and for unattended skills every
+        // value, come from the skill and the alert, not from the model.
+        const policed = applyPolicy(plan, skill, incidentContext(inc), deps.guardrails.autoApproveMaxRisk);
+        const approval = policed.approval;
+        plan = policed.plan;
+        const when = approval.required ? approval.when : "none";
+        const planRecord = {
+          ...plan,
+          risk: skill.risk,
+          approval: when,
+          action: actionKind(skill.action),
+          inline: isInline(skill),
+        };
+        inc = await setPlan(trx, store.dialect, inc, planRecord, t);
 
-      if (deps.guardrails.dryRun) {
-        await guardrailEvent(
-          trx,
-          store.dialect,
-          inc,
-          "dry_run",
-          "DRY_RUN is on: the plan is recorded, nothing is changed",
-          t,
-          { skill: plan.skill },
-        );
-        await applyTransition(trx, store.dialect, inc, "suppress", { ...ENGINE, reason: "dry run" }, t);
-        return "suppressed";
-      }
-      if (await limitsStop(trx, store.dialect, deps.guardrails, inc, t)) return "escalated";
-      if (approval.required && skill.approval === "before_run") {
-        await requestRunApproval(trx, store.dialect, inc, planRecord, ENGINE, t);
-        return "awaiting_approval";
-      }
-      if (isInline(skill)) {
-        const fixing = await applyTransition(
+        if (deps.guardrails.dryRun) {
+          await guardrailEvent(
+            trx,
+            store.dialect,
+            inc,
+            "dry_run",
+            "DRY_RUN is on: the plan is recorded, nothing is changed",
+            t,
+            { skill: plan.skill },
+          );
+          await applyTransition(trx, store.dialect, inc, "suppress", { ...ENGINE, reason: "dry run" }, t);
+          return "suppressed";
+        }
+        if (await limitsStop(trx, store.dialect, deps.guardrails, inc, t)) return "escalated";
+        if (approval.required && skill.approval === "before_run") {
+          await requestRunApproval(trx, store.dialect, inc, planRecord, ENGINE, t);
+          return "awaiting_approval";
+        }
+        if (isInline(skill)) {
+          const fixing = await applyTransition(
+            trx,
+            store.dialect,
+            inc,
+            "fix.started",
+            { ...ENGINE, reason: `running ${skill.name} inline` },
+            t,
+          );
+          inlineRun = { skill, params: plan.params, version: fixing.version };
+          return "fixing";
+        }
+        await queueFixTask(trx, store.dialect, inc, skill, plan.params, when, t, {
+          pool: followUps.fixPool,
+          ...ENGINE,
+        });
+        await applyTransition(
           trx,
           store.dialect,
           inc,
           "fix.started",
-          { ...ENGINE, reason: `running ${skill.name} inline` },
+          { ...ENGINE, reason: `running ${skill.name}` },
           t,
         );
-        inlineRun = { skill, params: plan.params, version: fixing.version };
         return "fixing";
-      }
-      await queueFixTask(trx, store.dialect, inc, skill, plan.params, when, t, { pool: followUps.fixPool, ...ENGINE });
-      await applyTransition(trx, store.dialect, inc, "fix.started", { ...ENGINE, reason: `running ${skill.name}` }, t);
-      return "fixing";
-    });
+      });
+    const outcome = await pace(decide);
     const planner = deps.planner.name ?? plan?.planner ?? "rules";
     deps.metrics?.analysisDuration.observe({ planner }, (performance.now() - started) / 1000);
     const result: AnalysisResult = { outcome, ...(first.state === "analyzing" ? { resumed: true as const } : {}) };

@@ -16,6 +16,7 @@ import { handleDeadLetters } from "../tasks/dead-letter.ts";
 import { createTaskReconciler } from "../tasks/reconciler.ts";
 import { requeuePendingTasks } from "../tasks/requeue.ts";
 import { CONTROL_POOL, createControlJobs } from "../tasks/control-jobs.ts";
+import { createPacer } from "../shared/pacer.ts";
 import { createQueueDepthReader } from "../bus/depth.ts";
 import { createScheduleService } from "../schedules/service.ts";
 import { createScheduler, SCHEDULE_SKILL_JOB } from "../schedules/scheduler.ts";
@@ -62,8 +63,8 @@ export function alertmanagerAuth(
   };
 }
 
-/** How long one analysis job waits for a busy alert intake (alerts go first in a storm). */
-const ANALYSIS_YIELD_MS = 500;
+/** The share of the time analysis gets during an alert storm (the intake has the rest). */
+const ANALYSIS_STORM_SHARE = 0.2;
 
 export async function serve(config: Config, log: Logger): Promise<void> {
   const { deps, relay, onTerminal } = createDeps(config, log);
@@ -107,8 +108,8 @@ export async function serve(config: Config, log: Logger): Promise<void> {
     inline,
     onEnqueued: () => relay.kick(),
     metrics,
-    // During an alert storm the intake (created below) goes first, for half a second at most per job.
-    yieldTo: () => intake?.idle(ANALYSIS_YIELD_MS) ?? Promise.resolve(),
+    // During an alert storm analysis takes turns with the intake (created below): the alerts first.
+    pacer: createPacer({ busy: () => intake?.busy() ?? false, share: ANALYSIS_STORM_SHARE }),
   });
   // The in-process runners start coding agents: as whom, and whether the skills' CLIs are there.
   const agentClis = embedded ? () => missingAgentClis(skills(), config.agents, process.env.PATH ?? "") : undefined;
