@@ -5,6 +5,7 @@ import { errorMessage } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { Store } from "../store/db.ts";
 import type { Executor } from "../store/sql.ts";
+import { noteOutbox } from "../store/commit-hooks.ts";
 import type { OutboxRow } from "../store/schema.ts";
 import { backoffMs } from "../shared/backoff.ts";
 import type { Metrics } from "../shared/metrics.ts";
@@ -46,6 +47,7 @@ export async function addToOutbox(db: Executor, msg: OutboxMessage, now: number)
       sent_at: null,
     })
     .execute();
+  await noteOutbox(db);
   return id;
 }
 
@@ -94,6 +96,7 @@ export function createOutboxRelay(
   let loop: Promise<void> | undefined;
   let wake: (() => void) | undefined;
   let kicked = false;
+  let unsubscribe: (() => void) | undefined;
   let lastPrune = 0;
   let lagAt = Number.NEGATIVE_INFINITY;
 
@@ -255,21 +258,26 @@ export function createOutboxRelay(
     }
   }
 
+  function kick(): void {
+    kicked = true;
+    wake?.();
+  }
+
   return {
     start() {
       if (running) return;
       running = true;
+      // Whatever committed an outbox row, it goes out now rather than at the next poll.
+      unsubscribe = store.onOutboxCommitted(kick);
       loop = run();
     },
     async stop() {
       running = false;
+      unsubscribe?.();
       wake?.();
       await loop;
     },
     runOnce,
-    kick() {
-      kicked = true;
-      wake?.();
-    },
+    kick,
   };
 }

@@ -6,6 +6,8 @@ import type { Executor } from "./sql.ts";
 // transaction's connection and handed to the store's listeners right after its COMMIT succeeds; a
 // ROLLBACK (or a failed COMMIT) drops it. Listeners (the lifecycle log) therefore never report a
 // step that did not happen, and report each committed one once, on the replica that committed it.
+// Outbox rows the same way: a transaction that added one tells the relay when it commits, so the
+// message goes out at once whichever code path queued it.
 
 export type CommittedEvent = {
   id: string;
@@ -26,11 +28,15 @@ export type CommitListener = (events: CommittedEvent[]) => void;
 export type CommitHooks = {
   /** Calls `listener` with the events of each committed transaction; returns the unsubscribe. */
   onEventsCommitted(listener: CommitListener): () => void;
+  /** Calls `listener` after each committed transaction (or statement) that added outbox rows. */
+  onOutboxCommitted(listener: () => void): () => void;
 };
 
-type Hub = { listeners: Set<CommitListener> };
+type Hub = { listeners: Set<CommitListener>; outbox: Set<() => void> };
 
-const pending = new WeakMap<DatabaseConnection, CommittedEvent[]>();
+/** What a transaction in progress has to report when it commits. */
+type Pending = { events: CommittedEvent[]; outbox: boolean };
+const pending = new WeakMap<DatabaseConnection, Pending>();
 const hubOfConnection = new WeakMap<DatabaseConnection, Hub>();
 const hubOfRoot = new WeakMap<Kysely<DB>, Hub>();
 
@@ -40,7 +46,7 @@ export function withCommitHooks(dialect: Dialect): {
   hooks: CommitHooks;
   attach(db: Kysely<DB>): void;
 } {
-  const hub: Hub = { listeners: new Set() };
+  const hub: Hub = { listeners: new Set(), outbox: new Set() };
   return {
     dialect: {
       createAdapter: () => dialect.createAdapter(),
@@ -52,6 +58,10 @@ export function withCommitHooks(dialect: Dialect): {
       onEventsCommitted(listener) {
         hub.listeners.add(listener);
         return () => void hub.listeners.delete(listener);
+      },
+      onOutboxCommitted(listener) {
+        hub.outbox.add(listener);
+        return () => void hub.outbox.delete(listener);
       },
     },
     // Statements outside a transaction commit as they run: their events go out at once.
@@ -71,10 +81,11 @@ function hookedDriver(inner: Driver, hub: Hub): Driver {
       await inner.beginTransaction(c, settings);
     },
     async commitTransaction(c) {
-      const events = pending.get(c);
+      const held = pending.get(c);
       pending.delete(c);
       await inner.commitTransaction(c);
-      if (events) emit(hub, events);
+      if (held?.events.length) emit(hub, held.events);
+      if (held?.outbox) emitOutbox(hub);
     },
     async rollbackTransaction(c) {
       pending.delete(c);
@@ -91,14 +102,27 @@ function hookedDriver(inner: Driver, hub: Hub): Driver {
 }
 
 function emit(hub: Hub, events: CommittedEvent[]): void {
-  for (const listener of hub.listeners) {
-    try {
-      listener(events);
-    } catch (err) {
-      // The transaction committed: an observer's failure must not turn it into an error.
-      process.emitWarning(err instanceof Error ? err : String(err), "CommitListenerWarning");
-    }
+  for (const listener of hub.listeners) notify(() => listener(events));
+}
+
+function emitOutbox(hub: Hub): void {
+  for (const listener of hub.outbox) notify(listener);
+}
+
+function notify(call: () => void): void {
+  try {
+    call();
+  } catch (err) {
+    // The transaction committed: an observer's failure must not turn it into an error.
+    process.emitWarning(err instanceof Error ? err : String(err), "CommitListenerWarning");
   }
+}
+
+/** What the transaction on `c` holds for its commit, made on first use. */
+function held(c: DatabaseConnection): Pending {
+  let p = pending.get(c);
+  if (!p) pending.set(c, (p = { events: [], outbox: false }));
+  return p;
 }
 
 /** Called after the event's row is written: reported when (if) the row's transaction commits. */
@@ -110,9 +134,19 @@ export async function noteCommitted(db: Executor, event: CommittedEvent): Promis
   }
   await db.getExecutor().provideConnection(async (c) => {
     const hub = hubOfConnection.get(c);
-    if (!hub || hub.listeners.size === 0) return;
-    const list = pending.get(c);
-    if (list) list.push(event);
-    else pending.set(c, [event]);
+    if (hub && hub.listeners.size > 0) held(c).events.push(event);
+  });
+}
+
+/** Called after an outbox row is written: the relay is told when (if) the row's transaction commits. */
+export async function noteOutbox(db: Executor): Promise<void> {
+  if (!db.isTransaction) {
+    const hub = hubOfRoot.get(db as Kysely<DB>);
+    if (hub) emitOutbox(hub);
+    return;
+  }
+  await db.getExecutor().provideConnection(async (c) => {
+    const hub = hubOfConnection.get(c);
+    if (hub && hub.outbox.size > 0) held(c).outbox = true;
   });
 }

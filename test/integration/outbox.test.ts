@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createJetStreamQueue } from "../../src/bus/jetstream.ts";
 import { createMemoryQueue } from "../../src/bus/memory.ts";
-import { createOutboxRelay } from "../../src/bus/outbox.ts";
+import { addToOutbox, createOutboxRelay } from "../../src/bus/outbox.ts";
 import type { TaskQueue } from "../../src/bus/port.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import type { Store } from "../../src/store/db.ts";
@@ -314,6 +314,40 @@ for (const f of stores) {
           await deleteStreams(settings);
         }
       });
+    });
+
+    it("relays a committed outbox row at once, whoever queued it, and a rolled-back one never", async () => {
+      const pool = `wake${Date.now()}`;
+      const queue = createMemoryQueue({ settings: uniqueSettings(), log: silentLogger });
+      const wakes: string[] = [];
+      const off = store.onOutboxCommitted(() => wakes.push("commit"));
+      // A poll every ten minutes: only the commit can wake this relay within the test.
+      const relay = createOutboxRelay(
+        { store, queue, log: silentLogger },
+        { intervalMs: 600_000, batch: 100, retentionMs: 86_400_000 },
+      );
+      relay.start();
+      const counter = countDeliveries(queue, pool);
+      try {
+        await expect(
+          store.db.transaction().execute(async (trx) => {
+            await addToOutbox(trx, { topic: "task", pool, msgId: "never", body: { taskId: "never" } }, Date.now());
+            throw new Error("rolled back");
+          }),
+        ).rejects.toThrow("rolled back");
+        expect(wakes).toEqual([]);
+        // No onEnqueued kick given to the task service: the commit itself wakes the relay.
+        const tasks = createTaskService({ store, log: silentLogger, now: Date.now });
+        const { task } = await tasks.create({ kind: "noop", pool, payload: {}, createdBy: "test", channel: "test" });
+        expect(wakes).toEqual(["commit"]);
+        await waitFor(() => counter.seen.has(task.id), 5000);
+        expect([...counter.seen.keys()]).toEqual([task.id]);
+      } finally {
+        off();
+        await relay.stop();
+        await counter.stop();
+        await queue.close();
+      }
     });
 
     it("the in-process queue re-queues every task still pending after a restart, once", async () => {
