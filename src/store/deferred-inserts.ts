@@ -59,12 +59,15 @@ class DeferringConnection implements DatabaseConnection {
     const table = node.into?.table.identifier.name;
     const values = node.values;
     if (table === undefined || !this.tables.has(table) || node.returning || node.replace) return false;
+    if (node.with || node.endModifiers || node.top || node.output) return false;
     if (!values || !ValuesNode.is(values) || values.values.length !== 1) return false;
-    // The statement without its row (values bound in an ON CONFLICT clause included): rows of the
-    // same shape go into one INSERT.
-    let shape: string;
+    // The statement without its row: its SQL text (table, columns, clauses), and the values bound
+    // in an ON CONFLICT / ON DUPLICATE KEY UPDATE clause, which the text shows only as placeholders. Rows
+    // of the same shape go into one INSERT.
+    let shape = compiled.sql;
     try {
-      shape = JSON.stringify({ ...node, values: null });
+      if (node.onConflict) shape += JSON.stringify(node.onConflict);
+      if (node.onDuplicateKey) shape += JSON.stringify(node.onDuplicateKey);
     } catch {
       return false; // a value JSON cannot write (a bigint): sent as it is
     }

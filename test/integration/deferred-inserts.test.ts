@@ -3,6 +3,7 @@ import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { appendEvent } from "../../src/events/repo.ts";
 import { deferInserts } from "../../src/store/deferred-inserts.ts";
+import { requestDelivery } from "../../src/notify/requests.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
 
 // Held one-row INSERTs (store/deferred-inserts.ts), on both stores: what a transaction reads and
@@ -54,6 +55,31 @@ for (const f of factories) {
       expect(requests.length).toBeGreaterThan(0);
       // 3 events and their delivery requests: one INSERT for the events, one for the requests.
       if (store.dialect === "mysql") expect(statements).toBe(2);
+    });
+
+    it("keeps rows apart whose ON CONFLICT clauses bind different values, so each row's clause applies as asked", async () => {
+      const ref = `inc_T${randomBytes(6).toString("hex").toUpperCase()}`;
+      const [t1, t2] = [Date.now() - 5000, Date.now()];
+      await store.db.transaction().execute(async (trx) => {
+        await deferInserts(trx, ["deliveries"]);
+        // The same pending message asked for twice: the second bumps the first, at its own time.
+        await requestDelivery(trx, store.dialect, { channel: "telegram", kind: "incident.card", ref }, t1);
+        await requestDelivery(trx, store.dialect, { channel: "telegram", kind: "incident.card", ref }, t2);
+      });
+      const row = await store.db
+        .selectFrom("deliveries")
+        .select(["requests", "updated_at", "created_at"])
+        .where("ref", "=", ref)
+        .executeTakeFirstOrThrow();
+      expect({
+        requests: Number(row.requests),
+        created: Number(row.created_at),
+        updated: Number(row.updated_at),
+      }).toEqual({
+        requests: 2,
+        created: t1,
+        updated: t2,
+      });
     });
 
     it("keeps nothing of a transaction that rolled back, and holds nothing once it ended", async () => {
