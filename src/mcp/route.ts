@@ -76,15 +76,19 @@ function principalOf(ctx: McpRequestContext): Principal {
   return p;
 }
 
-/** The fetch-API request the SDK reads (headers only: the body is passed parsed). */
-function webRequest(req: FastifyRequest, signal: AbortSignal): Request {
-  const headers = new Headers();
+/**
+ * The fetch-API request the SDK reads (headers only: the body is passed parsed). Without a signal:
+ * only the 2026-07-28 path watches one, and a Request that follows a signal costs ~20 µs more.
+ */
+function webRequest(req: FastifyRequest): Request {
+  const headers: [string, string][] = [];
   for (const [name, value] of Object.entries(req.headers)) {
     if (value === undefined || name === "content-length" || name === "transfer-encoding" || name === "connection")
       continue;
-    for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
+    if (Array.isArray(value)) for (const v of value) headers.push([name, v]);
+    else headers.push([name, value]);
   }
-  return new Request(`http://${req.headers.host ?? "localhost"}${req.url}`, { method: "POST", headers, signal });
+  return new Request(`http://${req.headers.host ?? "localhost"}${req.url}`, { method: "POST", headers });
 }
 
 /** Sends the SDK's answer through fastify (so CORS headers set earlier stay): JSON whole, a stream as it comes. */
@@ -162,19 +166,22 @@ export async function mcpRoutes(app: FastifyInstance, r: McpRouteDeps) {
     const invalid = invalidRequest(req.body, typeof header === "string" ? header : undefined);
     if (invalid) return rpcError(reply, -32600, invalid);
 
-    // Everything made for this request is closed when its answer ends or the caller goes away.
-    const done = new AbortController();
+    // Everything made for this request is closed when its answer ends or the caller goes away; the
+    // signal (the 2026-07-28 path's, which ends a listen stream) is aborted only in the second case.
+    let done: AbortController | undefined;
     const closers: (() => Promise<unknown>)[] = [];
     reply.raw.on("close", () => {
-      done.abort();
+      if (!reply.raw.writableFinished) done?.abort();
       for (const close of closers) void close().catch(() => {});
     });
-    const request = webRequest(req, done.signal);
+    const request = webRequest(req);
     const authInfo = authInfoOf(principal);
     try {
-      surfaces.set(request, surfaceOf(req.body));
       if (!(await isLegacyRequest(request, req.body))) {
-        return await sendResponse(reply, await modern.fetch(request, { authInfo, parsedBody: req.body }));
+        done = new AbortController();
+        const watched = new Request(request, { signal: done.signal });
+        surfaces.set(watched, surfaceOf(req.body));
+        return await sendResponse(reply, await modern.fetch(watched, { authInfo, parsedBody: req.body }));
       }
       const server = createMcpServer(r.deps, principal, allTools, { surface: surfaceOf(req.body) });
       // One JSON answer per request, except a request that asked for progress (a progressToken):
