@@ -23,7 +23,7 @@ export async function runRunnerProcess(config: Config, log: Logger): Promise<voi
     missingAgentClis(loadSkills(config.skillsDir).skills, config.agents, process.env.PATH ?? ""),
     log,
   );
-  const queue = createQueue(config, log, `pitcrew-runner-${config.runner.id}`);
+  const queue = await createQueue(config, log, `pitcrew-runner-${config.runner.id}`);
   const runner = createRunner(
     {
       queue,

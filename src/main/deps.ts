@@ -12,7 +12,10 @@ import { createLifecycleLog } from "../incidents/lifecycle-log.ts";
 import { createLifecycleMetrics } from "../incidents/lifecycle-metrics.ts";
 
 /** Builds the control plane's dependencies; nothing runs until serve.ts starts the loops. */
-export function createDeps(config: Config, log: Logger): { deps: Deps; relay: OutboxRelay; onTerminal: TerminalHook } {
+export async function createDeps(
+  config: Config,
+  log: Logger,
+): Promise<{ deps: Deps; relay: OutboxRelay; onTerminal: TerminalHook }> {
   const now = Date.now;
   const store = openStore(config.database);
   // One info line per committed step of an incident's life.
@@ -20,7 +23,7 @@ export function createDeps(config: Config, log: Logger): { deps: Deps; relay: Ou
   // The incident and approval counters, from the same committed events.
   const metrics = createMetrics();
   store.onEventsCommitted(createLifecycleMetrics(metrics));
-  const queue = createQueue(config, log, "pitcrew-serve");
+  const queue = await createQueue(config, log, "pitcrew-serve");
   const relay = createOutboxRelay({ store, queue, log, now, metrics }, config.outbox);
   // A committed task is relayed at once instead of at the next poll.
   // What a task reaching its end moves on: its incident (a fix), its schedule (a scheduled run).

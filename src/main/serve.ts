@@ -67,7 +67,7 @@ export function alertmanagerAuth(
 const ANALYSIS_STORM_SHARE = 0.2;
 
 export async function serve(config: Config, log: Logger): Promise<void> {
-  const { deps, relay, onTerminal } = createDeps(config, log);
+  const { deps, relay, onTerminal } = await createDeps(config, log);
   const { store, queue } = deps;
   const embedded = queue.kind === "memory";
 

@@ -45,7 +45,7 @@ describe("lifecycle log lines", () => {
   let dir: string;
   let app: Awaited<ReturnType<typeof buildHttpApp>>;
   let approvals: ReturnType<typeof createApprovalService>;
-  let store: ReturnType<typeof createDeps>["deps"]["store"];
+  let store: Awaited<ReturnType<typeof createDeps>>["deps"]["store"];
   // AlertManager's clock for the intake: the resolve comes 55 minutes after the alert.
   let clock = Date.parse("2026-11-20T09:45:00Z");
 
@@ -71,7 +71,7 @@ describe("lifecycle log lines", () => {
       },
     });
     const log = createLogger({ level: "info", destination: capture });
-    const { deps, relay, onTerminal } = createDeps(config, log);
+    const { deps, relay, onTerminal } = await createDeps(config, log);
     store = deps.store;
     await migrateToLatest(store);
     const skills = loadSkills("skills").skills;
