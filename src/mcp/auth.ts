@@ -1,8 +1,9 @@
+import { createHash, timingSafeEqual } from "node:crypto";
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
 import type { Config, McpToken } from "../config/load.ts";
 import { isAppError, unavailable } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
-import { loadOrCreateToken, safeEqual } from "../shared/secrets.ts";
+import { loadOrCreateToken } from "../shared/secrets.ts";
 import type { Principal, Scope } from "./tool.ts";
 
 // Who may call /mcp: the static tokens (configured, or the one generated admin token), and, when an
@@ -30,6 +31,8 @@ export type McpAuthOptions = {
 const SCOPES: readonly Scope[] = ["read", "write", "approve", "admin"];
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 export const GENERATED_TOKEN_NAME = "admin";
+
+const sha256 = (text: string) => createHash("sha256").update(text).digest();
 
 /**
  * The static tokens of this installation: MCP_TOKENS, or else the generated admin token
@@ -64,13 +67,17 @@ export function createMcpAuth(opts: McpAuthOptions): McpAuth {
   const log = opts.log.child({ component: "mcp-auth" });
   const oidc = opts.oidc;
 
+  // The configured tokens are hashed once, the given one once per request (shared/secrets.ts
+  // safeEqual hashes both sides on every call): the same constant-time comparison of digests.
+  const digests = opts.tokens.map((t) => ({ token: t, digest: sha256(t.token) }));
   function matchStatic(given: string): McpToken | undefined {
     // Every configured token is compared, whatever matched before: the time taken says nothing
     // about which one (if any) was close.
+    const digest = sha256(given);
     let match: McpToken | undefined;
-    for (const t of opts.tokens) {
-      const equal = safeEqual(given, t.token);
-      if (equal && !match) match = t;
+    for (const t of digests) {
+      const equal = timingSafeEqual(digest, t.digest) && given.length === t.token.token.length;
+      if (equal && !match) match = t.token;
     }
     return match;
   }

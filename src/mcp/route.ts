@@ -99,7 +99,8 @@ async function sendResponse(reply: FastifyReply, res: Response): Promise<Fastify
   });
   if (!res.body) return reply.send();
   const type = res.headers.get("content-type") ?? "";
-  if (!type.startsWith("text/event-stream")) return reply.send(await res.text());
+  // The bytes as they are: text() would decode them, and fastify encode them again.
+  if (!type.startsWith("text/event-stream")) return reply.send(Buffer.from(await res.arrayBuffer()));
   return reply.send(Readable.fromWeb(res.body as import("node:stream/web").ReadableStream));
 }
 
