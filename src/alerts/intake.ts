@@ -57,6 +57,24 @@ export type IntakeDeps = {
 };
 
 const SYSTEM = { actor: "alertmanager", channel: "alertmanager" } as const;
+
+/** The longest a batch keeps the event loop to itself (see breather). */
+const SLICE_MS = 20;
+
+/**
+ * Lets the event loop turn every SLICE_MS of a long write. On SQLite nothing else runs while a
+ * transaction does (its calls never wait for I/O): a storm's batch of thousands of alerts, or one
+ * 10,000-alert group, would hold the process for seconds, /healthz and the liveness probe with it.
+ * Requests meanwhile are read and answered or queued; the store waits for the transaction.
+ */
+function breather(): () => Promise<void> {
+  let since = performance.now();
+  return async () => {
+    if (performance.now() - since < SLICE_MS) return;
+    await new Promise<void>((r) => setImmediate(r));
+    since = performance.now();
+  };
+}
 const DEFAULT_MAX_ALERTS = 50_000;
 const DEFAULT_BATCH = { maxPayloads: 128, maxAlerts: 5_000, concurrency: 4 };
 /**
@@ -177,6 +195,7 @@ export function createAlertIntake(deps: IntakeDeps) {
       flapSince: now - settings.flapWindowMs,
     });
     const results: AlertOutcome[][] = [];
+    const breathe = breather();
     for (let j = 0; j < ps.length; j++) {
       const p = ps[j]!;
       // Incidents this payload already touched (updated_at, truncated_alerts): one UPDATE each.
@@ -200,6 +219,7 @@ export function createAlertIntake(deps: IntakeDeps) {
           continue;
         }
         outcomes.push(a.status === "firing" ? await firing(c, a, key, openKeys[j]![i]!) : await resolved(c, a, key));
+        await breathe();
       }
       await recordJoins(c);
       await recordPartialResolves(c);

@@ -180,6 +180,37 @@ for (const f of factories) {
       }
     });
 
+    it("lets the event loop turn while it stores a 3,000-alert group, so /healthz answers meanwhile", async () => {
+      const tag = newTag();
+      const body = fixture("crashloop-firing.json", tag);
+      const one = body.alerts[0];
+      body.alerts = Array.from({ length: 3000 }, (_, i) => ({
+        ...one,
+        // No skill groups these: 3,000 incidents, each with its rows.
+        labels: { ...one.labels, alertname: "BigGroupTest", pod: `big-${tag}-${i}` },
+        fingerprint: `${tag}${i.toString(16).padStart(8, "0")}`,
+      }));
+      // Turns of the event loop while the payload is stored: the route and the group commit take
+      // one or two; a write that never gave the loop back would add none.
+      let turns = 0;
+      let stored = false;
+      const turn = () => {
+        turns++;
+        if (!stored) setImmediate(turn);
+      };
+      setImmediate(turn);
+      const res = await postAlerts(h.app, body, TOKEN);
+      stored = true;
+      expect(res.statusCode).toBe(200);
+      const rows = await store.db
+        .selectFrom("alerts")
+        .select((eb) => eb.fn.countAll<number>().as("n"))
+        .where("fingerprint", "like", `${tag}%`)
+        .executeTakeFirstOrThrow();
+      expect(Number(rows.n)).toBe(3000);
+      expect(turns).toBeGreaterThan(5);
+    });
+
     it("records truncatedAlerts on the incident", async () => {
       const tag = newTag();
       const res = await postAlerts(h.app, fixture("truncated-group.json", tag), TOKEN);
