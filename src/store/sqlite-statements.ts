@@ -7,7 +7,11 @@ import type { SqliteDatabase } from "kysely";
 // with all()/run() (synchronous, finished before the next use); nothing here streams a query with
 // iterate(), which would hold its statement busy.
 
-/** Statements kept; the least recently used goes first. */
+/**
+ * Statements kept; past that, the oldest prepared goes first. Pitcrew runs a few hundred distinct
+ * statements, so the limit only bounds a pathological caller: a hit costs one lookup, with no
+ * bookkeeping of recency (which was a delete and an insert per statement run).
+ */
 const DEFAULT_MAX = 1000;
 
 export function withStatementCache(db: SQLite.Database, max = DEFAULT_MAX): SqliteDatabase {
@@ -18,14 +22,11 @@ export function withStatementCache(db: SQLite.Database, max = DEFAULT_MAX): Sqli
       db.close();
     },
     prepare(sql: string) {
-      let statement = cache.get(sql);
-      if (statement) {
-        // Map order is insertion order: re-inserting marks it most recently used.
-        cache.delete(sql);
-      } else {
-        statement = db.prepare(sql);
-        if (cache.size >= max) cache.delete(cache.keys().next().value!);
-      }
+      const kept = cache.get(sql);
+      if (kept) return kept;
+      const statement = db.prepare(sql);
+      // Map order is insertion order: the first key is the oldest.
+      if (cache.size >= max) cache.delete(cache.keys().next().value!);
       cache.set(sql, statement);
       return statement;
     },
