@@ -100,12 +100,21 @@ export function describeTool(tool: ToolDef): Tool {
   return t;
 }
 
+const indexes = new WeakMap<ToolDef[], Map<string, ToolDef>>();
+/** The tools by name, built once per list (a server is built for every request). */
+function byNameOf(tools: ToolDef[]): Map<string, ToolDef> {
+  let byName = indexes.get(tools);
+  if (!byName) indexes.set(tools, (byName = new Map(tools.map((t) => [t.name, t]))));
+  return byName;
+}
+
 /** tools/list and tools/call for this principal: it sees and calls only the tools its scopes allow. */
 export function registerTools(server: McpServer, deps: McpDeps, principal: Principal, tools: ToolDef[]): void {
-  const visible = tools.filter((t) => hasScope(principal, t.scope));
-  const byName = new Map(tools.map((t) => [t.name, t]));
+  const byName = byNameOf(tools);
   server.server.registerCapabilities({ tools: {} });
-  server.server.setRequestHandler("tools/list", () => ({ tools: visible.map(describeTool) }));
+  server.server.setRequestHandler("tools/list", () => ({
+    tools: tools.filter((t) => hasScope(principal, t.scope)).map(describeTool),
+  }));
   server.server.setRequestHandler("tools/call", async (request, ctx) => {
     const name = request.params.name;
     const tool = byName.get(name);
