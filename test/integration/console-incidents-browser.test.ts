@@ -263,6 +263,55 @@ describe("incidents and approvals in the browser", () => {
     await context.close();
   });
 
+  it("keeps a note being typed when a live update of its region comes back meanwhile", async () => {
+    const p = await proposed();
+    const { page, context } = await newPage(browser);
+    await signIn(page, app, TOKENS.approver, `/incidents/${p.id}`);
+    await liveConnected(page);
+    const src = (await page.locator("#live-approvals").getAttribute("data-live"))!;
+    // The region's next refresh is held until the note is being typed.
+    let letGo!: () => void;
+    const held = new Promise<void>((r) => (letGo = r));
+    let asked = false;
+    await page.route(
+      (url) => url.pathname + url.search === src,
+      async (route) => {
+        asked = true;
+        await held;
+        await route.continue();
+      },
+    );
+    // Something on the incident's timeline: the approvals region asks for its new content.
+    await appendEvent(
+      store.db,
+      store.dialect,
+      {
+        type: "incident.note",
+        incidentId: p.id,
+        actor: "test",
+        channel: "test",
+        reason: "a change",
+        occurredAt: Date.now(),
+      },
+      Date.now(),
+    );
+    await expect.poll(() => asked, { timeout: 10_000 }).toBe(true);
+    const note = page.getByLabel("Note (optional)");
+    await note.fill("half-typed note");
+    letGo();
+    // The answer came back and was set aside: the region says it is behind, and what is being typed
+    // is still there. It is fetched again once they leave.
+    await expect
+      .poll(() => page.locator("#live-approvals").getAttribute("data-live-stale"), { timeout: 10_000 })
+      .toBe("true");
+    expect(await note.inputValue()).toBe("half-typed note");
+    await page.getByRole("heading", { level: 1 }).click();
+    await expect
+      .poll(() => page.locator("#live-approvals").getAttribute("data-live-stale"), { timeout: 10_000 })
+      .toBe(null);
+    await context.close();
+  });
+
   it("rejects with a reason, which the approval, the timeline and the closed pull request record", async () => {
     const p = await proposed();
     const { page, context } = await newPage(browser);

@@ -9,23 +9,32 @@
     return Array.prototype.slice.call(document.querySelectorAll("[data-live]"));
   }
 
+  function inUse(el) {
+    return el.contains(document.activeElement) && document.activeElement !== body;
+  }
+
+  // Someone is typing or choosing inside it: refresh when they leave it. Until then the region
+  // says it is behind (data-live-stale), for the stylesheet and for tests.
+  function refreshWhenLeft(el, s) {
+    s.dirty = true;
+    el.setAttribute("data-live-stale", "true");
+    if (s.waiting) return;
+    s.waiting = true;
+    el.addEventListener("focusout", function onOut() {
+      setTimeout(() => {
+        if (el.contains(document.activeElement)) return;
+        el.removeEventListener("focusout", onOut);
+        s.waiting = false;
+        if (s.dirty) schedule(el);
+      }, 0);
+    });
+  }
+
   function fetchRegion(el) {
     var s = state.get(el) || {};
     state.set(el, s);
-    // Someone is typing or choosing inside it: refresh when they leave it.
-    if (el.contains(document.activeElement) && document.activeElement !== body) {
-      s.dirty = true;
-      if (!s.waiting) {
-        s.waiting = true;
-        el.addEventListener("focusout", function onOut() {
-          setTimeout(() => {
-            if (el.contains(document.activeElement)) return;
-            el.removeEventListener("focusout", onOut);
-            s.waiting = false;
-            if (s.dirty) schedule(el);
-          }, 0);
-        });
-      }
+    if (inUse(el)) {
+      refreshWhenLeft(el, s);
       return;
     }
     if (s.busy) {
@@ -48,10 +57,13 @@
         return res.ok ? res.text() : null;
       })
       .then((text) => {
-        if (text !== null && text !== undefined) {
-          el.innerHTML = text;
-          el.setAttribute("data-live-updated", String(Date.now()));
-        }
+        if (text === null || text === undefined) return;
+        // Focused while the fetch was out (a note being typed): replacing it now would lose what
+        // they typed. Fetched again once they leave.
+        if (inUse(el)) return refreshWhenLeft(el, s);
+        el.innerHTML = text;
+        el.removeAttribute("data-live-stale");
+        el.setAttribute("data-live-updated", String(Date.now()));
       })
       .catch(() => {})
       .then(() => {
