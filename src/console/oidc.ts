@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { FastifyInstance, FastifyReply } from "fastify";
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
+import type { JWTPayload, JWTVerifyGetKey } from "jose";
 import { scopesFromClaim } from "../mcp/auth.ts";
 import type { Scope } from "../mcp/tool.ts";
 import { AppError, errorMessage, invalid, unavailable } from "../shared/errors.ts";
@@ -63,6 +63,8 @@ export function oidcRoutes(app: FastifyInstance, ctx: ConsoleContext): void {
         ) {
           throw new Error("discovery document lacks authorization_endpoint, token_endpoint or jwks_uri");
         }
+        // jose is loaded here, at the first sign-in, not when the console starts.
+        const { createRemoteJWKSet } = await import("jose");
         return { doc: doc as Discovery, keys: createRemoteJWKSet(new URL(doc.jwks_uri), { timeoutDuration: 5000 }) };
       })();
       // A failed discovery is tried again on the next sign-in, not remembered.
@@ -217,6 +219,7 @@ export function oidcRoutes(app: FastifyInstance, ctx: ConsoleContext): void {
   }
 
   async function verifyIdToken(keys: JWTVerifyGetKey, idToken: string, nonce: string): Promise<JWTPayload> {
+    const { errors: joseErrors, jwtVerify } = await import("jose");
     let payload: JWTPayload;
     try {
       const expected = {

@@ -1,4 +1,4 @@
-import { calculateJwkThumbprint, exportJWK, FlattenedSign, generateKeyPair, importJWK, type JWK } from "jose";
+import type { JWK } from "jose";
 import type { Dialect } from "../store/db.ts";
 import { insertIfAbsent, type Executor } from "../store/sql.ts";
 
@@ -19,7 +19,11 @@ const ACTIVE = "active";
 export type PublicJwk = JWK & { kid: string; alg: "EdDSA"; use: "sig" };
 type KeyRow = { kid: string; public_jwk: string; private_jwk: string };
 
+// jose is loaded on first use: most installations never sign a webhook with JWS.
+const loadJose = () => import("jose");
+
 async function newKey(now: number) {
+  const { calculateJwkThumbprint, exportJWK, generateKeyPair } = await loadJose();
   const { publicKey, privateKey } = await generateKeyPair("EdDSA", { crv: "Ed25519", extractable: true });
   const pub = await exportJWK(publicKey);
   const kid = await calculateJwkThumbprint(pub);
@@ -86,12 +90,13 @@ export async function publishedKeys(db: Executor, dialect: Dialect, now: number)
 
 /** A JWS signer over the key in use, cached for CACHE_MS. */
 export function createJwsSigner(deps: { db: Executor; dialect: Dialect; now: () => number }) {
-  let cached: { kid: string; key: Awaited<ReturnType<typeof importJWK>>; until: number } | undefined;
+  let cached: { kid: string; key: Awaited<ReturnType<typeof import("jose").importJWK>>; until: number } | undefined;
 
   async function key() {
     const now = deps.now();
     if (cached && cached.until > now) return cached;
     const row = await ensureActiveKey(deps.db, deps.dialect, now);
+    const { importJWK } = await loadJose();
     cached = { kid: row.kid, key: await importJWK(JSON.parse(row.private_jwk) as JWK, "EdDSA"), until: now + CACHE_MS };
     return cached;
   }
@@ -100,6 +105,7 @@ export function createJwsSigner(deps: { db: Executor; dialect: Dialect; now: () 
     /** `<protected>..<signature>`: a detached JWS of the raw body. */
     async sign(id: string, timestampSeconds: number, body: string): Promise<string> {
       const k = await key();
+      const { FlattenedSign } = await loadJose();
       const jws = await new FlattenedSign(new TextEncoder().encode(body))
         .setProtectedHeader({
           alg: "EdDSA",
