@@ -17,6 +17,9 @@ export type ToolNotifier = {
   log(level: LoggingLevel, data: Record<string, unknown>): Promise<void>;
 };
 
+/** The notifier of a call answered as one JSON body: there is nowhere to send anything. */
+export const quietNotifier: ToolNotifier = { progress: async () => {}, log: async () => {} };
+
 /** Advertises `logging`; the SDK answers logging/setLevel and applies the caller's level. */
 export function enableLogging(server: McpServer): void {
   server.server.registerCapabilities({ logging: {} });

@@ -15,8 +15,9 @@ import { AppError } from "../shared/errors.ts";
 import type { McpAuth } from "./auth.ts";
 import { allowedOrigins, corsHeaders, preflightHeaders } from "./cors.ts";
 import { bearerChallenge, discoveryRoutes } from "./discovery.ts";
-import { wantsEventStream } from "./logging.ts";
-import { createMcpServer, type Surface, surfaceOf } from "./server.ts";
+import { directCallOf } from "./direct-call.ts";
+import { quietNotifier, wantsEventStream } from "./logging.ts";
+import { createMcpServer, runCall, type Surface, surfaceOf } from "./server.ts";
 import { allTools } from "./tools/index.ts";
 import type { McpDeps, Principal } from "./tool.ts";
 
@@ -99,8 +100,7 @@ async function sendResponse(reply: FastifyReply, res: Response): Promise<Fastify
   });
   if (!res.body) return reply.send();
   const type = res.headers.get("content-type") ?? "";
-  // The bytes as they are: text() would decode them, and fastify encode them again.
-  if (!type.startsWith("text/event-stream")) return reply.send(Buffer.from(await res.arrayBuffer()));
+  if (!type.startsWith("text/event-stream")) return reply.send(await res.text());
   return reply.send(Readable.fromWeb(res.body as import("node:stream/web").ReadableStream));
 }
 
@@ -175,9 +175,16 @@ export async function mcpRoutes(app: FastifyInstance, r: McpRouteDeps) {
       if (!reply.raw.writableFinished) done?.abort();
       for (const close of closers) void close().catch(() => {});
     });
-    const request = webRequest(req);
-    const authInfo = authInfoOf(principal);
     try {
+      // A plain 2025-era tools/call is answered by its tool, as the SDK would answer it (direct-call.ts).
+      const direct = directCallOf(req.headers, req.body, principal, allTools);
+      if (direct) {
+        const result = await runCall(direct.tool, direct.args, { principal, deps: r.deps, notify: quietNotifier });
+        reply.header("content-type", "application/json");
+        return reply.send(JSON.stringify({ result, jsonrpc: "2.0", id: direct.id }));
+      }
+      const request = webRequest(req);
+      const authInfo = authInfoOf(principal);
       if (!(await isLegacyRequest(request, req.body))) {
         done = new AbortController();
         const watched = new Request(request, { signal: done.signal });

@@ -108,43 +108,61 @@ function byNameOf(tools: ToolDef[]): Map<string, ToolDef> {
   return byName;
 }
 
+/**
+ * The tool a tools/call names and its parsed arguments; throws the -32602 the caller gets for an
+ * unknown tool, one outside the principal's scopes, or arguments that do not fit (nothing has run).
+ */
+export function resolveCall(
+  principal: Principal,
+  tools: ToolDef[],
+  name: string,
+  rawArgs: unknown,
+): { tool: ToolDef; args: Record<string, unknown> } {
+  const tool = byNameOf(tools).get(name);
+  if (!tool)
+    throw invalidParams(
+      "tool.unknown",
+      `unknown tool: ${JSON.stringify(name).slice(0, 100)}; tools/list shows the tools this token can call`,
+    );
+  if (!hasScope(principal, tool.scope)) {
+    const has = [...principal.scopes].sort().join(", ") || "no scopes";
+    throw invalidParams("auth.missing_scope", `tool ${name} needs the '${tool.scope}' scope; this token has: ${has}`, {
+      scope: tool.scope,
+    });
+  }
+  return { tool, args: parseToolArgs(name, tool.input, rawArgs) };
+}
+
+/** Runs a resolved tools/call and logs it; never throws (callTool makes every failure a result). */
+export async function runCall(
+  tool: ToolDef,
+  args: Record<string, unknown>,
+  ctx: Required<ToolContext>,
+): Promise<CallToolResult> {
+  const started = performance.now();
+  const result = await callTool(tool, args, ctx);
+  ctx.deps.log.debug(
+    {
+      tool: tool.name,
+      subject: ctx.principal.subject,
+      via: ctx.principal.via,
+      isError: !!result.isError,
+      ms: Math.round(performance.now() - started),
+    },
+    "tool called",
+  );
+  return result;
+}
+
 /** tools/list and tools/call for this principal: it sees and calls only the tools its scopes allow. */
 export function registerTools(server: McpServer, deps: McpDeps, principal: Principal, tools: ToolDef[]): void {
-  const byName = byNameOf(tools);
   server.server.registerCapabilities({ tools: {} });
   server.server.setRequestHandler("tools/list", () => ({
     tools: tools.filter((t) => hasScope(principal, t.scope)).map(describeTool),
   }));
   server.server.setRequestHandler("tools/call", async (request, ctx) => {
-    const name = request.params.name;
-    const tool = byName.get(name);
-    if (!tool)
-      throw invalidParams(
-        "tool.unknown",
-        `unknown tool: ${JSON.stringify(name).slice(0, 100)}; tools/list shows the tools this token can call`,
-      );
-    if (!hasScope(principal, tool.scope)) {
-      const has = [...principal.scopes].sort().join(", ") || "no scopes";
-      throw invalidParams(
-        "auth.missing_scope",
-        `tool ${name} needs the '${tool.scope}' scope; this token has: ${has}`,
-        { scope: tool.scope },
-      );
-    }
-    const args = parseToolArgs(name, tool.input, request.params.arguments);
-    const started = performance.now();
-    const result = await callTool(tool, args, { principal, deps, notify: toolNotifier(ctx, name) });
-    deps.log.debug(
-      {
-        tool: name,
-        subject: principal.subject,
-        via: principal.via,
-        isError: !!result.isError,
-        ms: Math.round(performance.now() - started),
-      },
-      "tool called",
-    );
-    return result;
+    const { tool, args } = resolveCall(principal, tools, request.params.name, request.params.arguments);
+    return runCall(tool, args, { principal, deps, notify: toolNotifier(ctx, tool.name) });
   });
 }
 
