@@ -9,12 +9,15 @@ import { recordHeartbeat } from "../fleet/repo.ts";
 import { getTask, updateTaskIfActive } from "../tasks/repo.ts";
 import { appendEvent } from "./repo.ts";
 import type { TerminalHook } from "../incidents/fix-outcome.ts";
+import { createGroupCommit } from "../alerts/group-commit.ts";
+import type { Executor } from "../store/sql.ts";
 
 // Consumes PITCREW_EVENTS: stores each event once (by id) and moves its task on, in one
 // transaction, and acks only after that commit. A redelivered event finds its row and changes
 // nothing. A terminal task state is never overwritten by a late or repeated event.
 
 export type IngestResult = "stored" | "duplicate" | "invalid";
+type Applied = { result: IngestResult; applied?: { task: TaskRow; ended: boolean } };
 
 /**
  * A task started again (delivery 2 or later) is a redelivery of its pool's message; a task's end
@@ -46,63 +49,89 @@ export function createEventIngester(deps: {
   const { store } = deps;
   const log = deps.log.child({ component: "event-ingester" });
 
-  async function applyTaskEvent(e: TaskEvent): Promise<IngestResult> {
-    const recordedAt = deps.now();
-    // What the committed event did, for the metrics: its task as it was, and whether it ended it.
-    let applied: { task: TaskRow; ended: boolean } | undefined;
-    const result = await store.db.transaction().execute(async (trx) => {
-      const task = await getTask(trx, e.taskId);
-      const { id, type, taskId, runnerId, attempt, at, ...rest } = e;
-      const inserted = await appendEvent(
-        trx,
-        store.dialect,
-        {
-          id,
-          type,
-          taskId,
-          incidentId: task?.incident_id ?? null,
-          actor: `runner:${runnerId}`,
-          channel: "runner",
-          reason: e.type === "task.failed" ? e.error.slice(0, 2000) : e.type === "task.cancelled" ? e.reason : null,
-          data: { attempt, ...rest },
-          occurredAt: at,
-        },
-        recordedAt,
-      );
-      if (!inserted) return "duplicate";
-      if (!task) {
-        log.warn({ taskId, type }, "event for an unknown task stored without a task update");
-        return "stored";
-      }
-      const set: TaskUpdate = { updated_at: recordedAt, last_event_at: at, runner_id: runnerId };
-      if (e.type === "task.started") {
-        Object.assign(set, {
-          state: "running",
-          attempts: Math.max(task.attempts, attempt),
-          started_at: task.started_at ?? at,
-        });
-      } else if (TERMINAL_EVENT_TYPES.has(e.type)) {
-        Object.assign(set, { finished_at: at, attempts: Math.max(task.attempts, attempt) });
-        if (e.type === "task.succeeded")
-          Object.assign(set, { state: "succeeded", result: JSON.stringify(e.result ?? null) });
-        if (e.type === "task.failed") Object.assign(set, { state: "failed", error: e.error });
-        if (e.type === "task.cancelled") Object.assign(set, { state: "cancelled", error: e.reason });
-      }
-      const changed = await updateTaskIfActive(trx, taskId, set);
-      applied = { task, ended: changed && TERMINAL_EVENT_TYPES.has(e.type) };
-      if (changed && TERMINAL_EVENT_TYPES.has(e.type) && deps.onTerminal) {
-        const outcome = e.type === "task.succeeded" ? "succeeded" : e.type === "task.failed" ? "failed" : "cancelled";
-        const detail = e.type === "task.failed" ? e.error : e.type === "task.cancelled" ? e.reason : null;
-        await deps.onTerminal(trx, { ...task, ...set } as typeof task, outcome, detail, recordedAt);
-      }
-      if (!changed && TERMINAL_EVENT_TYPES.has(e.type)) {
-        log.info({ taskId, type, state: task.state }, "task already terminal; event kept in the timeline only");
-      }
-      return "stored";
-    });
-    if (applied && deps.metrics) countTaskEvent(deps.metrics, e, applied.task, applied.ended);
-    return result;
+  /**
+   * Stores one event and moves its task on, in the caller's transaction. `applied`: what the event
+   * did once committed, for the metrics (its task as it was, and whether it ended it).
+   */
+  async function applyIn(trx: Executor, e: TaskEvent, recordedAt: number): Promise<Applied> {
+    const task = await getTask(trx, e.taskId);
+    const { id, type, taskId, runnerId, attempt, at, ...rest } = e;
+    const inserted = await appendEvent(
+      trx,
+      store.dialect,
+      {
+        id,
+        type,
+        taskId,
+        incidentId: task?.incident_id ?? null,
+        actor: `runner:${runnerId}`,
+        channel: "runner",
+        reason: e.type === "task.failed" ? e.error.slice(0, 2000) : e.type === "task.cancelled" ? e.reason : null,
+        data: { attempt, ...rest },
+        occurredAt: at,
+      },
+      recordedAt,
+    );
+    if (!inserted) return { result: "duplicate" };
+    if (!task) {
+      log.warn({ taskId, type }, "event for an unknown task stored without a task update");
+      return { result: "stored" };
+    }
+    const set: TaskUpdate = { updated_at: recordedAt, last_event_at: at, runner_id: runnerId };
+    if (e.type === "task.started") {
+      Object.assign(set, {
+        state: "running",
+        attempts: Math.max(task.attempts, attempt),
+        started_at: task.started_at ?? at,
+      });
+    } else if (TERMINAL_EVENT_TYPES.has(e.type)) {
+      Object.assign(set, { finished_at: at, attempts: Math.max(task.attempts, attempt) });
+      if (e.type === "task.succeeded")
+        Object.assign(set, { state: "succeeded", result: JSON.stringify(e.result ?? null) });
+      if (e.type === "task.failed") Object.assign(set, { state: "failed", error: e.error });
+      if (e.type === "task.cancelled") Object.assign(set, { state: "cancelled", error: e.reason });
+    }
+    const changed = await updateTaskIfActive(trx, taskId, set);
+    if (changed && TERMINAL_EVENT_TYPES.has(e.type) && deps.onTerminal) {
+      const outcome = e.type === "task.succeeded" ? "succeeded" : e.type === "task.failed" ? "failed" : "cancelled";
+      const detail = e.type === "task.failed" ? e.error : e.type === "task.cancelled" ? e.reason : null;
+      await deps.onTerminal(trx, { ...task, ...set } as typeof task, outcome, detail, recordedAt);
+    }
+    if (!changed && TERMINAL_EVENT_TYPES.has(e.type)) {
+      log.info({ taskId, type, state: task.state }, "task already terminal; event kept in the timeline only");
+    }
+    return { result: "stored", applied: { task, ended: changed && TERMINAL_EVENT_TYPES.has(e.type) } };
   }
+
+  /** After the commit that holds it: the event's metrics and listeners. */
+  function committed(e: TaskEvent, a: Applied): IngestResult {
+    if (a.applied && deps.metrics) countTaskEvent(deps.metrics, e, a.applied.task, a.applied.ended);
+    if (a.result === "stored") deps.onTaskEvent?.(e);
+    return a.result;
+  }
+
+  /** One event in its own transaction. */
+  async function applyTaskEvent(e: TaskEvent): Promise<IngestResult> {
+    const a = await store.db.transaction().execute((trx) => applyIn(trx, e, deps.now()));
+    return committed(e, a);
+  }
+
+  // Events that arrive while a transaction runs are stored together by the next (group commit, as
+  // the alert intake does): a runner pool finishing hundreds of tasks a second is a few commits a
+  // second, not one per event. Each is applied in arrival order, as it would be alone; a batch that
+  // fails is applied again one event at a time, so one event's failure is only its own.
+  const batches = createGroupCommit<TaskEvent, Applied>(
+    { maxItems: 64, maxWeight: 64, concurrency: store.dialect === "sqlite" ? 1 : 2 },
+    () => 1,
+    (events) =>
+      store.db.transaction().execute(async (trx) => {
+        const now = deps.now();
+        const out: Applied[] = [];
+        for (const e of events) out.push(await applyIn(trx, e, now));
+        return out;
+      }),
+    (e) => store.db.transaction().execute((trx) => applyIn(trx, e, deps.now())),
+  );
 
   async function handle(d: Delivery): Promise<void> {
     const parsed = BusEvent.safeParse(d.data);
@@ -113,12 +142,8 @@ export function createEventIngester(deps: {
     }
     const e = parsed.data;
     try {
-      if (e.type === "runner.heartbeat") {
-        await recordHeartbeat(store.db, store.dialect, e);
-      } else {
-        const result = await applyTaskEvent(e);
-        if (result === "stored") deps.onTaskEvent?.(e);
-      }
+      if (e.type === "runner.heartbeat") await recordHeartbeat(store.db, store.dialect, e);
+      else committed(e, await batches.submit(e));
     } catch (err) {
       log.warn(
         { err: { message: errorMessage(err) }, subject: d.subject, attempt: d.attempt },
@@ -133,7 +158,7 @@ export function createEventIngester(deps: {
   return {
     applyTaskEvent,
     handle,
-    start(concurrency = 8): Subscription {
+    start(concurrency = 64): Subscription {
       return deps.queue.consumeEvents({ concurrency }, handle);
     },
   };

@@ -48,6 +48,35 @@ for (const f of factories) {
     const event = (taskId: string, body: Record<string, unknown>): TaskEvent =>
       ({ id: newId("evt"), taskId, runnerId: "r-1", attempt: 1, at: Date.now(), ...body }) as TaskEvent;
 
+    it("stores events that arrive together in a few transactions, each as it would be alone, and acks each after its commit", async () => {
+      const created = await Promise.all(
+        Array.from({ length: 20 }, () =>
+          tasks.create({ kind: "noop", payload: {}, createdBy: "test", channel: "test" }),
+        ),
+      );
+      const ids = created.map((c) => c.task.id);
+      const commits: number[] = [];
+      const off = store.onEventsCommitted((events) => {
+        if (events.some((e) => e.taskId && ids.includes(e.taskId))) commits.push(events.length);
+      });
+      // Each task's start and end, and one end delivered twice: 41 deliveries at once.
+      const evs = ids.flatMap((id) => [
+        event(id, { type: "task.started" }),
+        event(id, { type: "task.succeeded", result: { ok: true } }),
+      ]);
+      const deliveries = [...evs, evs[1]!].map((e) => fakeDelivery(e));
+      await Promise.all(deliveries.map((x) => ingester.handle(x.d)));
+      off();
+      expect(deliveries.map((x) => x.calls.join())).toEqual(deliveries.map(() => "ack"));
+      for (const id of ids) {
+        expect((await getTask(store.db, id))?.state).toBe("succeeded");
+        expect(await listEvents(store.db, { taskId: id, type: "task.succeeded" })).toHaveLength(1);
+      }
+      // 40 events stored (the repeat changes nothing), by far fewer commits than events.
+      expect(commits.reduce((a, b) => a + b, 0)).toBe(40);
+      expect(commits.length).toBeLessThan(10);
+    });
+
     it("stores a redelivered event once and acks both deliveries", async () => {
       const { task } = await tasks.create({ kind: "noop", payload: {}, createdBy: "test", channel: "test" });
       const e = event(task.id, { type: "task.started" });
