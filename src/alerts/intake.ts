@@ -24,7 +24,7 @@ import type { AlertmanagerPayload } from "./payload.ts";
 import { isRetryableDbError } from "../store/errors.ts";
 import { createPayloadWriter, instanceKey, type PayloadWriter } from "./writer.ts";
 import { loadPayloadState, type PayloadState } from "./payload-state.ts";
-import { createGroupCommit } from "./group-commit.ts";
+import { createGroupCommit } from "../shared/group-commit.ts";
 import { deferInserts } from "../store/deferred-inserts.ts";
 import { createRateMeter } from "../shared/pacer.ts";
 
@@ -35,7 +35,7 @@ export type IntakeSettings = {
   labels: LabelMapping;
   /** Alerts taken from one payload (ALERTMANAGER_MAX_ALERTS); the rest count as truncated. */
   maxAlerts?: number;
-  /** Group commit (group-commit.ts): payloads and alerts per transaction, transactions at once (MySQL). */
+  /** Group commit (shared/group-commit.ts): payloads and alerts per transaction, transactions at once (MySQL). */
   batch?: { maxPayloads?: number; maxAlerts?: number; concurrency?: number };
 };
 

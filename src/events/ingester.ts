@@ -9,7 +9,7 @@ import { recordHeartbeat } from "../fleet/repo.ts";
 import { getTask, updateTaskIfActive } from "../tasks/repo.ts";
 import { appendEvent } from "./repo.ts";
 import type { TerminalHook } from "../incidents/fix-outcome.ts";
-import { createGroupCommit } from "../alerts/group-commit.ts";
+import { createGroupCommit } from "../shared/group-commit.ts";
 import type { Executor } from "../store/sql.ts";
 
 // Consumes PITCREW_EVENTS: stores each event once (by id) and moves its task on, in one
