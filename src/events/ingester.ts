@@ -53,8 +53,14 @@ export function createEventIngester(deps: {
    * Stores one event and moves its task on, in the caller's transaction. `applied`: what the event
    * did once committed, for the metrics (its task as it was, and whether it ended it).
    */
-  async function applyIn(trx: Executor, e: TaskEvent, recordedAt: number): Promise<Applied> {
-    const task = await getTask(trx, e.taskId);
+  async function applyIn(
+    trx: Executor,
+    e: TaskEvent,
+    recordedAt: number,
+    known?: Map<string, TaskRow>,
+  ): Promise<Applied> {
+    // A batch reads its tasks in one query (`known`), and keeps each as its events leave it.
+    const task = known ? known.get(e.taskId) : await getTask(trx, e.taskId);
     const { id, type, taskId, runnerId, attempt, at, ...rest } = e;
     const inserted = await appendEvent(
       trx,
@@ -92,6 +98,7 @@ export function createEventIngester(deps: {
       if (e.type === "task.cancelled") Object.assign(set, { state: "cancelled", error: e.reason });
     }
     const changed = await updateTaskIfActive(trx, taskId, set);
+    if (changed) known?.set(taskId, { ...task, ...set } as TaskRow);
     if (changed && TERMINAL_EVENT_TYPES.has(e.type) && deps.onTerminal) {
       const outcome = e.type === "task.succeeded" ? "succeeded" : e.type === "task.failed" ? "failed" : "cancelled";
       const detail = e.type === "task.failed" ? e.error : e.type === "task.cancelled" ? e.reason : null;
@@ -126,8 +133,11 @@ export function createEventIngester(deps: {
     (events) =>
       store.db.transaction().execute(async (trx) => {
         const now = deps.now();
+        const ids = [...new Set(events.map((e) => e.taskId))];
+        const rows = await trx.selectFrom("tasks").selectAll().where("id", "in", ids).execute();
+        const known = new Map(rows.map((r) => [r.id, r]));
         const out: Applied[] = [];
-        for (const e of events) out.push(await applyIn(trx, e, now));
+        for (const e of events) out.push(await applyIn(trx, e, now, known));
         return out;
       }),
     (e) => store.db.transaction().execute((trx) => applyIn(trx, e, deps.now())),
