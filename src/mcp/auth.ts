@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
+import type { JWTPayload, JWTVerifyGetKey } from "jose";
 import type { Config, McpToken } from "../config/load.ts";
 import { isAppError, unavailable } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
@@ -85,7 +85,8 @@ export function createMcpAuth(opts: McpAuthOptions): McpAuth {
   let keys: Promise<JWTVerifyGetKey> | undefined;
   function jwks(): Promise<JWTVerifyGetKey> {
     if (!keys) {
-      const pending = resolveJwksUrl().then((url) =>
+      // jose is loaded with the first JWT, not when the control plane starts.
+      const pending = Promise.all([resolveJwksUrl(), import("jose")]).then(([url, { createRemoteJWKSet }]) =>
         createRemoteJWKSet(new URL(url), { timeoutDuration: 5000, cooldownDuration: 30_000 }),
       );
       // A failed discovery is tried again on the next request, not remembered.
@@ -124,6 +125,7 @@ export function createMcpAuth(opts: McpAuthOptions): McpAuth {
   }
 
   async function verifyJwt(token: string): Promise<AuthResult> {
+    const { errors: joseErrors, jwtVerify } = await import("jose");
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, await jwks(), {
