@@ -504,7 +504,7 @@ export function createAlertIntake(deps: IntakeDeps) {
   const load = createRateMeter(1000);
   return {
     /**
-     * Whether the intake is in a storm: more than STORM_LOAD payloads a second, a payload counting
+     * Whether the intake is in a storm: STORM_LOAD payloads a second or more, a payload counting
      * one and a tenth per alert. Background work that competes for the process and the store
      * (analysis) then takes turns with it, so that alerts go first.
      */
