@@ -10,7 +10,6 @@ import { startTcpProxy } from "../helpers/tcp-proxy.ts";
 import { waitFor } from "../helpers/wait.ts";
 import {
   alertmanagerSender,
-  amPayload,
   type DeliveryCounts,
   type Plane,
   privateNats,
@@ -19,6 +18,7 @@ import {
   startPlane,
   stormAlert,
 } from "./helpers.ts";
+import { amPayload } from "../helpers/alerts.ts";
 
 // A distributed control plane (MariaDB + JetStream) under a steady storm loses NATS for 10 s (a
 // nats-server of the test's own, stopped and started again on the same port and store), then its
@@ -42,14 +42,10 @@ describe.skipIf(!mysqlUp)("NATS stopped and the database cut for 10 s each durin
     dir = mkdtempSync(join(tmpdir(), "pitcrew-faults-outage-"));
     mkdirSync(join(dir, "skills"));
     db = await privateMysqlUrl();
-    const direct = new URL(db.url);
-    proxy = await startTcpProxy({ host: direct.hostname, port: Number(direct.port || 3306) });
-    const viaProxy = new URL(db.url);
-    viaProxy.hostname = "127.0.0.1";
-    viaProxy.port = String(proxy.port);
+    proxy = await startTcpProxy(db.url);
     nats = await privateNats(join(dir, "nats"));
     plane = await startPlane({
-      DATABASE_URL: viaProxy.toString(),
+      DATABASE_URL: proxy.url,
       NATS_URL: nats.url,
       DATA_DIR: join(dir, "data"),
       SKILLS_DIR: join(dir, "skills"),

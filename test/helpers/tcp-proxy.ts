@@ -1,11 +1,16 @@
 import { createServer, connect, type Server, type Socket } from "node:net";
 
+const DEFAULT_PORTS: Record<string, number> = { "mysql:": 3306, "nats:": 4222 };
+
 /**
- * A TCP proxy in front of a real server that a test can take down and bring back: down() cuts
- * every connection and refuses new ones, as a stopped server would; up() accepts again on the
- * same port. Lets tests observe outages without stopping the shared NATS.
+ * A TCP proxy in front of the real server `serverUrl` names, that a test can take down and bring
+ * back: down() cuts every connection and refuses new ones, as a stopped server would; up() accepts
+ * again on the same port. Its `url` is `serverUrl` through the proxy (scheme, credentials and
+ * database kept). Lets tests observe outages without stopping the shared NATS or MariaDB.
  */
-export async function startTcpProxy(target: { host: string; port: number }) {
+export async function startTcpProxy(serverUrl: string) {
+  const server_ = new URL(serverUrl);
+  const target = { host: server_.hostname, port: Number(server_.port || DEFAULT_PORTS[server_.protocol]) };
   const sockets = new Set<Socket>();
   let isUp = true;
   let server: Server | undefined;
@@ -41,7 +46,10 @@ export async function startTcpProxy(target: { host: string; port: number }) {
       return port;
     },
     get url() {
-      return `nats://127.0.0.1:${port}`;
+      const through = new URL(serverUrl);
+      through.hostname = "127.0.0.1";
+      through.port = String(port);
+      return through.toString();
     },
     async down() {
       isUp = false;

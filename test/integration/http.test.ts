@@ -151,8 +151,7 @@ describe("HTTP shell (embedded)", () => {
 
 describe.skipIf(!natsUp)("HTTP readiness with NATS", () => {
   it("turns /readyz 503 within 5 s of NATS going away and back to 200 when it returns, without a restart", async () => {
-    const target = new URL(NATS_URL);
-    const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 4222) });
+    const proxy = await startTcpProxy(NATS_URL);
     const settings = uniqueSettings();
     const queue = createJetStreamQueue({
       servers: [proxy.url],

@@ -412,11 +412,8 @@ describe("AlertManager intake with the database down", () => {
   it.skipIf(!mysql.available)(
     "answers 503 while MySQL is unreachable and stores AlertManager's retry once when it is back",
     async () => {
-      const url = new URL(MYSQL_URL);
-      const proxy = await startTcpProxy({ host: url.hostname, port: Number(url.port || 3306) });
-      const proxied = new URL(url);
-      proxied.host = `127.0.0.1:${proxy.port}`;
-      const store = openStore({ dialect: "mysql", url: proxied.toString(), poolSize: 4 });
+      const proxy = await startTcpProxy(MYSQL_URL);
+      const store = openStore({ dialect: "mysql", url: proxy.url, poolSize: 4 });
       const h = await intakeApp(store);
       const tag = newTag();
       try {

@@ -89,10 +89,7 @@ for (const f of stores) {
     describe.skipIf(!natsUp)("with JetStream", () => {
       it("delivers 1,000 tasks enqueued while NATS is down exactly once after it comes back", async () => {
         const settings = uniqueSettings({ ackWaitMs: 10_000 });
-        const proxy = await startTcpProxy({
-          host: new URL(NATS_URL).hostname,
-          port: Number(new URL(NATS_URL).port || 4222),
-        });
+        const proxy = await startTcpProxy(NATS_URL);
         const producer = createJetStreamQueue({
           servers: [proxy.url],
           name: "outbox-test",
@@ -151,10 +148,7 @@ for (const f of stores) {
 
       it("sets the cancel marker of a task cancelled while NATS was away once it is back, and sends the cancel notice", async () => {
         const settings = uniqueSettings();
-        const proxy = await startTcpProxy({
-          host: new URL(NATS_URL).hostname,
-          port: Number(new URL(NATS_URL).port || 4222),
-        });
+        const proxy = await startTcpProxy(NATS_URL);
         const producer = createJetStreamQueue({
           servers: [proxy.url],
           name: "outbox-cancel-test",

@@ -39,11 +39,7 @@ describe.skipIf(!up)("a database cut during a storm strands no incident", () => 
 
   beforeAll(async () => {
     db = await privateMysqlUrl();
-    const direct = new URL(db.url);
-    proxy = await startTcpProxy({ host: direct.hostname, port: Number(direct.port || 3306) });
-    const viaProxy = new URL(db.url);
-    viaProxy.hostname = "127.0.0.1";
-    viaProxy.port = String(proxy.port);
+    proxy = await startTcpProxy(db.url);
     dir = mkdtempSync(join(tmpdir(), "pitcrew-fault-"));
     const repo = makeBareRepo(dir, [{ message: "init", files: { "README.md": "gitops\n" } }]);
     model = createServer((req, res) => {
@@ -67,7 +63,7 @@ describe.skipIf(!up)("a database cut during a storm strands no incident", () => 
       PORT: String(port),
       HOST: "127.0.0.1",
       DATA_DIR: join(dir, "data"),
-      DATABASE_URL: viaProxy.toString(),
+      DATABASE_URL: proxy.url,
       NATS_URL,
       NATS_PREFIX: prefix,
       ALERTMANAGER_TOKEN: TOKEN,
