@@ -4,10 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openStore, type Store } from "../../src/store/db.ts";
-import { fp } from "../helpers/alerts.ts";
+import { amPayload, fp } from "../helpers/alerts.ts";
 import { hasMysql } from "../helpers/services.ts";
 import { privateMysqlUrl } from "../helpers/store.ts";
-import { amPayload, type Plane, prng, report, startPlane, TOKEN } from "./helpers.ts";
+import { type Plane, prng, report, startPlane, TOKEN } from "./helpers.ts";
 import { type Fuzzed, fuzzed } from "./mutations.ts";
 
 // 3,000 seeded mutations of the AlertManager fixtures, then two groups of 10,000 alerts as

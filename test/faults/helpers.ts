@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { connect } from "node:net";
 import { freePort, spawnPitcrew, type Spawned } from "../helpers/process.ts";
-import { fp } from "../helpers/alerts.ts";
+import { amPayload, fp } from "../helpers/alerts.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 export const TOKEN = "fault-token-0123456789abcdef";
@@ -185,22 +185,6 @@ export function stormAlert(tag: string, i: number) {
     endsAt: "0001-01-01T00:00:00Z",
     generatorURL: "http://prometheus:9090/graph?g0.expr=up",
     fingerprint: fp(`storm-${i}`, tag),
-  };
-}
-
-/** An AlertManager version-4 body around some alerts. */
-export function amPayload(alerts: unknown[], groupKey: string) {
-  return {
-    version: "4",
-    groupKey,
-    truncatedAlerts: 0,
-    status: "firing",
-    receiver: "pitcrew",
-    groupLabels: {},
-    commonLabels: {},
-    commonAnnotations: {},
-    externalURL: "http://alertmanager:9093",
-    alerts,
   };
 }
 

@@ -5,7 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openStore, type Store } from "../../src/store/db.ts";
-import { alertmanagerSender, amPayload, type Plane, report, sleep, startPlane, stormAlert, TOKEN } from "./helpers.ts";
+import { alertmanagerSender, type Plane, report, sleep, startPlane, stormAlert, TOKEN } from "./helpers.ts";
+import { amPayload } from "../helpers/alerts.ts";
 
 // Slow senders (slowloris): twenty connections send their headers, then the body at 8 bytes/s, ten
 // with the token and ten without; four more trickle their headers too. Each is cut off before its body is through: 408 within

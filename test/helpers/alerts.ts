@@ -69,3 +69,19 @@ export async function postAlerts(
     payload: typeof body === "string" || Buffer.isBuffer(body) ? body : JSON.stringify(body),
   });
 }
+
+/** An AlertManager version-4 body around some alerts. */
+export function amPayload<A>(alerts: A[], groupKey: string) {
+  return {
+    version: "4",
+    groupKey,
+    truncatedAlerts: 0,
+    status: "firing",
+    receiver: "pitcrew",
+    groupLabels: {},
+    commonLabels: {},
+    commonAnnotations: {},
+    externalURL: "http://alertmanager:9093",
+    alerts,
+  };
+}

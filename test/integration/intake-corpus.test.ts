@@ -8,7 +8,7 @@ import { replay } from "../../src/main/replay.ts";
 import { silentLogger } from "../../src/shared/logger.ts";
 import { rulesPlanner } from "../../src/skills/planner.ts";
 import type { Store } from "../../src/store/db.ts";
-import { fixture, fp, manifest, newTag, postAlerts } from "../helpers/alerts.ts";
+import { amPayload, fixture, fp, manifest, newTag, postAlerts } from "../helpers/alerts.ts";
 import { intakeApp, TOKEN, type IntakeHarness } from "../helpers/intake-app.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
 
@@ -61,18 +61,7 @@ function group(n: number, tag: string, opts: { oneDeployment?: boolean } = {}) {
     generatorURL: "http://prometheus-k8s-0:9090/graph?g0.expr=up",
     fingerprint: fp(`group-${i}`, tag),
   }));
-  return {
-    version: "4",
-    groupKey: `{}:{namespace="big-${tag}"}`,
-    truncatedAlerts: 0,
-    status: "firing",
-    receiver: "pitcrew",
-    groupLabels: {},
-    commonLabels: {},
-    commonAnnotations: {},
-    externalURL: "http://alertmanager:9093",
-    alerts,
-  };
+  return amPayload(alerts, `{}:{namespace="big-${tag}"}`);
 }
 
 for (const f of factories) {

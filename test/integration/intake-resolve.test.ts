@@ -3,7 +3,7 @@ import { listEvents } from "../../src/events/repo.ts";
 import { applyTransition } from "../../src/incidents/service.ts";
 import type { IncidentEvent } from "../../src/incidents/lifecycle.ts";
 import { getIncident } from "../../src/incidents/repo.ts";
-import { fixture, fp, newTag, postAlerts } from "../helpers/alerts.ts";
+import { amPayload, fixture, fp, newTag, postAlerts } from "../helpers/alerts.ts";
 import { intakeApp, TOKEN, type IntakeHarness } from "../helpers/intake-app.ts";
 import { storeFactories, type TestStore } from "../helpers/store.ts";
 
@@ -28,18 +28,7 @@ function group(n: number, tag: string, startsAt: string) {
     endsAt: "0001-01-01T00:00:00Z",
     fingerprint: fp(`node-${i}`, tag),
   }));
-  return {
-    version: "4",
-    groupKey: `{}:{namespace="grp-${tag}"}`,
-    truncatedAlerts: 0,
-    status: "firing",
-    receiver: "pitcrew",
-    groupLabels: {},
-    commonLabels: {},
-    commonAnnotations: {},
-    externalURL: "",
-    alerts,
-  };
+  return amPayload(alerts, `{}:{namespace="grp-${tag}"}`);
 }
 
 function resolvesOf(body: ReturnType<typeof group>, endsAt: string) {
