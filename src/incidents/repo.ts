@@ -77,16 +77,16 @@ export async function latestStatusByFingerprint(db: Executor, incidentId: string
 
 export type IncidentFilter = { state?: IncidentState; namespace?: string; afterId?: string; limit?: number };
 
-/** Newest first, paginated by id (time-ordered): pass the last id as `afterId`. */
-export async function listIncidents(db: Executor, f: IncidentFilter = {}): Promise<IncidentRow[]> {
-  let q = db.selectFrom("incidents").selectAll();
+/**
+ * The page of incidents a filter names, newest first, paginated by id (time-ordered): pass the last
+ * id as `afterId`. The caller picks the columns (.select), so a view reads only what it shows.
+ */
+export function incidentsPage(db: Executor, f: IncidentFilter = {}) {
+  let q = db.selectFrom("incidents");
   if (f.state) q = q.where("state", "=", f.state);
   if (f.namespace) q = q.where("namespace", "=", f.namespace);
   if (f.afterId) q = q.where("id", "<", f.afterId);
-  return q
-    .orderBy("id", "desc")
-    .limit(Math.min(f.limit ?? 50, 500))
-    .execute();
+  return q.orderBy("id", "desc").limit(Math.min(f.limit ?? 50, 500));
 }
 
 export async function countIncidentsByState(db: Executor): Promise<Record<string, number>> {

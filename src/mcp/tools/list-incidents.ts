@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { defineTool } from "../tool.ts";
 import { INCIDENT_STATES } from "../../incidents/lifecycle.ts";
+import { incidentsPage } from "../../incidents/repo.ts";
 import {
   cursorIn,
   cursorOf,
@@ -29,14 +30,16 @@ export const listIncidents = defineTool({
   },
   annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, { deps }) {
-    // The filters of incidents/repo.ts listIncidents, reading only the columns the view shows:
-    // all of a row's columns were most of a page's cost on SQLite (~0.5 → ~0.25 ms for 50).
-    let q = deps.store.db.selectFrom("incidents").select(INCIDENT_VIEW_COLUMNS);
-    if (args.state) q = q.where("state", "=", args.state);
-    if (args.namespace) q = q.where("namespace", "=", args.namespace);
-    const afterId = cursorOf("incident", args.cursor, "inc");
-    if (afterId) q = q.where("id", "<", afterId);
-    const rows = await q.orderBy("id", "desc").limit(args.limit).execute();
+    // Only the columns the view shows: all of a row's columns were most of a page's cost on
+    // SQLite (~0.5 → ~0.25 ms for 50).
+    const rows = await incidentsPage(deps.store.db, {
+      state: args.state,
+      namespace: args.namespace,
+      afterId: cursorOf("incident", args.cursor, "inc"),
+      limit: args.limit,
+    })
+      .select(INCIDENT_VIEW_COLUMNS)
+      .execute();
     const next = rows.length === args.limit ? rows[rows.length - 1]!.id : null;
     return {
       summary: `${rows.length} incident(s)${next ? "; more with next_cursor" : ""}`,
