@@ -42,7 +42,6 @@ export function createEventIngester(deps: {
   queue: TaskQueue;
   log: Logger;
   now: () => number;
-  onTaskEvent?: (e: TaskEvent) => void;
   onTerminal?: TerminalHook;
   metrics?: Pick<Metrics, "taskDuration" | "queueRedeliveries">;
 }) {
@@ -110,10 +109,9 @@ export function createEventIngester(deps: {
     return { result: "stored", applied: { task, ended: changed && TERMINAL_EVENT_TYPES.has(e.type) } };
   }
 
-  /** After the commit that holds it: the event's metrics and listeners. */
+  /** After the commit that holds it: the event's metrics. */
   function committed(e: TaskEvent, a: Applied): IngestResult {
     if (a.applied && deps.metrics) countTaskEvent(deps.metrics, e, a.applied.task, a.applied.ended);
-    if (a.result === "stored") deps.onTaskEvent?.(e);
     return a.result;
   }
 
